@@ -1,0 +1,91 @@
+"""Knollm's exception hierarchy.
+
+Every error Knollm raises on purpose is a :class:`KnollmError`::
+
+    KnollmError
+    ├── DumpError            a provider dump cannot be read (names the file)
+    │   └── ShapeError       the JSON parsed but is none of the known shapes
+    ├── RecordError          one record in a dump is unusable (names file + record)
+    ├── StrictModeError      --strict and at least one warning was emitted
+    ├── CatalogError         a catalog file is missing, corrupt or of another schema
+    ├── NotFoundError        a provider / model / library asked for does not exist
+    │                        (carries ``suggestions`` for "did you mean")
+    ├── FetchError           refreshing a dump from a provider failed
+    └── SiteError            building the site failed
+
+Messages never contain API key values.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "KnollmError",
+    "DumpError",
+    "ShapeError",
+    "RecordError",
+    "StrictModeError",
+    "CatalogError",
+    "NotFoundError",
+    "FetchError",
+    "SiteError",
+]
+
+
+class KnollmError(Exception):
+    """Base class of every error Knollm raises on purpose."""
+
+
+class DumpError(KnollmError):
+    """A dump file could not be read or parsed. ``path`` names the file."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class ShapeError(DumpError):
+    """The JSON parsed but is not an OpenAI list, a bare array or a keyed object."""
+
+
+class RecordError(KnollmError):
+    """One record of a dump is unusable; the rest of the dump still loads."""
+
+    def __init__(self, path: str, record: str | int, message: str) -> None:
+        self.path = str(path)
+        self.record = record
+        super().__init__(f"{self.path} [{record}]: {message}")
+
+
+class StrictModeError(KnollmError):
+    """Raised by ``--strict`` builds when any warning was emitted."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        self.warnings = list(warnings)
+        head = "; ".join(self.warnings[:5])
+        more = f" (+{len(self.warnings) - 5} more)" if len(self.warnings) > 5 else ""
+        super().__init__(f"{len(self.warnings)} warning(s) in strict mode: {head}{more}")
+
+
+class CatalogError(KnollmError):
+    """A catalog file is missing, corrupt or written by an incompatible schema."""
+
+
+class NotFoundError(KnollmError):
+    """A provider, model or library that was asked for does not exist."""
+
+    def __init__(self, kind: str, name: str, suggestions: list[str] | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        msg = f"unknown {kind}: {name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        super().__init__(msg)
+
+
+class FetchError(KnollmError):
+    """Fetching a provider's model list failed. Never includes key values."""
+
+
+class SiteError(KnollmError):
+    """Building the static site failed."""
