@@ -1,0 +1,194 @@
+"""The normalized catalog schema (pydantic v2, strict, ``extra='forbid'``).
+
+The catalog JSON written by ``knollm catalog`` validates against :class:`Catalog`;
+``knollm schema`` (and the site's ``schema.json``) export its JSON Schema.
+
+Provenance
+----------
+Every price, limit and capability value carries its source in ``Model.sources``:
+a map from field path (``"prices.input"``, ``"context_window"``,
+``"capabilities.tools"``, …) to one of :data:`SOURCES`. ``Model.joins`` records how the
+model was matched in each registry (``exact`` / ``alias`` / ``canonical`` / ``family``);
+a ``family`` join is low-confidence and only ever fills values that are still unknown.
+
+Precedence (highest first; a lower source only fills what is still unknown):
+
+1. ``dump`` – the provider's own model-list answer
+2. ``genai-prices`` (prices, deprecation) / ``models.dev`` (limits, modalities,
+   capabilities, dates, open weights) matched to the *same provider*
+3. the other registry for the same provider
+4. ``litellm`` – LiteLLM's cost map dump (third-party, per provider)
+5. ``models.dev`` / ``genai-prices`` matched to the same canonical model on *another*
+   provider – limits, modalities and capabilities only, never prices
+6. ``inferred`` – from the model's name (e.g. ``-vision``, ``embed``) – capabilities only
+
+Prices are USD per million tokens (per request / per image where so named); ``None``
+means unknown – never 0 for unknown. ``free`` is true only when a source says the
+price is zero for a text model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "CAPABILITIES",
+    "PRICE_FIELDS",
+    "Source",
+    "Prices",
+    "Capabilities",
+    "Provider",
+    "Model",
+    "CatalogWarning",
+    "SourceInfo",
+    "Catalog",
+    "json_schema",
+]
+
+SCHEMA_VERSION = 1
+
+Source = Literal["dump", "genai-prices", "models.dev", "litellm", "inferred"]
+SOURCES: tuple[str, ...] = ("dump", "genai-prices", "models.dev", "litellm", "inferred")
+JoinQuality = Literal["exact", "alias", "canonical", "family"]
+Kind = Literal["chat", "completion", "embedding", "image", "audio", "rerank", "moderation", "video", "other"]
+
+#: three-state capability flags: True / False / None (unknown)
+CAPABILITIES: tuple[str, ...] = (
+    "tools",
+    "vision",
+    "structured_output",
+    "json_mode",
+    "reasoning",
+    "prompt_caching",
+    "web_search",
+    "audio_input",
+    "pdf_input",
+    "fine_tuning",
+)
+PRICE_FIELDS: tuple[str, ...] = ("input", "output", "cache_read", "cache_write", "request", "image")
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class Prices(BaseModel):
+    """USD per million tokens (``request``: per request, ``image``: per image). None = unknown."""
+
+    model_config = _STRICT
+    input: float | None = None
+    output: float | None = None
+    cache_read: float | None = None
+    cache_write: float | None = None
+    request: float | None = None
+    image: float | None = None
+
+
+class Capabilities(BaseModel):
+    """Three-state flags: ``True`` supported, ``False`` not supported, ``None`` unknown."""
+
+    model_config = _STRICT
+    tools: bool | None = None
+    vision: bool | None = None
+    structured_output: bool | None = None
+    json_mode: bool | None = None
+    reasoning: bool | None = None
+    prompt_caching: bool | None = None
+    web_search: bool | None = None
+    audio_input: bool | None = None
+    pdf_input: bool | None = None
+    fine_tuning: bool | None = None
+
+
+class Provider(BaseModel):
+    model_config = _STRICT
+    id: str = Field(description="Knollm's provider id, e.g. 'openai', 'togetherai'")
+    name: str
+    base_url: str | None = Field(None, description="OpenAI-compatible (or native) API base URL")
+    docs_url: str | None = None
+    api_key_env: list[str] = Field(default_factory=list, description="environment variable(s) holding the key")
+    api_shape: str | None = Field(None, description="'openai', 'anthropic', 'gemini', … (how to call it)")
+    kind: Literal["provider", "aggregator", "local"] = "provider"
+    sources: list[str] = Field(default_factory=list, description="where this provider's data came from")
+    dump_file: str | None = None
+    dump_shape: str | None = None
+    registry_ids: dict[str, str] = Field(default_factory=dict, description="this provider's id in each registry")
+    field_sources: dict[str, Source] = Field(default_factory=dict)
+    model_count: int = 0
+
+
+class Model(BaseModel):
+    """One model as offered by one provider."""
+
+    model_config = _STRICT
+    key: str = Field(description="'<provider>/<id>', unique in the catalog")
+    provider: str
+    id: str = Field(description="the model id exactly as the provider spells it")
+    canonical_id: str = Field(description="the same underlying model across providers")
+    family: str | None = None
+    name: str | None = None
+    description: str | None = None
+    kind: Kind = "other"
+    context_window: int | None = None
+    max_output: int | None = None
+    input_modalities: list[str] = Field(default_factory=list)
+    output_modalities: list[str] = Field(default_factory=list)
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    prices: Prices = Field(default_factory=Prices)
+    free: bool = False
+    variable_pricing: bool = Field(False, description="provider says the price varies (e.g. '-1')")
+    price_tiers: list[dict[str, float]] = Field(
+        default_factory=list, description="tiered input/output prices from genai-prices: {start, input, output}"
+    )
+    deprecated: bool | None = None
+    created: str | None = Field(None, description="ISO date the provider reports for the model")
+    release_date: str | None = None
+    open_weights: bool | None = None
+    owned_by: str | None = None
+    quantization: str | None = None
+    sources: dict[str, Source] = Field(default_factory=dict, description="field path -> source")
+    joins: dict[str, JoinQuality] = Field(default_factory=dict, description="registry -> match quality")
+    origin: list[str] = Field(default_factory=list, description="dump files / registries listing this model")
+    flags: list[str] = Field(default_factory=list, description="data-quality flags")
+    first_seen: str | None = None
+    last_seen: str | None = None
+
+
+class CatalogWarning(BaseModel):
+    model_config = _STRICT
+    code: str
+    file: str
+    record: str | None = None
+    message: str
+
+
+class SourceInfo(BaseModel):
+    model_config = _STRICT
+    name: str
+    kind: Literal["dumps", "registry"]
+    version: str | None = None
+    path: str | None = None
+    files: int | None = None
+    records: int | None = None
+
+
+class Catalog(BaseModel):
+    model_config = _STRICT
+    schema_version: int = SCHEMA_VERSION
+    generated_at: str
+    data_date: str | None = Field(None, description="newest date of the input data")
+    sources: list[SourceInfo]
+    providers: list[Provider]
+    models: list[Model]
+    warnings: list[CatalogWarning] = Field(default_factory=list)
+    stats: dict[str, float | int] = Field(default_factory=dict)
+
+
+def json_schema() -> dict:
+    """The JSON Schema of the catalog file."""
+    schema = Catalog.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Knollm catalog"
+    return schema
