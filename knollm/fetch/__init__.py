@@ -1,0 +1,37 @@
+"""Refresh provider dumps from their model-list APIs (``knollm fetch``).
+
+Library use::
+
+    from knollm.fetch import load_registry, fetch_all
+    registry = load_registry("work/model_catalog/providers.toml")
+    report = fetch_all(registry, out_dir="work/model_catalog", only=["openai"])
+    print(report.render_text())
+
+* :mod:`knollm.fetch.registry` – the provider registry (``providers.toml``), validated
+* :mod:`knollm.fetch.client` – async fetching: concurrency limit, timeouts, retries with
+  exponential backoff + jitter honouring ``Retry-After``, pagination, size limit, atomic
+  writes
+* :mod:`knollm.fetch.redact` – keeps API key values out of every message
+* :mod:`knollm.fetch.report` – the fetch report (JSON + text)
+"""
+
+from __future__ import annotations
+
+from .client import fetch_all, fetch_all_async
+from .redact import Redactor, safe_url
+from .registry import ProviderSpec, Registry, RegistryError, Settings, load_registry
+from .report import FetchReport, ProviderResult
+
+__all__ = [
+    "FetchReport",
+    "ProviderResult",
+    "ProviderSpec",
+    "Redactor",
+    "Registry",
+    "RegistryError",
+    "Settings",
+    "fetch_all",
+    "fetch_all_async",
+    "load_registry",
+    "safe_url",
+]

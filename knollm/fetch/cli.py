@@ -1,0 +1,101 @@
+"""``knollm fetch``: refresh provider dumps from their model-list APIs.
+
+Exit code: 0 when no provider failed (providers without a key are *skipped* and
+reported, which is not an error), 1 when at least one provider failed, 2 on a usage
+error. Failed providers keep their previous dump untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..cli.output import emit, output_options
+
+__all__ = ["command", "DEFAULT_OUT", "default_registry_path"]
+
+DEFAULT_OUT = "work/model_catalog"
+
+
+def default_registry_path() -> Path:
+    """``work/model_catalog/providers.toml`` under the current directory, else the checkout."""
+    here = Path("work/model_catalog/providers.toml")
+    if here.exists():
+        return here
+    repo = Path(__file__).resolve().parents[2] / "work" / "model_catalog" / "providers.toml"
+    return repo if repo.exists() else here
+
+
+@click.command("fetch")
+@click.option("--providers", "providers_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Provider registry TOML (default: work/model_catalog/providers.toml).")
+@click.option("--only", default=None, metavar="ID,…", help="Fetch only these providers (even disabled ones).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Dump directory (default: $KNOLLM_DUMPS or work/model_catalog).")
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Providers fetched at once.")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the fetch report as JSON to this file.")
+@click.option("--summary", "summary_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as markdown (e.g. $GITHUB_STEP_SUMMARY; appended).")
+@click.option("--history", "history_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="First/last-seen history to update (default: <out>/history.json).")
+@click.option("--no-history", is_flag=True, help="Do not update the first/last-seen history.")
+@click.option("--dry-run", is_flag=True, help="Show what would be fetched (and which keys are missing); no network.")
+@click.option("-v", "--verbose", is_flag=True, help="Log requests, retries and pages to stderr (keys redacted).")
+@output_options
+def command(providers_file, only, out_dir, concurrency, report_file, summary_file, history_file, no_history,
+            dry_run, verbose, output) -> int:
+    """Refresh provider dumps from their model-list APIs.
+
+    \b
+    Keys come from the environment variables the registry names; providers without one
+    are skipped. A dump is replaced (atomically) only when the answer parses into the
+    expected shape; on any failure the previous dump stays. Exit code 0 if no provider
+    failed, 1 if any failed.
+    """
+    from . import fetch_all, load_registry
+
+    reg = load_registry(providers_file or default_registry_path())
+    out = out_dir or Path(os.environ.get("KNOLLM_DUMPS") or DEFAULT_OUT)
+    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    specs = reg.select(ids)
+
+    if dry_run:
+        rows = []
+        for s in specs:
+            has_key = s.auth == "none" or any(os.environ.get(k, "").strip() for k in s.key_env)
+            rows.append({"provider": s.id, "auth": s.auth, "key_env": ",".join(s.key_env) or "-",
+                         "key": "n/a" if s.auth == "none" else ("set" if has_key else "missing"),
+                         "action": "skip (manual)" if s.manual else "fetch" if has_key else "skip (no key)",
+                         "url": s.url.split("?", 1)[0]})
+        emit(rows, ["provider", "auth", "key_env", "key", "action", "url"], output)
+        return 0
+
+    log = (lambda msg: click.echo(msg, err=True)) if verbose else None
+    report = fetch_all(reg, out, only=ids, log=log, concurrency=concurrency)
+
+    if not no_history:
+        ok = [r.id for r in report.results if r.status == "ok"]
+        if ok:
+            from ..history import update_history
+
+            update_history(history_file or out / "history.json", out, providers=ok)
+
+    doc = report.to_dict()
+    if report_file is not None:
+        import orjson
+
+        from .client import atomic_write
+
+        atomic_write(report_file, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
+    if summary_file is not None:
+        with open(summary_file, "a", encoding="utf-8") as f:
+            f.write(report.render_markdown())
+    if output["format"] == "table":
+        click.echo(report.render_text())
+    else:
+        emit(report.rows(), ["provider", "status", "models", "retries", "pages", "time", "reason"], output,
+             json_obj=doc)
+    return report.exit_code

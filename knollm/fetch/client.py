@@ -1,0 +1,467 @@
+"""Fetch provider model lists: async httpx2 with a concurrency limit, connect/read
+timeouts, retries with exponential backoff + jitter on 429/5xx/network errors (honouring
+``Retry-After``), pagination followed to the end, a size limit, and atomic dump writes.
+
+A dump is written only when the answer parses into the provider's expected shape and
+holds at least one model; it is written to a temp file in the same directory, fsynced
+and ``os.replace``-d over the old one, so on any failure the previous dump is untouched.
+A single-page answer is stored byte for byte as the provider sent it; a paginated (or
+``list-key``) answer is re-serialized as ``{"object": "list", "data": [...]}``.
+
+Key values never leave this module: they are sent only in the header / query parameter
+the registry names, every message goes through a :class:`~knollm.fetch.redact.Redactor`,
+URLs are printed without their query string, and an answer that echoes a key is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import orjson
+
+from ..diagnostics import Diagnostics
+from ..errors import DumpError, FetchError
+from ..readers import detect_shape, parse_dump, read_dump, records_from_payload
+from .redact import Redactor, RedactingFilter, safe_url
+from .registry import ProviderSpec, Registry, Settings
+from .report import FetchReport, ProviderResult
+
+__all__ = ["RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
+
+#: statuses worth another attempt (with backoff)
+RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
+_HTTP_LOGGERS = ("httpx2", "httpcore2.connection", "httpcore2.http11", "httpcore2.http2", "httpcore2.proxy")
+_log = logging.getLogger("knollm.fetch")
+
+LogFn = Callable[[str], None]
+
+
+class _TooBig(Exception):
+    pass
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with "equal jitter": half of ``min(cap, base·2^(n-1))`` fixed,
+    half random – retries spread out but never collapse to zero."""
+    rng = rng or random
+    d = min(cap, base * (2 ** max(0, attempt - 1)))
+    return d / 2 + rng.uniform(0, d / 2)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename durable; best effort (not every FS allows opening a dir)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def _count_models(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    try:
+        return len(read_dump(path, Diagnostics()).records)
+    except DumpError:
+        return None
+
+
+def _describe_transport_error(e: Exception, connect_timeout: float, read_timeout: float) -> str:
+    if isinstance(e, httpx2.ConnectTimeout):
+        return f"connect timed out after {connect_timeout:g}s"
+    if isinstance(e, httpx2.ReadTimeout):
+        return f"read timed out (no data for {read_timeout:g}s)"
+    if isinstance(e, httpx2.PoolTimeout):
+        return "timed out waiting for a connection"
+    if isinstance(e, httpx2.TimeoutException):
+        return "timed out"
+    if isinstance(e, httpx2.RemoteProtocolError):
+        return f"connection broken mid-answer (truncated body?): {e}"
+    if isinstance(e, httpx2.ConnectError):
+        return f"cannot connect: {e}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _snippet(body: bytes, limit: int = 160) -> str:
+    text = body[:4096].decode("utf-8", "replace")
+    if text.lstrip()[:1] == "<":
+        return "(HTML page)"
+    try:
+        obj = orjson.loads(body[:65536])
+        if isinstance(obj, dict):
+            err = obj.get("error", obj.get("message", obj.get("detail")))
+            if isinstance(err, dict):
+                err = err.get("message") or err.get("type") or err
+            if err is not None:
+                text = str(err)
+    except orjson.JSONDecodeError:
+        pass
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Run:
+    """State shared by the providers of one run."""
+
+    def __init__(self, registry: Registry, out_dir: Path, env: Mapping[str, str], log: LogFn | None,
+                 rng: random.Random) -> None:
+        self.registry = registry
+        self.settings: Settings = registry.settings
+        self.out_dir = out_dir
+        self.env = env
+        self.redactor = Redactor()
+        self._log = log
+        self.rng = rng
+
+    def log(self, msg: str) -> None:
+        msg = self.redactor.redact(msg)
+        _log.info(msg)
+        if self._log is not None:
+            self._log(msg)
+
+    def key_for(self, spec: ProviderSpec) -> str | None:
+        for name in spec.key_env:
+            v = self.env.get(name)
+            if v and v.strip():
+                return v.strip()
+        return None
+
+    # -- one HTTP GET with retries ------------------------------------------------------
+    async def get(self, client: httpx2.AsyncClient, spec: ProviderSpec, params: dict, headers: dict,
+                  res: ProviderResult) -> bytes:
+        s = self.settings
+        retries = s.retries if spec.retries is None else spec.retries
+        max_bytes = spec.max_bytes or s.max_bytes
+        ct = spec.connect_timeout or s.connect_timeout
+        rt = spec.read_timeout or s.read_timeout
+        timeout = httpx2.Timeout(connect=ct, read=rt, write=rt, pool=ct + rt)
+        attempt = 0
+        while True:
+            attempt += 1
+            res.attempts += 1
+            retry_after: float | None = None
+            try:
+                status, body, hdrs = await self._once(client, spec.url, params, headers, timeout, max_bytes)
+            except _TooBig as e:
+                raise FetchError(f"answer is larger than the {max_bytes:,}-byte limit ({e}); refused") from None
+            except httpx2.TransportError as e:
+                err = _describe_transport_error(e, ct, rt)
+            else:
+                res.http_status = status
+                if 200 <= status < 300:
+                    return body
+                phrase = _phrase(status)
+                if status in RETRY_STATUSES:
+                    err = f"HTTP {status} {phrase}".strip()
+                    retry_after = parse_retry_after(hdrs.get("retry-after"))
+                else:
+                    hint = ""
+                    if status in (401, 403) and spec.key_env:
+                        hint = f" (check the key in {' / '.join(spec.key_env)})"
+                    raise FetchError(f"HTTP {status} {phrase}{hint}: {_snippet(body)}".rstrip(": "))
+            if attempt > retries:
+                tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
+                raise FetchError(f"{err}; gave up after {tries}")
+            if retry_after is not None:
+                if retry_after > s.max_retry_after:
+                    raise FetchError(f"{err}: Retry-After {retry_after:.0f}s exceeds max_retry_after "
+                                     f"{s.max_retry_after:g}s; not waiting")
+                delay = retry_after + self.rng.uniform(0, min(1.0, 0.1 * retry_after + 0.05))
+                why = f"Retry-After {retry_after:g}s"
+            else:
+                delay = backoff_delay(attempt, s.backoff_base, s.backoff_max, self.rng)
+                why = "backoff"
+            res.retries += 1
+            ev = self.redactor.redact(f"attempt {attempt}: {err}; retry in {delay:.2f}s ({why})")
+            res.events.append(ev)
+            self.log(f"{spec.id}: {ev}")
+            await asyncio.sleep(delay)
+
+    async def _once(self, client, url, params, headers, timeout, max_bytes) -> tuple[int, bytes, httpx2.Headers]:
+        async with client.stream("GET", url, params=params, headers=headers, timeout=timeout) as resp:
+            ok = 200 <= resp.status_code < 300
+            limit = max_bytes if ok else 65536  # error pages: read only what a message needs
+            cl = resp.headers.get("content-length")
+            if ok and cl and cl.isdigit() and int(cl) > max_bytes:
+                raise _TooBig(f"Content-Length {int(cl):,}")
+            buf = bytearray()
+            async for chunk in resp.aiter_bytes():
+                buf += chunk
+                if len(buf) > limit:
+                    if ok:
+                        raise _TooBig(f"over {len(buf):,} bytes read")
+                    break
+            return resp.status_code, bytes(buf), resp.headers
+
+    # -- one provider ---------------------------------------------------------------------
+    async def fetch_provider(self, client: httpx2.AsyncClient, spec: ProviderSpec,
+                             sem: asyncio.Semaphore) -> ProviderResult:
+        res = ProviderResult(id=spec.id, status="failed", url=safe_url(spec.url))
+        path = self.out_dir / spec.dump_name()
+        res.models_before = _count_models(path)
+        key = None
+        if spec.manual:
+            res.status = "skipped"
+            res.reason = "hand-curated dump; not fetched" + (f" ({spec.note})" if spec.note else "")
+            return res
+        if spec.auth != "none":
+            key = self.key_for(spec)
+            if key is None:
+                res.status = "skipped"
+                res.reason = f"no API key (set {' or '.join(spec.key_env)})"
+                self.log(f"{spec.id}: skipped: {res.reason}")
+                return res
+        async with sem:
+            t0 = time.monotonic()
+            self.log(f"{spec.id}: GET {safe_url(spec.url)}")
+            try:
+                async with asyncio.timeout(self.settings.total_timeout):
+                    data, count = await self._fetch_pages(client, spec, key, res)
+                old = path.read_bytes() if path.exists() else None
+                res.changed = old != data
+                if res.changed:
+                    atomic_write(path, data)
+                res.status, res.models_after, res.dump = "ok", count, path.name
+            except FetchError as e:
+                res.reason = self.redactor.redact(str(e))
+            except DumpError as e:
+                res.reason = self.redactor.redact(str(e).split(": ", 1)[-1])
+            except TimeoutError:
+                res.reason = f"gave up after the {self.settings.total_timeout:g}s per-provider time limit"
+            except OSError as e:
+                res.reason = self.redactor.redact(f"cannot write {path.name}: {e.strerror or e}")
+            except Exception as e:  # noqa: BLE001 - one provider never stops the run
+                res.reason = self.redactor.redact(f"unexpected {type(e).__name__}: {e}")
+            res.duration = time.monotonic() - t0
+        if res.status == "failed":
+            kept = "previous dump kept" if res.models_before is not None else "no dump written"
+            res.reason = f"{res.reason} ({kept})"
+        self.log(f"{spec.id}: {res.status}" + (f": {res.reason}" if res.reason else "")
+                 + f" [{res.duration:.2f}s, {res.retries} retries]")
+        return res
+
+    async def _fetch_pages(self, client, spec: ProviderSpec, key: str | None, res: ProviderResult) -> tuple[bytes, int]:
+        headers = {**spec.headers}
+        if spec.auth == "bearer":
+            headers["Authorization"] = f"Bearer {key}"
+        elif spec.auth in ("x-api-key", "header"):
+            headers[spec.key_header] = key  # type: ignore[assignment]
+        items: list[Any] = []
+        keyed: dict | None = None
+        first_body = b""
+        cursor: str | None = None
+        seen: set[str] = set()
+        max_pages = self.settings.max_pages
+        while True:
+            params = dict(spec.params)
+            if spec.pagination != "none" and spec.page_size and spec.page_size_param:
+                params[spec.page_size_param] = str(spec.page_size)
+            if cursor is not None and spec.cursor_param:
+                params[spec.cursor_param] = cursor
+            if spec.auth == "query":
+                params[spec.key_param] = key  # type: ignore[assignment]
+            body = await self.get(client, spec, params, headers, res)
+            res.pages += 1
+            res.bytes += len(body)
+            if self.redactor.contains_secret(body):
+                raise FetchError("the answer contains an API key value; refused, nothing written")
+            page_name = spec.dump_name() if res.pages == 1 else f"{spec.dump_name()} page {res.pages}"
+            payload = parse_dump(body, page_name)
+            page_items = _extract(payload, spec)
+            if isinstance(page_items, dict):
+                keyed = page_items
+            else:
+                items.extend(page_items)
+            if res.pages == 1:
+                first_body = body
+            nxt = _next_cursor(payload, spec, page_items)
+            if not nxt:
+                break
+            if nxt in seen or nxt == cursor:
+                raise FetchError(f"pagination loops: cursor repeated on page {res.pages}")
+            seen.add(nxt)
+            if res.pages >= max_pages:
+                raise FetchError(f"more than {max_pages} pages; stopped")
+            self.log(f"{spec.id}: page {res.pages} ({len(page_items)} models), next page")
+            cursor = nxt
+        if keyed is not None:
+            merged: Any = keyed
+            data = first_body
+        elif res.pages == 1 and spec.shape in ("openai-list", "array"):
+            merged = orjson.loads(first_body) if spec.shape == "openai-list" else items
+            data = first_body
+        else:
+            merged = {"object": "list", "data": items}
+            data = orjson.dumps(merged, option=orjson.OPT_INDENT_2) + b"\n"
+        diags = Diagnostics()
+        _shape, records = records_from_payload(merged, spec.dump_name(), diags)
+        if not records and not spec.allow_empty:
+            why = f"; {diags.items[0].message}" if diags.items else ""
+            raise FetchError(f"the answer lists no models{why}")
+        return data, len(records)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return httpx2.codes.get_reason_phrase(status)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _extract(payload: Any, spec: ProviderSpec) -> list | dict:
+    """The page's model list (a dict for ``keyed``), or :class:`FetchError` on a wrong shape."""
+    if spec.shape == "list-key":
+        lst = payload.get(spec.list_key) if isinstance(payload, dict) else None
+        if isinstance(lst, list):
+            return lst
+        got = _got(payload)
+        raise FetchError(f"expected an object with a {spec.list_key!r} array, got {got}")
+    try:
+        shape = detect_shape(payload)
+    except ValueError as e:
+        shape = None
+        detail = str(e)
+    if shape == spec.shape:
+        return payload if shape in ("array", "keyed") else payload["data"]
+    if shape is None:
+        raise FetchError(f"expected {spec.shape}, got {_got(payload)} ({detail})")
+    raise FetchError(f"expected {spec.shape}, got {_got(payload)}")
+
+
+def _got(payload: Any) -> str:
+    if isinstance(payload, dict):
+        err = payload.get("error")
+        if err is not None:
+            msg = err.get("message") if isinstance(err, dict) else err
+            return f"an error object: {str(msg)[:160]}"
+        try:
+            return detect_shape(payload)
+        except ValueError:
+            return "an object with keys " + ", ".join(sorted(map(str, payload))[:5])
+    if isinstance(payload, list):
+        return "an array"
+    return f"a JSON {type(payload).__name__}"
+
+
+def _next_cursor(payload: Any, spec: ProviderSpec, page_items: list | dict) -> str | None:
+    if spec.pagination == "none" or not isinstance(payload, dict):
+        return None
+    if spec.pagination == "has_more":
+        if payload.get("has_more") is not True:
+            return None
+        cur = payload.get(spec.cursor_field or "last_id")
+        if not cur and isinstance(page_items, list) and page_items and isinstance(page_items[-1], dict):
+            cur = page_items[-1].get("id")
+        if not cur:
+            raise FetchError("has_more is true but the page gives no cursor")
+        return str(cur)
+    tok = payload.get(spec.cursor_field or "nextPageToken")
+    return str(tok) if tok else None
+
+
+async def fetch_all_async(
+    registry: Registry,
+    out_dir: str | Path,
+    *,
+    only: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    log: LogFn | None = None,
+    concurrency: int | None = None,
+    seed: int | None = None,
+    transport: httpx2.AsyncBaseTransport | None = None,
+) -> FetchReport:
+    """Fetch the selected providers; never raises for a provider's failure."""
+    out = Path(out_dir)
+    specs = registry.select(only)
+    run = _Run(registry, out, os.environ if env is None else env, log, random.Random(seed))
+    for spec in specs:  # every key of the run is masked in every message
+        for name in spec.key_env:
+            run.redactor.add(run.env.get(name, "").strip() or None)
+    conc = concurrency or registry.settings.concurrency
+    report = FetchReport(started_at=_now(), out_dir=str(out), registry=registry.path or "", concurrency=conc)
+    filt = RedactingFilter(run.redactor)
+    loggers = [logging.getLogger(n) for n in _HTTP_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(filt)
+    t0 = time.monotonic()
+    try:
+        sem = asyncio.Semaphore(conc)
+        s = registry.settings
+        limits = httpx2.Limits(max_connections=max(conc * 2, 4), max_keepalive_connections=conc)
+        async with httpx2.AsyncClient(
+            timeout=httpx2.Timeout(connect=s.connect_timeout, read=s.read_timeout,
+                                   write=s.read_timeout, pool=s.connect_timeout + s.read_timeout),
+            limits=limits,
+            headers={"User-Agent": s.user_agent, "Accept": "application/json"},
+            follow_redirects=True,
+            transport=transport,
+        ) as client:
+            results = await asyncio.gather(*(run.fetch_provider(client, spec, sem) for spec in specs))
+    finally:
+        for lg in loggers:
+            lg.removeFilter(filt)
+    report.results = list(results)
+    report.duration = time.monotonic() - t0
+    report.finished_at = _now()
+    return report
+
+
+def fetch_all(registry: Registry, out_dir: str | Path, **kwargs: Any) -> FetchReport:
+    """Synchronous wrapper of :func:`fetch_all_async`."""
+    return asyncio.run(fetch_all_async(registry, out_dir, **kwargs))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,207 @@
+"""The provider registry: ``work/model_catalog/providers.toml``, validated with pydantic.
+
+Format (every key except ``url`` has a default)::
+
+    [settings]                 # optional; run-wide defaults
+    concurrency = 6            # providers fetched at once
+    connect_timeout = 10.0     # seconds
+    read_timeout = 60.0        # seconds between two reads of the body
+    retries = 3                # extra attempts on 429 / 5xx / network errors
+    backoff_base = 1.0         # first backoff (s); doubles per attempt, with jitter
+    backoff_max = 30.0
+    max_retry_after = 120.0    # a longer Retry-After fails the provider instead of waiting
+    max_bytes = 67108864       # larger answers are refused
+    max_pages = 100
+
+    [providers.openai]
+    name = "OpenAI"
+    url = "https://api.openai.com/v1/models"
+    auth = "bearer"            # bearer | x-api-key | query | header | none
+    key_env = ["OPENAI_API_KEY"]   # first one set wins
+    shape = "openai-list"      # openai-list | array | keyed | list-key (with list_key)
+    pagination = "none"        # none | has_more | page_token
+
+Ids are the dump names: ``models_<id>.json``. A provider with ``enabled = false`` is
+only fetched when named in ``--only``; one with ``manual = true`` (a hand-curated dump)
+is never fetched, only reported as skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import FetchError
+
+__all__ = ["ProviderSpec", "Registry", "RegistryError", "Settings", "load_registry", "parse_registry"]
+
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FORBID = ConfigDict(extra="forbid")
+
+
+class RegistryError(FetchError):
+    """The provider registry file is missing or invalid (the message names the file)."""
+
+
+class Settings(BaseModel):
+    model_config = _FORBID
+    concurrency: int = Field(6, ge=1, le=64)
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+    total_timeout: float = Field(300.0, gt=0, description="wall-clock limit per provider (all pages, retries)")
+    retries: int = Field(3, ge=0, le=10)
+    backoff_base: float = Field(1.0, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    max_retry_after: float = Field(120.0, ge=0)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_pages: int = Field(100, ge=1)
+    user_agent: str = "knollm-fetch/0.1 (+https://github.com/knollm)"
+
+
+class ProviderSpec(BaseModel):
+    """How to list one provider's models."""
+
+    model_config = _FORBID
+    id: str
+    name: str | None = None
+    url: str
+    docs_url: str | None = None
+    auth: Literal["bearer", "x-api-key", "query", "header", "none"] = "bearer"
+    key_env: list[str] = Field(default_factory=list)
+    key_header: str = Field("x-api-key", description="header name for auth='header' / 'x-api-key'")
+    key_param: str = Field("key", description="query parameter for auth='query'")
+    headers: dict[str, str] = Field(default_factory=dict, description="static extra headers (no secrets)")
+    params: dict[str, str] = Field(default_factory=dict, description="static extra query parameters")
+    shape: Literal["openai-list", "array", "keyed", "list-key"] = "openai-list"
+    list_key: str | None = Field(None, description="for shape='list-key': the key holding the model array")
+    pagination: Literal["none", "has_more", "page_token"] = "none"
+    page_size: int | None = Field(None, ge=1)
+    page_size_param: str | None = None
+    cursor_field: str | None = Field(None, description="response field with the next cursor")
+    cursor_param: str | None = Field(None, description="request parameter that takes the cursor")
+    allow_empty: bool = False
+    enabled: bool = True
+    manual: bool = Field(False, description="hand-curated dump: listed for completeness, never fetched")
+    note: str | None = None
+    # per-provider overrides of [settings]
+    connect_timeout: float | None = Field(None, gt=0)
+    read_timeout: float | None = Field(None, gt=0)
+    retries: int | None = Field(None, ge=0, le=10)
+    max_bytes: int | None = Field(None, ge=1)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, v: str) -> str:
+        if not _ID_RE.match(v):
+            raise ValueError("provider id must be lowercase letters, digits, '_', '.', '-' (the dump name)")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("url must be an absolute http(s) URL")
+        return v
+
+    @field_validator("key_env")
+    @classmethod
+    def _check_env(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _ENV_RE.match(name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return v
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> ProviderSpec:
+        if self.auth != "none" and not self.key_env:
+            raise ValueError(f"auth = {self.auth!r} needs key_env (the variable holding the key)")
+        if self.shape == "list-key" and not self.list_key:
+            raise ValueError("shape = 'list-key' needs list_key")
+        if self.pagination == "has_more":
+            self.cursor_field = self.cursor_field or "last_id"
+            self.cursor_param = self.cursor_param or "after_id"
+            self.page_size_param = self.page_size_param or "limit"
+        elif self.pagination == "page_token":
+            self.cursor_field = self.cursor_field or "nextPageToken"
+            self.cursor_param = self.cursor_param or "pageToken"
+            self.page_size_param = self.page_size_param or "pageSize"
+        lowered = {h.lower() for h in self.headers}
+        if lowered & {"authorization", "x-api-key", "api-key"}:
+            raise ValueError("credentials never go in 'headers'; use auth + key_env")
+        return self
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    def dump_name(self) -> str:
+        return f"models_{self.id}.json"
+
+
+class Registry(BaseModel):
+    model_config = _FORBID
+    path: str | None = None
+    settings: Settings = Field(default_factory=Settings)
+    providers: dict[str, ProviderSpec]
+
+    def select(self, only: list[str] | None = None) -> list[ProviderSpec]:
+        """Providers to fetch: ``only`` (any, even disabled) or every enabled one, in file order."""
+        if not only:
+            return [p for p in self.providers.values() if p.enabled]
+        unknown = [o for o in only if o not in self.providers]
+        if unknown:
+            from ..errors import NotFoundError
+            import difflib
+
+            sugg = difflib.get_close_matches(unknown[0], list(self.providers), n=3)
+            raise NotFoundError("provider", unknown[0], sugg)
+        return [self.providers[o] for o in dict.fromkeys(only)]
+
+
+def _format_validation(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:8]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg')}")
+    more = f" (+{len(e.errors()) - 8} more)" if len(e.errors()) > 8 else ""
+    return "; ".join(parts) + more
+
+
+def parse_registry(data: dict, path: str = "<registry>") -> Registry:
+    """Validate an already-parsed TOML document; errors name ``path`` and the key."""
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path}: not a TOML table")
+    provs = data.get("providers")
+    if not isinstance(provs, dict) or not provs:
+        raise RegistryError(f"{path}: no [providers.<id>] tables")
+    doc = {"path": str(path), "settings": data.get("settings", {}), "providers": {}}
+    extra = set(data) - {"settings", "providers"}
+    if extra:
+        raise RegistryError(f"{path}: unknown top-level key(s): {', '.join(sorted(extra))}")
+    for pid, spec in provs.items():
+        if not isinstance(spec, dict):
+            raise RegistryError(f"{path}: providers.{pid}: must be a table")
+        doc["providers"][pid] = {"id": pid, **spec}
+    try:
+        return Registry.model_validate(doc)
+    except ValidationError as e:
+        raise RegistryError(f"{path}: invalid provider registry: {_format_validation(e)}") from None
+
+
+def load_registry(path: str | Path) -> Registry:
+    """Load and validate a ``providers.toml``; raises :class:`RegistryError` naming the file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RegistryError(f"{path}: cannot read provider registry: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise RegistryError(f"{path}: not valid TOML: {e}") from None
+    return parse_registry(data, str(path))

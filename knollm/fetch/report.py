@@ -1,0 +1,133 @@
+"""The fetch report: per provider ok / skipped / failed with the reason, models before →
+after, attempts, retries, pages, bytes and duration; as JSON (:meth:`FetchReport.to_dict`)
+and as text (:meth:`FetchReport.render_text`, :meth:`FetchReport.render_markdown`).
+
+Every string in a report has already been through the run's redactor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+__all__ = ["FetchReport", "ProviderResult", "REPORT_VERSION"]
+
+REPORT_VERSION = 1
+Status = Literal["ok", "skipped", "failed"]
+
+
+@dataclass
+class ProviderResult:
+    id: str
+    status: Status
+    reason: str | None = None
+    url: str | None = None  # without query string
+    models_before: int | None = None
+    models_after: int | None = None
+    duration: float = 0.0
+    attempts: int = 0
+    retries: int = 0
+    pages: int = 0
+    bytes: int = 0
+    http_status: int | None = None
+    dump: str | None = None  # file name written (ok only)
+    changed: bool | None = None  # dump bytes differ from the previous dump
+    events: list[str] = field(default_factory=list)  # retry/backoff log, redacted
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration"] = round(self.duration, 3)
+        return d
+
+
+@dataclass
+class FetchReport:
+    started_at: str
+    finished_at: str = ""
+    duration: float = 0.0
+    out_dir: str = ""
+    registry: str = ""
+    concurrency: int = 0
+    results: list[ProviderResult] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        c = {"ok": 0, "skipped": 0, "failed": 0}
+        for r in self.results:
+            c[r.status] += 1
+        return c
+
+    @property
+    def failed(self) -> list[ProviderResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no provider failed (skipped ones are fine), 1 otherwise."""
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict:
+        return {
+            "report_version": REPORT_VERSION,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": round(self.duration, 3),
+            "out_dir": self.out_dir,
+            "registry": self.registry,
+            "concurrency": self.concurrency,
+            "counts": self.counts,
+            "retries": sum(r.retries for r in self.results),
+            "changed": sorted(r.id for r in self.results if r.changed),
+            "providers": [r.to_dict() for r in self.results],
+        }
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.results:
+            out.append({
+                "provider": r.id,
+                "status": r.status,
+                "models": _before_after(r),
+                "retries": r.retries,
+                "pages": r.pages,
+                "time": f"{r.duration:.2f}s",
+                "reason": r.reason or ("changed" if r.changed else "unchanged" if r.status == "ok" else ""),
+            })
+        return out
+
+    def render_text(self) -> str:
+        from ..cli.output import format_table
+
+        c = self.counts
+        head = (f"Fetched {len(self.results)} provider(s) in {self.duration:.1f}s: "
+                f"{c['ok']} ok, {c['skipped']} skipped, {c['failed']} failed; "
+                f"{sum(r.retries for r in self.results)} retries")
+        if not self.results:
+            return head
+        cols = ["provider", "status", "models", "retries", "pages", "time", "reason"]
+        return format_table(self.rows(), cols, max_width=90) + "\n\n" + head
+
+    def render_markdown(self) -> str:
+        c = self.counts
+        lines = [
+            "## Fetch report",
+            "",
+            f"{len(self.results)} provider(s) in {self.duration:.1f}s: **{c['ok']} ok**, "
+            f"{c['skipped']} skipped, **{c['failed']} failed**.",
+            "",
+            "| provider | status | models | retries | time | reason |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in self.rows():
+            reason = str(row["reason"]).replace("|", "\\|").replace("\n", " ")
+            lines.append(f"| {row['provider']} | {row['status']} | {row['models']} | {row['retries']} "
+                         f"| {row['time']} | {reason} |")
+        return "\n".join(lines) + "\n"
+
+
+def _before_after(r: ProviderResult) -> str:
+    b = "-" if r.models_before is None else str(r.models_before)
+    if r.status != "ok":
+        return b
+    a = "?" if r.models_after is None else str(r.models_after)
+    return f"{b} → {a}"
