@@ -1,0 +1,75 @@
+"""Knollm: a sourced catalog of LLM models, providers and Python LLM client libraries.
+
+Public API (imported lazily so ``import knollm`` stays cheap)::
+
+    from knollm import Catalog, Workload, build_catalog
+    cat = Catalog.load()                       # cached build of dumps + registries
+    cat.search("llama", max_input_price=1)     # filter / search
+    cat.where("llama-3.3-70b-instruct")        # providers of one model, cheapest first
+    cat.costs(Workload(2000, 500, requests=10_000))
+
+Errors: every deliberate error is a :class:`KnollmError` (see :mod:`knollm.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Catalog",
+    "Workload",
+    "build_catalog",
+    "cost_per_request",
+    "estimate",
+    "parse_count",
+    "canonical_id",
+    "json_schema",
+    "KnollmError",
+    "DumpError",
+    "ShapeError",
+    "RecordError",
+    "StrictModeError",
+    "CatalogError",
+    "NotFoundError",
+    "FetchError",
+    "SiteError",
+    "__version__",
+]
+
+_LAZY = {
+    "Catalog": "knollm.catalog",
+    "Workload": "knollm.cost",
+    "cost_per_request": "knollm.cost",
+    "estimate": "knollm.cost",
+    "parse_count": "knollm.cost",
+    "build_catalog": "knollm.build",
+    "canonical_id": "knollm.identity",
+    "json_schema": "knollm.schema",
+}
+_ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
+           "NotFoundError", "FetchError", "SiteError"}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .build import build_catalog
+    from .catalog import Catalog
+    from .cost import Workload, cost_per_request, estimate, parse_count
+    from .errors import *  # noqa: F403
+    from .identity import canonical_id
+    from .schema import json_schema
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _ERRORS:
+        return getattr(importlib.import_module("knollm.errors"), name)
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'knollm' has no attribute {name!r}")
+    return getattr(importlib.import_module(mod), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

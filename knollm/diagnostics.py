@@ -18,13 +18,15 @@ class Diagnostic:
     file: str  # file name (or registry name) the problem is in
     message: str
     record: str | None = None  # record id / index within the file, when known
+    level: str = "warning"  # "warning" (fails --strict) or "info" (reported only)
 
     def __str__(self) -> str:
         where = self.file if self.record is None else f"{self.file} [{self.record}]"
         return f"{where}: {self.message}"
 
     def as_dict(self) -> dict:
-        return {"code": self.code, "file": self.file, "record": self.record, "message": self.message}
+        return {"code": self.code, "file": self.file, "record": self.record, "message": self.message,
+                "level": self.level}
 
 
 @dataclass
@@ -34,6 +36,13 @@ class Diagnostics:
     def warn(self, code: str, file: str, message: str, record: str | int | None = None) -> None:
         self.items.append(Diagnostic(code, file, message, None if record is None else str(record)))
 
+    def info(self, code: str, file: str, message: str, record: str | int | None = None) -> None:
+        self.items.append(Diagnostic(code, file, message, None if record is None else str(record), "info"))
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.items if d.level == "warning"]
+
     def __len__(self) -> int:
         return len(self.items)
 
@@ -41,7 +50,7 @@ class Diagnostics:
         return iter(self.items)
 
     def raise_if_strict(self, strict: bool) -> None:
-        if strict and self.items:
+        if strict and self.warnings:
             from .errors import StrictModeError
 
-            raise StrictModeError([str(d) for d in self.items])
+            raise StrictModeError([str(d) for d in self.warnings])

