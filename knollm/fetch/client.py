@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx2
 import orjson
@@ -179,7 +180,7 @@ class _Run:
         return None
 
     # -- one HTTP GET with retries ------------------------------------------------------
-    async def get(self, client: httpx2.AsyncClient, spec: ProviderSpec, params: dict, headers: dict,
+    async def get(self, client: httpx2.AsyncClient, url: str, spec: ProviderSpec, params: dict, headers: dict,
                   res: ProviderResult) -> bytes:
         s = self.settings
         retries = s.retries if spec.retries is None else spec.retries
@@ -193,7 +194,7 @@ class _Run:
             res.attempts += 1
             retry_after: float | None = None
             try:
-                status, body, hdrs = await self._once(client, spec.url, params, headers, timeout, max_bytes)
+                status, body, hdrs = await self._once(client, url, params, headers, timeout, max_bytes)
             except _TooBig as e:
                 raise FetchError(f"answer is larger than the {max_bytes:,}-byte limit ({e}); refused") from None
             except httpx2.TransportError as e:
@@ -304,15 +305,17 @@ class _Run:
         cursor: str | None = None
         seen: set[str] = set()
         max_pages = self.settings.max_pages
+        base_url, _, query = spec.url.partition("?")
+        url_params = dict(parse_qsl(query, keep_blank_values=True))
         while True:
-            params = dict(spec.params)
+            params = {**url_params, **spec.params}
             if spec.pagination != "none" and spec.page_size and spec.page_size_param:
                 params[spec.page_size_param] = str(spec.page_size)
             if cursor is not None and spec.cursor_param:
                 params[spec.cursor_param] = cursor
             if spec.auth == "query":
                 params[spec.key_param] = key  # type: ignore[assignment]
-            body = await self.get(client, spec, params, headers, res)
+            body = await self.get(client, base_url, spec, params, headers, res)
             res.pages += 1
             res.bytes += len(body)
             if self.redactor.contains_secret(body):

@@ -23,7 +23,7 @@ _PATTERNS = [
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?\s*(?:bearer|basic|token)?\s*)([^\s\"',;&]+)"),
     re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/=-]{6,})"),
     re.compile(r"(?i)((?:x-api-key|api-key|x-goog-api-key|x-auth-token)[\"']?\s*[:=]\s*[\"']?)([^\s\"',;&]+)"),
-    re.compile(r"(?i)([?&](?:key|api_key|apikey|api-key|access_token|token)=)([^&#\s\"']+)"),
+    re.compile(r"(?i)((?<![A-Za-z0-9_-])(?:key|api_key|apikey|api-key|access_token|token)=)([^&#\s\"']+)"),
 ]
 
 
