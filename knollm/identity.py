@@ -108,8 +108,8 @@ vertex_ai voyage watsonx xai github github_copilot llamafile lm_studio datarobot
 
 #: leading path segments that are pricing-table rows, not part of a model id
 _NOISE_SEGMENT = re.compile(r"^(?:\d+-x-\d+|max-x-max|hd|standard|low|medium|high|\d+-steps|max-steps|"
-                            r"us|eu|global|us-east-\d|us-west-\d|eu-west-\d|eu-central-\d|ap-[a-z]+-\d|"
-                            r"invoke|converse|llama|mistral|anthropic|cohere|.*-provisioned)$")
+                            r"us|eu|global|global-standard|[a-z]{2}(?:-gov)?-[a-z]+-\d|\d+-(?:month|year)-commitment|"
+                            r"invoke|converse)$")
 
 #: orgs dropped from ``org/model``: model creators, official mirrors, serving namespaces
 _DROP_ORGS = frozenset("""
@@ -161,6 +161,11 @@ _DATE8_THINKING = re.compile(r"(-\d{8})-thinking$")
 
 #: cheap pre-check: does any of the family rules below possibly apply?
 _FAMILY_HINT = re.compile(r"claude|gemini-|deepseek-chat-v|r1|v[23]|prover|c4ai-command|openai-gpt|zai-glm|open-mi")
+_OLD_VERSION = re.compile(r"(?:-v0|claude-v\d|claude-instant-v\d)$", re.I)
+_BEDROCK_VERSION = re.compile(r"-v?\d+$")
+_V_SUFFIX = re.compile(r"-v\d+$")
+_CLAUDE_OLD = re.compile(r"^claude-((?:instant-)?)v(?=\d)")
+_QWEN2_BARE = re.compile(r"^qwen2(?:\.5)?(?:-coder|-vl)?-\d+b$")
 _OLLAMA_SIZE = re.compile(r"\d+(?:\.\d+)?b", re.I)
 _LLAMA_CHAT = re.compile(r"llama-[3-9](?:\.\d)?-\d+b-chat")
 _POE_HOSTS = re.compile(r"-(?:t|fw|di|cs|n|b10|omni)(?:-128k)?$")
@@ -186,6 +191,9 @@ _ALIASES = {
     "mixtral-8x7b-instruct": "mixtral-8x7b-instruct-v0.1",
     "mixtral-8x22b-instruct": "mixtral-8x22b-instruct-v0.1",
     # Kimi K2: the instruct model *is* "Kimi K2"; 0711 was its release
+    "mistral-small-3.1": "mistral-small-3.1-24b-instruct",
+    "mistral-small-3.2": "mistral-small-3.2-24b-instruct",
+    "deepseek-prover-v2": "deepseek-prover-v2-671b",
     "kimi-k2-instruct": "kimi-k2",
     "kimi-k2-0711": "kimi-k2",
     "kimi-k2-0711-preview": "kimi-k2",
@@ -250,6 +258,8 @@ def _strip_serving_suffixes(s: str, provider: str | None) -> str:
 def _split_org(raw: str, provider: str | None) -> tuple[str | None, str, str | None]:
     """Return ``(org, name, provider)`` after removing routing prefixes and namespaces."""
     s = raw.strip()
+    if s[:3].lower() == "hf:":  # models.dev "hf:<org>/<model>"
+        s = s[3:]
     if s.startswith("@"):  # @cf/meta/..., @hf/thebloke/...
         s = s.split("/", 1)[1] if "/" in s else s[1:]
     parts = [p for p in s.split("/") if p]
@@ -259,7 +269,7 @@ def _split_org(raw: str, provider: str | None) -> tuple[str | None, str, str | N
         if head in _ROUTING_PREFIXES:
             provider = normalize_provider(head)
             parts = parts[1:]
-        elif len(parts) > 2 and _NOISE_SEGMENT.match(head):
+        elif _NOISE_SEGMENT.match(head):
             parts = parts[1:]
         elif head.startswith("@"):
             parts[0] = head[1:]
@@ -295,6 +305,8 @@ def canonical_id(model_id: str, provider: str | None = None) -> str:
     """
     if not model_id:
         return ""
+    if model_id[:3].lower() == "ft:" and len(model_id) > 3:  # OpenAI fine-tuning of a base model
+        return "ft:" + canonical_id(model_id[3:].split(":", 1)[0], provider)
     prov = normalize_provider(provider)
     org, name, prov = _split_org(model_id, prov)
 
@@ -309,19 +321,20 @@ def canonical_id(model_id: str, provider: str | None = None) -> str:
         base, _, tag = name.partition(":")
         if _OLLAMA_SIZE.fullmatch(tag):  # ollama size tags "llama3:70b"
             name = f"{base}-{tag}"
-        elif tag.isdigit() and re.search(r"-v0$", base):  # bedrock "mistral-7b-instruct-v0:2"
-            name = f"{base}.{tag}"
-        else:  # bedrock ":0", openrouter ":free/:beta/:extended/:thinking"
+        elif tag.isdigit() and _OLD_VERSION.search(base):
+            # bedrock "mistral-7b-instruct-v0:2" is v0.2, "anthropic.claude-v2:1" is Claude 2.1
+            name = f"{base}.{tag}" if tag != "0" else base
+        elif tag.isdigit() and not base.lower().startswith(("amazon.", "nova", "titan")):
+            name = _BEDROCK_VERSION.sub("", base)  # bedrock API version "-v1:0", "-1:0"
+        else:  # openrouter ":free/:beta/:extended/:thinking", amazon ":0"
             name = base
-            if tag.isdigit():
-                name = re.sub(r"-v?\d+$", "", name) if not name.lower().startswith(("amazon.", "nova", "titan")) else name
     bm = _BEDROCK.match(name.lower()) if "." in name and org is None else None
     if bm:
         vendor, name = bm.group(1), bm.group(2)
         if vendor == "deepseek" and not name.startswith("deepseek"):
             name = "deepseek-" + name
-        if vendor not in ("amazon",):
-            name = re.sub(r"-v\d+$", "", name)
+        if vendor != "amazon" and not _OLD_VERSION.search(name):
+            name = _V_SUFFIX.sub("", name)
         prov = prov or "bedrock"
 
     s = name.lower().replace("_", "-").replace(" ", "-")
@@ -373,6 +386,8 @@ def canonical_id(model_id: str, provider: str | None = None) -> str:
     if "qwen" in s:
         if _QWEN_VER.search(s):
             s = _QWEN_VER.sub(r"qwen\1", s)
+        if prov in _CHAT_ONLY and _QWEN2_BARE.match(s):  # Poe "Qwen-2.5-72B-T" is the instruct model
+            s += "-instruct"
     if "gemma" in s:
         s = _GEMMA_VER.sub(r"gemma-\1", s)
         if s.startswith("gemma"):
@@ -383,6 +398,8 @@ def canonical_id(model_id: str, provider: str | None = None) -> str:
             s = _GROQ_INSTRUCT.sub("-it", s)
     if "-" in s and _MINOR_DASH.search(s):
         s = _MINOR_DASH.sub(r"\1\2.\3", s)
+    if s.startswith(("claude-v", "claude-instant-v")):
+        s = _CLAUDE_OLD.sub(r"claude-\1", s)
     if not _FAMILY_HINT.match(s):
         pass
     elif s.startswith("claude"):

@@ -94,6 +94,21 @@ def test_community_fine_tunes_keep_their_org():
     assert same_model("unsloth/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")  # official mirror
 
 
+@pytest.mark.parametrize("raw,expected", [
+    ("us.anthropic.claude-3-5-sonnet-20241022-v2:0", "claude-3.5-sonnet-20241022"),
+    ("anthropic.claude-3-haiku-20240307-v1:0", "claude-3-haiku-20240307"),
+    ("bedrock/1-month-commitment/anthropic.claude-v2:1", "claude-2.1"),
+    ("anthropic.claude-instant-v1", "claude-instant-1"),
+    ("mistral.mistral-7b-instruct-v0:2", "mistral-7b-instruct-v0.2"),
+    ("meta.llama3-3-70b-instruct-v1:0", "llama-3.3-70b-instruct"),
+    ("openai.gpt-oss-120b-1:0", "gpt-oss-120b"),
+    ("amazon.nova-pro-v1:0", "nova-pro-v1"),
+    ("ft:gpt-4o-2024-08-06", "ft:gpt-4o-2024-08-06"),
+])
+def test_bedrock_and_litellm_spellings(raw, expected):
+    assert canonical_id(raw, "litellm") == expected
+
+
 def test_poe_host_tags_only_with_provider():
     assert canonical_id("Qwen3-Coder-480B-T", "poe") == "qwen3-coder-480b-a35b-instruct"
     assert canonical_id("GPT-OSS-120B-T", "poe") == canonical_id("openai/gpt-oss-120b")
