@@ -65,6 +65,12 @@ Rules, in the order they are applied
    ``qwen3-235b-a22b-2507`` → ``qwen3-235b-a22b-instruct-2507``;
    ``qwen3-coder`` → ``qwen3-coder-480b-a35b-instruct``; ``o3-mini-high`` → ``o3-mini``
    (a reasoning-effort setting); ``c4ai-command-*`` → ``command-*``.
+8. **Bedrock / LiteLLM details**: ``-v1:0`` / ``-1:0`` are API versions and go, but
+   ``mistral-7b-instruct-v0:2`` is ``v0.2`` and ``claude-v2:1`` is ``claude-2.1``;
+   OpenAI fine-tuning rows keep their prefix (``ft:gpt-4o-2024-08-06``); LiteLLM
+   region / commitment path segments (``eu/``, ``us-east-1/``, ``1-month-commitment/``)
+   are dropped.  ``provider`` may be written ``"models.dev:<id>"`` or
+   ``"genai-prices:<id>"``; only the part after the colon is used.
 
 What is deliberately *not* merged: sizes (``7b`` ≠ ``8b``), versions (``qwen2.5`` ≠
 ``qwen3``), ``-mini`` / ``-nano`` / ``-lite`` / ``-vision`` / ``-coder`` / ``-thinking``
