@@ -404,7 +404,8 @@ def _atom_time(date: str) -> str:
 def _html_summary(diff: dict, limit: int = 50) -> str:
     parts = [f"<p>{html.escape(_headline(diff))}</p>"]
     for title, items, fn in (
-        ("Added", diff["added"], lambda m: m["key"]),
+        ("Added", diff["added"],
+         lambda m: m["key"] + (f" — {m['name']}" if m.get("name") and m.get("name") != m.get("id") else "")),
         ("Removed", diff["removed"], lambda m: m["key"]),
         ("Renamed", diff["renamed"], lambda r: f"{r['old_key']} → {r['new_key']}"),
         ("Repriced", diff["repriced"],
