@@ -222,7 +222,11 @@ def _resolve(off: _Offer) -> dict[str, Any]:
     """Apply the documented precedence and record each value's source."""
     L = off.layers
     sources: dict[str, str] = {}
-    m: dict[str, Any] = {"key": f"{off.provider}/{off.id}", "provider": off.provider, "id": off.id}
+    # every key is always present (None = unknown) so the JSON shape is stable
+    m: dict[str, Any] = {"key": f"{off.provider}/{off.id}", "provider": off.provider, "id": off.id,
+                         "name": None, "description": None, "context_window": None, "max_output": None,
+                         "created": None, "release_date": None, "owned_by": None, "quantization": None,
+                         "price_tiers": [], "first_seen": None, "last_seen": None}
 
     def pick(field: str, order, path: str | None = None) -> Any:
         for layer in order:
@@ -263,9 +267,7 @@ def _resolve(off: _Offer) -> dict[str, Any]:
         kind = infer_kind(off.id)
     m["kind"] = kind
     for f in ("context_window", "max_output"):
-        v = pick(f, _LIMIT_ORDER)
-        if v is not None:
-            m[f] = v
+        m[f] = pick(f, _LIMIT_ORDER)
     for f in ("input_modalities", "output_modalities"):
         v = pick(f, _MODALITY_ORDER)
         if v is None:

@@ -121,8 +121,10 @@ def parse_dump(data: bytes, file: str) -> Any:
         raise DumpError(file, f"malformed JSON ({msg})") from None
 
 
-def read_dump(path: str | Path, diags: Diagnostics, max_bytes: int = MAX_DUMP_BYTES) -> DumpFile:
+def read_dump(path: str | Path, diags: Diagnostics, max_bytes: int | None = None) -> DumpFile:
     """Read one dump file. Raises :class:`DumpError` if nothing in it is usable."""
+    if max_bytes is None:
+        max_bytes = MAX_DUMP_BYTES
     path = Path(path)
     name = path.name
     source = provider_from_filename(path) or path.stem
@@ -143,7 +145,7 @@ def read_dump(path: str | Path, diags: Diagnostics, max_bytes: int = MAX_DUMP_BY
     return DumpFile(path=path, source=source, shape=shape, records=records, size=size)
 
 
-def read_dumps(directory: str | Path, diags: Diagnostics, max_bytes: int = MAX_DUMP_BYTES) -> list[DumpFile]:
+def read_dumps(directory: str | Path, diags: Diagnostics, max_bytes: int | None = None) -> list[DumpFile]:
     """Read every ``models_*.json`` in ``directory`` (sorted); bad files become diagnostics."""
     directory = Path(directory)
     if not directory.is_dir():
