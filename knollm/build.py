@@ -16,6 +16,7 @@ from typing import Any
 
 from .adapters import expand_hf_router, translate, translate_litellm
 from .diagnostics import Diagnostics
+from .errors import KnollmError
 from .identity import canonical_id, family_id
 from .normalize import kind_modalities
 from .providers import ProviderTable, provider_table
@@ -239,16 +240,26 @@ def _resolve(off: _Offer) -> dict[str, Any]:
                 return v
         return None
 
-    def pick_sub(group: str, sub: str, order) -> Any:
+    def fill(group: str, names: tuple[str, ...], order) -> dict[str, Any]:
+        """First known value per sub-field of ``group``, walking layers in precedence order."""
+        out: dict[str, Any] = dict.fromkeys(names)
+        missing = len(names)
         for layer in order:
             f = L.get(layer)
             if f is None:
                 continue
             g = f.get(group)
-            if isinstance(g, dict) and g.get(sub) is not None:
-                sources[f"{group}.{sub}"] = _LAYER_SOURCE[layer]
-                return g[sub]
-        return None
+            if not g:
+                continue
+            src = _LAYER_SOURCE[layer]
+            for k, v in g.items():
+                if v is not None and k in out and out[k] is None:
+                    out[k] = v
+                    sources[f"{group}.{k}"] = src
+                    missing -= 1
+            if not missing:
+                break
+        return out
 
     name = pick("name", _META_ORDER)
     if name:
@@ -275,14 +286,12 @@ def _resolve(off: _Offer) -> dict[str, Any]:
             if v:
                 sources[f] = "inferred"
         m[f] = list(v) if v else []
-    caps: dict[str, bool | None] = {}
-    for c in CAPABILITIES:
-        caps[c] = pick_sub("capabilities", c, _CAP_ORDER[:-1])
+    caps = fill("capabilities", CAPABILITIES, _CAP_ORDER[:-1])
     low = off.id.lower()
-    if caps["vision"] is None and _INFER_VISION.search(low):
+    if caps["vision"] is None and kind == "chat" and _INFER_VISION.search(low):
         caps["vision"] = True
         sources["capabilities.vision"] = "inferred"
-    if caps["reasoning"] is None and _INFER_REASONING.search(low):
+    if caps["reasoning"] is None and kind == "chat" and _INFER_REASONING.search(low):
         caps["reasoning"] = True
         sources["capabilities.reasoning"] = "inferred"
     if kind in ("embedding", "rerank", "moderation"):
@@ -291,9 +300,7 @@ def _resolve(off: _Offer) -> dict[str, Any]:
                 caps[c] = False
                 sources[f"capabilities.{c}"] = "inferred"
     m["capabilities"] = caps
-    prices: dict[str, float | None] = {}
-    for p in PRICE_FIELDS:
-        prices[p] = pick_sub("prices", p, _PRICE_ORDER)
+    prices = fill("prices", PRICE_FIELDS, _PRICE_ORDER)
     m["prices"] = prices
     if L.get("gp", {}).get("price_tiers"):
         m["price_tiers"] = L["gp"]["price_tiers"]
@@ -441,6 +448,7 @@ def build_catalog(
     diags: Diagnostics | None = None,
     now: datetime | None = None,
     validate: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Build the normalized catalog from a dump directory (may be None/missing) and the registries.
 
@@ -452,13 +460,23 @@ def build_catalog(
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(dumps, strict=strict, registries=registries, diags=diags, now=now, validate=validate)
+        return _build(dumps, strict=strict, registries=registries, diags=diags, now=now, validate=validate,
+                      timings=timings if timings is not None else {})
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _build(dumps, *, strict, registries, diags, now, validate) -> dict[str, Any]:
+def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[str, Any]:
+    import time
+
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        t = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + t - clock[0]
+        clock[0] = t
+
     now = now or datetime.now(tz=UTC)
     diags = diags if diags is not None else Diagnostics()
     table = provider_table()
@@ -469,17 +487,29 @@ def _build(dumps, *, strict, registries, diags, now, validate) -> dict[str, Any]
             diags.warn("bad-dumps-dir", str(d), "not a directory; no dumps read")
         else:
             dump_files = read_dumps(d, diags)
+    lap("read")
     offers: dict[tuple[str, str], _Offer] = {}
     dump_info = _read_offers(dump_files, table, diags, offers)
+    lap("translate")
     litellm_providers = {o.provider for o in offers.values() if "litellm" in o.layers}
     md = gp = None
     if registries:
         md = load_models_dev(table)
+        lap("load models.dev")
         gp = load_genai_prices(table, now)
+        lap("load genai-prices")
         _join_registries(offers, md, gp)
         _add_registry_only(offers, md, gp)
+        lap("join")
     models = [_resolve(o) for o in offers.values()]
     models.sort(key=lambda m: (m["provider"], m["id"].lower()))
+    if dumps is not None and (Path(dumps) / "history.json").is_file():
+        from .history import apply_history, load_history
+
+        try:
+            apply_history({"models": models}, load_history(Path(dumps) / "history.json"))
+        except (OSError, ValueError, KnollmError) as e:
+            diags.warn("bad-history", "history.json", f"first/last-seen dates not applied: {e}")
     per_provider = Counter(m["provider"] for m in models)
     providers = _providers(per_provider, table, dump_info, md, gp, litellm_providers)
     sources: list[dict[str, Any]] = []
@@ -500,9 +530,11 @@ def _build(dumps, *, strict, registries, diags, now, validate) -> dict[str, Any]
         "warnings": [d.as_dict() for d in diags],
     }
     cat["stats"] = summarize(cat)
+    lap("resolve")
     if validate:
         from .schema import Catalog
 
         Catalog.model_validate(cat)
+        lap("validate")
     diags.raise_if_strict(strict)
     return cat

@@ -155,6 +155,9 @@ _KIND_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("video", re.compile(r"(^|[/_-])(veo|sora|kling|wan2|hunyuan-?video|ltx-video|seedance)")),
 ]
 
+# one combined search first: most ids are chat models and match none of the patterns
+_ANY_KIND = re.compile("|".join(f"(?:{p.pattern})" for _, p in _KIND_PATTERNS))
+
 _EXPLICIT_KINDS = {
     "chat": "chat", "language": "completion", "completion": "completion", "code": "chat",
     "embedding": "embedding", "embeddings": "embedding", "image": "image", "image_generation": "image",
@@ -171,6 +174,8 @@ def infer_kind(model_id: str, explicit: str | None = None) -> str:
         if k:
             return k
     low = model_id.lower()
+    if not _ANY_KIND.search(low):
+        return "chat"
     for kind, pat in _KIND_PATTERNS:
         if pat.search(low):
             return kind

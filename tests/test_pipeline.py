@@ -252,3 +252,25 @@ def test_real_canonical_examples(shared_catalog):
         "groq/llama-3.3-70b-versatile",
     )}
     assert len(trio) == 1
+
+
+def test_history_dates_applied(tmp_path, fixture_dumps):
+    import json
+
+    for f in fixture_dumps.glob("models_*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / "history.json").write_text(json.dumps(
+        {"models": {"togetherai/acme/embed-small": {"first_seen": "2025-01-02", "last_seen": "2025-09-08"}}}))
+    cat = build_catalog(tmp_path, registries=False)
+    m = by_key(cat)["togetherai/acme/embed-small"]
+    assert (m["first_seen"], m["last_seen"]) == ("2025-01-02", "2025-09-08")
+    assert by_key(cat)["chutes/acme/widget-reasoner"]["first_seen"] is None
+
+
+def test_bad_history_is_one_warning(tmp_path, fixture_dumps):
+    shutil.copy(fixture_dumps / "models_chutes.json", tmp_path)
+    (tmp_path / "history.json").write_text("[1, 2")
+    d = Diagnostics()
+    cat = build_catalog(tmp_path, registries=False, diags=d)
+    assert [w.file for w in d.warnings] == ["history.json"]
+    assert by_key(cat)["chutes/acme/widget-reasoner"]["prices"]["input"] == 0.0518308

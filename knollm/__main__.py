@@ -1,0 +1,3 @@
+from knollm.cli import run
+
+run()
