@@ -325,11 +325,13 @@ def translate(source: str, rid: str, rec: dict, warn: Warn, *, sentinels: frozen
     # deprecation
     dep = rec.get("deprecation") or rec.get("deprecation_date")
     if dep:
-        out["deprecated"] = True
+        # a date is a retirement schedule: the build compares it with its own date
         try:
             out["deprecation_date"] = iso_date(dep) if isinstance(dep, str) else None
         except BadValue:
-            pass
+            out["deprecation_date"] = None
+        if not out["deprecation_date"]:
+            out["deprecated"] = True
     if rec.get("active") is False:
         out["deprecated"] = True
     # open weights: the provider points at public weights

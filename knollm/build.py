@@ -219,9 +219,10 @@ def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: Registry | Non
                 off.joins["genai-prices"] = "exact"
 
 
-def _resolve(off: _Offer) -> dict[str, Any]:
+def _resolve(off: _Offer, today: str) -> dict[str, Any]:
     """Apply the documented precedence and record each value's source."""
     L = off.layers
+    flags_extra: list[str] = []
     sources: dict[str, str] = {}
     # every key is always present (None = unknown) so the JSON shape is stable
     m: dict[str, Any] = {"key": f"{off.provider}/{off.id}", "provider": off.provider, "id": off.id,
@@ -313,6 +314,15 @@ def _resolve(off: _Offer) -> dict[str, Any]:
         and (prices["output"] == 0 or (prices["output"] is None and kind == "embedding"))
     ) or (low.endswith(":free") and prices["input"] in (0, None) and prices["output"] in (0, None))
     dep = pick("deprecated", _META_ORDER)
+    if dep is None:
+        for layer in ("dump", "litellm"):
+            when = L.get(layer, {}).get("deprecation_date")
+            if when:
+                dep = when <= today
+                sources["deprecated"] = _LAYER_SOURCE[layer]
+                if not dep:
+                    flags_extra.append(f"retires_{when}")
+                break
     m["deprecated"] = dep
     created = L.get("dump", {}).get("created") or L.get("litellm", {}).get("created")
     if created:
@@ -342,7 +352,7 @@ def _resolve(off: _Offer) -> dict[str, Any]:
         flags.append("duplicate_in_dump")
     if "dump" not in L and "litellm" not in L:
         flags.append("registry_only")
-    m["flags"] = flags
+    m["flags"] = flags + flags_extra
     m["sources"] = sources
     m["joins"] = dict(off.joins)
     m["origin"] = list(off.origin)
@@ -501,7 +511,8 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
         _join_registries(offers, md, gp)
         _add_registry_only(offers, md, gp)
         lap("join")
-    models = [_resolve(o) for o in offers.values()]
+    today = now.strftime("%Y-%m-%d")
+    models = [_resolve(o, today) for o in offers.values()]
     models.sort(key=lambda m: (m["provider"], m["id"].lower()))
     if dumps is not None and (Path(dumps) / "history.json").is_file():
         from .history import apply_history, load_history

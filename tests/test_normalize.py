@@ -171,3 +171,19 @@ def test_hf_router_offers_expanded():
 )
 def test_kind_inference(mid, kind):
     assert infer_kind(mid) == kind
+
+
+def test_deprecation_dates_are_compared_with_the_build_date():
+    from knollm.build import _Offer, _resolve
+
+    def model(date, today):
+        off = _Offer("p", "m")
+        off.add("dump", tr("litellm", {"deprecation_date": date})[0], "models_x.json")
+        return _resolve(off, today)
+
+    past = model("2025-01-01", "2025-09-08")
+    assert past["deprecated"] is True and past["sources"]["deprecated"] == "dump"
+    future = model("2026-06-01", "2025-09-08")
+    assert future["deprecated"] is False and "retires_2026-06-01" in future["flags"]
+    out, _ = tr("mistral", {"deprecation": "soon"})  # not a date: still deprecated
+    assert out["deprecated"] is True
