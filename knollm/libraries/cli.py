@@ -1,0 +1,162 @@
+"""``knollm libraries list|show NAME|recommend --needs a,b``.
+
+Exit codes: 0 ok, 1 not found (or a data error), 2 usage error.
+Every subcommand takes ``--json``; otherwise it prints a readable table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from knollm.errors import KnollmError, NotFoundError
+from knollm.libraries.query import get_library, list_libraries, recommend
+from knollm.libraries.schema import CATEGORIES, FEATURE_LABELS, FEATURES, USE_CASES, effective_import_ms
+
+__all__ = ["command"]
+
+
+def _emit_json(payload: object) -> None:
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(r) for r in rows]
+    return "\n".join(out)
+
+
+def _fail(exc: KnollmError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+def _summary(row) -> dict:
+    lib, m = row.record.library, row.record.measurement
+    return {
+        "slug": lib.slug,
+        "name": lib.name,
+        "pypi": lib.pypi,
+        "category": lib.category,
+        "rating": row.rating.rating,
+        "score": round(row.rating.score, 2),
+        "version": m.version if m else None,
+        "direct_dependencies": m.direct_dependencies if m else None,
+        "installed_distributions": m.installed_distributions if m else None,
+        "installed_size_mb": round(m.installed_size_bytes / 1e6, 1) if m and m.installed_size_bytes is not None else None,
+        "import_time_ms": m.import_time_ms if m else None,
+        "entry_import_ms": m.entry_import_ms if m else None,
+        "effective_import_ms": effective_import_ms(m),
+        "measured_at": row.record.measured_at,
+        "features": {f: lib.features.cell(f).value for f in FEATURES},
+    }
+
+
+def _s(v: object) -> str:
+    return "-" if v is None else str(v)
+
+
+@click.group(name="libraries", help="Python LLM client libraries: list, show, recommend.")
+def command() -> None:
+    pass
+
+
+@command.command("list", help="List the libraries, best rated first.")
+@click.option("--category", type=click.Choice(sorted(CATEGORIES)), default=None, help="Only this category.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_cmd(category: str | None, as_json: bool) -> None:
+    try:
+        rows = list_libraries(category=category)
+    except KnollmError as exc:
+        _fail(exc)
+    if as_json:
+        _emit_json([_summary(r) for r in rows])
+        return
+    table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]),
+              _s(s["direct_dependencies"]), _s(s["installed_distributions"]), _s(s["installed_size_mb"]),
+              _s(s["effective_import_ms"])] for s in map(_summary, rows)]
+    click.echo(_table(["library", "category", "rating", "version", "direct", "all deps", "MB", "import ms"], table))
+
+
+@command.command("show", help="Everything about one library.")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show_cmd(name: str, as_json: bool) -> None:
+    try:
+        row = get_library(name)
+    except NotFoundError as exc:
+        if as_json:
+            _emit_json({"error": "not_found", "kind": exc.kind, "name": exc.name, "suggestions": exc.suggestions})
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KnollmError as exc:
+        _fail(exc)
+    lib, m = row.record.library, row.record.measurement
+    if as_json:
+        payload = _summary(row)
+        payload.update({
+            "summary": lib.summary,
+            "homepage": lib.homepage,
+            "docs": lib.docs,
+            "features": {f: c.model_dump() for f, c in lib.features.items()},
+            "openai_compatible_base_url": lib.openai_compatible_base_url.model_dump(),
+            "measurement": m.model_dump(exclude={"installed_distribution_names"}) if m else None,
+            "rubric": row.rating.as_dict(),
+            "pros": lib.pros,
+            "cons": lib.cons,
+            "use_cases": lib.use_cases,
+            "example": lib.example.model_dump(),
+        })
+        _emit_json(payload)
+        return
+    click.echo(f"{lib.name} ({lib.slug}) — {CATEGORIES[lib.category]} — rated {row.rating.rating}/7 "
+               f"(score {row.rating.score:.2f})")
+    click.echo(lib.summary)
+    click.echo(f"docs: {lib.docs}")
+    if m is not None:
+        click.echo(f"measured {row.record.measured_at}: version {_s(m.version)}, licence {_s(m.license)}, "
+                   f"requires-python {_s(m.requires_python)}, direct deps {_s(m.direct_dependencies)}, "
+                   f"all deps {_s(m.installed_distributions)}, size "
+                   f"{_s(None if m.installed_size_bytes is None else round(m.installed_size_bytes / 1e6, 1))} MB, "
+                   f"import {_s(m.import_time_ms)} ms ({_s(m.entry_statement)}: {_s(m.entry_import_ms)} ms)")
+    click.echo("")
+    click.echo(_table(["feature", "value", "how", "ref"],
+                      [[FEATURE_LABELS[f], {True: "yes", False: "no", None: "?"}[c.value], c.how, c.ref]
+                       for f, c in lib.features.items()]))
+    click.echo("")
+    click.echo(_table(["criterion", "weight", "score", "why"],
+                      [[c.label, str(c.weight), "n/a" if c.score is None else f"{c.score:.2f}", c.explanation]
+                       for c in row.rating.criteria]))
+    click.echo("")
+    click.echo("pros: " + "; ".join(lib.pros))
+    click.echo("cons: " + "; ".join(lib.cons))
+
+
+@command.command("recommend", help="Libraries that have every needed feature, best first.")
+@click.option("--needs", default="", help="Comma-separated features: " + ",".join(FEATURES))
+@click.option("--use-case", type=click.Choice(list(USE_CASES)), default=None, help="Only libraries fit for this.")
+@click.option("--partial", is_flag=True, help="Also list libraries missing some needs.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def recommend_cmd(needs: str, use_case: str | None, partial: bool, as_json: bool) -> None:
+    try:
+        recs = recommend(needs=needs, use_case=use_case, include_partial=partial)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except KnollmError as exc:
+        _fail(exc)
+    if as_json:
+        _emit_json([r.as_dict() for r in recs])
+        return
+    if not recs:
+        click.echo("no library has all of: " + (needs or "(nothing)"))
+        return
+    click.echo(_table(["library", "rating", "why"],
+                      [[r.row.slug, f"{r.row.rating.rating}/7", r.explanation] for r in recs]))
+
+
+if __name__ == "__main__":
+    command()

@@ -1,0 +1,215 @@
+"""The schema of one library file in ``work/api_inference/`` and of the measurements.
+
+Every feature cell says how it was established (``how``) and where (``ref``):
+
+* ``docs``     — the library's documentation says so (``ref`` is the URL)
+* ``source``   — read in the library's source code (``ref`` is the file / URL)
+* ``tested``   — a test in this repository proves it (``ref`` is the test id)
+* ``measured`` — produced by ``scripts/measure_libraries.py``
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "FEATURES",
+    "FEATURE_LABELS",
+    "CATEGORIES",
+    "USE_CASES",
+    "COVERS",
+    "COVER_OF_FEATURE",
+    "Cell",
+    "Features",
+    "Example",
+    "Library",
+    "Measurement",
+    "Measurements",
+]
+
+SCHEMA_VERSION = 1
+
+FEATURE_LABELS: dict[str, str] = {
+    "async": "Async",
+    "streaming": "Streaming",
+    "tool_calling": "Tool calling",
+    "structured_output": "Structured output",
+    "multi_provider": "Multi-provider",
+    "retries": "Retries",
+    "typed_responses": "Typed responses",
+    "local_models": "Local models",
+    "observability_hooks": "Observability hooks",
+}
+FEATURES: tuple[str, ...] = tuple(FEATURE_LABELS)
+
+CATEGORIES: dict[str, str] = {
+    "raw-http": "Raw HTTP",
+    "provider-sdk": "Provider SDK",
+    "gateway": "Multi-provider gateway",
+    "structured-output": "Structured output",
+    "agent-framework": "Agent framework",
+    "constrained-generation": "Constrained generation",
+}
+
+USE_CASES: dict[str, str] = {
+    "minimal-dependencies": "Few dependencies, one-off scripts, serverless cold starts",
+    "single-provider-app": "A production app on one provider's API",
+    "switch-providers": "Switching providers (or falling back) without rewriting code",
+    "structured-extraction": "Extracting typed data (JSON / Pydantic) from text",
+    "agents-and-tools": "Agents that call tools in a loop",
+    "rag": "Retrieval-augmented generation over your documents",
+    "local-models": "Running open models locally (in-process or a local server)",
+    "constrained-decoding": "Guaranteeing output grammar (regex, JSON schema, CFG) at decode time",
+    "high-concurrency": "Many concurrent requests from async code",
+    "gateway-observability": "Central routing, budgets, logging and tracing of LLM calls",
+}
+
+COVERS = ("chat", "streaming", "tool_call", "structured_output")
+
+# which feature cell a covered example step can prove ("tested")
+COVER_OF_FEATURE = {"streaming": "streaming", "tool_calling": "tool_call", "structured_output": "structured_output"}
+
+How = Literal["docs", "source", "tested", "measured"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Cell(_Strict):
+    """One sourced fact. ``value`` is ``None`` when it is unknown."""
+
+    value: bool | None
+    how: How
+    ref: str = Field(min_length=1)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _ref_matches_how(self) -> "Cell":
+        if self.how == "docs" and not self.ref.startswith("https://"):
+            raise ValueError(f"a 'docs' cell needs an https:// documentation URL as ref, got {self.ref!r}")
+        if self.how == "tested" and not self.ref.startswith("tests/"):
+            raise ValueError(f"a 'tested' cell needs a test id (tests/...::name) as ref, got {self.ref!r}")
+        return self
+
+
+class Features(_Strict):
+    async_: Cell = Field(alias="async")
+    streaming: Cell
+    tool_calling: Cell
+    structured_output: Cell
+    multi_provider: Cell
+    retries: Cell
+    typed_responses: Cell
+    local_models: Cell
+    observability_hooks: Cell
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    def cell(self, name: str) -> Cell:
+        if name not in FEATURE_LABELS:
+            raise KeyError(name)
+        return getattr(self, "async_" if name == "async" else name)
+
+    def items(self) -> list[tuple[str, Cell]]:
+        return [(f, self.cell(f)) for f in FEATURES]
+
+
+class Example(_Strict):
+    """A minimal example; ``{BASE_URL}``-style placeholders are not used: the code
+    reads ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` from the environment, which the
+    test suite points at its local OpenAI-compatible server."""
+
+    language: Literal["python", "bash"]
+    code: str = Field(min_length=1)
+    covers: list[Literal["chat", "streaming", "tool_call", "structured_output"]]
+    requires: list[str] = Field(default_factory=list, description="pip requirements to run it")
+    imports: list[str] = Field(default_factory=list, description="modules that must import for it to run")
+    targets_base_url: bool
+    note: str | None = None
+
+    @field_validator("covers")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("covers has duplicates")
+        return v
+
+
+class Library(_Strict):
+    schema_version: Literal[1]
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str = Field(min_length=1)
+    pypi: str | None = Field(description="PyPI distribution name; None for curl")
+    module: str | None = Field(description="the main module whose import is timed")
+    category: Literal["raw-http", "provider-sdk", "gateway", "structured-output", "agent-framework",
+                      "constrained-generation"]
+    summary: str = Field(min_length=1)
+    homepage: str = Field(pattern=r"^https://")
+    docs: str = Field(pattern=r"^https://")
+    repository: str | None = Field(default=None, pattern=r"^https://")
+    openai_compatible_base_url: Cell = Field(
+        description="can be pointed at any OpenAI-compatible server by base URL")
+    features: Features
+    pros: list[str] = Field(min_length=1)
+    cons: list[str] = Field(min_length=1)
+    use_cases: list[str] = Field(min_length=1)
+    example: Example
+
+    @field_validator("use_cases")
+    @classmethod
+    def _known_use_cases(cls, v: list[str]) -> list[str]:
+        unknown = [u for u in v if u not in USE_CASES]
+        if unknown:
+            raise ValueError(f"unknown use case(s) {unknown}; known: {sorted(USE_CASES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Library":
+        if (self.pypi is None) != (self.module is None):
+            raise ValueError("pypi and module are both set or both null")
+        return self
+
+
+class Measurement(BaseModel):
+    """One library's measured facts (written by the script, so extra keys are allowed)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    python_package: bool = True
+    pypi: str | None = None
+    module: str | None = None
+    version: str | None = None
+    license: str | None = None
+    requires_python: str | None = None
+    direct_dependencies: int | None = None
+    installed_distributions: int | None = None
+    installed_size_bytes: int | None = None
+    installed_size_mb: float | None = None
+    import_time_ms: float | None = None
+    import_first_run_ms: float | None = None
+    entry_statement: str | None = None
+    entry_import_ms: float | None = None
+    measured_at: str | None = None
+    error: str | None = None
+    note: str | None = None
+
+
+def effective_import_ms(m: Measurement | None) -> float | None:
+    """What a program pays to start using the library: the larger of the bare
+    module import and the entry statement (some packages import lazily)."""
+    if m is None:
+        return None
+    vals = [v for v in (m.import_time_ms, m.entry_import_ms) if v is not None]
+    return max(vals) if vals else None
+
+
+class Measurements(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    measured_at: str
+    python_version: str
+    platform: str
+    libraries: dict[str, Measurement]
