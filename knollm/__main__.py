@@ -1,3 +1,6 @@
+"""``python -m knollm`` = the ``knollm`` command."""
+
 from knollm.cli import run
 
-run()
+if __name__ == "__main__":
+    run()

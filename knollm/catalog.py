@@ -12,26 +12,25 @@ shape (see :class:`knollm.schema.Model`), so the API needs no pydantic at query 
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import index as _ix
 from .cost import Workload, estimate
-from .errors import CatalogError, NotFoundError
+from .errors import CatalogError
 
 __all__ = ["Catalog", "Filters", "SORT_KEYS"]
 
-SORT_KEYS = ("price", "context", "name", "provider", "output_price")
+# The query semantics (search predicate, sort orders, provider/model/canonical resolution,
+# "did you mean") live in :mod:`knollm.index`, shared with the CLI's compact index.
+SORT_KEYS = _ix.SORT_KEYS
+_tokens = _ix.tokens
 
 
 class Filters(dict):
     """Keyword filters accepted by :meth:`Catalog.search` (documented there)."""
-
-
-def _tokens(text: str) -> list[str]:
-    return [t for t in text.lower().replace("/", " ").split() if t]
 
 
 class Catalog:
@@ -46,6 +45,14 @@ class Catalog:
         self._by_key = {m["key"]: m for m in self.models}
         self._by_provider_id: dict[str, dict[str, Any]] = {p["id"]: p for p in self.providers}
         self._canon: dict[str, list[dict[str, Any]]] | None = None
+        self._index: _ix.Index | None = None
+
+    @property
+    def index(self) -> _ix.Index:
+        """The query index over this catalog's models (same order as :attr:`models`)."""
+        if self._index is None:
+            self._index = _ix.Index.from_catalog(self.data)
+        return self._index
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -81,15 +88,12 @@ class Catalog:
 
     # ------------------------------------------------------------------ lookup
     def provider(self, provider_id: str) -> dict[str, Any]:
-        p = self._by_provider_id.get(provider_id) or self._by_provider_id.get(provider_id.lower())
-        if p is None:
+        def alias(name: str) -> str:
             from .providers import provider_table
 
-            alias = provider_table().resolve(provider_id)
-            p = self._by_provider_id.get(alias)
-        if p is None:
-            raise NotFoundError("provider", provider_id, self.suggest(provider_id, self._by_provider_id))
-        return p
+            return provider_table().resolve(name)
+
+        return self._by_provider_id[_ix.resolve_provider(provider_id, self._by_provider_id, alias)]
 
     def provider_models(self, provider_id: str) -> list[dict[str, Any]]:
         pid = self.provider(provider_id)["id"]
@@ -100,25 +104,11 @@ class Catalog:
         m = self._by_key.get(ref)
         if m is not None:
             return m
-        low = ref.lower()
-        hits = [m for m in self.models if m["key"].lower() == low or m["id"].lower() == low]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise NotFoundError("model", ref, [h["key"] for h in hits[:8]])
-        raise NotFoundError("model", ref, self.suggest(ref, self._by_key))
+        return self.models[self.index.model_pos(ref)]
 
     @staticmethod
     def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
-        choices = list(choices)
-        low = name.lower()
-        sub = [c for c in choices if low and low in c.lower()]
-        close = difflib.get_close_matches(name, choices, n=n, cutoff=0.6)
-        out: list[str] = []
-        for c in close + sorted(sub, key=len):
-            if c not in out:
-                out.append(c)
-        return out[:n]
+        return _ix.suggest(name, choices, n)
 
     def canonical_groups(self) -> dict[str, list[dict[str, Any]]]:
         if self._canon is None:
@@ -131,20 +121,7 @@ class Catalog:
     def where(self, model: str) -> list[dict[str, Any]]:
         """Every provider offer of the canonical model ``model`` (a canonical id, a model id or a
         ``provider/id`` key), cheapest first (unknown prices last)."""
-        groups = self.canonical_groups()
-        canon = model if model in groups else None
-        if canon is None:
-            try:
-                canon = self.model(model)["canonical_id"]
-            except NotFoundError:
-                from .identity import canonical_id
-
-                c = canonical_id(model)
-                if c in groups:
-                    canon = c
-        if canon is None:
-            raise NotFoundError("model", model, self.suggest(model, groups))
-        return sorted(groups[canon], key=_price_key)
+        return [self.models[i] for i in self.index.where_positions(model)]
 
     # ------------------------------------------------------------------ search
     def search(
@@ -171,51 +148,12 @@ class Catalog:
         Price/context filters exclude models whose value is unknown. Deprecated models are
         hidden unless ``include_deprecated``. ``sort``: one of :data:`SORT_KEYS`.
         """
-        if sort not in SORT_KEYS:
-            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
-        words = _tokens(text) if text else []
-        pset = None
-        if providers:
-            pset = {self.provider(p)["id"] for p in providers}
-        caps = list(capabilities or [])
-        from .schema import CAPABILITIES
-
-        for c in caps:
-            if c not in CAPABILITIES:
-                raise ValueError(f"unknown capability {c!r}; known: {', '.join(CAPABILITIES)}")
-        out = []
-        for m in self.models:
-            if pset is not None and m["provider"] not in pset:
-                continue
-            if not include_deprecated and m.get("deprecated"):
-                continue
-            if kinds and m.get("kind") not in kinds:
-                continue
-            if words:
-                hay = f"{m['key']} {m.get('name') or ''} {m['canonical_id']}".lower()
-                if not all(w in hay for w in words):
-                    continue
-            cm = m["capabilities"]
-            if any(cm.get(c) is not True for c in caps):
-                continue
-            if modalities and any(
-                x not in m.get("input_modalities", []) and x not in m.get("output_modalities", []) for x in modalities
-            ):
-                continue
-            if min_context is not None and (m.get("context_window") or 0) < min_context:
-                continue
-            pr = m["prices"]
-            if max_input_price is not None and (pr["input"] is None or pr["input"] > max_input_price):
-                continue
-            if max_output_price is not None and (pr["output"] is None or pr["output"] > max_output_price):
-                continue
-            if free is not None and bool(m.get("free")) != free:
-                continue
-            if open_weights is not None and m.get("open_weights") is not open_weights:
-                continue
-            out.append(m)
-        out.sort(key=_SORTERS[sort])
-        return out[:limit] if limit else out
+        pos = self.index.search_positions(
+            text, providers=providers, capabilities=capabilities, modalities=modalities, kinds=kinds,
+            min_context=min_context, max_input_price=max_input_price, max_output_price=max_output_price,
+            free=free, open_weights=open_weights, include_deprecated=include_deprecated, sort=sort, limit=limit,
+        )
+        return [self.models[i] for i in pos]
 
     def cheapest(self, n: int = 10, workload: Workload | None = None, **filters: Any) -> list[dict[str, Any]]:
         """The ``n`` cheapest models under ``filters`` for ``workload`` (default 1:1 in/out)."""
@@ -242,18 +180,3 @@ class Catalog:
         from .build import summarize
 
         return self.data.get("stats") or summarize(self.data)
-
-
-def _price_key(m: dict[str, Any]) -> tuple:
-    p = m["prices"]
-    unknown = p["input"] is None or p["output"] is None
-    return (unknown, (p["input"] or 0) + (p["output"] or 0), m["key"])
-
-
-_SORTERS = {
-    "price": _price_key,
-    "output_price": lambda m: (m["prices"]["output"] is None, m["prices"]["output"] or 0, m["key"]),
-    "context": lambda m: (-(m.get("context_window") or 0), m["key"]),
-    "name": lambda m: ((m.get("name") or m["id"]).lower(), m["key"]),
-    "provider": lambda m: (m["provider"], m["id"].lower()),
-}

@@ -1,0 +1,100 @@
+"""``knollm compare A B …``: models side by side (one column per model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .filters import CountType, complete_model, dumps_option, load_catalog
+from .output import emit, fmt_int, fmt_price, format_table, output_options
+
+__all__ = ["command", "COMPARE_FIELDS"]
+
+#: the rows of the side-by-side table (field paths into the model dict)
+COMPARE_FIELDS = [
+    "provider", "canonical_id", "kind", "context_window", "max_output", "prices.input", "prices.output",
+    "prices.cache_read", "prices.request", "free", "capabilities.tools", "capabilities.vision",
+    "capabilities.structured_output", "capabilities.json_mode", "capabilities.reasoning",
+    "capabilities.prompt_caching", "capabilities.web_search", "capabilities.audio_input", "capabilities.pdf_input",
+    "input_modalities", "output_modalities", "open_weights", "deprecated", "release_date",
+]
+
+
+def _get(m: dict[str, Any], path: str) -> Any:
+    v: Any = m
+    for part in path.split("."):
+        v = v.get(part) if isinstance(v, dict) else None
+    return v
+
+
+def _fmt(path: str, v: Any) -> str:
+    if v is None:
+        return "?"
+    if path.startswith("prices."):
+        return fmt_price(v)
+    if path in ("context_window", "max_output"):
+        return fmt_int(v)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list):
+        return ",".join(map(str, v)) or "-"
+    return str(v)
+
+
+@click.command("compare")
+@click.argument("refs", nargs=-1, required=True, metavar="MODEL MODEL...", shell_complete=complete_model)
+@click.option("--input", "-i", "input_tokens", type=CountType(), default=None,
+              help="Also show the cost of this many input tokens per request (with --output).")
+@click.option("--output", "-o", "output_tokens", type=CountType(), default="0", show_default=True)
+@click.option("--sources", "with_sources", is_flag=True, help="Show each value's source.")
+@dumps_option
+@output_options
+def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int, with_sources: bool,
+            dumps: Path, output: dict) -> int:
+    """Compare models side by side: limits, prices, capabilities, modalities (and sources).
+
+    \b
+    MODEL: provider/id keys (or ids served by one provider only).
+    Example: knollm compare openai/gpt-4o anthropic/claude-sonnet-4-5 --input 2000 --output 500
+    """
+    cat = load_catalog(dumps)
+    models = cat.compare(list(refs))
+    per_request: list[float | None] = []
+    if input_tokens is not None:
+        from ..cost import Workload, estimate
+
+        w = Workload(input_tokens, output_tokens)
+        per_request = [estimate(m, w)["per_request"] for m in models]
+    if output["format"] == "json":
+        emit([], [], output, json_obj={
+            "fields": COMPARE_FIELDS,
+            "models": models,
+            "cost_per_request": per_request if input_tokens is not None else None,
+        })
+        return 0
+    rows = []
+    for f in COMPARE_FIELDS:
+        row: dict[str, Any] = {"field": f}
+        for m in models:
+            v = _fmt(f, _get(m, f))
+            if with_sources and _get(m, f) is not None:
+                s = (m.get("sources") or {}).get(f)
+                if s:
+                    v = f"{v} [{s}]"
+            row[m["key"]] = v
+        rows.append(row)
+    if per_request:
+        from .cmd_cost import fmt_usd
+
+        row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
+        for m, c in zip(models, per_request):
+            row[m["key"]] = fmt_usd(c)
+        rows.append(row)
+    cols = ["field"] + [m["key"] for m in models]
+    if output["format"] == "csv":
+        emit(rows, cols, output)
+    else:
+        click.echo(format_table(rows, cols, max_width=48))
+    return 0

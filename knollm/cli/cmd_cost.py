@@ -1,0 +1,110 @@
+"""``knollm cost``: what a token workload costs, per model, cheapest first.
+
+The arithmetic is :mod:`knollm.cost` (the same function the site's calculator mirrors);
+the models come from the compact cached index, so this stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .filters import CountType, complete_model, dumps_option, load_index, model_filters
+from .output import emit, fmt_price, output_options
+
+__all__ = ["command", "fmt_usd"]
+
+
+def fmt_usd(v: float | None) -> str:
+    if v is None:
+        return "?"
+    if v == 0:
+        return "$0"
+    if v >= 100:
+        return f"${v:,.0f}"
+    if v >= 1:
+        return f"${v:,.2f}"
+    return "$" + f"{v:.6f}".rstrip("0").rstrip(".") if v >= 1e-6 else f"${v:.2e}"
+
+
+@click.command("cost")
+@click.argument("models", nargs=-1, metavar="[MODEL]...", shell_complete=complete_model)
+@click.option("--input", "-i", "input_tokens", type=CountType(), required=True,
+              help="Input tokens per request (e.g. 2000, 200k, 1.5M).")
+@click.option("--output", "-o", "output_tokens", type=CountType(), default="0", show_default=True,
+              help="Output tokens per request.")
+@click.option("--cached", type=CountType(), default="0", show_default=True,
+              help="Of the input tokens, how many are cache reads (billed at the cache-read price).")
+@click.option("--requests", "-r", type=CountType(), default="1", show_default=True,
+              help="Number of requests (e.g. 10k).")
+@model_filters(limit=20, sort=None)
+@dumps_option
+@output_options
+def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cached: int, requests: int,
+            filters: dict[str, Any], dumps: Path, output: dict) -> int:
+    """Cost of a workload per model (the listed MODELs, else every model matching the filters),
+    cheapest first. Models whose cost is unknown are left out (listed ones are reported).
+
+    \b
+    per request = (input - cached) x input price + cached x cache-read price (else input price)
+                + output x output price  [USD per 1M tokens, / 1e6]  + per-request fee
+    total       = per request x requests
+
+    \b
+    Examples:
+      knollm cost --input 2000 --output 500 --requests 10k -c tools
+      knollm cost -i 1.5M -o 200k openai/gpt-4o groq/llama-3.3-70b-versatile
+    Exit 1 when no model has a known cost.
+    """
+    from ..cost import Workload
+
+    try:
+        w = Workload(input_tokens, output_tokens, cached, requests)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    idx = load_index(dumps)
+    limit = filters.pop("limit")
+    unknown: list[str] = []
+    if models:
+        keys = [idx.model(m)[0] for m in models]  # NotFoundError with suggestions
+        results = idx.costs(w, models=keys)
+        have = {r["key"] for r in results}
+        unknown = [k for k in keys if k not in have]
+        matched = len(keys)
+    else:
+        results = idx.costs(w, **filters)
+        matched = len(results)
+    if limit and not models:
+        results = results[:limit]
+    rows = [{"key": r["key"], "per_request": r["per_request"], "total": r["total"],
+             "cache_price_used": r["cache_price_used"], "model": r["model"]} for r in results]
+    data = {
+        "workload": {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens,
+                     "cached_tokens": w.cached_tokens, "requests": w.requests},
+        "count": len(rows),
+        "total_matched": matched,
+        "results": rows,
+        "unknown": unknown,
+    }
+    cells = []
+    for r in rows:
+        p = r["model"]["prices"]
+        cells.append({"key": r["key"], "per_request": fmt_usd(r["per_request"]), "total": fmt_usd(r["total"]),
+                      "input": fmt_price(p["input"]), "output": fmt_price(p["output"]),
+                      "cache_read": fmt_price(p["cache_read"]) if r["cache_price_used"] else "",
+                      "per_request_usd": r["per_request"], "total_usd": r["total"]})
+    cols = ["key", "per_request", "total", "input", "output"] + (["cache_read"] if cached else [])
+    if output["format"] == "csv" and not output.get("fields"):
+        cols = ["key", "per_request_usd", "total_usd", "input", "output"] + (["cache_read"] if cached else [])
+    emit(cells, cols, output, json_obj=data)
+    if output["format"] == "table":
+        click.echo(f"workload: {w.input_tokens:,} in ({w.cached_tokens:,} cached) + {w.output_tokens:,} out "
+                   f"x {w.requests:,} requests; prices USD/1M tokens", err=True)
+    for k in unknown:
+        click.echo(f"{k}: cost unknown (a needed price is missing)", err=True)
+    if not rows:
+        click.echo("no model with a known cost matches", err=True)
+        return 1
+    return 0

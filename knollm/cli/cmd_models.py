@@ -1,0 +1,162 @@
+"""``knollm models search|show|where``.
+
+``search`` and ``where`` read only the compact cached index (:mod:`knollm.index`);
+``show`` loads the full catalog (every field with its source).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .filters import complete_model, dumps_option, load_catalog, load_index, model_filters
+from .output import emit, fmt_int, fmt_price, output_options
+
+__all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
+
+CAP_SHORT = {
+    "tools": "tools", "vision": "vision", "structured_output": "struct", "json_mode": "json",
+    "reasoning": "reason", "prompt_caching": "cache", "web_search": "web", "audio_input": "audio",
+    "pdf_input": "pdf", "fine_tuning": "ft",
+}
+SEARCH_COLUMNS = ["key", "context", "input", "output", "caps"]
+
+
+def summary_cells(s: dict[str, Any]) -> dict[str, Any]:
+    """Table cells for a model summary dict (the JSON shape of :meth:`Index.summary`)."""
+    p = s["prices"]
+    return {
+        **{k: v for k, v in s.items() if not isinstance(v, (dict, list))},
+        "context": fmt_int(s["context_window"]),
+        "max_output": fmt_int(s["max_output"]),
+        "input": "free" if s.get("free") else fmt_price(p.get("input")),
+        "output": "free" if s.get("free") else fmt_price(p.get("output")),
+        "cache_read": fmt_price(p.get("cache_read")),
+        "caps": ",".join(CAP_SHORT.get(c, c) for c, v in s["capabilities"].items() if v is True),
+        "modalities": ",".join(s["input_modalities"]) + "->" + ",".join(s["output_modalities"]),
+    }
+
+
+def nothing_found(message: str) -> int:
+    click.echo(message, err=True)
+    return 1
+
+
+@click.group("models")
+def command() -> None:
+    """Search models, show one with its sources, find every provider of a model.
+
+    \b
+    Prices are USD per 1M tokens; '?' = unknown (never shown as 0).
+    """
+
+
+@command.command("search")
+@click.argument("text", required=False)
+@model_filters
+@dumps_option
+@output_options
+def search(text: str | None, filters: dict[str, Any], dumps: Path, output: dict) -> int:
+    """Models matching TEXT (all words in key, name or canonical id) and every filter.
+
+    \b
+    Examples:
+      knollm models search llama --max-input-price 1
+      knollm models search -c tools -c vision --min-context 128k --sort price
+      knollm models search --provider groq --json
+    Exit 1 when nothing matches.
+    """
+    idx = load_index(dumps)
+    limit = filters.pop("limit")
+    try:
+        pos = idx.search_positions(text, **filters)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    total = len(pos)
+    pos = pos[:limit] if limit else pos
+    models = [idx.summary(idx.rows[i]) for i in pos]
+    query = {"text": text, **filters, "limit": limit}
+    emit([summary_cells(m) for m in models], SEARCH_COLUMNS, output,
+         json_obj={"query": query, "total": total, "count": len(models), "models": models})
+    if output["format"] == "table" and total > len(models):
+        click.echo(f"({len(models)} of {total} shown; --limit 0 for all)", err=True)
+    if not total:
+        return nothing_found("no models match")
+    return 0
+
+
+_SHOW_ORDER = ["key", "provider", "id", "name", "canonical_id", "family", "kind", "description", "context_window",
+               "max_output", "input_modalities", "output_modalities", "capabilities", "prices", "free",
+               "variable_pricing", "price_tiers", "deprecated", "created", "release_date", "open_weights",
+               "owned_by", "quantization", "joins", "origin", "flags", "first_seen", "last_seen"]
+
+
+def show_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per field (prices/capabilities flattened) with its source."""
+    src = m.get("sources") or {}
+    rows = []
+    keys = [k for k in _SHOW_ORDER if k in m] + [k for k in m if k not in _SHOW_ORDER and k != "sources"]
+    for k in keys:
+        v = m[k]
+        if k in ("prices", "capabilities") and isinstance(v, dict):
+            for sub, sv in v.items():
+                path = f"{k}.{sub}"
+                val = fmt_price(sv) if k == "prices" and sv is not None else sv
+                rows.append({"field": path, "value": val, "source": src.get(path) or ("" if sv is None else "-")})
+            continue
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items()) or None
+        elif isinstance(v, list):
+            v = ", ".join(str(x) for x in v) if v and not isinstance(v[0], dict) else (
+                "; ".join(str(x) for x in v) if v else None)
+        rows.append({"field": k, "value": v, "source": src.get(k, "")})
+    return rows
+
+
+@command.command("show")
+@click.argument("ref", metavar="PROVIDER/MODEL", shell_complete=complete_model)
+@dumps_option
+@output_options
+def show(ref: str, dumps: Path, output: dict) -> int:
+    """Every field of one model with its source (dump, genai-prices, models.dev, litellm, inferred).
+
+    \b
+    Example: knollm models show groq/llama-3.3-70b-versatile
+    A bare model id works when only one provider has it.
+    """
+    cat = load_catalog(dumps)
+    m = cat.model(ref)
+    prov = cat._by_provider_id.get(m["provider"])
+    emit(show_rows(m), ["field", "value", "source"], output, json_obj={"model": m, "provider": prov})
+    return 0
+
+
+@command.command("where")
+@click.argument("ref", metavar="MODEL", shell_complete=complete_model)
+@click.option("--include-deprecated", is_flag=True, help="Include deprecated offers.")
+@dumps_option
+@output_options
+def where(ref: str, include_deprecated: bool, dumps: Path, output: dict) -> int:
+    """Every provider serving the canonical model MODEL, cheapest first (unknown prices last).
+
+    \b
+    MODEL: a canonical id (llama-3.3-70b-instruct), a model id or a provider/id key,
+    in any provider's spelling.
+    Example: knollm models where llama-3.3-70b-instruct
+    """
+    from ..index import CANON, DEPR
+
+    idx = load_index(dumps)
+    rows = idx.where(ref)
+    canon = rows[0][CANON] if rows else None
+    if not include_deprecated:
+        rows = [r for r in rows if not r[DEPR]]
+    offers = [idx.summary(r) for r in rows]
+    cells = [summary_cells(s) for s in offers]
+    emit(cells, ["provider", "key", "input", "output", "context", "caps"], output,
+         json_obj={"query": ref, "canonical_id": canon, "count": len(offers), "offers": offers})
+    if not offers:
+        return nothing_found(f"{ref}: only deprecated offers (--include-deprecated to list them)")
+    return 0

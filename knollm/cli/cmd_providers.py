@@ -1,0 +1,94 @@
+"""``knollm providers list|show`` (reads only the compact cached index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .filters import complete_provider, dumps_option, load_index
+from .output import emit, output_options
+
+__all__ = ["command", "provider_summary"]
+
+_FIELDS = ("id", "name", "kind", "api_shape", "base_url", "docs_url", "api_key_env", "model_count", "dump_file",
+           "sources")
+
+
+def provider_summary(p: dict[str, Any]) -> dict[str, Any]:
+    """The stable JSON shape of a provider in ``providers list``."""
+    return {k: p.get(k) for k in _FIELDS}
+
+
+@click.group("providers")
+def command() -> None:
+    """List providers or show one (calling facts, model count, sources)."""
+
+
+@command.command("list")
+@click.option("--with-dump", is_flag=True, help="Only providers with a model-list dump.")
+@click.option("--sort", type=click.Choice(["id", "models"]), default="id", show_default=True)
+@dumps_option
+@output_options
+def list_(with_dump: bool, sort: str, dumps: Path, output: dict) -> int:
+    """Every provider in the catalog.
+
+    \b
+    Example: knollm providers list --with-dump --sort models
+    """
+    idx = load_index(dumps)
+    provs = [provider_summary(p) for p in idx.providers if not with_dump or p.get("dump_file")]
+    if sort == "models":
+        provs.sort(key=lambda p: (-(p["model_count"] or 0), p["id"]))
+    else:
+        provs.sort(key=lambda p: p["id"])
+    cells = [{**p, "models": p["model_count"], "dump": "yes" if p["dump_file"] else "",
+              "sources": ",".join(p["sources"] or [])} for p in provs]
+    emit(cells, ["id", "name", "models", "dump", "api_shape", "sources"], output, json_obj=provs)
+    return 0 if provs else 1
+
+
+@command.command("show")
+@click.argument("provider_id", metavar="ID", shell_complete=complete_provider)
+@click.option("--models", "n_models", type=click.IntRange(min=0), default=10, show_default=True,
+              help="List this many of its cheapest models (0: none).")
+@dumps_option
+@output_options
+def show(provider_id: str, n_models: int, dumps: Path, output: dict) -> int:
+    """One provider: how to call it, where its data came from, and its cheapest models.
+
+    \b
+    Example: knollm providers show groq
+    """
+    from .cmd_models import summary_cells
+
+    idx = load_index(dumps)
+    p = idx.provider(provider_id)
+    pos = idx.search_positions(providers=[p["id"]], sort="price", include_deprecated=True)
+    models = [idx.summary(idx.rows[i]) for i in pos]
+    priced = sum(1 for m in models if m["prices"]["input"] is not None)
+    data = {**p, "models": {"count": len(models), "priced": priced,
+                            "cheapest": models[:n_models] if n_models else []}}
+    if output["format"] != "table":
+        fields = [{"field": k, "value": v if not isinstance(v, (list, dict)) else str(v)} for k, v in p.items()]
+        emit(fields, ["field", "value"], output, json_obj=data)
+        return 0
+    lines = []
+    for k in ("id", "name", "kind", "base_url", "docs_url", "api_shape"):
+        lines.append(f"{k:<14}{p.get(k) if p.get(k) is not None else '?'}")
+    lines.append(f"{'api_key_env':<14}{', '.join(p.get('api_key_env') or []) or '?'}")
+    lines.append(f"{'sources':<14}{', '.join(p.get('sources') or [])}")
+    if p.get("dump_file"):
+        lines.append(f"{'dump':<14}{p['dump_file']} ({p.get('dump_shape')})")
+    if p.get("registry_ids"):
+        lines.append(f"{'registry ids':<14}{', '.join(f'{a}={b}' for a, b in p['registry_ids'].items())}")
+    fs = p.get("field_sources") or {}
+    if fs:
+        lines.append(f"{'field sources':<14}{', '.join(f'{a}={b}' for a, b in fs.items())}")
+    lines.append(f"{'models':<14}{len(models)} ({priced} priced)")
+    click.echo("\n".join(lines))
+    if n_models and models:
+        click.echo("")
+        emit([summary_cells(m) for m in models[:n_models]], ["key", "input", "output", "context", "caps"], output)
+    return 0
