@@ -17,22 +17,34 @@ the registries' versions, so any change to the inputs rebuilds. Files live in
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pathlib / hashlib / tempfile are imported lazily: the query path needs none
+    from pathlib import Path
 
 __all__ = ["cache_dir", "cache_key", "fast_cache_key", "cached_catalog", "cached_index", "default_dumps"]
 
 
 def default_dumps() -> Path:
     """``--dumps`` default: ``$KNOLLM_DUMPS`` or ``work/model_catalog`` (may not exist)."""
+    from pathlib import Path
+
     return Path(os.environ.get("KNOLLM_DUMPS") or "work/model_catalog")
 
 
+def _cache_dir_str() -> str:
+    d = os.environ.get("KNOLLM_CACHE_DIR")
+    if d:
+        return d
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "knollm")
+
+
 def cache_dir() -> Path:
+    from pathlib import Path
+
     d = os.environ.get("KNOLLM_CACHE_DIR")
     if d:
         return Path(d)
@@ -54,7 +66,7 @@ def _dist_paths() -> list[str]:
     return out
 
 
-def _fingerprint(dumps: Path | None, extra: list[str]) -> str:
+def _fingerprint(dumps: str | Path | None, extra: list[str]) -> str:
     """Cheap stat-based fingerprint of everything :func:`cache_key` reads."""
     parts: list[str] = []
     pkg = os.path.dirname(os.path.abspath(__file__))
@@ -83,25 +95,28 @@ def _fingerprint(dumps: Path | None, extra: list[str]) -> str:
             parts.append(f"{p}:{st.st_mtime_ns}:{st.st_ino}")
         except OSError:
             parts.append(f"{p}:missing")
-    return hashlib.blake2b("\n".join(parts).encode(), digest_size=16).hexdigest()
+    return "\n".join(parts)
 
 
-def fast_cache_key(dumps: Path | None) -> str:
+def fast_cache_key(dumps: str | Path | None) -> str:
     """:func:`cache_key`, memoised per dumps directory while the inputs' fingerprint holds."""
     import marshal
+    import zlib
 
     where = os.path.abspath(dumps) if dumps is not None else "-"
-    stamp = cache_dir() / f"stamp-{hashlib.blake2b(where.encode(), digest_size=8).hexdigest()}.marshal"
+    stamp = os.path.join(_cache_dir_str(), f"stamp-{zlib.crc32(where.encode()):08x}.marshal")
     try:
-        memo = marshal.loads(stamp.read_bytes())
-        if memo["fingerprint"] == _fingerprint(dumps, memo["paths"]):
+        with open(stamp, "rb") as fh:
+            memo = marshal.loads(fh.read())
+        if memo["where"] == where and memo["fingerprint"] == _fingerprint(dumps, memo["paths"]):
             return memo["key"]
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         pass
     key = cache_key(dumps)
     paths = _dist_paths()
+    memo = {"where": where, "key": key, "paths": paths, "fingerprint": _fingerprint(dumps, paths)}
     try:
-        _atomic_write(stamp, marshal.dumps({"key": key, "paths": paths, "fingerprint": _fingerprint(dumps, paths)}))
+        _atomic_write(stamp, marshal.dumps(memo))
     except OSError:
         pass
     return key
@@ -119,7 +134,10 @@ def _versions() -> str:
     return ";".join(out)
 
 
-def cache_key(dumps: Path | None) -> str:
+def cache_key(dumps: str | Path | None) -> str:
+    import hashlib
+    from pathlib import Path
+
     h = hashlib.blake2b(digest_size=16)
     h.update(_versions().encode())
     from . import schema
@@ -137,7 +155,11 @@ def cache_key(dumps: Path | None) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: str | Path, data: bytes) -> None:
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -152,10 +174,10 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _index_path(key: str) -> Path:
+def _index_path(key: str) -> str:
     import sys
 
-    return cache_dir() / f"index-{key}-{sys.implementation.cache_tag}.marshal"
+    return os.path.join(_cache_dir_str(), f"index-{key}-{sys.implementation.cache_tag}.marshal")
 
 
 def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
@@ -163,8 +185,10 @@ def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
 
     from .index import build_index
 
+    from pathlib import Path
+
     idx = build_index(cat, key)
-    path = _index_path(key)
+    path = Path(_index_path(key))
     try:
         _atomic_write(path, marshal.dumps(idx))
         for old in path.parent.glob("index-*.marshal"):
@@ -216,7 +240,7 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
     return cat
 
 
-def cached_index(dumps: Path | None, *, rebuild: bool = False,
+def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
                  on_build: Callable[[], None] | None = None) -> dict[str, Any]:
     """The compact query index (:mod:`knollm.index`) for ``dumps``; builds (and caches) the
     full catalog first when needed. Reading it imports nothing beyond the standard library."""
@@ -232,7 +256,8 @@ def cached_index(dumps: Path | None, *, rebuild: bool = False,
         was = gc.isenabled()
         gc.disable()  # ~10^5 tuples, none cyclic
         try:
-            idx = marshal.loads(_index_path(key).read_bytes())
+            with open(_index_path(key), "rb") as fh:
+                idx = marshal.loads(fh.read())
         except (OSError, EOFError, ValueError, TypeError):
             return None
         finally:

@@ -15,7 +15,6 @@ Import cost matters here: only the standard library (and :mod:`knollm.errors`,
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -50,6 +49,8 @@ def tokens(text: str) -> list[str]:
 
 def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """"Did you mean" candidates: close spellings first, then names containing ``name``."""
+    import difflib
+
     choices = list(choices)
     low = name.lower()
     sub = [c for c in choices if low and low in c.lower()]
@@ -245,12 +246,9 @@ class Index:
     @classmethod
     def load(cls, dumps: Any = None, *, rebuild: bool = False, on_build: Callable[[], None] | None = None) -> Index:
         """The cached index for ``dumps`` (default ``$KNOLLM_DUMPS`` / ``work/model_catalog``)."""
-        from pathlib import Path
-
         from .cache import cached_index, default_dumps
 
-        return cls(cached_index(Path(dumps) if dumps is not None else default_dumps(), rebuild=rebuild,
-                                on_build=on_build))
+        return cls(cached_index(dumps if dumps is not None else default_dumps(), rebuild=rebuild, on_build=on_build))
 
     @classmethod
     def from_catalog(cls, cat: dict[str, Any]) -> Index:
@@ -325,7 +323,12 @@ class Index:
             include_deprecated=include_deprecated,
         )
         rows = self.rows
-        out = [i for i, r in enumerate(rows) if ok(r)]
+        if text and tokens(text):
+            # cheap pre-selection on the first word; ``ok`` still applies every filter
+            w0 = tokens(text)[0]
+            out = [i for i, r in enumerate(rows) if w0 in r[HAY] and ok(r)]
+        else:
+            out = [i for i, r in enumerate(rows) if ok(r)]
         sk = SORTERS[sort]
         out.sort(key=lambda i: sk(rows[i]))
         return out[:limit] if limit else out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -52,7 +51,7 @@ def _fmt(path: str, v: Any) -> str:
 @dumps_option
 @output_options
 def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int, with_sources: bool,
-            dumps: Path, output: dict) -> int:
+            dumps: str, output: dict) -> int:
     """Compare models side by side: limits, prices, capabilities, modalities (and sources).
 
     \b

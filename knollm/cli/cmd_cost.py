@@ -6,7 +6,6 @@ the models come from the compact cached index, so this stays fast.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -43,7 +42,7 @@ def fmt_usd(v: float | None) -> str:
 @dumps_option
 @output_options
 def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cached: int, requests: int,
-            filters: dict[str, Any], dumps: Path, output: dict) -> int:
+            filters: dict[str, Any], dumps: str, output: dict) -> int:
     """Cost of a workload per model (the listed MODELs, else every model matching the filters),
     cheapest first. Models whose cost is unknown are left out (listed ones are reported).
 

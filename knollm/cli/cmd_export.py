@@ -60,7 +60,7 @@ def flatten(m: dict[str, Any], join_lists: bool) -> dict[str, Any]:
               help="Write to this file (default stdout; '-' = stdout).")
 @model_filters(limit=None, sort="provider")
 @dumps_option
-def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str, Any], dumps: Path) -> int:
+def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str, Any], dumps: str) -> int:
     """Export the models matching the filters (default: all non-deprecated) as JSON, CSV or Parquet.
 
     \b

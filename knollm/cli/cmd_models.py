@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -58,7 +57,7 @@ def command() -> None:
 @model_filters
 @dumps_option
 @output_options
-def search(text: str | None, filters: dict[str, Any], dumps: Path, output: dict) -> int:
+def search(text: str | None, filters: dict[str, Any], dumps: str, output: dict) -> int:
     """Models matching TEXT (all words in key, name or canonical id) and every filter.
 
     \b
@@ -119,7 +118,7 @@ def show_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
 @click.argument("ref", metavar="PROVIDER/MODEL", shell_complete=complete_model)
 @dumps_option
 @output_options
-def show(ref: str, dumps: Path, output: dict) -> int:
+def show(ref: str, dumps: str, output: dict) -> int:
     """Every field of one model with its source (dump, genai-prices, models.dev, litellm, inferred).
 
     \b
@@ -138,7 +137,7 @@ def show(ref: str, dumps: Path, output: dict) -> int:
 @click.option("--include-deprecated", is_flag=True, help="Include deprecated offers.")
 @dumps_option
 @output_options
-def where(ref: str, include_deprecated: bool, dumps: Path, output: dict) -> int:
+def where(ref: str, include_deprecated: bool, dumps: str, output: dict) -> int:
     """Every provider serving the canonical model MODEL, cheapest first (unknown prices last).
 
     \b

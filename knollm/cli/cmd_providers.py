@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -31,7 +30,7 @@ def command() -> None:
 @click.option("--sort", type=click.Choice(["id", "models"]), default="id", show_default=True)
 @dumps_option
 @output_options
-def list_(with_dump: bool, sort: str, dumps: Path, output: dict) -> int:
+def list_(with_dump: bool, sort: str, dumps: str, output: dict) -> int:
     """Every provider in the catalog.
 
     \b
@@ -55,7 +54,7 @@ def list_(with_dump: bool, sort: str, dumps: Path, output: dict) -> int:
               help="List this many of its cheapest models (0: none).")
 @dumps_option
 @output_options
-def show(provider_id: str, n_models: int, dumps: Path, output: dict) -> int:
+def show(provider_id: str, n_models: int, dumps: str, output: dict) -> int:
     """One provider: how to call it, where its data came from, and its cheapest models.
 
     \b

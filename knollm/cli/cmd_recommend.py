@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -42,7 +41,7 @@ def _needs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 @output_options
 def command(use_case: str | None, budget: float | None, needs: list[str], input_tokens: int | None,
             output_tokens: int | None, all_offers: bool, include_free: bool, list_use_cases: bool, filters: dict[str, Any],
-            dumps: Path, output: dict) -> int:
+            dumps: str, output: dict) -> int:
     """Rank models for a use case: a transparent score (0-100) explained per row.
 
     \b

@@ -12,10 +12,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -41,14 +38,14 @@ KIND_CHOICES = ("chat", "completion", "embedding", "image", "audio", "rerank", "
 SORT_CHOICES = ("price", "context", "name", "provider", "output_price")
 
 
-def _default_dumps() -> Path:
-    return Path(os.environ.get("KNOLLM_DUMPS") or "work/model_catalog")
+def _default_dumps() -> str:
+    return os.environ.get("KNOLLM_DUMPS") or "work/model_catalog"
 
 
 def dumps_option(f: Callable) -> Callable:
     """``--dumps DIR`` (env ``KNOLLM_DUMPS``; default ``work/model_catalog``)."""
     return click.option(
-        "--dumps", type=click.Path(file_okay=False, path_type=Path), envvar="KNOLLM_DUMPS",
+        "--dumps", type=click.Path(file_okay=False), envvar="KNOLLM_DUMPS",
         default="work/model_catalog", show_default=True,
         help="Directory of models_<provider>.json dumps (env KNOLLM_DUMPS). Missing: registries only.",
     )(f)
@@ -184,10 +181,15 @@ class _Spinner:
     FRAMES = "|/-\\"
 
     def __init__(self) -> None:
+        import threading
+
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Any = None
 
     def start(self) -> None:
+        import threading
+        import time
+
         t0 = time.monotonic()
 
         def run() -> None:
@@ -219,7 +221,7 @@ class rebuild_notice:  # noqa: N801 - used as a context manager
     """``with rebuild_notice(dumps) as on_build:`` - pass ``on_build`` to the cache; when a
     rebuild happens it says so on stderr (plus a spinner on a terminal)."""
 
-    def __init__(self, dumps: Path | None, quiet: bool = False) -> None:
+    def __init__(self, dumps: str | None, quiet: bool = False) -> None:
         self.dumps = dumps
         self.quiet = quiet
         self.spinner: _Spinner | None = None
@@ -229,7 +231,7 @@ class rebuild_notice:  # noqa: N801 - used as a context manager
         self.built = True
         if self.quiet:
             return
-        src = f"{self.dumps}" if self.dumps is not None and Path(self.dumps).is_dir() else "no dumps"
+        src = f"{self.dumps}" if self.dumps is not None and os.path.isdir(self.dumps) else "no dumps"
         click.echo(f"knollm: building the catalog ({src} + registries; inputs changed or first run) - "
                    "cached for next time", err=True)
         if _stderr_tty():
@@ -244,16 +246,21 @@ class rebuild_notice:  # noqa: N801 - used as a context manager
             self.spinner.stop()
 
 
-def load_index(dumps: Path | None, *, quiet: bool = False):
+def load_index(dumps: str | None, *, quiet: bool = False):
     """The cached :class:`knollm.index.Index` (fast path: no pydantic / registries)."""
     from ..cache import cached_index
     from ..index import Index
 
+    import gc
+
     with rebuild_notice(dumps, quiet) as note:
-        return Index(cached_index(dumps, on_build=note))
+        idx = Index(cached_index(dumps, on_build=note))
+    # a short-lived CLI process: keep the cyclic GC from re-scanning ~10^5 acyclic tuples
+    gc.freeze()
+    return idx
 
 
-def load_catalog(dumps: Path | None, *, quiet: bool = False):
+def load_catalog(dumps: str | None, *, quiet: bool = False):
     """The cached full :class:`knollm.catalog.Catalog`."""
     from ..cache import cached_catalog
     from ..catalog import Catalog
