@@ -1,0 +1,913 @@
+/* Knollm site JavaScript: explorer, pricing calculator, model detail view, SVG chart,
+ * sortable tables. The project's own code, no dependencies, no CDN.
+ *
+ * Safety: every string that comes from the data is put into the page with
+ * textContent / setAttribute (never innerHTML); links built from data only point
+ * inside the site (ids are URL-encoded).
+ *
+ * window.Knollm.costPerRequest(prices, workload) is the same arithmetic as
+ * knollm/cost.py::cost_per_request (tested against it in tests/test_browser_site.py).
+ */
+(function () {
+  "use strict";
+
+  var K = (window.Knollm = window.Knollm || {});
+
+  // ------------------------------------------------------------------ cost (mirror of knollm/cost.py)
+  /** USD for one request; prices in USD per 1M tokens; null when a needed price is unknown. */
+  function costPerRequest(prices, w) {
+    prices = prices || {};
+    var pin = prices.input, pout = prices.output, pcache = prices.cache_read;
+    var inTok = w.input_tokens || 0, outTok = w.output_tokens || 0, cached = w.cached_tokens || 0;
+    var fresh = inTok - cached;
+    var total = 0.0;
+    if (fresh > 0) {
+      if (pin === null || pin === undefined) return null;
+      total += fresh * pin;
+    }
+    if (cached > 0) {
+      var p = pcache !== null && pcache !== undefined ? pcache : pin;
+      if (p === null || p === undefined) return null;
+      total += cached * p;
+    }
+    if (outTok > 0) {
+      if (pout === null || pout === undefined) return null;
+      total += outTok * pout;
+    }
+    total = total / 1000000;
+    if (prices.request !== null && prices.request !== undefined) total += prices.request;
+    return total;
+  }
+
+  /** Cost of a workload (with .requests) on prices: {per_request, total}. */
+  function estimate(prices, w) {
+    var per = costPerRequest(prices, w);
+    return { per_request: per, total: per === null ? null : per * (w.requests === undefined ? 1 : w.requests) };
+  }
+
+  var SUFFIX = { "": 1, k: 1000, m: 1000000, b: 1000000000 };
+  /** "1.5M", "200k", "1000" -> int; NaN when not a count (same grammar as knollm.cost.parse_count). */
+  function parseCount(text) {
+    if (typeof text === "number") return text >= 0 ? Math.floor(text) : NaN;
+    var m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$/.exec(String(text).replace(/[_,]/g, ""));
+    if (!m) return NaN;
+    return Math.round(parseFloat(m[1]) * SUFFIX[m[2].toLowerCase()]);
+  }
+
+  /** FNV-1a (32 bit) of the key's UTF-8 bytes modulo n (same as knollm.site.data.bucket_of). */
+  function bucketOf(key, n) {
+    var bytes = new TextEncoder().encode(key);
+    var h = 0x811c9dc5;
+    for (var i = 0; i < bytes.length; i++) {
+      h ^= bytes[i];
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    return h % (n || 128);
+  }
+
+  K.costPerRequest = costPerRequest;
+  K.estimate = estimate;
+  K.parseCount = parseCount;
+  K.bucketOf = bucketOf;
+
+  // ------------------------------------------------------------------ helpers
+  var ROOT = (function () {
+    var s = document.currentScript;
+    var src = s && s.src ? s.src : "";
+    var i = src.lastIndexOf("assets/knollm/knollm.js");
+    return i >= 0 ? src.slice(0, i) : new URL("./", location.href).href;
+  })();
+  K.root = ROOT;
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) for (var k in attrs) if (attrs[k] !== null && attrs[k] !== undefined) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function sv(tag, attrs, text) {
+    var e = document.createElementNS(SVGNS, tag);
+    if (attrs) for (var k in attrs) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+
+  function fmtPrice(v) {
+    if (v === null || v === undefined) return "?";
+    if (v === 0) return "free";
+    if (v < 0) return "?";
+    if (v >= 100) return "$" + Math.round(v).toLocaleString("en-US");
+    if (v >= 1) return "$" + v.toFixed(2).replace(/\.?0+$/, "");
+    return "$" + v.toFixed(4).replace(/\.?0+$/, "");
+  }
+  function fmtTokens(v) {
+    if (v === null || v === undefined) return "?";
+    if (v >= 1e6) return (v / 1e6).toFixed(1).replace(/\.0$/, "") + "M";
+    if (v >= 1000) return (v / 1000).toFixed(1).replace(/\.0$/, "") + "k";
+    return String(v);
+  }
+  function fmtUSD(v) {
+    if (v === null || v === undefined) return "?";
+    if (v === 0) return "$0";
+    if (v >= 1000) return "$" + v.toLocaleString("en-US", { maximumFractionDigits: 0 });
+    if (v >= 1) return "$" + v.toFixed(2);
+    if (v >= 0.01) return "$" + v.toFixed(4);
+    return "$" + v.toPrecision(3);
+  }
+  K.fmtUSD = fmtUSD;
+
+  function pageHref(ix, path, query) {
+    var url = ix && ix.dirurls === false ? path + ".html" : path + "/";
+    return ROOT + url + (query || "");
+  }
+
+  // ------------------------------------------------------------------ index
+  var indexPromise = null;
+  function loadIndex() {
+    if (!indexPromise) {
+      indexPromise = fetch(ROOT + "data/index.json")
+        .then(function (r) {
+          if (!r.ok) throw new Error("data/index.json: HTTP " + r.status);
+          return r.json();
+        })
+        .then(prepare);
+    }
+    return indexPromise;
+  }
+  K.loadIndex = loadIndex;
+
+  function prepare(ix) {
+    var m = ix.m, n = m.i.length, P = ix.providers;
+    var hay = new Array(n), keys = new Array(n), lname = new Array(n);
+    for (var r = 0; r < n; r++) {
+      var pid = m.p[r] >= 0 ? P[m.p[r]][0] : "?";
+      keys[r] = pid + "/" + m.i[r];
+      var nm = m.n[r] || m.i[r];
+      lname[r] = nm.toLowerCase();
+      hay[r] = (keys[r] + " " + (m.n[r] || "") + " " + (m.cn[r] >= 0 ? ix.canon[m.cn[r]][0] : "")).toLowerCase();
+    }
+    var byName = new Array(n);
+    for (r = 0; r < n; r++) byName[r] = r;
+    byName.sort(function (a, b) {
+      return lname[a] < lname[b] ? -1 : lname[a] > lname[b] ? 1 : keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0;
+    });
+    var pcount = new Array(P.length).fill(0);
+    for (r = 0; r < n; r++) if (m.p[r] >= 0) pcount[m.p[r]]++;
+    var pIndex = {};
+    P.forEach(function (p, i) { pIndex[p[0]] = i; });
+    ix.n = n; ix.hay = hay; ix.keys = keys; ix.lname = lname; ix.byName = byName; ix.pcount = pcount;
+    ix.pIndex = pIndex;
+    return ix;
+  }
+
+  function pricesOf(ix, r) {
+    var m = ix.m;
+    return { input: m.pi[r], output: m.po[r], cache_read: m.pc[r], request: m.pr[r] };
+  }
+  K.pricesOf = pricesOf;
+
+  // ------------------------------------------------------------------ state <-> URL
+  var FACET_DEFAULTS = { s: "", p: [], cap: [], mod: [], ctx: 0, maxp: null, free: false, ow: false, dep: false,
+                         kind: "", sort: "", dir: "asc" };
+  function readState(extra) {
+    var sp = new URLSearchParams(location.search);
+    var st = {};
+    var defs = Object.assign({}, FACET_DEFAULTS, extra || {});
+    Object.keys(defs).forEach(function (k) {
+      var d = defs[k], v = sp.get(k);
+      if (v === null) st[k] = Array.isArray(d) ? d.slice() : d;
+      else if (Array.isArray(d)) st[k] = v ? v.split(",").filter(Boolean) : [];
+      else if (typeof d === "boolean") st[k] = v === "1" || v === "true";
+      else if (k === "maxp") st[k] = v === "" || isNaN(parseFloat(v)) ? null : parseFloat(v);
+      else if (k === "ctx") st[k] = parseCount(v) || 0;
+      else st[k] = v;
+    });
+    st._defs = defs;
+    return st;
+  }
+  function writeState(st) {
+    var sp = new URLSearchParams();
+    Object.keys(st._defs).forEach(function (k) {
+      var v = st[k], d = st._defs[k];
+      if (Array.isArray(v)) { if (v.length) sp.set(k, v.join(",")); }
+      else if (typeof d === "boolean") { if (v !== d) sp.set(k, v ? "1" : "0"); }
+      else if (v !== null && v !== undefined && String(v) !== String(d === null ? "" : d) && v !== "") sp.set(k, String(v));
+    });
+    var qs = sp.toString();
+    var url = location.pathname + (qs ? "?" + qs : "") + location.hash;
+    try { history.replaceState(null, "", url); } catch (e) { /* file:// in some browsers */ }
+    return qs;
+  }
+  K.readState = readState;
+
+  // ------------------------------------------------------------------ filtering
+  function bitsOf(names, list) {
+    var b = 0;
+    names.forEach(function (x) { var i = list.indexOf(x); if (i >= 0) b |= 1 << i; });
+    return b;
+  }
+  function tokens(q) {
+    return String(q || "").toLowerCase().replace(/\//g, " ").split(/\s+/).filter(Boolean);
+  }
+
+  /** Row numbers matching the facets of st, in name order (Catalog.search semantics). */
+  function filterRows(ix, st) {
+    var m = ix.m, out = [];
+    var words = tokens(st.s), nw = words.length;
+    var pset = null;
+    if (st.p.length) {
+      pset = {};
+      st.p.forEach(function (id) { if (ix.pIndex[id] !== undefined) pset[ix.pIndex[id]] = true; });
+    }
+    var capMask = bitsOf(st.cap, ix.caps), modMask = bitsOf(st.mod, ix.mods);
+    var ctx = st.ctx || 0, maxp = st.maxp, kind = st.kind ? ix.kinds.indexOf(st.kind) : -1;
+    var f = m.f, ct = m.ct, im = m.im, om = m.om, cx = m.cx, pi = m.pi, p = m.p, k = m.k, hay = ix.hay;
+    var order = ix.byName;
+    for (var j = 0; j < order.length; j++) {
+      var r = order[j];
+      var fl = f[r];
+      if (!st.dep && (fl & 4)) continue;
+      if (pset && !pset[p[r]]) continue;
+      if ((ct[r] & capMask) !== capMask) continue;
+      if (modMask && ((im[r] | om[r]) & modMask) !== modMask) continue;
+      if (ctx && !(cx[r] >= ctx)) continue;
+      if (maxp !== null && (pi[r] === null || pi[r] > maxp)) continue;
+      if (st.free && !(fl & 1)) continue;
+      if (st.ow && !(fl & 2)) continue;
+      if (kind >= 0 && k[r] !== kind) continue;
+      if (nw) {
+        var h = hay[r], ok = true;
+        for (var w = 0; w < nw; w++) if (h.indexOf(words[w]) < 0) { ok = false; break; }
+        if (!ok) continue;
+      }
+      out.push(r);
+    }
+    return out;
+  }
+  K.filterRows = filterRows;
+
+  function sortRows(ix, rows, col, dir, valueOf) {
+    if (!col) return rows;
+    var sign = dir === "desc" ? -1 : 1;
+    var keys = ix.keys;
+    var vals = {};
+    rows.forEach(function (r) { vals[r] = valueOf(r, col); });
+    rows.sort(function (a, b) {
+      var va = vals[a], vb = vals[b];
+      var na = va === null || va === undefined, nb = vb === null || vb === undefined;
+      if (na || nb) return na && nb ? (keys[a] < keys[b] ? -1 : 1) : na ? 1 : -1;  // unknown last
+      if (va < vb) return -sign;
+      if (va > vb) return sign;
+      return keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0;
+    });
+    return rows;
+  }
+
+  // ------------------------------------------------------------------ facet panel
+  var CTX_CHOICES = [0, 8000, 32000, 128000, 200000, 1000000];
+  var CAP_LABEL = { tools: "tools", vision: "vision", structured_output: "structured output", json_mode: "JSON mode",
+                    reasoning: "reasoning", prompt_caching: "prompt caching", web_search: "web search",
+                    audio_input: "audio input", pdf_input: "PDF input", fine_tuning: "fine-tuning" };
+
+  function checkboxList(ix, st, facet, items, onChange) {
+    var box = el("div", { class: "kn-checks" });
+    items.forEach(function (it) {
+      var lab = el("label", { class: "kn-check" });
+      var cb = el("input", { type: "checkbox", "data-facet": facet, value: it[0] });
+      cb.checked = st[facet].indexOf(it[0]) >= 0;
+      cb.addEventListener("change", function () {
+        var cur = st[facet].filter(function (x) { return x !== it[0]; });
+        if (cb.checked) cur.push(it[0]);
+        st[facet] = cur;
+        onChange();
+      });
+      lab.appendChild(cb);
+      lab.appendChild(document.createTextNode(" " + it[1]));
+      box.appendChild(lab);
+    });
+    return box;
+  }
+
+  /** A drop-down facet: a button that shows / hides its panel (not <details>: Material styles those). */
+  function dropdown(id) {
+    var box = el("div", { class: "kn-facet", id: id });
+    var btn = el("button", { type: "button", class: "kn-facet-btn", "aria-expanded": "false" });
+    var panel = el("div", { class: "kn-facet-panel", hidden: "" });
+    btn.addEventListener("click", function () {
+      var open = panel.hasAttribute("hidden");
+      Array.prototype.forEach.call(document.querySelectorAll(".kn-facet-panel"), function (p) { p.setAttribute("hidden", ""); });
+      Array.prototype.forEach.call(document.querySelectorAll(".kn-facet-btn"), function (b) { b.setAttribute("aria-expanded", "false"); });
+      if (open) { panel.removeAttribute("hidden"); btn.setAttribute("aria-expanded", "true"); }
+    });
+    box.appendChild(btn);
+    box.appendChild(panel);
+    return { box: box, btn: btn, panel: panel };
+  }
+  document.addEventListener("click", function (e) {
+    if (!e.target.closest || e.target.closest(".kn-facet")) return;
+    Array.prototype.forEach.call(document.querySelectorAll(".kn-facet-panel"), function (p) { p.setAttribute("hidden", ""); });
+  });
+
+  function buildFacets(container, ix, st, onChange) {
+    var wrap = el("div", { class: "kn-facets" });
+    var q = el("input", { type: "search", id: "kn-q", placeholder: "Search " + ix.n.toLocaleString("en-US") +
+                          " models (name, id, provider)…", autocomplete: "off", "aria-label": "Search models" });
+    q.value = st.s;
+    q.addEventListener("input", function () { st.s = q.value; onChange(); });
+    wrap.appendChild(q);
+
+    var row = el("div", { class: "kn-facet-row" });
+    // providers
+    var dp = dropdown("kn-f-providers"), sum = dp.btn;
+    var pfilter = el("input", { type: "search", placeholder: "filter providers", class: "kn-pfilter" });
+    dp.panel.appendChild(pfilter);
+    var pitems = ix.providers.map(function (p, i) { return [p[0], p[1] + " (" + ix.pcount[i] + ")", ix.pcount[i]]; })
+      .filter(function (x) { return x[2] > 0; })
+      .sort(function (a, b) { return b[2] - a[2] || (a[0] < b[0] ? -1 : 1); });
+    var plist = checkboxList(ix, st, "p", pitems, function () { setSummaries(); onChange(); });
+    dp.panel.appendChild(plist);
+    pfilter.addEventListener("input", function () {
+      var t = pfilter.value.toLowerCase();
+      Array.prototype.forEach.call(plist.children, function (lab) {
+        lab.style.display = lab.textContent.toLowerCase().indexOf(t) >= 0 ? "" : "none";
+      });
+    });
+    row.appendChild(dp.box);
+    // capabilities
+    var dc = dropdown("kn-f-caps"), scap = dc.btn;
+    dc.panel.appendChild(checkboxList(ix, st, "cap", ix.caps.map(function (c) { return [c, CAP_LABEL[c] || c]; }),
+      function () { setSummaries(); onChange(); }));
+    row.appendChild(dc.box);
+    // modalities
+    var dm = dropdown("kn-f-mods"), smod = dm.btn;
+    dm.panel.appendChild(checkboxList(ix, st, "mod", ix.mods.map(function (c) { return [c, c]; }),
+      function () { setSummaries(); onChange(); }));
+    row.appendChild(dm.box);
+
+    function setSummaries() {
+      sum.textContent = "Providers" + (st.p.length ? " (" + st.p.length + ")" : "") + " ▾";
+      scap.textContent = "Capabilities" + (st.cap.length ? " (" + st.cap.length + ")" : "") + " ▾";
+      smod.textContent = "Modalities" + (st.mod.length ? " (" + st.mod.length + ")" : "") + " ▾";
+    }
+    setSummaries();
+
+    // min context
+    var lctx = el("label", { class: "kn-field" }, "Min context ");
+    var sctx = el("select", { id: "kn-ctx" });
+    CTX_CHOICES.forEach(function (c) {
+      var o = el("option", { value: String(c) }, c ? "≥ " + fmtTokens(c) : "any");
+      sctx.appendChild(o);
+    });
+    if (CTX_CHOICES.indexOf(st.ctx) < 0 && st.ctx) sctx.appendChild(el("option", { value: String(st.ctx) }, "≥ " + fmtTokens(st.ctx)));
+    sctx.value = String(st.ctx || 0);
+    sctx.addEventListener("change", function () { st.ctx = parseInt(sctx.value, 10) || 0; onChange(); });
+    lctx.appendChild(sctx);
+    row.appendChild(lctx);
+    // max price
+    var lp = el("label", { class: "kn-field" }, "Max input $/1M ");
+    var ip = el("input", { type: "number", min: "0", step: "any", id: "kn-maxp", placeholder: "any" });
+    if (st.maxp !== null) ip.value = String(st.maxp);
+    ip.addEventListener("input", function () {
+      var v = parseFloat(ip.value);
+      st.maxp = ip.value === "" || isNaN(v) ? null : v;
+      onChange();
+    });
+    lp.appendChild(ip);
+    row.appendChild(lp);
+    // kind
+    var lk = el("label", { class: "kn-field" }, "Kind ");
+    var sk = el("select", { id: "kn-kind" });
+    sk.appendChild(el("option", { value: "" }, "any"));
+    ix.kinds.forEach(function (k) { sk.appendChild(el("option", { value: k }, k)); });
+    sk.value = st.kind;
+    sk.addEventListener("change", function () { st.kind = sk.value; onChange(); });
+    lk.appendChild(sk);
+    row.appendChild(lk);
+    // toggles
+    [["free", "Free only"], ["ow", "Open weights"], ["dep", "Show deprecated"]].forEach(function (t) {
+      var lab = el("label", { class: "kn-check kn-toggle" });
+      var cb = el("input", { type: "checkbox", id: "kn-" + t[0] });
+      cb.checked = !!st[t[0]];
+      cb.addEventListener("change", function () { st[t[0]] = cb.checked; onChange(); });
+      lab.appendChild(cb);
+      lab.appendChild(document.createTextNode(" " + t[1]));
+      row.appendChild(lab);
+    });
+    var reset = el("a", { class: "kn-link", href: location.pathname, id: "kn-reset" }, "Reset");
+    row.appendChild(reset);
+    wrap.appendChild(row);
+    container.appendChild(wrap);
+    return wrap;
+  }
+
+  // ------------------------------------------------------------------ table helpers
+  function modelCell(ix, r) {
+    var td = el("td");
+    var a = el("a", { href: pageHref(ix, "model", "?m=" + encodeURIComponent(ix.keys[r])) });
+    a.appendChild(el("span", { class: "kn-mname" }, ix.m.n[r] || ix.m.i[r]));
+    td.appendChild(a);
+    if (ix.m.n[r]) td.appendChild(el("div", { class: "kn-dim kn-mid" }, ix.m.i[r]));
+    var fl = ix.m.f[r];
+    if (fl & 1) td.appendChild(el("span", { class: "kn-badge kn-free" }, "free"));
+    if (fl & 2) td.appendChild(el("span", { class: "kn-badge" }, "open"));
+    if (fl & 4) td.appendChild(el("span", { class: "kn-badge kn-dep" }, "deprecated"));
+    return td;
+  }
+  function providerCell(ix, r) {
+    var td = el("td");
+    var p = ix.providers[ix.m.p[r]];
+    if (p) td.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(p[0])) }, p[1]));
+    return td;
+  }
+  var CAP_ABBR = { tools: "T", vision: "V", structured_output: "S", json_mode: "J", reasoning: "R",
+                   prompt_caching: "C", web_search: "W", audio_input: "A", pdf_input: "P", fine_tuning: "F" };
+  function capsCell(ix, r) {
+    var td = el("td", { class: "kn-caps" });
+    var b = ix.m.ct[r];
+    ix.caps.forEach(function (c, i) {
+      if (b & (1 << i)) td.appendChild(el("abbr", { title: CAP_LABEL[c] || c }, CAP_ABBR[c] || "?"));
+    });
+    if (!b) td.textContent = "–";
+    return td;
+  }
+  function numCell(text, raw) {
+    var td = el("td", { class: "kn-num" }, text);
+    if (raw !== null && raw !== undefined) td.setAttribute("data-v", String(raw));
+    return td;
+  }
+
+  function headerRow(cols, st, onSort) {
+    var tr = el("tr");
+    cols.forEach(function (c) {
+      var th = el("th", { "data-col": c[0], class: c[2] ? "kn-num" : null });
+      if (c[0]) {
+        var b = el("button", { type: "button", class: "kn-sort" }, c[1]);
+        if (st.sort === c[0]) b.textContent = c[1] + (st.dir === "desc" ? " ▼" : " ▲");
+        b.addEventListener("click", function () { onSort(c[0]); });
+        th.appendChild(b);
+      } else th.textContent = c[1];
+      tr.appendChild(th);
+    });
+    return tr;
+  }
+
+  function colValue(ix) {
+    var m = ix.m;
+    return function (r, col) {
+      switch (col) {
+        case "name": return ix.lname[r];
+        case "provider": return ix.keys[r].toLowerCase();
+        case "in": return m.pi[r];
+        case "out": return m.po[r];
+        case "cache": return m.pc[r];
+        case "ctx": return m.cx[r];
+        case "maxout": return m.mo[r];
+        case "date": return m.d[r];
+        default: return null;
+      }
+    };
+  }
+
+  // ------------------------------------------------------------------ explorer
+  var PAGE = 100;
+
+  function initExplorer(root) {
+    root.textContent = "Loading the model index…";
+    loadIndex().then(function (ix) {
+      root.textContent = "";
+      var st = readState();
+      var shown = PAGE;
+      var facets = buildFacets(root, ix, st, function () { shown = PAGE; update(); });
+      var status = el("p", { class: "kn-status", id: "kn-status", "aria-live": "polite" });
+      root.appendChild(status);
+      var chartBox = el("div", { class: "kn-chart-box", id: "kn-chart-box" });
+      chartBox.appendChild(el("p", { class: "kn-chart-title" }, "Input price vs context window of the filtered models"));
+      var chart = el("div", { class: "kn-chart", id: "kn-chart" });
+      chartBox.appendChild(chart);
+      root.appendChild(chartBox);
+      var wrap = el("div", { class: "kn-table-wrap" });
+      var table = el("table", { class: "kn-table kn-models", id: "kn-results" });
+      var thead = el("thead"), tbody = el("tbody");
+      table.appendChild(thead);
+      table.appendChild(tbody);
+      wrap.appendChild(table);
+      root.appendChild(wrap);
+      var more = el("button", { type: "button", class: "md-button", id: "kn-more" }, "Show more");
+      more.addEventListener("click", function () { shown += PAGE * 5; render(); });
+      root.appendChild(more);
+      var cols = [["name", "Model"], ["provider", "Provider"], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
+                  ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1], ["maxout", "Max output", 1],
+                  ["", "Capabilities"], ["date", "Released"]];
+      var valueOf = colValue(ix);
+      var rows = [];
+      var chartTimer = null;
+
+      function onSort(col) {
+        if (st.sort === col) st.dir = st.dir === "asc" ? "desc" : "asc";
+        else { st.sort = col; st.dir = col === "ctx" || col === "date" || col === "maxout" ? "desc" : "asc"; }
+        update();
+      }
+
+      function render() {
+        var frag = document.createDocumentFragment();
+        var m = ix.m;
+        var lim = Math.min(shown, rows.length);
+        for (var j = 0; j < lim; j++) {
+          var r = rows[j];
+          var tr = el("tr", { "data-key": ix.keys[r] });
+          tr.appendChild(modelCell(ix, r));
+          tr.appendChild(providerCell(ix, r));
+          tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
+          tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
+          tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
+          tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
+          tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
+          tr.appendChild(capsCell(ix, r));
+          tr.appendChild(el("td", { class: "kn-dim" }, m.d[r] || ""));
+          frag.appendChild(tr);
+        }
+        tbody.textContent = "";
+        tbody.appendChild(frag);
+        thead.textContent = "";
+        thead.appendChild(headerRow(cols, st, onSort));
+        more.style.display = rows.length > lim ? "" : "none";
+        status.textContent = rows.length.toLocaleString("en-US") + " of " + ix.n.toLocaleString("en-US") +
+          " models" + (rows.length > lim ? " (showing " + lim + ")" : "");
+      }
+
+      function update() {
+        var t0 = performance.now();
+        rows = filterRows(ix, st);
+        sortRows(ix, rows, st.sort, st.dir, valueOf);
+        render();
+        var t1 = performance.now();
+        K.lastRenderMs = t1 - t0;
+        K.lastCount = rows.length;
+        writeState(st);
+        if (chartTimer) clearTimeout(chartTimer);
+        chartTimer = setTimeout(function () { chartTimer = null; drawScatter(chart, ix, rows); }, 150);
+      }
+      K.explorer = { update: update, state: st, rows: function () { return rows; } };
+      update();
+      root.setAttribute("data-ready", "1");
+    }).catch(function (e) { root.textContent = "Could not load the model index: " + e.message; });
+  }
+
+  // ------------------------------------------------------------------ SVG scatter chart
+  function drawScatter(box, ix, rows) {
+    var W = 860, H = 380, L = 64, R = 16, T = 14, B = 46;
+    var m = ix.m, pts = [], MAXP = 2500;
+    for (var j = 0; j < rows.length && pts.length < MAXP; j++) {
+      var r = rows[j];
+      if (m.cx[r] > 0 && m.pi[r] > 0) pts.push(r);
+    }
+    box.textContent = "";
+    if (!pts.length) { box.appendChild(el("p", { class: "kn-dim" }, "No filtered model has both a known context window and a paid input price.")); return; }
+    var xs = pts.map(function (r) { return Math.log10(m.cx[r]); }), ys = pts.map(function (r) { return Math.log10(m.pi[r]); });
+    var x0 = Math.floor(Math.min.apply(null, xs)), x1 = Math.ceil(Math.max.apply(null, xs));
+    var y0 = Math.floor(Math.min.apply(null, ys)), y1 = Math.ceil(Math.max.apply(null, ys));
+    if (x1 === x0) x1 = x0 + 1;
+    if (y1 === y0) y1 = y0 + 1;
+    function X(v) { return L + (v - x0) / (x1 - x0) * (W - L - R); }
+    function Y(v) { return H - B - (v - y0) / (y1 - y0) * (H - T - B); }
+    var svg = sv("svg", { viewBox: "0 0 " + W + " " + H, class: "kn-svg", role: "img",
+                          "aria-label": "Input price versus context window" });
+    var g = sv("g", { class: "kn-axis" });
+    for (var xv = x0; xv <= x1; xv++) {
+      g.appendChild(sv("line", { x1: X(xv), x2: X(xv), y1: T, y2: H - B, class: "kn-grid" }));
+      g.appendChild(sv("text", { x: X(xv), y: H - B + 16, "text-anchor": "middle" }, fmtTokens(Math.pow(10, xv))));
+    }
+    for (var yv = y0; yv <= y1; yv++) {
+      g.appendChild(sv("line", { x1: L, x2: W - R, y1: Y(yv), y2: Y(yv), class: "kn-grid" }));
+      g.appendChild(sv("text", { x: L - 6, y: Y(yv) + 4, "text-anchor": "end" }, fmtPrice(Math.pow(10, yv))));
+    }
+    g.appendChild(sv("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", class: "kn-axis-title" },
+                     "context window (tokens, log scale)"));
+    g.appendChild(sv("text", { x: 14, y: (T + H - B) / 2, "text-anchor": "middle", class: "kn-axis-title",
+                               transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" }, "input $ / 1M tokens (log)"));
+    svg.appendChild(g);
+    var dots = sv("g", { class: "kn-dots" });
+    for (j = 0; j < pts.length; j++) {
+      r = pts[j];
+      var a = sv("a", { href: pageHref(ix, "model", "?m=" + encodeURIComponent(ix.keys[r])) });
+      var c = sv("circle", { cx: X(xs[j]).toFixed(1), cy: Y(ys[j]).toFixed(1), r: 3.2,
+                             class: (m.ct[r] & 1) ? "kn-dot kn-dot-tools" : "kn-dot" });
+      c.appendChild(sv("title", {}, (m.n[r] || m.i[r]) + " — " + ix.providers[m.p[r]][1] + ": " +
+                       fmtPrice(m.pi[r]) + " in / " + fmtPrice(m.po[r]) + " out, " + fmtTokens(m.cx[r]) + " context"));
+      a.appendChild(c);
+      dots.appendChild(a);
+    }
+    svg.appendChild(dots);
+    box.appendChild(svg);
+    var note = pts.length + " models plotted" + (rows.length > pts.length ? " (of " + rows.length +
+      " filtered; models without a paid input price or context are left out" + (pts.length >= MAXP ? ", first " + MAXP + " in table order" : "") + ")" : "") +
+      ". Filled dots: tool calling known supported. Click a dot for the model.";
+    box.appendChild(el("p", { class: "kn-dim kn-chart-note" }, note));
+  }
+  K.drawScatter = drawScatter;
+
+  // ------------------------------------------------------------------ calculator
+  function drawBars(box, ix, allRows, costs) {
+    box.textContent = "";
+    var rows = allRows.filter(function (r) { return costs[r] > 0; });
+    var n = Math.min(12, rows.length);
+    if (!n) return;
+    box.appendChild(el("p", { class: "kn-chart-title" }, "Cheapest paid models for this workload, per month" +
+      (rows.length < allRows.length ? " (" + (allRows.length - rows.length) + " free models not shown)" : "")));
+    var W = 860, rowH = 22, L = 300, R = 90, H = n * rowH + 8;
+    var max = costs[rows[n - 1]] || 1;
+    var svg = sv("svg", { viewBox: "0 0 " + W + " " + H, class: "kn-svg kn-bars", role: "img",
+                          "aria-label": "Monthly cost of the cheapest models" });
+    for (var j = 0; j < n; j++) {
+      var r = rows[j], y = 4 + j * rowH, w = Math.max(1, (costs[r] / max) * (W - L - R));
+      svg.appendChild(sv("text", { x: L - 8, y: y + 15, "text-anchor": "end" },
+                         (ix.m.n[r] || ix.m.i[r]) + " · " + ix.providers[ix.m.p[r]][1]));
+      svg.appendChild(sv("rect", { x: L, y: y + 3, width: w.toFixed(1), height: rowH - 7, class: "kn-bar" }));
+      svg.appendChild(sv("text", { x: L + w + 6, y: y + 15 }, fmtUSD(costs[r])));
+    }
+    box.appendChild(svg);
+  }
+
+  function initCalculator(root) {
+    root.textContent = "Loading the model index…";
+    loadIndex().then(function (ix) {
+      root.textContent = "";
+      var st = readState({ "in": "2000", out: "500", cache: "0", req: "10000" });
+      var shown = PAGE;
+      var wl = el("div", { class: "kn-workload" });
+      var inputs = {};
+      [["in", "Input tokens / request"], ["cache", "…of which cached"], ["out", "Output tokens / request"],
+       ["req", "Requests / month"]].forEach(function (f) {
+        var lab = el("label", { class: "kn-field" }, f[1] + " ");
+        var inp = el("input", { type: "text", id: "kn-w-" + f[0], inputmode: "numeric", value: st[f[0]] });
+        inp.addEventListener("input", function () { st[f[0]] = inp.value.trim(); shown = PAGE; update(); });
+        inputs[f[0]] = inp;
+        lab.appendChild(inp);
+        wl.appendChild(lab);
+      });
+      root.appendChild(wl);
+      var werr = el("p", { class: "kn-error", id: "kn-w-error" });
+      root.appendChild(werr);
+      buildFacets(root, ix, st, function () { shown = PAGE; update(); });
+      var status = el("p", { class: "kn-status", id: "kn-status", "aria-live": "polite" });
+      root.appendChild(status);
+      var bars = el("div", { class: "kn-chart", id: "kn-bars" });
+      root.appendChild(bars);
+      var wrap = el("div", { class: "kn-table-wrap" });
+      var table = el("table", { class: "kn-table kn-models", id: "kn-costs" });
+      var thead = el("thead"), tbody = el("tbody");
+      table.appendChild(thead);
+      table.appendChild(tbody);
+      wrap.appendChild(table);
+      root.appendChild(wrap);
+      var more = el("button", { type: "button", class: "md-button", id: "kn-more" }, "Show more");
+      more.addEventListener("click", function () { shown += PAGE * 5; update(); });
+      root.appendChild(more);
+      var cols = [["", "#"], ["name", "Model"], ["provider", "Provider"], ["", "Per request", 1],
+                  ["", "Per month", 1], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
+                  ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1]];
+
+      function workload() {
+        var w = { input_tokens: parseCount(st["in"]), output_tokens: parseCount(st.out),
+                  cached_tokens: parseCount(st.cache || "0"), requests: parseCount(st.req) };
+        var bad = Object.keys(w).filter(function (k) { return isNaN(w[k]); });
+        if (bad.length) return { error: "Not a token count: use e.g. 1500, 200k, 1.5M." };
+        if (w.cached_tokens > w.input_tokens) return { error: "Cached tokens cannot exceed input tokens." };
+        return w;
+      }
+
+      function onSort(col) {
+        if (st.sort === col) st.dir = st.dir === "asc" ? "desc" : "asc";
+        else { st.sort = col; st.dir = col === "ctx" ? "desc" : "asc"; }
+        update();
+      }
+
+      function update() {
+        var t0 = performance.now();
+        var w = workload();
+        werr.textContent = w.error || "";
+        var rows = [], costs = {}, per = {};
+        var unknown = 0;
+        if (!w.error) {
+          var cand = filterRows(ix, st);
+          for (var j = 0; j < cand.length; j++) {
+            var r = cand[j];
+            var c = costPerRequest(pricesOf(ix, r), w);
+            if (c === null) { unknown++; continue; }
+            per[r] = c;
+            costs[r] = c * w.requests;
+            rows.push(r);
+          }
+          var keys = ix.keys;
+          rows.sort(function (a, b) { return costs[a] - costs[b] || (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0); });
+          if (st.sort) sortRows(ix, rows, st.sort, st.dir, colValue(ix));
+        }
+        var frag = document.createDocumentFragment(), m = ix.m;
+        var lim = Math.min(shown, rows.length);
+        for (j = 0; j < lim; j++) {
+          r = rows[j];
+          var tr = el("tr", { "data-key": ix.keys[r] });
+          tr.appendChild(el("td", { class: "kn-dim" }, String(j + 1)));
+          tr.appendChild(modelCell(ix, r));
+          tr.appendChild(providerCell(ix, r));
+          var tdp = numCell(fmtUSD(per[r]), per[r]);
+          tdp.className = "kn-num kn-per";
+          tr.appendChild(tdp);
+          var tdm = numCell(fmtUSD(costs[r]), costs[r]);
+          tdm.className = "kn-num kn-total";
+          tr.appendChild(tdm);
+          tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
+          tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
+          tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
+          tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
+          frag.appendChild(tr);
+        }
+        tbody.textContent = "";
+        tbody.appendChild(frag);
+        thead.textContent = "";
+        thead.appendChild(headerRow(cols, st, onSort));
+        more.style.display = rows.length > lim ? "" : "none";
+        status.textContent = w.error ? "" : rows.length.toLocaleString("en-US") + " models priced for this workload" +
+          (unknown ? "; " + unknown.toLocaleString("en-US") + " more match but have an unknown price" : "") +
+          ". Cheapest first; cached tokens use the cache-read price when known, else the input price.";
+        K.lastRenderMs = performance.now() - t0;
+        writeState(st);
+        if (!st.sort) drawBars(bars, ix, rows, costs); else bars.textContent = "";
+      }
+      K.calculator = { update: update, state: st };
+      update();
+      root.setAttribute("data-ready", "1");
+    }).catch(function (e) { root.textContent = "Could not load the model index: " + e.message; });
+  }
+
+  // ------------------------------------------------------------------ model detail
+  var SRC_TEXT = { dump: "provider dump", "genai-prices": "genai-prices", "models.dev": "models.dev",
+                   litellm: "LiteLLM", inferred: "inferred from name" };
+
+  function initModel(root) {
+    var key = new URLSearchParams(location.search).get("m");
+    if (!key) { root.textContent = "No model given: open a model from the explorer or a provider page."; return; }
+    root.textContent = "Loading " + key + "…";
+    var b = bucketOf(key, 128);
+    Promise.all([
+      fetch(ROOT + "data/models/" + b + ".json").then(function (r) {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.json();
+      }),
+      loadIndex().catch(function () { return null; })
+    ]).then(function (res) {
+      var models = res[0], ix = res[1], mo = null;
+      for (var i = 0; i < models.length; i++) if (models[i].key === key) { mo = models[i]; break; }
+      root.textContent = "";
+      if (!mo) { root.appendChild(el("p", null, "Unknown model: " + key)); return; }
+      renderModel(root, mo, ix);
+      root.setAttribute("data-ready", "1");
+    }).catch(function (e) { root.textContent = "Could not load the model: " + e.message; });
+  }
+
+  function renderModel(root, mo, ix) {
+    var src = mo.sources || {};
+    document.title = (mo.name || mo.id) + " (" + mo.provider + ") - Knollm";
+    var h = document.querySelector("article h1") || el("h1");
+    h.textContent = mo.name || mo.id;
+    if (!h.parentNode) root.appendChild(h);
+    var sub = el("p", { class: "kn-lead" });
+    sub.appendChild(el("code", null, mo.key));
+    sub.appendChild(document.createTextNode(" · served by "));
+    sub.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(mo.provider)) }, mo.provider));
+    root.appendChild(sub);
+    if (mo.description) root.appendChild(el("p", { class: "kn-desc" }, mo.description));
+
+    function section(title, rows) {
+      root.appendChild(el("h2", null, title));
+      var t = el("table", { class: "kn-facts" }), tb = el("tbody");
+      rows.forEach(function (r) {
+        var tr = el("tr");
+        tr.appendChild(el("th", null, r[0]));
+        var td = el("td");
+        if (r[1] instanceof Node) td.appendChild(r[1]); else td.textContent = r[1];
+        if (r[2]) td.appendChild(el("span", { class: "kn-src-label", title: "source of this value" }, SRC_TEXT[r[2]] || r[2]));
+        tr.appendChild(td);
+        tb.appendChild(tr);
+      });
+      t.appendChild(tb);
+      root.appendChild(t);
+    }
+    var pr = mo.prices || {};
+    section("Prices (USD per 1M tokens)", ["input", "output", "cache_read", "cache_write", "request", "image"].map(function (f) {
+      var v = pr[f];
+      var label = { input: "Input", output: "Output", cache_read: "Cache read", cache_write: "Cache write",
+                    request: "Per request ($)", image: "Per image ($)" }[f];
+      return [label, v === null || v === undefined ? "unknown" : (f === "request" || f === "image" ? fmtUSD(v) : fmtPrice(v)),
+              v === null || v === undefined ? null : src["prices." + f]];
+    }).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
+    section("Limits", [
+      ["Context window", mo.context_window ? mo.context_window.toLocaleString("en-US") + " tokens" : "unknown", src.context_window],
+      ["Max output", mo.max_output ? mo.max_output.toLocaleString("en-US") + " tokens" : "unknown", src.max_output],
+      ["Input modalities", (mo.input_modalities || []).join(", ") || "unknown", src.input_modalities],
+      ["Output modalities", (mo.output_modalities || []).join(", ") || "unknown", src.output_modalities]
+    ]);
+    var caps = mo.capabilities || {};
+    section("Capabilities", Object.keys(caps).map(function (c) {
+      var v = caps[c];
+      return [CAP_LABEL[c] || c, v === true ? "yes" : v === false ? "no" : "unknown", v === null ? null : src["capabilities." + c]];
+    }));
+    section("About", [
+      ["Kind", mo.kind || "?", null],
+      ["Canonical model", mo.canonical_id, null],
+      ["Family", mo.family || "?", null],
+      ["Owned by", mo.owned_by || "?", src.owned_by],
+      ["Open weights", mo.open_weights === true ? "yes" : mo.open_weights === false ? "no" : "unknown", src.open_weights],
+      ["Deprecated", mo.deprecated ? "yes" : mo.deprecated === false ? "no" : "not known to be", src.deprecated],
+      ["Release date", mo.release_date || "?", src.release_date],
+      ["Created (provider)", mo.created || "?", src.created],
+      ["Quantization", mo.quantization || "?", src.quantization],
+      ["Listed by", (mo.origin || []).join(", "), null],
+      ["Registry matches", Object.keys(mo.joins || {}).map(function (k) { return k + ": " + mo.joins[k]; }).join(", ") || "none", null],
+      ["Data flags", (mo.flags || []).join(", ") || "none", null]
+    ]);
+    var calc = el("a", { class: "md-button", href: pageHref(ix, "calculator", "?s=" + encodeURIComponent(mo.key)) }, "Cost calculator");
+    root.appendChild(el("p")).appendChild(calc);
+    if (ix) {
+      var r0 = -1;
+      for (var r = 0; r < ix.n; r++) if (ix.keys[r] === mo.key) { r0 = r; break; }
+      var cn = r0 >= 0 ? ix.m.cn[r0] : -1;
+      if (cn >= 0) {
+        var others = [];
+        for (r = 0; r < ix.n; r++) if (ix.m.cn[r] === cn) others.push(r);
+        others.sort(function (a, b) {
+          var pa = ix.m.pi[a], pb = ix.m.pi[b];
+          var ua = pa === null || ix.m.po[a] === null, ub = pb === null || ix.m.po[b] === null;
+          if (ua !== ub) return ua ? 1 : -1;
+          return ((pa || 0) + (ix.m.po[a] || 0)) - ((pb || 0) + (ix.m.po[b] || 0));
+        });
+        root.appendChild(el("h2", null, "Same model elsewhere (" + others.length + " offers)"));
+        var p = el("p");
+        p.appendChild(el("a", { href: pageHref(ix, "canonical/" + encodeURIComponent(ix.canon[cn][1])) },
+                         "Compare all providers of " + ix.canon[cn][0]));
+        root.appendChild(p);
+        var t = el("table", { class: "kn-table" }), tb = el("tbody");
+        var hr = el("tr");
+        ["Provider", "Model", "Input $/1M", "Output $/1M", "Context"].forEach(function (x) { hr.appendChild(el("th", null, x)); });
+        var th = el("thead"); th.appendChild(hr); t.appendChild(th);
+        others.forEach(function (r) {
+          var tr = el("tr");
+          if (r === r0) tr.className = "kn-current";
+          tr.appendChild(providerCell(ix, r));
+          tr.appendChild(modelCell(ix, r));
+          tr.appendChild(numCell(fmtPrice(ix.m.pi[r])));
+          tr.appendChild(numCell(fmtPrice(ix.m.po[r])));
+          tr.appendChild(numCell(fmtTokens(ix.m.cx[r])));
+          tb.appendChild(tr);
+        });
+        t.appendChild(tb);
+        root.appendChild(t);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ sortable static tables
+  function makeSortable(table) {
+    var ths = table.querySelectorAll("thead th");
+    Array.prototype.forEach.call(ths, function (th, col) {
+      th.classList.add("kn-sortable-th");
+      th.setAttribute("title", "Sort");
+      th.addEventListener("click", function () {
+        var tbody = table.tBodies[0];
+        var dir = th.getAttribute("data-dir") === "asc" ? "desc" : "asc";
+        Array.prototype.forEach.call(ths, function (x) { x.removeAttribute("data-dir"); });
+        th.setAttribute("data-dir", dir);
+        var sign = dir === "asc" ? 1 : -1;
+        var rows = Array.prototype.slice.call(tbody.rows);
+        var keyed = rows.map(function (tr) {
+          var td = tr.cells[col];
+          var raw = td ? (td.hasAttribute("data-sort") ? td.getAttribute("data-sort") : td.textContent.trim()) : "";
+          var num = raw !== "" && !isNaN(Number(raw)) ? Number(raw) : null;
+          return { tr: tr, num: num, txt: raw.toLowerCase(), empty: raw === "" || raw === "?" };
+        });
+        keyed.sort(function (a, b) {
+          if (a.empty !== b.empty) return a.empty ? 1 : -1;
+          if (a.num !== null && b.num !== null) return (a.num - b.num) * sign;
+          return (a.txt < b.txt ? -1 : a.txt > b.txt ? 1 : 0) * sign;
+        });
+        var frag = document.createDocumentFragment();
+        keyed.forEach(function (k) { frag.appendChild(k.tr); });
+        tbody.appendChild(frag);
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ boot
+  function boot() {
+    var x = document.getElementById("kn-explorer");
+    if (x) initExplorer(x);
+    var c = document.getElementById("kn-calculator");
+    if (c) initCalculator(c);
+    var d = document.getElementById("kn-model");
+    if (d) initModel(d);
+    Array.prototype.forEach.call(document.querySelectorAll("table.kn-sortable"), makeSortable);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+  else boot();
+})();
