@@ -36,13 +36,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _module_exists(target: str) -> bool:
-    import importlib.util
+    """True if the command's module file is present, without importing its package
+    (``find_spec('knollm.fetch.cli')`` would import ``knollm.fetch`` and its HTTP stack)."""
+    from pathlib import Path
 
-    mod = target.split(":", 1)[0]
-    try:
-        return importlib.util.find_spec(mod) is not None
-    except ModuleNotFoundError:
-        return False
+    parts = target.split(":", 1)[0].split(".")
+    base = Path(__file__).resolve().parents[1].joinpath(*parts[1:])
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
 
 
 class LazyGroup(click.Group):
