@@ -156,22 +156,9 @@ def cache_key(dumps: str | Path | None) -> str:
 
 
 def _atomic_write(path: str | Path, data: bytes) -> None:
-    import tempfile
-    from pathlib import Path
+    from .fsutil import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data, durable=False)
 
 
 def _index_path(key: str) -> str:

@@ -64,9 +64,9 @@ def command(dumps: Path, out: Path, strict: bool, no_registries: bool, as_json: 
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        from ..cache import _atomic_write
+        from ..fsutil import atomic_write
 
-        _atomic_write(out, data)
+        atomic_write(out, data)
     if not quiet:
         for d in diags:
             click.echo(f"{d.level}: {d}", err=True)

@@ -99,9 +99,9 @@ def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str,
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        from ..cache import _atomic_write
+        from ..fsutil import atomic_write
 
-        _atomic_write(out, data)
+        atomic_write(out, data)
         click.echo(f"wrote {len(models)} models to {out} ({fmt})", err=True)
     if not models:
         click.echo("no models match", err=True)

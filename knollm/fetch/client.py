@@ -20,7 +20,6 @@ import email.utils
 import logging
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -32,6 +31,7 @@ import httpx2
 import orjson
 
 from ..diagnostics import Diagnostics
+from ..fsutil import atomic_write
 from ..errors import DumpError, FetchError
 from ..readers import detect_shape, parse_dump, read_dump, records_from_payload
 from .redact import Redactor, RedactingFilter, safe_url
@@ -81,33 +81,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=timezone.utc)
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename durable; best effort (not every FS allows opening a dir)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def _count_models(path: Path) -> int | None:
