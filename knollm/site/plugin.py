@@ -103,16 +103,19 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         """Fill the ``Providers`` and ``Libraries`` sections; drop entries for pages not generated."""
         if not nav:
             return nav
+        from .render import esc
+
         cat = self.catalog
         providers = sorted(cat["providers"], key=lambda p: (p.get("name") or p["id"]).lower())
-        prov_section = ["providers/index.md"] + [{p.get("name") or p["id"]: f"providers/{p['id']}.md"}
+        # nav titles are printed unescaped by the theme: escape data-derived ones
+        prov_section = ["providers/index.md"] + [{esc(p.get("name") or p["id"]): f"providers/{p['id']}.md"}
                                                  for p in providers]
         lib_section = None
         if self.libs:
             lrender, rows = self.libs
             lib_section = [{"Overview": "libraries/index.md"}, {"Features matrix": "libraries/matrix.md"},
                            {"Choosing a library": "libraries/guide.md"}, {"Rubric": "libraries/rubric.md"}]
-            lib_section += [{r.record.library.name: f"libraries/{lrender.page_name(r.slug)}"} for r in rows]
+            lib_section += [{esc(r.record.library.name): f"libraries/{lrender.page_name(r.slug)}"} for r in rows]
 
         def walk(items):
             out = []
