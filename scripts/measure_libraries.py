@@ -130,7 +130,7 @@ def licence_from_file(dist) -> str | None:
         name = f.name.upper()
         if name.startswith(("LICENSE", "LICENCE", "COPYING")):
             try:
-                text = f.read_text(encoding="utf-8", errors="replace")
+                text = Path(f.locate()).read_text(encoding="utf-8", errors="replace")
             except OSError:
                 continue
             head = " ".join(text.split()[:40])

@@ -37,9 +37,10 @@ def _link(text: str, url: str | None) -> str:
     return f"[{esc(text)}]({html.escape(url, quote=True)})"
 
 
-def _ref(ref: str) -> str:
-    return _link(ref if not ref.startswith("https://") else "source", ref) if ref.startswith("https://") \
-        else f"`{esc(ref)}`"
+def _ref(cell: Cell) -> str:
+    if cell.ref.startswith("https://"):
+        return _link("docs" if cell.how == "docs" else "source", cell.ref)
+    return f"`{esc(cell.ref)}`"
 
 
 def _mark(cell: Cell) -> str:
@@ -146,7 +147,7 @@ def render_library_page(row: Row) -> str:
     base = lib.openai_compatible_base_url
     for label, cell in [("OpenAI-compatible base URL", base)] + [(FEATURE_LABELS[f], c) for f, c in lib.features.items()]:
         val = {True: "✓ yes", False: "✗ no", None: "? unknown"}[cell.value]
-        lines.append(f"| {esc(label)} | {val} | {esc(HOW_TEXT[cell.how])} | {_ref(cell.ref)} | {esc(cell.note or '')} |")
+        lines.append(f"| {esc(label)} | {val} | {esc(HOW_TEXT[cell.how])} | {_ref(cell)} | {esc(cell.note or '')} |")
     lines += ["", "## Minimal example", ""]
     ex = lib.example
     covered = ", ".join(ex.covers) or "—"
