@@ -204,6 +204,14 @@ def test_render_contains_every_library(records):
     assert "Which library" in guide
 
 
+def test_write_section(tmp_path, records):
+    from knollm.libraries.render import write_section
+
+    names = write_section(tmp_path / "libraries", list_libraries(records))
+    assert {"index.md", "matrix.md", "guide.md", "rubric.md", "openai.md", "curl.md"} <= set(names)
+    assert "Measured side by side" in (tmp_path / "libraries" / "index.md").read_text()
+
+
 def test_render_escapes_html(records):
     rec = next(r for r in records if r.slug == "httpx")
     raw = rec.library.model_dump(by_alias=True)

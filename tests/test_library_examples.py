@@ -2,8 +2,9 @@
 
 The example code is taken from the library's data file (``work/api_inference/``),
 written to a temporary directory and run in a fresh process with
-``OPENAI_BASE_URL`` pointing at :class:`tests.support.openai_server.OpenAIServer`
-on 127.0.0.1. What the example ``covers`` is checked both on its output and on
+``OPENAI_BASE_URL`` (and ``ANTHROPIC_BASE_URL`` for the Anthropic SDK, which the
+server also answers on ``/v1/messages``) pointing at
+:class:`tests.support.openai_server.OpenAIServer` on 127.0.0.1. What the example ``covers`` is checked both on its output and on
 the requests the server recorded:
 
 * chat              the server's deterministic reply is printed
@@ -78,6 +79,9 @@ def test_example(slug: str, openai_server: OpenAIServer, tmp_path) -> None:
     env.update({
         "OPENAI_BASE_URL": openai_server.base_url,
         "OPENAI_API_KEY": "sk-knollm-test",
+        # the Anthropic SDK appends /v1/messages itself
+        "ANTHROPIC_BASE_URL": openai_server.base_url.removesuffix("/v1"),
+        "ANTHROPIC_API_KEY": "sk-knollm-test",
         # litellm otherwise tries to fetch its price map from the internet on first use
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "NO_PROXY": "127.0.0.1,localhost",
@@ -88,10 +92,12 @@ def test_example(slug: str, openai_server: OpenAIServer, tmp_path) -> None:
     assert proc.returncode == 0, f"{slug} example failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     out = proc.stdout
     chats = [r for r in openai_server.requests if r["method"] == "POST"
-             and r["path"].split("?")[0].rstrip("/").endswith(("/chat/completions", "/responses"))]
+             and r["path"].split("?")[0].rstrip("/").endswith(("/chat/completions", "/responses", "/messages"))]
     assert chats, f"{slug}: the example made no chat request to the local server"
     for r in chats:
-        assert r["headers"].get("authorization") == "Bearer sk-knollm-test", f"{slug}: API key not sent"
+        sent = r["headers"].get("authorization") == "Bearer sk-knollm-test" \
+            or r["headers"].get("x-api-key") == "sk-knollm-test"
+        assert sent, f"{slug}: API key not sent"
 
     if "chat" in ex.covers:
         if ex.language == "bash":

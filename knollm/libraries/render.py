@@ -14,7 +14,7 @@ from knollm.libraries.query import Row
 from knollm.libraries.rubric import CRITERIA
 from knollm.libraries.schema import CATEGORIES, FEATURE_LABELS, FEATURES, USE_CASES, Cell, effective_import_ms
 
-__all__ = ["esc", "render_matrix", "render_library_page", "render_guide", "render_rubric", "render_index",
+__all__ = ["write_section", "esc", "render_matrix", "render_library_page", "render_guide", "render_rubric", "render_index",
            "render_all", "page_name"]
 
 HOW_MARK = {"docs": "D", "source": "S", "tested": "T", "measured": "M"}
@@ -151,7 +151,11 @@ def render_library_page(row: Row) -> str:
     lines += ["", "## Minimal example", ""]
     ex = lib.example
     covered = ", ".join(ex.covers) or "—"
-    if ex.targets_base_url:
+    if ex.targets_base_url and ex.api == "anthropic":
+        lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py` against the local "
+                     "test server's Anthropic-compatible `/v1/messages` endpoint (`ANTHROPIC_BASE_URL`, "
+                     "`ANTHROPIC_API_KEY`); skipped there when the library is not installed.")
+    elif ex.targets_base_url:
         lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py` against a local "
                      "OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`); skipped there when "
                      "the library is not installed.")
@@ -249,3 +253,21 @@ def render_all(rows: list[Row]) -> dict[str, str]:
     for r in rows:
         pages[page_name(r.slug)] = render_library_page(r)
     return pages
+
+
+def write_section(directory, rows: list[Row] | None = None) -> list[str]:
+    """Write the whole libraries section as Markdown files into ``directory``
+    (created if missing); returns the written file names. ``rows`` default to
+    :func:`knollm.libraries.query.list_libraries`."""
+    from pathlib import Path
+
+    from knollm.libraries.query import list_libraries
+
+    rows = rows if rows is not None else list_libraries()
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in render_all(rows).items():
+        (out / name).write_text(text, encoding="utf-8")
+        written.append(name)
+    return sorted(written)

@@ -118,9 +118,10 @@ class Features(_Strict):
 
 
 class Example(_Strict):
-    """A minimal example; ``{BASE_URL}``-style placeholders are not used: the code
-    reads ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` from the environment, which the
-    test suite points at its local OpenAI-compatible server."""
+    """A minimal example. No placeholders: the code reads ``OPENAI_BASE_URL`` /
+    ``OPENAI_API_KEY`` (or ``ANTHROPIC_BASE_URL`` / ``ANTHROPIC_API_KEY`` when ``api``
+    is ``anthropic``) from the environment, which the test suite points at its
+    local server."""
 
     language: Literal["python", "bash"]
     code: str = Field(min_length=1)
@@ -128,6 +129,8 @@ class Example(_Strict):
     requires: list[str] = Field(default_factory=list, description="pip requirements to run it")
     imports: list[str] = Field(default_factory=list, description="modules that must import for it to run")
     targets_base_url: bool
+    api: Literal["openai", "anthropic"] = Field(
+        default="openai", description="wire API the example speaks (its base URL env var follows)")
     note: str | None = None
 
     @field_validator("covers")

@@ -12,6 +12,9 @@ the libraries built on it:
   of type ``json_schema`` / ``json_object`` gets JSON content.
 * ``POST /v1/responses``            a minimal non-streaming Responses API answer
   (text, or a function call when tools are given).
+* ``POST /v1/messages``             Anthropic's Messages API (non-streaming and
+  streaming events, ``tool_use`` when tools are given), so the Anthropic SDK's
+  example runs too (its ``base_url`` is the server root, without ``/v1``).
 
 Every request is recorded in :attr:`OpenAIServer.requests` (method, path,
 headers, parsed JSON body) so tests can assert on what a library sent.
@@ -256,6 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chat(body)
         elif path == "/responses":
             self._responses(body)
+        elif path == "/messages":
+            self._anthropic_messages(body)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -322,6 +327,69 @@ class _Handler(BaseHTTPRequestHandler):
             chunk({}, None, self._usage(body, text), choices=False)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+    # anthropic messages -------------------------------------------------------
+    def _anthropic_messages(self, body: dict) -> None:
+        messages = []
+        for m in body.get("messages") or []:
+            content = m.get("content")
+            blocks = content if isinstance(content, list) else [{"type": "text", "text": content or ""}]
+            results = [b for b in blocks if isinstance(b, dict) and b.get("type") == "tool_result"]
+            if results:
+                messages.append({"role": "tool", "content": _text_of(results[-1].get("content"))})
+            else:
+                messages.append({"role": m.get("role", "user"), "content": _text_of(blocks)})
+        tools = [{"type": "function", "function": {"name": t.get("name"), "parameters": t.get("input_schema")}}
+                 for t in body.get("tools") or [] if t.get("name")]
+        msg = self.owner.chat_answer({"messages": messages, "tools": tools})
+        mid = self.owner.next_id("msg")
+        model = body.get("model") or MODEL_ID
+        if msg.get("tool_calls"):
+            call = msg["tool_calls"][0]
+            block = {"type": "tool_use", "id": "toolu_" + call["id"], "name": call["function"]["name"],
+                     "input": json.loads(call["function"]["arguments"])}
+            stop, text = "tool_use", ""
+        else:
+            text = msg.get("content") or ""
+            block = {"type": "text", "text": text}
+            stop = "end_turn"
+        usage = {"input_tokens": max(1, sum(len(m["content"].split()) for m in messages if m.get("content"))),
+                 "output_tokens": max(1, len(text.split()))}
+        if not body.get("stream"):
+            self._send_json(200, {"id": mid, "type": "message", "role": "assistant", "model": model,
+                                  "content": [block], "stop_reason": stop, "stop_sequence": None, "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def event(name: str, data: dict) -> None:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
+
+        event("message_start", {"type": "message_start", "message": {
+            "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 0}}})
+        if block["type"] == "text":
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {"type": "text", "text": ""}})
+            for i, w in enumerate(text.split(" ")):
+                event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                              "delta": {"type": "text_delta", "text": w if i == 0 else " " + w}})
+        else:
+            event("content_block_start", {"type": "content_block_start", "index": 0,
+                                          "content_block": {**block, "input": {}}})
+            event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                          "delta": {"type": "input_json_delta",
+                                                    "partial_json": json.dumps(block["input"])}})
+        event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        event("message_delta", {"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
+                                "usage": {"output_tokens": usage["output_tokens"]}})
+        event("message_stop", {"type": "message_stop"})
 
     # responses (minimal) --------------------------------------------------------
     def _responses(self, body: dict) -> None:
