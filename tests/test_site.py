@@ -253,3 +253,12 @@ def test_knollm_build_default_dumps_quick(tmp_path, monkeypatch):
     assert (tmp_path / "site" / "providers" / "alpha" / "index.html").is_file()
     assert (tmp_path / "site" / "python-api" / "index.html").is_file()
     assert "Catalog" in (tmp_path / "site" / "python-api" / "index.html").read_text()
+
+
+def test_front_matter_survives_odd_titles(cat):
+    import yaml
+
+    offers = [dict(m, name='Dolphin 🐬 "8x7B" \\ {{ x }}: #1') for m in cat["models"] if m["canonical_id"] == "shared-7b"]
+    md = R.render_canonical_page("shared-7b", offers, {p["id"]: p for p in cat["providers"]})
+    fm = yaml.safe_load(md.split("---\n")[1])
+    assert fm["search"] == {"exclude": True} and "🐬" in fm["title"]

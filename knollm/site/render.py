@@ -220,11 +220,11 @@ def _by_provider(cat: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
 def _front_matter(title: str, *, search: bool = True, description: str | None = None,
                   hide: list[str] | None = None, template: str | None = None) -> str:
     # MkDocs' templates print the title and description without escaping: escape them here
-    lines = ["---", f"title: {json.dumps(esc(title))}"]
+    lines = ["---", f"title: {json.dumps(esc(title), ensure_ascii=False)}"]
     if template:
         lines.append(f"template: {template}")
     if description:
-        lines.append(f"description: {json.dumps(esc(description))}")
+        lines.append(f"description: {json.dumps(esc(description), ensure_ascii=False)}")
     if not search:
         lines += ["search:", "  exclude: true"]
     if hide:
