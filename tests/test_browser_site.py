@@ -78,6 +78,7 @@ def test_explorer_search_and_facet(browser, full):
     rows = _rows(pg)
     assert rows == [m["key"] for m in expected][: len(rows)]  # same order (name) and the same models
     assert str(len(expected)) in pg.inner_text("#kn-status").replace(",", "")
+    pg.wait_for_function("() => location.search.includes('cap=tools')")
     assert "s=llama" in pg.url and "cap=tools" in pg.url
     # sort by input price
     pg.click('#kn-results th[data-col="in"] button')
@@ -85,6 +86,7 @@ def test_explorer_search_and_facet(browser, full):
     known = [float(x) for x in prices if x is not None]
     assert known == sorted(known)
     # the shared URL gives the same view
+    pg.wait_for_function("() => location.search.includes('sort=in')")
     url = pg.url
     pg2 = _page(browser)
     pg2.goto(url)
@@ -122,6 +124,7 @@ def test_calculator_matches_knollm_cost(browser, full):
         assert math.isclose(float(per), e["per_request"], rel_tol=1e-12, abs_tol=1e-15), key
     expected = Catalog(cat).costs(w, providers=["openai", "groq", "deepinfra", "openrouter"])
     assert [k for k, _, _ in got] == [r["key"] for r in expected][: len(got)]
+    pg.wait_for_function("() => location.search.includes('req=20000')")
     assert "in=12k" in pg.url and "req=20000" in pg.url
     # the shared URL reproduces the workload
     pg2 = _page(browser)

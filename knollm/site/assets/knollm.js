@@ -111,7 +111,7 @@
     if (v === null || v === undefined) return "?";
     if (v === 0) return "$0";
     if (v >= 1000) return "$" + v.toLocaleString("en-US", { maximumFractionDigits: 0 });
-    if (v >= 1) return "$" + v.toFixed(2);
+    if (v >= 0.1) return "$" + v.toFixed(2);
     if (v >= 0.01) return "$" + v.toFixed(4);
     return "$" + v.toPrecision(3);
   }
@@ -200,6 +200,12 @@
     return qs;
   }
   K.readState = readState;
+  var writeTimer = null;
+  /** URL updates are debounced: Chrome throttles rapid history.replaceState calls. */
+  function writeStateSoon(st) {
+    if (writeTimer) clearTimeout(writeTimer);
+    writeTimer = setTimeout(function () { writeTimer = null; writeState(st); }, 120);
+  }
 
   // ------------------------------------------------------------------ filtering
   function bitsOf(names, list) {
@@ -470,7 +476,7 @@
   }
 
   // ------------------------------------------------------------------ explorer
-  var PAGE = 100;
+  var PAGE = 60;
 
   function initExplorer(root) {
     root.textContent = "Loading the model index…";
@@ -544,7 +550,7 @@
         var t1 = performance.now();
         K.lastRenderMs = t1 - t0;
         K.lastCount = rows.length;
-        writeState(st);
+        writeStateSoon(st);
         if (chartTimer) clearTimeout(chartTimer);
         chartTimer = setTimeout(function () { chartTimer = null; drawScatter(chart, ix, rows); }, 150);
       }
@@ -732,7 +738,7 @@
           (unknown ? "; " + unknown.toLocaleString("en-US") + " more match but have an unknown price" : "") +
           ". Cheapest first; cached tokens use the cache-read price when known, else the input price.";
         K.lastRenderMs = performance.now() - t0;
-        writeState(st);
+        writeStateSoon(st);
         if (!st.sort) drawBars(bars, ix, rows, costs); else bars.textContent = "";
       }
       K.calculator = { update: update, state: st };

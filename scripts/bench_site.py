@@ -1,0 +1,132 @@
+#!/usr/bin/env python
+"""Measure the site build and the explorer on the real dumps (a report, not a test).
+
+    python scripts/bench_site.py [--dumps ../shared/model_catalog] [--site-dir /tmp/knollm-bench-site]
+                                 [--no-browser] [--cold]
+
+Reports: full ``knollm build`` time (catalog + MkDocs), page count, site size, the
+explorer index size raw and gzipped, and in headless chromium the time from a keystroke
+to rendered results (``performance.now()`` around filter + sort + render in knollm.js,
+``window.Knollm.lastRenderMs``) for several queries, plus the calculator's update time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+QUERIES = ["l", "ll", "lla", "llama", "llama 70", "gpt", "qwen coder", "claude", "zzzz-nothing", ""]
+
+
+def build(dumps: Path, site_dir: Path, cold: bool) -> dict:
+    from knollm.cli.cmd_build import build_site
+
+    if cold:
+        os.environ["KNOLLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="knollm-bench-cache-")
+    t0 = time.perf_counter()
+    res = build_site(dumps, site_dir, ROOT / "mkdocs.yml")
+    res["total_seconds"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def sizes(site: Path) -> dict:
+    total = sum(f.stat().st_size for f in site.rglob("*") if f.is_file())
+    ix = (site / "data" / "index.json").read_bytes()
+    return {
+        "site_bytes": total,
+        "site_mb": round(total / 1e6, 1),
+        "files": sum(1 for f in site.rglob("*") if f.is_file()),
+        "index_raw_bytes": len(ix),
+        "index_gzip_bytes": len(gzip.compress(ix, 6)),
+        "catalog_json_bytes": (site / "catalog.json").stat().st_size,
+        "search_index_bytes": (site / "search" / "search_index.json").stat().st_size,
+    }
+
+
+def browser(site: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.http_static import serve_static
+
+    out: dict = {}
+    with serve_static(site) as base, sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        pg = b.new_page(viewport={"width": 1300, "height": 900})
+        t0 = time.perf_counter()
+        pg.goto(base + "explorer/")
+        pg.wait_for_selector("#kn-explorer[data-ready]")
+        out["explorer_ready_ms"] = round((time.perf_counter() - t0) * 1000)
+        per_query = {}
+        samples = []
+        for _ in range(3):
+            for q in QUERIES:
+                pg.fill("#kn-q", "")
+                pg.fill("#kn-q", q[:-1] if q else "x")
+                # the keystroke: one input event, measured inside the page
+                ms = pg.evaluate(
+                    """(q) => { const el = document.getElementById('kn-q');
+                                const t0 = performance.now();
+                                el.value = q; el.dispatchEvent(new Event('input', {bubbles: true}));
+                                const t1 = performance.now();
+                                return [t1 - t0, window.Knollm.lastRenderMs, window.Knollm.lastCount]; }""", q)
+                per_query.setdefault(q or "(empty)", []).append(ms)
+                samples.append(ms[0])
+        out["keystroke_to_render_ms"] = {
+            "median": round(statistics.median(samples), 2),
+            "p95": round(sorted(samples)[int(0.95 * (len(samples) - 1))], 2),
+            "max": round(max(samples), 2),
+        }
+        out["per_query_ms"] = {q: {"ms": round(statistics.median(x[0] for x in v), 2), "rows": v[0][2]}
+                               for q, v in per_query.items()}
+        # a facet click (capability) on the full catalog
+        pg.fill("#kn-q", "")
+        pg.click("#kn-f-caps .kn-facet-btn")
+        t = pg.evaluate("""() => { const cb = document.querySelector('input[data-facet="cap"][value="tools"]');
+                                  const t0 = performance.now(); cb.click(); return performance.now() - t0; }""")
+        out["facet_click_ms"] = round(t, 2)
+        pg.goto(base + "calculator/")
+        pg.wait_for_selector("#kn-calculator[data-ready]")
+        calc = []
+        for v in ("1000", "2000", "15k", "100k", "1M"):
+            calc.append(pg.evaluate("""(v) => { const el = document.getElementById('kn-w-in');
+                                  const t0 = performance.now(); el.value = v;
+                                  el.dispatchEvent(new Event('input', {bubbles: true}));
+                                  return performance.now() - t0; }""", v))
+        out["calculator_update_ms_median"] = round(statistics.median(calc), 2)
+        b.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dumps", type=Path, default=ROOT.parent / "shared" / "model_catalog")
+    ap.add_argument("--site-dir", type=Path, default=Path(tempfile.gettempdir()) / "knollm-bench-site")
+    ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="empty catalog cache (measure the catalog build too)")
+    a = ap.parse_args()
+    if not a.dumps.is_dir():
+        print(f"no dumps at {a.dumps}", file=sys.stderr)
+        return 1
+    os.chdir(ROOT)
+    report = {"build": build(a.dumps, a.site_dir, a.cold)}
+    report["sizes"] = sizes(a.site_dir)
+    if not a.no_browser:
+        report["browser"] = browser(a.site_dir)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
