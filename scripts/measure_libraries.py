@@ -202,6 +202,7 @@ def measure_one(tmp: Path, slug: str, dist_name: str, module: str, entry: str, r
         "installed_size_mb": round(size / 1_000_000, 1),
         "install_seconds": round(install_s, 1),
     }
+    load_before = os.getloadavg()[0]
     # first run: imports without bytecode and writes it (recorded, not used for the median)
     first, _ = median_wall(py, f"import {module}", 1, env)
     base_ms, base_runs = median_wall(py, "pass", runs, env)
@@ -214,6 +215,8 @@ def measure_one(tmp: Path, slug: str, dist_name: str, module: str, entry: str, r
         "entry_statement": entry,
         "entry_import_ms": round(entry_ms - base_ms, 1),
         "entry_runs_ms": [round(t, 1) for t in entry_runs],
+        # 1-minute load average around the timing runs: other work on the machine slows imports
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "interpreter_start_runs_ms": [round(t, 1) for t in base_runs],
     })
     shutil.rmtree(venv, ignore_errors=True)
