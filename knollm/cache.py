@@ -161,6 +161,21 @@ def _atomic_write(path: str | Path, data: bytes) -> None:
     atomic_write(path, data, durable=False)
 
 
+def _replace_cache_file(path, data: bytes, pattern: str) -> None:
+    """Write a cache file and drop older ones of the same kind; a read-only cache dir
+    must not break queries, so write errors are ignored."""
+    try:
+        _atomic_write(path, data)
+        for old in path.parent.glob(pattern):
+            if old != path:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+    except OSError:
+        pass
+
+
 def _index_path(key: str) -> str:
     import sys
 
@@ -176,16 +191,7 @@ def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
 
     idx = build_index(cat, key)
     path = Path(_index_path(key))
-    try:
-        _atomic_write(path, marshal.dumps(idx))
-        for old in path.parent.glob("index-*.marshal"):
-            if old != path:
-                try:
-                    old.unlink()
-                except OSError:
-                    pass
-    except OSError:
-        pass
+    _replace_cache_file(path, marshal.dumps(idx), "index-*.marshal")
     return idx
 
 
@@ -213,16 +219,7 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
     from .build import build_catalog
 
     cat = build_catalog(dumps)
-    try:
-        _atomic_write(path, orjson.dumps(cat))
-        for old in path.parent.glob("catalog-*.json"):
-            if old != path:
-                try:
-                    old.unlink()
-                except OSError:
-                    pass
-    except OSError:
-        pass  # a read-only cache dir must not break queries
+    _replace_cache_file(path, orjson.dumps(cat), "catalog-*.json")
     _write_index(key, cat)
     return cat
 
