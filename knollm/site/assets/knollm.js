@@ -85,6 +85,21 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
+  // A results table (thead + tbody) in a scrolling wrapper, followed by a "Show more" button.
+  function resultsTable(root, id, onMore) {
+    var wrap = el("div", { class: "kn-table-wrap" });
+    var table = el("table", { class: "kn-table kn-models", id: id });
+    var thead = el("thead"), tbody = el("tbody");
+    table.appendChild(thead);
+    table.appendChild(tbody);
+    wrap.appendChild(table);
+    root.appendChild(wrap);
+    var more = el("button", { type: "button", class: "md-button", id: "kn-more" }, "Show more");
+    more.addEventListener("click", onMore);
+    root.appendChild(more);
+    return { table: table, thead: thead, tbody: tbody, more: more };
+  }
+
   var SVGNS = "http://www.w3.org/2000/svg";
   function sv(tag, attrs, text) {
     var e = document.createElementNS(SVGNS, tag);
@@ -492,16 +507,8 @@
       var chart = el("div", { class: "kn-chart", id: "kn-chart" });
       chartBox.appendChild(chart);
       root.appendChild(chartBox);
-      var wrap = el("div", { class: "kn-table-wrap" });
-      var table = el("table", { class: "kn-table kn-models", id: "kn-results" });
-      var thead = el("thead"), tbody = el("tbody");
-      table.appendChild(thead);
-      table.appendChild(tbody);
-      wrap.appendChild(table);
-      root.appendChild(wrap);
-      var more = el("button", { type: "button", class: "md-button", id: "kn-more" }, "Show more");
-      more.addEventListener("click", function () { shown += PAGE * 5; render(); });
-      root.appendChild(more);
+      var rt = resultsTable(root, "kn-results", function () { shown += PAGE * 5; render(); });
+      var table = rt.table, thead = rt.thead, tbody = rt.tbody, more = rt.more;
       var cols = [["name", "Model"], ["provider", "Provider"], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
                   ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1], ["maxout", "Max output", 1],
                   ["", "Capabilities"], ["date", "Released"]];
@@ -660,16 +667,8 @@
       root.appendChild(status);
       var bars = el("div", { class: "kn-chart", id: "kn-bars" });
       root.appendChild(bars);
-      var wrap = el("div", { class: "kn-table-wrap" });
-      var table = el("table", { class: "kn-table kn-models", id: "kn-costs" });
-      var thead = el("thead"), tbody = el("tbody");
-      table.appendChild(thead);
-      table.appendChild(tbody);
-      wrap.appendChild(table);
-      root.appendChild(wrap);
-      var more = el("button", { type: "button", class: "md-button", id: "kn-more" }, "Show more");
-      more.addEventListener("click", function () { shown += PAGE * 5; update(); });
-      root.appendChild(more);
+      var rt = resultsTable(root, "kn-costs", function () { shown += PAGE * 5; update(); });
+      var table = rt.table, thead = rt.thead, tbody = rt.tbody, more = rt.more;
       var cols = [["", "#"], ["name", "Model"], ["provider", "Provider"], ["", "Per request", 1],
                   ["", "Per month", 1], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
                   ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1]];
