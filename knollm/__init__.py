@@ -39,25 +39,25 @@ __all__ = [
 ]
 
 _LAZY = {
-    "Catalog": "knollm.catalog",
-    "Workload": "knollm.cost",
-    "cost_per_request": "knollm.cost",
-    "estimate": "knollm.cost",
-    "parse_count": "knollm.cost",
-    "build_catalog": "knollm.build",
-    "canonical_id": "knollm.identity",
-    "json_schema": "knollm.schema",
+    "Catalog": "knollm.query.api",
+    "Workload": "knollm.query.cost",
+    "cost_per_request": "knollm.query.cost",
+    "estimate": "knollm.query.cost",
+    "parse_count": "knollm.query.cost",
+    "build_catalog": "knollm.catalog.build",
+    "canonical_id": "knollm.catalog.identity",
+    "json_schema": "knollm.catalog.schema",
 }
 _ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
            "NotFoundError", "FetchError", "SiteError"}
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .build import build_catalog
-    from .catalog import Catalog
-    from .cost import Workload, cost_per_request, estimate, parse_count
-    from .errors import *  # noqa: F403
-    from .identity import canonical_id
-    from .schema import json_schema
+    from knollm.catalog.build import build_catalog
+    from knollm.query.api import Catalog
+    from knollm.query.cost import Workload, cost_per_request, estimate, parse_count
+    from knollm.errors import *  # noqa: F403
+    from knollm.catalog.identity import canonical_id
+    from knollm.catalog.schema import json_schema
 
 
 def __getattr__(name: str) -> Any:

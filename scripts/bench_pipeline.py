@@ -43,7 +43,7 @@ def main() -> int:
         return 2
     import orjson
 
-    from knollm.build import build_catalog
+    from knollm.catalog.build import build_catalog
 
     files = sorted(args.dumps.glob("models_*.json"))
     blobs = [f.read_bytes() for f in files]

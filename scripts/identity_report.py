@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sanity report for :mod:`knollm.identity`.
+"""Sanity report for :mod:`knollm.catalog.identity`.
 
 Prints precision / recall / different-pair accuracy on ``tests/data/identity_pairs.csv``
 and, when ``../shared/model_catalog`` exists, the number of canonical models in the real
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from knollm.identity import canonical_id, normalize_provider, same_model  # noqa: E402
+from knollm.catalog.identity import canonical_id, normalize_provider, same_model  # noqa: E402
 
 PAIRS = ROOT / "tests" / "data" / "identity_pairs.csv"
 CATALOG = ROOT.parent / "shared" / "model_catalog"
@@ -61,8 +61,8 @@ def pair_scores(path: Path = PAIRS) -> dict:
 
 def dump_ids(catalog: Path = CATALOG) -> list[tuple[str, str]]:
     """``(provider, record id)`` for every record of every dump in ``catalog``."""
-    from knollm.diagnostics import Diagnostics
-    from knollm.readers import read_dumps
+    from knollm.catalog.diagnostics import Diagnostics
+    from knollm.catalog.readers import read_dumps
 
     out = []
     for dump in read_dumps(catalog, Diagnostics()):

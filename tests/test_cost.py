@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from knollm.cost import Workload, cost_per_request, estimate, parse_count
+from knollm.query.cost import Workload, cost_per_request, estimate, parse_count
 
 P = {"input": 2.5, "output": 10.0, "cache_read": 1.25, "cache_write": None, "request": None, "image": None}
 

@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from knollm.cli import main
-from knollm.diff import (
+from knollm.diff.compare import (
     diff_catalogs,
     has_changes,
     load_diffs,

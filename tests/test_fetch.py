@@ -15,7 +15,7 @@ from knollm.cli import main
 from knollm.errors import FetchError
 from knollm.fetch import Redactor, RegistryError, fetch_all, load_registry, safe_url
 from knollm.fetch.client import atomic_write, backoff_delay, parse_retry_after
-from knollm.history import apply_history, load_history, update_history
+from knollm.catalog.history import apply_history, load_history, update_history
 from tests.support.fake_providers import FakeProviders, write_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,8 +91,8 @@ def test_project_registry_covers_every_shared_dump():
     reg = load_registry(REPO / "work" / "model_catalog" / "providers.toml")
     dumps = {f.name[len("models_"):-len(".json")] for f in SHARED.glob("models_*.json")}
     assert dumps - set(reg.providers) == set()
-    from knollm.diagnostics import Diagnostics
-    from knollm.readers import read_dump
+    from knollm.catalog.diagnostics import Diagnostics
+    from knollm.catalog.readers import read_dump
 
     for pid in dumps:  # the declared shape is the shape of the real dump
         spec = reg.providers[pid]

@@ -1,4 +1,4 @@
-"""Tests for knollm.identity: must-hold examples, hand-checked pairs, real dumps."""
+"""Tests for knollm.catalog.identity: must-hold examples, hand-checked pairs, real dumps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from knollm.identity import canonical_id, family_id, normalize_provider, same_model
+from knollm.catalog.identity import canonical_id, family_id, normalize_provider, same_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT / "tests" / "data" / "identity_pairs.csv"
@@ -202,8 +202,8 @@ def test_pairs_precision_recall():
 @pytest.mark.shared
 @pytest.mark.skipif(not CATALOG.is_dir(), reason=f"real provider dumps not found at {CATALOG} (../shared/model_catalog)")
 def test_real_dumps_canonicalise_and_overlap():
-    from knollm.diagnostics import Diagnostics
-    from knollm.readers import read_dumps
+    from knollm.catalog.diagnostics import Diagnostics
+    from knollm.catalog.readers import read_dumps
 
     dumps = read_dumps(CATALOG, Diagnostics())
     assert dumps
@@ -235,8 +235,8 @@ def test_real_dumps_canonicalise_and_overlap():
 @pytest.mark.skipif(not CATALOG.is_dir(), reason=f"real provider dumps not found at {CATALOG} (../shared/model_catalog)")
 def test_pair_ids_are_real():
     """Every id in the pairs file occurs in its dump or registry (no invented ids)."""
-    from knollm.diagnostics import Diagnostics
-    from knollm.readers import read_dumps
+    from knollm.catalog.diagnostics import Diagnostics
+    from knollm.catalog.readers import read_dumps
 
     known: dict[str, set[str]] = defaultdict(set)
     for dump in read_dumps(CATALOG, Diagnostics()):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from knollm.adapters import expand_hf_router, litellm_model_id, translate, translate_litellm
-from knollm.normalize import BadValue, NOVITA_UNIT, PER_MILLION, PER_TOKEN, infer_kind, to_int, to_price, ts_to_date
+from knollm.catalog.translate import expand_hf_router, litellm_model_id, translate, translate_litellm
+from knollm.catalog.normalize import BadValue, NOVITA_UNIT, PER_MILLION, PER_TOKEN, infer_kind, to_int, to_price, ts_to_date
 
 
 def tr(source, rec, rid="m"):
@@ -174,7 +174,7 @@ def test_kind_inference(mid, kind):
 
 
 def test_deprecation_dates_are_compared_with_the_build_date():
-    from knollm.build import _Offer, _resolve
+    from knollm.catalog.build import _Offer, _resolve
 
     def model(date, today):
         off = _Offer("p", "m")

@@ -7,12 +7,12 @@ import shutil
 import orjson
 import pytest
 
-from knollm import readers
-from knollm.build import build_catalog
+from knollm.catalog import readers
+from knollm.catalog.build import build_catalog
 from knollm.cli import main
-from knollm.diagnostics import Diagnostics
+from knollm.catalog.diagnostics import Diagnostics
 from knollm.errors import StrictModeError
-from knollm.schema import Catalog, json_schema
+from knollm.catalog.schema import Catalog, json_schema
 
 
 @pytest.fixture(scope="module")

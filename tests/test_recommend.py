@@ -1,4 +1,4 @@
-"""knollm.recommend: the ranking is explained, data-driven and consistent."""
+"""knollm.query.recommend: the ranking is explained, data-driven and consistent."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from knollm.catalog import Catalog
-from knollm.recommend import SOURCE_WEIGHT, USE_CASES, WEIGHTS, recommend
+from knollm.query.api import Catalog
+from knollm.query.recommend import SOURCE_WEIGHT, USE_CASES, WEIGHTS, recommend
 
 
 def _model(key: str, pin, pout, *, ctx=128_000, caps=None, deprecated=None, src="dump", canon=None, joins=None):
@@ -102,6 +102,6 @@ def test_budget_needs_and_deprecated(cat):
 
 
 def test_no_hard_coded_model_names():
-    src = (Path(__file__).resolve().parents[1] / "knollm" / "recommend.py").read_text()
+    src = (Path(__file__).resolve().parents[1] / "knollm" / "query" / "recommend.py").read_text()
     for name in ("gpt", "claude", "gemini", "llama", "mistral", "qwen", "deepseek", "openai", "anthropic", "groq"):
         assert not re.search(rf"\b{name}", src, re.I), name

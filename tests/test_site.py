@@ -190,7 +190,7 @@ def test_plugin_build(small_site, cat):
     ix = orjson.loads((site / "data" / "index.json").read_bytes())
     assert ix["count"] == len(cat["models"])
     assert orjson.loads((site / "catalog.json").read_bytes())["models"] == cat["models"]
-    from knollm.schema import json_schema
+    from knollm.catalog.schema import json_schema
 
     assert orjson.loads((site / "schema.json").read_bytes()) == json_schema()
     chunks = {}

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("knollm.cli.cmd_export:command", "Export (filtered) models as JSON, CSV or Parquet."),
     "build": ("knollm.cli.cmd_build:command", "Build the catalog and the static site."),
     "fetch": ("knollm.fetch.cli:command", "Refresh provider dumps from their model-list APIs."),
-    "diff": ("knollm.cli.cmd_diff:command", "What changed between two dump dirs or catalogs."),
+    "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
 }
@@ -94,7 +94,7 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (never calls ``sys.exit``)."""
-    from ..errors import KnollmError
+    from knollm.errors import KnollmError
 
     try:
         rv = cli.main(args=list(argv) if argv is not None else None, prog_name="knollm", standalone_mode=False)

@@ -23,8 +23,8 @@ def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Pa
     from mkdocs.config import load_config
     from mkdocs.exceptions import MkDocsException
 
-    from ..errors import SiteError
-    from ..site.config import load_catalog, preload
+    from knollm.errors import SiteError
+    from knollm.site.config import load_catalog, preload
 
     cfg_path = Path(config_file)
     if not cfg_path.is_file():
@@ -80,7 +80,7 @@ def command(dumps: Path | None, site_dir: Path | None, config_file: Path, strict
     The site has provider pages, cross-provider model pages, the models explorer, the
     pricing calculator and catalog.json / models.csv / data/index.json / schema.json.
     """
-    from ..cache import default_dumps
+    from knollm.query.cache import default_dumps
 
     if dumps is None:
         dumps = default_dumps()
@@ -88,7 +88,7 @@ def command(dumps: Path | None, site_dir: Path | None, config_file: Path, strict
     res = build_site(dumps, site_dir, config_file, strict=strict)
     res["seconds"] = round(time.perf_counter() - t0, 2)
     if as_json:
-        from .output import emit_json
+        from knollm.cli.output import emit_json
 
         emit_json(res)
     else:

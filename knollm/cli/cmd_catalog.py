@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .output import emit_json
+from knollm.cli.output import emit_json
 
 __all__ = ["command", "schema_command", "format_summary"]
 
@@ -45,9 +45,9 @@ def command(dumps: Path, out: Path, strict: bool, no_registries: bool, as_json: 
     """Build the normalized catalog from DUMPS + the registries and write it as JSON."""
     import orjson
 
-    from ..build import build_catalog
-    from ..diagnostics import Diagnostics
-    from ..errors import StrictModeError
+    from knollm.catalog.build import build_catalog
+    from knollm.catalog.diagnostics import Diagnostics
+    from knollm.errors import StrictModeError
 
     diags = Diagnostics()
     t0 = time.perf_counter()
@@ -64,7 +64,7 @@ def command(dumps: Path, out: Path, strict: bool, no_registries: bool, as_json: 
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        from ..fsutil import atomic_write
+        from knollm.fsutil import atomic_write
 
         atomic_write(out, data)
     if not quiet:
@@ -82,7 +82,7 @@ def command(dumps: Path, out: Path, strict: bool, no_registries: bool, as_json: 
 @click.command("schema")
 def schema_command() -> int:
     """Print the JSON Schema of the catalog file."""
-    from ..schema import json_schema
+    from knollm.catalog.schema import json_schema
 
     emit_json(json_schema())
     return 0

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from .filters import CountType, complete_model, dumps_option, load_catalog
-from .output import emit, fmt_int, fmt_price, format_table, output_options
+from knollm.cli.filters import CountType, complete_model, dumps_option, load_catalog
+from knollm.cli.output import emit, fmt_int, fmt_price, format_table, output_options
 
 __all__ = ["command", "COMPARE_FIELDS"]
 
@@ -62,7 +62,7 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
     models = cat.compare(list(refs))
     per_request: list[float | None] = []
     if input_tokens is not None:
-        from ..cost import Workload, estimate
+        from knollm.query.cost import Workload, estimate
 
         w = Workload(input_tokens, output_tokens)
         per_request = [estimate(m, w)["per_request"] for m in models]
@@ -85,7 +85,7 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
             row[m["key"]] = v
         rows.append(row)
     if per_request:
-        from .cmd_cost import fmt_usd
+        from knollm.cli.cmd_cost import fmt_usd
 
         row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
         for m, c in zip(models, per_request):

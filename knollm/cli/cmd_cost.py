@@ -1,6 +1,6 @@
 """``knollm cost``: what a token workload costs, per model, cheapest first.
 
-The arithmetic is :mod:`knollm.cost` (the same function the site's calculator mirrors);
+The arithmetic is :mod:`knollm.query.cost` (the same function the site's calculator mirrors);
 the models come from the compact cached index, so this stays fast.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .filters import CountType, complete_model, dumps_option, load_index, model_filters
-from .output import emit, fmt_price, output_options
+from knollm.cli.filters import CountType, complete_model, dumps_option, load_index, model_filters
+from knollm.cli.output import emit, fmt_price, output_options
 
 __all__ = ["command", "fmt_usd"]
 
@@ -57,7 +57,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
       knollm cost -i 1.5M -o 200k openai/gpt-4o groq/llama-3.3-70b-versatile
     Exit 1 when no model has a known cost.
     """
-    from ..cost import Workload
+    from knollm.query.cost import Workload
 
     try:
         w = Workload(input_tokens, output_tokens, cached, requests)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from .filters import dumps_option, load_catalog, model_filters
+from knollm.cli.filters import dumps_option, load_catalog, model_filters
 
 __all__ = ["command", "flatten", "FLAT_COLUMNS"]
 
@@ -24,7 +24,7 @@ FLAT_LISTS = ["input_modalities", "output_modalities", "origin", "flags"]
 
 
 def _cols() -> list[str]:
-    from ..schema import CAPABILITIES, PRICE_FIELDS
+    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
     return (FLAT_SCALARS + [f"price_{p}" for p in PRICE_FIELDS] + [f"cap_{c}" for c in CAPABILITIES] + FLAT_LISTS
             + ["price_source", "sources"])
@@ -34,7 +34,7 @@ FLAT_COLUMNS = _cols  # call for the column list (kept lazy: schema imports pyda
 
 
 def flatten(m: dict[str, Any], join_lists: bool) -> dict[str, Any]:
-    from ..schema import CAPABILITIES, PRICE_FIELDS
+    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
     row: dict[str, Any] = {k: m.get(k) for k in FLAT_SCALARS}
     pr = m.get("prices") or {}
@@ -99,7 +99,7 @@ def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str,
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        from ..fsutil import atomic_write
+        from knollm.fsutil import atomic_write
 
         atomic_write(out, data)
         click.echo(f"wrote {len(models)} models to {out} ({fmt})", err=True)

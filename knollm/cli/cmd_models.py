@@ -1,6 +1,6 @@
 """``knollm models search|show|where``.
 
-``search`` and ``where`` read only the compact cached index (:mod:`knollm.index`);
+``search`` and ``where`` read only the compact cached index (:mod:`knollm.query.index`);
 ``show`` loads the full catalog (every field with its source).
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from .filters import complete_model, dumps_option, load_catalog, load_index, model_filters
-from .output import emit, fmt_int, fmt_price, output_options
+from knollm.cli.filters import complete_model, dumps_option, load_catalog, load_index, model_filters
+from knollm.cli.output import emit, fmt_int, fmt_price, output_options
 
 __all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
 
@@ -145,7 +145,7 @@ def where(ref: str, include_deprecated: bool, dumps: str, output: dict) -> int:
     in any provider's spelling.
     Example: knollm models where llama-3.3-70b-instruct
     """
-    from ..index import CANON, DEPR
+    from knollm.query.index import CANON, DEPR
 
     idx = load_index(dumps)
     rows = idx.where(ref)

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from .filters import complete_provider, dumps_option, load_index
-from .output import emit, output_options
+from knollm.cli.filters import complete_provider, dumps_option, load_index
+from knollm.cli.output import emit, output_options
 
 __all__ = ["command", "provider_summary"]
 
@@ -60,7 +60,7 @@ def show(provider_id: str, n_models: int, dumps: str, output: dict) -> int:
     \b
     Example: knollm providers show groq
     """
-    from .cmd_models import summary_cells
+    from knollm.cli.cmd_models import summary_cells
 
     idx = load_index(dumps)
     p = idx.provider(provider_id)

@@ -6,13 +6,13 @@ from typing import Any
 
 import click
 
-from .filters import CAPABILITY_CHOICES, CountType, dumps_option, load_catalog, model_filters
-from .output import emit, fmt_int, output_options
+from knollm.cli.filters import CAPABILITY_CHOICES, CountType, dumps_option, load_catalog, model_filters
+from knollm.cli.output import emit, fmt_int, output_options
 
 __all__ = ["command"]
 
 _USE_CASES = ("chat", "coding", "agents", "rag", "extraction", "summarization", "vision", "reasoning",
-              "long-context", "classification", "embedding")  # = knollm.recommend.USE_CASES (tested)
+              "long-context", "classification", "embedding")  # = knollm.query.recommend.USE_CASES (tested)
 
 
 def _needs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
@@ -49,7 +49,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
           + context headroom (15) + preferred capabilities known true (25)
           + source confidence of the values used (20) - deprecated penalty (30)
     Required capabilities (use case + --needs) and the minimum context are filters.
-    Computed from catalog data only; see knollm/recommend.py and the docs.
+    Computed from catalog data only; see knollm/query/recommend.py and the docs.
 
     \b
     Examples:
@@ -57,7 +57,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
       knollm recommend -u chat --needs tools,vision --provider groq,openai
     Exit 1 when no model qualifies.
     """
-    from ..recommend import USE_CASES, recommend
+    from knollm.query.recommend import USE_CASES, recommend
 
     if list_use_cases:
         rows = [u.as_dict() for u in USE_CASES.values()]
@@ -68,7 +68,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
         return 0
     if use_case is None:
         raise click.UsageError("--use-case is required (or --list-use-cases)")
-    from ..cost import Workload
+    from knollm.query.cost import Workload
 
     uc = USE_CASES[use_case]
     w = None
@@ -88,7 +88,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
                       **{k: f"{d['points']:g}" for k, d in c.items()},
                       "window": fmt_int(r["model"].get("context_window"))})
     if output["format"] == "table":
-        from .output import format_table
+        from knollm.cli.output import format_table
 
         if cells:
             click.echo(format_table(cells, ["rank", "key", "score", "$/1k req", "price", "context", "capabilities",

@@ -3,8 +3,8 @@ loading the (cached) index / catalog with a rebuild notice.
 
 ``model_filters`` adds the filter options used by ``models search``, ``cost``, ``export``
 and ``recommend`` and passes them to the command as one ``filters`` dict whose keys are
-exactly :meth:`knollm.catalog.Catalog.search`'s keyword arguments (so the CLI and the
-Python API share one set of semantics, implemented in :mod:`knollm.index`).
+exactly :meth:`knollm.query.api.Catalog.search`'s keyword arguments (so the CLI and the
+Python API share one set of semantics, implemented in :mod:`knollm.query.index`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = [
     "complete_model",
 ]
 
-# Kept in step with knollm.schema.CAPABILITIES (checked by tests/test_cli.py); spelled out
+# Kept in step with knollm.catalog.schema.CAPABILITIES (checked by tests/test_cli.py); spelled out
 # here so option parsing never imports pydantic.
 CAPABILITY_CHOICES = ("tools", "vision", "structured_output", "json_mode", "reasoning", "prompt_caching",
                       "web_search", "audio_input", "pdf_input", "fine_tuning")
@@ -52,14 +52,14 @@ def dumps_option(f: Callable) -> Callable:
 
 
 class CountType(click.ParamType):
-    """A token / request count: ``1500``, ``200k``, ``1.5M`` (via :func:`knollm.cost.parse_count`)."""
+    """A token / request count: ``1500``, ``200k``, ``1.5M`` (via :func:`knollm.query.cost.parse_count`)."""
 
     name = "count"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        from ..cost import parse_count
+        from knollm.query.cost import parse_count
 
         try:
             return parse_count(value)
@@ -102,7 +102,7 @@ def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) 
         idx = load_index(ctx.params.get("dumps") or _default_dumps(), quiet=True)
     except Exception:
         return []
-    from ..index import KEY
+    from knollm.query.index import KEY
 
     return [r[KEY] for r in idx.rows if r[KEY].startswith(incomplete)][:200]
 
@@ -247,9 +247,9 @@ class rebuild_notice:  # noqa: N801 - used as a context manager
 
 
 def load_index(dumps: str | None, *, quiet: bool = False):
-    """The cached :class:`knollm.index.Index` (fast path: no pydantic / registries)."""
-    from ..cache import cached_index
-    from ..index import Index
+    """The cached :class:`knollm.query.index.Index` (fast path: no pydantic / registries)."""
+    from knollm.query.cache import cached_index
+    from knollm.query.index import Index
 
     import gc
 
@@ -261,9 +261,9 @@ def load_index(dumps: str | None, *, quiet: bool = False):
 
 
 def load_catalog(dumps: str | None, *, quiet: bool = False):
-    """The cached full :class:`knollm.catalog.Catalog`."""
-    from ..cache import cached_catalog
-    from ..catalog import Catalog
+    """The cached full :class:`knollm.query.api.Catalog`."""
+    from knollm.query.cache import cached_catalog
+    from knollm.query.api import Catalog
 
     with rebuild_notice(dumps, quiet) as note:
         return Catalog(cached_catalog(dumps, on_build=note))

@@ -17,10 +17,10 @@ Library use::
 
 from __future__ import annotations
 
-from .client import fetch_all, fetch_all_async
-from .redact import Redactor, safe_url
-from .registry import ProviderSpec, Registry, RegistryError, Settings, load_registry
-from .report import FetchReport, ProviderResult
+from knollm.fetch.client import fetch_all, fetch_all_async
+from knollm.fetch.redact import Redactor, safe_url
+from knollm.fetch.registry import ProviderSpec, Registry, RegistryError, Settings, load_registry
+from knollm.fetch.report import FetchReport, ProviderResult
 
 __all__ = [
     "FetchReport",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..cli.output import emit, output_options
+from knollm.cli.output import emit, output_options
 
 __all__ = ["command", "DEFAULT_OUT", "default_registry_path"]
 
@@ -55,7 +55,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     expected shape; on any failure the previous dump stays. Exit code 0 if no provider
     failed, 1 if any failed.
     """
-    from . import fetch_all, load_registry
+    from knollm.fetch import fetch_all, load_registry
 
     reg = load_registry(providers_file or default_registry_path())
     out = out_dir or Path(os.environ.get("KNOLLM_DUMPS") or DEFAULT_OUT)
@@ -79,7 +79,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     if not no_history:
         ok = [r.id for r in report.results if r.status == "ok"]
         if ok:
-            from ..history import update_history
+            from knollm.catalog.history import update_history
 
             update_history(history_file or out / "history.json", out, providers=ok)
 
@@ -87,7 +87,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     if report_file is not None:
         import orjson
 
-        from .client import atomic_write
+        from knollm.fetch.client import atomic_write
 
         atomic_write(report_file, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     if summary_file is not None:

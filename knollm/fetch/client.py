@@ -30,13 +30,13 @@ from urllib.parse import parse_qsl
 import httpx2
 import orjson
 
-from ..diagnostics import Diagnostics
-from ..fsutil import atomic_write
-from ..errors import DumpError, FetchError
-from ..readers import detect_shape, parse_dump, read_dump, records_from_payload
-from .redact import Redactor, RedactingFilter, safe_url
-from .registry import ProviderSpec, Registry, Settings
-from .report import FetchReport, ProviderResult
+from knollm.catalog.diagnostics import Diagnostics
+from knollm.fsutil import atomic_write
+from knollm.errors import DumpError, FetchError
+from knollm.catalog.readers import detect_shape, parse_dump, read_dump, records_from_payload
+from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
+from knollm.fetch.registry import ProviderSpec, Registry, Settings
+from knollm.fetch.report import FetchReport, ProviderResult
 
 __all__ = ["RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
 

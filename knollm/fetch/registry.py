@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..errors import FetchError
+from knollm.errors import FetchError
 
 __all__ = ["ProviderSpec", "Registry", "RegistryError", "Settings", "load_registry", "parse_registry"]
 
@@ -155,7 +155,7 @@ class Registry(BaseModel):
             return [p for p in self.providers.values() if p.enabled]
         unknown = [o for o in only if o not in self.providers]
         if unknown:
-            from ..errors import NotFoundError
+            from knollm.errors import NotFoundError
             import difflib
 
             sugg = difflib.get_close_matches(unknown[0], list(self.providers), n=3)

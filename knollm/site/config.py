@@ -8,7 +8,7 @@
           catalog: null               # optional: a built catalog JSON instead of building
           canonical_pages: true       # one page per model served by 2+ providers
           libraries: true             # the libraries section (if knollm.libraries is present)
-          changes: true               # "What changed" (if knollm.diff is present)
+          changes: true               # "What changed" (if knollm.diff.compare is present)
 
 ``knollm build --dumps DIR`` sets ``dumps`` and hands over the catalog it already built
 (:func:`preload`) so it is loaded once.
@@ -43,7 +43,7 @@ def resolve_dumps(option: str | None, config_file: str | None = None) -> Path:
         if not p.is_absolute() and config_file:
             p = Path(config_file).resolve().parent / p
         return p
-    from ..cache import default_dumps
+    from knollm.query.cache import default_dumps
 
     return default_dumps()
 
@@ -56,12 +56,12 @@ def preload(dumps: Path | None, catalog: dict[str, Any]) -> None:
 def load_catalog(dumps: Path | None, catalog_path: str | None = None) -> dict[str, Any]:
     """The catalog for the site: a catalog file, a preloaded catalog, or a cached build of ``dumps``."""
     if catalog_path:
-        from ..catalog import Catalog
+        from knollm.query.api import Catalog
 
         return Catalog.load(catalog_path).data
     key = ("dumps", str(Path(dumps).resolve()) if dumps else "")
     if key in _LOADED:
         return _LOADED[key]
-    from ..cache import cached_catalog
+    from knollm.query.cache import cached_catalog
 
     return cached_catalog(Path(dumps) if dumps else None)

@@ -7,7 +7,7 @@
   :data:`BUCKETS` files by :func:`bucket_of` (FNV-1a of the model key's UTF-8 bytes; the
   JavaScript computes the same hash) so a model detail view downloads ~1% of the catalog.
 * ``models.csv`` – :func:`catalog_csv`.
-* ``catalog.json`` / ``schema.json`` – the catalog and :func:`knollm.schema.json_schema`.
+* ``catalog.json`` / ``schema.json`` – the catalog and :func:`knollm.catalog.schema.json_schema`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from ..schema import CAPABILITIES, PRICE_FIELDS
+from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
     "INDEX_VERSION", "BUCKETS", "FLAG_BITS", "KINDS", "bucket_of", "canonical_multi", "slugify",

@@ -1,7 +1,7 @@
 """The ``knollm`` MkDocs plugin: loads the catalog once and adds the generated pages.
 
 It only wires rendering functions in (:mod:`knollm.site.render`, :mod:`knollm.site.data`,
-``knollm.libraries.render``, ``knollm.diff``); nothing is written into ``docs_dir``.
+``knollm.libraries.render``, ``knollm.diff.compare``); nothing is written into ``docs_dir``.
 
 * ``on_config`` – load the catalog; live figures into ``config.extra.knollm`` (for
   mkdocs-macros in hand-written pages); provider / library pages into the nav; the
@@ -25,8 +25,8 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files, InclusionLevel
 
-from . import ASSETS_DIR
-from .config import KnollmConfig, load_catalog, resolve_dumps
+from knollm.site import ASSETS_DIR
+from knollm.site.config import KnollmConfig, load_catalog, resolve_dumps
 
 __all__ = ["KnollmPlugin", "ASSET_FILES"]
 
@@ -49,7 +49,7 @@ def _libraries() -> tuple[Any, list] | None:
 
 def _changes(dumps: Path | None) -> tuple[Any, list] | None:
     try:
-        from knollm import diff as D
+        from knollm.diff import compare as D
     except ImportError:
         return None
     if not hasattr(D, "render_changes_markdown"):
@@ -80,8 +80,8 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         except Exception as e:  # noqa: BLE001 - reported as a plugin error with the path
             where = self.config.catalog or self.dumps
             raise PluginError(f"knollm: cannot load the catalog from {where}: {e}") from e
-        from .data import canonical_multi, canonical_slugs
-        from .render import headline_figures
+        from knollm.site.data import canonical_multi, canonical_slugs
+        from knollm.site.render import headline_figures
 
         self.groups = canonical_multi(self.catalog["models"]) if self.config.canonical_pages else {}
         self.slugs = canonical_slugs(canonical_multi(self.catalog["models"]))
@@ -103,7 +103,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         """Fill the ``Providers`` and ``Libraries`` sections; drop entries for pages not generated."""
         if not nav:
             return nav
-        from .render import esc
+        from knollm.site.render import esc
 
         cat = self.catalog
         providers = sorted(cat["providers"], key=lambda p: (p.get("name") or p["id"]).lower())
@@ -149,7 +149,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
     # ------------------------------------------------------------------ files
     def on_files(self, files: Files, config) -> Files:
         t0 = time.perf_counter()
-        from . import render as R
+        from knollm.site import render as R
 
         cat = self.catalog
         use_dir = config.use_directory_urls
@@ -229,8 +229,8 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
     """Write the machine-readable outputs into ``site_dir``; returns ``{relative path: bytes}``."""
     import orjson
 
-    from ..schema import json_schema
-    from . import data as Dt
+    from knollm.catalog.schema import json_schema
+    from knollm.site import data as Dt
 
     written: dict[str, int] = {}
 

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..schema import CAPABILITIES
+from knollm.catalog.schema import CAPABILITIES
 
 __all__ = [
     "esc", "md_text", "safe_url", "fmt_price", "fmt_tokens", "Links", "page_url", "headline_figures",
@@ -161,7 +161,7 @@ class Links:
 # --------------------------------------------------------------------------- summaries
 def headline_figures(cat: dict[str, Any], libraries: int | None = None) -> dict[str, Any]:
     """Live figures for the home page (``{{ knollm.* }}`` in hand-written pages)."""
-    from .data import canonical_multi
+    from knollm.site.data import canonical_multi
 
     models = cat["models"]
     multi = canonical_multi(models)
@@ -506,7 +506,7 @@ def _spread(values: list[float]) -> str:
 def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: dict[str, dict[str, Any]],
                           links: Links | None = None, slug: str | None = None) -> str:
     """Who serves the canonical model ``canon``, at what price and context, cheapest first."""
-    from .data import slugify
+    from knollm.site.data import slugify
 
     links = links or Links(f"canonical/{slug or slugify(canon)}.md")
     offers = sorted(offers, key=price_key)

@@ -11,7 +11,7 @@ def full_site(tmp_root: Path, dumps: Path) -> tuple[Path, dict, dict]:
     """``(site_dir, catalog, build result)`` for ``dumps``, built once per session."""
     key = str(dumps)
     if key not in _BUILT:
-        from knollm.cache import cached_catalog
+        from knollm.query.cache import cached_catalog
         from knollm.cli.cmd_build import build_site
 
         root = Path(__file__).resolve().parents[2]

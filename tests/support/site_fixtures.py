@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from knollm.schema import Catalog, Model, Provider
+from knollm.catalog.schema import Catalog, Model, Provider
 
 XSS_NAME = '<script>window.__xss=1</script>Evil "model"'
 XSS_DESC = '<img src=x onerror="window.__xss=2"> [click](javascript:window.__xss=3) {{ 7*7 }} | pipe'

@@ -6,14 +6,14 @@
  * inside the site (ids are URL-encoded).
  *
  * window.Knollm.costPerRequest(prices, workload) is the same arithmetic as
- * knollm/cost.py::cost_per_request (tested against it in tests/test_browser_site.py).
+ * knollm/query/cost.py::cost_per_request (tested against it in tests/test_browser_site.py).
  */
 (function () {
   "use strict";
 
   var K = (window.Knollm = window.Knollm || {});
 
-  // ------------------------------------------------------------------ cost (mirror of knollm/cost.py)
+  // ------------------------------------------------------------------ cost (mirror of knollm/query/cost.py)
   /** USD for one request; prices in USD per 1M tokens; null when a needed price is unknown. */
   function costPerRequest(prices, w) {
     prices = prices || {};
@@ -46,7 +46,7 @@
   }
 
   var SUFFIX = { "": 1, k: 1000, m: 1000000, b: 1000000000 };
-  /** "1.5M", "200k", "1000" -> int; NaN when not a count (same grammar as knollm.cost.parse_count). */
+  /** "1.5M", "200k", "1000" -> int; NaN when not a count (same grammar as knollm.query.cost.parse_count). */
   function parseCount(text) {
     if (typeof text === "number") return text >= 0 ? Math.floor(text) : NaN;
     var m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$/.exec(String(text).replace(/[_,]/g, ""));

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from .diagnostics import Diagnostics
-from .errors import DumpError, ShapeError
+from knollm.catalog.diagnostics import Diagnostics
+from knollm.errors import DumpError, ShapeError
 
 __all__ = [
     "DumpFile",

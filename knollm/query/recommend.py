@@ -10,7 +10,7 @@ known price for the token mix and, with ``budget``, a cost per 1,000 requests wi
 it. Each candidate's score (0-100) is the sum of weighted components, each explained:
 
 ``price`` (:data:`WEIGHTS`)
-    cost per request of the use case's mix (:func:`knollm.cost.estimate`), placed on a
+    cost per request of the use case's mix (:func:`knollm.query.cost.estimate`), placed on a
     log scale between the cheapest and the dearest candidate: cheapest = full points.
 ``context``
     headroom over what the use case needs: ``log2(context / need) / 3`` capped at 1
@@ -31,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .cost import Workload, estimate
+from knollm.query.cost import Workload, estimate
 
 __all__ = ["UseCase", "USE_CASES", "WEIGHTS", "SOURCE_WEIGHT", "JOIN_WEIGHT", "recommend"]
 

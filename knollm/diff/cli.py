@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .output import emit, output_options
+from knollm.cli.output import emit, output_options
 
 __all__ = ["command"]
 
@@ -33,7 +33,7 @@ def command(old: Path, new: Path, as_markdown: bool, date: str | None, save_dir:
     OLD and NEW are dump directories (built into catalogs, dumps only) or catalog JSON files.
     Renames: same provider, a removed and an added model with the same canonical id (or name).
     """
-    from .. import diff as D
+    from knollm.diff import compare as D
 
     if date is not None:
         import datetime as _dt

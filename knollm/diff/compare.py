@@ -30,8 +30,8 @@ from xml.etree import ElementTree as ET
 
 import orjson
 
-from .errors import CatalogError
-from .schema import CAPABILITIES, PRICE_FIELDS
+from knollm.errors import CatalogError
+from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
     "DIFF_VERSION",
@@ -61,7 +61,7 @@ def load_catalog_or_dumps(path: str | Path, *, registries: bool = False) -> dict
     """A catalog dict from a dump directory (built) or a catalog JSON file."""
     p = Path(path)
     if p.is_dir():
-        from .build import build_catalog
+        from knollm.catalog.build import build_catalog
 
         return build_catalog(p, registries=registries)
     if not p.exists():
@@ -240,7 +240,7 @@ def _fmt(v: Any, field: str = "") -> str:
         if isinstance(v, (int, float)):
             return f"${v:,.4f}".rstrip("0").rstrip(".") if v else "$0"
     if isinstance(v, int) and field in ("context_window", "max_output"):
-        from .cli.output import fmt_int
+        from knollm.cli.output import fmt_int
 
         return fmt_int(v)
     return str(v)
@@ -464,7 +464,7 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
 
 def save_diff(diff: dict, directory: str | Path) -> Path:
     """Write ``<directory>/<date>.json`` (atomically); returns the path."""
-    from .fetch.client import atomic_write
+    from knollm.fetch.client import atomic_write
 
     d = Path(directory)
     path = d / f"{diff['date']}.json"

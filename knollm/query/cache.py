@@ -5,7 +5,7 @@ the registries' versions, so any change to the inputs rebuilds. Files live in
 ``$KNOLLM_CACHE_DIR`` (default ``~/.cache/knollm``):
 
 * ``catalog-<key>.json`` - the full catalog;
-* ``index-<key>-<python tag>.marshal`` - the compact query index (:mod:`knollm.index`),
+* ``index-<key>-<python tag>.marshal`` - the compact query index (:mod:`knollm.query.index`),
   written whenever the full catalog is built;
 * ``stamp-<dumps path hash>.marshal`` - a memo of the last key computed for a dumps
   directory with a *fingerprint* of its inputs (names, sizes, mtimes and inodes of the
@@ -140,7 +140,7 @@ def cache_key(dumps: str | Path | None) -> str:
 
     h = hashlib.blake2b(digest_size=16)
     h.update(_versions().encode())
-    from . import schema
+    from knollm.catalog import schema
 
     h.update(f"schema={schema.SCHEMA_VERSION}".encode())
     # the package's own source affects the output too (a development checkout changes)
@@ -156,7 +156,7 @@ def cache_key(dumps: str | Path | None) -> str:
 
 
 def _atomic_write(path: str | Path, data: bytes) -> None:
-    from .fsutil import atomic_write
+    from knollm.fsutil import atomic_write
 
     atomic_write(path, data, durable=False)
 
@@ -185,7 +185,7 @@ def _index_path(key: str) -> str:
 def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
     import marshal
 
-    from .index import build_index
+    from knollm.query.index import build_index
 
     from pathlib import Path
 
@@ -216,7 +216,7 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
                 gc.enable()
     if on_build:
         on_build()
-    from .build import build_catalog
+    from knollm.catalog.build import build_catalog
 
     cat = build_catalog(dumps)
     _replace_cache_file(path, orjson.dumps(cat), "catalog-*.json")
@@ -226,11 +226,11 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
 
 def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
                  on_build: Callable[[], None] | None = None) -> dict[str, Any]:
-    """The compact query index (:mod:`knollm.index`) for ``dumps``; builds (and caches) the
+    """The compact query index (:mod:`knollm.query.index`) for ``dumps``; builds (and caches) the
     full catalog first when needed. Reading it imports nothing beyond the standard library."""
     import marshal
 
-    from .index import INDEX_VERSION
+    from knollm.query.index import INDEX_VERSION
 
     key = fast_cache_key(dumps)
 

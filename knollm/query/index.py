@@ -2,15 +2,15 @@
 
 Loading the full catalog JSON (~17 MB, ~15k models with provenance) takes 100+ ms; the
 CLI's query commands instead read this index, a :mod:`marshal` file of plain tuples
-written next to the full catalog in the cache (same cache key, see :mod:`knollm.cache`).
+written next to the full catalog in the cache (same cache key, see :mod:`knollm.query.cache`).
 
 This module is also the **one implementation of the query semantics**:
-:class:`knollm.catalog.Catalog` builds an :class:`Index` over its models and delegates
+:class:`knollm.query.api.Catalog` builds an :class:`Index` over its models and delegates
 ``search`` / ``where`` / sorting / provider and model resolution to it, so the CLI and
 the Python API cannot disagree.
 
 Import cost matters here: only the standard library (and :mod:`knollm.errors`,
-:mod:`knollm.cost`) is imported at module level - no pydantic, no registries, no pandas.
+:mod:`knollm.query.cost`) is imported at module level - no pydantic, no registries, no pandas.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import NotFoundError
+from knollm.errors import NotFoundError
 
 __all__ = [
     "INDEX_VERSION",
@@ -93,14 +93,14 @@ def match_model(ref: str, by_key: Mapping[str, int], items: Callable[[], Iterabl
 
 def resolve_canonical(ref: str, groups: Mapping[str, Any], canonical_of: Callable[[str], str]) -> str:
     """The canonical id for ``ref``: a canonical id, a model key/id (``canonical_of``) or any
-    spelling :func:`knollm.identity.canonical_id` maps onto a known canonical id."""
+    spelling :func:`knollm.catalog.identity.canonical_id` maps onto a known canonical id."""
     if ref in groups:
         return ref
     try:
         return canonical_of(ref)
     except NotFoundError:
         pass
-    from .identity import canonical_id  # only on this rare path
+    from knollm.catalog.identity import canonical_id  # only on this rare path
 
     c = canonical_id(ref)
     if c in groups:
@@ -211,8 +211,8 @@ def _shared(rows: list[tuple]) -> list[tuple]:
 
 def build_index(cat: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """The index data (marshal-able) of a catalog dict."""
-    from .providers import provider_table
-    from .schema import CAPABILITIES, PRICE_FIELDS
+    from knollm.providers import provider_table
+    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
     return {
         "index_version": INDEX_VERSION,
@@ -246,7 +246,7 @@ class Index:
     @classmethod
     def load(cls, dumps: Any = None, *, rebuild: bool = False, on_build: Callable[[], None] | None = None) -> Index:
         """The cached index for ``dumps`` (default ``$KNOLLM_DUMPS`` / ``work/model_catalog``)."""
-        from .cache import cached_index, default_dumps
+        from knollm.query.cache import cached_index, default_dumps
 
         return cls(cached_index(dumps if dumps is not None else default_dumps(), rebuild=rebuild, on_build=on_build))
 
@@ -341,8 +341,8 @@ class Index:
         return dict(zip(self.price_fields, r[PRICES]))
 
     def costs(self, workload: Any, models: Sequence[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Like ``Catalog.costs`` (same formula, :mod:`knollm.cost`); ``model`` is the summary dict."""
-        from .cost import estimate
+        """Like ``Catalog.costs`` (same formula, :mod:`knollm.query.cost`); ``model`` is the summary dict."""
+        from knollm.query.cost import estimate
 
         pool = [self.model(k) for k in models] if models else self.search(**filters)
         out = []

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import orjson
 
-from .diagnostics import Diagnostics
-from .errors import CatalogError
-from .readers import read_dumps
+from knollm.catalog.diagnostics import Diagnostics
+from knollm.errors import CatalogError
+from knollm.catalog.readers import read_dumps
 
 __all__ = ["HISTORY_VERSION", "apply_history", "load_history", "update_history"]
 
@@ -83,7 +83,7 @@ def update_history(
                     entry["last_seen"] = day
             seen += 1
     doc = {"history_version": HISTORY_VERSION, "updated": day, "models": dict(sorted(models.items()))}
-    from .fetch.client import atomic_write
+    from knollm.fetch.client import atomic_write
 
     atomic_write(history_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     return {"new": new, "seen": seen, "total": len(models)}

@@ -1,7 +1,7 @@
 """Build the catalog: dumps -> readers -> adapters -> merge -> registry joins -> Catalog.
 
 ``build_catalog(dumps)`` returns the catalog as a JSON-able dict validated against
-:class:`knollm.schema.Catalog`. Data flows one way; see :mod:`knollm.schema` for the
+:class:`knollm.catalog.schema.Catalog`. Data flows one way; see :mod:`knollm.catalog.schema` for the
 documented precedence between sources.
 """
 
@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .adapters import expand_hf_router, translate, translate_litellm
-from .diagnostics import Diagnostics
-from .errors import KnollmError
-from .identity import canonical_id, family_id
-from .normalize import kind_modalities
-from .providers import ProviderTable, provider_table
-from .readers import DumpFile, read_dumps
-from .registries import Registry, RegistryModel, genai_match, load_genai_prices, load_models_dev
-from .schema import CAPABILITIES, PRICE_FIELDS, SCHEMA_VERSION
+from knollm.catalog.translate import expand_hf_router, translate, translate_litellm
+from knollm.catalog.diagnostics import Diagnostics
+from knollm.errors import KnollmError
+from knollm.catalog.identity import canonical_id, family_id
+from knollm.catalog.normalize import kind_modalities
+from knollm.providers import ProviderTable, provider_table
+from knollm.catalog.readers import DumpFile, read_dumps
+from knollm.catalog.registries import Registry, RegistryModel, genai_match, load_genai_prices, load_models_dev
+from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS, SCHEMA_VERSION
 
 __all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
 
@@ -274,7 +274,7 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
             kind = L[layer]["kind"]
             break
     if kind is None:
-        from .normalize import infer_kind
+        from knollm.catalog.normalize import infer_kind
 
         kind = infer_kind(off.id)
     m["kind"] = kind
@@ -462,7 +462,7 @@ def build_catalog(
 ) -> dict[str, Any]:
     """Build the normalized catalog from a dump directory (may be None/missing) and the registries.
 
-    Returns a JSON-able dict matching :class:`knollm.schema.Catalog`. With ``strict``,
+    Returns a JSON-able dict matching :class:`knollm.catalog.schema.Catalog`. With ``strict``,
     any warning raises :class:`knollm.errors.StrictModeError`.
     """
     # The build allocates ~10^6 small objects that all stay alive: the cyclic GC would
@@ -515,7 +515,7 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
     models = [_resolve(o, today) for o in offers.values()]
     models.sort(key=lambda m: (m["provider"], m["id"].lower()))
     if dumps is not None and (Path(dumps) / "history.json").is_file():
-        from .history import apply_history, load_history
+        from knollm.catalog.history import apply_history, load_history
 
         try:
             apply_history({"models": models}, load_history(Path(dumps) / "history.json"))
@@ -543,7 +543,7 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
     cat["stats"] = summarize(cat)
     lap("resolve")
     if validate:
-        from .schema import Catalog
+        from knollm.catalog.schema import Catalog
 
         Catalog.model_validate(cat)
         lap("validate")

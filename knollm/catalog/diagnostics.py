@@ -51,6 +51,6 @@ class Diagnostics:
 
     def raise_if_strict(self, strict: bool) -> None:
         if strict and self.warnings:
-            from .errors import StrictModeError
+            from knollm.errors import StrictModeError
 
             raise StrictModeError([str(d) for d in self.warnings])

@@ -1,7 +1,7 @@
 """The Python API over a built catalog: load, filter/search, cheapest-N, compare, cost.
 
 The CLI and the site both use this module. Models are plain dicts in the catalog's JSON
-shape (see :class:`knollm.schema.Model`), so the API needs no pydantic at query time.
+shape (see :class:`knollm.catalog.schema.Model`), so the API needs no pydantic at query time.
 
     >>> from knollm import Catalog, Workload
     >>> cat = Catalog.load()                         # cached build of the default data
@@ -17,14 +17,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import index as _ix
-from .cost import Workload, estimate
-from .errors import CatalogError
+from knollm.query import index as _ix
+from knollm.query.cost import Workload, estimate
+from knollm.errors import CatalogError
 
 __all__ = ["Catalog", "Filters", "SORT_KEYS"]
 
 # The query semantics (search predicate, sort orders, provider/model/canonical resolution,
-# "did you mean") live in :mod:`knollm.index`, shared with the CLI's compact index.
+# "did you mean") live in :mod:`knollm.query.index`, shared with the CLI's compact index.
 SORT_KEYS = _ix.SORT_KEYS
 _tokens = _ix.tokens
 
@@ -70,26 +70,26 @@ class Catalog:
                 raise CatalogError(f"{p}: cannot read catalog: {e.strerror}") from None
             except orjson.JSONDecodeError as e:
                 raise CatalogError(f"{p}: not valid JSON: {e}") from None
-            from .schema import SCHEMA_VERSION
+            from knollm.catalog.schema import SCHEMA_VERSION
 
             if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
                 raise CatalogError(f"{p}: not a schema-v{SCHEMA_VERSION} Knollm catalog")
             return cls(data)
-        from .cache import cached_catalog, default_dumps
+        from knollm.query.cache import cached_catalog, default_dumps
 
         return cls(cached_catalog(Path(dumps) if dumps is not None else default_dumps(), rebuild=rebuild))
 
     @classmethod
     def build(cls, dumps: str | Path | None = None, **kwargs: Any) -> Catalog:
-        """Build afresh (no cache). ``kwargs`` go to :func:`knollm.build.build_catalog`."""
-        from .build import build_catalog
+        """Build afresh (no cache). ``kwargs`` go to :func:`knollm.catalog.build.build_catalog`."""
+        from knollm.catalog.build import build_catalog
 
         return cls(build_catalog(dumps, **kwargs))
 
     # ------------------------------------------------------------------ lookup
     def provider(self, provider_id: str) -> dict[str, Any]:
         def alias(name: str) -> str:
-            from .providers import provider_table
+            from knollm.providers import provider_table
 
             return provider_table().resolve(name)
 
@@ -177,6 +177,6 @@ class Catalog:
         return [self.model(r) for r in refs]
 
     def stats(self) -> dict[str, Any]:
-        from .build import summarize
+        from knollm.catalog.build import summarize
 
         return self.data.get("stats") or summarize(self.data)

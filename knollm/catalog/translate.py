@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .normalize import (
+from knollm.catalog.normalize import (
     NOVITA_UNIT,
     PER_MILLION,
     PER_TOKEN,

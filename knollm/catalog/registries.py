@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
-from .normalize import round_sig
-from .providers import ProviderTable
+from knollm.catalog.normalize import round_sig
+from knollm.providers import ProviderTable
 
 __all__ = ["RegistryModel", "Registry", "load_models_dev", "load_genai_prices", "registry_version"]
 

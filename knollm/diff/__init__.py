@@ -1,0 +1,1 @@
+"""Product: what changed between two dump directories or catalogs (``knollm diff``)."""
