@@ -10,6 +10,7 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── CatalogError         a catalog file is missing, corrupt or of another schema
     ├── NotFoundError        a provider / model / library asked for does not exist
     │                        (carries ``suggestions`` for "did you mean")
+    ├── RegistryError        the provider registry file is missing or invalid (names file + key)
     ├── FetchError           refreshing a dump from a provider failed
     └── SiteError            building the site failed
 
@@ -26,6 +27,7 @@ __all__ = [
     "StrictModeError",
     "CatalogError",
     "NotFoundError",
+    "RegistryError",
     "FetchError",
     "SiteError",
 ]
@@ -81,6 +83,11 @@ class NotFoundError(KnollmError):
         if self.suggestions:
             msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
         super().__init__(msg)
+
+
+class RegistryError(KnollmError):
+    """The provider registry (``knollm/data/providers.toml`` or a ``--providers`` file) is
+    missing or invalid; the message names the file and the key."""
 
 
 class FetchError(KnollmError):

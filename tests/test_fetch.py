@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from knollm.cli import main
-from knollm.errors import FetchError
+from knollm.errors import FetchError, KnollmError
 from knollm.fetch import Redactor, RegistryError, fetch_all, load_registry, safe_url
 from knollm.fetch.client import atomic_write, backoff_delay, parse_retry_after
 from knollm.catalog.history import apply_history, load_history, update_history
@@ -68,7 +68,7 @@ def assert_no_temp_files(out: Path) -> None:
 # -- the registry -------------------------------------------------------------------------------
 
 def test_project_registry_is_valid_and_documented():
-    reg = load_registry(REPO / "work" / "model_catalog" / "providers.toml")
+    reg = load_registry()
     p = reg.providers
     assert p["anthropic"].auth == "x-api-key" and p["anthropic"].headers["anthropic-version"] == "2023-06-01"
     assert p["anthropic"].pagination == "has_more" and p["anthropic"].cursor_param == "after_id"
@@ -88,7 +88,7 @@ def test_project_registry_is_valid_and_documented():
 def test_project_registry_covers_every_shared_dump():
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present")
-    reg = load_registry(REPO / "work" / "model_catalog" / "providers.toml")
+    reg = load_registry()
     dumps = {f.name[len("models_"):-len(".json")] for f in SHARED.glob("models_*.json")}
     assert dumps - set(reg.providers) == set()
     from knollm.catalog.diagnostics import Diagnostics
@@ -101,16 +101,18 @@ def test_project_registry_covers_every_shared_dump():
 
 
 @pytest.mark.parametrize("text, needle", [
-    ("[providers.x]\nurl = 'https://a/b'\nkey_env = ['K']\nbogus = 1\n", "bogus"),
-    ("[providers.x]\nkey_env = ['K']\n", "url"),
-    ("[providers.x]\nurl = 'https://a/b'\n", "key_env"),
-    ("[providers.x]\nurl = 'ftp://a/b'\nauth = 'none'\n", "url"),
-    ("[providers.x]\nurl = 'https://a'\nauth = 'none'\nshape = 'list-key'\n", "list_key"),
-    ("[providers.x]\nurl = 'https://a'\nkey_env = ['K']\nheaders = {Authorization = 'Bearer s'}\n", "credentials"),
-    ("[providers.X]\nurl = 'https://a'\nauth = 'none'\n", "lowercase"),
-    ("[settings]\nconcurrency = 0\n[providers.x]\nurl = 'https://a'\nauth = 'none'\n", "concurrency"),
+    ("[providers.x]\nlist.url = 'https://a/b'\napi.key_env = ['K']\nlist.bogus = 1\n", "bogus"),
+    ("[providers.x]\napi.key_env = ['K']\nlist.shape = 'array'\n", "url"),
+    ("[providers.x]\nlist.url = 'https://a/b'\n", "key_env"),
+    ("[providers.x]\nlist.url = 'ftp://a/b'\nlist.auth = 'none'\n", "url"),
+    ("[providers.x]\nlist.url = 'https://a'\nlist.auth = 'none'\nlist.shape = 'list-key'\n", "list_key"),
+    ("[providers.x]\nlist.url = 'https://a'\napi.key_env = ['K']\nlist.headers = {Authorization = 'Bearer s'}\n",
+     "credentials"),
+    ("[providers.X]\nlist.url = 'https://a'\nlist.auth = 'none'\n", "lowercase"),
+    ("[fetch]\nconcurrency = 0\n[providers.x]\nlist.url = 'https://a'\nlist.auth = 'none'\n", "concurrency"),
+    ("[providers.x]\naliases = ['y']\n[providers.z]\naliases = ['y']\n", "already means"),
     ("this is = not toml [", "TOML"),
-    ("[settings]\n", "no [providers"),
+    ("[fetch]\n", "no [providers"),
 ])
 def test_registry_errors_name_the_file(tmp_path, text, needle):
     f = tmp_path / "bad-registry.toml"
@@ -118,7 +120,7 @@ def test_registry_errors_name_the_file(tmp_path, text, needle):
     with pytest.raises(RegistryError) as ei:
         load_registry(f)
     assert str(f) in str(ei.value) and needle in str(ei.value)
-    assert isinstance(ei.value, FetchError)
+    assert isinstance(ei.value, KnollmError)
 
 
 def test_missing_registry_file(tmp_path):

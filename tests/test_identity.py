@@ -133,7 +133,7 @@ def test_family_id():
 
 
 def test_normalize_provider():
-    assert normalize_provider("togetherai") == normalize_provider("together_ai") == "together"
+    assert normalize_provider("together") == normalize_provider("together_ai") == "togetherai"
     assert normalize_provider("models.dev:fireworks-ai") == "fireworks"
     assert normalize_provider("models_featherless_best.json") == "featherless"
     assert normalize_provider(None) is None
@@ -169,7 +169,7 @@ def test_pairs_file_shape():
     assert sum(r["same"] == "0" for r in rows) >= 35
     assert all(r["same"] in ("0", "1") for r in rows)
     providers = {normalize_provider(r[k]) for r in rows for k in ("provider_a", "provider_b")}
-    for p in ("fireworks", "together", "groq", "deepinfra", "openrouter", "huggingface", "novita", "nebius",
+    for p in ("fireworks", "togetherai", "groq", "deepinfra", "openrouter", "huggingface", "novita", "nebius",
               "chutes", "sambanova", "cerebras", "mistral", "gemini", "anthropic", "openai"):
         assert p in providers, p
 
@@ -228,7 +228,7 @@ def test_real_dumps_canonicalise_and_overlap():
     assert n > 1000
     assert len(multi) > 100
     # the example really is shared by fireworks, together and groq in the dumps
-    assert {"fireworks", "together", "groq"} <= providers_of["llama-3.3-70b-instruct"]
+    assert {"fireworks", "togetherai", "groq"} <= providers_of["llama-3.3-70b-instruct"]
 
 
 @pytest.mark.shared

@@ -19,9 +19,9 @@ from knollm.catalog.diagnostics import Diagnostics
 from knollm.errors import KnollmError
 from knollm.catalog.identity import canonical_id, family_id
 from knollm.catalog.normalize import kind_modalities
-from knollm.providers import ProviderTable, provider_table
+from knollm.providers import ProviderRegistry, provider_registry
 from knollm.catalog.readers import DumpFile, read_dumps
-from knollm.catalog.registries import Registry, RegistryModel, genai_match, load_genai_prices, load_models_dev
+from knollm.catalog.registries import RegistryModel, RegistrySnapshot, genai_match, load_genai_prices, load_models_dev
 from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS, SCHEMA_VERSION
 
 __all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
@@ -85,7 +85,7 @@ def _sentinels(df: DumpFile) -> frozenset:
     return frozenset(out)
 
 
-def _read_offers(dumps: list[DumpFile], table: ProviderTable, diags: Diagnostics,
+def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnostics,
                  offers: dict[tuple[str, str], _Offer]) -> dict[str, dict[str, Any]]:
     """Translate every dump record into offers; returns per-provider dump info."""
     dump_info: dict[str, dict[str, Any]] = {}
@@ -140,7 +140,7 @@ def _read_offers(dumps: list[DumpFile], table: ProviderTable, diags: Diagnostics
     return dump_info
 
 
-def _index_canonical(reg: Registry) -> tuple[dict[str, RegistryModel], dict[str, RegistryModel],
+def _index_canonical(reg: RegistrySnapshot) -> tuple[dict[str, RegistryModel], dict[str, RegistryModel],
                                               dict[tuple[str, str], RegistryModel]]:
     """models.dev indices: canonical id -> best model, family -> model, (provider, canonical) -> model."""
     by_canon: dict[str, RegistryModel] = {}
@@ -158,7 +158,7 @@ def _index_canonical(reg: Registry) -> tuple[dict[str, RegistryModel], dict[str,
     return by_canon, by_family, by_prov_canon
 
 
-def _join_registries(offers: dict[tuple[str, str], _Offer], md: Registry | None, gp: Registry | None) -> None:
+def _join_registries(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot | None, gp: RegistrySnapshot | None) -> None:
     md_idx = _index_canonical(md) if md else ({}, {}, {})
     by_canon, by_family, by_prov_canon = md_idx
     for off in list(offers.values()):
@@ -191,7 +191,7 @@ def _join_registries(offers: dict[tuple[str, str], _Offer], md: Registry | None,
                 off.joins["models.dev"] = "family"
 
 
-def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: Registry | None, gp: Registry | None) -> None:
+def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot | None, gp: RegistrySnapshot | None) -> None:
     """Registry models no dump lists become offers of their own (the embedded default)."""
     if md is not None:
         for pid, bucket in md.models.items():
@@ -359,8 +359,8 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
     return m
 
 
-def _providers(offers_by_provider: dict[str, int], table: ProviderTable, dump_info: dict,
-               md: Registry | None, gp: Registry | None, litellm_providers: set[str]) -> list[dict]:
+def _providers(offers_by_provider: dict[str, int], table: ProviderRegistry, dump_info: dict,
+               md: RegistrySnapshot | None, gp: RegistrySnapshot | None, litellm_providers: set[str]) -> list[dict]:
     out = []
     for pid in sorted(offers_by_provider):
         t = table.providers.get(pid)
@@ -375,13 +375,14 @@ def _providers(offers_by_provider: dict[str, int], table: ProviderTable, dump_in
                     return v
             return None
 
+        own_env = t is not None and "key_env" in t.api.model_fields_set
         name = pick("name", t.name if t else None, mdm.get("name"), gpm.get("name")) or pid
-        base_url = pick("base_url", t.base_url if t else None, mdm.get("base_url"))
+        base_url = pick("base_url", t.api.base_url if t else None, mdm.get("base_url"))
         docs = pick("docs_url", t.docs if t else None, mdm.get("docs"),
                     (gpm.get("pricing_urls") or [None])[0])
-        env = list(t.env) if t and t.env is not None else list(mdm.get("env") or [])
+        env = list(t.api.key_env) if own_env else list(mdm.get("env") or [])
         if env:
-            fs["api_key_env"] = "dump" if t and t.env is not None else "models.dev"
+            fs["api_key_env"] = "dump" if own_env else "models.dev"
         # the provider table is hand-maintained knowledge, not a dump: label it honestly
         fs = {k: ("knollm" if v == "dump" else v) for k, v in fs.items()}
         srcs = []
@@ -393,9 +394,9 @@ def _providers(offers_by_provider: dict[str, int], table: ProviderTable, dump_in
             srcs.append("models.dev")
         if gpm:
             srcs.append("genai-prices")
-        api_shape = (t.api_shape if t else None) or ("openai" if mdm.get("npm") in (
+        api_shape = (t.api.shape if t else None) or ("openai" if mdm.get("npm") in (
             "@ai-sdk/openai-compatible", "@ai-sdk/openai") or base_url else None)
-        if (mdm.get("npm") or "").endswith("/anthropic") and not (t and t.api_shape):
+        if (mdm.get("npm") or "").endswith("/anthropic") and not (t and t.api.shape):
             api_shape = "anthropic"
         reg_ids = {}
         if mdm.get("registry_id"):
@@ -489,7 +490,7 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
 
     now = now or datetime.now(tz=UTC)
     diags = diags if diags is not None else Diagnostics()
-    table = provider_table()
+    table = provider_registry()
     dump_files: list[DumpFile] = []
     if dumps is not None:
         d = Path(dumps)

@@ -90,19 +90,6 @@ __all__ = ["canonical_id", "family_id", "same_model", "normalize_provider"]
 
 # --------------------------------------------------------------------------- tables
 
-#: provider spellings → one name (dump file names, models.dev, genai-prices, LiteLLM)
-_PROVIDER_ALIASES = {
-    "togetherai": "together", "together_ai": "together", "together-ai": "together",
-    "fireworks_ai": "fireworks", "fireworks-ai": "fireworks",
-    "novita-ai": "novita", "novita_ai": "novita",
-    "featherless_best": "featherless", "featherless_ai": "featherless", "featherless-ai": "featherless",
-    "vertex_ai": "vertex", "google-vertex": "vertex", "google-vertex-anthropic": "vertex",
-    "amazon-bedrock": "bedrock", "aws": "bedrock",
-    "cloudflare-workers-ai": "cloudflare", "cloudflare-ai-gateway": "cloudflare",
-    "moonshotai": "moonshot", "moonshotai-cn": "moonshot",
-    "nebius_ai": "nebius", "nebius-ai": "nebius",
-}
-
 #: LiteLLM routing prefixes (``<prefix>/<model>``); the prefix names the serving provider
 _ROUTING_PREFIXES = frozenset("""
 aiml anyscale azure azure_ai bedrock bedrock_converse cerebras cloudflare dashscope databricks
@@ -220,7 +207,7 @@ _OPEN_MIXTRAL = {"open-mixtral-8x7b": "mixtral-8x7b-instruct-v0.1",
 
 @lru_cache(maxsize=256)
 def normalize_provider(provider: str | None) -> str | None:
-    """Lower-case a provider name and fold known spellings (``togetherai`` → ``together``)."""
+    """Lower-case a provider name and fold known spellings to the Knollm id (``together_ai`` → ``togetherai``)."""
     if not provider:
         return None
     p = provider.strip().lower()
@@ -232,7 +219,9 @@ def normalize_provider(provider: str | None) -> str | None:
         p = p[:-5]
     if p.startswith("huggingface_"):  # genai-prices: huggingface_<backend>
         return "huggingface"
-    return _PROVIDER_ALIASES.get(p, p)
+    from knollm.providers import provider_registry  # the one provider registry (aliases)
+
+    return provider_registry().resolve(p)
 
 
 def _strip_serving_suffixes(s: str, provider: str | None) -> str:

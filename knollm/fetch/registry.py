@@ -1,8 +1,12 @@
-"""The provider registry: ``work/model_catalog/providers.toml``, validated with pydantic.
+"""What ``knollm fetch`` fetches: a :class:`FetchPlan` derived from the one provider
+registry (``knollm/data/providers.toml``, see :mod:`knollm.providers`).
 
-Format (every key except ``url`` has a default)::
+Each provider with a ``list.*`` table becomes a :class:`ProviderSpec` (its list URL,
+auth and key variables from ``api.*`` unless ``list.*`` overrides them, shape and
+pagination); each ``[sources.<name>]`` (LiteLLM's cost map, a hand-curated subset)
+becomes one too. The run-wide defaults are the ``[fetch]`` table (:class:`Settings`)::
 
-    [settings]                 # optional; run-wide defaults
+    [fetch]
     concurrency = 6            # providers fetched at once
     connect_timeout = 10.0     # seconds
     read_timeout = 60.0        # seconds between two reads of the body
@@ -13,39 +17,28 @@ Format (every key except ``url`` has a default)::
     max_bytes = 67108864       # larger answers are refused
     max_pages = 100
 
-    [providers.openai]
-    name = "OpenAI"
-    url = "https://api.openai.com/v1/models"
-    auth = "bearer"            # bearer | x-api-key | query | header | none
-    key_env = ["OPENAI_API_KEY"]   # first one set wins
-    shape = "openai-list"      # openai-list | array | keyed | list-key (with list_key)
-    pagination = "none"        # none | has_more | page_token
-
-Ids are the dump names: ``models_<id>.json``. A provider with ``enabled = false`` is
-only fetched when named in ``--only``; one with ``manual = true`` (a hand-curated dump)
-is never fetched, only reported as skipped.
+Ids are the dump names: ``models_<id>.json``. A list with ``enabled = false`` is only
+fetched when named in ``--only``; one with ``manual = true`` (a hand-curated dump) is
+never fetched, only reported as skipped.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from knollm.errors import FetchError
+from knollm.providers import ProviderRegistry, load_provider_registry, parse_provider_registry, provider_registry
 
-__all__ = ["ProviderSpec", "Registry", "RegistryError", "Settings", "load_registry", "parse_registry"]
+from knollm.errors import RegistryError
+
+__all__ = ["ProviderSpec", "FetchPlan", "RegistryError", "Settings", "load_registry", "parse_registry", "plan_from"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FORBID = ConfigDict(extra="forbid")
-
-
-class RegistryError(FetchError):
-    """The provider registry file is missing or invalid (the message names the file)."""
 
 
 class Settings(BaseModel):
@@ -143,7 +136,7 @@ class ProviderSpec(BaseModel):
         return f"models_{self.id}.json"
 
 
-class Registry(BaseModel):
+class FetchPlan(BaseModel):
     model_config = _FORBID
     path: str | None = None
     settings: Settings = Field(default_factory=Settings)
@@ -163,6 +156,31 @@ class Registry(BaseModel):
         return [self.providers[o] for o in dict.fromkeys(only)]
 
 
+def plan_from(reg: ProviderRegistry) -> FetchPlan:
+    """The fetch plan of a validated provider registry; errors name the registry file."""
+    specs: dict[str, dict] = {}
+    for pid, p in reg.providers.items():
+        if p.list is None:
+            continue
+        lst = p.list.model_dump(exclude_none=True, exclude={"docs", "key_header", "auth", "headers"})
+        specs[pid] = {
+            "id": pid, "name": p.name, **lst,
+            "docs_url": p.list.docs or p.docs,
+            "auth": p.list.auth or p.api.auth,
+            "key_env": list(p.api.key_env),
+            "key_header": p.list.key_header or p.api.key_header,
+            "headers": {**p.api.headers, **p.list.headers},
+        }
+    for sid, s in reg.sources.items():
+        d = s.model_dump(exclude_none=True, exclude={"id", "docs", "provider", "key_env", "auth", "key_header"})
+        specs[sid] = {"id": sid, **d, "docs_url": s.docs, "auth": s.auth or "none", "key_env": list(s.key_env),
+                      "key_header": s.key_header or "x-api-key"}
+    try:
+        return FetchPlan.model_validate({"path": reg.path, "settings": reg.fetch, "providers": specs})
+    except ValidationError as e:
+        raise RegistryError(f"{reg.path}: invalid provider registry: {_format_validation(e)}") from None
+
+
 def _format_validation(e: ValidationError) -> str:
     parts = []
     for err in e.errors()[:8]:
@@ -172,36 +190,14 @@ def _format_validation(e: ValidationError) -> str:
     return "; ".join(parts) + more
 
 
-def parse_registry(data: dict, path: str = "<registry>") -> Registry:
-    """Validate an already-parsed TOML document; errors name ``path`` and the key."""
-    if not isinstance(data, dict):
-        raise RegistryError(f"{path}: not a TOML table")
-    provs = data.get("providers")
-    if not isinstance(provs, dict) or not provs:
-        raise RegistryError(f"{path}: no [providers.<id>] tables")
-    doc = {"path": str(path), "settings": data.get("settings", {}), "providers": {}}
-    extra = set(data) - {"settings", "providers"}
-    if extra:
-        raise RegistryError(f"{path}: unknown top-level key(s): {', '.join(sorted(extra))}")
-    for pid, spec in provs.items():
-        if not isinstance(spec, dict):
-            raise RegistryError(f"{path}: providers.{pid}: must be a table")
-        doc["providers"][pid] = {"id": pid, **spec}
-    try:
-        return Registry.model_validate(doc)
-    except ValidationError as e:
-        raise RegistryError(f"{path}: invalid provider registry: {_format_validation(e)}") from None
+def parse_registry(data: dict, path: str = "<registry>") -> FetchPlan:
+    """Validate an already-parsed registry TOML document; errors name ``path`` and the key."""
+    return plan_from(parse_provider_registry(data, path))
 
 
-def load_registry(path: str | Path) -> Registry:
-    """Load and validate a ``providers.toml``; raises :class:`RegistryError` naming the file."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise RegistryError(f"{path}: cannot read provider registry: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RegistryError(f"{path}: not valid TOML: {e}") from None
-    return parse_registry(data, str(path))
+def load_registry(path: str | Path | None = None) -> FetchPlan:
+    """The fetch plan of a registry file (default: the packaged one); :class:`RegistryError`
+    names the file."""
+    if path is None:
+        return plan_from(provider_registry())
+    return plan_from(load_provider_registry(path))

@@ -89,9 +89,9 @@ class Catalog:
     # ------------------------------------------------------------------ lookup
     def provider(self, provider_id: str) -> dict[str, Any]:
         def alias(name: str) -> str:
-            from knollm.providers import provider_table
+            from knollm.providers import provider_registry
 
-            return provider_table().resolve(name)
+            return provider_registry().resolve(name)
 
         return self._by_provider_id[_ix.resolve_provider(provider_id, self._by_provider_id, alias)]
 

@@ -211,7 +211,7 @@ def _shared(rows: list[tuple]) -> list[tuple]:
 
 def build_index(cat: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """The index data (marshal-able) of a catalog dict."""
-    from knollm.providers import provider_table
+    from knollm.providers import provider_registry
     from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
     return {
@@ -219,7 +219,7 @@ def build_index(cat: dict[str, Any], key: str | None = None) -> dict[str, Any]:
         "key": key,
         "capabilities": tuple(CAPABILITIES),
         "price_fields": tuple(PRICE_FIELDS),
-        "aliases": dict(provider_table().aliases),
+        "aliases": provider_registry().aliases(),
         "providers": list(cat["providers"]),
         "rows": _shared([model_row(m, CAPABILITIES, PRICE_FIELDS) for m in cat["models"]]),
         "sources": list(cat.get("sources") or []),

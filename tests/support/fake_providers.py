@@ -295,10 +295,14 @@ def _toml_value(v: Any) -> str:
 
 
 def toml_dumps(settings: dict, providers: dict[str, dict]) -> str:
-    lines = ["[settings]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()] + [""]
+    """A provider registry (the format of knollm/data/providers.toml) from flat fetch specs:
+    ``name`` and ``key_env`` go to the provider / ``api.*``, the rest to ``list.*``."""
+    lines = ["[fetch]"] + [f"{k} = {_toml_value(v)}" for k, v in settings.items()] + [""]
     for pid, spec in providers.items():
         lines.append(f"[providers.{json.dumps(pid)}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.items()]
+        for k, v in spec.items():
+            key = k if k == "name" else ("api.key_env" if k == "key_env" else f"list.{k}")
+            lines.append(f"{key} = {_toml_value(v)}")
         lines.append("")
     return "\n".join(lines)
 
