@@ -10,6 +10,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── CatalogError         a catalog file is missing, corrupt or of another schema
     ├── NotFoundError        a provider / model / library asked for does not exist
     │                        (carries ``suggestions`` for "did you mean")
+    ├── FilterError          a model filter is invalid (unknown sort / capability,
+    │                        negative limit); also a ValueError
     ├── FetchError           refreshing a dump from a provider failed
     └── SiteError            building the site failed
 
@@ -26,6 +28,7 @@ __all__ = [
     "StrictModeError",
     "CatalogError",
     "NotFoundError",
+    "FilterError",
     "FetchError",
     "SiteError",
 ]
@@ -81,6 +84,10 @@ class NotFoundError(KnollmError):
         if self.suggestions:
             msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
         super().__init__(msg)
+
+
+class FilterError(KnollmError, ValueError):
+    """A model filter (:class:`knollm.query.filters.Filters`) is invalid."""
 
 
 class FetchError(KnollmError):

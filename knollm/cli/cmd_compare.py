@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import CountType, complete_model, dumps_option, load_catalog
+from knollm.cli.filters import CountType, complete_model, dumps_option, load_cached_catalog
 from knollm.cli.output import emit, fmt_int, fmt_price, format_table, output_options
 
 __all__ = ["command", "COMPARE_FIELDS"]
@@ -58,7 +58,7 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
     MODEL: provider/id keys (or ids served by one provider only).
     Example: knollm compare openai/gpt-4o anthropic/claude-sonnet-4-5 --input 2000 --output 500
     """
-    cat = load_catalog(dumps)
+    cat = load_cached_catalog(dumps)
     models = cat.compare(list(refs))
     per_request: list[float | None] = []
     if input_tokens is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from knollm.query.filters import Filters
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_index, model_filters
 from knollm.cli.output import emit, fmt_price, output_options
 
@@ -42,7 +43,7 @@ def fmt_usd(v: float | None) -> str:
 @dumps_option
 @output_options
 def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cached: int, requests: int,
-            filters: dict[str, Any], dumps: str, output: dict) -> int:
+            filters: Filters, dumps: str, output: dict) -> int:
     """Cost of a workload per model (the listed MODELs, else every model matching the filters),
     cheapest first. Models whose cost is unknown are left out (listed ones are reported).
 
@@ -64,7 +65,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     idx = load_index(dumps)
-    limit = filters.pop("limit")
+    limit = filters.limit
     unknown: list[str] = []
     if models:
         keys = [idx.model(m)[0] for m in models]  # NotFoundError with suggestions
@@ -73,7 +74,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
         unknown = [k for k in keys if k not in have]
         matched = len(keys)
     else:
-        results = idx.costs(w, **filters)
+        results = idx.costs(w, filters=filters.replace(limit=None))
         matched = len(results)
     if limit and not models:
         results = results[:limit]
