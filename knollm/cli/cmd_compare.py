@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_cached_catalog
-from knollm.cli.output import emit, fmt_int, fmt_price, format_table, output_options
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int, fmt_price, fmt_usd, format_table
 
 __all__ = ["command", "COMPARE_FIELDS"]
 
@@ -85,7 +86,6 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
             row[m["key"]] = v
         rows.append(row)
     if per_request:
-        from knollm.cli.cmd_cost import fmt_usd
 
         row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
         for m, c in zip(models, per_request):

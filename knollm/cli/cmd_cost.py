@@ -12,21 +12,10 @@ import click
 
 from knollm.query.filters import Filters
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_index, model_filters
-from knollm.cli.output import emit, fmt_price, output_options
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_price, fmt_usd
 
-__all__ = ["command", "fmt_usd"]
-
-
-def fmt_usd(v: float | None) -> str:
-    if v is None:
-        return "?"
-    if v == 0:
-        return "$0"
-    if v >= 100:
-        return f"${v:,.0f}"
-    if v >= 1:
-        return f"${v:,.2f}"
-    return "$" + f"{v:.6f}".rstrip("0").rstrip(".") if v >= 1e-6 else f"${v:.2e}"
+__all__ = ["command"]
 
 
 @click.command("cost")

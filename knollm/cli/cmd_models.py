@@ -13,7 +13,8 @@ import click
 from knollm.errors import FilterError
 from knollm.query.filters import Filters
 from knollm.cli.filters import complete_model, dumps_option, load_cached_catalog, load_index, model_filters
-from knollm.cli.output import emit, fmt_int, fmt_price, output_options
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int, fmt_price
 
 __all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
 

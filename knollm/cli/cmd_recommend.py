@@ -8,7 +8,8 @@ import click
 
 from knollm.query.filters import Filters
 from knollm.cli.filters import CAPABILITY_CHOICES, CountType, dumps_option, load_cached_catalog, model_filters
-from knollm.cli.output import emit, fmt_int, output_options
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int
 
 __all__ = ["command"]
 
@@ -89,7 +90,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
                       **{k: f"{d['points']:g}" for k, d in c.items()},
                       "window": fmt_int(r["model"].get("context_window"))})
     if output["format"] == "table":
-        from knollm.cli.output import format_table
+        from knollm.fmt import format_table
 
         if cells:
             click.echo(format_table(cells, ["rank", "key", "score", "$/1k req", "price", "context", "capabilities",
