@@ -10,6 +10,8 @@ import json
 
 import click
 
+from knollm.fmt import format_table
+
 from knollm.errors import KnollmError, NotFoundError
 from knollm.libraries.query import get_library, list_libraries, recommend
 from knollm.libraries.schema import CATEGORIES, FEATURE_LABELS, FEATURES, USE_CASES, effective_import_ms
@@ -22,11 +24,7 @@ def _emit_json(payload: object) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
+    return format_table([dict(zip(headers, r)) for r in rows], headers, max_width=10_000)
 
 
 def _fail(exc: KnollmError) -> int:
