@@ -6,7 +6,6 @@ the models come from the compact cached index, so this stays fast.
 
 from __future__ import annotations
 
-from typing import Any
 
 import click
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 

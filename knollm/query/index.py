@@ -4,13 +4,12 @@ Loading the full catalog JSON (~17 MB, ~15k models with provenance) takes 100+ m
 CLI's query commands instead read this index, a :mod:`marshal` file of plain tuples
 written next to the full catalog in the cache (same cache key, see :mod:`knollm.query.cache`).
 
-This module is also the **one implementation of the query semantics**:
 :class:`knollm.query.api.Catalog` builds an :class:`Index` over its models and delegates
 ``search`` / ``where`` / sorting / provider and model resolution to it, so the CLI and
-the Python API cannot disagree.
+the Python API cannot disagree. The filter itself is :class:`knollm.query.filters.Filters`.
 
 Import cost matters here: only the standard library (and :mod:`knollm.errors`,
-:mod:`knollm.query.cost`) is imported at module level - no pydantic, no registries, no pandas.
+:mod:`knollm.query.filters`) is imported at module level - no pydantic, no registries, no pandas.
 """
 
 from __future__ import annotations
