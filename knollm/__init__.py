@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Catalog",
     "Workload",
+    "Filters",
     "build_catalog",
     "cost_per_request",
     "estimate",
@@ -33,6 +34,7 @@ __all__ = [
     "StrictModeError",
     "CatalogError",
     "NotFoundError",
+    "FilterError",
     "FetchError",
     "SiteError",
     "__version__",
@@ -41,6 +43,7 @@ __all__ = [
 _LAZY = {
     "Catalog": "knollm.query.api",
     "Workload": "knollm.query.cost",
+    "Filters": "knollm.query.filters",
     "cost_per_request": "knollm.query.cost",
     "estimate": "knollm.query.cost",
     "parse_count": "knollm.query.cost",
@@ -49,12 +52,13 @@ _LAZY = {
     "json_schema": "knollm.catalog.schema",
 }
 _ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
-           "NotFoundError", "FetchError", "SiteError"}
+           "NotFoundError", "FilterError", "FetchError", "SiteError"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from knollm.catalog.build import build_catalog
     from knollm.query.api import Catalog
     from knollm.query.cost import Workload, cost_per_request, estimate, parse_count
+    from knollm.query.filters import Filters
     from knollm.errors import *  # noqa: F403
     from knollm.catalog.identity import canonical_id
     from knollm.catalog.schema import json_schema

@@ -11,6 +11,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── NotFoundError        a provider / model / library asked for does not exist
     │                        (carries ``suggestions`` for "did you mean")
     ├── RegistryError        the provider registry file is missing or invalid (names file + key)
+    ├── FilterError          a model filter is invalid (unknown sort / capability,
+    │                        negative limit); also a ValueError
     ├── FetchError           refreshing a dump from a provider failed
     └── SiteError            building the site failed
 
@@ -28,6 +30,7 @@ __all__ = [
     "CatalogError",
     "NotFoundError",
     "RegistryError",
+    "FilterError",
     "FetchError",
     "SiteError",
 ]
@@ -88,6 +91,10 @@ class NotFoundError(KnollmError):
 class RegistryError(KnollmError):
     """The provider registry (``knollm/data/providers.toml`` or a ``--providers`` file) is
     missing or invalid; the message names the file and the key."""
+
+
+class FilterError(KnollmError, ValueError):
+    """A model filter (:class:`knollm.query.filters.Filters`) is invalid."""
 
 
 class FetchError(KnollmError):

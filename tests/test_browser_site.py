@@ -242,3 +242,69 @@ def test_xss_is_shown_literally(browser, xss_site):
     pg.wait_for_timeout(200)
     _assert_clean(pg)
     pg.close()
+
+
+# ------------------------------------------------------------------ filter: JS vs Python
+# One case per facet the explorer has, alone and combined; each is the explorer's URL
+# state (knollm.js ``readState``) and the same filter as a knollm.query.filters.Filters.
+FILTER_CASES = [
+    ({}, {}),
+    ({"s": "llama"}, {"text": "llama"}),
+    ({"s": "meta-llama/ instruct"}, {"text": "meta-llama/ instruct"}),
+    ({"cap": ["tools"]}, {"capabilities": ["tools"]}),
+    ({"cap": ["tools", "vision"]}, {"capabilities": ["tools", "vision"]}),
+    ({"mod": ["image"]}, {"modalities": ["image"]}),
+    ({"ctx": 128000}, {"min_context": 128000}),
+    ({"maxp": 0.5}, {"max_input_price": 0.5}),
+    ({"maxp": 0}, {"max_input_price": 0}),
+    ({"free": True}, {"free": True}),
+    ({"ow": True}, {"open_weights": True}),
+    ({"dep": True}, {"include_deprecated": True}),
+    ({"kind": "embedding"}, {"kinds": ["embedding"]}),
+    ({"s": "qwen", "cap": ["tools"], "ctx": 32000, "maxp": 1}, {"text": "qwen", "capabilities": ["tools"],
+                                                               "min_context": 32000, "max_input_price": 1}),
+]
+
+
+def _provider_cases(cat: dict) -> list[tuple[dict, dict]]:
+    counts: dict[str, int] = {}
+    for m in cat["models"]:
+        counts[m["provider"]] = counts.get(m["provider"], 0) + 1
+    two = sorted(counts, key=lambda p: -counts[p])[:2]
+    return [({"p": two[:1]}, {"providers": two[:1]}), ({"p": two, "s": "a"}, {"providers": two, "text": "a"})]
+
+
+def _filter_catalogs(tmp_path_factory, fixture_dumps):
+    from knollm.catalog.build import build_catalog
+    from tests.support.site_fixtures import make_catalog
+
+    yield "small", make_catalog()
+    yield "fixture-dumps", build_catalog(fixture_dumps)
+
+
+def test_js_filter_matches_python_filters(browser, tmp_path_factory, fixture_dumps):
+    from knollm.query.api import Catalog
+    from knollm.query.filters import Filters
+    from tests.support.site_fixtures import build_small_site
+
+    for label, cat in _filter_catalogs(tmp_path_factory, fixture_dumps):
+        site = build_small_site(tmp_path_factory.mktemp(f"filter-{label}"), cat)
+        py_cat = Catalog(cat)
+        with serve_static(site) as base:
+            pg = _page(browser)
+            pg.goto(base + "explorer/")
+            pg.wait_for_selector("#kn-explorer[data-ready]")
+            nonempty = 0
+            for st, kw in FILTER_CASES + _provider_cases(cat):
+                js = pg.evaluate(
+                    """(st) => window.Knollm.loadIndex().then(ix => {
+                         const s = Object.assign({s: "", p: [], cap: [], mod: [], ctx: 0, maxp: null, free: false,
+                                                  ow: false, dep: false, kind: ""}, st);
+                         return window.Knollm.filterRows(ix, s).map(r => ix.keys[r]);
+                       })""", st)
+                py = [m["key"] for m in py_cat.search(Filters(**kw))]
+                assert js == py, (label, st, len(js), len(py), sorted(set(js) ^ set(py))[:5])
+                nonempty += bool(py)
+            # the cases must exercise real matches, not agree on empty lists
+            assert nonempty >= len(FILTER_CASES) // 2, (label, nonempty)
+            pg.close()

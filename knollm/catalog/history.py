@@ -83,7 +83,7 @@ def update_history(
                     entry["last_seen"] = day
             seen += 1
     doc = {"history_version": HISTORY_VERSION, "updated": day, "models": dict(sorted(models.items()))}
-    from knollm.fetch.client import atomic_write
+    from knollm.fsutil import atomic_write
 
     atomic_write(history_path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     return {"new": new, "seen": seen, "total": len(models)}

@@ -24,14 +24,14 @@ def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Pa
     from mkdocs.exceptions import MkDocsException
 
     from knollm.errors import SiteError
-    from knollm.site.config import load_catalog, preload
+    from knollm.site.config import load_site_catalog, preload
 
     cfg_path = Path(config_file)
     if not cfg_path.is_file():
         raise SiteError(f"{cfg_path}: no MkDocs config (run knollm build from the project root, or pass --config)")
     t0 = time.perf_counter()
     if catalog is None:
-        catalog = load_catalog(dumps)  # a preloaded catalog, else the cached build
+        catalog = load_site_catalog(dumps)  # a preloaded catalog, else the cached build
     t_cat = time.perf_counter() - t0
     preload(dumps, catalog)
     old_env = os.environ.get("KNOLLM_DUMPS")

@@ -6,8 +6,9 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import CountType, complete_model, dumps_option, load_catalog
-from knollm.cli.output import emit, fmt_int, fmt_price, format_table, output_options
+from knollm.cli.filters import CountType, complete_model, dumps_option, load_cached_catalog
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int, fmt_price, fmt_usd, format_table
 
 __all__ = ["command", "COMPARE_FIELDS"]
 
@@ -58,7 +59,7 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
     MODEL: provider/id keys (or ids served by one provider only).
     Example: knollm compare openai/gpt-4o anthropic/claude-sonnet-4-5 --input 2000 --output 500
     """
-    cat = load_catalog(dumps)
+    cat = load_cached_catalog(dumps)
     models = cat.compare(list(refs))
     per_request: list[float | None] = []
     if input_tokens is not None:
@@ -85,7 +86,6 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
             row[m["key"]] = v
         rows.append(row)
     if per_request:
-        from knollm.cli.cmd_cost import fmt_usd
 
         row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
         for m, c in zip(models, per_request):

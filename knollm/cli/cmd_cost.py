@@ -6,26 +6,15 @@ the models come from the compact cached index, so this stays fast.
 
 from __future__ import annotations
 
-from typing import Any
 
 import click
 
+from knollm.query.filters import Filters
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_index, model_filters
-from knollm.cli.output import emit, fmt_price, output_options
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_price, fmt_usd
 
-__all__ = ["command", "fmt_usd"]
-
-
-def fmt_usd(v: float | None) -> str:
-    if v is None:
-        return "?"
-    if v == 0:
-        return "$0"
-    if v >= 100:
-        return f"${v:,.0f}"
-    if v >= 1:
-        return f"${v:,.2f}"
-    return "$" + f"{v:.6f}".rstrip("0").rstrip(".") if v >= 1e-6 else f"${v:.2e}"
+__all__ = ["command"]
 
 
 @click.command("cost")
@@ -42,7 +31,7 @@ def fmt_usd(v: float | None) -> str:
 @dumps_option
 @output_options
 def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cached: int, requests: int,
-            filters: dict[str, Any], dumps: str, output: dict) -> int:
+            filters: Filters, dumps: str, output: dict) -> int:
     """Cost of a workload per model (the listed MODELs, else every model matching the filters),
     cheapest first. Models whose cost is unknown are left out (listed ones are reported).
 
@@ -64,7 +53,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     idx = load_index(dumps)
-    limit = filters.pop("limit")
+    limit = filters.limit
     unknown: list[str] = []
     if models:
         keys = [idx.model(m)[0] for m in models]  # NotFoundError with suggestions
@@ -73,7 +62,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
         unknown = [k for k in keys if k not in have]
         matched = len(keys)
     else:
-        results = idx.costs(w, **filters)
+        results = idx.costs(w, filters=filters.replace(limit=None))
         matched = len(results)
     if limit and not models:
         results = results[:limit]

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import dumps_option, load_catalog, model_filters
+from knollm.query.filters import Filters
+from knollm.cli.filters import dumps_option, load_cached_catalog, model_filters
 
 __all__ = ["command", "flatten", "FLAT_COLUMNS"]
 
@@ -60,7 +61,7 @@ def flatten(m: dict[str, Any], join_lists: bool) -> dict[str, Any]:
               help="Write to this file (default stdout; '-' = stdout).")
 @model_filters(limit=None, sort="provider")
 @dumps_option
-def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str, Any], dumps: str) -> int:
+def command(fmt: str | None, as_json: bool, out: Path | None, filters: Filters, dumps: str) -> int:
     """Export the models matching the filters (default: all non-deprecated) as JSON, CSV or Parquet.
 
     \b
@@ -76,12 +77,12 @@ def command(fmt: str | None, as_json: bool, out: Path | None, filters: dict[str,
     to_stdout = out is None or str(out) == "-"
     if fmt == "parquet" and to_stdout and sys.stdout.isatty():
         raise click.UsageError("parquet is binary: use --out FILE (or redirect stdout)")
-    cat = load_catalog(dumps)
-    models = cat.search(**filters)
+    cat = load_cached_catalog(dumps)
+    models = cat.search(filters)
     if fmt == "json":
         import orjson
 
-        data = orjson.dumps({"count": len(models), "filters": filters, "models": models},
+        data = orjson.dumps({"count": len(models), "filters": filters.as_dict(), "models": models},
                             option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     else:
         import pandas as pd

@@ -10,8 +10,11 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import complete_model, dumps_option, load_catalog, load_index, model_filters
-from knollm.cli.output import emit, fmt_int, fmt_price, output_options
+from knollm.errors import FilterError
+from knollm.query.filters import Filters
+from knollm.cli.filters import complete_model, dumps_option, load_cached_catalog, load_index, model_filters
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int, fmt_price
 
 __all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
 
@@ -57,7 +60,7 @@ def command() -> None:
 @model_filters
 @dumps_option
 @output_options
-def search(text: str | None, filters: dict[str, Any], dumps: str, output: dict) -> int:
+def search(text: str | None, filters: Filters, dumps: str, output: dict) -> int:
     """Models matching TEXT (all words in key, name or canonical id) and every filter.
 
     \b
@@ -68,15 +71,15 @@ def search(text: str | None, filters: dict[str, Any], dumps: str, output: dict) 
     Exit 1 when nothing matches.
     """
     idx = load_index(dumps)
-    limit = filters.pop("limit")
+    limit = filters.limit
     try:
-        pos = idx.search_positions(text, **filters)
-    except ValueError as e:
+        pos = idx.search_positions(filters.replace(text=text, limit=None))
+    except FilterError as e:
         raise click.UsageError(str(e)) from None
     total = len(pos)
     pos = pos[:limit] if limit else pos
     models = [idx.summary(idx.rows[i]) for i in pos]
-    query = {"text": text, **filters, "limit": limit}
+    query = filters.replace(text=text).as_dict()
     emit([summary_cells(m) for m in models], SEARCH_COLUMNS, output,
          json_obj={"query": query, "total": total, "count": len(models), "models": models})
     if output["format"] == "table" and total > len(models):
@@ -125,9 +128,9 @@ def show(ref: str, dumps: str, output: dict) -> int:
     Example: knollm models show groq/llama-3.3-70b-versatile
     A bare model id works when only one provider has it.
     """
-    cat = load_catalog(dumps)
+    cat = load_cached_catalog(dumps)
     m = cat.model(ref)
-    prov = cat._by_provider_id.get(m["provider"])
+    prov = cat.provider_by_id(m["provider"])
     emit(show_rows(m), ["field", "value", "source"], output, json_obj={"model": m, "provider": prov})
     return 0
 

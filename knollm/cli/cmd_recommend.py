@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import click
 
-from knollm.cli.filters import CAPABILITY_CHOICES, CountType, dumps_option, load_catalog, model_filters
-from knollm.cli.output import emit, fmt_int, output_options
+from knollm.query.filters import Filters
+from knollm.cli.filters import CAPABILITY_CHOICES, CountType, dumps_option, load_cached_catalog, model_filters
+from knollm.cli.output import emit, output_options
+from knollm.fmt import fmt_int
 
 __all__ = ["command"]
 
@@ -40,7 +41,7 @@ def _needs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 @dumps_option
 @output_options
 def command(use_case: str | None, budget: float | None, needs: list[str], input_tokens: int | None,
-            output_tokens: int | None, all_offers: bool, include_free: bool, list_use_cases: bool, filters: dict[str, Any],
+            output_tokens: int | None, all_offers: bool, include_free: bool, list_use_cases: bool, filters: Filters,
             dumps: str, output: dict) -> int:
     """Rank models for a use case: a transparent score (0-100) explained per row.
 
@@ -76,8 +77,8 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
         inp = input_tokens if input_tokens is not None else uc.input_tokens
         w = Workload(inp, output_tokens if output_tokens is not None else uc.output_tokens,
                      min(uc.cached_tokens, inp))
-    limit = filters.pop("limit")
-    cat = load_catalog(dumps)
+    limit = filters.limit
+    cat = load_cached_catalog(dumps)
     res = recommend(cat, use_case, budget=budget, needs=needs, workload=w, filters=filters,
                     distinct=not all_offers, include_free=include_free, limit=limit)
     cells = []
@@ -88,7 +89,7 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
                       **{k: f"{d['points']:g}" for k, d in c.items()},
                       "window": fmt_int(r["model"].get("context_window"))})
     if output["format"] == "table":
-        from knollm.cli.output import format_table
+        from knollm.fmt import format_table
 
         if cells:
             click.echo(format_table(cells, ["rank", "key", "score", "$/1k req", "price", "context", "capabilities",

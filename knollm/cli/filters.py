@@ -2,9 +2,9 @@
 loading the (cached) index / catalog with a rebuild notice.
 
 ``model_filters`` adds the filter options used by ``models search``, ``cost``, ``export``
-and ``recommend`` and passes them to the command as one ``filters`` dict whose keys are
-exactly :meth:`knollm.query.api.Catalog.search`'s keyword arguments (so the CLI and the
-Python API share one set of semantics, implemented in :mod:`knollm.query.index`).
+and ``recommend`` and passes them to the command as one
+:class:`knollm.query.filters.Filters` value (so the CLI and the Python API share one set
+of semantics, implemented in :mod:`knollm.query.filters`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = [
     "model_filters",
     "CountType",
     "load_index",
-    "load_catalog",
+    "load_cached_catalog",
     "rebuild_notice",
     "complete_provider",
     "complete_model",
@@ -35,7 +35,7 @@ CAPABILITY_CHOICES = ("tools", "vision", "structured_output", "json_mode", "reas
                       "web_search", "audio_input", "pdf_input", "fine_tuning")
 MODALITY_CHOICES = ("text", "image", "audio", "video", "pdf", "embedding")
 KIND_CHOICES = ("chat", "completion", "embedding", "image", "audio", "rerank", "moderation", "video", "other")
-SORT_CHOICES = ("price", "context", "name", "provider", "output_price")
+from knollm.query.filters import SORT_KEYS as SORT_CHOICES  # noqa: E402 - stdlib-only module
 
 
 def _default_dumps() -> str:
@@ -116,7 +116,7 @@ def _caps_callback(ctx: click.Context, param: click.Parameter, value: tuple[str,
 
 
 def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: str | None = "name") -> Callable:
-    """Add the model filter options; the command receives ``filters`` (Catalog.search kwargs).
+    """Add the model filter options; the command receives ``filters`` (a :class:`Filters`).
     ``sort=None``: no ``--sort`` option (the command has its own order)."""
 
     def deco(fn: Callable) -> Callable:
@@ -148,23 +148,22 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kw: Any):
-            filters = {
-                "providers": _split(kw.pop("providers")) or None,
-                "capabilities": kw.pop("capabilities") or None,
-                "modalities": [m.lower() for m in _split(kw.pop("modalities"))] or None,
-                "kinds": list(kw.pop("kinds")) or None,
-                "min_context": kw.pop("min_context"),
-                "max_input_price": kw.pop("max_input_price"),
-                "max_output_price": kw.pop("max_output_price"),
-                "free": True if kw.pop("free") else None,
-                "open_weights": True if kw.pop("open_weights") else None,
-                "include_deprecated": kw.pop("include_deprecated"),
-            }
-            if sort is not None:
-                filters["sort"] = kw.pop("sort")
-            lim = kw.pop("limit")
-            filters["limit"] = lim or None
-            kw["filters"] = filters
+            from knollm.query.filters import Filters
+
+            kw["filters"] = Filters(
+                providers=_split(kw.pop("providers")),
+                capabilities=kw.pop("capabilities"),
+                modalities=_split(kw.pop("modalities")),
+                kinds=kw.pop("kinds"),
+                min_context=kw.pop("min_context"),
+                max_input_price=kw.pop("max_input_price"),
+                max_output_price=kw.pop("max_output_price"),
+                free=True if kw.pop("free") else None,
+                open_weights=True if kw.pop("open_weights") else None,
+                include_deprecated=kw.pop("include_deprecated"),
+                sort=kw.pop("sort") if sort is not None else "name",
+                limit=kw.pop("limit") or None,
+            )
             return fn(*args, **kw)
 
         for o in reversed(opts):
@@ -260,8 +259,8 @@ def load_index(dumps: str | None, *, quiet: bool = False):
     return idx
 
 
-def load_catalog(dumps: str | None, *, quiet: bool = False):
-    """The cached full :class:`knollm.query.api.Catalog`."""
+def load_cached_catalog(dumps: str | None, *, quiet: bool = False):
+    """The cached full :class:`knollm.query.api.Catalog` built from ``dumps`` (with a rebuild notice)."""
     from knollm.query.cache import cached_catalog
     from knollm.query.api import Catalog
 

@@ -31,6 +31,7 @@ from xml.etree import ElementTree as ET
 import orjson
 
 from knollm.errors import CatalogError
+from knollm.fmt import fmt_int, fmt_price
 from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
@@ -238,10 +239,8 @@ def _fmt(v: Any, field: str = "") -> str:
         return "yes" if v else "no"
     if isinstance(v, float) or field.startswith("prices") or field in PRICE_FIELDS:
         if isinstance(v, (int, float)):
-            return f"${v:,.4f}".rstrip("0").rstrip(".") if v else "$0"
+            return fmt_price(v, dollar=True, precise=True)
     if isinstance(v, int) and field in ("context_window", "max_output"):
-        from knollm.cli.output import fmt_int
-
         return fmt_int(v)
     return str(v)
 
@@ -464,7 +463,7 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
 
 def save_diff(diff: dict, directory: str | Path) -> Path:
     """Write ``<directory>/<date>.json`` (atomically); returns the path."""
-    from knollm.fetch.client import atomic_write
+    from knollm.fsutil import atomic_write
 
     d = Path(directory)
     path = d / f"{diff['date']}.json"

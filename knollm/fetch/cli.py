@@ -78,7 +78,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     if report_file is not None:
         import orjson
 
-        from knollm.fetch.client import atomic_write
+        from knollm.fsutil import atomic_write
 
         atomic_write(report_file, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     if summary_file is not None:

@@ -96,7 +96,7 @@ class FetchReport:
         return out
 
     def render_text(self) -> str:
-        from knollm.cli.output import format_table
+        from knollm.fmt import format_table
 
         c = self.counts
         head = (f"Fetched {len(self.results)} provider(s) in {self.duration:.1f}s: "

@@ -7,9 +7,10 @@ Every subcommand takes ``--json``; otherwise it prints a readable table.
 from __future__ import annotations
 
 import json
-import sys
 
 import click
+
+from knollm.fmt import format_table
 
 from knollm.errors import KnollmError, NotFoundError
 from knollm.libraries.query import get_library, list_libraries, recommend
@@ -23,16 +24,12 @@ def _emit_json(payload: object) -> None:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
+    return format_table([dict(zip(headers, r)) for r in rows], headers, max_width=10_000)
 
 
-def _fail(exc: KnollmError) -> None:
+def _fail(exc: KnollmError) -> int:
     click.echo(f"error: {exc}", err=True)
-    sys.exit(1)
+    return 1
 
 
 def _summary(row) -> dict:
@@ -65,36 +62,46 @@ def command() -> None:
     pass
 
 
+@command.result_callback()
+def _exit_code(rv: int | None) -> int:
+    """Subcommands return their exit code; pass it on as click's ``Exit`` (so ``knollm.cli.main``
+    returns it and ``python -m knollm.libraries`` exits with it), never via ``sys.exit``."""
+    if rv:
+        raise click.exceptions.Exit(rv)
+    return 0
+
+
 @command.command("list", help="List the libraries, best rated first.")
 @click.option("--category", type=click.Choice(sorted(CATEGORIES)), default=None, help="Only this category.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def list_cmd(category: str | None, as_json: bool) -> None:
+def list_cmd(category: str | None, as_json: bool) -> int:
     try:
         rows = list_libraries(category=category)
     except KnollmError as exc:
-        _fail(exc)
+        return _fail(exc)
     if as_json:
         _emit_json([_summary(r) for r in rows])
-        return
+        return 0
     table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]),
               _s(s["direct_dependencies"]), _s(s["installed_distributions"]), _s(s["installed_size_mb"]),
               _s(s["effective_import_ms"])] for s in map(_summary, rows)]
     click.echo(_table(["library", "category", "rating", "version", "direct", "all deps", "MB", "import ms"], table))
+    return 0
 
 
 @command.command("show", help="Everything about one library.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def show_cmd(name: str, as_json: bool) -> None:
+def show_cmd(name: str, as_json: bool) -> int:
     try:
         row = get_library(name)
     except NotFoundError as exc:
         if as_json:
             _emit_json({"error": "not_found", "kind": exc.kind, "name": exc.name, "suggestions": exc.suggestions})
         click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        return 1
     except KnollmError as exc:
-        _fail(exc)
+        return _fail(exc)
     lib, m = row.record.library, row.record.measurement
     if as_json:
         payload = _summary(row)
@@ -112,7 +119,7 @@ def show_cmd(name: str, as_json: bool) -> None:
             "example": lib.example.model_dump(),
         })
         _emit_json(payload)
-        return
+        return 0
     click.echo(f"{lib.name} ({lib.slug}) — {CATEGORIES[lib.category]} — rated {row.rating.rating}/7 "
                f"(score {row.rating.score:.2f})")
     click.echo(lib.summary)
@@ -134,6 +141,7 @@ def show_cmd(name: str, as_json: bool) -> None:
     click.echo("")
     click.echo("pros: " + "; ".join(lib.pros))
     click.echo("cons: " + "; ".join(lib.cons))
+    return 0
 
 
 @command.command("recommend", help="Libraries that have every needed feature, best first.")
@@ -141,21 +149,22 @@ def show_cmd(name: str, as_json: bool) -> None:
 @click.option("--use-case", type=click.Choice(list(USE_CASES)), default=None, help="Only libraries fit for this.")
 @click.option("--partial", is_flag=True, help="Also list libraries missing some needs.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def recommend_cmd(needs: str, use_case: str | None, partial: bool, as_json: bool) -> None:
+def recommend_cmd(needs: str, use_case: str | None, partial: bool, as_json: bool) -> int:
     try:
         recs = recommend(needs=needs, use_case=use_case, include_partial=partial)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except KnollmError as exc:
-        _fail(exc)
+        return _fail(exc)
     if as_json:
         _emit_json([r.as_dict() for r in recs])
-        return
+        return 0
     if not recs:
         click.echo("no library has all of: " + (needs or "(nothing)"))
-        return
+        return 0
     click.echo(_table(["library", "rating", "why"],
                       [[r.row.slug, f"{r.row.rating.rating}/7", r.explanation] for r in recs]))
+    return 0
 
 
 if __name__ == "__main__":

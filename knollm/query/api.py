@@ -17,20 +17,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from knollm.query import index as _ix
-from knollm.query.cost import Workload, estimate
 from knollm.errors import CatalogError
+from knollm.query import index as _ix
+from knollm.query.cost import Workload, cost_rows
+from knollm.query.filters import SORT_KEYS, Filters
 
 __all__ = ["Catalog", "Filters", "SORT_KEYS"]
 
 # The query semantics (search predicate, sort orders, provider/model/canonical resolution,
 # "did you mean") live in :mod:`knollm.query.index`, shared with the CLI's compact index.
-SORT_KEYS = _ix.SORT_KEYS
-_tokens = _ix.tokens
-
-
-class Filters(dict):
-    """Keyword filters accepted by :meth:`Catalog.search` (documented there)."""
 
 
 class Catalog:
@@ -95,6 +90,10 @@ class Catalog:
 
         return self._by_provider_id[_ix.resolve_provider(provider_id, self._by_provider_id, alias)]
 
+    def provider_by_id(self, provider_id: str) -> dict[str, Any] | None:
+        """The provider record with exactly this Knollm id, or ``None`` (no alias resolution)."""
+        return self._by_provider_id.get(provider_id)
+
     def provider_models(self, provider_id: str) -> list[dict[str, Any]]:
         pid = self.provider(provider_id)["id"]
         return [m for m in self.models if m["provider"] == pid]
@@ -124,53 +123,28 @@ class Catalog:
         return [self.models[i] for i in self.index.where_positions(model)]
 
     # ------------------------------------------------------------------ search
-    def search(
-        self,
-        text: str | None = None,
-        *,
-        providers: Sequence[str] | None = None,
-        capabilities: Sequence[str] | None = None,
-        modalities: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
-        min_context: int | None = None,
-        max_input_price: float | None = None,
-        max_output_price: float | None = None,
-        free: bool | None = None,
-        open_weights: bool | None = None,
-        include_deprecated: bool = False,
-        sort: str = "name",
-        limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """Models matching every given filter.
+    def search(self, filters: Filters | str | None = None, /, **kw: Any) -> list[dict[str, Any]]:
+        """Models matching a :class:`~knollm.query.filters.Filters` and/or its fields as
+        keywords (``search("llama", max_input_price=1)``; a first string is the search text).
 
         ``text``: all words must occur in the key, name or canonical id. ``capabilities``:
         each must be known True. ``modalities``: each must be an input or output modality.
         Price/context filters exclude models whose value is unknown. Deprecated models are
         hidden unless ``include_deprecated``. ``sort``: one of :data:`SORT_KEYS`.
+        Invalid filters raise :class:`knollm.errors.FilterError`.
         """
-        pos = self.index.search_positions(
-            text, providers=providers, capabilities=capabilities, modalities=modalities, kinds=kinds,
-            min_context=min_context, max_input_price=max_input_price, max_output_price=max_output_price,
-            free=free, open_weights=open_weights, include_deprecated=include_deprecated, sort=sort, limit=limit,
-        )
-        return [self.models[i] for i in pos]
+        return [self.models[i] for i in self.index.search_positions(filters, **kw)]
 
     def cheapest(self, n: int = 10, workload: Workload | None = None, **filters: Any) -> list[dict[str, Any]]:
         """The ``n`` cheapest models under ``filters`` for ``workload`` (default 1:1 in/out)."""
         return self.costs(workload or Workload(1_000_000, 1_000_000), **filters)[:n]
 
-    def costs(self, workload: Workload, models: Sequence[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Cost of ``workload`` per model (listed ``models``, or all matching ``filters``),
+    def costs(self, workload: Workload, models: Sequence[str] | None = None, filters: Filters | None = None,
+              **kw: Any) -> list[dict[str, Any]]:
+        """Cost of ``workload`` per model (listed ``models``, or all matching the filters),
         cheapest first; models whose cost is unknown are left out."""
-        pool = [self.model(k) for k in models] if models else self.search(**filters)
-        rows = []
-        for m in pool:
-            e = estimate(m, workload)
-            if e["total"] is None:
-                continue
-            rows.append({**e, "model": m})
-        rows.sort(key=lambda r: (r["total"], r["key"]))
-        return rows
+        pool = [self.model(k) for k in models] if models else self.search(filters, **kw)
+        return cost_rows(pool, workload)
 
     def compare(self, refs: Sequence[str]) -> list[dict[str, Any]]:
         """The models ``refs`` (keys or unambiguous ids), in order."""

@@ -230,7 +230,7 @@ def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
     full catalog first when needed. Reading it imports nothing beyond the standard library."""
     import marshal
 
-    from knollm.query.index import INDEX_VERSION
+    from knollm.query.index import QUERY_INDEX_VERSION
 
     key = fast_cache_key(dumps)
 
@@ -247,7 +247,7 @@ def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
         finally:
             if was:
                 gc.enable()
-        if isinstance(idx, dict) and idx.get("index_version") == INDEX_VERSION and idx.get("key") == key:
+        if isinstance(idx, dict) and idx.get("index_version") == QUERY_INDEX_VERSION and idx.get("key") == key:
             return idx
         return None
 

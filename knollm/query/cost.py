@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Workload", "cost_per_request", "estimate", "parse_count"]
+__all__ = ["Workload", "cost_per_request", "cost_rows", "estimate", "parse_count"]
 
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 _COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$")
@@ -90,3 +91,16 @@ def estimate(model: dict[str, Any], w: Workload) -> dict[str, Any]:
         "total": None if per is None else per * w.requests,
         "cache_price_used": (model.get("prices") or {}).get("cache_read") is not None and w.cached_tokens > 0,
     }
+
+
+def cost_rows(models: Iterable[dict[str, Any]], w: Workload) -> list[dict[str, Any]]:
+    """:func:`estimate` for each model (catalog or summary dict), cheapest first; models whose
+    cost is unknown are left out. Each row is the estimate plus ``model``."""
+    out = []
+    for m in models:
+        e = estimate(m, w)
+        if e["total"] is None:
+            continue
+        out.append({**e, "model": m})
+    out.sort(key=lambda r: (r["total"], r["key"]))
+    return out

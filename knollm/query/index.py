@@ -4,13 +4,12 @@ Loading the full catalog JSON (~17 MB, ~15k models with provenance) takes 100+ m
 CLI's query commands instead read this index, a :mod:`marshal` file of plain tuples
 written next to the full catalog in the cache (same cache key, see :mod:`knollm.query.cache`).
 
-This module is also the **one implementation of the query semantics**:
 :class:`knollm.query.api.Catalog` builds an :class:`Index` over its models and delegates
 ``search`` / ``where`` / sorting / provider and model resolution to it, so the CLI and
-the Python API cannot disagree.
+the Python API cannot disagree. The filter itself is :class:`knollm.query.filters.Filters`.
 
 Import cost matters here: only the standard library (and :mod:`knollm.errors`,
-:mod:`knollm.query.cost`) is imported at module level - no pydantic, no registries, no pandas.
+:mod:`knollm.query.filters`) is imported at module level - no pydantic, no registries, no pandas.
 """
 
 from __future__ import annotations
@@ -19,10 +18,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from knollm.errors import NotFoundError
+from knollm.query.filters import (  # noqa: F401 - the row layout is shared with the filter
+    CANON, CAPS, CTX, DEPR, FAMILY, FREE, HAY, ID, IN_MOD, KEY, KIND, MAXOUT, NAME, OPEN, OUT_MOD, PRICES,
+    PROVIDER, SORT_KEYS, VARP, Filters, tokens,
+)
 
 __all__ = [
-    "INDEX_VERSION",
+    "QUERY_INDEX_VERSION",
     "SORT_KEYS",
+    "Filters",
     "Index",
     "build_index",
     "tokens",
@@ -30,23 +34,16 @@ __all__ = [
     "resolve_provider",
     "match_model",
     "resolve_canonical",
-    "make_predicate",
 ]
 
-INDEX_VERSION = 1
-SORT_KEYS = ("price", "context", "name", "provider", "output_price")
+#: Version of the marshal index layout written to the cache (not the site's ``index.json``).
+QUERY_INDEX_VERSION = 1
 
-# row layout (a tuple per model, in catalog order)
-KEY, PROVIDER, ID, NAME, CANON, FAMILY, KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, \
-    HAY, VARP = range(18)
+# row layout (a tuple per model, in catalog order): KEY, PROVIDER, ID, NAME, CANON, FAMILY,
+# KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, HAY, VARP
 
 
 # ---------------------------------------------------------------------------- shared helpers
-def tokens(text: str) -> list[str]:
-    """Search words: lower case, ``/`` is a separator."""
-    return [t for t in text.lower().replace("/", " ").split() if t]
-
-
 def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """"Did you mean" candidates: close spellings first, then names containing ``name``."""
     import difflib
@@ -108,62 +105,6 @@ def resolve_canonical(ref: str, groups: Mapping[str, Any], canonical_of: Callabl
     raise NotFoundError("model", ref, suggest(ref, groups))
 
 
-def make_predicate(
-    capabilities: Sequence[str],
-    *,
-    words: Sequence[str] = (),
-    provider_ids: set[str] | None = None,
-    caps: Sequence[str] = (),
-    modalities: Sequence[str] | None = None,
-    kinds: Sequence[str] | None = None,
-    min_context: int | None = None,
-    max_input_price: float | None = None,
-    max_output_price: float | None = None,
-    free: bool | None = None,
-    open_weights: bool | None = None,
-    include_deprecated: bool = False,
-) -> Callable[[tuple], bool]:
-    """The search filter as a predicate over index rows (semantics: :meth:`Index.search`)."""
-    cap_pos = [capabilities.index(c) for c in caps]
-    mods = list(modalities or [])
-    kinds = list(kinds or [])
-
-    def ok(r: tuple) -> bool:
-        if provider_ids is not None and r[PROVIDER] not in provider_ids:
-            return False
-        if not include_deprecated and r[DEPR]:
-            return False
-        if kinds and r[KIND] not in kinds:
-            return False
-        if words:
-            hay = r[HAY]
-            for w in words:
-                if w not in hay:
-                    return False
-        if cap_pos:
-            c = r[CAPS]
-            for i in cap_pos:
-                if c[i] is not True:
-                    return False
-        for x in mods:
-            if x not in r[IN_MOD] and x not in r[OUT_MOD]:
-                return False
-        if min_context is not None and (r[CTX] or 0) < min_context:
-            return False
-        p = r[PRICES]
-        if max_input_price is not None and (p[0] is None or p[0] > max_input_price):
-            return False
-        if max_output_price is not None and (p[1] is None or p[1] > max_output_price):
-            return False
-        if free is not None and bool(r[FREE]) != free:
-            return False
-        if open_weights is not None and r[OPEN] is not open_weights:
-            return False
-        return True
-
-    return ok
-
-
 def _price_order(r: tuple) -> tuple:
     p = r[PRICES]
     return (p[0] is None or p[1] is None, (p[0] or 0) + (p[1] or 0), r[KEY])
@@ -215,7 +156,7 @@ def build_index(cat: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
     return {
-        "index_version": INDEX_VERSION,
+        "index_version": QUERY_INDEX_VERSION,
         "key": key,
         "capabilities": tuple(CAPABILITIES),
         "price_fields": tuple(PRICE_FIELDS),
@@ -242,13 +183,6 @@ class Index:
         self._pids = {p["id"]: p for p in self.providers}
         self._by_key: dict[str, int] | None = None
         self._canon: dict[str, list[int]] | None = None
-
-    @classmethod
-    def load(cls, dumps: Any = None, *, rebuild: bool = False, on_build: Callable[[], None] | None = None) -> Index:
-        """The cached index for ``dumps`` (default ``$KNOLLM_DUMPS`` / ``work/model_catalog``)."""
-        from knollm.query.cache import cached_index, default_dumps
-
-        return cls(cached_index(dumps if dumps is not None else default_dumps(), rebuild=rebuild, on_build=on_build))
 
     @classmethod
     def from_catalog(cls, cat: dict[str, Any]) -> Index:
@@ -291,69 +225,41 @@ class Index:
         return [self.rows[i] for i in self.where_positions(ref)]
 
     # -- search
-    def search_positions(
-        self,
-        text: str | None = None,
-        *,
-        providers: Sequence[str] | None = None,
-        capabilities: Sequence[str] | None = None,
-        modalities: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
-        min_context: int | None = None,
-        max_input_price: float | None = None,
-        max_output_price: float | None = None,
-        free: bool | None = None,
-        open_weights: bool | None = None,
-        include_deprecated: bool = False,
-        sort: str = "name",
-        limit: int | None = None,
-    ) -> list[int]:
-        """Positions of the rows matching every filter (semantics: ``Catalog.search``)."""
-        if sort not in SORT_KEYS:
-            raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}")
-        caps = list(capabilities or [])
-        for c in caps:
-            if c not in self.capabilities:
-                raise ValueError(f"unknown capability {c!r}; known: {', '.join(self.capabilities)}")
-        pset = {self.provider_id(p) for p in providers} if providers else None
-        ok = make_predicate(
-            self.capabilities, words=tokens(text) if text else [], provider_ids=pset, caps=caps,
-            modalities=modalities, kinds=kinds, min_context=min_context, max_input_price=max_input_price,
-            max_output_price=max_output_price, free=free, open_weights=open_weights,
-            include_deprecated=include_deprecated,
-        )
+    def search_positions(self, filters: Filters | str | None = None, /, **kw: Any) -> list[int]:
+        """Positions of the rows matching ``filters`` (a :class:`Filters`, or the search text)
+        and/or its fields as keywords (semantics: :mod:`knollm.query.filters`)."""
+        if isinstance(filters, str):
+            kw.setdefault("text", filters)
+            filters = None
+        f = Filters.of(filters, **kw)
+        pset = {self.provider_id(p) for p in f.providers} if f.providers else None
+        ok = f.predicate(self.capabilities, pset)
         rows = self.rows
-        if text and tokens(text):
+        words = f.words
+        if words:
             # cheap pre-selection on the first word; ``ok`` still applies every filter
-            w0 = tokens(text)[0]
+            w0 = words[0]
             out = [i for i, r in enumerate(rows) if w0 in r[HAY] and ok(r)]
         else:
             out = [i for i, r in enumerate(rows) if ok(r)]
-        sk = SORTERS[sort]
+        sk = SORTERS[f.sort]
         out.sort(key=lambda i: sk(rows[i]))
-        return out[:limit] if limit else out
+        return out[: f.limit] if f.limit else out
 
-    def search(self, text: str | None = None, **filters: Any) -> list[tuple]:
-        return [self.rows[i] for i in self.search_positions(text, **filters)]
+    def search(self, filters: Filters | str | None = None, /, **kw: Any) -> list[tuple]:
+        return [self.rows[i] for i in self.search_positions(filters, **kw)]
 
     # -- cost
     def prices(self, r: tuple) -> dict[str, Any]:
         return dict(zip(self.price_fields, r[PRICES]))
 
-    def costs(self, workload: Any, models: Sequence[str] | None = None, **filters: Any) -> list[dict[str, Any]]:
-        """Like ``Catalog.costs`` (same formula, :mod:`knollm.query.cost`); ``model`` is the summary dict."""
-        from knollm.query.cost import estimate
+    def costs(self, workload: Any, models: Sequence[str] | None = None, filters: Filters | None = None,
+              **kw: Any) -> list[dict[str, Any]]:
+        """Like ``Catalog.costs`` (same formula); ``model`` is the :meth:`summary` dict."""
+        from knollm.query.cost import cost_rows
 
-        pool = [self.model(k) for k in models] if models else self.search(**filters)
-        out = []
-        for r in pool:
-            s = self.summary(r)
-            e = estimate(s, workload)
-            if e["total"] is None:
-                continue
-            out.append({**e, "model": s})
-        out.sort(key=lambda x: (x["total"], x["key"]))
-        return out
+        pool = [self.model(k) for k in models] if models else self.search(filters, **kw)
+        return cost_rows((self.summary(r) for r in pool), workload)
 
     # -- output
     def summary(self, r: tuple) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from knollm.query.cost import Workload, estimate
+from knollm.query.filters import Filters
 
 __all__ = ["UseCase", "USE_CASES", "WEIGHTS", "SOURCE_WEIGHT", "JOIN_WEIGHT", "recommend"]
 
@@ -113,7 +114,7 @@ def recommend(
     budget: float | None = None,
     needs: list[str] | None = None,
     workload: Workload | None = None,
-    filters: dict[str, Any] | None = None,
+    filters: Filters | dict[str, Any] | None = None,
     distinct: bool = True,
     include_free: bool = False,
     limit: int | None = 10,
@@ -133,19 +134,18 @@ def recommend(
     required = list(dict.fromkeys(list(uc.required) + list(needs or [])))
     preferred = [c for c in uc.preferred if c not in required]
     need_ctx = max(uc.min_context, w.input_tokens + w.output_tokens)
-    f = dict(filters or {})
-    f.pop("limit", None)
-    f.pop("sort", None)
-    f["capabilities"] = list(dict.fromkeys(list(f.get("capabilities") or []) + required))
-    f["min_context"] = max(f.get("min_context") or 0, need_ctx)
-    if not f.get("kinds"):
-        f["kinds"] = list(uc.kinds)
-    if uc.modalities and not f.get("modalities"):
-        f["modalities"] = list(uc.modalities)
-    include_free = include_free or bool(f.get("free"))
+    f = Filters.of(filters)
+    f = f.replace(
+        limit=None, sort="name",
+        capabilities=tuple(dict.fromkeys(f.capabilities + tuple(required))),
+        min_context=max(f.min_context or 0, need_ctx),
+        kinds=f.kinds or tuple(uc.kinds),
+        modalities=f.modalities or tuple(uc.modalities or ()),
+    )
+    include_free = include_free or bool(f.free)
     pool = []
     excluded_free = 0
-    for m in catalog.search(**f):
+    for m in catalog.search(f):
         e = estimate(m, w)
         if e["per_request"] is None:
             continue

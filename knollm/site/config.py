@@ -22,7 +22,7 @@ from typing import Any
 from mkdocs.config import base
 from mkdocs.config import config_options as c
 
-__all__ = ["KnollmConfig", "resolve_dumps", "load_catalog", "preload"]
+__all__ = ["KnollmConfig", "resolve_dumps", "load_site_catalog", "preload"]
 
 _LOADED: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -53,7 +53,7 @@ def preload(dumps: Path | None, catalog: dict[str, Any]) -> None:
     _LOADED[("dumps", str(Path(dumps).resolve()) if dumps else "")] = catalog
 
 
-def load_catalog(dumps: Path | None, catalog_path: str | None = None) -> dict[str, Any]:
+def load_site_catalog(dumps: Path | None, catalog_path: str | None = None) -> dict[str, Any]:
     """The catalog for the site: a catalog file, a preloaded catalog, or a cached build of ``dumps``."""
     if catalog_path:
         from knollm.query.api import Catalog

@@ -22,11 +22,11 @@ import orjson
 from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
-    "INDEX_VERSION", "BUCKETS", "FLAG_BITS", "KINDS", "bucket_of", "canonical_multi", "slugify",
+    "SITE_INDEX_VERSION", "BUCKETS", "FLAG_BITS", "KINDS", "bucket_of", "canonical_multi", "slugify",
     "canonical_slugs", "explorer_index", "explorer_index_bytes", "detail_chunks", "catalog_csv", "CSV_COLUMNS",
 ]
 
-INDEX_VERSION = 1
+SITE_INDEX_VERSION = 1
 BUCKETS = 128
 #: bits of the index's ``f`` column
 FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16}
@@ -127,7 +127,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         cols["cn"].append(cidx.get(m["canonical_id"], -1))
         cols["d"].append(m.get("release_date") or (m.get("created") or "")[:10] or None)
     return {
-        "v": INDEX_VERSION,
+        "v": SITE_INDEX_VERSION,
         "generated_at": cat.get("generated_at"),
         "data_date": cat.get("data_date"),
         "count": len(models),

@@ -26,7 +26,7 @@ from mkdocs.plugins import BasePlugin
 from mkdocs.structure.files import File, Files, InclusionLevel
 
 from knollm.site import ASSETS_DIR
-from knollm.site.config import KnollmConfig, load_catalog, resolve_dumps
+from knollm.site.config import KnollmConfig, load_site_catalog, resolve_dumps
 
 __all__ = ["KnollmPlugin", "ASSET_FILES"]
 
@@ -76,7 +76,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         t0 = time.perf_counter()
         self.dumps = resolve_dumps(self.config.dumps, config.config_file_path)
         try:
-            self.catalog = load_catalog(self.dumps, self.config.catalog)
+            self.catalog = load_site_catalog(self.dumps, self.config.catalog)
         except Exception as e:  # noqa: BLE001 - reported as a plugin error with the path
             where = self.config.catalog or self.dumps
             raise PluginError(f"knollm: cannot load the catalog from {where}: {e}") from e

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from knollm.catalog.schema import CAPABILITIES
+from knollm.fmt import fmt_price as _fmt_price, fmt_tokens
 
 __all__ = [
     "esc", "md_text", "safe_url", "fmt_price", "fmt_tokens", "Links", "page_url", "headline_figures",
@@ -92,27 +93,7 @@ def link_or_text(url: object, text: object | None = None) -> str:
 # --------------------------------------------------------------------------- formatting
 def fmt_price(v: float | None, unknown: str = "?") -> str:
     """USD per 1M tokens for display: ``$3``, ``$0.15``, ``$0.0375``; ``free`` for 0."""
-    if v is None:
-        return unknown
-    if v == 0:
-        return "free"
-    if v < 0:
-        return unknown
-    if v >= 100:
-        return f"${v:,.0f}"
-    if v >= 1:
-        return "$" + f"{v:.2f}".rstrip("0").rstrip(".")
-    return "$" + f"{v:.4f}".rstrip("0").rstrip(".")
-
-
-def fmt_tokens(v: int | None, unknown: str = "?") -> str:
-    if v is None:
-        return unknown
-    if v >= 1_000_000:
-        return f"{v / 1_000_000:.1f}".rstrip("0").rstrip(".") + "M"
-    if v >= 1000:
-        return f"{v / 1000:.1f}".rstrip("0").rstrip(".") + "k"
-    return str(v)
+    return _fmt_price(v, dollar=True, zero="free", unknown=unknown)
 
 
 def price_key(m: dict[str, Any]) -> tuple:
