@@ -31,7 +31,7 @@ from xml.etree import ElementTree as ET
 import orjson
 
 from knollm.errors import CatalogError
-from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
+from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
     "DIFF_VERSION",
