@@ -23,7 +23,7 @@ from tests.support.http_static import serve_static
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DUMPS = Path(__file__).parent / "fixtures" / "dumps"
-FAKE = 'Capability("batch_api", "batch API", "B", "batch", "Offers a discounted asynchronous batch API."),'
+FAKE = 'Capability("holography", "holography (test)", "Ω", "holo", "A made-up capability only this test adds."),'
 
 SCRIPT = textwrap.dedent(r'''
     import io, json, sys, types, contextlib
@@ -52,7 +52,7 @@ SCRIPT = textwrap.dedent(r'''
 
     res = {"vocab_caps": list(vocab.CAPABILITIES)}
     res["help"] = run("models", "search", "--help")[1]
-    res["filter_ok"] = run("models", "search", "-c", "batch_api", "--dumps", dumps, "--json")
+    res["filter_ok"] = run("models", "search", "-c", "holography", "--dumps", dumps, "--json")
     res["filter_bad"] = run("models", "search", "-c", "telepathy", "--dumps", dumps)
     rc, out, err = run("models", "search", "--dumps", dumps, "--json", "-n", "2")
     found = json.loads(out)["models"]
@@ -66,14 +66,14 @@ SCRIPT = textwrap.dedent(r'''
     res["schema_caps"] = list(json_schema()["$defs"]["Capabilities"]["properties"])
     res["model_rejects_str"] = False
     try:
-        Capabilities(batch_api="yes")
+        Capabilities(holography="yes")
     except Exception:
         res["model_rejects_str"] = True
 
     # a translator would set it; here one model says True so the site and JS have something to show
     from knollm.query.cache import cached_catalog
     cat = cached_catalog(Path(dumps))
-    cat["models"][0]["capabilities"]["batch_api"] = True
+    cat["models"][0]["capabilities"]["holography"] = True
     res["marked"] = cat["models"][0]["key"]
     from knollm.site.render import render_capability_matrix
     res["matrix"] = render_capability_matrix(cat)
@@ -128,25 +128,25 @@ def test_compare_has_every_capability():
 
 def test_fake_capability_reaches_cli_schema_and_site(fake_vocab):
     res, _ = fake_vocab
-    assert res["vocab_caps"][-1] == "batch_api"
+    assert res["vocab_caps"][-1] == "holography"
     # CLI filter: accepted (nothing in the data has it yet: exit 1 "no models"), a bogus one is a usage error
-    assert "batch_api" in res["help"]
+    assert "holography" in res["help"]
     rc, _, err = res["filter_ok"]
     assert rc in (0, 1) and "not one of" not in err, err
     rc, _, err = res["filter_bad"]
-    assert rc == 2 and "batch_api" in err  # the error lists the valid choices, the new one among them
-    assert res["search_caps"][-1] == "batch_api"  # the CLI's index carries it
+    assert rc == 2 and "holography" in err  # the error lists the valid choices, the new one among them
+    assert res["search_caps"][-1] == "holography"  # the CLI's index carries it
     # compare
-    assert "capabilities.batch_api" in res["compare_fields"]
-    assert "capabilities.batch_api" in res["compare_text"]
+    assert "capabilities.holography" in res["compare_fields"]
+    assert "capabilities.holography" in res["compare_text"]
     # schema (strict bool | None, like the others)
-    assert res["schema_caps"][-1] == "batch_api" and res["model_rejects_str"]
+    assert res["schema_caps"][-1] == "holography" and res["model_rejects_str"]
     # site matrix: a column headed by its label
-    assert '<th title="batch API">batch API</th>' in res["matrix"]
+    assert '<th title="holography (test)">holography (test)</th>' in res["matrix"]
     # explorer index: vocab and the bit of the marked model
     last = res["index_vocab_caps"][-1]
     n = len(res["vocab_caps"])
-    assert last == {"key": "batch_api", "label": "batch API", "abbr": "B", "bit": 1 << (n - 1)}
+    assert last == {"key": "holography", "label": "holography (test)", "abbr": "Ω", "bit": 1 << (n - 1)}
     assert res["marked_ct"] & last["bit"]
 
 
@@ -175,15 +175,15 @@ def test_fake_capability_reaches_the_javascript(fake_vocab):
             pg.goto(base + "explorer/")
             pg.wait_for_selector("#kn-explorer[data-ready]")
             pg.click("#kn-f-caps .kn-facet-btn")
-            label = pg.inner_text('label:has(input[data-facet="cap"][value="batch_api"])')
-            assert label.strip() == "batch API"
-            pg.check('input[data-facet="cap"][value="batch_api"]')
+            label = pg.inner_text('label:has(input[data-facet="cap"][value="holography"])')
+            assert label.strip() == "holography (test)"
+            pg.check('input[data-facet="cap"][value="holography"]')
             pg.wait_for_function("() => window.Knollm.lastCount === 1")
             keys = pg.eval_on_selector_all("#kn-results tbody tr", "t => t.map(r => r.getAttribute('data-key'))")
             assert keys == [res["marked"]]
             abbrs = pg.eval_on_selector_all("#kn-results tbody tr .kn-caps abbr",
                                             "a => a.map(x => [x.textContent, x.title])")
-            assert ["B", "batch API"] in abbrs
+            assert ["Ω", "holography (test)"] in abbrs
         finally:
             b.close()
     assert errors == []
