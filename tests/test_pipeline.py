@@ -12,7 +12,7 @@ from knollm.catalog.build import build_catalog
 from knollm.cli import main
 from knollm.catalog.diagnostics import Diagnostics
 from knollm.errors import StrictModeError
-from knollm.catalog.schema import Catalog, json_schema
+from knollm.catalog.schema import CatalogDocument, json_schema
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def by_key(cat):
 
 
 def test_fixture_catalog_validates_and_is_sourced(fixture_catalog):
-    Catalog.model_validate(fixture_catalog)
+    CatalogDocument.model_validate(fixture_catalog)
     m = by_key(fixture_catalog)["openrouter/acme/widget-70b-instruct"]
     assert m["prices"]["input"] == 2.5 and m["prices"]["output"] == 10.0 and m["prices"]["cache_read"] == 1.25
     assert m["sources"]["prices.input"] == "dump"
@@ -96,7 +96,7 @@ def test_bad_values_warn_with_file_and_record(fixture_catalog):
 
 def test_registry_only_build_is_a_full_catalog():
     cat = build_catalog(None)
-    Catalog.model_validate(cat)
+    CatalogDocument.model_validate(cat)
     assert cat["stats"]["providers"] >= 120
     assert cat["stats"]["models"] >= 3000
     gpt = by_key(cat)["openai/gpt-4o"]
@@ -179,7 +179,7 @@ def test_catalog_command_writes_schema_valid_json(fixture_dumps, tmp_path, capsy
     for word in ("providers", "models", "canonical models", "2+ providers", "coverage"):
         assert word in text
     data = orjson.loads(out.read_bytes())
-    Catalog.model_validate(data)
+    CatalogDocument.model_validate(data)
     assert {"schema_version", "generated_at", "sources", "providers", "models", "warnings"} <= set(data)
     assert {s["name"] for s in data["sources"]} == {"dumps", "genai-prices", "models.dev"}
     assert all(s.get("version") for s in data["sources"] if s["kind"] == "registry")

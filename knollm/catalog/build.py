@@ -1,7 +1,7 @@
 """Build the catalog: dumps -> readers -> adapters -> merge -> registry joins -> Catalog.
 
 ``build_catalog(dumps)`` returns the catalog as a JSON-able dict validated against
-:class:`knollm.catalog.schema.Catalog`. Data flows one way; see :mod:`knollm.catalog.schema` for the
+:class:`knollm.catalog.schema.CatalogDocument`. Data flows one way; see :mod:`knollm.catalog.schema` for the
 documented precedence between sources.
 """
 
@@ -22,7 +22,8 @@ from knollm.catalog.normalize import kind_modalities
 from knollm.providers import ProviderRegistry, provider_registry
 from knollm.catalog.readers import DumpFile, read_dumps
 from knollm.catalog.registries import RegistryModel, RegistrySnapshot, genai_match, load_genai_prices, load_models_dev
-from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS, SCHEMA_VERSION
+from knollm.catalog.schema import SCHEMA_VERSION
+from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
 
@@ -463,7 +464,7 @@ def build_catalog(
 ) -> dict[str, Any]:
     """Build the normalized catalog from a dump directory (may be None/missing) and the registries.
 
-    Returns a JSON-able dict matching :class:`knollm.catalog.schema.Catalog`. With ``strict``,
+    Returns a JSON-able dict matching :class:`knollm.catalog.schema.CatalogDocument`. With ``strict``,
     any warning raises :class:`knollm.errors.StrictModeError`.
     """
     # The build allocates ~10^6 small objects that all stay alive: the cyclic GC would
@@ -544,9 +545,9 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
     cat["stats"] = summarize(cat)
     lap("resolve")
     if validate:
-        from knollm.catalog.schema import Catalog
+        from knollm.catalog.schema import CatalogDocument
 
-        Catalog.model_validate(cat)
+        CatalogDocument.model_validate(cat)
         lap("validate")
     diags.raise_if_strict(strict)
     return cat

@@ -1,13 +1,13 @@
 """The normalized catalog schema (pydantic v2, strict, ``extra='forbid'``).
 
-The catalog JSON written by ``knollm catalog`` validates against :class:`Catalog`;
+The catalog JSON written by ``knollm catalog`` validates against :class:`CatalogDocument`;
 ``knollm schema`` (and the site's ``schema.json``) export its JSON Schema.
 
 Provenance
 ----------
 Every price, limit and capability value carries its source in ``Model.sources``:
 a map from field path (``"prices.input"``, ``"context_window"``,
-``"capabilities.tools"``, …) to one of :data:`SOURCES`. ``Model.joins`` records how the
+``"capabilities.tools"``, …) to one of :data:`SOURCES` (:mod:`knollm.vocab`). ``Model.joins`` records how the
 model was matched in each registry (``exact`` / ``alias`` / ``canonical`` / ``family``);
 a ``family`` join is low-confidence and only ever fills values that are still unknown.
 
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from knollm.vocab import CAPABILITIES, CAPABILITY_TABLE, KINDS, PRICE_FIELDS, PRICE_TABLE, SOURCES
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -45,61 +47,36 @@ __all__ = [
     "Model",
     "CatalogWarning",
     "SourceInfo",
-    "Catalog",
+    "CatalogDocument",
     "json_schema",
 ]
 
 SCHEMA_VERSION = 1
 
-Source = Literal["dump", "genai-prices", "models.dev", "litellm", "inferred"]
-SOURCES: tuple[str, ...] = ("dump", "genai-prices", "models.dev", "litellm", "inferred")
+#: the names below come from :mod:`knollm.vocab` (the one vocabulary); re-exported here
+Source = Literal[SOURCES]  # type: ignore[valid-type]
 JoinQuality = Literal["exact", "alias", "canonical", "family"]
-Kind = Literal["chat", "completion", "embedding", "image", "audio", "rerank", "moderation", "video", "other"]
-
-#: three-state capability flags: True / False / None (unknown)
-CAPABILITIES: tuple[str, ...] = (
-    "tools",
-    "vision",
-    "structured_output",
-    "json_mode",
-    "reasoning",
-    "prompt_caching",
-    "web_search",
-    "audio_input",
-    "pdf_input",
-    "fine_tuning",
-)
-PRICE_FIELDS: tuple[str, ...] = ("input", "output", "cache_read", "cache_write", "request", "image")
+Kind = Literal[KINDS]  # type: ignore[valid-type]
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
 
+#: USD per million tokens (``request``: per request, ``image``: per image). None = unknown.
+Prices = create_model(
+    "Prices",
+    __config__=_STRICT,
+    __doc__="USD per million tokens (``request``: per request, ``image``: per image). None = unknown.",
+    __module__=__name__,
+    **{p.key: (float | None, None) for p in PRICE_TABLE},
+)
 
-class Prices(BaseModel):
-    """USD per million tokens (``request``: per request, ``image``: per image). None = unknown."""
-
-    model_config = _STRICT
-    input: float | None = None
-    output: float | None = None
-    cache_read: float | None = None
-    cache_write: float | None = None
-    request: float | None = None
-    image: float | None = None
-
-
-class Capabilities(BaseModel):
-    """Three-state flags: ``True`` supported, ``False`` not supported, ``None`` unknown."""
-
-    model_config = _STRICT
-    tools: bool | None = None
-    vision: bool | None = None
-    structured_output: bool | None = None
-    json_mode: bool | None = None
-    reasoning: bool | None = None
-    prompt_caching: bool | None = None
-    web_search: bool | None = None
-    audio_input: bool | None = None
-    pdf_input: bool | None = None
-    fine_tuning: bool | None = None
+#: three-state flags, one per :data:`knollm.vocab.CAPABILITY_TABLE` entry
+Capabilities = create_model(
+    "Capabilities",
+    __config__=_STRICT,
+    __doc__="Three-state flags: ``True`` supported, ``False`` not supported, ``None`` unknown.",
+    __module__=__name__,
+    **{c.key: (bool | None, None) for c in CAPABILITY_TABLE},
+)
 
 
 class Provider(BaseModel):
@@ -175,7 +152,9 @@ class SourceInfo(BaseModel):
     records: int | None = None
 
 
-class Catalog(BaseModel):
+class CatalogDocument(BaseModel):
+    """The catalog file (what ``knollm catalog`` writes)."""
+
     model_config = _STRICT
     schema_version: int = SCHEMA_VERSION
     generated_at: str
@@ -189,7 +168,7 @@ class Catalog(BaseModel):
 
 def json_schema() -> dict:
     """The JSON Schema of the catalog file."""
-    schema = Catalog.model_json_schema()
+    schema = CatalogDocument.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Knollm catalog"
     return schema

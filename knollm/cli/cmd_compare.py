@@ -9,17 +9,18 @@ import click
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_cached_catalog
 from knollm.cli.output import emit, output_options
 from knollm.fmt import fmt_int, fmt_price, fmt_usd, format_table
+from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = ["command", "COMPARE_FIELDS"]
 
 #: the rows of the side-by-side table (field paths into the model dict)
-COMPARE_FIELDS = [
-    "provider", "canonical_id", "kind", "context_window", "max_output", "prices.input", "prices.output",
-    "prices.cache_read", "prices.request", "free", "capabilities.tools", "capabilities.vision",
-    "capabilities.structured_output", "capabilities.json_mode", "capabilities.reasoning",
-    "capabilities.prompt_caching", "capabilities.web_search", "capabilities.audio_input", "capabilities.pdf_input",
-    "input_modalities", "output_modalities", "open_weights", "deprecated", "release_date",
-]
+COMPARE_FIELDS = (
+    ["provider", "canonical_id", "kind", "context_window", "max_output"]
+    + [f"prices.{p}" for p in PRICE_FIELDS if p not in ("cache_write", "image")]
+    + ["free"]
+    + [f"capabilities.{c}" for c in CAPABILITIES]
+    + ["input_modalities", "output_modalities", "open_weights", "deprecated", "release_date"]
+)
 
 
 def _get(m: dict[str, Any], path: str) -> Any:

@@ -15,6 +15,7 @@ import click
 
 from knollm.query.filters import Filters
 from knollm.cli.filters import dumps_option, load_cached_catalog, model_filters
+from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = ["command", "flatten", "FLAT_COLUMNS"]
 
@@ -25,18 +26,14 @@ FLAT_LISTS = ["input_modalities", "output_modalities", "origin", "flags"]
 
 
 def _cols() -> list[str]:
-    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
-
     return (FLAT_SCALARS + [f"price_{p}" for p in PRICE_FIELDS] + [f"cap_{c}" for c in CAPABILITIES] + FLAT_LISTS
             + ["price_source", "sources"])
 
 
-FLAT_COLUMNS = _cols  # call for the column list (kept lazy: schema imports pydantic)
+FLAT_COLUMNS = _cols  # call for the column list
 
 
 def flatten(m: dict[str, Any], join_lists: bool) -> dict[str, Any]:
-    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
-
     row: dict[str, Any] = {k: m.get(k) for k in FLAT_SCALARS}
     pr = m.get("prices") or {}
     caps = m.get("capabilities") or {}

@@ -15,14 +15,12 @@ from knollm.query.filters import Filters
 from knollm.cli.filters import complete_model, dumps_option, load_cached_catalog, load_index, model_filters
 from knollm.cli.output import emit, output_options
 from knollm.fmt import fmt_int, fmt_price
+from knollm.vocab import CAPABILITY_TABLE
 
 __all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
 
-CAP_SHORT = {
-    "tools": "tools", "vision": "vision", "structured_output": "struct", "json_mode": "json",
-    "reasoning": "reason", "prompt_caching": "cache", "web_search": "web", "audio_input": "audio",
-    "pdf_input": "pdf", "fine_tuning": "ft",
-}
+#: capability -> its short name in the ``caps`` column (from :mod:`knollm.vocab`)
+CAP_SHORT = {c.key: c.short for c in CAPABILITY_TABLE}
 SEARCH_COLUMNS = ["key", "context", "input", "output", "caps"]
 
 

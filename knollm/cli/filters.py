@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from knollm.vocab import CAPABILITIES, KINDS, MODALITIES, SORT_KEYS
+
 __all__ = [
     "CAPABILITY_CHOICES",
     "dumps_option",
@@ -29,13 +31,11 @@ __all__ = [
     "complete_model",
 ]
 
-# Kept in step with knollm.catalog.schema.CAPABILITIES (checked by tests/test_cli.py); spelled out
-# here so option parsing never imports pydantic.
-CAPABILITY_CHOICES = ("tools", "vision", "structured_output", "json_mode", "reasoning", "prompt_caching",
-                      "web_search", "audio_input", "pdf_input", "fine_tuning")
-MODALITY_CHOICES = ("text", "image", "audio", "video", "pdf", "embedding")
-KIND_CHOICES = ("chat", "completion", "embedding", "image", "audio", "rerank", "moderation", "video", "other")
-from knollm.query.filters import SORT_KEYS as SORT_CHOICES  # noqa: E402 - stdlib-only module
+# from the one vocabulary (stdlib only, so option parsing never imports pydantic)
+CAPABILITY_CHOICES = CAPABILITIES
+MODALITY_CHOICES = MODALITIES
+KIND_CHOICES = KINDS
+SORT_CHOICES = SORT_KEYS
 
 
 def _default_dumps() -> str:

@@ -32,7 +32,7 @@ import orjson
 
 from knollm.errors import CatalogError
 from knollm.fmt import fmt_int, fmt_price
-from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
+from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
     "DIFF_VERSION",

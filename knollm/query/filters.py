@@ -26,7 +26,7 @@ from knollm.errors import FilterError
 __all__ = ["Filters", "SORT_KEYS", "tokens"]
 
 #: Sort orders; ``price`` is input + output (unknown last).
-SORT_KEYS = ("price", "context", "name", "provider", "output_price")
+from knollm.vocab import SORT_KEYS  # noqa: E402 - the one vocabulary (stdlib only)
 
 # index row positions (the layout is defined in :mod:`knollm.query.index`, which imports these)
 KEY, PROVIDER, ID, NAME, CANON, FAMILY, KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, \

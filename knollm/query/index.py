@@ -153,7 +153,7 @@ def _shared(rows: list[tuple]) -> list[tuple]:
 def build_index(cat: dict[str, Any], key: str | None = None) -> dict[str, Any]:
     """The index data (marshal-able) of a catalog dict."""
     from knollm.providers import provider_registry
-    from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
+    from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
     return {
         "index_version": QUERY_INDEX_VERSION,

@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from knollm.catalog.schema import CAPABILITIES, PRICE_FIELDS
+from knollm import vocab
+from knollm.vocab import CAPABILITIES, CAPABILITY_BIT, KINDS, PRICE_FIELDS
 
 __all__ = [
     "SITE_INDEX_VERSION", "BUCKETS", "FLAG_BITS", "KINDS", "bucket_of", "canonical_multi", "slugify",
@@ -30,7 +31,6 @@ SITE_INDEX_VERSION = 1
 BUCKETS = 128
 #: bits of the index's ``f`` column
 FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16}
-KINDS = ("chat", "completion", "embedding", "image", "audio", "rerank", "moderation", "video", "other")
 
 
 def bucket_of(key: str, buckets: int = BUCKETS) -> int:
@@ -119,7 +119,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         cols["po"].append(pr.get("output"))
         cols["pc"].append(pr.get("cache_read"))
         cols["pr"].append(pr.get("request"))
-        cols["ct"].append(_bits({c for c in CAPABILITIES if caps.get(c) is True}, CAPABILITIES))
+        cols["ct"].append(sum(CAPABILITY_BIT[c] for c in CAPABILITIES if caps.get(c) is True))
         cols["im"].append(_bits(set(m.get("input_modalities") or []), mods))
         cols["om"].append(_bits(set(m.get("output_modalities") or []), mods))
         cols["f"].append(flags)
@@ -138,6 +138,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         "mods": mods,
         "kinds": list(KINDS),
         "flags": FLAG_BITS,
+        "vocab": vocab.as_json(),
         "canon": [[c, canon_slugs[c]] for c in canon_list],
         "m": cols,
     }

@@ -23,8 +23,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from knollm.catalog.schema import CAPABILITIES
 from knollm.fmt import fmt_price as _fmt_price, fmt_tokens
+from knollm.vocab import CAPABILITIES, CAPABILITY_TABLE, SOURCE_TABLE
 
 __all__ = [
     "esc", "md_text", "safe_url", "fmt_price", "fmt_tokens", "Links", "page_url", "headline_figures",
@@ -33,23 +33,11 @@ __all__ = [
     "SOURCE_MARK", "CAP_ABBR",
 ]
 
-SOURCE_MARK = {"dump": "D", "genai-prices": "G", "models.dev": "M", "litellm": "L", "inferred": "I"}
-SOURCE_TEXT = {
-    "dump": "the provider's own model list (dump)",
-    "genai-prices": "the genai-prices registry",
-    "models.dev": "the models.dev registry",
-    "litellm": "LiteLLM's cost map",
-    "inferred": "inferred from the model name",
-}
-CAP_ABBR = {
-    "tools": "T", "vision": "V", "structured_output": "S", "json_mode": "J", "reasoning": "R",
-    "prompt_caching": "C", "web_search": "W", "audio_input": "A", "pdf_input": "P", "fine_tuning": "F",
-}
-CAP_LABEL = {
-    "tools": "tool calling", "vision": "vision", "structured_output": "structured output", "json_mode": "JSON mode",
-    "reasoning": "reasoning", "prompt_caching": "prompt caching", "web_search": "web search",
-    "audio_input": "audio input", "pdf_input": "PDF input", "fine_tuning": "fine-tuning",
-}
+# from the one vocabulary (knollm.vocab)
+SOURCE_MARK = {s.key: s.mark for s in SOURCE_TABLE}
+SOURCE_TEXT = {s.key: s.text for s in SOURCE_TABLE}
+CAP_ABBR = {c.key: c.abbr for c in CAPABILITY_TABLE}
+CAP_LABEL = {c.key: c.label for c in CAPABILITY_TABLE}
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
 _ENV_RE = re.compile(r"^[A-Za-z0-9_]+$")

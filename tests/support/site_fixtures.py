@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from knollm.catalog.schema import Catalog, Model, Provider
+from knollm.catalog.schema import CatalogDocument, Model, Provider
 
 XSS_NAME = '<script>window.__xss=1</script>Evil "model"'
 XSS_DESC = '<img src=x onerror="window.__xss=2"> [click](javascript:window.__xss=3) {{ 7*7 }} | pipe'
@@ -51,7 +51,7 @@ def make_catalog(*, xss: bool = True) -> dict:
                prices={"input": 0.0, "output": 0.0}),
         _model("evil", "shared-7b", "shared-7b", name="Shared 7B (evil)", prices={"input": None, "output": 1.0}),
     ]
-    cat = Catalog(generated_at="2025-01-02T03:04:05Z", data_date="2025-01-01", sources=[], providers=providers,
+    cat = CatalogDocument(generated_at="2025-01-02T03:04:05Z", data_date="2025-01-01", sources=[], providers=providers,
                   models=models).model_dump()
     return orjson.loads(orjson.dumps(cat))
 

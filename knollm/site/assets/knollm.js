@@ -173,8 +173,22 @@
     P.forEach(function (p, i) { pIndex[p[0]] = i; });
     ix.n = n; ix.hay = hay; ix.keys = keys; ix.lname = lname; ix.byName = byName; ix.pcount = pcount;
     ix.pIndex = pIndex;
+    vocabOf(ix);
     return ix;
   }
+
+  /** Labels, abbreviations and bits from the index's ``vocab`` (knollm/vocab.py): nothing hard-coded here. */
+  function vocabOf(ix) {
+    var v = (ix && ix.vocab) || { caps: [], prices: [], sources: [] };
+    var out = { capLabel: {}, capAbbr: {}, capBit: {}, priceLabel: {}, priceUnit: {}, srcLabel: {},
+                prices: v.prices.map(function (p) { return p.key; }) };
+    v.caps.forEach(function (c) { out.capLabel[c.key] = c.label; out.capAbbr[c.key] = c.abbr; out.capBit[c.key] = c.bit; });
+    v.prices.forEach(function (p) { out.priceLabel[p.key] = p.label; out.priceUnit[p.key] = p.unit; });
+    v.sources.forEach(function (s) { out.srcLabel[s.key] = s.label; });
+    if (ix) ix.voc = out;
+    return out;
+  }
+  K.vocabOf = vocabOf;
 
   function pricesOf(ix, r) {
     var m = ix.m;
@@ -241,21 +255,23 @@
       pset = {};
       st.p.forEach(function (id) { if (ix.pIndex[id] !== undefined) pset[ix.pIndex[id]] = true; });
     }
-    var capMask = bitsOf(st.cap, ix.caps), modMask = bitsOf(st.mod, ix.mods);
+    var capMask = 0, FL = ix.flags;
+    st.cap.forEach(function (c) { capMask |= ix.voc.capBit[c] || 0; });
+    var modMask = bitsOf(st.mod, ix.mods);
     var ctx = st.ctx || 0, maxp = st.maxp, kind = st.kind ? ix.kinds.indexOf(st.kind) : -1;
     var f = m.f, ct = m.ct, im = m.im, om = m.om, cx = m.cx, pi = m.pi, p = m.p, k = m.k, hay = ix.hay;
     var order = ix.byName;
     for (var j = 0; j < order.length; j++) {
       var r = order[j];
       var fl = f[r];
-      if (!st.dep && (fl & 4)) continue;
+      if (!st.dep && (fl & FL.deprecated)) continue;
       if (pset && !pset[p[r]]) continue;
       if ((ct[r] & capMask) !== capMask) continue;
       if (modMask && ((im[r] | om[r]) & modMask) !== modMask) continue;
       if (ctx && !(cx[r] >= ctx)) continue;
       if (maxp !== null && (pi[r] === null || pi[r] > maxp)) continue;
-      if (st.free && !(fl & 1)) continue;
-      if (st.ow && !(fl & 2)) continue;
+      if (st.free && !(fl & FL.free)) continue;
+      if (st.ow && !(fl & FL.open_weights)) continue;
       if (kind >= 0 && k[r] !== kind) continue;
       if (nw) {
         var h = hay[r], ok = true;
@@ -287,10 +303,6 @@
 
   // ------------------------------------------------------------------ facet panel
   var CTX_CHOICES = [0, 8000, 32000, 128000, 200000, 1000000];
-  var CAP_LABEL = { tools: "tools", vision: "vision", structured_output: "structured output", json_mode: "JSON mode",
-                    reasoning: "reasoning", prompt_caching: "prompt caching", web_search: "web search",
-                    audio_input: "audio input", pdf_input: "PDF input", fine_tuning: "fine-tuning" };
-
   function checkboxList(ix, st, facet, items, onChange) {
     var box = el("div", { class: "kn-checks" });
     items.forEach(function (it) {
@@ -357,7 +369,7 @@
     row.appendChild(dp.box);
     // capabilities
     var dc = dropdown("kn-f-caps"), scap = dc.btn;
-    dc.panel.appendChild(checkboxList(ix, st, "cap", ix.caps.map(function (c) { return [c, CAP_LABEL[c] || c]; }),
+    dc.panel.appendChild(checkboxList(ix, st, "cap", ix.caps.map(function (c) { return [c, ix.voc.capLabel[c] || c]; }),
       function () { setSummaries(); onChange(); }));
     row.appendChild(dc.box);
     // modalities
@@ -430,9 +442,9 @@
     td.appendChild(a);
     if (ix.m.n[r]) td.appendChild(el("div", { class: "kn-dim kn-mid" }, ix.m.i[r]));
     var fl = ix.m.f[r];
-    if (fl & 1) td.appendChild(el("span", { class: "kn-badge kn-free" }, "free"));
-    if (fl & 2) td.appendChild(el("span", { class: "kn-badge" }, "open"));
-    if (fl & 4) td.appendChild(el("span", { class: "kn-badge kn-dep" }, "deprecated"));
+    if (fl & ix.flags.free) td.appendChild(el("span", { class: "kn-badge kn-free" }, "free"));
+    if (fl & ix.flags.open_weights) td.appendChild(el("span", { class: "kn-badge" }, "open"));
+    if (fl & ix.flags.deprecated) td.appendChild(el("span", { class: "kn-badge kn-dep" }, "deprecated"));
     return td;
   }
   function providerCell(ix, r) {
@@ -441,13 +453,11 @@
     if (p) td.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(p[0])) }, p[1]));
     return td;
   }
-  var CAP_ABBR = { tools: "T", vision: "V", structured_output: "S", json_mode: "J", reasoning: "R",
-                   prompt_caching: "C", web_search: "W", audio_input: "A", pdf_input: "P", fine_tuning: "F" };
   function capsCell(ix, r) {
     var td = el("td", { class: "kn-caps" });
     var b = ix.m.ct[r];
-    ix.caps.forEach(function (c, i) {
-      if (b & (1 << i)) td.appendChild(el("abbr", { title: CAP_LABEL[c] || c }, CAP_ABBR[c] || "?"));
+    ix.caps.forEach(function (c) {
+      if (b & ix.voc.capBit[c]) td.appendChild(el("abbr", { title: ix.voc.capLabel[c] || c }, ix.voc.capAbbr[c] || "?"));
     });
     if (!b) td.textContent = "–";
     return td;
@@ -605,7 +615,7 @@
       r = pts[j];
       var a = sv("a", { href: pageHref(ix, "model", "?m=" + encodeURIComponent(ix.keys[r])) });
       var c = sv("circle", { cx: X(xs[j]).toFixed(1), cy: Y(ys[j]).toFixed(1), r: 3.2,
-                             class: (m.ct[r] & 1) ? "kn-dot kn-dot-tools" : "kn-dot" });
+                             class: (m.ct[r] & ix.voc.capBit.tools) ? "kn-dot kn-dot-tools" : "kn-dot" });
       c.appendChild(sv("title", {}, (m.n[r] || m.i[r]) + " — " + ix.providers[m.p[r]][1] + ": " +
                        fmtPrice(m.pi[r]) + " in / " + fmtPrice(m.po[r]) + " out, " + fmtTokens(m.cx[r]) + " context"));
       a.appendChild(c);
@@ -747,9 +757,6 @@
   }
 
   // ------------------------------------------------------------------ model detail
-  var SRC_TEXT = { dump: "provider dump", "genai-prices": "genai-prices", "models.dev": "models.dev",
-                   litellm: "LiteLLM", inferred: "inferred from name" };
-
   function initModel(root) {
     var key = new URLSearchParams(location.search).get("m");
     if (!key) { root.textContent = "No model given: open a model from the explorer or a provider page."; return; }
@@ -773,6 +780,7 @@
 
   function renderModel(root, mo, ix) {
     var src = mo.sources || {};
+    var voc = ix ? ix.voc : vocabOf(null);  // no index: keys stand in for labels
     document.title = (mo.name || mo.id) + " (" + mo.provider + ") - Knollm";
     var h = document.querySelector("article h1") || el("h1");
     h.textContent = mo.name || mo.id;
@@ -792,7 +800,7 @@
         tr.appendChild(el("th", null, r[0]));
         var td = el("td");
         if (r[1] instanceof Node) td.appendChild(r[1]); else td.textContent = r[1];
-        if (r[2]) td.appendChild(el("span", { class: "kn-src-label", title: "source of this value" }, SRC_TEXT[r[2]] || r[2]));
+        if (r[2]) td.appendChild(el("span", { class: "kn-src-label", title: "source of this value" }, voc.srcLabel[r[2]] || r[2]));
         tr.appendChild(td);
         tb.appendChild(tr);
       });
@@ -800,11 +808,10 @@
       root.appendChild(t);
     }
     var pr = mo.prices || {};
-    section("Prices (USD per 1M tokens)", ["input", "output", "cache_read", "cache_write", "request", "image"].map(function (f) {
-      var v = pr[f];
-      var label = { input: "Input", output: "Output", cache_read: "Cache read", cache_write: "Cache write",
-                    request: "Per request ($)", image: "Per image ($)" }[f];
-      return [label, v === null || v === undefined ? "unknown" : (f === "request" || f === "image" ? fmtUSD(v) : fmtPrice(v)),
+    section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).map(function (f) {
+      var v = pr[f], perToken = (voc.priceUnit[f] || "1M tokens") === "1M tokens";
+      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($)");
+      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)),
               v === null || v === undefined ? null : src["prices." + f]];
     }).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
     section("Limits", [
@@ -816,7 +823,7 @@
     var caps = mo.capabilities || {};
     section("Capabilities", Object.keys(caps).map(function (c) {
       var v = caps[c];
-      return [CAP_LABEL[c] || c, v === true ? "yes" : v === false ? "no" : "unknown", v === null ? null : src["capabilities." + c]];
+      return [voc.capLabel[c] || c, v === true ? "yes" : v === false ? "no" : "unknown", v === null ? null : src["capabilities." + c]];
     }));
     section("About", [
       ["Kind", mo.kind || "?", null],
