@@ -8,6 +8,10 @@ and ``os.replace``-d over the old one, so on any failure the previous dump is un
 A single-page answer is stored byte for byte as the provider sent it; a paginated (or
 ``list-key``) answer is re-serialized as ``{"object": "list", "data": [...]}``.
 
+Pagination (``has_more``, ``page_token``, ``page_number``) is followed to the end, with
+loops detected. When ``url`` answers 404/410 on its first page, ``legacy_urls`` are tried in
+order; the result names the one that answered (``legacy_url``, ``fallback``).
+
 Key values never leave this module: they are sent only in the header / query parameter
 the registry names, every message goes through a :class:`~knollm.fetch.redact.Redactor`,
 URLs are printed without their query string, and an answer that echoes a key is refused.

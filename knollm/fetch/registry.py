@@ -17,6 +17,11 @@ becomes one too. The run-wide defaults are the ``[fetch]`` table (:class:`Settin
     max_bytes = 67108864       # larger answers are refused
     max_pages = 100
 
+Pagination (``list.pagination``): ``has_more``, ``page_token`` and ``page_number``
+(``page_param`` / ``page_size_param`` / ``total_pages_field``, default ``page`` /
+``per_page`` / ``total_pages``, as Featherless pages). ``list.legacy_urls`` are older URLs
+of the same list, tried only when ``url`` answers 404/410 (see :mod:`knollm.fetch.client`).
+
 Ids are the dump names: ``models_<id>.json``. A list with ``enabled = false`` is only
 fetched when named in ``--only``; one with ``manual = true`` (a hand-curated dump) is
 never fetched, only reported as skipped.
