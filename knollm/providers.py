@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,7 @@ DEFAULT_REGISTRY = Path(__file__).resolve().parent / "data" / "providers.toml"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FORBID = ConfigDict(extra="forbid", frozen=True)
+_URL_RE = re.compile(r"^https?://[^/\s]+")
 
 Auth = Literal["bearer", "x-api-key", "query", "header", "none"]
 ApiShape = Literal["openai", "anthropic", "gemini", "ollama", "bedrock", "vertex", "azure"]
@@ -108,11 +110,16 @@ class ListSpec(BaseModel):
     params: dict[str, str] = Field(default_factory=dict)
     shape: Literal["openai-list", "array", "keyed", "list-key"] = "openai-list"
     list_key: str | None = None
-    pagination: Literal["none", "has_more", "page_token"] = "none"
+    pagination: Literal["none", "has_more", "page_token", "page_number"] = "none"
     page_size: int | None = Field(None, ge=1)
     page_size_param: str | None = None
     cursor_field: str | None = None
     cursor_param: str | None = None
+    page_param: str | None = Field(None, description="page_number: the page-number parameter (default 'page')")
+    total_pages_field: str | None = Field(None, description="page_number: the answer's page-count field, dotted "
+                                                            "path allowed (default 'total_pages')")
+    legacy_urls: tuple[str, ...] = Field((), description="older list URLs, tried in order when url answers 404/410")
+    max_pages: int | None = Field(None, ge=1, le=10000, description="overrides [fetch] max_pages")
     allow_empty: bool = False
     enabled: bool = True
     manual: bool = False
@@ -125,8 +132,16 @@ class ListSpec(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
+        if not _URL_RE.match(v):
             raise ValueError("url must be an absolute http(s) URL")
+        return v
+
+    @field_validator("legacy_urls")
+    @classmethod
+    def _legacy(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for u in v:
+            if not _URL_RE.match(u):
+                raise ValueError(f"legacy URL {u!r} must be an absolute http(s) URL")
         return v
 
     _hdr = field_validator("headers")(classmethod(lambda cls, v: _no_secret_headers(v)))
@@ -135,6 +150,10 @@ class ListSpec(BaseModel):
     def _combination(self) -> ListSpec:
         if self.shape == "list-key" and not self.list_key:
             raise ValueError("shape = 'list-key' needs list_key")
+        if self.url in self.legacy_urls:
+            raise ValueError("legacy_urls must not repeat url")
+        if self.pagination != "page_number" and (self.page_param or self.total_pages_field):
+            raise ValueError("page_param / total_pages_field need pagination = 'page_number'")
         return self
 
 
@@ -150,6 +169,8 @@ class ProviderEntry(BaseModel):
     genai_prices: str | None = None
     litellm: tuple[str, ...] = ()
     docs: str | None = None
+    checked: date | None = Field(None, description="when the calling facts were last checked against docs")
+    unverified: str | None = Field(None, description="facts that could not be verified, and why")
     api: ApiSpec = Field(default_factory=ApiSpec)
     limits: Limits = Field(default_factory=Limits)
     list: ListSpec | None = None
@@ -161,8 +182,24 @@ class ProviderEntry(BaseModel):
             raise ValueError("provider id must be lowercase letters, digits, '_', '.', '-' (the dump name)")
         return v
 
+    @field_validator("docs")
+    @classmethod
+    def _docs(cls, v: str | None) -> str | None:
+        if v is not None and not _URL_RE.match(v):
+            raise ValueError("docs must be an absolute http(s) URL")
+        return v
+
+    @field_validator("checked")
+    @classmethod
+    def _checked(cls, v: date | None) -> date | None:
+        if v is not None and not date(2023, 1, 1) <= v <= date.today():
+            raise ValueError(f"checked = {v} is implausible (before 2023 or in the future)")
+        return v
+
     @model_validator(mode="after")
     def _keys_for_auth(self) -> ProviderEntry:
+        if self.checked is not None and not self.docs:
+            raise ValueError("checked needs docs (the page the facts were checked against)")
         list_auth = self.list.auth if self.list and self.list.auth else self.api.auth
         if self.list is not None and list_auth != "none" and not self.api.key_env:
             raise ValueError(f"list auth {list_auth!r} needs api.key_env (the variable holding the key)")

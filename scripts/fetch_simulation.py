@@ -2,7 +2,8 @@
 """Simulate a `knollm fetch` of ~40 providers against a local fake server with faults.
 
 Starts tests/support/fake_providers.FakeProviders on 127.0.0.1, writes a provider
-registry pointing at it (a mix of healthy, paginated, 401, 429 + Retry-After,
+registry pointing at it (a mix of healthy, paginated (cursor and page-number), moved to a
+legacy URL (404 -> fallback, 410 -> gone too), 401, 429 + Retry-After,
 500-then-ok, 503, hanging, stalled, HTML-with-200, truncated, short, huge, error-object
 and key-less providers), seeds an old dump for every provider, runs the real fetch core
 (knollm.fetch.fetch_all) and prints per-provider outcome, retries, pages, time, the
@@ -50,6 +51,10 @@ PLAN: list[tuple[str, str, dict, str]] = [
        f"n={n}&ps=10") for i, n in enumerate([25, 48, 9, 101])],
     *[(f"token{i}", "pagetoken", {"auth": "query", "shape": "list-key", "list_key": "models",
                                   "pagination": "page_token"}, f"n={n}&ps=20") for i, n in enumerate([61, 15])],
+    *[(f"pagenum{i}", "pagenumber", {"auth": "none", "pagination": "page_number", "page_size": 1000},
+       f"n={n}&maxper=25") for i, n in enumerate([180, 40])],
+    ("moved", "notfound", {"legacy_urls": ["LEGACY:/ok/moved-old/v1/models?n=12"]}, ""),
+    ("retired", "gone", {"legacy_urls": ["LEGACY:/gone/retired-old/v1/models"]}, ""),
     ("bare0", "array", {"shape": "array"}, "n=90"),
     ("bare1", "array", {"shape": "array", "auth": "none"}, "n=30"),
     ("costmap", "keyed", {"shape": "keyed", "auth": "none"}, "n=200"),
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     "key_env": ["SIM_API_KEY"], **extra}
             if spec.get("auth") == "none":
                 spec.pop("key_env")
+            if "legacy_urls" in spec:  # legacy hosts live on the same fake server
+                spec["legacy_urls"] = [fp.url(u.removeprefix("LEGACY:")) for u in spec["legacy_urls"]]
             providers[pid] = spec
         reg = load_registry(write_registry(tmp_path / "providers.toml", providers,
                                            {**SETTINGS, "concurrency": args.concurrency}))
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sum(r.attempts for r in report.results)} HTTP attempts, "
               f"{sum(r.pages for r in report.results)} pages, "
               f"{sum(r.bytes for r in report.results):,} bytes accepted; exit code {report.exit_code}")
+        print(f"Legacy-URL fallbacks: {report.to_dict()['fallbacks'] or 'none'}")
 
         kept = [r.id for r in report.results if r.status != "ok"
                 and (out / f"models_{r.id}.json").read_bytes() == OLD]

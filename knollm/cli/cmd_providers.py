@@ -69,8 +69,11 @@ def show(provider_id: str, n_models: int, dumps: str, output: dict) -> int:
     priced = sum(1 for m in models if m["prices"]["input"] is not None)
     data = {**p, "models": {"count": len(models), "priced": priced,
                             "cheapest": models[:n_models] if n_models else []}}
+    checked = dict(zip(("checked", "unverified"), _checked(p["id"])))
+    data.update(checked)
     if output["format"] != "table":
-        fields = [{"field": k, "value": v if not isinstance(v, (list, dict)) else str(v)} for k, v in p.items()]
+        fields = [{"field": k, "value": v if not isinstance(v, (list, dict)) else str(v)}
+                  for k, v in {**p, **checked}.items()]
         emit(fields, ["field", "value"], output, json_obj=data)
         return 0
     lines = []
@@ -85,9 +88,28 @@ def show(provider_id: str, n_models: int, dumps: str, output: dict) -> int:
     fs = p.get("field_sources") or {}
     if fs:
         lines.append(f"{'field sources':<14}{', '.join(f'{a}={b}' for a, b in fs.items())}")
+    lines.append(f"{'checked':<14}{checked['checked'] or 'not yet'}")
+    if checked["unverified"]:
+        lines.append(f"{'unverified':<14}{checked['unverified']}")
     lines.append(f"{'models':<14}{len(models)} ({priced} priced)")
     click.echo("\n".join(lines))
     if n_models and models:
         click.echo("")
         emit([summary_cells(m) for m in models[:n_models]], ["key", "input", "output", "context", "caps"], output)
     return 0
+
+
+def _checked(pid: str) -> tuple[str | None, str | None]:
+    """When the registry's calling facts were checked against the docs, and what stayed unverified.
+
+    Read with tomllib from the packaged registry (validated wherever it is loaded in full):
+    importing :mod:`knollm.providers` would pull pydantic into this fast path (~0.4 s)."""
+    import tomllib
+    from importlib.resources import files
+
+    try:
+        entry = tomllib.loads((files("knollm") / "data" / "providers.toml").read_text("utf-8"))["providers"][pid]
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return None, None
+    checked, unverified = entry.get("checked"), entry.get("unverified")
+    return (str(checked) if checked else None), (" ".join(unverified.split()) if unverified else None)

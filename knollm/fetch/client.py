@@ -8,6 +8,10 @@ and ``os.replace``-d over the old one, so on any failure the previous dump is un
 A single-page answer is stored byte for byte as the provider sent it; a paginated (or
 ``list-key``) answer is re-serialized as ``{"object": "list", "data": [...]}``.
 
+Pagination (``has_more``, ``page_token``, ``page_number``) is followed to the end, with
+loops detected. When ``url`` answers 404/410 on its first page, ``legacy_urls`` are tried in
+order; the result names the one that answered (``legacy_url``, ``fallback``).
+
 Key values never leave this module: they are sent only in the header / query parameter
 the registry names, every message goes through a :class:`~knollm.fetch.redact.Redactor`,
 URLs are printed without their query string, and an answer that echoes a key is refused.
@@ -38,7 +42,7 @@ from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
 from knollm.fetch.registry import FetchPlan, ProviderSpec, Settings
 from knollm.fetch.report import FetchReport, ProviderResult
 
-__all__ = ["RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
+__all__ = ["GONE_STATUSES", "RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
 
 #: statuses worth another attempt (with backoff)
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -50,6 +54,18 @@ LogFn = Callable[[str], None]
 
 class _TooBig(Exception):
     pass
+
+
+class _Gone(FetchError):
+    """The URL answered 404 / 410: the endpoint moved (a legacy URL may still answer)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: statuses that send ``knollm fetch`` to a provider's ``legacy_urls``
+GONE_STATUSES = frozenset({404, 410})
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -184,7 +200,8 @@ class _Run:
                     hint = ""
                     if status in (401, 403) and spec.key_env:
                         hint = f" (check the key in {' / '.join(spec.key_env)})"
-                    raise FetchError(f"HTTP {status} {phrase}{hint}: {_snippet(body)}".rstrip(": "))
+                    msg = f"HTTP {status} {phrase}{hint}: {_snippet(body)}".rstrip(": ")
+                    raise _Gone(msg, status) if status in GONE_STATUSES else FetchError(msg)
             if attempt > retries:
                 tries = f"{attempt} attempt" + ("s" if attempt != 1 else "")
                 raise FetchError(f"{err}; gave up after {tries}")
@@ -242,7 +259,7 @@ class _Run:
             self.log(f"{spec.id}: GET {safe_url(spec.url)}")
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
-                    data, count = await self._fetch_pages(client, spec, key, res)
+                    data, count = await self._fetch_listing(client, spec, key, res)
                 old = path.read_bytes() if path.exists() else None
                 res.changed = old != data
                 if res.changed:
@@ -266,7 +283,35 @@ class _Run:
                  + f" [{res.duration:.2f}s, {res.retries} retries]")
         return res
 
-    async def _fetch_pages(self, client, spec: ProviderSpec, key: str | None, res: ProviderResult) -> tuple[bytes, int]:
+    async def _fetch_listing(self, client, spec: ProviderSpec, key: str | None,
+                             res: ProviderResult) -> tuple[bytes, int]:
+        """The list from ``spec.url``; when that answers 404/410 on its first page, from the
+        first of ``spec.legacy_urls`` that answers (the fallback is noted in the report)."""
+        try:
+            return await self._fetch_pages(client, spec, spec.url, key, res)
+        except _Gone as e:
+            if not spec.legacy_urls or res.pages:
+                raise
+            first = e
+        tried = []
+        for url in spec.legacy_urls:
+            self.log(f"{spec.id}: {safe_url(spec.url)} answered HTTP {first.status}; "
+                     f"trying legacy URL {safe_url(url)}")
+            try:
+                out = await self._fetch_pages(client, spec, url, key, res)
+            except _Gone as e:
+                if res.pages:
+                    raise
+                tried.append(f"{safe_url(url)} HTTP {e.status}")
+                continue
+            res.legacy_url = safe_url(url)
+            res.fallback = f"legacy URL used: current one answered HTTP {first.status}"
+            res.events.append(f"{res.fallback}; listed from {res.legacy_url}")
+            return out
+        raise FetchError(f"{first}; legacy URL(s) gone too: {', '.join(tried)}")
+
+    async def _fetch_pages(self, client, spec: ProviderSpec, url: str, key: str | None,
+                           res: ProviderResult) -> tuple[bytes, int]:
         headers = {**spec.headers}
         if spec.auth == "bearer":
             headers["Authorization"] = f"Bearer {key}"
@@ -277,14 +322,18 @@ class _Run:
         first_body = b""
         cursor: str | None = None
         seen: set[str] = set()
-        max_pages = self.settings.max_pages
-        base_url, _, query = spec.url.partition("?")
+        max_pages = spec.max_pages or self.settings.max_pages
+        base_url, _, query = url.partition("?")
         url_params = dict(parse_qsl(query, keep_blank_values=True))
+        page_no = 1 if spec.pagination == "page_number" else None
+        prev_sig: str | None = None
         while True:
             params = {**url_params, **spec.params}
             if spec.pagination != "none" and spec.page_size and spec.page_size_param:
                 params[spec.page_size_param] = str(spec.page_size)
-            if cursor is not None and spec.cursor_param:
+            if page_no is not None and spec.page_param:
+                params[spec.page_param] = str(page_no)
+            elif cursor is not None and spec.cursor_param:
                 params[spec.cursor_param] = cursor
             if spec.auth == "query":
                 params[spec.key_param] = key  # type: ignore[assignment]
@@ -302,6 +351,19 @@ class _Run:
                 items.extend(page_items)
             if res.pages == 1:
                 first_body = body
+            if page_no is not None:  # page-number pagination: page, per_page -> total_pages
+                sig = _page_signature(page_items)
+                if sig is not None and sig == prev_sig:
+                    raise FetchError(f"pagination loops: page {page_no} repeats page {page_no - 1} "
+                                     f"(is {spec.page_param!r} ignored?)")
+                prev_sig = sig
+                if not _more_pages(payload, spec, page_no, page_items):
+                    break
+                if res.pages >= max_pages:
+                    raise FetchError(f"more than {max_pages} pages; stopped")
+                self.log(f"{spec.id}: page {page_no} ({len(page_items)} models), next page")
+                page_no += 1
+                continue
             nxt = _next_cursor(payload, spec, page_items)
             if not nxt:
                 break
@@ -369,6 +431,39 @@ def _got(payload: Any) -> str:
     if isinstance(payload, list):
         return "an array"
     return f"a JSON {type(payload).__name__}"
+
+
+def _dig(payload: Any, path: str | None) -> Any:
+    """``payload['a']['b']`` for ``path = 'a.b'`` (None when absent)."""
+    cur = payload
+    for part in (path or "").split("."):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def _more_pages(payload: Any, spec: ProviderSpec, page_no: int, page_items: list | dict) -> bool:
+    """Page-number pagination: is there a page after ``page_no``?  The answer's page count
+    (``total_pages_field``) decides; without one, a full page means "maybe more"."""
+    if not isinstance(page_items, list):
+        return False
+    total = _dig(payload, spec.total_pages_field)
+    if isinstance(total, str) and total.isdigit():
+        total = int(total)
+    if isinstance(total, int) and not isinstance(total, bool):
+        return page_no < total
+    if not page_items:
+        return False
+    return spec.page_size is None or len(page_items) >= spec.page_size
+
+
+def _page_signature(page_items: list | dict) -> str | None:
+    """First and last model id of a page: equal on two consecutive pages = the server ignores the page."""
+    if not isinstance(page_items, list) or not page_items:
+        return None
+    ids = [m.get("id") if isinstance(m, dict) else m for m in (page_items[0], page_items[-1])]
+    return repr((ids, len(page_items)))
 
 
 def _next_cursor(payload: Any, spec: ProviderSpec, page_items: list | dict) -> str | None:

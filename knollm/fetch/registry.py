@@ -17,6 +17,11 @@ becomes one too. The run-wide defaults are the ``[fetch]`` table (:class:`Settin
     max_bytes = 67108864       # larger answers are refused
     max_pages = 100
 
+Pagination (``list.pagination``): ``has_more``, ``page_token`` and ``page_number``
+(``page_param`` / ``page_size_param`` / ``total_pages_field``, default ``page`` /
+``per_page`` / ``total_pages``, as Featherless pages). ``list.legacy_urls`` are older URLs
+of the same list, tried only when ``url`` answers 404/410 (see :mod:`knollm.fetch.client`).
+
 Ids are the dump names: ``models_<id>.json``. A list with ``enabled = false`` is only
 fetched when named in ``--only``; one with ``manual = true`` (a hand-curated dump) is
 never fetched, only reported as skipped.
@@ -72,11 +77,15 @@ class ProviderSpec(BaseModel):
     params: dict[str, str] = Field(default_factory=dict, description="static extra query parameters")
     shape: Literal["openai-list", "array", "keyed", "list-key"] = "openai-list"
     list_key: str | None = Field(None, description="for shape='list-key': the key holding the model array")
-    pagination: Literal["none", "has_more", "page_token"] = "none"
+    pagination: Literal["none", "has_more", "page_token", "page_number"] = "none"
     page_size: int | None = Field(None, ge=1)
     page_size_param: str | None = None
     cursor_field: str | None = Field(None, description="response field with the next cursor")
     cursor_param: str | None = Field(None, description="request parameter that takes the cursor")
+    page_param: str | None = Field(None, description="page_number: request parameter with the page number")
+    total_pages_field: str | None = Field(None, description="page_number: answer field with the page count")
+    legacy_urls: list[str] = Field(default_factory=list, description="older URLs tried when url answers 404/410")
+    max_pages: int | None = Field(None, ge=1, le=10000)
     allow_empty: bool = False
     enabled: bool = True
     manual: bool = Field(False, description="hand-curated dump: listed for completeness, never fetched")
@@ -101,6 +110,13 @@ class ProviderSpec(BaseModel):
             raise ValueError("url must be an absolute http(s) URL")
         return v
 
+    @field_validator("legacy_urls")
+    @classmethod
+    def _check_legacy(cls, v: list[str]) -> list[str]:
+        for u in v:
+            cls._check_url(u)
+        return v
+
     @field_validator("key_env")
     @classmethod
     def _check_env(cls, v: list[str]) -> list[str]:
@@ -123,6 +139,10 @@ class ProviderSpec(BaseModel):
             self.cursor_field = self.cursor_field or "nextPageToken"
             self.cursor_param = self.cursor_param or "pageToken"
             self.page_size_param = self.page_size_param or "pageSize"
+        elif self.pagination == "page_number":  # Featherless: page, per_page -> total_pages
+            self.page_param = self.page_param or "page"
+            self.page_size_param = self.page_size_param or "per_page"
+            self.total_pages_field = self.total_pages_field or "total_pages"
         lowered = {h.lower() for h in self.headers}
         if lowered & {"authorization", "x-api-key", "api-key"}:
             raise ValueError("credentials never go in 'headers'; use auth + key_env")

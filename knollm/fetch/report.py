@@ -32,6 +32,8 @@ class ProviderResult:
     http_status: int | None = None
     dump: str | None = None  # file name written (ok only)
     changed: bool | None = None  # dump bytes differ from the previous dump
+    legacy_url: str | None = None  # the legacy list URL that answered (current one gave 404/410)
+    fallback: str | None = None  # why the legacy URL was used (text)
     events: list[str] = field(default_factory=list)  # retry/backoff log, redacted
 
     def to_dict(self) -> dict:
@@ -78,6 +80,7 @@ class FetchReport:
             "counts": self.counts,
             "retries": sum(r.retries for r in self.results),
             "changed": sorted(r.id for r in self.results if r.changed),
+            "fallbacks": {r.id: r.legacy_url for r in self.results if r.legacy_url},
             "providers": [r.to_dict() for r in self.results],
         }
 
@@ -91,7 +94,8 @@ class FetchReport:
                 "retries": r.retries,
                 "pages": r.pages,
                 "time": f"{r.duration:.2f}s",
-                "reason": r.reason or ("changed" if r.changed else "unchanged" if r.status == "ok" else ""),
+                "reason": r.reason or "; ".join(x for x in (
+                    r.fallback, "changed" if r.changed else "unchanged" if r.status == "ok" else "") if x),
             })
         return out
 

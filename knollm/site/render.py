@@ -391,6 +391,19 @@ def legend() -> str:
             f"Capabilities (known supported): {caps}. Prices in USD per 1M tokens; ? = unknown.</p>")
 
 
+def _checked_facts(pid: str) -> list[tuple[str, str]]:
+    """The registry's "checked against docs" row (date, page, what stayed unverified)."""
+    from knollm.providers import provider_registry
+
+    e = provider_registry().providers.get(pid)
+    if e is None or not (e.checked or e.unverified):
+        return []
+    val = f"{e.checked.isoformat()} against {link_or_text(e.docs)}" if e.checked else "not yet"
+    if e.unverified:
+        val += f'<br><span class="kn-dim">Unverified: {esc(" ".join(e.unverified.split()))}</span>'
+    return [("Facts checked", val)]
+
+
 def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]], links: Links | None = None,
                          canon_slugs: dict[str, str] | None = None) -> str:
     pid = provider["id"]
@@ -421,6 +434,7 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
         ("Largest context", esc(fmt_tokens(s["largest_context"]))),
         ("Capability coverage", "?" if s["capability_coverage"] is None else f"{s['capability_coverage']}%"),
     ]
+    facts += _checked_facts(pid)
     if provider.get("registry_ids"):
         facts.append(("Registry ids", ", ".join(f"{esc(k)}: <code>{esc(v)}</code>"
                                                  for k, v in sorted(provider["registry_ids"].items()))))

@@ -11,9 +11,14 @@ model ids. Query parameters tune a behaviour:
 ``array``       bare array (Together AI); ``keyed``: keyed object (LiteLLM)
 ``anthropic``   ``has_more``/``last_id`` pages of ``ps`` (default 2) models, ``after_id``
 ``pagetoken``   ``{"models": [...], "nextPageToken"}`` pages, reads ``pageToken``
+``pagenumber``  Featherless-style page-number pages: reads ``page`` (from 1) and
+                ``per_page`` (default 2, capped at ``maxper``), answers ``{"data", "page", "per_page",
+                "total_pages", "total"}``; no credential needed (a public list);
+                ``nototal=1`` leaves out ``total_pages`` (the last page is short),
+                ``ignorepage=1`` always answers page 1 (a server ignoring ``page``)
 ``cursorloop``  ``has_more`` forever with the same ``last_id``
 ``unauthorized`` 401 whose body echoes the key it received
-``notfound``    404
+``notfound``    404; ``gone``: 410 (a retired host or path)
 ``ratelimit``   ``fails`` (1) × 429 with ``Retry-After: ra`` (1), then ``ok``;
                 ``radate=1`` sends an HTTP-date instead of seconds
 ``flaky``       ``fails`` (1) × 500, then ``ok``; ``down``: always 503
@@ -135,6 +140,18 @@ class _Handler(BaseHTTPRequestHandler):
             if start + ps < len(allm):
                 body["nextPageToken"] = str(start + ps)
             return self._json(200, body)
+        if behaviour == "pagenumber":
+            per = max(1, min(int(q.get("per_page", 2)), int(q.get("maxper", 10_000))))
+            page = 1 if q.get("ignorepage") == "1" else max(1, int(q.get("page", 1)))
+            allm = _models(name, n)
+            total_pages = max(1, -(-len(allm) // per))
+            body = {"data": allm[(page - 1) * per: page * per], "page": page, "per_page": per,
+                    "total": len(allm)}
+            if q.get("nototal") != "1":
+                body["total_pages"] = total_pages
+            return self._json(200, body)
+        if behaviour == "gone":
+            return self._json(410, {"error": {"message": "this endpoint has been retired"}})
         if behaviour == "cursorloop":
             return self._json(200, {"data": _models(name, 2), "has_more": True, "last_id": f"{name}-m1"})
         if behaviour == "unauthorized":
