@@ -11,7 +11,9 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── NotFoundError        a provider / model / library asked for does not exist
     │                        (carries ``suggestions`` for "did you mean")
     ├── FetchError           refreshing a dump from a provider failed
-    └── SiteError            building the site failed
+    ├── SiteError            building the site failed
+    └── LockError            a knollm.lock / user config file is unreadable or invalid
+                             (names the file and the record)
 
 Messages never contain API key values.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "NotFoundError",
     "FetchError",
     "SiteError",
+    "LockError",
 ]
 
 
@@ -89,3 +92,14 @@ class FetchError(KnollmError):
 
 class SiteError(KnollmError):
     """Building the static site failed."""
+
+
+class LockError(KnollmError):
+    """A lockfile or user config is missing, unparsable or invalid. ``path`` names the file,
+    ``record`` the profile/binding/pin at fault (if any)."""
+
+    def __init__(self, path: str, message: str, record: str | None = None) -> None:
+        self.path = str(path)
+        self.record = record
+        where = f"{self.path} [{record}]" if record else self.path
+        super().__init__(f"{where}: {message}")
