@@ -286,14 +286,20 @@ def optimize_cmd(lock_path, profile, do_apply, from_keys, volume, usage, dumps, 
     per, default = _volumes(volume, usage)
     ch = _chooser(dumps, cfg, from_keys=from_keys)
     rows = optimize(lf, ch, prof, per, default)
-    cells = [{"alias": r["alias"], "change": r.get("change") or "keep", "now": r["current"][0],
-              "proposed": " > ".join(r["proposed"]) if r.get("change") else "",
-              "saving/mo": _money(r.get("saving")) if r.get("change") else "",
-              "what changes": "; ".join(r.get("changes") or [])} for r in rows]
+    cells = []
+    for r in rows:
+        cells.append({"alias": r["alias"], "option": r.get("change") or "keep", "model": " > ".join(r["proposed"]),
+                      "monthly": _money(r.get("monthly_new", r["monthly_now"])),
+                      "saving/mo": _money(r.get("saving")) if r.get("change") else "",
+                      "what changes": "; ".join(r.get("changes") or [])})
+        for kind in ("cheaper", "newer"):
+            for a in r[kind]:
+                cells.append({"alias": "", "option": kind, "model": a["model"], "monthly": _money(a["monthly"]),
+                              "saving/mo": _money(a["saving"]), "what changes": "; ".join(a["changes"])})
     obj: dict[str, Any] = {"profile": prof, "aliases": rows}
     if do_apply:
         obj["diff"] = apply_optimize(lf, ch, prof, rows)
-    emit(cells, ["alias", "change", "now", "proposed", "saving/mo", "what changes"], output, json_obj=obj)
+    emit(cells, ["alias", "option", "model", "monthly", "saving/mo", "what changes"], output, json_obj=obj)
     if do_apply and output["format"] == "table":
         click.echo(obj["diff"] or "nothing to apply")
     return 0

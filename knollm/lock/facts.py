@@ -131,8 +131,12 @@ def drift(pin: dict[str, Any], m: dict[str, Any], cat: Any) -> list[dict[str, An
     now = pin_facts(m, cat)
     out: list[tuple[str, Any, Any]] = []
     for k in ("prices", "context_window", "max_output", "capabilities", "deprecated"):
-        if k in pin or k in now:
-            _changes(pin.get(k), now.get(k), k, out)
+        if k not in pin:  # only the facts that were recorded
+            continue
+        old, new = pin[k], now.get(k)
+        if isinstance(old, dict):
+            new = {kk: (new or {}).get(kk) for kk in old}
+        _changes(old, new, k, out)
     rows = []
     for field, old, new in out:
         if field.startswith("prices."):

@@ -103,11 +103,20 @@ def _model(provider: str, host: str, mid: str, **kw: Any) -> dict[str, Any]:
     return m
 
 
+def _json(resp: Any, key: str) -> dict[str, Any]:
+    resp.raise_for_status()
+    data = resp.json()
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise ValueError(f"{resp.request.url}: no {key!r} list in the answer")
+    return data
+
+
 def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
-    tags = client.get(f"{host}/api/tags").json()
+    tags = _json(client.get(f"{host}/api/tags"), "models")
     try:
-        running = {r.get("name") or r.get("model"): r for r in client.get(f"{host}/api/ps").json().get("models") or []}
-    except Exception:  # older servers: /api/ps missing
+        running = {r.get("name") or r.get("model"): r
+                   for r in _json(client.get(f"{host}/api/ps"), "models")["models"] if isinstance(r, dict)}
+    except Exception:  # older servers have no /api/ps; it only adds what is loaded
         running = {}
     out = []
     for t in tags.get("models") or []:
@@ -116,9 +125,12 @@ def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
             continue
         details = dict(t.get("details") or {})
         try:
-            show = client.post(f"{host}/api/show", json={"model": name}).json()
-        except Exception:
+            r = client.post(f"{host}/api/show", json={"model": name})
+            r.raise_for_status()
+            show = r.json()
+        except Exception:  # a model /api/show cannot describe keeps its /api/tags facts
             show = {}
+        show = show if isinstance(show, dict) else {}
         details.update(show.get("details") or {})
         info = show.get("model_info") or {}
         arch = info.get("general.architecture") or details.get("family")
@@ -145,7 +157,7 @@ def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
 
 
 def _openai(client: Any, host: str) -> list[dict[str, Any]]:
-    data = client.get(f"{host}/v1/models").json()
+    data = _json(client.get(f"{host}/v1/models"), "data")
     out = []
     for d in data.get("data") or []:
         mid = d.get("id")

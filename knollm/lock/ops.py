@@ -286,50 +286,67 @@ def analyze(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[int
 
 
 # ---------------------------------------------------------------------------- optimize
+def _what_changes(cur: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+    if cur is None:
+        return ["current primary is missing from the catalog"]
+    out = ["current primary is deprecated"] if cur.get("deprecated") else []
+    for k in ("context_window", "max_output"):
+        if cur.get(k) != new.get(k):
+            out.append(f"{k} {cur.get(k)} -> {new.get(k)}")
+    cc, nc = cur.get("capabilities") or {}, new.get("capabilities") or {}
+    out += [f"{c} {cc.get(c)} -> {nc.get(c)}" for c in CAPS if cc.get(c) != nc.get(c)]
+    if rank_date(new) != rank_date(cur):
+        out.append(f"released {rank_date(new) or '?'} (was {rank_date(cur) or '?'})")
+    return out
+
+
 def optimize(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[int, int]] | None = None,
-             default: tuple[int, int] = DEFAULT_VOLUME) -> list[dict[str, Any]]:
-    """Per alias: a better chain meeting the same requirements (cheaper or newer), with the saving."""
+             default: tuple[int, int] = DEFAULT_VOLUME, top: int = 3) -> list[dict[str, Any]]:
+    """Per alias: cheaper and newer models meeting the same requirements (with the monthly saving
+    and what changes), and the chain the alias's ranking (its ``prefer``) picks now - what
+    ``--apply`` writes when its primary differs and is cheaper, newer, or replaces a missing or
+    deprecated one."""
     out = []
     for alias, b in lf.bindings(profile).items():
         spec = spec_for(b, ch)
         res = ch.choose(spec, chain=max(3, len(b.models)))
         vol = (volume or {}).get(alias, default)
-        row: dict[str, Any] = {"alias": alias, "current": b.models, "proposed": res["models"], "requires": spec.requires}
-        if not res["models"] or res["models"] == b.models:
-            row["change"] = None
-            out.append(row)
-            continue
-        new = ch.model(res["models"][0])
         try:
             cur = ch.model(b.models[0])
         except Exception:
             cur = None
-        c_new = _monthly(new, vol)
         c_cur = _monthly(cur, vol) if cur is not None else None
-        changes = []
-        if cur is None:
-            changes.append("current primary is missing from the catalog")
-        else:
-            if cur.get("deprecated"):
-                changes.append("current primary is deprecated")
-            for k in ("context_window", "max_output"):
-                if cur.get(k) != new.get(k):
-                    changes.append(f"{k} {cur.get(k)} -> {new.get(k)}")
-            cc, nc = cur.get("capabilities") or {}, new.get("capabilities") or {}
-            for c in CAPS:
-                if cc.get(c) != nc.get(c):
-                    changes.append(f"{c} {cc.get(c)} -> {nc.get(c)}")
-            if rank_date(new) > rank_date(cur):
-                changes.append(f"newer: released {rank_date(new)} (was {rank_date(cur) or '?'})")
-        saving = c_cur - c_new if c_cur is not None and c_new is not None else None
-        newer = cur is not None and rank_date(new) > rank_date(cur)
-        better = cur is None or bool(cur.get("deprecated")) or (saving is not None and saving > 0) or newer
-        row.update(change="replace" if better and res["models"][0] != b.models[0] else
-                   "fallbacks" if res["models"][0] == b.models[0] else None,
-                   monthly_now=c_cur, monthly_new=c_new, saving=saving, changes=changes,
-                   volume={"input_tokens": vol[0], "output_tokens": vol[1]})
-        if row["change"] is None:
-            row["proposed"] = b.models
+        d_cur = rank_date(cur) if cur is not None else ""
+        row: dict[str, Any] = {"alias": alias, "current": b.models, "requires": spec.requires,
+                               "volume": {"input_tokens": vol[0], "output_tokens": vol[1]}, "monthly_now": c_cur}
+        cheaper, newer = [], []
+        for r in res["ranking"]:
+            m = r["best"]["model"]
+            if cur is not None and m["canonical_id"] == cur.get("canonical_id"):
+                continue
+            c = _monthly(m, vol)
+            alt = {"model": m["key"], "monthly": c, "saving": (c_cur - c) if c_cur is not None and c is not None
+                   else None, "score": r["score"], "changes": _what_changes(cur, m)}
+            if alt["saving"] is not None and alt["saving"] > 0:
+                cheaper.append(alt)
+            if rank_date(m) > d_cur:
+                newer.append(alt)
+        cheaper.sort(key=lambda a: -a["saving"])
+        row["cheaper"], row["newer"] = cheaper[:top], newer[:top]
+        change = None
+        if res["models"] and res["models"] != b.models:
+            new = ch.model(res["models"][0])
+            c_new = _monthly(new, vol)
+            if res["models"][0] == b.models[0]:
+                change = "fallbacks"
+            elif cur is None or cur.get("deprecated") or rank_date(new) > d_cur or (
+                    c_new is not None and c_cur is not None and c_new < c_cur):
+                change = "replace"
+            if change:
+                row.update(monthly_new=c_new, saving=c_cur - c_new if c_cur is not None and c_new is not None
+                           else None, changes=_what_changes(cur, new))
+        row["change"] = change
+        row["proposed"] = res["models"] if change else list(b.models)
         out.append(row)
     return out
 
@@ -414,11 +431,11 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
             steps.append(st)
             continue
         failed, unknown = check_requires(m, req, local=local)
-        if failed:
-            st.update(status="skipped", reason="requirements: " + "; ".join(failed))
+        if failed or unknown:  # an unknown value never counts as meeting a requirement
+            st.update(status="skipped", reason="requirements: " + "; ".join(failed + unknown))
             steps.append(st)
             continue
-        st["checks"].append("requirements met" + (f" (unconfirmed: {'; '.join(unknown)})" if unknown else ""))
+        st["checks"].append("requirements met")
         if local:
             why = ch.memory_skip(m)
             if why:
@@ -492,7 +509,10 @@ def import_llmring(src: str | Path, dest: str | Path, ch: Chooser) -> dict[str, 
                 try:
                     keys.append(ch.model(key)["key"])
                 except KnollmError:
-                    offers = [m for m in ch.cat.where(mid) if m["provider"] == pid] if mid else []
+                    try:
+                        offers = [m for m in ch.cat.where(mid) if m["provider"] == pid] if mid else []
+                    except KnollmError:
+                        offers = []
                     if offers:
                         keys.append(offers[0]["key"])
                     else:

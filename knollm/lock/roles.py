@@ -74,7 +74,7 @@ ALIASES: dict[str, AliasSpec] = {a.name: a for a in [
               {"cost": 0.4, "context": 0.3, "reach": 0.2, "recency": 0.1}, ("tools",)),
     AliasSpec("cheap", "High-volume simple tasks at the lowest price.",
               {"min_context": 16_000}, 1_000, 300, {"cost": 0.7, "reach": 0.2, "recency": 0.1}, ()),
-    AliasSpec("local", "Runs on this machine (Ollama / local OpenAI-compatible servers).",
+    AliasSpec("local", "Runs on this machine (local model servers found by `knollm local scan`).",
               {"local_only": True, "min_context": 8_000}, 2_000, 500,
               {"size": 0.5, "caps": 0.3, "context": 0.2}, ("tools", "vision"), prefer="local",
               cloud_fallback=True),
