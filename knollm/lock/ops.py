@@ -51,12 +51,22 @@ def use_case_spec(name: str) -> AliasSpec:
                      dict(ALIASES["balanced"].weights), tuple(c for c in uc.preferred if c in CAPS))
 
 
+def _base_spec(alias: str) -> AliasSpec:
+    """The built-in alias, or the use-case alias, of that name; else ``balanced``."""
+    from knollm.query.recommend import USE_CASES
+
+    if alias in ALIASES:
+        return ALIASES[alias]
+    uc = alias.replace("_", "-")
+    return use_case_spec(uc) if uc in USE_CASES else ALIASES["balanced"]
+
+
 def spec_for(b: Binding, ch: Chooser) -> AliasSpec:
     """The alias spec to re-choose binding ``b`` with: its own requirements, else the built-in
     alias's, else what its current primary offers (capabilities known true, its context)."""
-    base = ALIASES.get(b.alias) or ALIASES["balanced"]
+    base = _base_spec(b.alias)
     req = dict(b.requires)
-    if not req and b.alias in ALIASES:
+    if not req and base.name == b.alias:
         req = dict(base.requires)
     if not req:
         try:
