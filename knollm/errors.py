@@ -14,7 +14,9 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── FilterError          a model filter is invalid (unknown sort / capability,
     │                        negative limit); also a ValueError
     ├── FetchError           refreshing a dump from a provider failed
-    └── SiteError            building the site failed
+    ├── SiteError            building the site failed
+    └── LockError            a knollm.lock / user config file is unreadable or invalid
+                             (names the file and the record)
 
 Messages never contain API key values.
 """
@@ -33,6 +35,7 @@ __all__ = [
     "FilterError",
     "FetchError",
     "SiteError",
+    "LockError",
 ]
 
 
@@ -103,3 +106,14 @@ class FetchError(KnollmError):
 
 class SiteError(KnollmError):
     """Building the static site failed."""
+
+
+class LockError(KnollmError):
+    """A lockfile or user config is missing, unparsable or invalid. ``path`` names the file,
+    ``record`` the profile/binding/pin at fault (if any)."""
+
+    def __init__(self, path: str, message: str, record: str | None = None) -> None:
+        self.path = str(path)
+        self.record = record
+        where = f"{self.path} [{record}]" if record else self.path
+        super().__init__(f"{where}: {message}")

@@ -86,6 +86,9 @@ MODULES = {module_name(p) for p in FILES}
 GRAPH = {module_name(p): imports_of(p) for p in FILES}
 
 
+CLI_SHARED = {"knollm.cli.output", "knollm.cli.filters"}
+
+
 def is_cli_command_module(mod: str) -> bool:
     """A module that defines a command listed in COMMANDS (or is the CLI package itself)."""
     return mod.startswith("knollm.cli") or mod in {t.split(":")[0] for t, _ in COMMANDS.values()}
@@ -124,7 +127,8 @@ def test_no_import_cycles():
 
 def violations(graph: dict[str, set[str]]) -> list[str]:
     """Arrows against the flow: base < catalog < query < products; outside ``knollm.cli``
-    only CLI command modules may import from the CLI, and then only ``knollm.cli.output``.
+    only CLI command modules may import from the CLI, and then only its shared options
+    (``knollm.cli.output``: --json/--csv, ``knollm.cli.filters``: --dumps, model filters).
     Products may use each other otherwise (the site renders libraries and diffs)."""
     bad = []
     for m, deps in graph.items():
@@ -137,8 +141,8 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
             if RANK[sd] > RANK[sm]:
                 bad.append(f"{m} ({sm}) imports {d} ({sd})")
             elif d.startswith("knollm.cli") and not m.startswith("knollm.cli") and m != "knollm.__main__":
-                if not (d == "knollm.cli.output" and is_cli_command_module(m)):
-                    bad.append(f"{m} imports {d} (only CLI command modules may use knollm.cli.output)")
+                if not (d in CLI_SHARED and is_cli_command_module(m)):
+                    bad.append(f"{m} imports {d} (only CLI command modules may use {', '.join(sorted(CLI_SHARED))})")
     return sorted(bad)
 
 

@@ -32,6 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
+    "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
+    "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),
+    "local": ("knollm.lock.cli:local_group", "Models served on this machine (Ollama, local servers)."),
 }
 
 
