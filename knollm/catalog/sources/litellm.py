@@ -1,0 +1,101 @@
+"""LiteLLM's cost map: a third-party dump keyed by ``<prefix>/<model>``, one provider per entry.
+
+Each entry names its serving provider in ``litellm_provider`` and spells prices per token.
+Its offers go to the ``litellm`` layer, below the providers' own dumps.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from knollm.catalog.normalize import PER_TOKEN, BadValue, to_int
+from knollm.catalog.sources.generic import Offer, Prices, Spec, Warn
+from knollm.catalog.sources.generic import translate as translate_fields
+from knollm.errors import RecordError
+
+__all__ = ["Raw", "SPEC", "LAYER", "LITELLM_PROVIDER_MAP", "litellm_provider_id", "litellm_model_id", "translate"]
+
+LAYER = "litellm"
+
+
+class Raw(TypedDict, total=False):
+    litellm_provider: str  # required: an entry without it is unusable
+    mode: str  # chat, embedding, image_generation… (the kind)
+    input_cost_per_token: float  # USD / token
+    output_cost_per_token: float
+    cache_read_input_token_cost: float
+    cache_creation_input_token_cost: float
+    output_cost_per_image: float  # USD / image
+    input_cost_per_request: float  # USD / request
+    max_input_tokens: int  # context (read by the common translator)
+    max_output_tokens: int
+    max_tokens: int  # legacy: the output limit when max_output_tokens is absent
+
+
+#: LiteLLM ``litellm_provider`` -> Knollm provider id
+LITELLM_PROVIDER_MAP = {
+    "bedrock": "amazon-bedrock", "bedrock_converse": "amazon-bedrock", "sagemaker": "amazon-sagemaker",
+    "openai": "openai", "text-completion-openai": "openai",
+    "azure": "azure", "azure_text": "azure", "azure_ai": "azure-ai",
+    "vercel_ai_gateway": "vercel", "gemini": "gemini", "palm": "gemini",
+    "vertex_ai-anthropic_models": "google-vertex-anthropic",
+    "together_ai": "togetherai", "fireworks_ai": "fireworks", "fireworks_ai-embedding-models": "fireworks",
+    "mistral": "mistral", "codestral": "mistral", "text-completion-codestral": "mistral",
+    "cohere": "cohere", "cohere_chat": "cohere", "lambda_ai": "lambda", "voyage": "voyageai",
+    "gradient_ai": "gradient-ai", "meta_llama": "llama", "dashscope": "alibaba",
+    "cloudflare": "cloudflare-workers-ai", "featherless_ai": "featherless", "friendliai": "friendli",
+    "moonshot": "moonshot", "aleph_alpha": "aleph-alpha", "nlp_cloud": "nlp-cloud", "jina_ai": "jina-ai",
+}
+
+
+def litellm_provider_id(litellm_provider: str) -> str:
+    if litellm_provider.startswith("vertex_ai"):
+        return LITELLM_PROVIDER_MAP.get(litellm_provider, "google-vertex")
+    return LITELLM_PROVIDER_MAP.get(litellm_provider, litellm_provider.replace("_", "-").lower())
+
+
+def litellm_model_id(key: str, litellm_provider: str) -> str:
+    """Strip LiteLLM's routing prefix (``groq/``, ``together_ai/``…) from a cost-map key."""
+    prefixes = {litellm_provider.split("-")[0], litellm_provider, litellm_provider.replace("_", "-")}
+    if litellm_provider.startswith("vertex_ai"):
+        prefixes.add("vertex_ai")
+    if litellm_provider.startswith("bedrock"):
+        prefixes.add("bedrock")
+    head, sep, rest = key.partition("/")
+    if sep and head in prefixes and rest:
+        return rest
+    return key
+
+
+def _prices(rec: dict, p: Prices) -> None:
+    p.put("input", rec.get("input_cost_per_token"), PER_TOKEN, "input_cost_per_token")
+    p.put("output", rec.get("output_cost_per_token"), PER_TOKEN, "output_cost_per_token")
+    p.put("cache_read", rec.get("cache_read_input_token_cost"), PER_TOKEN, "cache_read_input_token_cost")
+    p.put("cache_write", rec.get("cache_creation_input_token_cost"), PER_TOKEN, "cache_creation_input_token_cost")
+    p.put("image", rec.get("output_cost_per_image"), 1.0, "output_cost_per_image")
+    p.put("request", rec.get("input_cost_per_request"), 1.0, "input_cost_per_request")
+
+
+SPEC = Spec(prices=_prices)
+
+
+def translate(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset()) -> list[Offer]:
+    """One cost-map entry -> one offer of the provider it names.
+
+    Raises :class:`~knollm.errors.RecordError` when the entry names no provider. LiteLLM's
+    own ``created`` placeholders are not filtered (``sentinels`` is ignored).
+    """
+    lp = rec.get("litellm_provider")
+    if not isinstance(lp, str) or not lp:
+        raise RecordError(None, rid, "no 'litellm_provider'; entry skipped")
+    mid = litellm_model_id(rid, lp)
+    fields = translate_fields(mid, rec, warn, spec=SPEC)
+    fields.pop("owned_by", None)
+    if "max_output" not in fields:
+        try:
+            v = to_int(rec.get("max_tokens"))
+        except BadValue:
+            v = None
+        if v is not None and not isinstance(rec.get("max_tokens"), (dict, list)):
+            fields["max_output"] = v
+    return [(litellm_provider_id(lp), mid, fields)]
