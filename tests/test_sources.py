@@ -111,3 +111,17 @@ def test_documented_precedence_is_the_code(row, table):
     from knollm.catalog import build
 
     assert _doc_order(row) == getattr(build, table)
+
+
+def test_spec_adds_context_paths_after_the_common_ones():
+    from knollm.catalog.sources.generic import Spec, translate
+
+    spec = Spec(context_paths=(("limits", "ctx"),), max_output_paths=(("limits", "out"),))
+    warnings = []
+    f = translate("m", {"limits": {"ctx": "32768", "out": 4096}}, lambda *a: warnings.append(a), spec=spec)
+    assert (f["context_window"], f["max_output"]) == (32768, 4096) and not warnings
+    # a common spelling still wins; a bad value in the extra path warns and stays unknown
+    assert translate("m", {"context_length": 8192, "limits": {"ctx": 1}}, print, spec=spec)["context_window"] == 8192
+    f = translate("m", {"limits": {"ctx": "big"}}, lambda *a: warnings.append(a), spec=spec)
+    assert "context_window" not in f and warnings[0][0] == "context_window"
+    assert "context_window" not in translate("m", {"limits": {"ctx": 32768}}, print)  # generic does not read it

@@ -50,6 +50,9 @@ class Spec:
 
     #: unit of ``pricing.prompt`` / ``pricing.completion``
     pricing_unit: float = PER_TOKEN
+    #: extra paths to the context window / max output, tried after the common ones
+    context_paths: tuple[tuple[str, ...], ...] = ()
+    max_output_paths: tuple[tuple[str, ...], ...] = ()
     #: keys holding the model kind, first non-empty wins
     kind_keys: tuple[str, ...] = ("model_type", "mode")
     #: every model in this dump is served from public weights
@@ -268,10 +271,10 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
         out["input_modalities"] = inputs
     if outputs is not None:
         out["output_modalities"] = outputs
-    ctx = _first_int(rec, _CONTEXT_PATHS, "context_window", warn)
+    ctx = _first_int(rec, _CONTEXT_PATHS + spec.context_paths, "context_window", warn)
     if ctx is not None:
         out["context_window"] = ctx
-    mo = _first_int(rec, _MAX_OUTPUT_PATHS, "max_output", warn)
+    mo = _first_int(rec, _MAX_OUTPUT_PATHS + spec.max_output_paths, "max_output", warn)
     if mo is not None:
         out["max_output"] = mo
     caps = _capabilities(spec, rec, inputs)
