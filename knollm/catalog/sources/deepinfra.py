@@ -26,13 +26,12 @@ class Raw(TypedDict, total=False):
     metadata: Meta
 
 
+_PRICES = tuple((field, ("metadata", "pricing", key), PER_MILLION) for field, key in (
+    ("input", "input_tokens"), ("output", "output_tokens"), ("cache_read", "cache_read_tokens")))
+
+
 def _prices(rec: dict, p: Prices) -> None:
-    meta = rec.get("metadata")
-    if isinstance(meta, dict) and isinstance(meta.get("pricing"), dict):
-        mp = meta["pricing"]
-        p.put("input", mp.get("input_tokens"), PER_MILLION, "metadata.pricing.input_tokens")
-        p.put("output", mp.get("output_tokens"), PER_MILLION, "metadata.pricing.output_tokens")
-        p.put("cache_read", mp.get("cache_read_tokens"), PER_MILLION, "metadata.pricing.cache_read_tokens")
+    p.put_paths(rec, _PRICES)
 
 
 SPEC = Spec(prices=_prices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from knollm.catalog.sources.generic import Put, Spec, translator
+from knollm.catalog.sources.generic import Spec, object_caps, translator
 
 __all__ = ["Raw", "SPEC", "translate"]
 
@@ -19,12 +19,5 @@ class Raw(TypedDict, total=False):
     # ``pricing.input`` / ``pricing.output`` per million: read by the common translator
 
 
-def _capabilities(rec: dict, put: Put) -> None:
-    f = rec.get("functionality")
-    if isinstance(f, dict):
-        put("tools", f.get("tool_call"))
-        put("structured_output", f.get("structured_output"))
-
-
-SPEC = Spec(capabilities=_capabilities)
+SPEC = Spec(capabilities=object_caps("functionality", {"tools": "tool_call", "structured_output": "structured_output"}))
 translate = translator(SPEC)

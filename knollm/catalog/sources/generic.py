@@ -35,7 +35,7 @@ from knollm.catalog.normalize import (
     ts_to_date,
 )
 
-__all__ = ["Spec", "Prices", "Put", "Warn", "Offer", "GENERIC", "translate", "translator", "lower_list", "get"]
+__all__ = ["Spec", "Prices", "Put", "Warn", "Offer", "GENERIC", "translate", "translator", "object_caps", "lower_list", "get"]
 
 Warn = Callable[[str, str], None]
 #: ``put(capability, raw value)``: set a capability unless an earlier spelling already did
@@ -134,6 +134,11 @@ class Prices:
         if price is not None:
             self.values[field] = price
 
+    def put_paths(self, rec: dict, table: tuple[tuple[str, tuple[str, ...], float], ...]) -> None:
+        """``put`` each ``(field, path in rec, unit)`` in order; the label is the dotted path."""
+        for field, path, unit in table:
+            self.put(field, get(rec, path), unit, ".".join(path))
+
 
 def lower_list(v: Any) -> list[str]:
     if isinstance(v, list):
@@ -213,19 +218,19 @@ def _prices(spec: Spec, rec: dict, warn: Warn) -> Prices:
     pricing = rec.get("pricing")
     if pricing is not None and not isinstance(pricing, dict):
         warn("prices", f"'pricing' is a {type(pricing).__name__}, expected an object")
-        pricing = None
-    if isinstance(pricing, dict):
-        unit = spec.pricing_unit
+    unit = spec.pricing_unit
+    p.put_paths(rec, (
         # OpenRouter-style (unit: spec.pricing_unit)
-        p.put("input", pricing.get("prompt"), unit, "pricing.prompt")
-        p.put("output", pricing.get("completion"), unit, "pricing.completion")
-        p.put("cache_read", pricing.get("input_cache_read"), unit, "pricing.input_cache_read")
-        p.put("cache_write", pricing.get("input_cache_write"), unit, "pricing.input_cache_write")
-        p.put("request", pricing.get("request"), 1.0, "pricing.request")
-        p.put("image", pricing.get("image"), 1.0, "pricing.image")
+        ("input", ("pricing", "prompt"), unit),
+        ("output", ("pricing", "completion"), unit),
+        ("cache_read", ("pricing", "input_cache_read"), unit),
+        ("cache_write", ("pricing", "input_cache_write"), unit),
+        ("request", ("pricing", "request"), 1.0),
+        ("image", ("pricing", "image"), 1.0),
         # Together / Friendli / HF router / Baseten: per million
-        p.put("input", pricing.get("input"), PER_MILLION, "pricing.input")
-        p.put("output", pricing.get("output"), PER_MILLION, "pricing.output")
+        ("input", ("pricing", "input"), PER_MILLION),
+        ("output", ("pricing", "output"), PER_MILLION),
+    ))
     if spec.prices is not None:
         spec.prices(rec, p)
     return p
@@ -330,6 +335,18 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
 
 
 GENERIC = Spec()
+
+
+def object_caps(key: str, names: dict[str, str]) -> Callable[[dict, Put], None]:
+    """A capability hook for a nested object ``rec[key]``: ``{capability: its key there}``."""
+
+    def read(rec: dict, put: Put) -> None:
+        obj = rec.get(key)
+        if isinstance(obj, dict):
+            for cap, name in names.items():
+                put(cap, obj.get(name))
+
+    return read
 
 
 def translator(spec: Spec) -> Callable[..., list[Offer]]:

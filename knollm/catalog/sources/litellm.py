@@ -67,13 +67,18 @@ def litellm_model_id(key: str, litellm_provider: str) -> str:
     return key
 
 
+_PRICES = tuple((field, (key,), unit) for field, key, unit in (
+    ("input", "input_cost_per_token", PER_TOKEN),
+    ("output", "output_cost_per_token", PER_TOKEN),
+    ("cache_read", "cache_read_input_token_cost", PER_TOKEN),
+    ("cache_write", "cache_creation_input_token_cost", PER_TOKEN),
+    ("image", "output_cost_per_image", 1.0),  # USD / image
+    ("request", "input_cost_per_request", 1.0),  # USD / request
+))
+
+
 def _prices(rec: dict, p: Prices) -> None:
-    p.put("input", rec.get("input_cost_per_token"), PER_TOKEN, "input_cost_per_token")
-    p.put("output", rec.get("output_cost_per_token"), PER_TOKEN, "output_cost_per_token")
-    p.put("cache_read", rec.get("cache_read_input_token_cost"), PER_TOKEN, "cache_read_input_token_cost")
-    p.put("cache_write", rec.get("cache_creation_input_token_cost"), PER_TOKEN, "cache_creation_input_token_cost")
-    p.put("image", rec.get("output_cost_per_image"), 1.0, "output_cost_per_image")
-    p.put("request", rec.get("input_cost_per_request"), 1.0, "input_cost_per_request")
+    p.put_paths(rec, _PRICES)
 
 
 SPEC = Spec(prices=_prices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from knollm.catalog.sources.generic import Put, Spec, translator
+from knollm.catalog.sources.generic import Spec, object_caps, translator
 
 __all__ = ["Raw", "SPEC", "translate"]
 
@@ -20,14 +20,6 @@ class Raw(TypedDict, total=False):
     capabilities: Capabilities
 
 
-def _capabilities(rec: dict, put: Put) -> None:
-    c = rec.get("capabilities")
-    if isinstance(c, dict):
-        put("tools", c.get("function_calling"))
-        put("vision", c.get("vision"))
-        put("fine_tuning", c.get("fine_tuning"))
-        put("audio_input", c.get("audio"))
-
-
-SPEC = Spec(capabilities=_capabilities)
+SPEC = Spec(capabilities=object_caps("capabilities", {
+    "tools": "function_calling", "vision": "vision", "fine_tuning": "fine_tuning", "audio_input": "audio"}))
 translate = translator(SPEC)

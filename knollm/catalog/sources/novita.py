@@ -19,10 +19,11 @@ class Raw(TypedDict, total=False):
     features: list[str]  # e.g. "function-calling", "structured-outputs"; absence means no
 
 
+_PRICES = (("input", ("input_token_price_per_m",), NOVITA_UNIT), ("output", ("output_token_price_per_m",), NOVITA_UNIT))
+
+
 def _prices(rec: dict, p: Prices) -> None:
-    if "input_token_price_per_m" in rec or "output_token_price_per_m" in rec:
-        p.put("input", rec.get("input_token_price_per_m"), NOVITA_UNIT, "input_token_price_per_m")
-        p.put("output", rec.get("output_token_price_per_m"), NOVITA_UNIT, "output_token_price_per_m")
+    p.put_paths(rec, _PRICES)
 
 
 def _capabilities(rec: dict, put: Put) -> None:
