@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from knollm.catalog.normalize import (
@@ -137,7 +138,9 @@ class Prices:
     def put_paths(self, rec: dict, table: tuple[tuple[str, tuple[str, ...], float], ...]) -> None:
         """``put`` each ``(field, path in rec, unit)`` in order; the label is the dotted path."""
         for field, path, unit in table:
-            self.put(field, get(rec, path), unit, ".".join(path))
+            raw = get(rec, path)
+            if raw is not None and field not in self.values:
+                self.put(field, raw, unit, ".".join(path))
 
 
 def lower_list(v: Any) -> list[str]:
@@ -213,14 +216,11 @@ def _capabilities(spec: Spec, rec: dict, inputs: list[str] | None) -> dict[str, 
     return caps
 
 
-def _prices(spec: Spec, rec: dict, warn: Warn) -> Prices:
-    p = Prices(warn)
-    pricing = rec.get("pricing")
-    if pricing is not None and not isinstance(pricing, dict):
-        warn("prices", f"'pricing' is a {type(pricing).__name__}, expected an object")
-    unit = spec.pricing_unit
-    p.put_paths(rec, (
-        # OpenRouter-style (unit: spec.pricing_unit)
+@lru_cache(maxsize=None)
+def _pricing_table(unit: float) -> tuple[tuple[str, tuple[str, ...], float], ...]:
+    """The common ``pricing`` object; ``unit`` is the source's unit of ``prompt`` / ``completion``."""
+    return (
+        # OpenRouter-style (USD/token unless the source says otherwise)
         ("input", ("pricing", "prompt"), unit),
         ("output", ("pricing", "completion"), unit),
         ("cache_read", ("pricing", "input_cache_read"), unit),
@@ -230,7 +230,15 @@ def _prices(spec: Spec, rec: dict, warn: Warn) -> Prices:
         # Together / Friendli / HF router / Baseten: per million
         ("input", ("pricing", "input"), PER_MILLION),
         ("output", ("pricing", "output"), PER_MILLION),
-    ))
+    )
+
+
+def _prices(spec: Spec, rec: dict, warn: Warn) -> Prices:
+    p = Prices(warn)
+    pricing = rec.get("pricing")
+    if pricing is not None and not isinstance(pricing, dict):
+        warn("prices", f"'pricing' is a {type(pricing).__name__}, expected an object")
+    p.put_paths(rec, _pricing_table(spec.pricing_unit))
     if spec.prices is not None:
         spec.prices(rec, p)
     return p
@@ -276,10 +284,12 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
         out["input_modalities"] = inputs
     if outputs is not None:
         out["output_modalities"] = outputs
-    ctx = _first_int(rec, _CONTEXT_PATHS + spec.context_paths, "context_window", warn)
+    ctx = _first_int(rec, spec.context_paths and _CONTEXT_PATHS + spec.context_paths or _CONTEXT_PATHS,
+                     "context_window", warn)
     if ctx is not None:
         out["context_window"] = ctx
-    mo = _first_int(rec, _MAX_OUTPUT_PATHS + spec.max_output_paths, "max_output", warn)
+    mo = _first_int(rec, spec.max_output_paths and _MAX_OUTPUT_PATHS + spec.max_output_paths or _MAX_OUTPUT_PATHS,
+                    "max_output", warn)
     if mo is not None:
         out["max_output"] = mo
     caps = _capabilities(spec, rec, inputs)
