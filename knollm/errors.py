@@ -56,12 +56,17 @@ class ShapeError(DumpError):
 
 
 class RecordError(KnollmError):
-    """One record of a dump is unusable; the rest of the dump still loads."""
+    """One record of a dump is unusable; the rest of the dump still loads.
 
-    def __init__(self, path: str, record: str | int, message: str) -> None:
-        self.path = str(path)
+    Translators raise it with ``path=None`` (they do not know the file); the build turns it
+    into a ``bad-record`` warning naming the file and the record.
+    """
+
+    def __init__(self, path: str | None, record: str | int, message: str) -> None:
+        self.path = str(path) if path is not None else None
         self.record = record
-        super().__init__(f"{self.path} [{record}]: {message}")
+        self.message = message
+        super().__init__(f"{self.path} [{record}]: {message}" if path is not None else f"[{record}]: {message}")
 
 
 class StrictModeError(KnollmError):

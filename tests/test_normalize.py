@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from knollm.catalog.translate import expand_hf_router, litellm_model_id, translate, translate_litellm
+from knollm.catalog.sources import huggingface, litellm, translate as translate_offers
+from knollm.catalog.sources.litellm import litellm_model_id
 from knollm.catalog.normalize import BadValue, NOVITA_UNIT, PER_MILLION, PER_TOKEN, infer_kind, to_int, to_price, ts_to_date
 
 
 def tr(source, rec, rid="m"):
     warnings = []
-    out = translate(source, rid, rec, lambda f, msg: warnings.append((f, msg)))
+    if source == "litellm":  # a cost-map entry always names its provider
+        rec = {"litellm_provider": "openai", **rec}
+    [(_, _, out)] = translate_offers(source, rid, rec, lambda f, msg: warnings.append((f, msg)))
     return out, warnings
 
 
@@ -143,11 +146,11 @@ def test_wrong_types_warn_and_stay_unknown():
 
 
 def test_litellm_prefix_and_units():
-    pid, f = translate_litellm("groq/llama3-8b-8192", {"litellm_provider": "groq", "mode": "chat",
+    [(pid, mid, f)] = litellm.translate("groq/llama3-8b-8192", {"litellm_provider": "groq", "mode": "chat",
                                                         "input_cost_per_token": 5e-08,
                                                         "output_cost_per_token": 8e-08,
                                                         "max_tokens": 8192}, lambda *a: None)
-    assert pid == "groq" and f["id"] == "llama3-8b-8192"
+    assert pid == "groq" and mid == f["id"] == "llama3-8b-8192"
     assert f["prices"] == {"input": 0.05, "output": 0.08}
     assert f["max_output"] == 8192
     assert litellm_model_id("together_ai/meta-llama/Llama-3-8b", "together_ai") == "meta-llama/Llama-3-8b"
@@ -157,11 +160,11 @@ def test_hf_router_offers_expanded():
     rec = {"id": "org/M", "providers": [
         {"provider": "novita", "status": "live", "pricing": {"input": 0.5, "output": 0.7}, "context_length": 8192},
         {"provider": "groq", "status": "live", "supports_tools": True}]}
-    offers = expand_hf_router("org/M", rec, lambda *a: None)
-    assert [o[0] for o in offers] == ["org/M:novita", "org/M:groq"]
-    assert offers[0][1]["prices"] == {"input": 0.5, "output": 0.7}
-    assert offers[0][1]["context_window"] == 8192
-    assert offers[1][1]["capabilities"]["tools"] is True
+    offers = huggingface.translate("org/M", rec, lambda *a: None)
+    assert [o[1] for o in offers] == ["org/M:novita", "org/M:groq"]
+    assert offers[0][2]["prices"] == {"input": 0.5, "output": 0.7}
+    assert offers[0][2]["context_window"] == 8192
+    assert offers[1][2]["capabilities"]["tools"] is True
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Build the catalog: dumps -> readers -> adapters -> merge -> registry joins -> Catalog.
+"""Build the catalog: dumps -> readers -> sources (per-source translators) -> merge -> registry joins -> Catalog.
 
 ``build_catalog(dumps)`` returns the catalog as a JSON-able dict validated against
 :class:`knollm.catalog.schema.CatalogDocument`. Data flows one way; see :mod:`knollm.catalog.schema` for the
@@ -14,15 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from knollm.catalog.translate import expand_hf_router, translate, translate_litellm
 from knollm.catalog.diagnostics import Diagnostics
-from knollm.errors import KnollmError
+from knollm.errors import KnollmError, RecordError
 from knollm.catalog.identity import canonical_id, family_id
 from knollm.catalog.normalize import kind_modalities
 from knollm.providers import ProviderRegistry, provider_registry
 from knollm.catalog.readers import DumpFile, read_dumps
 from knollm.catalog.registries import RegistryModel, RegistrySnapshot, genai_match, load_genai_prices, load_models_dev
 from knollm.catalog.schema import SCHEMA_VERSION
+from knollm.catalog.sources import source_for
 from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
@@ -32,13 +32,13 @@ DEFAULT_DUMPS = Path("work/model_catalog")
 # layer kinds, in the order they are tried for each field group (first known value wins)
 _PRICE_ORDER = ("dump", "gp", "md", "litellm")
 _LIMIT_ORDER = ("dump", "md", "gp", "litellm", "md~canonical")
-_CAP_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family", "inferred")
+_CAP_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family")
 _MODALITY_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family")
 _META_ORDER = ("dump", "md", "gp", "litellm")
 _DATE_ORDER = ("md", "md~canonical")
 _LAYER_SOURCE = {
     "dump": "dump", "litellm": "litellm", "gp": "genai-prices", "md": "models.dev",
-    "md~canonical": "models.dev", "md~family": "models.dev", "inferred": "inferred",
+    "md~canonical": "models.dev", "md~family": "models.dev",
 }
 
 _INFER_VISION = re.compile(r"vision|(^|[-_/.])vl([-_.]|$)|llava|pixtral|qvq")
@@ -96,48 +96,36 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
         fname = df.path.name
         sentinels = _sentinels(df)
         seen: set[tuple[str, str]] = set()
-        if df.source != "litellm":
-            pid = table.resolve(df.source)
-            info = dump_info.setdefault(pid, {"files": [], "shape": df.shape, "records": 0})
+        src = source_for(df.source)
+        own = None
+        if src.layer == "dump":
+            own = table.resolve(df.source)
+            info = dump_info.setdefault(own, {"files": [], "shape": df.shape, "records": 0})
             info["files"].append(fname)
             info["records"] += len(df.records)
         for rid, rec in df.records:
-            warned: list[str] = []
 
-            def warn(field: str, msg: str, _rid=rid, _w=warned) -> None:
+            def warn(field: str, msg: str, _rid=rid) -> None:
                 diags.warn("bad-value", fname, f"{field}: {msg}", _rid)
-                _w.append(field)
 
             try:
-                if df.source == "litellm":
-                    r = translate_litellm(rid, rec, warn)
-                    if r is None:
-                        continue
-                    pid, fields = r
-                    items = [(fields["id"], fields)]
-                    layer = "litellm"
-                elif df.source == "huggingface":
-                    pid = table.resolve(df.source)
-                    items = expand_hf_router(rid, rec, warn)
-                    layer = "dump"
-                else:
-                    pid = table.resolve(df.source)
-                    items = [(rid, translate(df.source, rid, rec, warn, sentinels=sentinels))]
-                    layer = "dump"
+                items = src.translate(rid, rec, warn, sentinels)
+            except RecordError as e:
+                diags.warn("bad-record", fname, e.message, rid)
+                continue
             except Exception as e:  # a record we cannot translate must not stop the build
                 diags.warn("bad-record", fname, f"cannot normalize record: {type(e).__name__}: {e}", rid)
                 continue
-            for mid, fields in items:
-                key = (pid, mid)
+            for pid, mid, fields in items:
+                key = (pid or own, mid)
                 off = offers.get(key)
                 if off is None:
-                    off = offers[key] = _Offer(pid, mid)
-                if (pid, mid) in seen:
+                    off = offers[key] = _Offer(key[0], mid)
+                if key in seen:
                     off.dup += 1
                     diags.info("duplicate-id", fname, "duplicate model id in dump; records merged", mid)
-                seen.add((pid, mid))
-                if not off.add(layer, fields, fname) and layer == "dump" and (pid, mid) not in seen:
-                    pass
+                seen.add(key)
+                off.add(src.layer, fields, fname)
     return dump_info
 
 
@@ -288,7 +276,7 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
             if v:
                 sources[f] = "inferred"
         m[f] = list(v) if v else []
-    caps = fill("capabilities", CAPABILITIES, _CAP_ORDER[:-1])
+    caps = fill("capabilities", CAPABILITIES, _CAP_ORDER)
     low = off.id.lower()
     if caps["vision"] is None and kind == "chat" and _INFER_VISION.search(low):
         caps["vision"] = True
@@ -369,10 +357,11 @@ def _providers(offers_by_provider: dict[str, int], table: ProviderRegistry, dump
         gpm = (gp.provider_meta.get(pid) if gp else None) or {}
         fs: dict[str, str] = {}
 
+        # the provider table is hand-maintained knowledge, not a dump: its label is "knollm"
         def pick(field: str, tval: Any, mdval: Any, gpval: Any = None) -> Any:
-            for src, v in (("dump", tval), ("models.dev", mdval), ("genai-prices", gpval)):
+            for src, v in (("knollm", tval), ("models.dev", mdval), ("genai-prices", gpval)):
                 if v:
-                    fs[field] = src if src != "dump" else "dump"
+                    fs[field] = src
                     return v
             return None
 
@@ -383,9 +372,7 @@ def _providers(offers_by_provider: dict[str, int], table: ProviderRegistry, dump
                     (gpm.get("pricing_urls") or [None])[0])
         env = list(t.api.key_env) if own_env else list(mdm.get("env") or [])
         if env:
-            fs["api_key_env"] = "dump" if own_env else "models.dev"
-        # the provider table is hand-maintained knowledge, not a dump: label it honestly
-        fs = {k: ("knollm" if v == "dump" else v) for k, v in fs.items()}
+            fs["api_key_env"] = "knollm" if own_env else "models.dev"
         srcs = []
         if pid in dump_info:
             srcs.append("dump")

@@ -1,6 +1,6 @@
-"""Value coercion shared by every source adapter: prices, integers, dates, kinds.
+"""Value coercion shared by every source translator: prices, integers, dates, kinds.
 
-All functions are pure. Problems raise :class:`BadValue`; adapters turn that into one
+All functions are pure. Problems raise :class:`BadValue`; translators turn that into one
 diagnostic naming the file, record and field, and treat the value as unknown.
 """
 

@@ -11,16 +11,26 @@ a map from field path (``"prices.input"``, ``"context_window"``,
 model was matched in each registry (``exact`` / ``alias`` / ``canonical`` / ``family``);
 a ``family`` join is low-confidence and only ever fills values that are still unknown.
 
-Precedence (highest first; a lower source only fills what is still unknown):
+Precedence (highest first; a lower source only fills what is still unknown). "Same
+provider" means the registry entry for this provider and model id (exact or alias join);
+"canonical" / "family" mean models.dev's entry for the same canonical model or family on
+*another* provider. The order tables live in :mod:`knollm.catalog.build`.
 
-1. ``dump`` – the provider's own model-list answer
-2. ``genai-prices`` (prices, deprecation) / ``models.dev`` (limits, modalities,
-   capabilities, dates, open weights) matched to the *same provider*
-3. the other registry for the same provider
-4. ``litellm`` – LiteLLM's cost map dump (third-party, per provider)
-5. ``models.dev`` / ``genai-prices`` matched to the same canonical model on *another*
-   provider – limits, modalities and capabilities only, never prices
-6. ``inferred`` – from the model's name (e.g. ``-vision``, ``embed``) – capabilities only
+* prices: ``dump`` > ``genai-prices`` same provider > ``models.dev`` same provider >
+  ``litellm`` (never canonical or family);
+* context window, max output: ``dump`` > ``models.dev`` same provider > ``genai-prices``
+  same provider > ``litellm`` > ``models.dev`` canonical;
+* capabilities: ``dump`` > ``models.dev`` same provider > ``litellm`` > ``models.dev``
+  canonical > ``models.dev`` family > ``inferred`` from the name (``-vision``, ``r1``…);
+* modalities: as capabilities, then ``inferred`` from the kind;
+* name, description: ``dump`` > ``models.dev`` > ``genai-prices`` > ``litellm``;
+* deprecation: an explicit flag, true or false, from ``dump`` > ``models.dev`` >
+  ``genai-prices`` > ``litellm``; when none says, a retirement date from ``dump`` then ``litellm``, compared
+  with the build date (a future date leaves the model live and adds ``retires_<date>``
+  to its flags);
+* release date: ``models.dev`` same provider > canonical; created: ``dump`` > ``litellm``;
+* open weights: ``dump`` > ``models.dev`` same provider > canonical;
+* kind: ``dump`` > ``litellm`` > ``models.dev`` > ``inferred`` from the id.
 
 Prices are USD per million tokens (per request / per image where so named); ``None``
 means unknown – never 0 for unknown. ``free`` is true only when a source says the
