@@ -29,11 +29,10 @@ never fetched, only reported as skipped.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from knollm.providers import ProviderRegistry, load_provider_registry, parse_provider_registry, provider_registry
 
@@ -41,8 +40,6 @@ from knollm.errors import RegistryError
 
 __all__ = ["ProviderSpec", "FetchPlan", "RegistryError", "Settings", "load_registry", "parse_registry", "plan_from"]
 
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _FORBID = ConfigDict(extra="forbid")
 
 
@@ -96,41 +93,11 @@ class ProviderSpec(BaseModel):
     retries: int | None = Field(None, ge=0, le=10)
     max_bytes: int | None = Field(None, ge=1)
 
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, v: str) -> str:
-        if not _ID_RE.match(v):
-            raise ValueError("provider id must be lowercase letters, digits, '_', '.', '-' (the dump name)")
-        return v
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError("url must be an absolute http(s) URL")
-        return v
-
-    @field_validator("legacy_urls")
-    @classmethod
-    def _check_legacy(cls, v: list[str]) -> list[str]:
-        for u in v:
-            cls._check_url(u)
-        return v
-
-    @field_validator("key_env")
-    @classmethod
-    def _check_env(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not _ENV_RE.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        return v
-
     @model_validator(mode="after")
     def _check_combination(self) -> ProviderSpec:
+        # ids, URLs, env names and headers were validated by knollm.providers
         if self.auth != "none" and not self.key_env:
             raise ValueError(f"auth = {self.auth!r} needs key_env (the variable holding the key)")
-        if self.shape == "list-key" and not self.list_key:
-            raise ValueError("shape = 'list-key' needs list_key")
         if self.pagination == "has_more":
             self.cursor_field = self.cursor_field or "last_id"
             self.cursor_param = self.cursor_param or "after_id"
@@ -143,9 +110,6 @@ class ProviderSpec(BaseModel):
             self.page_param = self.page_param or "page"
             self.page_size_param = self.page_size_param or "per_page"
             self.total_pages_field = self.total_pages_field or "total_pages"
-        lowered = {h.lower() for h in self.headers}
-        if lowered & {"authorization", "x-api-key", "api-key"}:
-            raise ValueError("credentials never go in 'headers'; use auth + key_env")
         return self
 
     @property
