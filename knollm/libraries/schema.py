@@ -70,10 +70,14 @@ USE_CASES: dict[str, str] = {
     "gateway-observability": "Central routing, budgets, logging and tracing of LLM calls",
 }
 
-COVERS = ("chat", "streaming", "tool_call", "structured_output")
+COVERS = ("chat", "streaming", "tool_call", "structured_output", "typed")
 
-# which feature cell a covered example step can prove ("tested")
-COVER_OF_FEATURE = {"streaming": "streaming", "tool_calling": "tool_call", "structured_output": "structured_output"}
+# which feature cell a covered example step can prove ("tested"); what each step must show is
+# checked by tests/test_library_examples.py: streaming = several chunks received, tool_call = a
+# tool-call round trip (the result sent back, the model's answer read), typed = the reply asserted
+# to be an instance of the library's response class
+COVER_OF_FEATURE = {"streaming": "streaming", "tool_calling": "tool_call", "structured_output": "structured_output",
+                    "typed_responses": "typed"}
 
 How = Literal["docs", "source", "tested", "measured"]
 
@@ -136,7 +140,7 @@ class Example(_Strict):
 
     language: Literal["python", "bash"]
     code: str = Field(min_length=1)
-    covers: list[Literal["chat", "streaming", "tool_call", "structured_output"]]
+    covers: list[Literal["chat", "streaming", "tool_call", "structured_output", "typed"]]
     requires: list[str] = Field(default_factory=list, description="pip requirements to run it")
     imports: list[str] = Field(default_factory=list, description="modules that must import for it to run")
     targets_base_url: bool
