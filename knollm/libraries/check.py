@@ -7,9 +7,9 @@ For every library with a PyPI name the check
 2. reads the wheel's ``*.dist-info/METADATA``: version, licence (``License-Expression``,
    else ``License``, else the ``License ::`` classifiers), ``Requires-Python`` and the
    ``Requires-Dist`` entries that apply with no extra;
-3. unless ``offline``, reads the index's JSON page (PEP 691/700,
-   ``https://pypi.org/simple/NAME/``): the upload date of the newest and of the measured
-   version, and every yanked version with its reason;
+3. unless ``offline``, reads PyPI's JSON API page (``https://pypi.org/pypi/NAME/json``):
+   the upload date of the newest and of the measured version, every yanked release with
+   its reason, and the open advisories (``vulnerabilities``) of the newest release;
 4. flags the cells that contradict the metadata (:data:`CONTRADICTION`), the cells read
    in an older release's source (:data:`STALE`) and a measured version older than the
    newest (:data:`BEHIND`).
@@ -41,7 +41,9 @@ __all__ = ["CONTRADICTION", "STALE", "BEHIND", "WheelMetadata", "IndexInfo", "Fi
            "read_wheel_metadata", "find_wheel", "download_wheel", "index_info", "check_record",
            "check_libraries", "write_checks", "CHECKS_FILE", "OBSERVABILITY_DEPENDENCIES"]
 
-INDEX_URL = "https://pypi.org/simple/{name}/"
+# PyPI's JSON API: every release's files (upload time, yanked, reason) and the known
+# vulnerabilities (OSV: PYSEC, GHSA) of the current release
+PROJECT_URL = "https://pypi.org/pypi/{name}/json"
 CONTRADICTION, STALE, BEHIND = "contradiction", "stale", "behind"
 
 # a hard dependency on one of these means the library emits telemetry itself
@@ -67,9 +69,12 @@ class WheelMetadata:
 @dataclass(frozen=True)
 class IndexInfo:
     source: str  # the index page read
+    newest: str | None  # the version the dates and advisories refer to
     newest_released: str | None  # upload date (YYYY-MM-DD) of the newest version's files
     measured_released: str | None
     yanked: tuple[dict, ...]  # {"version", "reason"}
+    advisories: tuple[dict, ...] = ()  # open advisories of the newest release: {"id", "aliases", "fixed_in", "link"}
+    advisories_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class LibraryCheck:
     requires_python: str | None = None
     requires_dist: list[str] = field(default_factory=list)
     yanked: list[dict] = field(default_factory=list)
+    advisories: list[dict] = field(default_factory=list)
+    advisories_source: str | None = None
     findings: list[Finding] = field(default_factory=list)
     error: str | None = None
 
@@ -193,44 +200,37 @@ def download_wheel(pypi: str, dest: str | Path, timeout: float = 300) -> Path:
 def _get_json(url: str, timeout: float = 60) -> dict:
     import urllib.request
 
-    req = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (fixed https URL)
         return json.loads(resp.read())
 
 
-def _file_version(filename: str, name: str) -> str | None:
-    stem = canonical(name).replace("-", "_")
-    if filename.endswith(".whl"):
-        parts = filename.split("-")
-        return parts[1] if len(parts) >= 5 and canonical(parts[0]).replace("-", "_") == stem else None
-    for ext in (".tar.gz", ".zip"):
-        if filename.endswith(ext):
-            base = filename[: -len(ext)]
-            head, _, ver = base.rpartition("-")
-            return ver if canonical(head).replace("-", "_") == stem else None
-    return None
-
-
-def index_info(pypi: str, newest: str, measured: str | None,
+def index_info(pypi: str, newest: str | None, measured: str | None,
                get_json: Callable[[str], dict] = _get_json) -> IndexInfo:
-    """Upload dates and yanked versions from the index's JSON simple page."""
-    url = INDEX_URL.format(name=canonical(pypi))
+    """Upload dates, yanked releases and open advisories from PyPI's JSON API page
+    (``newest`` None: the page's current release)."""
+    url = PROJECT_URL.format(name=canonical(pypi))
     page = get_json(url)
+    newest = newest or (page.get("info") or {}).get("version")
     uploaded: dict[str, str] = {}
     yanked: dict[str, str] = {}
-    for f in page.get("files", []):
-        ver = _file_version(f.get("filename", ""), pypi)
-        if ver is None:
-            continue
-        when = (f.get("upload-time") or "")[:10]
-        if when and (ver not in uploaded or when < uploaded[ver]):
-            uploaded[ver] = when
-        y = f.get("yanked")
-        if y:
-            yanked[ver] = y if isinstance(y, str) else ""
-    return IndexInfo(source=url, newest_released=uploaded.get(newest),
+    for ver, files in (page.get("releases") or {}).items():
+        times = sorted((f.get("upload_time_iso_8601") or f.get("upload_time") or "")[:10] for f in files or [])
+        times = [t for t in times if t]
+        if times:
+            uploaded[ver] = times[0]
+        if files and all(f.get("yanked") for f in files):
+            yanked[ver] = next((f.get("yanked_reason") for f in files if f.get("yanked_reason")), "") or ""
+    info_version = (page.get("info") or {}).get("version")
+    # ``vulnerabilities`` describes the project's current release (info.version)
+    vulns = page.get("vulnerabilities") or [] if info_version == newest else []
+    advisories = tuple({"id": v.get("id"), "aliases": list(v.get("aliases") or []),
+                        "fixed_in": list(v.get("fixed_in") or []), "link": v.get("link")}
+                       for v in vulns if not v.get("withdrawn"))
+    return IndexInfo(source=url, newest=newest, newest_released=uploaded.get(newest),
                      measured_released=uploaded.get(measured) if measured else None,
-                     yanked=tuple({"version": v, "reason": r} for v, r in sorted(yanked.items())))
+                     yanked=tuple({"version": v, "reason": r} for v, r in sorted(yanked.items())),
+                     advisories=advisories, advisories_source=url if info_version == newest else None)
 
 
 # ----------------------------------------------------------------------------- the comparison
@@ -254,25 +254,31 @@ def check_record(record: LibraryRecord, meta: WheelMetadata, index: IndexInfo | 
         out.newest_released = index.newest_released
         out.measured_released = index.measured_released
         out.yanked = [dict(y) for y in index.yanked]
-        out.newest_source += f"; upload dates and yanked files from {index.source}"
+        out.advisories = [dict(a) for a in index.advisories]
+        out.advisories_source = index.advisories_source
+        out.newest_source += f"; upload dates from {index.source}"
     add = out.findings.append
     if canonical(meta.name) != canonical(lib.pypi or ""):
         add(Finding(CONTRADICTION, "pypi", f"the wheel is {meta.name!r}, the file says {lib.pypi!r}"))
     if m is not None and m.version and m.version != meta.version:
         add(Finding(BEHIND, "version", f"measured {m.version}, newest on the index is {meta.version}"))
+    # the measured facts describe the measured version: the same version must agree with the wheel
+    # (a contradiction); a newer wheel that differs only means the facts are out of date (stale)
+    same = m is not None and m.version == meta.version
+    level, since = (CONTRADICTION, "") if same else (STALE, f" (measured {m.version if m else '?'})")
     if m is not None and m.license and meta.license and _norm_licence(m.license) != _norm_licence(meta.license):
-        add(Finding(CONTRADICTION, "license", f"recorded {m.license!r}, the newest wheel says {meta.license!r}"))
-    if m is not None and (m.requires_python or None) != meta.requires_python and m.version:
-        add(Finding(CONTRADICTION, "requires_python",
-                    f"recorded {m.requires_python!r}, the newest wheel says {meta.requires_python!r}"))
+        add(Finding(level, "license", f"recorded {m.license!r}{since}, the newest wheel says {meta.license!r}"))
+    if m is not None and m.version and (m.requires_python or None) != meta.requires_python:
+        add(Finding(level, "requires_python",
+                    f"recorded {m.requires_python!r}{since}, the newest wheel says {meta.requires_python!r}"))
     recorded = getattr(m, "direct_dependency_names", None) if m is not None else None
     if isinstance(recorded, list):
         rec = {canonical(n) for n in recorded}
         new, gone = sorted(set(meta.direct_dependencies) - rec), sorted(rec - set(meta.direct_dependencies))
         if new or gone:
             bits = ([f"added {', '.join(new)}"] if new else []) + ([f"removed {', '.join(gone)}"] if gone else [])
-            add(Finding(CONTRADICTION, "direct_dependencies",
-                        f"recorded {len(rec)}, the newest wheel requires {len(meta.direct_dependencies)} "
+            add(Finding(level, "direct_dependencies",
+                        f"recorded {len(rec)}{since}, the newest wheel requires {len(meta.direct_dependencies)} "
                         f"({'; '.join(bits)})"))
     otel = [d for d in meta.direct_dependencies if d in OBSERVABILITY_DEPENDENCIES]
     obs = lib.features.cell("observability_hooks")
@@ -286,6 +292,9 @@ def check_record(record: LibraryRecord, meta: WheelMetadata, index: IndexInfo | 
         if hit and hit.group(1) != meta.version:
             add(Finding(STALE, f"features.{name}" if name != "openai_compatible_base_url" else name,
                         f"read in the source of {hit.group(1)}; newest is {meta.version}"))
+    for adv in out.advisories:
+        add(Finding(CONTRADICTION, "security", f"open advisory {adv['id']} affects the newest release {meta.version}"
+                    + (f" (fixed in {', '.join(adv['fixed_in'])})" if adv.get("fixed_in") else "")))
     if any(y["version"] == meta.version for y in out.yanked):
         add(Finding(CONTRADICTION, "version", f"the newest version {meta.version} is yanked on the index"))
     return out
@@ -324,13 +333,29 @@ def check_libraries(records: list[LibraryRecord], wheels_dir: str | Path | None 
                     try:
                         index = index_info(lib.pypi, meta.version, m.version if m else None, get_json)
                     except (OSError, ValueError) as exc:  # the metadata comparison still stands
-                        err = f"index page unavailable: {type(exc).__name__}: {exc}"
+                        err = f"PyPI JSON page unavailable: {type(exc).__name__}: {exc}"
                 check = check_record(rec, meta, index, today)
                 check.error = err
                 out.append(check)
-            except CatalogError as exc:
-                out.append(LibraryCheck(slug=lib.slug, pypi=lib.pypi, checked_at=today, error=str(exc),
-                                        measured_version=m.version if m else None, measured_at=rec.measured_at))
+            except CatalogError as exc:  # no wheel: the index page still tells the newest release
+                failed = LibraryCheck(slug=lib.slug, pypi=lib.pypi, checked_at=today, error=str(exc),
+                                      measured_version=m.version if m else None, measured_at=rec.measured_at)
+                if not offline and wheels_dir is None:
+                    try:
+                        index = index_info(lib.pypi, None, failed.measured_version, get_json)
+                    except (OSError, ValueError):
+                        index = None
+                    if index is not None:
+                        failed.newest_version, failed.newest_released = index.newest, index.newest_released
+                        failed.newest_source = f"{index.source} (no wheel read: the metadata was not compared)"
+                        failed.measured_released = index.measured_released
+                        failed.yanked = [dict(y) for y in index.yanked]
+                        failed.advisories = [dict(a) for a in index.advisories]
+                        failed.advisories_source = index.advisories_source
+                        if failed.measured_version and index.newest and failed.measured_version != index.newest:
+                            failed.findings.append(Finding(BEHIND, "version", f"measured {failed.measured_version}, "
+                                                           f"newest on the index is {index.newest}"))
+                out.append(failed)
     return out
 
 
@@ -345,7 +370,8 @@ def write_checks(path: str | Path, checks: list[LibraryCheck], offline: bool = F
         "checked_at": max([c.checked_at for c in checks] + [data.get("checked_at") or ""]),
         "method": ("newest wheel from `pip download --no-deps --only-binary=:all: NAME`, its *.dist-info/METADATA "
                    "compared with the library file and measurements.json"
-                   + ("" if offline else "; upload dates and yanked files from the index's PEP 691 JSON page")),
+                   + ("" if offline else "; upload dates, yanked releases and open advisories from "
+                                         "https://pypi.org/pypi/NAME/json")),
         "libraries": dict(sorted(libs.items())),
     })
     atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

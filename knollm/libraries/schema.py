@@ -292,6 +292,8 @@ class Check(BaseModel):
     license: str | None = None
     requires_python: str | None = None
     yanked: list[dict] = Field(default_factory=list)
+    advisories: list[dict] = Field(default_factory=list)
+    advisories_source: str | None = None
     findings: list[dict] = Field(default_factory=list)
     error: str | None = None
 
