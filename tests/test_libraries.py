@@ -438,8 +438,8 @@ def test_open_advisory_is_flagged(tmp_path, records):
                                                                              "fixed_in": ["9.9"], "link": None},),
                     advisories_source="https://pypi.org/pypi/requests/json")
     check = check_record(rec, meta, idx, "2026-11-23")
-    assert [f.field for f in check.contradictions] == ["security"]
-    assert "GHSA-test" in check.contradictions[0].message
+    assert [f["field"] for f in check.contradictions] == ["security"]
+    assert "GHSA-test" in check.contradictions[0]["message"]
 
 
 # ----------------------------------------------------------------------------- security, "not run here"

@@ -14,7 +14,7 @@ For every library with a PyPI name the check
    in an older release's source (:data:`STALE`) and a measured version older than the
    newest (:data:`BEHIND`).
 
-The result is one :class:`LibraryCheck` per library; :func:`write_checks` stores them in
+The result is one :class:`knollm.libraries.schema.Check` per library; :func:`write_checks` stores them in
 ``work/api_inference/checks.json``, which the site and ``knollm libraries show`` read
 ("checked" date, newest release, findings, yanked releases).
 """
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from email.parser import HeaderParser
 from pathlib import Path
 from typing import Callable
@@ -36,8 +36,9 @@ from typing import Callable
 from knollm.errors import CatalogError
 from knollm.fsutil import atomic_write
 from knollm.libraries.load import CHECKS_FILE, LibraryRecord
+from knollm.libraries.schema import Check
 
-__all__ = ["CONTRADICTION", "STALE", "BEHIND", "WheelMetadata", "IndexInfo", "Finding", "LibraryCheck",
+__all__ = ["CONTRADICTION", "STALE", "BEHIND", "WheelMetadata", "IndexInfo", "Finding",
            "read_wheel_metadata", "find_wheel", "download_wheel", "index_info", "check_record",
            "check_libraries", "write_checks", "CHECKS_FILE", "OBSERVABILITY_DEPENDENCIES"]
 
@@ -82,34 +83,6 @@ class Finding:
     level: str  # CONTRADICTION | STALE | BEHIND
     field: str
     message: str
-
-
-@dataclass
-class LibraryCheck:
-    slug: str
-    pypi: str
-    checked_at: str
-    newest_version: str | None = None
-    newest_released: str | None = None
-    newest_source: str | None = None
-    measured_version: str | None = None
-    measured_released: str | None = None
-    measured_at: str | None = None
-    license: str | None = None
-    requires_python: str | None = None
-    requires_dist: list[str] = field(default_factory=list)
-    yanked: list[dict] = field(default_factory=list)
-    advisories: list[dict] = field(default_factory=list)
-    advisories_source: str | None = None
-    findings: list[Finding] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def contradictions(self) -> list[Finding]:
-        return [f for f in self.findings if f.level == CONTRADICTION]
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------- wheel metadata
@@ -241,23 +214,31 @@ def _norm_licence(text: str | None) -> str:
     return re.sub(r"[^A-Z0-9.]+", "", s)
 
 
+def _base(record: LibraryRecord, today: str | None, error: str | None = None) -> dict:
+    m = record.measurement
+    return {"slug": record.library.slug, "pypi": record.library.pypi or "",
+            "checked_at": today or dt.date.today().isoformat(), "measured_version": m.version if m else None,
+            "measured_at": record.measured_at, "error": error}
+
+
+def _index_fields(index: IndexInfo) -> dict:
+    return {"newest_released": index.newest_released, "measured_released": index.measured_released,
+            "yanked": [dict(y) for y in index.yanked], "advisories": [dict(a) for a in index.advisories],
+            "advisories_source": index.advisories_source}
+
+
 def check_record(record: LibraryRecord, meta: WheelMetadata, index: IndexInfo | None = None,
-                 today: str | None = None) -> LibraryCheck:
+                 today: str | None = None, error: str | None = None) -> Check:
     """Pure: the findings for one library given the newest wheel's metadata."""
     lib, m = record.library, record.measurement
-    out = LibraryCheck(slug=lib.slug, pypi=lib.pypi or "", checked_at=today or dt.date.today().isoformat(),
-                       newest_version=meta.version, newest_source=f"pip download --no-deps {lib.pypi} "
-                       f"({meta.wheel}, *.dist-info/METADATA)", license=meta.license,
-                       requires_python=meta.requires_python, requires_dist=list(meta.requires_dist),
-                       measured_version=m.version if m else None, measured_at=record.measured_at)
+    out = {**_base(record, today, error), "newest_version": meta.version, "license": meta.license,
+           "newest_source": f"pip download --no-deps {lib.pypi} ({meta.wheel}, *.dist-info/METADATA)",
+           "requires_python": meta.requires_python, "requires_dist": list(meta.requires_dist), "yanked": []}
     if index is not None:
-        out.newest_released = index.newest_released
-        out.measured_released = index.measured_released
-        out.yanked = [dict(y) for y in index.yanked]
-        out.advisories = [dict(a) for a in index.advisories]
-        out.advisories_source = index.advisories_source
-        out.newest_source += f"; upload dates from {index.source}"
-    add = out.findings.append
+        out.update(_index_fields(index))
+        out["newest_source"] += f"; upload dates from {index.source}"
+    findings: list[Finding] = []
+    add = findings.append
     if canonical(meta.name) != canonical(lib.pypi or ""):
         add(Finding(CONTRADICTION, "pypi", f"the wheel is {meta.name!r}, the file says {lib.pypi!r}"))
     if m is not None and m.version and m.version != meta.version:
@@ -292,26 +273,26 @@ def check_record(record: LibraryRecord, meta: WheelMetadata, index: IndexInfo | 
         if hit and hit.group(1) != meta.version:
             add(Finding(STALE, f"features.{name}" if name != "openai_compatible_base_url" else name,
                         f"read in the source of {hit.group(1)}; newest is {meta.version}"))
-    for adv in out.advisories:
+    for adv in out.get("advisories", []):
         add(Finding(CONTRADICTION, "security", f"open advisory {adv['id']} affects the newest release {meta.version}"
                     + (f" (fixed in {', '.join(adv['fixed_in'])})" if adv.get("fixed_in") else "")))
-    if any(y["version"] == meta.version for y in out.yanked):
+    if any(y["version"] == meta.version for y in out["yanked"]):
         add(Finding(CONTRADICTION, "version", f"the newest version {meta.version} is yanked on the index"))
-    return out
+    return Check.model_validate({**out, "findings": [asdict(f) for f in findings]})
 
 
 def check_libraries(records: list[LibraryRecord], wheels_dir: str | Path | None = None, offline: bool = False,
                     cache_dir: str | Path | None = None, today: str | None = None,
                     get_json: Callable[[str], dict] = _get_json,
-                    progress: Callable[[str], None] | None = None) -> list[LibraryCheck]:
-    """One :class:`LibraryCheck` per library with a PyPI name (curl has none).
+                    progress: Callable[[str], None] | None = None) -> list[Check]:
+    """One :class:`~knollm.libraries.schema.Check` per library with a PyPI name (curl has none).
 
     ``wheels_dir`` holds the wheels to read (nothing is downloaded); otherwise the newest
     wheel is downloaded into ``cache_dir`` (a temporary directory by default). A library
     whose wheel cannot be had gets a check with ``error`` set; the others still run.
     """
     today = today or dt.date.today().isoformat()
-    out: list[LibraryCheck] = []
+    out: list[Check] = []
     with tempfile.TemporaryDirectory(prefix="knollm-wheels-") as tmp:
         for rec in records:
             lib = rec.library
@@ -334,38 +315,37 @@ def check_libraries(records: list[LibraryRecord], wheels_dir: str | Path | None 
                         index = index_info(lib.pypi, meta.version, m.version if m else None, get_json)
                     except (OSError, ValueError) as exc:  # the metadata comparison still stands
                         err = f"PyPI JSON page unavailable: {type(exc).__name__}: {exc}"
-                check = check_record(rec, meta, index, today)
-                check.error = err
-                out.append(check)
+                out.append(check_record(rec, meta, index, today, err))
             except CatalogError as exc:  # no wheel: the index page still tells the newest release
-                failed = LibraryCheck(slug=lib.slug, pypi=lib.pypi, checked_at=today, error=str(exc),
-                                      measured_version=m.version if m else None, measured_at=rec.measured_at)
-                if not offline and wheels_dir is None:
-                    try:
-                        index = index_info(lib.pypi, None, failed.measured_version, get_json)
-                    except (OSError, ValueError):
-                        index = None
-                    if index is not None:
-                        failed.newest_version, failed.newest_released = index.newest, index.newest_released
-                        failed.newest_source = f"{index.source} (no wheel read: the metadata was not compared)"
-                        failed.measured_released = index.measured_released
-                        failed.yanked = [dict(y) for y in index.yanked]
-                        failed.advisories = [dict(a) for a in index.advisories]
-                        failed.advisories_source = index.advisories_source
-                        if failed.measured_version and index.newest and failed.measured_version != index.newest:
-                            failed.findings.append(Finding(BEHIND, "version", f"measured {failed.measured_version}, "
-                                                           f"newest on the index is {index.newest}"))
-                out.append(failed)
+                out.append(_without_wheel(rec, str(exc), today, None if offline or wheels_dir else get_json))
     return out
 
 
-def write_checks(path: str | Path, checks: list[LibraryCheck], offline: bool = False) -> None:
+def _without_wheel(rec: LibraryRecord, error: str, today: str, get_json: Callable[[str], dict] | None) -> Check:
+    out = _base(rec, today, error)
+    findings: list[Finding] = []
+    index = None
+    if get_json is not None:
+        try:
+            index = index_info(rec.library.pypi or "", None, out["measured_version"], get_json)
+        except (OSError, ValueError):
+            index = None
+    if index is not None:
+        out.update(_index_fields(index), newest_version=index.newest,
+                   newest_source=f"{index.source} (no wheel read: the metadata was not compared)")
+        if out["measured_version"] and index.newest and out["measured_version"] != index.newest:
+            findings.append(Finding(BEHIND, "version", f"measured {out['measured_version']}, "
+                                    f"newest on the index is {index.newest}"))
+    return Check.model_validate({**out, "findings": [asdict(f) for f in findings]})
+
+
+def write_checks(path: str | Path, checks: list[Check], offline: bool = False) -> None:
     """Merge ``checks`` into ``path`` (one entry per slug; other slugs are kept)."""
     path = Path(path)
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     libs = data.get("libraries", {})
     for c in checks:
-        libs[c.slug] = c.as_dict()
+        libs[c.slug] = c.model_dump()
     data.update({
         "checked_at": max([c.checked_at for c in checks] + [data.get("checked_at") or ""]),
         "method": ("newest wheel from `pip download --no-deps --only-binary=:all: NAME`, its *.dist-info/METADATA "

@@ -196,7 +196,7 @@ def check_cmd(slugs: tuple[str, ...], wheels_dir: str | None, offline: bool, cac
               data_dir: str | None, write: bool, as_json: bool) -> None:
     from pathlib import Path
 
-    from knollm.libraries.check import CONTRADICTION, check_libraries, write_checks
+    from knollm.libraries.check import check_libraries, write_checks
     from knollm.libraries.load import CHECKS_FILE, DATA_DIR, load_libraries
 
     try:
@@ -216,20 +216,19 @@ def check_cmd(slugs: tuple[str, ...], wheels_dir: str | None, offline: bool, cac
         write_checks(Path(data_dir or DATA_DIR) / CHECKS_FILE, checks, offline=offline)
     bad = [c for c in checks if c.error or c.contradictions]
     if as_json:
-        _emit_json([c.as_dict() for c in checks])
+        _emit_json([c.model_dump() for c in checks])
     else:
         rows = []
         for c in checks:
-            counts = {lvl: sum(f.level == lvl for f in c.findings) for lvl in ("contradiction", "stale", "behind")}
+            counts = {lvl: sum(f["level"] == lvl for f in c.findings) for lvl in ("contradiction", "stale", "behind")}
             rows.append([c.slug, _s(c.newest_version), _s(c.newest_released), _s(c.measured_version),
                          str(counts["contradiction"]), str(counts["stale"]), str(counts["behind"]),
                          (c.error or "")[:60]])
         click.echo(_table(["library", "newest", "released", "measured", "contradictions", "stale", "behind",
                            "error"], rows))
         for c in checks:
-            for f in c.findings:
-                if f.level == CONTRADICTION:
-                    click.echo(f"{c.slug}: {f.field}: {f.message}")
+            for f in c.contradictions:
+                click.echo(f"{c.slug}: {f['field']}: {f['message']}")
     sys.exit(1 if bad else 0)
 
 

@@ -321,6 +321,21 @@ def render_index(rows: list[Row]) -> str:
              "suite against a local server speaking the library's API (those that cannot are marked "
              "*not run here*).", "",
              "- [Feature matrix](matrix.md)", "- [Which library?](guide.md)", "- [Rating rubric](rubric.md)", "",
+             "## How the cells are established", "",
+             "- **Tested here**: the library's example ran in this project's tests against a server on "
+             "127.0.0.1 speaking the library's API (OpenAI Chat Completions, or Anthropic Messages) and "
+             "exercised the feature: streaming counts the chunks it received, tool calling completes a "
+             "round trip (the tool result goes back and the model's answer is read), typed responses "
+             "assert the reply's class. Examples that need a conflicting dependency run in their own venv "
+             "(built from PyPI); an example marked *not run here* proves nothing and no cell of it is "
+             "tested.",
+             "- **Read in source / documented**: the reference names the file and line of the release "
+             "read, or the documentation page that states it.",
+             "- **Checked**: `knollm libraries check` (run daily by the refresh workflow) reads the newest "
+             "wheel's metadata and PyPI's JSON API and flags what contradicts the library's page; each "
+             "page shows the date, the newest release and the version measured, each with its date and source.",
+             "- **Security**: known compromised releases (sourced notes) and the open advisories and yanked "
+             "releases PyPI lists.", "",
              "## Measured side by side", ""]
     if dates:
         lines += [f"Measured on {esc(', '.join(dates))} (Python, fresh venv per library).", ""]

@@ -291,11 +291,16 @@ class Check(BaseModel):
     measured_at: str | None = None
     license: str | None = None
     requires_python: str | None = None
+    requires_dist: list[str] = Field(default_factory=list)
     yanked: list[dict] = Field(default_factory=list)
     advisories: list[dict] = Field(default_factory=list)
     advisories_source: str | None = None
-    findings: list[dict] = Field(default_factory=list)
+    findings: list[dict] = Field(default_factory=list)  # {"level", "field", "message"}
     error: str | None = None
+
+    @property
+    def contradictions(self) -> list[dict]:
+        return [f for f in self.findings if f.get("level") == "contradiction"]
 
 
 class Checks(BaseModel):
