@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -484,3 +485,36 @@ def test_show_prints_check_and_security():
     res = CliRunner().invoke(libcli.command, ["show", "litellm", "--json"])
     payload = json.loads(res.output)
     assert payload["security"][0]["kind"] == "compromised" and payload["example_runs"] == "not-run"
+
+
+# ----------------------------------------------------------------------------- issue 19 facts
+def _roots(lib) -> set[str]:
+    return {u.rstrip("/") for u in (lib.homepage, lib.docs, lib.repository or "") if u}
+
+
+@pytest.mark.parametrize("slug", ["anthropic", "aisuite", "langchain", "llama-index", "guidance", "outlines"])
+def test_reviewed_cells_do_not_point_at_a_home_page(records, slug):
+    """Each cell of these reviewed libraries names the page or source line that establishes it."""
+    lib = next(r for r in records if r.slug == slug).library
+    cells = [("openai_compatible_base_url", lib.openai_compatible_base_url)] + lib.features.items()
+    vague = [name for name, c in cells if c.value is not None and c.ref.rstrip("/") in _roots(lib)]
+    assert not vague, f"{slug}: cells pointing at a home page: {vague}"
+    for name, c in cells:
+        if c.how == "source":
+            assert re.match(r"^[a-z0-9-]+ \d[^ :]*: \S", c.ref), f"{slug}.{name}: source ref without release: {c.ref}"
+
+
+def test_issue_19_cells(records):
+    by = {r.slug: r.library for r in records}
+    ant = by["anthropic"].features
+    assert ant.cell("structured_output").value is True and "parse" in ant.cell("structured_output").ref
+    assert ant.cell("observability_hooks").value is True and "open_telemetry" in ant.cell("observability_hooks").ref
+    assert ant.cell("local_models").value is True and ant.cell("local_models").how == "tested"
+    ais = by["aisuite"].features
+    assert ais.cell("retries").value is False and ais.cell("retries").how == "source"
+    assert ais.cell("structured_output").value is False and ais.cell("structured_output").how == "source"
+    lit = by["litellm"]
+    assert lit.example.runs == "not-run" and lit.security
+    assert all(c.how != "tested" for _, c in lit.features.items())
+    for slug in ("instructor", "llama-index", "guidance"):
+        assert by[slug].example.runs == "own-venv", slug
