@@ -81,10 +81,12 @@ def list_cmd(category: str | None, as_json: bool) -> None:
     if as_json:
         _emit_json([_summary(r) for r in rows])
         return
-    table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]),
-              _s(s["direct_dependencies"]), _s(s["installed_distributions"]), _s(s["installed_size_mb"]),
-              _s(s["effective_import_ms"])] for s in map(_summary, rows)]
-    click.echo(_table(["library", "category", "rating", "version", "direct", "all deps", "MB", "import ms"], table))
+    table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]), _s(s["newest_version"]),
+              _s(s["checked_at"]), _s(s["direct_dependencies"]), _s(s["installed_distributions"]),
+              _s(s["installed_size_mb"]), _s(s["effective_import_ms"]), "; ".join(s["security"]) or "-"]
+             for s in map(_summary, rows)]
+    click.echo(_table(["library", "category", "rating", "measured", "newest", "checked", "direct", "all deps", "MB",
+                       "import ms", "security"], table))
 
 
 @command.command("show", help="Everything about one library.")
