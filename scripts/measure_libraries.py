@@ -24,6 +24,17 @@ For every PyPI library listed in ``LIBRARIES`` this script:
 
 curl is not a Python package: its ``curl --version`` line is recorded.
 
+Each record says which version was measured and how it was chosen (``version_source``:
+the newest release uv resolved for this Python, which can lag the newest on the index
+when a dependency's newer release is missing) and, when PyPI's JSON API answers, that
+version's upload date (``version_released``). ``knollm libraries check`` records the
+newest release on the index next to it.
+
+Libraries in ``IMPORT_ENV_VARIANTS`` are timed a second time with those environment
+variables (``import_variants``): litellm fetches its model cost map at import unless
+``LITELLM_LOCAL_MODEL_COST_MAP=True``. Libraries in ``NOT_BY_DEFAULT`` (litellm, whose
+releases 1.82.7 and 1.82.8 were compromised) are only measured when named explicitly.
+
 Results go to ``work/api_inference/measurements.json`` (merged with an
 existing file, so ``python scripts/measure_libraries.py openai`` re-measures
 one library). Needs ``uv`` on PATH (``pip install uv``).
@@ -72,6 +83,27 @@ LIBRARIES: dict[str, tuple[str, str, str]] = {
     "portkey-ai": ("portkey-ai", "portkey_ai", "from portkey_ai import Portkey"),
     "any-llm": ("any-llm-sdk", "any_llm", "from any_llm import completion"),
 }
+
+
+# a second timing run with these environment variables set
+IMPORT_ENV_VARIANTS: dict[str, dict[str, str]] = {
+    "litellm": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+}
+# installed (and imported) only when named on the command line
+NOT_BY_DEFAULT = {"litellm"}
+
+
+def released(dist_name: str, version: str) -> str | None:
+    """Upload date of ``version`` from PyPI's JSON API, or None when it cannot be read."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{dist_name}/json", timeout=30) as resp:  # noqa: S310
+            files = json.loads(resp.read()).get("releases", {}).get(version) or []
+    except (OSError, ValueError):
+        return None
+    times = sorted((f.get("upload_time") or "")[:10] for f in files if f.get("upload_time"))
+    return times[0] if times else None
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -190,6 +222,9 @@ def measure_one(tmp: Path, slug: str, dist_name: str, module: str, entry: str, r
         "pypi": dist_name,
         "module": module,
         "version": meta["Version"],
+        "version_released": released(dist_name, meta["Version"]),
+        "version_source": f"the newest release `uv pip install {dist_name}` resolved for Python "
+                          f"{platform.python_version()} in a fresh venv",
         "license": licence_of(meta) or licence_from_file(dist),
         "requires_python": meta.get("Requires-Python"),
         "direct_dependencies": len(direct_deps(meta)),
@@ -219,6 +254,15 @@ def measure_one(tmp: Path, slug: str, dist_name: str, module: str, entry: str, r
         "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "interpreter_start_runs_ms": [round(t, 1) for t in base_runs],
     })
+    extra = IMPORT_ENV_VARIANTS.get(slug)
+    if extra:
+        env2 = {**env, **extra}
+        median_wall(py, f"import {module}", 1, env2)  # discarded first run
+        v_base, _ = median_wall(py, "pass", runs, env2)
+        v_imp, _ = median_wall(py, f"import {module}", runs, env2)
+        v_entry, _ = median_wall(py, entry, runs, env2)
+        record["import_variants"] = [{"env": extra, "import_time_ms": round(v_imp - v_base, 1),
+                                      "entry_import_ms": round(v_entry - v_base, 1)}]
     shutil.rmtree(venv, ignore_errors=True)
     return record
 
@@ -247,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--runs must be at least 5")
     if shutil.which("uv") is None:
         ap.error("uv is required on PATH (pip install uv)")
-    wanted = args.libraries or list(LIBRARIES)
+    wanted = args.libraries or [s for s in LIBRARIES if s not in NOT_BY_DEFAULT]
     unknown = [w for w in wanted if w not in LIBRARIES and w != "curl"]
     if unknown:
         ap.error(f"unknown library slug(s): {', '.join(unknown)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -284,3 +285,236 @@ def test_cli_recommend_and_usage_errors():
     assert res.exit_code == 2
     res = runner.invoke(libcli.command, ["show"])
     assert res.exit_code == 2
+
+
+# ----------------------------------------------------------------------------- check (issue 19)
+def _fake_wheel(directory: Path, name: str, version: str, *, license: str = "MIT", requires_python: str = ">=3.10",
+                requires: tuple[str, ...] = ()) -> Path:
+    """A minimal but real wheel: a zip holding NAME-VERSION.dist-info/METADATA (and RECORD)."""
+    import zipfile
+
+    stem = name.replace("-", "_")
+    meta = [f"Metadata-Version: 2.4", f"Name: {name}", f"Version: {version}", f"License-Expression: {license}",
+            f"Requires-Python: {requires_python}"] + [f"Requires-Dist: {r}" for r in requires]
+    path = directory / f"{stem}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{stem}/__init__.py", "")
+        zf.writestr(f"{stem}-{version}.dist-info/METADATA", "\n".join(meta) + "\n\n")
+        zf.writestr(f"{stem}-{version}.dist-info/RECORD", "")
+    return path
+
+
+def _fake_library_dir(tmp_path: Path, *, measured_licence: str = "MIT", observability: bool | None = True,
+                      source_ref: str = "fakellm 1.0.0: fakellm/client.py:10 (AsyncClient)") -> Path:
+    """One library file (a copy of httpx's with the names changed) plus its measurements."""
+    data = tmp_path / "libs"
+    data.mkdir()
+    lib = json.loads((DATA_DIR / "httpx.json").read_text())
+    lib.update({"slug": "fakellm", "name": "FakeLLM", "pypi": "fakellm", "module": "fakellm"})
+    lib["features"]["async"] = {"value": True, "how": "source", "ref": source_ref}
+    lib["features"]["observability_hooks"] = {"value": observability, "how": "docs", "ref": "https://example.org/obs"}
+    (data / "fakellm.json").write_text(json.dumps(lib))
+    meas = {"measured_at": "2026-11-01", "python_version": "3.11", "platform": "test", "libraries": {"fakellm": {
+        "pypi": "fakellm", "module": "fakellm", "version": "1.0.0", "license": measured_licence,
+        "requires_python": ">=3.10", "direct_dependencies": 1, "direct_dependency_names": ["httpx"],
+        "installed_distributions": 7, "installed_size_bytes": 1000, "import_time_ms": 5.0}}}
+    (data / "measurements.json").write_text(json.dumps(meas))
+    return data
+
+
+def test_read_wheel_metadata_applies_markers(tmp_path):
+    from knollm.libraries.check import read_wheel_metadata
+
+    wheel = _fake_wheel(tmp_path, "fakellm", "1.0.0", license="Apache-2.0", requires=(
+        "httpx>=0.27", "rich; extra == 'cli'", "tomli; python_version < '3.0'", "Typing_Extensions"))
+    meta = read_wheel_metadata(wheel)
+    assert (meta.name, meta.version, meta.license, meta.requires_python) == ("fakellm", "1.0.0", "Apache-2.0", ">=3.10")
+    assert meta.direct_dependencies == ("httpx", "typing-extensions")
+    assert len(meta.requires_dist) == 4
+    bad = tmp_path / "broken-1.0-py3-none-any.whl"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CatalogError, match="broken-1.0-py3-none-any.whl"):
+        read_wheel_metadata(bad)
+
+
+def test_check_flags_a_deliberately_wrong_cell(tmp_path):
+    """The measured licence says MIT, the wheel says Apache-2.0; observability is marked
+    no while the wheel requires opentelemetry-api: both are flagged, exit code 1."""
+    data = _fake_library_dir(tmp_path, observability=False)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(wheels, "fakellm", "1.0.0", license="Apache-2.0", requires=("httpx>=0.27", "opentelemetry-api>=1"))
+    res = CliRunner().invoke(libcli.command, ["check", "--wheels", str(wheels), "--offline", "--data-dir", str(data),
+                                              "--json"])
+    assert res.exit_code == 1, res.output
+    (check,) = json.loads(res.output)
+    flagged = {(f["level"], f["field"]) for f in check["findings"]}
+    assert ("contradiction", "license") in flagged
+    assert ("contradiction", "features.observability_hooks") in flagged
+    assert ("contradiction", "direct_dependencies") in flagged  # opentelemetry-api is new
+    stored = load_libraries(data)[0].check
+    assert stored is not None and stored.newest_version == "1.0.0" and stored.findings
+
+
+def test_check_passes_a_matching_wheel_and_site_shows_checked_date(tmp_path):
+    data = _fake_library_dir(tmp_path)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(wheels, "fakellm", "1.0.0", requires=("httpx>=0.27", "rich; extra == 'cli'"))
+    res = CliRunner().invoke(libcli.command, ["check", "--wheels", str(wheels), "--offline", "--data-dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "fakellm" in res.output
+    (rec,) = load_libraries(data)
+    assert rec.check is not None and rec.check.findings == []
+    rows = list_libraries(records=[rec])
+    page = render_library_page(rows[0])
+    assert f"Checked on **{rec.check.checked_at}**" in page
+    assert "No cell contradicts" in page
+    index = render_all(rows)["index.md"]
+    assert rec.check.checked_at in index and "| Checked |" in index
+
+
+def test_check_newer_wheel_is_behind_and_stale_not_contradiction(tmp_path):
+    data = _fake_library_dir(tmp_path)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _fake_wheel(wheels, "fakellm", "1.0.0", requires=("httpx>=0.27",))
+    _fake_wheel(wheels, "fakellm", "1.2.0", requires_python=">=3.11", requires=("httpx>=0.27",))
+    res = CliRunner().invoke(libcli.command, ["check", "--wheels", str(wheels), "--offline", "--data-dir", str(data),
+                                              "--json", "--no-write"])
+    assert res.exit_code == 0, res.output  # nothing contradicts: the facts are only out of date
+    (check,) = json.loads(res.output)
+    assert check["newest_version"] == "1.2.0"  # the newest wheel in the directory is read
+    levels = {(f["level"], f["field"]) for f in check["findings"]}
+    assert ("behind", "version") in levels
+    assert ("stale", "requires_python") in levels
+    assert ("stale", "features.async") in levels  # read in the source of 1.0.0
+    assert not (data / "checks.json").exists()
+
+
+def test_check_missing_wheel_is_an_error_not_a_crash(tmp_path):
+    data = _fake_library_dir(tmp_path)
+    empty = tmp_path / "none"
+    empty.mkdir()
+    res = CliRunner().invoke(libcli.command, ["check", "--wheels", str(empty), "--offline", "--data-dir", str(data),
+                                              "--json", "--no-write"])
+    assert res.exit_code == 1
+    (check,) = json.loads(res.output)
+    assert "no wheel" in check["error"] and check["newest_version"] is None
+
+
+def test_check_rejects_unknown_slug(tmp_path):
+    data = _fake_library_dir(tmp_path)
+    res = CliRunner().invoke(libcli.command, ["check", "nope", "--offline", "--data-dir", str(data)])
+    assert res.exit_code == 2 and "unknown library slug" in res.output
+
+
+def test_index_info_reads_dates_yanked_and_advisories():
+    from knollm.libraries.check import index_info
+
+    page = {"info": {"version": "2.0"}, "releases": {
+        "1.0": [{"upload_time": "2025-01-02T00:00:00", "yanked": False}],
+        "1.5": [{"upload_time": "2025-06-01T10:00:00", "yanked": True, "yanked_reason": "broken build"}],
+        "2.0": [{"upload_time": "2026-03-04T00:00:00", "yanked": False},
+                {"upload_time": "2026-03-03T23:00:00", "yanked": False}]},
+        "vulnerabilities": [{"id": "GHSA-xxxx", "aliases": ["CVE-2026-1"], "fixed_in": ["2.1"], "link": "https://x"},
+                            {"id": "PYSEC-old", "withdrawn": "2026-01-01"}]}
+    seen = []
+    info = index_info("Fake_LLM", "2.0", "1.0", get_json=lambda url: seen.append(url) or page)
+    assert seen == ["https://pypi.org/pypi/fake-llm/json"]
+    assert (info.newest_released, info.measured_released) == ("2026-03-03", "2025-01-02")
+    assert info.yanked == ({"version": "1.5", "reason": "broken build"},)
+    assert [a["id"] for a in info.advisories] == ["GHSA-xxxx"]  # withdrawn ones are left out
+
+
+def test_open_advisory_is_flagged(tmp_path, records):
+    from knollm.libraries.check import IndexInfo, WheelMetadata, check_record
+
+    rec = next(r for r in records if r.slug == "requests")
+    m = rec.measurement
+    meta = WheelMetadata(name="requests", version=m.version, license=m.license, requires_python=m.requires_python,
+                         requires_dist=(), direct_dependencies=tuple(m.direct_dependency_names), wheel="x.whl")
+    idx = IndexInfo(source="https://pypi.org/pypi/requests/json", newest=m.version, newest_released="2026-01-01",
+                    measured_released="2026-01-01", yanked=(), advisories=({"id": "GHSA-test", "aliases": [],
+                                                                             "fixed_in": ["9.9"], "link": None},),
+                    advisories_source="https://pypi.org/pypi/requests/json")
+    check = check_record(rec, meta, idx, "2026-11-23")
+    assert [f["field"] for f in check.contradictions] == ["security"]
+    assert "GHSA-test" in check.contradictions[0]["message"]
+
+
+# ----------------------------------------------------------------------------- security, "not run here"
+def test_security_notes_are_sourced_and_shown(records):
+    lit = next(r for r in records if r.slug == "litellm")
+    (note,) = lit.library.security
+    assert note.kind == "compromised" and "1.82.7" in note.versions and "1.82.8" in note.versions
+    assert all(s.startswith("https://") for s in note.sources)
+    rows = list_libraries(records=records)
+    matrix = render_matrix(rows)
+    assert "| Security |" in matrix
+    assert "compromised 1.82.7, 1.82.8" in matrix
+    page = render_library_page(next(r for r in rows if r.slug == "litellm"))
+    assert "## Security" in page and "github.com/BerriAI/litellm/issues/24518" in page
+    assert "**Not run here**" in page
+
+
+def test_not_run_example_cannot_have_tested_cells():
+    lib = json.loads((DATA_DIR / "openai.json").read_text())
+    lib["example"]["runs"] = "not-run"
+    lib["example"]["not_run_reason"] = "test"
+    with pytest.raises(Exception, match="not run here"):
+        Library.model_validate(lib)
+    lib["example"]["not_run_reason"] = None
+    with pytest.raises(Exception, match="not_run_reason"):
+        Library.model_validate(lib)
+
+
+def test_security_note_needs_https_sources():
+    from knollm.libraries.schema import SecurityNote
+
+    with pytest.raises(Exception):
+        SecurityNote.model_validate({"kind": "compromised", "versions": "1.0", "summary": "x",
+                                     "sources": ["http://insecure"], "checked": "2026-01-01"})
+
+
+def test_show_prints_check_and_security():
+    res = CliRunner().invoke(libcli.command, ["show", "litellm"])
+    assert res.exit_code == 0
+    assert "security: compromised 1.82.7, 1.82.8" in res.output
+    assert "example: not run here" in res.output
+    res = CliRunner().invoke(libcli.command, ["show", "litellm", "--json"])
+    payload = json.loads(res.output)
+    assert payload["security"][0]["kind"] == "compromised" and payload["example_runs"] == "not-run"
+
+
+# ----------------------------------------------------------------------------- issue 19 facts
+def _roots(lib) -> set[str]:
+    return {u.rstrip("/") for u in (lib.homepage, lib.docs, lib.repository or "") if u}
+
+
+@pytest.mark.parametrize("slug", ["anthropic", "aisuite", "langchain", "llama-index", "guidance", "outlines"])
+def test_reviewed_cells_do_not_point_at_a_home_page(records, slug):
+    """Each cell of these reviewed libraries names the page or source line that establishes it."""
+    lib = next(r for r in records if r.slug == slug).library
+    cells = [("openai_compatible_base_url", lib.openai_compatible_base_url)] + lib.features.items()
+    vague = [name for name, c in cells if c.value is not None and c.ref.rstrip("/") in _roots(lib)]
+    assert not vague, f"{slug}: cells pointing at a home page: {vague}"
+    for name, c in cells:
+        if c.how == "source":
+            assert re.match(r"^[a-z0-9-]+ \d[^ :]*: \S", c.ref), f"{slug}.{name}: source ref without release: {c.ref}"
+
+
+def test_issue_19_cells(records):
+    by = {r.slug: r.library for r in records}
+    ant = by["anthropic"].features
+    assert ant.cell("structured_output").value is True and "parse" in ant.cell("structured_output").ref
+    assert ant.cell("observability_hooks").value is True and "open_telemetry" in ant.cell("observability_hooks").ref
+    assert ant.cell("local_models").value is True and ant.cell("local_models").how == "tested"
+    ais = by["aisuite"].features
+    assert ais.cell("retries").value is False and ais.cell("retries").how == "source"
+    assert ais.cell("structured_output").value is False and ais.cell("structured_output").how == "source"
+    lit = by["litellm"]
+    assert lit.example.runs == "not-run" and lit.security
+    assert all(c.how != "tested" for _, c in lit.features.items())
+    for slug in ("instructor", "llama-index", "guidance"):
+        assert by[slug].example.runs == "own-venv", slug

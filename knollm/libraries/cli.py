@@ -1,6 +1,7 @@
-"""``knollm libraries list|show NAME|recommend --needs a,b``.
+"""``knollm libraries list|show NAME|recommend --needs a,b|check``.
 
-Exit codes: 0 ok, 1 not found (or a data error), 2 usage error.
+Exit codes: 0 ok, 1 not found (or a data error; for ``check``: a contradiction or a
+wheel that could not be read), 2 usage error.
 Every subcommand takes ``--json``; otherwise it prints a readable table.
 """
 
@@ -49,6 +50,10 @@ def _summary(row) -> dict:
         "entry_import_ms": m.entry_import_ms if m else None,
         "effective_import_ms": effective_import_ms(m),
         "measured_at": row.record.measured_at,
+        "newest_version": row.record.check.newest_version if row.record.check else None,
+        "checked_at": row.record.check.checked_at if row.record.check else None,
+        "security": [n.kind + " " + n.versions for n in lib.security],
+        "example_runs": lib.example.runs,
         "features": {f: lib.features.cell(f).value for f in FEATURES},
     }
 
@@ -57,7 +62,7 @@ def _s(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-@click.group(name="libraries", help="Python LLM client libraries: list, show, recommend.")
+@click.group(name="libraries", help="Python LLM client libraries: list, show, recommend, check.")
 def command() -> None:
     pass
 
@@ -82,10 +87,12 @@ def list_cmd(category: str | None, as_json: bool) -> int:
     if as_json:
         _emit_json([_summary(r) for r in rows])
         return 0
-    table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]),
-              _s(s["direct_dependencies"]), _s(s["installed_distributions"]), _s(s["installed_size_mb"]),
-              _s(s["effective_import_ms"])] for s in map(_summary, rows)]
-    click.echo(_table(["library", "category", "rating", "version", "direct", "all deps", "MB", "import ms"], table))
+    table = [[s["slug"], CATEGORIES[s["category"]], f"{s['rating']}/7", _s(s["version"]), _s(s["newest_version"]),
+              _s(s["checked_at"]), _s(s["direct_dependencies"]), _s(s["installed_distributions"]),
+              _s(s["installed_size_mb"]), _s(s["effective_import_ms"]), "; ".join(s["security"]) or "-"]
+             for s in map(_summary, rows)]
+    click.echo(_table(["library", "category", "rating", "measured", "newest", "checked", "direct", "all deps", "MB",
+                       "import ms", "security"], table))
     return 0
 
 
@@ -117,6 +124,9 @@ def show_cmd(name: str, as_json: bool) -> int:
             "cons": lib.cons,
             "use_cases": lib.use_cases,
             "example": lib.example.model_dump(),
+            "security": [n.model_dump() for n in lib.security],
+            "security_reviewed": lib.security_reviewed,
+            "check": row.record.check.model_dump() if row.record.check else None,
         })
         _emit_json(payload)
         return 0
@@ -130,6 +140,19 @@ def show_cmd(name: str, as_json: bool) -> int:
                    f"all deps {_s(m.installed_distributions)}, size "
                    f"{_s(None if m.installed_size_bytes is None else round(m.installed_size_bytes / 1e6, 1))} MB, "
                    f"import {_s(m.import_time_ms)} ms ({_s(m.entry_statement)}: {_s(m.entry_import_ms)} ms)")
+    chk = row.record.check
+    if chk is not None:
+        click.echo(f"checked {chk.checked_at}: newest {_s(chk.newest_version)} (released {_s(chk.newest_released)}); "
+                   f"measured {_s(chk.measured_version)} (released {_s(chk.measured_released)})"
+                   + (f"; error: {chk.error}" if chk.error else ""))
+        for f in chk.findings:
+            click.echo(f"  {f.get('level')}: {f.get('field')}: {f.get('message')}")
+    else:
+        click.echo("not checked against the index yet: knollm libraries check " + lib.slug)
+    for n in lib.security:
+        click.echo(f"security: {n.kind} {n.versions}: {n.summary} ({', '.join(n.sources)})")
+    if lib.example.runs == "not-run":
+        click.echo(f"example: not run here ({lib.example.not_run_reason})")
     click.echo("")
     click.echo(_table(["feature", "value", "how", "ref"],
                       [[FEATURE_LABELS[f], {True: "yes", False: "no", None: "?"}[c.value], c.how, c.ref]
@@ -165,6 +188,59 @@ def recommend_cmd(needs: str, use_case: str | None, partial: bool, as_json: bool
     click.echo(_table(["library", "rating", "why"],
                       [[r.row.slug, f"{r.row.rating.rating}/7", r.explanation] for r in recs]))
     return 0
+
+
+@command.command("check", help="Compare each library file with the newest wheel on the index "
+                 "(pip download --no-deps) and flag cells its metadata contradicts.")
+@click.argument("slugs", nargs=-1)
+@click.option("--wheels", "wheels_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Read the wheels in DIR instead of downloading them.")
+@click.option("--offline", is_flag=True, help="Do not read the index page (no upload dates, no yanked list).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Keep downloaded wheels here (default: a temporary directory).")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Library files to check (default: work/api_inference).")
+@click.option("--write/--no-write", default=True, show_default=True,
+              help="Store the results in DATA_DIR/checks.json (the site shows them).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def check_cmd(slugs: tuple[str, ...], wheels_dir: str | None, offline: bool, cache_dir: str | None,
+              data_dir: str | None, write: bool, as_json: bool) -> None:
+    from pathlib import Path
+
+    from knollm.libraries.check import check_libraries, write_checks
+    from knollm.libraries.load import CHECKS_FILE, DATA_DIR, load_libraries
+
+    try:
+        records = load_libraries(data_dir)
+    except KnollmError as exc:
+        _fail(exc)
+    if slugs:
+        known = {r.slug for r in records}
+        unknown = [s for s in slugs if s not in known]
+        if unknown:
+            raise click.UsageError(f"unknown library slug(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        records = [r for r in records if r.slug in slugs]
+    progress = None if as_json else (lambda slug: click.echo(f"checking {slug}", err=True))
+    checks = check_libraries(records, wheels_dir=wheels_dir, offline=offline, cache_dir=cache_dir,
+                             progress=progress)
+    if write:
+        write_checks(Path(data_dir or DATA_DIR) / CHECKS_FILE, checks, offline=offline)
+    bad = [c for c in checks if c.error or c.contradictions]
+    if as_json:
+        _emit_json([c.model_dump() for c in checks])
+    else:
+        rows = []
+        for c in checks:
+            counts = {lvl: sum(f["level"] == lvl for f in c.findings) for lvl in ("contradiction", "stale", "behind")}
+            rows.append([c.slug, _s(c.newest_version), _s(c.newest_released), _s(c.measured_version),
+                         str(counts["contradiction"]), str(counts["stale"]), str(counts["behind"]),
+                         (c.error or "")[:60]])
+        click.echo(_table(["library", "newest", "released", "measured", "contradictions", "stale", "behind",
+                           "error"], rows))
+        for c in checks:
+            for f in c.contradictions:
+                click.echo(f"{c.slug}: {f['field']}: {f['message']}")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from knollm.errors import CatalogError
-from knollm.libraries.schema import Library, Measurement, Measurements
+from knollm.libraries.schema import Check, Checks, Library, Measurement, Measurements
 
-__all__ = ["DATA_DIR", "LibraryRecord", "load_libraries", "load_library_file", "load_measurements"]
+__all__ = ["DATA_DIR", "LibraryRecord", "load_libraries", "load_library_file", "load_measurements", "load_checks"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent.parent / "work" / "api_inference"
 MEASUREMENTS_FILE = "measurements.json"
+CHECKS_FILE = "checks.json"  # written by ``knollm libraries check``
+NOT_LIBRARIES = {MEASUREMENTS_FILE, CHECKS_FILE}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class LibraryRecord:
     measurement: Measurement | None
     measured_at: str | None
     path: str
+    check: Check | None = None  # the last ``knollm libraries check`` of this library
 
     @property
     def slug(self) -> str:
@@ -62,16 +65,24 @@ def load_library_file(path: str | Path) -> Library:
     return lib
 
 
-def load_measurements(path: str | Path) -> Measurements | None:
+def _load_optional(path: str | Path, model, what: str):
     path = Path(path)
     if not path.exists():
         return None
     try:
-        return Measurements.model_validate_json(path.read_text(encoding="utf-8"))
+        return model.model_validate_json(path.read_text(encoding="utf-8"))
     except ValidationError as exc:
-        raise CatalogError(f"{path}: invalid measurements file: {_format_validation(exc)}") from exc
+        raise CatalogError(f"{path}: invalid {what} file: {_format_validation(exc)}") from exc
     except (OSError, ValueError) as exc:
-        raise CatalogError(f"{path}: cannot read measurements: {exc}") from exc
+        raise CatalogError(f"{path}: cannot read {what}: {exc}") from exc
+
+
+def load_measurements(path: str | Path) -> Measurements | None:
+    return _load_optional(path, Measurements, "measurements")
+
+
+def load_checks(path: str | Path) -> Checks | None:
+    return _load_optional(path, Checks, "checks")
 
 
 def load_libraries(directory: str | Path | None = None) -> list[LibraryRecord]:
@@ -80,12 +91,14 @@ def load_libraries(directory: str | Path | None = None) -> list[LibraryRecord]:
     if not directory.is_dir():
         raise CatalogError(f"{directory}: library data directory does not exist")
     meas = load_measurements(directory / MEASUREMENTS_FILE)
+    checks = load_checks(directory / CHECKS_FILE)
     records = []
     for path in sorted(directory.glob("*.json")):
-        if path.name == MEASUREMENTS_FILE:
+        if path.name in NOT_LIBRARIES:
             continue
         lib = load_library_file(path)
         m = meas.libraries.get(lib.slug) if meas else None
         when = (m.measured_at if m and m.measured_at else None) or (meas.measured_at if meas and m else None)
-        records.append(LibraryRecord(library=lib, measurement=m, measured_at=when, path=str(path)))
+        records.append(LibraryRecord(library=lib, measurement=m, measured_at=when, path=str(path),
+                                     check=checks.libraries.get(lib.slug) if checks else None))
     return records

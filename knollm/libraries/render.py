@@ -15,7 +15,7 @@ from knollm.libraries.rubric import CRITERIA
 from knollm.libraries.schema import CATEGORIES, FEATURE_LABELS, FEATURES, USE_CASES, Cell, effective_import_ms
 
 __all__ = ["write_section", "esc", "render_matrix", "render_library_page", "render_guide", "render_rubric", "render_index",
-           "render_all", "page_name"]
+           "render_all", "page_name", "security_summary"]
 
 HOW_MARK = {"docs": "D", "source": "S", "tested": "T", "measured": "M"}
 HOW_TEXT = {"docs": "documented", "source": "read in source", "tested": "tested here", "measured": "measured"}
@@ -62,14 +62,17 @@ def _fmt(v: object, unit: str = "") -> str:
 
 
 def render_matrix(rows: list[Row]) -> str:
-    head = "| Library | Category | " + " | ".join(FEATURE_LABELS[f] for f in FEATURES) + " | Rating |"
-    sep = "|" + "---|" * (len(FEATURES) + 3)
+    head = "| Library | Category | " + " | ".join(FEATURE_LABELS[f] for f in FEATURES) + " | Security | Rating |"
+    sep = "|" + "---|" * (len(FEATURES) + 4)
     lines = [
         "# Library × feature matrix",
         "",
         "✓ yes, ✗ no, ? unknown. The letter says how each cell was established: "
         "**T** tested here against a local OpenAI-compatible server, **D** documented, "
-        "**S** read in the source, **M** measured. Hover a cell for its reference.",
+        "**S** read in the source, **M** measured. Hover a cell for its reference. "
+        "**T** means the example exercised the feature: streaming chunks counted, a tool-call round "
+        "trip, the reply's type asserted; examples marked *not run here* prove nothing. Security: known "
+        "compromised releases and open advisories (sourced on each library's page).",
         "",
         head,
         sep,
@@ -78,8 +81,23 @@ def render_matrix(rows: list[Row]) -> str:
         lib = row.record.library
         cells = " | ".join(_mark(lib.features.cell(f)) for f in FEATURES)
         lines.append(f"| [{esc(lib.name)}]({page_name(lib.slug)}) | {esc(CATEGORIES[lib.category])} | {cells} | "
-                     f"{row.rating.rating}/7 |")
+                     f"{security_summary(row)} | {row.rating.rating}/7 |")
     return "\n".join(lines) + "\n"
+
+
+def security_summary(row: Row) -> str:
+    """One table cell: compromised releases and open advisories, else "none known"."""
+    lib, chk = row.record.library, row.record.check
+    bits = [f"⚠ {esc(n.kind)} {esc(n.versions)}" for n in lib.security]
+    if chk is not None and chk.advisories:
+        bits.append(f"⚠ {len(chk.advisories)} open advisor{'y' if len(chk.advisories) == 1 else 'ies'}")
+    if bits:
+        return f"[{' · '.join(bits)}]({page_name(lib.slug)}#security)"
+    if lib.pypi is None:
+        return "n/a"
+    if chk is None:
+        return "not checked"
+    return f"none known ({esc(chk.checked_at)})"
 
 
 def _facts(row: Row) -> list[str]:
@@ -101,11 +119,16 @@ def _facts(row: Row) -> list[str]:
         out += [f"Measurement failed: `{esc(m.error[:300])}`", ""]
         return out
     size = None if m.installed_size_bytes is None else f"{m.installed_size_bytes / 1_000_000:.1f}"
+    chk = row.record.check
+    released = m.version_released or (chk.measured_released if chk and chk.measured_version == m.version else None)
     out += [
         "| Fact | Value |",
         "|---|---|",
         f"| PyPI | [{esc(lib.pypi)}](https://pypi.org/project/{html.escape(lib.pypi)}/) |",
-        f"| Latest version | {_fmt(m.version)} |",
+        f"| Version measured | {_fmt(m.version)}"
+        + (f" (released {esc(released)})" if released else "")
+        + f", measured {_fmt(row.record.measured_at)}: {esc(m.version_source or 'the newest release uv resolved for this Python in a fresh venv')} |",
+        f"| Newest release | {_newest(row)} |",
         f"| Licence | {_fmt(m.license)} |",
         f"| Requires-Python | {_fmt(m.requires_python)} |",
         f"| Direct dependencies | {_fmt(m.direct_dependencies)} |",
@@ -113,9 +136,75 @@ def _facts(row: Row) -> list[str]:
         f"| Installed size | {_fmt(size, ' MB')} |",
         f"| Cold import of `{esc(lib.module)}` | {_fmt(m.import_time_ms, ' ms')} (median) |",
         f"| Cold import of `{esc(m.entry_statement)}` | {_fmt(m.entry_import_ms, ' ms')} (median) |",
-        "",
     ]
+    for v in getattr(m, "import_variants", None) or []:
+        env = " ".join(f"{k}={val}" for k, val in (v.get("env") or {}).items())
+        out.append(f"| Cold import with `{esc(env)}` | {_fmt(v.get('import_time_ms'), ' ms')} "
+                   f"(entry {_fmt(v.get('entry_import_ms'), ' ms')}) |")
+    if m.note:
+        out.append(f"| Note | {esc(m.note)} |")
+    out.append("")
     return out
+
+
+def _newest(row: Row) -> str:
+    chk = row.record.check
+    if chk is None:
+        return "not checked yet (`knollm libraries check`)"
+    if chk.newest_version is None:
+        return f"unknown: check of {esc(chk.checked_at)} failed ({esc((chk.error or '')[:200])})"
+    rel = f" (released {esc(chk.newest_released)})" if chk.newest_released else ""
+    return f"{esc(chk.newest_version)}{rel}, checked {esc(chk.checked_at)}: {esc(chk.newest_source)}"
+
+
+def _check_section(row: Row) -> list[str]:
+    lib, chk = row.record.library, row.record.check
+    if lib.pypi is None:
+        return []
+    out = ["## Checked against the index", ""]
+    if chk is None:
+        return out + ["Not checked yet: `knollm libraries check " + esc(lib.slug) + "` reads the newest wheel's "
+                      "metadata and flags the cells it contradicts.", ""]
+    out.append(f"Checked on **{esc(chk.checked_at)}** by `knollm libraries check`: the newest wheel's METADATA "
+               "(version, licence, Requires-Python, Requires-Dist) compared with this page.")
+    out.append("")
+    if chk.error:
+        out += [f"Problem: `{esc(chk.error[:300])}`", ""]
+    if chk.findings:
+        out += ["| Finding | Field | Detail |", "|---|---|---|"]
+        out += [f"| {esc(f.get('level'))} | {esc(f.get('field'))} | {esc(f.get('message'))} |" for f in chk.findings]
+    else:
+        out.append("No cell contradicts the newest wheel's metadata.")
+    return out + [""]
+
+
+def _security_section(row: Row) -> list[str]:
+    lib, chk = row.record.library, row.record.check
+    out = ["## Security", ""]
+    for n in lib.security:
+        links = ", ".join(_link(f"source {i + 1}", u) for i, u in enumerate(n.sources))
+        out.append(f"- **{esc(n.kind)}: {esc(n.versions)}** — {esc(n.summary)} ({links}; read {esc(n.checked)})"
+                   + (f" {esc(n.note)}" if n.note else ""))
+    if chk is not None:
+        src = _link("PyPI JSON", chk.advisories_source) if chk.advisories_source else "PyPI JSON"
+        if chk.advisories:
+            for a in chk.advisories:
+                aka = f" ({esc(', '.join(a.get('aliases') or []))})" if a.get("aliases") else ""
+                fixed = f", fixed in {esc(', '.join(a.get('fixed_in') or []))}" if a.get("fixed_in") else ""
+                out.append(f"- **open advisory {_link(str(a.get('id')), a.get('link'))}**{aka} affects "
+                           f"{esc(chk.newest_version)}{fixed} ({src}, {esc(chk.checked_at)})")
+        elif chk.advisories_source:
+            out.append(f"- No open advisory for {esc(chk.newest_version)} ({src}, {esc(chk.checked_at)}).")
+        if chk.yanked:
+            shown = ", ".join(esc(y["version"]) + (f" ({esc(y['reason'])})" if y.get("reason") else "")
+                              for y in chk.yanked[:10])
+            more = f" and {len(chk.yanked) - 10} more" if len(chk.yanked) > 10 else ""
+            out.append(f"- Yanked releases: {shown}{more} (PyPI JSON, {esc(chk.checked_at)}).")
+    if len(out) == 2:
+        out.append("No compromised release or advisory recorded"
+                   + (f"; advisory sources searched {esc(lib.security_reviewed)}." if lib.security_reviewed else
+                      "; not checked against the index yet." if lib.pypi else "."))
+    return out + [""]
 
 
 def _rubric_rows(row: Row) -> list[str]:
@@ -142,6 +231,8 @@ def render_library_page(row: Row) -> str:
         "",
     ]
     lines += _facts(row)
+    lines += _check_section(row)
+    lines += _security_section(row)
     lines += _rubric_rows(row)
     lines += ["## Features", "", "| Feature | Value | How established | Reference | Note |", "|---|---|---|---|---|"]
     base = lib.openai_compatible_base_url
@@ -151,14 +242,18 @@ def render_library_page(row: Row) -> str:
     lines += ["", "## Minimal example", ""]
     ex = lib.example
     covered = ", ".join(ex.covers) or "—"
-    if ex.targets_base_url and ex.api == "anthropic":
-        lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py` against the local "
-                     "test server's Anthropic-compatible `/v1/messages` endpoint (`ANTHROPIC_BASE_URL`, "
+    venv = " in its own venv (built from PyPI by `.ci/install`)" if ex.runs == "own-venv" else ""
+    if ex.runs == "not-run":
+        lines.append(f"Covers: {esc(covered)}. **Not run here**: {esc(ex.not_run_reason)} "
+                     "No feature of this library is marked tested.")
+    elif ex.targets_base_url and ex.api == "anthropic":
+        lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py`{venv} against the local "
+                     "test server's Anthropic-compatible `/v1/messages` endpoint on 127.0.0.1 (`ANTHROPIC_BASE_URL`, "
                      "`ANTHROPIC_API_KEY`); skipped there when the library is not installed.")
     elif ex.targets_base_url:
-        lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py` against a local "
-                     "OpenAI-compatible server (`OPENAI_BASE_URL`, `OPENAI_API_KEY`); skipped there when "
-                     "the library is not installed.")
+        lines.append(f"Covers: {esc(covered)}. Executed by `tests/test_library_examples.py`{venv} against a local "
+                     "OpenAI-compatible server on 127.0.0.1 (`OPENAI_BASE_URL`, `OPENAI_API_KEY`); skipped there "
+                     "when the library is not installed.")
     else:
         lines.append(f"Covers: {esc(covered)}. Not run by the test suite: it cannot target a local "
                      "OpenAI-compatible server.")
@@ -221,24 +316,45 @@ def render_index(rows: list[Row]) -> str:
     lines = ["# Python LLM client libraries", "",
              "Developers pick the library as well as the model. This section compares "
              f"{len(rows)} ways to call an LLM from Python, from raw HTTP to agent frameworks. "
-             "Install and import facts are measured, features are sourced cell by cell, and the "
-             "examples run in the test suite against a local OpenAI-compatible server.", "",
+             "Install and import facts are measured, features are sourced cell by cell, each library "
+             "file is checked against the newest wheel on the index, and the examples run in the test "
+             "suite against a local server speaking the library's API (those that cannot are marked "
+             "*not run here*).", "",
              "- [Feature matrix](matrix.md)", "- [Which library?](guide.md)", "- [Rating rubric](rubric.md)", "",
+             "## How the cells are established", "",
+             "- **Tested here**: the library's example ran in this project's tests against a server on "
+             "127.0.0.1 speaking the library's API (OpenAI Chat Completions, or Anthropic Messages) and "
+             "exercised the feature: streaming counts the chunks it received, tool calling completes a "
+             "round trip (the tool result goes back and the model's answer is read), typed responses "
+             "assert the reply's class. Examples that need a conflicting dependency run in their own venv "
+             "(built from PyPI); an example marked *not run here* proves nothing and no cell of it is "
+             "tested.",
+             "- **Read in source / documented**: the reference names the file and line of the release "
+             "read, or the documentation page that states it.",
+             "- **Checked**: `knollm libraries check` (run daily by the refresh workflow) reads the newest "
+             "wheel's metadata and PyPI's JSON API and flags what contradicts the library's page; each "
+             "page shows the date, the newest release and the version measured, each with its date and source.",
+             "- **Security**: known compromised releases (sourced notes) and the open advisories and yanked "
+             "releases PyPI lists.", "",
              "## Measured side by side", ""]
     if dates:
         lines += [f"Measured on {esc(', '.join(dates))} (Python, fresh venv per library).", ""]
     lines += ["Import (ms) is the larger of the bare module import and the entry statement "
               "(e.g. `from openai import OpenAI`), median of fresh processes.", "",
-              "| Library | Category | Version | Direct deps | All deps | Size (MB) | Import (ms) | Rating |",
-              "|---|---|---|---|---|---|---|---|"]
+              "Version measured is what the measurement installed; newest is the newest release on the "
+              "index when `knollm libraries check` last ran (checked date).", "",
+              "| Library | Category | Measured | Newest | Checked | Direct deps | All deps | Size (MB) | Import (ms) "
+              "| Security | Rating |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lib, m = r.record.library, r.record.measurement
+        lib, m, chk = r.record.library, r.record.measurement, r.record.check
         size = None if m is None or m.installed_size_bytes is None else f"{m.installed_size_bytes / 1e6:.1f}"
         lines.append(
             f"| [{esc(lib.name)}]({page_name(lib.slug)}) | {esc(CATEGORIES[lib.category])} | "
-            f"{_fmt(m.version if m else None)} | {_fmt(m.direct_dependencies if m else None)} | "
+            f"{_fmt(m.version if m else None)} | {_fmt(chk.newest_version if chk else None)} | "
+            f"{_fmt(chk.checked_at if chk else None)} | {_fmt(m.direct_dependencies if m else None)} | "
             f"{_fmt(m.installed_distributions if m else None)} | {_fmt(size)} | "
-            f"{_fmt(effective_import_ms(m))} | {r.rating.rating}/7 |")
+            f"{_fmt(effective_import_ms(m))} | {security_summary(r)} | {r.rating.rating}/7 |")
     return "\n".join(lines) + "\n"
 
 

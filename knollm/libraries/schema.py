@@ -27,6 +27,10 @@ __all__ = [
     "Library",
     "Measurement",
     "Measurements",
+    "SecurityNote",
+    "Check",
+    "Checks",
+    "EXAMPLE_RUNS",
 ]
 
 SCHEMA_VERSION = 1
@@ -66,10 +70,14 @@ USE_CASES: dict[str, str] = {
     "gateway-observability": "Central routing, budgets, logging and tracing of LLM calls",
 }
 
-COVERS = ("chat", "streaming", "tool_call", "structured_output")
+COVERS = ("chat", "streaming", "tool_call", "structured_output", "typed")
 
-# which feature cell a covered example step can prove ("tested")
-COVER_OF_FEATURE = {"streaming": "streaming", "tool_calling": "tool_call", "structured_output": "structured_output"}
+# which feature cell a covered example step can prove ("tested"); what each step must show is
+# checked by tests/test_library_examples.py: streaming = several chunks received, tool_call = a
+# tool-call round trip (the result sent back, the model's answer read), typed = the reply asserted
+# to be an instance of the library's response class
+COVER_OF_FEATURE = {"streaming": "streaming", "tool_calling": "tool_call", "structured_output": "structured_output",
+                    "typed_responses": "typed"}
 
 How = Literal["docs", "source", "tested", "measured"]
 
@@ -117,6 +125,13 @@ class Features(_Strict):
         return [(f, self.cell(f)) for f in FEATURES]
 
 
+EXAMPLE_RUNS: dict[str, str] = {
+    "main": "run by tests/test_library_examples.py in the main test environment",
+    "own-venv": "run by tests/test_library_examples.py in its own venv (.ci/install builds it from PyPI)",
+    "not-run": "not run here",
+}
+
+
 class Example(_Strict):
     """A minimal example. No placeholders: the code reads ``OPENAI_BASE_URL`` /
     ``OPENAI_API_KEY`` (or ``ANTHROPIC_BASE_URL`` / ``ANTHROPIC_API_KEY`` when ``api``
@@ -125,19 +140,49 @@ class Example(_Strict):
 
     language: Literal["python", "bash"]
     code: str = Field(min_length=1)
-    covers: list[Literal["chat", "streaming", "tool_call", "structured_output"]]
+    covers: list[Literal["chat", "streaming", "tool_call", "structured_output", "typed"]]
     requires: list[str] = Field(default_factory=list, description="pip requirements to run it")
     imports: list[str] = Field(default_factory=list, description="modules that must import for it to run")
     targets_base_url: bool
     api: Literal["openai", "anthropic"] = Field(
         default="openai", description="wire API the example speaks (its base URL env var follows)")
+    runs: Literal["main", "own-venv", "not-run"] = Field(
+        default="main", description="where the test suite runs it; 'not-run' examples prove nothing")
+    not_run_reason: str | None = None
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _runs_consistent(self) -> "Example":
+        if self.runs == "not-run" and not self.not_run_reason:
+            raise ValueError("an example that is not run needs not_run_reason")
+        if self.runs != "not-run" and not self.targets_base_url:
+            raise ValueError("an example that cannot target a base URL cannot run here: runs must be 'not-run'")
+        return self
 
     @field_validator("covers")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("covers has duplicates")
+        return v
+
+
+class SecurityNote(_Strict):
+    """A known compromised or yanked release, or an advisory, with its source."""
+
+    kind: Literal["compromised", "yanked", "advisory"]
+    versions: str = Field(min_length=1, description="affected versions, as the source states them")
+    summary: str = Field(min_length=1)
+    sources: list[str] = Field(min_length=1)
+    checked: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="when the sources were read")
+    note: str | None = None
+
+    @field_validator("sources")
+    @classmethod
+    def _https(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not s.startswith("https://")]
+        if bad:
+            raise ValueError(f"security sources must be https:// URLs, got {bad}")
         return v
 
 
@@ -160,6 +205,11 @@ class Library(_Strict):
     cons: list[str] = Field(min_length=1)
     use_cases: list[str] = Field(min_length=1)
     example: Example
+    security: list[SecurityNote] = Field(
+        default_factory=list, description="known compromised/yanked releases and advisories (sourced)")
+    security_reviewed: str | None = Field(
+        default=None, pattern=r"^\d{4}-\d{2}-\d{2}$",
+        description="when the advisory sources were last searched for this library")
 
     @field_validator("use_cases")
     @classmethod
@@ -173,6 +223,11 @@ class Library(_Strict):
     def _consistent(self) -> "Library":
         if (self.pypi is None) != (self.module is None):
             raise ValueError("pypi and module are both set or both null")
+        if self.example.runs == "not-run":
+            cells = [("openai_compatible_base_url", self.openai_compatible_base_url)] + self.features.items()
+            tested = [n for n, c in cells if c.how == "tested"]
+            if tested:
+                raise ValueError(f"the example is not run here, so no cell can be 'tested': {', '.join(tested)}")
         return self
 
 
@@ -185,6 +240,8 @@ class Measurement(BaseModel):
     pypi: str | None = None
     module: str | None = None
     version: str | None = None
+    version_released: str | None = None  # upload date of that version on the index
+    version_source: str | None = None  # how the version was chosen (the resolver, its Python)
     license: str | None = None
     requires_python: str | None = None
     direct_dependencies: int | None = None
@@ -216,3 +273,38 @@ class Measurements(BaseModel):
     python_version: str
     platform: str
     libraries: dict[str, Measurement]
+
+
+class Check(BaseModel):
+    """One library's entry of ``checks.json`` (written by ``knollm libraries check``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    slug: str
+    pypi: str
+    checked_at: str
+    newest_version: str | None = None
+    newest_released: str | None = None
+    newest_source: str | None = None
+    measured_version: str | None = None
+    measured_released: str | None = None
+    measured_at: str | None = None
+    license: str | None = None
+    requires_python: str | None = None
+    requires_dist: list[str] = Field(default_factory=list)
+    yanked: list[dict] = Field(default_factory=list)
+    advisories: list[dict] = Field(default_factory=list)
+    advisories_source: str | None = None
+    findings: list[dict] = Field(default_factory=list)  # {"level", "field", "message"}
+    error: str | None = None
+
+    @property
+    def contradictions(self) -> list[dict]:
+        return [f for f in self.findings if f.get("level") == "contradiction"]
+
+
+class Checks(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    checked_at: str
+    libraries: dict[str, Check]

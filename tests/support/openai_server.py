@@ -17,7 +17,9 @@ the libraries built on it:
   example runs too (its ``base_url`` is the server root, without ``/v1``).
 
 Every request is recorded in :attr:`OpenAIServer.requests` (method, path,
-headers, parsed JSON body) so tests can assert on what a library sent.
+headers, parsed JSON body; ``sent_chunks`` for a streamed answer) so tests can
+assert on what a library sent; :attr:`OpenAIServer.issued_tool_calls` lists the
+tool-call ids it asked for (the Anthropic endpoint prefixes them with ``toolu_``).
 
 Replies are deterministic: text replies are ``"Hello from knollm-test! You
 said: <last user text>"``.
@@ -113,6 +115,8 @@ class OpenAIServer:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        # ids of the tool calls this server asked for (a round trip sends a result for one back)
+        self.issued_tool_calls: list[str] = []
         self._lock = threading.Lock()
         self._counter = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -155,6 +159,7 @@ class OpenAIServer:
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.issued_tool_calls.clear()
 
     def record(self, entry: dict) -> None:
         with self._lock:
@@ -180,11 +185,14 @@ class OpenAIServer:
             fn = tool.get("function") or {}
             params = fn.get("parameters") or {"type": "object", "properties": {}}
             args = example_from_schema(params)
+            call_id = self.next_id("call")
+            with self._lock:
+                self.issued_tool_calls.append(call_id)
             return {
                 "role": "assistant",
                 "content": None,
                 "tool_calls": [{
-                    "id": self.next_id("call"),
+                    "id": call_id,
                     "type": "function",
                     "function": {"name": fn.get("name", "tool"), "arguments": json.dumps(args)},
                 }],
@@ -227,12 +235,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _record(self, body: dict | None) -> None:
-        self.owner.record({
+        # kept on the handler so a streamed answer can note how many chunks it sent
+        self._entry = {
             "method": self.command,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "json": body,
-        })
+        }
+        self.owner.record(self._entry)
 
     def _path(self) -> str:
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -304,6 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
                 payload["usage"] = usage
             self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
             self.wfile.flush()
+            self._entry["sent_chunks"] = self._entry.get("sent_chunks", 0) + 1
 
         chunk({"role": "assistant", "content": ""})
         if msg.get("tool_calls"):
@@ -369,6 +380,8 @@ class _Handler(BaseHTTPRequestHandler):
         def event(name: str, data: dict) -> None:
             self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
             self.wfile.flush()
+            if name == "content_block_delta":
+                self._entry["sent_chunks"] = self._entry.get("sent_chunks", 0) + 1
 
         event("message_start", {"type": "message_start", "message": {
             "id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
