@@ -23,6 +23,7 @@ Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -56,9 +57,7 @@ class ProviderServer:
         class Handler(_Handler):
             server_owner = owner
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 1024
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
@@ -112,6 +111,11 @@ class ProviderServer:
         return {"name": fn.get("name", "tool"), "args": example_from_schema(schema)}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: 500 concurrent clients connect at once
+
+
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [w + (" " if i < len(parts) - 1 else "") for i, w in enumerate(parts)]
@@ -123,6 +127,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # no Nagle: a stream's small writes must not wait 40 ms for the client's delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, status: int, data: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
         self.send_response(status)
@@ -343,3 +352,14 @@ class _Handler(BaseHTTPRequestHandler):
         if usage:
             final.update(prompt_eval_count=usage[0], eval_count=usage[1])
         self._write(json.dumps(final) + "\n")
+
+
+if __name__ == "__main__":  # a server in its own process (the benchmark): prints its root URL, runs until stdin closes
+    import sys
+
+    srv = ProviderServer(sys.argv[1] if len(sys.argv) > 1 else "srv").start()
+    if len(sys.argv) > 2:
+        srv.chunk_delay = float(sys.argv[2])
+    print(srv.root, flush=True)
+    sys.stdin.read()
+    srv.stop()
