@@ -10,8 +10,7 @@ import pytest
 
 from knollm import AllAttemptsFailed, AsyncClient, Client, NoCandidates, StreamInterrupted
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import CANON, catalog, env_for, model
-from tests.support.provider_servers import ProviderServer
+from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 GROQ_KEY, GROQ_KEY2, ANT_KEY, CER_KEY = "gsk_test_SECRET_aaaa1111", "gsk_test_SECRET_bbbb2222", \
     "sk-ant-SECRET-cccc3333", "csk-SECRET-dddd4444"
@@ -23,21 +22,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 COST = (120 * 1.0 + 30 * 2.0) / 1e6
 
 
-@pytest.fixture(scope="module")
-def servers():
-    s = {p: ProviderServer(p).start() for p in ("groq", "anthropic", "ollama", "cerebras")}
-    yield s
-    for x in s.values():
-        x.stop()
-
-
-@pytest.fixture
-def srv(servers):
-    for s in servers.values():
-        s.script.clear()
-        s.default, s.retry_after, s.hang_s, s.latency, s.usage = "ok", "0", 3.0, 0.0, (120, 30, 0)
-        s.requests.clear()
-    return servers
+PROVIDERS = ("groq", "anthropic", "ollama", "cerebras")
 
 
 def make_catalog(**over):
