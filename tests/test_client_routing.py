@@ -336,14 +336,21 @@ def test_alias_resolver_hook(srv):
     assert (r.provider, r.alias) == ("anthropic", "smart")
 
 
-def test_keys_never_in_results_or_errors(srv):
+def test_keys_never_in_results_or_errors(srv, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     keys = {"GROQ_API_KEY": GROQ_KEY, "GROQ_API_KEY_2": GROQ_KEY2, "CEREBRAS_API_KEY": CER_KEY}
-    srv["groq"].default = "401"
+    srv["groq"].default = "echo401"
     srv["cerebras"].default = "500"
     c = client(srv, keys, retries=0)
     with pytest.raises(AllAttemptsFailed) as ei:
         c.chat(CANON, MSG)
-    blob = str(ei.value) + repr(ei.value.attempts) + repr(c.router._deps)
+    assert "invalid key Bearer ***" in ei.value.attempts[0]["message"]
+    with pytest.raises(AllAttemptsFailed) as ei2:
+        list(c.stream(["groq/llama-3.3-70b-versatile", CANON], MSG))
+    blob = str(ei.value) + repr(ei.value.attempts) + str(ei.value.last) + str(ei2.value) + repr(c.router._deps)
+    blob += caplog.text
     srv["groq"].default = srv["cerebras"].default = "ok"
     r = client(srv, keys).chat(CANON, MSG)
     blob += json.dumps(r.to_dict()) + json.dumps(r.model_dump()) + repr(r)

@@ -100,6 +100,7 @@ class _Base:
                 if self._clients[i] is None:
                     import httpx2
 
+                    _mask_http_logs()
                     cls = httpx2.AsyncClient if isinstance(self, AsyncClient) else httpx2.Client
                     self._clients[i] = cls(limits=self._limits(), **({"verify": False} if i == 0 else {}))
                 c = self._clients[i]
@@ -141,6 +142,26 @@ def _end_stream(d: Deployment, st: StreamState) -> None:
     if not st.done and not st.finish_reason:
         raise ProviderError("stream ended before its end marker", provider=d.provider, kind="bad_response",
                             retryable=True)
+
+
+def _mask_http_logs() -> None:
+    """httpx2 logs request URLs; mask ``key=`` query values (providers with query-string auth)."""
+    import logging
+    import re
+
+    pat = re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+")
+
+    class _Mask(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            if "=" in msg:
+                record.msg, record.args = pat.sub(r"\1***", msg), None
+            return True
+
+    for name in ("httpx2", "httpcore2"):
+        lg = logging.getLogger(name)
+        if not any(type(f).__name__ == "_Mask" for f in lg.filters):
+            lg.addFilter(_Mask())
 
 
 class _Answer:
