@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from knollm import Client
-from knollm.client._providers import provider_facts
 from knollm.client.routing import env_name
 from knollm.query.index import PRICES, PROVIDER, Index
 from tests.support.provider_servers import ProviderServer
@@ -20,8 +19,9 @@ def setup(shared_dumps):
     idx = Index.load(shared_dumps)
     with ProviderServer("loop") as s:
         env = {}
+        router = Client(catalog=idx, store=False, env={}).router
         for r in idx.where(CANON):
-            f = provider_facts(r[PROVIDER])
+            f = router.facts(r[PROVIDER])  # the registry's, else the catalog's provider record
             if f is None:
                 continue
             env[env_name(r[PROVIDER], "BASE_URL")] = s.root if f.shape == "ollama" else s.base_url
@@ -39,6 +39,7 @@ def test_canonical_id_routes_over_real_offers_cheapest_first(setup):
     eligible = [x for x in r.candidates if x["status"] == "eligible"]
     excluded = [x for x in r.candidates if x["status"] == "excluded"]
     assert len(eligible) >= 5 and all(x["reason"] for x in excluded)
+    assert any(x["provider"] == "helicone" for x in eligible)  # not in providers.toml: the catalog record
     # the winner is the cheapest priced eligible offer by the documented estimate
     row = idx.rows[idx.by_key[f"{r.provider}/{r.model}"]]
     pin, pout = row[PRICES][0], row[PRICES][1]

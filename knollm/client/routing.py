@@ -112,9 +112,22 @@ class CatalogSource:
             return []
         return [Offer.from_model(self._model(m)) for m in found]
 
-    def provider_known(self, pid: str) -> bool:
-        provs = self.catalog.providers
-        return any(p["id"] == pid for p in provs)
+    def provider_facts(self, pid: str) -> Any:
+        """Calling facts from the catalog's provider record (models.dev / dumps), for
+        providers the registry does not list yet; None when the catalog has none."""
+        if not hasattr(self, "_pids"):
+            self._pids = {p["id"]: p for p in self.catalog.providers}
+        p = self._pids.get(pid)
+        if not p or not p.get("base_url"):
+            return None
+        from knollm.client._providers import ProviderFacts
+
+        shape = p.get("api_shape") or "openai"
+        auth, header = _SHAPE_AUTH.get(shape, ("bearer", None))
+        if p.get("kind") == "local" and not p.get("api_key_env"):
+            auth = "none"
+        return ProviderFacts(shape, p["base_url"], tuple(p.get("api_key_env") or ()), auth, header,
+                             {"anthropic-version": "2023-06-01"} if shape == "anthropic" else {}, None, None)
 
 
 # --------------------------------------------------------------------------- health
@@ -329,6 +342,13 @@ class Router:
         self.rng = random.Random()
 
     # -- keys
+    def facts(self, pid: str) -> Any:
+        """The registry's calling facts for ``pid``, else the catalog's provider record."""
+        f = provider_facts(pid)
+        if f is None and self.source is not None:
+            f = self.source.provider_facts(pid)
+        return f
+
     def secrets(self) -> list[str]:
         return [s._value for slots in self._slots.values() for s in slots if s._value]
 
@@ -373,12 +393,12 @@ class Router:
     def deployments(self, offer: Offer) -> tuple[list[Deployment], str | None]:
         """The deployments of ``offer`` (one per key), or ``([], reason)``."""
         pid = offer.provider
-        facts = provider_facts(pid)
+        facts = self.facts(pid)
         cfg = self.config.get(pid, {})
         shape = cfg.get("shape") or (facts.shape if facts else None)
         base = cfg.get("base_url") or self.env.get(env_name(pid, "BASE_URL")) or (facts.base_url if facts else None)
         if facts is None and not cfg:
-            return [], f"provider {pid!r} is not in the provider registry"
+            return [], f"provider {pid!r}: no base URL in the provider registry or the catalog"
         if get_shape(shape) is None:
             return [], f"no transport for API shape {shape!r}"
         if not base:
@@ -430,7 +450,7 @@ class Router:
             if o:
                 return o, meta
         pid, sep, model = t.partition("/")
-        if sep and model and (pid in self.config or provider_facts(pid) is not None):
+        if sep and model and (pid in self.config or self.facts(pid) is not None):
             return [Offer.uncataloged(pid, model)], meta
         return [], meta
 
