@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pathlib / hashlib / tempfile are imported lazily: the query path needs none
     from pathlib import Path
 
-__all__ = ["cache_dir", "cache_key", "fast_cache_key", "cached_catalog", "cached_index", "default_dumps"]
+__all__ = ["cache_dir", "cache_key", "fast_cache_key", "cached_catalog", "cached_index", "default_dumps", "load_query_index"]
 
 
 def default_dumps() -> Path:
@@ -256,3 +256,12 @@ def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
         cat = cached_catalog(dumps, rebuild=rebuild, on_build=on_build)
         idx = read() or _write_index(key, cat)  # a build writes the index too
     return idx
+
+
+def load_query_index(dumps: str | Path | None = None, *, rebuild: bool = False,
+                     on_build: Callable[[], None] | None = None):
+    """The cached :class:`knollm.query.index.Index` for ``dumps`` (default ``$KNOLLM_DUMPS`` /
+    ``work/model_catalog``)."""
+    from knollm.query.index import Index
+
+    return Index(cached_index(dumps if dumps is not None else default_dumps(), rebuild=rebuild, on_build=on_build))
