@@ -396,3 +396,22 @@ def test_async_client_chat_stream_fallback(srv):
     assert "".join(items[:-1]) == items[-1].content == "Hello from groq! You said: hi there"
     assert resp.choices[0].message.content.startswith("Hello from")
     assert all(m.content for m in many)
+
+
+def test_alias_from_a_real_lockfile(srv, tmp_path, monkeypatch):
+    """No resolver given: the client resolves the alias through knollm.lock (KNOLLM_LOCK),
+    walking the binding's fallback chain in the lockfile's order."""
+    lock = tmp_path / "knollm.lock"
+    lock.write_text(
+        'version = 1\ndefault_profile = "default"\n\n'
+        '[[profiles.default.bindings]]\nalias = "fast"  # a comment the client never sees\n'
+        'models = ["cerebras/llama-3.3-70b", "groq/llama-3.3-70b-versatile"]\nstrategy = "priority"\n'
+    )
+    monkeypatch.setenv("KNOLLM_LOCK", str(lock))
+    srv["cerebras"].default = "500"
+    try:
+        r = client(srv, retries=0).chat("fast", MSG)
+    finally:
+        srv["cerebras"].default = "ok"
+    assert (r.provider, r.alias) == ("groq", "fast")
+    assert statuses(r)[0][0] == "cerebras" and statuses(r)[-1] == ("groq", 200)
