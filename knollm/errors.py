@@ -12,6 +12,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     │                        (carries ``suggestions`` for "did you mean")
     ├── RegistryError        the provider registry file is missing or invalid (names file + key)
     ├── FetchError           refreshing a dump from a provider failed
+    ├── GatewayError         a ``knollm serve`` request or setup is refused (carries the
+    │                        HTTP ``status`` and OpenAI ``error.type``)
     └── SiteError            building the site failed
 
 Messages never contain API key values.
@@ -29,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "RegistryError",
     "FetchError",
+    "GatewayError",
     "SiteError",
 ]
 
@@ -92,6 +95,21 @@ class RegistryError(KnollmError):
 
 class FetchError(KnollmError):
     """Fetching a provider's model list failed. Never includes key values."""
+
+
+class GatewayError(KnollmError):
+    """``knollm serve`` refused a request or a setup (bad request, unknown or revoked
+    gateway key, model not allowed, rate limit, budget, non-loopback bind without keys).
+    ``status`` is the HTTP status and ``type`` the OpenAI ``error.type`` sent back;
+    the message never contains a key value."""
+
+    def __init__(self, message: str, *, status: int = 400, type: str = "invalid_request_error",
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.type = type
+        self.code = code
+        self.headers = dict(headers or {})
+        super().__init__(message)
 
 
 class SiteError(KnollmError):

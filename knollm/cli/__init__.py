@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("knollm.fetch.cli:command", "Refresh provider dumps from their model-list APIs."),
     "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
+    "serve": ("knollm.cli.cmd_serve:command", "Run the OpenAI/Anthropic-compatible gateway; manage its keys."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
 }
 
