@@ -128,7 +128,7 @@ class KeyStore:
             import difflib
 
             names = [k.name for k in keys] + [k.id for k in keys]
-            raise NotFoundError("gateway key", ref, difflib.get_close_matches(ref, names, n=3))
+            raise NotFoundError("gateway key", ref, difflib.get_close_matches(ref, names, n=3, cutoff=0.4))
         return hits[0]
 
     def revoke(self, ref: str) -> GatewayKey:
