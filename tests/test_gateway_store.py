@@ -100,4 +100,4 @@ def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
     db = open_database()
     assert db.dialect == "sqlite"
     KeyStore(db).create("a")
-    assert sqlite3.connect(tmp_path / "gateway.sqlite3").execute("select count(*) from gateway_keys").fetchone() == (1,)
+    assert sqlite3.connect(tmp_path / "knollm.db").execute("select count(*) from gateway_keys").fetchone() == (1,)

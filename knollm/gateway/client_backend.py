@@ -6,9 +6,12 @@ HTTP statuses and OpenAI error types (:func:`map_client_error`).
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 from knollm.errors import GatewayError, KnollmError
+from knollm.gateway.backend import Outcome
 
 __all__ = ["ClientBackend", "map_client_error"]
 
@@ -45,5 +48,207 @@ def map_client_error(exc: KnollmError) -> GatewayError:
     return GatewayError(msg, status=500, type="server_error", code=type(exc).__name__)
 
 
-class ClientBackend:  # filled in when the client lands
-    pass
+_NOT_PARAMS = ("model", "messages", "stream", "stream_options")
+
+
+def _outcome_of(res: Any) -> Outcome:
+    u = res.usage
+    return Outcome(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
+                   unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                   cached_tokens=u.cached_tokens, attempts=list(res.attempts),
+                   ttft_s=None if res.ttft_ms is None else res.ttft_ms / 1000, duration_s=res.duration_ms / 1000)
+
+
+def _with_outcome(exc: BaseException, outcome: Outcome | None = None) -> BaseException:
+    """Attach what is known (attempts) to a client error for the gateway's headers."""
+    if outcome is None:
+        outcome = Outcome(attempts=list(getattr(exc, "attempts", None) or []))
+    exc.outcome = outcome  # type: ignore[attr-defined]
+    return exc
+
+
+def _chunk(rid: str, created: int, model: str, delta: dict[str, Any] | None, finish: str | None = None,
+           usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "choices": [] if delta is None else
+                         [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        d["usage"] = usage
+    return d
+
+
+class _ClientStream:
+    """OpenAI chunks from the client's streaming flow, knowing which deployment is serving
+    (for the headers sent with the first token)."""
+
+    def __init__(self, client: Any, target: Any, messages: list[dict], params: dict[str, Any]) -> None:
+        self.client, self.target, self.messages, self.params = client, target, messages, params
+        self.outcome = Outcome()
+        self._it = self._run()
+
+    def __aiter__(self) -> _ClientStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._it.__anext__()
+
+    async def aclose(self) -> None:
+        await self._it.aclose()
+
+    async def _run(self) -> Any:
+        import asyncio
+
+        from knollm.client.engine import Outcome as Attempt, flow
+        from knollm.errors import ClientError
+
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        try:
+            plan = self.client.plan(self.target, self.messages, self.params)
+        except ClientError as e:
+            raise _with_outcome(e, self.outcome) from None
+        self.outcome.attempts = plan.attempts  # the same list: grows with every attempt
+        gen = flow(plan, True)
+        first = True
+        try:
+            op, arg = next(gen)
+            while True:
+                if op == "sleep":
+                    await asyncio.sleep(arg)
+                    op, arg = gen.send(None)
+                    continue
+                self.outcome.provider, self.outcome.model = arg.provider, arg.model
+                out = Attempt()
+                async for delta in self.client._stream_attempt(plan, arg, out):
+                    yield _chunk(rid, created, arg.model, {"role": "assistant", "content": delta} if first
+                                 else {"content": delta})
+                    first = False
+                op, arg = gen.send(out)
+        except StopIteration as stop:
+            res = stop.value
+        except ClientError as e:
+            raise _with_outcome(e, self.outcome) from None
+        self.outcome = _outcome_of(res)
+        if res.tool_calls:
+            calls = [{"index": i, "id": tc.get("id"), "type": "function",
+                      "function": {"name": (tc.get("function") or {}).get("name"),
+                                   "arguments": (tc.get("function") or {}).get("arguments") or ""}}
+                     for i, tc in enumerate(res.tool_calls)]
+            yield _chunk(rid, created, res.model, {"role": "assistant", "content": None, "tool_calls": calls}
+                         if first else {"tool_calls": calls})
+            first = False
+        yield _chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop")
+        yield _chunk(rid, created, res.model, None, usage=res.model_dump()["usage"])
+
+
+class ClientBackend:
+    """Routes gateway requests through a :class:`knollm.AsyncClient`."""
+
+    def __init__(self, client: Any, *, lock: str | None = None) -> None:
+        self.client = client
+        self.lock = lock
+        self._models: tuple[float, list[dict[str, Any]]] | None = None
+
+    @classmethod
+    def from_env(cls, **client_kwargs: Any) -> ClientBackend:
+        """A client on the store named by ``$KNOLLM_DATABASE_URL`` (PostgreSQL or SQLite)
+        and the lockfile ``$KNOLLM_LOCK``; retries and timeouts from the client's defaults."""
+        import os
+
+        from knollm.client import AsyncClient
+        from knollm.gateway.pgstore import open_store
+
+        client = AsyncClient(store=open_store(), **client_kwargs)
+        return cls(client, lock=os.environ.get("KNOLLM_LOCK"))
+
+    @staticmethod
+    def _split(body: dict[str, Any], targets: list[str]) -> tuple[Any, list[dict], dict[str, Any]]:
+        target: Any = targets[0] if len(targets) == 1 else list(targets)
+        return target, body["messages"], {k: v for k, v in body.items() if k not in _NOT_PARAMS}
+
+    async def complete(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
+                       ) -> tuple[dict[str, Any], Outcome]:
+        from knollm.errors import ClientError
+
+        target, messages, params = self._split(body, targets)
+        try:
+            res = await self.client.chat(target, messages, **params)
+        except ClientError as e:
+            raise _with_outcome(e) from None
+        return res.model_dump(), _outcome_of(res)
+
+    def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
+        target, messages, params = self._split(body, targets)
+        return _ClientStream(self.client, target, messages, params)
+
+    def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
+        """The most the call can cost on any candidate (None if one is unpriced)."""
+        from knollm.client.accounting import worst_case_cost
+        from knollm.errors import ClientError
+
+        target, messages, params = self._split(body, targets)
+        try:
+            plan = self.client.plan(target, messages, params)
+        except ClientError:
+            return 0.0  # nothing can serve it: the call fails without cost
+        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]
+        return None if any(c is None for c in costs) else max(costs, default=0.0)
+
+    async def models(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if self._models is not None and now - self._models[0] < 60:
+            return self._models[1]
+        from starlette.concurrency import run_in_threadpool
+
+        data = await run_in_threadpool(self._list_models)
+        self._models = (now, data)
+        return data
+
+    def _list_models(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{"id": a, "object": "model", "created": 0, "owned_by": "knollm-alias",
+                                      "knollm": {"alias": True, "models": models}}
+                                     for a, models in _lock_aliases(self.lock)]
+        router = self.client.router
+        src = router.source
+        if src is None:
+            return out
+        from knollm.client._providers import provider_facts
+        from knollm.client.routing import env_name
+
+        keyed: dict[str, bool] = {}
+
+        def has_key(pid: str) -> bool:
+            if pid not in keyed:
+                facts = provider_facts(pid)
+                auth = (router.config.get(pid) or {}).get("auth", facts.auth if facts else "bearer")
+                if auth == "none":  # local servers: only when pointed at one
+                    keyed[pid] = bool(router.env.get(env_name(pid, "BASE_URL")) or
+                                      (router.config.get(pid) or {}).get("base_url"))
+                else:
+                    keyed[pid] = any(s.label for s in router.slots(pid, facts))
+            return keyed[pid]
+
+        cat = src.catalog
+        if src._full:
+            pairs = [(m["key"], m["provider"]) for m in cat.models]
+        else:
+            from knollm.query.index import KEY, PROVIDER
+
+            pairs = [(r[KEY], r[PROVIDER]) for r in cat.rows]
+        out += [{"id": key, "object": "model", "created": 0, "owned_by": pid} for key, pid in pairs if has_key(pid)]
+        return out
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _lock_aliases(lock: str | None) -> list[tuple[str, list[str]]]:
+    """Aliases of the active lockfile (none when ``knollm.lock`` or the file is absent)."""
+    try:
+        from knollm.lock import active_profile, find_lock, load_lock  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    path = find_lock(lock)
+    if path is None or not path.is_file():
+        return []
+    lf = load_lock(path)
+    return [(a, list(b.models)) for a, b in sorted(lf.bindings(active_profile(lf)).items())]

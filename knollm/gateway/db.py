@@ -17,21 +17,15 @@ from typing import Any, Iterator, Sequence
 
 from knollm.errors import GatewayError
 
-__all__ = ["Database", "open_database", "database_url", "knollm_home", "redact_url"]
-
-
-def knollm_home() -> Path:
-    """``$KNOLLM_HOME`` or the user data dir (``$XDG_DATA_HOME/knollm``, ``~/.local/share/knollm``)."""
-    home = os.environ.get("KNOLLM_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "knollm"
+__all__ = ["Database", "open_database", "database_url", "redact_url", "is_postgres"]
 
 
 def database_url() -> str:
-    """``$KNOLLM_DATABASE_URL`` or the default SQLite file ``<home>/gateway.sqlite3``."""
-    return os.environ.get("KNOLLM_DATABASE_URL") or f"sqlite:///{knollm_home() / 'gateway.sqlite3'}"
+    """``$KNOLLM_DATABASE_URL``, else the client's SQLite ledger file (``$KNOLLM_HOME/knollm.db``
+    or the user data dir): gateway keys sit next to the ledger and budgets."""
+    from knollm.client.store import default_db_path
+
+    return os.environ.get("KNOLLM_DATABASE_URL") or f"sqlite:///{default_db_path()}"
 
 
 def redact_url(url: str) -> str:

@@ -47,7 +47,7 @@ def app_factory() -> Any:
     from knollm.gateway.keys import KeyStore
 
     store = KeyStore()
-    backend = ClientBackend.from_env(store_db=store.db)
+    backend = ClientBackend.from_env()
     return create_app(backend, store=store, config=GatewayConfig.from_env())
 
 
