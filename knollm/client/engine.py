@@ -115,7 +115,7 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     return result
                 e = out.error
                 last = e
-                plan.record_attempt(d, e.status, e, t0)
+                plan.record_attempt(d, e.status or out.status, e, t0)
                 if out.emitted:  # after the first token: no fallback, never duplicate output
                     d.breaker.record(False)
                     d.stats.observe(False)

@@ -43,6 +43,7 @@ class ProviderServer:
         self.default = "ok"
         self.retry_after = "0"
         self.hang_s = 3.0
+        self.latency = 0.0  # seconds before every answer
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -161,6 +162,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = o.next_fault()
         o.record({"path": path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body,
                   "fault": fault})
+        if o.latency:
+            time.sleep(o.latency)
         api = "anthropic" if path.endswith("/messages") else "ollama" if path == "/api/chat" else "openai"
         stream = bool(body.get("stream"))
         if fault == "429":
