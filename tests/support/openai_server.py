@@ -19,12 +19,6 @@ the libraries built on it:
 Every request is recorded in :attr:`OpenAIServer.requests` (method, path,
 headers, parsed JSON body) so tests can assert on what a library sent.
 
-Faults: append to :attr:`OpenAIServer.faults` (used once each, in order) or set
-:attr:`OpenAIServer.fault` (every POST) a dict ``{"status": 500, "body": {...},
-"headers": {...}}`` (an error answer), ``{"hang": seconds}`` (no answer for that long),
-``{"html": True}`` (an HTML page with status 200) or ``{"stall_after": n}`` (a stream
-that stops after ``n`` chunks and hangs).
-
 Replies are deterministic: text replies are ``"Hello from knollm-test! You
 said: <last user text>"``.
 """
@@ -119,8 +113,6 @@ class OpenAIServer:
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self.faults: list[dict] = []
-        self.fault: dict | None = None
         self._lock = threading.Lock()
         self._counter = 0
         self._httpd: ThreadingHTTPServer | None = None
@@ -167,10 +159,6 @@ class OpenAIServer:
     def record(self, entry: dict) -> None:
         with self._lock:
             self.requests.append(entry)
-
-    def take_fault(self) -> dict | None:
-        with self._lock:
-            return self.faults.pop(0) if self.faults else self.fault
 
     def next_id(self, prefix: str) -> str:
         with self._lock:
@@ -264,11 +252,6 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         self._record(body)
         path = self._path()
-        fault = self.owner.take_fault()
-        if fault and self._fault(fault):
-            return
-        stall = (fault or {}).get("stall_after")
-        self._stall = int(stall) if stall is not None else None
         if path == "/chat/completions":
             if body.get("stream"):
                 self._stream_chat(body)
@@ -280,35 +263,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._anthropic_messages(body)
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-
-    _stall: int | None = None
-
-    def _fault(self, fault: dict) -> bool:
-        """Answer with the fault; False when it applies later (a stall mid-stream)."""
-        if "status" in fault:
-            data = json.dumps(fault.get("body") or {"error": {"message": f"injected {fault['status']}",
-                                                              "type": "server_error"}}).encode()
-            self.send_response(int(fault["status"]))
-            for k, v in (fault.get("headers") or {}).items():
-                self.send_header(k, str(v))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return True
-        if "hang" in fault:
-            time.sleep(float(fault["hang"]))
-            self.close_connection = True
-            return True
-        if fault.get("html"):
-            data = b"<html><body>Service temporarily unavailable</body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return True
-        return False
 
     # chat -----------------------------------------------------------------------
     @staticmethod
@@ -348,11 +302,6 @@ class _Handler(BaseHTTPRequestHandler):
                              if choices else []}
             if usage is not None:
                 payload["usage"] = usage
-            if self._stall is not None:
-                if self._stall <= 0:
-                    time.sleep(30)
-                    raise ConnectionError("stalled stream")
-                self._stall -= 1
             self.wfile.write(b"data: " + json.dumps(payload).encode() + b"\n\n")
             self.wfile.flush()
 
