@@ -17,12 +17,15 @@ __all__ = ["command"]
 @click.option("--port", type=click.IntRange(1, 65535), default=4000, show_default=True)
 @click.option("--lock", "lock", type=click.Path(dir_okay=False), default=None,
               help="Lockfile whose aliases the gateway serves (else $KNOLLM_LOCK).")
+@click.option("--catalog", "catalog", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A built catalog JSON to route over (else $KNOLLM_CATALOG, else the cached catalog).")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes (each keeps its own /metrics).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="warning", show_default=True)
 @click.pass_context
-def command(ctx: click.Context, host: str, port: int, lock: str | None, workers: int, log_level: str) -> int:
+def command(ctx: click.Context, host: str, port: int, lock: str | None, catalog: str | None, workers: int,
+            log_level: str) -> int:
     """Run an OpenAI- and Anthropic-compatible gateway over the Knollm client.
 
     \b
@@ -39,7 +42,7 @@ def command(ctx: click.Context, host: str, port: int, lock: str | None, workers:
     from knollm.gateway.server import serve
 
     click.echo(f"knollm gateway on http://{host}:{port}/v1 (Ctrl-C to stop)", err=True)
-    serve(host, port, lock=lock, workers=workers, log_level=log_level)
+    serve(host, port, lock=lock, catalog=catalog, workers=workers, log_level=log_level)
     return 0
 
 

@@ -75,9 +75,11 @@ def error_body(exc: GatewayError, anthropic: bool = False) -> dict[str, Any]:
 
 def _knollm_headers(o: Outcome | None, *, streaming: bool = False) -> dict[str, str]:
     o = o or Outcome()
+    # a stream's headers leave with its first token: the serving attempt is not finished yet
+    attempts = len(o.attempts) + (1 if streaming and o.provider else 0)
     return {"x-knollm-provider": o.provider or "none", "x-knollm-model": o.model or "none",
             "x-knollm-cost-usd": "pending" if streaming else o.cost_header,
-            "x-knollm-attempts": str(len(o.attempts))}
+            "x-knollm-attempts": str(attempts)}
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:

@@ -150,14 +150,42 @@ class ClientBackend:
 
     @classmethod
     def from_env(cls, **client_kwargs: Any) -> ClientBackend:
-        """A client on the store named by ``$KNOLLM_DATABASE_URL`` (PostgreSQL or SQLite)
-        and the lockfile ``$KNOLLM_LOCK``; retries and timeouts from the client's defaults."""
+        """A client configured from the environment:
+
+        * the store named by ``$KNOLLM_DATABASE_URL`` (PostgreSQL or SQLite),
+        * the lockfile ``$KNOLLM_LOCK`` (aliases),
+        * the catalog file ``$KNOLLM_CATALOG`` (a built catalog JSON; default: the cached
+          catalog of ``$KNOLLM_DUMPS``),
+        * ``$KNOLLM_GATEWAY_CLIENT_OPTIONS``: a JSON object of :class:`knollm.AsyncClient`
+          keyword arguments (``retries``, ``timeout``, ``strategy``, ``breaker``, …;
+          ``budgets`` as a list of :class:`knollm.client.Budget` fields)."""
+        import json
         import os
 
-        from knollm.client import AsyncClient
+        from knollm.client import AsyncClient, Budget
         from knollm.gateway.pgstore import open_store
 
-        client = AsyncClient(store=open_store(), **client_kwargs)
+        raw = os.environ.get("KNOLLM_GATEWAY_CLIENT_OPTIONS")
+        try:
+            opts = json.loads(raw) if raw else {}
+        except ValueError as e:
+            raise GatewayError(f"KNOLLM_GATEWAY_CLIENT_OPTIONS is not JSON: {e}", status=500,
+                               type="server_error") from None
+        if not isinstance(opts, dict):
+            raise GatewayError("KNOLLM_GATEWAY_CLIENT_OPTIONS must be a JSON object", status=500, type="server_error")
+        if "budgets" in opts:
+            opts["budgets"] = [Budget(**b) for b in opts["budgets"]]
+        catalog = os.environ.get("KNOLLM_CATALOG")
+        if catalog:
+            import orjson
+
+            from knollm.errors import CatalogError
+
+            try:
+                opts["catalog"] = orjson.loads(open(catalog, "rb").read())
+            except (OSError, orjson.JSONDecodeError) as e:
+                raise CatalogError(f"{catalog}: cannot read the catalog: {e}") from None
+        client = AsyncClient(store=open_store(), **{**opts, **client_kwargs})
         return cls(client, lock=os.environ.get("KNOLLM_LOCK"))
 
     @staticmethod

@@ -51,8 +51,8 @@ def app_factory() -> Any:
     return create_app(backend, store=store, config=GatewayConfig.from_env())
 
 
-def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None, workers: int = 1,
-          log_level: str = "warning") -> None:
+def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None, catalog: str | None = None,
+          workers: int = 1, log_level: str = "warning") -> None:
     """Check the bind, then run uvicorn until interrupted."""
     import uvicorn
 
@@ -60,6 +60,8 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
 
     if lock:
         os.environ["KNOLLM_LOCK"] = os.path.abspath(lock)
+    if catalog:
+        os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
