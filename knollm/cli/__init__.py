@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("knollm.fetch.cli:command", "Refresh provider dumps from their model-list APIs."),
     "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
+    "chat": ("knollm.cli.cmd_chat:command", "Call a model (routing, fallback, streaming, cost)."),
+    "usage": ("knollm.cli.cmd_usage:command", "Calls, tokens and cost from the usage ledger."),
     "serve": ("knollm.cli.cmd_serve:command", "Run the OpenAI/Anthropic-compatible gateway; manage its keys."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
 }

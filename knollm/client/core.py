@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -39,13 +40,16 @@ class _Base:
         self._router_args = (providers, resolver, env)
         self._store: Any = None
         self._http: Any = None
+        self._init_lock = threading.Lock()
         self.chat = _Chat(self)
 
     # -- lazily built state
     @property
     def router(self) -> Router:
         if self._router is None:
-            self._router = Router(self._source(), self.settings, *self._router_args)
+            with self._init_lock:
+                if self._router is None:
+                    self._router = Router(self._source(), self.settings, *self._router_args)
         return self._router
 
     def _source(self) -> CatalogSource | None:
@@ -69,12 +73,13 @@ class _Base:
     def store(self) -> Any:
         """The ledger (:class:`knollm.client.store.SQLiteStore` unless given; None if ``store=False``)."""
         if self._store is None and self._store_arg is not False:
-            if self._store_arg is None:
-                from knollm.client.store import SQLiteStore
+            with self._init_lock:
+                if self._store is None and self._store_arg is None:
+                    from knollm.client.store import SQLiteStore
 
-                self._store = SQLiteStore()
-            else:
-                self._store = self._store_arg
+                    self._store = SQLiteStore()
+                elif self._store is None:
+                    self._store = self._store_arg
         return self._store
 
     def _limits(self) -> Any:
@@ -142,9 +147,11 @@ class Client(_Base):
     @property
     def http(self) -> Any:
         if self._http is None:
-            import httpx2
+            with self._init_lock:
+                if self._http is None:
+                    import httpx2
 
-            self._http = httpx2.Client(limits=self._limits())
+                    self._http = httpx2.Client(limits=self._limits())
         return self._http
 
     def close(self) -> None:

@@ -40,6 +40,8 @@ from knollm.errors import NoCandidates, NotFoundError, ProviderError
 
 __all__ = ["STRATEGIES", "Offer", "Deployment", "CircuitBreaker", "RateLimiter", "Router", "Plan", "env_name"]
 
+#: budget reservations assume the real prompt may be this much larger than the ~4 chars/token estimate
+RESERVE_PROMPT_FACTOR = 1.5
 STRATEGIES = ("priority", "cheapest", "fastest", "round-robin", "weighted", "least-busy", "balanced")
 #: failure kinds that say nothing about the deployment's health (the request was bad)
 _REQUEST_FAULTS = frozenset({"context_length", "bad_request"})
@@ -612,7 +614,7 @@ class Plan:
     def reserve(self, d: Deployment) -> tuple[str | None, str | None]:
         if not self.budgets or self.store is None:
             return None, None
-        amount = worst_case_cost(d.offer, self.prompt, self.out_tokens(d.offer))
+        amount = worst_case_cost(d.offer, int(self.prompt * RESERVE_PROMPT_FACTOR) + 1, self.out_tokens(d.offer))
         return self.store.reserve(self.budgets, self.scope(d), amount)
 
     def scope(self, d: Deployment) -> dict:
