@@ -67,7 +67,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     store.db.close()
     kwargs: dict[str, Any] = {"host": host, "port": port, "workers": max(1, workers), "factory": True,
                               "log_level": log_level, "access_log": False, "server_header": False,
-                              "timeout_graceful_shutdown": 10}
+                              "timeout_graceful_shutdown": 10, "proxy_headers": False}
     try:
         import httptools  # noqa: F401
 
