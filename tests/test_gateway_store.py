@@ -101,3 +101,34 @@ def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
     assert db.dialect == "sqlite"
     KeyStore(db).create("a")
     assert sqlite3.connect(tmp_path / "knollm.db").execute("select count(*) from gateway_keys").fetchone() == (1,)
+
+
+def test_postgres_store_protocol(postgres_server):
+    from knollm.client.store import LEDGER_COLUMNS, Budget
+    from knollm.gateway.pgstore import PostgresStore, open_store
+
+    url = postgres_server.create_database("s_" + uuid.uuid4().hex[:10])
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    budgets = [Budget(1.0, "total", provider="groq")]
+    scope = {"provider": "groq", "alias": "fast", "key_label": "GROQ_API_KEY"}
+    assert store.reserve(budgets, {**scope, "provider": "openai"}, 5.0) == (None, None)  # no budget applies
+    assert store.reserve(budgets, scope, None)[1].startswith("unpriced model under budget")
+    rid, refused = store.reserve(budgets, scope, 0.6)
+    assert rid and refused is None
+    assert store.spent(budgets[0]) == pytest.approx(0.6)
+    assert store.reserve(budgets, scope, 0.5)[1].startswith("budget $1/total (provider=groq)")
+    row = {c: None for c in LEDGER_COLUMNS}
+    row.update(request_id="r1", ts=1.0, provider="groq", model="m", stream=True, cost_usd=0.25, input_tokens=3,
+               output_tokens=4, attempts=1)
+    assert store.settle(rid, row) is True
+    assert store.settle(None, row) is False  # the same request is never charged twice
+    assert store.spent(budgets[0]) == pytest.approx(0.25)
+    rid2, _ = store.reserve(budgets, scope, 0.7)
+    store.release(rid2)
+    assert store.spent(budgets[0]) == pytest.approx(0.25)
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["cost_usd"] == 0.25 and rows[0]["stream"] == 1
+    assert PostgresStore(url).rows(since=2.0) == []  # a second store on the same database
+    with pytest.raises(TypeError):
+        PostgresStore("sqlite:///x.db")

@@ -77,13 +77,33 @@ def _chunk(rid: str, created: int, model: str, delta: dict[str, Any] | None, fin
     return d
 
 
+class _Serving:
+    """The client seen by its stream driver (:class:`knollm.client.core.AsyncChatStream`),
+    noting the plan's attempts and the deployment each attempt goes to, so the gateway
+    knows who serves a stream when its first token leaves."""
+
+    def __init__(self, client: Any, outcome: Outcome) -> None:
+        self._client, self._outcome = client, outcome
+
+    def plan(self, *args: Any) -> Any:
+        plan = self._client.plan(*args)
+        self._outcome.attempts = plan.attempts  # the same list: it grows with every attempt
+        return plan
+
+    def _stream_attempt(self, plan: Any, d: Any, out: Any) -> Any:
+        self._outcome.provider, self._outcome.model = d.provider, d.model
+        return self._client._stream_attempt(plan, d, out)
+
+
 class _ClientStream:
-    """OpenAI chunks from the client's streaming flow, knowing which deployment is serving
-    (for the headers sent with the first token)."""
+    """OpenAI ``chat.completion.chunk`` dicts from the client's stream (text deltas, then
+    the tool calls, the finish reason and the usage of the final :class:`ChatResult`)."""
 
     def __init__(self, client: Any, target: Any, messages: list[dict], params: dict[str, Any]) -> None:
-        self.client, self.target, self.messages, self.params = client, target, messages, params
+        from knollm.client.core import AsyncChatStream
+
         self.outcome = Outcome()
+        self._source = AsyncChatStream(_Serving(client, self.outcome), target, messages, params)
         self._it = self._run()
 
     def __aiter__(self) -> _ClientStream:
@@ -96,37 +116,23 @@ class _ClientStream:
         await self._it.aclose()
 
     async def _run(self) -> Any:
-        import asyncio
-
-        from knollm.client.engine import Outcome as Attempt, flow
         from knollm.errors import ClientError
 
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        try:
-            plan = self.client.plan(self.target, self.messages, self.params)
-        except ClientError as e:
-            raise _with_outcome(e, self.outcome) from None
-        self.outcome.attempts = plan.attempts  # the same list: grows with every attempt
-        gen = flow(plan, True)
         first = True
+        res = None
         try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    await asyncio.sleep(arg)
-                    op, arg = gen.send(None)
-                    continue
-                self.outcome.provider, self.outcome.model = arg.provider, arg.model
-                out = Attempt()
-                async for delta in self.client._stream_attempt(plan, arg, out):
-                    yield _chunk(rid, created, arg.model, {"role": "assistant", "content": delta} if first
-                                 else {"content": delta})
+            async for x in self._source:
+                if isinstance(x, str):
+                    yield _chunk(rid, created, self.outcome.model or "", {"role": "assistant", "content": x}
+                                 if first else {"content": x})
                     first = False
-                op, arg = gen.send(out)
-        except StopIteration as stop:
-            res = stop.value
+                else:
+                    res = x
         except ClientError as e:
             raise _with_outcome(e, self.outcome) from None
+        if res is None:  # pragma: no cover - the client always ends with its result
+            return
         self.outcome = _outcome_of(res)
         if res.tool_calls:
             calls = [{"index": i, "id": tc.get("id"), "type": "function",
