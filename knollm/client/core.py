@@ -39,7 +39,7 @@ class _Base:
         self._router: Router | None = None
         self._router_args = (providers, resolver, env)
         self._store: Any = None
-        self._http: Any = None
+        self._clients: list[Any] = [None, None]  # plain http, https
         self._init_lock = threading.Lock()
         self.chat = _Chat(self)
 
@@ -86,6 +86,24 @@ class _Base:
         import httpx2
 
         return httpx2.Limits(max_connections=self.max_connections, max_keepalive_connections=min(100, self.max_connections))
+
+    def _client_for(self, url: str) -> Any:
+        """The pooled httpx2 client for ``url`` (created, and httpx2 imported, on first use).
+
+        ``http://`` URLs (local servers) get a client without a TLS context: it never
+        opens TLS (redirects are not followed), and creating the CA context costs ~50 ms
+        of a CLI call to a local model. ``https://`` URLs get the verifying client."""
+        i = 0 if url.startswith("http://") else 1
+        c = self._clients[i]
+        if c is None:
+            with self._init_lock:
+                if self._clients[i] is None:
+                    import httpx2
+
+                    cls = httpx2.AsyncClient if isinstance(self, AsyncClient) else httpx2.Client
+                    self._clients[i] = cls(limits=self._limits(), **({"verify": False} if i == 0 else {}))
+                c = self._clients[i]
+        return c
 
     def plan(self, target: Any, messages: list[dict], params: dict) -> Plan:
         """Route without calling: the candidates, their order and reasons (``plan.candidates``)."""
@@ -144,20 +162,11 @@ class Client(_Base):
     ids), ``max_input_price``/``max_output_price`` (USD/1M).
     """
 
-    @property
-    def http(self) -> Any:
-        if self._http is None:
-            with self._init_lock:
-                if self._http is None:
-                    import httpx2
-
-                    self._http = httpx2.Client(limits=self._limits())
-        return self._http
-
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        for i, c in enumerate(self._clients):
+            if c is not None:
+                c.close()
+                self._clients[i] = None
 
     def __enter__(self) -> Client:
         return self
@@ -185,7 +194,7 @@ class Client(_Base):
 
         url, headers, body = plan.request(d, False)
         try:
-            r = self.http.post(url, headers=headers, json=body, timeout=self._timeout(False))
+            r = self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False))
             return Outcome(parse_answer(d, r.status_code, r.headers, r.text), status=r.status_code)
         except ProviderError as e:
             return Outcome(error=e)
@@ -203,7 +212,7 @@ class Client(_Base):
         t0 = time.perf_counter()
         deadline = t0 + self.settings.ttft_timeout
         try:
-            with self.http.stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
+            with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
                 out.status = r.status_code
                 if r.status_code >= 400:
                     raise _stream_error(d, r, r.read().decode("utf-8", "replace"))
@@ -270,18 +279,11 @@ class AsyncClient(_Base):
     """The asyncio twin of :class:`Client` (same arguments): ``await client.chat(…)``,
     ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``."""
 
-    @property
-    def http(self) -> Any:
-        if self._http is None:
-            import httpx2
-
-            self._http = httpx2.AsyncClient(limits=self._limits())
-        return self._http
-
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        for i, c in enumerate(self._clients):
+            if c is not None:
+                await c.aclose()
+                self._clients[i] = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -310,7 +312,7 @@ class AsyncClient(_Base):
 
         url, headers, body = plan.request(d, False)
         try:
-            r = await self.http.post(url, headers=headers, json=body, timeout=self._timeout(False))
+            r = await self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False))
             return Outcome(parse_answer(d, r.status_code, r.headers, r.text), status=r.status_code)
         except ProviderError as e:
             return Outcome(error=e)
@@ -327,7 +329,7 @@ class AsyncClient(_Base):
         t0 = time.perf_counter()
         deadline = t0 + self.settings.ttft_timeout
         try:
-            async with self.http.stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
+            async with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
                 out.status = r.status_code
                 if r.status_code >= 400:
                     raise _stream_error(d, r, (await r.aread()).decode("utf-8", "replace"))

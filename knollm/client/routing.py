@@ -43,6 +43,9 @@ __all__ = ["STRATEGIES", "Offer", "Deployment", "CircuitBreaker", "RateLimiter",
 #: budget reservations assume the real prompt may be this much larger than the ~4 chars/token estimate
 RESERVE_PROMPT_FACTOR = 1.5
 STRATEGIES = ("priority", "cheapest", "fastest", "round-robin", "weighted", "least-busy", "balanced")
+#: how each API shape takes its key by convention (when the registry does not say)
+_SHAPE_AUTH = {"openai": ("bearer", None), "anthropic": ("x-api-key", "x-api-key"),
+               "gemini": ("header", "x-goog-api-key"), "ollama": ("none", None)}
 #: failure kinds that say nothing about the deployment's health (the request was bad)
 _REQUEST_FAULTS = frozenset({"context_length", "bad_request"})
 
@@ -329,6 +332,18 @@ class Router:
     def secrets(self) -> list[str]:
         return [s._value for slots in self._slots.values() for s in slots if s._value]
 
+    def auth(self, pid: str, facts: Any, shape: str | None) -> tuple[str, str | None]:
+        """(auth kind, key header): config, else the registry's, else the shape's convention
+        when the config switched the provider to another API shape."""
+        cfg = self.config.get(pid, {})
+        if facts is not None and facts.shape == shape:
+            auth, header = facts.auth, facts.key_header
+        else:
+            auth, header = _SHAPE_AUTH.get(shape or "openai", ("bearer", None))
+            if facts is not None and facts.auth == "none":
+                auth = "none"
+        return cfg.get("auth", auth), cfg.get("key_header", header)
+
     def slots(self, pid: str, facts: Any) -> list[KeySlot]:
         with self._lock:
             got = self._slots.get(pid)
@@ -348,7 +363,7 @@ class Router:
                             pairs.append((f"{var}_{i}", self.env[f"{var}_{i}"]))
                             i += 1
                         break
-            auth = cfg.get("auth", facts.auth if facts else "bearer")
+            auth = self.auth(pid, facts, cfg.get("shape") or (facts.shape if facts else None))[0]
             if not pairs and auth == "none":
                 pairs.append((None, None))
             slots = [KeySlot(pid, label, RateLimiter(rpm, tpm), _value=val) for label, val in pairs]
@@ -372,15 +387,15 @@ class Router:
         if not slots:
             envs = ", ".join(facts.key_env) if facts and facts.key_env else "an api_keys config"
             return [], f"no API key (set {envs})"
+        auth, key_header = self.auth(pid, facts, shape)
         out = []
         for slot in slots:
             k = (offer.key, slot.label)
             with self._lock:
                 d = self._deps.get(k)
                 if d is None or d.base_url != base:
-                    d = Deployment(offer, shape or "openai", base, slot, cfg.get("auth", facts.auth if facts else "bearer"),
-                                   cfg.get("key_header", facts.key_header if facts else None),
-                                   {**(facts.headers if facts else {}), **cfg.get("headers", {})},
+                    d = Deployment(offer, shape or "openai", base, slot, auth, key_header,
+                                   {**(facts.headers if facts and facts.shape == shape else {}), **cfg.get("headers", {})},
                                    float(cfg.get("weight", 1.0)), CircuitBreaker(**self.s.breaker))
                     self._deps[k] = d
             out.append(d)

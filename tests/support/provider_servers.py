@@ -7,6 +7,7 @@ client speaks, in the shapes their public docs give:
   usage in the last chunk when ``stream_options.include_usage``)
 * ``POST /v1/messages``          Anthropic Messages (JSON, or ``event:``/``data:`` SSE)
 * ``POST /api/chat``             Ollama native (JSON, or NDJSON lines ending ``done: true``)
+* ``POST /v1beta/models/M:generateContent`` / ``:streamGenerateContent?alt=sse``  Gemini
 
 Each request takes the next fault from :attr:`script` (then :attr:`default`):
 ``ok``, ``429`` (with ``Retry-After: retry_after``), ``500``, ``503``, ``401``, ``context``
@@ -23,6 +24,7 @@ Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -56,9 +58,7 @@ class ProviderServer:
         class Handler(_Handler):
             server_owner = owner
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 1024
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
@@ -112,6 +112,11 @@ class ProviderServer:
         return {"name": fn.get("name", "tool"), "args": example_from_schema(schema)}
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: 500 concurrent clients connect at once
+
+
 def _words(text: str) -> list[str]:
     parts = text.split(" ")
     return [w + (" " if i < len(parts) - 1 else "") for i, w in enumerate(parts)]
@@ -123,6 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # no Nagle: a stream's small writes must not wait 40 ms for the client's delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, status: int, data: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
         self.send_response(status)
@@ -164,8 +174,14 @@ class _Handler(BaseHTTPRequestHandler):
                   "fault": fault})
         if o.latency:
             time.sleep(o.latency)
-        api = "anthropic" if path.endswith("/messages") else "ollama" if path == "/api/chat" else "openai"
-        stream = bool(body.get("stream"))
+        api = "anthropic" if path.endswith("/messages") else "ollama" if path == "/api/chat" else \
+            "gemini" if ":generateContent" in path or ":streamGenerateContent" in path else "openai"
+        stream = bool(body.get("stream")) or ":streamGenerateContent" in path
+        if api == "gemini":  # translate to the OpenAI-style body the helpers below read
+            body = {"model": path.rsplit("/", 1)[-1].split(":")[0],
+                    "messages": [{"role": "user", "content": "".join(p.get("text", "") for p in c.get("parts", []))}
+                                 for c in body.get("contents", []) if c.get("role") == "user"],
+                    "tools": [{"function": f} for t in body.get("tools", []) for f in t.get("functionDeclarations", [])]}
         if fault == "429":
             return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
                               {"Retry-After": o.retry_after})
@@ -195,6 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
         if api == "openai":
             return self._openai_stream(body, text, call, usage, fault) if stream else \
                 self._json(200, self._openai(body, text, call, usage))
+        if api == "gemini":
+            return self._gemini_stream(body, text, call, usage, fault) if stream else \
+                self._json(200, self._gemini(body, text, call, usage))
         if api == "anthropic":
             return self._anthropic_stream(body, text, call, usage, fault) if stream else \
                 self._json(200, self._anthropic(body, text, call, usage))
@@ -312,6 +331,39 @@ class _Handler(BaseHTTPRequestHandler):
                                          "usage": {"output_tokens": usage[1] if usage else 0}}))
         self._write(ev("message_stop", {}))
 
+    # -- Gemini
+    @staticmethod
+    def _g_usage(usage: tuple | None) -> dict:
+        return {"promptTokenCount": usage[0], "candidatesTokenCount": usage[1], "cachedContentTokenCount": usage[2],
+                "totalTokenCount": usage[0] + usage[1]} if usage else {}
+
+    def _gemini(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        part = {"functionCall": {"name": call["name"], "args": call["args"]}} if call else {"text": text}
+        out = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+               "modelVersion": body.get("model"), "responseId": "resp-1"}
+        if usage:
+            out["usageMetadata"] = self._g_usage(usage)
+        return out
+
+    def _gemini_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
+        self._start_stream()
+
+        def ev(parts: list, finish: str | None = None, u: dict | None = None) -> str:
+            c = {"content": {"role": "model", "parts": parts}, "index": 0}
+            if finish:
+                c["finishReason"] = finish
+            d = {"candidates": [c], "modelVersion": body.get("model")}
+            if u:
+                d["usageMetadata"] = u
+            return "data: " + json.dumps(d) + "\r\n\r\n"
+
+        words = _words(text)
+        if self._stream_fault(fault, ev([{"text": words[0]}])):
+            return
+        for w in words[1:-1]:
+            self._write(ev([{"text": w}]))
+        self._write(ev([{"text": words[-1]}] if len(words) > 1 else [], "STOP", self._g_usage(usage) or None))
+
     # -- Ollama
     def _ollama(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
         msg: dict[str, Any] = {"role": "assistant", "content": "" if call else text}
@@ -343,3 +395,14 @@ class _Handler(BaseHTTPRequestHandler):
         if usage:
             final.update(prompt_eval_count=usage[0], eval_count=usage[1])
         self._write(json.dumps(final) + "\n")
+
+
+if __name__ == "__main__":  # a server in its own process (the benchmark): prints its root URL, runs until stdin closes
+    import sys
+
+    srv = ProviderServer(sys.argv[1] if len(sys.argv) > 1 else "srv").start()
+    if len(sys.argv) > 2:
+        srv.chunk_delay = float(sys.argv[2])
+    print(srv.root, flush=True)
+    sys.stdin.read()
+    srv.stop()
