@@ -41,6 +41,7 @@ def test_catalog() -> dict:
         model("togetherai", "meta-llama/Llama-3.3-70B-Instruct-Turbo", input=0.5, output=1.0),
         model("anthropic", "claude-x", canonical="claude-x", input=3.0, output=15.0, vision=True),
         model("deepinfra", "meta-llama/Llama-3.3-70B-Instruct", input=0.2, output=0.4),  # no key: never listed
+        model("groq", "mystery-model", canonical="mystery-model", input=None, output=None),  # unpriced
     )
 
 
@@ -120,6 +121,15 @@ def test_openai_sync_chat_headers_usage_and_ledger(gw, oai, servers):
     # the provider key went upstream, and nowhere else
     assert servers["groq"].requests[-1]["headers"]["authorization"] == "Bearer " + SECRETS["GROQ_API_KEY"]
     no_secret(json.dumps(rows))
+
+
+def test_unpriced_call_says_unknown_never_zero(gw, oai):
+    raw = oai.chat.completions.with_raw_response.create(model="groq/mystery-model",
+                                                        messages=[{"role": "user", "content": "?"}])
+    assert raw.headers["x-knollm-cost-usd"] == "unknown"
+    meta = raw.parse().model_extra["knollm"]
+    assert meta["cost_usd"] is None and "no input/output price" in meta["unpriced_reason"]
+    assert ledger(gw)[-1]["cost_usd"] is None
 
 
 def test_openai_stream_with_usage(gw, oai):

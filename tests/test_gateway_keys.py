@@ -131,6 +131,22 @@ def test_key_budget_and_body_limit(servers, tmp_path):
     assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_request_time_limit(servers, tmp_path):
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
+    servers["groq"].default = "hang"
+    servers["groq"].hang_s = 3.0
+    try:
+        with GatewayProcess(env) as gw:
+            t = time.monotonic()
+            status, headers, body = call(gw.base_url, None)
+            assert status == 504 and body["error"]["type"] == "timeout"
+            assert time.monotonic() - t < 2.5
+            status, _, body = call(gw.base_url, None, TOGETHER)  # the gateway still serves
+            assert status == 200
+    finally:
+        servers["groq"].default = "ok"
+
+
 # --------------------------------------------------------------------------- 2 replicas, 1 PostgreSQL
 def _burst(urls: list[str], key: str | None, n: int) -> list[tuple[int, dict]]:
     def one(i: int) -> tuple[int, dict]:

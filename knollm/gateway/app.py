@@ -163,8 +163,8 @@ class _Access:
     async def settle(self, key: GatewayKey | None, held: float, outcome: Outcome | None) -> None:
         if key is None or key.budget_usd is None or self.store is None:
             return
-        if outcome is None or not outcome.provider:
-            cost = (outcome.cost_usd if outcome else None) or 0.0  # nothing was served
+        if outcome is None or not outcome.served:
+            cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
         else:  # an unpriced call is charged what was held (never silently $0)
             cost = held if outcome.cost_usd is None else outcome.cost_usd
         await run_in_threadpool(self.store.settle, key.id, held, cost)

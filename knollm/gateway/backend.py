@@ -30,6 +30,7 @@ class Outcome:
     attempts: list[dict[str, Any]] = field(default_factory=list)
     ttft_s: float | None = None
     duration_s: float | None = None
+    served: bool = False  # True once the call finished and was recorded in the ledger
 
     @property
     def cost_header(self) -> str:

@@ -56,7 +56,8 @@ def _outcome_of(res: Any) -> Outcome:
     return Outcome(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
                    unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                    cached_tokens=u.cached_tokens, attempts=list(res.attempts),
-                   ttft_s=None if res.ttft_ms is None else res.ttft_ms / 1000, duration_s=res.duration_ms / 1000)
+                   ttft_s=None if res.ttft_ms is None else res.ttft_ms / 1000, duration_s=res.duration_ms / 1000,
+                   served=True)
 
 
 def _with_outcome(exc: BaseException, outcome: Outcome | None = None) -> BaseException:
