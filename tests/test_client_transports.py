@@ -97,3 +97,16 @@ def test_import_knollm_client_does_not_import_httpx2():
             "print('httpx2' in sys.modules, 'pydantic' in sys.modules, 'openai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+def test_query_string_key_is_masked_in_http_logs(gemini, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    c = Client(catalog=Catalog(catalog(model("gemini", "gemini-2.5-flash", "gemini-2.5-flash"))), store=False,
+               env={"GEMINI_API_KEY": KEY},
+               providers={"gemini": {"shape": "gemini", "base_url": gemini.root + "/v1beta", "auth": "query"}})
+    r = c.chat("gemini/gemini-2.5-flash", MSG)
+    assert r.content and f"key={KEY}" in gemini.requests[-1]["query"]
+    assert "x-goog-api-key" not in gemini.requests[-1]["headers"]
+    assert "HTTP Request" in caplog.text and KEY not in caplog.text

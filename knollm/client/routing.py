@@ -647,6 +647,8 @@ class Plan:
         return d.url(stream), d.request_headers(), body
 
     def record_attempt(self, d: Deployment, status: Any, err: BaseException | None, t0: float) -> dict:
+        if err is not None and err.args:
+            err.args = (self.redact(str(err.args[0])),) + err.args[1:]  # a provider may echo the key
         a = {"provider": d.provider, "model": d.model, "key": d.slot.label, "status": status,
              "error": None if err is None else type(err).__name__,
              "kind": getattr(err, "kind", None) if err is not None else None,
@@ -665,8 +667,10 @@ class Plan:
         """After a failed attempt: ``("retry", delay)`` on the same deployment or ``("next", 0)``."""
         from knollm.retry import backoff_delay
 
+        # a bad request still shows the deployment answering: it counts as healthy (and ends a
+        # half-open trial); every other failure counts against the breaker
+        d.breaker.record(e.kind in _REQUEST_FAULTS)
         if e.kind not in _REQUEST_FAULTS:
-            d.breaker.record(False)
             d.stats.observe(False)
         if e.kind == "auth":
             d.slot.disabled = f"key disabled after HTTP {e.status}"
