@@ -103,8 +103,6 @@ def test_tool_calls_plain_and_streamed_are_openai_shaped(srv, target):
     call = done.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     assert done.choices[0].finish_reason == "tool_calls" and done.usage.prompt_tokens == 120
-    if target.startswith("ollama"):
-        return  # the loopback Ollama streams text only
     chunks = [ChatCompletionChunk.model_validate(x.model_dump())
               for x in c.chat.completions.create(model=target, messages=MSG, tools=TOOLS, stream=True)]
     last = chunks[-1]
@@ -142,6 +140,7 @@ def test_429_honours_retry_after_then_succeeds(srv):
     r = client(srv).chat("groq/llama-3.3-70b-versatile", MSG)
     assert time.perf_counter() - t0 >= 0.3
     assert statuses(r) == [("groq", 429), ("groq", 200)] and r.attempts[0]["kind"] == "rate_limit"
+    assert r.why == "first eligible in priority order; answered on retry 1"
 
 
 def test_long_retry_after_moves_to_next_candidate(srv):
@@ -323,6 +322,26 @@ def test_strategies(srv):
     assert r.why.startswith("fewest calls in flight")
     with pytest.raises(ValueError):
         client(srv).chat(CANON, MSG, strategy="nope")
+
+
+def test_alias_budget_and_ledger_alias_column(srv, tmp_path):
+    from knollm.client import Budget, SQLiteStore
+
+    class Alias:
+        models = ["groq/llama-3.3-70b-versatile"]
+        strategy = None
+        requires = {}
+
+    store = SQLiteStore(tmp_path / "k.db")
+    c = client(srv, resolver=lambda n: Alias() if n == "fast" else None, store=store,
+               budgets=[Budget(COST * 1.2, "day", alias="fast")])  # room for one call
+    assert c.chat("fast", MSG, max_tokens=30).alias == "fast"
+    from knollm import BudgetExceeded
+
+    with pytest.raises(BudgetExceeded, match="alias=fast"):
+        c.chat("fast", MSG, max_tokens=30)
+    assert c.chat("groq/llama-3.3-70b-versatile", MSG, max_tokens=30).alias is None  # not under the alias budget
+    assert [r["alias"] for r in store.rows()] == ["fast", None]
 
 
 def test_alias_resolver_hook(srv):

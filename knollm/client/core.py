@@ -164,6 +164,24 @@ def _mask_http_logs() -> None:
             lg.addFilter(_Mask())
 
 
+class _Steps:
+    """Iterate a :func:`~knollm.client.engine.flow` generator's effects; set ``reply``
+    to what performing one gave (None after a sleep); ``result`` is the final ChatResult."""
+
+    def __init__(self, gen: Any) -> None:
+        self.gen, self.reply, self.result = gen, None, None
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            item = next(self.gen)
+            while True:
+                yield item
+                reply, self.reply = self.reply, None
+                item = self.gen.send(reply)
+        except StopIteration as stop:
+            self.result = stop.value
+
+
 class _Answer:
     """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
     means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught."""
@@ -279,17 +297,10 @@ class Client(_Base):
     # -- calls
     def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
         plan = self.plan(target, messages, params)
-        gen = flow(plan, False)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    time.sleep(arg)
-                    op, arg = gen.send(None)
-                else:
-                    op, arg = gen.send(self._send(plan, arg))
-        except StopIteration as stop:
-            return stop.value
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = time.sleep(arg) if op == "sleep" else self._send(plan, arg)
+        return steps.result
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
@@ -331,20 +342,15 @@ class ChatStream:
 
     def __iter__(self) -> Iterator[str | ChatResult]:
         plan = self.client.plan(self.target, self.messages, self.params)
-        gen = flow(plan, True)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    time.sleep(arg)
-                    op, arg = gen.send(None)
-                    continue
-                out = Outcome()
-                yield from self.client._stream_attempt(plan, arg, out)
-                op, arg = gen.send(out)
-        except StopIteration as stop:
-            self.result = stop.value
-            yield self.result
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                time.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            yield from self.client._stream_attempt(plan, arg, steps.reply)
+        self.result = steps.result
+        yield self.result
 
     def text_deltas(self) -> Iterator[str]:
         for x in self:
@@ -372,17 +378,10 @@ class AsyncClient(_Base):
         import asyncio
 
         plan = self.plan(target, messages, params)
-        gen = flow(plan, False)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    await asyncio.sleep(arg)
-                    op, arg = gen.send(None)
-                else:
-                    op, arg = gen.send(await self._send(plan, arg))
-        except StopIteration as stop:
-            return stop.value
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = await asyncio.sleep(arg) if op == "sleep" else await self._send(plan, arg)
+        return steps.result
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
@@ -426,21 +425,16 @@ class AsyncChatStream:
         import asyncio
 
         plan = self.client.plan(self.target, self.messages, self.params)
-        gen = flow(plan, True)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    await asyncio.sleep(arg)
-                    op, arg = gen.send(None)
-                    continue
-                out = Outcome()
-                async for delta in self.client._stream_attempt(plan, arg, out):
-                    yield delta
-                op, arg = gen.send(out)
-        except StopIteration as stop:
-            self.result = stop.value
-            yield self.result
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                await asyncio.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            async for delta in self.client._stream_attempt(plan, arg, steps.reply):
+                yield delta
+        self.result = steps.result
+        yield self.result
 
 
 # --------------------------------------------------------------------------- OpenAI facade

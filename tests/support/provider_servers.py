@@ -389,10 +389,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "malformed":
             self._write('{"model": "x", "message": {"content": "oo\n')
             return
-        if self._stream_fault(fault, line(words[0])):
-            return
-        for w in words[1:]:
-            self._write(line(w))
+        if call:  # Ollama sends a tool call whole, in one line
+            if self._stream_fault(fault, line("", tool_calls=[{"function": {"name": call["name"],
+                                                                           "arguments": call["args"]}}])):
+                return
+        else:
+            if self._stream_fault(fault, line(words[0])):
+                return
+            for w in words[1:]:
+                self._write(line(w))
         final = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
                  "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}
         if usage:
