@@ -14,6 +14,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── FilterError          a model filter is invalid (unknown sort / capability,
     │                        negative limit); also a ValueError
     ├── FetchError           refreshing a dump from a provider failed
+    ├── GatewayError         a ``knollm serve`` request or setup is refused (carries the
+    │                        HTTP ``status`` and OpenAI ``error.type``)
     ├── SiteError            building the site failed
     ├── LockError            a knollm.lock / user config file is unreadable or invalid
     │                        (names the file and the record)
@@ -41,6 +43,7 @@ __all__ = [
     "RegistryError",
     "FilterError",
     "FetchError",
+    "GatewayError",
     "SiteError",
     "LockError",
     "ClientError",
@@ -120,6 +123,21 @@ class FilterError(KnollmError, ValueError):
 
 class FetchError(KnollmError):
     """Fetching a provider's model list failed. Never includes key values."""
+
+
+class GatewayError(KnollmError):
+    """``knollm serve`` refused a request or a setup (bad request, unknown or revoked
+    gateway key, model not allowed, rate limit, budget, non-loopback bind without keys).
+    ``status`` is the HTTP status and ``type`` the OpenAI ``error.type`` sent back;
+    the message never contains a key value."""
+
+    def __init__(self, message: str, *, status: int = 400, type: str = "invalid_request_error",
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.type = type
+        self.code = code
+        self.headers = dict(headers or {})
+        super().__init__(message)
 
 
 class SiteError(KnollmError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,19 @@ def shared_catalog(shared_dumps) -> dict:
 @pytest.fixture(scope="session")
 def fixture_dumps() -> Path:
     return FIXTURE_DUMPS
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server (Debian's postgresql package) on a free loopback port."""
+    from tests.support.postgres import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"PostgreSQL could not start here: {e}")
+    yield server
+    server.stop()

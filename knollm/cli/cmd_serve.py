@@ -1,0 +1,108 @@
+"""``knollm serve`` (the OpenAI/Anthropic-compatible gateway) and ``knollm serve keys``."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from knollm.cli.output import emit, emit_json, output_options
+
+__all__ = ["command"]
+
+
+@click.group("serve", invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. A non-loopback address needs at least one gateway key.")
+@click.option("--port", type=click.IntRange(1, 65535), default=4000, show_default=True)
+@click.option("--lock", "lock", type=click.Path(dir_okay=False), default=None,
+              help="Lockfile whose aliases the gateway serves (else $KNOLLM_LOCK).")
+@click.option("--catalog", "catalog", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="A built catalog JSON to route over (else $KNOLLM_CATALOG, else the cached catalog).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes (each keeps its own /metrics).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="warning", show_default=True)
+@click.pass_context
+def command(ctx: click.Context, host: str, port: int, lock: str | None, catalog: str | None, workers: int,
+            log_level: str) -> int:
+    """Run an OpenAI- and Anthropic-compatible gateway over the Knollm client.
+
+    \b
+    Endpoints: POST /v1/chat/completions, POST /v1/messages, GET /v1/models,
+    GET /health, GET /metrics. State (usage ledger, budgets, gateway keys) lives in
+    SQLite, or in PostgreSQL when $KNOLLM_DATABASE_URL names one.
+    \b
+    Example:
+      knollm serve --port 4000
+      OPENAI_BASE_URL=http://127.0.0.1:4000/v1 OPENAI_API_KEY=unused python app.py
+    """
+    if ctx.invoked_subcommand is not None:
+        return 0
+    from knollm.gateway.server import serve
+
+    click.echo(f"knollm gateway on http://{host}:{port}/v1 (Ctrl-C to stop)", err=True)
+    serve(host, port, lock=lock, catalog=catalog, workers=workers, log_level=log_level)
+    return 0
+
+
+@command.group("keys")
+def keys() -> None:
+    """Gateway keys: what callers present to the gateway (stored hashed)."""
+
+
+def _store():
+    from knollm.gateway.keys import KeyStore
+
+    return KeyStore()
+
+
+def _row(k) -> dict:
+    d = k.public()
+    d["created"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at))
+    d["status"] = "active" if k.active else "revoked"
+    d["allowed_"] = ",".join(k.allowed) or "*"
+    return d
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--allow", "allowed", multiple=True, metavar="MODEL",
+              help="Allowed model/alias (repeatable; '*' globs). Default: any.")
+@click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="USD budget.")
+@click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
+def create(name: str, allowed: tuple[str, ...], rpm: int | None, budget: float | None, as_json: bool) -> int:
+    """Create a key; it is printed once and only its hash is stored.
+
+    \b
+    Example: knollm serve keys create ci --allow 'groq/*' --rpm 60 --budget 5
+    """
+    key, token = _store().create(name, allowed=list(allowed), rpm=rpm, budget_usd=budget)
+    if as_json:
+        emit_json({"key": token, **key.public()})
+    else:
+        click.echo(token)
+        click.echo(f"created gateway key {key.name!r} (id {key.id}); it is shown only now", err=True)
+    return 0
+
+
+@keys.command("list")
+@click.option("--active", is_flag=True, help="Only keys not revoked.")
+@output_options
+def list_(active: bool, output: dict) -> int:
+    """Every gateway key (prefix, limits, spend; never the key)."""
+    rows = [_row(k) for k in _store().list(include_revoked=not active)]
+    emit([{**r, "allowed": r["allowed_"]} for r in rows],
+         ["id", "name", "prefix", "status", "allowed", "rpm", "budget_usd", "spent_usd", "created"], output,
+         json_obj=[{k: v for k, v in r.items() if k != "allowed_"} for r in rows])
+    return 0 if rows else 1
+
+
+@keys.command("revoke")
+@click.argument("ref", metavar="ID|NAME")
+def revoke(ref: str) -> int:
+    """Revoke a key (takes effect on running gateways within seconds)."""
+    key = _store().revoke(ref)
+    click.echo(f"revoked gateway key {key.name!r} (id {key.id})", err=True)
+    return 0

@@ -1,0 +1,409 @@
+"""The ``knollm serve`` ASGI app (Starlette): OpenAI- and Anthropic-compatible endpoints.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``,
+``GET /health``, ``GET /metrics``. Every answer carries ``x-knollm-provider``,
+``x-knollm-model``, ``x-knollm-cost-usd`` and ``x-knollm-attempts``; errors are
+``{"error": {"type", "message", "code"}}`` with the right status and never a traceback
+or a key. For streams the headers are sent with the first token, when the provider is
+known and the cost is not yet: ``x-knollm-cost-usd: pending``, and the last chunk (with
+``stream_options.include_usage``) carries ``knollm.cost_usd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from knollm.errors import GatewayError, KnollmError
+from knollm.gateway.backend import Backend, Outcome
+from knollm.gateway.keys import GatewayKey, KeyStore
+from knollm.gateway.metrics import CONTENT_TYPE, Metrics
+from knollm.gateway.translate import (
+    AnthropicStream,
+    anthropic_to_openai,
+    openai_to_anthropic,
+    split_target,
+    validate_chat_request,
+)
+
+__all__ = ["GatewayConfig", "create_app", "error_body"]
+
+log = logging.getLogger("knollm.gateway")
+
+
+@dataclass
+class GatewayConfig:
+    """Limits and policy. ``max_body_bytes`` bounds a request body (images included);
+    ``timeout_s`` bounds a whole request (stream included); ``default_hold_usd`` is held
+    against a key's budget when a call's worst-case cost is unknown."""
+
+    max_body_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 600.0
+    default_hold_usd: float = 0.05
+    key_cache_s: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> GatewayConfig:
+        env = os.environ
+        return cls(max_body_bytes=int(env.get("KNOLLM_GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes)),
+                   timeout_s=float(env.get("KNOLLM_GATEWAY_TIMEOUT_S", cls.timeout_s)),
+                   default_hold_usd=float(env.get("KNOLLM_GATEWAY_DEFAULT_HOLD_USD", cls.default_hold_usd)))
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def error_body(exc: GatewayError, anthropic: bool = False) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "error", "error": {"type": exc.type, "message": str(exc)}}
+    return {"error": {"type": exc.type, "message": str(exc), "code": exc.code, "param": None}}
+
+
+def _knollm_headers(o: Outcome | None, *, streaming: bool = False) -> dict[str, str]:
+    o = o or Outcome()
+    # a stream's headers leave with its first token: the serving attempt is not finished yet
+    attempts = len(o.attempts) + (1 if streaming and o.provider else 0)
+    return {"x-knollm-provider": o.provider or "none", "x-knollm-model": o.model or "none",
+            "x-knollm-cost-usd": "pending" if streaming else o.cost_header,
+            "x-knollm-attempts": str(attempts)}
+
+
+def as_gateway_error(exc: BaseException) -> GatewayError:
+    """Any exception as a GatewayError safe to show (no traceback, no key)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return GatewayError("the request took longer than the gateway's time limit", status=504, type="timeout")
+    if isinstance(exc, KnollmError):
+        from knollm.gateway.client_backend import map_client_error
+
+        return map_client_error(exc)
+    log.exception("internal error")
+    return GatewayError(f"internal gateway error ({type(exc).__name__})", status=500, type="server_error")
+
+
+class _Access:
+    """Gateway-key checks shared by the routes: auth, allowed models, RPM, budget."""
+
+    def __init__(self, store: KeyStore | None, cfg: GatewayConfig) -> None:
+        self.store = store
+        self.cfg = cfg
+        self._required: tuple[float, bool] = (0.0, False)
+        self._cache: dict[str, tuple[float, GatewayKey | None]] = {}
+
+    async def _keys_required(self) -> bool:
+        if self.store is None:
+            return False
+        at, value = self._required
+        if time.monotonic() - at > self.cfg.key_cache_s:
+            value = await run_in_threadpool(self.store.any_active)
+            self._required = (time.monotonic(), value)
+        return value
+
+    async def authenticate(self, request: Request) -> GatewayKey | None:
+        if not await self._keys_required():
+            return None
+        auth = request.headers.get("authorization") or ""
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
+        if not token:
+            raise GatewayError("a gateway key is required (Authorization: Bearer kn-…)", status=401,
+                               type="authentication_error", code="missing_api_key")
+        hit = self._cache.get(token)
+        if hit is None or time.monotonic() - hit[0] > self.cfg.key_cache_s:
+            assert self.store is not None
+            hit = (time.monotonic(), await run_in_threadpool(self.store.lookup, token))
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = hit
+        if hit[1] is None:
+            raise GatewayError("invalid or revoked gateway key", status=401, type="authentication_error",
+                               code="invalid_api_key")
+        return hit[1]
+
+    async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> float:
+        """Check the key may call ``targets`` now; returns the USD held against its budget."""
+        if key is None:
+            return 0.0
+        for t in targets:
+            if not key.allows(t):
+                raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
+                                   type="permission_error", code="model_not_allowed")
+        assert self.store is not None
+        if key.rpm:
+            n = await run_in_threadpool(self.store.hit, key.id)
+            if n > key.rpm:
+                wait = str(max(1, int(60 - time.time() % 60)))
+                raise GatewayError(f"gateway key {key.name!r} is over its limit of {key.rpm} requests per minute",
+                                   status=429, type="rate_limit_error", code="rate_limit_exceeded",
+                                   headers={"retry-after": wait})
+        if key.budget_usd is None:
+            return 0.0
+        amount = hold()
+        amount = self.cfg.default_hold_usd if amount is None else amount
+        if not await run_in_threadpool(self.store.reserve, key.id, amount):
+            raise GatewayError(f"gateway key {key.name!r} has no budget left for this call "
+                               f"(budget ${key.budget_usd:g}, worst case ${amount:.6g})",
+                               status=429, type="insufficient_quota", code="insufficient_quota")
+        return amount
+
+    async def settle(self, key: GatewayKey | None, held: float, outcome: Outcome | None) -> None:
+        if key is None or key.budget_usd is None or self.store is None:
+            return
+        if outcome is None or not outcome.served:
+            cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
+        else:  # an unpriced call is charged what was held (never silently $0)
+            cost = held if outcome.cost_usd is None else outcome.cost_usd
+        await run_in_threadpool(self.store.settle, key.id, held, cost)
+
+
+def create_app(backend: Backend, *, store: KeyStore | None = None, config: GatewayConfig | None = None,
+               metrics: Metrics | None = None) -> Starlette:
+    """The ASGI app over ``backend``; ``store`` holds gateway keys (None: no keys, open)."""
+    cfg = config or GatewayConfig()
+    m = metrics or Metrics()
+    access = _Access(store, cfg)
+
+    async def read_json(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > cfg.max_body_bytes:
+            raise GatewayError(f"request body over the limit of {cfg.max_body_bytes} bytes", status=413,
+                               type="invalid_request_error", code="request_too_large")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cfg.max_body_bytes:
+                raise GatewayError(f"request body over the limit of {cfg.max_body_bytes} bytes", status=413,
+                                   type="invalid_request_error", code="request_too_large")
+            chunks.append(chunk)
+        try:
+            return orjson.loads(b"".join(chunks))
+        except orjson.JSONDecodeError:
+            raise GatewayError("the request body is not valid JSON", status=400) from None
+
+    def record(route: str, status: int, started: float, outcome: Outcome | None, alias: str,
+               err: GatewayError | None = None) -> None:
+        m.requests.inc(route, str(status))
+        m.latency.observe(time.perf_counter() - started, route)
+        if err is not None:
+            m.errors.inc(route, err.type)
+        if outcome is None:
+            return
+        for a in outcome.attempts:
+            m.attempts.inc(a.get("provider") or "", a.get("model") or "", str(a.get("status") or ""))
+        if outcome.provider:
+            p, mod = outcome.provider, outcome.model or ""
+            m.tokens.inc(p, mod, alias, "input", amount=outcome.input_tokens)
+            m.tokens.inc(p, mod, alias, "output", amount=outcome.output_tokens)
+            m.tokens.inc(p, mod, alias, "cached", amount=outcome.cached_tokens)
+            if outcome.cost_usd is None:
+                m.unpriced.inc(p, mod, alias)
+            else:
+                m.cost.inc(p, mod, alias, amount=outcome.cost_usd)
+            if outcome.duration_s is not None:
+                m.upstream.observe(outcome.duration_s, p, mod, alias)
+            if outcome.ttft_s is not None:
+                m.ttft.observe(outcome.ttft_s, p, mod)
+
+    def error_response(route: str, started: float, exc: BaseException, alias: str, anthropic: bool,
+                       outcome: Outcome | None = None) -> Response:
+        err = as_gateway_error(exc)
+        outcome = outcome or getattr(exc, "outcome", None)
+        record(route, err.status, started, outcome if isinstance(outcome, Outcome) else None, alias, err)
+        headers = {**_knollm_headers(outcome if isinstance(outcome, Outcome) else None), **err.headers}
+        return Response(_dumps(error_body(err, anthropic)), status_code=err.status, headers=headers,
+                        media_type="application/json")
+
+    async def serve_chat(request: Request, route: str, anthropic: bool) -> Response:
+        started = time.perf_counter()
+        alias = "?"
+        m.in_flight += 1
+        try:
+            key = await access.authenticate(request)
+            raw = await read_json(request)
+            body = anthropic_to_openai(raw) if anthropic else validate_chat_request(raw)
+            targets = split_target(body["model"])
+            alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
+            held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets))
+        except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
+            m.in_flight -= 1
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return error_response(route, started, e, alias, anthropic)
+        tag = key.id if key is not None else None
+        if body.get("stream"):
+            return await _stream(body, targets, tag, key, held, route, started, alias, anthropic)
+        outcome: Outcome | None = None
+        try:
+            async with asyncio.timeout(cfg.timeout_s):
+                resp, outcome = await backend.complete(body, targets=targets, tag=tag)
+        except BaseException as e:  # noqa: BLE001
+            outcome = getattr(e, "outcome", None)
+            await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
+            m.in_flight -= 1
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return error_response(route, started, e, alias, anthropic)
+        await access.settle(key, held, outcome)
+        m.in_flight -= 1
+        record(route, 200, started, outcome, alias)
+        if anthropic:
+            resp = openai_to_anthropic(resp, raw.get("model"))
+        else:
+            resp.setdefault("knollm", _knollm_meta(outcome))
+        return Response(_dumps(resp), status_code=200, media_type="application/json",
+                        headers=_knollm_headers(outcome))
+
+    async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
+                      held: float, route: str, started: float, alias: str, anthropic: bool) -> Response:
+        deadline = time.monotonic() + cfg.timeout_s
+        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        stream = backend.stream(body, targets=targets, tag=tag)
+        try:
+            async with asyncio.timeout(cfg.timeout_s):
+                first = await stream.__anext__()
+        except StopAsyncIteration:
+            first = None
+        except BaseException as e:  # noqa: BLE001
+            outcome = getattr(e, "outcome", None) or getattr(stream, "outcome", None)
+            await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
+            m.in_flight -= 1
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return error_response(route, started, e, alias, anthropic, outcome)
+        headers = _knollm_headers(stream.outcome, streaming=True)
+        model_name = body["model"]
+        conv = AnthropicStream(model_name, "msg_" + uuid.uuid4().hex[:24]) if anthropic else None
+
+        def sse(chunk: dict[str, Any]) -> list[bytes]:
+            if conv is not None:
+                return [b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+                        for name, data in conv.feed(chunk)]
+            if not chunk.get("choices") and chunk.get("usage") is not None:
+                if not want_usage:
+                    return []
+                chunk = {**chunk, "knollm": _knollm_meta(stream.outcome)}
+            return [b"data: " + _dumps(chunk) + b"\n\n"]
+
+        async def body_iter() -> AsyncIterator[bytes]:
+            status, err = 200, None
+            try:
+                if first is not None:
+                    for piece in sse(first):
+                        yield piece
+                while True:
+                    remaining = deadline - time.monotonic()
+                    try:
+                        async with asyncio.timeout(max(0.001, remaining)):
+                            chunk = await stream.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    for piece in sse(chunk):
+                        yield piece
+                if conv is not None:
+                    for name, data in conv.close():
+                        yield b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+                else:
+                    yield b"data: [DONE]\n\n"
+            except BaseException as e:  # noqa: BLE001 - a broken stream ends with an error event
+                if isinstance(e, (asyncio.CancelledError, GeneratorExit)):
+                    status = 499
+                    raise
+                err = as_gateway_error(e)
+                status = err.status
+                if conv is not None:
+                    yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n"
+                else:
+                    yield b"data: " + _dumps(error_body(err)) + b"\n\n"
+            finally:
+                try:
+                    await stream.aclose()
+                finally:
+                    await access.settle(key, held, stream.outcome)
+                    m.in_flight -= 1
+                    record(route, status, started, stream.outcome, alias, err)
+
+        return StreamingResponse(body_iter(), media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache"})
+
+    async def chat_completions(request: Request) -> Response:
+        return await serve_chat(request, "/v1/chat/completions", anthropic=False)
+
+    async def messages(request: Request) -> Response:
+        return await serve_chat(request, "/v1/messages", anthropic=True)
+
+    async def models(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            key = await access.authenticate(request)
+            data = await backend.models()
+        except Exception as e:  # noqa: BLE001
+            return error_response("/v1/models", started, e, "", False)
+        if key is not None:
+            data = [d for d in data if key.allows(d["id"])]
+        record("/v1/models", 200, started, None, "")
+        return Response(_dumps({"object": "list", "data": data}), media_type="application/json",
+                        headers=_knollm_headers(None))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "store": store.db.dialect if store else None,
+                             "keys_required": await access._keys_required()},
+                            headers=_knollm_headers(None))
+
+    async def metrics(request: Request) -> Response:
+        return Response(m.render(), media_type=CONTENT_TYPE, headers=_knollm_headers(None))
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        err = GatewayError(f"no route {request.method} {request.url.path}", status=status,
+                           type="not_found_error" if status == 404 else "invalid_request_error")
+        return Response(_dumps(error_body(err)), status_code=status, media_type="application/json",
+                        headers=_knollm_headers(None))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        err = as_gateway_error(exc)
+        return Response(_dumps(error_body(err)), status_code=err.status, media_type="application/json",
+                        headers=_knollm_headers(None))
+
+    routes = [
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await backend.aclose()
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
+                    lifespan=lifespan)
+    app.state.metrics = m
+    app.state.backend = backend
+    app.state.store = store
+    return app
+
+
+def _knollm_meta(o: Outcome | None) -> dict[str, Any]:
+    o = o or Outcome()
+    return {"provider": o.provider, "model": o.model, "cost_usd": o.cost_usd, "price_source": o.price_source,
+            "unpriced_reason": o.unpriced_reason, "attempts": o.attempts}

@@ -1,0 +1,67 @@
+"""What the gateway app needs from the thing that actually calls models.
+
+The app speaks OpenAI chat-completions dicts on both sides; a :class:`Backend` routes
+them (aliases, fallback, budgets, ledger) and says which provider/model served the call,
+what it cost and how many attempts it took (:class:`Outcome`). The production backend
+is :class:`knollm.gateway.client_backend.ClientBackend` over :class:`knollm.AsyncClient`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+__all__ = ["Backend", "BackendStream", "Outcome"]
+
+
+@dataclass
+class Outcome:
+    """What a served (or failed) call did. ``cost_usd`` is None when unpriced (never 0
+    for unknown; ``unpriced_reason`` then says why)."""
+
+    provider: str | None = None
+    model: str | None = None
+    cost_usd: float | None = None
+    price_source: str | None = None
+    unpriced_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    ttft_s: float | None = None
+    duration_s: float | None = None
+    served: bool = False  # True once the call finished and was recorded in the ledger
+
+    @property
+    def cost_header(self) -> str:
+        return "unknown" if self.cost_usd is None else format(self.cost_usd, ".10f").rstrip("0").rstrip(".") or "0"
+
+
+class BackendStream(Protocol):
+    """An async iterator of OpenAI ``chat.completion.chunk`` dicts; ``outcome`` says who is
+    serving once the first chunk is out, and the cost once the iterator is exhausted."""
+
+    outcome: Outcome
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def __anext__(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Backend(Protocol):
+    async def complete(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
+                       ) -> tuple[dict[str, Any], Outcome]:
+        """A non-streamed OpenAI chat completion for ``body`` routed over ``targets``."""
+
+    def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> BackendStream:
+        """A streamed completion; errors before the first chunk raise from ``__anext__``."""
+
+    async def models(self) -> list[dict[str, Any]]:
+        """OpenAI ``model`` objects: aliases and the catalog models whose provider has a key."""
+
+    def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
+        """An upper bound of the call's cost (for gateway-key budgets); None if unknown."""
+
+    async def aclose(self) -> None: ...

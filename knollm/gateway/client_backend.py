@@ -1,0 +1,289 @@
+"""The production :class:`~knollm.gateway.backend.Backend`: :class:`knollm.AsyncClient`.
+
+Also maps the client's errors (:class:`knollm.errors.ClientError` and its subclasses) to
+HTTP statuses and OpenAI error types (:func:`map_client_error`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from knollm.errors import GatewayError, KnollmError
+from knollm.gateway.backend import Outcome
+
+__all__ = ["ClientBackend", "map_client_error"]
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {c.__name__ for c in type(exc).__mro__}
+
+
+def map_client_error(exc: KnollmError) -> GatewayError:
+    """A client error as the gateway error sent back (status, ``error.type``, code)."""
+    names = _names(exc)
+    msg = str(exc)
+    if "BudgetExceeded" in names:
+        return GatewayError(msg, status=429, type="insufficient_quota", code="budget_exceeded")
+    if "NotFoundError" in names:
+        return GatewayError(msg, status=404, type="not_found_error", code="model_not_found")
+    if "NoCandidates" in names:
+        return GatewayError(msg, status=400, type="invalid_request_error", code="no_candidates")
+    if "StreamInterrupted" in names:
+        return GatewayError(msg, status=502, type="upstream_error", code="stream_interrupted")
+    last = getattr(exc, "last", None) if "AllAttemptsFailed" in names else exc
+    status = getattr(last, "status", None)
+    kind = str(getattr(last, "kind", "") or "")
+    if "AllAttemptsFailed" in names or "ProviderError" in names:
+        if status in (400, 413, 422) or kind in ("bad_request", "context_length"):
+            return GatewayError(msg, status=400, type="invalid_request_error", code=kind or "upstream_bad_request")
+        if status == 429:
+            return GatewayError(msg, status=429, type="rate_limit_error", code="upstream_rate_limited")
+        if kind == "timeout":
+            return GatewayError(msg, status=504, type="timeout", code="upstream_timeout")
+        return GatewayError(msg, status=502, type="upstream_error", code=kind or "upstream_error")
+    if "CatalogError" in names or "RegistryError" in names:
+        return GatewayError(msg, status=503, type="server_error", code="catalog_unavailable")
+    return GatewayError(msg, status=500, type="server_error", code=type(exc).__name__)
+
+
+_NOT_PARAMS = ("model", "messages", "stream", "stream_options")
+
+
+def _outcome_of(res: Any) -> Outcome:
+    u = res.usage
+    return Outcome(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
+                   unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                   cached_tokens=u.cached_tokens, attempts=list(res.attempts),
+                   ttft_s=None if res.ttft_ms is None else res.ttft_ms / 1000, duration_s=res.duration_ms / 1000,
+                   served=True)
+
+
+def _with_outcome(exc: BaseException, outcome: Outcome | None = None) -> BaseException:
+    """Attach what is known (attempts) to a client error for the gateway's headers."""
+    if outcome is None:
+        outcome = Outcome(attempts=list(getattr(exc, "attempts", None) or []))
+    exc.outcome = outcome  # type: ignore[attr-defined]
+    return exc
+
+
+def _chunk(rid: str, created: int, model: str, delta: dict[str, Any] | None, finish: str | None = None,
+           usage: dict[str, Any] | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "choices": [] if delta is None else
+                         [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        d["usage"] = usage
+    return d
+
+
+class _Serving:
+    """The client seen by its stream driver (:class:`knollm.client.core.AsyncChatStream`),
+    noting the plan's attempts and the deployment each attempt goes to, so the gateway
+    knows who serves a stream when its first token leaves."""
+
+    def __init__(self, client: Any, outcome: Outcome) -> None:
+        self._client, self._outcome = client, outcome
+
+    def plan(self, *args: Any) -> Any:
+        plan = self._client.plan(*args)
+        self._outcome.attempts = plan.attempts  # the same list: it grows with every attempt
+        return plan
+
+    def _stream_attempt(self, plan: Any, d: Any, out: Any) -> Any:
+        self._outcome.provider, self._outcome.model = d.provider, d.model
+        return self._client._stream_attempt(plan, d, out)
+
+
+class _ClientStream:
+    """OpenAI ``chat.completion.chunk`` dicts from the client's stream (text deltas, then
+    the tool calls, the finish reason and the usage of the final :class:`ChatResult`)."""
+
+    def __init__(self, client: Any, target: Any, messages: list[dict], params: dict[str, Any]) -> None:
+        from knollm.client.core import AsyncChatStream
+
+        self.outcome = Outcome()
+        self._source = AsyncChatStream(_Serving(client, self.outcome), target, messages, params)
+        self._it = self._run()
+
+    def __aiter__(self) -> _ClientStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._it.__anext__()
+
+    async def aclose(self) -> None:
+        await self._it.aclose()
+
+    async def _run(self) -> Any:
+        from knollm.errors import ClientError
+
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        first = True
+        res = None
+        try:
+            async for x in self._source:
+                if isinstance(x, str):
+                    yield _chunk(rid, created, self.outcome.model or "", {"role": "assistant", "content": x}
+                                 if first else {"content": x})
+                    first = False
+                else:
+                    res = x
+        except ClientError as e:
+            raise _with_outcome(e, self.outcome) from None
+        if res is None:  # pragma: no cover - the client always ends with its result
+            return
+        self.outcome = _outcome_of(res)
+        if res.tool_calls:
+            calls = [{"index": i, "id": tc.get("id"), "type": "function",
+                      "function": {"name": (tc.get("function") or {}).get("name"),
+                                   "arguments": (tc.get("function") or {}).get("arguments") or ""}}
+                     for i, tc in enumerate(res.tool_calls)]
+            yield _chunk(rid, created, res.model, {"role": "assistant", "content": None, "tool_calls": calls}
+                         if first else {"tool_calls": calls})
+            first = False
+        yield _chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop")
+        yield _chunk(rid, created, res.model, None, usage=res.model_dump()["usage"])
+
+
+class ClientBackend:
+    """Routes gateway requests through a :class:`knollm.AsyncClient`."""
+
+    def __init__(self, client: Any, *, lock: str | None = None) -> None:
+        self.client = client
+        self.lock = lock
+        self._models: tuple[float, list[dict[str, Any]]] | None = None
+
+    @classmethod
+    def from_env(cls, **client_kwargs: Any) -> ClientBackend:
+        """A client configured from the environment:
+
+        * the store named by ``$KNOLLM_DATABASE_URL`` (PostgreSQL or SQLite),
+        * the lockfile ``$KNOLLM_LOCK`` (aliases),
+        * the catalog file ``$KNOLLM_CATALOG`` (a built catalog JSON; default: the cached
+          catalog of ``$KNOLLM_DUMPS``),
+        * ``$KNOLLM_GATEWAY_CLIENT_OPTIONS``: a JSON object of :class:`knollm.AsyncClient`
+          keyword arguments (``retries``, ``timeout``, ``strategy``, ``breaker``, …;
+          ``budgets`` as a list of :class:`knollm.client.Budget` fields)."""
+        import json
+        import os
+
+        from knollm.client import AsyncClient, Budget
+        from knollm.gateway.pgstore import open_store
+
+        raw = os.environ.get("KNOLLM_GATEWAY_CLIENT_OPTIONS")
+        try:
+            opts = json.loads(raw) if raw else {}
+        except ValueError as e:
+            raise GatewayError(f"KNOLLM_GATEWAY_CLIENT_OPTIONS is not JSON: {e}", status=500,
+                               type="server_error") from None
+        if not isinstance(opts, dict):
+            raise GatewayError("KNOLLM_GATEWAY_CLIENT_OPTIONS must be a JSON object", status=500, type="server_error")
+        if "budgets" in opts:
+            opts["budgets"] = [Budget(**b) for b in opts["budgets"]]
+        catalog = os.environ.get("KNOLLM_CATALOG")
+        if catalog:
+            import orjson
+
+            from knollm.errors import CatalogError
+
+            try:
+                opts["catalog"] = orjson.loads(open(catalog, "rb").read())
+            except (OSError, orjson.JSONDecodeError) as e:
+                raise CatalogError(f"{catalog}: cannot read the catalog: {e}") from None
+        client = AsyncClient(store=open_store(), **{**opts, **client_kwargs})
+        return cls(client, lock=os.environ.get("KNOLLM_LOCK"))
+
+    @staticmethod
+    def _split(body: dict[str, Any], targets: list[str]) -> tuple[Any, list[dict], dict[str, Any]]:
+        target: Any = targets[0] if len(targets) == 1 else list(targets)
+        return target, body["messages"], {k: v for k, v in body.items() if k not in _NOT_PARAMS}
+
+    async def complete(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
+                       ) -> tuple[dict[str, Any], Outcome]:
+        from knollm.errors import ClientError
+
+        target, messages, params = self._split(body, targets)
+        try:
+            res = await self.client.chat(target, messages, **params)
+        except ClientError as e:
+            raise _with_outcome(e) from None
+        return res.model_dump(), _outcome_of(res)
+
+    def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
+        target, messages, params = self._split(body, targets)
+        return _ClientStream(self.client, target, messages, params)
+
+    def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
+        """The most the call can cost on any candidate (None if one is unpriced)."""
+        from knollm.client.accounting import worst_case_cost
+        from knollm.errors import ClientError
+
+        target, messages, params = self._split(body, targets)
+        try:
+            plan = self.client.plan(target, messages, params)
+        except ClientError:
+            return 0.0  # nothing can serve it: the call fails without cost
+        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]
+        return None if any(c is None for c in costs) else max(costs, default=0.0)
+
+    async def models(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if self._models is not None and now - self._models[0] < 60:
+            return self._models[1]
+        from starlette.concurrency import run_in_threadpool
+
+        data = await run_in_threadpool(self._list_models)
+        self._models = (now, data)
+        return data
+
+    def _list_models(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{"id": a, "object": "model", "created": 0, "owned_by": "knollm-alias",
+                                      "knollm": {"alias": True, "models": models}}
+                                     for a, models in _lock_aliases(self.lock)]
+        router = self.client.router
+        src = router.source
+        if src is None:
+            return out
+        from knollm.client._providers import provider_facts
+        from knollm.client.routing import env_name
+
+        keyed: dict[str, bool] = {}
+
+        def has_key(pid: str) -> bool:
+            if pid not in keyed:
+                facts = provider_facts(pid)
+                auth = (router.config.get(pid) or {}).get("auth", facts.auth if facts else "bearer")
+                if auth == "none":  # local servers: only when pointed at one
+                    keyed[pid] = bool(router.env.get(env_name(pid, "BASE_URL")) or
+                                      (router.config.get(pid) or {}).get("base_url"))
+                else:
+                    keyed[pid] = any(s.label for s in router.slots(pid, facts))
+            return keyed[pid]
+
+        cat = src.catalog
+        if src._full:
+            pairs = [(m["key"], m["provider"]) for m in cat.models]
+        else:
+            from knollm.query.index import KEY, PROVIDER
+
+            pairs = [(r[KEY], r[PROVIDER]) for r in cat.rows]
+        out += [{"id": key, "object": "model", "created": 0, "owned_by": pid} for key, pid in pairs if has_key(pid)]
+        return out
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _lock_aliases(lock: str | None) -> list[tuple[str, list[str]]]:
+    """Aliases of the active lockfile (none when ``knollm.lock`` or the file is absent)."""
+    try:
+        from knollm.lock import active_profile, find_lock, load_lock  # type: ignore[import-not-found]
+    except ImportError:
+        return []
+    path = find_lock(lock)
+    if path is None or not path.is_file():
+        return []
+    lf = load_lock(path)
+    return [(a, list(b.models)) for a, b in sorted(lf.bindings(active_profile(lf)).items())]

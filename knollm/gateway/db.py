@@ -1,0 +1,145 @@
+"""The gateway's database: SQLite by default, PostgreSQL when ``KNOLLM_DATABASE_URL`` names
+one (``postgresql://…`` or ``postgres://…``; needs the ``gateway`` extra, ``psycopg`` 3).
+
+One small wrapper so the same SQL (written with ``?`` placeholders) runs on both: every
+statement is its own transaction (autocommit) unless grouped with :meth:`Database.tx`.
+Connections are per thread (the ASGI app calls the store from a worker thread).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from knollm.errors import GatewayError
+
+__all__ = ["Database", "open_database", "database_url", "redact_url", "is_postgres"]
+
+
+def database_url() -> str:
+    """``$KNOLLM_DATABASE_URL``, else the client's SQLite ledger file (``$KNOLLM_HOME/knollm.db``
+    or the user data dir): gateway keys sit next to the ledger and budgets."""
+    from knollm.client.store import default_db_path
+
+    return os.environ.get("KNOLLM_DATABASE_URL") or f"sqlite:///{default_db_path()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+
+
+class Database:
+    """Base class; ``dialect`` is ``"sqlite"`` or ``"postgres"``."""
+
+    dialect = ""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+
+    def _connect(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return sql
+
+    @property
+    def conn(self) -> Any:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = self._local.conn = self._connect()
+        return c
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        cur = self.conn.execute(self._sql(sql), tuple(params))
+        rows = cur.fetchall() if cur.description else []
+        return rows
+
+    def rowcount(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a write and return how many rows it changed."""
+        cur = self.conn.execute(self._sql(sql), tuple(params))
+        return cur.rowcount
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:  # pragma: no cover - overridden
+        yield
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+
+class SqliteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+        self.path = Path(path)
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _connect(self) -> sqlite3.Connection:
+        c = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute("PRAGMA synchronous=NORMAL")
+        c.execute("PRAGMA busy_timeout=30000")
+        return c
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+
+class PostgresDatabase(Database):
+    dialect = "postgres"
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise GatewayError("KNOLLM_DATABASE_URL names PostgreSQL but psycopg is not installed: "
+                               "pip install 'knollm[gateway]'", status=500, type="server_error") from e
+        url = self.url.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            raise GatewayError(f"cannot connect to {redact_url(self.url)}: {type(e).__name__}",
+                               status=503, type="server_error") from None
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        with self.conn.transaction():
+            yield
+
+
+def open_database(url: str | None = None) -> Database:
+    """The database named by ``url`` (default :func:`database_url`)."""
+    url = url or database_url()
+    return PostgresDatabase(url) if is_postgres(url) else SqliteDatabase(url)

@@ -1,0 +1,113 @@
+"""A small Prometheus text-format registry for ``GET /metrics`` (exposition format 0.0.4).
+
+Counters and histograms keyed by label values, kept in memory per worker process (with
+``--workers N`` each worker reports its own series; scrape them through the load
+balancer or run one worker per replica). No dependency, no locks needed: the gateway
+updates them from one event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+__all__ = ["Metrics", "Counter", "Histogram", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def _escape(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _num(v: float) -> str:
+    if v == float("inf"):
+        return "+Inf"
+    return repr(float(v)) if not float(v).is_integer() else str(int(v)) if abs(v) < 1e15 else repr(float(v))
+
+
+class Counter:
+    def __init__(self, name: str, help: str, labels: Iterable[str] = ()) -> None:
+        self.name, self.help, self.labels = name, help, tuple(labels)
+        self.values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *values: str, amount: float = 1.0) -> None:
+        key = tuple(str(v) for v in values)
+        self.values[key] = self.values.get(key, 0.0) + amount
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        out += [f"{self.name}{_labels(self.labels, k)} {_num(v)}" for k, v in sorted(self.values.items())]
+        return out
+
+
+class Histogram:
+    def __init__(self, name: str, help: str, labels: Iterable[str] = (),
+                 buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.name, self.help, self.labels = name, help, tuple(labels)
+        self.buckets = tuple(sorted(buckets))
+        self.values: dict[tuple[str, ...], list[float]] = {}  # per bucket counts + [sum, count]
+
+    def observe(self, value: float, *values: str) -> None:
+        key = tuple(str(v) for v in values)
+        row = self.values.get(key)
+        if row is None:
+            row = self.values[key] = [0.0] * (len(self.buckets) + 2)
+        for i, b in enumerate(self.buckets):
+            if value <= b:
+                row[i] += 1
+        row[-2] += value
+        row[-1] += 1
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        for key, row in sorted(self.values.items()):
+            for i, b in enumerate((*self.buckets, float("inf"))):
+                le = 'le="%s"' % _num(b)
+                count = row[i] if i < len(self.buckets) else row[-1]
+                out.append(f"{self.name}_bucket{_labels(self.labels, key, le)} {_num(count)}")
+            out.append(f"{self.name}_sum{_labels(self.labels, key)} {_num(row[-2])}")
+            out.append(f"{self.name}_count{_labels(self.labels, key)} {_num(row[-1])}")
+        return out
+
+
+class Metrics:
+    """The gateway's series. ``alias`` is the ``model`` the caller asked for."""
+
+    def __init__(self) -> None:
+        self.requests = Counter("knollm_gateway_requests_total", "Requests by route and HTTP status.",
+                                ("route", "status"))
+        self.errors = Counter("knollm_gateway_errors_total", "Error responses by route and error type.",
+                              ("route", "type"))
+        self.latency = Histogram("knollm_gateway_request_duration_seconds",
+                                 "Time from request to the last byte, by route.", ("route",))
+        self.ttft = Histogram("knollm_gateway_ttft_seconds", "Time to the first streamed token, by provider/model.",
+                              ("provider", "model"))
+        self.upstream = Histogram("knollm_gateway_upstream_duration_seconds",
+                                  "Duration of served calls by provider/model/alias.", ("provider", "model", "alias"))
+        self.tokens = Counter("knollm_gateway_tokens_total", "Tokens by provider/model/alias and kind.",
+                              ("provider", "model", "alias", "kind"))
+        self.cost = Counter("knollm_gateway_cost_usd_total", "Cost in USD by provider/model/alias (priced calls).",
+                            ("provider", "model", "alias"))
+        self.unpriced = Counter("knollm_gateway_unpriced_calls_total", "Calls whose cost is unknown.",
+                                ("provider", "model", "alias"))
+        self.attempts = Counter("knollm_gateway_attempts_total", "Upstream attempts by provider/model and outcome.",
+                                ("provider", "model", "status"))
+        self.in_flight = 0
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for m in (self.requests, self.errors, self.latency, self.ttft, self.upstream, self.tokens, self.cost,
+                  self.unpriced, self.attempts):
+            lines += m.render()
+        lines += ["# HELP knollm_gateway_in_flight Requests being served.", "# TYPE knollm_gateway_in_flight gauge",
+                  f"knollm_gateway_in_flight {self.in_flight}"]
+        return "\n".join(lines) + "\n"

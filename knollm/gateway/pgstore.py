@@ -1,0 +1,122 @@
+"""The client's usage ledger and budgets in PostgreSQL (:class:`PostgresStore`), so several
+gateway replicas share one ledger and one set of budgets.
+
+Same protocol as :class:`knollm.client.store.SQLiteStore` (reserve, settle, release,
+spent, rows). A reservation runs in one transaction that first takes a transaction-level
+advisory lock per matching budget (in a fixed order, so no deadlock), then sums the
+ledger and the live reservations and inserts its own: two replicas reserving against the
+same budget are serialized by the database, and no budget is exceeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+from knollm.client.store import LEDGER_COLUMNS, Budget, period_start
+from knollm.gateway.db import Database, PostgresDatabase, open_database
+
+__all__ = ["PostgresStore", "open_store"]
+
+_TYPES = ("TEXT UNIQUE NOT NULL", "DOUBLE PRECISION NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL",
+          "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TEXT",
+          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER")
+
+
+def _lock_id(budget: Budget) -> int:
+    """A stable signed 64-bit advisory-lock id for a budget's selectors."""
+    digest = hashlib.sha256(("knollm-budget|" + budget.label()).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresStore:
+    """The ledger (table ``calls``) and live budget reservations (``reservations``)."""
+
+    def __init__(self, db: Database | str | None = None, *, reservation_ttl: float = 3600.0) -> None:
+        self.db = db if isinstance(db, Database) else open_database(db)
+        if not isinstance(self.db, PostgresDatabase):
+            raise TypeError("PostgresStore needs a postgresql:// database URL")
+        self.reservation_ttl = reservation_ttl
+        cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, _TYPES))
+        with self.db.tx():
+            self.db.execute("SELECT pg_advisory_xact_lock(7071)")  # one replica creates the schema
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS calls (id BIGSERIAL PRIMARY KEY, {cols})")
+            self.db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, "
+                            "ts DOUBLE PRECISION NOT NULL, provider TEXT, alias TEXT, key_label TEXT, "
+                            "amount DOUBLE PRECISION NOT NULL)")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _spent(self, budget: Budget, now: float) -> float:
+        sel = budget.selectors()
+        where = "".join(f" AND {k} = ?" for k in sel)
+        args = list(sel.values())
+        ((ledger,),) = self.db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}",
+                                       [period_start(budget.period, now), *args])
+        ((held,),) = self.db.execute(f"SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where}",
+                                     [now - self.reservation_ttl, *args])
+        return float(ledger) + float(held)
+
+    def spent(self, budget: Budget) -> float:
+        """Settled cost plus live reservations in the budget's current period."""
+        return self._spent(budget, time.time())
+
+    def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None
+                ) -> tuple[str | None, str | None]:
+        mine = [b for b in budgets if b.applies(scope)]
+        if not mine:
+            return None, None
+        if amount is None:
+            return None, f"unpriced model under budget {mine[0].label()}"
+        now = time.time()
+        with self.db.tx():
+            for lock in sorted({_lock_id(b) for b in mine}):
+                self.db.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+            for b in mine:
+                spent = self._spent(b, now)
+                if spent + amount > b.limit_usd + 1e-12:
+                    return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
+            rid = uuid.uuid4().hex
+            self.db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?)",
+                            (rid, now, scope.get("provider"), scope.get("alias"), scope.get("key_label"), amount))
+        return rid, None
+
+    def release(self, reservation_id: str | None) -> None:
+        if reservation_id is not None:
+            self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+
+    def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
+        vals = [row.get(c) for c in LEDGER_COLUMNS]
+        if isinstance(vals[LEDGER_COLUMNS.index("stream")], bool):
+            vals[LEDGER_COLUMNS.index("stream")] = int(vals[LEDGER_COLUMNS.index("stream")])
+        with self.db.tx():
+            if reservation_id is not None:
+                self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+            inserted = self.db.execute(
+                f"INSERT INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' * len(LEDGER_COLUMNS))}) "
+                "ON CONFLICT (request_id) DO NOTHING RETURNING id", vals)
+        return bool(inserted)
+
+    def rows(self, since: float | None = None) -> list[dict[str, Any]]:
+        rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE ts >= ? ORDER BY ts, id",
+                               (since or 0.0,))
+        return [dict(zip(LEDGER_COLUMNS, r)) for r in rows]
+
+
+def open_store(url: str | None = None) -> Any:
+    """The client's store for ``url`` (default ``$KNOLLM_DATABASE_URL``): PostgreSQL when
+    it names one, else the client's SQLite store (its default file, or the path given)."""
+    import os
+
+    from knollm.gateway.db import is_postgres
+
+    url = url or os.environ.get("KNOLLM_DATABASE_URL") or ""
+    if is_postgres(url):
+        return PostgresStore(url)
+    from knollm.client.store import SQLiteStore
+
+    return SQLiteStore(url[len("sqlite:///"):] if url.startswith("sqlite:///") else None)

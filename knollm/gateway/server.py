@@ -1,0 +1,83 @@
+"""Run the gateway under uvicorn (``knollm serve``).
+
+Settings travel to uvicorn's worker processes through the environment
+(``KNOLLM_LOCK``, ``KNOLLM_DATABASE_URL``, ``KNOLLM_GATEWAY_*``), so ``--workers N``
+builds the same app in every worker via :func:`app_factory`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from typing import Any
+
+from knollm.errors import GatewayError
+
+__all__ = ["serve", "app_factory", "is_loopback", "check_bind"]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def check_bind(host: str, keys_configured: bool) -> None:
+    """The loopback-without-keys rule: refuse a non-loopback bind with no gateway key."""
+    if not keys_configured and not is_loopback(host):
+        raise GatewayError(
+            f"refusing to listen on {host!r} without gateway keys: anyone who can reach it could spend "
+            "your provider keys. Create one with `knollm serve keys create NAME`, or bind to 127.0.0.1.",
+            status=500, type="server_error")
+
+
+def app_factory() -> Any:
+    """The ASGI app for one worker, configured from the environment."""
+    from knollm.gateway.app import GatewayConfig, create_app
+    from knollm.gateway.client_backend import ClientBackend
+    from knollm.gateway.keys import KeyStore
+
+    store = KeyStore()
+    backend = ClientBackend.from_env()
+    return create_app(backend, store=store, config=GatewayConfig.from_env())
+
+
+def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None, catalog: str | None = None,
+          workers: int = 1, log_level: str = "warning") -> None:
+    """Check the bind, then run uvicorn until interrupted."""
+    import uvicorn
+
+    from knollm.gateway.keys import KeyStore
+
+    if lock:
+        os.environ["KNOLLM_LOCK"] = os.path.abspath(lock)
+    if catalog:
+        os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
+    store = KeyStore()
+    check_bind(host, store.any_active())
+    store.db.close()
+    kwargs: dict[str, Any] = {"host": host, "port": port, "workers": max(1, workers), "factory": True,
+                              "log_level": log_level, "access_log": False, "server_header": False,
+                              "timeout_graceful_shutdown": 10, "proxy_headers": False}
+    try:
+        import httptools  # noqa: F401
+
+        kwargs["http"] = "httptools"
+    except ImportError:
+        kwargs["http"] = "h11"
+    try:
+        import uvloop  # noqa: F401
+
+        kwargs["loop"] = "uvloop"
+    except ImportError:
+        pass
+    uvicorn.run("knollm.gateway.server:app_factory", **kwargs)

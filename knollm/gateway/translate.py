@@ -1,0 +1,331 @@
+"""Request validation for ``/v1/chat/completions`` and the Anthropic Messages <-> OpenAI
+chat-completions translation used by ``/v1/messages``.
+
+Pure functions over JSON dicts (no I/O): the gateway parses an Anthropic request into an
+OpenAI one, runs it like any other chat request, and turns the OpenAI answer (or stream of
+chunks) back into Anthropic's shape with :class:`AnthropicStream`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterator
+
+from knollm.errors import GatewayError
+
+__all__ = [
+    "validate_chat_request",
+    "split_target",
+    "anthropic_to_openai",
+    "openai_to_anthropic",
+    "AnthropicStream",
+    "STOP_REASONS",
+]
+
+_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+_PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
+_RF_TYPES = {"text", "json_object", "json_schema"}
+
+
+def _bad(message: str, param: str | None = None) -> GatewayError:
+    return GatewayError(message, status=400, type="invalid_request_error", code=param)
+
+
+def split_target(model: Any) -> list[str]:
+    """The ``model`` field as a fallback chain: ``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``."""
+    if isinstance(model, str):
+        parts = [p.strip() for p in model.split(",")]
+    elif isinstance(model, list) and all(isinstance(p, str) for p in model):
+        parts = [p.strip() for p in model]
+    else:
+        raise _bad("'model' must be a string (a catalog key, canonical id, alias or 'a,b' chain)", "model")
+    parts = [p for p in parts if p]
+    if not parts:
+        raise _bad("'model' is required", "model")
+    return parts
+
+
+def validate_chat_request(body: Any) -> dict[str, Any]:
+    """Check an OpenAI chat-completions body; raise :class:`GatewayError` (400) naming the
+    offending field. Returns the body unchanged (it is passed on as is)."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    split_target(body.get("model"))
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _bad("'messages' must be a non-empty array", "messages")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise _bad(f"messages[{i}] must be an object", f"messages[{i}]")
+        role = m.get("role")
+        if role not in _ROLES:
+            raise _bad(f"messages[{i}].role must be one of {sorted(_ROLES)}, got {role!r}", f"messages[{i}].role")
+        content = m.get("content")
+        if isinstance(content, list):
+            for j, part in enumerate(content):
+                if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
+                    raise _bad(f"messages[{i}].content[{j}] has an unknown type", f"messages[{i}].content[{j}]")
+                if part["type"] == "image_url":
+                    url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+                    if not isinstance(url, str) or not url:
+                        raise _bad(f"messages[{i}].content[{j}].image_url.url is required",
+                                   f"messages[{i}].content[{j}]")
+        elif content is not None and not isinstance(content, str):
+            raise _bad(f"messages[{i}].content must be a string or an array of parts", f"messages[{i}].content")
+        elif content is None and role not in ("assistant",):
+            raise _bad(f"messages[{i}].content is required for role {role!r}", f"messages[{i}].content")
+        if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+            raise _bad(f"messages[{i}].tool_call_id is required for role 'tool'", f"messages[{i}].tool_call_id")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise _bad("'stream' must be a boolean", "stream")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list):
+            raise _bad("'tools' must be an array", "tools")
+        for i, t in enumerate(tools):
+            fn = t.get("function") if isinstance(t, dict) else None
+            if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(fn, dict) \
+                    or not isinstance(fn.get("name"), str) or not fn["name"]:
+                raise _bad(f"tools[{i}] must be {{'type': 'function', 'function': {{'name': ...}}}}", f"tools[{i}]")
+    rf = body.get("response_format")
+    if rf is not None:
+        if not isinstance(rf, dict) or rf.get("type") not in _RF_TYPES:
+            raise _bad(f"'response_format.type' must be one of {sorted(_RF_TYPES)}", "response_format")
+        if rf["type"] == "json_schema" and not isinstance((rf.get("json_schema") or {}).get("schema"), dict):
+            raise _bad("'response_format.json_schema.schema' must be an object", "response_format")
+    for key in ("max_tokens", "max_completion_tokens", "n"):
+        v = body.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise _bad(f"'{key}' must be a positive integer", key)
+    if (body.get("n") or 1) > 1:
+        raise _bad("'n' > 1 is not supported by the gateway", "n")
+    for key in ("temperature", "top_p"):
+        v = body.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+            raise _bad(f"'{key}' must be a number", key)
+    return body
+
+
+# --------------------------------------------------------------------------- Anthropic -> OpenAI
+def _text_of(blocks: Any) -> str:
+    if isinstance(blocks, str):
+        return blocks
+    if isinstance(blocks, list):
+        return "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source") or {}
+    if src.get("type") == "base64" and src.get("data"):
+        url = f"data:{src.get('media_type') or 'image/png'};base64,{src['data']}"
+    elif src.get("type") == "url" and src.get("url"):
+        url = src["url"]
+    else:
+        raise _bad(f"{where}: image source must be base64 or url", where)
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def anthropic_to_openai(body: Any) -> dict[str, Any]:
+    """An Anthropic Messages request as an OpenAI chat-completions request."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise _bad("'model' is required", "model")
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise _bad("'max_tokens' is required and must be a positive integer", "max_tokens")
+    messages_in = body.get("messages")
+    if not isinstance(messages_in, list) or not messages_in:
+        raise _bad("'messages' must be a non-empty array", "messages")
+    out: list[dict[str, Any]] = []
+    system = body.get("system")
+    if system:
+        out.append({"role": "system", "content": _text_of(system)})
+    for i, m in enumerate(messages_in):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            raise _bad(f"{where}.role must be 'user' or 'assistant'", where)
+        content = m.get("content")
+        if isinstance(content, str):
+            out.append({"role": m["role"], "content": content})
+            continue
+        if not isinstance(content, list):
+            raise _bad(f"{where}.content must be a string or an array of blocks", where)
+        if m["role"] == "assistant":
+            text = "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+            calls = [{"id": b.get("id"), "type": "function",
+                      "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}}
+                     for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
+            msg: dict[str, Any] = {"role": "assistant", "content": text or None}
+            if calls:
+                msg["tool_calls"] = calls
+            out.append(msg)
+            continue
+        parts: list[dict[str, Any]] = []
+        for j, b in enumerate(content):
+            bw = f"{where}.content[{j}]"
+            kind = b.get("type") if isinstance(b, dict) else None
+            if kind == "text":
+                parts.append({"type": "text", "text": b.get("text", "")})
+            elif kind == "image":
+                parts.append(_image_part(b, bw))
+            elif kind == "tool_result":
+                if parts:  # keep order: text before the result goes first
+                    out.append({"role": "user", "content": parts})
+                    parts = []
+                result = b.get("content")
+                text = _text_of(result) if not isinstance(result, str) else result
+                if b.get("is_error"):
+                    text = "Error: " + text
+                out.append({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": text})
+            elif kind in ("thinking", "redacted_thinking"):
+                continue
+            else:
+                raise _bad(f"{bw}: unsupported block type {kind!r}", bw)
+        if parts:
+            simple = all(p["type"] == "text" for p in parts)
+            out.append({"role": "user", "content": "".join(p["text"] for p in parts) if simple else parts})
+    req: dict[str, Any] = {"model": body["model"], "messages": out, "max_tokens": max_tokens}
+    for a, o in (("temperature", "temperature"), ("top_p", "top_p")):
+        if body.get(a) is not None:
+            req[o] = body[a]
+    if body.get("stop_sequences"):
+        req["stop"] = list(body["stop_sequences"])
+    if isinstance(body.get("metadata"), dict) and body["metadata"].get("user_id"):
+        req["user"] = str(body["metadata"]["user_id"])
+    tools = body.get("tools")
+    if tools:
+        req["tools"] = [{"type": "function", "function": {
+            "name": t.get("name"), "description": t.get("description") or "",
+            "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}}
+            for t in tools if isinstance(t, dict) and t.get("name")]
+    tc = body.get("tool_choice")
+    if isinstance(tc, dict):
+        kind = tc.get("type")
+        if kind == "auto":
+            req["tool_choice"] = "auto"
+        elif kind == "any":
+            req["tool_choice"] = "required"
+        elif kind == "none":
+            req["tool_choice"] = "none"
+        elif kind == "tool":
+            req["tool_choice"] = {"type": "function", "function": {"name": tc.get("name")}}
+        if tc.get("disable_parallel_tool_use"):
+            req["parallel_tool_calls"] = False
+    if body.get("stream"):
+        req["stream"] = True
+        req["stream_options"] = {"include_usage": True}
+    return validate_chat_request(req)
+
+
+# --------------------------------------------------------------------------- OpenAI -> Anthropic
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                "function_call": "tool_use", "content_filter": "refusal"}
+
+
+def _anthropic_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
+    usage = usage or {}
+    prompt = int(usage.get("prompt_tokens") or 0)
+    cached = int(((usage.get("prompt_tokens_details") or {}).get("cached_tokens")) or 0)
+    return {"input_tokens": max(0, prompt - cached), "output_tokens": int(usage.get("completion_tokens") or 0),
+            "cache_read_input_tokens": cached, "cache_creation_input_tokens": 0}
+
+
+def _json_or_raw(text: str) -> Any:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {"_raw": text}
+    return value if isinstance(value, dict) else {"_value": value}
+
+
+def openai_to_anthropic(resp: dict[str, Any], model: str) -> dict[str, Any]:
+    """An OpenAI chat completion as an Anthropic ``message`` object."""
+    choice = (resp.get("choices") or [{}])[0]
+    msg = choice.get("message") or {}
+    content: list[dict[str, Any]] = []
+    if msg.get("content"):
+        content.append({"type": "text", "text": msg["content"]})
+    for call in msg.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
+                        "input": _json_or_raw(fn.get("arguments") or "{}")})
+    return {"id": "msg_" + str(resp.get("id") or int(time.time() * 1000)), "type": "message", "role": "assistant",
+            "model": model, "content": content,
+            "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
+            "stop_sequence": None, "usage": _anthropic_usage(resp.get("usage"))}
+
+
+class AnthropicStream:
+    """Turns OpenAI ``chat.completion.chunk`` dicts into Anthropic stream events.
+
+    ``feed(chunk)`` yields ``(event_name, data)`` pairs; ``close()`` yields the closing
+    ``content_block_stop``/``message_delta``/``message_stop``."""
+
+    def __init__(self, model: str, message_id: str) -> None:
+        self.model = model
+        self.id = message_id
+        self.started = False
+        self.index = -1
+        self.open: str | None = None  # "text" | "tool_use"
+        self.tool_blocks: dict[int, int] = {}  # OpenAI tool index -> block index
+        self.finish: str | None = None
+        self.usage: dict[str, Any] | None = None
+
+    def _start(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if not self.started:
+            self.started = True
+            yield "message_start", {"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": [],
+                "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}}
+
+    def _close_block(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.open is not None:
+            yield "content_block_stop", {"type": "content_block_stop", "index": self.index}
+            self.open = None
+
+    def _open_block(self, block: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from self._close_block()
+        self.index += 1
+        self.open = block["type"]
+        yield "content_block_start", {"type": "content_block_start", "index": self.index, "content_block": block}
+
+    def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from self._start()
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            text = delta.get("content")
+            if text:
+                if self.open != "text":
+                    yield from self._open_block({"type": "text", "text": ""})
+                yield "content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                              "delta": {"type": "text_delta", "text": text}}
+            for call in delta.get("tool_calls") or []:
+                ti = call.get("index", 0)
+                fn = call.get("function") or {}
+                if ti not in self.tool_blocks:
+                    yield from self._open_block({"type": "tool_use", "id": call.get("id") or f"toolu_{ti}",
+                                                 "name": fn.get("name") or "", "input": {}})
+                    self.tool_blocks[ti] = self.index
+                if fn.get("arguments"):
+                    yield "content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[ti],
+                                                  "delta": {"type": "input_json_delta",
+                                                            "partial_json": fn["arguments"]}}
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+
+    def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from self._start()
+        yield from self._close_block()
+        usage = _anthropic_usage(self.usage)
+        yield "message_delta", {"type": "message_delta",
+                                "delta": {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"),
+                                          "stop_sequence": None},
+                                "usage": {"output_tokens": usage["output_tokens"],
+                                          "input_tokens": usage["input_tokens"]}}
+        yield "message_stop", {"type": "message_stop"}

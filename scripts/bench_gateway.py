@@ -1,0 +1,250 @@
+"""Benchmark ``knollm serve`` against the same loopback upstream called directly.
+
+    python scripts/bench_gateway.py [--requests 2000] [--rss-requests 10000] [--workers 1]
+
+One run: starts ``scripts/bench_upstream.py`` (a bare-ASGI OpenAI-compatible server) and
+``knollm serve`` whose provider ``groq`` points at it (``KNOLLM_GROQ_BASE_URL``), then
+sends the same chat requests (aiohttp) directly to the upstream and through the gateway,
+non-streamed and streamed, at concurrency 1 and 64, and prints:
+
+* added latency p50/p99 (gateway minus direct, concurrency 1),
+* time-to-first-token overhead p50 for streams (concurrency 1),
+* throughput through the gateway as a ratio of direct (concurrency 64),
+* the gateway's RSS after ``--rss-requests`` requests,
+* the same figures for the gateway app alone: ``create_app`` over a stub backend that
+  answers from memory (no client, no upstream), which splits the overhead between the
+  server side (uvicorn + Starlette + gateway code) and the client's call to the upstream.
+
+Targets (issue 13): added latency p50 <= 2 ms, TTFT overhead p50 <= 2 ms, throughput
+>= 50% of direct on a 2-core machine. The numbers are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.gateway_proc import GatewayProcess, free_port  # noqa: E402
+
+MESSAGES = [{"role": "user", "content": "Say hello in ten words."}]
+
+
+def _has_text(data: bytes) -> bool:
+    obj = json.loads(data)
+    return any((c.get("delta") or {}).get("content") for c in obj.get("choices") or [])
+
+
+def _pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: dict[str, str]
+                ) -> tuple[list[float], list[float], float, int]:
+    """(latencies s, ttfts s, wall s, errors) for ``n`` requests at concurrency ``conc``."""
+    import aiohttp
+
+    body = {"model": model, "messages": MESSAGES, "max_tokens": 64}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    payload = json.dumps(body).encode()
+    lat: list[float] = []
+    ttft: list[float] = []
+    errors = 0
+    queue = iter(range(n))
+    conn = aiohttp.TCPConnector(limit=conc, force_close=False)
+    async with aiohttp.ClientSession(connector=conn, headers={"content-type": "application/json", **headers}) as s:
+        async def worker() -> None:
+            nonlocal errors
+            for _ in queue:
+                t0 = time.perf_counter()
+                try:
+                    async with s.post(url + "/chat/completions", data=payload) as r:
+                        if r.status != 200:
+                            errors += 1
+                            await r.read()
+                            continue
+                        if stream:
+                            first = None
+                            async for line in r.content:
+                                if first is None and line.startswith(b"data: {") and \
+                                        _has_text(line[6:]):
+                                    first = time.perf_counter() - t0
+                            ttft.append(first if first is not None else float("nan"))
+                        else:
+                            await r.read()
+                except aiohttp.ClientError:
+                    errors += 1
+                    continue
+                lat.append(time.perf_counter() - t0)
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        wall = time.perf_counter() - t
+    return lat, ttft, wall, errors
+
+
+class _StubStream:
+    """The upstream's stream, from memory (for ``--stub-server``)."""
+
+    def __init__(self, model: str) -> None:
+        from knollm.gateway.backend import Outcome
+
+        self.outcome = Outcome(provider="stub", model=model)
+        self._chunks = [json.loads(c[6:]) for c in _upstream().split(b"\n\n") if c.startswith(b"data: {")]
+
+    def __aiter__(self) -> "_StubStream":
+        return self
+
+    async def __anext__(self) -> dict:
+        if not self._chunks:
+            raise StopAsyncIteration
+        return self._chunks.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _upstream() -> bytes:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_upstream
+
+    return b"".join(bench_upstream._chunks("bench", True))
+
+
+class _StubBackend:
+    async def complete(self, body: dict, *, targets: list, tag: str | None = None) -> tuple:
+        import bench_upstream
+
+        from knollm.gateway.backend import Outcome
+
+        return json.loads(bench_upstream._completion(body["model"])), Outcome(provider="stub", model=body["model"],
+                                                                                 cost_usd=0.0)
+
+    def stream(self, body: dict, *, targets: list, tag: str | None = None) -> _StubStream:
+        return _StubStream(body["model"])
+
+    def worst_case_usd(self, body: dict, targets: list) -> float:
+        return 0.0
+
+    async def models(self) -> list:
+        return []
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _stub_server(port: int) -> None:
+    import uvicorn
+
+    from knollm.gateway.app import create_app
+
+    _upstream()
+    uvicorn.run(create_app(_StubBackend()), host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                http="httptools", loop="uvloop", proxy_headers=False)
+
+
+def _wait(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per measurement (default 2000)")
+    ap.add_argument("--rss-requests", type=int, default=10_000)
+    ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    ap.add_argument("--target", default="groq/llama-3.3-70b-versatile",
+                    help="the model the gateway is asked for (its provider points at the upstream)")
+    ap.add_argument("--client-options", default=None,
+                    help="JSON of AsyncClient options for the gateway ($KNOLLM_GATEWAY_CLIENT_OPTIONS)")
+    ap.add_argument("--stub-server", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.stub_server:
+        _stub_server(args.stub_server)
+        return 0
+
+    up_port = free_port()
+    upstream = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), str(up_port)])
+    stub_port = free_port()
+    stub = subprocess.Popen([sys.executable, __file__, "--stub-server", str(stub_port)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    home = tempfile.mkdtemp(prefix="knollm-bench-")
+    provider = args.target.split("/", 1)[0]
+    env_name = "KNOLLM_" + "".join(c if c.isalnum() else "_" for c in provider.upper()) + "_BASE_URL"
+    env = {"KNOLLM_HOME": home, env_name: f"http://127.0.0.1:{up_port}/v1",
+           f"{provider.upper()}_API_KEY": "bench-key", "KNOLLM_DATABASE_URL": f"sqlite:///{home}/knollm.db"}
+    if args.client_options:
+        env["KNOLLM_GATEWAY_CLIENT_OPTIONS"] = args.client_options
+    direct = f"http://127.0.0.1:{up_port}/v1"
+    try:
+        _wait(direct + "/models")
+        stub_url = f"http://127.0.0.1:{stub_port}/v1"
+        _wait(stub_url.replace("/v1", "/health"))
+        with GatewayProcess(env, args=["--workers", str(args.workers)]) as gw:
+            via = gw.base_url
+            # warm both paths (imports, catalog, connection pools)
+            paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("gateway", via, args.target))
+            for _, url, model in paths:
+                asyncio.run(_load(url, model, 50, 4, False, {}))
+                asyncio.run(_load(url, model, 50, 4, True, {}))
+            results: dict[tuple[str, bool, int], tuple] = {}
+            for conc in (1, 64):
+                for stream in (False, True):
+                    for name, url, model in paths:
+                        results[(name, stream, conc)] = asyncio.run(
+                            _load(url, model, args.requests, conc, stream, {}))
+            print(f"requests per measurement: {args.requests}; gateway workers: {args.workers}; "
+                  f"cpus: {os.cpu_count()}")
+            print(f"{'mode':<10}{'conc':>5}{'path':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttft p50':>10}{'req/s':>9}"
+                  f"{'errors':>8}")
+            for (name, stream, conc), (lat, ttft, wall, err) in results.items():
+                print(f"{'stream' if stream else 'json':<10}{conc:>5}{name:>9}{_pct(lat, 50) * 1e3:>9.2f}"
+                      f"{_pct(lat, 99) * 1e3:>9.2f}{(_pct(ttft, 50) * 1e3 if ttft else float('nan')):>10.2f}"
+                      f"{len(lat) / wall:>9.0f}{err:>8}")
+            for via_name in ("gateway", "app-only"):
+                for stream in (False, True):
+                    d, g = results[("direct", stream, 1)], results[(via_name, stream, 1)]
+                    label = f"{via_name} {'stream' if stream else 'json'}"
+                    print(f"{label}: added latency p50 {(_pct(g[0], 50) - _pct(d[0], 50)) * 1e3:.2f} ms, "
+                          f"p99 {(_pct(g[0], 99) - _pct(d[0], 99)) * 1e3:.2f} ms (concurrency 1)")
+                    if stream:
+                        print(f"{label}: TTFT overhead p50 {(_pct(g[1], 50) - _pct(d[1], 50)) * 1e3:.2f} ms "
+                              "(concurrency 1)")
+                    d64, g64 = results[("direct", stream, 64)], results[(via_name, stream, 64)]
+                    ratio = (len(g64[0]) / g64[2]) / (len(d64[0]) / d64[2])
+                    print(f"{label}: throughput {ratio:.0%} of direct (concurrency 64)")
+            rss0 = gw.rss_kb()
+            left = args.rss_requests - 4 * args.requests - 200
+            print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
+            if left > 0:
+                asyncio.run(_load(via, args.target, left, 64, False, {}))
+            print(f"gateway RSS after {max(args.rss_requests, 4 * args.requests + 200)} requests: "
+                  f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
+    finally:
+        for p in (upstream, stub):
+            p.terminate()
+            p.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""A fast loopback OpenAI-compatible upstream for ``scripts/bench_gateway.py``.
+
+A bare ASGI app on uvicorn (no framework), so the upstream is not the bottleneck:
+``POST /v1/chat/completions`` answers a fixed completion, or with ``stream: true`` a
+fixed SSE stream of ``CHUNKS`` content chunks, a finish chunk and a usage chunk.
+
+    python scripts/bench_upstream.py PORT
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+CHUNKS = 10
+TEXT = [f"word{i} " for i in range(CHUNKS)]
+USAGE = {"prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}
+
+
+def _completion(model: str) -> bytes:
+    return json.dumps({"id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": model,
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(TEXT)},
+                                    "finish_reason": "stop"}], "usage": USAGE}).encode()
+
+
+def _chunks(model: str, usage: bool) -> list[bytes]:
+    def c(delta: dict, finish: str | None = None) -> bytes:
+        return b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+                                       "model": model, "choices": [{"index": 0, "delta": delta,
+                                                                    "finish_reason": finish}]}).encode() + b"\n\n"
+    out = [c({"role": "assistant", "content": ""})] + [c({"content": t}) for t in TEXT] + [c({}, "stop")]
+    if usage:
+        out.append(b"data: " + json.dumps({"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+                                           "model": model, "choices": [], "usage": USAGE}).encode() + b"\n\n")
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    if scope["method"] == "GET":
+        payload = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model"}]}).encode()
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+        return
+    req = json.loads(body or b"{}")
+    model = req.get("model") or "bench"
+    if req.get("stream"):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream")]})
+        usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        for piece in _chunks(model, usage):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    payload = _completion(model)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+                http="httptools", loop="uvloop")

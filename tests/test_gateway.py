@@ -1,0 +1,395 @@
+"""``knollm serve`` as a real subprocess, called by real clients: the official ``openai``
+SDK (sync, async, streaming, tools, response_format, images), the ``anthropic`` SDK
+(messages, streaming, tools) and LangChain's ``ChatOpenAI``. The upstream providers are
+loopback servers (:class:`tests.support.provider_servers.ProviderServer`) with injected
+faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
+error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sqlite3
+import urllib.request
+
+import pytest
+
+from tests.support.client_fixtures import catalog, env_for, model
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.provider_servers import ProviderServer
+
+openai = pytest.importorskip("openai")
+
+GROQ = "groq/llama-3.3-70b-versatile"
+TOGETHER = "togetherai/meta-llama/Llama-3.3-70B-Instruct-Turbo"
+CLAUDE = "anthropic/claude-x"
+CANON = "llama-3.3-70b-instruct"
+SECRETS = {"GROQ_API_KEY": "sk-groq-VERYSECRET-1234", "TOGETHER_API_KEY": "sk-tog-VERYSECRET-5678",
+           "ANTHROPIC_API_KEY": "sk-ant-VERYSECRET-9012"}
+# usage reported by every server: 120 in, 30 out -> exact costs from the catalog prices below
+COST = {"groq": (120 * 1.0 + 30 * 2.0) / 1e6, "togetherai": (120 * 0.5 + 30 * 1.0) / 1e6,
+        "anthropic": (120 * 3.0 + 30 * 15.0) / 1e6}
+PNG = base64.b64encode(bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c63f8cf000000030101007e0b6d3a0000000049454e44ae426082")).decode()
+
+
+def test_catalog() -> dict:
+    return catalog(
+        model("groq", "llama-3.3-70b-versatile", input=1.0, output=2.0, vision=True, structured=True),
+        model("togetherai", "meta-llama/Llama-3.3-70B-Instruct-Turbo", input=0.5, output=1.0),
+        model("anthropic", "claude-x", canonical="claude-x", input=3.0, output=15.0, vision=True),
+        model("deepinfra", "meta-llama/Llama-3.3-70B-Instruct", input=0.2, output=0.4),  # no key: never listed
+        model("groq", "mystery-model", canonical="mystery-model", input=None, output=None),  # unpriced
+    )
+
+
+test_catalog.__test__ = False  # a helper, not a test
+
+
+def gateway_env(tmp, servers: dict, **extra: str) -> dict[str, str]:
+    (tmp / "catalog.json").write_text(json.dumps(test_catalog()))
+    env = env_for(servers, SECRETS)
+    env.update(KNOLLM_HOME=str(tmp), KNOLLM_CATALOG=str(tmp / "catalog.json"),
+               KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps({"retries": 1, "backoff_base": 0.01, "backoff_max": 0.02,
+                                                         "breaker": {"failure_threshold": 1000}}))
+    env.pop("KNOLLM_DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def servers():
+    srvs = {"groq": ProviderServer("groq").start(), "togetherai": ProviderServer("together").start(),
+            "anthropic": ProviderServer("anthropic").start()}
+    yield srvs
+    for s in srvs.values():
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(servers, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gateway")
+    with GatewayProcess(gateway_env(tmp, servers)) as g:
+        g.home = tmp
+        yield g
+
+
+@pytest.fixture(autouse=True)
+def _reset(request):
+    if "servers" in request.fixturenames:
+        for s in request.getfixturevalue("servers").values():
+            s.script.clear()
+            s.default = "ok"
+
+
+@pytest.fixture
+def oai(gw):
+    return openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+
+
+def ledger(gw) -> list[dict]:
+    con = sqlite3.connect(gw.home / "knollm.db")
+    con.row_factory = sqlite3.Row
+    return [dict(r) for r in con.execute("SELECT * FROM calls ORDER BY id")]
+
+
+def knollm_headers(raw) -> dict[str, str]:
+    return {k: v for k, v in raw.headers.items() if k.startswith("x-knollm-")}
+
+
+def no_secret(text: str) -> None:
+    for v in SECRETS.values():
+        assert v not in text and v[-8:] not in text
+
+
+# --------------------------------------------------------------------------- openai SDK
+def test_openai_sync_chat_headers_usage_and_ledger(gw, oai, servers):
+    before = len(ledger(gw))
+    raw = oai.chat.completions.with_raw_response.create(model=GROQ, messages=[{"role": "user", "content": "hi"}])
+    r = raw.parse()
+    assert r.choices[0].message.content == "Hello from groq! You said: hi"
+    assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (120, 30)
+    h = knollm_headers(raw)
+    assert h["x-knollm-provider"] == "groq" and h["x-knollm-model"] == "llama-3.3-70b-versatile"
+    assert float(h["x-knollm-cost-usd"]) == pytest.approx(COST["groq"])
+    assert h["x-knollm-attempts"] == "1"
+    rows = ledger(gw)[before:]
+    assert [(x["provider"], x["input_tokens"], x["output_tokens"]) for x in rows] == [("groq", 120, 30)]
+    assert rows[0]["cost_usd"] == pytest.approx(COST["groq"])
+    # the provider key went upstream, and nowhere else
+    assert servers["groq"].requests[-1]["headers"]["authorization"] == "Bearer " + SECRETS["GROQ_API_KEY"]
+    no_secret(json.dumps(rows))
+
+
+def test_unpriced_call_says_unknown_never_zero(gw, oai):
+    raw = oai.chat.completions.with_raw_response.create(model="groq/mystery-model",
+                                                        messages=[{"role": "user", "content": "?"}])
+    assert raw.headers["x-knollm-cost-usd"] == "unknown"
+    meta = raw.parse().model_extra["knollm"]
+    assert meta["cost_usd"] is None and "no input/output price" in meta["unpriced_reason"]
+    assert ledger(gw)[-1]["cost_usd"] is None
+
+
+def test_openai_stream_with_usage(gw, oai):
+    with oai.chat.completions.with_streaming_response.create(
+            model=GROQ, messages=[{"role": "user", "content": "stream please"}], stream=True,
+            stream_options={"include_usage": True}) as raw:
+        h = knollm_headers(raw)
+        chunks = list(raw.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from groq! You said: stream please"
+    assert h["x-knollm-provider"] == "groq" and h["x-knollm-cost-usd"] == "pending"
+    last = chunks[-1]
+    assert not last.choices and (last.usage.prompt_tokens, last.usage.completion_tokens) == (120, 30)
+    assert last.model_extra["knollm"]["cost_usd"] == pytest.approx(COST["groq"])
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+
+
+def test_openai_stream_without_usage_option_has_no_usage_chunk(oai):
+    chunks = list(oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "x"}], stream=True))
+    assert all(c.choices for c in chunks)
+
+
+def test_openai_tools_non_stream_and_stream(oai, servers):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                               "parameters": {"type": "object", "properties": {
+                                                   "city": {"type": "string"}}, "required": ["city"]}}}]
+    msgs = [{"role": "user", "content": "weather in Paris?"}]
+    r = oai.chat.completions.create(model=GROQ, messages=msgs, tools=tools, tool_choice="auto")
+    call = r.choices[0].message.tool_calls[0]
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert servers["groq"].requests[-1]["json"]["tools"] == tools
+    chunks = list(oai.chat.completions.create(model=GROQ, messages=msgs, tools=tools, stream=True))
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and deltas[0].id
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris"}
+    # the tool result goes back through the gateway to the provider
+    follow = msgs + [r.choices[0].message.model_dump(exclude_none=True),
+                     {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    r2 = oai.chat.completions.create(model=GROQ, messages=follow, tools=tools)
+    assert r2.choices[0].message.content.startswith("Hello from groq")
+    assert servers["groq"].requests[-1]["json"]["messages"][-1] == {"role": "tool", "tool_call_id": call.id,
+                                                                   "content": "sunny"}
+
+
+def test_openai_response_format_and_image(oai, servers):
+    rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {
+        "answer": {"type": "string"}}}}}
+    oai.chat.completions.create(model=GROQ, messages=[
+        {"role": "user", "content": [{"type": "text", "text": "what is in this image?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64," + PNG}}]}],
+        response_format=rf)
+    sent = servers["groq"].requests[-1]["json"]
+    assert sent["response_format"] == rf
+    assert sent["messages"][0]["content"][1]["image_url"]["url"] == "data:image/png;base64," + PNG
+
+
+def test_openai_async_concurrent(gw):
+    async def main():
+        c = openai.AsyncOpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)
+        rs = await asyncio.gather(*(c.chat.completions.create(model=GROQ, messages=[
+            {"role": "user", "content": f"n{i}"}]) for i in range(12)))
+        stream = await c.chat.completions.create(model=CANON, messages=[{"role": "user", "content": "s"}],
+                                                 stream=True)
+        text = "".join([ch.choices[0].delta.content or "" async for ch in stream if ch.choices])
+        await c.close()
+        return rs, text
+
+    before = len(ledger(gw))
+    rs, text = asyncio.run(main())
+    assert sorted(r.choices[0].message.content for r in rs) == sorted(
+        f"Hello from groq! You said: n{i}" for i in range(12))
+    assert text == "Hello from together! You said: s"  # the canonical id: cheapest provider first
+    assert len(ledger(gw)) - before == 13
+
+
+def test_fallback_across_providers_headers_and_ledger(gw, oai, servers):
+    servers["togetherai"].default = "503"
+    before = len(ledger(gw))
+    raw = oai.chat.completions.with_raw_response.create(model=CANON, messages=[{"role": "user", "content": "fb"}])
+    assert raw.parse().choices[0].message.content == "Hello from groq! You said: fb"
+    h = knollm_headers(raw)
+    assert h["x-knollm-provider"] == "groq" and h["x-knollm-attempts"] == "3"  # 2 tries on together, then groq
+    attempts = raw.parse().model_extra["knollm"]["attempts"]
+    assert [(a["provider"], a["status"]) for a in attempts] == [("togetherai", 503), ("togetherai", 503),
+                                                                ("groq", 200)]
+    rows = ledger(gw)[before:]
+    assert [(r["provider"], r["attempts"]) for r in rows] == [("groq", 3)]  # charged once, to the one that answered
+
+
+def test_stream_falls_back_before_first_token(oai, servers):
+    servers["togetherai"].faults("500", "500")
+    with oai.chat.completions.with_streaming_response.create(
+            model=CANON, messages=[{"role": "user", "content": "sfb"}], stream=True) as raw:
+        h = knollm_headers(raw)
+        text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    assert text == "Hello from groq! You said: sfb"
+    assert h["x-knollm-provider"] == "groq" and h["x-knollm-attempts"] == "3"
+
+
+def test_all_candidates_fail_is_502_without_keys(oai, servers):
+    servers["groq"].default = "500"
+    servers["togetherai"].default = "500"
+    with pytest.raises(openai.APIStatusError) as e:
+        oai.chat.completions.create(model=CANON, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 502
+    body = e.value.response.json()
+    assert body["error"]["type"] == "upstream_error" and body["error"]["message"]
+    assert e.value.response.headers["x-knollm-attempts"] == "4"
+    no_secret(e.value.response.text)
+    assert "Traceback" not in e.value.response.text
+
+
+def test_stream_broken_after_first_token_ends_with_error_event(gw, servers):
+    servers["groq"].default = "cut"
+    req = urllib.request.Request(gw.base_url + "/chat/completions", method="POST",
+                                 data=json.dumps({"model": GROQ, "stream": True,
+                                                  "messages": [{"role": "user", "content": "cut"}]}).encode(),
+                                 headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        events = [line[6:] for line in r.read().decode().splitlines() if line.startswith("data: ")]
+    contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-1]]
+    assert contents and all(contents)  # the partial text, once
+    err = json.loads(events[-1])["error"]
+    assert err["type"] == "upstream_error" and err["code"] == "stream_interrupted"
+
+
+@pytest.mark.parametrize("payload, status, code", [
+    ({"model": GROQ, "messages": []}, 400, "messages"),
+    ({"model": GROQ, "messages": [{"role": "user", "content": "x"}], "n": 3}, 400, "n"),
+    ({"model": "nope/unknown-model", "messages": [{"role": "user", "content": "x"}]}, 400, "no_candidates"),
+])
+def test_request_errors_are_openai_shaped(oai, payload, status, code):
+    with pytest.raises(openai.APIStatusError) as e:
+        oai.chat.completions.create(**payload)
+    assert e.value.status_code == status
+    err = e.value.response.json()["error"]
+    assert err["code"] == code and err["type"] == "invalid_request_error" and err["message"]
+    assert e.value.response.headers["x-knollm-attempts"] == "0"
+
+
+def _post(url: str, data: bytes, headers: dict | None = None) -> tuple[int, dict, dict]:
+    req = urllib.request.Request(url, data=data, method="POST",
+                                 headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_bad_json_size_limit_and_unknown_route(gw):
+    status, _, body = _post(gw.base_url + "/chat/completions", b"{not json")
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    # a body announced over the 20 MiB limit is refused before it is read
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("content-type", "application/json")
+    conn.putheader("content-length", str(21 * 1024 * 1024))
+    conn.endheaders(b'{"model": "x", "messages": [')
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
+    conn.close()
+    status, headers, body = _post(gw.base_url + "/completions", b"{}")
+    assert status == 404 and body["error"]["type"] == "not_found_error"
+    assert "x-knollm-attempts" in {k.lower() for k in headers}
+
+
+def test_models_health_metrics(gw, oai):
+    ids = {m.id for m in oai.models.list().data}
+    assert {GROQ, TOGETHER, CLAUDE} <= ids
+    assert "deepinfra/meta-llama/Llama-3.3-70B-Instruct" not in ids  # no DEEPINFRA key
+    with urllib.request.urlopen(gw.url + "/health") as r:
+        assert json.loads(r.read()) == {"status": "ok", "store": "sqlite", "keys_required": False}
+    oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "m"}])
+    with urllib.request.urlopen(gw.url + "/metrics") as r:
+        text = r.read().decode()
+        assert r.headers["content-type"].startswith("text/plain")
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="200"}' in text
+    cost = [line for line in text.splitlines() if line.startswith(
+        f'knollm_gateway_cost_usd_total{{provider="groq",model="llama-3.3-70b-versatile",alias="{GROQ}"}}')]
+    assert cost and float(cost[0].split()[-1]) >= COST["groq"]
+    assert 'knollm_gateway_tokens_total{provider="groq",model="llama-3.3-70b-versatile",' \
+           f'alias="{GROQ}",kind="input"}}' in text
+    assert "knollm_gateway_request_duration_seconds_bucket" in text
+    assert 'knollm_gateway_errors_total{route="/v1/chat/completions",type="invalid_request_error"}' in text
+
+
+# --------------------------------------------------------------------------- anthropic SDK
+def test_anthropic_sdk_messages_to_openai_provider(gw, servers):
+    anthropic = pytest.importorskip("anthropic")
+    c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    raw = c.messages.with_raw_response.create(model=GROQ, max_tokens=100, system="be brief",
+                                              messages=[{"role": "user", "content": "hola"}])
+    m = raw.parse()
+    assert m.content[0].text == "Hello from groq! You said: hola" and m.stop_reason == "end_turn"
+    assert (m.usage.input_tokens, m.usage.output_tokens) == (120, 30)
+    assert raw.headers["x-knollm-provider"] == "groq"
+    sent = servers["groq"].requests[-1]["json"]
+    assert sent["messages"][0] == {"role": "system", "content": "be brief"} and sent["max_tokens"] == 100
+
+
+def test_anthropic_sdk_stream_and_tools_to_anthropic_provider(gw, servers):
+    anthropic = pytest.importorskip("anthropic")
+    c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    with c.messages.stream(model=CLAUDE, max_tokens=50, messages=[{"role": "user", "content": "stream"}]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Hello from anthropic! You said: stream"
+    assert final.usage.output_tokens == 30 and final.stop_reason == "end_turn"
+    # the upstream got a native Anthropic request with the provider key
+    assert servers["anthropic"].requests[-1]["headers"]["x-api-key"] == SECRETS["ANTHROPIC_API_KEY"]
+    tools = [{"name": "get_weather", "description": "w", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    m = c.messages.create(model=GROQ, max_tokens=50, tools=tools,
+                          messages=[{"role": "user", "content": "weather?"}])
+    block = [b for b in m.content if b.type == "tool_use"][0]
+    assert m.stop_reason == "tool_use" and block.name == "get_weather" and block.input == {"city": "Paris"}
+    with c.messages.stream(model=GROQ, max_tokens=50, tools=tools,
+                           messages=[{"role": "user", "content": "weather?"}]) as s:
+        streamed = s.get_final_message()
+    tb = [b for b in streamed.content if b.type == "tool_use"][0]
+    assert tb.input == {"city": "Paris"} and streamed.stop_reason == "tool_use"
+    m2 = c.messages.create(model=GROQ, max_tokens=50, tools=tools, messages=[
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": block.id, "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}]}])
+    assert m2.content[0].type == "text"
+    assert servers["groq"].requests[-1]["json"]["messages"][-1] == {"role": "tool", "tool_call_id": block.id,
+                                                                   "content": "sunny"}
+
+
+def test_anthropic_sdk_error_shape(gw):
+    anthropic = pytest.importorskip("anthropic")
+    c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.messages.create(model=GROQ, max_tokens=0, messages=[{"role": "user", "content": "x"}])
+    body = e.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+
+
+# --------------------------------------------------------------------------- LangChain
+def test_langchain_chat_openai(gw):
+    lc = pytest.importorskip("langchain_openai")
+    from langchain_core.tools import tool
+
+    llm = lc.ChatOpenAI(base_url=gw.base_url, api_key="unused", model=GROQ, max_retries=0)
+    msg = llm.invoke("from langchain")
+    assert msg.content == "Hello from groq! You said: from langchain"
+    assert msg.usage_metadata["input_tokens"] == 120 and msg.usage_metadata["output_tokens"] == 30
+    streamed = "".join(chunk.content for chunk in llm.stream("streamed"))
+    assert streamed == "Hello from groq! You said: streamed"
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        return "sunny"
+
+    call = llm.bind_tools([get_weather]).invoke("weather in Paris?")
+    assert call.tool_calls[0]["name"] == "get_weather" and call.tool_calls[0]["args"] == {"city": "Paris"}

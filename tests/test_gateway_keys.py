@@ -1,0 +1,192 @@
+"""Gateway keys end to end (``knollm serve keys`` + a running ``knollm serve``): the
+loopback rule, auth, allowed models, RPM, budgets, revocation, body limits; and two
+gateway replicas sharing one PostgreSQL store without overspending a budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.support.gateway_proc import ROOT, GatewayProcess, free_port
+from tests.support.provider_servers import ProviderServer
+from tests.test_gateway import COST, GROQ, TOGETHER, gateway_env
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "knollm", *args], env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+
+
+def new_key(env: dict, name: str, *opts: str) -> str:
+    r = cli(env, "serve", "keys", "create", name, *opts, "--json")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["key"]
+
+
+def call(base_url: str, key: str | None, model: str = GROQ, **extra) -> tuple[int, dict, dict]:
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = "Bearer " + key
+    req = urllib.request.Request(base_url + "/chat/completions", method="POST", headers=headers,
+                                 data=json.dumps({"model": model, "messages": MSG, **extra}).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def servers():
+    srvs = {"groq": ProviderServer("groq").start(), "togetherai": ProviderServer("together").start()}
+    yield srvs
+    for s in srvs.values():
+        s.stop()
+
+
+def test_non_loopback_bind_needs_a_key(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    r = subprocess.run([sys.executable, "-m", "knollm", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                       env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "refusing to listen on '0.0.0.0' without gateway keys" in r.stderr
+    new_key(env, "lan")
+    with GatewayProcess(env, host="0.0.0.0") as gw:  # now it starts, and every request needs the key
+        status, _, body = call(gw.base_url, None)
+        assert status == 401 and body["error"]["type"] == "authentication_error"
+
+
+def test_keys_auth_allowed_models_rpm_revoke_and_listing(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    team = new_key(env, "team", "--allow", "groq/*", "--rpm", "3")
+    other = new_key(env, "other")
+    db = (tmp_path / "knollm.db").read_bytes()
+    assert team.encode() not in db and other.encode() not in db  # stored hashed
+    with GatewayProcess(env) as gw:
+        assert call(gw.base_url, None)[0] == 401
+        status, _, body = call(gw.base_url, "kn-not-a-key")
+        assert status == 401 and body["error"]["code"] == "invalid_api_key"
+        status, _, body = call(gw.base_url, team, TOGETHER)
+        assert status == 403 and body["error"]["type"] == "permission_error"
+        status, _, body = call(gw.base_url, team, f"{GROQ},{TOGETHER}")  # every link of a chain is checked
+        assert status == 403
+        if time.time() % 60 > 50:  # keep the 4 calls in one RPM window
+            time.sleep(61 - time.time() % 60)
+        # the 403s above counted nothing; 1 + 2 more calls fill the window of 3
+        results = [call(gw.base_url, team) for _ in range(4)]
+        assert [r[0] for r in results] == [200, 200, 200, 429]
+        assert results[0][1]["x-knollm-provider"] == "groq"
+        assert results[3][2]["error"]["type"] == "rate_limit_error" and int(results[3][1]["retry-after"]) >= 1
+        # a key's allowed models filter /v1/models
+        req = urllib.request.Request(gw.base_url + "/models", headers={"authorization": "Bearer " + team})
+        with urllib.request.urlopen(req) as r:
+            ids = {m["id"] for m in json.loads(r.read())["data"]}
+        assert GROQ in ids and TOGETHER not in ids
+        assert call(gw.base_url, other, TOGETHER)[0] == 200
+        assert cli(env, "serve", "keys", "revoke", "other").returncode == 0
+        deadline = time.time() + 15
+        while call(gw.base_url, other, TOGETHER)[0] == 200 and time.time() < deadline:
+            time.sleep(0.5)
+        assert call(gw.base_url, other, TOGETHER)[0] == 401
+    listing = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)
+    assert {k["name"]: k["status"] for k in listing} == {"team": "active", "other": "revoked"}
+    assert all("key" not in k and "hash" not in k for k in listing)
+    assert team[:10] in {k["prefix"] for k in listing}
+
+
+def test_key_budget_and_body_limit(servers, tmp_path):
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_MAX_BODY_BYTES="4096")
+    key = new_key(env, "capped", "--budget", "0.001")
+    with GatewayProcess(env) as gw:
+        statuses = []
+        for _ in range(12):
+            status, headers, body = call(gw.base_url, key, max_tokens=100)
+            statuses.append(status)
+            if status != 200:
+                assert status == 429 and body["error"]["type"] == "insufficient_quota"
+                break
+        ok = statuses.count(200)
+        assert ok >= 1 and statuses[-1] == 429
+        # chunked body (no Content-Length) over the limit
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        big = json.dumps({"model": GROQ, "messages": [{"role": "user", "content": "x" * 8000}]}).encode()
+        conn.request("POST", "/v1/chat/completions", body=iter([big[:3000], big[3000:]]),
+                     headers={"authorization": "Bearer " + key, "content-type": "application/json"},
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "request_too_large"
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["spent_usd"] == pytest.approx(ok * COST["groq"]) and k["spent_usd"] <= 0.001
+    assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_request_time_limit(servers, tmp_path):
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
+    servers["groq"].default = "hang"
+    servers["groq"].hang_s = 3.0
+    try:
+        with GatewayProcess(env) as gw:
+            t = time.monotonic()
+            status, headers, body = call(gw.base_url, None)
+            assert status == 504 and body["error"]["type"] == "timeout"
+            assert time.monotonic() - t < 2.5
+            status, _, body = call(gw.base_url, None, TOGETHER)  # the gateway still serves
+            assert status == 200
+    finally:
+        servers["groq"].default = "ok"
+
+
+# --------------------------------------------------------------------------- 2 replicas, 1 PostgreSQL
+def _burst(urls: list[str], key: str | None, n: int) -> list[tuple[int, dict]]:
+    def one(i: int) -> tuple[int, dict]:
+        status, _, body = call(urls[i % len(urls)], key, max_tokens=100)
+        return status, body
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(one, range(n)))
+
+
+@pytest.mark.parametrize("which", ["gateway-key budget", "client budget"])
+def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_server, which):
+    import psycopg
+
+    url = postgres_server.create_database("gw_" + uuid.uuid4().hex[:10])
+    limit = 0.002
+    opts = {"retries": 0, "breaker": {"failure_threshold": 1000}}
+    if which == "client budget":
+        opts["budgets"] = [{"limit_usd": limit, "period": "total", "provider": "groq"}]
+    env = gateway_env(tmp_path, servers, KNOLLM_DATABASE_URL=url, KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps(opts))
+    key = new_key(env, "shared", *(["--budget", str(limit)] if which == "gateway-key budget" else []))
+    servers["groq"].latency = 0.05  # calls overlap, so reservations race
+    try:
+        with GatewayProcess(env) as a, GatewayProcess(env) as b:
+            results = _burst([a.base_url, b.base_url], key, 40)
+            with urllib.request.urlopen(a.url + "/health") as r:
+                assert json.loads(r.read())["store"] == "postgres"
+    finally:
+        servers["groq"].latency = 0.0
+    ok = [r for r in results if r[0] == 200]
+    refused = [r for r in results if r[0] != 200]
+    assert ok and refused
+    assert all(s == 429 and body["error"]["type"] == "insufficient_quota" for s, body in refused)
+    with psycopg.connect(url) as con:
+        rows = con.execute("SELECT provider, cost_usd FROM calls").fetchall()
+        assert len(rows) == len(ok) and all(p == "groq" for p, _ in rows)  # one ledger for both replicas
+        spent = sum(c for _, c in rows)
+        assert spent == pytest.approx(len(ok) * COST["groq"]) and spent <= limit + 1e-12
+        assert con.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
+        if which == "gateway-key budget":
+            k_spent, k_held = con.execute("SELECT spent_usd, reserved_usd FROM gateway_keys").fetchone()
+            assert k_spent == pytest.approx(spent) and k_spent <= limit + 1e-12
+            assert k_held == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,134 @@
+"""Gateway keys and budgets on SQLite and on a real PostgreSQL server: hashing, lookup,
+revocation, RPM windows, and budget reservations that never overspend under concurrency
+from two processes."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from knollm.errors import GatewayError, NotFoundError
+from knollm.gateway.db import open_database, redact_url
+from knollm.gateway.keys import KeyStore, hash_key
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gw.sqlite3'}"
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database("t_" + uuid.uuid4().hex[:10])
+
+
+def test_keys_are_stored_hashed_and_looked_up(db_url):
+    store = KeyStore(db_url)
+    key, token = store.create("ci", allowed=["groq/*", "fast"], rpm=3, budget_usd=2.5)
+    assert token.startswith("kn-") and len(token) > 40
+    assert store.lookup(token).id == key.id
+    assert store.lookup(token + "x") is None
+    rows = store.db.execute("SELECT * FROM gateway_keys")
+    assert token not in repr(rows) and hash_key(token) in repr(rows)
+    got = store.get("ci")
+    assert got.allows("groq/llama-3.3-70b-versatile") and got.allows("fast")
+    assert not got.allows("openai/gpt-4o")
+    assert store.any_active()
+    store.revoke(key.id)
+    assert store.lookup(token) is None and not store.any_active()
+    assert store.get("ci").revoked_at is not None
+    with pytest.raises(NotFoundError) as e:
+        store.get("cj")
+    assert "ci" in e.value.suggestions
+
+
+def test_bad_key_settings(db_url):
+    store = KeyStore(db_url)
+    with pytest.raises(GatewayError):
+        store.create("x", rpm=0)
+    with pytest.raises(GatewayError):
+        store.create("x", budget_usd=-1)
+
+
+def test_rpm_window_counts_per_minute(db_url):
+    store = KeyStore(db_url)
+    key, _ = store.create("r", rpm=2)
+    t = 1_000_000 * 60.0
+    assert [store.hit(key.id, t), store.hit(key.id, t + 10), store.hit(key.id, t + 59)] == [1, 2, 3]
+    assert store.hit(key.id, t + 60) == 1
+
+
+def _reserve_many(url: str, key_id: str, n: int, amount: float, out) -> None:
+    store = KeyStore(url)
+
+    def one(_):
+        if store.reserve(key_id, amount):
+            store.settle(key_id, amount, amount * 0.5)  # real cost below the worst case
+            return 1
+        return 0
+
+    with ThreadPoolExecutor(8) as pool:
+        out.put(sum(pool.map(one, range(n))))
+
+
+def test_budget_never_exceeded_by_two_processes(db_url):
+    store = KeyStore(db_url)
+    key, _ = store.create("b", budget_usd=1.0)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_reserve_many, args=(db_url, key.id, 25, 0.1, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    granted = q.get(timeout=120) + q.get(timeout=120)
+    for p in procs:
+        p.join(60)
+    k = store.get(key.id)
+    # each grant holds 0.1 of 1.0 and charges 0.05: holds are released as calls settle, so
+    # between 10 and 20 of the 50 calls fit, and the spend never passes the budget
+    assert 10 <= granted <= 20
+    assert k.reserved_usd == pytest.approx(0.0, abs=1e-9)
+    assert k.spent_usd == pytest.approx(0.05 * granted)
+    assert k.spent_usd <= 1.0 + 1e-9
+
+
+def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
+    assert redact_url("postgresql://u:secret@h:5432/db") == "postgresql://u:***@h:5432/db"
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))
+    monkeypatch.delenv("KNOLLM_DATABASE_URL", raising=False)
+    db = open_database()
+    assert db.dialect == "sqlite"
+    KeyStore(db).create("a")
+    assert sqlite3.connect(tmp_path / "knollm.db").execute("select count(*) from gateway_keys").fetchone() == (1,)
+
+
+def test_postgres_store_protocol(postgres_server):
+    from knollm.client.store import LEDGER_COLUMNS, Budget
+    from knollm.gateway.pgstore import PostgresStore, open_store
+
+    url = postgres_server.create_database("s_" + uuid.uuid4().hex[:10])
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    budgets = [Budget(1.0, "total", provider="groq")]
+    scope = {"provider": "groq", "alias": "fast", "key_label": "GROQ_API_KEY"}
+    assert store.reserve(budgets, {**scope, "provider": "openai"}, 5.0) == (None, None)  # no budget applies
+    assert store.reserve(budgets, scope, None)[1].startswith("unpriced model under budget")
+    rid, refused = store.reserve(budgets, scope, 0.6)
+    assert rid and refused is None
+    assert store.spent(budgets[0]) == pytest.approx(0.6)
+    assert store.reserve(budgets, scope, 0.5)[1].startswith("budget $1/total (provider=groq)")
+    row = {c: None for c in LEDGER_COLUMNS}
+    row.update(request_id="r1", ts=1.0, provider="groq", model="m", stream=True, cost_usd=0.25, input_tokens=3,
+               output_tokens=4, attempts=1)
+    assert store.settle(rid, row) is True
+    assert store.settle(None, row) is False  # the same request is never charged twice
+    assert store.spent(budgets[0]) == pytest.approx(0.25)
+    rid2, _ = store.reserve(budgets, scope, 0.7)
+    store.release(rid2)
+    assert store.spent(budgets[0]) == pytest.approx(0.25)
+    rows = store.rows()
+    assert len(rows) == 1 and rows[0]["cost_usd"] == 0.25 and rows[0]["stream"] == 1
+    assert PostgresStore(url).rows(since=2.0) == []  # a second store on the same database
+    with pytest.raises(TypeError):
+        PostgresStore("sqlite:///x.db")

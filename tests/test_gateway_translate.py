@@ -1,0 +1,178 @@
+"""Request validation and the Anthropic <-> OpenAI translation used by /v1/messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from knollm.errors import GatewayError
+from knollm.gateway.metrics import Metrics
+from knollm.gateway.translate import (
+    AnthropicStream,
+    anthropic_to_openai,
+    openai_to_anthropic,
+    split_target,
+    validate_chat_request,
+)
+
+IMG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+def test_split_target():
+    assert split_target("groq/llama-3.3-70b-versatile") == ["groq/llama-3.3-70b-versatile"]
+    assert split_target(" fast , cheap ") == ["fast", "cheap"]
+    assert split_target(["a", "b"]) == ["a", "b"]
+    for bad in ("", " , ", None, 3):
+        with pytest.raises(GatewayError) as e:
+            split_target(bad)
+        assert e.value.status == 400
+
+
+@pytest.mark.parametrize("body, field", [
+    ([], None),
+    ({"model": "m"}, "messages"),
+    ({"model": "m", "messages": []}, "messages"),
+    ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+    ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    ({"model": "m", "messages": [{"role": "user"}]}, "messages[0].content"),
+    ({"model": "m", "messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
+    ({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
+     "messages[0].content[0]"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}, "tools[0]"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}},
+     "response_format"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}, "max_tokens"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature"),
+])
+def test_invalid_chat_requests_name_the_field(body, field):
+    with pytest.raises(GatewayError) as e:
+        validate_chat_request(body)
+    assert e.value.status == 400 and e.value.type == "invalid_request_error"
+    assert e.value.code == field
+
+
+def test_valid_chat_request_with_tools_images_and_schema():
+    body = {"model": "fast", "stream": True, "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64," + IMG}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "42"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}
+    assert validate_chat_request(body) is body
+
+
+def test_anthropic_request_to_openai():
+    req = anthropic_to_openai({
+        "model": "claude-x", "max_tokens": 100, "system": [{"type": "text", "text": "be kind"}],
+        "temperature": 0.2, "stop_sequences": ["END"], "stream": True, "metadata": {"user_id": "u1"},
+        "tools": [{"name": "get_weather", "description": "w", "input_schema": {
+            "type": "object", "properties": {"city": {"type": "string"}}}}],
+        "tool_choice": {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "look"},
+                                         {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                                      "data": IMG}}]},
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm"},
+                                              {"type": "text", "text": "calling"},
+                                              {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                               "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          "content": [{"type": "text", "text": "sunny"}]},
+                                         {"type": "text", "text": "thanks"}]},
+        ]})
+    assert req["messages"][0] == {"role": "system", "content": "be kind"}
+    assert req["messages"][1]["content"][1] == {"type": "image_url",
+                                                "image_url": {"url": "data:image/png;base64," + IMG}}
+    assert req["messages"][2]["tool_calls"][0]["function"] == {"name": "get_weather",
+                                                               "arguments": json.dumps({"city": "Paris"})}
+    assert req["messages"][2]["content"] == "calling"
+    assert req["messages"][3] == {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}
+    assert req["messages"][4] == {"role": "user", "content": "thanks"}
+    assert req["tools"][0]["function"]["parameters"]["properties"]["city"] == {"type": "string"}
+    assert req["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert req["parallel_tool_calls"] is False
+    assert req["stop"] == ["END"] and req["user"] == "u1" and req["max_tokens"] == 100
+    assert req["stream"] is True and req["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
+    ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0]"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+     "messages[0].content[0]"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "file"}}]}]}, "messages[0].content[0]"),
+])
+def test_invalid_anthropic_requests(body, field):
+    with pytest.raises(GatewayError) as e:
+        anthropic_to_openai(body)
+    assert e.value.status == 400 and e.value.code == field
+
+
+def test_openai_answer_to_anthropic():
+    msg = openai_to_anthropic({"id": "chatcmpl-1", "choices": [{"finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "let me check",
+        "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}}],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 7,
+                  "prompt_tokens_details": {"cached_tokens": 10}}}, "claude-x")
+    assert msg["type"] == "message" and msg["model"] == "claude-x" and msg["stop_reason"] == "tool_use"
+    assert msg["content"] == [{"type": "text", "text": "let me check"},
+                              {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}}]
+    assert msg["usage"] == {"input_tokens": 20, "output_tokens": 7, "cache_read_input_tokens": 10,
+                            "cache_creation_input_tokens": 0}
+    length = openai_to_anthropic({"choices": [{"finish_reason": "length", "message": {"content": "abc"}}]}, "m")
+    assert length["stop_reason"] == "max_tokens" and length["usage"]["output_tokens"] == 0
+
+
+def _chunk(delta=None, finish=None, usage=None):
+    c = {"object": "chat.completion.chunk", "choices": [] if delta is None else
+         [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    if usage:
+        c["usage"] = usage
+    return c
+
+
+def test_stream_events_text_then_tool():
+    conv = AnthropicStream("claude-x", "msg_1")
+    events = []
+    for ch in [_chunk({"role": "assistant", "content": ""}), _chunk({"content": "Hel"}), _chunk({"content": "lo"}),
+               _chunk({"tool_calls": [{"index": 0, "id": "call_9", "type": "function",
+                                       "function": {"name": "f", "arguments": ""}}]}),
+               _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":"}}]}),
+               _chunk({"tool_calls": [{"index": 0, "function": {"arguments": " 1}"}}]}),
+               _chunk({}, "tool_calls"), _chunk(usage={"prompt_tokens": 5, "completion_tokens": 9})]:
+        events += list(conv.feed(ch))
+    events += list(conv.close())
+    names = [n for n, _ in events]
+    assert names == ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_stop", "message_delta", "message_stop"]
+    text = "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta" and d["index"] == 0)
+    args = "".join(d["delta"]["partial_json"] for n, d in events if n == "content_block_delta" and d["index"] == 1)
+    assert text == "Hello" and json.loads(args) == {"a": 1}
+    assert events[5][1]["content_block"] == {"type": "tool_use", "id": "call_9", "name": "f", "input": {}}
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+    assert events[-2][1]["usage"]["output_tokens"] == 9
+
+
+def test_metrics_exposition():
+    m = Metrics()
+    m.requests.inc("/v1/chat/completions", "200")
+    m.requests.inc("/v1/chat/completions", "200")
+    m.latency.observe(0.003, "/v1/chat/completions")
+    m.cost.inc("groq", "llama \"3\"", "fast", amount=0.0015)
+    text = m.render()
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="200"} 2' in text
+    assert 'knollm_gateway_request_duration_seconds_bucket{route="/v1/chat/completions",le="0.0025"} 0' in text
+    assert 'knollm_gateway_request_duration_seconds_bucket{route="/v1/chat/completions",le="0.005"} 1' in text
+    assert 'knollm_gateway_request_duration_seconds_bucket{route="/v1/chat/completions",le="+Inf"} 1' in text
+    assert 'knollm_gateway_cost_usd_total{provider="groq",model="llama \\"3\\"",alias="fast"} 0.0015' in text
+    assert "# TYPE knollm_gateway_request_duration_seconds histogram" in text
