@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from knollm.errors import KnollmError
+from knollm.errors import ToolArgumentError
 
 __all__ = ["KnollmTools", "ToolArgumentError", "TOOL_NAMES", "WRITING_TOOLS", "model_view"]
 
@@ -33,10 +33,6 @@ WRITING_TOOLS = frozenset({"create_lockfile_binding"})
 
 _VIEW_FIELDS = ("key", "provider", "id", "name", "canonical_id", "kind", "context_window", "max_output",
                 "prices", "capabilities", "free", "deprecated", "open_weights", "release_date")
-
-
-class ToolArgumentError(KnollmError, ValueError):
-    """A tool was called with arguments it cannot use (the message says which and why)."""
 
 
 def model_view(m: dict[str, Any], data_date: str | None) -> dict[str, Any]:

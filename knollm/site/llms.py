@@ -27,7 +27,9 @@ def plain(text: object) -> str:
     return "" if text is None else _CTRL.sub(" ", str(text)).strip()
 
 
-def render_llms_txt(cat: dict[str, Any], *, full_catalog: bool = True) -> str:
+def render_llms_txt(cat: dict[str, Any], *, full_catalog: bool = True, use_directory_urls: bool = True) -> str:
+    from knollm.site.render import page_url
+
     stats = cat.get("stats") or {}
     n_models, n_prov = len(cat["models"]), len(cat["providers"])
     data = [("catalog.json", "the whole catalog: every model and provider with the source of each value")
@@ -65,8 +67,8 @@ def render_llms_txt(cat: dict[str, Any], *, full_catalog: bool = True) -> str:
         "",
         "## Docs",
         "",
-        "- [Command line](cli/): every command",
-        "- [MCP server and advisor](mcp/): tools for agents, the lockfile advisor",
+        f"- [Command line]({page_url('cli.md', use_directory_urls)}): every command",
+        f"- [MCP server and advisor]({page_url('mcp.md', use_directory_urls)}): tools for agents, the lockfile advisor",
         "",
     ]
     return "\n".join(out)

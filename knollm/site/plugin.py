@@ -254,7 +254,7 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
         write("catalog.json", orjson.dumps(cat))
     from knollm.site.llms import render_llms_full_txt, render_llms_txt
 
-    write("llms.txt", render_llms_txt(cat, full_catalog=full_catalog).encode("utf-8"))
+    write("llms.txt", render_llms_txt(cat, full_catalog=full_catalog, use_directory_urls=use_directory_urls).encode("utf-8"))
     write("llms-full.txt", render_llms_full_txt(cat).encode("utf-8"))
     return written
 
