@@ -81,9 +81,15 @@ def test_scripted_model_works_through_tools_and_writes_lockfile(tools, monkeypat
         adv_lock = _advisor_env(monkeypatch, tmp_path, srv)
         lock = tmp_path / "knollm.lock"
         out: list[str] = []
-        rc = run_advisor(dumps=FIXTURES, lock=lock, advisor_lock=adv_lock, io=ScriptedIO(ANSWERS, out.append))
+        no_tools = next(m["key"] for m in tools.catalog.models
+                        if m["kind"] == "chat" and (m["capabilities"] or {}).get("tools") is False)
+        answers = {**ANSWERS, "changes": [f"set coding {no_tools}", "set coding nope/nothing", "drop nothing"]}
+        rc = run_advisor(dumps=FIXTURES, lock=lock, advisor_lock=adv_lock, io=ScriptedIO(answers, out.append))
     text = "\n".join(out)
     assert rc == 0, text
+    # changes that cannot apply are refused with the reason, and the proposal stays
+    assert f"dropped {no_tools}: no tools" in text and "not set: the requirements of coding" in text
+    assert "unknown model: 'nope/nothing'" in text and "use: set ALIAS" in text
     # every request offered exactly the tools, by name
     assert {t["function"]["name"] for t in srv.requests[0]["tools"]} == set(TOOL_NAMES)
     assert srv.requests[0]["model"] == "scripted-advisor"
@@ -214,3 +220,31 @@ def test_terminal_flow_in_a_pty_with_the_scripted_model(tools, tmp_path, monkeyp
     assert "Proposal (advisor model)" in text and f"coding: {other}" in text
     assert load_lock(lock).bindings("default")["coding"].models == [other]
     assert f'+models = ["{other}"]' in text
+
+
+def test_long_tool_results_are_shortened_to_valid_json():
+    from knollm.mcp.advisor import _fit
+
+    res = {"data_date": "2025-09-08", "offers": [{"key": f"p{i}/m", "note": "x" * 500} for i in range(200)]}
+    text = _fit(res, limit=10_000)
+    back = json.loads(text)
+    assert len(text) <= 10_000 and back["truncated"] == {"offers": 200} and 1 <= len(back["offers"]) < 200
+    assert json.loads(_fit({"a": [1, 2]})) == {"a": [1, 2]}
+
+
+@pytest.mark.shared
+def test_scripted_model_on_the_real_catalog(shared_dumps, monkeypatch, tmp_path):
+    """Done-when: the scripted advisor writes a valid lockfile whose bindings came from tool results."""
+    from knollm.lock.ops import validate
+
+    with ScriptedModel(good_script) as srv:
+        adv_lock = _advisor_env(monkeypatch, tmp_path, srv)
+        lock = tmp_path / "knollm.lock"
+        out: list[str] = []
+        rc = run_advisor(dumps=shared_dumps, lock=lock, advisor_lock=adv_lock, io=ScriptedIO(ANSWERS, out.append))
+    assert rc == 0, "\n".join(out)
+    seen = {o["key"] for o in tool_results(srv.requests[-1])["where_is"][0]["offers"]}
+    b = load_lock(lock).bindings("default")["coding"]
+    assert b.models and set(b.models) <= seen
+    t = KnollmTools(dumps=shared_dumps, lock=lock)
+    assert not [i for i in validate(load_lock(lock), t.chooser()) if i["level"] == "error"]

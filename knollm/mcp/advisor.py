@@ -35,7 +35,7 @@ __all__ = ["Answers", "Advisor", "TerminalIO", "ScriptedIO", "QUESTIONS", "load_
 ADVISOR_ALIAS = "advisor"
 MAX_STEPS = 12          # model turns per proposal before it counts as looping
 MAX_REPEATS = 3         # the same tool call this often = looping
-RESULT_CHARS = 12_000   # a tool result sent back to the model is cut to this size
+RESULT_CHARS = 24_000   # a tool result sent back to the model is shortened to about this size
 
 
 # ---------------------------------------------------------------------------- questions
@@ -341,7 +341,8 @@ class Advisor:
         used: set[str] = set()
 
         def add(m: dict[str, Any]) -> None:
-            if len(chain) < 3 and m["provider"] not in used and not check_requires(m, req)[0] \
+            failed, unknown = check_requires(m, req)
+            if len(chain) < 3 and m["provider"] not in used and not failed and not unknown \
                     and (not a.providers or m["provider"] in a.providers):
                 chain.append(m["key"])
                 used.add(m["provider"])
@@ -426,8 +427,7 @@ class Advisor:
             res = self.tool(name, args)
         except KnollmError as e:
             return json.dumps({"error": str(e)})
-        text = json.dumps(res, default=str)
-        return text if len(text) <= RESULT_CHARS else text[:RESULT_CHARS] + " …(cut)"
+        return _fit(res)
 
     def _proposals_from(self, final: dict[str, Any], a: Answers) -> list[Proposal]:
         wanted = {u.replace("-", "_"): u for u in a.use_cases}
@@ -440,7 +440,8 @@ class Advisor:
             unseen = [m for m in models if m not in self.seen]
             if unseen:
                 self.io.say(f"  ! {alias}: dropped {', '.join(unseen)}: not in any tool result")
-            models = [m for m in models if m in self.seen][:3]
+            models = self._meeting(alias, [m for m in models if m in self.seen],
+                                   self.requires_for(wanted[alias], a))[:3]
             if models:
                 out.append(Proposal(alias, wanted[alias], models, self.requires_for(wanted[alias], a),
                                     str(item.get("reason") or "")))
@@ -449,6 +450,22 @@ class Advisor:
             if alias not in have:
                 self.io.say(f"  ! the advisor proposed nothing usable for {alias}; using the guided flow for it")
                 out.append(self._guided(u, a))
+        return out
+
+    def _meeting(self, alias: str, keys: list[str], req: dict[str, Any]) -> list[str]:
+        """``keys`` whose catalog facts meet ``req`` (the lock's own check); the others are
+        dropped with the reason, unconfirmable ones kept with a note."""
+        from knollm.lock.facts import check_requires
+
+        out = []
+        for k in keys:
+            failed, unknown = check_requires(self.tools.catalog.model(k), req)
+            if failed:
+                self.io.say(f"  ! {alias}: dropped {k}: {'; '.join(failed)}")
+                continue
+            if unknown:
+                self.io.say(f"  ! {alias}: {k}: cannot confirm {'; '.join(unknown)}")
+            out.append(k)
         return out
 
     # -- costs, changes, diff, write
@@ -503,6 +520,9 @@ class Advisor:
                     keys.append(self.tool("get_model", {"key": ref})["model"]["key"])
                 except KnollmError as e:
                     return str(e)
+            ok = self._meeting(p.alias, keys, p.requires)
+            if ok != keys:
+                return f"not set: the requirements of {p.alias} are {p.requires}"
             p.models, p.reason = keys, "set by you"
             self.cost(p, a)
             return None
@@ -556,7 +576,11 @@ class Advisor:
         if not any(p.models for p in props):
             io.say("Nothing to write.")
             return 1
-        d = self.diff(props)
+        try:
+            d = self.diff(props)
+        except KnollmError as e:
+            io.say(f"Cannot write the proposal: {e}")
+            return 1
         io.say(f"\nChanges to {self.lock}:")
         io.say(d.rstrip() or "(no change)")
         if io.ask("confirm", f"Write {self.lock}? [y/N]").strip().lower() not in ("y", "yes"):
@@ -569,6 +593,22 @@ class Advisor:
 
 class _Fallback(Exception):
     """The advisor model cannot be used for this proposal (the message says why)."""
+
+
+def _fit(res: dict[str, Any], limit: int = RESULT_CHARS) -> str:
+    """``res`` as JSON of at most ~``limit`` characters: long lists are shortened (halved until
+    it fits) and ``truncated`` says how many items each had — always valid JSON."""
+    text = json.dumps(res, default=str)
+    if len(text) <= limit:
+        return text
+    res = dict(res)
+    lists = {k: v for k, v in res.items() if isinstance(v, list) and len(v) > 1}
+    res["truncated"] = {k: len(v) for k, v in lists.items()}
+    while len(text) > limit and any(len(res[k]) > 1 for k in lists):
+        for k in lists:
+            res[k] = res[k][: max(1, len(res[k]) // 2)]
+        text = json.dumps(res, default=str)
+    return text
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
