@@ -165,11 +165,13 @@ def test_every_tool_over_stdio_matches_the_python_api(tmp_path, monkeypatch):
                    ("get_cost_analysis", {"models": two, "usage": {"input_tokens": "lots"}}, "not a token count"),
                    ("create_lockfile_binding", {"alias": "deep", "models": two, "requires": {"min_context": 10**9},
                                                 "confirm": True}, "requirements not met"),
+                   ("create_lockfile_binding", {"alias": "x", "models": two, "path": str(tmp_path / "notes.txt"),
+                                                "confirm": True}, "path must be a lockfile"),
                    ("recommend_library", {"needs": ["telepathy"]}, "unknown feature")]
             for name, args, needle in bad:
                 r = await c.call_tool(name, args)
                 assert r.is_error and needle in r.content[0].text, (name, r.content[0].text)
-            assert "deep" not in load_lock(lock).bindings("default")
+            assert "deep" not in load_lock(lock).bindings("default") and not (tmp_path / "notes.txt").exists()
             r = await c.call_tool("no_such_tool", {})
             assert r.is_error
             assert len((await c.list_tools()).tools) == len(TOOL_NAMES)

@@ -531,7 +531,7 @@ class Advisor:
     def diff(self, props: list[Proposal]) -> str:
         """The lockfile diff of writing every proposal (made on a copy, through the tool)."""
         with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d) / self.lock.name
+            tmp = Path(d) / "preview.lock"
             if self.lock.is_file():
                 shutil.copyfile(self.lock, tmp)
             before = tmp.read_text("utf-8") if tmp.is_file() else ""

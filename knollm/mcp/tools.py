@@ -285,6 +285,9 @@ class KnollmTools:
         if not models:
             raise ToolArgumentError("models: give at least one provider/id key")
         req = dict(requires or {})
+        if path is not None and not str(path).endswith(".lock") and \
+                (self.lock is None or Path(path).resolve() != Path(self.lock).resolve()):
+            raise ToolArgumentError(f"path must be a lockfile (*.lock) or the server's --lock file, not {path!r}")
         p = self._lock_path(path, must_exist=False)
         prof = profile or self.profile or (active_profile(load_lock(p)) if p.is_file() else "default")
         ch = self.chooser()
