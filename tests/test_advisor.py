@@ -65,7 +65,8 @@ def good_script(body, turn):
         return {"tool_calls": [("recommend_for_use_case", {"use_case": "coding", "needs": ["tools"], "limit": 3}),
                                ("get_weather", {"city": "Paris"}),
                                ("get_model", {"key": "no-such-provider/no-such-model"}),
-                               ("search_models", "{not json")]}
+                               ("search_models", "{not json"),
+                               ("search_models", {"limit": "many", "min_context": [1]})]}
     if "where_is" not in got:
         top = got["recommend_for_use_case"][0]["results"][0]["model"]
         return {"tool_calls": [("where_is", {"model": top["canonical_id"]})]}
@@ -98,6 +99,7 @@ def test_scripted_model_works_through_tools_and_writes_lockfile(tools, monkeypat
     assert "unknown tool 'get_weather'" in first_results["get_weather"][0]["error"]
     assert "unknown model" in first_results["get_model"][0]["error"]
     assert "not a JSON object" in first_results["search_models"][0]["error"]
+    assert "valid integer" in first_results["search_models"][1]["error"]
     # the binding = exactly the keys of the where_is result the model saw (the made-up one dropped)
     where = tool_results(srv.requests[-1])["where_is"][0]["offers"]
     expected = [o["key"] for o in where if (o["prices"].get("input") or 0) > 0][:2]

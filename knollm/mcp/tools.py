@@ -82,6 +82,7 @@ class KnollmTools:
         self.dumps = dumps
         self.lock = lock
         self.profile = profile
+        self._checked: dict[str, Callable[..., dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -126,7 +127,15 @@ class KnollmTools:
             sig.bind(**args)
         except TypeError as e:
             raise ToolArgumentError(f"{name}: {e}") from None
-        return fn(**args)
+        from pydantic import ValidationError, validate_call
+
+        checked = self._checked.get(name)
+        if checked is None:
+            checked = self._checked[name] = validate_call(fn)  # the types the MCP schema states
+        try:
+            return checked(**args)
+        except ValidationError as e:
+            raise ToolArgumentError(f"{name}: {e}") from None
 
     # ------------------------------------------------------------------ catalog tools
     def search_models(self, text: str | None = None, providers: list[str] | None = None,
