@@ -19,6 +19,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── SiteError            building the site failed
     ├── LockError            a knollm.lock / user config file is unreadable or invalid
     │                        (names the file and the record)
+    ├── ToolArgumentError    an MCP / advisor tool got arguments it cannot use; also a
+    │                        ValueError (knollm mcp reports it as a tool error)
     └── ClientError          calling a model through knollm.Client failed
         ├── ProviderError    one provider answered with an error (``status``, ``provider``,
         │                    ``retryable``, ``kind``)
@@ -46,6 +48,7 @@ __all__ = [
     "GatewayError",
     "SiteError",
     "LockError",
+    "ToolArgumentError",
     "ClientError",
     "ProviderError",
     "AllAttemptsFailed",
@@ -153,6 +156,11 @@ class LockError(KnollmError):
         self.record = record
         where = f"{self.path} [{record}]" if record else self.path
         super().__init__(f"{where}: {message}")
+
+
+class ToolArgumentError(KnollmError, ValueError):
+    """A Knollm tool (``knollm mcp``, the advisor) was called with arguments it cannot use;
+    the message says which and why."""
 
 
 class ClientError(KnollmError):

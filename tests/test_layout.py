@@ -91,7 +91,7 @@ CLI_SHARED = {"knollm.cli.output", "knollm.cli.filters"}
 
 def is_cli_command_module(mod: str) -> bool:
     """A module that defines a command listed in COMMANDS (or is the CLI package itself)."""
-    return mod.startswith("knollm.cli") or mod in {t.split(":")[0] for t, _ in COMMANDS.values()}
+    return _in_cli(mod) or mod in {t.split(":")[0] for t, _ in COMMANDS.values()}
 
 
 def test_graph_is_read():
@@ -125,6 +125,11 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
+def _in_cli(mod: str) -> bool:
+    """``knollm.cli`` or below it (``knollm.client`` is not)."""
+    return mod == "knollm.cli" or mod.startswith("knollm.cli.")
+
+
 def violations(graph: dict[str, set[str]]) -> list[str]:
     """Arrows against the flow: base < catalog < query < products; outside ``knollm.cli``
     only CLI command modules may import from the CLI, and then only its shared options
@@ -140,10 +145,16 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
             sm, sd = stage(m), stage(d)
             if RANK[sd] > RANK[sm]:
                 bad.append(f"{m} ({sm}) imports {d} ({sd})")
-            elif d.startswith("knollm.cli") and not m.startswith("knollm.cli") and m != "knollm.__main__":
+            elif _in_cli(d) and not _in_cli(m) and m != "knollm.__main__":
                 if not (d in CLI_SHARED and is_cli_command_module(m)):
                     bad.append(f"{m} imports {d} (only CLI command modules may use {', '.join(sorted(CLI_SHARED))})")
     return sorted(bad)
+
+
+def test_client_is_not_the_cli():
+    # knollm.client shares a prefix with knollm.cli but is a product, not the CLI
+    assert violations({"knollm.mcp.advisor": {"knollm.client"}}) == []
+    assert violations({"knollm.client.core": {"knollm.cli.output"}}) != []
 
 
 def test_data_flows_one_way():

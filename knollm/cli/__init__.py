@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
     "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),
     "local": ("knollm.lock.cli:local_group", "Models served on this machine (Ollama, local servers)."),
+    "mcp": ("knollm.mcp.cli:mcp_command", "Serve the catalog to MCP clients (agents)."),
+    "advisor": ("knollm.mcp.cli:advisor_command", "Choose aliases in a conversation; write knollm.lock."),
 }
 
 

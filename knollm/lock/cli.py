@@ -105,15 +105,24 @@ def lock_group() -> None:
 @click.option("--from-keys", is_flag=True, help="Only providers whose API key variable is set.")
 @click.option("--use-case", "use_cases", multiple=True, help="Also bind an alias per recommend use case.")
 @click.option("--budget", type=float, default=None, help="Max output price (USD / 1M tokens) for every alias.")
+@click.option("--interactive", is_flag=True, help="Ask: the advisor proposes aliases with costs and reasons "
+              "(same as `knollm advisor`).")
+@click.option("--answers", type=click.Path(dir_okay=False), default=None,
+              help="With --interactive: read the answers from this JSON/TOML file (no terminal).")
 @dumps_option
 @output_options
-def init_cmd(lock_path, profile, include_local, from_keys, use_cases, budget, dumps, output) -> int:
+def init_cmd(lock_path, profile, include_local, from_keys, use_cases, budget, interactive, answers, dumps,
+             output) -> int:
     """Choose models for the standard aliases from the catalog and write them (with pins).
 
     Aliases: fast, balanced, deep, vision, long_context, cheap (+ local when local models are
     found), each a chain of 3 models on different providers. An existing file keeps its other
-    profiles, comments and formatting.
+    profiles, comments and formatting. --interactive runs the advisor instead.
     """
+    if interactive or answers:
+        from knollm.mcp.advisor import interactive_init
+
+        return interactive_init(lock_path, profile, dumps, answers)
     from knollm.lock.lockfile import user_config
     from knollm.query.recommend import USE_CASES
 

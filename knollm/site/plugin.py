@@ -9,7 +9,8 @@ It only wires rendering functions in (:mod:`knollm.site.render`, :mod:`knollm.si
 * ``on_files`` – generated pages (``File.generated``): providers, cross-provider model
   pages (not in the nav, excluded from search), matrices, libraries, changes; the assets.
 * ``on_post_build`` – the machine-readable files into ``site_dir``: ``catalog.json``,
-  ``schema.json``, ``models.csv``, ``data/index.json``, ``data/models/<n>.json``.
+  ``schema.json``, ``models.csv``, ``data/index.json``, ``data/models/<n>.json``,
+  ``llms.txt`` and ``llms-full.txt`` (:mod:`knollm.site.llms`).
 
 Any failure raises :class:`mkdocs.exceptions.PluginError` naming the page or file.
 """
@@ -251,6 +252,10 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
     write("models.csv", Dt.catalog_csv(cat))
     if full_catalog:
         write("catalog.json", orjson.dumps(cat))
+    from knollm.site.llms import render_llms_full_txt, render_llms_txt
+
+    write("llms.txt", render_llms_txt(cat, full_catalog=full_catalog, use_directory_urls=use_directory_urls).encode("utf-8"))
+    write("llms-full.txt", render_llms_full_txt(cat).encode("utf-8"))
     return written
 
 
