@@ -151,8 +151,10 @@ def test_fast_and_cached():
         canonical_id(i, "together")
     warm = time.perf_counter() - t0
     print(f"\n10k canonical_id calls: cold {cold * 1000:.1f} ms, cached {warm * 1000:.1f} ms")
-    assert warm < 0.1
-    assert cold < 0.5  # generous for slow CI; ~50 ms on a dev box
+    # speed is measured (printed above, and by scripts/bench_pipeline.py), not asserted:
+    # what is asserted is that the second pass is served entirely from the cache
+    info = canonical_id.cache_info()
+    assert info.hits >= len(ids) and info.misses <= len(ids)
 
 
 # --------------------------------------------------------------- hand-checked pairs
