@@ -14,9 +14,24 @@
   var K = (window.Knollm = window.Knollm || {});
 
   // ------------------------------------------------------------------ cost (mirror of knollm/query/cost.py)
-  /** USD for one request; prices in USD per 1M tokens; null when a needed price is unknown. */
-  function costPerRequest(prices, w) {
+  /** The highest tier whose start is below the input tokens (null when none applies). */
+  function tierFor(tiers, inTok) {
+    if (!tiers) return null;
+    for (var i = tiers.length - 1; i >= 0; i--) if (inTok > tiers[i].start) return tiers[i];
+    return null;
+  }
+
+  /** USD for one request; prices in USD per 1M tokens; tiers as Model.price_tiers (optional);
+   *  null when a needed price is unknown. */
+  function costPerRequest(prices, w, tiers) {
     prices = prices || {};
+    var t = tierFor(tiers, w.input_tokens || 0);
+    if (t) {
+      var merged = {};
+      Object.keys(prices).forEach(function (k) { merged[k] = prices[k]; });
+      Object.keys(t).forEach(function (k) { if (k !== "start") merged[k] = t[k]; });
+      prices = merged;
+    }
     var pin = prices.input, pout = prices.output, pcache = prices.cache_read;
     var inTok = w.input_tokens || 0, outTok = w.output_tokens || 0, cached = w.cached_tokens || 0;
     var fresh = inTok - cached;
@@ -39,9 +54,21 @@
     return total;
   }
 
+  /** True when workload w uses a price of row r marked suspect (such a cost never ranks;
+   *  same rule as knollm.query.cost.suspect_prices). */
+  function usesSuspect(ix, r, w) {
+    var fl = ix.m.f[r], F = ix.flags;
+    if (!(fl & (F.suspect_input | F.suspect_output | F.suspect_cache_read | F.suspect_request))) return false;
+    var cached = w.cached_tokens || 0;
+    return !!(((w.input_tokens || 0) - cached > 0 && (fl & F.suspect_input)) ||
+              ((w.output_tokens || 0) > 0 && (fl & F.suspect_output)) ||
+              (cached > 0 && (fl & F.suspect_cache_read)) || (fl & F.suspect_request));
+  }
+  K.usesSuspect = usesSuspect;
+
   /** Cost of a workload (with .requests) on prices: {per_request, total}. */
-  function estimate(prices, w) {
-    var per = costPerRequest(prices, w);
+  function estimate(prices, w, tiers) {
+    var per = costPerRequest(prices, w, tiers);
     return { per_request: per, total: per === null ? null : per * (w.requests === undefined ? 1 : w.requests) };
   }
 
@@ -445,6 +472,10 @@
     if (fl & ix.flags.free) td.appendChild(el("span", { class: "kn-badge kn-free" }, "free"));
     if (fl & ix.flags.open_weights) td.appendChild(el("span", { class: "kn-badge" }, "open"));
     if (fl & ix.flags.deprecated) td.appendChild(el("span", { class: "kn-badge kn-dep" }, "deprecated"));
+    if (fl & ix.flags.suspect) {
+      td.appendChild(el("span", { class: "kn-badge kn-suspect", title: "a value failed a plausibility check" },
+                        "suspect"));
+    }
     return td;
   }
   function providerCell(ix, r) {
@@ -708,7 +739,7 @@
           var cand = filterRows(ix, st);
           for (var j = 0; j < cand.length; j++) {
             var r = cand[j];
-            var c = costPerRequest(pricesOf(ix, r), w);
+            var c = usesSuspect(ix, r, w) ? null : costPerRequest(pricesOf(ix, r), w, ix.m.tr ? ix.m.tr[r] : null);
             if (c === null) { unknown++; continue; }
             per[r] = c;
             costs[r] = c * w.requests;
