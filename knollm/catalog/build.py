@@ -435,7 +435,8 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     # source with a price agrees; a registry zero alone or contradicted becomes unknown
     zero_flag = None
     explicit_free = bool(_FREE_ID.search(low) or _FREE_ID.search(m["name"] or ""))
-    for k in ("input", "output"):
+    # embeddings / rerankers have no output tokens: a zero output price there is "not charged"
+    for k in ("input",) if kind in ("embedding", "rerank", "moderation") else ("input", "output"):
         if prices[k] == 0 and layer_of.get(f"prices.{k}") in _REGISTRY_LAYERS and not explicit_free:
             others = [L[la]["prices"][k] for la in _PRICE_ORDER
                       if la != layer_of[f"prices.{k}"] and (L.get(la, {}).get("prices") or {}).get(k) is not None]

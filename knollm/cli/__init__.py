@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("knollm.cli.cmd_build:command", "Build the catalog and the static site."),
     "fetch": ("knollm.fetch.cli:command", "Refresh provider dumps from their model-list APIs."),
     "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
+    "audit": ("knollm.cli.cmd_audit:command", "Where sources disagree: each value, the one shown and why."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
     "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
