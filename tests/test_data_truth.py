@@ -295,12 +295,14 @@ def test_openai_legacy_completion_models_are_retired(registry_cat):
     assert all("retired_2024-01-04" not in m["flags"] for m in live)
 
 
-def test_image_models_take_no_chat_facts_from_other_providers(registry_cat):
-    dalle = next((m for m in registry_cat["models"] if m["key"] == "openai/dall-e-3"), None)
-    if dalle is None:
-        pytest.skip("openai/dall-e-3 not in the packaged registries")
-    assert dalle["capabilities"]["tools"] is not True
-    assert dalle["sources"].get("context_window") != "models.dev" or dalle["joins"].get("models.dev") != "canonical"
+def test_image_models_take_no_chat_facts_from_other_providers(tmp_path):
+    # the real OpenAI list: dall-e-3 with no fields; models.dev knows it only on another provider
+    (tmp_path / "models_openai.json").write_text(json.dumps({"object": "list", "data": [
+        {"id": "dall-e-3", "object": "model", "created": 1698785189, "owned_by": "system"}]}))
+    cat = build_catalog(tmp_path)
+    dalle = _model(cat, "openai/dall-e-3")
+    assert dalle["kind"] == "image"
+    assert dalle["capabilities"]["tools"] is not True and dalle["context_window"] is None
 
 
 # ---------------------------------------------------------------------------- disagreements: audit
