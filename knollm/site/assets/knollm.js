@@ -839,15 +839,35 @@
       root.appendChild(t);
     }
     var pr = mo.prices || {};
-    section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).map(function (f) {
+    var sus = mo.suspect || {}, checks = (ix && ix.vocab && ix.vocab.suspect) || {};
+    function susText(path) {  // a value kept but failed a plausibility check
+      return sus[path] ? " ⚠ suspect: " + (checks[sus[path]] || sus[path]) : "";
+    }
+    var core = { input: 1, output: 1, cache_read: 1, cache_write: 1 };
+    section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).filter(function (f) {
+      return core[f] || (pr[f] !== null && pr[f] !== undefined);  // other dimensions only where known
+    }).map(function (f) {
       var v = pr[f], perToken = (voc.priceUnit[f] || "1M tokens") === "1M tokens";
-      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($)");
-      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)),
+      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($/" + (voc.priceUnit[f] || "unit") + ")");
+      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)) + susText("prices." + f),
               v === null || v === undefined ? null : src["prices." + f]];
-    }).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
+    }).concat((mo.price_tiers || []).map(function (t) {
+      return ["Above " + t.start.toLocaleString("en-US") + " input tokens", Object.keys(t).filter(function (k) {
+        return k !== "start";
+      }).map(function (k) { return (voc.priceLabel[k] || k) + " " + fmtPrice(t[k]); }).join(", "), src.price_tiers];
+    })).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
+    var alts = mo.alternatives || {};
+    if (Object.keys(alts).length) {
+      section("Other sources' values", Object.keys(alts).sort().map(function (path) {
+        return [path, Object.keys(alts[path]).map(function (s) {
+          var v = alts[path][s];
+          return (voc.srcLabel[s] || s) + ": " + (v === null ? "unknown" : String(v));
+        }).join("; "), null];
+      }));
+    }
     section("Limits", [
-      ["Context window", mo.context_window ? mo.context_window.toLocaleString("en-US") + " tokens" : "unknown", src.context_window],
-      ["Max output", mo.max_output ? mo.max_output.toLocaleString("en-US") + " tokens" : "unknown", src.max_output],
+      ["Context window", mo.context_window ? mo.context_window.toLocaleString("en-US") + " tokens" + susText("context_window") : "unknown", src.context_window],
+      ["Max output", mo.max_output ? mo.max_output.toLocaleString("en-US") + " tokens" + susText("max_output") : "unknown", src.max_output],
       ["Input modalities", (mo.input_modalities || []).join(", ") || "unknown", src.input_modalities],
       ["Output modalities", (mo.output_modalities || []).join(", ") || "unknown", src.output_modalities]
     ]);
