@@ -57,6 +57,12 @@ Auth = Literal["bearer", "x-api-key", "query", "header", "none"]
 ApiShape = Literal["openai", "anthropic", "gemini", "ollama", "bedrock", "vertex", "azure"]
 
 
+def _docs_url(v: str | None) -> str | None:
+    if v is not None and not _URL_RE.match(v):
+        raise ValueError("docs must be an absolute http(s) URL")
+    return v
+
+
 def _no_secret_headers(h: dict[str, str]) -> dict[str, str]:
     if {k.lower() for k in h} & {"authorization", "x-api-key", "api-key"}:
         raise ValueError("credentials never go in 'headers'; use auth + key_env")
@@ -198,12 +204,7 @@ class Retired(BaseModel):
             raise ValueError(f"not a regular expression: {e}") from None
         return v
 
-    @field_validator("docs")
-    @classmethod
-    def _docs(cls, v: str) -> str:
-        if not _URL_RE.match(v):
-            raise ValueError("docs must be an absolute http(s) URL")
-        return v
+    _docs = field_validator("docs")(classmethod(lambda cls, v: _docs_url(v)))
 
 
 class ProviderEntry(BaseModel):
@@ -240,12 +241,7 @@ class ProviderEntry(BaseModel):
             raise ValueError("provider id must be lowercase letters, digits, '_', '.', '-' (the dump name)")
         return v
 
-    @field_validator("docs")
-    @classmethod
-    def _docs(cls, v: str | None) -> str | None:
-        if v is not None and not _URL_RE.match(v):
-            raise ValueError("docs must be an absolute http(s) URL")
-        return v
+    _docs = field_validator("docs")(classmethod(lambda cls, v: _docs_url(v)))
 
     @field_validator("checked")
     @classmethod
