@@ -111,7 +111,7 @@ def documentation_entries(payload: dict[str, Any]) -> dict[str, list[str]]:
         if not prose:
             continue
         odd = [k for k in prose if usual[k].most_common(1)[0][0] in ("num", "bool")]
-        if len(odd) >= 2 or (len(prose) == len(rec) and len(rec) >= 2):
+        if len(odd) >= 2 or (len(prose) >= 3 and 2 * len(prose) >= len(rec)):
             out[str(key)] = odd or prose
     return out
 
