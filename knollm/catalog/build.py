@@ -500,6 +500,8 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     m["family"] = fam or family_id(canon)
     # plausibility
     for k, v in prices.items():
+        if v is None:
+            continue
         check = price_check(k, v, kind)
         if check:
             report(f"prices.{k}", check, v)
@@ -542,28 +544,32 @@ _ALT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 def _alternatives(L: dict[str, dict[str, Any]], m: dict[str, Any], layer_of: dict[str, str],
                   media: bool) -> dict[str, dict[str, Any]]:
     """``{field path: {source: value}}`` for each other source whose value differs from the
-    one shown (a shown ``None`` differs from any known value). Same-provider layers only for
-    prices; canonical/family layers are labelled ``models.dev~canonical`` / ``~family``."""
+    one shown (a shown ``None`` differs from any known value), sources in precedence order;
+    another provider's entry is labelled ``models.dev~canonical`` / ``~family``."""
     out: dict[str, dict[str, Any]] = {}
 
-    def add(path: str, shown: Any, order: tuple[str, ...], getter) -> None:
-        for layer in order:
-            if layer == layer_of.get(path) or layer not in L:
-                continue
-            v = getter(L[layer])
-            if v is None or not _differs(v, shown):
-                continue
-            label = _LAYER_SOURCE[layer] + (layer[2:] if layer.startswith("md~") else "")
-            out.setdefault(path, {}).setdefault(label, v)
+    def add(path: str, layer: str, v: Any, shown: Any) -> None:
+        if v is None or layer == layer_of.get(path) or not _differs(v, shown):
+            return
+        label = _LAYER_SOURCE[layer] + (layer[2:] if layer.startswith("md~") else "")
+        out.setdefault(path, {}).setdefault(label, v)
 
     for f, order in _ALT_FIELDS:
-        add(f, m[f], order, lambda fl, f=f: fl.get(f))
-    for k in PRICE_FIELDS:
-        add(f"prices.{k}", m["prices"][k], _PRICE_ORDER, lambda fl, k=k: (fl.get("prices") or {}).get(k))
-    cap_order = _CAP_ORDER[:3] if media else _CAP_ORDER
-    for c in CAPABILITIES:
-        add(f"capabilities.{c}", m["capabilities"][c], cap_order,
-            lambda fl, c=c: (fl.get("capabilities") or {}).get(c))
+        for layer in order:
+            fl = L.get(layer)
+            if fl is not None and f in fl:
+                add(f, layer, fl[f], m[f])
+    shown_prices, shown_caps = m["prices"], m["capabilities"]
+    for layer in _PRICE_ORDER:  # sparse: only the prices a layer has
+        pr = (L.get(layer) or {}).get("prices")
+        for k, v in (pr or {}).items():
+            if k in shown_prices:
+                add(f"prices.{k}", layer, v, shown_prices[k])
+    for layer in _CAP_ORDER[:3] if media else _CAP_ORDER:
+        caps = (L.get(layer) or {}).get("capabilities")
+        for k, v in (caps or {}).items():
+            if k in shown_caps:
+                add(f"capabilities.{k}", layer, v, shown_caps[k])
     return out
 
 
