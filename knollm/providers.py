@@ -35,6 +35,9 @@ __all__ = [
     "ListSpec",
     "Limits",
     "ProviderEntry",
+    "DumpSpec",
+    "Retired",
+    "PRICE_UNITS",
     "SourceEntry",
     "ProviderRegistry",
     "provider_registry",
@@ -52,6 +55,12 @@ _URL_RE = re.compile(r"^https?://[^/\s]+")
 
 Auth = Literal["bearer", "x-api-key", "query", "header", "none"]
 ApiShape = Literal["openai", "anthropic", "gemini", "ollama", "bedrock", "vertex", "azure"]
+
+
+def _docs_url(v: str | None) -> str | None:
+    if v is not None and not _URL_RE.match(v):
+        raise ValueError("docs must be an absolute http(s) URL")
+    return v
 
 
 def _no_secret_headers(h: dict[str, str]) -> dict[str, str]:
@@ -157,6 +166,47 @@ class ListSpec(BaseModel):
         return self
 
 
+#: price units a dump can use for its ambiguous ``pricing.prompt`` / ``pricing.completion``
+#: fields -> multiplier to USD per 1M tokens; "per-field" = every price field names its own
+#: unit (the translator knows it); "none" = the dump carries no prices
+PRICE_UNITS: dict[str, float | None] = {
+    "usd/token": 1_000_000.0, "usd/1K": 1_000.0, "usd/1M": 1.0, "per-field": None, "none": None,
+}
+
+
+class DumpSpec(BaseModel):
+    """Facts about the provider's dump file (``models_<id>.json``)."""
+
+    model_config = _FORBID
+    price_unit: Literal["usd/token", "usd/1K", "usd/1M", "per-field", "none"] | None = Field(
+        None, description="unit of pricing.prompt / pricing.completion; None = not declared (unknown)")
+    note: str | None = None
+
+    @property
+    def multiplier(self) -> float | None:
+        return PRICE_UNITS.get(self.price_unit) if self.price_unit else None
+
+
+class Retired(BaseModel):
+    """Models the provider retired, for registry entries that still list them."""
+
+    model_config = _FORBID
+    match: str = Field(description="regular expression matched against the whole model id (case-insensitive)")
+    date: date
+    docs: str
+
+    @field_validator("match")
+    @classmethod
+    def _re(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from None
+        return v
+
+    _docs = field_validator("docs")(classmethod(lambda cls, v: _docs_url(v)))
+
+
 class ProviderEntry(BaseModel):
     """One provider: identity, registry spellings, calling facts, list endpoint."""
 
@@ -174,6 +224,15 @@ class ProviderEntry(BaseModel):
     api: ApiSpec = Field(default_factory=ApiSpec)
     limits: Limits = Field(default_factory=Limits)
     list: ListSpec | None = None
+    dump: DumpSpec = Field(default_factory=DumpSpec)
+    retired: tuple[Retired, ...] = ()
+
+    def retired_on(self, model_id: str) -> Retired | None:
+        """The :class:`Retired` rule matching ``model_id`` (None if none)."""
+        for r in self.retired:
+            if re.fullmatch(r.match, model_id, re.IGNORECASE):
+                return r
+        return None
 
     @field_validator("id")
     @classmethod
@@ -182,12 +241,7 @@ class ProviderEntry(BaseModel):
             raise ValueError("provider id must be lowercase letters, digits, '_', '.', '-' (the dump name)")
         return v
 
-    @field_validator("docs")
-    @classmethod
-    def _docs(cls, v: str | None) -> str | None:
-        if v is not None and not _URL_RE.match(v):
-            raise ValueError("docs must be an absolute http(s) URL")
-        return v
+    _docs = field_validator("docs")(classmethod(lambda cls, v: _docs_url(v)))
 
     @field_validator("checked")
     @classmethod
@@ -257,6 +311,23 @@ class ProviderRegistry(BaseModel):
         """Knollm id for an id, alias or registry spelling; unknown names map to themselves (lower-cased)."""
         low = name.strip().lower()
         return self._alias_map.get(low, low)
+
+    def dump_provider(self, source: str) -> str:
+        """The provider a dump ``models_<source>.json`` belongs to: the provider ``source``
+        names, a ``[sources.*]`` subset's ``provider``, or, for ``<p>_<suffix>`` (a subset
+        file such as ``featherless_best``, ``groq_manual``), the provider ``<p>``."""
+        sub = self.sources.get(source)
+        if sub is not None and sub.provider:
+            return self.resolve(sub.provider)
+        pid = self.resolve(source)
+        if pid in self.providers or source in self.sources:
+            return pid
+        head = source
+        while "_" in head:
+            head = head.rsplit("_", 1)[0]
+            if self.resolve(head) in self.providers:
+                return self.resolve(head)
+        return pid
 
     def find(self, name: str) -> ProviderEntry | None:
         return self.providers.get(self.resolve(name))

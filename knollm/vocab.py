@@ -26,6 +26,8 @@ __all__ = [
     "Capability", "PriceField", "SourceMark",
     "CAPABILITY_TABLE", "PRICE_TABLE", "SOURCE_TABLE",
     "CAPABILITIES", "CAPABILITY_BIT", "PRICE_FIELDS", "KINDS", "MODALITIES", "SOURCES", "SORT_KEYS",
+    "TOKEN_PRICE_FIELDS", "PLAUSIBLE_PRICE", "PLAUSIBLE_PRICE_BY_KIND", "PLAUSIBLE_TOKENS", "PLACEHOLDER_TOKENS",
+    "SUSPECT_CHECKS",
     "capability", "as_json",
 ]
 
@@ -79,8 +81,61 @@ PRICE_TABLE: tuple[PriceField, ...] = (
     PriceField("cache_read", "Cache read", "1M tokens", "USD per 1M cached input tokens read."),
     PriceField("cache_write", "Cache write", "1M tokens", "USD per 1M input tokens written to the cache."),
     PriceField("request", "Per request", "request", "USD per request."),
-    PriceField("image", "Per image", "image", "USD per generated or input image."),
+    PriceField("image", "Per image", "image", "USD per generated (output) image."),
+    # appended by issue 10 (every dimension the sources carry); per-1M-token fields end in "1M tokens"
+    PriceField("cache_write_1h", "Cache write (1h)", "1M tokens",
+               "USD per 1M input tokens written to a 1-hour cache (cache_write is the default/5-minute one)."),
+    PriceField("image_input", "Per input image", "image", "USD per input image."),
+    PriceField("pixel_input", "Per input pixel", "pixel", "USD per input pixel."),
+    PriceField("pixel_output", "Per output pixel", "pixel", "USD per generated pixel."),
+    PriceField("image_token_input", "Image input tokens", "1M tokens", "USD per 1M image input tokens."),
+    PriceField("image_token_output", "Image output tokens", "1M tokens", "USD per 1M image output tokens."),
+    PriceField("audio_input", "Audio input tokens", "1M tokens", "USD per 1M audio input tokens."),
+    PriceField("audio_output", "Audio output tokens", "1M tokens", "USD per 1M audio output tokens."),
+    PriceField("audio_second_input", "Audio input per second", "second",
+               "USD per second of input audio (per-minute prices are divided by 60)."),
+    PriceField("second_input", "Per input second", "second", "USD per second of input (audio/video models)."),
+    PriceField("second_output", "Per output second", "second", "USD per second of generated audio/video."),
+    PriceField("video_second_input", "Video input per second", "second", "USD per second of input video."),
+    PriceField("character_input", "Input characters", "1M characters", "USD per 1M input characters."),
+    PriceField("character_output", "Output characters", "1M characters", "USD per 1M output characters."),
+    PriceField("reasoning_output", "Reasoning tokens", "1M tokens", "USD per 1M reasoning (thinking) tokens."),
 )
+
+#: price fields a token workload uses (the cost formula); the rest are shown, never summed
+TOKEN_PRICE_FIELDS: tuple[str, ...] = ("input", "output", "cache_read", "cache_write", "request")
+
+#: plausibility checks (knollm.catalog.plausible): ``(low, high)`` per price field and kind
+#: family, USD in the field's unit; a value outside is kept and marked suspect
+PLAUSIBLE_PRICE: dict[str, tuple[float, float]] = {
+    "input": (0.0, 200.0), "output": (0.0, 800.0), "cache_read": (0.0, 200.0), "cache_write": (0.0, 250.0),
+    "cache_write_1h": (0.0, 300.0), "request": (0.0, 10.0), "image": (0.0, 5.0), "image_input": (0.0, 1.0),
+    "pixel_input": (0.0, 1e-4), "pixel_output": (0.0, 1e-4), "image_token_input": (0.0, 200.0),
+    "image_token_output": (0.0, 800.0), "audio_input": (0.0, 500.0), "audio_output": (0.0, 800.0),
+    "audio_second_input": (0.0, 0.1), "second_input": (0.0, 1.0), "second_output": (0.0, 5.0),
+    "video_second_input": (0.0, 1.0), "character_input": (0.0, 500.0), "character_output": (0.0, 500.0),
+    "reasoning_output": (0.0, 800.0),
+}
+#: per-token prices of embedding / rerank / moderation models are far lower than chat prices
+PLAUSIBLE_PRICE_BY_KIND: dict[str, dict[str, tuple[float, float]]] = {
+    "embedding": {"input": (0.0, 20.0), "output": (0.0, 20.0)},
+    "rerank": {"input": (0.0, 50.0), "output": (0.0, 50.0)},
+    "moderation": {"input": (0.0, 20.0), "output": (0.0, 20.0)},
+}
+#: token limits: a context window or max output outside this range is suspect
+PLAUSIBLE_TOKENS: tuple[int, int] = (16, 10_500_000)  # Llama 4 Scout: 10M
+#: values that are placeholders, not limits (all nines, 2^31-1, 2^32-1, 10^9…)
+PLACEHOLDER_TOKENS: frozenset[int] = frozenset({9_999_999, 99_999_999, 999_999_999, 2_147_483_647,
+                                                4_294_967_295, 1_000_000_000, 10_000_000_000})
+
+#: suspect marks: why a value is kept but not trusted (``Model.suspect`` values)
+SUSPECT_CHECKS: dict[str, str] = {
+    "price_range": "price outside the plausible range for its kind (unit error?)",
+    "token_range": "token limit outside the plausible range",
+    "placeholder": "a placeholder number, not a limit",
+    "max_output_gt_context": "the provider says max output exceeds its own context window",
+    "unit_unknown": "the source's price unit is not declared in the provider registry",
+}
 
 #: the sources, highest precedence first (see :mod:`knollm.catalog.schema`)
 SOURCE_TABLE: tuple[SourceMark, ...] = (
@@ -89,6 +144,7 @@ SOURCE_TABLE: tuple[SourceMark, ...] = (
     SourceMark("models.dev", "M", "the models.dev registry", "models.dev"),
     SourceMark("litellm", "L", "LiteLLM's cost map", "LiteLLM"),
     SourceMark("inferred", "I", "inferred from the model name", "inferred from name"),
+    SourceMark("knollm", "K", "Knollm's provider registry (knollm/data/providers.toml)", "Knollm registry"),
 )
 
 #: model kinds; the last one (``other``) is the fallback
@@ -137,4 +193,5 @@ def as_json() -> dict[str, Any]:
         "prices": [{"key": p.key, "label": p.label, "unit": p.unit} for p in PRICE_TABLE],
         "sources": [{"key": s.key, "mark": s.mark, "label": s.label, "text": s.text} for s in SOURCE_TABLE],
         "kinds": list(KINDS),
+        "suspect": dict(SUSPECT_CHECKS),
     }

@@ -166,6 +166,14 @@ def test_js_cost_function_matches_python(browser, full):
                                        "cached_tokens": w.cached_tokens, "requests": w.requests}])
             py = cost_per_request(prices, w)
             assert js == py, (prices, w, js, py)  # the same arithmetic: bit-identical
+    # tiers (Model.price_tiers): below, at and above a threshold
+    tiers = [{"start": 128000.0, "input": 2.5, "output": 10.0}, {"start": 200000.0, "input": 5.0, "cache_read": 0.5}]
+    for prices in price_sets[:3]:
+        for w in workloads + [Workload(128_000, 10), Workload(128_001, 10, cached_tokens=1), Workload(250_000, 5)]:
+            js = pg.evaluate("([p, w, t]) => window.Knollm.costPerRequest(p, w, t)",
+                             [prices, {"input_tokens": w.input_tokens, "output_tokens": w.output_tokens,
+                                       "cached_tokens": w.cached_tokens, "requests": w.requests}, tiers])
+            assert js == cost_per_request(prices, w, tiers), (prices, w)
     for key in ("openai/gpt-4o", "featherless/Qwen/Qwen2.5-7B", "x/ünïcødé-模型", ""):
         assert pg.evaluate("k => window.Knollm.bucketOf(k, 128)", key) == bucket_of(key)
     assert pg.evaluate("window.Knollm.parseCount('1.5M')") == 1_500_000

@@ -76,7 +76,9 @@ def check_summary(m: dict) -> None:
     for k, t in SUMMARY_KEYS.items():
         assert isinstance(m[k], t), k
     assert SUMMARY_OPTIONAL <= set(m)
-    assert set(m["prices"]) == {"input", "output", "cache_read", "cache_write", "request", "image"}
+    from knollm.vocab import PRICE_FIELDS
+
+    assert set(m["prices"]) == set(PRICE_FIELDS)
     from knollm.catalog.schema import CAPABILITIES
 
     assert tuple(m["capabilities"]) == CAPABILITIES

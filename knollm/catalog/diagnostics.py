@@ -18,7 +18,11 @@ class Diagnostic:
     file: str  # file name (or registry name) the problem is in
     message: str
     record: str | None = None  # record id / index within the file, when known
-    level: str = "warning"  # "warning" (fails --strict) or "info" (reported only)
+    #: "warning": input Knollm could not use as given (fails --strict);
+    #: "data": a data-quality finding handled by a documented rule - a value kept but marked
+    #: suspect, a conflicting duplicate resolved, a borrowed value dropped (reported, does not
+    #: fail --strict: the input was read whole); "info": reported only
+    level: str = "warning"
 
     def __str__(self) -> str:
         where = self.file if self.record is None else f"{self.file} [{self.record}]"
@@ -38,6 +42,9 @@ class Diagnostics:
 
     def info(self, code: str, file: str, message: str, record: str | int | None = None) -> None:
         self.items.append(Diagnostic(code, file, message, None if record is None else str(record), "info"))
+
+    def data(self, code: str, file: str, message: str, record: str | int | None = None) -> None:
+        self.items.append(Diagnostic(code, file, message, None if record is None else str(record), "data"))
 
     @property
     def warnings(self) -> list[Diagnostic]:

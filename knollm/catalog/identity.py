@@ -19,6 +19,9 @@ Rules, in the order they are applied
    ``accounts/<account>/models/``, Gemini's ``models/``, LiteLLM image-size rows
    (``1024-x-1024/``), Vertex ``-maas`` and quantisation path segments
    (``.../fp-8``, ``.../bf-16``).
+   A provider's own name as an id prefix before another vendor's model family
+   (``cerebras-gpt-oss-120b``, ``databricks-claude-3-7-sonnet``) is dropped too; before
+   anything else it is the provider's own model (``snowflake-arctic``, ``mistral-large``).
 2. **Org / namespace**: the org of a ``org/model`` id is dropped when it is the
    model's creator, an official mirror or a serving namespace (``meta-llama``,
    ``Qwen``, ``deepseek-ai``, ``mistralai``, ``google``, ``unsloth``, ``chutesai``,
@@ -120,6 +123,19 @@ _INFERMATIC_ORGS = ("deepseek-ai-", "qwen-", "nvidia-", "sao10k-", "thedrummer-"
 
 #: providers that only serve chat models, so a bare ``llama-3.1-8b`` there is the instruct model
 _CHAT_ONLY = frozenset({"cerebras", "groq", "sambanova", "poe"})
+#: model families of other vendors: a provider's own-name prefix before one of these is
+#: serving identity (databricks-claude-3-7-sonnet, cerebras-gpt-oss-120b), while before
+#: anything else it is the provider's own model name (snowflake-arctic, morph-v3-fast)
+_FOREIGN_FAMILY = re.compile(
+    r"(?:gpt|o[1-9]|llama|meta-llama|claude|qwen|qwq|mistral|mixtral|codestral|ministral|magistral|devstral|gemma|"
+    r"gemini|deepseek|phi|glm|kimi|grok|command|jamba|nemotron|bge|e5|gte|yi|olmo|falcon|whisper|flux|"
+    r"stable-diffusion|sdxl|granite|hermes|dbrx|minimax|mpt|starcoder|codellama|titan|nova-|embed)(?:[-_.:\d]|$)")
+#: providers whose name is also a model-family prefix (mistral-large, gemini-2.0, deepseek-chat…):
+#: their own-name prefix is part of the model id, never stripped
+_FAMILY_PROVIDERS = frozenset("""
+mistral gemini deepseek moonshot minimax cohere qwen perplexity openai anthropic google nvidia microsoft
+amazon meta ibm xai zai ai21 reka writer upstage liquid baidu tencent stepfun kimi grok llama phi gemma glm
+""".split())
 
 _BEDROCK = re.compile(
     r"^(?:(?:us|eu|apac|au|jp|ca|global|us-gov)\.)?"
@@ -304,6 +320,11 @@ def canonical_id(model_id: str, provider: str | None = None) -> str:
         return "ft:" + canonical_id(model_id[3:].split(":", 1)[0], provider)
     prov = normalize_provider(provider)
     org, name, prov = _split_org(model_id, prov)
+    # a provider that prefixes ids with its own name (cerebras-gpt-oss-120b): the name is
+    # serving identity, not model identity (unless the provider's name is a model family)
+    if prov and prov not in _FAMILY_PROVIDERS and name[: len(prov) + 1].lower() == prov + "-" \
+            and _FOREIGN_FAMILY.match(name[len(prov) + 1:].lower()):
+        name = name[len(prov) + 1:]
 
     # ---- name-level prefixes / suffixes that use '@' or ':' or '.'
     if "@" in name:  # vertex claude@20241022, lmstudio name@q8_0, code-bison@002

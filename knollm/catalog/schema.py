@@ -32,6 +32,22 @@ provider" means the registry entry for this provider and model id (exact or alia
 * open weights: ``dump`` > ``models.dev`` same provider > canonical;
 * kind: ``dump`` > ``litellm`` > ``models.dev`` > ``inferred`` from the id.
 
+Data truth (issue 10) – rules applied after precedence:
+
+* plausibility: a price outside ``knollm.vocab.PLAUSIBLE_PRICE`` (by kind), a token limit
+  outside ``PLAUSIBLE_TOKENS`` or a placeholder (``99999999``) is kept, marked in
+  ``Model.suspect`` and reported (file, record, raw value, check); suspect prices never
+  rank in "cheapest";
+* max output: a value borrowed from another source that exceeds the context window
+  shown is not published (the next source's value is tried); the provider's own value
+  above its own context is kept and marked suspect;
+* zero prices: a zero is "free" only when the provider's own dump says so, the id says
+  ``:free``, or every source with a price agrees; a registry zero contradicted by another
+  source (or uncorroborated) is shown as unknown, its value kept in ``alternatives``;
+* capabilities and limits from *another* provider's entry (``models.dev`` canonical /
+  family) are not applied to image, audio and video models;
+* ``alternatives`` keeps each other source's differing value for every field.
+
 Prices are USD per million tokens (per request / per image where so named); ``None``
 means unknown – never 0 for unknown. ``free`` is true only when a source says the
 price is zero for a text model.
@@ -101,6 +117,9 @@ class Provider(BaseModel):
     sources: list[str] = Field(default_factory=list, description="where this provider's data came from")
     dump_file: str | None = None
     dump_shape: str | None = None
+    data_date: str | None = Field(None, description="when this provider's dump was fetched (YYYY-MM-DD)")
+    data_date_source: str | None = Field(None, description="'fetch report', 'history' or 'file' (capture date)")
+    price_unit: str | None = Field(None, description="unit of the dump's ambiguous price fields (registry dump.price_unit)")
     registry_ids: dict[str, str] = Field(default_factory=dict, description="this provider's id in each registry")
     field_sources: dict[str, Source] = Field(default_factory=dict)
     model_count: int = 0
@@ -127,8 +146,17 @@ class Model(BaseModel):
     free: bool = False
     variable_pricing: bool = Field(False, description="provider says the price varies (e.g. '-1')")
     price_tiers: list[dict[str, float]] = Field(
-        default_factory=list, description="tiered input/output prices from genai-prices: {start, input, output}"
-    )
+        default_factory=list,
+        description="tiered prices {start, input, output, cache_read, …}: once a request's input tokens exceed "
+                    "'start', the tier's prices replace the base ones (source in sources['price_tiers'])")
+    suspect: dict[str, str] = Field(
+        default_factory=dict,
+        description="field path -> plausibility check it failed (knollm.vocab.SUSPECT_CHECKS); the value is kept "
+                    "but never ranks in 'cheapest'")
+    alternatives: dict[str, dict[str, float | int | bool | str | None]] = Field(
+        default_factory=dict,
+        description="field path -> {source: value} for every other source whose value differs from the one shown "
+                    "(sources[path]); what `knollm audit` lists")
     deprecated: bool | None = None
     created: str | None = Field(None, description="ISO date the provider reports for the model")
     release_date: str | None = None
@@ -149,7 +177,9 @@ class CatalogWarning(BaseModel):
     file: str
     record: str | None = None
     message: str
-    level: Literal["warning", "info"] = "warning"
+    level: Literal["warning", "data", "info"] = Field(
+        "warning", description="warning: input not usable as given (fails --strict); data: a data-quality finding "
+                               "handled by a documented rule (suspect value, resolved conflict); info: note")
 
 
 class SourceInfo(BaseModel):
@@ -160,6 +190,7 @@ class SourceInfo(BaseModel):
     path: str | None = None
     files: int | None = None
     records: int | None = None
+    data_date: str | None = Field(None, description="registry: the package's release/data date")
 
 
 class CatalogDocument(BaseModel):
@@ -168,7 +199,8 @@ class CatalogDocument(BaseModel):
     model_config = _STRICT
     schema_version: int = SCHEMA_VERSION
     generated_at: str
-    data_date: str | None = Field(None, description="newest date of the input data")
+    data_date: str | None = Field(None, description="newest date the input data was fetched (dump fetch dates, "
+                                                     "registry data dates); not the newest model 'created'")
     sources: list[SourceInfo]
     providers: list[Provider]
     models: list[Model]

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("knollm.cli.cmd_chat:command", "Call a model (routing, fallback, streaming, cost)."),
     "usage": ("knollm.cli.cmd_usage:command", "Calls, tokens and cost from the usage ledger."),
     "serve": ("knollm.cli.cmd_serve:command", "Run the OpenAI/Anthropic-compatible gateway; manage its keys."),
+    "audit": ("knollm.cli.cmd_audit:command", "Where sources disagree: each value, the one shown and why."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
     "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
     "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),

@@ -25,6 +25,8 @@ def format_summary(cat: dict, seconds: float | None = None) -> str:
         f"coverage             price {s['coverage_price_pct']}%  context {s['coverage_context_pct']}%  "
         f"tools {s['coverage_tools_pct']}%  vision {s['coverage_vision_pct']}%",
         f"warnings             {s['warnings']}",
+        f"data findings        {s.get('data_findings', 0)} ({s.get('suspect_models', 0)} models with a suspect value, "
+        f"{s.get('disputed_models', 0)} with disagreeing sources: knollm audit)",
         f"sources              {src}",
     ]
     if seconds is not None:

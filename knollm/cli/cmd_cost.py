@@ -91,7 +91,10 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
         click.echo(f"workload: {w.input_tokens:,} in ({w.cached_tokens:,} cached) + {w.output_tokens:,} out "
                    f"x {w.requests:,} requests; prices USD/1M tokens", err=True)
     for k in unknown:
-        click.echo(f"{k}: cost unknown (a needed price is missing)", err=True)
+        sus = idx.summary(idx.model(k)).get("suspect") or {}
+        why = f"a needed price is suspect: {', '.join(sorted(sus))}" if any(
+            p.startswith("prices.") for p in sus) else "a needed price is missing"
+        click.echo(f"{k}: cost unknown ({why})", err=True)
     if not rows:
         click.echo("no model with a known cost matches", err=True)
         return 1

@@ -27,13 +27,18 @@ SEARCH_COLUMNS = ["key", "context", "input", "output", "caps"]
 def summary_cells(s: dict[str, Any]) -> dict[str, Any]:
     """Table cells for a model summary dict (the JSON shape of :meth:`Index.summary`)."""
     p = s["prices"]
+    sus = s.get("suspect") or {}
+
+    def mark(path: str) -> str:  # a value that failed a plausibility check
+        return " ⚠suspect" if path in sus else ""
+
     return {
         **{k: v for k, v in s.items() if not isinstance(v, (dict, list))},
-        "context": fmt_int(s["context_window"]),
-        "max_output": fmt_int(s["max_output"]),
-        "input": "free" if s.get("free") else fmt_price(p.get("input")),
-        "output": "free" if s.get("free") else fmt_price(p.get("output")),
-        "cache_read": fmt_price(p.get("cache_read")),
+        "context": fmt_int(s["context_window"]) + mark("context_window"),
+        "max_output": fmt_int(s["max_output"]) + mark("max_output"),
+        "input": "free" if s.get("free") else fmt_price(p.get("input")) + mark("prices.input"),
+        "output": "free" if s.get("free") else fmt_price(p.get("output")) + mark("prices.output"),
+        "cache_read": fmt_price(p.get("cache_read")) + mark("prices.cache_read"),
         "caps": ",".join(CAP_SHORT.get(c, c) for c, v in s["capabilities"].items() if v is True),
         "modalities": ",".join(s["input_modalities"]) + "->" + ",".join(s["output_modalities"]),
     }
@@ -95,7 +100,9 @@ _SHOW_ORDER = ["key", "provider", "id", "name", "canonical_id", "family", "kind"
 
 def show_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per field (prices/capabilities flattened) with its source."""
-    src = m.get("sources") or {}
+    src = dict(m.get("sources") or {})
+    for path, check in (m.get("suspect") or {}).items():  # marked beside the value's source
+        src[path] = f"{src.get(path) or '?'} (SUSPECT: {check})"
     rows = []
     keys = [k for k in _SHOW_ORDER if k in m] + [k for k in m if k not in _SHOW_ORDER and k != "sources"]
     for k in keys:

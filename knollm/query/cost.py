@@ -13,8 +13,14 @@ For a workload of ``input_tokens`` (of which ``cached_tokens`` are cache reads),
                 + request            (per-request fee, if any)
     total = per_request * requests              prices in USD per 1M tokens -> / 1e6
 
+Tiers (``Model.price_tiers``, from LiteLLM's ``*_above_<N>k_tokens``, genai-prices and
+models.dev): when ``input_tokens`` exceeds a tier's ``start``, the highest such tier's
+prices replace the base ones for every token of the request (genai-prices' and
+LiteLLM's rule); a dimension the tier does not name keeps its base price.
+
 A price that is needed (tokens > 0) but unknown makes the cost unknown (``None``),
-never 0.
+never 0. A needed price marked suspect (``Model.suspect``, a failed plausibility check)
+makes the estimate ``suspect``: :func:`cost_rows` never ranks it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Workload", "cost_per_request", "cost_rows", "estimate", "parse_count"]
+__all__ = ["Workload", "applicable_prices", "cost_per_request", "cost_rows", "estimate", "parse_count",
+           "suspect_prices"]
 
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 _COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$")
@@ -57,8 +64,30 @@ class Workload:
             raise ValueError("cached_tokens cannot exceed input_tokens")
 
 
-def cost_per_request(prices: dict[str, Any], w: Workload) -> float | None:
-    """USD for one request of workload ``w`` at ``prices`` (USD/1M tokens); None if unknown."""
+def applicable_prices(prices: dict[str, Any], tiers: list[dict[str, float]] | None,
+                      input_tokens: int) -> dict[str, Any]:
+    """``prices`` with the highest tier whose ``start`` is below ``input_tokens`` laid over them."""
+    t = _tier(tiers, input_tokens)
+    if t is None:
+        return prices
+    out = dict(prices)
+    for k, v in t.items():
+        if k != "start":
+            out[k] = v
+    return out
+
+
+def _tier(tiers: list[dict[str, float]] | None, input_tokens: int) -> dict[str, float] | None:
+    for t in reversed(tiers or ()):
+        if input_tokens > t["start"]:
+            return t
+    return None
+
+
+def cost_per_request(prices: dict[str, Any], w: Workload, tiers: list[dict[str, float]] | None = None) -> float | None:
+    """USD for one request of workload ``w`` at ``prices`` (USD/1M tokens; ``tiers`` as in
+    ``Model.price_tiers``, sorted by start); None if unknown."""
+    prices = applicable_prices(prices, tiers, w.input_tokens)
     pin, pout = prices.get("input"), prices.get("output")
     pcache = prices.get("cache_read")
     fresh = w.input_tokens - w.cached_tokens
@@ -82,24 +111,39 @@ def cost_per_request(prices: dict[str, Any], w: Workload) -> float | None:
     return total
 
 
+def suspect_prices(model: dict[str, Any], w: Workload) -> list[str]:
+    """The price fields workload ``w`` uses on ``model`` that are marked suspect."""
+    sus = model.get("suspect") or {}
+    if not sus:
+        return []
+    used = [("input", w.input_tokens - w.cached_tokens), ("output", w.output_tokens), ("request", 1),
+            ("cache_read", w.cached_tokens)]
+    return [f for f, n in used if n > 0 and f"prices.{f}" in sus]
+
+
 def estimate(model: dict[str, Any], w: Workload) -> dict[str, Any]:
-    """Cost of workload ``w`` on a catalog model: per request and in total (USD)."""
-    per = cost_per_request(model.get("prices") or {}, w)
+    """Cost of workload ``w`` on a catalog model: per request and in total (USD); ``suspect``
+    lists the suspect prices it used (such an estimate never ranks)."""
+    tiers = model.get("price_tiers") or None
+    per = cost_per_request(model.get("prices") or {}, w, tiers)
+    tier = _tier(tiers, w.input_tokens)
     return {
         "key": model.get("key"),
         "per_request": per,
         "total": None if per is None else per * w.requests,
         "cache_price_used": (model.get("prices") or {}).get("cache_read") is not None and w.cached_tokens > 0,
+        "tier_start": tier["start"] if tier else None,
+        "suspect": suspect_prices(model, w),
     }
 
 
 def cost_rows(models: Iterable[dict[str, Any]], w: Workload) -> list[dict[str, Any]]:
     """:func:`estimate` for each model (catalog or summary dict), cheapest first; models whose
-    cost is unknown are left out. Each row is the estimate plus ``model``."""
+    cost is unknown or uses a suspect price are left out. Each row is the estimate plus ``model``."""
     out = []
     for m in models:
         e = estimate(m, w)
-        if e["total"] is None:
+        if e["total"] is None or e["suspect"]:
             continue
         out.append({**e, "model": m})
     out.sort(key=lambda r: (r["total"], r["key"]))

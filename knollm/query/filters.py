@@ -30,7 +30,7 @@ from knollm.vocab import SORT_KEYS  # noqa: E402 - the one vocabulary (stdlib on
 
 # index row positions (the layout is defined in :mod:`knollm.query.index`, which imports these)
 KEY, PROVIDER, ID, NAME, CANON, FAMILY, KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, \
-    HAY, VARP = range(18)
+    HAY, VARP, SUSPECT, TIERS = range(20)
 
 
 def tokens(text: str) -> list[str]:
@@ -144,9 +144,10 @@ class Filters:
             if min_context is not None and (r[CTX] or 0) < min_context:
                 return False
             p = r[PRICES]
-            if max_in is not None and (p[0] is None or p[0] > max_in):
+            sus = r[SUSPECT]  # a suspect price is as good as unknown for a price bound
+            if max_in is not None and (p[0] is None or p[0] > max_in or "prices.input" in sus):
                 return False
-            if max_out is not None and (p[1] is None or p[1] > max_out):
+            if max_out is not None and (p[1] is None or p[1] > max_out or "prices.output" in sus):
                 return False
             if free is not None and bool(r[FREE]) != free:
                 return False

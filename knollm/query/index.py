@@ -20,7 +20,7 @@ from typing import Any
 from knollm.errors import NotFoundError
 from knollm.query.filters import (  # noqa: F401 - the row layout is shared with the filter
     CANON, CAPS, CTX, DEPR, FAMILY, FREE, HAY, ID, IN_MOD, KEY, KIND, MAXOUT, NAME, OPEN, OUT_MOD, PRICES,
-    PROVIDER, SORT_KEYS, VARP, Filters, tokens,
+    PROVIDER, SORT_KEYS, SUSPECT, TIERS, VARP, Filters, tokens,
 )
 
 __all__ = [
@@ -37,10 +37,11 @@ __all__ = [
 ]
 
 #: Version of the marshal index layout written to the cache (not the site's ``index.json``).
-QUERY_INDEX_VERSION = 1
+QUERY_INDEX_VERSION = 2
 
 # row layout (a tuple per model, in catalog order): KEY, PROVIDER, ID, NAME, CANON, FAMILY,
-# KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, HAY, VARP
+# KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD, OUT_MOD, FREE, OPEN, DEPR, HAY, VARP,
+# SUSPECT ({field path: failed check}), TIERS (price tiers as tuples of (field, value) pairs)
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -106,13 +107,21 @@ def resolve_canonical(ref: str, groups: Mapping[str, Any], canonical_of: Callabl
 
 
 def _price_order(r: tuple) -> tuple:
+    """Cheapest first; unknown and suspect prices last (a suspect price never ranks)."""
     p = r[PRICES]
-    return (p[0] is None or p[1] is None, (p[0] or 0) + (p[1] or 0), r[KEY])
+    sus = r[SUSPECT]
+    unknown = p[0] is None or p[1] is None or "prices.input" in sus or "prices.output" in sus
+    return (unknown, 0 if unknown else p[0] + p[1], r[KEY])
+
+
+def _output_price_order(r: tuple) -> tuple:
+    unknown = r[PRICES][1] is None or "prices.output" in r[SUSPECT]
+    return (unknown, 0 if unknown else r[PRICES][1], r[KEY])
 
 
 SORTERS: dict[str, Callable[[tuple], Any]] = {
     "price": _price_order,
-    "output_price": lambda r: (r[PRICES][1] is None, r[PRICES][1] or 0, r[KEY]),
+    "output_price": _output_price_order,
     "context": lambda r: (-(r[CTX] or 0), r[KEY]),
     "name": lambda r: ((r[NAME] or r[ID]).lower(), r[KEY]),
     "provider": lambda r: (r[PROVIDER], r[ID].lower()),
@@ -132,6 +141,8 @@ def model_row(m: dict[str, Any], capabilities: Sequence[str], price_fields: Sequ
         bool(m.get("free")), m.get("open_weights"), m.get("deprecated"),
         f"{m['key']} {m.get('name') or ''} {m['canonical_id']}".lower(),
         bool(m.get("variable_pricing")),
+        dict(m.get("suspect") or {}),
+        tuple(tuple(sorted(t.items())) for t in m.get("price_tiers") or ()),
     )
 
 
@@ -143,7 +154,7 @@ def _shared(rows: list[tuple]) -> list[tuple]:
     def one(x: Any) -> Any:
         if isinstance(x, tuple):
             x = tuple(one(y) for y in x)
-        elif x is None or isinstance(x, bool):
+        elif x is None or isinstance(x, (bool, dict)):
             return x
         return memo.setdefault((type(x), x), x)
 
@@ -282,4 +293,6 @@ class Index:
             "open_weights": r[OPEN],
             "deprecated": r[DEPR],
             "variable_pricing": r[VARP],
+            "suspect": dict(r[SUSPECT]),
+            "price_tiers": [dict(t) for t in r[TIERS]],
         }

@@ -30,7 +30,9 @@ __all__ = [
 SITE_INDEX_VERSION = 1
 BUCKETS = 128
 #: bits of the index's ``f`` column
-FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16}
+FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16,
+             "suspect_input": 32, "suspect_output": 64, "suspect_cache_read": 128, "suspect_request": 256,
+             "suspect": 512}
 
 
 def bucket_of(key: str, buckets: int = BUCKETS) -> int:
@@ -94,7 +96,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
     canon_list = sorted(canon_slugs)
     cidx = {c: i for i, c in enumerate(canon_list)}
     cols: dict[str, list] = {k: [] for k in ("i", "p", "n", "cx", "mo", "pi", "po", "pc", "pr", "ct", "im", "om",
-                                             "f", "k", "cn", "d")}
+                                             "f", "k", "cn", "d", "tr")}
     for m in models:
         pr = m.get("prices") or {}
         caps = m.get("capabilities") or {}
@@ -109,6 +111,12 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
             flags |= 8
         if "registry_only" in (m.get("flags") or []):
             flags |= 16
+        sus = m.get("suspect") or {}
+        for f in ("input", "output", "cache_read", "request"):
+            if f"prices.{f}" in sus:
+                flags |= FLAG_BITS[f"suspect_{f}"]
+        if sus:
+            flags |= FLAG_BITS["suspect"]
         name = m.get("name")
         cols["i"].append(m["id"])
         cols["p"].append(pidx.get(m["provider"], -1))
@@ -126,6 +134,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         cols["k"].append(KINDS.index(m["kind"]) if m.get("kind") in KINDS else len(KINDS) - 1)
         cols["cn"].append(cidx.get(m["canonical_id"], -1))
         cols["d"].append(m.get("release_date") or (m.get("created") or "")[:10] or None)
+        cols["tr"].append(m.get("price_tiers") or None)
     return {
         "v": SITE_INDEX_VERSION,
         "generated_at": cat.get("generated_at"),

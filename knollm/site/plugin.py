@@ -171,7 +171,8 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         add("providers/index.md", lambda L: R.render_providers_index(cat, L))
         for p in cat["providers"]:
             add(f"providers/{p['id']}.md",
-                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs))
+                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs,
+                                                      cat.get("sources")))
         if self.groups:
             add("canonical/index.md", lambda L: R.render_canonical_index(self.groups, self.slugs, L))
             for canon, offers in self.groups.items():
@@ -180,6 +181,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
                     lambda L, c=canon, o=offers, s=slug: R.render_canonical_page(c, o, pmap, L, s),
                     inclusion=InclusionLevel.NOT_IN_NAV)
         add("matrix/capabilities.md", lambda L: R.render_capability_matrix(cat, L))
+        add("audit.md", lambda L: R.render_audit_page(cat))
         if self.libs:
             lrender, rows = self.libs
             try:

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from knollm.fmt import fmt_price as _fmt_price, fmt_tokens
-from knollm.vocab import CAPABILITIES, CAPABILITY_TABLE, SOURCE_TABLE
+from knollm.vocab import CAPABILITIES, CAPABILITY_TABLE, SOURCE_TABLE, SUSPECT_CHECKS
 
 __all__ = [
     "esc", "md_text", "safe_url", "fmt_price", "fmt_tokens", "Links", "page_url", "headline_figures",
@@ -147,12 +147,32 @@ def headline_figures(cat: dict[str, Any], libraries: int | None = None) -> dict[
         "libraries": libraries if libraries is not None else 0,
         "data_date": cat.get("data_date") or "unknown",
         "generated_at": (cat.get("generated_at") or "")[:10] or "unknown",
+        "registries": registry_versions(cat),
+        "dump_dates": dump_date_range(cat),
+        "suspect_models": sum(1 for m in models if m.get("suspect")),
     }
+
+
+def registry_versions(cat: dict[str, Any]) -> str:
+    """``genai-prices 0.2.3 (data date unknown), models.dev 1.0.398 (data 2026-05-21)``."""
+    parts = [f"{s['name']} {s.get('version') or '?'} (data {s.get('data_date') or 'date unknown'})"
+             for s in cat.get("sources") or () if s.get("kind") == "registry"]
+    return ", ".join(parts) or "none"
+
+
+def dump_date_range(cat: dict[str, Any]) -> str:
+    """The oldest and newest provider dump fetch dates (``2026-11-20 – 2026-11-23``)."""
+    dates = sorted(p["data_date"] for p in cat.get("providers") or () if p.get("data_date"))
+    if not dates:
+        return "unknown"
+    return dates[0] if dates[0] == dates[-1] else f"{dates[0]} – {dates[-1]}"
 
 
 def provider_summary(provider: dict[str, Any], models: list[dict[str, Any]]) -> dict[str, Any]:
     live = [m for m in models if not m.get("deprecated")]
-    ins = [m["prices"]["input"] for m in live if (m.get("prices") or {}).get("input") is not None]
+    # a suspect price never ranks as "cheapest"
+    ins = [m["prices"]["input"] for m in live if (m.get("prices") or {}).get("input") is not None
+           and "prices.input" not in (m.get("suspect") or {})]
     paid = [x for x in ins if x > 0]
     ctx = [m["context_window"] for m in models if m.get("context_window")]
     known = sum(1 for m in models for c in CAPABILITIES if (m.get("capabilities") or {}).get(c) is not None)
@@ -328,6 +348,14 @@ def call_example(provider: dict[str, Any], model_id: str | None) -> tuple[str, s
             f"# API key variable: {env}", "")
 
 
+def _suspect_mark(m: dict[str, Any], path: str) -> str:
+    """`` ⚠`` with the failed check as tooltip when ``path`` of ``m`` is suspect."""
+    check = (m.get("suspect") or {}).get(path)
+    if not check:
+        return ""
+    return f' <abbr class="kn-suspect" title="suspect: {esc(SUSPECT_CHECKS.get(check, check))}">⚠</abbr>'
+
+
 def _cell(value: str, source: str | None, sort: object = None, cls: str = "") -> str:
     attrs = ""
     if source:
@@ -361,6 +389,8 @@ def _model_row(m: dict[str, Any], links: Links, *, provider_col: bool = False,
         label += f"<br><span class=\"kn-dim\">{esc(name)}</span>"
     if m.get("deprecated"):
         label += ' <span class="kn-badge kn-dep">deprecated</span>'
+    if m.get("suspect"):
+        label += ' <span class="kn-badge kn-suspect" title="a value failed a plausibility check">suspect</span>'
     if canon_slugs and m["canonical_id"] in canon_slugs and not provider_col:
         label += f' <a class="kn-badge" href="{links.canonical(canon_slugs[m["canonical_id"]])}" ' \
                  f'title="compare providers of this model">compare</a>'
@@ -371,11 +401,12 @@ def _model_row(m: dict[str, Any], links: Links, *, provider_col: bool = False,
     cells.append(f"<td>{label}</td>")
     for f in ("input", "output", "cache_read"):
         v = pr.get(f)
-        cells.append(_cell(esc(fmt_price(v)), src.get(f"prices.{f}") if v is not None else None,
-                           "" if v is None else v))
+        cells.append(_cell(esc(fmt_price(v)) + _suspect_mark(m, f"prices.{f}"),
+                           src.get(f"prices.{f}") if v is not None else None, "" if v is None else v))
     for f in ("context_window", "max_output"):
         v = m.get(f)
-        cells.append(_cell(esc(fmt_tokens(v)), src.get(f) if v is not None else None, "" if v is None else v))
+        cells.append(_cell(esc(fmt_tokens(v)) + _suspect_mark(m, f), src.get(f) if v is not None else None,
+                           "" if v is None else v))
     cells.append(_caps_cell(m))
     return "<tr>" + "".join(cells) + extra + "</tr>"
 
@@ -405,7 +436,8 @@ def _checked_facts(pid: str) -> list[tuple[str, str]]:
 
 
 def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]], links: Links | None = None,
-                         canon_slugs: dict[str, str] | None = None) -> str:
+                         canon_slugs: dict[str, str] | None = None,
+                         registries: list[dict[str, Any]] | None = None) -> str:
     pid = provider["id"]
     links = links or Links(f"providers/{pid}.md")
     name = provider.get("name") or pid
@@ -428,6 +460,12 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
         ("API shape", esc(provider.get("api_shape") or "unknown") + src("api_shape")),
         ("Data sources", esc(_source_label(provider))
          + (f" (shape <code>{esc(provider['dump_shape'])}</code>)" if provider.get("dump_shape") else "")),
+        ("Data date", (f"{esc(provider['data_date'])} <span class=\"kn-dim\">(from the "
+                       f"{esc(provider.get('data_date_source') or '?')})</span>") if provider.get("data_date")
+         else "no dump (registries only)"),
+        ("Price unit", (f"<code>{esc(provider['price_unit'])}</code>" if provider.get("price_unit")
+                        else "not declared (unknown)") if provider.get("dump_file") else "n/a (no dump)"),
+        ("Registries", esc(registry_versions({"sources": registries or []}))),
         ("Models", f"{s['models']} ({s['free']} free; prices known for "
                    f"{'?' if s['price_coverage'] is None else s['price_coverage']}%)"),
         ("Cheapest input", esc(fmt_price(s["cheapest_input"]))),
@@ -627,3 +665,46 @@ def render_capability_matrix(cat: dict[str, Any], links: Links | None = None, mi
         "",
     ]
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- data audit
+def render_audit_page(cat: dict[str, Any], max_rows: int = 5000) -> str:
+    """Every offer where the sources disagree (``knollm audit``), and every suspect value."""
+    from knollm.query.audit import FIELD_GROUPS, disagreements, render_markdown
+
+    rows = disagreements(cat)
+    suspect = [(m, path, check) for m in cat["models"] for path, check in (m.get("suspect") or {}).items()]
+    out = [
+        _front_matter("Data audit", description="Where Knollm's sources disagree, and which values failed a "
+                                                "plausibility check"),
+        "# Data audit",
+        "",
+        "Every offer where the sources disagree beyond 5 % (prices, context window, max output) or at all "
+        f"(capabilities, deprecation) – {', '.join(FIELD_GROUPS)} – with each source's value, the one Knollm "
+        "shows and why. The same list: `knollm audit` (`--json`, `--markdown`). Data: registries "
+        f"{esc(registry_versions(cat))}; provider dumps fetched {esc(dump_date_range(cat))}.",
+        "",
+        f"## Suspect values ({len(suspect)})",
+        "",
+        "Kept in the catalog but marked: they never rank as cheapest.",
+        "",
+        "| Model | Field | Value | Check |",
+        "|---|---|---|---|",
+        *(f"| {esc(m['key'])} | {esc(p)} | {esc(_field_value(m, p))} | {esc(SUSPECT_CHECKS.get(c, c))} |"
+          for m, p, c in suspect),
+        "",
+        "## Disagreements",
+        "",
+        '<div data-search-exclude markdown>',
+        "",
+        render_markdown(rows, esc=lambda x: esc(x).replace("|", "&#124;"), max_rows=max_rows),
+        "</div>",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _field_value(m: dict[str, Any], path: str) -> Any:
+    head, _, tail = path.partition(".")
+    v = m.get(head)
+    return v.get(tail) if tail and isinstance(v, dict) else v

@@ -114,7 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour == "array":
             return self._json(200, _models(name, n))
         if behaviour == "keyed":
-            d = {"sample_spec": {"max_tokens": "LEGACY", "input_cost_per_token": 0}}
+            # shaped like LiteLLM's real sample_spec: prose where models hold numbers
+            d = {"sample_spec": {"max_tokens": "LEGACY parameter. set to max_output_tokens if provider specifies it.",
+                                 "max_input_tokens": "max input tokens, if the provider specifies it.",
+                                 "litellm_provider": "one of https://docs.litellm.ai/docs/providers",
+                                 "input_cost_per_token": 0}}
             d.update({m["id"]: {"max_input_tokens": m["context_length"], "input_cost_per_token": 1e-6}
                       for m in _models(name, n)})
             return self._json(200, d)

@@ -6,7 +6,8 @@ in :data:`TRANSLATORS`; a source not listed uses the shared :mod:`.generic` tran
 the source (``novita.py`` reads ``models_novita.json``), holding:
 
 * ``Raw`` – a ``TypedDict`` declaring the raw shape of its odd fields;
-* ``translate(rid, record, warn, sentinels) -> [(provider or None, model id, fields)]`` –
+* ``translate(rid, record, warn, sentinels, price_unit=None) -> [(provider or None, model id, fields)]`` –
+  ``price_unit`` is the registry's ``dump.price_unit`` multiplier (None: undeclared);
   usually ``generic.translator(Spec(...))``;
 * optionally ``LAYER = "litellm"`` for a third-party dump (default ``"dump"``).
 
@@ -55,8 +56,13 @@ def _discover() -> dict[str, Source]:
 TRANSLATORS: dict[str, Source] = _discover()
 
 
-def source_for(source: str) -> Source:
-    return TRANSLATORS.get(source, _GENERIC)
+def source_for(source: str, provider: str | None = None) -> Source:
+    """The translator of ``models_<source>.json``; a subset file (``featherless_best``) that
+    has none of its own is read by its ``provider``'s translator."""
+    hit = TRANSLATORS.get(source)
+    if hit is None and provider:
+        hit = TRANSLATORS.get(provider)
+    return hit or _GENERIC
 
 
 def translate(source: str, rid: str, rec: dict, warn: Warn, *, sentinels: frozenset = frozenset()) -> list[Offer]:

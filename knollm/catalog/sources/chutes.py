@@ -1,4 +1,6 @@
-"""Chutes: ``pricing.prompt`` / ``pricing.completion`` are numbers in USD per million tokens."""
+"""Chutes: ``pricing.prompt`` / ``pricing.completion`` are numbers in USD per million tokens
+(declared in the provider registry, ``dump.price_unit = "usd/1M"``; this Spec's unit is only
+the fallback when the registry is replaced by one that does not say)."""
 
 from __future__ import annotations
 

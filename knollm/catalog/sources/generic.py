@@ -3,8 +3,15 @@
 Most provider dumps are an OpenAI ``/v1/models`` list with a few well-known extras; this
 module reads every spelling those share:
 
-* prices: OpenRouter-style ``pricing.prompt`` / ``pricing.completion`` (unit per source,
-  default USD/token), ``pricing.input`` / ``pricing.output`` per million;
+* prices: OpenRouter-style ``pricing.prompt`` / ``pricing.completion`` (unit declared per
+  source in the provider registry, ``dump.price_unit``; undeclared: read as USD/token and
+  marked ``unit_assumed`` so the build flags them), ``pricing.input`` / ``pricing.output``
+  per million;
+* max output: ``max_completion_tokens``, ``max_output_tokens``, ``max_output_length``,
+  ``top_provider.max_completion_tokens``, ``metadata.max_tokens``, ``limits.output``,
+  ``limits.completion``, ``config.max_output_length``;
+* input / output modalities: ``architecture.*``, ``modalities.input`` / ``.output``,
+  ``supported_modalities``;
 * context: ``context_length``, ``context_window``, ``max_model_len``, ``context_size``,
   ``max_context_length``, ``metadata.context_length``, ``limits.context``,
   ``max_input_tokens``, ``top_provider.context_length``;
@@ -49,7 +56,8 @@ Offer = tuple["str | None", str, dict]
 class Spec:
     """How one source departs from the common OpenAI-list fields."""
 
-    #: unit of ``pricing.prompt`` / ``pricing.completion``
+    #: unit of ``pricing.prompt`` / ``pricing.completion`` when the registry declares none
+    #: (the build passes the declared one as ``price_unit``)
     pricing_unit: float = PER_TOKEN
     #: extra paths to the context window / max output, tried after the common ones
     context_paths: tuple[tuple[str, ...], ...] = ()
@@ -77,9 +85,13 @@ _CONTEXT_PATHS: tuple[tuple[str, ...], ...] = (
 _MAX_OUTPUT_PATHS: tuple[tuple[str, ...], ...] = (
     ("max_completion_tokens",),
     ("max_output_tokens",),
+    ("max_output_length",),
     ("top_provider", "max_completion_tokens"),
     ("metadata", "max_tokens"),
     ("limits", "output"),
+    ("limits", "completion"),
+    ("limits", "max_output_tokens"),
+    ("config", "max_output_length"),
 )
 
 
@@ -115,6 +127,7 @@ class Prices:
 
     def __init__(self, warn: Warn) -> None:
         self.values: dict[str, float] = {}
+        self.raw: dict[str, str] = {}  # field -> "label=raw value" (named in plausibility warnings)
         self.variable = False
         self.warn = warn
 
@@ -134,6 +147,7 @@ class Prices:
             return
         if price is not None:
             self.values[field] = price
+            self.raw[field] = f"{label}={raw!r}"
 
     def put_paths(self, rec: dict, table: tuple[tuple[str, tuple[str, ...], float], ...]) -> None:
         """``put`` each ``(field, path in rec, unit)`` in order; the label is the dotted path."""
@@ -156,6 +170,10 @@ def _modalities(rec: dict) -> tuple[list[str] | None, list[str] | None]:
     if inp is None and isinstance(arch.get("modality"), str) and "->" in arch["modality"]:
         a, b = arch["modality"].split("->", 1)
         inp, out = a.split("+"), b.split("+")
+    mods = rec.get("modalities")
+    if inp is None and isinstance(mods, dict) and isinstance(mods.get("input"), list):
+        inp = mods.get("input")
+        out = mods.get("output") if isinstance(mods.get("output"), list) else out
     if inp is None and isinstance(rec.get("supported_modalities"), list):
         inp = rec.get("supported_modalities")
         out = rec.get("supported_output_modalities")
@@ -233,12 +251,12 @@ def _pricing_table(unit: float) -> tuple[tuple[str, tuple[str, ...], float], ...
     )
 
 
-def _prices(spec: Spec, rec: dict, warn: Warn) -> Prices:
+def _prices(spec: Spec, rec: dict, warn: Warn, price_unit: float | None = None) -> Prices:
     p = Prices(warn)
     pricing = rec.get("pricing")
     if pricing is not None and not isinstance(pricing, dict):
         warn("prices", f"'pricing' is a {type(pricing).__name__}, expected an object")
-    p.put_paths(rec, _pricing_table(spec.pricing_unit))
+    p.put_paths(rec, _pricing_table(spec.pricing_unit if price_unit is None else price_unit))
     if spec.prices is not None:
         spec.prices(rec, p)
     return p
@@ -258,8 +276,10 @@ def _str(rec: dict, key: str) -> str | None:
 
 
 def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
-              sentinels: frozenset = frozenset()) -> dict:
-    """Normalize one record; ``spec`` says how its source departs from the common fields."""
+              sentinels: frozenset = frozenset(), price_unit: float | None = None) -> dict:
+    """Normalize one record; ``spec`` says how its source departs from the common fields;
+    ``price_unit`` is the registry's unit of ``pricing.prompt`` / ``.completion`` (None:
+    undeclared - read with ``spec.pricing_unit`` and marked ``unit_assumed``)."""
     spec = spec or GENERIC
     out: dict[str, Any] = {"id": rid}
     name = _name(rec)
@@ -295,18 +315,22 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
     caps = _capabilities(spec, rec, inputs)
     if caps:
         out["capabilities"] = caps
-    p = _prices(spec, rec, warn)
+    p = _prices(spec, rec, warn, price_unit)
     prices = p.values
+    if price_unit is None and isinstance(rec.get("pricing"), dict) and (
+            rec["pricing"].get("prompt") is not None or rec["pricing"].get("completion") is not None):
+        out["unit_assumed"] = True
     if kind in ("image", "video", "audio"):
         # 0/0 on media models means "not priced per token here", not free
         for k in ("input", "output"):
             if prices.get(k) == 0:
                 del prices[k]
-    for k in ("image", "request", "cache_read", "cache_write"):
-        if prices.get(k) == 0 and not (k in ("cache_read", "cache_write") and prices.get("input") == 0):
+    for k in [k for k in prices if k not in ("input", "output")]:
+        if prices[k] == 0 and not (k in ("cache_read", "cache_write") and prices.get("input") == 0):
             del prices[k]  # "0" here means "not charged separately"/"not offered", not a price
     if prices:
         out["prices"] = prices
+        out["_raw"] = {k: p.raw[k] for k in prices if k in p.raw}
     if p.variable:
         out["variable_pricing"] = True
     # dates
@@ -362,7 +386,8 @@ def object_caps(key: str, names: dict[str, str]) -> Callable[[dict, Put], None]:
 def translator(spec: Spec) -> Callable[..., list[Offer]]:
     """The dispatch-table entry of a one-record-one-offer source described by ``spec``."""
 
-    def translate_one(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset()) -> list[Offer]:
-        return [(None, rid, translate(rid, rec, warn, spec=spec, sentinels=sentinels))]
+    def translate_one(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset(),
+                      price_unit: float | None = None) -> list[Offer]:
+        return [(None, rid, translate(rid, rec, warn, spec=spec, sentinels=sentinels, price_unit=price_unit))]
 
     return translate_one

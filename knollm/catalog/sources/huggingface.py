@@ -27,11 +27,12 @@ class Raw(TypedDict, total=False):
     providers: list[ServingProvider]
 
 
-def translate(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset()) -> list[Offer]:
+def translate(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset(),
+              price_unit: float | None = None) -> list[Offer]:
     """One router record -> one offer per serving provider (``sentinels`` is not used)."""
     subs = rec.get("providers")
     if not isinstance(subs, list) or not subs:
-        return [(None, rid, translate_fields(rid, rec, warn))]
+        return [(None, rid, translate_fields(rid, rec, warn, price_unit=price_unit))]
     base = {k: v for k, v in rec.items() if k != "providers"}
     out: list[Offer] = []
     for sub in subs:
@@ -41,7 +42,7 @@ def translate(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset(
         merged = dict(base)
         merged.update({k: v for k, v in sub.items() if k not in ("provider", "status")})
         oid = f"{rid}:{sub['provider']}"
-        fields = translate_fields(oid, merged, warn)
+        fields = translate_fields(oid, merged, warn, price_unit=price_unit)
         fields["name"] = f"{rid} via {sub['provider']}"
         fields["serving_provider"] = sub["provider"]
         if sub.get("status") not in (None, "live"):

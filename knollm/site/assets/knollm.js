@@ -14,9 +14,24 @@
   var K = (window.Knollm = window.Knollm || {});
 
   // ------------------------------------------------------------------ cost (mirror of knollm/query/cost.py)
-  /** USD for one request; prices in USD per 1M tokens; null when a needed price is unknown. */
-  function costPerRequest(prices, w) {
+  /** The highest tier whose start is below the input tokens (null when none applies). */
+  function tierFor(tiers, inTok) {
+    if (!tiers) return null;
+    for (var i = tiers.length - 1; i >= 0; i--) if (inTok > tiers[i].start) return tiers[i];
+    return null;
+  }
+
+  /** USD for one request; prices in USD per 1M tokens; tiers as Model.price_tiers (optional);
+   *  null when a needed price is unknown. */
+  function costPerRequest(prices, w, tiers) {
     prices = prices || {};
+    var t = tierFor(tiers, w.input_tokens || 0);
+    if (t) {
+      var merged = {};
+      Object.keys(prices).forEach(function (k) { merged[k] = prices[k]; });
+      Object.keys(t).forEach(function (k) { if (k !== "start") merged[k] = t[k]; });
+      prices = merged;
+    }
     var pin = prices.input, pout = prices.output, pcache = prices.cache_read;
     var inTok = w.input_tokens || 0, outTok = w.output_tokens || 0, cached = w.cached_tokens || 0;
     var fresh = inTok - cached;
@@ -39,9 +54,21 @@
     return total;
   }
 
+  /** True when workload w uses a price of row r marked suspect (such a cost never ranks;
+   *  same rule as knollm.query.cost.suspect_prices). */
+  function usesSuspect(ix, r, w) {
+    var fl = ix.m.f[r], F = ix.flags;
+    if (!(fl & (F.suspect_input | F.suspect_output | F.suspect_cache_read | F.suspect_request))) return false;
+    var cached = w.cached_tokens || 0;
+    return !!(((w.input_tokens || 0) - cached > 0 && (fl & F.suspect_input)) ||
+              ((w.output_tokens || 0) > 0 && (fl & F.suspect_output)) ||
+              (cached > 0 && (fl & F.suspect_cache_read)) || (fl & F.suspect_request));
+  }
+  K.usesSuspect = usesSuspect;
+
   /** Cost of a workload (with .requests) on prices: {per_request, total}. */
-  function estimate(prices, w) {
-    var per = costPerRequest(prices, w);
+  function estimate(prices, w, tiers) {
+    var per = costPerRequest(prices, w, tiers);
     return { per_request: per, total: per === null ? null : per * (w.requests === undefined ? 1 : w.requests) };
   }
 
@@ -445,6 +472,10 @@
     if (fl & ix.flags.free) td.appendChild(el("span", { class: "kn-badge kn-free" }, "free"));
     if (fl & ix.flags.open_weights) td.appendChild(el("span", { class: "kn-badge" }, "open"));
     if (fl & ix.flags.deprecated) td.appendChild(el("span", { class: "kn-badge kn-dep" }, "deprecated"));
+    if (fl & ix.flags.suspect) {
+      td.appendChild(el("span", { class: "kn-badge kn-suspect", title: "a value failed a plausibility check" },
+                        "suspect"));
+    }
     return td;
   }
   function providerCell(ix, r) {
@@ -708,7 +739,7 @@
           var cand = filterRows(ix, st);
           for (var j = 0; j < cand.length; j++) {
             var r = cand[j];
-            var c = costPerRequest(pricesOf(ix, r), w);
+            var c = usesSuspect(ix, r, w) ? null : costPerRequest(pricesOf(ix, r), w, ix.m.tr ? ix.m.tr[r] : null);
             if (c === null) { unknown++; continue; }
             per[r] = c;
             costs[r] = c * w.requests;
@@ -808,15 +839,35 @@
       root.appendChild(t);
     }
     var pr = mo.prices || {};
-    section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).map(function (f) {
+    var sus = mo.suspect || {}, checks = (ix && ix.vocab && ix.vocab.suspect) || {};
+    function susText(path) {  // a value kept but failed a plausibility check
+      return sus[path] ? " ⚠ suspect: " + (checks[sus[path]] || sus[path]) : "";
+    }
+    var core = { input: 1, output: 1, cache_read: 1, cache_write: 1 };
+    section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).filter(function (f) {
+      return core[f] || (pr[f] !== null && pr[f] !== undefined);  // other dimensions only where known
+    }).map(function (f) {
       var v = pr[f], perToken = (voc.priceUnit[f] || "1M tokens") === "1M tokens";
-      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($)");
-      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)),
+      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($/" + (voc.priceUnit[f] || "unit") + ")");
+      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)) + susText("prices." + f),
               v === null || v === undefined ? null : src["prices." + f]];
-    }).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
+    }).concat((mo.price_tiers || []).map(function (t) {
+      return ["Above " + t.start.toLocaleString("en-US") + " input tokens", Object.keys(t).filter(function (k) {
+        return k !== "start";
+      }).map(function (k) { return (voc.priceLabel[k] || k) + " " + fmtPrice(t[k]); }).join(", "), src.price_tiers];
+    })).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
+    var alts = mo.alternatives || {};
+    if (Object.keys(alts).length) {
+      section("Other sources' values", Object.keys(alts).sort().map(function (path) {
+        return [path, Object.keys(alts[path]).map(function (s) {
+          var v = alts[path][s];
+          return (voc.srcLabel[s] || s) + ": " + (v === null ? "unknown" : String(v));
+        }).join("; "), null];
+      }));
+    }
     section("Limits", [
-      ["Context window", mo.context_window ? mo.context_window.toLocaleString("en-US") + " tokens" : "unknown", src.context_window],
-      ["Max output", mo.max_output ? mo.max_output.toLocaleString("en-US") + " tokens" : "unknown", src.max_output],
+      ["Context window", mo.context_window ? mo.context_window.toLocaleString("en-US") + " tokens" + susText("context_window") : "unknown", src.context_window],
+      ["Max output", mo.max_output ? mo.max_output.toLocaleString("en-US") + " tokens" + susText("max_output") : "unknown", src.max_output],
       ["Input modalities", (mo.input_modalities || []).join(", ") || "unknown", src.input_modalities],
       ["Output modalities", (mo.output_modalities || []).join(", ") || "unknown", src.output_modalities]
     ]);

@@ -1,0 +1,46 @@
+"""Plausibility checks: is a value believable for its field and the model's kind?
+
+An implausible value is never dropped and never published silently: the build keeps it,
+marks the field in ``Model.suspect`` (field path -> check, see
+:data:`knollm.vocab.SUSPECT_CHECKS`) and reports a ``data`` diagnostic naming the file,
+record, raw value and check. Suspect prices never rank in "cheapest"
+(:mod:`knollm.query.cost`, :mod:`knollm.query.index`).
+
+The ranges live in :mod:`knollm.vocab` (``PLAUSIBLE_PRICE``, ``PLAUSIBLE_PRICE_BY_KIND``,
+``PLAUSIBLE_TOKENS``, ``PLACEHOLDER_TOKENS``). A price 10x off (a per-1K or per-token
+price read as per-million, a dump in cents) lands outside them: real chat prices are
+0-200 $/M input and 0-800 $/M output.
+"""
+
+from __future__ import annotations
+
+from knollm.vocab import PLACEHOLDER_TOKENS, PLAUSIBLE_PRICE, PLAUSIBLE_PRICE_BY_KIND, PLAUSIBLE_TOKENS
+
+__all__ = ["price_check", "token_check", "price_range"]
+
+
+def price_range(field: str, kind: str | None) -> tuple[float, float] | None:
+    """The plausible ``(low, high)`` of price ``field`` for a model of ``kind``."""
+    by_kind = PLAUSIBLE_PRICE_BY_KIND.get(kind or "", {})
+    return by_kind.get(field) or PLAUSIBLE_PRICE.get(field)
+
+
+def price_check(field: str, value: float | None, kind: str | None) -> str | None:
+    """The failed check's name (``"price_range"``) or None when ``value`` is plausible/unknown."""
+    if value is None:
+        return None
+    rng = price_range(field, kind)
+    if rng is None:
+        return None
+    lo, hi = rng
+    return None if lo <= value <= hi else "price_range"
+
+
+def token_check(value: int | None) -> str | None:
+    """``"placeholder"`` (99999999, 2^31-1…), ``"token_range"`` or None for a token limit."""
+    if value is None:
+        return None
+    if value in PLACEHOLDER_TOKENS:
+        return "placeholder"
+    lo, hi = PLAUSIBLE_TOKENS
+    return None if lo <= value <= hi else "token_range"
