@@ -393,3 +393,19 @@ def test_langchain_chat_openai(gw):
 
     call = llm.bind_tools([get_weather]).invoke("weather in Paris?")
     assert call.tool_calls[0]["name"] == "get_weather" and call.tool_calls[0]["args"] == {"city": "Paris"}
+
+
+def test_lockfile_alias_through_the_gateway(servers, tmp_path):
+    """`knollm serve --lock FILE`: the alias is listed in /v1/models and resolves through
+    knollm.lock, falling back along the binding's chain (groq fails -> together)."""
+    lock = tmp_path / "knollm.lock"
+    lock.write_text('version = 1\ndefault_profile = "default"\n\n[[profiles.default.bindings]]\n'
+                    f'alias = "fast"\nmodels = ["{GROQ}", "{TOGETHER}"]\nstrategy = "priority"\n')
+    servers["groq"].default = "500"
+    with GatewayProcess(gateway_env(tmp_path, servers), args=["--lock", str(lock)]) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        assert "fast" in {m.id for m in client.models.list().data}
+        raw = client.chat.completions.with_raw_response.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        assert raw.headers["x-knollm-provider"] == "togetherai"
+        assert int(raw.headers["x-knollm-attempts"]) >= 2
+        assert float(raw.headers["x-knollm-cost-usd"]) == pytest.approx(COST["togetherai"])
