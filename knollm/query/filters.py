@@ -10,7 +10,8 @@ by ``tests/test_browser_site.py``.
 Semantics: ``text``: every word occurs in the key, name or canonical id; ``capabilities``:
 each known True; ``modalities``: each an input or output modality; ``kinds``: one of;
 price / context limits exclude unknown values; deprecated models are hidden unless
-``include_deprecated``; ``free`` / ``open_weights``: ``None`` = either.
+``include_deprecated``; ``free`` / ``open_weights``: ``None`` = either; ``paid``: only
+offers with a known price above $0 (free tiers and unpriced models left out).
 
 Standard library only (the CLI query path imports it).
 """
@@ -23,7 +24,7 @@ from typing import Any
 
 from knollm.errors import FilterError
 
-__all__ = ["Filters", "SORT_KEYS", "tokens"]
+__all__ = ["Filters", "SORT_KEYS", "tokens", "is_paid"]
 
 #: Sort orders; ``price`` is input + output (unknown last).
 from knollm.vocab import SORT_KEYS  # noqa: E402 - the one vocabulary (stdlib only)
@@ -36,6 +37,12 @@ KEY, PROVIDER, ID, NAME, CANON, FAMILY, KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD,
 def tokens(text: str) -> list[str]:
     """Search words: lower case, ``/`` is a separator."""
     return [t for t in text.lower().replace("/", " ").split() if t]
+
+
+def is_paid(r: tuple) -> bool:
+    """A paid offer: not flagged free and a known input or output price above $0."""
+    p = r[PRICES]
+    return not r[FREE] and ((p[0] or 0) > 0 or (p[1] or 0) > 0)
 
 
 def _tuple(v: Iterable[str] | str | None, lower: bool = False) -> tuple[str, ...]:
@@ -61,6 +68,7 @@ class Filters:
     free: bool | None = None
     open_weights: bool | None = None
     include_deprecated: bool = False
+    paid: bool = False
     sort: str = "name"
     limit: int | None = None
 
@@ -120,6 +128,7 @@ class Filters:
         words, mods, kinds = self.words, self.modalities, self.kinds
         min_context, max_in, max_out = self.min_context, self.max_input_price, self.max_output_price
         free, open_weights, include_deprecated = self.free, self.open_weights, self.include_deprecated
+        paid = self.paid
 
         def ok(r: tuple) -> bool:
             if provider_ids is not None and r[PROVIDER] not in provider_ids:
@@ -151,6 +160,8 @@ class Filters:
             if free is not None and bool(r[FREE]) != free:
                 return False
             if open_weights is not None and r[OPEN] is not open_weights:
+                return False
+            if paid and not is_paid(r):
                 return False
             return True
 
