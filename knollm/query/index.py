@@ -188,15 +188,20 @@ def relevance_key(text: str | None) -> Callable[[tuple], Any]:
     start with it, first-party offers next, deprecated last, then by name."""
     t = (text or "").strip().lower()
 
+    from knollm.query.filters import word_groups
+
+    alts = [" ".join(g) for g in word_groups(t)] or [""]
+
     def key(r: tuple) -> tuple:
         ident, name, canon = r[ID].lower(), (r[NAME] or "").lower(), r[CANON].lower()
         tail = ident.rsplit("/", 1)[-1]
-        if t and (t in (ident, name, canon, tail, r[KEY].lower())):
-            exact = 0
-        elif t and (ident.startswith(t) or tail.startswith(t) or name.startswith(t) or canon.startswith(t)):
-            exact = 1
-        else:
-            exact = 2
+        exact = 2
+        for a in alts:
+            if a and a in (ident, name, canon, tail, r[KEY].lower()):
+                exact = 0
+                break
+            if a and (ident.startswith(a) or tail.startswith(a) or name.startswith(a) or canon.startswith(a)):
+                exact = 1
         return (bool(r[DEPR]), exact, not is_first_party(r), (r[NAME] or r[ID]).lower(), r[KEY])
 
     return key
@@ -386,10 +391,10 @@ class Index:
         pset = {self.provider_id(p) for p in f.providers} if f.providers else None
         ok = f.predicate(self.capabilities, pset)
         rows = self.rows
-        words = f.words
-        if words:
+        groups = f.groups
+        if len(groups) == 1:
             # cheap pre-selection on the first word; ``ok`` still applies every filter
-            w0 = words[0]
+            w0 = groups[0][0]
             out = [i for i, r in enumerate(rows) if w0 in r[HAY] and ok(r)]
         else:
             out = [i for i, r in enumerate(rows) if ok(r)]

@@ -34,7 +34,7 @@ log = logging.getLogger("mkdocs.plugins.knollm")
 
 ASSET_FILES = ("knollm.js", "knollm.css")
 ASSET_PREFIX = "assets/knollm/"
-DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json")
+DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json", "data/index-head.json")
 
 
 def _libraries() -> tuple[Any, list] | None:
@@ -105,11 +105,9 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             return nav
         from knollm.site.render import esc
 
-        cat = self.catalog
-        providers = sorted(cat["providers"], key=lambda p: (p.get("name") or p["id"]).lower())
-        # nav titles are printed unescaped by the theme: escape data-derived ones
-        prov_section = ["providers/index.md"] + [{esc(p.get("name") or p["id"]): f"providers/{p['id']}.md"}
-                                                 for p in providers]
+        # the provider list lives on the providers index only, not in every page's sidebar
+        # (nav titles are printed unescaped by the theme: data-derived ones are escaped)
+        prov_section = ["providers/index.md"]
         lib_section = None
         if self.libs:
             lrender, rows = self.libs
@@ -168,9 +166,12 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             files.append(File.generated(config, path, content=content, inclusion=inclusion))
 
         add("providers/index.md", lambda L: R.render_providers_index(cat, L))
+        popularity = {c: len({o["provider"] for o in offers})
+                      for c, offers in (self.groups or canonical_groups_all(cat)).items()}
         for p in cat["providers"]:
             add(f"providers/{p['id']}.md",
-                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs))
+                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs, popularity),
+                inclusion=InclusionLevel.NOT_IN_NAV)
         if self.groups:
             add("canonical/index.md", lambda L: R.render_canonical_index(self.groups, self.slugs, L))
             for canon, offers in self.groups.items():
@@ -245,6 +246,7 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
 
     idx = Dt.explorer_index(cat, use_directory_urls=use_directory_urls, canon_slugs=canon_slugs)
     write("data/index.json", Dt.explorer_index_bytes(idx))
+    write("data/index-head.json", Dt.explorer_index_bytes(Dt.explorer_head(idx)))
     for b, payload in Dt.detail_chunks(cat).items():
         write(f"data/models/{b}.json", payload)
     write("schema.json", orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2))
@@ -252,6 +254,12 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
     if full_catalog:
         write("catalog.json", orjson.dumps(cat))
     return written
+
+
+def canonical_groups_all(cat: dict[str, Any]) -> dict[str, list]:
+    from knollm.site.data import canonical_multi
+
+    return canonical_multi(cat["models"])
 
 
 def _cli_stub() -> str:
