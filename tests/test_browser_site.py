@@ -226,7 +226,10 @@ def test_xss_is_shown_literally(browser, xss_site):
     assert "<script>window.__xss=1</script>" in text and "javascript:window.__xss=5" in text
     assert pg.evaluate("document.querySelectorAll('a[href^=\"javascript\"]').length") == 0
     assert pg.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
-    # explorer rows
+    # the default view (its first rows are inline JSON in the page) and explorer rows
+    pg.goto(base + "explorer/")
+    pg.wait_for_selector("#kn-explorer[data-ready]")
+    _assert_clean(pg)
     pg.goto(base + "explorer/?s=evil")
     pg.wait_for_selector("#kn-explorer[data-ready]")
     rows = pg.inner_text("#kn-results")

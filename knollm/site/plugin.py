@@ -70,6 +70,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.libs: tuple[Any, list] | None = None
         self.changes: tuple[Any, list] | None = None
         self.timings: dict[str, float] = {}
+        self._head: str | None = None
 
     # ------------------------------------------------------------------ config
     def on_config(self, config):
@@ -214,6 +215,20 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.timings["files"] = time.perf_counter() - t0
         return files
 
+    # ------------------------------------------------------------------ pages
+    def on_post_page(self, output: str, page, config) -> str:
+        """The explorer page carries the first rows of its default view inline (the
+        ``data/index-head.json`` content), so they show without waiting for another request."""
+        if page.file.src_uri != "explorer.md" or 'id="kn-explorer"' not in output:
+            return output
+        from knollm.site import data as Dt
+
+        if self._head is None:
+            idx = Dt.explorer_index(self.catalog, use_directory_urls=config.use_directory_urls, canon_slugs=self.slugs)
+            self._head = inline_json(Dt.explorer_head(idx))
+        tag = f'<script type="application/json" id="kn-index-head">{self._head}</script>'
+        return output.replace('<div id="kn-explorer"', tag + '<div id="kn-explorer"', 1)
+
     # ------------------------------------------------------------------ outputs
     def on_post_build(self, config) -> None:
         t0 = time.perf_counter()
@@ -254,6 +269,18 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
     if full_catalog:
         write("catalog.json", orjson.dumps(cat))
     return written
+
+
+def inline_json(obj: Any) -> str:
+    """JSON for a ``<script type="application/json">`` element: ``< > & = '`` written as
+    ``\\uXXXX`` escapes, so no ``</script>`` or ``<!--`` in the data can end the element and
+    no markup-looking text appears in the page."""
+    import orjson
+
+    text = orjson.dumps(obj).decode("utf-8")
+    for ch in "<>&='":
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
 
 
 def canonical_groups_all(cat: dict[str, Any]) -> dict[str, list]:

@@ -643,12 +643,12 @@ def render_canonical_index(groups: dict[str, list[dict[str, Any]]], slugs: dict[
         ins = [(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]
         nfree = sum(1 for o in offers if not is_paid(o) and price_key(o)[0] is False)
         rows.append(
-            f'<tr><td><a href="{links.canonical(slugs[canon])}"><code>{esc(canon)}</code></a></td>'
-            f'<td data-sort="{n}">{n}</td>'
+            f'<tr><td><a href="{links.canonical(slugs[canon])}">{esc(canon)}</a></td>'
+            f"<td>{n}</td>"
             f'<td data-sort="{"" if pr.get("input") is None else pr["input"]}">{esc(fmt_price(pr.get("input")))}</td>'
             f'<td data-sort="{"" if pr.get("output") is None else pr["output"]}">'
             f'{esc(fmt_price(pr.get("output")))}</td>'
-            f'<td data-sort="{nfree}">{nfree or "–"}</td>'
+            f"<td>{nfree}</td>"
             f"<td>{esc(_spread(ins))}</td>"
             f'<td data-sort="{ctx or ""}">{esc(fmt_tokens(ctx))}</td></tr>'
         )

@@ -154,6 +154,10 @@
 
   /** data/index-head.json: the first rows of the explorer's default view (null if absent). */
   function loadHead() {
+    var inline = document.getElementById("kn-index-head");  // put into the explorer page by the plugin
+    if (inline) {
+      try { return Promise.resolve(prepare(JSON.parse(inline.textContent))); } catch (e) { /* fetch it instead */ }
+    }
     return fetch(ROOT + "data/index-head.json")
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (h) { return h ? prepare(h) : null; })
