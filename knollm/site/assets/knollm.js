@@ -493,6 +493,16 @@
     if (!b) td.textContent = "–";
     return td;
   }
+  /** The prices, limits and capabilities cells of a model row (explorer, large provider table). */
+  function modelNumbers(ix, r, tr) {
+    var m = ix.m;
+    tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
+    tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
+    tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
+    tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
+    tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
+    tr.appendChild(capsCell(ix, r));
+  }
   function numCell(text, raw) {
     var td = el("td", { class: "kn-num" }, text);
     if (raw !== null && raw !== undefined) td.setAttribute("data-v", String(raw));
@@ -638,12 +648,7 @@
         mc.insertBefore(cb, mc.firstChild);
         tr.appendChild(mc);
         tr.appendChild(providerCell(ix, r));
-        tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
-        tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
-        tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
-        tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
-        tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
-        tr.appendChild(capsCell(ix, r));
+        modelNumbers(ix, r, tr);
         tr.appendChild(el("td", { class: "kn-dim kn-nowrap" }, m.d[r] || ""));
         frag.appendChild(tr);
       }
@@ -1312,12 +1317,7 @@
         rows.slice(page * SIZE, page * SIZE + SIZE).forEach(function (r) {
           var tr = el("tr", { "data-key": ix.keys[r] });
           tr.appendChild(modelCell(ix, r));
-          tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
-          tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
-          tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
-          tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
-          tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
-          tr.appendChild(capsCell(ix, r));
+          modelNumbers(ix, r, tr);
           frag.appendChild(tr);
         });
         tbody.appendChild(frag);
