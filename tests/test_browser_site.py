@@ -436,7 +436,7 @@ def test_explorer_first_rows_from_the_head_file(browser, full):
     base, _ = full
     pg = _page_at(browser, 1400, 900)
     held = []
-    pg.route("**/data/index.json", held.append)  # the full index waits until released below
+    pg.route("**/data/index.json", lambda route: held.append(route))  # held until released below
     pg.goto(base + "explorer/")
     pg.wait_for_selector("#kn-explorer[data-head] #kn-results tbody tr")
     head_rows = _rows(pg)

@@ -91,7 +91,7 @@ def test_every_page_at_most_300kb_and_light_nav(built):
     html = (site / "explorer" / "index.html").read_text()
     assert html.count('href="../providers/') < 5
     index = (site / "providers" / "index.html").read_text()
-    assert all(f'href="{p["id"]}/"' in index for p in cat["providers"])
+    assert all(f'providers/{p["id"]}/"' in index for p in cat["providers"])
 
 
 def test_canonical_pages_show_cheapest_paid_apart_from_free(built):
@@ -133,7 +133,16 @@ def test_example_model_rule_and_changes_page(built):
         code = H.unescape(re.sub(r"<[^>]+>", "", page.split("Minimal call", 1)[1].split("</code></pre>", 1)[0]))
         mid = re.search(r'model(?:Id)?="([^"]+)"', code).group(1)
         m = by_key[f"{pid}/{mid}"]
-        assert m["kind"] == "chat" and not m.get("deprecated") and is_paid(m), (pid, mid)
+        mine = [x for x in cat["models"] if x["provider"] == pid and x["kind"] == "chat" and not x.get("deprecated")
+                and "registry_only" not in (x.get("flags") or [])]
+        assert m in mine, (pid, mid)  # a current chat model the provider lists itself
+        if any(is_paid(x) and x["prices"]["output"] is not None for x in mine):
+            assert is_paid(m), (pid, mid)  # paid when the provider has a paid one
+        # a well-known model: its canonical model is among the most widely served of the provider's
+        popularity = {}
+        for x in cat["models"]:
+            popularity.setdefault(x["canonical_id"], set()).add(x["provider"])
+        assert len(popularity[m["canonical_id"]]) >= 2, (pid, mid)
     changes = (site / "changes" / "index.html")
     if changes.is_file():
         text = changes.read_text()
