@@ -992,6 +992,8 @@
           var pa = ix.m.pi[a], pb = ix.m.pi[b];
           var ua = pa === null || ix.m.po[a] === null, ub = pb === null || ix.m.po[b] === null;
           if (ua !== ub) return ua ? 1 : -1;
+          var fa = isPaid(ix, a) ? 0 : 1, fb = isPaid(ix, b) ? 0 : 1;  // paid offers first, $0 after
+          if (fa !== fb) return fa - fb;
           return ((pa || 0) + (ix.m.po[a] || 0)) - ((pb || 0) + (ix.m.po[b] || 0));
         });
         root.appendChild(el("h2", null, "Same model elsewhere (" + others.length + " offers)"));
