@@ -593,8 +593,9 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         ("Cheapest paid", paid_text),
         ("Free ($0) offers", free_text + (' <span class="kn-dim">(free tiers and previews: limits apply)</span>'
                                           if free else "")),
-        ("Input price spread", esc(_spread([(o.get("prices") or {}).get("input") for o in offers]))),
-        ("Output price spread", esc(_spread([(o.get("prices") or {}).get("output") for o in offers]))),
+        ("Paid input price spread", esc(_spread([(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]))),
+        ("Paid output price spread",
+         esc(_spread([(o.get("prices") or {}).get("output") for o in offers if is_paid(o)]))),
         ("Context window", esc(f"{fmt_tokens(min(ctx))} – {fmt_tokens(max(ctx))}" if ctx else "?")),
     ]
     out = [
