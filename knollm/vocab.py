@@ -28,7 +28,7 @@ __all__ = [
     "CAPABILITIES", "CAPABILITY_BIT", "PRICE_FIELDS", "KINDS", "MODALITIES", "SOURCES", "SORT_KEYS",
     "TOKEN_PRICE_FIELDS", "PLAUSIBLE_PRICE", "PLAUSIBLE_PRICE_BY_KIND", "PLAUSIBLE_TOKENS", "PLACEHOLDER_TOKENS",
     "SUSPECT_CHECKS",
-    "capability", "as_json",
+    "FIRST_PARTY", "PLACEHOLDER_OWNERS", "COMPARE_FIELDS", "first_party", "capability", "as_json",
 ]
 
 
@@ -152,8 +152,49 @@ KINDS: tuple[str, ...] = ("chat", "completion", "embedding", "image", "audio", "
                           "other")
 #: the usual modalities (offered as completions; the data may name others)
 MODALITIES: tuple[str, ...] = ("text", "image", "audio", "video", "pdf", "embedding")
-#: ``--sort`` keys of the CLI / ``Catalog.search(sort=...)``
-SORT_KEYS: tuple[str, ...] = ("price", "context", "name", "provider", "output_price")
+#: ``--sort`` keys of the CLI / ``Catalog.search(sort=...)``; ``relevance``: exact id / name /
+#: canonical-id matches of the search text first, then first-party offers, deprecated last
+SORT_KEYS: tuple[str, ...] = ("price", "context", "name", "provider", "output_price", "relevance")
+
+#: model family prefix -> the provider that makes the model (its "first-party" offer). A family
+#: matches when it equals a prefix or starts with ``prefix-`` (``gpt-oss`` -> ``gpt``). Used to
+#: resolve a bare id / canonical id to one offer and by the ``relevance`` sort.
+FIRST_PARTY: dict[str, str] = {
+    "gpt": "openai", "o": "openai", "o-mini": "openai", "chatgpt": "openai", "text-embedding": "openai",
+    "dall-e": "openai", "whisper": "openai", "tts": "openai", "codex": "openai", "davinci": "openai",
+    "claude": "anthropic", "gemini": "gemini", "gemma": "gemini", "grok": "xai", "deepseek": "deepseek",
+    "mistral": "mistral", "ministral": "mistral", "mixtral": "mistral", "devstral": "mistral",
+    "codestral": "mistral", "magistral": "mistral", "pixtral": "mistral", "kimi": "moonshot",
+    "command": "cohere", "glm": "zai", "minimax": "minimax", "llama": "llama", "qwen": "alibaba",
+    "mimo": "xiaomi", "voyage": "voyageai", "jamba": "ai21", "sonar": "perplexity", "ernie": "baidu",
+}
+
+#: ``owned_by`` values that are API placeholders, not an owner (shown as unknown)
+PLACEHOLDER_OWNERS: frozenset[str] = frozenset(
+    {"system", "user", "organization_owner", "organization-owner", "unknown", "custom", "default", "none", ""})
+
+#: the rows of a side-by-side comparison (``knollm compare`` and the site's compare page)
+COMPARE_FIELDS: tuple[str, ...] = (
+    ("provider", "canonical_id", "kind", "context_window", "max_output")
+    + tuple(f"prices.{p.key}" for p in PRICE_TABLE if p.key not in ("cache_write", "image"))
+    + ("free",)
+    + tuple(f"capabilities.{c.key}" for c in CAPABILITY_TABLE)
+    + ("input_modalities", "output_modalities", "open_weights", "deprecated", "release_date")
+)
+
+
+def first_party(family: str | None) -> str | None:
+    """The provider id that makes models of ``family`` (:data:`FIRST_PARTY`), or None."""
+    if not family:
+        return None
+    f = family.lower().rsplit("/", 1)[-1]
+    while f:
+        if f in FIRST_PARTY:
+            return FIRST_PARTY[f]
+        if "-" not in f:
+            return None
+        f = f.rsplit("-", 1)[0]
+    return None
 
 # ---- derived (never edit these; edit the tables above)
 CAPABILITIES: tuple[str, ...] = tuple(c.key for c in CAPABILITY_TABLE)
@@ -194,4 +235,7 @@ def as_json() -> dict[str, Any]:
         "sources": [{"key": s.key, "mark": s.mark, "label": s.label, "text": s.text} for s in SOURCE_TABLE],
         "kinds": list(KINDS),
         "suspect": dict(SUSPECT_CHECKS),
+        "compare": list(COMPARE_FIELDS),
+        "first_party": FIRST_PARTY,
+        "placeholder_owners": sorted(PLACEHOLDER_OWNERS),
     }

@@ -2,12 +2,20 @@
 """Measure the site build and the explorer on the real dumps (a report, not a test).
 
     python scripts/bench_site.py [--dumps ../shared/model_catalog] [--site-dir /tmp/knollm-bench-site]
-                                 [--no-browser] [--cold]
+                                 [--no-browser] [--cold] [--no-build]
 
 Reports: full ``knollm build`` time (catalog + MkDocs), page count, site size, the
 explorer index size raw and gzipped, and in headless chromium the time from a keystroke
 to rendered results (``performance.now()`` around filter + sort + render in knollm.js,
 ``window.Knollm.lastRenderMs``) for several queries, plus the calculator's update time.
+
+Page weights: the largest HTML page and the bytes the explorer downloads before its first
+results. Throttled first results: the explorer opened in Chromium with its network
+throttled through CDP ``Network.emulateNetworkConditions`` (10 Mbit/s down and up, 40 ms
+latency, cache disabled): milliseconds from navigation start to the first frame showing
+result rows (a MutationObserver added before the page's scripts, then the next animation
+frame; the same for any build), median of 3 loads. ``--no-build`` measures an existing ``--site-dir`` (e.g. one built from an
+older commit, for a before/after comparison in the same run conditions).
 """
 
 from __future__ import annotations
@@ -53,6 +61,60 @@ def sizes(site: Path) -> dict:
         "catalog_json_bytes": (site / "catalog.json").stat().st_size,
         "search_index_bytes": (site / "search" / "search_index.json").stat().st_size,
     }
+
+
+def page_weights(site: Path) -> dict:
+    pages = sorted(((f.stat().st_size, str(f.relative_to(site))) for f in site.rglob("*.html")), reverse=True)
+    return {
+        "html_pages": len(pages),
+        "largest_page": {"path": pages[0][1], "bytes": pages[0][0]} if pages else None,
+        "pages_over_300kb": sum(1 for b, _ in pages if b > 300_000),
+        "median_page_bytes": pages[len(pages) // 2][0] if pages else None,
+    }
+
+
+#: in the page before any script: the time of the first frame showing a result row (any build)
+FIRST_ROWS = """window.__knFirstRows = null;
+new MutationObserver(function (_, obs) {
+  if (document.querySelector('#kn-results tbody tr')) {
+    obs.disconnect();
+    requestAnimationFrame(function () { window.__knFirstRows = performance.now(); });
+  }
+}).observe(document, {childList: true, subtree: true});"""
+
+THROTTLE = {"offline": False, "latency": 40, "downloadThroughput": 10_000_000 / 8,
+            "uploadThroughput": 10_000_000 / 8}
+
+
+def throttled(site: Path, runs: int = 3) -> dict:
+    """First explorer results on a 10 Mbit/s, 40 ms link (CDP network throttling, no cache)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support.http_static import serve_static
+
+    times, transferred = [], []
+    with serve_static(site) as base, sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        for _ in range(runs):
+            ctx = b.new_context(viewport={"width": 1400, "height": 900})
+            pg = ctx.new_page()
+            cdp = ctx.new_cdp_session(pg)
+            cdp.send("Network.enable")
+            cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+            cdp.send("Network.emulateNetworkConditions", THROTTLE)
+            got: dict[str, int] = {}
+            cdp.on("Network.loadingFinished", lambda e: got.__setitem__(e["requestId"], e["encodedDataLength"]))
+            pg.add_init_script(FIRST_ROWS)
+            pg.goto(base + "explorer/", wait_until="commit")
+            pg.wait_for_function("() => window.__knFirstRows !== null", timeout=60_000)
+            ms = pg.evaluate("window.__knFirstRows")
+            transferred.append(sum(got.values()))
+            times.append(ms)
+            ctx.close()
+        b.close()
+    return {"network": "10 Mbit/s, 40 ms (CDP Network.emulateNetworkConditions, cache disabled)",
+            "first_results_ms_median": round(statistics.median(times)), "first_results_ms": [round(t) for t in times],
+            "bytes_before_first_results": int(statistics.median(transferred))}  # transferred when the rows show
 
 
 def browser(site: Path) -> dict:
@@ -115,15 +177,32 @@ def main() -> int:
     ap.add_argument("--site-dir", type=Path, default=Path(tempfile.gettempdir()) / "knollm-bench-site")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--cold", action="store_true", help="empty catalog cache (measure the catalog build too)")
+    ap.add_argument("--no-build", action="store_true", help="measure the existing --site-dir")
+    ap.add_argument("--baseline-site", type=Path, default=None,
+                    help="also measure this site (built from another commit) and print the ratios")
     a = ap.parse_args()
-    if not a.dumps.is_dir():
+    if not a.no_build and not a.dumps.is_dir():
         print(f"no dumps at {a.dumps}", file=sys.stderr)
         return 1
     os.chdir(ROOT)
-    report = {"build": build(a.dumps, a.site_dir, a.cold)}
+    report = {} if a.no_build else {"build": build(a.dumps, a.site_dir, a.cold)}
     report["sizes"] = sizes(a.site_dir)
+    report["pages"] = page_weights(a.site_dir)
     if not a.no_browser:
+        report["throttled"] = throttled(a.site_dir)
         report["browser"] = browser(a.site_dir)
+    if a.baseline_site:
+        base = {"sizes": sizes(a.baseline_site), "pages": page_weights(a.baseline_site)}
+        if not a.no_browser:
+            base["throttled"] = throttled(a.baseline_site)
+        report["baseline"] = base
+        ratios = {"largest_page": report["pages"]["largest_page"]["bytes"] / base["pages"]["largest_page"]["bytes"]}
+        if not a.no_browser:
+            ratios["first_results_ms"] = (report["throttled"]["first_results_ms_median"]
+                                          / base["throttled"]["first_results_ms_median"])
+            ratios["bytes_before_first_results"] = (report["throttled"]["bytes_before_first_results"]
+                                                    / base["throttled"]["bytes_before_first_results"])
+        report["ratio_vs_baseline"] = {k: round(v, 3) for k, v in ratios.items()}
     print(json.dumps(report, indent=2))
     return 0
 

@@ -80,11 +80,12 @@ def test_explorer_search_and_facet(browser, full):
     assert str(len(expected)) in pg.inner_text("#kn-status").replace(",", "")
     pg.wait_for_function("() => location.search.includes('cap=tools')")
     assert "s=llama" in pg.url and "cap=tools" in pg.url
-    # sort by input price
+    # sort by input price: paid offers cheapest first, then the $0 ones
     pg.click('#kn-results th[data-col="in"] button')
     prices = pg.eval_on_selector_all("#kn-results tbody tr td:nth-child(3)", "tds => tds.map(t => t.getAttribute('data-v'))")
     known = [float(x) for x in prices if x is not None]
-    assert known == sorted(known)
+    paid = [x for x in known if x > 0]
+    assert paid and known[: len(paid)] == sorted(paid)
     # the shared URL gives the same view
     pg.wait_for_function("() => location.search.includes('sort=in')")
     url = pg.url
@@ -94,6 +95,10 @@ def test_explorer_search_and_facet(browser, full):
     assert pg2.input_value("#kn-q") == "llama"
     assert pg2.is_checked('input[data-facet="cap"][value="tools"]')
     assert _rows(pg2) == _rows(pg)
+    # the chart is folded below the results; opening it draws it
+    assert not pg.is_visible("#kn-chart svg")
+    pg.click("#kn-chart-toggle")
+    pg.wait_for_selector("#kn-chart svg, #kn-chart p")
     assert pg.locator("#kn-chart svg circle").count() > 0 or "No filtered model" in pg.inner_text("#kn-chart")
     assert not errors
     pg.close()
@@ -122,8 +127,10 @@ def test_calculator_matches_knollm_cost(browser, full):
         e = estimate(by_key[key], w)
         assert math.isclose(float(total), e["total"], rel_tol=1e-12, abs_tol=1e-15), key
         assert math.isclose(float(per), e["per_request"], rel_tol=1e-12, abs_tol=1e-15), key
-    expected = Catalog(cat).costs(w, providers=["openai", "groq", "deepinfra", "openrouter"])
+    # the calculator's defaults: chat models, paid offers
+    expected = Catalog(cat).costs(w, providers=["openai", "groq", "deepinfra", "openrouter"], kinds=["chat"], paid=True)
     assert [k for k, _, _ in got] == [r["key"] for r in expected][: len(got)]
+    assert all(by_key[k]["kind"] == "chat" and float(t) > 0 for k, t, _ in got)
     pg.wait_for_function("() => location.search.includes('req=20000')")
     assert "in=12k" in pg.url and "req=20000" in pg.url
     # the shared URL reproduces the workload
@@ -227,7 +234,10 @@ def test_xss_is_shown_literally(browser, xss_site):
     assert "<script>window.__xss=1</script>" in text and "javascript:window.__xss=5" in text
     assert pg.evaluate("document.querySelectorAll('a[href^=\"javascript\"]').length") == 0
     assert pg.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
-    # explorer rows
+    # the default view (its first rows are inline JSON in the page) and explorer rows
+    pg.goto(base + "explorer/")
+    pg.wait_for_selector("#kn-explorer[data-ready]")
+    _assert_clean(pg)
     pg.goto(base + "explorer/?s=evil")
     pg.wait_for_selector("#kn-explorer[data-ready]")
     rows = pg.inner_text("#kn-results")
@@ -269,6 +279,9 @@ FILTER_CASES = [
     ({"ow": True}, {"open_weights": True}),
     ({"dep": True}, {"include_deprecated": True}),
     ({"kind": "embedding"}, {"kinds": ["embedding"]}),
+    ({"paid": True}, {"paid": True}),
+    ({"s": "llama, qwen"}, {"text": "llama, qwen"}),
+    ({"s": "shared or alpha | zeta 7b"}, {"text": "shared or alpha | zeta 7b"}),
     ({"s": "qwen", "cap": ["tools"], "ctx": 32000, "maxp": 1}, {"text": "qwen", "capabilities": ["tools"],
                                                                "min_context": 32000, "max_input_price": 1}),
 ]
@@ -316,3 +329,250 @@ def test_js_filter_matches_python_filters(browser, tmp_path_factory, fixture_dum
             # the cases must exercise real matches, not agree on empty lists
             assert nonempty >= len(FILTER_CASES) // 2, (label, nonempty)
             pg.close()
+
+
+# ------------------------------------------------------------------ what users hit first (issue 11)
+def _page_at(browser, width, height, errors=None):
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+    if errors is not None:
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+    return pg
+
+
+@pytest.mark.shared
+def test_explorer_results_above_the_fold_and_paid_toggle(browser, full):
+    base, cat = full
+    errors: list = []
+    pg = _page_at(browser, 1400, 900, errors)
+    pg.goto(base + "explorer/")
+    pg.wait_for_selector("#kn-explorer[data-ready]")
+    top = pg.evaluate("document.querySelector('#kn-results tbody tr').getBoundingClientRect().bottom")
+    assert top <= 900, f"first result row ends at {top}px, below the 900px fold"
+    assert not pg.is_visible("#kn-chart")  # folded
+    pg.check("#kn-paid")
+    pg.wait_for_function("() => location.search.includes('paid=1')")
+    keys = _rows(pg)
+    by_key = {m["key"]: m for m in cat["models"]}
+    from knollm.site.render import is_paid
+
+    assert keys and all(is_paid(by_key[k]) for k in keys)
+    from knollm.query.api import Catalog
+
+    assert pg.evaluate("window.Knollm.lastCount") == len(Catalog(cat).search(paid=True))
+    assert not errors
+
+
+@pytest.mark.shared
+def test_explorer_or_search_and_selection_tray(browser, full):
+    from knollm.query.api import Catalog
+
+    base, cat = full
+    pg = _page_at(browser, 1400, 900)
+    pg.goto(base + "explorer/")
+    pg.wait_for_selector("#kn-explorer[data-ready]")
+    pg.fill("#kn-q", "gpt-4o, claude")
+    pg.wait_for_function("() => window.Knollm.lastCount > 0")
+    assert pg.evaluate("window.Knollm.lastCount") == len(Catalog(cat).search("gpt-4o, claude"))
+    # all words ANDed finds nothing: the explorer shows the models matching any word and says so
+    pg.fill("#kn-q", "gpt-4o claude")
+    pg.wait_for_function("() => window.Knollm.lastCount > 0")
+    assert "match any of them" in pg.inner_text("#kn-status")
+    rows = _rows(pg)
+    assert any("gpt-4o" in k for k in rows) or any("claude" in k.lower() for k in rows)
+    # pick two rows, compare them
+    boxes = pg.locator("#kn-results tbody tr input.kn-sel")
+    boxes.nth(0).check()
+    boxes.nth(1).check()
+    assert pg.is_visible("#kn-tray") and "2 selected" in pg.inner_text("#kn-tray")
+    pg.click("#kn-compare-link")
+    pg.wait_for_selector("#kn-compare[data-ready]")
+    heads = pg.eval_on_selector_all("#kn-cmp thead th[data-key]", "ths => ths.map(t => t.getAttribute('data-key'))")
+    assert heads == rows[:2]
+
+
+@pytest.mark.shared
+def test_compare_page_agrees_with_cli(browser, full, capsys):
+    import json
+
+    from knollm.cli import main
+
+    base, cat = full
+    refs = ["gpt-4o", "claude-sonnet-4", "groq/llama-3.3-70b-versatile"]
+    rc = main(["compare", *refs, "-i", "2000", "-o", "500", "--json", "--dumps", str(_shared())])
+    cli = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    pg = _page_at(browser, 1400, 900)
+    pg.goto(base + "compare/?m=" + ",".join(refs) + "&in=2000&out=500")
+    pg.wait_for_selector("#kn-compare[data-ready]")
+    keys = pg.eval_on_selector_all("#kn-cmp thead th[data-key]", "ths => ths.map(t => t.getAttribute('data-key'))")
+    assert keys == [m["key"] for m in cli["models"]]
+    assert "gpt-4o → openai/gpt-4o" in pg.inner_text("#kn-cmp-notes")
+    cells = pg.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#kn-cmp tbody tr')].map(
+        tr => [tr.getAttribute('data-field'), [...tr.querySelectorAll('td')].map(td => JSON.parse(td.getAttribute('data-v')))]))""")
+    assert [f for f in cells if not f.startswith("cost.")] == cli["fields"]
+    for f in cli["fields"]:
+        want = []
+        for m in cli["models"]:
+            v = m
+            for part in f.split("."):
+                v = v.get(part) if isinstance(v, dict) else None
+            want.append(v)
+        assert cells[f] == want, f
+    assert cells["cost.per_request"] == pytest.approx(cli["cost_per_request"], rel=1e-12)
+    # sources shown and linked to the methodology
+    assert pg.locator("#kn-cmp a.kn-src-label[href*='methodology']").count() > 0
+    # the shared URL reproduces the page
+    pg.wait_for_function("() => location.search.includes('m=')")
+    pg2 = _page_at(browser, 1400, 900)
+    pg2.goto(pg.url)
+    pg2.wait_for_selector("#kn-compare[data-ready]")
+    assert pg2.eval_on_selector_all("#kn-cmp thead th[data-key]", "ths => ths.map(t => t.getAttribute('data-key'))") == keys
+
+
+def _shared():
+    from tests.conftest import SHARED_DUMPS
+
+    return SHARED_DUMPS
+
+
+@pytest.mark.shared
+def test_explorer_first_rows_from_the_head_file(browser, full):
+    """The default view renders from data/index-head.json before the full index arrives, and
+    the full index shows the same first rows."""
+    base, _ = full
+    pg = _page_at(browser, 1400, 900)
+    held = []
+    pg.route("**/data/index.json", lambda route: held.append(route))  # held until released below
+    pg.goto(base + "explorer/")
+    pg.wait_for_selector("#kn-explorer[data-head] #kn-results tbody tr")
+    head_rows = _rows(pg)
+    assert len(head_rows) == 60 and "loading the full index" in pg.inner_text("#kn-status")
+    pg.wait_for_timeout(300)
+    assert len(held) == 1 and not pg.evaluate("!!document.querySelector('#kn-explorer[data-ready]')")
+    held[0].continue_()
+    pg.wait_for_selector("#kn-explorer[data-ready]", timeout=60_000)
+    assert _rows(pg)[:60] == head_rows
+
+
+# pages with wide tables; each measured at a desktop and a phone size
+TABLE_PAGES = ["providers/", "matrix/capabilities/", "libraries/matrix/", "providers/groq/", "canonical/",
+               "canonical/gpt-oss-120b/", "explorer/", "compare/?m=gpt-4o,claude-sonnet-4,llama-3.3-70b-instruct"]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("size", [(1400, 900), (390, 844)], ids=["desktop", "phone"])
+def test_tables_readable_no_clipping_no_mid_word_breaks(browser, full, size, tmp_path):
+    base, _ = full
+    pg = _page_at(browser, *size)
+    for path in TABLE_PAGES:
+        pg.goto(base + path)
+        if path.startswith(("explorer/", "compare/")):
+            pg.wait_for_selector(".kn-app[data-ready]")
+        pg.screenshot(path=str(tmp_path / (path.replace("/", "_") + f"{size[0]}.png")))
+        res = pg.evaluate("""() => {
+          const out = {page: document.documentElement.scrollWidth, vw: window.innerWidth, tables: []};
+          for (const t of document.querySelectorAll('article table.kn-table, article table:not([class])')) {
+            const wrap = t.closest('.kn-table-wrap, .kn-ptable, .md-typeset__scrollwrap');
+            const w = wrap.getBoundingClientRect(), r = t.getBoundingClientRect();
+            const cs = getComputedStyle(wrap);
+            const first = t.querySelector('tbody tr > :first-child');
+            // every name (model, provider: links and code) on one line (an inline box that wraps has 2+ rects)
+            const names = [...t.querySelectorAll('tbody tr:nth-child(-n+40) td :is(a, code, .kn-mname)')];
+            const broken = names.filter(e => e.getClientRects().length > 1).map(e => e.textContent);
+            out.tables.push({fits: r.width <= w.width + 1, scrolls: ['auto', 'scroll'].includes(cs.overflowX) &&
+                             wrap.scrollWidth > wrap.clientWidth, wrapRight: w.right,
+                             sticky: first ? getComputedStyle(first).position : null, broken: broken.slice(0, 5)});
+          }
+          return out;
+        }""")
+        assert res["page"] <= res["vw"] + 1, (path, size, "the page itself scrolls sideways", res["page"])
+        assert res["tables"], path
+        for t in res["tables"]:
+            # either the table fits its box, or the box scrolls sideways with the first column kept in view
+            assert t["fits"] or (t["scrolls"] and t["sticky"] == "sticky"), (path, size, t)
+            assert t["wrapRight"] <= res["vw"] + 1, (path, size, t)
+            assert not t["broken"], (path, size, t["broken"])
+    pg.close()
+
+
+@pytest.mark.shared
+def test_large_provider_paged_filterable_table(browser, full):
+    from collections import Counter
+
+    from knollm.site.render import LARGE_PROVIDER, default_order_key
+
+    base, cat = full
+    pid, n = Counter(m["provider"] for m in cat["models"]).most_common(1)[0]
+    assert n > LARGE_PROVIDER
+    pg = _page_at(browser, 1400, 900)
+    pg.goto(base + f"providers/{pid}/")
+    pg.wait_for_selector(".kn-ptable[data-ready]")
+    models = sorted((m for m in cat["models"] if m["provider"] == pid), key=default_order_key)
+    first = _rows(pg, ".kn-ptable table")
+    assert first == [m["key"] for m in models[:100]]  # current chat models first, deprecated / unpriced last
+    assert f"page 1 of {-(-n // 100)}" in pg.inner_text(".kn-page-info")
+    pg.click(".kn-next")
+    assert _rows(pg, ".kn-ptable table") == [m["key"] for m in models[100:200]]
+    pg.fill(".kn-ptable-q", "qwen")
+    want = [m["key"] for m in models if "qwen" in f"{m['key']} {m.get('name') or ''} {m['canonical_id']}".lower()]
+    assert pg.inner_text(".kn-page-info").startswith(f"{len(want):,} models")
+    assert _rows(pg, ".kn-ptable table") == want[:100]
+
+
+@pytest.mark.shared
+def test_header_search_finds_models(browser, full):
+    base, _ = full
+    pg = _page_at(browser, 1400, 900)
+    pg.goto(base)
+    pg.click("label.md-search__icon, .md-search__input", force=True)
+    pg.fill("input.md-search__input", "gpt-4o")
+    pg.wait_for_selector("#kn-search-models a")
+    hrefs = pg.eval_on_selector_all("#kn-search-models a", "as => as.map(a => a.getAttribute('href'))")
+    assert any("openai%2Fgpt-4o" in h and h.endswith("gpt-4o") for h in hrefs), hrefs
+    pg.fill("input.md-search__input", "GPT-4o mini")  # by name
+    pg.wait_for_function("() => [...document.querySelectorAll('#kn-search-models a')].some(a => /mini/i.test(a.textContent))")
+
+
+def _contrast(fg: str, bg: str) -> float:
+    import re
+
+    def rgba(c):
+        v = [float(x) for x in re.findall(r"[\d.]+", c)]
+        return v[:3], (v[3] if len(v) > 3 else 1.0)
+
+    (f, a), (b, _) = rgba(fg), rgba(bg)
+    mix = [a * x + (1 - a) * y for x, y in zip(f, b)]
+
+    def lum(c):
+        c = [x / 255 for x in c]
+        c = [x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4 for x in c]
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]
+
+    l1, l2 = sorted([lum(mix), lum(b)], reverse=True)
+    return (l1 + 0.05) / (l2 + 0.05)
+
+
+@pytest.mark.shared
+def test_model_detail_names_links_and_nav(browser, full):
+    base, cat = full
+    m = next(x for x in cat["models"] if x["key"] == "openai/gpt-4o")
+    assert m.get("owned_by") == "system"  # a placeholder in the real data
+    pg = _page_at(browser, 1400, 900)
+    pg.goto(base + "model/?m=openai/gpt-4o")
+    pg.wait_for_selector("#kn-model[data-ready]")
+    text = pg.inner_text("#kn-model")
+    pname = next(p["name"] for p in cat["providers"] if p["id"] == "openai")
+    assert pg.inner_text("#kn-provider-link") == pname
+    assert "system" not in text.lower().split("owned by")[1].split("\n")[0]
+    srcs = pg.locator("#kn-model a.kn-src-label")
+    assert srcs.count() > 5 and "methodology" in srcs.first.get_attribute("href")
+    fg = srcs.first.evaluate("e => getComputedStyle(e).color")
+    bg = pg.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert _contrast(fg, bg) >= 4.5, (fg, bg)
+    raw = pg.get_attribute("#kn-raw-record", "href")
+    assert pg.evaluate("u => fetch(u).then(r => r.json()).then(l => l.some(x => x.key === 'openai/gpt-4o'))", raw)
+    assert "Explore" in pg.inner_text(".md-tabs__item--active")
+    pg.goto(base + "providers/groq/")
+    assert "Providers" in pg.inner_text(".md-tabs__item--active")

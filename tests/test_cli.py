@@ -172,7 +172,8 @@ def test_models_show(env, capsys):
 
 def test_models_where_cheapest_first(env, capsys):
     data = run_json(capsys, "models", "where", "zeta-7b-instruct", "--dumps", env["dumps"])
-    assert set(data) == {"query", "canonical_id", "count", "offers"}
+    assert set(data) == {"query", "canonical_id", "count", "cheapest_paid", "free_offers", "offers"}
+    assert data["cheapest_paid"] == "openrouter/meta-llama/zeta-7b-instruct" and data["free_offers"] == []
     keys = [o["key"] for o in data["offers"]]
     assert keys == ["openrouter/meta-llama/zeta-7b-instruct", "groq/zeta-7b-instruct"]  # unknown price last
     for o in data["offers"]:
@@ -198,7 +199,7 @@ def _formula(inp, out, cached, requests):
 def test_cost_equals_formula(env, capsys, args, inp, out, cached, req):
     key = "openrouter/meta-llama/zeta-7b-instruct"
     data = run_json(capsys, "cost", *args, key, "--dumps", env["dumps"])
-    assert set(data) == {"workload", "count", "total_matched", "results", "unknown"}
+    assert set(data) == {"workload", "count", "total_matched", "results", "unknown", "hidden_free"}
     assert data["workload"] == {"input_tokens": inp, "output_tokens": out, "cached_tokens": cached, "requests": req}
     (r,) = data["results"]
     per, total = _formula(inp, out, cached, req)
@@ -420,9 +421,18 @@ def test_shared_search_where_cost(env, shared, capsys):
     assert w["count"] >= 5 and len({o["provider"] for o in w["offers"]}) >= 5
     prices = [(o["prices"]["input"] or 0) + (o["prices"]["output"] or 0) for o in w["offers"]
               if o["prices"]["input"] is not None and o["prices"]["output"] is not None]
-    assert prices == sorted(prices)
+    # the paid offers cheapest first, then the $0 ones (free tiers): cheapest *paid* is first
+    paid = [x for x in prices if x > 0]
+    assert paid and prices == sorted(paid) + [0] * (len(prices) - len(paid))
+    assert w["cheapest_paid"] == w["offers"][0]["key"] and len(w["free_offers"]) == len(prices) - len(paid)
     c = run_json(capsys, "cost", "-i", "2000", "-o", "500", "-r", "10k", "-c", "tools", "--dumps", shared)
     assert c["count"] == 20 and c["total_matched"] > 100
+    assert all(r["total"] > 0 for r in c["results"]) and c["hidden_free"] > 0  # $0 rows counted, not listed
+    rc, _, err = run(capsys, "cost", "-i", "2000", "-o", "500", "-c", "tools", "--dumps", shared)
+    assert rc == 0 and f"{c['hidden_free']} matching model(s) cost $0" in err
+    c2 = run_json(capsys, "cost", "-i", "2000", "-o", "500", "-r", "10k", "-c", "tools", "--include-free",
+                  "--dumps", shared)
+    assert c2["results"][0]["total"] == 0 and c2["hidden_free"] == 0
     r0 = c["results"][0]
     p = r0["model"]["prices"]
     assert r0["total"] == pytest.approx((2000 * p["input"] + 500 * p["output"]) / 1e6 * 10_000 +
@@ -455,3 +465,95 @@ def test_shared_subprocess(env, shared):
     assert p.returncode == 0 and p.stdout.splitlines()[0].startswith("key")
     p = _sub("models", "show", "groq/llama-3.3-70b-versatil", "--dumps", shared)
     assert p.returncode == 1 and "groq/llama-3.3-70b-versatile" in p.stderr
+
+
+# ---------------------------------------------------------------------------- what users hit first (issue 11)
+@needs_shared
+def test_shared_bare_and_canonical_ids_resolve(env, shared, capsys):
+    rc, out, err = run(capsys, "models", "show", "gpt-4o", "--dumps", shared, "--json")
+    assert rc == 0 and json.loads(out)["model"]["key"] == "openai/gpt-4o"
+    assert "gpt-4o -> openai/gpt-4o (the first-party offer" in err
+    rc, out, err = run(capsys, "cost", "gpt-4o", "-i", "1M", "-o", "1M", "--dumps", shared, "--json")
+    assert rc == 0 and [r["key"] for r in json.loads(out)["results"]] == ["openai/gpt-4o"]
+    rc, out, err = run(capsys, "compare", "gpt-4o", "claude-sonnet-4", "--dumps", shared, "--json")
+    models = json.loads(out)["models"]
+    assert rc == 0 and models[0]["key"] == "openai/gpt-4o" and models[1]["canonical_id"] == "claude-sonnet-4"
+    # no first-party offer of claude-sonnet-4 in the data: the cheapest paid one, said so
+    from knollm.query.api import Catalog
+    from knollm.query.cost import Workload, estimate
+
+    offers = [m for m in Catalog.load(dumps=shared).where("claude-sonnet-4") if not m.get("deprecated")]
+    paid = [m for m in offers if not m["free"] and (m["prices"]["input"] or 0) > 0]
+    if not any(m["provider"] == "anthropic" for m in offers):
+        cheapest = min(paid, key=lambda m: (estimate(m, Workload(1_000_000, 1_000_000))["per_request"], m["key"]))
+        assert models[1]["key"] == cheapest["key"] and "cheapest paid offer" in err
+    # a canonical id (in another spelling than any provider's id)
+    rc, out, err = run(capsys, "models", "show", "llama-3.3-70b-instruct", "--dumps", shared, "--json")
+    m = json.loads(out)["model"]
+    assert rc == 0 and m["canonical_id"] == "llama-3.3-70b-instruct" and "llama-3.3-70b-instruct ->" in err
+
+
+@needs_shared
+def test_shared_typo_suggestions(env, shared, capsys):
+    rc, _, err = run(capsys, "models", "show", "gtp-4o", "--dumps", shared)
+    assert rc == 1 and "did you mean 'gpt-4o'" in err  # edit distance over ids, the bare id first
+    rc, _, err = run(capsys, "models", "where", "lama-3.3-70b", "--dumps", shared)
+    assert rc == 1 and "'llama-3.3-70b'" in err
+    rc, out, err = run(capsys, "models", "search", "cluade", "--dumps", shared)
+    assert rc == 1 and out == "" and "did you mean 'claude'" in err  # no empty header
+
+
+@needs_shared
+def test_shared_relevance_sort(env, shared, capsys):
+    data = run_json(capsys, "models", "search", "claude", "--dumps", shared)
+    assert any(m["provider"] == "anthropic" for m in data["models"])  # limit 25
+    assert data["models"][0]["provider"] == "anthropic" and data["query"]["sort"] == "relevance"
+    data = run_json(capsys, "models", "search", "gpt-4o", "--dumps", shared)
+    assert data["models"][0]["key"] == "openai/gpt-4o"  # exact id, first-party
+    exact = [m["id"].lower() == "gpt-4o" or (m["name"] or "").lower() == "gpt-4o" or m["canonical_id"] == "gpt-4o"
+             for m in data["models"]]
+    assert exact == sorted(exact, reverse=True)  # exact matches first
+    data = run_json(capsys, "models", "search", "gpt-4o", "--include-deprecated", "-n", "0", "--dumps", shared)
+    dep = [bool(m["deprecated"]) for m in data["models"]]
+    assert dep == sorted(dep)  # deprecated last
+    assert run_json(capsys, "models", "search", "claude", "--sort", "name", "--dumps", shared)["query"]["sort"] == "name"
+
+
+def test_dumps_that_does_not_exist_is_a_usage_error(env, capsys, tmp_path, monkeypatch):
+    rc, _, err = run(capsys, "models", "search", "zeta", "--dumps", str(tmp_path / "nope"))
+    assert rc == 2 and "no such directory" in err and "nope" in err
+    monkeypatch.setenv("KNOLLM_DUMPS", str(tmp_path / "nope2"))
+    rc, _, err = run(capsys, "cost", "-i", "1k", "zeta-7b-instruct")
+    assert rc == 2 and "$KNOLLM_DUMPS" in err
+
+
+def test_build_strict_fails_on_catalog_warnings(env, capsys, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "models_groq.json").write_text('{"data": [{"id": "x"')  # truncated JSON
+    rc, _, err = run(capsys, "build", "--dumps", str(bad), "--strict", "--site-dir", str(tmp_path / "site"))
+    assert rc == 1 and "strict" in err and "models_groq.json" in err
+    assert not (tmp_path / "site").exists()
+    from knollm.cli.cmd_build import catalog_warnings
+    from knollm.query.cache import cached_catalog
+
+    ws = catalog_warnings(cached_catalog(bad))
+    assert ws and all(w.startswith("models_groq.json") for w in ws)
+
+
+def test_cache_keeps_several_dumps_dirs(env, capsys, tmp_path):
+    a, b = Path(env["dumps"]), tmp_path / "other"
+    b.mkdir()
+    (b / "models_groq.json").write_text((a / "models_groq.json").read_text())
+    for d in (a, b):
+        run_json(capsys, "models", "search", "zeta", "--dumps", str(d))
+    for d in (a, b, a):  # switching back and forth: no rebuild
+        rc, _, err = run(capsys, "models", "search", "zeta", "--dumps", str(d))
+        assert rc == 0 and "building the catalog" not in err, d
+
+
+def test_recommend_columns_say_points(env, capsys):
+    rc, out, err = run(capsys, "recommend", "-u", "chat", "--dumps", env["dumps"])
+    head = out.splitlines()[0].split("  ")
+    cols = [c.strip() for c in head if c.strip()]
+    assert "price" not in cols and "price pts" in cols and "$/1k req" in cols

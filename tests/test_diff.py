@@ -180,3 +180,11 @@ def test_diff_real_dumps_with_synthetic_edits(tmp_path, capsys):
     # identical dump dirs: nothing changed
     assert main(["diff", str(old), str(old), "--exit-code"]) == 0
     assert "0 added, 0 removed" in capsys.readouterr().out
+
+
+def test_changes_page_explains_a_first_build():
+    from knollm.diff.compare import render_changes_markdown
+
+    md = render_changes_markdown([])
+    assert "No refresh has been recorded yet" in md and "What will appear here" in md
+    assert "added" in md and "repriced" in md

@@ -624,3 +624,29 @@ def test_keyless_fetch_of_the_packaged_plan_covers_every_public_list(fp, tmp_pat
     sent = fp.requests[before:]
     assert sent and not any("Authorization" in q["headers"] or "x-api-key" in q["headers"] for q in sent)
     assert not any("/kl-" + pid + "/" in q["path"] for q in sent for pid in keyed)
+
+
+def test_cli_default_out_is_work_dir_not_knollm_dumps(fp, tmp_path, capsys, monkeypatch):
+    """KNOLLM_DUMPS may name a shared read-only copy: fetch writes to work/model_catalog unless --out."""
+    shared = tmp_path / "shared-readonly"
+    shared.mkdir()
+    monkeypatch.setenv("KNOLLM_DUMPS", str(shared))
+    monkeypatch.setenv("FAKE_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    reg = write_registry(tmp_path / "providers.toml", {"acme": prov(fp, "ok", "out1"),
+                                                       "denied": prov(fp, "unauthorized", "out2")})
+    rc = main(["fetch", "--providers", str(reg), "--no-history"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert (tmp_path / "work" / "model_catalog" / "models_acme.json").is_file()
+    assert not list(shared.iterdir())
+    # the models column is the count now in the dump; a failure's reason is printed in full
+    row = next(line for line in out.splitlines() if line.startswith("acme "))
+    assert row.split()[1:3] == ["ok", "3"]
+    import json as _json
+
+    rc = main(["fetch", "--providers", str(reg), "--no-history", "--only", "denied", "--json"])
+    reason = _json.loads(capsys.readouterr().out)["providers"][0]["reason"]
+    rc = main(["fetch", "--providers", str(reg), "--no-history", "--only", "denied"])
+    text = capsys.readouterr().out
+    assert reason and reason in text.replace("\n  ", " ") or reason in text

@@ -60,7 +60,7 @@ def test_unknown_capability_and_sort_from_search(cat):
         cat.search(capabilities=["telepathy"])
     with pytest.raises(FilterError, match="sort"):
         cat.search(sort="vibes")
-    assert set(SORT_KEYS) == {"price", "context", "name", "provider", "output_price"}
+    assert set(SORT_KEYS) == {"price", "context", "name", "provider", "output_price", "relevance"}
 
 
 def test_catalog_and_index_costs_agree(cat):

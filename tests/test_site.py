@@ -262,3 +262,47 @@ def test_front_matter_survives_odd_titles(cat):
     md = R.render_canonical_page("shared-7b", offers, {p["id"]: p for p in cat["providers"]})
     fm = yaml.safe_load(md.split("---\n")[1])
     assert fm["search"] == {"exclude": True} and "🐬" in fm["title"]
+
+
+def test_inline_json_cannot_end_its_script_element():
+    import json
+
+    from knollm.site.plugin import inline_json
+
+    hostile = {"n": ["</script><script>window.__xss=1</script>", "<!-- x", "a<b"]}
+    text = inline_json(hostile)
+    assert "<" not in text and json.loads(text) == hostile
+
+
+def test_explorer_head_is_the_first_rows_of_the_default_view():
+    from knollm.site.data import explorer_head, explorer_index
+    from tests.support.site_fixtures import make_catalog
+
+    cat = make_catalog()
+    idx = explorer_index(cat)
+    head = explorer_head(idx, rows=3)
+    assert head["head"] is True and head["count"] == len(cat["models"])
+    live = sorted((m for m in cat["models"] if not m.get("deprecated")),
+                  key=lambda m: ((m.get("name") or m["id"]).lower(), m["key"]))
+    keys = [head["providers"][p][0] + "/" + i for p, i in zip(head["m"]["p"], head["m"]["i"])]
+    assert keys == [m["key"] for m in live[:3]]
+    assert set(head["m"]) == set(idx["m"]) and all(c == -1 for c in head["m"]["cn"])
+
+
+def test_provider_page_default_order_and_example_rule():
+    from knollm.site.render import default_order_key, pick_example_model
+
+    def m(mid, **kw):
+        base = {"key": f"p/{mid}", "provider": "p", "id": mid, "canonical_id": mid, "kind": "chat",
+                "prices": {"input": 1.0, "output": 2.0}, "flags": []}
+        base.update(kw)
+        return base
+
+    models = [m("999G/test", prices={"input": None, "output": None}), m("old", deprecated=True),
+              m("whisper", kind="audio"), m("zeta-70b", canonical_id="popular"), m("alpha-7b"),
+              m("free-one", free=True, prices={"input": 0.0, "output": 0.0})]
+    order = [x["id"] for x in sorted(models, key=default_order_key)]
+    assert order[:3] == ["alpha-7b", "free-one", "zeta-70b"] and order[-2:] == ["999G/test", "old"]
+    # current, paid chat model; the most widely served canonical model wins
+    assert pick_example_model(models, {"popular": 12, "alpha-7b": 2})["id"] == "zeta-70b"
+    assert pick_example_model(models)["id"] == "alpha-7b"

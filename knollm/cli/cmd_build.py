@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["command", "build_site"]
+__all__ = ["command", "build_site", "catalog_warnings"]
 
 
 def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Path | str = "mkdocs.yml",
@@ -33,6 +33,11 @@ def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Pa
     if catalog is None:
         catalog = load_site_catalog(dumps)  # a preloaded catalog, else the cached build
     t_cat = time.perf_counter() - t0
+    warnings = catalog_warnings(catalog)
+    if strict and warnings:
+        from knollm.errors import StrictModeError
+
+        raise StrictModeError([str(w) for w in warnings])
     preload(dumps, catalog)
     old_env = os.environ.get("KNOLLM_DUMPS")
     if dumps is not None:
@@ -61,7 +66,21 @@ def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Pa
     out = Path(cfg.site_dir)
     pages = sum(1 for _ in out.rglob("*.html"))
     return {"site_dir": str(out), "models": len(catalog["models"]), "providers": len(catalog["providers"]),
-            "pages": pages, "catalog_seconds": round(t_cat, 2), "site_seconds": round(t_site, 2)}
+            "pages": pages, "catalog_seconds": round(t_cat, 2), "site_seconds": round(t_site, 2),
+            "warnings": [str(w) for w in warnings]}
+
+
+def catalog_warnings(catalog: dict) -> list[str]:
+    """The catalog build's warnings (bad dumps, bad records: file and record named), as text."""
+    out = []
+    for w in catalog.get("warnings") or []:
+        if w.get("level", "warning") != "warning":
+            continue
+        where = w.get("file") or "?"
+        if w.get("record") is not None:
+            where += f" [{w['record']}]"
+        out.append(f"{where}: {w.get('message')}")
+    return out
 
 
 @click.command("build")
@@ -71,7 +90,7 @@ def build_site(dumps: Path | None, site_dir: Path | None = None, config_file: Pa
               help="Output directory (default: site_dir of mkdocs.yml, i.e. site/).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("mkdocs.yml"),
               show_default=True, help="MkDocs config file.")
-@click.option("--strict", is_flag=True, help="Fail on MkDocs warnings.")
+@click.option("--strict", is_flag=True, help="Fail (exit 1) on any catalog warning (bad dump or record) or MkDocs warning.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(dumps: Path | None, site_dir: Path | None, config_file: Path, strict: bool, as_json: bool) -> int:
     """Build the catalog and the static site (MkDocs-Material + the knollm plugin).
@@ -87,6 +106,12 @@ def command(dumps: Path | None, site_dir: Path | None, config_file: Path, strict
     t0 = time.perf_counter()
     res = build_site(dumps, site_dir, config_file, strict=strict)
     res["seconds"] = round(time.perf_counter() - t0, 2)
+    if res["warnings"] and not as_json:
+        click.echo(f"knollm: {len(res['warnings'])} catalog warning(s) (--strict fails on them):", err=True)
+        for w in res["warnings"][:50]:
+            click.echo(f"  {w}", err=True)
+        if len(res["warnings"]) > 50:
+            click.echo(f"  ... and {len(res['warnings']) - 50} more (knollm build --json lists all)", err=True)
     if as_json:
         from knollm.cli.output import emit_json
 

@@ -9,18 +9,13 @@ import click
 from knollm.cli.filters import CountType, complete_model, dumps_option, load_cached_catalog
 from knollm.cli.output import emit, output_options
 from knollm.fmt import fmt_int, fmt_price, fmt_usd, format_table
-from knollm.vocab import CAPABILITIES, PRICE_FIELDS
+from knollm.vocab import COMPARE_FIELDS as _FIELDS
 
 __all__ = ["command", "COMPARE_FIELDS"]
 
-#: the rows of the side-by-side table (field paths into the model dict)
-COMPARE_FIELDS = (
-    ["provider", "canonical_id", "kind", "context_window", "max_output"]
-    + [f"prices.{p}" for p in PRICE_FIELDS if p not in ("cache_write", "image")]
-    + ["free"]
-    + [f"capabilities.{c}" for c in CAPABILITIES]
-    + ["input_modalities", "output_modalities", "open_weights", "deprecated", "release_date"]
-)
+#: the rows of the side-by-side table (field paths into the model dict; the site's compare
+#: page reads the same list from :data:`knollm.vocab.COMPARE_FIELDS`)
+COMPARE_FIELDS = list(_FIELDS)
 
 
 def _get(m: dict[str, Any], path: str) -> Any:
@@ -57,11 +52,19 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
     """Compare models side by side: limits, prices, capabilities, modalities (and sources).
 
     \b
-    MODEL: provider/id keys (or ids served by one provider only).
-    Example: knollm compare openai/gpt-4o anthropic/claude-sonnet-4-5 --input 2000 --output 500
+    MODEL: provider/id keys, bare model ids or canonical ids (several offers: the
+    first-party one, else the cheapest paid; the choice is printed on stderr).
+    Example: knollm compare gpt-4o claude-sonnet-4 --input 2000 --output 500
+    The site's compare page shows the same: compare/?m=openai/gpt-4o,anthropic/claude-sonnet-4
     """
+    from knollm.cli.cmd_models import say_choice
+
     cat = load_cached_catalog(dumps)
-    models = cat.compare(list(refs))
+    models = []
+    for ref in refs:
+        m, note = cat.resolve(ref)
+        say_choice(note)
+        models.append(m)
     per_request: list[float | None] = []
     if input_tokens is not None:
         from knollm.query.cost import Workload, estimate

@@ -27,13 +27,17 @@ __all__ = ["command"]
               help="Of the input tokens, how many are cache reads (billed at the cache-read price).")
 @click.option("--requests", "-r", type=CountType(), default="1", show_default=True,
               help="Number of requests (e.g. 10k).")
+@click.option("--include-free", is_flag=True,
+              help="Also list $0 offers (free tiers) among the filtered models; by default they are counted, not listed.")
 @model_filters(limit=20, sort=None)
 @dumps_option
 @output_options
 def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cached: int, requests: int,
-            filters: Filters, dumps: str, output: dict) -> int:
+            include_free: bool, filters: Filters, dumps: str, output: dict) -> int:
     """Cost of a workload per model (the listed MODELs, else every model matching the filters),
-    cheapest first. Models whose cost is unknown are left out (listed ones are reported).
+    cheapest first. Models whose cost is unknown are left out (listed ones are reported);
+    $0 offers (free tiers) are counted but listed only with --include-free, so the cheapest
+    *paid* models come first. MODEL: a key, a bare id or a canonical id.
 
     \b
     per request = (input - cached) x input price + cached x cache-read price (else input price)
@@ -55,8 +59,15 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
     idx = load_index(dumps)
     limit = filters.limit
     unknown: list[str] = []
+    hidden_free = 0
     if models:
-        keys = [idx.model(m)[0] for m in models]  # NotFoundError with suggestions
+        from knollm.cli.cmd_models import say_choice
+
+        keys = []
+        for ref in models:
+            pos, note = idx.resolve(ref)  # NotFoundError with suggestions
+            say_choice(note)
+            keys.append(idx.rows[pos][0])
         results = idx.costs(w, models=keys)
         have = {r["key"] for r in results}
         unknown = [k for k in keys if k not in have]
@@ -64,6 +75,10 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
     else:
         results = idx.costs(w, filters=filters.replace(limit=None))
         matched = len(results)
+        if not include_free:
+            paid = [r for r in results if r["total"] > 0]
+            hidden_free = len(results) - len(paid)
+            results = paid
     if limit and not models:
         results = results[:limit]
     rows = [{"key": r["key"], "per_request": r["per_request"], "total": r["total"],
@@ -75,6 +90,7 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
         "total_matched": matched,
         "results": rows,
         "unknown": unknown,
+        "hidden_free": hidden_free,
     }
     cells = []
     for r in rows:
@@ -95,7 +111,11 @@ def command(models: tuple[str, ...], input_tokens: int, output_tokens: int, cach
         why = f"a needed price is suspect: {', '.join(sorted(sus))}" if any(
             p.startswith("prices.") for p in sus) else "a needed price is missing"
         click.echo(f"{k}: cost unknown ({why})", err=True)
+    if hidden_free and output["format"] == "table":
+        click.echo(f"({hidden_free} matching model(s) cost $0 here - free tiers or previews - and are not "
+                   "listed; --include-free lists them)", err=True)
     if not rows:
-        click.echo("no model with a known cost matches", err=True)
+        click.echo("no paid model with a known cost matches" if hidden_free else
+                   "no model with a known cost matches", err=True)
         return 1
     return 0

@@ -17,7 +17,7 @@ from knollm.cli.output import emit, output_options
 from knollm.fmt import fmt_int, fmt_price
 from knollm.vocab import CAPABILITY_TABLE
 
-__all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found"]
+__all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found", "say_choice"]
 
 #: capability -> its short name in the ``caps`` column (from :mod:`knollm.vocab`)
 CAP_SHORT = {c.key: c.short for c in CAPABILITY_TABLE}
@@ -66,6 +66,9 @@ def command() -> None:
 def search(text: str | None, filters: Filters, dumps: str, output: dict) -> int:
     """Models matching TEXT (all words in key, name or canonical id) and every filter.
 
+    Default order: relevance (exact id / name / canonical-id matches first, then the
+    first-party offers, deprecated last); --sort changes it.
+
     \b
     Examples:
       knollm models search llama --max-input-price 1
@@ -83,13 +86,23 @@ def search(text: str | None, filters: Filters, dumps: str, output: dict) -> int:
     pos = pos[:limit] if limit else pos
     models = [idx.summary(idx.rows[i]) for i in pos]
     query = filters.replace(text=text).as_dict()
-    emit([summary_cells(m) for m in models], SEARCH_COLUMNS, output,
-         json_obj={"query": query, "total": total, "count": len(models), "models": models})
+    if total or output["format"] != "table":  # no empty table header
+        emit([summary_cells(m) for m in models], SEARCH_COLUMNS, output,
+             json_obj={"query": query, "total": total, "count": len(models), "models": models})
     if output["format"] == "table" and total > len(models):
         click.echo(f"({len(models)} of {total} shown; --limit 0 for all)", err=True)
     if not total:
+        hint = idx.suggest_text(text) if text else None
+        if hint and idx.search_positions(filters.replace(text=hint, limit=1)):
+            return nothing_found(f"no models match {text!r}; did you mean {hint!r}?")
         return nothing_found("no models match")
     return 0
+
+
+def say_choice(note: str | None) -> None:
+    """Print on stderr which offer a bare or canonical id was resolved to."""
+    if note:
+        click.echo(f"knollm: {note}", err=True)
 
 
 _SHOW_ORDER = ["key", "provider", "id", "name", "canonical_id", "family", "kind", "description", "context_window",
@@ -123,7 +136,7 @@ def show_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @command.command("show")
-@click.argument("ref", metavar="PROVIDER/MODEL", shell_complete=complete_model)
+@click.argument("ref", metavar="MODEL", shell_complete=complete_model)
 @dumps_option
 @output_options
 def show(ref: str, dumps: str, output: dict) -> int:
@@ -131,10 +144,12 @@ def show(ref: str, dumps: str, output: dict) -> int:
 
     \b
     Example: knollm models show groq/llama-3.3-70b-versatile
-    A bare model id works when only one provider has it.
+    MODEL: a provider/id key, a bare model id or a canonical id; when several providers
+    serve it, the first-party offer, else the cheapest paid one (the choice is printed).
     """
     cat = load_cached_catalog(dumps)
-    m = cat.model(ref)
+    m, note = cat.resolve(ref)
+    say_choice(note)
     prov = cat.provider_by_id(m["provider"])
     emit(show_rows(m), ["field", "value", "source"], output, json_obj={"model": m, "provider": prov})
     return 0
@@ -146,24 +161,34 @@ def show(ref: str, dumps: str, output: dict) -> int:
 @dumps_option
 @output_options
 def where(ref: str, include_deprecated: bool, dumps: str, output: dict) -> int:
-    """Every provider serving the canonical model MODEL, cheapest first (unknown prices last).
+    """Every provider serving the canonical model MODEL: cheapest paid offer first, then $0
+    offers (free tiers), unknown prices last.
 
     \b
     MODEL: a canonical id (llama-3.3-70b-instruct), a model id or a provider/id key,
     in any provider's spelling.
     Example: knollm models where llama-3.3-70b-instruct
     """
-    from knollm.query.index import CANON, DEPR
+    from knollm.query.index import CANON, DEPR, PRICES
 
     idx = load_index(dumps)
     rows = idx.where(ref)
     canon = rows[0][CANON] if rows else None
     if not include_deprecated:
         rows = [r for r in rows if not r[DEPR]]
+    from knollm.query.filters import is_paid
+
     offers = [idx.summary(r) for r in rows]
-    cells = [summary_cells(s) for s in offers]
-    emit(cells, ["provider", "key", "input", "output", "context", "caps"], output,
-         json_obj={"query": ref, "canonical_id": canon, "count": len(offers), "offers": offers})
+    paid = [s["key"] for r, s in zip(rows, offers) if is_paid(r)]
+    free = [s["key"] for r, s in zip(rows, offers) if not is_paid(r) and r[PRICES][0] is not None]
+    cells = [{**summary_cells(s), "offer": "paid" if s["key"] in paid else "$0" if s["key"] in free else "?"}
+             for s in offers]
+    emit(cells, ["provider", "key", "offer", "input", "output", "context", "caps"], output,
+         json_obj={"query": ref, "canonical_id": canon, "count": len(offers), "cheapest_paid": paid[0] if paid else None,
+                   "free_offers": free, "offers": offers})
+    if output["format"] == "table" and offers:
+        cp = paid[0] if paid else "none"
+        click.echo(f"cheapest paid: {cp}; {len(free)} $0 offer(s) (free tiers) listed after the paid ones", err=True)
     if not offers:
         return nothing_found(f"{ref}: only deprecated offers (--include-deprecated to list them)")
     return 0

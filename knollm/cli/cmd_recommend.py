@@ -16,6 +16,10 @@ _USE_CASES = ("chat", "coding", "agents", "rag", "extraction", "summarization", 
               "long-context", "classification", "embedding")  # = knollm.query.recommend.USE_CASES (tested)
 
 
+#: table columns: the score's components are points, named so, next to the cost in USD
+_COLUMNS = ["rank", "key", "score", "$/1k req", "price pts", "context pts", "capabilities pts", "confidence pts"]
+
+
 def _needs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
     out = [x.strip() for v in value for x in v.split(",") if x.strip()]
     for c in out:
@@ -86,22 +90,22 @@ def command(use_case: str | None, budget: float | None, needs: list[str], input_
         c = r["components"]
         cells.append({"rank": r["rank"], "key": r["key"], "score": f"{r['score']:.1f}",
                       "$/1k req": f"{r['cost_per_1k_requests']:.4g}",
-                      **{k: f"{d['points']:g}" for k, d in c.items()},
+                      **{f"{k} pts": f"{d['points']:g}" for k, d in c.items()},
                       "window": fmt_int(r["model"].get("context_window"))})
     if output["format"] == "table":
         from knollm.fmt import format_table
 
         if cells:
-            click.echo(format_table(cells, ["rank", "key", "score", "$/1k req", "price", "context", "capabilities",
-                                            "confidence"]))
+            click.echo(format_table(cells, _COLUMNS))
+            click.echo("(score = the points columns: price, context, capabilities, confidence; "
+                       "$/1k req = USD per 1,000 requests of the use case's token mix)")
             click.echo("")
             for r in res["results"]:
                 click.echo(f"{r['rank']}. {r['key']}: {r['why']}")
     else:
         out = dict(res)
         out["results"] = [{k: v for k, v in r.items()} for r in res["results"]]
-        emit(cells, ["rank", "key", "score", "$/1k req", "price", "context", "capabilities", "confidence"], output,
-             json_obj=out)
+        emit(cells, _COLUMNS, output, json_obj=out)
     if res["excluded_free"] and output["format"] == "table":
         click.echo(f"({res['excluded_free']} $0 offers left out; --include-free to rank them)", err=True)
     if not res["results"]:

@@ -42,12 +42,29 @@ def _default_dumps() -> str:
     return os.environ.get("KNOLLM_DUMPS") or "work/model_catalog"
 
 
+def check_dumps(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """A ``--dumps`` (or ``$KNOLLM_DUMPS``) that was given must exist: a usage error (exit 2)
+    instead of a silent registries-only catalog. The default may be missing."""
+    from click.core import ParameterSource
+
+    if value is None or os.path.isdir(value):
+        return value
+    src = ctx.get_parameter_source(param.name) if param.name else None
+    if src in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+        where = "$KNOLLM_DUMPS" if src is ParameterSource.ENVIRONMENT else "--dumps"
+        raise click.BadParameter(f"{value}: no such directory ({where}; omit it to use the registries only)",
+                                 ctx, param)
+    return value
+
+
 def dumps_option(f: Callable) -> Callable:
-    """``--dumps DIR`` (env ``KNOLLM_DUMPS``; default ``work/model_catalog``)."""
+    """``--dumps DIR`` (env ``KNOLLM_DUMPS``; default ``work/model_catalog``); a given directory
+    must exist (:func:`check_dumps`)."""
     return click.option(
         "--dumps", type=click.Path(file_okay=False), envvar="KNOLLM_DUMPS",
-        default="work/model_catalog", show_default=True,
-        help="Directory of models_<provider>.json dumps (env KNOLLM_DUMPS). Missing: registries only.",
+        default="work/model_catalog", show_default=True, callback=check_dumps,
+        help="Directory of models_<provider>.json dumps (env KNOLLM_DUMPS). The default may be missing: "
+             "registries only.",
     )(f)
 
 
@@ -115,7 +132,7 @@ def _caps_callback(ctx: click.Context, param: click.Parameter, value: tuple[str,
     return caps
 
 
-def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: str | None = "name") -> Callable:
+def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: str | None = "relevance") -> Callable:
     """Add the model filter options; the command receives ``filters`` (a :class:`Filters`).
     ``sort=None``: no ``--sort`` option (the command has its own order)."""
 
@@ -135,12 +152,16 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
             click.option("--max-input-price", type=PriceType(), default=None, help="Max USD per 1M input tokens."),
             click.option("--max-output-price", type=PriceType(), default=None, help="Max USD per 1M output tokens."),
             click.option("--free", is_flag=True, default=False, help="Only free models."),
+            click.option("--paid", is_flag=True, default=False,
+                         help="Only paid offers (a known price above $0: free tiers and unpriced models left out)."),
             click.option("--open-weights", is_flag=True, default=False, help="Only open-weights models."),
             click.option("--include-deprecated", is_flag=True, help="Include deprecated models."),
         ]
         if sort is not None:
             opts.append(click.option("--sort", type=click.Choice(SORT_CHOICES), default=sort, show_default=True,
-                                     help="Sort order (price: input+output, unknown last)."))
+                                     help="Sort order (price: input+output, unknown last; relevance: exact "
+                                          "id/name/canonical-id matches first, first-party offers next, "
+                                          "deprecated last)."))
         opts += [
             click.option("--limit", "-n", type=click.IntRange(min=0), default=limit, show_default=True,
                          help="At most N rows (0: all)."),
@@ -161,6 +182,7 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
                 free=True if kw.pop("free") else None,
                 open_weights=True if kw.pop("open_weights") else None,
                 include_deprecated=kw.pop("include_deprecated"),
+                paid=kw.pop("paid"),
                 sort=kw.pop("sort") if sort is not None else "name",
                 limit=kw.pop("limit") or None,
             )

@@ -384,7 +384,17 @@ def render_changes_markdown(diffs: Iterable[dict], *, title: str = "What changed
     out.append(intro + (f" ([Atom feed]({feed_href}))." if feed_href else "."))
     out.append("")
     if not diffs:
-        out += ["No refresh has been recorded yet.", ""]
+        out += [
+            "No refresh has been recorded yet: this site was built from one set of provider dumps, so "
+            "there is nothing to compare it with.",
+            "",
+            "What will appear here: each time the dumps are refreshed (`knollm fetch`, or the scheduled "
+            "refresh workflow) and the site is rebuilt, `knollm diff` compares the new dumps with the "
+            "previous ones and records one entry per refresh, newest first, listing the models that were "
+            "**added**, **removed**, **renamed**, **repriced** (old → new price per field) or otherwise "
+            "**changed** (context window, capabilities, deprecation), with the same entries in the Atom feed.",
+            "",
+        ]
     for d in diffs:
         out.append(render_markdown(d, heading_level=2, max_rows=max_rows))
     return "\n".join(out)

@@ -24,7 +24,8 @@ DEFAULT_OUT = "work/model_catalog"
               help="Provider registry TOML (default: the packaged knollm/data/providers.toml).")
 @click.option("--only", default=None, metavar="ID,…", help="Fetch only these providers (even disabled ones).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Dump directory (default: $KNOLLM_DUMPS or work/model_catalog).")
+              help="Dump directory to write (default: work/model_catalog; never $KNOLLM_DUMPS, which may be "
+                   "a shared read-only copy).")
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None, help="Providers fetched at once.")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the fetch report as JSON to this file.")
@@ -49,7 +50,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     from knollm.fetch import fetch_all, load_registry
 
     reg = load_registry(providers_file)
-    out = out_dir or Path(os.environ.get("KNOLLM_DUMPS") or DEFAULT_OUT)
+    out = out_dir or Path(DEFAULT_OUT)
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     specs = reg.select(ids)
 
@@ -87,6 +88,6 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
     if output["format"] == "table":
         click.echo(report.render_text())
     else:
-        emit(report.rows(), ["provider", "status", "models", "retries", "pages", "time", "reason"], output,
+        emit(report.rows(), ["provider", "status", "models", "before", "retries", "pages", "time", "reason"], output,
              json_obj=doc)
     return report.exit_code

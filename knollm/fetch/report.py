@@ -90,7 +90,8 @@ class FetchReport:
             out.append({
                 "provider": r.id,
                 "status": r.status,
-                "models": _before_after(r),
+                "models": _count_now(r),
+                "before": "-" if r.models_before is None else r.models_before,
                 "retries": r.retries,
                 "pages": r.pages,
                 "time": f"{r.duration:.2f}s",
@@ -108,8 +109,14 @@ class FetchReport:
                 f"{sum(r.retries for r in self.results)} retries")
         if not self.results:
             return head
-        cols = ["provider", "status", "models", "retries", "pages", "time", "reason"]
-        return format_table(self.rows(), cols, max_width=90) + "\n\n" + head
+        cols = ["provider", "status", "models", "before", "retries", "pages", "time", "reason"]
+        rows = self.rows()
+        text = format_table(rows, cols, max_width=60)
+        # a long reason is cut in the table: every failure's reason in full below it
+        full = [f"  {r['provider']}: {r['reason']}" for r in rows if r["status"] == "failed" and len(str(r["reason"])) > 59]
+        if full:
+            text += "\n\nFailure reasons:\n" + "\n".join(full)
+        return text + "\n\n" + head
 
     def render_markdown(self) -> str:
         c = self.counts
@@ -119,19 +126,19 @@ class FetchReport:
             f"{len(self.results)} provider(s) in {self.duration:.1f}s: **{c['ok']} ok**, "
             f"{c['skipped']} skipped, **{c['failed']} failed**.",
             "",
-            "| provider | status | models | retries | time | reason |",
-            "|---|---|---|---|---|---|",
+            "| provider | status | models | before | retries | time | reason |",
+            "|---|---|---|---|---|---|---|",
         ]
         for row in self.rows():
             reason = str(row["reason"]).replace("|", "\\|").replace("\n", " ")
-            lines.append(f"| {row['provider']} | {row['status']} | {row['models']} | {row['retries']} "
+            lines.append(f"| {row['provider']} | {row['status']} | {row['models']} | {row['before']} | {row['retries']} "
                          f"| {row['time']} | {reason} |")
         return "\n".join(lines) + "\n"
 
 
-def _before_after(r: ProviderResult) -> str:
-    b = "-" if r.models_before is None else str(r.models_before)
-    if r.status != "ok":
-        return b
-    a = "?" if r.models_after is None else str(r.models_after)
-    return f"{b} → {a}"
+def _count_now(r: ProviderResult) -> int | str:
+    """The number of models in the dump after this fetch: the new count when it succeeded,
+    the kept dump's count otherwise."""
+    if r.status == "ok":
+        return "?" if r.models_after is None else r.models_after
+    return "-" if r.models_before is None else r.models_before

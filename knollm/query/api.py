@@ -99,11 +99,21 @@ class Catalog:
         return [m for m in self.models if m["provider"] == pid]
 
     def model(self, ref: str) -> dict[str, Any]:
-        """A model by ``provider/id`` key; a bare id works when it is unambiguous."""
+        """A model by ``provider/id`` key, bare model id or canonical id (several offers: the
+        first-party one, else the cheapest paid; see :meth:`resolve`)."""
         m = self._by_key.get(ref)
         if m is not None:
             return m
         return self.models[self.index.model_pos(ref)]
+
+    def resolve(self, ref: str) -> tuple[dict[str, Any], str | None]:
+        """``(model, note)``: like :meth:`model`; ``note`` says which offer was chosen and why
+        when ``ref`` named several (else ``None``)."""
+        m = self._by_key.get(ref)
+        if m is not None:
+            return m, None
+        pos, note = self.index.resolve(ref)
+        return self.models[pos], note
 
     @staticmethod
     def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
@@ -119,7 +129,7 @@ class Catalog:
 
     def where(self, model: str) -> list[dict[str, Any]]:
         """Every provider offer of the canonical model ``model`` (a canonical id, a model id or a
-        ``provider/id`` key), cheapest first (unknown prices last)."""
+        ``provider/id`` key): cheapest paid first, then $0 offers, unknown prices last."""
         return [self.models[i] for i in self.index.where_positions(model)]
 
     # ------------------------------------------------------------------ search
@@ -147,7 +157,7 @@ class Catalog:
         return cost_rows(pool, workload)
 
     def compare(self, refs: Sequence[str]) -> list[dict[str, Any]]:
-        """The models ``refs`` (keys or unambiguous ids), in order."""
+        """The models ``refs`` (keys, bare ids or canonical ids, resolved like :meth:`model`), in order."""
         return [self.model(r) for r in refs]
 
     def stats(self) -> dict[str, Any]:

@@ -161,17 +161,36 @@ def _atomic_write(path: str | Path, data: bytes) -> None:
     atomic_write(path, data, durable=False)
 
 
-def _replace_cache_file(path, data: bytes, pattern: str) -> None:
-    """Write a cache file and drop older ones of the same kind; a read-only cache dir
-    must not break queries, so write errors are ignored."""
+#: how many builds (one per dumps directory / input state) the cache keeps of each kind
+KEEP = 4
+
+
+def _touch(path) -> None:
+    """Mark a cache file as used (its mtime orders the least-recently-used clean-up)."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def _replace_cache_file(path, data: bytes, pattern: str, keep: int = KEEP) -> None:
+    """Write a cache file and drop the least recently used ones of the same kind beyond
+    ``keep`` (so switching between a few dumps directories does not rebuild each time); a
+    read-only cache dir must not break queries, so write errors are ignored."""
     try:
         _atomic_write(path, data)
-        for old in path.parent.glob(pattern):
-            if old != path:
+        old = []
+        for f in path.parent.glob(pattern):
+            if f != path:
                 try:
-                    old.unlink()
+                    old.append((f.stat().st_mtime, f))
                 except OSError:
                     pass
+        for _, f in sorted(old, reverse=True)[keep - 1:]:
+            try:
+                f.unlink()
+            except OSError:
+                pass
     except OSError:
         pass
 
@@ -208,7 +227,9 @@ def cached_catalog(dumps: Path | None, *, rebuild: bool = False,
         was = gc.isenabled()
         gc.disable()  # loading ~10^6 objects: the cyclic GC only slows it down
         try:
-            return orjson.loads(path.read_bytes())
+            data = orjson.loads(path.read_bytes())
+            _touch(path)
+            return data
         except (OSError, orjson.JSONDecodeError):
             pass  # corrupt cache: rebuild
         finally:
@@ -248,6 +269,7 @@ def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
             if was:
                 gc.enable()
         if isinstance(idx, dict) and idx.get("index_version") == QUERY_INDEX_VERSION and idx.get("key") == key:
+            _touch(_index_path(key))
             return idx
         return None
 

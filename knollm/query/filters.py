@@ -7,10 +7,12 @@ predicate over index rows (:meth:`Filters.predicate`). The site's ``filterRows``
 ``knollm.js`` keeps its own loop over its compact arrays and is checked against this one
 by ``tests/test_browser_site.py``.
 
-Semantics: ``text``: every word occurs in the key, name or canonical id; ``capabilities``:
+Semantics: ``text``: every word occurs in the key, name or canonical id; alternatives
+separated by ``,``, ``|`` or the word ``or`` are OR-ed (``gpt-4o, claude`` finds both); ``capabilities``:
 each known True; ``modalities``: each an input or output modality; ``kinds``: one of;
 price / context limits exclude unknown values; deprecated models are hidden unless
-``include_deprecated``; ``free`` / ``open_weights``: ``None`` = either.
+``include_deprecated``; ``free`` / ``open_weights``: ``None`` = either; ``paid``: only
+offers with a known price above $0 (free tiers and unpriced models left out).
 
 Standard library only (the CLI query path imports it).
 """
@@ -23,7 +25,7 @@ from typing import Any
 
 from knollm.errors import FilterError
 
-__all__ = ["Filters", "SORT_KEYS", "tokens"]
+__all__ = ["Filters", "SORT_KEYS", "tokens", "word_groups", "is_paid"]
 
 #: Sort orders; ``price`` is input + output (unknown last).
 from knollm.vocab import SORT_KEYS  # noqa: E402 - the one vocabulary (stdlib only)
@@ -36,6 +38,26 @@ KEY, PROVIDER, ID, NAME, CANON, FAMILY, KIND, CTX, MAXOUT, PRICES, CAPS, IN_MOD,
 def tokens(text: str) -> list[str]:
     """Search words: lower case, ``/`` is a separator."""
     return [t for t in text.lower().replace("/", " ").split() if t]
+
+
+_OR = None
+
+
+def word_groups(text: str) -> list[list[str]]:
+    """The search text's alternatives (split on ``,``, ``|`` and the word ``or``), each a list
+    of words that must all occur. Same as ``wordGroups`` in knollm.js."""
+    global _OR
+    if _OR is None:
+        import re
+
+        _OR = re.compile(r"\s*(?:,|\||(?<![0-9A-Za-z_])or(?![0-9A-Za-z_]))\s*")
+    return [g for g in (tokens(part) for part in _OR.split(text.lower())) if g]
+
+
+def is_paid(r: tuple) -> bool:
+    """A paid offer: not flagged free and a known input or output price above $0."""
+    p = r[PRICES]
+    return not r[FREE] and ((p[0] or 0) > 0 or (p[1] or 0) > 0)
 
 
 def _tuple(v: Iterable[str] | str | None, lower: bool = False) -> tuple[str, ...]:
@@ -61,6 +83,7 @@ class Filters:
     free: bool | None = None
     open_weights: bool | None = None
     include_deprecated: bool = False
+    paid: bool = False
     sort: str = "name"
     limit: int | None = None
 
@@ -107,6 +130,11 @@ class Filters:
     def words(self) -> list[str]:
         return tokens(self.text) if self.text else []
 
+    @property
+    def groups(self) -> list[list[str]]:
+        """The OR-ed alternatives of the search text (:func:`word_groups`)."""
+        return word_groups(self.text) if self.text else []
+
     def check_capabilities(self, known: Sequence[str]) -> None:
         for c in self.capabilities:
             if c not in known:
@@ -117,9 +145,10 @@ class Filters:
         order; ``provider_ids``: the resolved provider ids (``None``: every provider)."""
         self.check_capabilities(capabilities)
         cap_pos = [capabilities.index(c) for c in self.capabilities]
-        words, mods, kinds = self.words, self.modalities, self.kinds
+        groups, mods, kinds = self.groups, self.modalities, self.kinds
         min_context, max_in, max_out = self.min_context, self.max_input_price, self.max_output_price
         free, open_weights, include_deprecated = self.free, self.open_weights, self.include_deprecated
+        paid = self.paid
 
         def ok(r: tuple) -> bool:
             if provider_ids is not None and r[PROVIDER] not in provider_ids:
@@ -128,11 +157,13 @@ class Filters:
                 return False
             if kinds and r[KIND] not in kinds:
                 return False
-            if words:
+            if groups:
                 hay = r[HAY]
-                for w in words:
-                    if w not in hay:
-                        return False
+                for g in groups:
+                    if all(w in hay for w in g):
+                        break
+                else:
+                    return False
             if cap_pos:
                 c = r[CAPS]
                 for i in cap_pos:
@@ -152,6 +183,8 @@ class Filters:
             if free is not None and bool(r[FREE]) != free:
                 return False
             if open_weights is not None and r[OPEN] is not open_weights:
+                return False
+            if paid and not is_paid(r):
                 return False
             return True
 

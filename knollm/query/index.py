@@ -20,8 +20,9 @@ from typing import Any
 from knollm.errors import NotFoundError
 from knollm.query.filters import (  # noqa: F401 - the row layout is shared with the filter
     CANON, CAPS, CTX, DEPR, FAMILY, FREE, HAY, ID, IN_MOD, KEY, KIND, MAXOUT, NAME, OPEN, OUT_MOD, PRICES,
-    PROVIDER, SORT_KEYS, SUSPECT, TIERS, VARP, Filters, tokens,
+    PROVIDER, SORT_KEYS, SUSPECT, TIERS, VARP, Filters, is_paid, tokens,
 )
+from knollm.vocab import first_party
 
 __all__ = [
     "QUERY_INDEX_VERSION",
@@ -34,6 +35,8 @@ __all__ = [
     "resolve_provider",
     "match_model",
     "resolve_canonical",
+    "edit_distance",
+    "offer_rank",
 ]
 
 #: Version of the marshal index layout written to the cache (not the site's ``index.json``).
@@ -58,6 +61,48 @@ def suggest(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
         if c not in out:
             out.append(c)
     return out[:n]
+
+
+def edit_distance(a: str, b: str, limit: int = 3) -> int:
+    """Optimal-string-alignment distance (insert, delete, substitute, swap two neighbours);
+    any value above ``limit`` is returned as ``limit + 1`` (early exit)."""
+    if a == b:
+        return 0
+    la, lb = len(a), len(b)
+    if abs(la - lb) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(lb + 1))
+    for i in range(1, la + 1):
+        cur = [i] + [0] * lb
+        best = i
+        ca = a[i - 1]
+        for j in range(1, lb + 1):
+            cb = b[j - 1]
+            v = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                v = min(v, prev2[j - 2] + 1)
+            cur[j] = v
+            best = min(best, v)
+        if best > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[lb], limit + 1)
+
+
+def _close(word: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """Choices within a small edit distance of ``word`` (case-insensitive), closest first."""
+    w = word.lower()
+    limit = 1 if len(w) <= 4 else 2 if len(w) <= 10 else 3
+    spelling: dict[str, str] = {}
+    for c in choices:  # one spelling per lower-case form: the first one given wins
+        spelling.setdefault(c.lower(), c)
+    scored = []
+    for low, c in spelling.items():
+        d = edit_distance(w, low, limit)
+        if d <= limit:
+            scored.append((d, len(c), c))
+    return [c for _, _, c in sorted(scored)[:n]]
 
 
 def resolve_provider(name: str, ids: Mapping[str, Any], aliases: Mapping[str, str] | Callable[[str], str]) -> str:
@@ -119,6 +164,25 @@ def _output_price_order(r: tuple) -> tuple:
     return (unknown, 0 if unknown else r[PRICES][1], r[KEY])
 
 
+def _paid_order(r: tuple) -> tuple:
+    """Cheapest *paid* offer first, then $0 offers (free tiers), unknown prices last."""
+    p = r[PRICES]
+    unknown = p[0] is None or p[1] is None
+    return (unknown, not is_paid(r), (p[0] or 0) + (p[1] or 0), r[KEY])
+
+
+def is_first_party(r: tuple) -> bool:
+    """The provider that makes the model serves this offer (:data:`knollm.vocab.FIRST_PARTY`)."""
+    fp = first_party(r[FAMILY]) or first_party(r[CANON])
+    return fp is not None and fp == r[PROVIDER]
+
+
+def offer_rank(r: tuple) -> tuple:
+    """Which offer a bare id / canonical id means: current before deprecated, the first-party
+    offer, then the cheapest paid one (then $0 offers, unknown prices last)."""
+    return (bool(r[DEPR]), not is_first_party(r)) + _paid_order(r)
+
+
 SORTERS: dict[str, Callable[[tuple], Any]] = {
     "price": _price_order,
     "output_price": _output_price_order,
@@ -126,6 +190,30 @@ SORTERS: dict[str, Callable[[tuple], Any]] = {
     "name": lambda r: ((r[NAME] or r[ID]).lower(), r[KEY]),
     "provider": lambda r: (r[PROVIDER], r[ID].lower()),
 }
+
+
+def relevance_key(text: str | None) -> Callable[[tuple], Any]:
+    """``relevance`` order: exact id / name / canonical-id match of ``text`` first, then ids that
+    start with it, first-party offers next, deprecated last, then by name."""
+    t = (text or "").strip().lower()
+
+    from knollm.query.filters import word_groups
+
+    alts = [" ".join(g) for g in word_groups(t)] or [""]
+
+    def key(r: tuple) -> tuple:
+        ident, name, canon = r[ID].lower(), (r[NAME] or "").lower(), r[CANON].lower()
+        tail = ident.rsplit("/", 1)[-1]
+        exact = 2
+        for a in alts:
+            if a and a in (ident, name, canon, tail, r[KEY].lower()):
+                exact = 0
+                break
+            if a and (ident.startswith(a) or tail.startswith(a) or name.startswith(a) or canon.startswith(a)):
+                exact = 1
+        return (bool(r[DEPR]), exact, not is_first_party(r), (r[NAME] or r[ID]).lower(), r[KEY])
+
+    return key
 
 
 # ---------------------------------------------------------------------------- building
@@ -213,7 +301,71 @@ class Index:
         return self._pids[self.provider_id(name)]
 
     def model_pos(self, ref: str) -> int:
-        return match_model(ref, self.by_key, lambda: ((i, r[KEY], r[ID]) for i, r in enumerate(self.rows)))
+        return self.resolve(ref)[0]
+
+    def resolve(self, ref: str) -> tuple[int, str | None]:
+        """``(position, note)`` of the model ``ref``: a ``provider/id`` key, a bare model id or a
+        canonical id (any case). Several offers: the first-party one, else the cheapest paid
+        (:func:`offer_rank`); ``note`` then says which was chosen and why (``None`` when
+        ``ref`` named one offer). Unknown: :class:`NotFoundError` with edit-distance suggestions."""
+        pos = self.by_key.get(ref)
+        if pos is not None:
+            return pos, None
+        low = ref.lower()
+        rows = self.rows
+        hits = [i for i, r in enumerate(rows) if r[KEY].lower() == low or r[ID].lower() == low]
+        if not hits:
+            groups = self.canonical_groups()
+            canon = ref if ref in groups else next((c for c in groups if c.lower() == low), None)
+            if canon is None and "/" not in ref:
+                from knollm.catalog.identity import canonical_id  # only on this rare path
+
+                c = canonical_id(ref)
+                canon = c if c in groups else None
+            hits = list(groups[canon]) if canon is not None else []
+        if not hits:
+            raise NotFoundError("model", ref, self.suggest_models(ref))
+        if len(hits) == 1:
+            return hits[0], None
+        best = min(hits, key=lambda i: offer_rank(rows[i]))
+        r = rows[best]
+        why = ("the first-party offer" if is_first_party(r) else
+               "the cheapest paid offer" if is_paid(r) else "the cheapest known offer")
+        note = (f"{ref} -> {r[KEY]} ({why} of {len(hits)}; "
+                f"`knollm models where {ref}` lists them all)")
+        return best, note
+
+    def suggest_models(self, ref: str, n: int = 6) -> list[str]:
+        """"Did you mean": ids, names, canonical ids and keys within a small edit distance of
+        ``ref`` (a bare id that now resolves is offered as such), then keys containing it."""
+        if "/" in ref:
+            pool = [r[KEY] for r in self.rows]
+        else:
+            pool = [r[ID] for r in self.rows] + [r[CANON] for r in self.rows] + [r[NAME] for r in self.rows if r[NAME]]
+        out = _close(ref, pool, n)
+        for c in suggest(ref, self.by_key, n):
+            if c.lower() not in {x.lower() for x in out}:
+                out.append(c)
+        return out[:n]
+
+    def suggest_text(self, text: str) -> str | None:
+        """A corrected search text (each word replaced by the closest known word) or None."""
+        vocab: set[str] = set()
+        import re
+
+        split = re.compile(r"[\s/_:.]+|-(?=[a-z])")
+        for r in self.rows:
+            for part in (r[ID], r[NAME] or "", r[CANON], r[FAMILY] or "", r[PROVIDER]):
+                vocab.update(w for w in split.split(part.lower()) if len(w) > 2)
+        words = tokens(text)
+        fixed = []
+        for w in words:
+            if w in vocab or any(w in v for v in vocab if len(v) >= len(w)):
+                fixed.append(w)
+                continue
+            close = _close(w, vocab, 1)
+            fixed.append(close[0] if close else w)
+        return " ".join(fixed) if fixed != words else None
 
     def model(self, ref: str) -> tuple:
         return self.rows[self.model_pos(ref)]
@@ -228,11 +380,15 @@ class Index:
 
     def where_positions(self, ref: str) -> list[int]:
         groups = self.canonical_groups()
-        canon = resolve_canonical(ref, groups, lambda x: self.rows[self.model_pos(x)][CANON])
-        return sorted(groups[canon], key=lambda i: _price_order(self.rows[i]))
+        try:
+            canon = resolve_canonical(ref, groups, lambda x: self.rows[self.model_pos(x)][CANON])
+        except NotFoundError:
+            raise NotFoundError("model", ref, self.suggest_models(ref)) from None
+        return sorted(groups[canon], key=lambda i: _paid_order(self.rows[i]))
 
     def where(self, ref: str) -> list[tuple]:
-        """Every provider offer of the canonical model ``ref``, cheapest first (unknown last)."""
+        """Every provider offer of the canonical model ``ref``: cheapest paid first, then $0
+        offers (free tiers), unknown prices last."""
         return [self.rows[i] for i in self.where_positions(ref)]
 
     # -- search
@@ -246,14 +402,14 @@ class Index:
         pset = {self.provider_id(p) for p in f.providers} if f.providers else None
         ok = f.predicate(self.capabilities, pset)
         rows = self.rows
-        words = f.words
-        if words:
+        groups = f.groups
+        if len(groups) == 1:
             # cheap pre-selection on the first word; ``ok`` still applies every filter
-            w0 = words[0]
+            w0 = groups[0][0]
             out = [i for i, r in enumerate(rows) if w0 in r[HAY] and ok(r)]
         else:
             out = [i for i, r in enumerate(rows) if ok(r)]
-        sk = SORTERS[f.sort]
+        sk = relevance_key(f.text) if f.sort == "relevance" else SORTERS[f.sort]
         out.sort(key=lambda i: sk(rows[i]))
         return out[: f.limit] if f.limit else out
 

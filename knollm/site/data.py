@@ -3,6 +3,8 @@
 * ``data/index.json`` – :func:`explorer_index`: the compact column-oriented index the
   explorer, calculator and chart run on (provider ids as small ints, numbers as numbers,
   ``null`` = unknown).
+* ``data/index-head.json`` – :func:`explorer_head`: the same format with only the first rows
+  of the explorer's default view, so the first results show before the full index arrives.
 * ``data/models/<bucket>.json`` – :func:`detail_chunks`: full model dicts, split into
   :data:`BUCKETS` files by :func:`bucket_of` (FNV-1a of the model key's UTF-8 bytes; the
   JavaScript computes the same hash) so a model detail view downloads ~1% of the catalog.
@@ -24,7 +26,8 @@ from knollm.vocab import CAPABILITIES, CAPABILITY_BIT, KINDS, PRICE_FIELDS
 
 __all__ = [
     "SITE_INDEX_VERSION", "BUCKETS", "FLAG_BITS", "KINDS", "bucket_of", "canonical_multi", "slugify",
-    "canonical_slugs", "explorer_index", "explorer_index_bytes", "detail_chunks", "catalog_csv", "CSV_COLUMNS",
+    "canonical_slugs", "explorer_index", "explorer_index_bytes", "explorer_head", "detail_chunks", "catalog_csv",
+    "CSV_COLUMNS", "HEAD_ROWS",
 ]
 
 SITE_INDEX_VERSION = 1
@@ -32,7 +35,9 @@ BUCKETS = 128
 #: bits of the index's ``f`` column
 FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16,
              "suspect_input": 32, "suspect_output": 64, "suspect_cache_read": 128, "suspect_request": 256,
-             "suspect": 512}
+             "suspect": 512, "first_party": 1024}
+#: rows in ``data/index-head.json`` (the explorer shows 60 at first)
+HEAD_ROWS = 60
 
 
 def bucket_of(key: str, buckets: int = BUCKETS) -> int:
@@ -96,7 +101,7 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
     canon_list = sorted(canon_slugs)
     cidx = {c: i for i, c in enumerate(canon_list)}
     cols: dict[str, list] = {k: [] for k in ("i", "p", "n", "cx", "mo", "pi", "po", "pc", "pr", "ct", "im", "om",
-                                             "f", "k", "cn", "d", "tr")}
+                                             "f", "k", "cn", "d", "tr", "cs")}
     for m in models:
         pr = m.get("prices") or {}
         caps = m.get("capabilities") or {}
@@ -117,6 +122,8 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
                 flags |= FLAG_BITS[f"suspect_{f}"]
         if sus:
             flags |= FLAG_BITS["suspect"]
+        if (vocab.first_party(m.get("family")) or vocab.first_party(m["canonical_id"])) == m["provider"]:
+            flags |= FLAG_BITS["first_party"]  # the maker's own offer (same rule as knollm.query.index.is_first_party)
         name = m.get("name")
         cols["i"].append(m["id"])
         cols["p"].append(pidx.get(m["provider"], -1))
@@ -135,6 +142,10 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         cols["cn"].append(cidx.get(m["canonical_id"], -1))
         cols["d"].append(m.get("release_date") or (m.get("created") or "")[:10] or None)
         cols["tr"].append(m.get("price_tiers") or None)
+        # the canonical id for the search text (Filters matches it) when neither ``cn`` nor the key / name has it
+        cid = m["canonical_id"]
+        hay = f"{m['key']} {name or ''}".lower()
+        cols["cs"].append(cid if cid not in cidx and cid.lower() not in hay else None)
     return {
         "v": SITE_INDEX_VERSION,
         "generated_at": cat.get("generated_at"),
@@ -155,6 +166,22 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
 
 def explorer_index_bytes(index: dict[str, Any]) -> bytes:
     return orjson.dumps(index)
+
+
+def explorer_head(index: dict[str, Any], rows: int = HEAD_ROWS) -> dict[str, Any]:
+    """The first ``rows`` rows of the explorer's default view (current models, by display name
+    then key: the order of ``byName`` in knollm.js), in the index format; ``head: true`` and
+    ``count`` = the full index's model count. No canonical list (the head is not searched)."""
+    m = index["m"]
+    deprecated = index["flags"]["deprecated"]
+    keys = [index["providers"][p][0] + "/" + i if p >= 0 else "?/" + i for p, i in zip(m["p"], m["i"])]
+    order = sorted((r for r in range(len(m["i"])) if not m["f"][r] & deprecated),
+                   key=lambda r: ((m["n"][r] or m["i"][r]).lower(), keys[r]))[:rows]
+    head = {k: v for k, v in index.items() if k not in ("m", "canon")}
+    head["canon"] = []
+    head["head"] = True
+    head["m"] = {c: [(-1 if c == "cn" else vals[r]) for r in order] for c, vals in m.items()}
+    return head
 
 
 def detail_chunks(cat: dict[str, Any], buckets: int = BUCKETS) -> dict[int, bytes]:

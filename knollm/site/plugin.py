@@ -35,7 +35,7 @@ log = logging.getLogger("mkdocs.plugins.knollm")
 
 ASSET_FILES = ("knollm.js", "knollm.css")
 ASSET_PREFIX = "assets/knollm/"
-DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json")
+DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json", "data/index-head.json")
 
 
 def _libraries() -> tuple[Any, list] | None:
@@ -71,6 +71,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.libs: tuple[Any, list] | None = None
         self.changes: tuple[Any, list] | None = None
         self.timings: dict[str, float] = {}
+        self._head: str | None = None
 
     # ------------------------------------------------------------------ config
     def on_config(self, config):
@@ -106,11 +107,9 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             return nav
         from knollm.site.render import esc
 
-        cat = self.catalog
-        providers = sorted(cat["providers"], key=lambda p: (p.get("name") or p["id"]).lower())
-        # nav titles are printed unescaped by the theme: escape data-derived ones
-        prov_section = ["providers/index.md"] + [{esc(p.get("name") or p["id"]): f"providers/{p['id']}.md"}
-                                                 for p in providers]
+        # the provider list lives on the providers index only, not in every page's sidebar
+        # (nav titles are printed unescaped by the theme: data-derived ones are escaped)
+        prov_section = ["providers/index.md"]
         lib_section = None
         if self.libs:
             lrender, rows = self.libs
@@ -169,10 +168,13 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             files.append(File.generated(config, path, content=content, inclusion=inclusion))
 
         add("providers/index.md", lambda L: R.render_providers_index(cat, L))
+        popularity = {c: len({o["provider"] for o in offers})
+                      for c, offers in (self.groups or canonical_groups_all(cat)).items()}
         for p in cat["providers"]:
             add(f"providers/{p['id']}.md",
                 lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs,
-                                                      cat.get("sources")))
+                                                      popularity=popularity, registries=cat.get("sources")),
+                inclusion=InclusionLevel.NOT_IN_NAV)
         if self.groups:
             add("canonical/index.md", lambda L: R.render_canonical_index(self.groups, self.slugs, L))
             for canon, offers in self.groups.items():
@@ -216,6 +218,20 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.timings["files"] = time.perf_counter() - t0
         return files
 
+    # ------------------------------------------------------------------ pages
+    def on_post_page(self, output: str, page, config) -> str:
+        """The explorer page carries the first rows of its default view inline (the
+        ``data/index-head.json`` content), so they show without waiting for another request."""
+        if page.file.src_uri != "explorer.md" or 'id="kn-explorer"' not in output:
+            return output
+        from knollm.site import data as Dt
+
+        if self._head is None:
+            idx = Dt.explorer_index(self.catalog, use_directory_urls=config.use_directory_urls, canon_slugs=self.slugs)
+            self._head = inline_json(Dt.explorer_head(idx))
+        tag = f'<script type="application/json" id="kn-index-head">{self._head}</script>'
+        return output.replace('<div id="kn-explorer"', tag + '<div id="kn-explorer"', 1)
+
     # ------------------------------------------------------------------ outputs
     def on_post_build(self, config) -> None:
         t0 = time.perf_counter()
@@ -248,6 +264,7 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
 
     idx = Dt.explorer_index(cat, use_directory_urls=use_directory_urls, canon_slugs=canon_slugs)
     write("data/index.json", Dt.explorer_index_bytes(idx))
+    write("data/index-head.json", Dt.explorer_index_bytes(Dt.explorer_head(idx)))
     for b, payload in Dt.detail_chunks(cat).items():
         write(f"data/models/{b}.json", payload)
     write("schema.json", orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2))
@@ -259,6 +276,24 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
     write("llms.txt", render_llms_txt(cat, full_catalog=full_catalog, use_directory_urls=use_directory_urls).encode("utf-8"))
     write("llms-full.txt", render_llms_full_txt(cat).encode("utf-8"))
     return written
+
+
+def inline_json(obj: Any) -> str:
+    """JSON for a ``<script type="application/json">`` element: ``< > & = '`` written as
+    ``\\uXXXX`` escapes, so no ``</script>`` or ``<!--`` in the data can end the element and
+    no markup-looking text appears in the page."""
+    import orjson
+
+    text = orjson.dumps(obj).decode("utf-8")
+    for ch in "<>&='":
+        text = text.replace(ch, f"\\u{ord(ch):04x}")
+    return text
+
+
+def canonical_groups_all(cat: dict[str, Any]) -> dict[str, list]:
+    from knollm.site.data import canonical_multi
+
+    return canonical_multi(cat["models"])
 
 
 def _cli_stub() -> str:

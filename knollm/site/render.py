@@ -29,9 +29,14 @@ from knollm.vocab import CAPABILITIES, CAPABILITY_TABLE, SOURCE_TABLE, SUSPECT_C
 __all__ = [
     "esc", "md_text", "safe_url", "fmt_price", "fmt_tokens", "Links", "page_url", "headline_figures",
     "provider_summary", "render_providers_index", "render_provider_page", "call_example", "pick_example_model",
-    "render_canonical_page", "render_canonical_index", "render_capability_matrix", "price_key",
-    "SOURCE_MARK", "CAP_ABBR",
+    "render_canonical_page", "render_canonical_index", "render_capability_matrix", "price_key", "paid_key",
+    "default_order_key", "is_paid", "cheapest_paid", "LARGE_PROVIDER", "STATIC_ROWS", "SOURCE_MARK", "CAP_ABBR",
 ]
+
+#: a provider page lists at most this many models as static rows; a larger provider's full
+#: list is a client-side table (paged, filterable) that reads data/index.json
+LARGE_PROVIDER = 300
+STATIC_ROWS = 100
 
 # from the one vocabulary (knollm.vocab)
 SOURCE_MARK = {s.key: s.mark for s in SOURCE_TABLE}
@@ -85,10 +90,35 @@ def fmt_price(v: float | None, unknown: str = "?") -> str:
 
 
 def price_key(m: dict[str, Any]) -> tuple:
-    """Cheapest first, unknown prices last (the same order as :meth:`knollm.Catalog.where`)."""
+    """Cheapest first, unknown prices last."""
     p = m.get("prices") or {}
     unknown = p.get("input") is None or p.get("output") is None
     return (unknown, (p.get("input") or 0) + (p.get("output") or 0), m["key"])
+
+
+def is_paid(m: dict[str, Any]) -> bool:
+    """A paid offer: not free and a known input or output price above $0 (as ``Filters.paid``)."""
+    p = m.get("prices") or {}
+    return not m.get("free") and ((p.get("input") or 0) > 0 or (p.get("output") or 0) > 0)
+
+
+def paid_key(m: dict[str, Any]) -> tuple:
+    """Cheapest *paid* offer first, then $0 offers, unknown prices last (as :meth:`knollm.Catalog.where`)."""
+    return (price_key(m)[0], not is_paid(m)) + price_key(m)[1:]
+
+
+def cheapest_paid(offers: list[dict[str, Any]]) -> dict[str, Any] | None:
+    paid = [o for o in offers if is_paid(o) and price_key(o)[0] is False]
+    return min(paid, key=price_key) if paid else None
+
+
+def default_order_key(m: dict[str, Any]) -> tuple:
+    """A provider's models in the order a reader wants them: current chat models first,
+    other kinds next, registry-only entries after, deprecated and unpriced last; by name."""
+    p = m.get("prices") or {}
+    return (bool(m.get("deprecated")), p.get("input") is None and p.get("output") is None and not m.get("free"),
+            m.get("kind") != "chat", "registry_only" in (m.get("flags") or []),
+            (m.get("name") or m["id"]).lower(), m["id"])
 
 
 # --------------------------------------------------------------------------- links
@@ -180,7 +210,7 @@ def provider_summary(provider: dict[str, Any], models: list[dict[str, Any]]) -> 
     priced = sum(1 for m in models if (m.get("prices") or {}).get("input") is not None)
     return {
         "models": len(models),
-        "cheapest_input": min(paid) if paid else (0.0 if ins else None),
+        "cheapest_input": min(paid) if paid else None,  # paid only: $0 offers are counted in "free"
         "free": sum(1 for m in models if m.get("free")),
         "largest_context": max(ctx) if ctx else None,
         "capability_coverage": round(100.0 * known / total) if total else None,
@@ -238,7 +268,7 @@ def render_providers_index(cat: dict[str, Any], links: Links | None = None) -> s
             f"<td>{esc(p.get('kind'))}</td>"
             f'<td data-sort="{s["models"]}">{s["models"]}</td>'
             f'<td data-sort="{"" if s["cheapest_input"] is None else s["cheapest_input"]}">'
-            f"{esc(fmt_price(s['cheapest_input']))}</td>"
+            f"{esc(fmt_price(s['cheapest_input'], unknown='only $0' if s['free'] else '?'))}</td>"
             f'<td data-sort="{s["largest_context"] or ""}">{esc(fmt_tokens(s["largest_context"]))}</td>'
             f'<td data-sort="{"" if s["price_coverage"] is None else s["price_coverage"]}">'
             f"{'?' if s['price_coverage'] is None else str(s['price_coverage']) + '%'}</td>"
@@ -249,17 +279,17 @@ def render_providers_index(cat: dict[str, Any], links: Links | None = None) -> s
         )
     n_dump = sum(1 for p in cat["providers"] if "dump" in (p.get("sources") or []))
     out = [
-        _front_matter("Providers", description="Every LLM API provider in the catalog"),
+        _front_matter("Providers", description="Every LLM API provider in the catalog", hide=["toc"]),
         "# Providers",
         "",
         f"{len(cat['providers'])} providers, {n_dump} of them from their own model-list dump; the others "
-        "from the models.dev / genai-prices registries. *Cheapest input* is the lowest known paid input price "
+        "from the models.dev / genai-prices registries. *Cheapest paid input* is the lowest known paid input price "
         "(USD per 1M tokens) of a non-deprecated model; *capability coverage* is the share of capability flags "
         "that are known (not unknown) across the provider's models. Click a column header to sort.",
         "",
         '<div class="kn-table-wrap" data-search-exclude>',
         '<table class="kn-table kn-sortable" id="kn-providers">',
-        "<thead><tr><th>Provider</th><th>Kind</th><th>Models</th><th>Cheapest input</th><th>Largest context</th>"
+        "<thead><tr><th>Provider</th><th>Kind</th><th>Models</th><th>Cheapest paid input</th><th>Largest context</th>"
         "<th>Priced</th><th>Capability coverage</th><th>Data source</th><th>API shape</th></tr></thead>",
         "<tbody>",
         *rows,
@@ -270,17 +300,31 @@ def render_providers_index(cat: dict[str, Any], links: Links | None = None) -> s
 
 
 # --------------------------------------------------------------------------- provider page
-def pick_example_model(models: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A real, current chat model of the provider for the call example."""
+def pick_example_model(models: list[dict[str, Any]], popularity: dict[str, int] | None = None
+                       ) -> dict[str, Any] | None:
+    """The model of the provider's "Minimal call", by this rule (documented in the methodology):
+
+    1. a chat model that is current (not deprecated), listed by the provider itself (not
+       registry-only) and paid (a known input and output price, above $0), if any;
+    2. among those, the one whose canonical model the most providers serve
+       (``popularity``: canonical id -> number of providers), so it is a well-known model;
+    3. then the newest (release date, else the provider's ``created``), then the shortest id.
+    """
     if not models:
         return None
+    pop = popularity or {}
 
     def key(m):
+        p = m.get("prices") or {}
+        priced = p.get("input") is not None and p.get("output") is not None and is_paid(m)
+        date = m.get("release_date") or (m.get("created") or "")[:10] or ""
         return (
             m.get("kind") != "chat",
             bool(m.get("deprecated")),
             "registry_only" in (m.get("flags") or []),
-            (m.get("prices") or {}).get("input") is None,
+            not priced,
+            -pop.get(m.get("canonical_id"), 0),
+            "".join(chr(0x10FFFF - ord(c)) for c in date),  # newest first
             len(m["id"]),
             m["id"],
         )
@@ -436,7 +480,7 @@ def _checked_facts(pid: str) -> list[tuple[str, str]]:
 
 
 def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]], links: Links | None = None,
-                         canon_slugs: dict[str, str] | None = None,
+                         canon_slugs: dict[str, str] | None = None, popularity: dict[str, int] | None = None,
                          registries: list[dict[str, Any]] | None = None) -> str:
     pid = provider["id"]
     links = links or Links(f"providers/{pid}.md")
@@ -468,7 +512,7 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
         ("Registries", esc(registry_versions({"sources": registries or []}))),
         ("Models", f"{s['models']} ({s['free']} free; prices known for "
                    f"{'?' if s['price_coverage'] is None else s['price_coverage']}%)"),
-        ("Cheapest input", esc(fmt_price(s["cheapest_input"]))),
+        ("Cheapest paid input", esc(fmt_price(s["cheapest_input"], unknown="only $0 offers" if s["free"] else "?"))),
         ("Largest context", esc(fmt_tokens(s["largest_context"]))),
         ("Capability coverage", "?" if s["capability_coverage"] is None else f"{s['capability_coverage']}%"),
     ]
@@ -476,7 +520,7 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
     if provider.get("registry_ids"):
         facts.append(("Registry ids", ", ".join(f"{esc(k)}: <code>{esc(v)}</code>"
                                                  for k, v in sorted(provider["registry_ids"].items()))))
-    ex = pick_example_model(models)
+    ex = pick_example_model(models, popularity)
     lang, code, note = call_example(provider, ex["id"] if ex else None)
     out = [
         _front_matter(name, description=f"{name}: {s['models']} models, prices, context windows and capabilities"),
@@ -494,18 +538,36 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
     ]
     if note:
         out += [note, ""]
+    if ex:
+        out += [f'<p class="kn-dim">Example model chosen by the rule in the '
+                f'<a href="{links.page("methodology.md", "#the-example-model-of-a-provider-page")}">methodology</a>: a current, paid chat '
+                "model of this provider that many providers serve.</p>", ""]
     out += [_fence(code, lang), ""]
-    sorted_models = sorted(models, key=lambda m: (bool(m.get("deprecated")), m["id"].lower()))
+    sorted_models = sorted(models, key=default_order_key)
+    large = len(models) > LARGE_PROVIDER
+    shown = sorted_models[:STATIC_ROWS] if large else sorted_models
     out += [
         f"## Models ({len(models)})",
         "",
         legend(),
         "",
-        '<div class="kn-table-wrap" data-search-exclude>',
+        "Current chat models first; other kinds next; deprecated and unpriced models last.",
+        "",
+    ]
+    if large:
+        out += [
+            f'<div class="kn-ptable" data-provider="{esc(pid)}" data-count="{len(models)}" data-search-exclude>'
+            f'<p class="kn-dim">The first {len(shown)} of {len(models):,} models; the full list (paged, '
+            f'filterable) needs JavaScript, or open them <a href="{links.page("explorer.md", "?p=" + quote(pid))}">'
+            "in the explorer</a>.</p>",
+        ]
+    else:
+        out.append('<div class="kn-table-wrap" data-search-exclude>')
+    out += [
         '<table class="kn-table kn-sortable kn-models">',
         f"<thead><tr><th>Model</th>{_MODEL_HEAD}</tr></thead>",
         "<tbody>",
-        *(_model_row(m, links, canon_slugs=canon_slugs) for m in sorted_models),
+        *(_model_row(m, links, canon_slugs=canon_slugs) for m in shown),
         "</tbody></table></div>",
         "",
     ]
@@ -530,12 +592,13 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
     from knollm.site.data import slugify
 
     links = links or Links(f"canonical/{slug or slugify(canon)}.md")
-    offers = sorted(offers, key=price_key)
+    offers = sorted(offers, key=paid_key)
     names = Counter(o.get("name") for o in offers if o.get("name"))
     title = names.most_common(1)[0][0] if names else canon
     provs = sorted({o["provider"] for o in offers})
-    cheapest = offers[0]
-    cp = cheapest.get("prices") or {}
+    cheapest = cheapest_paid(offers)
+    free = [o for o in offers if not is_paid(o) and price_key(o)[0] is False]
+    cp = (cheapest or {}).get("prices") or {}
     base = None if cp.get("input") is None or cp.get("output") is None else cp["input"] + cp["output"]
     rows = []
     for rank, m in enumerate(offers, 1):
@@ -543,8 +606,10 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         vs = "?"
         if base is not None and pr.get("input") is not None and pr.get("output") is not None:
             tot = pr["input"] + pr["output"]
-            if tot == base:
-                vs = "cheapest"
+            if not is_paid(m):
+                vs = "$0 (free tier)"
+            elif tot == base:
+                vs = "cheapest paid"
             elif base > 0:
                 vs = f"+{100 * (tot - base) / base:.0f}%"
             else:
@@ -552,11 +617,23 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         rows.append(_model_row(m, links, provider_col=True, providers=providers,
                                extra=f"<td>{esc(vs)}</td>").replace("<tr>", f"<tr><td>{rank}</td>", 1))
     ctx = [o["context_window"] for o in offers if o.get("context_window")]
+    def offer_link(o: dict[str, Any]) -> str:
+        name = esc((providers.get(o["provider"]) or {}).get("name") or o["provider"])
+        return f'<a href="{links.model(o["key"])}">{name}</a>'
+
+    paid_text = (f"{offer_link(cheapest)}: {esc(fmt_price(cp.get('input')))} in / "
+                 f"{esc(fmt_price(cp.get('output')))} out" if cheapest else "none with a known price")
+    free_text = (", ".join(offer_link(o) for o in free[:8]) + (f" and {len(free) - 8} more" if len(free) > 8 else "")
+                 if free else "none")
     summary = [
         ("Canonical id", f"<code>{esc(canon)}</code>"),
         ("Providers", f"{len(provs)} ({len(offers)} offers)"),
-        ("Input price spread", esc(_spread([(o.get("prices") or {}).get("input") for o in offers]))),
-        ("Output price spread", esc(_spread([(o.get("prices") or {}).get("output") for o in offers]))),
+        ("Cheapest paid", paid_text),
+        ("Free ($0) offers", free_text + (' <span class="kn-dim">(free tiers and previews: limits apply)</span>'
+                                          if free else "")),
+        ("Paid input price spread", esc(_spread([(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]))),
+        ("Paid output price spread",
+         esc(_spread([(o.get("prices") or {}).get("output") for o in offers if is_paid(o)]))),
         ("Context window", esc(f"{fmt_tokens(min(ctx))} – {fmt_tokens(max(ctx))}" if ctx else "?")),
     ]
     out = [
@@ -568,15 +645,17 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         f'<p class="kn-dim"><a href="{links.page("canonical/index.md")}">Models offered by several providers</a>'
         f' › <code>{esc(canon)}</code></p>',
         "",
-        f"Served by {len(provs)} providers, cheapest first (input + output price per 1M tokens; "
-        "unknown prices last).",
+        f"Served by {len(provs)} providers: paid offers cheapest first (input + output price per 1M tokens), "
+        "then $0 offers (free tiers), unknown prices last.",
         "",
         '<table class="kn-facts"><tbody>',
         *(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in summary),
         "</tbody></table>",
         "",
         f'<p><a class="md-button" href="{links.page("calculator.md", "?s=" + quote(canon))}">'
-        "Compare costs for your workload</a></p>",
+        "Compare costs for your workload</a> "
+        f'<a class="md-button" href="{links.page("compare.md", "?m=" + quote(",".join(o["key"] for o in offers[:4]), safe="/,"))}">'
+        "Compare the first offers side by side</a></p>",
         "",
         legend(),
         "",
@@ -596,31 +675,35 @@ def render_canonical_index(groups: dict[str, list[dict[str, Any]]], slugs: dict[
     links = links or Links("canonical/index.md")
     rows = []
     for canon, offers in sorted(groups.items(), key=lambda kv: (-len({o["provider"] for o in kv[1]}), kv[0])):
-        offers = sorted(offers, key=price_key)
-        pr = offers[0].get("prices") or {}
+        cheap = cheapest_paid(offers)
+        pr = (cheap or {}).get("prices") or {}
         ctx = max((o.get("context_window") or 0 for o in offers), default=0) or None
         n = len({o["provider"] for o in offers})
-        ins = [(o.get("prices") or {}).get("input") for o in offers]
+        ins = [(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]
+        nfree = sum(1 for o in offers if not is_paid(o) and price_key(o)[0] is False)
         rows.append(
-            f'<tr><td><a href="{links.canonical(slugs[canon])}"><code>{esc(canon)}</code></a></td>'
-            f'<td data-sort="{n}">{n}</td>'
+            f'<tr><td><a href="{links.canonical(slugs[canon])}">{esc(canon)}</a></td>'
+            f"<td>{n}</td>"
             f'<td data-sort="{"" if pr.get("input") is None else pr["input"]}">{esc(fmt_price(pr.get("input")))}</td>'
             f'<td data-sort="{"" if pr.get("output") is None else pr["output"]}">'
             f'{esc(fmt_price(pr.get("output")))}</td>'
+            f"<td>{nfree}</td>"
             f"<td>{esc(_spread(ins))}</td>"
             f'<td data-sort="{ctx or ""}">{esc(fmt_tokens(ctx))}</td></tr>'
         )
     out = [
-        _front_matter("Models offered by several providers", description="The same model across providers"),
+        _front_matter("Models offered by several providers", description="The same model across providers",
+                      hide=["toc"]),
         "# Models offered by several providers",
         "",
         f"{len(groups)} models are served by two or more providers. Each page lists who serves it, at what "
-        "price and context, cheapest first. *Cheapest* is the offer with the lowest input + output price.",
+        "price and context, cheapest first. *Cheapest paid* is the paid offer with the lowest input + output "
+        "price; $0 offers (free tiers, previews) are counted apart in *Free offers*.",
         "",
         '<div class="kn-table-wrap" data-search-exclude>',
         '<table class="kn-table kn-sortable">',
-        "<thead><tr><th>Model</th><th>Providers</th><th>Cheapest input</th><th>Cheapest output</th>"
-        "<th>Input price spread</th><th>Max context</th></tr></thead>",
+        "<thead><tr><th>Model</th><th>Providers</th><th>Cheapest paid input</th><th>Cheapest paid output</th>"
+        "<th>Free offers</th><th>Paid input price spread</th><th>Max context</th></tr></thead>",
         "<tbody>",
         *rows,
         "</tbody></table></div>",
@@ -651,7 +734,8 @@ def render_capability_matrix(cat: dict[str, Any], links: Links | None = None, mi
         rows.append(f'<tr><td><a href="{links.provider(p["id"])}">{esc(p.get("name") or p["id"])}</a></td>'
                     f'<td data-sort="{len(ms)}">{len(ms)}</td>{"".join(cells)}</tr>')
     out = [
-        _front_matter("Capabilities × providers", description="Which provider supports which capability"),
+        _front_matter("Capabilities × providers", description="Which provider supports which capability",
+                      hide=["toc"]),
         "# Capabilities × providers",
         "",
         "Number of each provider's models *known* to support a capability (hover a cell for the share and "

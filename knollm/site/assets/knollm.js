@@ -179,6 +179,18 @@
   }
   K.loadIndex = loadIndex;
 
+  /** data/index-head.json: the first rows of the explorer's default view (null if absent). */
+  function loadHead() {
+    var inline = document.getElementById("kn-index-head");  // put into the explorer page by the plugin
+    if (inline) {
+      try { return Promise.resolve(prepare(JSON.parse(inline.textContent))); } catch (e) { /* fetch it instead */ }
+    }
+    return fetch(ROOT + "data/index-head.json")
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (h) { return h ? prepare(h) : null; })
+      .catch(function () { return null; });
+  }
+
   function prepare(ix) {
     var m = ix.m, n = m.i.length, P = ix.providers;
     var hay = new Array(n), keys = new Array(n), lname = new Array(n);
@@ -187,7 +199,7 @@
       keys[r] = pid + "/" + m.i[r];
       var nm = m.n[r] || m.i[r];
       lname[r] = nm.toLowerCase();
-      hay[r] = (keys[r] + " " + (m.n[r] || "") + " " + (m.cn[r] >= 0 ? ix.canon[m.cn[r]][0] : "")).toLowerCase();
+      hay[r] = (keys[r] + " " + (m.n[r] || "") + " " + (m.cn[r] >= 0 ? ix.canon[m.cn[r]][0] : (m.cs && m.cs[r]) || "")).toLowerCase();
     }
     var byName = new Array(n);
     for (r = 0; r < n; r++) byName[r] = r;
@@ -224,8 +236,8 @@
   K.pricesOf = pricesOf;
 
   // ------------------------------------------------------------------ state <-> URL
-  var FACET_DEFAULTS = { s: "", p: [], cap: [], mod: [], ctx: 0, maxp: null, free: false, ow: false, dep: false,
-                         kind: "", sort: "", dir: "asc" };
+  var FACET_DEFAULTS = { s: "", p: [], cap: [], mod: [], ctx: 0, maxp: null, free: false, paid: false, ow: false,
+                         dep: false, kind: "", sort: "", dir: "asc" };
   function readState(extra) {
     var sp = new URLSearchParams(location.search);
     var st = {};
@@ -272,11 +284,23 @@
   function tokens(q) {
     return String(q || "").toLowerCase().replace(/\//g, " ").split(/\s+/).filter(Boolean);
   }
+  /** OR-ed alternatives of a search text: split on "," "|" and the word "or"
+   *  (same as knollm.query.filters.word_groups); each a list of words that must all occur. */
+  function wordGroups(q) {
+    return String(q || "").toLowerCase().split(/\s*(?:,|\||(?<![0-9A-Za-z_])or(?![0-9A-Za-z_]))\s*/)
+      .map(tokens).filter(function (g) { return g.length; });
+  }
+  K.wordGroups = wordGroups;
+  /** A paid offer: not free and a known input or output price above $0 (Filters.paid). */
+  function isPaid(ix, r) {
+    return !(ix.m.f[r] & ix.flags.free) && ((ix.m.pi[r] || 0) > 0 || (ix.m.po[r] || 0) > 0);
+  }
+  K.isPaid = isPaid;
 
   /** Row numbers matching the facets of st, in name order (Catalog.search semantics). */
   function filterRows(ix, st) {
     var m = ix.m, out = [];
-    var words = tokens(st.s), nw = words.length;
+    var groups = wordGroups(st.s), ng = groups.length;
     var pset = null;
     if (st.p.length) {
       pset = {};
@@ -298,12 +322,17 @@
       if (ctx && !(cx[r] >= ctx)) continue;
       if (maxp !== null && (pi[r] === null || pi[r] > maxp)) continue;
       if (st.free && !(fl & FL.free)) continue;
+      if (st.paid && !isPaid(ix, r)) continue;
       if (st.ow && !(fl & FL.open_weights)) continue;
       if (kind >= 0 && k[r] !== kind) continue;
-      if (nw) {
-        var h = hay[r], ok = true;
-        for (var w = 0; w < nw; w++) if (h.indexOf(words[w]) < 0) { ok = false; break; }
-        if (!ok) continue;
+      if (ng) {
+        var h = hay[r], any = false;
+        for (var g = 0; g < ng && !any; g++) {
+          var words = groups[g], ok = true;
+          for (var w = 0; w < words.length; w++) if (h.indexOf(words[w]) < 0) { ok = false; break; }
+          any = ok;
+        }
+        if (!any) continue;
       }
       out.push(r);
     }
@@ -315,9 +344,11 @@
     if (!col) return rows;
     var sign = dir === "desc" ? -1 : 1;
     var keys = ix.keys;
-    var vals = {};
-    rows.forEach(function (r) { vals[r] = valueOf(r, col); });
+    var vals = {}, grp = {};
+    var priceCol = col === "in" || col === "out" || col === "cache";
+    rows.forEach(function (r) { vals[r] = valueOf(r, col); grp[r] = priceCol && !isPaid(ix, r) ? 1 : 0; });
     rows.sort(function (a, b) {
+      if (grp[a] !== grp[b]) return grp[a] - grp[b];  // price sorts: paid offers first, $0 (free tiers) after
       var va = vals[a], vb = vals[b];
       var na = va === null || va === undefined, nb = vb === null || vb === undefined;
       if (na || nb) return na && nb ? (keys[a] < keys[b] ? -1 : 1) : na ? 1 : -1;  // unknown last
@@ -445,7 +476,7 @@
     lk.appendChild(sk);
     row.appendChild(lk);
     // toggles
-    [["free", "Free only"], ["ow", "Open weights"], ["dep", "Show deprecated"]].forEach(function (t) {
+    [["paid", "Paid only"], ["free", "Free only"], ["ow", "Open weights"], ["dep", "Show deprecated"]].forEach(function (t) {
       var lab = el("label", { class: "kn-check kn-toggle" });
       var cb = el("input", { type: "checkbox", id: "kn-" + t[0] });
       cb.checked = !!st[t[0]];
@@ -479,7 +510,7 @@
     return td;
   }
   function providerCell(ix, r) {
-    var td = el("td");
+    var td = el("td", { class: "kn-nowrap" });
     var p = ix.providers[ix.m.p[r]];
     if (p) td.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(p[0])) }, p[1]));
     return td;
@@ -492,6 +523,16 @@
     });
     if (!b) td.textContent = "–";
     return td;
+  }
+  /** The prices, limits and capabilities cells of a model row (explorer, large provider table). */
+  function modelNumbers(ix, r, tr) {
+    var m = ix.m;
+    tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
+    tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
+    tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
+    tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
+    tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
+    tr.appendChild(capsCell(ix, r));
   }
   function numCell(text, raw) {
     var td = el("td", { class: "kn-num" }, text);
@@ -536,76 +577,152 @@
 
   function initExplorer(root) {
     root.textContent = "Loading the model index…";
-    loadIndex().then(function (ix) {
-      root.textContent = "";
-      var st = readState();
-      var shown = PAGE;
-      var facets = buildFacets(root, ix, st, function () { shown = PAGE; update(); });
-      var status = el("p", { class: "kn-status", id: "kn-status", "aria-live": "polite" });
-      root.appendChild(status);
-      var chartBox = el("div", { class: "kn-chart-box", id: "kn-chart-box" });
-      chartBox.appendChild(el("p", { class: "kn-chart-title" }, "Input price vs context window of the filtered models"));
-      var chart = el("div", { class: "kn-chart", id: "kn-chart" });
-      chartBox.appendChild(chart);
-      root.appendChild(chartBox);
-      var rt = resultsTable(root, "kn-results", function () { shown += PAGE * 5; render(); });
-      var table = rt.table, thead = rt.thead, tbody = rt.tbody, more = rt.more;
-      var cols = [["name", "Model"], ["provider", "Provider"], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
-                  ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1], ["maxout", "Max output", 1],
-                  ["", "Capabilities"], ["date", "Released"]];
-      var valueOf = colValue(ix);
-      var rows = [];
-      var chartTimer = null;
+    var full = false;
+    function go() {
+      loadIndex().then(function (ix) { full = true; buildExplorer(root, ix); })
+        .catch(function (e) { root.textContent = "Could not load the model index: " + e.message; });
+    }
+    if (!location.search) {
+      // the default view: the first rows from the small head file, then the full index
+      // (fetched after, so the two do not share a slow link)
+      loadHead().then(function (h) {
+        if (h && !full) buildExplorer(root, h);
+        go();
+      });
+    } else go();
+  }
 
-      function onSort(col) {
-        if (st.sort === col) st.dir = st.dir === "asc" ? "desc" : "asc";
-        else { st.sort = col; st.dir = col === "ctx" || col === "date" || col === "maxout" ? "desc" : "asc"; }
-        update();
-      }
+  function buildExplorer(root, ix) {
+    var prev = K.explorer && K.explorer.state;  // the head view's state (what was typed meanwhile)
+    root.textContent = "";
+    var st = prev || readState({ chart: false, sel: [] });
+    var head = !!ix.head;
+    var shown = PAGE;
+    var facets = buildFacets(root, ix, st, function () { shown = PAGE; update(); });
+    if (head) {
+      Array.prototype.forEach.call(facets.querySelectorAll("input, select, button"), function (x) {
+        if (x.id !== "kn-q") x.disabled = true;
+      });
+    }
+    var status = el("p", { class: "kn-status", id: "kn-status", "aria-live": "polite" });
+    root.appendChild(status);
+    var tray = el("div", { class: "kn-tray", id: "kn-tray", hidden: "" });
+    root.appendChild(tray);
+    var rt = resultsTable(root, "kn-results", function () { shown += PAGE * 5; render(); });
+    var thead = rt.thead, tbody = rt.tbody, more = rt.more;
+    // the chart comes after the results, folded by default
+    var chartBox = el("div", { class: "kn-chart-box", id: "kn-chart-box" });
+    var chartBtn = el("button", { type: "button", class: "kn-facet-btn", id: "kn-chart-toggle", "aria-expanded": "false" });
+    chartBox.appendChild(chartBtn);
+    var chart = el("div", { class: "kn-chart", id: "kn-chart" });
+    chartBox.appendChild(chart);
+    root.appendChild(chartBox);
+    var cols = [["name", "Model"], ["provider", "Provider"], ["in", "Input $/1M", 1], ["out", "Output $/1M", 1],
+                ["cache", "Cache read $/1M", 1], ["ctx", "Context", 1], ["maxout", "Max output", 1],
+                ["", "Capabilities"], ["date", "Released"]];
+    var valueOf = colValue(ix);
+    var rows = [];
+    var anyNote = "";
+    var chartTimer = null;
 
-      function render() {
-        var frag = document.createDocumentFragment();
-        var m = ix.m;
-        var lim = Math.min(shown, rows.length);
-        for (var j = 0; j < lim; j++) {
-          var r = rows[j];
-          var tr = el("tr", { "data-key": ix.keys[r] });
-          tr.appendChild(modelCell(ix, r));
-          tr.appendChild(providerCell(ix, r));
-          tr.appendChild(numCell(fmtPrice(m.pi[r]), m.pi[r]));
-          tr.appendChild(numCell(fmtPrice(m.po[r]), m.po[r]));
-          tr.appendChild(numCell(fmtPrice(m.pc[r]), m.pc[r]));
-          tr.appendChild(numCell(fmtTokens(m.cx[r]), m.cx[r]));
-          tr.appendChild(numCell(fmtTokens(m.mo[r]), m.mo[r]));
-          tr.appendChild(capsCell(ix, r));
-          tr.appendChild(el("td", { class: "kn-dim" }, m.d[r] || ""));
-          frag.appendChild(tr);
-        }
-        tbody.textContent = "";
-        tbody.appendChild(frag);
-        thead.textContent = "";
-        thead.appendChild(headerRow(cols, st, onSort));
-        more.style.display = rows.length > lim ? "" : "none";
-        status.textContent = rows.length.toLocaleString("en-US") + " of " + ix.n.toLocaleString("en-US") +
-          " models" + (rows.length > lim ? " (showing " + lim + ")" : "");
-      }
+    function setChart() {
+      chartBtn.textContent = (st.chart ? "▾ Hide" : "▸ Show") + " the chart: input price vs context window";
+      chartBtn.setAttribute("aria-expanded", st.chart ? "true" : "false");
+      chart.hidden = !st.chart;
+    }
+    chartBtn.addEventListener("click", function () { st.chart = !st.chart; setChart(); writeStateSoon(st); drawChart(); });
+    setChart();
+    function drawChart() {
+      if (chartTimer) clearTimeout(chartTimer);
+      if (!st.chart || head) { chart.textContent = ""; return; }
+      chartTimer = setTimeout(function () { chartTimer = null; drawScatter(chart, ix, rows); }, 150);
+    }
 
-      function update() {
-        var t0 = performance.now();
-        rows = filterRows(ix, st);
-        sortRows(ix, rows, st.sort, st.dir, valueOf);
-        render();
-        var t1 = performance.now();
-        K.lastRenderMs = t1 - t0;
-        K.lastCount = rows.length;
-        writeStateSoon(st);
-        if (chartTimer) clearTimeout(chartTimer);
-        chartTimer = setTimeout(function () { chartTimer = null; drawScatter(chart, ix, rows); }, 150);
-      }
-      K.explorer = { update: update, state: st, rows: function () { return rows; } };
+    function onSort(col) {
+      if (head) return;
+      if (st.sort === col) st.dir = st.dir === "asc" ? "desc" : "asc";
+      else { st.sort = col; st.dir = col === "ctx" || col === "date" || col === "maxout" ? "desc" : "asc"; }
       update();
-      root.setAttribute("data-ready", "1");
-    }).catch(function (e) { root.textContent = "Could not load the model index: " + e.message; });
+    }
+
+    function toggleSel(key, on) {
+      st.sel = st.sel.filter(function (k) { return k !== key; });
+      if (on) st.sel.push(key);
+      renderTray();
+      writeStateSoon(st);
+    }
+    function renderTray() {
+      tray.textContent = "";
+      if (!st.sel.length) { tray.setAttribute("hidden", ""); return; }
+      tray.removeAttribute("hidden");
+      tray.appendChild(el("span", { class: "kn-tray-n" }, st.sel.length + " selected: "));
+      st.sel.forEach(function (k) { tray.appendChild(el("code", { class: "kn-tray-item" }, k)); });
+      tray.appendChild(el("a", { class: "md-button md-button--primary", id: "kn-compare-link",
+                                 href: pageHref(ix, "compare", "?m=" + st.sel.map(encodeURIComponent).join(",")) },
+                         "Compare side by side"));
+      var clr = el("button", { type: "button", class: "kn-facet-btn", id: "kn-tray-clear" }, "Clear");
+      clr.addEventListener("click", function () { st.sel = []; renderTray(); render(); writeStateSoon(st); });
+      tray.appendChild(clr);
+    }
+
+    function render() {
+      var frag = document.createDocumentFragment();
+      var m = ix.m;
+      var lim = Math.min(shown, rows.length);
+      for (var j = 0; j < lim; j++) {
+        var r = rows[j];
+        var tr = el("tr", { "data-key": ix.keys[r] });
+        var mc = modelCell(ix, r);
+        var cb = el("input", { type: "checkbox", class: "kn-sel", title: "select to compare", "aria-label": "select " + ix.keys[r] });
+        cb.checked = st.sel.indexOf(ix.keys[r]) >= 0;
+        cb.addEventListener("change", (function (key, box) { return function () { toggleSel(key, box.checked); }; })(ix.keys[r], cb));
+        mc.insertBefore(cb, mc.firstChild);
+        tr.appendChild(mc);
+        tr.appendChild(providerCell(ix, r));
+        modelNumbers(ix, r, tr);
+        tr.appendChild(el("td", { class: "kn-dim kn-nowrap" }, m.d[r] || ""));
+        frag.appendChild(tr);
+      }
+      tbody.textContent = "";
+      tbody.appendChild(frag);
+      thead.textContent = "";
+      thead.appendChild(headerRow(cols, st, onSort));
+      more.style.display = rows.length > lim && !head ? "" : "none";
+      if (head) {
+        status.textContent = "The first " + lim + " of " + ix.count.toLocaleString("en-US") +
+          " models; loading the full index to search and filter…";
+        return;
+      }
+      status.textContent = anyNote + rows.length.toLocaleString("en-US") + " of " + ix.n.toLocaleString("en-US") +
+        " models" + (rows.length > lim ? " (showing " + lim + ")" : "") +
+        (st.sort === "in" || st.sort === "out" || st.sort === "cache" ? "; paid offers first, $0 offers after" : "");
+    }
+
+    function update() {
+      var t0 = performance.now();
+      if (head) { rows = filterRows(ix, st); render(); return; }
+      rows = filterRows(ix, st);
+      anyNote = "";
+      var words = tokens(st.s);
+      if (!rows.length && words.length > 1 && wordGroups(st.s).length === 1) {
+        // no model has every word: show the models matching any of them (OR), and say so
+        rows = filterRows(ix, Object.assign({}, st, { s: words.join(",") }));
+        if (rows.length) anyNote = "No model matches all of these words; showing models that match any of them " +
+          "(separate alternatives with commas: gpt-4o, claude). ";
+      }
+      sortRows(ix, rows, st.sort, st.dir, valueOf);
+      render();
+      var t1 = performance.now();
+      K.lastRenderMs = t1 - t0;
+      K.lastCount = rows.length;
+      writeStateSoon(st);
+      drawChart();
+    }
+    K.explorer = { update: update, state: st, rows: function () { return rows; }, head: head };
+    renderTray();
+    update();
+    root.setAttribute(head ? "data-head" : "data-ready", "1");
+    if (!head) root.removeAttribute("data-head");
   }
 
   // ------------------------------------------------------------------ SVG scatter chart
@@ -687,7 +804,8 @@
     root.textContent = "Loading the model index…";
     loadIndex().then(function (ix) {
       root.textContent = "";
-      var st = readState({ "in": "2000", out: "500", cache: "0", req: "10000" });
+      // defaults: chat models, paid offers (free tiers would all cost $0 and come first)
+      var st = readState({ "in": "2000", out: "500", cache: "0", req: "10000", kind: "chat", paid: true });
       var shown = PAGE;
       var wl = el("div", { class: "kn-workload" });
       var inputs = {};
@@ -734,9 +852,10 @@
         var w = workload();
         werr.textContent = w.error || "";
         var rows = [], costs = {}, per = {};
-        var unknown = 0;
+        var unknown = 0, hiddenFree = 0;
         if (!w.error) {
           var cand = filterRows(ix, st);
+          if (st.paid) hiddenFree = filterRows(ix, Object.assign({}, st, { paid: false })).length - cand.length;
           for (var j = 0; j < cand.length; j++) {
             var r = cand[j];
             var c = usesSuspect(ix, r, w) ? null : costPerRequest(pricesOf(ix, r), w, ix.m.tr ? ix.m.tr[r] : null);
@@ -776,6 +895,8 @@
         more.style.display = rows.length > lim ? "" : "none";
         status.textContent = w.error ? "" : rows.length.toLocaleString("en-US") + " models priced for this workload" +
           (unknown ? "; " + unknown.toLocaleString("en-US") + " more match but have an unknown price" : "") +
+          (hiddenFree > 0 ? "; " + hiddenFree.toLocaleString("en-US") + " $0 / unpriced offers hidden (untick Paid only)" : "") +
+          (st.kind ? "; kind: " + st.kind + " (change it under Kind)" : "") +
           ". Cheapest first; cached tokens use the cache-read price when known, else the input price.";
         K.lastRenderMs = performance.now() - t0;
         writeStateSoon(st);
@@ -809,18 +930,36 @@
     }).catch(function (e) { root.textContent = "Could not load the model: " + e.message; });
   }
 
+  /** "Owned by": an API placeholder ("system", "organization_owner", ...) is not an owner. */
+  function ownerRow(mo, ix, src) {
+    var ph = (ix && ix.vocab && ix.vocab.placeholder_owners) || ["system", "organization_owner", "unknown", "user", "custom"];
+    var o = mo.owned_by;
+    if (!o || ph.indexOf(String(o).toLowerCase()) >= 0) return ["Owned by", "unknown (not given by the provider)", null];
+    return ["Owned by", o, src.owned_by];
+  }
+
   function renderModel(root, mo, ix) {
     var src = mo.sources || {};
     var voc = ix ? ix.voc : vocabOf(null);  // no index: keys stand in for labels
-    document.title = (mo.name || mo.id) + " (" + mo.provider + ") - Knollm";
+    var pname = mo.provider;
+    if (ix && ix.pIndex[mo.provider] !== undefined) pname = ix.providers[ix.pIndex[mo.provider]][1];
+    document.title = (mo.name || mo.id) + " (" + pname + ") - Knollm";
     var h = document.querySelector("article h1") || el("h1");
     h.textContent = mo.name || mo.id;
     if (!h.parentNode) root.appendChild(h);
     var sub = el("p", { class: "kn-lead" });
     sub.appendChild(el("code", null, mo.key));
     sub.appendChild(document.createTextNode(" · served by "));
-    sub.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(mo.provider)) }, mo.provider));
+    sub.appendChild(el("a", { href: pageHref(ix, "providers/" + encodeURIComponent(mo.provider)), id: "kn-provider-link" }, pname));
+    sub.appendChild(document.createTextNode(" · "));
+    var bucket = bucketOf(mo.key, (ix && ix.buckets) || 128);
+    sub.appendChild(el("a", { href: ROOT + "data/models/" + bucket + ".json", id: "kn-raw-record",
+                              title: "this model's full record, every field with its source (in a file of ~1% of the models)" },
+                       "raw record (JSON)"));
+    sub.appendChild(document.createTextNode(" · "));
+    sub.appendChild(el("a", { href: pageHref(ix, "compare", "?m=" + encodeURIComponent(mo.key)) }, "compare with…"));
     root.appendChild(sub);
+    var methodology = pageHref(ix, "methodology") + "#sources-of-values";
     if (mo.description) root.appendChild(el("p", { class: "kn-desc" }, mo.description));
 
     function section(title, rows) {
@@ -831,7 +970,8 @@
         tr.appendChild(el("th", null, r[0]));
         var td = el("td");
         if (r[1] instanceof Node) td.appendChild(r[1]); else td.textContent = r[1];
-        if (r[2]) td.appendChild(el("span", { class: "kn-src-label", title: "source of this value" }, voc.srcLabel[r[2]] || r[2]));
+        if (r[2]) td.appendChild(el("a", { class: "kn-src-label", href: methodology,
+                                           title: "source of this value: how sources are ranked" }, voc.srcLabel[r[2]] || r[2]));
         tr.appendChild(td);
         tb.appendChild(tr);
       });
@@ -880,7 +1020,7 @@
       ["Kind", mo.kind || "?", null],
       ["Canonical model", mo.canonical_id, null],
       ["Family", mo.family || "?", null],
-      ["Owned by", mo.owned_by || "?", src.owned_by],
+      ownerRow(mo, ix, src),
       ["Open weights", mo.open_weights === true ? "yes" : mo.open_weights === false ? "no" : "unknown", src.open_weights],
       ["Deprecated", mo.deprecated ? "yes" : mo.deprecated === false ? "no" : "not known to be", src.deprecated],
       ["Release date", mo.release_date || "?", src.release_date],
@@ -903,6 +1043,8 @@
           var pa = ix.m.pi[a], pb = ix.m.pi[b];
           var ua = pa === null || ix.m.po[a] === null, ub = pb === null || ix.m.po[b] === null;
           if (ua !== ub) return ua ? 1 : -1;
+          var fa = isPaid(ix, a) ? 0 : 1, fb = isPaid(ix, b) ? 0 : 1;  // paid offers first, $0 after
+          if (fa !== fb) return fa - fb;
           return ((pa || 0) + (ix.m.po[a] || 0)) - ((pb || 0) + (ix.m.po[b] || 0));
         });
         root.appendChild(el("h2", null, "Same model elsewhere (" + others.length + " offers)"));
@@ -961,6 +1103,347 @@
     });
   }
 
+  // ------------------------------------------------------------------ resolving a typed model
+  /** Row of a key, bare id or canonical id: the same rule as knollm.query.index.Index.resolve
+   *  (current first, then the maker's own offer, then the cheapest paid, $0 after, unknown last).
+   *  Returns {row, note} or {error, suggestions}. */
+  function resolveRef(ix, ref) {
+    var low = String(ref).toLowerCase(), m = ix.m, hits = [], r;
+    for (r = 0; r < ix.n; r++) if (ix.keys[r] === ref) return { row: r, note: null };
+    for (r = 0; r < ix.n; r++) if (ix.keys[r].toLowerCase() === low || m.i[r].toLowerCase() === low) hits.push(r);
+    if (!hits.length) {
+      var c = -1;
+      for (var j = 0; j < ix.canon.length; j++) if (ix.canon[j][0].toLowerCase() === low) { c = j; break; }
+      if (c >= 0) for (r = 0; r < ix.n; r++) if (m.cn[r] === c) hits.push(r);
+    }
+    if (!hits.length) return { error: "unknown model: " + ref, suggestions: suggestRows(ix, ref) };
+    if (hits.length === 1) return { row: hits[0], note: null };
+    function rank(r) {
+      var unknown = m.pi[r] === null || m.po[r] === null;
+      return [m.f[r] & ix.flags.deprecated ? 1 : 0, m.f[r] & ix.flags.first_party ? 0 : 1, unknown ? 1 : 0,
+              isPaid(ix, r) ? 0 : 1, (m.pi[r] || 0) + (m.po[r] || 0)];
+    }
+    hits.sort(function (a, b) {
+      var ra = rank(a), rb = rank(b);
+      for (var i = 0; i < ra.length; i++) if (ra[i] !== rb[i]) return ra[i] - rb[i];
+      return ix.keys[a] < ix.keys[b] ? -1 : ix.keys[a] > ix.keys[b] ? 1 : 0;
+    });
+    var best = hits[0];
+    var why = m.f[best] & ix.flags.first_party ? "the first-party offer" : isPaid(ix, best) ? "the cheapest paid offer" : "the cheapest known offer";
+    return { row: best, note: ref + " → " + ix.keys[best] + " (" + why + " of " + hits.length + ")" };
+  }
+  K.resolveRef = resolveRef;
+
+  /** Up to n rows whose key, id, name or canonical id contains every word of q, exact matches first. */
+  function suggestRows(ix, q, n) {
+    var st = Object.assign({}, FACET_DEFAULTS, { s: q, p: [], cap: [], mod: [] });
+    var rows = filterRows(ix, st), low = String(q).toLowerCase().trim();
+    var m = ix.m;
+    function score(r) {
+      var id = m.i[r].toLowerCase(), nm = (m.n[r] || "").toLowerCase();
+      var exact = id === low || nm === low || ix.keys[r].toLowerCase() === low ? 0 : id.indexOf(low) === 0 || nm.indexOf(low) === 0 ? 1 : 2;
+      return exact * 2 + (m.f[r] & ix.flags.first_party ? 0 : 1);
+    }
+    var sc = {};
+    rows.forEach(function (r) { sc[r] = score(r); });
+    rows.sort(function (a, b) { return sc[a] - sc[b] || (ix.lname[a] < ix.lname[b] ? -1 : ix.lname[a] > ix.lname[b] ? 1 : 0); });
+    return rows.slice(0, n || 8);
+  }
+  K.suggestRows = suggestRows;
+
+  // ------------------------------------------------------------------ compare page
+  function getPath(o, path) {
+    var v = o;
+    path.split(".").forEach(function (p) { v = v && typeof v === "object" ? v[p] : undefined; });
+    return v === undefined ? null : v;
+  }
+  function fmtField(ix, path, v) {
+    if (v === null || v === undefined) return "?";
+    if (path.indexOf("prices.") === 0) return path === "prices.request" ? fmtUSD(v) : fmtPrice(v);
+    if (path === "context_window" || path === "max_output") return Number(v).toLocaleString("en-US");
+    if (path === "provider" && ix.pIndex[v] !== undefined) return ix.providers[ix.pIndex[v]][1];
+    if (typeof v === "boolean") return v ? "yes" : "no";
+    if (Array.isArray(v)) return v.join(", ") || "–";
+    return String(v);
+  }
+  function fieldLabel(ix, path) {
+    var parts = path.split(".");
+    if (parts[0] === "prices") return (ix.voc.priceLabel[parts[1]] || parts[1]) + (parts[1] === "request" ? " ($)" : " $/1M");
+    if (parts[0] === "capabilities") return ix.voc.capLabel[parts[1]] || parts[1];
+    return path.replace(/_/g, " ");
+  }
+  function fetchModels(keys, buckets) {
+    var byB = {};
+    keys.forEach(function (k) { byB[bucketOf(k, buckets)] = true; });
+    return Promise.all(Object.keys(byB).map(function (b) {
+      return fetch(ROOT + "data/models/" + b + ".json").then(function (r) {
+        if (!r.ok) throw new Error("data/models/" + b + ".json: HTTP " + r.status);
+        return r.json();
+      });
+    })).then(function (lists) {
+      var out = {};
+      lists.forEach(function (l) { l.forEach(function (mo) { out[mo.key] = mo; }); });
+      return out;
+    });
+  }
+
+  function initCompare(root) {
+    root.textContent = "Loading the model index…";
+    loadIndex().then(function (ix) {
+      root.textContent = "";
+      var st = readState({ m: [], "in": "2000", out: "500", req: "10000" });
+      var voc = ix.voc, fields = (ix.vocab && ix.vocab.compare) || [];
+      var methodology = pageHref(ix, "methodology") + "#sources-of-values";
+      // the picker
+      var pick = el("div", { class: "kn-picker" });
+      var q = el("input", { type: "search", id: "kn-cmp-q", autocomplete: "off",
+                            placeholder: "Add a model: id, name or canonical id (e.g. gpt-4o)", "aria-label": "Add a model" });
+      var sug = el("ul", { class: "kn-suggest", id: "kn-cmp-suggest" });
+      pick.appendChild(q);
+      pick.appendChild(sug);
+      root.appendChild(pick);
+      var wl = el("div", { class: "kn-workload" });
+      [["in", "Input tokens / request"], ["out", "Output tokens / request"], ["req", "Requests / month"]].forEach(function (f) {
+        var lab = el("label", { class: "kn-field" }, f[1] + " ");
+        var inp = el("input", { type: "text", id: "kn-cmp-" + f[0], inputmode: "numeric", value: st[f[0]] });
+        inp.addEventListener("input", function () { st[f[0]] = inp.value.trim(); draw(); });
+        lab.appendChild(inp);
+        wl.appendChild(lab);
+      });
+      root.appendChild(wl);
+      var notes = el("div", { class: "kn-status", id: "kn-cmp-notes", "aria-live": "polite" });
+      root.appendChild(notes);
+      var wrap = el("div", { class: "kn-table-wrap" });
+      var table = el("table", { class: "kn-table kn-compare", id: "kn-cmp" });
+      wrap.appendChild(table);
+      root.appendChild(wrap);
+      var models = {};
+
+      function add(ref) {
+        if (!ref) return;
+        if (st.m.indexOf(ref) < 0) st.m.push(ref);
+        q.value = "";
+        sug.textContent = "";
+        load();
+      }
+      q.addEventListener("input", function () {
+        sug.textContent = "";
+        if (q.value.trim().length < 2) return;
+        suggestRows(ix, q.value, 8).forEach(function (r) {
+          var li = el("li");
+          var b = el("button", { type: "button", "data-key": ix.keys[r] }, (ix.m.n[r] || ix.m.i[r]) + " · " + ix.providers[ix.m.p[r]][1]);
+          b.appendChild(el("span", { class: "kn-dim" }, " " + ix.keys[r]));
+          b.addEventListener("click", function () { add(ix.keys[r]); });
+          li.appendChild(b);
+          sug.appendChild(li);
+        });
+      });
+      q.addEventListener("keydown", function (e) { if (e.key === "Enter") { e.preventDefault(); add(q.value.trim()); } });
+
+      function resolved() {
+        return st.m.map(function (ref) { var x = resolveRef(ix, ref); x.ref = ref; return x; });
+      }
+      function load() {
+        var res = resolved(), keys = res.filter(function (x) { return x.row !== undefined; }).map(function (x) { return ix.keys[x.row]; });
+        fetchModels(keys.filter(function (k) { return !models[k]; }), ix.buckets || 128).then(function (got) {
+          Object.assign(models, got);
+          draw();
+          root.setAttribute("data-ready", "1");
+        }).catch(function (e) { notes.textContent = "Could not load the models: " + e.message; });
+      }
+
+      function draw() {
+        writeStateSoon(st);
+        var res = resolved();
+        notes.textContent = "";
+        res.forEach(function (x) {
+          if (x.note) notes.appendChild(el("p", { class: "kn-note" }, x.note));
+          if (x.error) {
+            var p = el("p", { class: "kn-error" }, x.error + (x.suggestions.length ? "; did you mean: " : ""));
+            x.suggestions.slice(0, 5).forEach(function (r) {
+              var b = el("button", { type: "button", class: "kn-link-btn" }, ix.keys[r]);
+              b.addEventListener("click", function () { st.m = st.m.map(function (y) { return y === x.ref ? ix.keys[r] : y; }); load(); });
+              p.appendChild(b);
+            });
+            notes.appendChild(p);
+          }
+        });
+        var cols = res.filter(function (x) { return x.row !== undefined && models[ix.keys[x.row]]; });
+        table.textContent = "";
+        if (!cols.length) {
+          notes.appendChild(el("p", null, "Add models above, or pick them in the explorer (checkboxes, then Compare)."));
+          return;
+        }
+        var thead = el("thead"), hr = el("tr");
+        hr.appendChild(el("th", null, "Field"));
+        cols.forEach(function (x) {
+          var key = ix.keys[x.row];
+          var th = el("th", { "data-key": key });
+          th.appendChild(el("a", { href: pageHref(ix, "model", "?m=" + encodeURIComponent(key)) }, ix.m.n[x.row] || ix.m.i[x.row]));
+          th.appendChild(el("div", { class: "kn-dim kn-mid" }, key));
+          var rm = el("button", { type: "button", class: "kn-link-btn", title: "remove" }, "remove");
+          rm.addEventListener("click", function () { st.m = st.m.filter(function (y) { return y !== x.ref; }); draw(); });
+          th.appendChild(rm);
+          hr.appendChild(th);
+        });
+        thead.appendChild(hr);
+        table.appendChild(thead);
+        var tb = el("tbody");
+        fields.forEach(function (f) {
+          var tr = el("tr", { "data-field": f });
+          tr.appendChild(el("th", null, fieldLabel(ix, f)));
+          cols.forEach(function (x) {
+            var mo = models[ix.keys[x.row]], v = getPath(mo, f);
+            var td = el("td", { "data-v": JSON.stringify(v) }, fmtField(ix, f, v));
+            var s = v === null ? null : (mo.sources || {})[f];
+            if (s) td.appendChild(el("a", { class: "kn-src-label", href: methodology, title: "source of this value" }, voc.srcLabel[s] || s));
+            tr.appendChild(td);
+          });
+          tb.appendChild(tr);
+        });
+        var w = { input_tokens: parseCount(st["in"]), output_tokens: parseCount(st.out), cached_tokens: 0, requests: parseCount(st.req) };
+        var ok = !isNaN(w.input_tokens) && !isNaN(w.output_tokens) && !isNaN(w.requests);
+        [["per_request", "Cost per request"], ["total", "Cost per month"]].forEach(function (c) {
+          var tr = el("tr", { "data-field": "cost." + c[0], class: "kn-cost-row" });
+          tr.appendChild(el("th", null, c[1] + (ok ? " (" + w.input_tokens.toLocaleString("en-US") + " in, " +
+                                                 w.output_tokens.toLocaleString("en-US") + " out" + (c[0] === "total" ? ", " + w.requests.toLocaleString("en-US") + " requests" : "") + ")" : "")));
+          cols.forEach(function (x) {
+            var e = ok ? estimate(models[ix.keys[x.row]].prices, w) : { per_request: null, total: null };
+            tr.appendChild(el("td", { "data-v": JSON.stringify(e[c[0]]), class: "kn-num" }, fmtUSD(e[c[0]])));
+          });
+          tb.appendChild(tr);
+        });
+        table.appendChild(tb);
+      }
+      K.compare = { state: st, add: add };
+      load();
+    }).catch(function (e) { root.textContent = "Could not load the model index: " + e.message; });
+  }
+
+  // ------------------------------------------------------------------ large provider table (client side)
+  function initProviderTable(box) {
+    var pid = box.getAttribute("data-provider");
+    loadIndex().then(function (ix) {
+      var pi = ix.pIndex[pid];
+      if (pi === undefined) return;
+      var m = ix.m, all = [];
+      for (var r = 0; r < ix.n; r++) if (m.p[r] === pi) all.push(r);
+      // the order of knollm.site.render.default_order_key: current chat first, deprecated / unpriced last
+      var chat = ix.kinds.indexOf("chat");
+      function key(r) {
+        var f = m.f[r];
+        return [f & ix.flags.deprecated ? 1 : 0, m.pi[r] === null && m.po[r] === null && !(f & ix.flags.free) ? 1 : 0,
+                m.k[r] === chat ? 0 : 1, f & ix.flags.registry_only ? 1 : 0];
+      }
+      var ks = {};
+      all.forEach(function (r) { ks[r] = key(r); });
+      all.sort(function (a, b) {
+        for (var i = 0; i < 4; i++) if (ks[a][i] !== ks[b][i]) return ks[a][i] - ks[b][i];
+        return ix.lname[a] < ix.lname[b] ? -1 : ix.lname[a] > ix.lname[b] ? 1 : (m.i[a] < m.i[b] ? -1 : m.i[a] > m.i[b] ? 1 : 0);
+      });
+      var SIZE = 100, page = 0, rows = all;
+      box.textContent = "";
+      var bar = el("div", { class: "kn-facet-row" });
+      var q = el("input", { type: "search", class: "kn-ptable-q", placeholder: "Filter these " + all.length.toLocaleString("en-US") + " models",
+                            "aria-label": "Filter models" });
+      var prev = el("button", { type: "button", class: "kn-facet-btn kn-prev" }, "‹ Previous");
+      var next = el("button", { type: "button", class: "kn-facet-btn kn-next" }, "Next ›");
+      var info = el("span", { class: "kn-status kn-page-info" });
+      [q, prev, info, next].forEach(function (x) { bar.appendChild(x); });
+      box.appendChild(bar);
+      var wrap = el("div", { class: "kn-table-wrap" });
+      var table = el("table", { class: "kn-table kn-models" });
+      var thead = el("thead"), tbody = el("tbody"), hr = el("tr");
+      ["Model", "Input $/1M", "Output $/1M", "Cache read $/1M", "Context", "Max output", "Capabilities"].forEach(function (h, i) {
+        hr.appendChild(el("th", { class: i && i < 6 ? "kn-num" : null }, h));
+      });
+      thead.appendChild(hr);
+      table.appendChild(thead);
+      table.appendChild(tbody);
+      wrap.appendChild(table);
+      box.appendChild(wrap);
+      function draw() {
+        var pages = Math.max(1, Math.ceil(rows.length / SIZE));
+        page = Math.min(page, pages - 1);
+        tbody.textContent = "";
+        var frag = document.createDocumentFragment();
+        rows.slice(page * SIZE, page * SIZE + SIZE).forEach(function (r) {
+          var tr = el("tr", { "data-key": ix.keys[r] });
+          tr.appendChild(modelCell(ix, r));
+          modelNumbers(ix, r, tr);
+          frag.appendChild(tr);
+        });
+        tbody.appendChild(frag);
+        info.textContent = rows.length.toLocaleString("en-US") + " models · page " + (page + 1) + " of " + pages;
+        prev.disabled = page === 0;
+        next.disabled = page >= pages - 1;
+      }
+      q.addEventListener("input", function () {
+        var groups = wordGroups(q.value);
+        rows = !groups.length ? all : all.filter(function (r) {
+          return groups.some(function (g) { return g.every(function (w) { return ix.hay[r].indexOf(w) >= 0; }); });
+        });
+        page = 0;
+        draw();
+      });
+      prev.addEventListener("click", function () { page--; draw(); });
+      next.addEventListener("click", function () { page++; draw(); });
+      draw();
+      box.setAttribute("data-ready", "1");
+    }).catch(function () { /* the static first rows stay */ });
+  }
+
+  // ------------------------------------------------------------------ header search: models too
+  function initHeaderSearch() {
+    var input = document.querySelector("input.md-search__input");
+    var result = document.querySelector(".md-search-result");
+    if (!input || !result) return;
+    var box = el("div", { id: "kn-search-models", class: "kn-search-models" });
+    result.insertBefore(box, result.firstChild);
+    var timer = null;
+    input.addEventListener("input", function () {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(function () {
+        var q = input.value.trim();
+        if (q.length < 2) { box.textContent = ""; return; }
+        loadIndex().then(function (ix) {
+          if (input.value.trim() !== q) return;
+          box.textContent = "";
+          var rows = suggestRows(ix, q, 8);
+          if (!rows.length) return;
+          box.appendChild(el("p", { class: "kn-search-head" }, "Models"));
+          var ul = el("ul");
+          rows.forEach(function (r) {
+            var li = el("li");
+            var a = el("a", { href: pageHref(ix, "model", "?m=" + encodeURIComponent(ix.keys[r])) });
+            a.appendChild(el("b", null, ix.m.n[r] || ix.m.i[r]));
+            a.appendChild(el("span", { class: "kn-dim" }, " · " + ix.providers[ix.m.p[r]][1] + " · " + ix.keys[r]));
+            li.appendChild(a);
+            ul.appendChild(li);
+          });
+          box.appendChild(ul);
+          var all = el("a", { class: "kn-search-all", href: pageHref(ix, "explorer", "?s=" + encodeURIComponent(q)) }, "All matching models in the explorer ›");
+          box.appendChild(all);
+        });
+      }, 120);
+    });
+  }
+
+  // ------------------------------------------------------------------ active tab for pages outside the nav
+  function markTab() {
+    if (document.querySelector(".md-tabs__item--active")) return;
+    var rel = location.href.slice(ROOT.length).split(/[?#]/)[0];
+    var section = /^(model|compare|canonical)(\/|\.html)/.test(rel) ? "explorer" : /^providers\//.test(rel) ? "providers" : null;
+    if (!section) return;
+    Array.prototype.forEach.call(document.querySelectorAll(".md-tabs__link"), function (a) {
+      var href = a.href.slice(ROOT.length);
+      if (href.indexOf(section + "/") === 0 || href.indexOf(section + ".html") === 0 || href.indexOf(section + "/index.html") === 0) {
+        a.parentNode.classList.add("md-tabs__item--active");
+        a.setAttribute("aria-current", "page");
+      }
+    });
+  }
+
   // ------------------------------------------------------------------ boot
   function boot() {
     var x = document.getElementById("kn-explorer");
@@ -969,6 +1452,11 @@
     if (c) initCalculator(c);
     var d = document.getElementById("kn-model");
     if (d) initModel(d);
+    var cm = document.getElementById("kn-compare");
+    if (cm) initCompare(cm);
+    Array.prototype.forEach.call(document.querySelectorAll(".kn-ptable[data-provider]"), initProviderTable);
+    initHeaderSearch();
+    markTab();
     Array.prototype.forEach.call(document.querySelectorAll("table.kn-sortable"), makeSortable);
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
