@@ -8,6 +8,9 @@ Public API (imported lazily so ``import knollm`` stays cheap)::
     cat.where("llama-3.3-70b-instruct")        # providers of one model, cheapest first
     cat.costs(Workload(2000, 500, requests=10_000))
 
+    from knollm import Client                  # call any catalog model (see knollm.client)
+    Client().chat("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}]).content
+
 Errors: every deliberate error is a :class:`KnollmError` (see :mod:`knollm.errors`).
 """
 
@@ -37,6 +40,15 @@ __all__ = [
     "FilterError",
     "FetchError",
     "SiteError",
+    "ClientError",
+    "ProviderError",
+    "AllAttemptsFailed",
+    "NoCandidates",
+    "BudgetExceeded",
+    "StreamInterrupted",
+    "Client",
+    "AsyncClient",
+    "ChatResult",
     "__version__",
 ]
 
@@ -50,9 +62,13 @@ _LAZY = {
     "build_catalog": "knollm.catalog.build",
     "canonical_id": "knollm.catalog.identity",
     "json_schema": "knollm.catalog.schema",
+    "Client": "knollm.client",
+    "AsyncClient": "knollm.client",
+    "ChatResult": "knollm.client",
 }
 _ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
-           "NotFoundError", "FilterError", "FetchError", "SiteError"}
+           "NotFoundError", "FilterError", "FetchError", "SiteError", "ClientError", "ProviderError", "AllAttemptsFailed",
+           "NoCandidates", "BudgetExceeded", "StreamInterrupted"}
 
 if TYPE_CHECKING:  # pragma: no cover
     from knollm.catalog.build import build_catalog
@@ -62,6 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from knollm.errors import *  # noqa: F403
     from knollm.catalog.identity import canonical_id
     from knollm.catalog.schema import json_schema
+    from knollm.client import AsyncClient, ChatResult, Client
 
 
 def __getattr__(name: str) -> Any:
