@@ -17,6 +17,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     ├── SiteError            building the site failed
     ├── LockError            a knollm.lock / user config file is unreadable or invalid
     │                        (names the file and the record)
+    ├── ProbeError           a probe / benchmark / ask run cannot start (unknown target,
+    │                        announced cost above --max-cost, unpriced without consent)
     └── ClientError          calling a model through knollm.Client failed
         ├── ProviderError    one provider answered with an error (``status``, ``provider``,
         │                    ``retryable``, ``kind``)
@@ -43,6 +45,7 @@ __all__ = [
     "FetchError",
     "SiteError",
     "LockError",
+    "ProbeError",
     "ClientError",
     "ProviderError",
     "AllAttemptsFailed",
@@ -135,6 +138,10 @@ class LockError(KnollmError):
         self.record = record
         where = f"{self.path} [{record}]" if record else self.path
         super().__init__(f"{where}: {message}")
+
+
+class ProbeError(KnollmError):
+    """A probe, benchmark or ``ask`` run cannot start; nothing was spent."""
 
 
 class ClientError(KnollmError):

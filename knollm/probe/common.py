@@ -22,17 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from knollm.errors import KnollmError, NotFoundError
+from knollm.errors import KnollmError, NotFoundError, ProbeError
 
 __all__ = ["DEFAULT_DIR", "Target", "resolve_targets", "capped_client", "announce", "environment", "write_result",
            "read_results", "now_iso", "ProbeError", "percentile", "error_info"]
 
 #: where probe and benchmark results are written (``knollm catalog`` reads ``probe-*.json`` from here)
 DEFAULT_DIR = Path("work/probes")
-
-
-class ProbeError(KnollmError):
-    """A probe / benchmark / ask run cannot start (unknown target, cost above the cap, unpriced)."""
 
 
 @dataclass
