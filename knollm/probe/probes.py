@@ -124,7 +124,7 @@ def _requests(context_tokens: int | None) -> dict[str, tuple[list[dict], dict]]:
 def plan_probes(target: Target, names: list[str] | None = None, context: bool = False,
                 context_tokens: int | None = None) -> list[tuple[str, list[dict], dict, float | None]]:
     """(probe, messages, params, announced worst-case USD) for each probe to run on ``target``."""
-    names = list(names or PROBES)
+    names = list(PROBES) if names is None else list(names)
     if context:
         ctx = context_tokens or target.record.get("context_window")
         if not ctx:

@@ -16,6 +16,8 @@ but with capabilities set by its arguments:
 * ``stream_usage``: False: streams never carry usage.
 * ``context``: prompts over this many tokens (~4 chars each) get the context-length 400.
 * ``ttft`` (s before the first byte), ``token_delay`` (s between streamed tokens).
+* ``bill_output``: report this many completion tokens whatever was sent (a provider that
+  ignores ``max_tokens`` in its bill).
 * ``fail_pattern``: request numbers (mod 10) answered with HTTP 500 – ``(2, 5, 8)`` is
   exactly 30 %.
 
@@ -62,12 +64,14 @@ def _png_colour(data: bytes) -> str:
 class CapabilityServer:
     def __init__(self, name: str = "cap", *, tools: bool = True, vision: bool = True, response_format: bool = True,
                  system: bool = True, stream_usage: bool = True, context: int = 8192, ttft: float = 0.0,
-                 token_delay: float = 0.0, fail_pattern: tuple[int, ...] = (), answer_words: int = 20) -> None:
+                 token_delay: float = 0.0, fail_pattern: tuple[int, ...] = (), answer_words: int = 20,
+                 bill_output: int | None = None) -> None:
         self.name = name
         self.tools, self.vision, self.response_format, self.system = tools, vision, response_format, system
         self.stream_usage, self.context, self.ttft, self.token_delay = stream_usage, context, ttft, token_delay
         self.fail_pattern = fail_pattern
         self.answer_words = answer_words
+        self.bill_output = bill_output
         self.requests: list[dict] = []
         self.count = 0
         self._lock = threading.Lock()
@@ -178,8 +182,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif o.system and (m := re.search(r"exactly one word: (\w+)", system)):
             text = m.group(1)
         words = text.split(" ")
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) if call is None else 12,
-                 "total_tokens": prompt_tokens + (len(words) if call is None else 12)}
+        out_tokens = o.bill_output or (len(words) if call is None else 12)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": out_tokens, "total_tokens": prompt_tokens + out_tokens}
         if body.get("stream"):
             return self._stream(body, words, call, usage)
         msg: dict[str, Any] = {"role": "assistant", "content": None if call else text}
