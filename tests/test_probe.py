@@ -239,3 +239,40 @@ def test_chart_svg_escapes_labels_and_skips_unknown_prices():
     assert svg.startswith("<svg") and svg.count("<circle") == 2 and "<script>" not in svg
     assert "&lt;script&gt;" in svg and "1 without a price or figure not shown" in svg
     assert "Throughput vs price" in charts["throughput"]
+
+
+def test_site_shows_measurements_with_dates_and_hides_health_without_them(servers, tmp_path):
+    from knollm.site import render as R
+    from knollm.site.measured import health_text, load_measured, render_measured_page
+
+    dumps, probes = tmp_path / "model_catalog", tmp_path / "probes"
+    dumps.mkdir()
+    assert not load_measured(dumps)  # nothing measured: falsy, the page says how to measure
+    assert "No measurements yet" in render_measured_page(load_measured(dumps))
+    cat = _catalog(["noimages", "slow"])
+    ts = resolve_targets(cat, ["noimages/noimages-model", "slow/slow-model"])
+    probe_target(ts[0], providers=_providers(servers), out_dir=probes, names=["vision", "tools"])
+    benchmark(ts, runs=3, providers=_providers(servers), out_dir=probes, max_tokens=32)
+    meas = load_measured(dumps)
+    page = render_measured_page(meas)
+    today = read_results(probes, "probe")[0]["date"][:10]
+    assert "<svg" in page and "Latency p50 vs price" in page and "Throughput vs price" in page
+    assert "<code>slow/slow-model</code>" in page and today in page
+    assert "capabilities.vision: catalog True, probe False" in page  # the disagreement, with the probe's date
+    h = meas.by_provider["noimages"]
+    assert h["n"] == 2 + 3 and h["success_rate"] == 1.0
+    # provider page: a health row only when measured
+    prov = {"id": "noimages", "name": "noimages"}
+    with_h = R.render_provider_page(prov, [], health=health_text(h))
+    assert "Health (measured)" in with_h and "100.0% ok" in with_h
+    assert "Health (measured)" not in R.render_provider_page(prov, [])
+    # canonical page: a health column per offer only when measured
+    offers = [m for m in cat.models]
+    col = R.render_canonical_page("canon-x", offers, {}, health={"slow/slow-model": health_text(
+        meas.by_model[("slow", "slow-model")])})
+    assert "<th>Health (measured)</th>" in col and "n=3" in col
+    assert "Health (measured)" not in R.render_canonical_page("canon-x", offers, {})
+    # a probed model's row carries the probe date
+    row = R._model_row({**offers[0], "probe": {"date": "2026-11-20T10:00:00Z", "verdicts": {"vision": "no"}}},
+                       R.Links("x.md"))
+    assert "probed 2026-11-20" in row and 'title="vision: no"' in row

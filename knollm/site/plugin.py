@@ -70,6 +70,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.libs: tuple[Any, list] | None = None
         self.changes: tuple[Any, list] | None = None
         self.timings: dict[str, float] = {}
+        self.measured: Any = None
 
     # ------------------------------------------------------------------ config
     def on_config(self, config):
@@ -87,6 +88,9 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.slugs = canonical_slugs(canonical_multi(self.catalog["models"]))
         self.libs = _libraries() if self.config.libraries else None
         self.changes = _changes(self.dumps) if self.config.changes else None
+        from knollm.site.measured import load_measured
+
+        self.measured = load_measured(self.dumps)
         figures = headline_figures(self.catalog, libraries=len(self.libs[1]) if self.libs else 0)
         config.extra["knollm"] = figures
         config.nav = self._nav(config.nav)
@@ -168,17 +172,24 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             files.append(File.generated(config, path, content=content, inclusion=inclusion))
 
         add("providers/index.md", lambda L: R.render_providers_index(cat, L))
+        from knollm.site import measured as M
+
+        meas = self.measured
         for p in cat["providers"]:
+            ph = M.health_text(meas.by_provider.get(p["id"])) if meas and p["id"] in meas.by_provider else None
             add(f"providers/{p['id']}.md",
-                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs))
+                lambda L, p=p, ph=ph: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs, ph))
         if self.groups:
             add("canonical/index.md", lambda L: R.render_canonical_index(self.groups, self.slugs, L))
             for canon, offers in self.groups.items():
                 slug = self.slugs[canon]
+                ch = {o["key"]: M.health_text(meas.by_model[(o["provider"], o["id"])]) for o in offers
+                      if meas and (o["provider"], o["id"]) in meas.by_model}
                 add(f"canonical/{slug}.md",
-                    lambda L, c=canon, o=offers, s=slug: R.render_canonical_page(c, o, pmap, L, s),
+                    lambda L, c=canon, o=offers, s=slug, ch=ch: R.render_canonical_page(c, o, pmap, L, s, ch or None),
                     inclusion=InclusionLevel.NOT_IN_NAV)
         add("matrix/capabilities.md", lambda L: R.render_capability_matrix(cat, L))
+        add("measured.md", lambda L: M.render_measured_page(meas))
         if self.libs:
             lrender, rows = self.libs
             try:
