@@ -276,3 +276,22 @@ def test_site_shows_measurements_with_dates_and_hides_health_without_them(server
     row = R._model_row({**offers[0], "probe": {"date": "2026-11-20T10:00:00Z", "verdicts": {"vision": "no"}}},
                        R.Links("x.md"))
     assert "probed 2026-11-20" in row and 'title="vision: no"' in row
+
+
+def test_configured_targets_pick_the_cheapest_priced_chat_model_per_keyed_provider():
+    from knollm.probe.common import configured_targets
+
+    cat = Catalog({"models": [model("groq", "big", input=0.6, output=0.8), model("groq", "small", input=0.05, output=0.08),
+                              model("groq", "free", input=0.0, output=0.0, free=True),
+                              model("cerebras", "c1", input=0.1, output=0.1), model("openai", "nokey")],
+                   "providers": [{"id": p} for p in ("groq", "cerebras", "openai")]})
+    got = [t.key for t in configured_targets(cat, env={"GROQ_API_KEY": "x", "CEREBRAS_API_KEY": "y"})]
+    assert got == ["cerebras/c1", "groq/small"]
+    assert configured_targets(cat, env={}) == []
+
+
+def test_the_refresh_workflow_probes_with_a_cost_cap_and_publishes():
+    text = (__import__("pathlib").Path(__file__).parents[1] / ".github/workflows/refresh.yml").read_text()
+    assert 'knollm probe --configured --max-cost "$KNOLLM_PROBE_MAX_COST"' in text
+    assert "knollm benchmark --configured" in text and '--max-cost "$KNOLLM_BENCH_MAX_COST"' in text
+    assert "git add -- work/model_catalog work/probes" in text

@@ -27,10 +27,24 @@ def _catalog(path: str | None, dumps: str) -> Any:
         return False
 
 
-def _targets(refs: tuple[str, ...], provider: str | None, catalog_path: str | None, dumps: str) -> list:
-    from knollm.probe.common import resolve_targets
+def _targets(refs: tuple[str, ...], provider: str | None, catalog_path: str | None, dumps: str,
+             configured: bool = False) -> list:
+    from knollm.errors import ProbeError
+    from knollm.probe.common import configured_targets, resolve_targets
 
-    return resolve_targets(_catalog(catalog_path, dumps), list(refs), provider)
+    cat = _catalog(catalog_path, dumps)
+    if configured:
+        if not cat:
+            raise ProbeError("--configured needs a catalog (--catalog or --dumps)")
+        ts = configured_targets(cat)
+        if refs:
+            ts += [t for t in resolve_targets(cat, list(refs), provider) if t.key not in {x.key for x in ts}]
+        if not ts:
+            raise ProbeError("--configured: no provider with a key set has a priced chat model")
+        return ts
+    if not refs:
+        raise ProbeError("give a TARGET (or --configured)")
+    return resolve_targets(cat, list(refs), provider)
 
 
 def _usd(v: float | None) -> str:
@@ -46,6 +60,8 @@ def _announce(what: str) -> Any:
 
 
 _common = [
+    click.option("--configured", is_flag=True,
+                 help="Add the cheapest priced chat model of every provider whose API key is set."),
     click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, exists=True), default=None,
                  help="A catalog JSON file (from `knollm catalog`) instead of the cached index."),
     click.option("--max-cost", type=click.FloatRange(min=0), default=None,
@@ -68,7 +84,7 @@ def _fail(e: Exception) -> int:
 
 
 @click.command("probe")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--provider", default=None, help="Only this provider's offers of a canonical TARGET.")
 @click.option("--only", default=None, help="Comma-separated probes (default: all but context_limit).")
 @click.option("--context", is_flag=True, help="Also find the context limit from the provider's error (costly: "
@@ -79,8 +95,8 @@ def _fail(e: Exception) -> int:
 @common
 @output_options
 def probe_command(targets: tuple[str, ...], provider: str | None, only: str | None, context: bool,
-                  context_tokens: int | None, out_dir: str, catalog_path: str | None, max_cost: float | None,
-                  allow_unpriced: bool, timeout: float, dumps: str, output: dict) -> int:
+                  context_tokens: int | None, out_dir: str, configured: bool, catalog_path: str | None,
+                  max_cost: float | None, allow_unpriced: bool, timeout: float, dumps: str, output: dict) -> int:
     """Find out what TARGET does with small real requests: tools (and a call), images, JSON
     mode, structured output, system prompt, usage in streams; --context also the limit.
 
@@ -96,7 +112,7 @@ def probe_command(targets: tuple[str, ...], provider: str | None, only: str | No
     names = [x.strip() for x in only.split(",")] if only else None
     docs, rc = [], 0
     try:
-        ts = _targets(targets, provider, catalog_path, dumps)
+        ts = _targets(targets, provider, catalog_path, dumps, configured)
     except KnollmError as e:
         return _fail(e)
     for t in ts:
@@ -122,7 +138,7 @@ def probe_command(targets: tuple[str, ...], provider: str | None, only: str | No
 
 
 @click.command("benchmark")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--provider", default=None, help="Only this provider's offers of a canonical TARGET.")
 @click.option("--runs", type=click.IntRange(min=1), default=5, show_default=True, help="Runs per target.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
@@ -134,7 +150,7 @@ def probe_command(targets: tuple[str, ...], provider: str | None, only: str | No
 @common
 @output_options
 def benchmark_command(targets: tuple[str, ...], provider: str | None, runs: int, concurrency: int,
-                      prompt_set: str | None, max_tokens: int, out_dir: str, catalog_path: str | None,
+                      prompt_set: str | None, max_tokens: int, out_dir: str, configured: bool, catalog_path: str | None,
                       max_cost: float | None, allow_unpriced: bool, timeout: float, dumps: str, output: dict) -> int:
     """Measure TARGETs: TTFT, output tokens/s, latency p50/p95, success rate, cost per run.
 
@@ -147,7 +163,7 @@ def benchmark_command(targets: tuple[str, ...], provider: str | None, runs: int,
     from knollm.probe.bench import benchmark, load_prompt_set, table_rows
 
     try:
-        doc = benchmark(_targets(targets, provider, catalog_path, dumps), runs=runs, concurrency=concurrency,
+        doc = benchmark(_targets(targets, provider, catalog_path, dumps, configured), runs=runs, concurrency=concurrency,
                         prompts=load_prompt_set(prompt_set), max_tokens=max_tokens, max_cost=max_cost,
                         allow_unpriced=allow_unpriced, out_dir=out_dir, timeout=timeout,
                         on_announce=_announce("benchmark"))
@@ -168,7 +184,7 @@ def benchmark_command(targets: tuple[str, ...], provider: str | None, runs: int,
 @click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True)
 @common
 @output_options
-def ask_command(args: tuple[str, ...], system: str | None, judge: str | None, max_tokens: int,
+def ask_command(args: tuple[str, ...], system: str | None, judge: str | None, max_tokens: int, configured: bool,
                 catalog_path: str | None, max_cost: float | None, allow_unpriced: bool, timeout: float, dumps: str,
                 output: dict) -> int:
     """Ask several models the same PROMPT (the last argument; '-' reads stdin) in parallel.
@@ -191,6 +207,10 @@ def ask_command(args: tuple[str, ...], system: str | None, judge: str | None, ma
         from knollm.probe.common import resolve_targets
 
         ts = resolve_targets(cat, refs)
+        if configured and cat:
+            from knollm.probe.common import configured_targets
+
+            ts += [t for t in configured_targets(cat) if t.key not in {x.key for x in ts}]
         jt = resolve_targets(cat, [judge])[0] if judge else None
         res = ask(ts, prompt, system=system, judge=jt, max_tokens=max_tokens, max_cost=max_cost,
                   allow_unpriced=allow_unpriced, timeout=timeout, on_announce=_announce("ask"))

@@ -24,7 +24,7 @@ from typing import Any
 
 from knollm.errors import KnollmError, NotFoundError, ProbeError
 
-__all__ = ["DEFAULT_DIR", "Target", "resolve_targets", "capped_client", "announce", "environment", "write_result",
+__all__ = ["DEFAULT_DIR", "Target", "resolve_targets", "configured_targets", "capped_client", "announce", "environment", "write_result",
            "read_results", "now_iso", "ProbeError", "percentile", "error_info"]
 
 #: where probe and benchmark results are written (``knollm catalog`` reads ``probe-*.json`` from here)
@@ -83,6 +83,29 @@ def resolve_targets(catalog: Any, refs: list[str], provider: str | None = None) 
         for m in found:
             if m["key"] not in {t.key for t in out}:
                 out.append(Target(m["key"], m["provider"], m["id"], dict(m)))
+    return out
+
+
+def configured_targets(catalog: Any, env: Any = None, per_provider: int = 1) -> list[Target]:
+    """The cheapest priced, live chat model(s) of every provider whose API key is set in
+    ``env`` (the scheduled refresh probes these)."""
+    from knollm.providers import provider_registry
+
+    env = os.environ if env is None else env
+    reg = provider_registry()
+    keyed = {pid for pid in reg.ids() if any(env.get(v) for v in reg.get(pid).api.key_env)}
+    models = catalog.models if hasattr(catalog, "_by_key") else [catalog.summary(r) for r in catalog.rows]
+    best: dict[str, list[dict[str, Any]]] = {}
+    for m in models:
+        p = m.get("prices") or {}
+        if m["provider"] in keyed and m.get("kind") == "chat" and not m.get("deprecated") \
+                and p.get("input") is not None and p.get("output") is not None and not m.get("free"):
+            best.setdefault(m["provider"], []).append(m)
+    out = []
+    for pid in sorted(best):
+        for m in sorted(best[pid], key=lambda m: (m["prices"]["input"] * 3 + m["prices"]["output"], m["id"]))[
+                :per_provider]:
+            out.append(Target(m["key"], m["provider"], m["id"], dict(m)))
     return out
 
 
