@@ -23,12 +23,13 @@ class Measured:
     """Benchmarks (newest per target), probe documents and health figures."""
 
     def __init__(self, benchmarks: list[dict], probes: list[dict], by_provider: dict[str, dict],
-                 by_model: dict[tuple[str, str], dict]) -> None:
+                 by_model: dict[tuple[str, str], dict], scores: dict | None = None) -> None:
         self.benchmarks, self.probes = benchmarks, probes
         self.by_provider, self.by_model = by_provider, by_model
+        self.scores = scores
 
     def __bool__(self) -> bool:
-        return bool(self.benchmarks or self.probes)
+        return bool(self.benchmarks or self.probes or self.scores)
 
 
 def load_measured(dumps: Path | None, now: float | None = None) -> Measured:
@@ -37,9 +38,12 @@ def load_measured(dumps: Path | None, now: float | None = None) -> Measured:
     from knollm.probe.common import read_results
     from knollm.probe.health import health
 
+    from knollm.fetch.scores import load_scores
+
+    scores = load_scores(dumps)
     d = probes_dir_for(dumps)
     if d is None or not d.is_dir():
-        return Measured([], [], {}, {})
+        return Measured([], [], {}, {}, scores)
     latest: dict[str, dict] = {}
     for doc in read_results(d, "benchmark"):
         for r in doc.get("results", []):
@@ -49,7 +53,7 @@ def load_measured(dumps: Path | None, now: float | None = None) -> Measured:
     kw = {"probes_dir": d, "store": False, "now": now}
     by_p = {f.provider: f.as_dict() for f in health(window, by="provider", **kw)}
     by_m = {(f.provider, f.model): f.as_dict() for f in health(window, by="model", **kw)}
-    return Measured(sorted(latest.values(), key=lambda r: r["key"]), read_results(d, "probe"), by_p, by_m)
+    return Measured(sorted(latest.values(), key=lambda r: r["key"]), read_results(d, "probe"), by_p, by_m, scores)
 
 
 def health_text(f: dict | None) -> str:
@@ -62,6 +66,27 @@ def health_text(f: dict | None) -> str:
 
 def _ms(v: float | None) -> str:
     return "?" if v is None else f"{v:.0f}"
+
+
+def _scores_section(doc: dict) -> list[str]:
+    """Artificial Analysis' scores, with the attribution their terms require."""
+    def n(v: float | None, fmt: str = "{:.1f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    rows = sorted(doc["models"], key=lambda r: -(r["evaluations"].get("artificial_analysis_intelligence_index") or -1))
+    out = ["## Quality scores (Artificial Analysis)", "",
+           f'Scores and speeds measured by <a href="{esc(doc.get("attribution"))}">Artificial Analysis</a>, '
+           f"fetched {esc(str(doc.get('fetched_at'))[:10])} – their measurements, not Knollm's.", "",
+           '<div class="kn-table-wrap"><table class="kn-table kn-sortable"><thead><tr><th>Model</th><th>Creator</th>'
+           "<th>Intelligence index</th><th>Coding index</th><th>Output tokens/s</th><th>TTFT s</th></tr></thead><tbody>"]
+    for r in rows:
+        ev = r.get("evaluations") or {}
+        out.append(f"<tr><td>{esc(r['name'])}</td><td>{esc(r.get('creator') or '')}</td>"
+                   f"<td>{n(ev.get('artificial_analysis_intelligence_index'))}</td>"
+                   f"<td>{n(ev.get('artificial_analysis_coding_index'))}</td>"
+                   f"<td>{n(r.get('median_output_tokens_per_second'), '{:.0f}')}</td>"
+                   f"<td>{n(r.get('median_time_to_first_token_seconds'), '{:.2f}')}</td></tr>")
+    return out + ["</tbody></table></div>", ""]
 
 
 def render_measured_page(m: Measured) -> str:
@@ -96,6 +121,8 @@ def render_measured_page(m: Measured) -> str:
         out += [f"<tr><td>{esc(p)}</td><td>{health_text(f)}</td><td>{esc(', '.join(f['sources']))}</td></tr>"
                 for p, f in sorted(m.by_provider.items())]
         out += ["</tbody></table>", ""]
+    if m.scores:
+        out += _scores_section(m.scores)
     if m.probes:
         out += ["## Probes", "", '<table class="kn-table"><thead><tr><th>Model</th><th>Date</th><th>Verdicts</th>'
                 "<th>Disagrees with the catalog</th></tr></thead><tbody>"]
