@@ -124,10 +124,10 @@ def test_benchmark_figures_follow_the_injected_delays(servers, tmp_path):
     slow, flaky = doc["results"]
     # slow: 0.25 s before the first byte, then 13 gaps of 0.02 s between its 14 words
     assert slow["success_rate"] == 1.0
-    assert 250 <= slow["ttft_p50_ms"] <= 250 + 120
-    assert 250 + 260 <= slow["latency_p50_ms"] <= 250 + 260 + 250
+    assert 250 <= slow["ttft_p50_ms"] <= 250 + 250  # never below the injected wait; slack for a loaded machine
+    assert 250 + 260 <= slow["latency_p50_ms"] <= 250 + 260 + 400
     assert slow["latency_p95_ms"] >= slow["latency_p50_ms"]
-    assert 14 / 0.26 * 0.6 <= slow["tokens_per_s_p50"] <= 14 / 0.26 * 1.15
+    assert 14 / 0.26 * 0.4 <= slow["tokens_per_s_p50"] <= 14 / 0.26 * 1.15
     # flaky: requests 2, 5 and 8 of every 10 fail -> exactly 70 %
     assert (flaky["runs"], flaky["ok"], flaky["success_rate"]) == (10, 7, 0.7)
     assert flaky["latency_p50_ms"] < 200
@@ -239,6 +239,10 @@ def test_chart_svg_escapes_labels_and_skips_unknown_prices():
     assert svg.startswith("<svg") and svg.count("<circle") == 2 and "<script>" not in svg
     assert "&lt;script&gt;" in svg and "1 without a price or figure not shown" in svg
     assert "Throughput vs price" in charts["throughput"]
+    import xml.etree.ElementTree as ET
+
+    for svg in charts.values():
+        assert ET.fromstring(svg).tag == "{http://www.w3.org/2000/svg}svg"  # well-formed SVG
 
 
 def test_site_shows_measurements_with_dates_and_hides_health_without_them(servers, tmp_path):
