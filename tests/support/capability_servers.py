@@ -29,15 +29,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import struct
-import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.support.openai_server import example_from_schema
+from tests.support.provider_servers import ProviderServer
+from tests.support.provider_servers import _Handler as BaseHandler
 
 __all__ = ["CapabilityServer"]
 
@@ -61,49 +60,21 @@ def _png_colour(data: bytes) -> str:
     return min(names, key=lambda k: sum((a - c) ** 2 for a, c in zip((r, g, b), names[k])))
 
 
-class CapabilityServer:
+class CapabilityServer(ProviderServer):
+    """Lifecycle (start/stop, ``base_url``, context manager) from :class:`ProviderServer`."""
+
     def __init__(self, name: str = "cap", *, tools: bool = True, vision: bool = True, response_format: bool = True,
                  system: bool = True, stream_usage: bool = True, context: int = 8192, ttft: float = 0.0,
                  token_delay: float = 0.0, fail_pattern: tuple[int, ...] = (), answer_words: int = 20,
                  bill_output: int | None = None) -> None:
-        self.name = name
+        super().__init__(name)
         self.tools, self.vision, self.response_format, self.system = tools, vision, response_format, system
         self.stream_usage, self.context, self.ttft, self.token_delay = stream_usage, context, ttft, token_delay
         self.fail_pattern = fail_pattern
         self.answer_words = answer_words
         self.bill_output = bill_output
-        self.requests: list[dict] = []
         self.count = 0
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-
-    def start(self) -> CapabilityServer:
-        owner = self
-
-        class Handler(_Handler):
-            server_owner = owner
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> CapabilityServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self.requests: list[dict] = []  # request bodies, in order
 
     def next_number(self, body: dict) -> int:
         with self._lock:
@@ -119,24 +90,8 @@ def _text(content: Any) -> str:
     return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BaseHandler):
     server_owner: CapabilityServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def _json(self, status: int, obj: Any) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def _error(self, status: int, message: str, typ: str = "invalid_request_error", code: str | None = None) -> None:
         self._json(status, {"error": {"message": message, "type": typ, "param": None, "code": code}})
@@ -196,12 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self, body: dict, words: list[str], call: dict | None, usage: dict) -> None:
         o = self.server_owner
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
+        self._start_stream()
 
         def ev(delta: dict, finish: str | None = None, u: dict | None = None) -> None:
             d: dict[str, Any] = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 0,
@@ -225,3 +175,6 @@ class _Handler(BaseHTTPRequestHandler):
             ev({}, u=usage)
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+
+CapabilityServer.handler_base = _Handler
