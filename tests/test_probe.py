@@ -299,3 +299,23 @@ def test_the_refresh_workflow_probes_with_a_cost_cap_and_publishes():
     assert 'knollm probe --configured --max-cost "$KNOLLM_PROBE_MAX_COST"' in text
     assert "knollm benchmark --configured" in text and '--max-cost "$KNOLLM_BENCH_MAX_COST"' in text
     assert "git add -- work/model_catalog work/probes" in text
+
+
+def test_probe_a_real_catalog_model_on_a_loopback_groq(shared_catalog, monkeypatch):
+    """Real record (real prices and claims from the dumps + registries), loopback endpoint."""
+    cat = Catalog(shared_catalog)
+    ts = resolve_targets(cat, ["llama-3.3-70b-instruct"], provider="groq")
+    assert "groq/llama-3.3-70b-versatile" in [x.key for x in ts] and all(x.provider == "groq" for x in ts)
+    [t] = resolve_targets(cat, ["groq/llama-3.3-70b-versatile"])
+    assert t.record["prices"]["input"] > 0
+    claimed_tools = t.record["capabilities"]["tools"]
+    with CapabilityServer("groq", tools=False) as s:
+        monkeypatch.setenv("KNOLLM_GROQ_BASE_URL", s.base_url)
+        monkeypatch.setenv("GROQ_API_KEY", SECRET)
+        doc = probe_target(t, out_dir=None, names=["tools", "json_mode"])
+    assert [r["verdict"] for r in doc["results"]] == ["no", "yes"]
+    assert 0 < doc["cost_usd"] <= doc["announced_usd"] < 0.01
+    assert s.requests[0]["model"] == "llama-3.3-70b-versatile"
+    if claimed_tools:  # the registries say it calls tools; this endpoint refused: a disagreement
+        assert {"field": "capabilities.tools", "catalog": True, "probe": False} == \
+            {k: doc["disagreements"][0][k] for k in ("field", "catalog", "probe")}
