@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from knollm.errors import __all__ as _ERROR_NAMES
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -30,22 +32,7 @@ __all__ = [
     "parse_count",
     "canonical_id",
     "json_schema",
-    "KnollmError",
-    "DumpError",
-    "ShapeError",
-    "RecordError",
-    "StrictModeError",
-    "CatalogError",
-    "NotFoundError",
-    "FilterError",
-    "FetchError",
-    "SiteError",
-    "ClientError",
-    "ProviderError",
-    "AllAttemptsFailed",
-    "NoCandidates",
-    "BudgetExceeded",
-    "StreamInterrupted",
+    *_ERROR_NAMES,
     "Client",
     "AsyncClient",
     "ChatResult",
@@ -66,9 +53,7 @@ _LAZY = {
     "AsyncClient": "knollm.client",
     "ChatResult": "knollm.client",
 }
-_ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
-           "NotFoundError", "FilterError", "FetchError", "SiteError", "ClientError", "ProviderError", "AllAttemptsFailed",
-           "NoCandidates", "BudgetExceeded", "StreamInterrupted"}
+_ERRORS = set(_ERROR_NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover
     from knollm.catalog.build import build_catalog

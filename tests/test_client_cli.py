@@ -106,3 +106,18 @@ def test_chat_as_a_real_process(env):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["content"] == "Hello from groq! You said: hi"
     assert KEY not in p.stdout + p.stderr
+
+
+def test_json_errors_and_interrupted_stream(env, capsys):
+    env["groq"].default = env["cerebras"].default = "503"
+    assert main(["chat", CANON, "hi", "--json", "--catalog", env["catalog"]]) == 1
+    d = json.loads(capsys.readouterr().out)
+    assert d["error_class"] == "AllAttemptsFailed" and len(d["attempts"]) == 6
+    assert {a["kind"] for a in d["attempts"]} == {"server"}
+    env["groq"].default = env["cerebras"].default = "ok"
+    env["cerebras"].requests.clear()
+    env["groq"].faults("cut")
+    assert main(["chat", CANON, "hi", "--catalog", env["catalog"]]) == 1
+    out, err = capsys.readouterr()
+    assert out == "Hello \n" and "StreamInterrupted" not in out and "after 6 chars of output" in err
+    assert env["cerebras"].requests == []  # nothing repeated by a fallback

@@ -16,7 +16,7 @@ from knollm import AllAttemptsFailed, BudgetExceeded, Client, StreamInterrupted
 from knollm.client import Budget, SQLiteStore
 from knollm.client.store import default_db_path
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import CANON, catalog, env_for, model
+from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 from tests.support.provider_servers import ProviderServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,20 +25,7 @@ KEYS = {"GROQ_API_KEY": "gsk_ledger_SECRET_1111", "GROQ_API_KEY_2": "gsk_ledger_
 MSG = [{"role": "user", "content": "hi there"}]
 
 
-@pytest.fixture(scope="module")
-def servers():
-    s = {p: ProviderServer(p).start() for p in ("groq", "cerebras", "ollama")}
-    yield s
-    for x in s.values():
-        x.stop()
-
-
-@pytest.fixture
-def srv(servers):
-    for s in servers.values():
-        s.script.clear()
-        s.default, s.hang_s, s.latency, s.usage = "ok", 3.0, 0.0, (120, 30, 0)
-    return servers
+PROVIDERS = ("groq", "cerebras", "ollama")
 
 
 CAT = catalog(
@@ -134,6 +121,7 @@ def test_budget_refuses_before_calling_and_names_the_budget(srv, tmp_path):
     r = c.chat(CANON, MSG)  # the canonical target routes around the budget
     assert r.provider == "cerebras"
     assert next(x for x in r.candidates if x["provider"] == "groq")["status"] == "skipped"
+    assert "earlier candidates skipped: budget $1e-06/month (provider=groq)" in r.why
 
 
 def test_budget_per_key_moves_to_the_next_key(srv, tmp_path):

@@ -10,8 +10,7 @@ import pytest
 
 from knollm import AllAttemptsFailed, AsyncClient, Client, NoCandidates, StreamInterrupted
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import CANON, catalog, env_for, model
-from tests.support.provider_servers import ProviderServer
+from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 GROQ_KEY, GROQ_KEY2, ANT_KEY, CER_KEY = "gsk_test_SECRET_aaaa1111", "gsk_test_SECRET_bbbb2222", \
     "sk-ant-SECRET-cccc3333", "csk-SECRET-dddd4444"
@@ -23,21 +22,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 COST = (120 * 1.0 + 30 * 2.0) / 1e6
 
 
-@pytest.fixture(scope="module")
-def servers():
-    s = {p: ProviderServer(p).start() for p in ("groq", "anthropic", "ollama", "cerebras")}
-    yield s
-    for x in s.values():
-        x.stop()
-
-
-@pytest.fixture
-def srv(servers):
-    for s in servers.values():
-        s.script.clear()
-        s.default, s.retry_after, s.hang_s, s.latency, s.usage = "ok", "0", 3.0, 0.0, (120, 30, 0)
-        s.requests.clear()
-    return servers
+PROVIDERS = ("groq", "anthropic", "ollama", "cerebras")
 
 
 def make_catalog(**over):
@@ -118,8 +103,6 @@ def test_tool_calls_plain_and_streamed_are_openai_shaped(srv, target):
     call = done.choices[0].message.tool_calls[0]
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
     assert done.choices[0].finish_reason == "tool_calls" and done.usage.prompt_tokens == 120
-    if target.startswith("ollama"):
-        return  # the loopback Ollama streams text only
     chunks = [ChatCompletionChunk.model_validate(x.model_dump())
               for x in c.chat.completions.create(model=target, messages=MSG, tools=TOOLS, stream=True)]
     last = chunks[-1]
@@ -157,6 +140,7 @@ def test_429_honours_retry_after_then_succeeds(srv):
     r = client(srv).chat("groq/llama-3.3-70b-versatile", MSG)
     assert time.perf_counter() - t0 >= 0.3
     assert statuses(r) == [("groq", 429), ("groq", 200)] and r.attempts[0]["kind"] == "rate_limit"
+    assert r.why == "first eligible in priority order; answered on retry 1"
 
 
 def test_long_retry_after_moves_to_next_candidate(srv):
@@ -340,6 +324,26 @@ def test_strategies(srv):
         client(srv).chat(CANON, MSG, strategy="nope")
 
 
+def test_alias_budget_and_ledger_alias_column(srv, tmp_path):
+    from knollm.client import Budget, SQLiteStore
+
+    class Alias:
+        models = ["groq/llama-3.3-70b-versatile"]
+        strategy = None
+        requires = {}
+
+    store = SQLiteStore(tmp_path / "k.db")
+    c = client(srv, resolver=lambda n: Alias() if n == "fast" else None, store=store,
+               budgets=[Budget(COST * 1.2, "day", alias="fast")])  # room for one call
+    assert c.chat("fast", MSG, max_tokens=30).alias == "fast"
+    from knollm import BudgetExceeded
+
+    with pytest.raises(BudgetExceeded, match="alias=fast"):
+        c.chat("fast", MSG, max_tokens=30)
+    assert c.chat("groq/llama-3.3-70b-versatile", MSG, max_tokens=30).alias is None  # not under the alias budget
+    assert [r["alias"] for r in store.rows()] == ["fast", None]
+
+
 def test_alias_resolver_hook(srv):
     class Alias:
         models = ["anthropic/claude-x", "groq/llama-3.3-70b-versatile"]
@@ -351,14 +355,21 @@ def test_alias_resolver_hook(srv):
     assert (r.provider, r.alias) == ("anthropic", "smart")
 
 
-def test_keys_never_in_results_or_errors(srv):
+def test_keys_never_in_results_or_errors(srv, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     keys = {"GROQ_API_KEY": GROQ_KEY, "GROQ_API_KEY_2": GROQ_KEY2, "CEREBRAS_API_KEY": CER_KEY}
-    srv["groq"].default = "401"
+    srv["groq"].default = "echo401"
     srv["cerebras"].default = "500"
     c = client(srv, keys, retries=0)
     with pytest.raises(AllAttemptsFailed) as ei:
         c.chat(CANON, MSG)
-    blob = str(ei.value) + repr(ei.value.attempts) + repr(c.router._deps)
+    assert "invalid key Bearer ***" in ei.value.attempts[0]["message"]
+    with pytest.raises(AllAttemptsFailed) as ei2:
+        list(c.stream(["groq/llama-3.3-70b-versatile", CANON], MSG))
+    blob = str(ei.value) + repr(ei.value.attempts) + str(ei.value.last) + str(ei2.value) + repr(c.router._deps)
+    blob += caplog.text
     srv["groq"].default = srv["cerebras"].default = "ok"
     r = client(srv, keys).chat(CANON, MSG)
     blob += json.dumps(r.to_dict()) + json.dumps(r.model_dump()) + repr(r)

@@ -97,3 +97,77 @@ def test_import_knollm_client_does_not_import_httpx2():
             "print('httpx2' in sys.modules, 'pydantic' in sys.modules, 'openai' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
+
+
+def test_query_string_key_is_masked_in_http_logs(gemini, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    c = Client(catalog=Catalog(catalog(model("gemini", "gemini-2.5-flash", "gemini-2.5-flash"))), store=False,
+               env={"GEMINI_API_KEY": KEY},
+               providers={"gemini": {"shape": "gemini", "base_url": gemini.root + "/v1beta", "auth": "query"}})
+    r = c.chat("gemini/gemini-2.5-flash", MSG)
+    assert r.content and f"key={KEY}" in gemini.requests[-1]["query"]
+    assert "x-goog-api-key" not in gemini.requests[-1]["headers"]
+    assert "HTTP Request" in caplog.text and KEY not in caplog.text
+
+
+def test_rate_limiter_rpm_and_tpm_windows():
+    from knollm.client.routing import RateLimiter
+
+    now = [0.0]
+    rl = RateLimiter(rpm=2, tpm=1000, clock=lambda: now[0])
+    assert rl.wait_time(400) == 0
+    ev = rl.acquire(400)
+    now[0] = 10
+    rl.acquire(100)
+    assert rl.wait_time(100) == pytest.approx(50)      # third request within the minute
+    RateLimiter.correct(ev, 900)                        # the first call really used 900 tokens
+    now[0] = 30
+    rl2 = RateLimiter(tpm=1000, clock=lambda: now[0])
+    rl2.acquire(900)
+    assert rl2.wait_time(200) == pytest.approx(60)      # 900 + 200 > 1000 until the 900 expire
+    assert rl2.wait_time(100) == 0
+    now[0] = 91
+    assert rl.wait_time(100) == 0 and rl2.wait_time(1000) == 0
+
+
+def test_circuit_breaker_window_and_half_open_trial():
+    from knollm.client.routing import CircuitBreaker
+
+    now = [0.0]
+    b = CircuitBreaker(failure_threshold=3, window_s=10, cooldown_s=5, clock=lambda: now[0])
+    b.record(False)
+    now[0] = 11  # the first failure left the window
+    b.record(False)
+    b.record(False)
+    assert b.state == "closed" and b.allow()
+    b.record(False)
+    assert b.state == "open" and not b.allow()
+    now[0] = 16.5
+    assert b.state == "half-open" and b.allow() and not b.allow()  # one trial only
+    b.record(False)
+    assert b.state == "open"
+    now[0] = 22
+    assert b.allow()
+    b.record(True)
+    assert b.state == "closed" and b.allow() and b.allow()
+
+
+def test_call_cost_cache_write_variable_and_free():
+    from knollm.client.accounting import call_cost, worst_case_cost
+    from knollm.client.routing import Offer
+
+    o = Offer("anthropic/c", "anthropic", "c", prices={"input": 3.0, "output": 15.0, "cache_read": 0.3,
+                                                       "cache_write": 3.75}, price_source="catalog:genai-prices")
+    u = {"input_tokens": 1000, "output_tokens": 100, "cached_tokens": 200, "cache_write_tokens": 300}
+    cost, src, why = call_cost(o, u)
+    assert cost == pytest.approx((500 * 3.0 + 200 * 0.3 + 300 * 3.75 + 100 * 15.0) / 1e6) and why is None
+    assert worst_case_cost(o, 1000, 100) == pytest.approx((1000 * 3.75 + 100 * 15.0) / 1e6)
+    var = Offer("x/y", "x", "y", prices={"input": 1.0, "output": 1.0}, variable_pricing=True)
+    assert call_cost(var, u)[0] is None and "varies" in call_cost(var, u)[2]
+    assert worst_case_cost(var, 10, 10) is None
+    free = Offer("x/f", "x", "f", free=True)
+    assert call_cost(free, u)[0] == 0.0
+    half = Offer("x/h", "x", "h", prices={"input": 1.0, "output": None})
+    assert call_cost(half, u) == (None, None, "x/h: no output price in the catalog")

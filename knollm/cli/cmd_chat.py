@@ -39,6 +39,26 @@ def _summary(r: Any) -> str:
             f"{est} · {cost}{src}{ttft} · {r.duration_ms:.0f} ms · {len(r.attempts)} attempt(s)")
 
 
+def _run(client: Any, tgt: Any, messages: list[dict], params: dict, no_stream: bool, quiet: bool) -> Any:
+    with client:
+        if no_stream:
+            res = client.chat(tgt, messages, **params)
+            if not quiet:
+                click.echo(res.content or "")
+            return res
+        res = None
+        for x in client.stream(tgt, messages, **params):
+            if isinstance(x, str):
+                if not quiet:
+                    sys.stdout.write(x)
+                    sys.stdout.flush()
+            else:
+                res = x
+        if not quiet:
+            click.echo("")
+        return res
+
+
 @click.command("chat")
 @click.argument("target")
 @click.argument("prompt", required=False)
@@ -81,24 +101,19 @@ def command(target: str, prompt: str | None, system: str | None, strategy: str |
     tgt: Any = [t.strip() for t in target.split(",") if t.strip()] if "," in target else target
 
     from knollm.client import Client
+    from knollm.errors import ClientError
 
-    with Client(catalog=_catalog(catalog_path, dumps)) as client:
-        quiet = output["format"] != "table"
-        if no_stream:
-            res = client.chat(tgt, messages, **params)
-            if not quiet:
-                click.echo(res.content or "")
-        else:
-            res = None
-            for x in client.stream(tgt, messages, **params):
-                if isinstance(x, str):
-                    if not quiet:
-                        sys.stdout.write(x)
-                        sys.stdout.flush()
-                else:
-                    res = x
-            if not quiet:
-                click.echo("")
+    quiet = output["format"] != "table"
+    try:
+        res = _run(Client(catalog=_catalog(catalog_path, dumps)), tgt, messages, params, no_stream, quiet)
+    except ClientError as e:
+        if not quiet and getattr(e, "partial", ""):
+            click.echo("")  # end the partial line before the error
+        if output["format"] != "json":
+            raise
+        emit_json({"error": str(e), "error_class": type(e).__name__, "partial": getattr(e, "partial", None),
+                   "attempts": getattr(e, "attempts", []), "excluded": getattr(e, "excluded", [])})
+        return 1
     if output["format"] == "json":
         emit_json(res.to_dict())
     elif output["format"] == "csv":

@@ -100,6 +100,7 @@ class _Base:
                 if self._clients[i] is None:
                     import httpx2
 
+                    _mask_http_logs()
                     cls = httpx2.AsyncClient if isinstance(self, AsyncClient) else httpx2.Client
                     self._clients[i] = cls(limits=self._limits(), **({"verify": False} if i == 0 else {}))
                 c = self._clients[i]
@@ -143,6 +144,125 @@ def _end_stream(d: Deployment, st: StreamState) -> None:
                             retryable=True)
 
 
+def _mask_http_logs() -> None:
+    """httpx2 logs request URLs; mask ``key=`` query values (providers with query-string auth)."""
+    import logging
+    import re
+
+    pat = re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+")
+
+    class _Mask(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            if "=" in msg:
+                record.msg, record.args = pat.sub(r"\1***", msg), None
+            return True
+
+    for name in ("httpx2", "httpcore2"):
+        lg = logging.getLogger(name)
+        if not any(type(f).__name__ == "_Mask" for f in lg.filters):
+            lg.addFilter(_Mask())
+
+
+class _Steps:
+    """Iterate a :func:`~knollm.client.engine.flow` generator's effects; set ``reply``
+    to what performing one gave (None after a sleep); ``result`` is the final ChatResult."""
+
+    def __init__(self, gen: Any) -> None:
+        self.gen, self.reply, self.result = gen, None, None
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            item = next(self.gen)
+            while True:
+                yield item
+                reply, self.reply = self.reply, None
+                item = self.gen.send(reply)
+        except StopIteration as stop:
+            self.result = stop.value
+
+
+class _Answer:
+    """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
+    means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught."""
+
+    def __init__(self, client: _Base, d: Deployment) -> None:
+        self.d, self.s, self.out = d, client.settings, Outcome()
+
+    def got(self, r: Any) -> None:
+        self.out = Outcome(parse_answer(self.d, r.status_code, r.headers, r.text), status=r.status_code)
+
+    def __enter__(self) -> _Answer:
+        return self
+
+    def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
+        if e is None:
+            return False
+        import httpx2
+
+        if isinstance(e, ProviderError):
+            self.out = Outcome(error=e)
+        elif isinstance(e, httpx2.HTTPError):
+            self.out = Outcome(error=transport_error(e, self.d.provider, self.s, False))
+        else:
+            return False
+        return True
+
+
+class _Attempt:
+    """One streamed attempt's bookkeeping, shared by the sync and async drivers."""
+
+    def __init__(self, client: _Base, d: Deployment, out: Outcome) -> None:
+        self.d, self.out, self.s = d, out, client.settings
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + self.s.ttft_timeout
+        self.st: StreamState | None = None
+
+    def _first(self) -> None:
+        if self.out.ttft_ms is None:
+            self.out.ttft_ms = (time.perf_counter() - self.t0) * 1000
+
+    def opened(self, r: Any) -> bool:
+        """Check the status line; True when the body is one JSON answer (stream ignored)."""
+        self.out.status = r.status_code
+        self.st, whole = _begin_stream(self.d, r)
+        return whole
+
+    def whole(self, r: Any, text: str) -> list[str]:
+        self.out.parsed = parse_answer(self.d, r.status_code, r.headers, text)
+        self._first()
+        c = self.out.parsed.content
+        if c:
+            self.out.emitted += c
+        return [c] if c else []
+
+    def line(self, line: str) -> list[str]:
+        deltas = self.st.feed(line)
+        if deltas:
+            self._first()
+            self.out.emitted += "".join(deltas)
+        elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
+            raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,
+                                kind="timeout", retryable=True)
+        return deltas
+
+    def done(self) -> None:
+        _end_stream(self.d, self.st)
+        self.out.parsed = self.st.result()
+        if self.st.tool_calls:
+            self._first()
+
+    def failed(self, e: Exception) -> None:
+        import httpx2
+
+        if isinstance(e, ProviderError):
+            self.out.error = e
+        elif isinstance(e, httpx2.HTTPError):
+            self.out.error = transport_error(e, self.d.provider, self.s, True)
+        else:
+            raise e
+
+
 class Client(_Base):
     """Call any catalog model: routing, fallback, retries, streaming, cost, ledger, budgets.
 
@@ -177,29 +297,16 @@ class Client(_Base):
     # -- calls
     def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
         plan = self.plan(target, messages, params)
-        gen = flow(plan, False)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    time.sleep(arg)
-                    op, arg = gen.send(None)
-                else:
-                    op, arg = gen.send(self._send(plan, arg))
-        except StopIteration as stop:
-            return stop.value
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = time.sleep(arg) if op == "sleep" else self._send(plan, arg)
+        return steps.result
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
-        import httpx2
-
         url, headers, body = plan.request(d, False)
-        try:
-            r = self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False))
-            return Outcome(parse_answer(d, r.status_code, r.headers, r.text), status=r.status_code)
-        except ProviderError as e:
-            return Outcome(error=e)
-        except httpx2.HTTPError as e:
-            return Outcome(error=transport_error(e, d.provider, self.settings, False))
+        with _Answer(self, d) as a:
+            a.got(self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+        return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> ChatStream:
         """Text deltas as they arrive, then the final :class:`ChatResult` (also ``.result``)."""
@@ -209,40 +316,21 @@ class Client(_Base):
         import httpx2
 
         url, headers, body = plan.request(d, True)
-        t0 = time.perf_counter()
-        deadline = t0 + self.settings.ttft_timeout
+        at = _Attempt(self, d, out)
         try:
             with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
-                out.status = r.status_code
                 if r.status_code >= 400:
                     raise _stream_error(d, r, r.read().decode("utf-8", "replace"))
-                st, whole = _begin_stream(d, r)
-                if whole:
-                    out.parsed = parse_answer(d, r.status_code, r.headers, r.read().decode("utf-8", "replace"))
-                    out.ttft_ms = (time.perf_counter() - t0) * 1000
-                    if out.parsed.content:
-                        out.emitted += out.parsed.content
-                        yield out.parsed.content
+                if at.opened(r):
+                    yield from at.whole(r, r.read().decode("utf-8", "replace"))
                     return
                 for line in r.iter_lines():
-                    for delta in st.feed(line):
-                        if out.ttft_ms is None:
-                            out.ttft_ms = (time.perf_counter() - t0) * 1000
-                        out.emitted += delta
-                        yield delta
-                    if out.ttft_ms is None and time.perf_counter() > deadline:
-                        raise ProviderError(f"no first token within {self.settings.ttft_timeout:g}s",
-                                            provider=d.provider, kind="timeout", retryable=True)
-                    if st.done:
+                    yield from at.line(line)
+                    if at.st.done:
                         break
-                _end_stream(d, st)
-                out.parsed = st.result()
-                if out.ttft_ms is None and st.tool_calls:
-                    out.ttft_ms = (time.perf_counter() - t0) * 1000
-        except ProviderError as e:
-            out.error = e
-        except httpx2.HTTPError as e:
-            out.error = transport_error(e, d.provider, self.settings, True)
+                at.done()
+        except (ProviderError, httpx2.HTTPError) as e:
+            at.failed(e)
 
 
 class ChatStream:
@@ -254,20 +342,15 @@ class ChatStream:
 
     def __iter__(self) -> Iterator[str | ChatResult]:
         plan = self.client.plan(self.target, self.messages, self.params)
-        gen = flow(plan, True)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    time.sleep(arg)
-                    op, arg = gen.send(None)
-                    continue
-                out = Outcome()
-                yield from self.client._stream_attempt(plan, arg, out)
-                op, arg = gen.send(out)
-        except StopIteration as stop:
-            self.result = stop.value
-            yield self.result
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                time.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            yield from self.client._stream_attempt(plan, arg, steps.reply)
+        self.result = steps.result
+        yield self.result
 
     def text_deltas(self) -> Iterator[str]:
         for x in self:
@@ -295,29 +378,16 @@ class AsyncClient(_Base):
         import asyncio
 
         plan = self.plan(target, messages, params)
-        gen = flow(plan, False)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    await asyncio.sleep(arg)
-                    op, arg = gen.send(None)
-                else:
-                    op, arg = gen.send(await self._send(plan, arg))
-        except StopIteration as stop:
-            return stop.value
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = await asyncio.sleep(arg) if op == "sleep" else await self._send(plan, arg)
+        return steps.result
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
-        import httpx2
-
         url, headers, body = plan.request(d, False)
-        try:
-            r = await self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False))
-            return Outcome(parse_answer(d, r.status_code, r.headers, r.text), status=r.status_code)
-        except ProviderError as e:
-            return Outcome(error=e)
-        except httpx2.HTTPError as e:
-            return Outcome(error=transport_error(e, d.provider, self.settings, False))
+        with _Answer(self, d) as a:
+            a.got(await self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+        return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncChatStream:
         return AsyncChatStream(self, target, messages, params)
@@ -326,40 +396,24 @@ class AsyncClient(_Base):
         import httpx2
 
         url, headers, body = plan.request(d, True)
-        t0 = time.perf_counter()
-        deadline = t0 + self.settings.ttft_timeout
+        at = _Attempt(self, d, out)
         try:
-            async with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
-                out.status = r.status_code
+            async with self._client_for(url).stream("POST", url, headers=headers, json=body,
+                                                     timeout=self._timeout(True)) as r:
                 if r.status_code >= 400:
                     raise _stream_error(d, r, (await r.aread()).decode("utf-8", "replace"))
-                st, whole = _begin_stream(d, r)
-                if whole:
-                    out.parsed = parse_answer(d, r.status_code, r.headers, (await r.aread()).decode("utf-8", "replace"))
-                    out.ttft_ms = (time.perf_counter() - t0) * 1000
-                    if out.parsed.content:
-                        out.emitted += out.parsed.content
-                        yield out.parsed.content
+                if at.opened(r):
+                    for x in at.whole(r, (await r.aread()).decode("utf-8", "replace")):
+                        yield x
                     return
                 async for line in r.aiter_lines():
-                    for delta in st.feed(line):
-                        if out.ttft_ms is None:
-                            out.ttft_ms = (time.perf_counter() - t0) * 1000
-                        out.emitted += delta
-                        yield delta
-                    if out.ttft_ms is None and time.perf_counter() > deadline:
-                        raise ProviderError(f"no first token within {self.settings.ttft_timeout:g}s",
-                                            provider=d.provider, kind="timeout", retryable=True)
-                    if st.done:
+                    for x in at.line(line):
+                        yield x
+                    if at.st.done:
                         break
-                _end_stream(d, st)
-                out.parsed = st.result()
-                if out.ttft_ms is None and st.tool_calls:
-                    out.ttft_ms = (time.perf_counter() - t0) * 1000
-        except ProviderError as e:
-            out.error = e
-        except httpx2.HTTPError as e:
-            out.error = transport_error(e, d.provider, self.settings, True)
+                at.done()
+        except (ProviderError, httpx2.HTTPError) as e:
+            at.failed(e)
 
 
 class AsyncChatStream:
@@ -371,21 +425,16 @@ class AsyncChatStream:
         import asyncio
 
         plan = self.client.plan(self.target, self.messages, self.params)
-        gen = flow(plan, True)
-        try:
-            op, arg = next(gen)
-            while True:
-                if op == "sleep":
-                    await asyncio.sleep(arg)
-                    op, arg = gen.send(None)
-                    continue
-                out = Outcome()
-                async for delta in self.client._stream_attempt(plan, arg, out):
-                    yield delta
-                op, arg = gen.send(out)
-        except StopIteration as stop:
-            self.result = stop.value
-            yield self.result
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                await asyncio.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            async for delta in self.client._stream_attempt(plan, arg, steps.reply):
+                yield delta
+        self.result = steps.result
+        yield self.result
 
 
 # --------------------------------------------------------------------------- OpenAI facade

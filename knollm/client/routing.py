@@ -88,33 +88,47 @@ class Offer:
 
 
 class CatalogSource:
-    """Offers from a :class:`knollm.query.api.Catalog` (full records: tiers, price sources)
-    or a compact :class:`knollm.query.index.Index` (the fast default)."""
+    """Offers from a :class:`knollm.query.index.Index` (the compact, fast default) or a
+    :class:`knollm.query.api.Catalog` (full records: price tiers and per-field sources)."""
 
     def __init__(self, catalog: Any) -> None:
-        self.catalog = catalog
-        self._full = hasattr(catalog, "models") and hasattr(catalog, "where") and hasattr(catalog, "_by_key")
+        from knollm.query.index import Index
 
-    def _model(self, pos_or_dict: Any) -> dict:
-        return pos_or_dict if self._full else self.catalog.summary(pos_or_dict)
+        self.catalog = catalog
+        self._full = not isinstance(catalog, Index)
+        self.index: Index = catalog.index if self._full else catalog
+        self._pids: dict[str, dict] | None = None
+
+    def _offer(self, pos: int) -> Offer:
+        m = self.catalog.models[pos] if self._full else self.index.summary(self.index.rows[pos])
+        return Offer.from_model(m)
 
     def by_key(self, key: str) -> Offer | None:
-        if self._full:
-            m = self.catalog._by_key.get(key)
-            return Offer.from_model(m) if m else None
-        pos = self.catalog.by_key.get(key)
-        return Offer.from_model(self.catalog.summary(self.catalog.rows[pos])) if pos is not None else None
+        pos = self.index.by_key.get(key)
+        return None if pos is None else self._offer(pos)
 
     def where(self, ref: str) -> list[Offer]:
         try:
-            found = self.catalog.where(ref)
+            return [self._offer(i) for i in self.index.where_positions(ref)]
         except NotFoundError:
             return []
-        return [Offer.from_model(self._model(m)) for m in found]
 
-    def provider_known(self, pid: str) -> bool:
-        provs = self.catalog.providers
-        return any(p["id"] == pid for p in provs)
+    def provider_facts(self, pid: str) -> Any:
+        """Calling facts from the catalog's provider record (models.dev / dumps), for
+        providers the registry does not list yet; None when the catalog has none."""
+        if self._pids is None:
+            self._pids = {p["id"]: p for p in self.index.providers}
+        p = self._pids.get(pid)
+        if not p or not p.get("base_url"):
+            return None
+        from knollm.client._providers import ProviderFacts
+
+        shape = p.get("api_shape") or "openai"
+        auth, header = _SHAPE_AUTH.get(shape, ("bearer", None))
+        if p.get("kind") == "local" and not p.get("api_key_env"):
+            auth = "none"
+        return ProviderFacts(shape, p["base_url"], tuple(p.get("api_key_env") or ()), auth, header,
+                             {"anthropic-version": "2023-06-01"} if shape == "anthropic" else {}, None, None)
 
 
 # --------------------------------------------------------------------------- health
@@ -329,6 +343,13 @@ class Router:
         self.rng = random.Random()
 
     # -- keys
+    def facts(self, pid: str) -> Any:
+        """The registry's calling facts for ``pid``, else the catalog's provider record."""
+        f = provider_facts(pid)
+        if f is None and self.source is not None:
+            f = self.source.provider_facts(pid)
+        return f
+
     def secrets(self) -> list[str]:
         return [s._value for slots in self._slots.values() for s in slots if s._value]
 
@@ -373,12 +394,12 @@ class Router:
     def deployments(self, offer: Offer) -> tuple[list[Deployment], str | None]:
         """The deployments of ``offer`` (one per key), or ``([], reason)``."""
         pid = offer.provider
-        facts = provider_facts(pid)
+        facts = self.facts(pid)
         cfg = self.config.get(pid, {})
         shape = cfg.get("shape") or (facts.shape if facts else None)
         base = cfg.get("base_url") or self.env.get(env_name(pid, "BASE_URL")) or (facts.base_url if facts else None)
         if facts is None and not cfg:
-            return [], f"provider {pid!r} is not in the provider registry"
+            return [], f"provider {pid!r}: no base URL in the provider registry or the catalog"
         if get_shape(shape) is None:
             return [], f"no transport for API shape {shape!r}"
         if not base:
@@ -430,7 +451,7 @@ class Router:
             if o:
                 return o, meta
         pid, sep, model = t.partition("/")
-        if sep and model and (pid in self.config or provider_facts(pid) is not None):
+        if sep and model and (pid in self.config or self.facts(pid) is not None):
             return [Offer.uncataloged(pid, model)], meta
         return [], meta
 
@@ -647,6 +668,8 @@ class Plan:
         return d.url(stream), d.request_headers(), body
 
     def record_attempt(self, d: Deployment, status: Any, err: BaseException | None, t0: float) -> dict:
+        if err is not None and err.args:
+            err.args = (self.redact(str(err.args[0])),) + err.args[1:]  # a provider may echo the key
         a = {"provider": d.provider, "model": d.model, "key": d.slot.label, "status": status,
              "error": None if err is None else type(err).__name__,
              "kind": getattr(err, "kind", None) if err is not None else None,
@@ -665,8 +688,10 @@ class Plan:
         """After a failed attempt: ``("retry", delay)`` on the same deployment or ``("next", 0)``."""
         from knollm.retry import backoff_delay
 
+        # a bad request still shows the deployment answering: it counts as healthy (and ends a
+        # half-open trial); every other failure counts against the breaker
+        d.breaker.record(e.kind in _REQUEST_FAULTS)
         if e.kind not in _REQUEST_FAULTS:
-            d.breaker.record(False)
             d.stats.observe(False)
         if e.kind == "auth":
             d.slot.disabled = f"key disabled after HTTP {e.status}"

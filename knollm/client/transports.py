@@ -57,6 +57,16 @@ def _loads(text: str, provider: str, what: str) -> Any:
         raise ProviderError(f"{what} is not JSON: {head!r}", provider=provider, kind="bad_response") from None
 
 
+def _event(st: StreamState, data: str, what: str = "stream event") -> dict:
+    """One stream event's JSON object; a provider error event raises (retryable)."""
+    obj = _loads(data, st.provider, what)
+    if not isinstance(obj, dict):
+        raise ProviderError(f"{what} is not an object", provider=st.provider, kind="bad_response")
+    if obj.get("error"):
+        raise ProviderError(str(obj["error"])[:300], provider=st.provider, kind="server", retryable=True)
+    return obj
+
+
 def _text(content: Any) -> str:
     """The text of an OpenAI message ``content`` (a string or a list of parts)."""
     if content is None:
@@ -197,11 +207,7 @@ class Shape:
         return StreamState(self, provider)
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
-        obj = _loads(data, st.provider, "stream event")
-        if not isinstance(obj, dict):
-            raise ProviderError("stream event is not an object", provider=st.provider, kind="bad_response")
-        if obj.get("error"):
-            raise ProviderError(str(obj["error"])[:300], provider=st.provider, kind="server", retryable=True)
+        obj = _event(st, data)
         st.model = st.model or obj.get("model")
         st.id = st.id or obj.get("id")
         if obj.get("usage"):
@@ -289,7 +295,7 @@ class AnthropicShape(Shape):
         p = dict(params)
         body: dict[str, Any] = {"model": model, "messages": msgs,
                                 "max_tokens": p.pop("max_tokens", None) or p.pop("max_completion_tokens", None)
-                                or ctx.get("max_output") or 4096}
+                                or min(ctx.get("max_output") or 4096, 4096)}  # required by the API
         if system:
             body["system"] = "\n\n".join(system)
         for k in ("temperature", "top_p", "top_k", "metadata"):
@@ -473,9 +479,7 @@ class GeminiShape(Shape):
                       usage, obj.get("modelVersion"), obj.get("responseId"))
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
-        obj = _loads(data, st.provider, "stream event")
-        if not isinstance(obj, dict):
-            raise ProviderError("stream event is not an object", provider=st.provider, kind="bad_response")
+        obj = _event(st, data)
         out, finish, usage = self._apply(obj, st.content, st.tool_calls)
         if finish:
             st.finish_reason = "tool_calls" if st.tool_calls and finish == "stop" else finish
@@ -546,11 +550,7 @@ class OllamaShape(Shape):
                       obj.get("model"))
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
-        obj = _loads(data, st.provider, "stream line")
-        if not isinstance(obj, dict):
-            raise ProviderError("stream line is not an object", provider=st.provider, kind="bad_response")
-        if obj.get("error"):
-            raise ProviderError(str(obj["error"])[:300], provider=st.provider, kind="server", retryable=True)
+        obj = _event(st, data, "stream line")
         st.model = st.model or obj.get("model")
         msg = obj.get("message") or {}
         out = []

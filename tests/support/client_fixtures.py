@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 CANON = "llama-3.3-70b-instruct"
 
 
@@ -37,3 +39,33 @@ def env_for(servers: dict[str, Any], keys: dict[str, str] | None = None) -> dict
            for pid, s in servers.items()}
     env.update(keys or {})
     return env
+
+
+def start_servers(*names: str) -> dict[str, Any]:
+    """One loopback :class:`ProviderServer` per provider id."""
+    from tests.support.provider_servers import ProviderServer
+
+    return {p: ProviderServer(p).start() for p in names}
+
+
+def reset_servers(servers: dict[str, Any]) -> dict[str, Any]:
+    """Back to answering ``ok`` with the default usage, no script, no recorded requests."""
+    for s in servers.values():
+        s.script.clear()
+        s.default, s.retry_after, s.hang_s, s.latency, s.usage = "ok", "0", 3.0, 0.0, (120, 30, 0)
+        s.requests.clear()
+    return servers
+
+
+@pytest.fixture(scope="module")
+def servers(request: Any) -> Any:
+    """Loopback servers for the provider ids in the test module's ``PROVIDERS``."""
+    s = start_servers(*request.module.PROVIDERS)
+    yield s
+    for x in s.values():
+        x.stop()
+
+
+@pytest.fixture
+def srv(servers: dict[str, Any]) -> dict[str, Any]:
+    return reset_servers(servers)

@@ -15,7 +15,7 @@ Each request takes the next fault from :attr:`script` (then :attr:`default`):
 chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
 ``malformed`` (an SSE event that is not JSON), ``html`` (200 with an HTML page),
 ``truncated`` (200 with cut-off JSON), ``reset`` (connection closed, no answer),
-``nousage`` (an answer without usage). Tools in the request get a tool call back.
+``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
 Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = {}
         path = self.path.split("?", 1)[0]
         fault = o.next_fault()
-        o.record({"path": path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body,
+        o.record({"path": path, "query": self.path.partition("?")[2], "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body,
                   "fault": fault})
         if o.latency:
             time.sleep(o.latency)
@@ -189,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
                               {"Retry-After": o.retry_after})
         if fault in ("500", "503"):
             return self._json(int(fault), {"error": {"message": "upstream overloaded", "type": "server_error"}})
+        if fault == "echo401":  # some providers echo the credential they rejected
+            return self._json(401, {"error": {"message": f"invalid key {self.headers.get('authorization')} "
+                                              f"{self.headers.get('x-api-key')}"}})
         if fault == "401":
             return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key"}})
         if fault == "context":
@@ -388,10 +391,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "malformed":
             self._write('{"model": "x", "message": {"content": "oo\n')
             return
-        if self._stream_fault(fault, line(words[0])):
-            return
-        for w in words[1:]:
-            self._write(line(w))
+        if call:  # Ollama sends a tool call whole, in one line
+            if self._stream_fault(fault, line("", tool_calls=[{"function": {"name": call["name"],
+                                                                           "arguments": call["args"]}}])):
+                return
+        else:
+            if self._stream_fault(fault, line(words[0])):
+                return
+            for w in words[1:]:
+                self._write(line(w))
         final = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
                  "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}
         if usage:
