@@ -16,7 +16,9 @@ MSG = [{"role": "user", "content": "hi there"}]
 
 @pytest.fixture(scope="module")
 def setup(shared_dumps):
-    idx = Index.load(shared_dumps)
+    from knollm.query.cache import cached_index
+
+    idx = Index(cached_index(shared_dumps))  # main dropped Index.load (cache <-> index cycle)
     with ProviderServer("loop") as s:
         env = {}
         router = Client(catalog=idx, store=False, env={}).router
