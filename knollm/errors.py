@@ -21,6 +21,8 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     │                        (names the file and the record)
     ├── ToolArgumentError    an MCP / advisor tool got arguments it cannot use; also a
     │                        ValueError (knollm mcp reports it as a tool error)
+    ├── ProbeError           a probe / benchmark / ask run cannot start (unknown target,
+    │                        announced cost above --max-cost, unpriced without consent)
     └── ClientError          calling a model through knollm.Client failed
         ├── ProviderError    one provider answered with an error (``status``, ``provider``,
         │                    ``retryable``, ``kind``)
@@ -49,6 +51,7 @@ __all__ = [
     "SiteError",
     "LockError",
     "ToolArgumentError",
+    "ProbeError",
     "ClientError",
     "ProviderError",
     "AllAttemptsFailed",
@@ -161,6 +164,10 @@ class LockError(KnollmError):
 class ToolArgumentError(KnollmError, ValueError):
     """A Knollm tool (``knollm mcp``, the advisor) was called with arguments it cannot use;
     the message says which and why."""
+
+
+class ProbeError(KnollmError):
+    """A probe, benchmark or ``ask`` run cannot start; nothing was spent."""
 
 
 class ClientError(KnollmError):

@@ -139,6 +139,7 @@ SUSPECT_CHECKS: dict[str, str] = {
 
 #: the sources, highest precedence first (see :mod:`knollm.catalog.schema`)
 SOURCE_TABLE: tuple[SourceMark, ...] = (
+    SourceMark("probe", "P", "measured by `knollm probe` (a dated request to the provider)", "probe"),
     SourceMark("dump", "D", "the provider's own model list (dump)", "provider dump"),
     SourceMark("genai-prices", "G", "the genai-prices registry", "genai-prices"),
     SourceMark("models.dev", "M", "the models.dev registry", "models.dev"),

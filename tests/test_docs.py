@@ -29,7 +29,7 @@ def test_architecture_paths_exist():
 
 def test_nav_pages_exist():
     nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8").split("\nnav:", 1)[1]
-    generated = ("providers/", "canonical/", "matrix/", "libraries/", "changes.md", "audit.md", "compare")
+    generated = ("providers/", "canonical/", "matrix/", "libraries/", "changes.md", "audit.md", "measured.md", "compare")
     for page in re.findall(r":\s*([\w/.-]+\.md)\s*$", nav, flags=re.M):
         if page.startswith(generated):
             continue  # written by the knollm plugin at build time

@@ -93,7 +93,7 @@ def _doc_order(row: str) -> tuple[str, ...]:
     text = (Path(__file__).parents[1] / "src_docs" / "methodology.md").read_text(encoding="utf-8")
     [line] = [ln for ln in text.splitlines() if ln.startswith(f"| {row} |")]
     cell = line.split("|")[2].split(" – ")[0]
-    names = {"`dump`": "dump", "`genai-prices` same provider": "gp", "`genai-prices`": "gp",
+    names = {"`probe`": "probe", "`dump`": "dump", "`genai-prices` same provider": "gp", "`genai-prices`": "gp",
              "`models.dev` same provider": "md", "`models.dev`": "md", "`litellm`": "litellm",
              "`models.dev` canonical": "md~canonical", "family": "md~family"}
     out = []

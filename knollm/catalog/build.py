@@ -33,13 +33,13 @@ DEFAULT_DUMPS = Path("work/model_catalog")
 
 # layer kinds, in the order they are tried for each field group (first known value wins)
 _PRICE_ORDER = ("dump", "gp", "md", "litellm")
-_LIMIT_ORDER = ("dump", "md", "gp", "litellm", "md~canonical")
-_CAP_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family")
+_LIMIT_ORDER = ("probe", "dump", "md", "gp", "litellm", "md~canonical")
+_CAP_ORDER = ("probe", "dump", "md", "litellm", "md~canonical", "md~family")
 _MODALITY_ORDER = ("dump", "md", "litellm", "md~canonical", "md~family")
 _META_ORDER = ("dump", "md", "gp", "litellm")
 _DATE_ORDER = ("md", "md~canonical")
 _LAYER_SOURCE = {
-    "dump": "dump", "litellm": "litellm", "gp": "genai-prices", "md": "models.dev",
+    "probe": "probe", "dump": "dump", "litellm": "litellm", "gp": "genai-prices", "md": "models.dev",
     "md~canonical": "models.dev", "md~family": "models.dev",
 }
 
@@ -527,6 +527,8 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     m["flags"] = flags + flags_extra
     m["suspect"] = suspect
     m["alternatives"] = _alternatives(L, m, layer_of, media)
+    if "probe" in L:
+        _probe_overrides(m, L, sources)
     m["sources"] = sources
     m["joins"] = dict(off.joins)
     m["origin"] = list(off.origin)
@@ -670,6 +672,24 @@ def summarize(cat: dict) -> dict[str, Any]:
     }
 
 
+def _probe_overrides(m: dict[str, Any], L: dict[str, dict[str, Any]], sources: dict[str, str]) -> None:
+    """A probed model: its probe summary (date, verdicts) and, per field the probe decided,
+    every other source's differing value in ``alternatives`` (the disagreement audit)."""
+    m["probe"] = L["probe"]["probe"]
+    alts: dict[str, dict[str, Any]] = m.setdefault("alternatives", {})
+    fields = [(f"capabilities.{c}", "capabilities", c, _CAP_ORDER) for c in L["probe"].get("capabilities", {})]
+    if "context_window" in L["probe"]:
+        fields.append(("context_window", None, "context_window", _LIMIT_ORDER))
+    for path, group, name, order in fields:
+        if sources.get(path) != "probe":
+            continue
+        shown = m[group][name] if group else m[name]
+        for layer in order[1:]:
+            v = (L.get(layer, {}).get(group) or {}).get(name) if group else L.get(layer, {}).get(name)
+            if v is not None and v != shown:
+                alts.setdefault(path, {}).setdefault(_LAYER_SOURCE[layer], v)
+
+
 def build_catalog(
     dumps: str | Path | None = DEFAULT_DUMPS,
     *,
@@ -679,8 +699,12 @@ def build_catalog(
     now: datetime | None = None,
     validate: bool = True,
     timings: dict[str, float] | None = None,
+    probes: str | Path | None = "auto",
 ) -> dict[str, Any]:
     """Build the normalized catalog from a dump directory (may be None/missing) and the registries.
+
+    ``probes``: a directory of ``knollm probe`` results read as source ``probe``
+    (``"auto"``: the dump directory's sibling ``probes/``; None: none).
 
     Returns a JSON-able dict matching :class:`knollm.catalog.schema.CatalogDocument`. With ``strict``,
     any warning raises :class:`knollm.errors.StrictModeError`.
@@ -691,13 +715,13 @@ def build_catalog(
     gc.disable()
     try:
         return _build(dumps, strict=strict, registries=registries, diags=diags, now=now, validate=validate,
-                      timings=timings if timings is not None else {})
+                      timings=timings if timings is not None else {}, probes=probes)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[str, Any]:
+def _build(dumps, *, strict, registries, diags, now, validate, timings, probes="auto") -> dict[str, Any]:
     import time
 
     clock = [time.perf_counter()]
@@ -736,6 +760,11 @@ def _build(dumps, *, strict, registries, diags, now, validate, timings) -> dict[
         _join_registries(offers, md, gp)
         _add_registry_only(offers, md, gp)
         lap("join")
+    from knollm.catalog.probes import load_probe_layers, probes_dir_for
+
+    for pk, layer in load_probe_layers(probes_dir_for(dumps) if probes == "auto" else probes, diags).items():
+        if pk in offers:  # a probe measures a listed model; it never invents one
+            offers[pk].add("probe", layer, "probe")
     today = now.strftime("%Y-%m-%d")
     models = [_resolve(o, today, table, diags) for o in offers.values()]
     models.sort(key=lambda m: (m["provider"], m["id"].lower()))

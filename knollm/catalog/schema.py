@@ -18,9 +18,11 @@ provider" means the registry entry for this provider and model id (exact or alia
 
 * prices: ``dump`` > ``genai-prices`` same provider > ``models.dev`` same provider >
   ``litellm`` (never canonical or family);
-* context window, max output: ``dump`` > ``models.dev`` same provider > ``genai-prices``
-  same provider > ``litellm`` > ``models.dev`` canonical;
-* capabilities: ``dump`` > ``models.dev`` same provider > ``litellm`` > ``models.dev``
+* context window, max output: ``probe`` (context window only) > ``dump`` > ``models.dev``
+  same provider > ``genai-prices`` same provider > ``litellm`` > ``models.dev`` canonical;
+* ``probe``: a ``yes``/``no`` verdict of ``knollm probe`` (newest file per model in the
+  dump directory's sibling ``probes/``); the values it overrides stay in ``alternatives``;
+* capabilities: ``probe`` > ``dump`` > ``models.dev`` same provider > ``litellm`` > ``models.dev``
   canonical > ``models.dev`` family > ``inferred`` from the name (``-vision``, ``r1``…);
 * modalities: as capabilities, then ``inferred`` from the kind;
 * name, description: ``dump`` > ``models.dev`` > ``genai-prices`` > ``litellm``;
@@ -55,7 +57,7 @@ price is zero for a text model.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -153,6 +155,8 @@ class Model(BaseModel):
         default_factory=dict,
         description="field path -> plausibility check it failed (knollm.vocab.SUSPECT_CHECKS); the value is kept "
                     "but never ranks in 'cheapest'")
+    probe: dict[str, Any] | None = Field(
+        None, description="newest `knollm probe` result for this model: {date, file, verdicts: {probe: verdict}, cost_usd}")
     alternatives: dict[str, dict[str, float | int | bool | str | None]] = Field(
         default_factory=dict,
         description="field path -> {source: value} for every other source whose value differs from the one shown "

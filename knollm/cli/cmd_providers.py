@@ -113,3 +113,38 @@ def _checked(pid: str) -> tuple[str | None, str | None]:
         return None, None
     checked, unverified = entry.get("checked"), entry.get("unverified")
     return (str(checked) if checked else None), (" ".join(unverified.split()) if unverified else None)
+
+
+@command.command("health")
+@click.option("--window", default="7d", show_default=True, help="Time window: 30m, 24h, 7d, 2w.")
+@click.option("--by", type=click.Choice(["provider", "model"]), default="provider", show_default=True)
+@click.option("--probes", "probes_dir", type=click.Path(file_okay=False), default="work/probes", show_default=True,
+              help="Directory of probe / benchmark results.")
+@click.option("--no-ledger", is_flag=True, help="Ignore the client's usage ledger.")
+@output_options
+def health(window: str, by: str, probes_dir: str, no_ledger: bool, output: dict) -> int:
+    """Success rate and latency per provider (or model) from probes, benchmarks and the ledger.
+
+    \b
+    The ledger keeps successful calls only: failures come from probes and benchmarks.
+    Example: knollm providers health --window 24h --by model
+    """
+    from knollm.probe.health import health as compute, parse_window
+
+    try:
+        secs = parse_window(window)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--window") from None
+    figs = [f.as_dict() for f in compute(secs, by=by, probes_dir=probes_dir, store=False if no_ledger else None)]
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.0f}"
+
+    rows = [{"provider": f["provider"], "model": f["model"] or "", "calls": f["n"],
+             "ok %": f"{f['success_rate'] * 100:.1f}", "ttft p50": ms(f["ttft_p50_ms"]),
+             "lat p50": ms(f["latency_p50_ms"]), "lat p95": ms(f["latency_p95_ms"]),
+             "tok/s": ms(f["tokens_per_s_p50"]), "sources": ",".join(f["sources"]), "last": f["last"]} for f in figs]
+    cols = ["provider"] + (["model"] if by == "model" else []) + ["calls", "ok %", "ttft p50", "lat p50", "lat p95",
+                                                                  "tok/s", "sources", "last"]
+    emit(rows, cols, output, json_obj=figs)
+    return 0 if figs else 1

@@ -36,9 +36,11 @@ DEFAULT_OUT = "work/model_catalog"
 @click.option("--no-history", is_flag=True, help="Do not update the first/last-seen history.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched (and which keys are missing); no network.")
 @click.option("-v", "--verbose", is_flag=True, help="Log requests, retries and pages to stderr (keys redacted).")
+@click.option("--no-scores", is_flag=True, help="Do not fetch Artificial Analysis quality scores (fetched only "
+                                                "when $ARTIFICIAL_ANALYSIS_API_KEY is set).")
 @output_options
 def command(providers_file, only, out_dir, concurrency, report_file, summary_file, history_file, no_history,
-            dry_run, verbose, output) -> int:
+            dry_run, verbose, no_scores, output) -> int:
     """Refresh provider dumps from their model-list APIs.
 
     \b
@@ -74,6 +76,17 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
             from knollm.catalog.history import update_history
 
             update_history(history_file or out / "history.json", out, providers=ok)
+
+    if not no_scores and not ids:
+        from knollm.errors import FetchError
+        from knollm.fetch.scores import fetch_scores
+
+        try:
+            got = fetch_scores(out)
+            if got is not None:
+                click.echo(f"quality scores (Artificial Analysis) -> {got}", err=True)
+        except FetchError as e:  # scores are optional: reported, never fatal
+            click.echo(f"knollm: quality scores not fetched: {e}", err=True)
 
     doc = report.to_dict()
     if report_file is not None:

@@ -113,13 +113,23 @@ def fast_cache_key(dumps: str | Path | None) -> str:
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         pass
     key = cache_key(dumps)
-    paths = _dist_paths()
+    paths = _dist_paths() + _probe_paths(dumps)
     memo = {"where": where, "key": key, "paths": paths, "fingerprint": _fingerprint(dumps, paths)}
     try:
         _atomic_write(stamp, marshal.dumps(memo))
     except OSError:
         pass
     return key
+
+
+def _probe_paths(dumps: str | Path | None) -> list[str]:
+    """The probe results directory and its files (``knollm catalog`` reads them as source ``probe``)."""
+    from knollm.catalog.probes import probes_dir_for
+
+    d = probes_dir_for(dumps)
+    if d is None or not d.is_dir():
+        return [str(d)] if d is not None else []
+    return [str(d)] + [str(f) for f in sorted(d.glob("probe-*.json"))]
 
 
 def _versions() -> str:
@@ -152,6 +162,9 @@ def cache_key(dumps: str | Path | None) -> str:
         for f in sorted(Path(dumps).glob("models_*.json")):
             h.update(f.name.encode())
             h.update(f.read_bytes())
+    for f in _probe_paths(dumps)[1:]:
+        h.update(Path(f).name.encode())
+        h.update(Path(f).read_bytes())
     return h.hexdigest()
 
 

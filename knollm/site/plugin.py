@@ -72,6 +72,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.changes: tuple[Any, list] | None = None
         self.timings: dict[str, float] = {}
         self._head: str | None = None
+        self.measured: Any = None
 
     # ------------------------------------------------------------------ config
     def on_config(self, config):
@@ -89,6 +90,9 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         self.slugs = canonical_slugs(canonical_multi(self.catalog["models"]))
         self.libs = _libraries() if self.config.libraries else None
         self.changes = _changes(self.dumps) if self.config.changes else None
+        from knollm.site.measured import load_measured
+
+        self.measured = load_measured(self.dumps)
         figures = headline_figures(self.catalog, libraries=len(self.libs[1]) if self.libs else 0)
         config.extra["knollm"] = figures
         config.nav = self._nav(config.nav)
@@ -170,20 +174,28 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
         add("providers/index.md", lambda L: R.render_providers_index(cat, L))
         popularity = {c: len({o["provider"] for o in offers})
                       for c, offers in (self.groups or canonical_groups_all(cat)).items()}
+        from knollm.site import measured as M
+
+        meas = self.measured
         for p in cat["providers"]:
+            ph = M.health_text(meas.by_provider.get(p["id"])) if meas and p["id"] in meas.by_provider else None
             add(f"providers/{p['id']}.md",
-                lambda L, p=p: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs,
-                                                      popularity=popularity, registries=cat.get("sources")),
+                lambda L, p=p, ph=ph: R.render_provider_page(p, by_p.get(p["id"], []), L, self.slugs,
+                                                             popularity=popularity, registries=cat.get("sources"),
+                                                             health=ph),
                 inclusion=InclusionLevel.NOT_IN_NAV)
         if self.groups:
             add("canonical/index.md", lambda L: R.render_canonical_index(self.groups, self.slugs, L))
             for canon, offers in self.groups.items():
                 slug = self.slugs[canon]
+                ch = {o["key"]: M.health_text(meas.by_model[(o["provider"], o["id"])]) for o in offers
+                      if meas and (o["provider"], o["id"]) in meas.by_model}
                 add(f"canonical/{slug}.md",
-                    lambda L, c=canon, o=offers, s=slug: R.render_canonical_page(c, o, pmap, L, s),
+                    lambda L, c=canon, o=offers, s=slug, ch=ch: R.render_canonical_page(c, o, pmap, L, s, ch or None),
                     inclusion=InclusionLevel.NOT_IN_NAV)
         add("matrix/capabilities.md", lambda L: R.render_capability_matrix(cat, L))
         add("audit.md", lambda L: R.render_audit_page(cat))
+        add("measured.md", lambda L: M.render_measured_page(meas))
         if self.libs:
             lrender, rows = self.libs
             try:

@@ -435,6 +435,9 @@ def _model_row(m: dict[str, Any], links: Links, *, provider_col: bool = False,
         label += ' <span class="kn-badge kn-dep">deprecated</span>'
     if m.get("suspect"):
         label += ' <span class="kn-badge kn-suspect" title="a value failed a plausibility check">suspect</span>'
+    if m.get("probe"):
+        pv = ", ".join(f"{k}: {v}" for k, v in (m["probe"].get("verdicts") or {}).items())
+        label += f' <span class="kn-badge kn-probed" title="{esc(pv)}">probed {esc(str(m["probe"].get("date"))[:10])}</span>'
     if canon_slugs and m["canonical_id"] in canon_slugs and not provider_col:
         label += f' <a class="kn-badge" href="{links.canonical(canon_slugs[m["canonical_id"]])}" ' \
                  f'title="compare providers of this model">compare</a>'
@@ -481,7 +484,7 @@ def _checked_facts(pid: str) -> list[tuple[str, str]]:
 
 def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]], links: Links | None = None,
                          canon_slugs: dict[str, str] | None = None, popularity: dict[str, int] | None = None,
-                         registries: list[dict[str, Any]] | None = None) -> str:
+                         registries: list[dict[str, Any]] | None = None, health: str | None = None) -> str:
     pid = provider["id"]
     links = links or Links(f"providers/{pid}.md")
     name = provider.get("name") or pid
@@ -517,6 +520,8 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
         ("Capability coverage", "?" if s["capability_coverage"] is None else f"{s['capability_coverage']}%"),
     ]
     facts += _checked_facts(pid)
+    if health:  # measured (knollm.site.measured.health_text, already escaped); hidden when nothing was measured
+        facts.append(("Health (measured)", f'{health} <a href="{links.page("measured.md")}">details</a>'))
     if provider.get("registry_ids"):
         facts.append(("Registry ids", ", ".join(f"{esc(k)}: <code>{esc(v)}</code>"
                                                  for k, v in sorted(provider["registry_ids"].items()))))
@@ -587,7 +592,8 @@ def _spread(values: list[float]) -> str:
 
 
 def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: dict[str, dict[str, Any]],
-                          links: Links | None = None, slug: str | None = None) -> str:
+                          links: Links | None = None, slug: str | None = None,
+                          health: dict[str, str] | None = None) -> str:
     """Who serves the canonical model ``canon``, at what price and context, cheapest first."""
     from knollm.site.data import slugify
 
@@ -614,8 +620,9 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
                 vs = f"+{100 * (tot - base) / base:.0f}%"
             else:
                 vs = f"+{fmt_price(tot)}"
+        hcol = f"<td>{health.get(m['key'], '–')}</td>" if health else ""  # escaped by health_text
         rows.append(_model_row(m, links, provider_col=True, providers=providers,
-                               extra=f"<td>{esc(vs)}</td>").replace("<tr>", f"<tr><td>{rank}</td>", 1))
+                               extra=f"<td>{esc(vs)}</td>{hcol}").replace("<tr>", f"<tr><td>{rank}</td>", 1))
     ctx = [o["context_window"] for o in offers if o.get("context_window")]
     def offer_link(o: dict[str, Any]) -> str:
         name = esc((providers.get(o["provider"]) or {}).get("name") or o["provider"])
@@ -661,7 +668,8 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         "",
         '<div class="kn-table-wrap">',
         '<table class="kn-table kn-sortable kn-models">',
-        f"<thead><tr><th>#</th><th>Provider</th><th>Model</th>{_MODEL_HEAD}<th>vs cheapest</th></tr></thead>",
+        f"<thead><tr><th>#</th><th>Provider</th><th>Model</th>{_MODEL_HEAD}<th>vs cheapest</th>"
+        + ("<th>Health (measured)</th>" if health else "") + "</tr></thead>",
         "<tbody>",
         *rows,
         "</tbody></table></div>",

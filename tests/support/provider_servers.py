@@ -37,6 +37,8 @@ __all__ = ["ProviderServer"]
 
 
 class ProviderServer:
+    handler_base: type = None  # type: ignore[assignment]  # set below: _Handler (subclasses swap it)
+
     def __init__(self, name: str = "srv", *, usage: tuple[int, int, int] = (120, 30, 0), chunk_delay: float = 0.0) -> None:
         self.name = name
         self.usage = usage
@@ -55,7 +57,7 @@ class ProviderServer:
     def start(self) -> ProviderServer:
         owner = self
 
-        class Handler(_Handler):
+        class Handler(self.handler_base):  # type: ignore[name-defined]
             server_owner = owner
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)
@@ -414,3 +416,6 @@ if __name__ == "__main__":  # a server in its own process (the benchmark): print
     print(srv.root, flush=True)
     sys.stdin.read()
     srv.stop()
+
+
+ProviderServer.handler_base = _Handler
