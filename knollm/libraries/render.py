@@ -91,8 +91,9 @@ def security_summary(row: Row) -> str:
     bits = [f"⚠ {esc(n.kind)} {esc(n.versions)}" for n in lib.security]
     if chk is not None and chk.advisories:
         bits.append(f"⚠ {len(chk.advisories)} open advisor{'y' if len(chk.advisories) == 1 else 'ies'}")
-    if bits:
-        return f"[{' · '.join(bits)}]({page_name(lib.slug)}#security)"
+    if bits:  # one unbreakable link text: the table scrolls sideways rather than wrap it mid-phrase
+        text = " · ".join(bits).replace(" ", "\u00a0")
+        return f"[{text}]({page_name(lib.slug)}#security)"
     if lib.pypi is None:
         return "n/a"
     if chk is None:

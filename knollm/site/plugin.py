@@ -35,7 +35,7 @@ log = logging.getLogger("mkdocs.plugins.knollm")
 
 ASSET_FILES = ("knollm.js", "knollm.css")
 ASSET_PREFIX = "assets/knollm/"
-DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json", "data/index-head.json")
+DATA_LINKS = ("catalog.json", "schema.json", "models.csv", "data/index.json", "data/index-head.json", "data/audit.json")
 
 
 def _libraries() -> tuple[Any, list] | None:
@@ -194,7 +194,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
                     lambda L, c=canon, o=offers, s=slug, ch=ch: R.render_canonical_page(c, o, pmap, L, s, ch or None),
                     inclusion=InclusionLevel.NOT_IN_NAV)
         add("matrix/capabilities.md", lambda L: R.render_capability_matrix(cat, L))
-        add("audit.md", lambda L: R.render_audit_page(cat))
+        add("audit.md", lambda L: R.render_audit_page(cat, L))
         add("measured.md", lambda L: M.render_measured_page(meas))
         if self.libs:
             lrender, rows = self.libs
@@ -281,6 +281,10 @@ def write_data_files(cat: dict[str, Any], site_dir: Path, *, use_directory_urls:
         write(f"data/models/{b}.json", payload)
     write("schema.json", orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2))
     write("models.csv", Dt.catalog_csv(cat))
+    from knollm.query.audit import disagreements, summary
+
+    rows = disagreements(cat)
+    write("data/audit.json", orjson.dumps({"summary": summary(rows), "rows": rows}))
     if full_catalog:
         write("catalog.json", orjson.dumps(cat))
     from knollm.site.llms import render_llms_full_txt, render_llms_txt

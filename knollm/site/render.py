@@ -760,8 +760,14 @@ def render_capability_matrix(cat: dict[str, Any], links: Links | None = None, mi
 
 
 # --------------------------------------------------------------------------- data audit
-def render_audit_page(cat: dict[str, Any], max_rows: int = 5000) -> str:
-    """Every offer where the sources disagree (``knollm audit``), and every suspect value."""
+#: disagreement rows written into the audit page; the full list is ``data/audit.json``
+#: (every HTML page stays under 300 KB)
+AUDIT_PAGE_ROWS = 800
+
+
+def render_audit_page(cat: dict[str, Any], links: Links | None = None, max_rows: int = AUDIT_PAGE_ROWS) -> str:
+    """Every offer where the sources disagree (``knollm audit``), and every suspect value.
+    The page lists the first ``max_rows`` disagreements; ``data/audit.json`` has all."""
     from knollm.query.audit import FIELD_GROUPS, disagreements, render_markdown
 
     rows = disagreements(cat)
@@ -786,6 +792,9 @@ def render_audit_page(cat: dict[str, Any], max_rows: int = 5000) -> str:
           for m, p, c in suspect),
         "",
         "## Disagreements",
+        "",
+        f"The first {max_rows:,} rows; every row, as JSON: "
+        f"[data/audit.json]({(links or Links('audit.md')).file('data/audit.json')}).",
         "",
         '<div data-search-exclude markdown>',
         "",
