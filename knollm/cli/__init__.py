@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
     "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),
     "local": ("knollm.lock.cli:local_group", "Models served on this machine (Ollama, local servers)."),
+    "browse": ("knollm.browse.cli:command", "A full-screen terminal explorer of the catalog."),
 }
 
 

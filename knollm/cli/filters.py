@@ -135,6 +135,7 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
             click.option("--max-input-price", type=PriceType(), default=None, help="Max USD per 1M input tokens."),
             click.option("--max-output-price", type=PriceType(), default=None, help="Max USD per 1M output tokens."),
             click.option("--free", is_flag=True, default=False, help="Only free models."),
+            click.option("--paid", is_flag=True, default=False, help="Only paid models (not free)."),
             click.option("--open-weights", is_flag=True, default=False, help="Only open-weights models."),
             click.option("--include-deprecated", is_flag=True, help="Include deprecated models."),
         ]
@@ -150,6 +151,9 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
         def wrapper(*args: Any, **kw: Any):
             from knollm.query.filters import Filters
 
+            free, paid = kw.pop("free"), kw.pop("paid")
+            if free and paid:
+                raise click.UsageError("--free and --paid are mutually exclusive")
             kw["filters"] = Filters(
                 providers=_split(kw.pop("providers")),
                 capabilities=kw.pop("capabilities"),
@@ -158,7 +162,7 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
                 min_context=kw.pop("min_context"),
                 max_input_price=kw.pop("max_input_price"),
                 max_output_price=kw.pop("max_output_price"),
-                free=True if kw.pop("free") else None,
+                free=True if free else False if paid else None,
                 open_weights=True if kw.pop("open_weights") else None,
                 include_deprecated=kw.pop("include_deprecated"),
                 sort=kw.pop("sort") if sort is not None else "name",
