@@ -43,7 +43,7 @@ MODEL_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("caps", "capabilities", None),
 )
 #: rows drawn at once (``m`` draws more); the status line says how many match
-ROW_PAGE = 500
+ROW_PAGE = 200
 
 HELP = """\
 [b]Keys[/b]
@@ -232,7 +232,8 @@ class BrowseApp(App[None]):
         self.refresh_compare()
         t.focus()
         if self.catalog_loader is not None:
-            self.call_after_refresh(self.load_catalog)
+            # after the first frames: a parsing thread would hold the GIL while they paint
+            self.set_timer(0.4, self.load_catalog)
 
     # ------------------------------------------------------------------ the model table
     def refresh_models(self) -> None:
