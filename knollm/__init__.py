@@ -8,12 +8,17 @@ Public API (imported lazily so ``import knollm`` stays cheap)::
     cat.where("llama-3.3-70b-instruct")        # providers of one model, cheapest first
     cat.costs(Workload(2000, 500, requests=10_000))
 
+    from knollm import Client                  # call any catalog model (see knollm.client)
+    Client().chat("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}]).content
+
 Errors: every deliberate error is a :class:`KnollmError` (see :mod:`knollm.errors`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from knollm.errors import __all__ as _ERROR_NAMES
 
 __version__ = "0.1.0"
 
@@ -27,16 +32,10 @@ __all__ = [
     "parse_count",
     "canonical_id",
     "json_schema",
-    "KnollmError",
-    "DumpError",
-    "ShapeError",
-    "RecordError",
-    "StrictModeError",
-    "CatalogError",
-    "NotFoundError",
-    "FilterError",
-    "FetchError",
-    "SiteError",
+    *_ERROR_NAMES,
+    "Client",
+    "AsyncClient",
+    "ChatResult",
     "__version__",
 ]
 
@@ -50,9 +49,11 @@ _LAZY = {
     "build_catalog": "knollm.catalog.build",
     "canonical_id": "knollm.catalog.identity",
     "json_schema": "knollm.catalog.schema",
+    "Client": "knollm.client",
+    "AsyncClient": "knollm.client",
+    "ChatResult": "knollm.client",
 }
-_ERRORS = {"KnollmError", "DumpError", "ShapeError", "RecordError", "StrictModeError", "CatalogError",
-           "NotFoundError", "FilterError", "FetchError", "SiteError"}
+_ERRORS = set(_ERROR_NAMES)
 
 if TYPE_CHECKING:  # pragma: no cover
     from knollm.catalog.build import build_catalog
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from knollm.errors import *  # noqa: F403
     from knollm.catalog.identity import canonical_id
     from knollm.catalog.schema import json_schema
+    from knollm.client import AsyncClient, ChatResult, Client
 
 
 def __getattr__(name: str) -> Any:

@@ -15,8 +15,15 @@ Every error Knollm raises on purpose is a :class:`KnollmError`::
     │                        negative limit); also a ValueError
     ├── FetchError           refreshing a dump from a provider failed
     ├── SiteError            building the site failed
-    └── LockError            a knollm.lock / user config file is unreadable or invalid
-                             (names the file and the record)
+    ├── LockError            a knollm.lock / user config file is unreadable or invalid
+    │                        (names the file and the record)
+    └── ClientError          calling a model through knollm.Client failed
+        ├── ProviderError    one provider answered with an error (``status``, ``provider``,
+        │                    ``retryable``, ``kind``)
+        ├── AllAttemptsFailed every candidate failed (``attempts``, ``last``)
+        ├── NoCandidates     no deployment can serve the request (``excluded``: reasons)
+        │   └── BudgetExceeded  every candidate was refused by a budget
+        └── StreamInterrupted a stream broke after its first token (``partial`` text)
 
 Messages never contain API key values.
 """
@@ -36,6 +43,12 @@ __all__ = [
     "FetchError",
     "SiteError",
     "LockError",
+    "ClientError",
+    "ProviderError",
+    "AllAttemptsFailed",
+    "NoCandidates",
+    "BudgetExceeded",
+    "StreamInterrupted",
 ]
 
 
@@ -122,3 +135,62 @@ class LockError(KnollmError):
         self.record = record
         where = f"{self.path} [{record}]" if record else self.path
         super().__init__(f"{where}: {message}")
+
+
+class ClientError(KnollmError):
+    """Calling a model through :class:`knollm.Client` failed. Never includes key values."""
+
+
+class ProviderError(ClientError):
+    """One provider answered with an error (or an unusable answer).
+
+    ``kind``: ``rate_limit``, ``server``, ``timeout``, ``connection``, ``auth``,
+    ``context_length``, ``bad_request``, ``not_found``, ``bad_response``.
+    """
+
+    def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
+                 retryable: bool = False, kind: str = "bad_response", retry_after: float | None = None) -> None:
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.kind = kind
+        self.retry_after = retry_after
+        where = f"{provider}: " if provider else ""
+        code = f"HTTP {status}: " if status else ""
+        super().__init__(f"{where}{code}{message}")
+
+
+class NoCandidates(ClientError):
+    """No deployment can serve the request; ``excluded`` lists each candidate and why."""
+
+    def __init__(self, target: object, excluded: list[dict] | None = None, message: str | None = None) -> None:
+        self.target = target
+        self.excluded = list(excluded or [])
+        why = "; ".join(f"{e.get('deployment')}: {e.get('reason')}" for e in self.excluded[:6])
+        super().__init__(message or f"no provider can serve {target!r}" + (f" ({why})" if why else ""))
+
+
+class BudgetExceeded(NoCandidates):
+    """Every candidate was refused because a budget would be exceeded."""
+
+
+class AllAttemptsFailed(ClientError):
+    """Every candidate (and its retries) failed; ``attempts`` has one dict per attempt."""
+
+    def __init__(self, target: object, attempts: list[dict], last: BaseException | None = None) -> None:
+        self.target = target
+        self.attempts = list(attempts)
+        self.last = last
+        super().__init__(f"all {len(self.attempts)} attempt(s) for {target!r} failed; last: {last}")
+
+
+class StreamInterrupted(ClientError):
+    """A stream stalled or broke after its first token. ``partial`` is the text received
+    (already yielded to the caller; it is not repeated by a fallback)."""
+
+    def __init__(self, message: str, partial: str = "", provider: str | None = None,
+                 attempts: list[dict] | None = None) -> None:
+        self.partial = partial
+        self.provider = provider
+        self.attempts = list(attempts or [])
+        super().__init__(f"{provider + ': ' if provider else ''}{message} after {len(partial)} chars of output")

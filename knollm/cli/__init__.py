@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fetch": ("knollm.fetch.cli:command", "Refresh provider dumps from their model-list APIs."),
     "diff": ("knollm.diff.cli:command", "What changed between two dump dirs or catalogs."),
     "libraries": ("knollm.libraries.cli:command", "Python LLM client libraries: list, show, recommend."),
+    "chat": ("knollm.cli.cmd_chat:command", "Call a model (routing, fallback, streaming, cost)."),
+    "usage": ("knollm.cli.cmd_usage:command", "Calls, tokens and cost from the usage ledger."),
     "bench": ("knollm.cli.cmd_bench:command", "Benchmark the pipeline on real dumps."),
     "lock": ("knollm.lock.cli:lock_group", "Semantic aliases bound to models in knollm.lock."),
     "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),

@@ -20,7 +20,6 @@ URLs are printed without their query string, and an answer that echoes a key is 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
 import random
@@ -41,11 +40,10 @@ from knollm.catalog.readers import detect_shape, parse_dump, read_dump, records_
 from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
 from knollm.fetch.registry import FetchPlan, ProviderSpec, Settings
 from knollm.fetch.report import FetchReport, ProviderResult
+from knollm.retry import RETRY_STATUSES, backoff_delay, parse_retry_after
 
 __all__ = ["GONE_STATUSES", "RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
 
-#: statuses worth another attempt (with backoff)
-RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 _HTTP_LOGGERS = ("httpx2", "httpcore2.connection", "httpcore2.http11", "httpcore2.http2", "httpcore2.proxy")
 _log = logging.getLogger("knollm.fetch")
 
@@ -66,37 +64,6 @@ class _Gone(FetchError):
 
 #: statuses that send ``knollm fetch`` to a provider's ``legacy_urls``
 GONE_STATUSES = frozenset({404, 410})
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with "equal jitter": half of ``min(cap, base·2^(n-1))`` fixed,
-    half random – retries spread out but never collapse to zero."""
-    rng = rng or random
-    d = min(cap, base * (2 ** max(0, attempt - 1)))
-    return d / 2 + rng.uniform(0, d / 2)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    now = time.time() if now is None else now
-    return max(0.0, when.timestamp() - now)
 
 
 def _count_models(path: Path) -> int | None:

@@ -1,0 +1,100 @@
+"""``knollm usage``: totals from the client's usage ledger."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+
+from knollm.cli.output import emit, output_options
+
+__all__ = ["command", "parse_since", "summarize"]
+
+_BY = ("provider", "model", "alias", "key", "day")
+_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str | None, now: float | None = None) -> float | None:
+    """``7d`` / ``24h`` / ``30m`` ago, or an ISO date/time (UTC if no zone)."""
+    if not text:
+        return None
+    now = time.time() if now is None else now
+    m = _REL.match(text.strip())
+    if m:
+        return now - float(m.group(1)) * _UNIT[m.group(2)]
+    from datetime import datetime, timezone
+
+    try:
+        d = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use e.g. 7d, 24h or 2026-01-31") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=timezone.utc)
+    return d.timestamp()
+
+
+def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
+    """Ledger rows grouped by ``by``: calls, tokens, cost of priced calls, unpriced/estimated counts."""
+    from datetime import datetime, timezone
+
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if by == "day":
+            g = datetime.fromtimestamp(r["ts"], timezone.utc).strftime("%Y-%m-%d")
+        elif by == "model":
+            g = f"{r['provider']}/{r['model']}"
+        elif by == "key":
+            g = r["key_label"] or "(no key)"
+        else:
+            g = r[by] or "(none)"
+        a = groups.setdefault(g, {by: g, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0,
+                                  "cost_usd": 0.0, "unpriced_calls": 0, "estimated_calls": 0})
+        a["calls"] += 1
+        for k in ("input_tokens", "output_tokens", "cached_tokens"):
+            a[k] += r[k] or 0
+        if r["cost_usd"] is None:
+            a["unpriced_calls"] += 1
+        else:
+            a["cost_usd"] += r["cost_usd"]
+        a["estimated_calls"] += bool(r["usage_estimated"])
+    out = sorted(groups.values(), key=lambda a: (-a["cost_usd"], a[by]))
+    for a in out:
+        a["cost_usd"] = round(a["cost_usd"], 10)
+    return out
+
+
+@click.command("usage")
+@click.option("--since", default=None, help="Only calls since then: 7d, 24h, 30m or an ISO date.")
+@click.option("--by", type=click.Choice(_BY), default="provider", show_default=True, help="Group by.")
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="Ledger file (default $KNOLLM_HOME/knollm.db, else the user data dir).")
+@output_options
+def command(since: str | None, by: str, db: str | None, output: dict) -> int:
+    """Calls, tokens and cost from the usage ledger that `knollm chat` and knollm.Client write.
+
+    \b
+    cost_usd sums the calls whose price is known; unpriced_calls counts the others
+    (never added as $0); estimated_calls had no usage from the provider.
+    Exit 1 when the ledger has no calls in the period.
+    """
+    from pathlib import Path
+
+    from knollm.client.store import SQLiteStore, default_db_path
+
+    path = Path(db) if db else default_db_path()
+    t = parse_since(since)
+    rows = SQLiteStore(path).rows(t) if path.exists() else []
+    agg = summarize(rows, by)
+    cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
+            "estimated_calls"]
+    if not agg:
+        if output["format"] == "json":
+            emit([], cols, output)
+        else:
+            click.echo(f"no calls in the ledger {path}" + (f" since {since}" if since else ""), err=True)
+        return 1
+    emit(agg, cols, output)
+    return 0

@@ -1,0 +1,25 @@
+"""Call any catalog model through one API: routing, fallback, streaming, real cost.
+
+    from knollm import Client
+    client = Client()
+    r = client.chat("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "Hi"}])
+    r.content, r.provider, r.usage, r.cost_usd, r.attempts, r.why
+    for x in client.stream("llama-3.3-70b-instruct", messages):   # a canonical id: any provider
+        print(x if isinstance(x, str) else "", end="")
+    client.chat.completions.create(model=..., messages=...)       # OpenAI-shaped
+
+Modules: :mod:`~knollm.client.transports` (wire formats), :mod:`~knollm.client.routing`
+(targets, deployments, filters, strategies, circuit breaker, rate limits),
+:mod:`~knollm.client.engine` (retry/fallback/accounting flow), :mod:`~knollm.client.store`
+(ledger + budgets), :mod:`~knollm.client.accounting` (tokens and cost). httpx2 is imported
+on the first call, not on import.
+"""
+
+from __future__ import annotations
+
+from knollm.client.core import AsyncClient, Client
+from knollm.client.result import ChatResult, Usage
+from knollm.client.routing import STRATEGIES
+from knollm.client.store import Budget, SQLiteStore, Store
+
+__all__ = ["Client", "AsyncClient", "ChatResult", "Usage", "Budget", "Store", "SQLiteStore", "STRATEGIES"]

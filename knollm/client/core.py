@@ -1,0 +1,507 @@
+"""``Client`` and ``AsyncClient``: the HTTP drivers around :func:`knollm.client.engine.flow`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from knollm.client.engine import Outcome, flow, parse_answer, transport_error
+from knollm.client.result import ChatResult, OpenAIObject
+from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
+from knollm.client.transports import StreamState, classify_error, get_shape
+from knollm.errors import KnollmError, ProviderError
+from knollm.retry import parse_retry_after
+
+__all__ = ["Client", "AsyncClient", "ChatStream", "AsyncChatStream"]
+
+_CALL_KEYS = ("strategy",)
+
+
+class _Base:
+    """Configuration and state shared by the twins (see :class:`Client` for the arguments)."""
+
+    def __init__(self, *, catalog: Any = None, store: Any = None, budgets: Any = (), strategy: str = "priority",
+                 providers: dict | None = None, resolver: Any = None, env: Any = None, retries: int = 2,
+                 backoff_base: float = 0.5, backoff_max: float = 8.0, max_retry_wait: float = 30.0,
+                 timeout: float = 120.0, connect_timeout: float = 10.0, ttft_timeout: float = 60.0,
+                 stall_timeout: float = 30.0, breaker: dict | None = None, allow: Any = (), deny: Any = (),
+                 max_input_price: float | None = None, max_output_price: float | None = None,
+                 max_connections: int = 1000) -> None:
+        self.settings = Settings(strategy, retries, backoff_base, backoff_max, max_retry_wait, timeout, connect_timeout,
+                                 ttft_timeout, stall_timeout, dict(breaker or {}), tuple(allow), tuple(deny),
+                                 max_input_price, max_output_price)
+        self._catalog_arg = catalog
+        self._store_arg = store
+        self.budgets = tuple(budgets)
+        self.max_connections = max_connections
+        self._router: Router | None = None
+        self._router_args = (providers, resolver, env)
+        self._store: Any = None
+        self._clients: list[Any] = [None, None]  # plain http, https
+        self._init_lock = threading.Lock()
+        self.chat = _Chat(self)
+
+    # -- lazily built state
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            with self._init_lock:
+                if self._router is None:
+                    self._router = Router(self._source(), self.settings, *self._router_args)
+        return self._router
+
+    def _source(self) -> CatalogSource | None:
+        cat = self._catalog_arg
+        if cat is False:
+            return None
+        if cat is None:
+            from knollm.query.index import Index
+
+            try:
+                cat = Index.load()
+            except (KnollmError, OSError):
+                return None
+        elif isinstance(cat, dict):
+            from knollm.query.api import Catalog
+
+            cat = Catalog(cat)
+        return CatalogSource(cat)
+
+    @property
+    def store(self) -> Any:
+        """The ledger (:class:`knollm.client.store.SQLiteStore` unless given; None if ``store=False``)."""
+        if self._store is None and self._store_arg is not False:
+            with self._init_lock:
+                if self._store is None and self._store_arg is None:
+                    from knollm.client.store import SQLiteStore
+
+                    self._store = SQLiteStore()
+                elif self._store is None:
+                    self._store = self._store_arg
+        return self._store
+
+    def _limits(self) -> Any:
+        import httpx2
+
+        return httpx2.Limits(max_connections=self.max_connections, max_keepalive_connections=min(100, self.max_connections))
+
+    def _client_for(self, url: str) -> Any:
+        """The pooled httpx2 client for ``url`` (created, and httpx2 imported, on first use).
+
+        ``http://`` URLs (local servers) get a client without a TLS context: it never
+        opens TLS (redirects are not followed), and creating the CA context costs ~50 ms
+        of a CLI call to a local model. ``https://`` URLs get the verifying client."""
+        i = 0 if url.startswith("http://") else 1
+        c = self._clients[i]
+        if c is None:
+            with self._init_lock:
+                if self._clients[i] is None:
+                    import httpx2
+
+                    _mask_http_logs()
+                    cls = httpx2.AsyncClient if isinstance(self, AsyncClient) else httpx2.Client
+                    self._clients[i] = cls(limits=self._limits(), **({"verify": False} if i == 0 else {}))
+                c = self._clients[i]
+        return c
+
+    def plan(self, target: Any, messages: list[dict], params: dict) -> Plan:
+        """Route without calling: the candidates, their order and reasons (``plan.candidates``)."""
+        p = dict(params)
+        strategy = p.pop("strategy", None)
+        p.pop("stream", None)
+        store = self.store if self._store_arg is not False else None
+        return self.router.plan(target, list(messages), p, strategy, self.budgets, store)
+
+    def _timeout(self, stream: bool) -> Any:
+        import httpx2
+
+        s = self.settings
+        return httpx2.Timeout(s.stall_timeout if stream else s.timeout, connect=s.connect_timeout)
+
+
+def _stream_error(d: Deployment, r: Any, text: str) -> ProviderError:
+    return classify_error(d.provider, r.status_code, text, parse_retry_after(r.headers.get("retry-after")))
+
+
+def _begin_stream(d: Deployment, r: Any) -> tuple[StreamState | None, bool]:
+    """(stream state, whole-JSON?) for a streaming answer; raises on an HTML / odd answer."""
+    ctype = r.headers.get("content-type", "")
+    if "html" in ctype:
+        raise ProviderError(f"HTML page instead of a stream (HTTP {r.status_code})", provider=d.provider,
+                            status=r.status_code, kind="bad_response")
+    shape = get_shape(d.shape)
+    if "application/json" in ctype and not shape.ndjson:
+        return None, True  # the server ignored stream=true: parse the whole answer
+    return shape.stream_parser(d.provider), False
+
+
+def _end_stream(d: Deployment, st: StreamState) -> None:
+    st.close()
+    if not st.done and not st.finish_reason:
+        raise ProviderError("stream ended before its end marker", provider=d.provider, kind="bad_response",
+                            retryable=True)
+
+
+def _mask_http_logs() -> None:
+    """httpx2 logs request URLs; mask ``key=`` query values (providers with query-string auth)."""
+    import logging
+    import re
+
+    pat = re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+")
+
+    class _Mask(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            if "=" in msg:
+                record.msg, record.args = pat.sub(r"\1***", msg), None
+            return True
+
+    for name in ("httpx2", "httpcore2"):
+        lg = logging.getLogger(name)
+        if not any(type(f).__name__ == "_Mask" for f in lg.filters):
+            lg.addFilter(_Mask())
+
+
+class _Steps:
+    """Iterate a :func:`~knollm.client.engine.flow` generator's effects; set ``reply``
+    to what performing one gave (None after a sleep); ``result`` is the final ChatResult."""
+
+    def __init__(self, gen: Any) -> None:
+        self.gen, self.reply, self.result = gen, None, None
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        try:
+            item = next(self.gen)
+            while True:
+                yield item
+                reply, self.reply = self.reply, None
+                item = self.gen.send(reply)
+        except StopIteration as stop:
+            self.result = stop.value
+
+
+class _Answer:
+    """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
+    means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught."""
+
+    def __init__(self, client: _Base, d: Deployment) -> None:
+        self.d, self.s, self.out = d, client.settings, Outcome()
+
+    def got(self, r: Any) -> None:
+        self.out = Outcome(parse_answer(self.d, r.status_code, r.headers, r.text), status=r.status_code)
+
+    def __enter__(self) -> _Answer:
+        return self
+
+    def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
+        if e is None:
+            return False
+        import httpx2
+
+        if isinstance(e, ProviderError):
+            self.out = Outcome(error=e)
+        elif isinstance(e, httpx2.HTTPError):
+            self.out = Outcome(error=transport_error(e, self.d.provider, self.s, False))
+        else:
+            return False
+        return True
+
+
+class _Attempt:
+    """One streamed attempt's bookkeeping, shared by the sync and async drivers."""
+
+    def __init__(self, client: _Base, d: Deployment, out: Outcome) -> None:
+        self.d, self.out, self.s = d, out, client.settings
+        self.t0 = time.perf_counter()
+        self.deadline = self.t0 + self.s.ttft_timeout
+        self.st: StreamState | None = None
+
+    def _first(self) -> None:
+        if self.out.ttft_ms is None:
+            self.out.ttft_ms = (time.perf_counter() - self.t0) * 1000
+
+    def opened(self, r: Any) -> bool:
+        """Check the status line; True when the body is one JSON answer (stream ignored)."""
+        self.out.status = r.status_code
+        self.st, whole = _begin_stream(self.d, r)
+        return whole
+
+    def whole(self, r: Any, text: str) -> list[str]:
+        self.out.parsed = parse_answer(self.d, r.status_code, r.headers, text)
+        self._first()
+        c = self.out.parsed.content
+        if c:
+            self.out.emitted += c
+        return [c] if c else []
+
+    def line(self, line: str) -> list[str]:
+        deltas = self.st.feed(line)
+        if deltas:
+            self._first()
+            self.out.emitted += "".join(deltas)
+        elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
+            raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,
+                                kind="timeout", retryable=True)
+        return deltas
+
+    def done(self) -> None:
+        _end_stream(self.d, self.st)
+        self.out.parsed = self.st.result()
+        if self.st.tool_calls:
+            self._first()
+
+    def failed(self, e: Exception) -> None:
+        import httpx2
+
+        if isinstance(e, ProviderError):
+            self.out.error = e
+        elif isinstance(e, httpx2.HTTPError):
+            self.out.error = transport_error(e, self.d.provider, self.s, True)
+        else:
+            raise e
+
+
+class Client(_Base):
+    """Call any catalog model: routing, fallback, retries, streaming, cost, ledger, budgets.
+
+    ``client.chat(target, messages, **params) -> ChatResult``;
+    ``client.chat.completions.create(model=…, messages=…, stream=…)`` (OpenAI-shaped);
+    ``client.stream(target, messages, **params)`` yields text deltas, then the ChatResult.
+
+    Arguments (all keyword): ``catalog`` (a :class:`~knollm.query.api.Catalog`, an
+    :class:`~knollm.query.index.Index`, a catalog dict, or False; default: the cached
+    index), ``store`` (ledger; default SQLite at ``$KNOLLM_HOME/knollm.db``; False: none),
+    ``budgets`` (:class:`~knollm.client.store.Budget` list), ``strategy``, ``providers``
+    (per-provider config: ``base_url``, ``api_keys``, ``rpm``, ``tpm``, ``weight``,
+    ``headers``, ``shape``, ``auth``), ``resolver`` (alias -> object with ``.models``),
+    ``retries``, ``backoff_base``, ``backoff_max``, ``max_retry_wait``, ``timeout``,
+    ``connect_timeout``, ``ttft_timeout``, ``stall_timeout``, ``breaker``
+    (``failure_threshold``, ``window_s``, ``cooldown_s``), ``allow``/``deny`` (provider
+    ids), ``max_input_price``/``max_output_price`` (USD/1M).
+    """
+
+    def close(self) -> None:
+        for i, c in enumerate(self._clients):
+            if c is not None:
+                c.close()
+                self._clients[i] = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- calls
+    def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
+        plan = self.plan(target, messages, params)
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = time.sleep(arg) if op == "sleep" else self._send(plan, arg)
+        return steps.result
+
+    def _send(self, plan: Plan, d: Deployment) -> Outcome:
+        url, headers, body = plan.request(d, False)
+        with _Answer(self, d) as a:
+            a.got(self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+        return a.out
+
+    def stream(self, target: Any, messages: list[dict], **params: Any) -> ChatStream:
+        """Text deltas as they arrive, then the final :class:`ChatResult` (also ``.result``)."""
+        return ChatStream(self, target, messages, params)
+
+    def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> Iterator[str]:
+        import httpx2
+
+        url, headers, body = plan.request(d, True)
+        at = _Attempt(self, d, out)
+        try:
+            with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
+                if r.status_code >= 400:
+                    raise _stream_error(d, r, r.read().decode("utf-8", "replace"))
+                if at.opened(r):
+                    yield from at.whole(r, r.read().decode("utf-8", "replace"))
+                    return
+                for line in r.iter_lines():
+                    yield from at.line(line)
+                    if at.st.done:
+                        break
+                at.done()
+        except (ProviderError, httpx2.HTTPError) as e:
+            at.failed(e)
+
+
+class ChatStream:
+    """Iterate for text deltas; the last item is the :class:`ChatResult` (also ``.result``)."""
+
+    def __init__(self, client: Client, target: Any, messages: list[dict], params: dict) -> None:
+        self.client, self.target, self.messages, self.params = client, target, messages, params
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> Iterator[str | ChatResult]:
+        plan = self.client.plan(self.target, self.messages, self.params)
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                time.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            yield from self.client._stream_attempt(plan, arg, steps.reply)
+        self.result = steps.result
+        yield self.result
+
+    def text_deltas(self) -> Iterator[str]:
+        for x in self:
+            if isinstance(x, str):
+                yield x
+
+
+class AsyncClient(_Base):
+    """The asyncio twin of :class:`Client` (same arguments): ``await client.chat(…)``,
+    ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``."""
+
+    async def aclose(self) -> None:
+        for i, c in enumerate(self._clients):
+            if c is not None:
+                await c.aclose()
+                self._clients[i] = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
+        import asyncio
+
+        plan = self.plan(target, messages, params)
+        steps = _Steps(flow(plan, False))
+        for op, arg in steps:
+            steps.reply = await asyncio.sleep(arg) if op == "sleep" else await self._send(plan, arg)
+        return steps.result
+
+    async def _send(self, plan: Plan, d: Deployment) -> Outcome:
+        url, headers, body = plan.request(d, False)
+        with _Answer(self, d) as a:
+            a.got(await self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+        return a.out
+
+    def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncChatStream:
+        return AsyncChatStream(self, target, messages, params)
+
+    async def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> AsyncIterator[str]:
+        import httpx2
+
+        url, headers, body = plan.request(d, True)
+        at = _Attempt(self, d, out)
+        try:
+            async with self._client_for(url).stream("POST", url, headers=headers, json=body,
+                                                     timeout=self._timeout(True)) as r:
+                if r.status_code >= 400:
+                    raise _stream_error(d, r, (await r.aread()).decode("utf-8", "replace"))
+                if at.opened(r):
+                    for x in at.whole(r, (await r.aread()).decode("utf-8", "replace")):
+                        yield x
+                    return
+                async for line in r.aiter_lines():
+                    for x in at.line(line):
+                        yield x
+                    if at.st.done:
+                        break
+                at.done()
+        except (ProviderError, httpx2.HTTPError) as e:
+            at.failed(e)
+
+
+class AsyncChatStream:
+    def __init__(self, client: AsyncClient, target: Any, messages: list[dict], params: dict) -> None:
+        self.client, self.target, self.messages, self.params = client, target, messages, params
+        self.result: ChatResult | None = None
+
+    async def __aiter__(self) -> AsyncIterator[str | ChatResult]:
+        import asyncio
+
+        plan = self.client.plan(self.target, self.messages, self.params)
+        steps = _Steps(flow(plan, True))
+        for op, arg in steps:
+            if op == "sleep":
+                await asyncio.sleep(arg)
+                continue
+            steps.reply = Outcome()
+            async for delta in self.client._stream_attempt(plan, arg, steps.reply):
+                yield delta
+        self.result = steps.result
+        yield self.result
+
+
+# --------------------------------------------------------------------------- OpenAI facade
+def _chunk(res_id: str, created: int, model: str, delta: dict, finish: str | None = None,
+           usage: dict | None = None) -> OpenAIObject:
+    d = {"id": res_id, "object": "chat.completion.chunk", "created": created, "model": model,
+         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    if usage is not None:
+        d["usage"] = usage
+    return OpenAIObject(d)
+
+
+def _final_chunks(rid: str, created: int, res: ChatResult) -> list[OpenAIObject]:
+    dump = res.model_dump()
+    delta: dict = {}
+    if res.tool_calls:
+        delta["tool_calls"] = [{**tc, "index": i} for i, tc in enumerate(res.tool_calls)]
+    return [_chunk(rid, created, res.model, delta, res.finish_reason or "stop", dump["usage"])]
+
+
+class _Chat:
+    """``client.chat(target, messages, **params)`` and ``client.chat.completions.create(…)``."""
+
+    def __init__(self, client: _Base) -> None:
+        self._client = client
+        self.completions = _Completions(client)
+
+    def __call__(self, target: Any, messages: list[dict], **params: Any) -> Any:
+        return self._client._chat(target, messages, params)
+
+
+class _Completions:
+    def __init__(self, client: _Base) -> None:
+        self._client = client
+
+    def create(self, *, model: Any, messages: list[dict], stream: bool = False, **params: Any) -> Any:
+        params.pop("stream_options", None)
+        if isinstance(self._client, AsyncClient):
+            return self._acreate(model, messages, stream, params)
+        if not stream:
+            return OpenAIObject(self._client._chat(model, messages, params).model_dump())
+        return self._chunks(self._client.stream(model, messages, **params))
+
+    @staticmethod
+    def _chunks(s: ChatStream) -> Iterator[OpenAIObject]:
+        import uuid
+
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        for x in s:
+            if isinstance(x, str):
+                yield _chunk(rid, created, str(s.target), {"content": x})
+            else:
+                yield from _final_chunks(rid, created, x)
+
+    async def _acreate(self, model: Any, messages: list[dict], stream: bool, params: dict) -> Any:
+        if not stream:
+            return OpenAIObject((await self._client._chat(model, messages, params)).model_dump())
+        return self._achunks(self._client.stream(model, messages, **params))
+
+    @staticmethod
+    async def _achunks(s: AsyncChatStream) -> AsyncIterator[OpenAIObject]:
+        import uuid
+
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        async for x in s:
+            if isinstance(x, str):
+                yield _chunk(rid, created, str(s.target), {"content": x})
+            else:
+                for c in _final_chunks(rid, created, x):
+                    yield c

@@ -1,0 +1,180 @@
+"""The one retry / fallback / accounting flow, shared by :class:`Client` and :class:`AsyncClient`.
+
+:func:`flow` is a generator that *decides* and never does I/O: it yields effects
+``("send", deployment)`` and ``("sleep", seconds)``; a driver (sync or async) performs
+each and sends back an :class:`Outcome` (for ``send``) or None. It ends by returning a
+:class:`ChatResult` (``StopIteration.value``) or raising a :class:`ClientError`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Generator
+
+from knollm.client.accounting import call_cost, estimate_tokens
+from knollm.client.result import ChatResult, Usage
+from knollm.client.routing import Deployment, Plan
+from knollm.client.transports import Parsed, classify_error, get_shape
+from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
+from knollm.retry import parse_retry_after
+
+__all__ = ["Outcome", "flow", "parse_answer", "transport_error"]
+
+
+@dataclass
+class Outcome:
+    parsed: Parsed | None = None
+    error: ProviderError | None = None
+    ttft_ms: float | None = None
+    emitted: str = ""            # text already given to the caller (streams)
+    status: int | None = None
+
+
+def transport_error(e: Exception, provider: str, s: Any, stream: bool) -> ProviderError:
+    """A retryable :class:`ProviderError` for an httpx2 timeout / connection failure."""
+    import httpx2
+
+    if isinstance(e, httpx2.ConnectTimeout):
+        return ProviderError(f"connect timed out after {s.connect_timeout:g}s", provider=provider, kind="timeout",
+                             retryable=True)
+    if isinstance(e, httpx2.TimeoutException):
+        t = s.stall_timeout if stream else s.timeout
+        what = "stream stalled: no data" if stream else "no answer"
+        return ProviderError(f"{what} for {t:g}s", provider=provider, kind="timeout", retryable=True)
+    return ProviderError(f"connection failed ({type(e).__name__})", provider=provider, kind="connection",
+                         retryable=True)
+
+
+def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
+    """A whole (non-streamed) HTTP answer -> :class:`Parsed`, or the ProviderError it means."""
+    if status >= 400:
+        raise classify_error(d.provider, status, text, parse_retry_after(headers.get("retry-after")))
+    ctype = headers.get("content-type", "")
+    if "html" in ctype or text.lstrip()[:1] == "<":
+        raise ProviderError(f"HTML page instead of a JSON answer (HTTP {status})", provider=d.provider,
+                            status=status, kind="bad_response")
+    import json
+
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise ProviderError(f"answer is not valid JSON ({len(text)} bytes, truncated?)", provider=d.provider,
+                            status=status, kind="bad_response") from None
+    return get_shape(d.shape).parse(obj, d.provider)
+
+
+def _skip(plan: Plan, d: Deployment, reason: str) -> None:
+    for c in plan.candidates:
+        if c["deployment"] == d.label and c["status"] == "eligible":
+            c["status"], c["reason"] = "skipped", reason
+            return
+
+
+def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult]:
+    s = plan.r.s
+    store = plan.store
+    skipped_budget = 0
+    last: ProviderError | None = None
+    order = plan.order
+    for idx, d in enumerate(order):
+        why = plan.still_useful(d)
+        if why:
+            _skip(plan, d, why)
+            continue
+        rid, refused = plan.reserve(d)
+        if refused:
+            skipped_budget += 1
+            _skip(plan, d, refused)
+            continue
+        try:
+            tries = 0
+            while True:
+                tries += 1
+                wait = plan.rate_wait(d)
+                if wait > 0:
+                    if idx < len(order) - 1 or wait > s.max_retry_wait:
+                        _skip(plan, d, f"client-side rate limit (free in {wait:.1f}s)")
+                        break
+                    yield "sleep", wait
+                if not d.breaker.allow():
+                    _skip(plan, d, "circuit open")
+                    break
+                ev = d.slot.limiter.acquire(plan.prompt + plan.out_tokens(d.offer))
+                d.stats.inflight += 1
+                t0 = time.perf_counter()
+                try:
+                    out: Outcome = yield "send", d
+                finally:
+                    d.stats.inflight -= 1
+                if out.error is None:
+                    plan.record_attempt(d, out.status or 200, None, t0)
+                    result = _finish(plan, d, out, t0, stream, rid, ev)
+                    rid = None  # settled
+                    return result
+                e = out.error
+                last = e
+                plan.record_attempt(d, e.status or out.status, e, t0)
+                if out.emitted:  # after the first token: no fallback, never duplicate output
+                    d.breaker.record(False)
+                    d.stats.observe(False)
+                    raise StreamInterrupted(plan.redact(str(e.args[0] if e.args else e)), out.emitted, d.provider,
+                                            plan.attempts)
+                action, delay = plan.on_failure(d, e, tries)
+                if action != "retry":
+                    break
+                yield "sleep", delay
+        finally:
+            if rid is not None and store is not None:
+                store.release(rid)
+    if not plan.attempts:
+        excluded = [c for c in plan.candidates if c["status"] != "eligible"]
+        if skipped_budget and skipped_budget == len([c for c in plan.candidates if c["status"] == "skipped"]):
+            raise BudgetExceeded(plan.target, excluded, f"every candidate for {plan.target!r} would exceed a budget: "
+                                 + "; ".join(c["reason"] for c in excluded if c.get("reason"))[:500])
+        raise NoCandidates(plan.target, excluded)
+    err = AllAttemptsFailed(plan.target, plan.attempts, last)
+    err.args = (plan.redact(err.args[0]),)
+    raise err
+
+
+def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, rid: str | None, ev: Any) -> ChatResult:
+    p = out.parsed
+    dur = (time.perf_counter() - t0) * 1000
+    if p.usage:
+        u = Usage(**p.usage)
+    else:
+        args = "".join((tc.get("function") or {}).get("arguments", "") for tc in p.tool_calls or [])
+        u = Usage(plan.prompt, estimate_tokens((p.content or "") + args), estimated=True)
+    cost, source, unpriced = call_cost(d.offer, {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                                                 "cached_tokens": u.cached_tokens,
+                                                 "cache_write_tokens": u.cache_write_tokens})
+    gen_ms = dur - (out.ttft_ms or 0)
+    d.stats.observe(True, out.ttft_ms if out.ttft_ms is not None else dur,
+                    u.output_tokens / (gen_ms / 1000) if stream and gen_ms > 1 and u.output_tokens else None)
+    d.breaker.record(True)
+    d.slot.limiter.correct(ev, u.input_tokens + u.output_tokens)
+    rq = uuid.uuid4().hex
+    res = ChatResult(
+        content=p.content, provider=d.provider, model=d.model, key=d.slot.label, target=plan.target,
+        finish_reason=p.finish_reason, tool_calls=p.tool_calls, usage=u, cost_usd=cost, price_source=source,
+        unpriced_reason=unpriced, ttft_ms=None if out.ttft_ms is None else round(out.ttft_ms, 2),
+        duration_ms=round(dur, 2), attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy,
+        why=plan.why if d is plan.order[0] else f"fallback after {len(plan.attempts) - 1} failed attempt(s)",
+        alias=plan.alias, request_id=rq, response_id=p.id,
+    )
+    if plan.store is not None:
+        plan.store.settle(rid, {
+            "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
+            "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": int(stream),
+            "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
+            "cache_write_tokens": u.cache_write_tokens, "usage_estimated": int(u.estimated), "cost_usd": cost,
+            "price_source": source, "unpriced_reason": unpriced, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms,
+            "attempts": len(plan.attempts),
+        })
+    return res
+
+
+def _target_str(t: Any) -> str:
+    return ",".join(map(str, t)) if isinstance(t, (list, tuple)) else str(t)

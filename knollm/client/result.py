@@ -1,0 +1,143 @@
+"""What a call returns: :class:`ChatResult` and the OpenAI-shaped facade objects."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Usage", "ChatResult", "OpenAIObject"]
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass
+class ChatResult:
+    """One answered call.
+
+    ``candidates`` lists every deployment considered (``status`` eligible/excluded, with
+    ``reason`` or ``rank``); ``why`` says why the one that answered was picked;
+    ``attempts`` has one entry per HTTP attempt (provider, model, key label, status,
+    error class, duration_ms). ``cost_usd`` is None when a price is unknown, and then
+    ``unpriced_reason`` says why (never a silent $0).
+    """
+
+    content: str | None
+    provider: str
+    model: str
+    key: str | None
+    target: Any
+    finish_reason: str | None = None
+    tool_calls: list[dict] | None = None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    price_source: str | None = None
+    unpriced_reason: str | None = None
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    attempts: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    strategy: str = "priority"
+    why: str = ""
+    alias: str | None = None
+    request_id: str = ""
+    response_id: str | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def text(self) -> str:
+        return self.content or ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape (``knollm chat --json``). Never holds key values."""
+        return {
+            "content": self.content,
+            "tool_calls": self.tool_calls,
+            "finish_reason": self.finish_reason,
+            "provider": self.provider,
+            "model": self.model,
+            "key": self.key,
+            "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens,
+                      "cached_tokens": self.usage.cached_tokens, "cache_write_tokens": self.usage.cache_write_tokens,
+                      "estimated": self.usage.estimated},
+            "cost_usd": self.cost_usd,
+            "price_source": self.price_source,
+            "unpriced_reason": self.unpriced_reason,
+            "ttft_ms": self.ttft_ms,
+            "duration_ms": self.duration_ms,
+            "strategy": self.strategy,
+            "why": self.why,
+            "alias": self.alias,
+            "attempts": self.attempts,
+            "candidates": self.candidates,
+        }
+
+    def message(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            m["tool_calls"] = self.tool_calls
+        return m
+
+    def model_dump(self) -> dict[str, Any]:
+        """This result as an OpenAI ``ChatCompletion`` dict (plus a ``knollm`` extra)."""
+        u = self.usage
+        return {
+            "id": self.response_id or f"chatcmpl-{self.request_id}",
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "message": self.message(), "finish_reason": self.finish_reason or "stop",
+                         "logprobs": None}],
+            "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                      "total_tokens": u.input_tokens + u.output_tokens,
+                      "prompt_tokens_details": {"cached_tokens": u.cached_tokens}},
+            "knollm": {k: v for k, v in self.to_dict().items() if k not in ("content", "tool_calls")},
+        }
+
+
+class OpenAIObject:
+    """Attribute access over an OpenAI-shaped dict (``obj.choices[0].message.content``);
+    ``model_dump()`` returns the dict."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        object.__setattr__(self, "_d", d)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            v = self._d[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return _wrap(v)
+
+    def __getitem__(self, name: str) -> Any:
+        return _wrap(self._d[name])
+
+    def __repr__(self) -> str:
+        return f"OpenAIObject({self._d!r})"
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return self._d
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._d
+
+
+def _wrap(v: Any) -> Any:
+    if isinstance(v, dict):
+        return OpenAIObject(v)
+    if isinstance(v, list):
+        return [_wrap(x) for x in v]
+    return v
+
+
+def usage_dict(u: Usage) -> dict:
+    return asdict(u)

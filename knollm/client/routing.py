@@ -1,0 +1,715 @@
+"""Which deployment serves a request: targets -> offers -> deployments -> filters -> order.
+
+* An **offer** is one catalog model at one provider (prices, context window, capabilities).
+* A **deployment** is an offer plus one API key (``GROQ_API_KEY``, ``GROQ_API_KEY_2``, …
+  or a config list): each has its own circuit breaker, rate limiter and measured speed.
+* :class:`Router` keeps that state for a client; :meth:`Router.plan` returns a
+  :class:`Plan` for one request: the candidates considered (each with the reason it was
+  excluded or its rank), and the decisions after each attempt (retry, next, stop).
+
+Strategies (``strategy=``):
+
+``priority``     the order given (a list target), else the catalog's (cheapest first)
+``cheapest``     estimated cost = prompt estimate x input price + expected output x
+                 output price; unknown or variable prices last
+``fastest``      measured moving averages: TTFT + expected output / tokens per second;
+                 deployments not measured yet go last, in priority order
+``round-robin``  rotates the start of the list on every call
+``weighted``     random order weighted by ``providers={pid: {"weight": w}}`` (default 1)
+``least-busy``   fewest calls in flight first
+``balanced``     lowest ``0.4·price + 0.3·latency + 0.2·busy + 0.1·errors``, each term
+                 normalized to 0..1 over the candidates (unknown price/latency = 1)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from knollm.client._providers import provider_facts
+from knollm.client.accounting import prompt_tokens, worst_case_cost
+from knollm.client.transports import get_shape, num_ctx_for
+from knollm.errors import NoCandidates, NotFoundError, ProviderError
+
+__all__ = ["STRATEGIES", "Offer", "Deployment", "CircuitBreaker", "RateLimiter", "Router", "Plan", "env_name"]
+
+#: budget reservations assume the real prompt may be this much larger than the ~4 chars/token estimate
+RESERVE_PROMPT_FACTOR = 1.5
+STRATEGIES = ("priority", "cheapest", "fastest", "round-robin", "weighted", "least-busy", "balanced")
+#: how each API shape takes its key by convention (when the registry does not say)
+_SHAPE_AUTH = {"openai": ("bearer", None), "anthropic": ("x-api-key", "x-api-key"),
+               "gemini": ("header", "x-goog-api-key"), "ollama": ("none", None)}
+#: failure kinds that say nothing about the deployment's health (the request was bad)
+_REQUEST_FAULTS = frozenset({"context_length", "bad_request"})
+
+
+def env_name(pid: str, suffix: str) -> str:
+    """``KNOLLM_<PROVIDER>_<SUFFIX>``: provider id upper-cased, non-alphanumerics -> ``_``."""
+    return f"KNOLLM_{re.sub(r'[^A-Za-z0-9]', '_', pid).upper()}_{suffix}"
+
+
+# --------------------------------------------------------------------------- offers
+@dataclass
+class Offer:
+    key: str
+    provider: str
+    model: str
+    canonical: str | None = None
+    context_window: int | None = None
+    max_output: int | None = None
+    prices: dict = field(default_factory=dict)
+    tiers: list = field(default_factory=list)
+    caps: dict = field(default_factory=dict)
+    input_modalities: tuple = ()
+    free: bool = False
+    variable_pricing: bool = False
+    price_source: str | None = None
+
+    @classmethod
+    def from_model(cls, m: dict) -> Offer:
+        src = m.get("sources") or {}
+        ps = src.get("prices.input") or src.get("prices.output")
+        return cls(m["key"], m["provider"], m["id"], m.get("canonical_id"), m.get("context_window"),
+                   m.get("max_output"), dict(m.get("prices") or {}), list(m.get("price_tiers") or []),
+                   dict(m.get("capabilities") or {}), tuple(m.get("input_modalities") or ()), bool(m.get("free")),
+                   bool(m.get("variable_pricing")), f"catalog:{ps}" if ps else "catalog")
+
+    @classmethod
+    def uncataloged(cls, provider: str, model: str) -> Offer:
+        """A model the catalog does not list (e.g. a local Ollama model): no prices known."""
+        return cls(f"{provider}/{model}", provider, model)
+
+
+class CatalogSource:
+    """Offers from a :class:`knollm.query.api.Catalog` (full records: tiers, price sources)
+    or a compact :class:`knollm.query.index.Index` (the fast default)."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+        self._full = hasattr(catalog, "models") and hasattr(catalog, "where") and hasattr(catalog, "_by_key")
+
+    def _model(self, pos_or_dict: Any) -> dict:
+        return pos_or_dict if self._full else self.catalog.summary(pos_or_dict)
+
+    def by_key(self, key: str) -> Offer | None:
+        if self._full:
+            m = self.catalog._by_key.get(key)
+            return Offer.from_model(m) if m else None
+        pos = self.catalog.by_key.get(key)
+        return Offer.from_model(self.catalog.summary(self.catalog.rows[pos])) if pos is not None else None
+
+    def where(self, ref: str) -> list[Offer]:
+        try:
+            found = self.catalog.where(ref)
+        except NotFoundError:
+            return []
+        return [Offer.from_model(self._model(m)) for m in found]
+
+    def provider_facts(self, pid: str) -> Any:
+        """Calling facts from the catalog's provider record (models.dev / dumps), for
+        providers the registry does not list yet; None when the catalog has none."""
+        if not hasattr(self, "_pids"):
+            self._pids = {p["id"]: p for p in self.catalog.providers}
+        p = self._pids.get(pid)
+        if not p or not p.get("base_url"):
+            return None
+        from knollm.client._providers import ProviderFacts
+
+        shape = p.get("api_shape") or "openai"
+        auth, header = _SHAPE_AUTH.get(shape, ("bearer", None))
+        if p.get("kind") == "local" and not p.get("api_key_env"):
+            auth = "none"
+        return ProviderFacts(shape, p["base_url"], tuple(p.get("api_key_env") or ()), auth, header,
+                             {"anthropic-version": "2023-06-01"} if shape == "anthropic" else {}, None, None)
+
+
+# --------------------------------------------------------------------------- health
+class CircuitBreaker:
+    """closed -> open after ``failure_threshold`` failures within ``window_s``; open ->
+    half-open after ``cooldown_s`` (one trial call); the trial's success closes it, its
+    failure re-opens it. Every attempt counts, retries and fallback attempts included."""
+
+    def __init__(self, failure_threshold: int = 5, window_s: float = 60.0, cooldown_s: float = 30.0,
+                 clock: Any = time.monotonic) -> None:
+        self.failure_threshold, self.window_s, self.cooldown_s = failure_threshold, window_s, cooldown_s
+        self.clock = clock
+        self._fails: deque[float] = deque()
+        self._opened: float | None = None
+        self._trial = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> str:
+        if self._opened is None:
+            return "closed"
+        return "half-open" if self.clock() >= self._opened + self.cooldown_s else "open"
+
+    def allow(self) -> bool:
+        with self._lock:
+            st = self.state
+            if st == "closed":
+                return True
+            if st == "half-open" and not self._trial:
+                self._trial = True
+                return True
+            return False
+
+    def record(self, ok: bool) -> None:
+        with self._lock:
+            now = self.clock()
+            if ok:
+                self._fails.clear()
+                self._opened, self._trial = None, False
+                return
+            if self._opened is not None:  # the half-open trial failed
+                self._opened, self._trial = now, False
+                return
+            self._fails.append(now)
+            while self._fails and self._fails[0] < now - self.window_s:
+                self._fails.popleft()
+            if len(self._fails) >= self.failure_threshold:
+                self._opened = now
+                self._fails.clear()
+
+
+class RateLimiter:
+    """Client-side requests/minute and tokens/minute over a sliding 60 s window."""
+
+    def __init__(self, rpm: int | None = None, tpm: int | None = None, clock: Any = time.monotonic) -> None:
+        self.rpm, self.tpm, self.clock = rpm, tpm, clock
+        self._events: deque[list] = deque()  # [ts, tokens]
+        self._lock = threading.Lock()
+
+    def _trim(self, now: float) -> None:
+        while self._events and self._events[0][0] <= now - 60:
+            self._events.popleft()
+
+    def wait_time(self, tokens: int) -> float:
+        if not self.rpm and not self.tpm:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            self._trim(now)
+            waits = [0.0]
+            if self.rpm and len(self._events) >= self.rpm:
+                waits.append(self._events[-self.rpm][0] + 60 - now)
+            if self.tpm:
+                used = sum(e[1] for e in self._events)
+                if used + tokens > self.tpm and self._events:
+                    acc = used + tokens - self.tpm
+                    for ts, n in self._events:
+                        acc -= n
+                        if acc <= 0:
+                            waits.append(ts + 60 - now)
+                            break
+            return max(waits)
+
+    def acquire(self, tokens: int) -> list | None:
+        if not self.rpm and not self.tpm:
+            return None
+        with self._lock:
+            ev = [self.clock(), tokens]
+            self._events.append(ev)
+            return ev
+
+    @staticmethod
+    def correct(ev: list | None, tokens: int) -> None:
+        if ev is not None:
+            ev[1] = tokens
+
+
+class Stats:
+    """Moving averages of one deployment: TTFT, tokens/s, error rate; calls in flight."""
+
+    __slots__ = ("ttft_ms", "tps", "err", "inflight", "n")
+
+    def __init__(self) -> None:
+        self.ttft_ms: float | None = None
+        self.tps: float | None = None
+        self.err = 0.0
+        self.inflight = 0
+        self.n = 0
+
+    def observe(self, ok: bool, ttft_ms: float | None = None, tps: float | None = None, a: float = 0.3) -> None:
+        self.n += 1
+        self.err = (1 - a) * self.err + a * (0.0 if ok else 1.0)
+        if ttft_ms is not None:
+            self.ttft_ms = ttft_ms if self.ttft_ms is None else (1 - a) * self.ttft_ms + a * ttft_ms
+        if tps is not None:
+            self.tps = tps if self.tps is None else (1 - a) * self.tps + a * tps
+
+    def latency_ms(self, out_tokens: int) -> float | None:
+        if self.ttft_ms is None:
+            return None
+        return self.ttft_ms + (out_tokens / self.tps * 1000 if self.tps else 0)
+
+
+@dataclass(eq=False)
+class KeySlot:
+    """One API key of one provider: its label (env var name) and state shared by its models."""
+
+    provider: str
+    label: str | None
+    limiter: RateLimiter
+    disabled: str | None = None
+    _value: str | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class Deployment:
+    offer: Offer
+    shape: str
+    base_url: str
+    slot: KeySlot
+    auth: str
+    key_header: str | None
+    headers: dict
+    weight: float
+    breaker: CircuitBreaker
+    stats: Stats = field(default_factory=Stats)
+
+    @property
+    def provider(self) -> str:
+        return self.offer.provider
+
+    @property
+    def model(self) -> str:
+        return self.offer.model
+
+    @property
+    def label(self) -> str:
+        return f"{self.offer.key}" + (f" [{self.slot.label}]" if self.slot.label else "")
+
+    def request_headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", **self.headers}
+        key = self.slot._value
+        if key and self.auth == "bearer":
+            h["authorization"] = f"Bearer {key}"
+        elif key and self.auth in ("x-api-key", "header"):
+            h[self.key_header or "x-api-key"] = key
+        return h
+
+    def url(self, stream: bool) -> str:
+        u = get_shape(self.shape).url(self.base_url, self.model, stream)
+        if self.auth == "query" and self.slot._value:
+            from urllib.parse import quote
+
+            u += ("&" if "?" in u else "?") + "key=" + quote(self.slot._value, safe="")
+        return u
+
+
+# --------------------------------------------------------------------------- the router
+@dataclass
+class Settings:
+    strategy: str = "priority"
+    retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    max_retry_wait: float = 30.0
+    timeout: float = 120.0
+    connect_timeout: float = 10.0
+    ttft_timeout: float = 60.0
+    stall_timeout: float = 30.0
+    breaker: dict = field(default_factory=dict)
+    allow: tuple = ()
+    deny: tuple = ()
+    max_input_price: float | None = None
+    max_output_price: float | None = None
+    default_max_tokens: int = 4096
+
+
+class Router:
+    """Deployments and their state for one client (thread-safe for the state it keeps)."""
+
+    def __init__(self, source: CatalogSource | None, settings: Settings, providers: dict | None = None,
+                 resolver: Any = None, env: Any = None) -> None:
+        self.source = source
+        self.s = settings
+        self.config = {k: dict(v) for k, v in (providers or {}).items()}
+        self.resolver = resolver
+        self.env = os.environ if env is None else env
+        self._slots: dict[str, list[KeySlot]] = {}
+        self._deps: dict[tuple, Deployment] = {}
+        self._rr: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.rng = random.Random()
+
+    # -- keys
+    def facts(self, pid: str) -> Any:
+        """The registry's calling facts for ``pid``, else the catalog's provider record."""
+        f = provider_facts(pid)
+        if f is None and self.source is not None:
+            f = self.source.provider_facts(pid)
+        return f
+
+    def secrets(self) -> list[str]:
+        return [s._value for slots in self._slots.values() for s in slots if s._value]
+
+    def auth(self, pid: str, facts: Any, shape: str | None) -> tuple[str, str | None]:
+        """(auth kind, key header): config, else the registry's, else the shape's convention
+        when the config switched the provider to another API shape."""
+        cfg = self.config.get(pid, {})
+        if facts is not None and facts.shape == shape:
+            auth, header = facts.auth, facts.key_header
+        else:
+            auth, header = _SHAPE_AUTH.get(shape or "openai", ("bearer", None))
+            if facts is not None and facts.auth == "none":
+                auth = "none"
+        return cfg.get("auth", auth), cfg.get("key_header", header)
+
+    def slots(self, pid: str, facts: Any) -> list[KeySlot]:
+        with self._lock:
+            got = self._slots.get(pid)
+            if got is not None:
+                return got
+            cfg = self.config.get(pid, {})
+            rpm, tpm = cfg.get("rpm", facts.rpm if facts else None), cfg.get("tpm", facts.tpm if facts else None)
+            pairs: list[tuple[str | None, str | None]] = []
+            keys = cfg.get("api_keys") or ([cfg["api_key"]] if cfg.get("api_key") else [])
+            pairs += [(f"{pid}:config[{i}]", k) for i, k in enumerate(keys)]
+            if not pairs:
+                for var in (facts.key_env if facts else ()):
+                    if self.env.get(var):
+                        pairs.append((var, self.env[var]))
+                        i = 2
+                        while self.env.get(f"{var}_{i}"):
+                            pairs.append((f"{var}_{i}", self.env[f"{var}_{i}"]))
+                            i += 1
+                        break
+            auth = self.auth(pid, facts, cfg.get("shape") or (facts.shape if facts else None))[0]
+            if not pairs and auth == "none":
+                pairs.append((None, None))
+            slots = [KeySlot(pid, label, RateLimiter(rpm, tpm), _value=val) for label, val in pairs]
+            self._slots[pid] = slots
+            return slots
+
+    def deployments(self, offer: Offer) -> tuple[list[Deployment], str | None]:
+        """The deployments of ``offer`` (one per key), or ``([], reason)``."""
+        pid = offer.provider
+        facts = self.facts(pid)
+        cfg = self.config.get(pid, {})
+        shape = cfg.get("shape") or (facts.shape if facts else None)
+        base = cfg.get("base_url") or self.env.get(env_name(pid, "BASE_URL")) or (facts.base_url if facts else None)
+        if facts is None and not cfg:
+            return [], f"provider {pid!r}: no base URL in the provider registry or the catalog"
+        if get_shape(shape) is None:
+            return [], f"no transport for API shape {shape!r}"
+        if not base:
+            return [], f"no base URL (set {env_name(pid, 'BASE_URL')})"
+        slots = self.slots(pid, facts)
+        if not slots:
+            envs = ", ".join(facts.key_env) if facts and facts.key_env else "an api_keys config"
+            return [], f"no API key (set {envs})"
+        auth, key_header = self.auth(pid, facts, shape)
+        out = []
+        for slot in slots:
+            k = (offer.key, slot.label)
+            with self._lock:
+                d = self._deps.get(k)
+                if d is None or d.base_url != base:
+                    d = Deployment(offer, shape or "openai", base, slot, auth, key_header,
+                                   {**(facts.headers if facts and facts.shape == shape else {}), **cfg.get("headers", {})},
+                                   float(cfg.get("weight", 1.0)), CircuitBreaker(**self.s.breaker))
+                    self._deps[k] = d
+            out.append(d)
+        return out, None
+
+    # -- targets
+    def offers(self, target: Any) -> tuple[list[Offer], dict]:
+        """Offers for ``target`` in priority order, plus what the target said
+        (``alias``, ``strategy``, ``requires``)."""
+        meta: dict[str, Any] = {"alias": None, "strategy": None, "requires": {}}
+        if isinstance(target, (list, tuple)):
+            out: list[Offer] = []
+            for t in target:
+                o, m = self.offers(t)
+                out += [x for x in o if x.key not in {y.key for y in out}]
+                if m["requires"]:
+                    meta["requires"].update(m["requires"])
+            return out, meta
+        t = str(target)
+        if self.source is not None:
+            o = self.source.by_key(t)
+            if o is not None:
+                return [o], meta
+        alias = self._alias(t)
+        if alias is not None:
+            meta.update(alias=t, strategy=getattr(alias, "strategy", None),
+                        requires=dict(getattr(alias, "requires", None) or {}))
+            o, _ = self.offers(list(alias.models))
+            return o, meta
+        if self.source is not None:
+            o = self.source.where(t)
+            if o:
+                return o, meta
+        pid, sep, model = t.partition("/")
+        if sep and model and (pid in self.config or self.facts(pid) is not None):
+            return [Offer.uncataloged(pid, model)], meta
+        return [], meta
+
+    def _alias(self, name: str) -> Any:
+        if self.resolver is False:
+            return None
+        if self.resolver is not None:
+            return self.resolver(name)
+        try:
+            from knollm.lock import resolve_alias  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        try:
+            return resolve_alias(name)
+        except (LookupError, NotFoundError):
+            return None
+        except Exception as e:  # noqa: BLE001 - a broken lockfile is an error worth seeing
+            from knollm.errors import KnollmError
+
+            if isinstance(e, KnollmError):
+                raise
+            return None
+
+    # -- planning
+    def plan(self, target: Any, messages: list[dict], params: dict, strategy: str | None = None,
+             budgets: tuple = (), store: Any = None) -> Plan:
+        offers, meta = self.offers(target)
+        strategy = strategy or meta["strategy"] or self.s.strategy
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+        if not offers:
+            raise NoCandidates(target, [], f"unknown target {target!r}: not a catalog key, alias or canonical id"
+                               + ("" if self.source is not None else " (no catalog loaded)"))
+        return Plan(self, target, messages, params, strategy, offers, meta, budgets, store)
+
+
+def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
+    caps = [c for c, v in requires.items() if v is True]
+    if params.get("tools"):
+        caps.append("tools")
+    if any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+           for m in messages):
+        caps.append("vision")
+    rf = (params.get("response_format") or {}).get("type")
+    if rf == "json_schema":
+        caps.append("structured_output")
+    elif rf == "json_object":
+        caps.append("json_mode")
+    return list(dict.fromkeys(caps))
+
+
+class Plan:
+    """One request's routing: candidates (with reasons), their order, and the decisions."""
+
+    def __init__(self, router: Router, target: Any, messages: list[dict], params: dict, strategy: str,
+                 offers: list[Offer], meta: dict, budgets: tuple, store: Any) -> None:
+        self.r, self.target, self.messages, self.params = router, target, messages, params
+        self.strategy, self.meta, self.budgets, self.store = strategy, meta, list(budgets), store
+        self.alias = meta.get("alias")
+        self.prompt = prompt_tokens(messages, params)
+        self.max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
+        self.needs = _needs(messages, params, meta.get("requires") or {})
+        self.candidates: list[dict] = []
+        self.attempts: list[dict] = []
+        self.failed_ctx: int | None = None
+        self.failed_providers: set[str] = set()
+        eligible = []
+        for o in offers:
+            reason = self._offer_reason(o)
+            deps, why = ([], reason) if reason else self.r.deployments(o)
+            if not deps:
+                self.candidates.append({"deployment": o.key, "provider": o.provider, "model": o.model, "key": None,
+                                        "status": "excluded", "reason": why})
+                continue
+            for d in deps:
+                reason = self._dep_reason(d)
+                if reason:
+                    self._exclude(d, reason)
+                else:
+                    eligible.append(d)
+        self.order, self.why = self._rank(eligible)
+        for i, d in enumerate(self.order):
+            self.candidates.append({"deployment": d.label, "provider": d.provider, "model": d.model,
+                                    "key": d.slot.label, "status": "eligible", "rank": i + 1})
+        if not self.order:
+            raise NoCandidates(target, self.excluded())
+
+    # -- filters
+    def out_tokens(self, o: Offer | None = None) -> int:
+        return self.max_tokens or min(self.r.s.default_max_tokens, (o.max_output if o and o.max_output else 10**9))
+
+    def _offer_reason(self, o: Offer) -> str | None:
+        s = self.r.s
+        if s.allow and o.provider not in s.allow:
+            return "provider not in allow list"
+        if o.provider in s.deny:
+            return "provider in deny list"
+        for c in self.needs:
+            if c == "min_context":
+                continue
+            if o.caps.get(c) is False:
+                return f"request needs {c}; the catalog says {o.key} lacks it"
+        if "vision" in self.needs and o.input_modalities and "image" not in o.input_modalities:
+            return "request has images; model takes no image input"
+        need_ctx = max(self.prompt + (self.max_tokens or 0), int((self.meta.get("requires") or {}).get("min_context") or 0))
+        if o.context_window and need_ctx > o.context_window:
+            return f"context window {o.context_window} < ~{need_ctx} tokens (prompt estimate + max_tokens)"
+        for cap, field_ in ((s.max_input_price, "input"), (s.max_output_price, "output")):
+            if cap is not None:
+                p = o.prices.get(field_)
+                if p is None or p > cap:
+                    return f"{field_} price {p if p is not None else 'unknown'} above cap {cap}"
+        return None
+
+    def _dep_reason(self, d: Deployment) -> str | None:
+        if d.slot.disabled:
+            return d.slot.disabled
+        if d.breaker.state == "open":
+            return "circuit open"
+        return None
+
+    def _exclude(self, d: Deployment, reason: str) -> None:
+        self.candidates.append({"deployment": d.label, "provider": d.provider, "model": d.model, "key": d.slot.label,
+                                "status": "excluded", "reason": reason})
+
+    def excluded(self) -> list[dict]:
+        return [c for c in self.candidates if c["status"] == "excluded"]
+
+    # -- ranking
+    def est_cost(self, d: Deployment) -> float | None:
+        o = d.offer
+        if o.variable_pricing:
+            return None
+        if o.free:
+            return 0.0
+        pin, pout = o.prices.get("input"), o.prices.get("output")
+        if pin is None or pout is None:
+            return None
+        return (self.prompt * pin + min(self.out_tokens(o), 1000) * pout) / 1e6
+
+    def _rank(self, deps: list[Deployment]) -> tuple[list[Deployment], str]:
+        st = self.strategy
+        if not deps:
+            return [], ""
+        if st == "priority":
+            return deps, "first eligible in priority order"
+        if st == "cheapest":
+            costs = {id(d): self.est_cost(d) for d in deps}
+            out = sorted(deps, key=lambda d: (costs[id(d)] is None, costs[id(d)] or 0))
+            c = costs[id(out[0])]
+            return out, f"lowest estimated cost ({'unknown' if c is None else f'${c:.6f}'})"
+        if st == "fastest":
+            n = min(self.out_tokens(), 1000)
+            lat = {id(d): d.stats.latency_ms(n) for d in deps}
+            out = sorted(deps, key=lambda d: (lat[id(d)] is None, lat[id(d)] or 0))
+            v = lat[id(out[0])]
+            return out, "no speed measured yet: priority order" if v is None else f"fastest measured (~{v:.0f} ms)"
+        if st == "round-robin":
+            k = repr(self.target)
+            with self.r._lock:
+                i = self.r._rr.get(k, 0)
+                self.r._rr[k] = i + 1
+            i %= len(deps)
+            return deps[i:] + deps[:i], f"round-robin turn {i + 1} of {len(deps)}"
+        if st == "weighted":
+            keyed = sorted(deps, key=lambda d: -math.log(1 - self.r.rng.random()) / max(d.weight, 1e-9))
+            return keyed, f"weighted random (weight {keyed[0].weight:g})"
+        if st == "least-busy":
+            out = sorted(deps, key=lambda d: d.stats.inflight)
+            return out, f"fewest calls in flight ({out[0].stats.inflight})"
+        # balanced
+        n = min(self.out_tokens(), 1000)
+
+        def norm(vals: list[float | None]) -> list[float]:
+            known = [v for v in vals if v is not None]
+            lo, hi = (min(known), max(known)) if known else (0, 0)
+            return [1.0 if v is None else (0.0 if hi == lo else (v - lo) / (hi - lo)) for v in vals]
+
+        price = norm([self.est_cost(d) for d in deps])
+        lat = norm([d.stats.latency_ms(n) for d in deps])
+        busy = norm([float(d.stats.inflight) for d in deps])
+        score = {id(d): 0.4 * p + 0.3 * la + 0.2 * b + 0.1 * d.stats.err
+                 for d, p, la, b in zip(deps, price, lat, busy)}
+        out = sorted(deps, key=lambda d: score[id(d)])
+        return out, f"lowest balanced score {score[id(out[0])]:.3f} (0.4 price + 0.3 latency + 0.2 busy + 0.1 errors)"
+
+    # -- per-deployment gate and decisions
+    def still_useful(self, d: Deployment) -> str | None:
+        """Why ``d`` should be skipped after earlier failures (None: try it)."""
+        if self.failed_ctx is not None and d.offer.context_window is not None and d.offer.context_window <= self.failed_ctx:
+            return f"context window {d.offer.context_window} not larger than one that already overflowed"
+        if d.provider in self.failed_providers:
+            return "the same provider already rejected this request"
+        return self._dep_reason(d)
+
+    def reserve(self, d: Deployment) -> tuple[str | None, str | None]:
+        if not self.budgets or self.store is None:
+            return None, None
+        amount = worst_case_cost(d.offer, int(self.prompt * RESERVE_PROMPT_FACTOR) + 1, self.out_tokens(d.offer))
+        return self.store.reserve(self.budgets, self.scope(d), amount)
+
+    def scope(self, d: Deployment) -> dict:
+        return {"provider": d.provider, "alias": self.alias, "key_label": d.slot.label}
+
+    def rate_wait(self, d: Deployment) -> float:
+        return d.slot.limiter.wait_time(self.prompt + self.out_tokens(d.offer))
+
+    def request(self, d: Deployment, stream: bool) -> tuple[str, dict, dict]:
+        """(url, headers, json body) of one attempt on ``d``."""
+        ctx = {"max_output": d.offer.max_output}
+        if d.shape == "ollama":
+            ctx["num_ctx"] = num_ctx_for(self.prompt, self.max_tokens or None, d.offer.context_window)
+        body = get_shape(d.shape).body(d.model, self.messages, self.params, stream, ctx)
+        return d.url(stream), d.request_headers(), body
+
+    def record_attempt(self, d: Deployment, status: Any, err: BaseException | None, t0: float) -> dict:
+        if err is not None and err.args:
+            err.args = (self.redact(str(err.args[0])),) + err.args[1:]  # a provider may echo the key
+        a = {"provider": d.provider, "model": d.model, "key": d.slot.label, "status": status,
+             "error": None if err is None else type(err).__name__,
+             "kind": getattr(err, "kind", None) if err is not None else None,
+             "message": None if err is None else self.redact(str(err)),
+             "duration_ms": round((time.perf_counter() - t0) * 1000, 2)}
+        self.attempts.append(a)
+        return a
+
+    def redact(self, text: str) -> str:
+        for s in self.r.secrets():
+            if s and len(s) >= 4:
+                text = text.replace(s, "***")
+        return text
+
+    def on_failure(self, d: Deployment, e: ProviderError, tries: int) -> tuple[str, float]:
+        """After a failed attempt: ``("retry", delay)`` on the same deployment or ``("next", 0)``."""
+        from knollm.retry import backoff_delay
+
+        # a bad request still shows the deployment answering: it counts as healthy (and ends a
+        # half-open trial); every other failure counts against the breaker
+        d.breaker.record(e.kind in _REQUEST_FAULTS)
+        if e.kind not in _REQUEST_FAULTS:
+            d.stats.observe(False)
+        if e.kind == "auth":
+            d.slot.disabled = f"key disabled after HTTP {e.status}"
+            return "next", 0.0
+        if e.kind == "context_length":
+            ctx = d.offer.context_window
+            self.failed_ctx = max(self.failed_ctx or 0, ctx or self.prompt)
+            return "next", 0.0
+        if e.kind in ("bad_request", "not_found"):
+            if e.kind == "bad_request":
+                self.failed_providers.add(d.provider)
+            return "next", 0.0
+        if e.retryable and tries <= self.r.s.retries:
+            delay = backoff_delay(tries, self.r.s.backoff_base, self.r.s.backoff_max, self.r.rng)
+            if e.retry_after is not None:
+                if e.retry_after > self.r.s.max_retry_wait:
+                    return "next", 0.0
+                delay = max(delay, e.retry_after)
+            if d.breaker.state == "open":
+                return "next", 0.0
+            return "retry", delay
+        return "next", 0.0

@@ -1,0 +1,212 @@
+"""The usage ledger and budgets behind one small interface, :class:`Store`.
+
+:class:`SQLiteStore` is the embedded default: ``$KNOLLM_HOME/knollm.db`` (default: the
+user data dir, e.g. ``~/.local/share/knollm``), WAL journal, ``busy_timeout``, and every
+budget check-and-reserve in one ``BEGIN IMMEDIATE`` transaction, so concurrent calls from
+several threads *and processes* cannot overspend. A gateway can add another backend
+(e.g. PostgreSQL) by implementing the same five methods.
+
+Budget protocol (the client does this for every attempt):
+
+1. ``reserve(budgets, scope, worst_case_usd)`` -> reservation id, or a reason it was refused;
+   the worst case counts against every matching budget until settled or released;
+2. success: ``settle(reservation_id, row)`` deletes the reservation and writes the ledger row
+   (real cost) in one transaction; the row's ``request_id`` is unique, so a retry of the
+   bookkeeping can never charge twice;
+3. failure: ``release(reservation_id)`` – a failed call is never charged.
+
+Reservations older than ``reservation_ttl`` seconds (a crashed process) stop counting.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start"]
+
+#: columns of a ledger row, in order
+LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
+                  "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
+                  "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts")
+_SCOPES = ("provider", "alias", "key_label")
+
+
+def default_db_path() -> Path:
+    """``$KNOLLM_HOME/knollm.db``, else the platform's user data dir."""
+    home = os.environ.get("KNOLLM_HOME")
+    if home:
+        return Path(home) / "knollm.db"
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "knollm" / "knollm.db"
+
+
+def period_start(period: str, now: float | None = None) -> float:
+    """Epoch seconds where the budget period containing ``now`` began (UTC)."""
+    if period == "total":
+        return 0.0
+    d = datetime.fromtimestamp(time.time() if now is None else now, timezone.utc)
+    if period == "day":
+        d = d.replace(hour=0, minute=0, second=0, microsecond=0)
+    elif period == "month":
+        d = d.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    else:
+        raise ValueError(f"budget period must be day, month or total, not {period!r}")
+    return d.timestamp()
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``limit_usd`` per ``period`` (day/month/total) for calls matching every selector
+    given (``provider``, ``alias``, ``key`` = key label such as ``GROQ_API_KEY_2``);
+    no selector = every call."""
+
+    limit_usd: float
+    period: str = "month"
+    provider: str | None = None
+    alias: str | None = None
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        period_start(self.period)
+        if self.limit_usd < 0:
+            raise ValueError("budget limit must be >= 0")
+
+    def selectors(self) -> dict[str, str]:
+        return {k: v for k, v in (("provider", self.provider), ("alias", self.alias), ("key_label", self.key))
+                if v is not None}
+
+    def applies(self, scope: dict[str, Any]) -> bool:
+        return all(scope.get(k) == v for k, v in self.selectors().items())
+
+    def label(self) -> str:
+        sel = ",".join(f"{k}={v}" for k, v in self.selectors().items()) or "all calls"
+        return f"${self.limit_usd:g}/{self.period} ({sel})"
+
+
+class Store(Protocol):
+    """What the client needs from a ledger + budget backend."""
+
+    def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None) -> tuple[str | None, str | None]:
+        """``(reservation_id, None)`` or ``(None, reason refused)``."""
+
+    def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
+        """Write the ledger row (and drop the reservation); False if ``request_id`` was already recorded."""
+
+    def release(self, reservation_id: str | None) -> None: ...
+
+    def spent(self, budget: Budget) -> float: ...
+
+    def rows(self, since: float | None = None) -> list[dict[str, Any]]: ...
+
+
+class SQLiteStore:
+    """The embedded ledger (see the module docs). Thread-safe; safe across processes."""
+
+    def __init__(self, path: str | Path | None = None, *, reservation_ttl: float = 3600.0,
+                 busy_timeout_ms: int = 30_000) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reservation_ttl = reservation_ttl
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, (
+            "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
+            "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
+            "REAL", "INTEGER")))
+        with self._lock:
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
+            self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
+                             "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL)")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- budgets
+    def _spent(self, budget: Budget, now: float) -> float:
+        sel = budget.selectors()
+        where = "".join(f" AND {k} = ?" for k in sel)
+        args = list(sel.values())
+        (ledger,) = self._db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}",
+                                     [period_start(budget.period, now), *args]).fetchone()
+        (held,) = self._db.execute(f"SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where}",
+                                   [now - self.reservation_ttl, *args]).fetchone()
+        return float(ledger) + float(held)
+
+    def spent(self, budget: Budget) -> float:
+        """Settled cost plus live reservations in the budget's current period."""
+        with self._lock:
+            return self._spent(budget, time.time())
+
+    def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None) -> tuple[str | None, str | None]:
+        mine = [b for b in budgets if b.applies(scope)]
+        if not mine:
+            return None, None
+        if amount is None:
+            return None, f"unpriced model under budget {mine[0].label()}"
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for b in mine:
+                    spent = self._spent(b, now)
+                    if spent + amount > b.limit_usd + 1e-12:
+                        self._db.execute("ROLLBACK")
+                        return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
+                rid = uuid.uuid4().hex
+                self._db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?)",
+                                 (rid, now, scope.get("provider"), scope.get("alias"), scope.get("key_label"), amount))
+                self._db.execute("COMMIT")
+                return rid, None
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def release(self, reservation_id: str | None) -> None:
+        if reservation_id is None:
+            return
+        with self._lock:
+            self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+
+    def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
+        vals = [row.get(c) for c in LEDGER_COLUMNS]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if reservation_id is not None:
+                    self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                cur = self._db.execute(f"INSERT OR IGNORE INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
+                                       f"({', '.join('?' * len(LEDGER_COLUMNS))})", vals)
+                self._db.execute("COMMIT")
+                return cur.rowcount == 1
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    # -- reading
+    def rows(self, since: float | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE ts >= ? ORDER BY ts, id",
+                                   (since or 0.0,))
+            return [dict(zip(LEDGER_COLUMNS, r)) for r in cur.fetchall()]

@@ -1,0 +1,573 @@
+"""Wire formats of the chat APIs the client speaks, without any I/O.
+
+Each API shape (``openai``, ``anthropic``, ``gemini``, ``ollama``) has a :class:`Shape`
+that turns an OpenAI-style request (``messages``, ``tools``, ``response_format``, …)
+into the provider's URL and JSON body, parses a whole answer, and parses a stream line
+by line (:meth:`Shape.stream_parser`). The sync and async clients share this module and
+do the HTTP themselves (httpx2), so a translation bug is fixed once.
+
+Everything is normalized to OpenAI's shape: ``content``, ``tool_calls``
+(``[{id, type: "function", function: {name, arguments: str}}]``), ``finish_reason``
+(``stop``/``length``/``tool_calls``/``content_filter``) and a usage dict
+``{input_tokens, output_tokens, cached_tokens, cache_write_tokens}`` where
+``input_tokens`` counts every prompt token, cached ones included.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from knollm.errors import ProviderError
+
+__all__ = ["SHAPES", "Shape", "Parsed", "StreamState", "get_shape", "classify_error", "num_ctx_for"]
+
+_CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context", "too many tokens",
+                  "prompt is too long", "input is too long", "reduce the length", "exceeds the context")
+
+
+class Parsed:
+    """A provider answer in OpenAI terms."""
+
+    __slots__ = ("content", "tool_calls", "finish_reason", "usage", "model", "id")
+
+    def __init__(self, content: str | None = None, tool_calls: list[dict] | None = None,
+                 finish_reason: str | None = None, usage: dict | None = None, model: str | None = None,
+                 id: str | None = None) -> None:  # noqa: A002
+        self.content = content
+        self.tool_calls = tool_calls or None
+        self.finish_reason = finish_reason
+        self.usage = usage
+        self.model = model
+        self.id = id
+
+
+def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0) -> dict | None:
+    if inp is None and out is None:
+        return None
+    return {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
+            "cache_write_tokens": int(write or 0)}
+
+
+def _loads(text: str, provider: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        head = text[:60].replace("\n", " ")
+        raise ProviderError(f"{what} is not JSON: {head!r}", provider=provider, kind="bad_response") from None
+
+
+def _event(st: StreamState, data: str, what: str = "stream event") -> dict:
+    """One stream event's JSON object; a provider error event raises (retryable)."""
+    obj = _loads(data, st.provider, what)
+    if not isinstance(obj, dict):
+        raise ProviderError(f"{what} is not an object", provider=st.provider, kind="bad_response")
+    if obj.get("error"):
+        raise ProviderError(str(obj["error"])[:300], provider=st.provider, kind="server", retryable=True)
+    return obj
+
+
+def _text(content: Any) -> str:
+    """The text of an OpenAI message ``content`` (a string or a list of parts)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+
+
+def classify_error(provider: str, status: int, body: str, retry_after: float | None = None) -> ProviderError:
+    """A :class:`ProviderError` for an HTTP error answer (its ``kind`` drives the router)."""
+    msg = body[:300]
+    try:
+        obj = json.loads(body)
+        err = obj.get("error", obj) if isinstance(obj, dict) else obj
+        if isinstance(err, dict):
+            msg = str(err.get("message") or err.get("type") or err)[:300]
+        elif isinstance(err, str):
+            msg = err[:300]
+    except ValueError:
+        pass
+    low = (msg + " " + body[:500]).lower()
+    if status == 429:
+        kind, retry = "rate_limit", True
+    elif status in (401, 403):
+        kind, retry = "auth", False
+    elif status in (408,) or status >= 500:
+        kind, retry = "server", True
+    elif status in (400, 413, 422) and any(w in low for w in _CONTEXT_WORDS):
+        kind, retry = "context_length", False
+    elif status == 404:
+        kind, retry = "not_found", False
+    else:
+        kind, retry = "bad_request", False
+    return ProviderError(msg, provider=provider, status=status, retryable=retry, kind=kind, retry_after=retry_after)
+
+
+def num_ctx_for(prompt_tokens: int, max_tokens: int | None, context_window: int | None) -> int:
+    """Ollama's ``num_ctx``: room for the prompt plus the answer, rounded up to 1024, at
+    least 4096 (Ollama's default silently truncates long prompts), at most the window."""
+    need = prompt_tokens + (max_tokens or 1024) + 64
+    n = max(4096, -(-need // 1024) * 1024)
+    return min(n, context_window) if context_window else n
+
+
+# --------------------------------------------------------------------------- stream state
+class StreamState:
+    """Accumulates a stream; ``feed(line)`` returns the text deltas the line carried."""
+
+    def __init__(self, shape: Shape, provider: str) -> None:
+        self.shape = shape
+        self.provider = provider
+        self.content: list[str] = []
+        self.tool_calls: dict[int, dict] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict | None = None
+        self.model: str | None = None
+        self.id: str | None = None
+        self.done = False
+        self._event: str | None = None
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> list[str]:
+        if self.shape.ndjson:
+            line = line.strip()
+            return self.shape.on_event(self, None, line) if line else []
+        if line == "" or line == "\r":
+            if not self._data:
+                self._event = None
+                return []
+            data, event = "\n".join(self._data), self._event
+            self._data, self._event = [], None
+            if data.strip() == "[DONE]":
+                self.done = True
+                return []
+            return self.shape.on_event(self, event, data)
+        if line.startswith(":"):
+            return []  # SSE comment / keep-alive
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        elif field not in ("id", "retry"):
+            raise ProviderError(f"malformed stream line {line[:60]!r}", provider=self.provider, kind="bad_response")
+        return []
+
+    def close(self) -> list[str]:
+        """End of the byte stream: flush a last event without its blank line."""
+        return self.feed("") if self._data else []
+
+    def result(self) -> Parsed:
+        calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return Parsed("".join(self.content) if self.content or not calls else None, calls, self.finish_reason,
+                      self.usage, self.model, self.id)
+
+
+# --------------------------------------------------------------------------- shapes
+class Shape:
+    name = "openai"
+    ndjson = False
+
+    def url(self, base: str, model: str, stream: bool) -> str:
+        return base.rstrip("/") + "/chat/completions"
+
+    def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
+        body = {"model": model, "messages": messages, **params}
+        if stream:
+            body["stream"] = True
+            so = dict(body.get("stream_options") or {})
+            so.setdefault("include_usage", True)
+            body["stream_options"] = so
+        else:
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+        return body
+
+    def parse(self, obj: Any, provider: str) -> Parsed:
+        if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list) or not obj["choices"]:
+            if isinstance(obj, dict) and obj.get("error"):
+                raise ProviderError(str(obj["error"])[:300], provider=provider, kind="server", retryable=True)
+            raise ProviderError("answer has no choices", provider=provider, kind="bad_response")
+        ch = obj["choices"][0]
+        msg = ch.get("message") or {}
+        u = obj.get("usage") or None
+        return Parsed(msg.get("content"), msg.get("tool_calls"), ch.get("finish_reason"), self._usage(u),
+                      obj.get("model"), obj.get("id"))
+
+    @staticmethod
+    def _usage(u: dict | None) -> dict | None:
+        if not u:
+            return None
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        return _usage(u.get("prompt_tokens"), u.get("completion_tokens"), cached)
+
+    def stream_parser(self, provider: str) -> StreamState:
+        return StreamState(self, provider)
+
+    def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
+        obj = _event(st, data)
+        st.model = st.model or obj.get("model")
+        st.id = st.id or obj.get("id")
+        if obj.get("usage"):
+            st.usage = self._usage(obj["usage"])
+        out = []
+        for ch in obj.get("choices") or []:
+            d = ch.get("delta") or {}
+            if d.get("content"):
+                st.content.append(d["content"])
+                out.append(d["content"])
+            for tc in d.get("tool_calls") or []:
+                slot = st.tool_calls.setdefault(tc.get("index", 0), {"id": None, "type": "function",
+                                                                      "function": {"name": "", "arguments": ""}})
+                if tc.get("id"):
+                    slot["id"] = tc["id"]
+                fn = tc.get("function") or {}
+                slot["function"]["name"] += fn.get("name") or ""
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            if ch.get("finish_reason"):
+                st.finish_reason = ch["finish_reason"]
+        return out
+
+
+def _data_url(url: str) -> tuple[str, str] | None:
+    """(media type, base64) of a ``data:`` URL, else None."""
+    if url.startswith("data:") and ";base64," in url:
+        head, b64 = url[5:].split(";base64,", 1)
+        return head, b64
+    return None
+
+
+class AnthropicShape(Shape):
+    """Anthropic Messages API (native): system prompt apart, content blocks, tool_use."""
+
+    name = "anthropic"
+    _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
+             "refusal": "content_filter"}
+
+    def url(self, base: str, model: str, stream: bool) -> str:
+        return base.rstrip("/") + "/messages"
+
+    @staticmethod
+    def _blocks(content: Any) -> list[dict]:
+        if content is None:
+            return []
+        if isinstance(content, str):
+            return [{"type": "text", "text": content}]
+        out = []
+        for p in content:
+            t = p.get("type")
+            if t == "text":
+                out.append({"type": "text", "text": p.get("text", "")})
+            elif t == "image_url":
+                url = (p.get("image_url") or {}).get("url", "")
+                d = _data_url(url)
+                src = ({"type": "base64", "media_type": d[0], "data": d[1]} if d else {"type": "url", "url": url})
+                out.append({"type": "image", "source": src})
+            else:
+                out.append(p)
+        return out
+
+    def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
+        system, msgs = [], []
+        for m in messages:
+            role = m.get("role")
+            if role in ("system", "developer"):
+                system.append(_text(m.get("content")))
+            elif role == "tool":
+                block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": _text(m.get("content"))}
+                if msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] and \
+                        msgs[-1]["content"][-1].get("type") == "tool_result":
+                    msgs[-1]["content"].append(block)
+                else:
+                    msgs.append({"role": "user", "content": [block]})
+            elif role == "assistant" and m.get("tool_calls"):
+                blocks = self._blocks(m.get("content"))
+                for tc in m["tool_calls"]:
+                    fn = tc.get("function") or {}
+                    args = fn.get("arguments") or "{}"
+                    blocks.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"),
+                                   "input": json.loads(args) if isinstance(args, str) else args})
+                msgs.append({"role": "assistant", "content": blocks})
+            else:
+                msgs.append({"role": role, "content": self._blocks(m.get("content"))})
+        p = dict(params)
+        body: dict[str, Any] = {"model": model, "messages": msgs,
+                                "max_tokens": p.pop("max_tokens", None) or p.pop("max_completion_tokens", None)
+                                or ctx.get("max_output") or 4096}
+        if system:
+            body["system"] = "\n\n".join(system)
+        for k in ("temperature", "top_p", "top_k", "metadata"):
+            if k in p:
+                body[k] = p.pop(k)
+        if "stop" in p:
+            stop = p.pop("stop")
+            body["stop_sequences"] = [stop] if isinstance(stop, str) else stop
+        if p.get("tools"):
+            body["tools"] = [{"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                              "input_schema": t["function"].get("parameters") or {"type": "object"}}
+                             if t.get("type") == "function" else t for t in p.pop("tools")]
+            tc = p.pop("tool_choice", None)
+            if tc == "required":
+                body["tool_choice"] = {"type": "any"}
+            elif tc in ("auto", "none"):
+                body["tool_choice"] = {"type": tc}
+            elif isinstance(tc, dict):
+                body["tool_choice"] = {"type": "tool", "name": (tc.get("function") or {}).get("name")}
+        rf = p.pop("response_format", None)
+        if rf and rf.get("type") == "json_schema":
+            body["output_format"] = {"type": "json_schema", "schema": (rf.get("json_schema") or {}).get("schema")}
+        if stream:
+            body["stream"] = True
+        return body
+
+    def _parsed_usage(self, u: dict | None, out_tokens: Any = None) -> dict | None:
+        if not u:
+            return None
+        cr, cw = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
+        inp = (u.get("input_tokens") or 0) + cr + cw
+        return _usage(inp, out_tokens if out_tokens is not None else u.get("output_tokens"), cr, cw)
+
+    def parse(self, obj: Any, provider: str) -> Parsed:
+        if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
+            raise ProviderError("answer has no content blocks", provider=provider, kind="bad_response")
+        texts, calls = [], []
+        for b in obj["content"]:
+            if b.get("type") == "text":
+                texts.append(b.get("text", ""))
+            elif b.get("type") == "tool_use":
+                calls.append({"id": b.get("id"), "type": "function",
+                              "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
+        return Parsed("".join(texts) if texts or not calls else None, calls,
+                      self._STOP.get(obj.get("stop_reason"), obj.get("stop_reason")),
+                      self._parsed_usage(obj.get("usage")), obj.get("model"), obj.get("id"))
+
+    def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
+        obj = _loads(data, st.provider, "stream event")
+        t = obj.get("type") or event
+        if t == "message_start":
+            m = obj.get("message") or {}
+            st.model, st.id = m.get("model"), m.get("id")
+            st.usage = self._parsed_usage(m.get("usage"))
+        elif t == "content_block_start":
+            b = obj.get("content_block") or {}
+            if b.get("type") == "tool_use":
+                st.tool_calls[obj.get("index", 0)] = {"id": b.get("id"), "type": "function",
+                                                      "function": {"name": b.get("name"), "arguments": ""}}
+            elif b.get("type") == "text" and b.get("text"):
+                st.content.append(b["text"])
+                return [b["text"]]
+        elif t == "content_block_delta":
+            d = obj.get("delta") or {}
+            if d.get("type") == "text_delta":
+                st.content.append(d.get("text", ""))
+                return [d.get("text", "")]
+            if d.get("type") == "input_json_delta" and obj.get("index", 0) in st.tool_calls:
+                st.tool_calls[obj.get("index", 0)]["function"]["arguments"] += d.get("partial_json", "")
+        elif t == "message_delta":
+            d = obj.get("delta") or {}
+            if d.get("stop_reason"):
+                st.finish_reason = self._STOP.get(d["stop_reason"], d["stop_reason"])
+            u = obj.get("usage") or {}
+            if "output_tokens" in u:
+                base = st.usage or _usage(0, 0)
+                st.usage = {**base, "output_tokens": int(u["output_tokens"])}
+        elif t == "message_stop":
+            st.done = True
+        elif t == "error":
+            e = obj.get("error") or {}
+            raise ProviderError(str(e.get("message") or e)[:300], provider=st.provider, kind="server",
+                                retryable=e.get("type") in ("overloaded_error", "api_error"))
+        return []
+
+
+class GeminiShape(Shape):
+    """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``."""
+
+    name = "gemini"
+    _STOP = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
+
+    def url(self, base: str, model: str, stream: bool) -> str:
+        verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{base.rstrip('/')}/models/{model}:{verb}"
+
+    @staticmethod
+    def _parts(content: Any) -> list[dict]:
+        if isinstance(content, str) or content is None:
+            return [{"text": content or ""}]
+        out = []
+        for p in content:
+            if p.get("type") == "text":
+                out.append({"text": p.get("text", "")})
+            elif p.get("type") == "image_url":
+                url = (p.get("image_url") or {}).get("url", "")
+                d = _data_url(url)
+                out.append({"inlineData": {"mimeType": d[0], "data": d[1]}} if d
+                           else {"fileData": {"fileUri": url}})
+        return out
+
+    def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
+        system, contents = [], []
+        for m in messages:
+            role = m.get("role")
+            if role in ("system", "developer"):
+                system.append({"text": _text(m.get("content"))})
+            elif role == "tool":
+                contents.append({"role": "user", "parts": [{"functionResponse": {
+                    "name": m.get("name") or "tool", "response": {"content": _text(m.get("content"))}}}]})
+            elif role == "assistant":
+                parts = self._parts(m.get("content")) if m.get("content") else []
+                for tc in m.get("tool_calls") or []:
+                    fn = tc.get("function") or {}
+                    parts.append({"functionCall": {"name": fn.get("name"), "args": json.loads(fn.get("arguments") or "{}")}})
+                contents.append({"role": "model", "parts": parts})
+            else:
+                contents.append({"role": "user", "parts": self._parts(m.get("content"))})
+        body: dict[str, Any] = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        gc: dict[str, Any] = {}
+        for src, dst in (("max_tokens", "maxOutputTokens"), ("max_completion_tokens", "maxOutputTokens"),
+                         ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK")):
+            if params.get(src) is not None:
+                gc[dst] = params[src]
+        if params.get("stop"):
+            gc["stopSequences"] = [params["stop"]] if isinstance(params["stop"], str) else params["stop"]
+        rf = params.get("response_format") or {}
+        if rf.get("type") in ("json_object", "json_schema"):
+            gc["responseMimeType"] = "application/json"
+            if rf.get("type") == "json_schema":
+                gc["responseJsonSchema"] = (rf.get("json_schema") or {}).get("schema")
+        if gc:
+            body["generationConfig"] = gc
+        if params.get("tools"):
+            body["tools"] = [{"functionDeclarations": [
+                {"name": t["function"]["name"], "description": t["function"].get("description", ""),
+                 "parameters": t["function"].get("parameters") or {"type": "object"}}
+                for t in params["tools"] if t.get("type") == "function"]}]
+        return body
+
+    def _apply(self, obj: dict, st_content: list[str], calls: dict[int, dict]) -> tuple[list[str], str | None, dict | None]:
+        out = []
+        finish = None
+        for c in (obj.get("candidates") or [])[:1]:
+            for p in (c.get("content") or {}).get("parts") or []:
+                if "text" in p and not p.get("thought"):
+                    st_content.append(p["text"])
+                    out.append(p["text"])
+                elif "functionCall" in p:
+                    fc = p["functionCall"]
+                    calls[len(calls)] = {"id": f"call_{len(calls)}", "type": "function",
+                                         "function": {"name": fc.get("name"), "arguments": json.dumps(fc.get("args") or {})}}
+            if c.get("finishReason"):
+                finish = self._STOP.get(c["finishReason"], c["finishReason"].lower())
+        um = obj.get("usageMetadata")
+        usage = _usage(um.get("promptTokenCount"), (um.get("candidatesTokenCount") or 0) + (um.get("thoughtsTokenCount") or 0),
+                       um.get("cachedContentTokenCount")) if um else None
+        return out, finish, usage
+
+    def parse(self, obj: Any, provider: str) -> Parsed:
+        if not isinstance(obj, dict) or not obj.get("candidates"):
+            raise ProviderError("answer has no candidates", provider=provider, kind="bad_response")
+        content: list[str] = []
+        calls: dict[int, dict] = {}
+        _, finish, usage = self._apply(obj, content, calls)
+        if calls and finish == "stop":
+            finish = "tool_calls"
+        return Parsed("".join(content) if content or not calls else None, [calls[i] for i in sorted(calls)], finish,
+                      usage, obj.get("modelVersion"), obj.get("responseId"))
+
+    def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
+        obj = _event(st, data)
+        out, finish, usage = self._apply(obj, st.content, st.tool_calls)
+        if finish:
+            st.finish_reason = "tool_calls" if st.tool_calls and finish == "stop" else finish
+        if usage:
+            st.usage = usage
+        st.model = st.model or obj.get("modelVersion")
+        return out
+
+
+class OllamaShape(Shape):
+    """Ollama's native ``/api/chat`` (NDJSON stream); sets ``options.num_ctx``."""
+
+    name = "ollama"
+    ndjson = True
+
+    def url(self, base: str, model: str, stream: bool) -> str:
+        base = base.rstrip("/")
+        return (base[:-3] if base.endswith("/v1") else base) + "/api/chat"
+
+    def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
+        msgs = []
+        for m in messages:
+            c = m.get("content")
+            out = {"role": m.get("role"), "content": _text(c)}
+            imgs = [d[1] for p in (c if isinstance(c, list) else []) if p.get("type") == "image_url"
+                    for d in [_data_url((p.get("image_url") or {}).get("url", ""))] if d]
+            if imgs:
+                out["images"] = imgs
+            if m.get("tool_calls"):
+                out["tool_calls"] = [{"function": {"name": tc["function"]["name"],
+                                                   "arguments": json.loads(tc["function"].get("arguments") or "{}")}}
+                                     for tc in m["tool_calls"]]
+            msgs.append(out)
+        options: dict[str, Any] = {"num_ctx": ctx.get("num_ctx") or 4096}
+        for src, dst in (("max_tokens", "num_predict"), ("max_completion_tokens", "num_predict"),
+                         ("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"), ("seed", "seed"),
+                         ("stop", "stop")):
+            if params.get(src) is not None:
+                options[dst] = params[src]
+        body: dict[str, Any] = {"model": model, "messages": msgs, "stream": stream, "options": options}
+        if params.get("tools"):
+            body["tools"] = params["tools"]
+        rf = params.get("response_format") or {}
+        if rf.get("type") == "json_schema":
+            body["format"] = (rf.get("json_schema") or {}).get("schema")
+        elif rf.get("type") == "json_object":
+            body["format"] = "json"
+        return body
+
+    @staticmethod
+    def _calls(msg: dict) -> list[dict]:
+        return [{"id": f"call_{i}", "type": "function",
+                 "function": {"name": (tc.get("function") or {}).get("name"),
+                              "arguments": json.dumps((tc.get("function") or {}).get("arguments") or {})}}
+                for i, tc in enumerate(msg.get("tool_calls") or [])]
+
+    def _finish(self, obj: dict, calls: bool) -> str:
+        r = obj.get("done_reason") or "stop"
+        return "tool_calls" if calls else ("length" if r == "length" else r)
+
+    def parse(self, obj: Any, provider: str) -> Parsed:
+        if not isinstance(obj, dict) or not isinstance(obj.get("message"), dict):
+            raise ProviderError("answer has no message", provider=provider, kind="bad_response")
+        msg = obj["message"]
+        calls = self._calls(msg)
+        return Parsed(msg.get("content") if msg.get("content") or not calls else None, calls,
+                      self._finish(obj, bool(calls)), _usage(obj.get("prompt_eval_count"), obj.get("eval_count")),
+                      obj.get("model"))
+
+    def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
+        obj = _event(st, data, "stream line")
+        st.model = st.model or obj.get("model")
+        msg = obj.get("message") or {}
+        out = []
+        if msg.get("content"):
+            st.content.append(msg["content"])
+            out.append(msg["content"])
+        for c in self._calls(msg):
+            st.tool_calls[len(st.tool_calls)] = c
+        if obj.get("done"):
+            st.done = True
+            st.finish_reason = self._finish(obj, bool(st.tool_calls))
+            st.usage = _usage(obj.get("prompt_eval_count"), obj.get("eval_count"))
+        return out
+
+
+SHAPES: dict[str, Shape] = {s.name: s for s in (Shape(), AnthropicShape(), GeminiShape(), OllamaShape())}
+
+
+def get_shape(name: str | None) -> Shape | None:
+    return SHAPES.get(name or "openai")

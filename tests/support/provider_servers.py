@@ -1,0 +1,416 @@
+"""Loopback chat servers with injected faults, for the client tests and the benchmark.
+
+One :class:`ProviderServer` answers, on 127.0.0.1 and a free port, the chat APIs the
+client speaks, in the shapes their public docs give:
+
+* ``POST /v1/chat/completions``  OpenAI-compatible (JSON, or SSE ending in ``[DONE]``;
+  usage in the last chunk when ``stream_options.include_usage``)
+* ``POST /v1/messages``          Anthropic Messages (JSON, or ``event:``/``data:`` SSE)
+* ``POST /api/chat``             Ollama native (JSON, or NDJSON lines ending ``done: true``)
+* ``POST /v1beta/models/M:generateContent`` / ``:streamGenerateContent?alt=sse``  Gemini
+
+Each request takes the next fault from :attr:`script` (then :attr:`default`):
+``ok``, ``429`` (with ``Retry-After: retry_after``), ``500``, ``503``, ``401``, ``context``
+(400 context-length error), ``hang`` (no answer for ``hang_s``), ``stall`` (stream: first
+chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
+``malformed`` (an SSE event that is not JSON), ``html`` (200 with an HTML page),
+``truncated`` (200 with cut-off JSON), ``reset`` (connection closed, no answer),
+``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent). Tools in the request get a tool call back.
+
+Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
+Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tests.support.openai_server import _last_user_text, example_from_schema
+
+__all__ = ["ProviderServer"]
+
+
+class ProviderServer:
+    def __init__(self, name: str = "srv", *, usage: tuple[int, int, int] = (120, 30, 0), chunk_delay: float = 0.0) -> None:
+        self.name = name
+        self.usage = usage
+        self.chunk_delay = chunk_delay
+        self.script: deque[str] = deque()
+        self.default = "ok"
+        self.retry_after = "0"
+        self.hang_s = 3.0
+        self.latency = 0.0  # seconds before every answer
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._stop = threading.Event()
+
+    # lifecycle
+    def start(self) -> ProviderServer:
+        owner = self
+
+        class Handler(_Handler):
+            server_owner = owner
+
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> ProviderServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def root(self) -> str:
+        assert self._httpd is not None
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
+    def base_url(self) -> str:
+        return self.root + "/v1"
+
+    def faults(self, *names: str) -> ProviderServer:
+        self.script.extend(names)
+        return self
+
+    def next_fault(self) -> str:
+        with self._lock:
+            return self.script.popleft() if self.script else self.default
+
+    def record(self, entry: dict) -> None:
+        with self._lock:
+            self.requests.append(entry)
+
+    def reply(self, body: dict) -> str:
+        return f"Hello from {self.name}! You said: {_last_user_text(body.get('messages') or [])}"
+
+    def tool_call(self, body: dict) -> dict | None:
+        tools = body.get("tools") or []
+        msgs = body.get("messages") or []
+        if not tools or (msgs and msgs[-1].get("role") in ("tool",)) or \
+                (msgs and isinstance(msgs[-1].get("content"), list)
+                 and any(p.get("type") == "tool_result" for p in msgs[-1]["content"])):
+            return None
+        t = tools[0]
+        fn = t.get("function") or t  # OpenAI / Ollama {"function": …} or Anthropic {"name", "input_schema"}
+        schema = fn.get("parameters") or fn.get("input_schema") or {"type": "object", "properties": {}}
+        return {"name": fn.get("name", "tool"), "args": example_from_schema(schema)}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # the listen backlog: 500 concurrent clients connect at once
+
+
+def _words(text: str) -> list[str]:
+    parts = text.split(" ")
+    return [w + (" " if i < len(parts) - 1 else "") for i, w in enumerate(parts)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_owner: ProviderServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        # no Nagle: a stream's small writes must not wait 40 ms for the client's delayed ACK
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send(self, status: int, data: bytes, ctype: str = "application/json", headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _json(self, status: int, obj: Any, headers: dict | None = None) -> None:
+        self._send(status, json.dumps(obj).encode(), headers=headers)
+
+    def _start_stream(self, ctype: str = "text/event-stream") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def _write(self, data: str) -> None:
+        self.wfile.write(data.encode())
+        self.wfile.flush()
+        d = self.server_owner.chunk_delay
+        if d:
+            time.sleep(d)
+
+    def do_POST(self) -> None:  # noqa: N802, C901 - one dispatcher
+        o = self.server_owner
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        path = self.path.split("?", 1)[0]
+        fault = o.next_fault()
+        o.record({"path": path, "query": self.path.partition("?")[2], "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body,
+                  "fault": fault})
+        if o.latency:
+            time.sleep(o.latency)
+        api = "anthropic" if path.endswith("/messages") else "ollama" if path == "/api/chat" else \
+            "gemini" if ":generateContent" in path or ":streamGenerateContent" in path else "openai"
+        stream = bool(body.get("stream")) or ":streamGenerateContent" in path
+        if api == "gemini":  # translate to the OpenAI-style body the helpers below read
+            body = {"model": path.rsplit("/", 1)[-1].split(":")[0],
+                    "messages": [{"role": "user", "content": "".join(p.get("text", "") for p in c.get("parts", []))}
+                                 for c in body.get("contents", []) if c.get("role") == "user"],
+                    "tools": [{"function": f} for t in body.get("tools", []) for f in t.get("functionDeclarations", [])]}
+        if fault == "429":
+            return self._json(429, {"error": {"message": "Rate limit reached", "type": "rate_limit"}},
+                              {"Retry-After": o.retry_after})
+        if fault in ("500", "503"):
+            return self._json(int(fault), {"error": {"message": "upstream overloaded", "type": "server_error"}})
+        if fault == "echo401":  # some providers echo the credential they rejected
+            return self._json(401, {"error": {"message": f"invalid key {self.headers.get('authorization')} "
+                                              f"{self.headers.get('x-api-key')}"}})
+        if fault == "401":
+            return self._json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key"}})
+        if fault == "context":
+            return self._json(400, {"error": {"message": "This model's maximum context length is 8192 tokens. "
+                                              "However, your messages resulted in 9000 tokens.",
+                                              "code": "context_length_exceeded"}})
+        if fault == "hang":
+            o._stop.wait(o.hang_s)
+            self.close_connection = True
+            return
+        if fault == "reset":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault == "html":
+            return self._send(200, b"<!DOCTYPE html><html><body>Bad gateway</body></html>", "text/html")
+        if fault == "truncated":
+            return self._send(200, b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assis')
+        text = o.reply(body)
+        call = o.tool_call(body)
+        usage = None if fault == "nousage" else o.usage
+        if api == "openai":
+            return self._openai_stream(body, text, call, usage, fault) if stream else \
+                self._json(200, self._openai(body, text, call, usage))
+        if api == "gemini":
+            return self._gemini_stream(body, text, call, usage, fault) if stream else \
+                self._json(200, self._gemini(body, text, call, usage))
+        if api == "anthropic":
+            return self._anthropic_stream(body, text, call, usage, fault) if stream else \
+                self._json(200, self._anthropic(body, text, call, usage))
+        return self._ollama_stream(body, text, call, usage, fault) if stream else \
+            self._json(200, self._ollama(body, text, call, usage))
+
+    # -- faults inside a stream
+    def _stream_fault(self, fault: str, first: str, last: str | None = None) -> bool:
+        """Write the first event, then misbehave; True if the fault ended the stream."""
+        o = self.server_owner
+        if fault == "malformed":
+            self._write("data: {\"choices\": [{\"delta\": {\"content\": \"oops\"\n\n")
+            return True
+        self._write(first)
+        if fault == "stall":
+            o._stop.wait(o.hang_s)
+            return True
+        if fault == "cut":
+            return True
+        return False
+
+    # -- OpenAI
+    def _openai(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        msg: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = "stop"
+        if call:
+            msg = {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": call["name"], "arguments": json.dumps(call["args"])}}]}
+            finish = "tool_calls"
+        out = {"id": "chatcmpl-1", "object": "chat.completion", "created": int(time.time()), "model": body.get("model"),
+               "choices": [{"index": 0, "message": msg, "finish_reason": finish, "logprobs": None}]}
+        if usage:
+            out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                            "total_tokens": usage[0] + usage[1], "prompt_tokens_details": {"cached_tokens": usage[2]}}
+        return out
+
+    def _openai_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
+        self._start_stream()
+
+        def ev(delta: dict, finish: str | None = None, u: dict | None = None, choices: bool = True) -> str:
+            d = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"),
+                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []}
+            if u:
+                d["usage"] = u
+            return "data: " + json.dumps(d) + "\n\n"
+
+        words = _words(text)
+        if call:
+            first = ev({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                                                              "function": {"name": call["name"], "arguments": ""}}]})
+            if self._stream_fault(fault, first):
+                return
+            args = json.dumps(call["args"])
+            for i in range(0, len(args), 8):
+                self._write(ev({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]}))
+            self._write(ev({}, "tool_calls"))
+        else:
+            if self._stream_fault(fault, ev({"role": "assistant", "content": words[0]})):
+                return
+            for w in words[1:]:
+                self._write(ev({"content": w}))
+            self._write(ev({}, "stop"))
+        if usage and (body.get("stream_options") or {}).get("include_usage"):
+            self._write(ev({}, u={"prompt_tokens": usage[0], "completion_tokens": usage[1],
+                                  "total_tokens": usage[0] + usage[1],
+                                  "prompt_tokens_details": {"cached_tokens": usage[2]}}, choices=False))
+        self._write("data: [DONE]\n\n")
+
+    # -- Anthropic
+    @staticmethod
+    def _a_usage(usage: tuple | None, out: bool = True) -> dict:
+        if not usage:
+            return {}
+        # Anthropic's input_tokens excludes cache reads
+        u = {"input_tokens": usage[0] - usage[2], "cache_read_input_tokens": usage[2],
+             "cache_creation_input_tokens": 0}
+        if out:
+            u["output_tokens"] = usage[1]
+        return u
+
+    def _anthropic(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        content = [{"type": "tool_use", "id": "toolu_1", "name": call["name"], "input": call["args"]}] if call \
+            else [{"type": "text", "text": text}]
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"), "content": content,
+                "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None,
+                "usage": self._a_usage(usage)}
+
+    def _anthropic_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
+        self._start_stream()
+
+        def ev(name: str, data: dict) -> str:
+            return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n"
+
+        start = ev("message_start", {"message": {"id": "msg_1", "type": "message", "role": "assistant",
+                                                 "model": body.get("model"), "content": [],
+                                                 "usage": {**self._a_usage(usage, False), "output_tokens": 1}}})
+        self._write(start)
+        if call:
+            first = ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_1",
+                                                                              "name": call["name"], "input": {}}})
+            if self._stream_fault(fault, first):
+                return
+            self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
+                                                                         "partial_json": json.dumps(call["args"])}}))
+        else:
+            self._write(ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+            words = _words(text)
+            first = ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": words[0]}})
+            if self._stream_fault(fault, first):
+                return
+            for w in words[1:]:
+                self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}))
+        self._write(ev("content_block_stop", {"index": 0}))
+        self._write(ev("message_delta", {"delta": {"stop_reason": "tool_use" if call else "end_turn"},
+                                         "usage": {"output_tokens": usage[1] if usage else 0}}))
+        self._write(ev("message_stop", {}))
+
+    # -- Gemini
+    @staticmethod
+    def _g_usage(usage: tuple | None) -> dict:
+        return {"promptTokenCount": usage[0], "candidatesTokenCount": usage[1], "cachedContentTokenCount": usage[2],
+                "totalTokenCount": usage[0] + usage[1]} if usage else {}
+
+    def _gemini(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        part = {"functionCall": {"name": call["name"], "args": call["args"]}} if call else {"text": text}
+        out = {"candidates": [{"content": {"role": "model", "parts": [part]}, "finishReason": "STOP", "index": 0}],
+               "modelVersion": body.get("model"), "responseId": "resp-1"}
+        if usage:
+            out["usageMetadata"] = self._g_usage(usage)
+        return out
+
+    def _gemini_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
+        self._start_stream()
+
+        def ev(parts: list, finish: str | None = None, u: dict | None = None) -> str:
+            c = {"content": {"role": "model", "parts": parts}, "index": 0}
+            if finish:
+                c["finishReason"] = finish
+            d = {"candidates": [c], "modelVersion": body.get("model")}
+            if u:
+                d["usageMetadata"] = u
+            return "data: " + json.dumps(d) + "\r\n\r\n"
+
+        words = _words(text)
+        if self._stream_fault(fault, ev([{"text": words[0]}])):
+            return
+        for w in words[1:-1]:
+            self._write(ev([{"text": w}]))
+        self._write(ev([{"text": words[-1]}] if len(words) > 1 else [], "STOP", self._g_usage(usage) or None))
+
+    # -- Ollama
+    def _ollama(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        msg: dict[str, Any] = {"role": "assistant", "content": "" if call else text}
+        if call:
+            msg["tool_calls"] = [{"function": {"name": call["name"], "arguments": call["args"]}}]
+        out = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z", "message": msg, "done": True,
+               "done_reason": "stop", "total_duration": 1000, "eval_duration": 500}
+        if usage:
+            out.update(prompt_eval_count=usage[0], eval_count=usage[1])
+        return out
+
+    def _ollama_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
+        self._start_stream("application/x-ndjson")
+
+        def line(content: str, done: bool = False, **extra: Any) -> str:
+            return json.dumps({"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+                               "message": {"role": "assistant", "content": content, **extra}, "done": done}) + "\n"
+
+        words = _words(text)
+        if fault == "malformed":
+            self._write('{"model": "x", "message": {"content": "oo\n')
+            return
+        if call:  # Ollama sends a tool call whole, in one line
+            if self._stream_fault(fault, line("", tool_calls=[{"function": {"name": call["name"],
+                                                                           "arguments": call["args"]}}])):
+                return
+        else:
+            if self._stream_fault(fault, line(words[0])):
+                return
+            for w in words[1:]:
+                self._write(line(w))
+        final = {"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
+                 "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop"}
+        if usage:
+            final.update(prompt_eval_count=usage[0], eval_count=usage[1])
+        self._write(json.dumps(final) + "\n")
+
+
+if __name__ == "__main__":  # a server in its own process (the benchmark): prints its root URL, runs until stdin closes
+    import sys
+
+    srv = ProviderServer(sys.argv[1] if len(sys.argv) > 1 else "srv").start()
+    if len(sys.argv) > 2:
+        srv.chunk_delay = float(sys.argv[2])
+    print(srv.root, flush=True)
+    sys.stdin.read()
+    srv.stop()

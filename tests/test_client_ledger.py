@@ -1,0 +1,177 @@
+"""The usage ledger and budgets: exact rows and costs, nothing charged twice, no overspend
+under concurrency (threads and 2 processes), and no key in the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from knollm import AllAttemptsFailed, BudgetExceeded, Client, StreamInterrupted
+from knollm.client import Budget, SQLiteStore
+from knollm.client.store import default_db_path
+from knollm.query.api import Catalog
+from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
+from tests.support.provider_servers import ProviderServer
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = {"GROQ_API_KEY": "gsk_ledger_SECRET_1111", "GROQ_API_KEY_2": "gsk_ledger_SECRET_2222",
+        "CEREBRAS_API_KEY": "csk_ledger_SECRET_3333"}
+MSG = [{"role": "user", "content": "hi there"}]
+
+
+PROVIDERS = ("groq", "cerebras", "ollama")
+
+
+CAT = catalog(
+    model("groq", "llama-3.3-70b-versatile", input=0.59, output=0.79),
+    model("cerebras", "llama-3.3-70b", input=0.85, output=1.2),
+    model("ollama", "llama3.3", "llama3.3", input=None, output=None),
+    model("groq", "tiered", "tiered", input=1.0, output=2.0, cache_read=0.1,
+          tiers=[{"start": 0, "input": 1.0, "output": 2.0}, {"start": 100, "input": 3.0, "output": 6.0}]),
+)
+
+
+def client(srv, tmp_path, **kw):
+    kw.setdefault("backoff_base", 0.01)
+    store = kw.pop("store", None) or SQLiteStore(tmp_path / "knollm.db")
+    return Client(catalog=Catalog(CAT), env=env_for(srv, KEYS), store=store, **kw), store
+
+
+def test_default_db_path_honours_knollm_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))
+    assert default_db_path() == tmp_path / "knollm.db"
+    monkeypatch.delenv("KNOLLM_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "x"))
+    if sys.platform.startswith("linux"):
+        assert default_db_path() == tmp_path / "x" / "knollm" / "knollm.db"
+
+
+def test_one_row_per_call_only_the_provider_that_answered_is_charged(srv, tmp_path):
+    srv["groq"].faults(*["500"] * 6)
+    c, store = client(srv, tmp_path)
+    r = c.chat(CANON, MSG)
+    assert [(a["provider"], a["key"]) for a in r.attempts] == [("groq", "GROQ_API_KEY")] * 3 + \
+        [("groq", "GROQ_API_KEY_2")] * 3 + [("cerebras", "CEREBRAS_API_KEY")]
+    rows = store.rows()
+    assert len(rows) == 1
+    row = rows[0]
+    assert {k: row[k] for k in ("provider", "model", "key_label", "input_tokens", "output_tokens", "cached_tokens",
+                                "usage_estimated", "attempts", "stream", "target", "price_source")} == {
+        "provider": "cerebras", "model": "llama-3.3-70b", "key_label": "CEREBRAS_API_KEY", "input_tokens": 120,
+        "output_tokens": 30, "cached_tokens": 0, "usage_estimated": 0, "attempts": 7, "stream": 0,
+        "target": CANON, "price_source": "catalog:genai-prices"}
+    assert row["cost_usd"] == pytest.approx((120 * 0.85 + 30 * 1.2) / 1e6) == r.cost_usd
+    assert row["request_id"] == r.request_id
+
+
+def test_failed_and_interrupted_calls_are_never_charged(srv, tmp_path):
+    c, store = client(srv, tmp_path, retries=0, stall_timeout=0.3,
+                      budgets=[Budget(1.0, "day", provider="groq")])
+    srv["groq"].default = srv["cerebras"].default = "503"
+    with pytest.raises(AllAttemptsFailed):
+        c.chat(CANON, MSG)
+    srv["groq"].default = srv["cerebras"].default = "ok"
+    srv["groq"].faults("cut")
+    with pytest.raises(StreamInterrupted):
+        list(c.stream(CANON, MSG))
+    assert store.rows() == []
+    assert store.spent(Budget(1.0, "day", provider="groq")) == 0  # reservations released
+    res = list(c.stream(CANON, MSG))[-1]
+    (row,) = store.rows()
+    assert row["stream"] == 1 and row["ttft_ms"] == res.ttft_ms and row["cost_usd"] == pytest.approx(res.cost_usd)
+
+
+def test_settle_is_idempotent(tmp_path):
+    store = SQLiteStore(tmp_path / "k.db")
+    row = {"request_id": "r1", "ts": 1.0, "provider": "groq", "model": "m", "cost_usd": 0.5, "input_tokens": 1,
+           "output_tokens": 1}
+    assert store.settle(None, row) is True
+    assert store.settle(None, row) is False
+    assert len(store.rows()) == 1
+
+
+def test_unpriced_call_is_recorded_with_null_cost_and_reason(srv, tmp_path):
+    c, store = client(srv, tmp_path)
+    r = c.chat("ollama/llama3.3", MSG)
+    (row,) = store.rows()
+    assert r.cost_usd is None and row["cost_usd"] is None
+    assert row["unpriced_reason"] == r.unpriced_reason == "ollama/llama3.3: no input/output price in the catalog"
+
+
+def test_tiers_and_cache_reads_priced(srv, tmp_path):
+    srv["groq"].usage = (120, 30, 20)  # 120 prompt tokens (>= the 100 tier), 20 of them cache reads
+    c, _ = client(srv, tmp_path)
+    r = c.chat("groq/tiered", MSG)
+    assert r.usage.cached_tokens == 20
+    assert r.cost_usd == pytest.approx((100 * 3.0 + 20 * 0.1 + 30 * 6.0) / 1e6)
+
+
+def test_budget_refuses_before_calling_and_names_the_budget(srv, tmp_path):
+    c, store = client(srv, tmp_path, budgets=[Budget(0.000001, "month", provider="groq")])
+    n = len(srv["groq"].requests)
+    with pytest.raises(BudgetExceeded, match=r"\$1e-06/month \(provider=groq\)"):
+        c.chat("groq/llama-3.3-70b-versatile", MSG)
+    assert len(srv["groq"].requests) == n  # never sent
+    r = c.chat(CANON, MSG)  # the canonical target routes around the budget
+    assert r.provider == "cerebras"
+    assert next(x for x in r.candidates if x["provider"] == "groq")["status"] == "skipped"
+
+
+def test_budget_per_key_moves_to_the_next_key(srv, tmp_path):
+    c, store = client(srv, tmp_path, budgets=[Budget(0.0002, "day", key="GROQ_API_KEY")])
+    keys = [c.chat("groq/llama-3.3-70b-versatile", MSG, max_tokens=30).key for _ in range(4)]
+    # each call really costs (120*0.59 + 30*0.79)/1e6 = 9.45e-5; a third would need 1.89e-4 + its worst case
+    # (1.5 x the prompt estimate + 30 output tokens = 2.96e-5) > 2e-4
+    assert keys == ["GROQ_API_KEY", "GROQ_API_KEY", "GROQ_API_KEY_2", "GROQ_API_KEY_2"]
+    assert store.spent(Budget(0.0002, "day", key="GROQ_API_KEY")) <= 0.0002
+
+
+def test_unpriced_model_under_a_budget_is_refused(srv, tmp_path):
+    c, _ = client(srv, tmp_path, budgets=[Budget(10, "day")])
+    with pytest.raises(BudgetExceeded, match="unpriced"):
+        c.chat("ollama/llama3.3", MSG)
+
+
+def test_budget_holds_with_50_concurrent_calls_from_2_processes(tmp_path):
+    db = tmp_path / "knollm.db"
+    per_call = (6 * 1.0 + 30 * 2.0) / 1e6  # what the server reports (6 prompt, 30 output tokens) at $1/$2
+    limit = 10 * per_call
+    with ProviderServer("groq", usage=(6, 30, 0)) as s:
+        s.latency = 0.05
+        SQLiteStore(db).close()  # create the schema once
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        procs = [subprocess.Popen([sys.executable, "-m", "tests.support.budget_worker", str(db), s.base_url,
+                                   repr(limit), "25"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        outs = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+        n_requests = len(s.requests)
+    assert all(o["other"] == [] for o in outs), outs
+    ok = sum(o["ok"] for o in outs)
+    assert ok + sum(o["refused"] for o in outs) == 50
+    rows = SQLiteStore(db).rows()
+    assert len(rows) == ok == n_requests  # every call that reached the server is in the ledger, once
+    assert sum(r["cost_usd"] for r in rows) <= limit + 1e-12
+    assert 9 <= ok <= 10
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
+    for f in tmp_path.iterdir():
+        assert b"gsk_worker_SECRET_9999" not in f.read_bytes()
+
+
+def test_no_key_in_the_database_files(srv, tmp_path):
+    srv["groq"].faults("401")
+    c, store = client(srv, tmp_path, budgets=[Budget(5, "day")])
+    c.chat(CANON, MSG)
+    c.chat(CANON, MSG)
+    list(c.stream(CANON, MSG))
+    store.close()
+    for f in tmp_path.iterdir():
+        data = f.read_bytes()
+        for k in KEYS.values():
+            assert k.encode() not in data, f.name

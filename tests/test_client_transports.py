@@ -1,0 +1,173 @@
+"""Wire formats: Gemini native against the loopback server, stream parsing edge cases,
+error classification, num_ctx, and that importing the client stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from knollm import Client, ProviderError
+from knollm.client.transports import SHAPES, classify_error, num_ctx_for
+from knollm.query.api import Catalog
+from tests.support.client_fixtures import catalog, model
+from tests.support.provider_servers import ProviderServer
+
+MSG = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
+KEY = "AIza_gemini_SECRET_7777"
+
+
+@pytest.fixture(scope="module")
+def gemini():
+    with ProviderServer("gemini") as s:
+        yield s
+
+
+def gclient(s):
+    return Client(catalog=Catalog(catalog(model("gemini", "gemini-2.5-flash", "gemini-2.5-flash"))), store=False,
+                  env={"GEMINI_API_KEY": KEY},
+                  providers={"gemini": {"shape": "gemini", "base_url": s.root + "/v1beta"}})
+
+
+def test_gemini_native_plain_stream_and_tools(gemini):
+    c = gclient(gemini)
+    r = c.chat("gemini/gemini-2.5-flash", MSG, max_tokens=64, temperature=0.2)
+    req = gemini.requests[-1]
+    assert req["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert req["headers"]["x-goog-api-key"] == KEY and "authorization" not in req["headers"]
+    body = req["json"]
+    assert body["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "hi there"}]}]
+    assert body["generationConfig"] == {"maxOutputTokens": 64, "temperature": 0.2}
+    assert (r.content, r.usage.input_tokens, r.usage.output_tokens) == ("Hello from gemini! You said: hi there", 120, 30)
+    items = list(c.stream("gemini/gemini-2.5-flash", MSG))
+    assert gemini.requests[-1]["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    assert "".join(items[:-1]) == r.content and items[-1].usage.output_tokens == 30
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}]
+    t = c.chat("gemini/gemini-2.5-flash", MSG, tools=tools)
+    assert gemini.requests[-1]["json"]["tools"][0]["functionDeclarations"][0]["name"] == "lookup"
+    assert t.finish_reason == "tool_calls" and json.loads(t.tool_calls[0]["function"]["arguments"]) == {"q": "example"}
+
+
+def test_sse_parser_comments_multiline_and_crlf():
+    st = SHAPES["openai"].stream_parser("p")
+    out = []
+    for line in [": keep-alive", "", "data: {\"choices\": [{\"delta\": {\"content\": \"a\"}}],",
+                 "data:  \"model\": \"m\"}", "", "event: x\r", "data: {\"choices\": [{\"delta\": {\"content\": \"b\"},"
+                 " \"finish_reason\": \"stop\"}]}", "\r", "data: [DONE]", ""]:
+        out += st.feed(line.rstrip("\r") if line != "\r" else line)
+    assert out == ["a", "b"] and st.done and st.finish_reason == "stop" and st.model == "m"
+
+
+def test_malformed_stream_is_a_provider_error():
+    st = SHAPES["openai"].stream_parser("p")
+    st.feed("data: {not json")
+    with pytest.raises(ProviderError) as ei:
+        st.feed("")
+    assert ei.value.kind == "bad_response"
+
+
+@pytest.mark.parametrize("status,body,kind,retry", [
+    (429, '{"error": {"message": "slow down"}}', "rate_limit", True),
+    (503, "<html>busy</html>", "server", True),
+    (529, '{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}', "server", True),
+    (401, '{"error": {"message": "bad key"}}', "auth", False),
+    (400, '{"error": {"message": "prompt is too long: 210000 tokens > 200000 maximum"}}', "context_length", False),
+    (413, '{"error": {"code": "context_length_exceeded", "message": "too long"}}', "context_length", False),
+    (400, '{"error": {"message": "temperature must be <= 2"}}', "bad_request", False),
+    (404, '{"error": {"message": "model not found"}}', "not_found", False),
+])
+def test_classify_error(status, body, kind, retry):
+    e = classify_error("p", status, body, 1.5)
+    assert (e.kind, e.retryable, e.status) == (kind, retry, status)
+    assert e.retry_after == 1.5
+
+
+def test_num_ctx():
+    assert num_ctx_for(100, 100, None) == 4096
+    assert num_ctx_for(10_000, 2000, None) == 12 * 1024  # 12064 rounded up
+    assert num_ctx_for(10_000, 2000, 8192) == 8192
+
+
+def test_import_knollm_client_does_not_import_httpx2():
+    code = ("import sys, knollm; from knollm import Client, AsyncClient; Client(catalog=False, store=False); "
+            "print('httpx2' in sys.modules, 'pydantic' in sys.modules, 'openai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False", "False"]
+
+
+def test_query_string_key_is_masked_in_http_logs(gemini, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    c = Client(catalog=Catalog(catalog(model("gemini", "gemini-2.5-flash", "gemini-2.5-flash"))), store=False,
+               env={"GEMINI_API_KEY": KEY},
+               providers={"gemini": {"shape": "gemini", "base_url": gemini.root + "/v1beta", "auth": "query"}})
+    r = c.chat("gemini/gemini-2.5-flash", MSG)
+    assert r.content and f"key={KEY}" in gemini.requests[-1]["query"]
+    assert "x-goog-api-key" not in gemini.requests[-1]["headers"]
+    assert "HTTP Request" in caplog.text and KEY not in caplog.text
+
+
+def test_rate_limiter_rpm_and_tpm_windows():
+    from knollm.client.routing import RateLimiter
+
+    now = [0.0]
+    rl = RateLimiter(rpm=2, tpm=1000, clock=lambda: now[0])
+    assert rl.wait_time(400) == 0
+    ev = rl.acquire(400)
+    now[0] = 10
+    rl.acquire(100)
+    assert rl.wait_time(100) == pytest.approx(50)      # third request within the minute
+    RateLimiter.correct(ev, 900)                        # the first call really used 900 tokens
+    now[0] = 30
+    rl2 = RateLimiter(tpm=1000, clock=lambda: now[0])
+    rl2.acquire(900)
+    assert rl2.wait_time(200) == pytest.approx(60)      # 900 + 200 > 1000 until the 900 expire
+    assert rl2.wait_time(100) == 0
+    now[0] = 91
+    assert rl.wait_time(100) == 0 and rl2.wait_time(1000) == 0
+
+
+def test_circuit_breaker_window_and_half_open_trial():
+    from knollm.client.routing import CircuitBreaker
+
+    now = [0.0]
+    b = CircuitBreaker(failure_threshold=3, window_s=10, cooldown_s=5, clock=lambda: now[0])
+    b.record(False)
+    now[0] = 11  # the first failure left the window
+    b.record(False)
+    b.record(False)
+    assert b.state == "closed" and b.allow()
+    b.record(False)
+    assert b.state == "open" and not b.allow()
+    now[0] = 16.5
+    assert b.state == "half-open" and b.allow() and not b.allow()  # one trial only
+    b.record(False)
+    assert b.state == "open"
+    now[0] = 22
+    assert b.allow()
+    b.record(True)
+    assert b.state == "closed" and b.allow() and b.allow()
+
+
+def test_call_cost_cache_write_variable_and_free():
+    from knollm.client.accounting import call_cost, worst_case_cost
+    from knollm.client.routing import Offer
+
+    o = Offer("anthropic/c", "anthropic", "c", prices={"input": 3.0, "output": 15.0, "cache_read": 0.3,
+                                                       "cache_write": 3.75}, price_source="catalog:genai-prices")
+    u = {"input_tokens": 1000, "output_tokens": 100, "cached_tokens": 200, "cache_write_tokens": 300}
+    cost, src, why = call_cost(o, u)
+    assert cost == pytest.approx((500 * 3.0 + 200 * 0.3 + 300 * 3.75 + 100 * 15.0) / 1e6) and why is None
+    assert worst_case_cost(o, 1000, 100) == pytest.approx((1000 * 3.75 + 100 * 15.0) / 1e6)
+    var = Offer("x/y", "x", "y", prices={"input": 1.0, "output": 1.0}, variable_pricing=True)
+    assert call_cost(var, u)[0] is None and "varies" in call_cost(var, u)[2]
+    assert worst_case_cost(var, 10, 10) is None
+    free = Offer("x/f", "x", "f", free=True)
+    assert call_cost(free, u)[0] == 0.0
+    half = Offer("x/h", "x", "h", prices={"input": 1.0, "output": None})
+    assert call_cost(half, u) == (None, None, "x/h: no output price in the catalog")
