@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "roles": ("knollm.lock.cli:roles_group", "Built-in aliases; how a binding resolves now (explain)."),
     "local": ("knollm.lock.cli:local_group", "Models served on this machine (Ollama, local servers)."),
     "browse": ("knollm.browse.cli:command", "A full-screen terminal explorer of the catalog."),
+    "cache": ("knollm.client_cache.cli:command", "The client's response cache: stats, clear, warm FILE."),
 }
 
 

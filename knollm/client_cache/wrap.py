@@ -1,0 +1,227 @@
+"""Caching around :class:`knollm.Client` / :class:`knollm.AsyncClient`, through their public API.
+
+:class:`CachedClient` (and its twin :class:`AsyncCachedClient`) route with
+``client.plan()`` (no call), look the request up for each deployment in the plan's order
+(first live entry wins), and on a miss call the client and store the answer under the
+provider and model that answered. Hits come back as :class:`CachedResult`: a
+:class:`~knollm.client.result.ChatResult` with ``cached=True``, ``cost_usd=0``,
+``saved_usd`` (the original call's cost), ``price_source="cache"``; streams replay the
+stored text deltas as a stream. Each hit also writes a ledger row (cost 0) through the
+client's store, and the saving goes to the cache's ``hits`` table.
+
+Policy: the cache is used when the call says ``cache=True``, or the wrapper's
+``enabled=True`` (global), or the target is an alias listed in ``aliases``, unless the
+call says ``cache=False``. A request with ``temperature > 0`` is not cached unless the
+call (``cache_sampled=True``) or the wrapper (``sampled=True``) asks for it. TTL: the
+call's ``cache_ttl``, else the alias's, else the provider's, else the cache's default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from knollm.client.result import ChatResult, Usage
+from knollm.client_cache.store import CacheEntry, ResponseCache
+
+__all__ = ["CachedClient", "AsyncCachedClient", "CachedResult", "CachePolicy"]
+
+
+@dataclasses.dataclass
+class CachedResult(ChatResult):
+    """A :class:`ChatResult` answered from the cache."""
+
+    cached: bool = True
+    saved_usd: float | None = None
+    cached_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "cached": True, "saved_usd": self.saved_usd, "cached_at": self.cached_at}
+
+
+@dataclasses.dataclass
+class CachePolicy:
+    """When to use the cache (see the module docs)."""
+
+    enabled: bool = False
+    sampled: bool = False
+    aliases: dict[str, float | None] = dataclasses.field(default_factory=dict)  # alias -> TTL (None: default)
+
+    def decide(self, call: bool | None, alias: str | None, params: dict[str, Any],
+               sampled: bool | None) -> tuple[bool, str]:
+        """``(use the cache, why not)``."""
+        if call is False:
+            return False, "cache=False"
+        if not (call or self.enabled or (alias is not None and alias in self.aliases)):
+            return False, "not enabled for this call"
+        t = params.get("temperature")
+        if t is not None and t > 0 and not (sampled if sampled is not None else self.sampled):
+            return False, f"temperature {t} > 0 (pass cache_sampled=True to cache it)"
+        return True, ""
+
+
+def _split(params: dict[str, Any]) -> tuple[dict[str, Any], bool | None, float | None, bool | None]:
+    p = dict(params)
+    return p, p.pop("cache", None), p.pop("cache_ttl", None), p.pop("cache_sampled", None)
+
+
+class _CacheBase:
+    def __init__(self, client: Any, cache: ResponseCache | None = None, *, enabled: bool = False,
+                 sampled: bool = False, aliases: dict[str, float | None] | None = None,
+                 ledger: bool = True) -> None:
+        self.client = client
+        self.cache = cache if cache is not None else ResponseCache()
+        self.policy = CachePolicy(enabled, sampled, dict(aliases or {}))
+        self.ledger = ledger
+
+    # -- one request's decisions
+    def _begin(self, target: Any, messages: list[dict], params: dict) -> tuple[Any, dict, float | None, bool]:
+        p, call, ttl, sampled = _split(params)
+        plan = self.client.plan(target, messages, p)
+        use, why = self.policy.decide(call, plan.alias, p, sampled)
+        if not use:
+            self.cache.count("bypassed")
+        elif ttl is None and plan.alias in self.policy.aliases:
+            ttl = self.policy.aliases[plan.alias]
+        return plan, p, ttl, use
+
+    def _lookup(self, plan: Any, messages: list[dict], p: dict, stream: bool) -> tuple[CachedResult, list[str]] | None:
+        """The hit (result, stored text deltas) for the first deployment in the plan's order
+        that has a live entry, or None (a miss)."""
+        t0 = time.perf_counter()
+        seen = set()
+        for d in plan.order:
+            if (d.provider, d.model) in seen:
+                continue
+            seen.add((d.provider, d.model))
+            e = self.cache.lookup(d.provider, d.model, messages, p)
+            if e is not None:
+                return self._hit(plan, e, stream, (time.perf_counter() - t0) * 1000), e.deltas
+        self.cache.count("misses")
+        return None
+
+    def _hit(self, plan: Any, e: CacheEntry, stream: bool, ms: float) -> CachedResult:
+        u = e.usage
+        rid = uuid.uuid4().hex
+        res = CachedResult(
+            content=e.content, provider=e.provider, model=e.model, key=None, target=plan.target,
+            finish_reason=e.finish_reason, tool_calls=e.tool_calls,
+            usage=Usage(u.get("input_tokens", 0), u.get("output_tokens", 0), u.get("cached_tokens", 0),
+                        u.get("cache_write_tokens", 0), bool(u.get("estimated"))),
+            cost_usd=0.0, price_source="cache", ttft_ms=round(ms, 3), duration_ms=round(ms, 3), attempts=[],
+            candidates=plan.candidates, strategy=plan.strategy,
+            why=f"cache hit (stored {time.time() - e.created:.0f}s ago)", alias=plan.alias, request_id=rid,
+            response_id=e.response_id, saved_usd=e.cost_usd, cached_at=e.created,
+        )
+        self.cache.record_hit(e.provider, e.model, e.cost_usd, rid)
+        store = getattr(self.client, "store", None) if self.ledger else None
+        if store is not None:
+            store.settle(None, {
+                "request_id": rid, "ts": time.time(), "target": str(plan.target), "alias": plan.alias,
+                "provider": e.provider, "model": e.model, "key_label": None, "stream": int(stream),
+                "input_tokens": res.usage.input_tokens, "output_tokens": res.usage.output_tokens,
+                "cached_tokens": res.usage.cached_tokens, "cache_write_tokens": res.usage.cache_write_tokens,
+                "usage_estimated": int(res.usage.estimated), "cost_usd": 0.0, "price_source": "cache",
+                "unpriced_reason": None, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms, "attempts": 0,
+            })
+        return res
+
+    def _store(self, res: ChatResult, messages: list[dict], p: dict, ttl: float | None,
+               deltas: list[str] | None) -> None:
+        u = res.usage
+        self.cache.store(CacheEntry(
+            res.provider, res.model, res.content, res.finish_reason, res.tool_calls,
+            {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
+             "cache_write_tokens": u.cache_write_tokens, "estimated": u.estimated},
+            deltas if deltas is not None else ([res.content] if res.content else []),
+            res.cost_usd, res.price_source, res.response_id), messages, p, ttl=ttl)
+
+
+class CachedClient(_CacheBase):
+    """``CachedClient(Client(...), ResponseCache(...), enabled=…, sampled=…, aliases=…)``:
+    ``chat(target, messages, cache=None, cache_ttl=None, cache_sampled=None, **params)`` and
+    ``stream(…)`` like the client's, with the cache in front."""
+
+    def chat(self, target: Any, messages: list[dict], **params: Any) -> ChatResult:
+        plan, p, ttl, use = self._begin(target, messages, params)
+        if use:
+            hit = self._lookup(plan, messages, p, False)
+            if hit is not None:
+                return hit[0]
+        res = self.client.chat(target, messages, **p)
+        if use:
+            self._store(res, messages, p, ttl, None)
+        return res
+
+    def stream(self, target: Any, messages: list[dict], **params: Any) -> Iterator[str | ChatResult]:
+        """Text deltas, then the result (a hit replays the stored deltas)."""
+        plan, p, ttl, use = self._begin(target, messages, params)
+        if use:
+            hit = self._lookup(plan, messages, p, True)
+            if hit is not None:
+                yield from hit[1]
+                yield hit[0]
+                return
+        deltas: list[str] = []
+        res = None
+        for x in self.client.stream(target, messages, **p):
+            if isinstance(x, str):
+                deltas.append(x)
+            else:
+                res = x
+            yield x
+        if use and res is not None:
+            self._store(res, messages, p, ttl, deltas)
+
+    def __enter__(self) -> CachedClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+        self.cache.close()
+
+
+class AsyncCachedClient(_CacheBase):
+    """The asyncio twin: ``await chat(…)``, ``async for x in stream(…)``."""
+
+    async def chat(self, target: Any, messages: list[dict], **params: Any) -> ChatResult:
+        plan, p, ttl, use = self._begin(target, messages, params)
+        if use:
+            hit = self._lookup(plan, messages, p, False)
+            if hit is not None:
+                return hit[0]
+        res = await self.client.chat(target, messages, **p)
+        if use:
+            self._store(res, messages, p, ttl, None)
+        return res
+
+    async def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncIterator[str | ChatResult]:
+        plan, p, ttl, use = self._begin(target, messages, params)
+        if use:
+            hit = self._lookup(plan, messages, p, True)
+            if hit is not None:
+                for d in hit[1]:
+                    yield d
+                yield hit[0]
+                return
+        deltas: list[str] = []
+        res = None
+        async for x in self.client.stream(target, messages, **p):
+            if isinstance(x, str):
+                deltas.append(x)
+            else:
+                res = x
+            yield x
+        if use and res is not None:
+            self._store(res, messages, p, ttl, deltas)
+
+    async def __aenter__(self) -> AsyncCachedClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+        self.cache.close()
+
