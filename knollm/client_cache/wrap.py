@@ -68,6 +68,21 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], bool | None, float |
     return p, p.pop("cache", None), p.pop("cache_ttl", None), p.pop("cache_sampled", None)
 
 
+class _Recorder:
+    """Keeps a live stream's text deltas and its final result (for storing it)."""
+
+    def __init__(self) -> None:
+        self.deltas: list[str] = []
+        self.result: ChatResult | None = None
+
+    def see(self, x: Any) -> Any:
+        if isinstance(x, str):
+            self.deltas.append(x)
+        else:
+            self.result = x
+        return x
+
+
 class _CacheBase:
     def __init__(self, client: Any, cache: ResponseCache | None = None, *, enabled: bool = False,
                  sampled: bool = False, aliases: dict[str, float | None] | None = None,
@@ -165,16 +180,11 @@ class CachedClient(_CacheBase):
                 yield from hit[1]
                 yield hit[0]
                 return
-        deltas: list[str] = []
-        res = None
+        rec = _Recorder()
         for x in self.client.stream(target, messages, **p):
-            if isinstance(x, str):
-                deltas.append(x)
-            else:
-                res = x
-            yield x
-        if use and res is not None:
-            self._store(res, messages, p, ttl, deltas)
+            yield rec.see(x)
+        if use and rec.result is not None:
+            self._store(rec.result, messages, p, ttl, rec.deltas)
 
     def __enter__(self) -> CachedClient:
         return self
@@ -207,16 +217,11 @@ class AsyncCachedClient(_CacheBase):
                     yield d
                 yield hit[0]
                 return
-        deltas: list[str] = []
-        res = None
+        rec = _Recorder()
         async for x in self.client.stream(target, messages, **p):
-            if isinstance(x, str):
-                deltas.append(x)
-            else:
-                res = x
-            yield x
-        if use and res is not None:
-            self._store(res, messages, p, ttl, deltas)
+            yield rec.see(x)
+        if use and rec.result is not None:
+            self._store(rec.result, messages, p, ttl, rec.deltas)
 
     async def __aenter__(self) -> AsyncCachedClient:
         return self
