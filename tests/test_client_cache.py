@@ -296,3 +296,26 @@ def test_cli_warm_stats_clear(srv, tmp_path, monkeypatch, capsys):
     bad.write_text("hello\n")
     assert main(["cache", "warm", str(bad), *args]) == 2
     assert f"{bad}:1" in capsys.readouterr().err
+
+
+def test_cache_arguments_never_reach_the_provider_and_the_hook_alone(srv, tmp_path):
+    from knollm.client_cache import CacheHook
+
+    cc, _ = make(srv, tmp_path)
+    cc.chat(GROQ, MSG, cache=True, cache_ttl=30, cache_sampled=True, temperature=0.5, max_tokens=7)
+    body = srv["groq"].requests[-1]["json"]
+    assert body["max_tokens"] == 7 and body["temperature"] == 0.5
+    assert not {"cache", "cache_ttl", "cache_sampled"} & set(body)
+    # the hook as a client would call it around its own flow
+    c = Client(catalog=Catalog(CAT), env=env_for(srv, KEYS), store=False)
+    hook = CacheHook(ResponseCache(tmp_path / "hook.db"), enabled=True)
+    p, opts = CacheHook.split({"max_tokens": 5, "cache_ttl": 60})
+    assert opts == {"cache_ttl": 60} and p == {"max_tokens": 5}
+    plan = c.plan(GROQ, MSG, p)
+    req = hook.begin(plan, p, opts)
+    assert req.use and req.ttl == 60 and hook.lookup(plan, MSG, req, False) is None
+    assert hook.store(req, MSG, c.chat(GROQ, MSG, **p))
+    hit, deltas = hook.lookup(plan, MSG, req, False)
+    assert hit.cached and deltas == [hit.content]
+    no = hook.begin(plan, {"temperature": 1.0}, {})
+    assert not no.use and "temperature" in no.why_not and hook.lookup(plan, MSG, no, False) is None

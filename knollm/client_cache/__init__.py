@@ -6,7 +6,7 @@
 """
 
 from knollm.client_cache.store import CacheEntry, CacheWarning, ResponseCache, cache_key, default_cache_path
-from knollm.client_cache.wrap import AsyncCachedClient, CachedClient, CachedResult, CachePolicy
+from knollm.client_cache.wrap import AsyncCachedClient, CachedClient, CachedResult, CacheHook, CachePolicy, CacheRequest
 
 __all__ = ["ResponseCache", "CacheEntry", "CacheWarning", "cache_key", "default_cache_path", "CachedClient",
-           "AsyncCachedClient", "CachedResult", "CachePolicy"]
+           "AsyncCachedClient", "CachedResult", "CachePolicy", "CacheHook", "CacheRequest"]

@@ -27,7 +27,7 @@ from typing import Any
 from knollm.client.result import ChatResult, Usage
 from knollm.client_cache.store import CacheEntry, ResponseCache
 
-__all__ = ["CachedClient", "AsyncCachedClient", "CachedResult", "CachePolicy"]
+__all__ = ["CachedClient", "AsyncCachedClient", "CachedResult", "CachePolicy", "CacheHook", "CacheRequest"]
 
 
 @dataclasses.dataclass
@@ -63,9 +63,15 @@ class CachePolicy:
         return True, ""
 
 
-def _split(params: dict[str, Any]) -> tuple[dict[str, Any], bool | None, float | None, bool | None]:
-    p = dict(params)
-    return p, p.pop("cache", None), p.pop("cache_ttl", None), p.pop("cache_sampled", None)
+@dataclasses.dataclass
+class CacheRequest:
+    """One call's cache decision: its ``params`` without the cache arguments, whether the
+    cache is used (``use``; ``why_not`` otherwise) and the TTL of a new entry."""
+
+    params: dict[str, Any]
+    use: bool
+    ttl: float | None = None
+    why_not: str = ""
 
 
 class _Recorder:
@@ -83,42 +89,62 @@ class _Recorder:
         return x
 
 
-class _CacheBase:
-    def __init__(self, client: Any, cache: ResponseCache | None = None, *, enabled: bool = False,
-                 sampled: bool = False, aliases: dict[str, float | None] | None = None,
-                 ledger: bool = True) -> None:
-        self.client = client
+class CacheHook:
+    """What a client calls around its transport: the whole cache protocol in three calls.
+
+    ::
+
+        params, opts = CacheHook.split(params)            # before routing: drop cache=, cache_ttl=, …
+        plan = client.plan(target, messages, params)
+        req = hook.begin(plan, params, opts)               # policy: enabled? temperature? TTL?
+        hit = hook.lookup(plan, messages, req, stream, ledger=client.store)
+        if hit: return hit[0]          # streams: yield from hit[1]; yield hit[0]
+        result = <route, send, account>                    # the client's own flow
+        hook.store(req, messages, result, deltas)          # deltas: the stream's pieces, or None
+    """
+
+    CALL_ARGS = ("cache", "cache_ttl", "cache_sampled")
+
+    def __init__(self, cache: ResponseCache | None = None, *, enabled: bool = False, sampled: bool = False,
+                 aliases: dict[str, float | None] | None = None) -> None:
         self.cache = cache if cache is not None else ResponseCache()
         self.policy = CachePolicy(enabled, sampled, dict(aliases or {}))
-        self.ledger = ledger
 
-    # -- one request's decisions
-    def _begin(self, target: Any, messages: list[dict], params: dict) -> tuple[Any, dict, float | None, bool]:
-        p, call, ttl, sampled = _split(params)
-        plan = self.client.plan(target, messages, p)
-        use, why = self.policy.decide(call, plan.alias, p, sampled)
+    @classmethod
+    def split(cls, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(request params, cache options)``: the cache's per-call arguments never reach a provider."""
+        p = dict(params)
+        return p, {k: p.pop(k) for k in cls.CALL_ARGS if k in p}
+
+    def begin(self, plan: Any, params: dict[str, Any], opts: dict[str, Any]) -> CacheRequest:
+        use, why = self.policy.decide(opts.get("cache"), plan.alias, params, opts.get("cache_sampled"))
+        ttl = opts.get("cache_ttl")
         if not use:
             self.cache.count("bypassed")
         elif ttl is None and plan.alias in self.policy.aliases:
             ttl = self.policy.aliases[plan.alias]
-        return plan, p, ttl, use
+        return CacheRequest(params, use, ttl, why)
 
-    def _lookup(self, plan: Any, messages: list[dict], p: dict, stream: bool) -> tuple[CachedResult, list[str]] | None:
+    def lookup(self, plan: Any, messages: list[dict], req: CacheRequest, stream: bool,
+               ledger: Any = None) -> tuple[CachedResult, list[str]] | None:
         """The hit (result, stored text deltas) for the first deployment in the plan's order
-        that has a live entry, or None (a miss)."""
+        that has a live entry, or None (a miss, or the cache is not used). A hit writes a
+        ledger row (cost 0) to ``ledger`` (a :class:`knollm.client.store.Store`)."""
+        if not req.use:
+            return None
         t0 = time.perf_counter()
         seen = set()
         for d in plan.order:
             if (d.provider, d.model) in seen:
                 continue
             seen.add((d.provider, d.model))
-            e = self.cache.lookup(d.provider, d.model, messages, p)
+            e = self.cache.lookup(d.provider, d.model, messages, req.params)
             if e is not None:
-                return self._hit(plan, e, stream, (time.perf_counter() - t0) * 1000), e.deltas
+                return self._hit(plan, e, stream, (time.perf_counter() - t0) * 1000, ledger), e.deltas
         self.cache.count("misses")
         return None
 
-    def _hit(self, plan: Any, e: CacheEntry, stream: bool, ms: float) -> CachedResult:
+    def _hit(self, plan: Any, e: CacheEntry, stream: bool, ms: float, ledger: Any) -> CachedResult:
         u = e.usage
         rid = uuid.uuid4().hex
         res = CachedResult(
@@ -132,9 +158,8 @@ class _CacheBase:
             response_id=e.response_id, saved_usd=e.cost_usd, cached_at=e.created,
         )
         self.cache.record_hit(e.provider, e.model, e.cost_usd, rid)
-        store = getattr(self.client, "store", None) if self.ledger else None
-        if store is not None:
-            store.settle(None, {
+        if ledger is not None:
+            ledger.settle(None, {
                 "request_id": rid, "ts": time.time(), "target": str(plan.target), "alias": plan.alias,
                 "provider": e.provider, "model": e.model, "key_label": None, "stream": int(stream),
                 "input_tokens": res.usage.input_tokens, "output_tokens": res.usage.output_tokens,
@@ -144,15 +169,36 @@ class _CacheBase:
             })
         return res
 
-    def _store(self, res: ChatResult, messages: list[dict], p: dict, ttl: float | None,
-               deltas: list[str] | None) -> None:
+    def store(self, req: CacheRequest, messages: list[dict], res: ChatResult | None,
+              deltas: list[str] | None = None) -> bool:
+        """Store a live answer under the provider and model that gave it (when the cache is used)."""
+        if not req.use or res is None:
+            return False
         u = res.usage
-        self.cache.store(CacheEntry(
+        return self.cache.store(CacheEntry(
             res.provider, res.model, res.content, res.finish_reason, res.tool_calls,
             {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
              "cache_write_tokens": u.cache_write_tokens, "estimated": u.estimated},
             deltas if deltas is not None else ([res.content] if res.content else []),
-            res.cost_usd, res.price_source, res.response_id), messages, p, ttl=ttl)
+            res.cost_usd, res.price_source, res.response_id), messages, req.params, ttl=req.ttl)
+
+
+class _CacheBase:
+    def __init__(self, client: Any, cache: ResponseCache | None = None, *, enabled: bool = False,
+                 sampled: bool = False, aliases: dict[str, float | None] | None = None,
+                 ledger: bool = True) -> None:
+        self.client = client
+        self.hook = CacheHook(cache, enabled=enabled, sampled=sampled, aliases=aliases)
+        self.cache = self.hook.cache
+        self.ledger = ledger
+
+    def _begin(self, target: Any, messages: list[dict], params: dict,
+               stream: bool) -> tuple[CacheRequest, tuple[CachedResult, list[str]] | None]:
+        p, opts = CacheHook.split(params)
+        plan = self.client.plan(target, messages, p)
+        req = self.hook.begin(plan, p, opts)
+        ledger = getattr(self.client, "store", None) if self.ledger else None
+        return req, self.hook.lookup(plan, messages, req, stream, ledger)
 
 
 class CachedClient(_CacheBase):
@@ -161,30 +207,24 @@ class CachedClient(_CacheBase):
     ``stream(…)`` like the client's, with the cache in front."""
 
     def chat(self, target: Any, messages: list[dict], **params: Any) -> ChatResult:
-        plan, p, ttl, use = self._begin(target, messages, params)
-        if use:
-            hit = self._lookup(plan, messages, p, False)
-            if hit is not None:
-                return hit[0]
-        res = self.client.chat(target, messages, **p)
-        if use:
-            self._store(res, messages, p, ttl, None)
+        req, hit = self._begin(target, messages, params, False)
+        if hit is not None:
+            return hit[0]
+        res = self.client.chat(target, messages, **req.params)
+        self.hook.store(req, messages, res)
         return res
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> Iterator[str | ChatResult]:
         """Text deltas, then the result (a hit replays the stored deltas)."""
-        plan, p, ttl, use = self._begin(target, messages, params)
-        if use:
-            hit = self._lookup(plan, messages, p, True)
-            if hit is not None:
-                yield from hit[1]
-                yield hit[0]
-                return
+        req, hit = self._begin(target, messages, params, True)
+        if hit is not None:
+            yield from hit[1]
+            yield hit[0]
+            return
         rec = _Recorder()
-        for x in self.client.stream(target, messages, **p):
+        for x in self.client.stream(target, messages, **req.params):
             yield rec.see(x)
-        if use and rec.result is not None:
-            self._store(rec.result, messages, p, ttl, rec.deltas)
+        self.hook.store(req, messages, rec.result, rec.deltas)
 
     def __enter__(self) -> CachedClient:
         return self
@@ -198,30 +238,24 @@ class AsyncCachedClient(_CacheBase):
     """The asyncio twin: ``await chat(…)``, ``async for x in stream(…)``."""
 
     async def chat(self, target: Any, messages: list[dict], **params: Any) -> ChatResult:
-        plan, p, ttl, use = self._begin(target, messages, params)
-        if use:
-            hit = self._lookup(plan, messages, p, False)
-            if hit is not None:
-                return hit[0]
-        res = await self.client.chat(target, messages, **p)
-        if use:
-            self._store(res, messages, p, ttl, None)
+        req, hit = self._begin(target, messages, params, False)
+        if hit is not None:
+            return hit[0]
+        res = await self.client.chat(target, messages, **req.params)
+        self.hook.store(req, messages, res)
         return res
 
     async def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncIterator[str | ChatResult]:
-        plan, p, ttl, use = self._begin(target, messages, params)
-        if use:
-            hit = self._lookup(plan, messages, p, True)
-            if hit is not None:
-                for d in hit[1]:
-                    yield d
-                yield hit[0]
-                return
+        req, hit = self._begin(target, messages, params, True)
+        if hit is not None:
+            for d in hit[1]:
+                yield d
+            yield hit[0]
+            return
         rec = _Recorder()
-        async for x in self.client.stream(target, messages, **p):
+        async for x in self.client.stream(target, messages, **req.params):
             yield rec.see(x)
-        if use and rec.result is not None:
-            self._store(rec.result, messages, p, ttl, rec.deltas)
+        self.hook.store(req, messages, rec.result, rec.deltas)
 
     async def __aenter__(self) -> AsyncCachedClient:
         return self

@@ -185,6 +185,14 @@ class Index:
         self._canon: dict[str, list[int]] | None = None
 
     @classmethod
+    def load(cls, dumps: Any = None, *, rebuild: bool = False, on_build: Callable[[], None] | None = None) -> Index:
+        """The cached index for ``dumps`` (default ``$KNOLLM_DUMPS`` / ``work/model_catalog``);
+        ``knollm.Client`` loads its default catalog this way."""
+        from knollm.query.cache import cached_index, default_dumps
+
+        return cls(cached_index(dumps if dumps is not None else default_dumps(), rebuild=rebuild, on_build=on_build))
+
+    @classmethod
     def from_catalog(cls, cat: dict[str, Any]) -> Index:
         return cls(build_index(cat))
 
