@@ -121,6 +121,7 @@ def test_budget_refuses_before_calling_and_names_the_budget(srv, tmp_path):
     r = c.chat(CANON, MSG)  # the canonical target routes around the budget
     assert r.provider == "cerebras"
     assert next(x for x in r.candidates if x["provider"] == "groq")["status"] == "skipped"
+    assert "earlier candidates skipped: budget $1e-06/month (provider=groq)" in r.why
 
 
 def test_budget_per_key_moves_to_the_next_key(srv, tmp_path):

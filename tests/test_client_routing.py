@@ -140,6 +140,7 @@ def test_429_honours_retry_after_then_succeeds(srv):
     r = client(srv).chat("groq/llama-3.3-70b-versatile", MSG)
     assert time.perf_counter() - t0 >= 0.3
     assert statuses(r) == [("groq", 429), ("groq", 200)] and r.attempts[0]["kind"] == "rate_limit"
+    assert r.why == "first eligible in priority order; answered on retry 1"
 
 
 def test_long_retry_after_moves_to_next_candidate(srv):

@@ -161,7 +161,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ri
         finish_reason=p.finish_reason, tool_calls=p.tool_calls, usage=u, cost_usd=cost, price_source=source,
         unpriced_reason=unpriced, ttft_ms=None if out.ttft_ms is None else round(out.ttft_ms, 2),
         duration_ms=round(dur, 2), attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy,
-        why=plan.why if d is plan.order[0] else f"fallback after {len(plan.attempts) - 1} failed attempt(s)",
+        why=_why(plan, d),
         alias=plan.alias, request_id=rq, response_id=p.id,
     )
     if plan.store is not None:
@@ -174,6 +174,18 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ri
             "attempts": len(plan.attempts),
         })
     return res
+
+
+def _why(plan: Plan, d: Deployment) -> str:
+    failed = plan.attempts[:-1]
+    if any((a["provider"], a["model"], a["key"]) != (d.provider, d.model, d.slot.label) for a in failed):
+        return f"fallback after {len(failed)} failed attempt(s)"
+    if failed:
+        return f"{plan.why}; answered on retry {len(failed)}"
+    if d is plan.order[0]:
+        return plan.why
+    skipped = [c["reason"] for c in plan.candidates if c["status"] == "skipped"]
+    return f"{plan.why}; earlier candidates skipped: " + "; ".join(skipped)
 
 
 def _target_str(t: Any) -> str:

@@ -88,35 +88,36 @@ class Offer:
 
 
 class CatalogSource:
-    """Offers from a :class:`knollm.query.api.Catalog` (full records: tiers, price sources)
-    or a compact :class:`knollm.query.index.Index` (the fast default)."""
+    """Offers from a :class:`knollm.query.index.Index` (the compact, fast default) or a
+    :class:`knollm.query.api.Catalog` (full records: price tiers and per-field sources)."""
 
     def __init__(self, catalog: Any) -> None:
-        self.catalog = catalog
-        self._full = hasattr(catalog, "models") and hasattr(catalog, "where") and hasattr(catalog, "_by_key")
+        from knollm.query.index import Index
 
-    def _model(self, pos_or_dict: Any) -> dict:
-        return pos_or_dict if self._full else self.catalog.summary(pos_or_dict)
+        self.catalog = catalog
+        self._full = not isinstance(catalog, Index)
+        self.index: Index = catalog.index if self._full else catalog
+        self._pids: dict[str, dict] | None = None
+
+    def _offer(self, pos: int) -> Offer:
+        m = self.catalog.models[pos] if self._full else self.index.summary(self.index.rows[pos])
+        return Offer.from_model(m)
 
     def by_key(self, key: str) -> Offer | None:
-        if self._full:
-            m = self.catalog._by_key.get(key)
-            return Offer.from_model(m) if m else None
-        pos = self.catalog.by_key.get(key)
-        return Offer.from_model(self.catalog.summary(self.catalog.rows[pos])) if pos is not None else None
+        pos = self.index.by_key.get(key)
+        return None if pos is None else self._offer(pos)
 
     def where(self, ref: str) -> list[Offer]:
         try:
-            found = self.catalog.where(ref)
+            return [self._offer(i) for i in self.index.where_positions(ref)]
         except NotFoundError:
             return []
-        return [Offer.from_model(self._model(m)) for m in found]
 
     def provider_facts(self, pid: str) -> Any:
         """Calling facts from the catalog's provider record (models.dev / dumps), for
         providers the registry does not list yet; None when the catalog has none."""
-        if not hasattr(self, "_pids"):
-            self._pids = {p["id"]: p for p in self.catalog.providers}
+        if self._pids is None:
+            self._pids = {p["id"]: p for p in self.index.providers}
         p = self._pids.get(pid)
         if not p or not p.get("base_url"):
             return None

@@ -37,7 +37,7 @@ __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS"
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
                   "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts")
-_SCOPES = ("provider", "alias", "key_label")
+_SCHEMA = 1  # PRAGMA user_version of a ledger with these tables
 
 
 def default_db_path() -> Path:
@@ -125,8 +125,12 @@ class SQLiteStore:
         self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
+            self._create()
+
+    def _create(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, with the tables
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, (
             "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
@@ -136,6 +140,7 @@ class SQLiteStore:
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
             self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
                              "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL)")
+            self._db.execute(f"PRAGMA user_version={_SCHEMA}")
 
     def close(self) -> None:
         with self._lock:

@@ -295,7 +295,7 @@ class AnthropicShape(Shape):
         p = dict(params)
         body: dict[str, Any] = {"model": model, "messages": msgs,
                                 "max_tokens": p.pop("max_tokens", None) or p.pop("max_completion_tokens", None)
-                                or ctx.get("max_output") or 4096}
+                                or min(ctx.get("max_output") or 4096, 4096)}  # required by the API
         if system:
             body["system"] = "\n\n".join(system)
         for k in ("temperature", "top_p", "top_k", "metadata"):
