@@ -246,7 +246,7 @@ def test_two_processes_share_the_cache(srv, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), CACHE_DB=str(tmp_path / "cache.db"),
                LEDGER_DB=str(tmp_path / "knollm.db"), SERVERS=json.dumps(env_for(srv, KEYS)),
                CATALOG=json.dumps(CAT), TARGET=GROQ)
-    SQLiteStore(tmp_path / "knollm.db").close()  # the ledger's own first-open race is the client's (see report)
+    SQLiteStore(tmp_path / "knollm.db").close()  # the ledger exists; the cache file is created by both at once
     worker = str(ROOT / "tests" / "support" / "cache_worker.py")
     procs = [subprocess.Popen([sys.executable, worker, "12"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]

@@ -185,7 +185,7 @@ def _index_path(key: str) -> str:
 def _write_index(key: str, cat: dict[str, Any]) -> dict[str, Any]:
     import marshal
 
-    from knollm.query.index import build_index
+    from knollm.query.index_build import build_index
 
     from pathlib import Path
 
@@ -230,7 +230,7 @@ def cached_index(dumps: str | Path | None, *, rebuild: bool = False,
     full catalog first when needed. Reading it imports nothing beyond the standard library."""
     import marshal
 
-    from knollm.query.index import QUERY_INDEX_VERSION
+    from knollm.query.index_build import QUERY_INDEX_VERSION
 
     key = fast_cache_key(dumps)
 
