@@ -1,7 +1,7 @@
 """Display formatting for prices, costs, token counts and plain-text tables.
 
-The one home of these helpers for the CLI, the site, ``diff`` and ``fetch`` (standard
-library only). Values that are unknown (``None``) print as ``unknown`` (default ``?``),
+The one home of these helpers for the CLI, the site, ``diff``, ``fetch`` and ``browse`` (standard
+library and :mod:`knollm.vocab` only). Values that are unknown (``None``) print as ``unknown`` (default ``?``),
 never as 0. The site's JavaScript has its own copy for the browser (``knollm.js``).
 """
 
@@ -11,7 +11,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["fmt_price", "fmt_usd", "fmt_int", "fmt_tokens", "format_table", "is_tty"]
+from knollm.vocab import CAPABILITY_TABLE
+
+__all__ = ["fmt_price", "fmt_usd", "fmt_int", "fmt_tokens", "format_table", "is_tty", "field_rows", "summary_cells",
+           "CAP_SHORT"]
 
 
 def _strip(s: str) -> str:
@@ -106,3 +109,58 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], max_wid
     lines = [head, "  ".join("-" * w for w in widths)]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- a model's fields
+_SHOW_ORDER = ["key", "provider", "id", "name", "canonical_id", "family", "kind", "description", "context_window",
+               "max_output", "input_modalities", "output_modalities", "capabilities", "prices", "free",
+               "variable_pricing", "price_tiers", "deprecated", "created", "release_date", "open_weights",
+               "owned_by", "quantization", "joins", "origin", "flags", "first_seen", "last_seen"]
+
+
+def field_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per field (prices/capabilities flattened) with its source."""
+    src = dict(m.get("sources") or {})
+    for path, check in (m.get("suspect") or {}).items():  # marked beside the value's source
+        src[path] = f"{src.get(path) or '?'} (SUSPECT: {check})"
+    rows = []
+    keys = [k for k in _SHOW_ORDER if k in m] + [k for k in m if k not in _SHOW_ORDER and k != "sources"]
+    for k in keys:
+        v = m[k]
+        if k in ("prices", "capabilities") and isinstance(v, dict):
+            for sub, sv in v.items():
+                path = f"{k}.{sub}"
+                val = fmt_price(sv) if k == "prices" and sv is not None else sv
+                rows.append({"field": path, "value": val, "source": src.get(path) or ("" if sv is None else "-")})
+            continue
+        if isinstance(v, dict):
+            v = ", ".join(f"{a}={b}" for a, b in v.items()) or None
+        elif isinstance(v, list):
+            v = ", ".join(str(x) for x in v) if v and not isinstance(v[0], dict) else (
+                "; ".join(str(x) for x in v) if v else None)
+        rows.append({"field": k, "value": v, "source": src.get(k, "")})
+    return rows
+
+
+#: capability -> its short name in the ``caps`` column (from :mod:`knollm.vocab`)
+CAP_SHORT = {c.key: c.short for c in CAPABILITY_TABLE}
+
+
+def summary_cells(s: dict[str, Any]) -> dict[str, Any]:
+    """Table cells for a model summary dict (the JSON shape of :meth:`Index.summary`)."""
+    p = s["prices"]
+    sus = s.get("suspect") or {}
+
+    def mark(path: str) -> str:  # a value that failed a plausibility check
+        return " ⚠suspect" if path in sus else ""
+
+    return {
+        **{k: v for k, v in s.items() if not isinstance(v, (dict, list))},
+        "context": fmt_int(s["context_window"]) + mark("context_window"),
+        "max_output": fmt_int(s["max_output"]) + mark("max_output"),
+        "input": "free" if s.get("free") else fmt_price(p.get("input")) + mark("prices.input"),
+        "output": "free" if s.get("free") else fmt_price(p.get("output")) + mark("prices.output"),
+        "cache_read": fmt_price(p.get("cache_read")) + mark("prices.cache_read"),
+        "caps": ",".join(CAP_SHORT.get(c, c) for c, v in s["capabilities"].items() if v is True),
+        "modalities": ",".join(s["input_modalities"]) + "->" + ",".join(s["output_modalities"]),
+    }

@@ -19,7 +19,7 @@ from knollm.cli import COMMANDS, main
 PKG = Path(__file__).resolve().parents[1] / "knollm"
 
 BASE = {"errors", "fsutil", "fmt", "retry", "vocab", "providers", "data", "__init__"}
-PRODUCTS = {"__main__", "cli", "site", "libraries", "fetch", "diff", "client", "gateway", "lock", "mcp", "probe"}
+PRODUCTS = {"__main__", "cli", "site", "libraries", "fetch", "diff", "client", "gateway", "lock", "mcp", "probe", "browse", "client_cache"}
 RANK = {"base": 0, "catalog": 1, "query": 2, "product": 3}
 
 

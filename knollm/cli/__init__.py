@@ -44,6 +44,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("knollm.lock.cli:local_group", "Models served on this machine (Ollama, local servers)."),
     "mcp": ("knollm.mcp.cli:mcp_command", "Serve the catalog to MCP clients (agents)."),
     "advisor": ("knollm.mcp.cli:advisor_command", "Choose aliases in a conversation; write knollm.lock."),
+    "browse": ("knollm.browse.cli:command", "A full-screen terminal explorer of the catalog."),
+    "cache": ("knollm.client_cache.cli:command", "The client's response cache: stats, clear, warm FILE."),
 }
 
 

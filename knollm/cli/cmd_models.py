@@ -14,34 +14,11 @@ from knollm.errors import FilterError
 from knollm.query.filters import Filters
 from knollm.cli.filters import complete_model, dumps_option, load_cached_catalog, load_index, model_filters
 from knollm.cli.output import emit, output_options
-from knollm.fmt import fmt_int, fmt_price
-from knollm.vocab import CAPABILITY_TABLE
+from knollm.fmt import CAP_SHORT, field_rows as show_rows, summary_cells
 
 __all__ = ["command", "summary_cells", "CAP_SHORT", "SEARCH_COLUMNS", "nothing_found", "say_choice"]
 
-#: capability -> its short name in the ``caps`` column (from :mod:`knollm.vocab`)
-CAP_SHORT = {c.key: c.short for c in CAPABILITY_TABLE}
 SEARCH_COLUMNS = ["key", "context", "input", "output", "caps"]
-
-
-def summary_cells(s: dict[str, Any]) -> dict[str, Any]:
-    """Table cells for a model summary dict (the JSON shape of :meth:`Index.summary`)."""
-    p = s["prices"]
-    sus = s.get("suspect") or {}
-
-    def mark(path: str) -> str:  # a value that failed a plausibility check
-        return " ⚠suspect" if path in sus else ""
-
-    return {
-        **{k: v for k, v in s.items() if not isinstance(v, (dict, list))},
-        "context": fmt_int(s["context_window"]) + mark("context_window"),
-        "max_output": fmt_int(s["max_output"]) + mark("max_output"),
-        "input": "free" if s.get("free") else fmt_price(p.get("input")) + mark("prices.input"),
-        "output": "free" if s.get("free") else fmt_price(p.get("output")) + mark("prices.output"),
-        "cache_read": fmt_price(p.get("cache_read")) + mark("prices.cache_read"),
-        "caps": ",".join(CAP_SHORT.get(c, c) for c, v in s["capabilities"].items() if v is True),
-        "modalities": ",".join(s["input_modalities"]) + "->" + ",".join(s["output_modalities"]),
-    }
 
 
 def nothing_found(message: str) -> int:
@@ -103,36 +80,6 @@ def say_choice(note: str | None) -> None:
     """Print on stderr which offer a bare or canonical id was resolved to."""
     if note:
         click.echo(f"knollm: {note}", err=True)
-
-
-_SHOW_ORDER = ["key", "provider", "id", "name", "canonical_id", "family", "kind", "description", "context_window",
-               "max_output", "input_modalities", "output_modalities", "capabilities", "prices", "free",
-               "variable_pricing", "price_tiers", "deprecated", "created", "release_date", "open_weights",
-               "owned_by", "quantization", "joins", "origin", "flags", "first_seen", "last_seen"]
-
-
-def show_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per field (prices/capabilities flattened) with its source."""
-    src = dict(m.get("sources") or {})
-    for path, check in (m.get("suspect") or {}).items():  # marked beside the value's source
-        src[path] = f"{src.get(path) or '?'} (SUSPECT: {check})"
-    rows = []
-    keys = [k for k in _SHOW_ORDER if k in m] + [k for k in m if k not in _SHOW_ORDER and k != "sources"]
-    for k in keys:
-        v = m[k]
-        if k in ("prices", "capabilities") and isinstance(v, dict):
-            for sub, sv in v.items():
-                path = f"{k}.{sub}"
-                val = fmt_price(sv) if k == "prices" and sv is not None else sv
-                rows.append({"field": path, "value": val, "source": src.get(path) or ("" if sv is None else "-")})
-            continue
-        if isinstance(v, dict):
-            v = ", ".join(f"{a}={b}" for a, b in v.items()) or None
-        elif isinstance(v, list):
-            v = ", ".join(str(x) for x in v) if v and not isinstance(v[0], dict) else (
-                "; ".join(str(x) for x in v) if v else None)
-        rows.append({"field": k, "value": v, "source": src.get(k, "")})
-    return rows
 
 
 @command.command("show")

@@ -171,6 +171,9 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
         def wrapper(*args: Any, **kw: Any):
             from knollm.query.filters import Filters
 
+            free, paid = kw.pop("free"), kw.pop("paid")
+            if free and paid:
+                raise click.UsageError("--free and --paid are mutually exclusive")
             kw["filters"] = Filters(
                 providers=_split(kw.pop("providers")),
                 capabilities=kw.pop("capabilities"),
@@ -179,10 +182,10 @@ def model_filters(f: Callable | None = None, *, limit: int | None = 25, sort: st
                 min_context=kw.pop("min_context"),
                 max_input_price=kw.pop("max_input_price"),
                 max_output_price=kw.pop("max_output_price"),
-                free=True if kw.pop("free") else None,
+                free=True if free else None,
                 open_weights=True if kw.pop("open_weights") else None,
                 include_deprecated=kw.pop("include_deprecated"),
-                paid=kw.pop("paid"),
+                paid=paid,
                 sort=kw.pop("sort") if sort is not None else "name",
                 limit=kw.pop("limit") or None,
             )
