@@ -415,3 +415,25 @@ def test_alias_from_a_real_lockfile(srv, tmp_path, monkeypatch):
         srv["cerebras"].default = "ok"
     assert (r.provider, r.alias) == ("groq", "fast")
     assert statuses(r)[0][0] == "cerebras" and statuses(r)[-1] == ("groq", 200)
+
+
+def test_measured_health_seeds_fastest_and_the_breaker(srv):
+    """`health=` (e.g. knollm.probe.health.figures): measured TTFT ranks deployments before
+    their first call, and one measured as mostly failing starts half-open (one trial)."""
+    from types import SimpleNamespace as F
+
+    measured = {"groq": F(n=40, ttft_p50_ms=900.0, tokens_per_s_p50=50.0, error_rate=0.0),
+                "cerebras": F(n=40, ttft_p50_ms=40.0, tokens_per_s_p50=900.0, error_rate=0.0)}
+    c = client(srv, strategy="fastest", health=lambda p, m: measured.get(p))
+    r = c.chat(CANON, MSG)
+    assert r.provider == "cerebras" and r.why.startswith("fastest measured")
+    measured["cerebras"] = F(n=40, ttft_p50_ms=40.0, tokens_per_s_p50=900.0, error_rate=0.9)
+    c2 = client(srv, strategy="fastest", health=lambda p, m: measured.get(p))
+    offers = {o.provider: o for o in c2.router.offers(CANON)[0]}
+    dep = c2.router.deployments(offers["cerebras"])[0][0]
+    assert dep.breaker.state == "half-open" and dep.stats.err == 0.9
+    assert c2.router.deployments(offers["groq"])[0][0].breaker.state == "closed"
+    r2 = c2.chat(CANON, MSG)  # cerebras' trial call is allowed; its success closes the breaker
+    assert r2.provider == "cerebras" and dep.breaker.state == "closed"
+    broken = client(srv, strategy="fastest", health=lambda p, m: 1 / 0)  # a broken source never breaks calls
+    assert broken.chat(CANON, MSG).provider in ("groq", "cerebras")

@@ -105,7 +105,11 @@ def command(target: str, prompt: str | None, system: str | None, strategy: str |
 
     quiet = output["format"] != "table"
     try:
-        res = _run(Client(catalog=_catalog(catalog_path, dumps)), tgt, messages, params, no_stream, quiet)
+        health = None
+        if strategy in ("fastest", "balanced"):  # rank by what probes, benchmarks and the ledger measured
+            from knollm.probe.health import figures as health
+        res = _run(Client(catalog=_catalog(catalog_path, dumps), health=health), tgt, messages, params, no_stream,
+                   quiet)
     except ClientError as e:
         if not quiet and getattr(e, "partial", ""):
             click.echo("")  # end the partial line before the error

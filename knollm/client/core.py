@@ -28,7 +28,7 @@ class _Base:
                  timeout: float = 120.0, connect_timeout: float = 10.0, ttft_timeout: float = 60.0,
                  stall_timeout: float = 30.0, breaker: dict | None = None, allow: Any = (), deny: Any = (),
                  max_input_price: float | None = None, max_output_price: float | None = None,
-                 max_connections: int = 1000) -> None:
+                 max_connections: int = 1000, health: Any = None) -> None:
         self.settings = Settings(strategy, retries, backoff_base, backoff_max, max_retry_wait, timeout, connect_timeout,
                                  ttft_timeout, stall_timeout, dict(breaker or {}), tuple(allow), tuple(deny),
                                  max_input_price, max_output_price)
@@ -37,7 +37,7 @@ class _Base:
         self.budgets = tuple(budgets)
         self.max_connections = max_connections
         self._router: Router | None = None
-        self._router_args = (providers, resolver, env)
+        self._router_args = (providers, resolver, env, health)
         self._store: Any = None
         self._clients: list[Any] = [None, None]  # plain http, https
         self._init_lock = threading.Lock()
@@ -279,7 +279,9 @@ class Client(_Base):
     ``retries``, ``backoff_base``, ``backoff_max``, ``max_retry_wait``, ``timeout``,
     ``connect_timeout``, ``ttft_timeout``, ``stall_timeout``, ``breaker``
     (``failure_threshold``, ``window_s``, ``cooldown_s``), ``allow``/``deny`` (provider
-    ids), ``max_input_price``/``max_output_price`` (USD/1M).
+    ids), ``max_input_price``/``max_output_price`` (USD/1M), ``health`` (a callable
+    ``(provider, model) -> figures`` such as :func:`knollm.probe.health.figures`: measured
+    TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker).
     """
 
     def close(self) -> None:

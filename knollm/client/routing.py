@@ -152,6 +152,12 @@ class CircuitBreaker:
             return "closed"
         return "half-open" if self.clock() >= self._opened + self.cooldown_s else "open"
 
+    def start_half_open(self) -> None:
+        """Start as if a cooldown just ended: the next call is a single trial (used when
+        measured health says the deployment has been failing)."""
+        with self._lock:
+            self._opened, self._trial = self.clock() - self.cooldown_s, False
+
     def allow(self) -> bool:
         with self._lock:
             st = self.state
@@ -330,8 +336,9 @@ class Router:
     """Deployments and their state for one client (thread-safe for the state it keeps)."""
 
     def __init__(self, source: CatalogSource | None, settings: Settings, providers: dict | None = None,
-                 resolver: Any = None, env: Any = None) -> None:
+                 resolver: Any = None, env: Any = None, health: Any = None) -> None:
         self.source = source
+        self.health = health  # (provider, model) -> figures with ttft_p50_ms, tokens_per_s_p50, error_rate, n
         self.s = settings
         self.config = {k: dict(v) for k, v in (providers or {}).items()}
         self.resolver = resolver
@@ -418,9 +425,30 @@ class Router:
                     d = Deployment(offer, shape or "openai", base, slot, auth, key_header,
                                    {**(facts.headers if facts and facts.shape == shape else {}), **cfg.get("headers", {})},
                                    float(cfg.get("weight", 1.0)), CircuitBreaker(**self.s.breaker))
+                    self._seed(d)
                     self._deps[k] = d
             out.append(d)
         return out, None
+
+    def _seed(self, d: Deployment) -> None:
+        """Start a new deployment from measured health (probes, benchmarks, the ledger), when a
+        ``health`` source was given: ``fastest`` then ranks it before its first call, and a
+        deployment measured as mostly failing starts half-open (one trial call)."""
+        if self.health is None:
+            return
+        try:
+            f = self.health(d.provider, d.model)
+        except Exception:  # noqa: BLE001 - health is advice; a broken source must not break calls
+            return
+        if f is None:
+            return
+        st = d.stats
+        st.ttft_ms = getattr(f, "ttft_p50_ms", None)
+        st.tps = getattr(f, "tokens_per_s_p50", None)
+        st.err = float(getattr(f, "error_rate", None) or 0.0)
+        st.n = int(getattr(f, "n", 0) or 0)
+        if st.n >= 10 and st.err >= 0.5:
+            d.breaker.start_half_open()
 
     # -- targets
     def offers(self, target: Any) -> tuple[list[Offer], dict]:
