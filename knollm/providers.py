@@ -44,6 +44,7 @@ __all__ = [
     "load_provider_registry",
     "parse_provider_registry",
     "DEFAULT_REGISTRY",
+    "format_validation_error",
 ]
 
 DEFAULT_REGISTRY = Path(__file__).resolve().parent / "data" / "providers.toml"
@@ -357,7 +358,8 @@ class ProviderRegistry(BaseModel):
         return {p.genai_prices: p.id for p in self.providers.values() if p.genai_prices}
 
 
-def _format_validation(e: ValidationError) -> str:
+def format_validation_error(e: ValidationError) -> str:
+    """A pydantic error as one line: up to 8 ``location: message`` parts."""
     parts = []
     for err in e.errors()[:8]:
         loc = ".".join(str(x) for x in err.get("loc", ()))
@@ -385,7 +387,7 @@ def parse_provider_registry(data: Any, path: str = "<registry>") -> ProviderRegi
     try:
         return ProviderRegistry.model_validate(doc)
     except ValidationError as e:
-        raise RegistryError(f"{path}: invalid provider registry: {_format_validation(e)}") from None
+        raise RegistryError(f"{path}: invalid provider registry: {format_validation_error(e)}") from None
 
 
 def load_provider_registry(path: str | Path) -> ProviderRegistry:

@@ -34,7 +34,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from knollm.providers import ProviderRegistry, load_provider_registry, parse_provider_registry, provider_registry
+from knollm.providers import (ProviderRegistry, format_validation_error as _format_validation, load_provider_registry,
+                              parse_provider_registry, provider_registry)
 
 from knollm.errors import RegistryError
 
@@ -163,15 +164,6 @@ def plan_from(reg: ProviderRegistry) -> FetchPlan:
         return FetchPlan.model_validate({"path": reg.path, "settings": reg.fetch, "providers": specs})
     except ValidationError as e:
         raise RegistryError(f"{reg.path}: invalid provider registry: {_format_validation(e)}") from None
-
-
-def _format_validation(e: ValidationError) -> str:
-    parts = []
-    for err in e.errors()[:8]:
-        loc = ".".join(str(x) for x in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg')}")
-    more = f" (+{len(e.errors()) - 8} more)" if len(e.errors()) > 8 else ""
-    return "; ".join(parts) + more
 
 
 def parse_registry(data: dict, path: str = "<registry>") -> FetchPlan:
