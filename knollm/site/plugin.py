@@ -194,7 +194,7 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
                     lambda L, c=canon, o=offers, s=slug, ch=ch: R.render_canonical_page(c, o, pmap, L, s, ch or None),
                     inclusion=InclusionLevel.NOT_IN_NAV)
         add("matrix/capabilities.md", lambda L: R.render_capability_matrix(cat, L))
-        add("audit.md", lambda L: R.render_audit_page(cat, L))
+        add("audit.md", lambda L: R.render_audit_page(cat))
         add("measured.md", lambda L: M.render_measured_page(meas))
         if self.libs:
             lrender, rows = self.libs

@@ -765,7 +765,7 @@ def render_capability_matrix(cat: dict[str, Any], links: Links | None = None, mi
 AUDIT_PAGE_ROWS = 800
 
 
-def render_audit_page(cat: dict[str, Any], links: Links | None = None, max_rows: int = AUDIT_PAGE_ROWS) -> str:
+def render_audit_page(cat: dict[str, Any], max_rows: int = AUDIT_PAGE_ROWS) -> str:
     """Every offer where the sources disagree (``knollm audit``), and every suspect value.
     The page lists the first ``max_rows`` disagreements; ``data/audit.json`` has all."""
     from knollm.query.audit import FIELD_GROUPS, disagreements, render_markdown
@@ -794,7 +794,7 @@ def render_audit_page(cat: dict[str, Any], links: Links | None = None, max_rows:
         "## Disagreements",
         "",
         f"The first {max_rows:,} rows; every row, as JSON: "
-        f"[data/audit.json]({(links or Links('audit.md')).file('data/audit.json')}).",
+        "[data/audit.json](data/audit.json).",  # a Markdown link: MkDocs resolves it from audit.md
         "",
         '<div data-search-exclude markdown>',
         "",
