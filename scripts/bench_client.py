@@ -205,6 +205,12 @@ def bench_process(runs: int) -> None:
         proc.wait()
 
 
+def bench_cache(n: int) -> None:
+    """The response cache beside the live call (knollm.client_cache; scripts/bench_cache.py)."""
+    print("\n== response cache: uncached call, miss, hit; live vs replayed stream (same loopback server)")
+    subprocess.run([sys.executable, str(Path(__file__).with_name("bench_cache.py")), "--n", str(n)], check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
@@ -215,6 +221,7 @@ def main() -> None:
     bench_overhead(a.n)
     bench_concurrent(a.concurrent)
     bench_process(a.runs)
+    bench_cache(max(20, a.n // 3))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 

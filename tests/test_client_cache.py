@@ -65,6 +65,11 @@ def test_miss_then_hit_marked_cost_zero_saving_recorded(srv, tmp_path):
     assert [(r["cost_usd"], r["price_source"]) for r in rows] == [(pytest.approx(COST), "catalog:genai-prices"),
                                                                   (0.0, "cache")]
     assert rows[1]["request_id"] == again.request_id
+    assert rows[0]["saved_usd"] is None and rows[1]["saved_usd"] == pytest.approx(COST)  # the saving, in the ledger
+    from knollm.cli.cmd_usage import summarize
+
+    (agg,) = summarize(rows, "provider")
+    assert agg["saved_usd"] == pytest.approx(COST) and agg["calls"] == 2
 
 
 def test_key_is_provider_model_messages_and_output_params(srv, tmp_path):
@@ -319,3 +324,30 @@ def test_cache_arguments_never_reach_the_provider_and_the_hook_alone(srv, tmp_pa
     assert hit.cached and deltas == [hit.content]
     no = hook.begin(plan, {"temperature": 1.0}, {})
     assert not no.use and "temperature" in no.why_not and hook.lookup(plan, MSG, no, False) is None
+
+
+def test_cache_per_alias_from_the_lockfile(srv, tmp_path, monkeypatch):
+    """A binding with `cache = 3600` in knollm.lock caches that alias (with that TTL); an
+    alias without it is not cached; `cache=False` on the call still wins."""
+    lock = tmp_path / "knollm.lock"
+    lock.write_text('version = 1\ndefault_profile = "default"\n\n'
+                    f'[[profiles.default.bindings]]\nalias = "fast"\nmodels = ["{GROQ}"]\ncache = 3600\n\n'
+                    f'[[profiles.default.bindings]]\nalias = "live"\nmodels = ["{GROQ}"]\n')
+    monkeypatch.setenv("KNOLLM_LOCK", str(lock))
+    cc, _ = make(srv, tmp_path)  # not enabled globally
+    cc.chat("fast", MSG)
+    hit = cc.chat("fast", MSG)
+    assert hit.cached is True and hit.alias == "fast" and n_requests(srv) == 1
+    assert cc.cache.stats()["entries"] >= 1
+    assert not getattr(cc.chat("fast", MSG, cache=False), "cached", False) and n_requests(srv) == 2
+    cc.chat("live", [{"role": "user", "content": "other"}])
+    assert not getattr(cc.chat("live", [{"role": "user", "content": "other"}]), "cached", False)
+    assert n_requests(srv) == 4
+    bad = tmp_path / "bad.lock"
+    bad.write_text('version = 1\ndefault_profile = "default"\n[[profiles.default.bindings]]\n'
+                   f'alias = "x"\nmodels = ["{GROQ}"]\ncache = "forever"\n')
+    from knollm.errors import LockError
+    from knollm.lock import resolve_alias
+
+    with pytest.raises(LockError, match="cache"):
+        resolve_alias("x", lock=bad)

@@ -176,3 +176,23 @@ def test_no_key_in_the_database_files(srv, tmp_path):
         data = f.read_bytes()
         for k in KEYS.values():
             assert k.encode() not in data, f.name
+
+
+def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
+    """A ledger written before `saved_usd` existed gains the column and keeps its rows."""
+    import sqlite3
+
+    from knollm.client.store import LEDGER_COLUMNS, SQLiteStore
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    old_cols = [c for c in LEDGER_COLUMNS if c != "saved_usd"]
+    con.execute(f"CREATE TABLE calls (id INTEGER PRIMARY KEY, {', '.join(old_cols)})")
+    con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, provider TEXT, alias TEXT, "
+                "key_label TEXT, amount REAL NOT NULL)")
+    con.execute(f"INSERT INTO calls (request_id, ts, provider, model, cost_usd) VALUES ('r1', 1.0, 'groq', 'm', 0.5)")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    rows = SQLiteStore(path).rows()
+    assert [(r["request_id"], r["cost_usd"], r["saved_usd"]) for r in rows] == [("r1", 0.5, None)]

@@ -51,7 +51,7 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         else:
             g = r[by] or "(none)"
         a = groups.setdefault(g, {by: g, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0,
-                                  "cost_usd": 0.0, "unpriced_calls": 0, "estimated_calls": 0})
+                                  "cost_usd": 0.0, "unpriced_calls": 0, "estimated_calls": 0, "saved_usd": 0.0})
         a["calls"] += 1
         for k in ("input_tokens", "output_tokens", "cached_tokens"):
             a[k] += r[k] or 0
@@ -60,9 +60,11 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         else:
             a["cost_usd"] += r["cost_usd"]
         a["estimated_calls"] += bool(r["usage_estimated"])
+        a["saved_usd"] += r.get("saved_usd") or 0.0  # cache hits: what the live call had cost
     out = sorted(groups.values(), key=lambda a: (-a["cost_usd"], a[by]))
     for a in out:
         a["cost_usd"] = round(a["cost_usd"], 10)
+        a["saved_usd"] = round(a["saved_usd"], 10)
     return out
 
 
@@ -89,7 +91,7 @@ def command(since: str | None, by: str, db: str | None, output: dict) -> int:
     rows = SQLiteStore(path).rows(t) if path.exists() else []
     agg = summarize(rows, by)
     cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
-            "estimated_calls"]
+            "estimated_calls", "saved_usd"]
     if not agg:
         if output["format"] == "json":
             emit([], cols, output)

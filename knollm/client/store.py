@@ -36,8 +36,8 @@ __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS"
 #: columns of a ledger row, in order
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
-                  "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts")
-_SCHEMA = 1  # PRAGMA user_version of a ledger with these tables
+                  "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts", "saved_usd")
+_SCHEMA = 2  # PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving)
 
 
 def default_db_path() -> Path:
@@ -126,7 +126,19 @@ class SQLiteStore:
                                    check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        if self._db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 1:  # a ledger from before saved_usd: add the column, keep every row
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    if self._db.execute("PRAGMA user_version").fetchone()[0] == 1:
+                        self._db.execute("ALTER TABLE calls ADD COLUMN saved_usd REAL")
+                        self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        elif version != _SCHEMA:
             self._create()
 
     def _create(self) -> None:
@@ -134,7 +146,7 @@ class SQLiteStore:
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, (
             "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
-            "REAL", "INTEGER")))
+            "REAL", "INTEGER", "REAL")))
         with self._lock:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")

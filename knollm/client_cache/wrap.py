@@ -10,8 +10,9 @@ stored text deltas as a stream. Each hit also writes a ledger row (cost 0) throu
 client's store, and the saving goes to the cache's ``hits`` table.
 
 Policy: the cache is used when the call says ``cache=True``, or the wrapper's
-``enabled=True`` (global), or the target is an alias listed in ``aliases``, unless the
-call says ``cache=False``. A request with ``temperature > 0`` is not cached unless the
+``enabled=True`` (global), or the target is an alias listed in ``aliases`` or bound in
+the active lockfile with ``cache = true`` / ``cache = <TTL seconds>``, unless the call
+says ``cache=False``. A request with ``temperature > 0`` is not cached unless the
 call (``cache_sampled=True``) or the wrapper (``sampled=True``) asks for it. TTL: the
 call's ``cache_ttl``, else the alias's, else the provider's, else the cache's default.
 """
@@ -106,9 +107,10 @@ class CacheHook:
     CALL_ARGS = ("cache", "cache_ttl", "cache_sampled")
 
     def __init__(self, cache: ResponseCache | None = None, *, enabled: bool = False, sampled: bool = False,
-                 aliases: dict[str, float | None] | None = None) -> None:
+                 aliases: dict[str, float | None] | None = None, lockfile: bool = True) -> None:
         self.cache = cache if cache is not None else ResponseCache()
         self.policy = CachePolicy(enabled, sampled, dict(aliases or {}))
+        self.lockfile = lockfile  # an alias whose lockfile binding says ``cache = true | TTL``
 
     @classmethod
     def split(cls, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +118,24 @@ class CacheHook:
         p = dict(params)
         return p, {k: p.pop(k) for k in cls.CALL_ARGS if k in p}
 
+    def _lock_setting(self, alias: str | None) -> bool | float | None:
+        """The ``cache`` setting of ``alias``'s binding in the active lockfile (None: not set)."""
+        if not (self.lockfile and alias) or alias in self.policy.aliases:
+            return None
+        try:
+            from knollm.lock import resolve_alias
+
+            b = resolve_alias(alias)
+        except Exception:  # noqa: BLE001 - a lockfile problem is reported by the client, not here
+            return None
+        return None if b is None else b.cache
+
     def begin(self, plan: Any, params: dict[str, Any], opts: dict[str, Any]) -> CacheRequest:
+        lock = self._lock_setting(plan.alias)
+        if lock is not None and opts.get("cache") is None:
+            opts = {**opts, "cache": bool(lock)}
+            if not isinstance(lock, bool) and opts.get("cache_ttl") is None:
+                opts["cache_ttl"] = lock
         use, why = self.policy.decide(opts.get("cache"), plan.alias, params, opts.get("cache_sampled"))
         ttl = opts.get("cache_ttl")
         if not use:
@@ -166,6 +185,7 @@ class CacheHook:
                 "cached_tokens": res.usage.cached_tokens, "cache_write_tokens": res.usage.cache_write_tokens,
                 "usage_estimated": int(res.usage.estimated), "cost_usd": 0.0, "price_source": "cache",
                 "unpriced_reason": None, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms, "attempts": 0,
+                "saved_usd": e.cost_usd,
             })
         return res
 

@@ -22,7 +22,7 @@ __all__ = ["PostgresStore", "open_store"]
 
 _TYPES = ("TEXT UNIQUE NOT NULL", "DOUBLE PRECISION NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL",
           "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TEXT",
-          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER")
+          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION")
 
 
 def _lock_id(budget: Budget) -> int:
@@ -43,6 +43,7 @@ class PostgresStore:
         with self.db.tx():
             self.db.execute("SELECT pg_advisory_xact_lock(7071)")  # one replica creates the schema
             self.db.execute(f"CREATE TABLE IF NOT EXISTS calls (id BIGSERIAL PRIMARY KEY, {cols})")
+            self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
             self.db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, "
                             "ts DOUBLE PRECISION NOT NULL, provider TEXT, alias TEXT, key_label TEXT, "

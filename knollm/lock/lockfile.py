@@ -34,7 +34,7 @@ REQUIRE_KEYS: dict[str, type | tuple[type, ...]] = {
     "local_only": bool,
 }
 PREFER_VALUES = ("cheapest", "fastest", "newest", "local")
-_BINDING_KEYS = {"alias", "models", "requires", "strategy", "prefer", "cloud_fallback", "note"}
+_BINDING_KEYS = {"alias", "models", "requires", "strategy", "prefer", "cloud_fallback", "cache", "note"}
 
 
 @dataclass
@@ -48,11 +48,14 @@ class Binding:
     prefer: str | None = None
     cloud_fallback: bool = False
     profile: str = "default"
+    #: response cache for this alias: ``True`` (default TTL), a TTL in seconds, ``False``, or
+    #: ``None`` (not set: the client's own setting applies)
+    cache: bool | float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"alias": self.alias, "models": list(self.models), "strategy": self.strategy,
                 "requires": dict(self.requires), "prefer": self.prefer, "cloud_fallback": self.cloud_fallback,
-                "profile": self.profile}
+                "profile": self.profile, "cache": self.cache}
 
 
 @dataclass
@@ -86,7 +89,7 @@ class Lockfile:
         for pname in reversed(chain):  # base first, the asked profile last (wins)
             for alias, b in self.profiles[pname]["bindings"].items():
                 out[alias] = Binding(b.alias, list(b.models), b.strategy, dict(b.requires), b.prefer,
-                                     b.cloud_fallback, profile=name)
+                                     b.cloud_fallback, profile=name, cache=b.cache)
         return out
 
     def binding(self, alias: str, profile: str | None = None) -> Binding | None:
@@ -124,7 +127,11 @@ def _check_binding(path: str, rec: str, d: Any, profile: str) -> Binding:
     cf = d.get("cloud_fallback", False)
     if not isinstance(cf, bool):
         raise LockError(path, "'cloud_fallback' must be true or false", rec)
-    return Binding(alias, list(models), strategy, dict(req), prefer, cf, profile)
+    cache = d.get("cache")
+    if cache is not None and not isinstance(cache, bool) and not (isinstance(cache, (int, float)) and cache > 0):
+        raise LockError(path, "'cache' must be true, false or a TTL in seconds (> 0)", rec)
+    return Binding(alias, list(models), strategy, dict(req), prefer, cf, profile,
+                   float(cache) if isinstance(cache, (int, float)) and not isinstance(cache, bool) else cache)
 
 
 def parse_lock(text: str, path: str | Path = LOCK_NAME) -> Lockfile:
