@@ -525,6 +525,12 @@ def test_dumps_that_does_not_exist_is_a_usage_error(env, capsys, tmp_path, monke
     monkeypatch.setenv("KNOLLM_DUMPS", str(tmp_path / "nope2"))
     rc, _, err = run(capsys, "cost", "-i", "1k", "zeta-7b-instruct")
     assert rc == 2 and "$KNOLLM_DUMPS" in err
+    monkeypatch.delenv("KNOLLM_DUMPS")
+    # the commands that build (catalog, build) refuse it too, before any work
+    for argv in (["catalog", "--out", str(tmp_path / "c.json")], ["build", "--site-dir", str(tmp_path / "site")]):
+        rc, _, err = run(capsys, *argv, "--dumps", str(tmp_path / "nope3"))
+        assert rc == 2 and "no such directory" in err, argv
+        assert not (tmp_path / "c.json").exists() and not (tmp_path / "site").exists()
 
 
 def test_build_strict_fails_on_catalog_warnings(env, capsys, tmp_path):

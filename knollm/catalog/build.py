@@ -262,30 +262,28 @@ def _join_registries(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot
 
 def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot | None, gp: RegistrySnapshot | None) -> None:
     """Registry models no dump lists become offers of their own (the embedded default)."""
-    if md is not None:
-        for pid, bucket in md.models.items():
+    def unused(reg: RegistrySnapshot, layer: str):
+        """(provider, registry model, its new offer) for every model of ``reg`` no offer used."""
+        for pid, bucket in reg.models.items():
             for rm in bucket.values():
                 if rm.used or (pid, rm.id) in offers:
                     continue
                 off = offers[(pid, rm.id)] = _Offer(pid, rm.id)
-                off.add("md", dict(rm.fields), "models.dev")
-                off.joins["models.dev"] = "exact"
+                off.add(layer, dict(rm.fields), reg.name)
+                off.joins[reg.name] = "exact"
                 rm.used = True
-                if gp is not None:
-                    g, q = genai_match(gp, pid, rm.id)
-                    if g is not None:
-                        g.used = True
-                        off.layers["gp"] = dict(g.fields)
-                        off.joins["genai-prices"] = q
-                        off.origin.append("genai-prices")
+                yield pid, rm, off
+
+    if md is not None:
+        for pid, rm, off in unused(md, "md"):
+            g, q = genai_match(gp, pid, rm.id) if gp is not None else (None, None)
+            if g is not None:  # the same model's prices from genai-prices
+                g.used = True
+                off.layers["gp"] = dict(g.fields)
+                off.joins["genai-prices"] = q
+                off.origin.append("genai-prices")
     if gp is not None:
-        for pid, bucket in gp.models.items():
-            for rm in bucket.values():
-                if rm.used or (pid, rm.id) in offers:
-                    continue
-                off = offers[(pid, rm.id)] = _Offer(pid, rm.id)
-                off.add("gp", dict(rm.fields), "genai-prices")
-                off.joins["genai-prices"] = "exact"
+        list(unused(gp, "gp"))
 
 
 _MEDIA_KINDS = frozenset({"image", "audio", "video"})

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from knollm.cli.filters import check_dumps
+
 __all__ = ["command", "build_site", "catalog_warnings"]
 
 
@@ -84,8 +86,9 @@ def catalog_warnings(catalog: dict) -> list[str]:
 
 
 @click.command("build")
-@click.option("--dumps", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Dump directory (default $KNOLLM_DUMPS or work/model_catalog).")
+@click.option("--dumps", type=click.Path(file_okay=False, path_type=Path), envvar="KNOLLM_DUMPS", default=None,
+              callback=check_dumps, help="Dump directory (default $KNOLLM_DUMPS or work/model_catalog; a given one "
+                                         "must exist).")
 @click.option("--site-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory (default: site_dir of mkdocs.yml, i.e. site/).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=Path("mkdocs.yml"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from knollm.cli.filters import check_dumps
 from knollm.cli.output import emit_json
 
 __all__ = ["command", "schema_command", "format_summary"]
@@ -36,7 +37,8 @@ def format_summary(cat: dict, seconds: float | None = None) -> str:
 
 @click.command("catalog")
 @click.option("--dumps", type=click.Path(path_type=Path), envvar="KNOLLM_DUMPS", default="work/model_catalog",
-              show_default=True, help="Directory of models_<provider>.json dumps.")
+              show_default=True, callback=check_dumps,
+              help="Directory of models_<provider>.json dumps (a given one must exist; the default may not).")
 @click.option("--out", type=click.Path(path_type=Path), default="work/catalog.json", show_default=True,
               help="Where to write the catalog JSON ('-' for stdout).")
 @click.option("--strict", is_flag=True, help="Fail (exit 1) if any warning is emitted.")

@@ -31,13 +31,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start"]
+__all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for"]
 
 #: columns of a ledger row, in order
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
                   "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts", "saved_usd")
 _SCHEMA = 2  # PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving)
+
+
+def budgets_for(budgets: list[Budget], scope: dict[str, Any], amount: float | None
+                ) -> tuple[list[Budget], tuple[str | None, str | None] | None]:
+    """The budgets that apply to ``scope``, and the answer ``reserve`` gives before touching
+    the store: ``(None, None)`` when none applies, a refusal when the call is unpriced."""
+    mine = [b for b in budgets if b.applies(scope)]
+    if not mine:
+        return mine, (None, None)
+    if amount is None:
+        return mine, (None, f"unpriced model under budget {mine[0].label()}")
+    return mine, None
 
 
 def default_db_path() -> Path:
@@ -175,11 +187,9 @@ class SQLiteStore:
             return self._spent(budget, time.time())
 
     def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None) -> tuple[str | None, str | None]:
-        mine = [b for b in budgets if b.applies(scope)]
-        if not mine:
-            return None, None
-        if amount is None:
-            return None, f"unpriced model under budget {mine[0].label()}"
+        mine, early = budgets_for(budgets, scope, amount)
+        if early is not None:
+            return early
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import LEDGER_COLUMNS, Budget, period_start
+from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start
 from knollm.gateway.db import Database, PostgresDatabase, open_database
 
 __all__ = ["PostgresStore", "open_store"]
@@ -68,11 +68,9 @@ class PostgresStore:
 
     def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None
                 ) -> tuple[str | None, str | None]:
-        mine = [b for b in budgets if b.applies(scope)]
-        if not mine:
-            return None, None
-        if amount is None:
-            return None, f"unpriced model under budget {mine[0].label()}"
+        mine, early = budgets_for(budgets, scope, amount)
+        if early is not None:
+            return early
         now = time.time()
         with self.db.tx():
             for lock in sorted({_lock_id(b) for b in mine}):
