@@ -35,12 +35,33 @@ def make_catalog(**over):
     ))
 
 
+_DRIVER = ["sync"]
+_OPEN: list = []
+
+
+@pytest.fixture(autouse=True, params=["sync", "async-aiohttp", "async-httpx2"])
+def driver(request):
+    """Every test here runs on the sync Client and on AsyncClient over each HTTP driver."""
+    _DRIVER[0] = request.param
+    yield request.param
+    while _OPEN:
+        _OPEN.pop().close()
+    _DRIVER[0] = "sync"
+
+
 def client(srv, keys=None, **kw):
     keys = keys if keys is not None else {"GROQ_API_KEY": GROQ_KEY, "ANTHROPIC_API_KEY": ANT_KEY,
                                           "CEREBRAS_API_KEY": CER_KEY}
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("store", False)
-    return Client(catalog=kw.pop("catalog", None) or make_catalog(), env=env_for(srv, keys), **kw)
+    kw.update(catalog=kw.pop("catalog", None) or make_catalog(), env=env_for(srv, keys))
+    if _DRIVER[0] == "sync":
+        return Client(**kw)
+    from tests.support.async_facade import AsyncFacade
+
+    c = AsyncFacade(http=_DRIVER[0].split("-", 1)[1], **kw)
+    _OPEN.append(c)
+    return c
 
 
 def statuses(r):

@@ -94,9 +94,43 @@ def test_num_ctx():
 
 def test_import_knollm_client_does_not_import_httpx2():
     code = ("import sys, knollm; from knollm import Client, AsyncClient; Client(catalog=False, store=False); "
-            "print('httpx2' in sys.modules, 'pydantic' in sys.modules, 'openai' in sys.modules)")
+            "AsyncClient(catalog=False, store=False); "
+            "print('httpx2' in sys.modules, 'pydantic' in sys.modules, 'openai' in sys.modules, "
+            "'aiohttp' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False", "False"]
+    assert out.split() == ["False", "False", "False", "False"]
+
+
+def test_line_splitter_matches_str_splitlines_at_any_chunking():
+    """The aiohttp driver's SSE line splitting: \n, \r\n and \r, across any chunk boundary
+    (a \r\n cut between two reads is one line end), multi-byte UTF-8 cut in half."""
+    import random
+
+    from knollm.client.http import LineSplitter
+
+    text = "data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: é—ü\r\n: keep-alive\n\ndata: [DONE]\n\nlast"
+    raw = text.encode()
+    want = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    rng = random.Random(7)
+    for _ in range(500):
+        cuts = sorted(rng.sample(range(1, len(raw)), rng.randint(0, 12)))
+        sp, got = LineSplitter(), []
+        for a, b in zip([0, *cuts], [*cuts, len(raw)]):
+            got += sp.feed(raw[a:b])
+        assert got + sp.close() == want
+
+
+def test_async_driver_choice(monkeypatch):
+    from knollm.client.http import AsyncAiohttp, AsyncHTTPX2, async_driver
+
+    assert isinstance(async_driver("auto", 10), AsyncAiohttp)
+    assert isinstance(async_driver("httpx2", 10), AsyncHTTPX2)
+    with pytest.raises(ValueError, match="'auto', 'aiohttp' or 'httpx2'"):
+        async_driver("curl", 10)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if not installed
+    assert isinstance(async_driver("auto", 10), AsyncHTTPX2)
+    with pytest.raises(ValueError, match="needs aiohttp"):
+        async_driver("aiohttp", 10)
 
 
 def test_query_string_key_is_masked_in_http_logs(gemini, caplog):

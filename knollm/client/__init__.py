@@ -11,8 +11,9 @@
 Modules: :mod:`~knollm.client.transports` (wire formats), :mod:`~knollm.client.routing`
 (targets, deployments, filters, strategies, circuit breaker, rate limits),
 :mod:`~knollm.client.engine` (retry/fallback/accounting flow), :mod:`~knollm.client.store`
-(ledger + budgets), :mod:`~knollm.client.accounting` (tokens and cost). httpx2 is imported
-on the first call, not on import.
+(ledger + budgets), :mod:`~knollm.client.accounting` (tokens and cost),
+:mod:`~knollm.client.http` (the HTTP drivers: httpx2, and aiohttp for ``AsyncClient`` when
+installed), imported on the first call, not on import.
 """
 
 from __future__ import annotations

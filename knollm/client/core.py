@@ -7,7 +7,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from knollm.client.engine import Outcome, flow, parse_answer, transport_error
+from knollm.client.engine import Outcome, flow, parse_answer
+from knollm.client.http import transport_failure
 from knollm.client.result import ChatResult, OpenAIObject
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
 from knollm.client.transports import StreamState, classify_error, get_shape
@@ -28,7 +29,7 @@ class _Base:
                  timeout: float = 120.0, connect_timeout: float = 10.0, ttft_timeout: float = 60.0,
                  stall_timeout: float = 30.0, breaker: dict | None = None, allow: Any = (), deny: Any = (),
                  max_input_price: float | None = None, max_output_price: float | None = None,
-                 max_connections: int = 1000, health: Any = None) -> None:
+                 max_connections: int = 1000, health: Any = None, http: str = "auto") -> None:
         self.settings = Settings(strategy, retries, backoff_base, backoff_max, max_retry_wait, timeout, connect_timeout,
                                  ttft_timeout, stall_timeout, dict(breaker or {}), tuple(allow), tuple(deny),
                                  max_input_price, max_output_price)
@@ -39,7 +40,8 @@ class _Base:
         self._router: Router | None = None
         self._router_args = (providers, resolver, env, health)
         self._store: Any = None
-        self._clients: list[Any] = [None, None]  # plain http, https
+        self._http_name = http
+        self._driver: Any = None
         self._init_lock = threading.Lock()
         self.chat = _Chat(self)
 
@@ -82,29 +84,17 @@ class _Base:
                     self._store = self._store_arg
         return self._store
 
-    def _limits(self) -> Any:
-        import httpx2
-
-        return httpx2.Limits(max_connections=self.max_connections, max_keepalive_connections=min(100, self.max_connections))
-
-    def _client_for(self, url: str) -> Any:
-        """The pooled httpx2 client for ``url`` (created, and httpx2 imported, on first use).
-
-        ``http://`` URLs (local servers) get a client without a TLS context: it never
-        opens TLS (redirects are not followed), and creating the CA context costs ~50 ms
-        of a CLI call to a local model. ``https://`` URLs get the verifying client."""
-        i = 0 if url.startswith("http://") else 1
-        c = self._clients[i]
-        if c is None:
+    @property
+    def http(self) -> Any:
+        """The HTTP driver (:mod:`knollm.client.http`), created on the first call."""
+        if self._driver is None:
             with self._init_lock:
-                if self._clients[i] is None:
-                    import httpx2
+                if self._driver is None:
+                    self._driver = self._new_driver()
+        return self._driver
 
-                    _mask_http_logs()
-                    cls = httpx2.AsyncClient if isinstance(self, AsyncClient) else httpx2.Client
-                    self._clients[i] = cls(limits=self._limits(), **({"verify": False} if i == 0 else {}))
-                c = self._clients[i]
-        return c
+    def _new_driver(self) -> Any:
+        raise NotImplementedError
 
     def plan(self, target: Any, messages: list[dict], params: dict) -> Plan:
         """Route without calling: the candidates, their order and reasons (``plan.candidates``)."""
@@ -114,23 +104,16 @@ class _Base:
         store = self.store if self._store_arg is not False else None
         return self.router.plan(target, list(messages), p, strategy, self.budgets, store)
 
-    def _timeout(self, stream: bool) -> Any:
-        import httpx2
-
-        s = self.settings
-        return httpx2.Timeout(s.stall_timeout if stream else s.timeout, connect=s.connect_timeout)
-
-
 def _stream_error(d: Deployment, r: Any, text: str) -> ProviderError:
-    return classify_error(d.provider, r.status_code, text, parse_retry_after(r.headers.get("retry-after")))
+    return classify_error(d.provider, r.status, text, parse_retry_after(r.headers.get("retry-after")))
 
 
 def _begin_stream(d: Deployment, r: Any) -> tuple[StreamState | None, bool]:
     """(stream state, whole-JSON?) for a streaming answer; raises on an HTML / odd answer."""
     ctype = r.headers.get("content-type", "")
     if "html" in ctype:
-        raise ProviderError(f"HTML page instead of a stream (HTTP {r.status_code})", provider=d.provider,
-                            status=r.status_code, kind="bad_response")
+        raise ProviderError(f"HTML page instead of a stream (HTTP {r.status})", provider=d.provider,
+                            status=r.status, kind="bad_response")
     shape = get_shape(d.shape)
     if "application/json" in ctype and not shape.ndjson:
         return None, True  # the server ignored stream=true: parse the whole answer
@@ -142,26 +125,6 @@ def _end_stream(d: Deployment, st: StreamState) -> None:
     if not st.done and not st.finish_reason:
         raise ProviderError("stream ended before its end marker", provider=d.provider, kind="bad_response",
                             retryable=True)
-
-
-def _mask_http_logs() -> None:
-    """httpx2 logs request URLs; mask ``key=`` query values (providers with query-string auth)."""
-    import logging
-    import re
-
-    pat = re.compile(r"(?i)([?&](?:key|api_key|api-key|token)=)[^&\s\"']+")
-
-    class _Mask(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            msg = record.getMessage()
-            if "=" in msg:
-                record.msg, record.args = pat.sub(r"\1***", msg), None
-            return True
-
-    for name in ("httpx2", "httpcore2"):
-        lg = logging.getLogger(name)
-        if not any(type(f).__name__ == "_Mask" for f in lg.filters):
-            lg.addFilter(_Mask())
 
 
 class _Steps:
@@ -187,10 +150,10 @@ class _Answer:
     means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught."""
 
     def __init__(self, client: _Base, d: Deployment) -> None:
-        self.d, self.s, self.out = d, client.settings, Outcome()
+        self.d, self.s, self.out, self.http = d, client.settings, Outcome(), client.http
 
     def got(self, r: Any) -> None:
-        self.out = Outcome(parse_answer(self.d, r.status_code, r.headers, r.text), status=r.status_code)
+        self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text), status=r.status)
 
     def __enter__(self) -> _Answer:
         return self
@@ -198,14 +161,13 @@ class _Answer:
     def __exit__(self, et: Any, e: Any, tb: Any) -> bool:
         if e is None:
             return False
-        import httpx2
-
         if isinstance(e, ProviderError):
             self.out = Outcome(error=e)
-        elif isinstance(e, httpx2.HTTPError):
-            self.out = Outcome(error=transport_error(e, self.d.provider, self.s, False))
-        else:
+            return True
+        kind = self.http.classify(e)
+        if kind is None:
             return False
+        self.out = Outcome(error=transport_failure(*kind, self.d.provider, self.s, False))
         return True
 
 
@@ -213,7 +175,7 @@ class _Attempt:
     """One streamed attempt's bookkeeping, shared by the sync and async drivers."""
 
     def __init__(self, client: _Base, d: Deployment, out: Outcome) -> None:
-        self.d, self.out, self.s = d, out, client.settings
+        self.d, self.out, self.s, self.http = d, out, client.settings, client.http
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + self.s.ttft_timeout
         self.st: StreamState | None = None
@@ -224,12 +186,12 @@ class _Attempt:
 
     def opened(self, r: Any) -> bool:
         """Check the status line; True when the body is one JSON answer (stream ignored)."""
-        self.out.status = r.status_code
+        self.out.status = r.status
         self.st, whole = _begin_stream(self.d, r)
         return whole
 
     def whole(self, r: Any, text: str) -> list[str]:
-        self.out.parsed = parse_answer(self.d, r.status_code, r.headers, text)
+        self.out.parsed = parse_answer(self.d, r.status, r.headers, text)
         self._first()
         c = self.out.parsed.content
         if c:
@@ -253,14 +215,13 @@ class _Attempt:
             self._first()
 
     def failed(self, e: Exception) -> None:
-        import httpx2
-
         if isinstance(e, ProviderError):
             self.out.error = e
-        elif isinstance(e, httpx2.HTTPError):
-            self.out.error = transport_error(e, self.d.provider, self.s, True)
-        else:
+            return
+        kind = self.http.classify(e)
+        if kind is None:
             raise e
+        self.out.error = transport_failure(*kind, self.d.provider, self.s, True)
 
 
 class Client(_Base):
@@ -284,11 +245,14 @@ class Client(_Base):
     TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker).
     """
 
+    def _new_driver(self) -> Any:
+        from knollm.client.http import HTTPX2
+
+        return HTTPX2(self.max_connections)
+
     def close(self) -> None:
-        for i, c in enumerate(self._clients):
-            if c is not None:
-                c.close()
-                self._clients[i] = None
+        if self._driver is not None:
+            self._driver.close()
 
     def __enter__(self) -> Client:
         return self
@@ -307,7 +271,7 @@ class Client(_Base):
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
         with _Answer(self, d) as a:
-            a.got(self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+            a.got(self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
         return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> ChatStream:
@@ -315,23 +279,21 @@ class Client(_Base):
         return ChatStream(self, target, messages, params)
 
     def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> Iterator[str]:
-        import httpx2
-
         url, headers, body = plan.request(d, True)
         at = _Attempt(self, d, out)
         try:
-            with self._client_for(url).stream("POST", url, headers=headers, json=body, timeout=self._timeout(True)) as r:
-                if r.status_code >= 400:
-                    raise _stream_error(d, r, r.read().decode("utf-8", "replace"))
+            with self.http.stream(url, headers, body, self.settings.stall_timeout, self.settings.connect_timeout) as r:
+                if r.status >= 400:
+                    raise _stream_error(d, r, r.read())
                 if at.opened(r):
-                    yield from at.whole(r, r.read().decode("utf-8", "replace"))
+                    yield from at.whole(r, r.read())
                     return
-                for line in r.iter_lines():
+                for line in r.lines():
                     yield from at.line(line)
                     if at.st.done:
                         break
                 at.done()
-        except (ProviderError, httpx2.HTTPError) as e:
+        except Exception as e:  # noqa: BLE001 - failed() re-raises what is not a transport failure
             at.failed(e)
 
 
@@ -364,11 +326,14 @@ class AsyncClient(_Base):
     """The asyncio twin of :class:`Client` (same arguments): ``await client.chat(…)``,
     ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``."""
 
+    def _new_driver(self) -> Any:
+        from knollm.client.http import async_driver
+
+        return async_driver(self._http_name, self.max_connections)
+
     async def aclose(self) -> None:
-        for i, c in enumerate(self._clients):
-            if c is not None:
-                await c.aclose()
-                self._clients[i] = None
+        if self._driver is not None:
+            await self._driver.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -388,33 +353,31 @@ class AsyncClient(_Base):
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
         with _Answer(self, d) as a:
-            a.got(await self._client_for(url).post(url, headers=headers, json=body, timeout=self._timeout(False)))
+            a.got(await self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
         return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncChatStream:
         return AsyncChatStream(self, target, messages, params)
 
     async def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> AsyncIterator[str]:
-        import httpx2
-
         url, headers, body = plan.request(d, True)
         at = _Attempt(self, d, out)
         try:
-            async with self._client_for(url).stream("POST", url, headers=headers, json=body,
-                                                     timeout=self._timeout(True)) as r:
-                if r.status_code >= 400:
-                    raise _stream_error(d, r, (await r.aread()).decode("utf-8", "replace"))
+            async with self.http.stream(url, headers, body, self.settings.stall_timeout,
+                                        self.settings.connect_timeout) as r:
+                if r.status >= 400:
+                    raise _stream_error(d, r, await r.read())
                 if at.opened(r):
-                    for x in at.whole(r, (await r.aread()).decode("utf-8", "replace")):
+                    for x in at.whole(r, await r.read()):
                         yield x
                     return
-                async for line in r.aiter_lines():
+                async for line in r.lines():
                     for x in at.line(line):
                         yield x
                     if at.st.done:
                         break
                 at.done()
-        except (ProviderError, httpx2.HTTPError) as e:
+        except Exception as e:  # noqa: BLE001 - failed() re-raises what is not a transport failure
             at.failed(e)
 
 

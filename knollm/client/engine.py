@@ -20,7 +20,7 @@ from knollm.client.transports import Parsed, classify_error, get_shape
 from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
 
-__all__ = ["Outcome", "flow", "parse_answer", "transport_error"]
+__all__ = ["Outcome", "flow", "parse_answer"]
 
 
 @dataclass
@@ -30,21 +30,6 @@ class Outcome:
     ttft_ms: float | None = None
     emitted: str = ""            # text already given to the caller (streams)
     status: int | None = None
-
-
-def transport_error(e: Exception, provider: str, s: Any, stream: bool) -> ProviderError:
-    """A retryable :class:`ProviderError` for an httpx2 timeout / connection failure."""
-    import httpx2
-
-    if isinstance(e, httpx2.ConnectTimeout):
-        return ProviderError(f"connect timed out after {s.connect_timeout:g}s", provider=provider, kind="timeout",
-                             retryable=True)
-    if isinstance(e, httpx2.TimeoutException):
-        t = s.stall_timeout if stream else s.timeout
-        what = "stream stalled: no data" if stream else "no answer"
-        return ProviderError(f"{what} for {t:g}s", provider=provider, kind="timeout", retryable=True)
-    return ProviderError(f"connection failed ({type(e).__name__})", provider=provider, kind="connection",
-                         retryable=True)
 
 
 def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:

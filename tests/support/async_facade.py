@@ -1,0 +1,59 @@
+"""Drive a :class:`knollm.AsyncClient` from synchronous tests, so one fault-matrix test
+checks ``Client`` and ``AsyncClient`` over each HTTP driver (``httpx2``, ``aiohttp``).
+
+``AsyncFacade(http="aiohttp", **client_kwargs)`` has the sync client's surface:
+``chat(…)``, ``chat.completions.create(…)`` and ``stream(…)`` (a generator that advances
+the async stream one item at a time, so partial output before an error is observable).
+Every call runs on the facade's own event loop; ``close()`` closes the client and loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Iterator
+
+__all__ = ["AsyncFacade"]
+
+
+class AsyncFacade:
+    def __init__(self, **kwargs: Any) -> None:
+        from knollm import AsyncClient
+
+        self.loop = asyncio.new_event_loop()
+        self.client = AsyncClient(**kwargs)
+        self.chat = _Chat(self)
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def iterate(self, aiterable: Any) -> Iterator[Any]:
+        it = aiterable.__aiter__()
+        while True:
+            try:
+                yield self.run(it.__anext__())
+            except StopAsyncIteration:
+                return
+
+    def stream(self, target: Any, messages: list[dict], **params: Any) -> Iterator[Any]:
+        return self.iterate(self.client.stream(target, messages, **params))
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.run(self.client.aclose())
+            self.loop.close()
+
+    def __getattr__(self, name: str) -> Any:  # router, store, plan, settings, http, …
+        return getattr(self.client, name)
+
+
+class _Chat:
+    def __init__(self, facade: AsyncFacade) -> None:
+        self._f = facade
+        self.completions = self
+
+    def __call__(self, target: Any, messages: list[dict], **params: Any) -> Any:
+        return self._f.run(self._f.client.chat(target, messages, **params))
+
+    def create(self, **kwargs: Any) -> Any:
+        out = self._f.run(self._f.client.chat.completions.create(**kwargs))
+        return self._f.iterate(out) if hasattr(out, "__aiter__") else out
