@@ -108,10 +108,10 @@ class _StubStream:
     def __aiter__(self) -> "_StubStream":
         return self
 
-    async def __anext__(self) -> dict:
+    async def __anext__(self) -> list[dict]:
         if not self._chunks:
             raise StopAsyncIteration
-        return self._chunks.pop(0)
+        return [self._chunks.pop(0)]  # one chunk per batch: the gateway layer's worst case
 
     async def aclose(self) -> None:
         pass

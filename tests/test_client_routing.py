@@ -131,6 +131,41 @@ def test_tool_calls_plain_and_streamed_are_openai_shaped(srv, target):
     assert json.loads(last.choices[0].delta.tool_calls[0].function.arguments) == {"city": "Paris"}
 
 
+@pytest.mark.parametrize("target,first_id", [("groq/llama-3.3-70b-versatile", "call_1"),
+                                             ("anthropic/claude-x", "toolu_1"), ("ollama/llama3.3", "call_0")])
+def test_events_forward_tool_call_deltas_and_name_the_serving_deployment(srv, target, first_id):
+    """``stream.events()``: batches of what each read carried, tool-call deltas included (in
+    OpenAI delta form, index from 0), then the result; ``serving`` names the deployment."""
+    s = client(srv).stream(target, MSG, tools=TOOLS)
+    assert s.serving is None
+    *batches, res = list(s.events())
+    deltas = [x for b in batches for x in b]
+    assert batches and all(isinstance(b, list) and b for b in batches)
+    assert all(isinstance(x, dict) and x["index"] == 0 for x in deltas)
+    assert deltas[0]["id"] == first_id and deltas[0]["function"]["name"] == "get_weather"
+    args = "".join(d["function"].get("arguments") or "" for d in deltas)
+    assert json.loads(args) == {"city": "Paris"} == json.loads(res.tool_calls[0]["function"]["arguments"])
+    if target.startswith("groq"):
+        assert len(deltas) > 2  # the upstream streams the arguments in pieces: so do we
+    provider, _, model = target.partition("/")
+    assert s.serving == {"provider": provider, "model": model,
+                         "key": None if provider == "ollama" else f"{provider.upper()}_API_KEY"}
+    assert s.result is res and s.attempts == res.attempts
+
+
+def test_a_tool_call_cut_after_its_first_delta(srv):
+    """Forwarded (events) it cannot fall back: that would repeat output; the plain stream
+    gave nothing out yet, so it falls back to the next provider."""
+    srv["groq"].faults("cut")
+    with pytest.raises(StreamInterrupted) as ei:
+        list(client(srv, retries=0).stream(CANON, MSG, tools=TOOLS).events())
+    assert ei.value.attempts[-1]["provider"] == "groq" and srv["cerebras"].requests == []
+    srv["groq"].faults("cut")
+    items = list(client(srv, retries=0).stream(CANON, MSG, tools=TOOLS))
+    assert items[-1].provider == "cerebras" and items[-1].tool_calls
+    assert [a["provider"] for a in items[-1].attempts] == ["groq", "cerebras"]
+
+
 def test_facade_text_and_stream_validate_with_openai_types(srv):
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
+import time
 import sqlite3
 import urllib.request
 
@@ -175,6 +177,58 @@ def test_openai_tools_non_stream_and_stream(oai, servers):
                                                                    "content": "sunny"}
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the SDK stream left early
+def test_streamed_tool_call_leaves_as_it_arrives(gw, servers):
+    """The first tool-call delta reaches the SDK while the upstream is still stalled after
+    it: the gateway forwards tool-call deltas as they come, not with the final result."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    servers["groq"].faults("stall")
+    servers["groq"].hang_s = 20.0
+    try:
+        c = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=0, timeout=8)
+        with c.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "weather?"}], tools=tools,
+                                       stream=True) as stream:
+            first = next(iter(stream))
+            assert stream.response.headers["x-knollm-provider"] == "groq"
+        del stream
+        gc.collect()  # the SDK's half-read event generator goes now, inside this test
+        call = first.choices[0].delta.tool_calls[0]
+        assert (call.index, call.id, call.function.name) == (0, "call_1", "get_weather")
+    finally:
+        servers["groq"].hang_s = 3.0
+
+
+def test_client_leaving_a_stream_stops_it(gw, servers):
+    """A client that disconnects mid-stream ends the request (status 499 in the metrics,
+    nothing left in flight) instead of the gateway reading the upstream to the end."""
+    import socket
+
+    servers["groq"].faults("stall")
+    servers["groq"].hang_s = 20.0
+    try:
+        body = json.dumps({"model": GROQ, "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            got = b""
+            while b"data: {" not in got:  # the first chunk, then the upstream stalls
+                got += sock.recv(65536)
+            assert b"x-knollm-provider: groq" in got
+        deadline = time.monotonic() + 15
+        text = ""
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(gw.url + "/metrics") as r:
+                text = r.read().decode()
+            if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
+                break
+            time.sleep(0.1)
+        assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="499"}' in text
+        assert "knollm_gateway_in_flight 0" in text
+    finally:
+        servers["groq"].hang_s = 3.0
+
+
 def test_openai_response_format_and_image(oai, servers):
     rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object", "properties": {
         "answer": {"type": "string"}}}}}
@@ -307,6 +361,7 @@ def test_models_health_metrics(gw, oai):
     with urllib.request.urlopen(gw.url + "/health") as r:
         assert json.loads(r.read()) == {"status": "ok", "store": "sqlite", "keys_required": False}
     oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "m"}])
+    assert _post(gw.base_url + "/chat/completions", b"{not json")[0] == 400  # counted as an error
     with urllib.request.urlopen(gw.url + "/metrics") as r:
         text = r.read().decode()
         assert r.headers["content-type"].startswith("text/plain")

@@ -174,8 +174,9 @@ class _Answer:
 class _Attempt:
     """One streamed attempt's bookkeeping, shared by the sync and async drivers."""
 
-    def __init__(self, client: _Base, d: Deployment, out: Outcome) -> None:
+    def __init__(self, client: _Base, d: Deployment, out: Outcome, tools: bool = False) -> None:
         self.d, self.out, self.s, self.http = d, out, client.settings, client.http
+        self.tools = tools  # forward tool-call deltas as they arrive (events())
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + self.s.ttft_timeout
         self.st: StreamState | None = None
@@ -190,23 +191,40 @@ class _Attempt:
         self.st, whole = _begin_stream(self.d, r)
         return whole
 
-    def whole(self, r: Any, text: str) -> list[str]:
-        self.out.parsed = parse_answer(self.d, r.status, r.headers, text)
+    def whole(self, r: Any, text: str) -> list[Any]:
+        p = self.out.parsed = parse_answer(self.d, r.status, r.headers, text)
         self._first()
-        c = self.out.parsed.content
-        if c:
-            self.out.emitted += c
-        return [c] if c else []
+        items: list[Any] = []
+        if p.content:
+            self.out.emitted += p.content
+            items.append(p.content)
+        if self.tools and p.tool_calls:
+            items += [{"index": i, **tc} for i, tc in enumerate(p.tool_calls)]
+            self.out.tools_sent = True
+        return items
 
-    def line(self, line: str) -> list[str]:
-        deltas = self.st.feed(line)
-        if deltas:
+    def batch(self, lines: list[str]) -> list[Any]:
+        """What one network read carried, in order: text deltas (str) and, when forwarding,
+        tool-call deltas (dict)."""
+        st, items = self.st, []
+        for line in lines:
+            text = st.feed(line)
+            if text:
+                items += text
+                self.out.emitted += "".join(text)
+            if st.tool_deltas:
+                deltas = st.take_tool_deltas()
+                if self.tools:
+                    items += deltas
+                    self.out.tools_sent = True
+            if st.done:
+                break
+        if items:
             self._first()
-            self.out.emitted += "".join(deltas)
         elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
             raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,
                                 kind="timeout", retryable=True)
-        return deltas
+        return items
 
     def done(self) -> None:
         _end_stream(self.d, self.st)
@@ -278,18 +296,22 @@ class Client(_Base):
         """Text deltas as they arrive, then the final :class:`ChatResult` (also ``.result``)."""
         return ChatStream(self, target, messages, params)
 
-    def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> Iterator[str]:
+    def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome, tools: bool = False) -> Iterator[list]:
         url, headers, body = plan.request(d, True)
-        at = _Attempt(self, d, out)
+        at = _Attempt(self, d, out, tools)
         try:
             with self.http.stream(url, headers, body, self.settings.stall_timeout, self.settings.connect_timeout) as r:
                 if r.status >= 400:
                     raise _stream_error(d, r, r.read())
                 if at.opened(r):
-                    yield from at.whole(r, r.read())
+                    items = at.whole(r, r.read())
+                    if items:
+                        yield items
                     return
-                for line in r.lines():
-                    yield from at.line(line)
+                for lines in r.batches():
+                    items = at.batch(lines)
+                    if items:
+                        yield items
                     if at.st.done:
                         break
                 at.done()
@@ -297,22 +319,56 @@ class Client(_Base):
             at.failed(e)
 
 
-class ChatStream:
-    """Iterate for text deltas; the last item is the :class:`ChatResult` (also ``.result``)."""
+class _StreamBase:
+    """What the twins' streams share: the call, and who is serving it.
 
-    def __init__(self, client: Client, target: Any, messages: list[dict], params: dict) -> None:
+    ``serving`` is ``{"provider", "model", "key"}`` of the attempt in flight (then of the
+    one that answered), None before the first attempt; ``attempts`` grows with every
+    failed attempt; ``result`` is the :class:`ChatResult` once the stream is exhausted."""
+
+    def __init__(self, client: Any, target: Any, messages: list[dict], params: dict) -> None:
         self.client, self.target, self.messages, self.params = client, target, messages, params
         self.result: ChatResult | None = None
+        self.serving: dict[str, Any] | None = None
+        self.attempts: list[dict[str, Any]] = []
+
+    def _plan(self) -> Plan:
+        plan = self.client.plan(self.target, self.messages, self.params)
+        self.attempts = plan.attempts  # the same list: it grows with every attempt
+        return plan
+
+    def _serve(self, d: Deployment) -> Outcome:
+        self.serving = {"provider": d.provider, "model": d.model, "key": d.slot.label}
+        return Outcome()
+
+
+class ChatStream(_StreamBase):
+    """Iterate for text deltas; the last item is the :class:`ChatResult` (also ``.result``).
+
+    :meth:`events` gives the same stream for proxies: lists of what each network read
+    carried (text deltas as ``str``, tool-call deltas as OpenAI ``delta.tool_calls``
+    dicts), then the ChatResult. Once a tool-call delta has been given out, a failure is
+    :class:`~knollm.errors.StreamInterrupted` (no fallback), as for text."""
 
     def __iter__(self) -> Iterator[str | ChatResult]:
-        plan = self.client.plan(self.target, self.messages, self.params)
+        for b in self._run(False):
+            if type(b) is list:
+                yield from b
+            else:
+                yield b
+
+    def events(self) -> Iterator[list | ChatResult]:
+        return self._run(True)
+
+    def _run(self, tools: bool) -> Iterator[list | ChatResult]:
+        plan = self._plan()
         steps = _Steps(flow(plan, True))
         for op, arg in steps:
             if op == "sleep":
                 time.sleep(arg)
                 continue
-            steps.reply = Outcome()
-            yield from self.client._stream_attempt(plan, arg, steps.reply)
+            steps.reply = self._serve(arg)
+            yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
         self.result = steps.result
         yield self.result
 
@@ -359,21 +415,24 @@ class AsyncClient(_Base):
     def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncChatStream:
         return AsyncChatStream(self, target, messages, params)
 
-    async def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome) -> AsyncIterator[str]:
+    async def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome, tools: bool = False
+                              ) -> AsyncIterator[list]:
         url, headers, body = plan.request(d, True)
-        at = _Attempt(self, d, out)
+        at = _Attempt(self, d, out, tools)
         try:
             async with self.http.stream(url, headers, body, self.settings.stall_timeout,
                                         self.settings.connect_timeout) as r:
                 if r.status >= 400:
                     raise _stream_error(d, r, await r.read())
                 if at.opened(r):
-                    for x in at.whole(r, await r.read()):
-                        yield x
+                    items = at.whole(r, await r.read())
+                    if items:
+                        yield items
                     return
-                async for line in r.lines():
-                    for x in at.line(line):
-                        yield x
+                async for lines in r.batches():
+                    items = at.batch(lines)
+                    if items:
+                        yield items
                     if at.st.done:
                         break
                 at.done()
@@ -381,23 +440,32 @@ class AsyncClient(_Base):
             at.failed(e)
 
 
-class AsyncChatStream:
-    def __init__(self, client: AsyncClient, target: Any, messages: list[dict], params: dict) -> None:
-        self.client, self.target, self.messages, self.params = client, target, messages, params
-        self.result: ChatResult | None = None
+class AsyncChatStream(_StreamBase):
+    """The asyncio twin of :class:`ChatStream` (``async for``; ``events()``)."""
 
     async def __aiter__(self) -> AsyncIterator[str | ChatResult]:
+        async for b in self._run(False):
+            if type(b) is list:
+                for x in b:
+                    yield x
+            else:
+                yield b
+
+    def events(self) -> AsyncIterator[list | ChatResult]:
+        return self._run(True)
+
+    async def _run(self, tools: bool) -> AsyncIterator[list | ChatResult]:
         import asyncio
 
-        plan = self.client.plan(self.target, self.messages, self.params)
+        plan = self._plan()
         steps = _Steps(flow(plan, True))
         for op, arg in steps:
             if op == "sleep":
                 await asyncio.sleep(arg)
                 continue
-            steps.reply = Outcome()
-            async for delta in self.client._stream_attempt(plan, arg, steps.reply):
-                yield delta
+            steps.reply = self._serve(arg)
+            async for batch in self.client._stream_attempt(plan, arg, steps.reply, tools):
+                yield batch
         self.result = steps.result
         yield self.result
 

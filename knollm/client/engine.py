@@ -29,6 +29,7 @@ class Outcome:
     error: ProviderError | None = None
     ttft_ms: float | None = None
     emitted: str = ""            # text already given to the caller (streams)
+    tools_sent: bool = False     # tool-call deltas already given to the caller (ChatStream.events)
     status: int | None = None
 
 
@@ -101,7 +102,7 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                 e = out.error
                 last = e
                 plan.record_attempt(d, e.status or out.status, e, t0)
-                if out.emitted:  # after the first token: no fallback, never duplicate output
+                if out.emitted or out.tools_sent:  # after the first token: no fallback, never duplicate output
                     d.breaker.record(False)
                     d.stats.observe(False)
                     raise StreamInterrupted(plan.redact(str(e.args[0] if e.args else e)), out.emitted, d.provider,

@@ -1,7 +1,7 @@
 """The HTTP under :class:`~knollm.client.Client` and :class:`~knollm.client.AsyncClient`.
 
 The clients speak to providers through a *driver*: ``post`` (a whole answer) and
-``stream`` (status, headers, then lines). Two implementations share every rule above them
+``stream`` (status, headers, then the body's lines in batches, one per network read). Two implementations share every rule above them
 (retries, fallback, accounting), so swapping one changes no behaviour:
 
 * ``httpx2``: the default, and the only driver of the sync :class:`Client`;
@@ -191,8 +191,16 @@ class _SyncStream:
     def read(self) -> str:
         return self.r.read().decode("utf-8", "replace")
 
-    def lines(self) -> Iterator[str]:
-        return self.r.iter_lines()
+    def batches(self) -> Iterator[list[str]]:
+        """The body's lines, one list per network read."""
+        split = LineSplitter()
+        for data in self.r.iter_bytes():
+            lines = split.feed(data)
+            if lines:
+                yield lines
+        last = split.close()
+        if last:
+            yield last
 
 
 class AsyncHTTPX2(_Httpx2Base):
@@ -229,8 +237,16 @@ class _AsyncHttpx2Stream:
     async def read(self) -> str:
         return (await self.r.aread()).decode("utf-8", "replace")
 
-    def lines(self) -> AsyncIterator[str]:
-        return self.r.aiter_lines()
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The body's lines, one list per network read."""
+        split = LineSplitter()
+        async for data in self.r.aiter_bytes():
+            lines = split.feed(data)
+            if lines:
+                yield lines
+        last = split.close()
+        if last:
+            yield last
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -334,13 +350,16 @@ class _AiohttpStream:
     async def read(self) -> str:
         return (await self.r.read()).decode("utf-8", "replace")
 
-    async def lines(self) -> AsyncIterator[str]:
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The body's lines, one list per network read (what arrived together leaves together)."""
         split = LineSplitter()
         async for data in self.r.content.iter_any():
-            for line in split.feed(data):
-                yield line
-        for line in split.close():
-            yield line
+            lines = split.feed(data)
+            if lines:
+                yield lines
+        last = split.close()
+        if last:
+            yield last
 
 
 def async_driver(name: str, max_connections: int) -> Any:

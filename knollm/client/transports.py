@@ -114,7 +114,12 @@ def num_ctx_for(prompt_tokens: int, max_tokens: int | None, context_window: int 
 
 # --------------------------------------------------------------------------- stream state
 class StreamState:
-    """Accumulates a stream; ``feed(line)`` returns the text deltas the line carried."""
+    """Accumulates a stream; ``feed(line)`` returns the text deltas the line carried.
+
+    Tool calls accumulate in ``tool_calls``; their deltas, in OpenAI ``delta.tool_calls``
+    form (``{"index", "id"?, "type"?, "function": {"name"?, "arguments"?}}``, ``index``
+    counting tool calls from 0), are queued in ``tool_deltas`` for a caller that forwards
+    them as they arrive (:meth:`take_tool_deltas`)."""
 
     def __init__(self, shape: Shape, provider: str) -> None:
         self.shape = shape
@@ -126,8 +131,21 @@ class StreamState:
         self.model: str | None = None
         self.id: str | None = None
         self.done = False
+        self.tool_deltas: list[dict] = []
+        self._tool_index: dict[int, int] = {}  # provider's block index -> tool-call index
         self._event: str | None = None
         self._data: list[str] = []
+
+    def take_tool_deltas(self) -> list[dict]:
+        out, self.tool_deltas = self.tool_deltas, []
+        return out
+
+    def _whole_calls(self, before: int) -> None:
+        """Queue whole tool calls (providers that send a call in one piece) added since ``before``."""
+        for i in range(before, len(self.tool_calls)):
+            c = self.tool_calls[i]
+            self.tool_deltas.append({"index": i, "id": c.get("id"), "type": "function",
+                                     "function": dict(c.get("function") or {})})
 
     def feed(self, line: str) -> list[str]:
         if self.shape.ndjson:
@@ -219,13 +237,19 @@ class Shape:
                 st.content.append(d["content"])
                 out.append(d["content"])
             for tc in d.get("tool_calls") or []:
-                slot = st.tool_calls.setdefault(tc.get("index", 0), {"id": None, "type": "function",
-                                                                      "function": {"name": "", "arguments": ""}})
+                i = tc.get("index", 0)
+                slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
+                                                    "function": {"name": "", "arguments": ""}})
                 if tc.get("id"):
                     slot["id"] = tc["id"]
                 fn = tc.get("function") or {}
                 slot["function"]["name"] += fn.get("name") or ""
                 slot["function"]["arguments"] += fn.get("arguments") or ""
+                delta: dict[str, Any] = {"index": i}
+                if tc.get("id"):
+                    delta["id"], delta["type"] = tc["id"], "function"
+                delta["function"] = {k: fn[k] for k in ("name", "arguments") if fn.get(k) is not None}
+                st.tool_deltas.append(delta)
             if ch.get("finish_reason"):
                 st.finish_reason = ch["finish_reason"]
         return out
@@ -353,8 +377,11 @@ class AnthropicShape(Shape):
         elif t == "content_block_start":
             b = obj.get("content_block") or {}
             if b.get("type") == "tool_use":
+                ti = st._tool_index[obj.get("index", 0)] = len(st._tool_index)
                 st.tool_calls[obj.get("index", 0)] = {"id": b.get("id"), "type": "function",
                                                       "function": {"name": b.get("name"), "arguments": ""}}
+                st.tool_deltas.append({"index": ti, "id": b.get("id"), "type": "function",
+                                       "function": {"name": b.get("name"), "arguments": ""}})
             elif b.get("type") == "text" and b.get("text"):
                 st.content.append(b["text"])
                 return [b["text"]]
@@ -365,6 +392,9 @@ class AnthropicShape(Shape):
                 return [d.get("text", "")]
             if d.get("type") == "input_json_delta" and obj.get("index", 0) in st.tool_calls:
                 st.tool_calls[obj.get("index", 0)]["function"]["arguments"] += d.get("partial_json", "")
+                if d.get("partial_json"):
+                    st.tool_deltas.append({"index": st._tool_index[obj.get("index", 0)],
+                                           "function": {"arguments": d["partial_json"]}})
         elif t == "message_delta":
             d = obj.get("delta") or {}
             if d.get("stop_reason"):
@@ -480,7 +510,9 @@ class GeminiShape(Shape):
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
         obj = _event(st, data)
+        before = len(st.tool_calls)
         out, finish, usage = self._apply(obj, st.content, st.tool_calls)
+        st._whole_calls(before)
         if finish:
             st.finish_reason = "tool_calls" if st.tool_calls and finish == "stop" else finish
         if usage:
@@ -557,8 +589,10 @@ class OllamaShape(Shape):
         if msg.get("content"):
             st.content.append(msg["content"])
             out.append(msg["content"])
+        before = len(st.tool_calls)
         for c in self._calls(msg):
             st.tool_calls[len(st.tool_calls)] = c
+        st._whole_calls(before)
         if obj.get("done"):
             st.done = True
             st.finish_reason = self._finish(obj, bool(st.tool_calls))

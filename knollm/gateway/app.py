@@ -24,7 +24,7 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from knollm.errors import GatewayError, KnollmError
@@ -298,26 +298,35 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 chunk = {**chunk, "knollm": _knollm_meta(stream.outcome)}
             return [b"data: " + _dumps(chunk) + b"\n\n"]
 
-        async def body_iter() -> AsyncIterator[bytes]:
+        def frame(batch: list[dict[str, Any]]) -> bytes:
+            """A batch of chunks as one write (what arrived together leaves together)."""
+            return b"".join(piece for chunk in batch for piece in sse(chunk))
+
+        def tail() -> bytes:
+            if conv is None:
+                return b"data: [DONE]\n\n"
+            return b"".join(b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
+                            for name, data in conv.close())
+
+        async def body_iter() -> AsyncIterator[tuple[bytes, bool]]:
+            """``(bytes, more)``: one write per upstream batch; the last batch (it ends with
+            the usage chunk) leaves with the stream's end in the same write."""
             status, err = 200, None
             try:
-                if first is not None:
-                    for piece in sse(first):
-                        yield piece
-                while True:
-                    remaining = deadline - time.monotonic()
+                batch = first
+                while batch is not None:
+                    data = frame(batch)
+                    if batch and batch[-1].get("usage") is not None and not batch[-1].get("choices"):
+                        yield data + tail(), False
+                        return
+                    if data:
+                        yield data, True
                     try:
-                        async with asyncio.timeout(max(0.001, remaining)):
-                            chunk = await stream.__anext__()
+                        async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
+                            batch = await stream.__anext__()
                     except StopAsyncIteration:
-                        break
-                    for piece in sse(chunk):
-                        yield piece
-                if conv is not None:
-                    for name, data in conv.close():
-                        yield b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
-                else:
-                    yield b"data: [DONE]\n\n"
+                        batch = None
+                yield tail(), False
             except BaseException as e:  # noqa: BLE001 - a broken stream ends with an error event
                 if isinstance(e, (asyncio.CancelledError, GeneratorExit)):
                     status = 499
@@ -325,9 +334,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 err = as_gateway_error(e)
                 status = err.status
                 if conv is not None:
-                    yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n"
+                    yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n", False
                 else:
-                    yield b"data: " + _dumps(error_body(err)) + b"\n\n"
+                    yield b"data: " + _dumps(error_body(err)) + b"\n\n", False
             finally:
                 try:
                     await stream.aclose()
@@ -336,8 +345,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                     m.in_flight -= 1
                     record(route, status, started, stream.outcome, alias, err)
 
-        return StreamingResponse(body_iter(), media_type="text/event-stream",
-                                 headers={**headers, "cache-control": "no-cache"})
+        return _EventStream(body_iter(), {**headers, "cache-control": "no-cache"})
 
     async def chat_completions(request: Request) -> Response:
         return await serve_chat(request, "/v1/chat/completions", anthropic=False)
@@ -401,6 +409,50 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     app.state.backend = backend
     app.state.store = store
     return app
+
+
+class _EventStream(Response):
+    """A ``text/event-stream`` answer written from ``(bytes, more)`` pieces: one ASGI send
+    per piece, the last one closing the body in the same write. A client that goes away
+    cancels the stream (and so the upstream call) through one watcher task, as
+    Starlette's ``StreamingResponse`` does with a task group."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[tuple[bytes, bool]], headers: dict[str, str]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        task = asyncio.current_task()
+        gone = ended = False
+
+        async def watch() -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not ended:  # (after the last write the server reports a disconnect too)
+                gone = True
+                task.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            more = True
+            async for data, more in self.body_iterator:
+                ended = not more
+                await send({"type": "http.response.body", "body": data, "more_body": more})
+            if more:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            task.uncancel()  # the client left: nothing more to send
+        finally:
+            watcher.cancel()
+            await self.body_iterator.aclose()
 
 
 def _knollm_meta(o: Outcome | None) -> dict[str, Any]:

@@ -38,14 +38,16 @@ class Outcome:
 
 
 class BackendStream(Protocol):
-    """An async iterator of OpenAI ``chat.completion.chunk`` dicts; ``outcome`` says who is
-    serving once the first chunk is out, and the cost once the iterator is exhausted."""
+    """An async iterator of batches (lists) of OpenAI ``chat.completion.chunk`` dicts, one
+    batch per upstream read, which the gateway writes to its client in one piece; the last
+    batch ends with the usage chunk (no ``choices``). ``outcome`` says who is serving once
+    the first batch is out, and the cost once the iterator is exhausted."""
 
     outcome: Outcome
 
-    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]: ...
 
-    async def __anext__(self) -> dict[str, Any]: ...
+    async def __anext__(self) -> list[dict[str, Any]]: ...
 
     async def aclose(self) -> None: ...
 
@@ -56,7 +58,7 @@ class Backend(Protocol):
         """A non-streamed OpenAI chat completion for ``body`` routed over ``targets``."""
 
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> BackendStream:
-        """A streamed completion; errors before the first chunk raise from ``__anext__``."""
+        """A streamed completion; errors before the first batch raise from ``__anext__``."""
 
     async def models(self) -> list[dict[str, Any]]:
         """OpenAI ``model`` objects: aliases and the catalog models whose provider has a key."""

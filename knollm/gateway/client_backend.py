@@ -78,39 +78,20 @@ def _chunk(rid: str, created: int, model: str, delta: dict[str, Any] | None, fin
     return d
 
 
-class _Serving:
-    """The client seen by its stream driver (:class:`knollm.client.core.AsyncChatStream`),
-    noting the plan's attempts and the deployment each attempt goes to, so the gateway
-    knows who serves a stream when its first token leaves."""
-
-    def __init__(self, client: Any, outcome: Outcome) -> None:
-        self._client, self._outcome = client, outcome
-
-    def plan(self, *args: Any) -> Any:
-        plan = self._client.plan(*args)
-        self._outcome.attempts = plan.attempts  # the same list: it grows with every attempt
-        return plan
-
-    def _stream_attempt(self, plan: Any, d: Any, out: Any) -> Any:
-        self._outcome.provider, self._outcome.model = d.provider, d.model
-        return self._client._stream_attempt(plan, d, out)
-
-
 class _ClientStream:
-    """OpenAI ``chat.completion.chunk`` dicts from the client's stream (text deltas, then
-    the tool calls, the finish reason and the usage of the final :class:`ChatResult`)."""
+    """Batches of OpenAI ``chat.completion.chunk`` dicts from the client's stream: one batch
+    per network read of the upstream (text merged into one chunk, tool-call deltas as they
+    arrive), then the finish reason and the usage of the final :class:`ChatResult`."""
 
     def __init__(self, client: Any, target: Any, messages: list[dict], params: dict[str, Any]) -> None:
-        from knollm.client.core import AsyncChatStream
-
         self.outcome = Outcome()
-        self._source = AsyncChatStream(_Serving(client, self.outcome), target, messages, params)
+        self._source = client.stream(target, messages, **params)
         self._it = self._run()
 
     def __aiter__(self) -> _ClientStream:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> list[dict[str, Any]]:
         return await self._it.__anext__()
 
     async def aclose(self) -> None:
@@ -120,31 +101,50 @@ class _ClientStream:
         from knollm.errors import ClientError
 
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        src, o = self._source, self.outcome
         first = True
         res = None
         try:
-            async for x in self._source:
-                if isinstance(x, str):
-                    yield _chunk(rid, created, self.outcome.model or "", {"role": "assistant", "content": x}
-                                 if first else {"content": x})
+            async for ev in src.events():
+                if type(ev) is not list:
+                    res = ev
+                    continue
+                if first:  # who serves it is known once output flows: the gateway's headers say so
+                    o.provider, o.model, o.attempts = src.serving["provider"], src.serving["model"], src.attempts
+                out, text = [], []
+                for x in ev:
+                    if type(x) is str:
+                        text.append(x)
+                        continue
+                    if text:
+                        out.append(_chunk(rid, created, o.model or "", _delta(first, content="".join(text))))
+                        first, text = False, []
+                    out.append(_chunk(rid, created, o.model or "", _delta(first, tool_calls=[x])))
                     first = False
-                else:
-                    res = x
+                if text:
+                    out.append(_chunk(rid, created, o.model or "", _delta(first, content="".join(text))))
+                    first = False
+                yield out
         except ClientError as e:
-            raise _with_outcome(e, self.outcome) from None
+            o.attempts = src.attempts
+            if src.serving and not o.provider:
+                o.provider, o.model = src.serving["provider"], src.serving["model"]
+            raise _with_outcome(e, o) from None
         if res is None:  # pragma: no cover - the client always ends with its result
             return
         self.outcome = _outcome_of(res)
-        if res.tool_calls:
-            calls = [{"index": i, "id": tc.get("id"), "type": "function",
-                      "function": {"name": (tc.get("function") or {}).get("name"),
-                                   "arguments": (tc.get("function") or {}).get("arguments") or ""}}
-                     for i, tc in enumerate(res.tool_calls)]
-            yield _chunk(rid, created, res.model, {"role": "assistant", "content": None, "tool_calls": calls}
-                         if first else {"tool_calls": calls})
-            first = False
-        yield _chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop")
-        yield _chunk(rid, created, res.model, None, usage=res.model_dump()["usage"])
+        yield [_chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop"),
+               _chunk(rid, created, res.model, None, usage=res.model_dump()["usage"])]
+
+
+def _delta(first: bool, **fields: Any) -> dict[str, Any]:
+    """A chunk's delta; the first one names the role (and, opening with tool calls, no content)."""
+    if not first:
+        return fields
+    head: dict[str, Any] = {"role": "assistant"}
+    if "tool_calls" in fields:
+        head["content"] = None
+    return {**head, **fields}
 
 
 class ClientBackend:

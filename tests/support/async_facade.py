@@ -34,8 +34,8 @@ class AsyncFacade:
             except StopAsyncIteration:
                 return
 
-    def stream(self, target: Any, messages: list[dict], **params: Any) -> Iterator[Any]:
-        return self.iterate(self.client.stream(target, messages, **params))
+    def stream(self, target: Any, messages: list[dict], **params: Any) -> _Stream:
+        return _Stream(self, self.client.stream(target, messages, **params))
 
     def close(self) -> None:
         if not self.loop.is_closed():
@@ -57,3 +57,20 @@ class _Chat:
     def create(self, **kwargs: Any) -> Any:
         out = self._f.run(self._f.client.chat.completions.create(**kwargs))
         return self._f.iterate(out) if hasattr(out, "__aiter__") else out
+
+
+class _Stream:
+    """An :class:`~knollm.client.core.AsyncChatStream` seen synchronously (``serving``,
+    ``attempts``, ``result`` read through)."""
+
+    def __init__(self, facade: AsyncFacade, stream: Any) -> None:
+        self._f, self._s = facade, stream
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._f.iterate(self._s)
+
+    def events(self) -> Iterator[Any]:
+        return self._f.iterate(self._s.events())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s, name)
