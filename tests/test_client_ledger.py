@@ -196,3 +196,40 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
     con.close()
     rows = SQLiteStore(path).rows()
     assert [(r["request_id"], r["cost_usd"], r["saved_usd"]) for r in rows] == [("r1", 0.5, None)]
+
+
+def test_async_calls_finishing_together_share_one_ledger_transaction(srv, tmp_path):
+    """Group commit: concurrent AsyncClient calls write their rows through one
+    ``settle_many``; every call still has its own row, and a store error reaches every
+    call that waited on that transaction."""
+    import asyncio
+
+    from knollm import AsyncClient
+
+    class Recording(SQLiteStore):
+        batches: list[int] = []
+        fail = False
+
+        def settle_many(self, items):
+            self.batches.append(len(items))
+            if self.fail:
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().settle_many(items)
+
+    store = Recording(tmp_path / "k.db")
+
+    async def main(n):
+        async with AsyncClient(catalog=Catalog(catalog(model("groq", "llama-3.3-70b-versatile"))), store=store,
+                               env=env_for(srv, {"GROQ_API_KEY": "gsk-x"})) as c:
+            return await asyncio.gather(*(c.chat("groq/llama-3.3-70b-versatile", MSG) for _ in range(n)),
+                                        return_exceptions=True)
+
+    results = asyncio.run(main(40))
+    assert all(r.provider == "groq" for r in results)
+    assert sorted(r["request_id"] for r in store.rows()) == sorted(r.request_id for r in results)
+    assert sum(store.batches) == 40 and max(store.batches) > 1  # rows shared transactions
+    Recording.fail = True
+    store.batches.clear()
+    errors = asyncio.run(main(10))
+    assert all(isinstance(e, sqlite3.OperationalError) for e in errors) and sum(store.batches) == 10
+    assert len(store.rows()) == 40  # nothing half-written

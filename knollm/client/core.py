@@ -42,6 +42,7 @@ class _Base:
         self._store: Any = None
         self._http_name = http
         self._driver: Any = None
+        self._group: Any = None  # AsyncClient: the ledger's group commit
         self._init_lock = threading.Lock()
         self.chat = _Chat(self)
 
@@ -283,7 +284,12 @@ class Client(_Base):
         plan = self.plan(target, messages, params)
         steps = _Steps(flow(plan, False))
         for op, arg in steps:
-            steps.reply = time.sleep(arg) if op == "sleep" else self._send(plan, arg)
+            if op == "send":
+                steps.reply = self._send(plan, arg)
+            elif op == "settle":
+                steps.reply = plan.store.settle(*arg)
+            else:
+                time.sleep(arg)
         return steps.result
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
@@ -367,6 +373,9 @@ class ChatStream(_StreamBase):
             if op == "sleep":
                 time.sleep(arg)
                 continue
+            if op == "settle":
+                steps.reply = plan.store.settle(*arg)
+                continue
             steps.reply = self._serve(arg)
             yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
         self.result = steps.result
@@ -376,6 +385,38 @@ class ChatStream(_StreamBase):
         for x in self:
             if isinstance(x, str):
                 yield x
+
+
+class _GroupCommit:
+    """Settles of one event loop's concurrent calls, written by one ``settle_many`` on the
+    next loop iteration (a lone call waits one iteration, not a timer)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.pending: list[tuple[tuple[str | None, dict], Any]] = []
+
+    async def settle(self, arg: tuple[str | None, dict]) -> bool:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.pending.append((arg, fut))
+        if len(self.pending) == 1:
+            loop.call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        try:
+            done = self.store.settle_many([arg for arg, _ in batch])
+        except BaseException as e:  # noqa: BLE001 - every waiting call sees the store's error
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for (_, fut), ok in zip(batch, done):
+            if not fut.done():
+                fut.set_result(ok)
 
 
 class AsyncClient(_Base):
@@ -391,6 +432,17 @@ class AsyncClient(_Base):
         if self._driver is not None:
             await self._driver.aclose()
 
+    async def _settle(self, store: Any, arg: tuple[str | None, dict]) -> bool:
+        """Write a served call's ledger row. Rows of calls that finish together are written
+        in one transaction (group commit: ``store.settle_many``), each call still returning
+        only once its row is committed."""
+        if not hasattr(store, "settle_many"):
+            return store.settle(*arg)
+        g = self._group
+        if g is None or g.store is not store:
+            g = self._group = _GroupCommit(store)
+        return await g.settle(arg)
+
     async def __aenter__(self) -> AsyncClient:
         return self
 
@@ -403,7 +455,12 @@ class AsyncClient(_Base):
         plan = self.plan(target, messages, params)
         steps = _Steps(flow(plan, False))
         for op, arg in steps:
-            steps.reply = await asyncio.sleep(arg) if op == "sleep" else await self._send(plan, arg)
+            if op == "send":
+                steps.reply = await self._send(plan, arg)
+            elif op == "settle":
+                steps.reply = await self._settle(plan.store, arg)
+            else:
+                await asyncio.sleep(arg)
         return steps.result
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
@@ -462,6 +519,9 @@ class AsyncChatStream(_StreamBase):
         for op, arg in steps:
             if op == "sleep":
                 await asyncio.sleep(arg)
+                continue
+            if op == "settle":
+                steps.reply = await self.client._settle(plan.store, arg)
                 continue
             steps.reply = self._serve(arg)
             async for batch in self.client._stream_attempt(plan, arg, steps.reply, tools):

@@ -1,9 +1,11 @@
 """The one retry / fallback / accounting flow, shared by :class:`Client` and :class:`AsyncClient`.
 
 :func:`flow` is a generator that *decides* and never does I/O: it yields effects
-``("send", deployment)`` and ``("sleep", seconds)``; a driver (sync or async) performs
-each and sends back an :class:`Outcome` (for ``send``) or None. It ends by returning a
-:class:`ChatResult` (``StopIteration.value``) or raising a :class:`ClientError`.
+``("send", deployment)``, ``("sleep", seconds)`` and, once a call is served,
+``("settle", (reservation_id, ledger_row))``; a driver (sync or async) performs each and
+sends back an :class:`Outcome` (for ``send``), the store's answer (``settle``) or None.
+It ends by returning a :class:`ChatResult` (``StopIteration.value``) or raising a
+:class:`ClientError`.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     d.stats.inflight -= 1
                 if out.error is None:
                     plan.record_attempt(d, out.status or 200, None, t0)
-                    result = _finish(plan, d, out, t0, stream, rid, ev)
+                    result, row = _finish(plan, d, out, t0, stream, ev)
+                    if store is not None:
+                        yield "settle", (rid, row)
                     rid = None  # settled
                     return result
                 e = out.error
@@ -125,7 +129,9 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
     raise err
 
 
-def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, rid: str | None, ev: Any) -> ChatResult:
+def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev: Any
+            ) -> tuple[ChatResult, dict[str, Any]]:
+    """The result of a served call and its ledger row."""
     p = out.parsed
     dur = (time.perf_counter() - t0) * 1000
     if p.usage:
@@ -150,16 +156,15 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ri
         why=_why(plan, d),
         alias=plan.alias, request_id=rq, response_id=p.id,
     )
-    if plan.store is not None:
-        plan.store.settle(rid, {
-            "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
-            "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": int(stream),
-            "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
-            "cache_write_tokens": u.cache_write_tokens, "usage_estimated": int(u.estimated), "cost_usd": cost,
-            "price_source": source, "unpriced_reason": unpriced, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms,
-            "attempts": len(plan.attempts),
-        })
-    return res
+    row = {
+        "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
+        "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": int(stream),
+        "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
+        "cache_write_tokens": u.cache_write_tokens, "usage_estimated": int(u.estimated), "cost_usd": cost,
+        "price_source": source, "unpriced_reason": unpriced, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms,
+        "attempts": len(plan.attempts),
+    }
+    return res, row
 
 
 def _why(plan: Plan, d: Deployment) -> str:

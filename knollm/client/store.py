@@ -118,6 +118,9 @@ class Store(Protocol):
     def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
         """Write the ledger row (and drop the reservation); False if ``request_id`` was already recorded."""
 
+    # optional: ``settle_many(items) -> list[bool]``, several settles in one transaction
+    # (AsyncClient uses it for group commit when the store has it)
+
     def release(self, reservation_id: str | None) -> None: ...
 
     def spent(self, budget: Budget) -> float: ...
@@ -216,16 +219,23 @@ class SQLiteStore:
             self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
 
     def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
-        vals = [row.get(c) for c in LEDGER_COLUMNS]
+        return self.settle_many([(reservation_id, row)])[0]
+
+    def settle_many(self, items: list[tuple[str | None, dict[str, Any]]]) -> list[bool]:
+        """Several settles in one transaction (an async client's calls that finished
+        together: group commit); one answer per item, as :meth:`settle` gives."""
+        insert = (f"INSERT OR IGNORE INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
+                  f"({', '.join('?' * len(LEDGER_COLUMNS))})")
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if reservation_id is not None:
-                    self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-                cur = self._db.execute(f"INSERT OR IGNORE INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
-                                       f"({', '.join('?' * len(LEDGER_COLUMNS))})", vals)
+                out = []
+                for reservation_id, row in items:
+                    if reservation_id is not None:
+                        self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                    out.append(self._db.execute(insert, [row.get(c) for c in LEDGER_COLUMNS]).rowcount == 1)
                 self._db.execute("COMMIT")
-                return cur.rowcount == 1
+                return out
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")

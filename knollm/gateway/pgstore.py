@@ -89,16 +89,24 @@ class PostgresStore:
             self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
 
     def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
-        vals = [row.get(c) for c in LEDGER_COLUMNS]
-        if isinstance(vals[LEDGER_COLUMNS.index("stream")], bool):
-            vals[LEDGER_COLUMNS.index("stream")] = int(vals[LEDGER_COLUMNS.index("stream")])
+        return self.settle_many([(reservation_id, row)])[0]
+
+    def settle_many(self, items: list[tuple[str | None, dict[str, Any]]]) -> list[bool]:
+        """Several settles in one transaction (group commit); one answer per item."""
+        out = []
+        si = LEDGER_COLUMNS.index("stream")
         with self.db.tx():
-            if reservation_id is not None:
-                self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-            inserted = self.db.execute(
-                f"INSERT INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES ({', '.join('?' * len(LEDGER_COLUMNS))}) "
-                "ON CONFLICT (request_id) DO NOTHING RETURNING id", vals)
-        return bool(inserted)
+            for reservation_id, row in items:
+                vals = [row.get(c) for c in LEDGER_COLUMNS]
+                if isinstance(vals[si], bool):
+                    vals[si] = int(vals[si])
+                if reservation_id is not None:
+                    self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                out.append(bool(self.db.execute(
+                    f"INSERT INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
+                    f"({', '.join('?' * len(LEDGER_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING RETURNING id",
+                    vals)))
+        return out
 
     def rows(self, since: float | None = None) -> list[dict[str, Any]]:
         rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE ts >= ? ORDER BY ts, id",
