@@ -351,3 +351,15 @@ def test_cache_per_alias_from_the_lockfile(srv, tmp_path, monkeypatch):
 
     with pytest.raises(LockError, match="cache"):
         resolve_alias("x", lock=bad)
+
+
+def test_tag_is_not_part_of_the_key_and_tags_the_hit_row(srv, tmp_path):
+    cc, store = make(srv, tmp_path, enabled=True)
+    first = cc.chat(GROQ, MSG, tag="team-a")
+    again = cc.chat(GROQ, MSG, tag="team-b")  # same request from another caller: a hit
+    streamed = list(cc.stream(GROQ, MSG, tag="team-c"))[-1]
+    assert n_requests(srv) == 1 and "tag" not in srv["groq"].requests[0]["json"]
+    assert (first.tag, again.cached, again.tag, streamed.cached, streamed.tag) == ("team-a", True, "team-b", True,
+                                                                                  "team-c")
+    assert [(r["tag"], r["price_source"]) for r in store.rows()] == [
+        ("team-a", "catalog:genai-prices"), ("team-b", "cache"), ("team-c", "cache")]

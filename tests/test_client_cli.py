@@ -74,6 +74,23 @@ def test_chat_streams_then_json_and_usage(env, capsys):
     assert main(["usage", "--since", "2099-01-01"]) == 1
 
 
+def test_chat_tag_and_usage_by_tag(env, capsys):
+    cat = env["catalog"]
+    for tag in ("nightly", "nightly", None):
+        assert main(["chat", "groq/llama-3.3-70b-versatile", "hi", "--no-stream", "--catalog", cat]
+                    + (["--tag", tag] if tag else [])) == 0
+    assert main(["chat", "groq/llama-3.3-70b-versatile", "hi", "--tag", "a\tb", "--catalog", cat]) == 2
+    assert "--tag" in capsys.readouterr().err
+    assert all("tag" not in r["json"] for r in env["groq"].requests) and len(env["groq"].requests) == 3
+    assert main(["usage", "--by", "tag", "--csv"]) == 0
+    rows = {r["tag"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert {t: r["calls"] for t, r in rows.items()} == {"nightly": "2", "(no tag)": "1"}
+    assert main(["usage", "--tag", "nightly", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["provider"], row["calls"], row["input_tokens"]) == ("groq", 2, 240)
+    assert main(["usage", "--tag", "other", "--json"]) == 1 and json.loads(capsys.readouterr().out) == []
+
+
 def test_chat_reads_stdin_and_no_stream(env, capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.StringIO("from a pipe"))
     assert main(["chat", "groq/llama-3.3-70b-versatile", "-", "--no-stream", "--catalog", env["catalog"]]) == 0

@@ -186,7 +186,7 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
 
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
-    old_cols = [c for c in LEDGER_COLUMNS if c != "saved_usd"]
+    old_cols = [c for c in LEDGER_COLUMNS if c not in ("saved_usd", "tag")]
     con.execute(f"CREATE TABLE calls (id INTEGER PRIMARY KEY, {', '.join(old_cols)})")
     con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, provider TEXT, alias TEXT, "
                 "key_label TEXT, amount REAL NOT NULL)")
@@ -196,6 +196,93 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
     con.close()
     rows = SQLiteStore(path).rows()
     assert [(r["request_id"], r["cost_usd"], r["saved_usd"]) for r in rows] == [("r1", 0.5, None)]
+    assert rows[0]["tag"] is None
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (3,)
+
+
+# the v2 schema exactly as knollm wrote it before the tag column (schema version 2)
+_V2_CALLS = ("CREATE TABLE calls (id INTEGER PRIMARY KEY, request_id TEXT UNIQUE NOT NULL, ts REAL NOT NULL, "
+             "target TEXT, alias TEXT, provider TEXT NOT NULL, model TEXT NOT NULL, key_label TEXT, stream INTEGER, "
+             "input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, cache_write_tokens INTEGER, "
+             "usage_estimated INTEGER, cost_usd REAL, price_source TEXT, unpriced_reason TEXT, ttft_ms REAL, "
+             "duration_ms REAL, attempts INTEGER, saved_usd REAL)")
+_V2_RESERVATIONS = ("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, provider TEXT, alias TEXT, "
+                    "key_label TEXT, amount REAL NOT NULL)")
+
+
+def _v2_ledger(path: Path, n: int = 3) -> None:
+    import time as _t
+
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(_V2_CALLS)
+    con.execute("CREATE INDEX calls_ts ON calls(ts)")
+    con.execute(_V2_RESERVATIONS)
+    for i in range(n):
+        con.execute("INSERT INTO calls (request_id, ts, target, alias, provider, model, key_label, stream, "
+                    "input_tokens, output_tokens, cost_usd, attempts, saved_usd) "
+                    "VALUES (?, ?, 'fast', 'fast', 'groq', 'm', 'GROQ_API_KEY', 0, 10, 5, ?, 1, ?)",
+                    (f"old{i}", 1000.0 + i, 0.25 * (i + 1), 0.5 if i == 0 else None))
+    con.execute("INSERT INTO reservations VALUES ('held1', ?, 'groq', 'fast', 'GROQ_API_KEY', 0.125)", (_t.time(),))
+    con.execute("PRAGMA user_version=2")
+    con.commit()
+    con.close()
+
+
+def test_a_version_2_ledger_is_upgraded_to_3_keeping_rows(tmp_path):
+    path = tmp_path / "v2.db"
+    _v2_ledger(path)
+    store = SQLiteStore(path)
+    rows = store.rows()
+    assert [(r["request_id"], r["ts"], r["alias"], r["input_tokens"], r["cost_usd"], r["saved_usd"], r["tag"])
+            for r in rows] == [("old0", 1000.0, "fast", 10, 0.25, 0.5, None), ("old1", 1001.0, "fast", 10, 0.5, None, None),
+                               ("old2", 1002.0, "fast", 10, 0.75, None, None)]
+    assert store.spent(Budget(10, "total", provider="groq")) == pytest.approx(1.5 + 0.125)  # the live hold kept
+    # the upgraded file takes tagged rows, reservations and tag budgets
+    assert store.settle(None, {"request_id": "new1", "ts": 2000.0, "provider": "groq", "model": "m",
+                               "cost_usd": 1.0, "tag": "key:ci"}) is True
+    rid, refused = store.reserve([Budget(1.5, "total", tag="key:ci")],
+                                 {"provider": "groq", "alias": None, "key_label": "K", "tag": "key:ci"}, 0.25)
+    assert rid and refused is None
+    assert store.spent(Budget(9, "total", tag="key:ci")) == pytest.approx(1.25)
+    assert [r["request_id"] for r in store.rows(tag="key:ci")] == ["new1"]
+    store.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (3,)
+        assert "tag" in {r[1] for r in con.execute("PRAGMA table_info(reservations)")}
+        assert "calls_tag" in {r[1] for r in con.execute("PRAGMA index_list(calls)")}
+    assert len(SQLiteStore(path).rows()) == 4  # opening a v3 file again changes nothing
+
+
+_OPEN_AND_SETTLE = """
+import sys, time
+from knollm.client.store import SQLiteStore
+path, me, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    time.sleep(0.001)
+s = SQLiteStore(path)
+s.settle(None, {"request_id": me, "ts": 3000.0, "provider": "groq", "model": "m", "cost_usd": 0.01, "tag": me})
+print(len(s.rows()))
+"""
+
+
+def test_processes_opening_a_v2_ledger_at_once_upgrade_it_once(tmp_path):
+    import time as _t
+
+    path = tmp_path / "v2.db"
+    _v2_ledger(path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = _t.time() + 1.5  # every process imports first, then all open the file together
+    procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AND_SETTLE, str(path), f"p{i}", repr(start)], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-800:] for o in outs]
+    rows = SQLiteStore(path).rows()
+    assert sorted(r["request_id"] for r in rows) == ["old0", "old1", "old2"] + [f"p{i}" for i in range(6)]
+    assert {r["request_id"]: r["tag"] for r in rows if r["request_id"].startswith("p")} == {f"p{i}": f"p{i}"
+                                                                                           for i in range(6)}
+
 
 
 def test_async_calls_finishing_together_share_one_ledger_transaction(srv, tmp_path):

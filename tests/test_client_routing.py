@@ -493,3 +493,72 @@ def test_measured_health_seeds_fastest_and_the_breaker(srv):
     assert r2.provider == "cerebras" and dep.breaker.state == "closed"
     broken = client(srv, strategy="fastest", health=lambda p, m: 1 / 0)  # a broken source never breaks calls
     assert broken.chat(CANON, MSG).provider in ("groq", "cerebras")
+
+
+# --------------------------------------------------------------------------- caller tag
+def test_tag_reaches_the_ledger_and_the_result_never_the_provider(srv, tmp_path):
+    """``tag=`` on chat, stream and chat.completions.create (plain and streamed): a ledger
+    column and ``ChatResult.tag``; the request body sent upstream never holds it."""
+    from knollm.client import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "k.db")
+    c = client(srv, store=store)
+    g = "groq/llama-3.3-70b-versatile"
+    r = c.chat(g, MSG, tag="team-chat")
+    assert r.tag == "team-chat" and r.to_dict()["tag"] == "team-chat"
+    assert list(c.stream(g, MSG, tag="team-stream"))[-1].tag == "team-stream"
+    o = c.chat.completions.create(model=g, messages=MSG, tag="team-create")
+    assert o.choices[0].message.content and o.model_dump()["knollm"]["tag"] == "team-create"
+    chunks = list(c.chat.completions.create(model=g, messages=MSG, stream=True, tag="team-create-stream"))
+    assert chunks[-1].usage.prompt_tokens == 120
+    assert c.chat(g, MSG).tag is None
+    rows = store.rows()
+    assert [(x["tag"], x["stream"]) for x in rows] == [
+        ("team-chat", 0), ("team-stream", 1), ("team-create", 0), ("team-create-stream", 1), (None, 0)]
+    assert [x["request_id"] for x in store.rows(tag="team-chat")] == [r.request_id]
+    sent = srv["groq"].requests
+    assert len(sent) == 5
+    for req in sent:
+        assert "tag" not in req["json"] and "team-" not in json.dumps(req["json"])
+        assert "team-" not in json.dumps(req["headers"]) and "team-" not in req["query"]
+
+
+@pytest.mark.parametrize("bad,why", [("x" * 201, "1 to 200 characters"), ("", "1 to 200 characters"),
+                                     ("a\nb", "printable"), ("tab\there", "printable"), ("nul\x00", "printable"),
+                                     (42, "must be a string")])
+def test_bad_tag_is_refused_before_any_request(srv, tmp_path, bad, why):
+    from knollm.client import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "k.db")
+    c = client(srv, store=store)
+    g = "groq/llama-3.3-70b-versatile"
+    with pytest.raises(ValueError, match=why):
+        c.chat(g, MSG, tag=bad)
+    with pytest.raises(ValueError, match=why):
+        list(c.stream(g, MSG, tag=bad))
+    with pytest.raises(ValueError, match=why):
+        c.chat.completions.create(model=g, messages=MSG, tag=bad)
+    assert srv["groq"].requests == [] and store.rows() == []
+    assert c.chat(g, MSG, tag="x" * 200).tag == "x" * 200  # the longest tag, and unicode, are fine
+    assert c.chat(g, MSG, tag="équipe é 日本").tag == "équipe é 日本"
+
+
+def test_budget_per_tag(srv, tmp_path):
+    from knollm import BudgetExceeded
+    from knollm.client import Budget, SQLiteStore
+
+    store = SQLiteStore(tmp_path / "k.db")
+    budget = Budget(COST * 1.2, "day", tag="team-a")  # room for one call of team-a
+    c = client(srv, store=store, budgets=[budget])
+    g = "groq/llama-3.3-70b-versatile"
+    assert c.chat(g, MSG, max_tokens=30, tag="team-a").tag == "team-a"
+    n = len(srv["groq"].requests)
+    with pytest.raises(BudgetExceeded, match=r"tag=team-a"):
+        c.chat(g, MSG, max_tokens=30, tag="team-a")
+    with pytest.raises(BudgetExceeded, match=r"tag=team-a"):
+        list(c.stream(g, MSG, max_tokens=30, tag="team-a"))
+    assert len(srv["groq"].requests) == n  # refused before sending
+    assert c.chat(g, MSG, max_tokens=30, tag="team-b").tag == "team-b"  # other callers are not under it
+    assert c.chat(g, MSG, max_tokens=30).tag is None
+    assert [x["tag"] for x in store.rows()] == ["team-a", "team-b", None]
+    assert store.spent(budget) == pytest.approx(COST)

@@ -120,6 +120,7 @@ def test_openai_sync_chat_headers_usage_and_ledger(gw, oai, servers):
     rows = ledger(gw)[before:]
     assert [(x["provider"], x["input_tokens"], x["output_tokens"]) for x in rows] == [("groq", 120, 30)]
     assert rows[0]["cost_usd"] == pytest.approx(COST["groq"])
+    assert rows[0]["tag"] is None  # no gateway key (loopback, none configured): no caller tag
     # the provider key went upstream, and nowhere else
     assert servers["groq"].requests[-1]["headers"]["authorization"] == "Bearer " + SECRETS["GROQ_API_KEY"]
     no_secret(json.dumps(rows))

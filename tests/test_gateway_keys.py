@@ -183,6 +183,7 @@ def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_serv
     with psycopg.connect(url) as con:
         rows = con.execute("SELECT provider, cost_usd FROM calls").fetchall()
         assert len(rows) == len(ok) and all(p == "groq" for p, _ in rows)  # one ledger for both replicas
+        assert con.execute("SELECT DISTINCT tag FROM calls").fetchall() == [("key:shared",)]
         spent = sum(c for _, c in rows)
         assert spent == pytest.approx(len(ok) * COST["groq"]) and spent <= limit + 1e-12
         assert con.execute("SELECT count(*) FROM reservations").fetchone()[0] == 0
@@ -190,3 +191,68 @@ def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_serv
             k_spent, k_held = con.execute("SELECT spent_usd, reserved_usd FROM gateway_keys").fetchone()
             assert k_spent == pytest.approx(spent) and k_spent <= limit + 1e-12
             assert k_held == pytest.approx(0.0, abs=1e-12)
+
+
+def _stream_text(base_url: str, key: str, **extra) -> str:
+    req = urllib.request.Request(base_url + "/chat/completions", method="POST",
+                                 headers={"content-type": "application/json", "authorization": "Bearer " + key},
+                                 data=json.dumps({"model": GROQ, "messages": MSG, "stream": True, **extra}).encode())
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert r.status == 200
+        return r.read().decode()
+
+
+def test_ledger_rows_name_the_gateway_key_never_its_token(servers, tmp_path):
+    import sqlite3
+    from collections import Counter
+
+    from knollm.gateway.keys import hash_key
+
+    env = gateway_env(tmp_path, servers)
+    alpha, beta = new_key(env, "team-alpha"), new_key(env, "team-beta", "--allow", "groq/*")
+    ids = {k["name"]: k["id"] for k in json.loads(cli(env, "serve", "keys", "list", "--json").stdout)}
+    for s in servers.values():
+        s.requests.clear()
+    with GatewayProcess(env) as gw:
+        assert call(gw.base_url, alpha)[0] == 200
+        assert call(gw.base_url, alpha, TOGETHER)[0] == 200
+        assert call(gw.base_url, alpha, tag="key:team-beta")[0] == 200  # a caller cannot pick its own tag
+        assert call(gw.base_url, beta)[0] == 200
+        assert "[DONE]" in _stream_text(gw.base_url, beta)
+        status, _, body = call(gw.base_url, beta, TOGETHER)  # refused calls leave no row
+        assert status == 403
+    con = sqlite3.connect(tmp_path / "knollm.db")
+    con.row_factory = sqlite3.Row
+    rows = [dict(r) for r in con.execute("SELECT * FROM calls ORDER BY id")]
+    assert [(r["tag"], r["provider"], r["stream"]) for r in rows] == [
+        ("key:team-alpha", "groq", 0), ("key:team-alpha", "togetherai", 0), ("key:team-alpha", "groq", 0),
+        ("key:team-beta", "groq", 0), ("key:team-beta", "groq", 1)]
+    ledger = json.dumps(rows) + json.dumps([list(r) for r in con.execute("SELECT * FROM reservations")])
+    con.close()
+    for token in (alpha, beta):
+        assert token not in ledger and hash_key(token) not in ledger and token[:10] not in ledger
+    assert not any(i in ledger for i in ids.values())  # the ledger names keys, not their ids
+    for f in tmp_path.iterdir():  # no token anywhere on disk (the keys table holds only hashes)
+        if f.is_file():
+            data = f.read_bytes()
+            assert alpha.encode() not in data and beta.encode() not in data, f.name
+    for s in servers.values():  # the tag never goes upstream
+        for req in s.requests:
+            assert "tag" not in req["json"] and "key:team" not in json.dumps(req["json"])
+    # knollm usage: by tag, and one tag
+    by_tag = json.loads(cli(env, "usage", "--by", "tag", "--json").stdout)
+    assert {g["tag"]: g["calls"] for g in by_tag} == {"key:team-alpha": 3, "key:team-beta": 2}
+    assert sum(g["cost_usd"] for g in by_tag) == pytest.approx(3 * COST["groq"] + COST["togetherai"] + COST["groq"])
+    one = json.loads(cli(env, "usage", "--tag", "key:team-beta", "--by", "model", "--json").stdout)
+    assert one == [{"model": "groq/llama-3.3-70b-versatile", "calls": 2, "input_tokens": 240, "output_tokens": 60,
+                    "cached_tokens": 0, "cost_usd": pytest.approx(2 * COST["groq"]), "unpriced_calls": 0,
+                    "estimated_calls": 0, "saved_usd": 0.0}]
+    r = cli(env, "usage", "--tag", "key:nobody")
+    assert r.returncode == 1 and "tagged 'key:nobody'" in r.stderr
+
+
+def test_key_names_must_make_a_printable_tag(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    for bad in ("a\nb", "x" * 101):
+        r = cli(env, "serve", "keys", "create", bad)
+        assert r.returncode != 0 and "printable characters" in r.stderr

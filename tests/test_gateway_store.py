@@ -132,3 +132,42 @@ def test_postgres_store_protocol(postgres_server):
     assert PostgresStore(url).rows(since=2.0) == []  # a second store on the same database
     with pytest.raises(TypeError):
         PostgresStore("sqlite:///x.db")
+
+
+def test_postgres_store_tag_column_added_to_an_older_ledger(postgres_server):
+    """A PostgreSQL ledger from before the tag column gains it (calls and reservations) and
+    keeps its rows; tags are stored, filtered, and select budgets (held amounts included)."""
+    import psycopg
+
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("v_" + uuid.uuid4().hex[:10])
+    with psycopg.connect(url, autocommit=True) as con:  # the tables as the previous version made them
+        con.execute("CREATE TABLE calls (id BIGSERIAL PRIMARY KEY, request_id TEXT UNIQUE NOT NULL, "
+                    "ts DOUBLE PRECISION NOT NULL, target TEXT, alias TEXT, provider TEXT NOT NULL, model TEXT NOT NULL, "
+                    "key_label TEXT, stream INTEGER, input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, "
+                    "cache_write_tokens INTEGER, usage_estimated INTEGER, cost_usd DOUBLE PRECISION, price_source TEXT, "
+                    "unpriced_reason TEXT, ttft_ms DOUBLE PRECISION, duration_ms DOUBLE PRECISION, attempts INTEGER, "
+                    "saved_usd DOUBLE PRECISION)")
+        con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, provider TEXT, "
+                    "alias TEXT, key_label TEXT, amount DOUBLE PRECISION NOT NULL)")
+        con.execute("INSERT INTO calls (request_id, ts, provider, model, cost_usd) VALUES ('old', 5.0, 'groq', 'm', 0.5)")
+    store = PostgresStore(url)
+    PostgresStore(url)  # idempotent: a second replica starting finds the columns there
+    assert [(r["request_id"], r["cost_usd"], r["tag"]) for r in store.rows()] == [("old", 0.5, None)]
+    budget = Budget(1.0, "total", tag="key:ci")
+    scope = {"provider": "groq", "alias": None, "key_label": "GROQ_API_KEY"}
+    assert store.reserve([budget], scope, 5.0) == (None, None)  # untagged: the tag budget does not apply
+    assert store.reserve([budget], {**scope, "tag": "key:other"}, 5.0) == (None, None)
+    rid, refused = store.reserve([budget], {**scope, "tag": "key:ci"}, 0.75)
+    assert rid and refused is None
+    assert store.spent(budget) == pytest.approx(0.75)  # the held amount counts against the tag
+    assert store.reserve([budget], {**scope, "tag": "key:ci"}, 0.5)[1].startswith("budget $1/total (tag=key:ci)")
+    assert store.settle(rid, {"request_id": "new", "ts": 6.0, "provider": "groq", "model": "m", "cost_usd": 0.25,
+                              "tag": "key:ci"}) is True
+    assert store.spent(budget) == pytest.approx(0.25)
+    assert [r["request_id"] for r in store.rows(tag="key:ci")] == ["new"]
+    assert [r["tag"] for r in store.rows()] == [None, "key:ci"]
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'calls_tag'").fetchone() == (1,)

@@ -59,6 +59,17 @@ def _run(client: Any, tgt: Any, messages: list[dict], params: dict, no_stream: b
         return res
 
 
+def _check_tag(tag: str | None) -> str | None:
+    if tag is None:
+        return None
+    from knollm.client.store import check_tag
+
+    try:
+        return check_tag(tag)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--tag") from None
+
+
 @click.command("chat")
 @click.argument("target")
 @click.argument("prompt", required=False)
@@ -67,12 +78,14 @@ def _run(client: Any, tgt: Any, messages: list[dict], params: dict, no_stream: b
               help="Routing strategy across the target's providers (default: priority).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Maximum output tokens.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole answer instead of streaming it.")
+@click.option("--tag", default=None, metavar="TAG", callback=lambda ctx, p, v: _check_tag(v),
+              help="Caller tag written to the ledger row (see `knollm usage --tag`).")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="A catalog JSON file (from `knollm catalog`) instead of the cached index.")
 @dumps_option
 @output_options
 def command(target: str, prompt: str | None, system: str | None, strategy: str | None, max_tokens: int | None,
-            no_stream: bool, catalog_path: str | None, dumps: str, output: dict) -> int:
+            no_stream: bool, tag: str | None, catalog_path: str | None, dumps: str, output: dict) -> int:
     """Ask TARGET and stream the answer. PROMPT '-' (or none, with piped stdin) reads stdin.
 
     \b
@@ -98,6 +111,8 @@ def command(target: str, prompt: str | None, system: str | None, strategy: str |
         params["max_tokens"] = max_tokens
     if strategy:
         params["strategy"] = strategy
+    if tag:
+        params["tag"] = tag
     tgt: Any = [t.strip() for t in target.split(",") if t.strip()] if "," in target else target
 
     from knollm.client import Client

@@ -12,7 +12,7 @@ from knollm.cli.output import emit, output_options
 
 __all__ = ["command", "parse_since", "summarize"]
 
-_BY = ("provider", "model", "alias", "key", "day")
+_BY = ("provider", "model", "alias", "key", "tag", "day")
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -48,6 +48,8 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
             g = f"{r['provider']}/{r['model']}"
         elif by == "key":
             g = r["key_label"] or "(no key)"
+        elif by == "tag":
+            g = r.get("tag") or "(no tag)"
         else:
             g = r[by] or "(none)"
         a = groups.setdefault(g, {by: g, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0,
@@ -70,17 +72,20 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
 
 @click.command("usage")
 @click.option("--since", default=None, help="Only calls since then: 7d, 24h, 30m or an ISO date.")
-@click.option("--by", type=click.Choice(_BY), default="provider", show_default=True, help="Group by.")
+@click.option("--by", type=click.Choice(_BY), default="provider", show_default=True,
+              help="Group by (tag: the caller, e.g. key:<gateway key name>).")
+@click.option("--tag", default=None, metavar="TAG", help="Only calls with this caller tag (e.g. key:ci).")
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
               help="Ledger file (default $KNOLLM_HOME/knollm.db, else the user data dir).")
 @output_options
-def command(since: str | None, by: str, db: str | None, output: dict) -> int:
+def command(since: str | None, by: str, tag: str | None, db: str | None, output: dict) -> int:
     """Calls, tokens and cost from the usage ledger that `knollm chat` and knollm.Client write.
 
     \b
     cost_usd sums the calls whose price is known; unpriced_calls counts the others
     (never added as $0); estimated_calls had no usage from the provider.
-    Exit 1 when the ledger has no calls in the period.
+    --tag keeps the calls of one caller (the client's tag=, or key:<name> for a gateway
+    key); --by tag groups by caller. Exit 1 when the ledger has no matching calls.
     """
     from pathlib import Path
 
@@ -88,7 +93,7 @@ def command(since: str | None, by: str, db: str | None, output: dict) -> int:
 
     path = Path(db) if db else default_db_path()
     t = parse_since(since)
-    rows = SQLiteStore(path).rows(t) if path.exists() else []
+    rows = SQLiteStore(path).rows(t, tag=tag) if path.exists() else []
     agg = summarize(rows, by)
     cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
             "estimated_calls", "saved_usd"]
@@ -96,7 +101,8 @@ def command(since: str | None, by: str, db: str | None, output: dict) -> int:
         if output["format"] == "json":
             emit([], cols, output)
         else:
-            click.echo(f"no calls in the ledger {path}" + (f" since {since}" if since else ""), err=True)
+            click.echo(f"no calls in the ledger {path}" + (f" tagged {tag!r}" if tag else "")
+                       + (f" since {since}" if since else ""), err=True)
         return 1
     emit(agg, cols, output)
     return 0

@@ -17,7 +17,7 @@ from knollm.retry import parse_retry_after
 
 __all__ = ["Client", "AsyncClient", "ChatStream", "AsyncChatStream"]
 
-_CALL_KEYS = ("strategy",)
+_CALL_KEYS = ("strategy", "tag")
 
 
 class _Base:
@@ -101,9 +101,10 @@ class _Base:
         """Route without calling: the candidates, their order and reasons (``plan.candidates``)."""
         p = dict(params)
         strategy = p.pop("strategy", None)
+        tag = p.pop("tag", None)  # who made the call: ledger and budgets only, never sent
         p.pop("stream", None)
         store = self.store if self._store_arg is not False else None
-        return self.router.plan(target, list(messages), p, strategy, self.budgets, store)
+        return self.router.plan(target, list(messages), p, strategy, self.budgets, store, tag)
 
 def _stream_error(d: Deployment, r: Any, text: str) -> ProviderError:
     return classify_error(d.provider, r.status, text, parse_retry_after(r.headers.get("retry-after")))

@@ -154,7 +154,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         unpriced_reason=unpriced, ttft_ms=None if out.ttft_ms is None else round(out.ttft_ms, 2),
         duration_ms=round(dur, 2), attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy,
         why=_why(plan, d),
-        alias=plan.alias, request_id=rq, response_id=p.id,
+        alias=plan.alias, request_id=rq, response_id=p.id, tag=plan.tag,
     )
     row = {
         "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
@@ -162,7 +162,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         "input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
         "cache_write_tokens": u.cache_write_tokens, "usage_estimated": int(u.estimated), "cost_usd": cost,
         "price_source": source, "unpriced_reason": unpriced, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms,
-        "attempts": len(plan.attempts),
+        "attempts": len(plan.attempts), "tag": plan.tag,
     }
     return res, row
 

@@ -26,7 +26,8 @@ class ChatResult:
     ``reason`` or ``rank``); ``why`` says why the one that answered was picked;
     ``attempts`` has one entry per HTTP attempt (provider, model, key label, status,
     error class, duration_ms). ``cost_usd`` is None when a price is unknown, and then
-    ``unpriced_reason`` says why (never a silent $0).
+    ``unpriced_reason`` says why (never a silent $0). ``tag`` is the call's ``tag=`` (who
+    made it), as written to the ledger row.
     """
 
     content: str | None
@@ -50,6 +51,7 @@ class ChatResult:
     request_id: str = ""
     response_id: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    tag: str | None = None
 
     @property
     def text(self) -> str:
@@ -75,6 +77,7 @@ class ChatResult:
             "strategy": self.strategy,
             "why": self.why,
             "alias": self.alias,
+            "tag": self.tag,
             "attempts": self.attempts,
             "candidates": self.candidates,
         }

@@ -35,6 +35,7 @@ from typing import Any
 
 from knollm.client._providers import provider_facts
 from knollm.client.accounting import prompt_tokens, worst_case_cost
+from knollm.client.store import check_tag
 from knollm.client.transports import get_shape, num_ctx_for
 from knollm.errors import NoCandidates, NotFoundError, ProviderError
 
@@ -505,7 +506,8 @@ class Router:
 
     # -- planning
     def plan(self, target: Any, messages: list[dict], params: dict, strategy: str | None = None,
-             budgets: tuple = (), store: Any = None) -> Plan:
+             budgets: tuple = (), store: Any = None, tag: str | None = None) -> Plan:
+        check_tag(tag)
         offers, meta = self.offers(target)
         strategy = strategy or meta["strategy"] or self.s.strategy
         if strategy not in STRATEGIES:
@@ -513,7 +515,7 @@ class Router:
         if not offers:
             raise NoCandidates(target, [], f"unknown target {target!r}: not a catalog key, alias or canonical id"
                                + ("" if self.source is not None else " (no catalog loaded)"))
-        return Plan(self, target, messages, params, strategy, offers, meta, budgets, store)
+        return Plan(self, target, messages, params, strategy, offers, meta, budgets, store, tag)
 
 
 def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
@@ -532,12 +534,14 @@ def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
 
 
 class Plan:
-    """One request's routing: candidates (with reasons), their order, and the decisions."""
+    """One request's routing: candidates (with reasons), their order, and the decisions.
+    ``tag`` (who made the call) goes to budget scopes and the ledger row, never to a provider."""
 
     def __init__(self, router: Router, target: Any, messages: list[dict], params: dict, strategy: str,
-                 offers: list[Offer], meta: dict, budgets: tuple, store: Any) -> None:
+                 offers: list[Offer], meta: dict, budgets: tuple, store: Any, tag: str | None = None) -> None:
         self.r, self.target, self.messages, self.params = router, target, messages, params
         self.strategy, self.meta, self.budgets, self.store = strategy, meta, list(budgets), store
+        self.tag = tag
         self.alias = meta.get("alias")
         self.prompt = prompt_tokens(messages, params)
         self.max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
@@ -682,7 +686,7 @@ class Plan:
         return self.store.reserve(self.budgets, self.scope(d), amount)
 
     def scope(self, d: Deployment) -> dict:
-        return {"provider": d.provider, "alias": self.alias, "key_label": d.slot.label}
+        return {"provider": d.provider, "alias": self.alias, "key_label": d.slot.label, "tag": self.tag}
 
     def rate_wait(self, d: Deployment) -> float:
         return d.slot.limiter.wait_time(self.prompt + self.out_tokens(d.offer))

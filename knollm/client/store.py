@@ -15,6 +15,9 @@ Budget protocol (the client does this for every attempt):
    bookkeeping can never charge twice;
 3. failure: ``release(reservation_id)`` – a failed call is never charged.
 
+A call may carry a ``tag`` (who made it, e.g. ``key:ci`` for a gateway key): it is written
+to the ledger row, kept on the reservation, and selects budgets (``Budget(tag=…)``).
+
 Reservations older than ``reservation_ttl`` seconds (a crashed process) stop counting.
 """
 
@@ -31,13 +34,33 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for"]
+__all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for",
+           "check_tag", "MAX_TAG_LEN"]
 
 #: columns of a ledger row, in order
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
-                  "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts", "saved_usd")
-_SCHEMA = 2  # PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving)
+                  "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts", "saved_usd",
+                  "tag")
+# PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving;
+# 3: + tag, who made the call, on calls and reservations)
+_SCHEMA = 3
+MAX_TAG_LEN = 200
+
+
+def check_tag(tag: Any) -> str | None:
+    """``tag`` if it is a valid caller tag (a non-empty printable string of at most
+    :data:`MAX_TAG_LEN` characters, no control characters) or None; else ValueError."""
+    if tag is None:
+        return None
+    if not isinstance(tag, str):
+        raise ValueError(f"tag must be a string, not {type(tag).__name__}")
+    if not tag or len(tag) > MAX_TAG_LEN:
+        raise ValueError(f"tag must be 1 to {MAX_TAG_LEN} characters long, not {len(tag)}")
+    if not tag.isprintable():
+        bad = next(c for c in tag if not c.isprintable())
+        raise ValueError(f"tag must be printable: it contains {bad!r} at position {tag.index(bad)}")
+    return tag
 
 
 def budgets_for(budgets: list[Budget], scope: dict[str, Any], amount: float | None
@@ -83,23 +106,25 @@ def period_start(period: str, now: float | None = None) -> float:
 @dataclass(frozen=True)
 class Budget:
     """``limit_usd`` per ``period`` (day/month/total) for calls matching every selector
-    given (``provider``, ``alias``, ``key`` = key label such as ``GROQ_API_KEY_2``);
-    no selector = every call."""
+    given (``provider``, ``alias``, ``key`` = key label such as ``GROQ_API_KEY_2``,
+    ``tag`` = the caller tag of the call, e.g. ``key:ci``); no selector = every call."""
 
     limit_usd: float
     period: str = "month"
     provider: str | None = None
     alias: str | None = None
     key: str | None = None
+    tag: str | None = None
 
     def __post_init__(self) -> None:
         period_start(self.period)
+        check_tag(self.tag)
         if self.limit_usd < 0:
             raise ValueError("budget limit must be >= 0")
 
     def selectors(self) -> dict[str, str]:
-        return {k: v for k, v in (("provider", self.provider), ("alias", self.alias), ("key_label", self.key))
-                if v is not None}
+        return {k: v for k, v in (("provider", self.provider), ("alias", self.alias), ("key_label", self.key),
+                                  ("tag", self.tag)) if v is not None}
 
     def applies(self, scope: dict[str, Any]) -> bool:
         return all(scope.get(k) == v for k, v in self.selectors().items())
@@ -125,7 +150,8 @@ class Store(Protocol):
 
     def spent(self, budget: Budget) -> float: ...
 
-    def rows(self, since: float | None = None) -> list[dict[str, Any]]: ...
+    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows since ``since`` (epoch seconds), only those tagged ``tag`` when given."""
 
 
 class SQLiteStore:
@@ -142,31 +168,42 @@ class SQLiteStore:
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 1:  # a ledger from before saved_usd: add the column, keep every row
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    if self._db.execute("PRAGMA user_version").fetchone()[0] == 1:
-                        self._db.execute("ALTER TABLE calls ADD COLUMN saved_usd REAL")
-                        self._db.execute(f"PRAGMA user_version={_SCHEMA}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+        if version in (1, 2):
+            self._upgrade()
         elif version != _SCHEMA:
             self._create()
+
+    def _upgrade(self) -> None:
+        """Bring a v1 / v2 ledger to v3 in place, keeping every row: one ``BEGIN IMMEDIATE``
+        transaction that re-reads the version, so two processes opening it at once upgrade once."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("PRAGMA user_version").fetchone()[0] in (1, 2):
+                    # v1 had no saved_usd, v1 and v2 no tag
+                    for table, col, typ in (("calls", "saved_usd", "REAL"), ("calls", "tag", "TEXT"),
+                                            ("reservations", "tag", "TEXT")):
+                        if col not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
+                    self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
+                    self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def _create(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, with the tables
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, (
             "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
-            "REAL", "INTEGER", "REAL")))
+            "REAL", "INTEGER", "REAL", "TEXT")))
         with self._lock:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
             self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
-                             "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL)")
+                             "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL, tag TEXT)")
             self._db.execute(f"PRAGMA user_version={_SCHEMA}")
 
     def close(self) -> None:
@@ -203,8 +240,9 @@ class SQLiteStore:
                         self._db.execute("ROLLBACK")
                         return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
                 rid = uuid.uuid4().hex
-                self._db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?)",
-                                 (rid, now, scope.get("provider"), scope.get("alias"), scope.get("key_label"), amount))
+                self._db.execute("INSERT INTO reservations (id, ts, provider, alias, key_label, amount, tag) "
+                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, now, scope.get("provider"), scope.get("alias"),
+                                                                  scope.get("key_label"), amount, scope.get("tag")))
                 self._db.execute("COMMIT")
                 return rid, None
             except BaseException:
@@ -242,8 +280,8 @@ class SQLiteStore:
                 raise
 
     # -- reading
-    def rows(self, since: float | None = None) -> list[dict[str, Any]]:
+    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("ts >= ? AND tag = ?", (since or 0.0, tag)) if tag is not None else ("ts >= ?", (since or 0.0,))
         with self._lock:
-            cur = self._db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE ts >= ? ORDER BY ts, id",
-                                   (since or 0.0,))
+            cur = self._db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE {where} ORDER BY ts, id", args)
             return [dict(zip(LEDGER_COLUMNS, r)) for r in cur.fetchall()]

@@ -39,7 +39,7 @@ _log = logging.getLogger("knollm.cache")
 #: request parameters that do not change the answer (everything else is part of the key)
 IGNORED_PARAMS = frozenset({
     "stream", "stream_options", "strategy", "timeout", "user", "metadata", "store", "extra_headers",
-    "idempotency_key", "cache", "cache_ttl", "cache_sampled",
+    "idempotency_key", "cache", "cache_ttl", "cache_sampled", "tag",
 })
 DEFAULT_TTL = 24 * 3600.0
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024

@@ -174,7 +174,7 @@ class CacheHook:
             cost_usd=0.0, price_source="cache", ttft_ms=round(ms, 3), duration_ms=round(ms, 3), attempts=[],
             candidates=plan.candidates, strategy=plan.strategy,
             why=f"cache hit (stored {time.time() - e.created:.0f}s ago)", alias=plan.alias, request_id=rid,
-            response_id=e.response_id, saved_usd=e.cost_usd, cached_at=e.created,
+            response_id=e.response_id, saved_usd=e.cost_usd, cached_at=e.created, tag=getattr(plan, "tag", None),
         )
         self.cache.record_hit(e.provider, e.model, e.cost_usd, rid)
         if ledger is not None:
@@ -185,7 +185,7 @@ class CacheHook:
                 "cached_tokens": res.usage.cached_tokens, "cache_write_tokens": res.usage.cache_write_tokens,
                 "usage_estimated": int(res.usage.estimated), "cost_usd": 0.0, "price_source": "cache",
                 "unpriced_reason": None, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms, "attempts": 0,
-                "saved_usd": e.cost_usd,
+                "saved_usd": e.cost_usd, "tag": res.tag,
             })
         return res
 

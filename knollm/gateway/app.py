@@ -243,7 +243,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             if isinstance(e, asyncio.CancelledError):
                 raise
             return error_response(route, started, e, alias, anthropic)
-        tag = key.id if key is not None else None
+        tag = key.tag if key is not None else None  # the ledger's caller: key:<name>, never the token
         if body.get("stream"):
             return await _stream(body, targets, tag, key, held, route, started, alias, anthropic)
         outcome: Outcome | None = None

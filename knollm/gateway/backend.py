@@ -53,6 +53,9 @@ class BackendStream(Protocol):
 
 
 class Backend(Protocol):
+    """``tag`` names the caller (``key:<gateway key name>``, None without a key); the
+    backend records it on the call's ledger row."""
+
     async def complete(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
                        ) -> tuple[dict[str, Any], Outcome]:
         """A non-streamed OpenAI chat completion for ``body`` routed over ``targets``."""

@@ -48,7 +48,9 @@ def map_client_error(exc: KnollmError) -> GatewayError:
     return GatewayError(msg, status=500, type="server_error", code=type(exc).__name__)
 
 
-_NOT_PARAMS = ("model", "messages", "stream", "stream_options")
+# not passed on as request parameters; ``tag`` (the ledger's caller tag) is set by the
+# gateway from the caller's key, never taken from the request body
+_NOT_PARAMS = ("model", "messages", "stream", "stream_options", "tag")
 
 
 def _outcome_of(res: Any) -> Outcome:
@@ -206,14 +208,14 @@ class ClientBackend:
 
         target, messages, params = self._split(body, targets)
         try:
-            res = await self.client.chat(target, messages, **params)
+            res = await self.client.chat(target, messages, **params, tag=tag)
         except ClientError as e:
             raise _with_outcome(e) from None
         return res.model_dump(), _outcome_of(res)
 
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
         target, messages, params = self._split(body, targets)
-        return _ClientStream(self.client, target, messages, params)
+        return _ClientStream(self.client, target, messages, {**params, "tag": tag})
 
     def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
         """The most the call can cost on any candidate (None if one is unpriced)."""

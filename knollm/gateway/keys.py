@@ -46,6 +46,8 @@ _SCHEMA = [
         PRIMARY KEY (key_id, minute))""",
 ]
 
+_MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
+
 _COLS = "id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at"
 
 
@@ -69,6 +71,15 @@ class GatewayKey:
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def tag(self) -> str:
+        """The caller tag of this key's calls in the usage ledger: ``key:<name>`` (never the
+        key or its hash). Keys that share a name share the tag (e.g. a rotated key)."""
+        from knollm.client.store import MAX_TAG_LEN
+
+        name = "".join(c if c.isprintable() else "?" for c in self.name)  # names from before the check
+        return ("key:" + name)[:MAX_TAG_LEN]
 
     def allows(self, target: str) -> bool:
         return not self.allowed or any(fnmatch.fnmatchcase(target, pat) for pat in self.allowed)
@@ -103,6 +114,9 @@ class KeyStore:
             raise GatewayError("rpm must be a positive integer")
         if budget_usd is not None and budget_usd < 0:
             raise GatewayError("budget must be >= 0")
+        if not name or len(name) > _MAX_NAME or not name.isprintable():
+            raise GatewayError(f"a key name is 1 to {_MAX_NAME} printable characters (it tags the key's calls "
+                               "in the usage ledger)")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         key = GatewayKey(id=uuid.uuid4().hex[:12], name=name, prefix=token[:10], allowed=tuple(allowed), rpm=rpm,
                          budget_usd=budget_usd)

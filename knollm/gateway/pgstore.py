@@ -22,7 +22,7 @@ __all__ = ["PostgresStore", "open_store"]
 
 _TYPES = ("TEXT UNIQUE NOT NULL", "DOUBLE PRECISION NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL",
           "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TEXT",
-          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION")
+          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION", "TEXT")
 
 
 def _lock_id(budget: Budget) -> int:
@@ -43,11 +43,15 @@ class PostgresStore:
         with self.db.tx():
             self.db.execute("SELECT pg_advisory_xact_lock(7071)")  # one replica creates the schema
             self.db.execute(f"CREATE TABLE IF NOT EXISTS calls (id BIGSERIAL PRIMARY KEY, {cols})")
+            # columns added since the first version (a ledger keeps its rows)
             self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION")
+            self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS tag TEXT")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+            self.db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
             self.db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, "
                             "ts DOUBLE PRECISION NOT NULL, provider TEXT, alias TEXT, key_label TEXT, "
-                            "amount DOUBLE PRECISION NOT NULL)")
+                            "amount DOUBLE PRECISION NOT NULL, tag TEXT)")
+            self.db.execute("ALTER TABLE reservations ADD COLUMN IF NOT EXISTS tag TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -80,8 +84,9 @@ class PostgresStore:
                 if spent + amount > b.limit_usd + 1e-12:
                     return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
             rid = uuid.uuid4().hex
-            self.db.execute("INSERT INTO reservations VALUES (?, ?, ?, ?, ?, ?)",
-                            (rid, now, scope.get("provider"), scope.get("alias"), scope.get("key_label"), amount))
+            self.db.execute("INSERT INTO reservations (id, ts, provider, alias, key_label, amount, tag) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (rid, now, scope.get("provider"), scope.get("alias"),
+                                                             scope.get("key_label"), amount, scope.get("tag")))
         return rid, None
 
     def release(self, reservation_id: str | None) -> None:
@@ -108,9 +113,9 @@ class PostgresStore:
                     vals)))
         return out
 
-    def rows(self, since: float | None = None) -> list[dict[str, Any]]:
-        rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE ts >= ? ORDER BY ts, id",
-                               (since or 0.0,))
+    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
+        where, args = ("ts >= ? AND tag = ?", (since or 0.0, tag)) if tag is not None else ("ts >= ?", (since or 0.0,))
+        rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE {where} ORDER BY ts, id", args)
         return [dict(zip(LEDGER_COLUMNS, r)) for r in rows]
 
 
