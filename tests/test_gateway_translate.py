@@ -176,3 +176,9 @@ def test_metrics_exposition():
     assert 'knollm_gateway_request_duration_seconds_bucket{route="/v1/chat/completions",le="+Inf"} 1' in text
     assert 'knollm_gateway_cost_usd_total{provider="groq",model="llama \\"3\\"",alias="fast"} 0.0015' in text
     assert "# TYPE knollm_gateway_request_duration_seconds histogram" in text
+    m.latency.observe(0.005, "/v1/chat/completions")  # on a bound: counted in that bucket (le)
+    m.latency.observe(500.0, "/v1/chat/completions")  # above every bound: +Inf only
+    text = m.render()
+    for le, n in (("0.0025", 0), ("0.005", 2), ("120", 2), ("+Inf", 3)):
+        assert f'knollm_gateway_request_duration_seconds_bucket{{route="/v1/chat/completions",le="{le}"}} {n}' in text
+    assert 'knollm_gateway_request_duration_seconds_count{route="/v1/chat/completions"} 3' in text

@@ -43,10 +43,10 @@ def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
     if "html" in ctype or text.lstrip()[:1] == "<":
         raise ProviderError(f"HTML page instead of a JSON answer (HTTP {status})", provider=d.provider,
                             status=status, kind="bad_response")
-    import json
+    import orjson
 
     try:
-        obj = json.loads(text)
+        obj = orjson.loads(text)
     except ValueError:
         raise ProviderError(f"answer is not valid JSON ({len(text)} bytes, truncated?)", provider=d.provider,
                             status=status, kind="bad_response") from None

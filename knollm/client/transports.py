@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from knollm.errors import ProviderError
 
 __all__ = ["SHAPES", "Shape", "Parsed", "StreamState", "get_shape", "classify_error", "num_ctx_for"]
@@ -51,7 +53,7 @@ def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0) -> dict | None:
 
 def _loads(text: str, provider: str, what: str) -> Any:
     try:
-        return json.loads(text)
+        return orjson.loads(text)
     except (ValueError, TypeError):
         head = text[:60].replace("\n", " ")
         raise ProviderError(f"{what} is not JSON: {head!r}", provider=provider, kind="bad_response") from None

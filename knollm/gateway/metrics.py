@@ -8,6 +8,7 @@ updates them from one event loop.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Iterable
 
 __all__ = ["Metrics", "Counter", "Histogram", "CONTENT_TYPE"]
@@ -40,8 +41,7 @@ class Counter:
         self.values: dict[tuple[str, ...], float] = {}
 
     def inc(self, *values: str, amount: float = 1.0) -> None:
-        key = tuple(str(v) for v in values)
-        self.values[key] = self.values.get(key, 0.0) + amount
+        self.values[values] = self.values.get(values, 0.0) + amount  # label values: str
 
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
@@ -54,25 +54,25 @@ class Histogram:
                  buckets: tuple[float, ...] = LATENCY_BUCKETS) -> None:
         self.name, self.help, self.labels = name, help, tuple(labels)
         self.buckets = tuple(sorted(buckets))
-        self.values: dict[tuple[str, ...], list[float]] = {}  # per bucket counts + [sum, count]
+        # per label values: the count in each bucket alone (+Inf last), then [sum, count];
+        # cumulated when rendered, so an observation is one bisect and three additions
+        self.values: dict[tuple[str, ...], list[float]] = {}
 
     def observe(self, value: float, *values: str) -> None:
-        key = tuple(str(v) for v in values)
-        row = self.values.get(key)
+        row = self.values.get(values)
         if row is None:
-            row = self.values[key] = [0.0] * (len(self.buckets) + 2)
-        for i, b in enumerate(self.buckets):
-            if value <= b:
-                row[i] += 1
+            row = self.values[values] = [0.0] * (len(self.buckets) + 3)
+        row[bisect_left(self.buckets, value)] += 1
         row[-2] += value
         row[-1] += 1
 
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         for key, row in sorted(self.values.items()):
+            count = 0.0
             for i, b in enumerate((*self.buckets, float("inf"))):
                 le = 'le="%s"' % _num(b)
-                count = row[i] if i < len(self.buckets) else row[-1]
+                count += row[i]
                 out.append(f"{self.name}_bucket{_labels(self.labels, key, le)} {_num(count)}")
             out.append(f"{self.name}_sum{_labels(self.labels, key)} {_num(row[-2])}")
             out.append(f"{self.name}_count{_labels(self.labels, key)} {_num(row[-1])}")
