@@ -1,19 +1,28 @@
 """Benchmark ``knollm serve`` against the same loopback upstream called directly.
 
     python scripts/bench_gateway.py [--requests 2000] [--rss-requests 10000] [--workers 1]
+                                    [--client aiohttp|openai]
 
 One run: starts ``scripts/bench_upstream.py`` (a bare-ASGI OpenAI-compatible server) and
 ``knollm serve`` whose provider ``groq`` points at it (``KNOLLM_GROQ_BASE_URL``), then
-sends the same chat requests (aiohttp) directly to the upstream and through the gateway,
+sends the same chat requests directly to the upstream and through the gateway,
 non-streamed and streamed, at concurrency 1 and 64, and prints:
 
 * added latency p50/p99 (gateway minus direct, concurrency 1),
 * time-to-first-token overhead p50 for streams (concurrency 1),
 * throughput through the gateway as a ratio of direct (concurrency 64),
+* CPU time per request of each process (load generator, upstream, gateway) at
+  concurrency 64, read from ``/proc``: the steadiest figure on a shared machine, and the
+  one that explains the ratio (the gateway serves one request *and* makes one, so its
+  CPU per request is at least the upstream's plus the load generator's),
 * the gateway's RSS after ``--rss-requests`` requests,
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
   answers from memory (no client, no upstream), which splits the overhead between the
   server side (uvicorn + Starlette + gateway code) and the client's call to the upstream.
+
+The load generator is aiohttp (``--client aiohttp``, the leanest Python client: the
+strictest baseline) or the official openai SDK's ``AsyncOpenAI`` (``--client openai``,
+what applications pointed at the gateway use).
 
 Targets (issue 13): added latency p50 <= 2 ms, TTFT overhead p50 <= 2 ms, throughput
 >= 50% of direct on a 2-core machine. The numbers are printed, never asserted.
@@ -51,9 +60,11 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
-async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: dict[str, str]
-                ) -> tuple[list[float], list[float], float, int]:
+async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: dict[str, str],
+                client: str = "aiohttp") -> tuple[list[float], list[float], float, int]:
     """(latencies s, ttfts s, wall s, errors) for ``n`` requests at concurrency ``conc``."""
+    if client == "openai":
+        return await _load_openai(url, model, n, conc, stream)
     import aiohttp
 
     body = {"model": model, "messages": MESSAGES, "max_tokens": 64}
@@ -94,6 +105,69 @@ async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: 
         await asyncio.gather(*(worker() for _ in range(conc)))
         wall = time.perf_counter() - t
     return lat, ttft, wall, errors
+
+
+async def _load_openai(url: str, model: str, n: int, conc: int, stream: bool
+                       ) -> tuple[list[float], list[float], float, int]:
+    import httpx
+    import openai
+
+    c = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0,
+                           http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=conc)))
+    lat: list[float] = []
+    ttft: list[float] = []
+    errors = 0
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        nonlocal errors
+        for _ in queue:
+            t0 = time.perf_counter()
+            try:
+                if stream:
+                    first = None
+                    async for ch in await c.chat.completions.create(
+                            model=model, messages=MESSAGES, max_tokens=64, stream=True,
+                            stream_options={"include_usage": True}):
+                        if first is None and ch.choices and ch.choices[0].delta.content:
+                            first = time.perf_counter() - t0
+                    ttft.append(first if first is not None else float("nan"))
+                else:
+                    await c.chat.completions.create(model=model, messages=MESSAGES, max_tokens=64)
+            except openai.OpenAIError:
+                errors += 1
+                continue
+            lat.append(time.perf_counter() - t0)
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    wall = time.perf_counter() - t
+    await c.close()
+    return lat, ttft, wall, errors
+
+
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of ``pids`` (all their threads), from /proc."""
+    total = 0.0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes)."""
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                out += _tree(int(child))
+    except OSError:
+        pass
+    return out
 
 
 class _StubStream:
@@ -176,6 +250,8 @@ def main() -> int:
                     help="the model the gateway is asked for (its provider points at the upstream)")
     ap.add_argument("--client-options", default=None,
                     help="JSON of AsyncClient options for the gateway ($KNOLLM_GATEWAY_CLIENT_OPTIONS)")
+    ap.add_argument("--client", choices=("aiohttp", "openai"), default="aiohttp",
+                    help="the load generator: aiohttp (strictest) or the openai SDK's AsyncOpenAI")
     ap.add_argument("--stub-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.stub_server:
@@ -204,22 +280,32 @@ def main() -> int:
             # warm both paths (imports, catalog, connection pools)
             paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("gateway", via, args.target))
             for _, url, model in paths:
-                asyncio.run(_load(url, model, 50, 4, False, {}))
-                asyncio.run(_load(url, model, 50, 4, True, {}))
+                asyncio.run(_load(url, model, 50, 4, False, {}, args.client))
+                asyncio.run(_load(url, model, 50, 4, True, {}, args.client))
             results: dict[tuple[str, bool, int], tuple] = {}
+            cpu: dict[tuple[str, bool], tuple[float, float, float]] = {}
+            procs = {"direct": [], "app-only": _tree(stub.pid), "gateway": _tree(gw.proc.pid)}
             for conc in (1, 64):
                 for stream in (False, True):
                     for name, url, model in paths:
+                        before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
                         results[(name, stream, conc)] = asyncio.run(
-                            _load(url, model, args.requests, conc, stream, {}))
+                            _load(url, model, args.requests, conc, stream, {}, args.client))
+                        after = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
+                        if conc == 64:
+                            cpu[(name, stream)] = tuple((b - a) / args.requests * 1e6 for a, b in zip(before, after))
             print(f"requests per measurement: {args.requests}; gateway workers: {args.workers}; "
-                  f"cpus: {os.cpu_count()}")
+                  f"cpus: {os.cpu_count()}; load generator: {args.client}")
             print(f"{'mode':<10}{'conc':>5}{'path':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttft p50':>10}{'req/s':>9}"
                   f"{'errors':>8}")
             for (name, stream, conc), (lat, ttft, wall, err) in results.items():
                 print(f"{'stream' if stream else 'json':<10}{conc:>5}{name:>9}{_pct(lat, 50) * 1e3:>9.2f}"
                       f"{_pct(lat, 99) * 1e3:>9.2f}{(_pct(ttft, 50) * 1e3 if ttft else float('nan')):>10.2f}"
                       f"{len(lat) / wall:>9.0f}{err:>8}")
+            print("CPU per request at concurrency 64 (us): load generator / upstream / gateway process")
+            for (name, stream), (lg, up, gwc) in cpu.items():
+                print(f"  {'stream' if stream else 'json':<7}{name:>9}: {lg:6.0f} / {up:6.0f} / "
+                      f"{gwc if name != 'direct' else 0:6.0f}")
             for via_name in ("gateway", "app-only"):
                 for stream in (False, True):
                     d, g = results[("direct", stream, 1)], results[(via_name, stream, 1)]
@@ -236,7 +322,7 @@ def main() -> int:
             left = args.rss_requests - 4 * args.requests - 200
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
             if left > 0:
-                asyncio.run(_load(via, args.target, left, 64, False, {}))
+                asyncio.run(_load(via, args.target, left, 64, False, {}, args.client))
             print(f"gateway RSS after {max(args.rss_requests, 4 * args.requests + 200)} requests: "
                   f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
     finally:
