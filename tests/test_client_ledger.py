@@ -320,3 +320,41 @@ def test_async_calls_finishing_together_share_one_ledger_transaction(srv, tmp_pa
     errors = asyncio.run(main(10))
     assert all(isinstance(e, sqlite3.OperationalError) for e in errors) and sum(store.batches) == 10
     assert len(store.rows()) == 40  # nothing half-written
+
+
+def test_a_network_store_is_called_off_the_event_loop(srv, tmp_path):
+    """A store that says it blocks (``blocking = True``, as PostgreSQL's does) gets its
+    budget holds and ledger writes from worker threads, never on the event loop; rows and
+    the budget come out the same."""
+    import asyncio
+    import threading
+
+    from knollm import AsyncClient
+
+    class Remote(SQLiteStore):
+        blocking = True
+        threads: set[int] = set()
+
+        def reserve(self, *a, **kw):
+            self.threads.add(threading.get_ident())
+            return super().reserve(*a, **kw)
+
+        def settle_many(self, items):
+            self.threads.add(threading.get_ident())
+            return super().settle_many(items)
+
+    store = Remote(tmp_path / "k.db")
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile", input=1.0, output=2.0)))
+
+    async def main():
+        loop_thread = threading.get_ident()
+        async with AsyncClient(catalog=cat, store=store, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}),
+                               budgets=[Budget(1.0, "day")]) as c:
+            out = await asyncio.gather(*(c.chat("groq/llama-3.3-70b-versatile", MSG, max_tokens=30)
+                                         for _ in range(20)))
+        return loop_thread, out
+
+    loop_thread, results = asyncio.run(main())
+    assert store.threads and loop_thread not in store.threads
+    assert sorted(r["request_id"] for r in store.rows()) == sorted(r.request_id for r in results)
+    assert store.spent(Budget(1.0, "day")) == pytest.approx(sum(r.cost_usd for r in results))

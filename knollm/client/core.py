@@ -265,6 +265,11 @@ class Client(_Base):
     TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker).
     """
 
+    @staticmethod
+    def _ledger(plan: Plan, op: str, arg: Any) -> Any:
+        """The flow's store effects: ``reserve`` (a deployment) and ``settle`` (a row)."""
+        return plan.reserve(arg) if op == "reserve" else plan.store.settle(*arg)
+
     def _new_driver(self) -> Any:
         from knollm.client.http import HTTPX2
 
@@ -287,10 +292,10 @@ class Client(_Base):
         for op, arg in steps:
             if op == "send":
                 steps.reply = self._send(plan, arg)
-            elif op == "settle":
-                steps.reply = plan.store.settle(*arg)
-            else:
+            elif op == "sleep":
                 time.sleep(arg)
+            else:
+                steps.reply = self._ledger(plan, op, arg)
         return steps.result
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
@@ -374,8 +379,8 @@ class ChatStream(_StreamBase):
             if op == "sleep":
                 time.sleep(arg)
                 continue
-            if op == "settle":
-                steps.reply = plan.store.settle(*arg)
+            if op != "send":
+                steps.reply = self.client._ledger(plan, op, arg)
                 continue
             steps.reply = self._serve(arg)
             yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
@@ -390,34 +395,53 @@ class ChatStream(_StreamBase):
 
 class _GroupCommit:
     """Settles of one event loop's concurrent calls, written by one ``settle_many`` on the
-    next loop iteration (a lone call waits one iteration, not a timer)."""
+    next loop iteration (a lone call waits one iteration, not a timer). For a store that
+    blocks on the network the write runs in a worker thread, one at a time: the rows that
+    arrive meanwhile form the next batch."""
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        self.offload = bool(getattr(store, "blocking", False))
         self.pending: list[tuple[tuple[str | None, dict], Any]] = []
+        self.busy = False
+        self.loop: Any = None
 
     async def settle(self, arg: tuple[str | None, dict]) -> bool:
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
+        self.loop = asyncio.get_running_loop()
+        fut = self.loop.create_future()
         self.pending.append((arg, fut))
-        if len(self.pending) == 1:
-            loop.call_soon(self._flush)
+        if not self.busy:
+            self.busy = True
+            self.loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
-        try:
-            done = self.store.settle_many([arg for arg, _ in batch])
-        except BaseException as e:  # noqa: BLE001 - every waiting call sees the store's error
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(e)
+        items = [arg for arg, _ in batch]
+        if self.offload:
+            job = self.loop.run_in_executor(None, self.store.settle_many, items)
+            job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
             return
-        for (_, fut), ok in zip(batch, done):
+        try:
+            done = self.store.settle_many(items)
+        except BaseException as e:  # noqa: BLE001 - every waiting call sees the store's error
+            self._done(batch, e, None)
+        else:
+            self._done(batch, None, done)
+
+    def _done(self, batch: list, error: BaseException | None, done: list[bool] | None) -> None:
+        for i, (_, fut) in enumerate(batch):
             if not fut.done():
-                fut.set_result(ok)
+                if error is not None:
+                    fut.set_exception(error)
+                else:
+                    fut.set_result(done[i])
+        if self.pending:
+            self.loop.call_soon(self._flush)
+        else:
+            self.busy = False
 
 
 class AsyncClient(_Base):
@@ -433,11 +457,23 @@ class AsyncClient(_Base):
         if self._driver is not None:
             await self._driver.aclose()
 
-    async def _settle(self, store: Any, arg: tuple[str | None, dict]) -> bool:
-        """Write a served call's ledger row. Rows of calls that finish together are written
-        in one transaction (group commit: ``store.settle_many``), each call still returning
-        only once its row is committed."""
+    async def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:
+        """The flow's store effects. ``settle``: rows of calls that finish together are
+        written in one transaction (group commit: ``store.settle_many``), each call still
+        returning only once its row is committed. A store that says it blocks on the
+        network (``store.blocking``, e.g. PostgreSQL) is called from a worker thread, so a
+        round trip never stalls the event loop."""
+        import asyncio
+
+        store = plan.store
+        blocking = getattr(store, "blocking", False)
+        if op == "reserve":
+            if not blocking or not plan.budgets:  # no budget: no store round trip
+                return plan.reserve(arg)
+            return await asyncio.get_running_loop().run_in_executor(None, plan.reserve, arg)
         if not hasattr(store, "settle_many"):
+            if blocking:
+                return await asyncio.get_running_loop().run_in_executor(None, store.settle, *arg)
             return store.settle(*arg)
         g = self._group
         if g is None or g.store is not store:
@@ -458,10 +494,10 @@ class AsyncClient(_Base):
         for op, arg in steps:
             if op == "send":
                 steps.reply = await self._send(plan, arg)
-            elif op == "settle":
-                steps.reply = await self._settle(plan.store, arg)
-            else:
+            elif op == "sleep":
                 await asyncio.sleep(arg)
+            else:
+                steps.reply = await self._ledger(plan, op, arg)
         return steps.result
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
@@ -521,8 +557,8 @@ class AsyncChatStream(_StreamBase):
             if op == "sleep":
                 await asyncio.sleep(arg)
                 continue
-            if op == "settle":
-                steps.reply = await self.client._settle(plan.store, arg)
+            if op != "send":
+                steps.reply = await self.client._ledger(plan, op, arg)
                 continue
             steps.reply = self._serve(arg)
             async for batch in self.client._stream_attempt(plan, arg, steps.reply, tools):

@@ -1,9 +1,11 @@
 """The one retry / fallback / accounting flow, shared by :class:`Client` and :class:`AsyncClient`.
 
 :func:`flow` is a generator that *decides* and never does I/O: it yields effects
-``("send", deployment)``, ``("sleep", seconds)`` and, once a call is served,
+``("send", deployment)``, ``("sleep", seconds)``, ``("reserve", deployment)`` (the
+budget hold before an attempt: ``Plan.reserve``) and, once a call is served,
 ``("settle", (reservation_id, ledger_row))``; a driver (sync or async) performs each and
-sends back an :class:`Outcome` (for ``send``), the store's answer (``settle``) or None.
+sends back an :class:`Outcome` (for ``send``), the store's answer (``reserve``,
+``settle``) or None.
 It ends by returning a :class:`ChatResult` (``StopIteration.value``) or raising a
 :class:`ClientError`.
 """
@@ -71,7 +73,7 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
         if why:
             _skip(plan, d, why)
             continue
-        rid, refused = plan.reserve(d)
+        rid, refused = yield "reserve", d
         if refused:
             skipped_budget += 1
             _skip(plan, d, refused)

@@ -144,7 +144,8 @@ class Store(Protocol):
         """Write the ledger row (and drop the reservation); False if ``request_id`` was already recorded."""
 
     # optional: ``settle_many(items) -> list[bool]``, several settles in one transaction
-    # (AsyncClient uses it for group commit when the store has it)
+    # (AsyncClient uses it for group commit when the store has it), and ``blocking = True``
+    # for a store reached over the network (AsyncClient then calls it from a worker thread)
 
     def release(self, reservation_id: str | None) -> None: ...
 

@@ -32,7 +32,12 @@ def _lock_id(budget: Budget) -> int:
 
 
 class PostgresStore:
-    """The ledger (table ``calls``) and live budget reservations (``reservations``)."""
+    """The ledger (table ``calls``) and live budget reservations (``reservations``).
+
+    ``blocking = True``: every call is a network round trip, so :class:`knollm.AsyncClient`
+    calls it from a worker thread (one connection per thread) instead of its event loop."""
+
+    blocking = True
 
     def __init__(self, db: Database | str | None = None, *, reservation_ttl: float = 3600.0) -> None:
         self.db = db if isinstance(db, Database) else open_database(db)
