@@ -18,7 +18,10 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * the gateway's RSS after ``--rss-requests`` requests,
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
   answers from memory (no client, no upstream), which splits the overhead between the
-  server side (uvicorn + Starlette + gateway code) and the client's call to the upstream.
+  server side (uvicorn + Starlette + gateway code) and the client's call to the upstream,
+* and for the floor, ``scripts/bench_minproxy.py``: a bare ASGI app on the same stack
+  that relays bytes to the upstream and back with none of the gateway's work; what the
+  gateway costs above it is routing, translation, accounting, the ledger and metrics.
 
 The load generator is aiohttp (``--client aiohttp``, the leanest Python client: the
 strictest baseline) or the official openai SDK's ``AsyncOpenAI`` (``--client openai``,
@@ -260,6 +263,9 @@ def main() -> int:
 
     up_port = free_port()
     upstream = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), str(up_port)])
+    mp_port = free_port()
+    minproxy = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_minproxy.py"), str(mp_port),
+                                 f"http://127.0.0.1:{up_port}"])
     stub_port = free_port()
     stub = subprocess.Popen([sys.executable, __file__, "--stub-server", str(stub_port)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -275,16 +281,20 @@ def main() -> int:
         _wait(direct + "/models")
         stub_url = f"http://127.0.0.1:{stub_port}/v1"
         _wait(stub_url.replace("/v1", "/health"))
+        mp_url = f"http://127.0.0.1:{mp_port}/v1"
+        _wait(f"http://127.0.0.1:{mp_port}/health")
         with GatewayProcess(env, args=["--workers", str(args.workers)]) as gw:
             via = gw.base_url
             # warm both paths (imports, catalog, connection pools)
-            paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("gateway", via, args.target))
+            paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("minproxy", mp_url, "bench"),
+                     ("gateway", via, args.target))
             for _, url, model in paths:
                 asyncio.run(_load(url, model, 50, 4, False, {}, args.client))
                 asyncio.run(_load(url, model, 50, 4, True, {}, args.client))
             results: dict[tuple[str, bool, int], tuple] = {}
             cpu: dict[tuple[str, bool], tuple[float, float, float]] = {}
-            procs = {"direct": [], "app-only": _tree(stub.pid), "gateway": _tree(gw.proc.pid)}
+            procs = {"direct": [], "app-only": _tree(stub.pid), "minproxy": [minproxy.pid],
+                     "gateway": _tree(gw.proc.pid)}
             for conc in (1, 64):
                 for stream in (False, True):
                     for name, url, model in paths:
@@ -302,11 +312,11 @@ def main() -> int:
                 print(f"{'stream' if stream else 'json':<10}{conc:>5}{name:>9}{_pct(lat, 50) * 1e3:>9.2f}"
                       f"{_pct(lat, 99) * 1e3:>9.2f}{(_pct(ttft, 50) * 1e3 if ttft else float('nan')):>10.2f}"
                       f"{len(lat) / wall:>9.0f}{err:>8}")
-            print("CPU per request at concurrency 64 (us): load generator / upstream / gateway process")
+            print("CPU per request at concurrency 64 (us): load generator / upstream / proxy process")
             for (name, stream), (lg, up, gwc) in cpu.items():
                 print(f"  {'stream' if stream else 'json':<7}{name:>9}: {lg:6.0f} / {up:6.0f} / "
                       f"{gwc if name != 'direct' else 0:6.0f}")
-            for via_name in ("gateway", "app-only"):
+            for via_name in ("gateway", "app-only", "minproxy"):
                 for stream in (False, True):
                     d, g = results[("direct", stream, 1)], results[(via_name, stream, 1)]
                     label = f"{via_name} {'stream' if stream else 'json'}"
@@ -326,7 +336,7 @@ def main() -> int:
             print(f"gateway RSS after {max(args.rss_requests, 4 * args.requests + 200)} requests: "
                   f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
     finally:
-        for p in (upstream, stub):
+        for p in (upstream, stub, minproxy):
             p.terminate()
             p.wait(10)
     return 0
