@@ -106,6 +106,8 @@ def bench_overhead(n: int) -> None:
             plan = routed.plan("groq/llama-3.3-70b-versatile", MSG, {})
             g = flow(plan, False)
             op, dep = next(g)
+            while op != "send":  # the budget hold (no budget here: no store call)
+                op, dep = g.send(routed._ledger(plan, op, dep))
             plan.request(dep, False)
             try:
                 g.send(Outcome(get_shape("openai").parse(body, "groq"), status=200))

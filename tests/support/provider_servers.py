@@ -407,6 +407,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(json.dumps(final) + "\n")
 
 
+ProviderServer.handler_base = _Handler
+
+
 if __name__ == "__main__":  # a server in its own process (the benchmark): prints its root URL, runs until stdin closes
     import sys
 
@@ -416,6 +419,3 @@ if __name__ == "__main__":  # a server in its own process (the benchmark): print
     print(srv.root, flush=True)
     sys.stdin.read()
     srv.stop()
-
-
-ProviderServer.handler_base = _Handler
