@@ -205,3 +205,39 @@ def test_call_cost_cache_write_variable_and_free():
     assert call_cost(free, u)[0] == 0.0
     half = Offer("x/h", "x", "h", prices={"input": 1.0, "output": None})
     assert call_cost(half, u) == (None, None, "x/h: no output price in the catalog")
+
+
+@pytest.mark.parametrize("driver", ["sync", "aiohttp", "httpx2"])
+def test_https_is_verified_with_one_trust_for_every_driver(tmp_path, monkeypatch, driver):
+    """A provider's certificate is checked by every driver against the same trust
+    (``SSL_CERT_FILE`` here): untrusted, the call fails before any request reaches the
+    server (a connection error, never a silent success); trusted, it is answered."""
+    from knollm import AllAttemptsFailed
+    from tests.support.async_facade import AsyncFacade
+    from tests.support.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    srv = ProviderServer("groq").start(tls=(cert, key))
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
+    env = {"KNOLLM_GROQ_BASE_URL": srv.base_url, "GROQ_API_KEY": "gsk-tls"}
+
+    def call():
+        c = Client(catalog=cat, env=env, store=False, retries=0) if driver == "sync" else \
+            AsyncFacade(http=driver, catalog=cat, env=env, store=False, retries=0)
+        try:
+            return c.chat("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}])
+        finally:
+            c.close()
+
+    try:
+        assert srv.base_url.startswith("https://127.0.0.1:")
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        with pytest.raises(AllAttemptsFailed) as ei:  # the system's CAs: our certificate is not among them
+            call()
+        assert ei.value.attempts[0]["kind"] == "connection" and srv.requests == []
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        r = call()
+        assert r.content == "Hello from groq! You said: hi" and srv.requests[-1]["path"] == "/v1/chat/completions"
+    finally:
+        srv.stop()

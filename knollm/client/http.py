@@ -14,7 +14,8 @@ The clients speak to providers through a *driver*: ``post`` (a whole answer) and
 when importable. Transport failures become a retryable :class:`ProviderError` with kind
 ``timeout`` or ``connection`` (:func:`transport_failure`), the same text for both drivers.
 Neither driver follows redirects (an ``Authorization`` header must not travel to another
-host) and both honour ``HTTP(S)_PROXY``.
+host); both honour ``HTTP(S)_PROXY`` and verify TLS with the same trust (httpcore2's
+default context: the system's CA store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
 """
 
 from __future__ import annotations
@@ -259,6 +260,7 @@ class AsyncAiohttp:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self._session: Any = None
+        self._ssl: Any = None
         self._proxies: dict[str, tuple[Any, Any]] = {}
 
     def _sess(self) -> Any:
@@ -299,11 +301,23 @@ class AsyncAiohttp:
         # ``total`` stays unbounded: the engine's own deadlines (TTFT, stall) bound a stream
         return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=read)
 
+    def _tls(self) -> Any:
+        """The TLS context for ``https://``, built on first use with httpx2's trust
+        (httpcore2's default context: the system's CA store, ``SSL_CERT_FILE`` /
+        ``SSL_CERT_DIR``, truststore on Windows and macOS), so both drivers accept the same
+        certificates and calls to local ``http://`` servers never pay for a context."""
+        if self._ssl is None:
+            import httpcore2
+
+            self._ssl = httpcore2.default_ssl_context()
+        return self._ssl
+
     def _request(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Any:
         proxy, proxy_auth = self._proxy(url)
+        tls = {"ssl": self._tls()} if url.startswith("https:") else {}
         return self._sess().post(url, data=_json_bytes(body), headers={"content-type": "application/json", **headers},
                                  timeout=self._timeout(read, connect), allow_redirects=False, proxy=proxy,
-                                 proxy_auth=proxy_auth)
+                                 proxy_auth=proxy_auth, **tls)
 
     async def post(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Reply:
         async with self._request(url, headers, body, read, connect) as r:

@@ -54,13 +54,22 @@ class ProviderServer:
         self._stop = threading.Event()
 
     # lifecycle
-    def start(self) -> ProviderServer:
+    def start(self, tls: tuple[Any, Any] | None = None) -> ProviderServer:
+        """Serve on a free loopback port; ``tls=(certfile, keyfile)`` serves HTTPS."""
         owner = self
 
         class Handler(self.handler_base):  # type: ignore[name-defined]
             server_owner = owner
 
         self._httpd = _Server(("127.0.0.1", 0), Handler)
+        self._scheme = "http"
+        if tls is not None:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         return self
 
@@ -80,7 +89,7 @@ class ProviderServer:
     @property
     def root(self) -> str:
         assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def base_url(self) -> str:
