@@ -261,6 +261,7 @@ class AsyncAiohttp:
         self.max_connections = max_connections
         self._session: Any = None
         self._ssl: Any = None
+        self._timeouts: dict[tuple[float, float], Any] = {}
         self._proxies: dict[str, tuple[Any, Any]] = {}
 
     def _sess(self) -> Any:
@@ -294,12 +295,15 @@ class AsyncAiohttp:
             self._proxies[key] = hit
         return hit
 
-    @staticmethod
-    def _timeout(read: float, connect: float) -> Any:
-        import aiohttp
+    def _timeout(self, read: float, connect: float) -> Any:
+        t = self._timeouts.get((read, connect))
+        if t is None:
+            import aiohttp
 
-        # ``total`` stays unbounded: the engine's own deadlines (TTFT, stall) bound a stream
-        return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=read)
+            # ``total`` stays unbounded: the engine's own deadlines (TTFT, stall) bound a stream
+            t = self._timeouts[(read, connect)] = aiohttp.ClientTimeout(total=None, connect=None,
+                                                                         sock_connect=connect, sock_read=read)
+        return t
 
     def _tls(self) -> Any:
         """The TLS context for ``https://``, built on first use with httpx2's trust

@@ -99,10 +99,14 @@ class CatalogSource:
         self._full = not isinstance(catalog, Index)
         self.index: Index = catalog.index if self._full else catalog
         self._pids: dict[str, dict] | None = None
+        self._offers: dict[int, Offer] = {}  # the catalog does not change under a client: built once per model
 
     def _offer(self, pos: int) -> Offer:
-        m = self.catalog.models[pos] if self._full else self.index.summary(self.index.rows[pos])
-        return Offer.from_model(m)
+        o = self._offers.get(pos)
+        if o is None:
+            m = self.catalog.models[pos] if self._full else self.index.summary(self.index.rows[pos])
+            o = self._offers[pos] = Offer.from_model(m)
+        return o
 
     def by_key(self, key: str) -> Offer | None:
         pos = self.index.by_key.get(key)

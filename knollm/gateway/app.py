@@ -403,12 +403,36 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         finally:
             await backend.aclose()
 
-    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
-                    lifespan=lifespan)
+    app = _GatewayApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
+                      lifespan=lifespan)
+    app.chat_routes = {"/v1/chat/completions": (chat_completions, server_error),
+                       "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error)}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store
     return app
+
+
+class _GatewayApp(Starlette):
+    """Starlette, with the chat routes' POSTs sent straight to their handler: they catch
+    every error themselves, so the middleware stack and route matching are skipped on the
+    hot path (20-30 us of the gateway's ~560 us per request, measured in-process);
+    everything else goes through Starlette as usual."""
+
+    chat_routes: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        hit = self.chat_routes.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if hit is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        request = Request(scope, receive, send)
+        try:
+            response = await hit[0](request)
+        except Exception as e:  # noqa: BLE001 - as Starlette's error middleware would: a JSON 500
+            response = await hit[1](request, e)
+        await response(scope, receive, send)
 
 
 class _EventStream(Response):
