@@ -150,6 +150,12 @@ class StreamState:
                                      "function": dict(c.get("function") or {})})
 
     def feed(self, line: str) -> list[str]:
+        if line.startswith("data:"):  # the common line first
+            if self.shape.ndjson:
+                raise ProviderError(f"malformed stream line {line[:60]!r}", provider=self.provider,
+                                    kind="bad_response")
+            self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+            return []
         if self.shape.ndjson:
             line = line.strip()
             return self.shape.on_event(self, None, line) if line else []
