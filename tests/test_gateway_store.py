@@ -171,3 +171,42 @@ def test_postgres_store_tag_column_added_to_an_older_ledger(postgres_server):
     assert [r["tag"] for r in store.rows()] == [None, "key:ci"]
     with psycopg.connect(url) as con:
         assert con.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'calls_tag'").fetchone() == (1,)
+
+
+def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypatch, capsys, tmp_path):
+    """``knollm usage`` sums the ledger the gateway replicas share when
+    ``KNOLLM_DATABASE_URL`` names PostgreSQL (``--db`` takes a URL too); the password never
+    shows; ``sqlite:///FILE`` names a file."""
+    import json
+
+    from knollm.cli import main
+    from knollm.client.store import LEDGER_COLUMNS, SQLiteStore
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("u_" + uuid.uuid4().hex[:10])
+    assert url.startswith("postgresql://postgres@")
+    url = url.replace("postgres@", "postgres:s3cret-pw@", 1)  # the test server trusts loopback: ignored
+    store = PostgresStore(url)
+    for i, (tag, cost) in enumerate((("key:alpha", 0.25), ("key:alpha", 0.5), ("key:beta", None))):
+        row = {c: None for c in LEDGER_COLUMNS}
+        row.update(request_id=f"r{i}", ts=1000.0 + i, provider="groq", model="m", stream=0, input_tokens=10,
+                   output_tokens=5, cached_tokens=0, usage_estimated=0, cost_usd=cost, attempts=1, tag=tag)
+        store.settle(None, row)
+    monkeypatch.setenv("KNOLLM_DATABASE_URL", url)
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))  # no SQLite ledger here
+    assert main(["usage", "--by", "tag", "--json"]) == 0
+    got = {r["tag"]: (r["calls"], r["cost_usd"], r["unpriced_calls"]) for r in json.loads(capsys.readouterr().out)}
+    assert got == {"key:alpha": (2, 0.75, 0), "key:beta": (1, 0.0, 1)}
+    assert main(["usage", "--tag", "key:nobody"]) == 1
+    err = capsys.readouterr().err
+    assert "no calls in the ledger postgresql://postgres:***@127.0.0.1:" in err and "s3cret-pw" not in err
+    monkeypatch.delenv("KNOLLM_DATABASE_URL")
+    lite = SQLiteStore(tmp_path / "other.db")
+    row = {c: None for c in LEDGER_COLUMNS}
+    row.update(request_id="s1", ts=1.0, provider="groq", model="m", cost_usd=0.125, input_tokens=1,
+               output_tokens=1, usage_estimated=0, attempts=1)
+    lite.settle(None, row)
+    assert main(["usage", "--db", f"sqlite:///{tmp_path / 'other.db'}", "--json"]) == 0
+    assert [r["cost_usd"] for r in json.loads(capsys.readouterr().out)] == [0.125]
+    assert main(["usage", "--db", url, "--json"]) == 0  # a URL through --db
+    assert sum(r["calls"] for r in json.loads(capsys.readouterr().out)) == 3

@@ -70,13 +70,38 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     return out
 
 
+def _ledger_rows(db: str | None, since: float | None, tag: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """(where, rows): the ledger named by ``--db``, else ``$KNOLLM_DATABASE_URL`` (the one
+    ``knollm serve`` replicas share), else the client's SQLite file. A PostgreSQL URL is
+    shown with its password masked."""
+    import os
+    from pathlib import Path
+
+    from knollm.client.store import SQLiteStore, default_db_path
+    from knollm.gateway.db import is_postgres
+
+    url = db or os.environ.get("KNOLLM_DATABASE_URL") or ""
+    if is_postgres(url):
+        from knollm.gateway.db import redact_url
+        from knollm.gateway.pgstore import PostgresStore
+
+        store = PostgresStore(url)
+        try:
+            return redact_url(url), store.rows(since, tag=tag)
+        finally:
+            store.close()
+    path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url) if url else default_db_path()
+    return str(path), (SQLiteStore(path).rows(since, tag=tag) if path.exists() else [])
+
+
 @click.command("usage")
 @click.option("--since", default=None, help="Only calls since then: 7d, 24h, 30m or an ISO date.")
 @click.option("--by", type=click.Choice(_BY), default="provider", show_default=True,
               help="Group by (tag: the caller, e.g. key:<gateway key name>).")
 @click.option("--tag", default=None, metavar="TAG", help="Only calls with this caller tag (e.g. key:ci).")
-@click.option("--db", type=click.Path(dir_okay=False), default=None,
-              help="Ledger file (default $KNOLLM_HOME/knollm.db, else the user data dir).")
+@click.option("--db", default=None, metavar="FILE|URL",
+              help="Ledger: a file, sqlite:///FILE or postgresql://… (default $KNOLLM_DATABASE_URL, "
+                   "else $KNOLLM_HOME/knollm.db, else the user data dir).")
 @output_options
 def command(since: str | None, by: str, tag: str | None, db: str | None, output: dict) -> int:
     """Calls, tokens and cost from the usage ledger that `knollm chat` and knollm.Client write.
@@ -87,13 +112,8 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
     --tag keeps the calls of one caller (the client's tag=, or key:<name> for a gateway
     key); --by tag groups by caller. Exit 1 when the ledger has no matching calls.
     """
-    from pathlib import Path
-
-    from knollm.client.store import SQLiteStore, default_db_path
-
-    path = Path(db) if db else default_db_path()
     t = parse_since(since)
-    rows = SQLiteStore(path).rows(t, tag=tag) if path.exists() else []
+    where, rows = _ledger_rows(db, t, tag)
     agg = summarize(rows, by)
     cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
             "estimated_calls", "saved_usd"]
@@ -101,7 +121,7 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
         if output["format"] == "json":
             emit([], cols, output)
         else:
-            click.echo(f"no calls in the ledger {path}" + (f" tagged {tag!r}" if tag else "")
+            click.echo(f"no calls in the ledger {where}" + (f" tagged {tag!r}" if tag else "")
                        + (f" since {since}" if since else ""), err=True)
         return 1
     emit(agg, cols, output)
