@@ -8,6 +8,10 @@
    errors, wall time, client RSS before/after.
 3. ``knollm chat`` as a whole process to the last token (default cached index) vs
    ``python -c pass``: medians of R runs and their ratio.
+4. the ledger under concurrency: 64 concurrent ``AsyncClient`` calls over a canned
+   transport (no I/O, so only the client's own work counts), without a ledger (baseline),
+   with the SQLite ledger as the client writes it (group commit: calls that finish
+   together share one transaction), and with one transaction per call (``settle``).
 
     python scripts/bench_client.py [--n 300] [--concurrent 500] [--runs 9]
 """
@@ -213,6 +217,68 @@ def bench_cache(n: int) -> None:
     subprocess.run([sys.executable, str(Path(__file__).with_name("bench_cache.py")), "--n", str(n)], check=False)
 
 
+def bench_ledger(n: int = 4000, conc: int = 64) -> None:
+    from knollm import AsyncClient
+    from knollm.client import SQLiteStore
+    from knollm.client.http import Reply
+    from knollm.query.api import Catalog
+    from tests.support.client_fixtures import catalog, model
+
+    answer = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                                      "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 12, "completion_tokens": 5}})
+
+    class Canned:  # an HTTP driver that answers at once (one loop turn, as a socket read would)
+        name = "canned"
+
+        async def post(self, url, headers, body, read, connect):  # noqa: ANN001
+            await asyncio.sleep(0)
+            return Reply(200, {"content-type": "application/json"}, answer)
+
+        async def aclose(self) -> None:
+            pass
+
+        @staticmethod
+        def classify(e: BaseException) -> None:
+            return None
+
+    class OneByOne:  # the same ledger, seen without settle_many: one transaction per call
+        def __init__(self, store: SQLiteStore) -> None:
+            self._store = store
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            if name == "settle_many":
+                raise AttributeError(name)
+            return getattr(self._store, name)
+
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
+    env = {"KNOLLM_GROQ_BASE_URL": "http://127.0.0.1:9/v1", "GROQ_API_KEY": "gsk_bench"}
+    tmp = Path(tempfile.mkdtemp())
+
+    async def per_call(store) -> float:  # noqa: ANN001
+        c = AsyncClient(catalog=cat, env=env, store=store)
+        c._driver = Canned()
+        it = iter(range(n))
+
+        async def worker() -> None:
+            for _ in it:
+                await c.chat("groq/llama-3.3-70b-versatile", MSG)
+
+        await asyncio.gather(*(c.chat("groq/llama-3.3-70b-versatile", MSG) for _ in range(conc)))  # warm
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return (time.perf_counter() - t) / n * 1e6
+
+    base = asyncio.run(per_call(False))
+    group = asyncio.run(per_call(SQLiteStore(tmp / "group.db")))
+    single = asyncio.run(per_call(OneByOne(SQLiteStore(tmp / "single.db"))))
+    print(f"\n4. the ledger at concurrency {conc} ({n} AsyncClient calls, canned transport)")
+    print(f"   no ledger (baseline)        {base:7.1f} us/call")
+    print(f"   SQLite, group commit        {group:7.1f} us/call  (+{group - base:.1f})")
+    print(f"   SQLite, one transaction/call {single:6.1f} us/call  (+{single - base:.1f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
@@ -223,6 +289,7 @@ def main() -> None:
     bench_overhead(a.n)
     bench_concurrent(a.concurrent)
     bench_process(a.runs)
+    bench_ledger()
     bench_cache(max(20, a.n // 3))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
