@@ -44,6 +44,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,6 +64,37 @@ def _pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
 
 
+class _Failed(Exception):
+    """A request that did not answer 200."""
+
+
+async def _drive(one: Any, n: int, conc: int, stream: bool, errors_of: tuple[type[BaseException], ...]
+                 ) -> tuple[list[float], list[float], float, int]:
+    """Run ``one(t0)`` (returns the time to first token, or None) ``n`` times from ``conc``
+    workers: (latencies s, ttfts s, wall s, errors)."""
+    lat: list[float] = []
+    ttft: list[float] = []
+    errors = 0
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        nonlocal errors
+        for _ in queue:
+            t0 = time.perf_counter()
+            try:
+                first = await one(t0)
+            except (_Failed, *errors_of):
+                errors += 1
+                continue
+            lat.append(time.perf_counter() - t0)
+            if stream:
+                ttft.append(first if first is not None else float("nan"))
+
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return lat, ttft, time.perf_counter() - t, errors
+
+
 async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: dict[str, str],
                 client: str = "aiohttp") -> tuple[list[float], list[float], float, int]:
     """(latencies s, ttfts s, wall s, errors) for ``n`` requests at concurrency ``conc``."""
@@ -74,40 +106,23 @@ async def _load(url: str, model: str, n: int, conc: int, stream: bool, headers: 
     if stream:
         body.update(stream=True, stream_options={"include_usage": True})
     payload = json.dumps(body).encode()
-    lat: list[float] = []
-    ttft: list[float] = []
-    errors = 0
-    queue = iter(range(n))
     conn = aiohttp.TCPConnector(limit=conc, force_close=False)
     async with aiohttp.ClientSession(connector=conn, headers={"content-type": "application/json", **headers}) as s:
-        async def worker() -> None:
-            nonlocal errors
-            for _ in queue:
-                t0 = time.perf_counter()
-                try:
-                    async with s.post(url + "/chat/completions", data=payload) as r:
-                        if r.status != 200:
-                            errors += 1
-                            await r.read()
-                            continue
-                        if stream:
-                            first = None
-                            async for line in r.content:
-                                if first is None and line.startswith(b"data: {") and \
-                                        _has_text(line[6:]):
-                                    first = time.perf_counter() - t0
-                            ttft.append(first if first is not None else float("nan"))
-                        else:
-                            await r.read()
-                except aiohttp.ClientError:
-                    errors += 1
-                    continue
-                lat.append(time.perf_counter() - t0)
+        async def one(t0: float) -> float | None:
+            async with s.post(url + "/chat/completions", data=payload) as r:
+                if r.status != 200:
+                    await r.read()
+                    raise _Failed
+                if not stream:
+                    await r.read()
+                    return None
+                first = None
+                async for line in r.content:
+                    if first is None and line.startswith(b"data: {") and _has_text(line[6:]):
+                        first = time.perf_counter() - t0
+                return first
 
-        t = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(conc)))
-        wall = time.perf_counter() - t
-    return lat, ttft, wall, errors
+        return await _drive(one, n, conc, stream, (aiohttp.ClientError,))
 
 
 async def _load_openai(url: str, model: str, n: int, conc: int, stream: bool
@@ -117,36 +132,22 @@ async def _load_openai(url: str, model: str, n: int, conc: int, stream: bool
 
     c = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0,
                            http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=conc)))
-    lat: list[float] = []
-    ttft: list[float] = []
-    errors = 0
-    queue = iter(range(n))
 
-    async def worker() -> None:
-        nonlocal errors
-        for _ in queue:
-            t0 = time.perf_counter()
-            try:
-                if stream:
-                    first = None
-                    async for ch in await c.chat.completions.create(
-                            model=model, messages=MESSAGES, max_tokens=64, stream=True,
-                            stream_options={"include_usage": True}):
-                        if first is None and ch.choices and ch.choices[0].delta.content:
-                            first = time.perf_counter() - t0
-                    ttft.append(first if first is not None else float("nan"))
-                else:
-                    await c.chat.completions.create(model=model, messages=MESSAGES, max_tokens=64)
-            except openai.OpenAIError:
-                errors += 1
-                continue
-            lat.append(time.perf_counter() - t0)
+    async def one(t0: float) -> float | None:
+        if not stream:
+            await c.chat.completions.create(model=model, messages=MESSAGES, max_tokens=64)
+            return None
+        first = None
+        async for ch in await c.chat.completions.create(model=model, messages=MESSAGES, max_tokens=64, stream=True,
+                                                        stream_options={"include_usage": True}):
+            if first is None and ch.choices and ch.choices[0].delta.content:
+                first = time.perf_counter() - t0
+        return first
 
-    t = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(conc)))
-    wall = time.perf_counter() - t
-    await c.close()
-    return lat, ttft, wall, errors
+    try:
+        return await _drive(one, n, conc, stream, (openai.OpenAIError,))
+    finally:
+        await c.close()
 
 
 def _cpu_s(pids: list[int]) -> float:

@@ -11,28 +11,25 @@ accounting, ledger or metrics. Whatever ``knollm serve`` costs above this is its
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_upstream import lifespan, request_body  # noqa: E402
 
 _session = None
+
+
+async def _close() -> None:
+    if _session is not None:
+        await _session.close()
 
 
 async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
     global _session
     if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                if _session is not None:
-                    await _session.close()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = b""
-    while True:
-        msg = await receive()
-        body += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
+        await lifespan(receive, send, _close)
+        return
+    body = await request_body(receive)
     if scope["method"] == "GET":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})

@@ -36,21 +36,33 @@ def _chunks(model: str, usage: bool) -> list[bytes]:
     return out
 
 
-async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+async def lifespan(receive, send, on_shutdown=None):  # noqa: ANN001 - bare ASGI
+    """Answer the ASGI lifespan protocol (``on_shutdown``: a coroutine function run at shutdown)."""
+    while True:
+        msg = await receive()
+        if msg["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif msg["type"] == "lifespan.shutdown":
+            if on_shutdown is not None:
+                await on_shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def request_body(receive) -> bytes:  # noqa: ANN001
     body = b""
     while True:
         msg = await receive()
         body += msg.get("body", b"")
         if not msg.get("more_body"):
-            break
+            return body
+
+
+async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    body = await request_body(receive)
     if scope["method"] == "GET":
         payload = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model"}]}).encode()
         await send({"type": "http.response.start", "status": 200,

@@ -223,31 +223,45 @@ class AsyncHTTPX2(_Httpx2Base):
                 self._clients[i] = None
 
 
-class _AsyncHttpx2Stream:
+class _AsyncStream:
+    """A streamed answer: ``status``, ``headers``, ``read()``, ``batches()`` (the body's
+    lines, one list per network read: what arrived together leaves together). A driver
+    names where its response keeps the status and the bytes."""
+
     def __init__(self, cm: Any) -> None:
         self._cm, self.r = cm, None
 
-    async def __aenter__(self) -> _AsyncHttpx2Stream:
+    async def __aenter__(self) -> _AsyncStream:
         self.r = await self._cm.__aenter__()
-        self.status, self.headers = self.r.status_code, self.r.headers
+        self.status, self.headers = self._status(), self.r.headers
         return self
 
     async def __aexit__(self, *exc: Any) -> Any:
         return await self._cm.__aexit__(*exc)
 
     async def read(self) -> str:
-        return (await self.r.aread()).decode("utf-8", "replace")
+        return (await self._body()).decode("utf-8", "replace")
 
     async def batches(self) -> AsyncIterator[list[str]]:
-        """The body's lines, one list per network read."""
         split = LineSplitter()
-        async for data in self.r.aiter_bytes():
+        async for data in self._chunks():
             lines = split.feed(data)
             if lines:
                 yield lines
         last = split.close()
         if last:
             yield last
+
+
+class _AsyncHttpx2Stream(_AsyncStream):
+    def _status(self) -> int:
+        return self.r.status_code
+
+    def _body(self) -> Any:
+        return self.r.aread()
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.r.aiter_bytes()
 
 
 # --------------------------------------------------------------------------- aiohttp
@@ -353,31 +367,15 @@ class AsyncAiohttp:
             self._session = None
 
 
-class _AiohttpStream:
-    def __init__(self, cm: Any) -> None:
-        self._cm, self.r = cm, None
+class _AiohttpStream(_AsyncStream):
+    def _status(self) -> int:
+        return self.r.status
 
-    async def __aenter__(self) -> _AiohttpStream:
-        self.r = await self._cm.__aenter__()
-        self.status, self.headers = self.r.status, self.r.headers
-        return self
+    def _body(self) -> Any:
+        return self.r.read()
 
-    async def __aexit__(self, *exc: Any) -> Any:
-        return await self._cm.__aexit__(*exc)
-
-    async def read(self) -> str:
-        return (await self.r.read()).decode("utf-8", "replace")
-
-    async def batches(self) -> AsyncIterator[list[str]]:
-        """The body's lines, one list per network read (what arrived together leaves together)."""
-        split = LineSplitter()
-        async for data in self.r.content.iter_any():
-            lines = split.feed(data)
-            if lines:
-                yield lines
-        last = split.close()
-        if last:
-            yield last
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.r.content.iter_any()
 
 
 def async_driver(name: str, max_connections: int) -> Any:
