@@ -12,6 +12,11 @@
    transport (no I/O, so only the client's own work counts), without a ledger (baseline),
    with the SQLite ledger as the client writes it (group commit: calls that finish
    together share one transaction), and with one transaction per call (``settle``).
+5. the HTTP drivers: 64 concurrent ``AsyncClient.chat`` calls (no ledger) against one
+   loopback upstream in its own process (``scripts/bench_upstream.py``), over each
+   driver (``h1``, ``aiohttp``, ``httpx2``), beside the baseline measured in the same
+   run: a bare ``aiohttp.ClientSession.post`` + read of the same request. CPU of this
+   process per call (``time.process_time``) and calls per second.
 
     python scripts/bench_client.py [--n 300] [--concurrent 500] [--runs 9]
 """
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,6 +285,70 @@ def bench_ledger(n: int = 4000, conc: int = 64) -> None:
     print(f"   SQLite, one transaction/call {single:6.1f} us/call  (+{single - base:.1f})")
 
 
+def bench_drivers(n: int = 4000, conc: int = 64) -> None:
+    import aiohttp
+
+    from knollm import AsyncClient
+    from knollm.query.api import Catalog
+    from tests.support.client_fixtures import catalog, model
+    from tests.support.gateway_proc import free_port
+
+    port = free_port()
+    up = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), str(port)])
+    root = f"http://127.0.0.1:{port}/v1"
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
+    env = {"KNOLLM_GROQ_BASE_URL": root, "GROQ_API_KEY": "gsk_bench"}
+    body = json.dumps({"model": "llama-3.3-70b-versatile", "messages": MSG}).encode()
+
+    async def drive(one) -> tuple[float, float]:  # noqa: ANN001
+        it = iter(range(n))
+
+        async def worker() -> None:
+            for _ in it:
+                await one()
+
+        await asyncio.gather(*(one() for _ in range(conc)))  # warm: the pool is open
+        c0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(conc)))
+        return (time.process_time() - c0) / n * 1e6, n / (time.perf_counter() - t0)
+
+    async def bare() -> tuple[float, float]:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as s:
+            async def one() -> None:
+                async with s.post(root + "/chat/completions", data=body,
+                                  headers={"content-type": "application/json", "authorization": "Bearer gsk_bench"}) as r:
+                    json.loads(await r.read())
+            return await drive(one)
+
+    async def client(http: str) -> tuple[float, float]:
+        c = AsyncClient(catalog=cat, env=env, store=False, http=http)
+        try:
+            return await drive(lambda: c.chat("groq/llama-3.3-70b-versatile", MSG))
+        finally:
+            await c.aclose()
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(root + "/models", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        base = asyncio.run(bare())
+        rows = [(h, asyncio.run(client(h))) for h in ("h1", "aiohttp", "httpx2")]
+    finally:
+        up.kill()
+    print(f"\n5. HTTP drivers at concurrency {conc} ({n} calls each, loopback upstream in its own process)")
+    print(f"   bare aiohttp post (baseline)   {base[0]:6.0f} us CPU/call  {base[1]:7.0f} calls/s")
+    for h, (cpu, rate) in rows:
+        label = f"AsyncClient(http={h!r})"
+        print(f"   {label:<31}{cpu:6.0f} us CPU/call  {rate:7.0f} calls/s  "
+              f"({cpu / base[0]:.2f}x the baseline's CPU)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
@@ -290,6 +360,7 @@ def main() -> None:
     bench_concurrent(a.concurrent)
     bench_process(a.runs)
     bench_ledger()
+    bench_drivers()
     bench_cache(max(20, a.n // 3))
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 

@@ -39,7 +39,7 @@ _DRIVER = ["sync"]
 _OPEN: list = []
 
 
-@pytest.fixture(autouse=True, params=["sync", "async-aiohttp", "async-httpx2"])
+@pytest.fixture(autouse=True, params=["sync", "async-h1", "async-aiohttp", "async-httpx2"])
 def driver(request):
     """Every test here runs on the sync Client and on AsyncClient over each HTTP driver."""
     _DRIVER[0] = request.param

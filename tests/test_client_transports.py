@@ -121,13 +121,20 @@ def test_line_splitter_matches_str_splitlines_at_any_chunking():
 
 
 def test_async_driver_choice(monkeypatch):
-    from knollm.client.http import AsyncAiohttp, AsyncHTTPX2, async_driver
+    from knollm.client.drivers import async_driver
+    from knollm.client.h1 import AsyncH1
+    from knollm.client.http import AsyncAiohttp, AsyncHTTPX2
 
-    assert isinstance(async_driver("auto", 10), AsyncAiohttp)
+    assert isinstance(async_driver("auto", 10), AsyncH1)
+    assert isinstance(async_driver("aiohttp", 10), AsyncAiohttp)
     assert isinstance(async_driver("httpx2", 10), AsyncHTTPX2)
-    with pytest.raises(ValueError, match="'auto', 'aiohttp' or 'httpx2'"):
+    with pytest.raises(ValueError, match="'auto', 'h1', 'aiohttp' or 'httpx2'"):
         async_driver("curl", 10)
-    monkeypatch.setitem(sys.modules, "aiohttp", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "httptools", None)  # as if not installed
+    assert isinstance(async_driver("auto", 10), AsyncAiohttp)
+    with pytest.raises(ValueError, match="needs httptools"):
+        async_driver("h1", 10)
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
     assert isinstance(async_driver("auto", 10), AsyncHTTPX2)
     with pytest.raises(ValueError, match="needs aiohttp"):
         async_driver("aiohttp", 10)
@@ -207,7 +214,7 @@ def test_call_cost_cache_write_variable_and_free():
     assert call_cost(half, u) == (None, None, "x/h: no output price in the catalog")
 
 
-@pytest.mark.parametrize("driver", ["sync", "aiohttp", "httpx2"])
+@pytest.mark.parametrize("driver", ["sync", "h1", "aiohttp", "httpx2"])
 def test_https_is_verified_with_one_trust_for_every_driver(tmp_path, monkeypatch, driver):
     """A provider's certificate is checked by every driver against the same trust
     (``SSL_CERT_FILE`` here): untrusted, the call fails before any request reaches the

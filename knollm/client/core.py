@@ -449,7 +449,7 @@ class AsyncClient(_Base):
     ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``."""
 
     def _new_driver(self) -> Any:
-        from knollm.client.http import async_driver
+        from knollm.client.drivers import async_driver
 
         return async_driver(self._http_name, self.max_connections)
 

@@ -1,21 +1,29 @@
 """The HTTP under :class:`~knollm.client.Client` and :class:`~knollm.client.AsyncClient`.
 
 The clients speak to providers through a *driver*: ``post`` (a whole answer) and
-``stream`` (status, headers, then the body's lines in batches, one per network read). Two implementations share every rule above them
-(retries, fallback, accounting), so swapping one changes no behaviour:
+``stream`` (status, headers, then the body's lines in batches, one per network read).
+Three implementations share every rule above them (retries, fallback, accounting), so
+swapping one changes no behaviour:
 
-* ``httpx2``: the default, and the only driver of the sync :class:`Client`;
-* ``aiohttp``: the async driver when ``aiohttp`` is installed (``pip install
-  "knollm[gateway]"``). Measured against the same loopback upstream
-  (``python scripts/bench_gateway.py``) it answers several times the requests per second
-  of httpx2's pool at concurrency 64, which is what ``knollm serve`` needs.
+* ``httpx2``: the only driver of the sync :class:`Client`, and the async fallback;
+* ``h1`` (:mod:`knollm.client.h1`): Knollm's own HTTP/1.1 driver on asyncio and
+  httptools' C parser, when ``httptools`` is installed (``pip install "knollm[gateway]"``);
+* ``aiohttp``: when ``aiohttp`` is installed; ``h1`` hands it the origins that go through
+  a proxy.
 
-``AsyncClient(http="auto" | "aiohttp" | "httpx2")`` picks one; ``auto`` means aiohttp
-when importable. Transport failures become a retryable :class:`ProviderError` with kind
-``timeout`` or ``connection`` (:func:`transport_failure`), the same text for both drivers.
-Neither driver follows redirects (an ``Authorization`` header must not travel to another
-host); both honour ``HTTP(S)_PROXY`` and verify TLS with the same trust (httpcore2's
-default context: the system's CA store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
+Measured against the same loopback upstream at concurrency 64
+(``python scripts/bench_client.py``, section 5), a whole ``AsyncClient.chat`` over ``h1``
+costs less CPU than a bare ``aiohttp`` post of the same request, about half of the call
+over the ``aiohttp`` driver and a tenth of httpx2's; that is what ``knollm serve`` needs.
+
+``AsyncClient(http="auto" | "h1" | "aiohttp" | "httpx2")`` picks one
+(:func:`knollm.client.drivers.async_driver`); ``auto`` means
+``h1``, else aiohttp, else httpx2, whichever is importable first. Transport failures
+become a retryable :class:`ProviderError` with kind ``timeout`` or ``connection``
+(:func:`transport_failure`), the same text for every driver. No driver follows redirects
+(an ``Authorization`` header must not travel to another host); all honour
+``HTTP(S)_PROXY``/``NO_PROXY`` and verify TLS with the same trust (httpcore2's default
+context: the system's CA store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any
 
 from knollm.errors import ProviderError
 
-__all__ = ["Reply", "HTTPX2", "AsyncHTTPX2", "AsyncAiohttp", "async_driver", "transport_failure", "LineSplitter"]
+__all__ = ["Reply", "HTTPX2", "AsyncHTTPX2", "AsyncAiohttp", "transport_failure", "LineSplitter"]
 
 
 class Reply:
@@ -376,18 +384,3 @@ class _AiohttpStream(_AsyncStream):
 
     def _chunks(self) -> AsyncIterator[bytes]:
         return self.r.content.iter_any()
-
-
-def async_driver(name: str, max_connections: int) -> Any:
-    """The async driver called ``name`` (``auto``: aiohttp when importable, else httpx2)."""
-    if name not in ("auto", "aiohttp", "httpx2"):
-        raise ValueError(f"http must be 'auto', 'aiohttp' or 'httpx2', not {name!r}")
-    if name in ("auto", "aiohttp"):
-        try:
-            import aiohttp  # noqa: F401
-        except ImportError:
-            if name == "aiohttp":
-                raise ValueError("http='aiohttp' needs aiohttp: pip install 'knollm[gateway]'") from None
-        else:
-            return AsyncAiohttp(max_connections)
-    return AsyncHTTPX2(max_connections)

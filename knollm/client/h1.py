@@ -1,0 +1,528 @@
+"""``h1``: the async HTTP/1.1 driver, on asyncio protocols and httptools' C parser.
+
+A provider call is one small POST and one small answer (or an event stream), on a
+keep-alive connection to a handful of hosts. A general-purpose client spends most of its
+time per call on what that does not need (cookie jars, multidict headers, tracing hooks,
+payload objects); this driver keeps only the call: one write of the request, the parser's
+callbacks filling a status, a header dict and a body buffer, and a pool of idle
+connections per origin. Measured against the same loopback upstream at concurrency 64
+(``python scripts/bench_client.py``, section 5) it needs about a third of aiohttp's CPU
+per call, which is what ``knollm serve`` needs.
+
+What it does, as the other drivers do:
+
+* a pool per origin (``scheme, host, port``), at most ``max_connections`` open in all,
+  idle connections closed after 5 s (checked when one is taken), a connection the
+  server closed is never reused, and a connection whose answer was not read to the end
+  (a stream left early) is closed, never reused;
+* TLS with httpx2's trust (httpcore2's default context, ALPN ``http/1.1``), verified;
+* ``connect`` bounds opening a connection (TLS handshake included); ``read`` bounds each
+  wait for the server's next bytes;
+* bodies by ``content-length``, chunked or until the connection closes; ``gzip`` and
+  ``deflate`` answers decoded (it asks for ``identity``);
+* no redirects followed; header values with a line break refused;
+* ``HTTP(S)_PROXY`` / ``NO_PROXY``: an origin that goes through a proxy is handed, as a
+  whole, to the aiohttp driver (httpx2 when aiohttp is absent); the decision is made once
+  per origin.
+
+Errors: :class:`H1Timeout` (``connect`` or ``read``) and :class:`H1Error` (the connection
+failed or the answer could not be parsed), classified by :meth:`AsyncH1.classify` into
+the same retryable failures as the other drivers (:func:`knollm.client.http.transport_failure`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from knollm.client.http import LineSplitter, Reply, _json_bytes
+
+__all__ = ["AsyncH1", "H1Error", "H1Timeout"]
+
+_IDLE_S = 5.0  # keep-alive connections idle longer are closed (as httpx and the aiohttp driver do)
+_HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading from the socket
+
+
+class H1Error(Exception):
+    """The connection failed, or the server's answer is not HTTP/1.1 that can be read."""
+
+
+class H1Timeout(H1Error):
+    """``phase`` ``connect`` (opening the connection) or ``read`` (waiting for the server)."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(f"{phase} timed out")
+        self.phase = phase
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection, one request at a time: httptools' callbacks fill the
+    current answer (status, headers, body pieces) and wake whoever waits for it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        import httptools
+
+        self.loop = loop
+        self.parser = httptools.HttpResponseParser(self)
+        self.t: Any = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.buffered = 0
+        self.head_done = self.done = self.keep_alive = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future | None = None
+        self.last = 0.0
+        self.paused = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.last = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except Exception as e:  # noqa: BLE001 - httptools.HttpParserError and callback errors
+            self._fail(H1Error(f"unreadable answer ({type(e).__name__})"))
+            self.t.abort()
+            return
+        if self.buffered > _HIGH_WATER and not self.paused and not self.done:
+            self.paused = True
+            self.t.pause_reading()
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        if self.done or self.error is not None:
+            return
+        h = self.headers
+        if self.head_done and "content-length" not in h and "chunked" not in h.get("transfer-encoding", ""):
+            self.done = True  # a body delimited by the connection's end
+            self._wake()
+        else:
+            self._fail(H1Error("server disconnected" + ("" if exc is None else f" ({type(exc).__name__})")))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        k = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        h = self.headers
+        h[k] = h[k] + ", " + v if k in h else v
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.status >= 200:  # (an interim 1xx answer: the real one follows)
+            self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it once the body ends)
+            self.head_done = True
+            self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+        self.buffered += len(body)
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:
+            self.status, self.headers = 0, {}
+            return
+        self.done = True
+        self._wake()
+
+    # waiting
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = e
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self, read: float) -> None:
+        """Until the parser has something new (or the answer failed); :class:`H1Timeout`
+        when the server sends nothing for ``read`` seconds."""
+        if self.error is not None:
+            raise self.error
+        loop = self.loop
+        self.waiter = w = loop.create_future()
+        self.last = start = loop.time()
+        timer = loop.call_at(start + read, self._check, w, read)
+        try:
+            await w
+        finally:
+            timer.cancel()
+            self.waiter = None
+        if self.error is not None:
+            raise self.error
+
+    def _check(self, w: asyncio.Future, read: float) -> None:
+        if w.done():
+            return
+        due = self.last + read
+        if self.loop.time() >= due:
+            self.error = H1Timeout("read")
+            w.set_result(None)
+        else:  # bytes came that completed nothing yet: wait the rest of the window
+            self.loop.call_at(due, self._check, w, read)
+
+    def take(self) -> bytes:
+        data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+        self.body.clear()
+        self.buffered = 0
+        if self.paused:
+            self.paused = False
+            self.t.resume_reading()
+        return data
+
+
+class _Origin:
+    """What a URL's origin needs: pool key, connect arguments, request line pieces."""
+
+    __slots__ = ("key", "host", "port", "tls", "host_header", "target", "proxied")
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise H1Error(f"unsupported URL scheme {u.scheme!r}")
+        self.tls = u.scheme == "https"
+        self.host = u.hostname
+        self.port = u.port or (443 if self.tls else 80)
+        self.key = (u.scheme, self.host, self.port)
+        default = self.port == (443 if self.tls else 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        hh = host if default else f"{host}:{self.port}"
+        self.host_header = hh.encode("ascii") if hh.isascii() else hh.encode("idna")
+        self.target = ((u.path or "/") + (f"?{u.query}" if u.query else "")).encode("ascii")
+        self.proxied = False
+
+
+def _check_header(k: str, v: str) -> None:
+    if "\n" in v or "\r" in v or "\n" in k or "\r" in k or ":" in k:
+        raise H1Error(f"header {k!r} has a line break or colon; refused")  # never echo the value
+
+
+def _decoder(enc: str) -> Any:
+    enc = enc.strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if enc == "deflate":
+        return _Deflate()
+    raise H1Error(f"the answer is encoded with {enc!r}, which this driver does not decode")
+
+
+class _Deflate:
+    """``deflate``: zlib-wrapped as the RFC says, raw as some servers send it."""
+
+    def __init__(self) -> None:
+        self._d: Any = None
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._d is None:
+            self._d = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
+        return self._d.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._d.flush() if self._d is not None else b""
+
+
+class AsyncH1:
+    """The ``h1`` async driver (see the module's text)."""
+
+    name = "h1"
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max(1, max_connections)
+        self._idle: dict[tuple, deque[_Conn]] = {}
+        self._open = 0
+        self._waiters: deque[asyncio.Future] = deque()
+        self._origins: dict[str, _Origin] = {}
+        self._ssl: Any = None
+        self._proxy_driver: Any = None
+        self._all: set[_Conn] = set()
+
+    # ------------------------------------------------------------------ pieces
+    def _origin(self, url: str) -> _Origin:
+        o = self._origins.get(url)
+        if o is None:
+            o = _Origin(url)
+            o.proxied = _uses_proxy(url)
+            if len(self._origins) > 1000:
+                self._origins.clear()
+            self._origins[url] = o
+        return o
+
+    def _tls(self) -> Any:
+        if self._ssl is None:
+            import httpcore2
+
+            ctx = httpcore2.default_ssl_context()
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._ssl = ctx
+        return self._ssl
+
+    def _proxied(self) -> Any:
+        if self._proxy_driver is None:
+            try:
+                import aiohttp  # noqa: F401
+            except ImportError:
+                from knollm.client.http import AsyncHTTPX2
+
+                self._proxy_driver = AsyncHTTPX2(self.max_connections)
+            else:
+                from knollm.client.http import AsyncAiohttp
+
+                self._proxy_driver = AsyncAiohttp(self.max_connections)
+        return self._proxy_driver
+
+    def _request_bytes(self, o: _Origin, headers: dict, body: bytes) -> bytes:
+        parts = [b"POST ", o.target, b" HTTP/1.1\r\nhost: ", o.host_header, b"\r\n"]
+        given = set()
+        for k, v in headers.items():
+            lk = k.lower()
+            if lk in _OURS:  # framing is the driver's
+                continue
+            _check_header(k, v)
+            given.add(lk)
+            parts += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
+        parts += [line for name, line in _DEFAULT_HEADERS if name not in given]
+        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
+        return b"".join(parts)
+
+    # ------------------------------------------------------------------ pool
+    async def _acquire(self, o: _Origin, connect: float) -> _Conn:
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(o.key)
+        now = loop.time()
+        while idle:
+            c = idle.pop()
+            if not c.closed and now - c.idle_since < _IDLE_S:
+                c._reset()
+                return c
+            self._drop(c)
+        while self._open >= self.max_connections:
+            w = loop.create_future()
+            self._waiters.append(w)
+            try:
+                await w
+            except BaseException:
+                if w in self._waiters:
+                    self._waiters.remove(w)
+                elif not w.cancelled():
+                    self._wake_one()  # the slot handed to us goes to the next waiter
+                raise
+            idle = self._idle.get(o.key)
+            while idle:
+                c = idle.pop()
+                if not c.closed and loop.time() - c.idle_since < _IDLE_S:
+                    c._reset()
+                    return c
+                self._drop(c)
+        self._open += 1
+        try:
+            async with asyncio.timeout(connect):
+                if o.tls:
+                    _, c = await loop.create_connection(lambda: _Conn(loop), o.host, o.port, ssl=self._tls(),
+                                                        server_hostname=o.host)
+                else:
+                    _, c = await loop.create_connection(lambda: _Conn(loop), o.host, o.port)
+        except TimeoutError:
+            self._released_slot()
+            raise H1Timeout("connect") from None
+        except BaseException:
+            self._released_slot()
+            raise
+        self._all.add(c)
+        return c
+
+    def _release(self, o: _Origin, c: _Conn) -> None:
+        """Back to the pool when its answer was read to the end and it may be kept; else closed."""
+        if c.done and c.keep_alive and c.error is None and not c.closed:
+            c.idle_since = c.loop.time()
+            c.body, c.waiter = [], None
+            self._idle.setdefault(o.key, deque()).append(c)
+            self._wake_one()
+            return
+        self._drop(c)
+
+    def _drop(self, c: _Conn) -> None:
+        if c in self._all:
+            self._all.discard(c)
+            if c.t is not None:
+                c.t.abort()  # an answer not read to the end, or a broken one: never reused
+            self._released_slot()
+
+    def _released_slot(self) -> None:
+        self._open -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            w = self._waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+                return
+
+    async def _send(self, o: _Origin, headers: dict, body: dict, read: float, connect: float) -> _Conn:
+        data = self._request_bytes(o, headers, _json_bytes(body))
+        c = await self._acquire(o, connect)
+        try:
+            c.t.write(data)
+            while not c.head_done:
+                await c.wait(read)
+        except BaseException:
+            self._drop(c)
+            raise
+        return c
+
+    # ------------------------------------------------------------------ the driver
+    async def post(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Reply:
+        o = self._origin(url)
+        if o.proxied:
+            return await self._proxied().post(url, headers, body, read, connect)
+        c = await self._send(o, headers, body, read, connect)
+        try:
+            while not c.done:
+                await c.wait(read)
+            data = c.take()
+            dec = _decoder(c.headers.get("content-encoding", ""))
+            if dec is not None:
+                data = dec.decompress(data) + dec.flush()
+        except BaseException:
+            self._drop(c)
+            raise
+        status, hdrs = c.status, c.headers
+        self._release(o, c)
+        return Reply(status, hdrs, data.decode("utf-8", "replace"))
+
+    def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Any:
+        o = self._origin(url)
+        if o.proxied:
+            return self._proxied().stream(url, headers, body, read, connect)
+        return _H1Stream(self, o, headers, body, read, connect)
+
+    @staticmethod
+    def classify(e: BaseException) -> tuple[str, str] | None:
+        import ssl
+
+        if isinstance(e, H1Timeout):
+            return ("connect_timeout" if e.phase == "connect" else "timeout"), type(e).__name__
+        if isinstance(e, (H1Error, OSError, ssl.SSLError, EOFError)):
+            return "connection", type(e).__name__
+        return None
+
+    async def aclose(self) -> None:
+        for c in list(self._all):
+            if c.t is not None:
+                c.t.close()
+        self._all.clear()
+        self._idle.clear()
+        self._open = 0
+        if self._proxy_driver is not None:
+            await self._proxy_driver.aclose()
+            self._proxy_driver = None
+
+
+class _H1Stream:
+    """A streamed answer: ``status``, ``headers``, ``read()``, ``batches()`` (the body's
+    lines, one list per network read)."""
+
+    def __init__(self, drv: AsyncH1, o: _Origin, headers: dict, body: dict, read: float, connect: float) -> None:
+        self._args = (o, headers, body, read, connect)
+        self._drv, self._c = drv, None
+        self._read = read
+
+    async def __aenter__(self) -> _H1Stream:
+        o, headers, body, read, connect = self._args
+        c = self._c = await self._drv._send(o, headers, body, read, connect)
+        self.status, self.headers = c.status, c.headers
+        try:
+            self._dec = _decoder(c.headers.get("content-encoding", ""))
+        except BaseException:
+            self._drv._drop(c)
+            self._c = None
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        c, self._c = self._c, None
+        if c is not None:
+            self._drv._release(self._args[0], c)  # closed unless read to the end
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        c, dec = self._c, self._dec
+        assert c is not None
+        while True:
+            if c.body:  # (more may come, or the end, while the consumer has this piece)
+                data = c.take()
+                if dec is not None:
+                    data = dec.decompress(data)
+                if data:
+                    yield data
+                continue
+            if c.done:
+                if dec is not None:
+                    rest = dec.flush()
+                    if rest:
+                        yield rest
+                return
+            await c.wait(self._read)
+
+    async def read(self) -> str:
+        return b"".join([d async for d in self._chunks()]).decode("utf-8", "replace")
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        split = LineSplitter()
+        async for data in self._chunks():
+            lines = split.feed(data)
+            if lines:
+                yield lines
+        last = split.close()
+        if last:
+            yield last
+
+
+def _user_agent() -> bytes:
+    try:
+        from importlib.metadata import version
+
+        v = version("knollm")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        v = "dev"
+    return f"user-agent: knollm/{v}\r\n".encode()
+
+
+# framing headers the driver writes itself; a caller's are dropped
+_OURS = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect", "upgrade"})
+# sent unless the caller gives its own
+_DEFAULT_HEADERS = (("content-type", b"content-type: application/json\r\n"),
+                    ("accept-encoding", b"accept-encoding: identity\r\n"), ("user-agent", _user_agent()))
+
+
+def _uses_proxy(url: str) -> bool:
+    """Whether ``HTTP(S)_PROXY`` / ``ALL_PROXY`` apply to ``url`` (``NO_PROXY`` honoured), as
+    urllib (and aiohttp's ``trust_env``) decide."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(u.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(u.hostname or "")

@@ -1,0 +1,469 @@
+"""The ``h1`` driver (knollm.client.h1) against a loopback server that writes scripted
+bytes: keep-alive reuse, framing (content-length, chunked, until close), interim 1xx,
+gzip/deflate, connections the server closes, streams left early, the pool limit,
+timeouts, flow control, refused header values, and proxies (every driver)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import threading
+import time
+import zlib
+
+import pytest
+
+pytest.importorskip("httptools")
+
+from knollm.client.h1 import AsyncH1, H1Error, H1Timeout  # noqa: E402
+
+
+class Scripted:
+    """A TCP server on 127.0.0.1: for each request read on a connection it calls
+    ``answer(n, request_bytes) -> (bytes to write, keep the connection open)``; records
+    connections, requests and the most connections open at once."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open = self.max_open = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1/chat/completions"
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self.open += 1
+                self.max_open = max(self.max_open, self.open)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                req, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                with self._lock:
+                    self.requests.append(req)
+                    n = len(self.requests)
+                out, keep = self.answer(n, req)
+                for piece in out if isinstance(out, list) else [out]:
+                    if isinstance(piece, float):
+                        time.sleep(piece)
+                    else:
+                        conn.sendall(piece)
+                if not keep:
+                    return
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self.open -= 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: " + str(len(body)).encode() + \
+        b"\r\n" + extra + b"\r\n" + body
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def server(request):
+    servers = []
+
+    def make(answer):
+        s = Scripted(answer)
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+async def post(drv, url, headers=None, read=5.0):
+    return await drv.post(url, headers or {"authorization": "Bearer sk-test"}, {"model": "m", "messages": []},
+                          read, 5.0)
+
+
+def test_keep_alive_reuses_one_connection_and_writes_a_plain_request(server):
+    s = server(lambda n, req: (ok(b'{"n": %d}' % n), True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return [await post(d, s.url) for _ in range(5)]
+        finally:
+            await d.aclose()
+
+    replies = run(go())
+    assert [r.text for r in replies] == [f'{{"n": {i}}}' for i in range(1, 6)]
+    assert replies[0].status == 200 and replies[0].headers.get("content-type") == "application/json"
+    assert s.connections == 1  # kept alive and reused
+    head = s.requests[0].split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert head[0] == "POST /v1/chat/completions HTTP/1.1"
+    names = [line.split(":", 1)[0].lower() for line in head[1:]]
+    assert sorted(names) == sorted(["host", "authorization", "content-type", "accept-encoding", "user-agent",
+                                    "content-length"])  # each once
+    assert f"host: 127.0.0.1:{s.port}" in head and "authorization: Bearer sk-test" in head
+    assert s.requests[0].endswith(b'{"model":"m","messages":[]}')
+
+
+def test_connection_close_and_http10_answers_are_not_reused(server):
+    def answer(n, req):
+        if n == 1:
+            return ok(b"{}", b"connection: close\r\n"), False
+        if n == 2:  # HTTP/1.0, body until the connection ends
+            return b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\n\r\n" + b'{"until": "close"}', False
+        return ok(b'{"third": true}'), True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return [(await post(d, s.url)).text for _ in range(3)]
+        finally:
+            await d.aclose()
+
+    assert run(go()) == ["{}", '{"until": "close"}', '{"third": true}']
+    assert s.connections == 3
+
+
+def test_chunked_gzip_deflate_and_interim_1xx(server):
+    payload = b'{"text": "' + ",".join(str(i * 7919 % 10007) for i in range(1500)).encode() + b'"}'
+    gz = gzip.compress(payload)
+    raw_deflate = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw = raw_deflate.compress(payload) + raw_deflate.flush()
+
+    def answer(n, req):
+        if n == 1:  # chunked, with a chunk extension, gzip
+            assert len(gz) > 200
+            parts = [gz[:100], gz[100:]]
+            body = b"".join(b"%x;ext=1\r\n" % len(p) + p + b"\r\n" for p in parts) + b"0\r\n\r\n"
+            return b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n" + body, True
+        if n == 2:  # raw deflate, as some servers send it
+            return ok(raw, b"content-encoding: deflate\r\n"), True
+        return [b"HTTP/1.1 100 Continue\r\n\r\n", 0.05, ok(b'{"after": "continue"}')], True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return [(await post(d, s.url)).text for _ in range(3)]
+        finally:
+            await d.aclose()
+
+    a, b, c = run(go())
+    assert a == payload.decode() and b == payload.decode() and c == '{"after": "continue"}'
+    assert s.connections == 1
+
+
+def test_broken_answers_are_connection_failures(server):
+    def answer(n, req):
+        if n == 1:  # promises 100 bytes, sends 5, closes
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", False
+        if n == 2:
+            return b"NOT HTTP AT ALL\r\n\r\n", True
+        return b"", False  # closes without a word
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        errors = []
+        try:
+            for _ in range(3):
+                with pytest.raises(H1Error) as ei:
+                    await post(d, s.url)
+                errors.append(ei.value)
+            return errors
+        finally:
+            await d.aclose()
+
+    for e in run(go()):
+        assert AsyncH1.classify(e) == ("connection", "H1Error")
+        assert "sk-test" not in str(e)
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(server):
+    s = server(lambda n, req: (ok(b"{}", b"keep-alive: timeout=1\r\n"), n != 1))  # closes after the first answer
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            await post(d, s.url)
+            await asyncio.sleep(0.2)  # the close reaches the pool
+            return (await post(d, s.url)).status
+        finally:
+            await d.aclose()
+
+    assert run(go()) == 200 and s.connections == 2
+
+
+def test_idle_connections_expire(server, monkeypatch):
+    import knollm.client.h1 as h1
+
+    monkeypatch.setattr(h1, "_IDLE_S", 0.1)
+    s = server(lambda n, req: (ok(b"{}"), True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            await post(d, s.url)
+            await asyncio.sleep(0.3)
+            await post(d, s.url)
+        finally:
+            await d.aclose()
+
+    run(go())
+    assert s.connections == 2
+
+
+def test_a_stream_left_early_closes_its_connection(server):
+    def answer(n, req):
+        if n == 1:
+            events = b"".join(b"data: {\"i\": %d}\n\n" % i for i in range(3))
+            return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                    b"%x\r\n" % len(events) + events + b"\r\n", 1.0, b"0\r\n\r\n"], True
+        return ok(b'{"next": 1}'), True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            st = d.stream(s.url, {}, {"stream": True}, 5.0, 5.0)
+            async with st:
+                assert st.status == 200 and st.headers["content-type"] == "text/event-stream"
+                async for lines in st.batches():
+                    first = lines
+                    break
+            r = await post(d, s.url)
+            return first, r.text
+        finally:
+            await d.aclose()
+
+    first, nxt = run(go())
+    assert first[0] == 'data: {"i": 0}' and nxt == '{"next": 1}'
+    assert s.connections == 2  # the half-read stream's connection was closed, not reused
+
+
+def test_a_stream_read_to_the_end_keeps_its_connection(server):
+    def answer(n, req):
+        events = b"data: {\"i\": 0}\n\ndata: [DONE]\n\n"
+        return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                b"%x\r\n" % len(events) + events + b"\r\n", 0.02, b"0\r\n\r\n"], True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        out = []
+        try:
+            for _ in range(2):
+                async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
+                    out.append([line async for lines in st.batches() for line in lines])
+            return out
+        finally:
+            await d.aclose()
+
+    a, b = run(go())
+    assert a == b == ['data: {"i": 0}', "", "data: [DONE]", ""]
+    assert s.connections == 1
+
+
+def test_a_stream_that_ends_while_its_reader_is_busy_loses_nothing(server):
+    """The last bytes and the connection's end arrive while the reader is away: both
+    pieces are read (a body delimited by the close, as many SSE servers send it)."""
+    def answer(n, req):
+        return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+                b"data: 1\n\n", 0.05, b"data: 2\n\n"], False
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        lines = []
+        try:
+            async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
+                async for batch in st.batches():
+                    lines += batch
+                    await asyncio.sleep(0.3)  # meanwhile: the rest, then the close
+            return lines
+        finally:
+            await d.aclose()
+
+    assert run(go()) == ["data: 1", "", "data: 2", ""]
+
+
+def test_the_pool_never_opens_more_than_max_connections(server):
+    s = server(lambda n, req: ([0.05, ok(b"{}")], True))
+
+    async def go():
+        d = AsyncH1(2)
+        try:
+            return await asyncio.gather(*[post(d, s.url) for _ in range(8)])
+        finally:
+            await d.aclose()
+
+    assert [r.status for r in run(go())] == [200] * 8
+    assert s.max_open == 2 and s.connections == 2
+
+
+def test_read_timeouts_before_and_during_a_body(server):
+    def answer(n, req):
+        if n == 1:
+            return [2.0], False  # says nothing
+        # the head, part of the body, then silence
+        return [b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", 2.0], False
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            out = []
+            for _ in range(2):
+                t0 = time.monotonic()
+                with pytest.raises(H1Timeout) as ei:
+                    await post(d, s.url, read=0.3)
+                out.append((ei.value, time.monotonic() - t0))
+            return out
+        finally:
+            await d.aclose()
+
+    for e, took in run(go()):
+        assert e.phase == "read" and AsyncH1.classify(e) == ("timeout", "H1Timeout")
+        assert took < 1.9  # it did not wait for the server
+
+
+def test_a_large_streamed_body_is_flow_controlled_and_complete(server):
+    import knollm.client.h1 as h1
+
+    size = 4 * h1._HIGH_WATER
+    block = b"y" * 65536
+
+    def answer(n, req):
+        return [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size] + [block] * (size // len(block)), True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
+                await asyncio.sleep(0.3)  # the reader is slow: the socket is paused, not buffered without bound
+                c = st._c
+                paused_at = c.buffered
+                text = await st.read()
+            return paused_at, len(text)
+        finally:
+            await d.aclose()
+
+    paused_at, n = run(go())
+    assert n == size
+    assert paused_at < size  # reading stopped near the high-water mark
+
+
+def test_a_header_value_with_a_line_break_is_refused_without_echoing_it(server):
+    s = server(lambda n, req: (ok(b"{}"), True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            with pytest.raises(H1Error) as ei:
+                await post(d, s.url, {"authorization": "Bearer sk-secret\r\nx-injected: 1"})
+            return ei.value
+        finally:
+            await d.aclose()
+
+    e = run(go())
+    assert "sk-secret" not in str(e) and "authorization" in str(e)
+    assert s.requests == []
+
+
+def test_connect_failures_are_classified(server):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens here once closed
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            with pytest.raises(OSError) as ei:
+                await post(d, f"http://127.0.0.1:{port}/v1/chat/completions")
+            return ei.value
+        finally:
+            await d.aclose()
+
+    assert AsyncH1.classify(run(go()))[0] == "connection"
+
+
+# --------------------------------------------------------------------------- proxies, every driver
+@pytest.mark.parametrize("driver", ["sync", "h1", "aiohttp", "httpx2"])
+def test_every_driver_honours_http_proxy_and_no_proxy(server, monkeypatch, driver):
+    """``HTTP_PROXY`` sends a provider call through the proxy (the absolute-form request
+    line names the provider's host); ``NO_PROXY`` naming that host sends it direct."""
+    from knollm import Client
+    from knollm.query.api import Catalog
+    from tests.support.async_facade import AsyncFacade
+    from tests.support.client_fixtures import catalog, model
+
+    answer = (b'{"id": "x", "object": "chat.completion", "model": "llama-3.3-70b-versatile", "choices": '
+              b'[{"index": 0, "message": {"role": "assistant", "content": "via %s"}, "finish_reason": "stop"}], '
+              b'"usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}')
+    proxy = server(lambda n, req: (ok(answer % b"proxy"), True))
+    direct = server(lambda n, req: (ok(answer % b"direct"), True))
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
+
+    def call(host):
+        env = {"KNOLLM_GROQ_BASE_URL": f"http://{host}:{direct.port}/v1", "GROQ_API_KEY": "gsk-proxy"}
+        c = Client(catalog=cat, env=env, store=False, retries=0) if driver == "sync" else \
+            AsyncFacade(http=driver, catalog=cat, env=env, store=False, retries=0)
+        try:
+            return c.chat("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}]).content
+        finally:
+            c.close()
+
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                 "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+    assert call("provider.test") == "via proxy"
+    line = proxy.requests[-1].split(b"\r\n")[0]
+    assert line == f"POST http://provider.test:{direct.port}/v1/chat/completions HTTP/1.1".encode()
+    assert direct.requests == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert call("127.0.0.1") == "via direct"
+    assert len(proxy.requests) == 1 and len(direct.requests) == 1
