@@ -358,3 +358,31 @@ def test_a_network_store_is_called_off_the_event_loop(srv, tmp_path):
     assert store.threads and loop_thread not in store.threads
     assert sorted(r["request_id"] for r in store.rows()) == sorted(r.request_id for r in results)
     assert store.spent(Budget(1.0, "day")) == pytest.approx(sum(r.cost_usd for r in results))
+
+
+def test_request_ids_are_unique_across_forked_processes():
+    """``new_id``: 32 hex digits; a forked child draws its own random half, so ids from
+    processes sharing one ledger (gateway workers) never collide."""
+    import os
+    import re
+
+    from knollm.client.result import new_id
+
+    r, w = os.pipe()
+    pids = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:  # a child: 1000 ids to the pipe
+            os.close(r)
+            os.write(w, ("\n".join(new_id() for _ in range(1000)) + "\n").encode())
+            os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    mine = [new_id() for _ in range(1000)]
+    with os.fdopen(r) as f:  # read to the end before waiting: the children fill the pipe
+        theirs = f.read().split()
+    for pid in pids:
+        os.waitpid(pid, 0)
+    ids = mine + theirs
+    assert len(theirs) == 3000 and len(set(ids)) == 4000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)

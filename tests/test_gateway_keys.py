@@ -147,6 +147,36 @@ def test_request_time_limit(servers, tmp_path):
         servers["groq"].default = "ok"
 
 
+def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):
+    """The limit covers the whole request, stream included: a stream whose upstream goes
+    silent after the first token ends, within the limit, with a ``timeout`` error event
+    (the client's own stall timeout is longer here); the gateway keeps serving."""
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
+    opts = json.loads(env["KNOLLM_GATEWAY_CLIENT_OPTIONS"])
+    env["KNOLLM_GATEWAY_CLIENT_OPTIONS"] = json.dumps({**opts, "stall_timeout": 30})
+    servers["groq"].faults("stall")
+    servers["groq"].hang_s = 3.0
+    try:
+        with GatewayProcess(env) as gw:
+            req = urllib.request.Request(gw.base_url + "/chat/completions", method="POST",
+                                         headers={"content-type": "application/json"},
+                                         data=json.dumps({"model": GROQ, "messages": MSG, "stream": True}).encode())
+            t = time.monotonic()
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert r.status == 200
+                events = [line[6:] for line in r.read().decode().splitlines() if line.startswith("data: ")]
+            took = time.monotonic() - t
+            assert json.loads(events[0])["choices"][0]["delta"]["content"]  # the first token came through
+            err = json.loads(events[-1])["error"]
+            assert err["type"] == "timeout" and took < 2.5
+            status, _, body = call(gw.base_url, None, TOGETHER)
+            assert status == 200
+            metrics = urllib.request.urlopen(gw.base_url.replace("/v1", "/metrics"), timeout=10).read().decode()
+            assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="504"} 1' in metrics
+    finally:
+        servers["groq"].script.clear()
+
+
 # --------------------------------------------------------------------------- 2 replicas, 1 PostgreSQL
 def _burst(urls: list[str], key: str | None, n: int) -> list[tuple[int, dict]]:
     def one(i: int) -> tuple[int, dict]:

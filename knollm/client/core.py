@@ -9,7 +9,7 @@ from typing import Any
 
 from knollm.client.engine import Outcome, flow, parse_answer
 from knollm.client.http import transport_failure
-from knollm.client.result import ChatResult, OpenAIObject
+from knollm.client.result import ChatResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
 from knollm.client.transports import StreamState, classify_error, get_shape
 from knollm.errors import KnollmError, ProviderError
@@ -610,9 +610,7 @@ class _Completions:
 
     @staticmethod
     def _chunks(s: ChatStream) -> Iterator[OpenAIObject]:
-        import uuid
-
-        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        rid, created = f"chatcmpl-{new_id()}", int(time.time())
         for x in s:
             if isinstance(x, str):
                 yield _chunk(rid, created, str(s.target), {"content": x})
@@ -626,9 +624,7 @@ class _Completions:
 
     @staticmethod
     async def _achunks(s: AsyncChatStream) -> AsyncIterator[OpenAIObject]:
-        import uuid
-
-        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        rid, created = f"chatcmpl-{new_id()}", int(time.time())
         async for x in s:
             if isinstance(x, str):
                 yield _chunk(rid, created, str(s.target), {"content": x})

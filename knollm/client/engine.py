@@ -13,12 +13,11 @@ It ends by returning a :class:`ChatResult` (``StopIteration.value``) or raising 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Generator
 
 from knollm.client.accounting import call_cost, estimate_tokens
-from knollm.client.result import ChatResult, Usage
+from knollm.client.result import ChatResult, Usage, new_id
 from knollm.client.routing import Deployment, Plan
 from knollm.client.transports import Parsed, classify_error, get_shape
 from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
@@ -149,7 +148,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
                     u.output_tokens / (gen_ms / 1000) if stream and gen_ms > 1 and u.output_tokens else None)
     d.breaker.record(True)
     d.slot.limiter.correct(ev, u.input_tokens + u.output_tokens)
-    rq = uuid.uuid4().hex
+    rq = new_id()
     res = ChatResult(
         content=p.content, provider=d.provider, model=d.model, key=d.slot.label, target=plan.target,
         finish_reason=p.finish_reason, tool_calls=p.tool_calls, usage=u, cost_usd=cost, price_source=source,

@@ -465,7 +465,9 @@ class _H1Stream:
         if c is not None:
             self._drv._release(self._args[0], c)  # closed unless read to the end
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def _pieces(self) -> list[bytes]:
+        """The body bytes that came since the last call (decoded), waiting for some;
+        ``[]`` at the end of the body."""
         c, dec = self._c, self._dec
         assert c is not None
         while True:
@@ -474,23 +476,31 @@ class _H1Stream:
                 if dec is not None:
                     data = dec.decompress(data)
                 if data:
-                    yield data
+                    return [data]
                 continue
             if c.done:
                 if dec is not None:
-                    rest = dec.flush()
+                    rest, self._dec = dec.flush(), None
                     if rest:
-                        yield rest
-                return
+                        return [rest]
+                return []
             await c.wait(self._read)
 
     async def read(self) -> str:
-        return b"".join([d async for d in self._chunks()]).decode("utf-8", "replace")
+        out = []
+        while True:
+            got = await self._pieces()
+            if not got:
+                return b"".join(out).decode("utf-8", "replace")
+            out += got
 
     async def batches(self) -> AsyncIterator[list[str]]:
         split = LineSplitter()
-        async for data in self._chunks():
-            lines = split.feed(data)
+        while True:
+            got = await self._pieces()
+            if not got:
+                break
+            lines = split.feed(got[0])
             if lines:
                 yield lines
         last = split.close()

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Usage", "ChatResult", "OpenAIObject"]
+__all__ = ["Usage", "ChatResult", "OpenAIObject", "new_id"]
+
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNT = itertools.count()
+
+
+def _reseed() -> None:
+    global _ID_PREFIX, _ID_COUNT
+    _ID_PREFIX, _ID_COUNT = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reseed)
+
+
+def new_id() -> str:
+    """32 hex digits, unique across processes and machines: 64 random bits drawn once per
+    process (again in a forked child) and a 64-bit counter. Request and response ids on
+    the hot path: ``uuid4`` asks the kernel for randomness on every id (~2 us)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNT):016x}"
 
 
 @dataclass

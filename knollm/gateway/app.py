@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
@@ -27,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from knollm.client.result import new_id
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
 from knollm.gateway.keys import GatewayKey, KeyStore
@@ -177,20 +177,14 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     m = metrics or Metrics()
     access = _Access(store, cfg)
 
-    async def read_json(request: Request) -> Any:
+    async def read_json(request: _ChatRequest) -> Any:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > cfg.max_body_bytes:
             raise GatewayError(f"request body over the limit of {cfg.max_body_bytes} bytes", status=413,
                                type="invalid_request_error", code="request_too_large")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cfg.max_body_bytes:
-                raise GatewayError(f"request body over the limit of {cfg.max_body_bytes} bytes", status=413,
-                                   type="invalid_request_error", code="request_too_large")
-            chunks.append(chunk)
+        data = await request.body(cfg.max_body_bytes)
         try:
-            return orjson.loads(b"".join(chunks))
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             raise GatewayError("the request body is not valid JSON", status=400) from None
 
@@ -227,7 +221,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return Response(_dumps(error_body(err, anthropic)), status_code=err.status, headers=headers,
                         media_type="application/json")
 
-    async def serve_chat(request: Request, route: str, anthropic: bool) -> Response:
+    async def serve_chat(request: _ChatRequest, route: str, anthropic: bool) -> Response:
         started = time.perf_counter()
         alias = "?"
         m.in_flight += 1
@@ -247,9 +241,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         if body.get("stream"):
             return await _stream(body, targets, tag, key, held, route, started, alias, anthropic)
         outcome: Outcome | None = None
+        deadline = _Deadline(cfg.timeout_s)
         try:
-            async with asyncio.timeout(cfg.timeout_s):
-                resp, outcome = await backend.complete(body, targets=targets, tag=tag)
+            resp, outcome = await deadline.wait(backend.complete(body, targets=targets, tag=tag))
         except BaseException as e:  # noqa: BLE001
             outcome = getattr(e, "outcome", None)
             await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
@@ -257,6 +251,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             if isinstance(e, asyncio.CancelledError):
                 raise
             return error_response(route, started, e, alias, anthropic)
+        finally:
+            deadline.cancel()
         await access.settle(key, held, outcome)
         m.in_flight -= 1
         record(route, 200, started, outcome, alias)
@@ -269,15 +265,15 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
                       held: float, route: str, started: float, alias: str, anthropic: bool) -> Response:
-        deadline = time.monotonic() + cfg.timeout_s
+        deadline = _Deadline(cfg.timeout_s)  # the whole request, stream included
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         stream = backend.stream(body, targets=targets, tag=tag)
         try:
-            async with asyncio.timeout(cfg.timeout_s):
-                first = await stream.__anext__()
+            first = await deadline.wait(stream.__anext__())
         except StopAsyncIteration:
             first = None
         except BaseException as e:  # noqa: BLE001
+            deadline.cancel()
             outcome = getattr(e, "outcome", None) or getattr(stream, "outcome", None)
             await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
             m.in_flight -= 1
@@ -286,7 +282,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return error_response(route, started, e, alias, anthropic, outcome)
         headers = _knollm_headers(stream.outcome, streaming=True)
         model_name = body["model"]
-        conv = AnthropicStream(model_name, "msg_" + uuid.uuid4().hex[:24]) if anthropic else None
+        conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
 
         def sse(chunk: dict[str, Any]) -> list[bytes]:
             if conv is not None:
@@ -322,8 +318,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                     if data:
                         yield data, True
                     try:
-                        async with asyncio.timeout(max(0.001, deadline - time.monotonic())):
-                            batch = await stream.__anext__()
+                        batch = await deadline.wait(stream.__anext__())
                     except StopAsyncIteration:
                         batch = None
                 yield tail(), False
@@ -338,6 +333,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 else:
                     yield b"data: " + _dumps(error_body(err)) + b"\n\n", False
             finally:
+                deadline.cancel()
                 try:
                     await stream.aclose()
                 finally:
@@ -427,11 +423,11 @@ class _GatewayApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        request = Request(scope, receive, send)
+        request = _ChatRequest(scope, receive)
         try:
             response = await hit[0](request)
         except Exception as e:  # noqa: BLE001 - as Starlette's error middleware would: a JSON 500
-            response = await hit[1](request, e)
+            response = await hit[1](Request(scope, receive, send), e)
         await response(scope, receive, send)
 
 
@@ -452,6 +448,7 @@ class _EventStream(Response):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         task = asyncio.current_task()
         gone = ended = False
+        watcher = None
 
         async def watch() -> None:
             nonlocal gone
@@ -461,11 +458,16 @@ class _EventStream(Response):
                 gone = True
                 task.cancel()
 
-        watcher = asyncio.ensure_future(watch())
+        it = self.body_iterator
         try:
+            data, more = await it.__anext__()  # the first piece: the first batch is already here
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            more = True
-            async for data, more in self.body_iterator:
+            if not more:  # the whole stream in one write: nothing to watch for
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+                return
+            watcher = asyncio.ensure_future(watch())
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+            async for data, more in it:
                 ended = not more
                 await send({"type": "http.response.body", "body": data, "more_body": more})
             if more:
@@ -475,8 +477,78 @@ class _EventStream(Response):
                 raise
             task.uncancel()  # the client left: nothing more to send
         finally:
-            watcher.cancel()
-            await self.body_iterator.aclose()
+            if watcher is not None:
+                watcher.cancel()
+            await it.aclose()
+
+
+class _ChatRequest:
+    """What the chat handlers read of a request: ``headers`` (a dict, lower-case names as
+    ASGI gives them; a repeated header keeps its first value) and the body, read straight
+    from ``receive`` up to a limit (Starlette's ``Request`` costs more than the handlers use)."""
+
+    __slots__ = ("scope", "receive", "headers")
+
+    def __init__(self, scope: Any, receive: Any) -> None:
+        self.scope, self.receive = scope, receive
+        h: dict[str, str] = {}
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1")
+            if name not in h:
+                h[name] = v.decode("latin-1")
+        self.headers = h
+
+    async def body(self, limit: int) -> bytes:
+        chunks, size = [], 0
+        while True:
+            msg = await self.receive()
+            if msg["type"] == "http.disconnect":
+                raise GatewayError("the client went away before its request arrived", status=499,
+                                   type="invalid_request_error", code="client_disconnected")
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise GatewayError(f"request body over the limit of {limit} bytes", status=413,
+                                   type="invalid_request_error", code="request_too_large")
+            chunks.append(chunk)
+            if not msg.get("more_body"):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _Deadline:
+    """A request's time limit: one timer for the whole request (stream included) instead
+    of an ``asyncio.timeout`` around every wait. :meth:`wait` awaits the upstream and
+    raises ``TimeoutError`` when the limit passes meanwhile (or has passed); the timer
+    cancels the task only while it waits there, never in the middle of a write."""
+
+    __slots__ = ("task", "handle", "expired", "waiting")
+
+    def __init__(self, seconds: float) -> None:
+        self.task = asyncio.current_task()
+        self.expired = self.waiting = False
+        self.handle = asyncio.get_running_loop().call_later(seconds, self._fire)
+
+    def _fire(self) -> None:
+        self.expired = True
+        if self.waiting and self.task is not None:
+            self.task.cancel()
+
+    async def wait(self, aw: Any) -> Any:
+        if self.expired:
+            aw.close()
+            raise TimeoutError
+        self.waiting = True
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            if self.expired and self.task is not None and self.task.uncancel() == 0:
+                raise TimeoutError from None  # our cancel, and no one else's
+            raise
+        finally:
+            self.waiting = False
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 def _knollm_meta(o: Outcome | None) -> dict[str, Any]:

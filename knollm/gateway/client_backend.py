@@ -7,9 +7,9 @@ HTTP statuses and OpenAI error types (:func:`map_client_error`).
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
+from knollm.client.result import new_id
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Outcome
 
@@ -102,7 +102,7 @@ class _ClientStream:
     async def _run(self) -> Any:
         from knollm.errors import ClientError
 
-        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        rid, created = f"chatcmpl-{new_id()}", int(time.time())
         src, o = self._source, self.outcome
         first = True
         res = None
