@@ -15,14 +15,15 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start
+from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start, row_values
 from knollm.gateway.db import Database, PostgresDatabase, open_database
 
 __all__ = ["PostgresStore", "open_store"]
 
 _TYPES = ("TEXT UNIQUE NOT NULL", "DOUBLE PRECISION NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL",
           "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TEXT",
-          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION", "TEXT")
+          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION", "TEXT",
+          "TEXT NOT NULL DEFAULT 'ok'")
 
 
 def _lock_id(budget: Budget) -> int:
@@ -51,6 +52,8 @@ class PostgresStore:
             # columns added since the first version (a ledger keeps its rows)
             self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION")
             self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS tag TEXT")
+            # ok, or interrupted (a stream cut after its output started); older rows read ok
+            self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS outcome TEXT NOT NULL DEFAULT 'ok'")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
             self.db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, "
@@ -107,7 +110,7 @@ class PostgresStore:
         si = LEDGER_COLUMNS.index("stream")
         with self.db.tx():
             for reservation_id, row in items:
-                vals = [row.get(c) for c in LEDGER_COLUMNS]
+                vals = row_values(row)
                 if isinstance(vals[si], bool):
                     vals[si] = int(vals[si])
                 if reservation_id is not None:
