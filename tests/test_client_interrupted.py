@@ -223,3 +223,27 @@ def test_async_break_then_aclose_and_plain_break(srv, tmp_path, driver):
             assert store.spent(GROQ_BUDGET) == pytest.approx(sum(r["cost_usd"] for r in store.rows()))
 
     asyncio.run(main())
+
+
+def test_interrupted_streams_on_a_postgres_ledger(srv, driver, postgres_server):
+    """The PostgreSQL store (``blocking``: AsyncClient writes from a worker thread): an
+    upstream cut and a caller's close each leave one interrupted row, holds settled."""
+    import uuid
+
+    from knollm.gateway.pgstore import PostgresStore
+
+    store = PostgresStore(postgres_server.create_database("i_" + uuid.uuid4().hex[:10]))
+    c, _ = client(srv, None, store=store)
+    srv["groq"].faults("cut3")
+    with pytest.raises(StreamInterrupted):
+        list(c.stream(GROQ, MSG))
+    srv["groq"].faults("stall")
+    srv["groq"].hang_s = 2.0
+    with c.stream(GROQ, MSG) as s:
+        for _ in s:
+            break
+    rows = store.rows()
+    assert [(r["outcome"], r["output_tokens"], r["stream"]) for r in rows] == [
+        ("interrupted", estimate_tokens("Hello from groq! "), 1), ("interrupted", estimate_tokens("Hello "), 1)]
+    assert store.spent(GROQ_BUDGET) == pytest.approx(sum(r["cost_usd"] for r in rows))
+    store.close()

@@ -173,6 +173,51 @@ def test_postgres_store_tag_column_added_to_an_older_ledger(postgres_server):
         assert con.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'calls_tag'").fetchone() == (1,)
 
 
+def test_postgres_ledger_from_before_outcome_gains_it(postgres_server):
+    """A v3 PostgreSQL ledger (tag, no outcome) gains ``outcome`` NOT NULL DEFAULT 'ok' in
+    place: old rows read ok; interrupted rows go in through group commit (settle_many), and
+    their hold is settled with their cost."""
+    import psycopg
+
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("o_" + uuid.uuid4().hex[:10])
+    with psycopg.connect(url, autocommit=True) as con:  # the tables as schema v3 made them
+        con.execute("CREATE TABLE calls (id BIGSERIAL PRIMARY KEY, request_id TEXT UNIQUE NOT NULL, "
+                    "ts DOUBLE PRECISION NOT NULL, target TEXT, alias TEXT, provider TEXT NOT NULL, model TEXT NOT NULL, "
+                    "key_label TEXT, stream INTEGER, input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, "
+                    "cache_write_tokens INTEGER, usage_estimated INTEGER, cost_usd DOUBLE PRECISION, price_source TEXT, "
+                    "unpriced_reason TEXT, ttft_ms DOUBLE PRECISION, duration_ms DOUBLE PRECISION, attempts INTEGER, "
+                    "saved_usd DOUBLE PRECISION, tag TEXT)")
+        con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, provider TEXT, "
+                    "alias TEXT, key_label TEXT, amount DOUBLE PRECISION NOT NULL, tag TEXT)")
+        for i in range(3):
+            con.execute("INSERT INTO calls (request_id, ts, provider, model, cost_usd, tag) VALUES (%s, %s, 'groq', "
+                        "'m', 0.25, 'key:ci')", (f"v3-{i}", 5.0 + i))
+    store = PostgresStore(url)
+    PostgresStore(url)  # a second replica starting finds the column there
+    assert [(r["request_id"], r["cost_usd"], r["tag"], r["outcome"]) for r in store.rows()] == [
+        (f"v3-{i}", 0.25, "key:ci", "ok") for i in range(3)]
+    budget = Budget(10.0, "total", tag="key:ci")
+    scope = {"provider": "groq", "alias": None, "key_label": "K", "tag": "key:ci"}
+    rid, _ = store.reserve([budget], scope, 2.0)
+    assert store.spent(budget) == pytest.approx(0.75 + 2.0)
+    assert store.settle_many([
+        (rid, {"request_id": "cut", "ts": 10.0, "provider": "groq", "model": "m", "stream": True, "cost_usd": 0.0625,
+               "usage_estimated": 2, "tag": "key:ci", "outcome": "interrupted"}),
+        (None, {"request_id": "answered", "ts": 11.0, "provider": "groq", "model": "m", "cost_usd": 0.5})]) == \
+        [True, True]
+    assert store.settle(None, {"request_id": "cut", "ts": 12.0, "provider": "groq", "model": "m",
+                               "outcome": "interrupted"}) is False  # never twice
+    assert [(r["request_id"], r["outcome"], r["usage_estimated"]) for r in store.rows(since=10.0)] == [
+        ("cut", "interrupted", 2), ("answered", "ok", None)]
+    assert store.spent(budget) == pytest.approx(0.75 + 0.0625)  # the hold settled at the interrupted cost
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT is_nullable, column_default FROM information_schema.columns "
+                           "WHERE table_name = 'calls' AND column_name = 'outcome'").fetchone() == ("NO", "'ok'::text")
+
+
 def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypatch, capsys, tmp_path):
     """``knollm usage`` sums the ledger the gateway replicas share when
     ``KNOLLM_DATABASE_URL`` names PostgreSQL (``--db`` takes a URL too); the password never
