@@ -247,3 +247,18 @@ def test_interrupted_streams_on_a_postgres_ledger(srv, driver, postgres_server):
         ("interrupted", estimate_tokens("Hello from groq! "), 1), ("interrupted", estimate_tokens("Hello "), 1)]
     assert store.spent(GROQ_BUDGET) == pytest.approx(sum(r["cost_usd"] for r in rows))
     store.close()
+
+
+def test_a_tool_call_cut_before_it_was_given_out_is_charged_and_falls_back(srv, tmp_path):
+    """Plain iteration gives text only: a tool call cut after its first delta was never
+    seen by the caller, so the next candidate answers; the provider still bills what it
+    generated: its own interrupted row, next to the answer's."""
+    c, store = client(srv, tmp_path, retries=0)
+    srv["groq"].faults("cut")
+    res = list(c.stream(CANON, MSG, tools=TOOLS))[-1]
+    assert res.provider == "cerebras" and res.tool_calls
+    cut, ok = store.rows()
+    assert (cut["provider"], cut["outcome"], cut["output_tokens"], cut["usage_estimated"]) == (
+        "groq", "interrupted", estimate_tokens("get_weather"), 1)
+    assert (ok["provider"], ok["outcome"], ok["request_id"]) == ("cerebras", "ok", res.request_id)
+    assert store.spent(GROQ_BUDGET) == pytest.approx(cut["cost_usd"])  # the groq hold: released, its cost in

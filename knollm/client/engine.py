@@ -127,6 +127,10 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                                             plan.attempts)
                     err.row = row
                     raise err
+                if out.stream is not None and out.stream.tool_calls and store is not None:
+                    # output the caller never saw (a tool call cut mid-way, not forwarded) is billed
+                    # all the same: its own row; the hold stays for the retry or fallback
+                    yield "settle", (None, _interrupted_row(plan, d, out, t0, stream, ev))
                 action, delay = plan.on_failure(d, e, tries)
                 if action != "retry":
                     break
