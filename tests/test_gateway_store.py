@@ -218,6 +218,52 @@ def test_postgres_ledger_from_before_outcome_gains_it(postgres_server):
                            "WHERE table_name = 'calls' AND column_name = 'outcome'").fetchone() == ("NO", "'ok'::text")
 
 
+def test_postgres_spent_never_misses_a_settle_in_flight(postgres_server):
+    """``spent`` (and so every reservation's check) sums the ledger and the live holds in
+    one snapshot: a settle committing meanwhile (hold deleted, row inserted) is seen whole
+    or not at all. With two statements it could be seen as neither, undercounting by the
+    hold, which let concurrent replicas overspend a budget. Here the spend only grows, so
+    a reader must never see it drop. Also: stores opened next to busy ones run no DDL."""
+    import threading
+
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("r_" + uuid.uuid4().hex[:10])
+    budget = Budget(1e9, "total", provider="groq")
+    scope = {"provider": "groq", "alias": None, "key_label": "K"}
+    writers = [PostgresStore(url) for _ in range(2)]
+    done = threading.Event()
+    drops: list[tuple[float, float]] = []
+    opened: list[int] = []
+
+    def write(st: PostgresStore) -> None:
+        for _ in range(300):
+            rid, _ = st.reserve([budget], scope, 1.0)
+            st.settle(rid, {"request_id": uuid.uuid4().hex, "ts": 1.0, "provider": "groq", "model": "m",
+                            "cost_usd": 1.0})
+
+    def read() -> None:
+        st, last = PostgresStore(url), 0.0  # opened while the writers settle
+        opened.append(1)
+        while not done.is_set():
+            v = st.spent(budget)
+            if v < last:
+                drops.append((last, v))
+            last = max(last, v)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, writers))
+    done.set()
+    for t in readers:
+        t.join()
+    assert opened == [1, 1] and drops == []
+    assert writers[0].spent(budget) == pytest.approx(600.0)
+
+
 def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypatch, capsys, tmp_path):
     """``knollm usage`` sums the ledger the gateway replicas share when
     ``KNOLLM_DATABASE_URL`` names PostgreSQL (``--db`` takes a URL too); the password never

@@ -45,6 +45,22 @@ class PostgresStore:
         if not isinstance(self.db, PostgresDatabase):
             raise TypeError("PostgresStore needs a postgresql:// database URL")
         self.reservation_ttl = reservation_ttl
+        if not self._schema_current():
+            self._create()
+
+    def _schema_current(self) -> bool:
+        """True when the tables, columns and indexes are all there. Read from the catalog,
+        which takes no table lock: a replica starting next to busy ones runs no DDL (even
+        ``… IF NOT EXISTS`` locks the table, and could deadlock with a settle in flight)."""
+        cols = self.db.execute("SELECT table_name, column_name FROM information_schema.columns "
+                               "WHERE table_schema = current_schema() AND table_name IN ('calls', 'reservations')")
+        have = {(t, c) for t, c in cols}
+        idx = {r[0] for r in self.db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                                             "AND tablename = 'calls'")}
+        return all(("calls", c) in have for c in LEDGER_COLUMNS) and ("reservations", "tag") in have and \
+            {"calls_ts", "calls_tag"} <= idx
+
+    def _create(self) -> None:
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, _TYPES))
         with self.db.tx():
             self.db.execute("SELECT pg_advisory_xact_lock(7071)")  # one replica creates the schema
@@ -68,10 +84,13 @@ class PostgresStore:
         sel = budget.selectors()
         where = "".join(f" AND {k} = ?" for k in sel)
         args = list(sel.values())
-        ((ledger,),) = self.db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}",
-                                       [period_start(budget.period, now), *args])
-        ((held,),) = self.db.execute(f"SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where}",
-                                     [now - self.reservation_ttl, *args])
+        # one statement, so one snapshot (READ COMMITTED takes one per statement): a settle that
+        # commits meanwhile (hold deleted, row inserted) is seen whole or not at all, never as
+        # neither, which would undercount by the hold
+        ((ledger, held),) = self.db.execute(
+            f"SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}), "
+            f"(SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where})",
+            [period_start(budget.period, now), *args, now - self.reservation_ttl, *args])
         return float(ledger) + float(held)
 
     def spent(self, budget: Budget) -> float:
