@@ -178,7 +178,8 @@ class ProviderError(ClientError):
     """One provider answered with an error (or an unusable answer).
 
     ``kind``: ``rate_limit``, ``server``, ``timeout``, ``connection``, ``auth``,
-    ``context_length``, ``bad_request``, ``not_found``, ``bad_response``.
+    ``context_length``, ``bad_request``, ``not_found``, ``bad_response``; ``closed`` (an
+    attempt's record when the caller stopped reading a stream).
     """
 
     def __init__(self, message: str, *, provider: str | None = None, status: int | None = None,
@@ -219,11 +220,14 @@ class AllAttemptsFailed(ClientError):
 
 class StreamInterrupted(ClientError):
     """A stream stalled or broke after its first token. ``partial`` is the text received
-    (already yielded to the caller; it is not repeated by a fallback)."""
+    (already yielded to the caller; it is not repeated by a fallback). ``row`` is what the
+    call was charged: its ledger row (``outcome`` ``interrupted``: tokens, ``cost_usd``,
+    ``usage_estimated``), set even when the client keeps no ledger."""
 
     def __init__(self, message: str, partial: str = "", provider: str | None = None,
                  attempts: list[dict] | None = None) -> None:
         self.partial = partial
         self.provider = provider
         self.attempts = list(attempts or [])
+        self.row: dict | None = None
         super().__init__(f"{provider + ': ' if provider else ''}{message} after {len(partial)} chars of output")

@@ -138,3 +138,15 @@ def test_json_errors_and_interrupted_stream(env, capsys):
     out, err = capsys.readouterr()
     assert out == "Hello \n" and "StreamInterrupted" not in out and "after 6 chars of output" in err
     assert env["cerebras"].requests == []  # nothing repeated by a fallback
+    # the cut stream is in the ledger, charged what the provider bills: knollm usage shows it
+    assert main(["chat", CANON, "hi", "--catalog", env["catalog"]]) == 0
+    capsys.readouterr()
+    assert main(["usage", "--json"]) == 0
+    (g,) = json.loads(capsys.readouterr().out)
+    assert (g["provider"], g["calls"], g["interrupted_calls"], g["estimated_calls"]) == ("groq", 2, 1, 1)
+    assert main(["usage", "--by", "outcome", "--json"]) == 0
+    by = {r["outcome"]: r for r in json.loads(capsys.readouterr().out)}
+    assert (by["interrupted"]["calls"], by["interrupted"]["output_tokens"]) == (1, 2)  # "Hello ": 2 tokens
+    assert by["interrupted"]["cost_usd"] > 0 and (by["ok"]["calls"], by["ok"]["interrupted_calls"]) == (1, 0)
+    assert main(["usage", "--by", "outcome"]) == 0
+    assert "interrupted_calls" in capsys.readouterr().out

@@ -70,21 +70,31 @@ def test_one_row_per_call_only_the_provider_that_answered_is_charged(srv, tmp_pa
     assert row["request_id"] == r.request_id
 
 
-def test_failed_and_interrupted_calls_are_never_charged(srv, tmp_path):
-    c, store = client(srv, tmp_path, retries=0, stall_timeout=0.3,
-                      budgets=[Budget(1.0, "day", provider="groq")])
+def test_failed_calls_are_never_charged_interrupted_ones_are(srv, tmp_path):
+    """A call that failed before any output is not billed: no row, holds released. A
+    stream cut after its first token is: one ``interrupted`` row, the hold settled with
+    its cost (see tests/test_client_interrupted.py for the token counts)."""
+    groq = Budget(1.0, "day", provider="groq")
+    c, store = client(srv, tmp_path, retries=0, stall_timeout=0.3, budgets=[groq])
     srv["groq"].default = srv["cerebras"].default = "503"
     with pytest.raises(AllAttemptsFailed):
         c.chat(CANON, MSG)
-    srv["groq"].default = srv["cerebras"].default = "ok"
-    srv["groq"].faults("cut")
-    with pytest.raises(StreamInterrupted):
+    with pytest.raises(AllAttemptsFailed):
         list(c.stream(CANON, MSG))
     assert store.rows() == []
-    assert store.spent(Budget(1.0, "day", provider="groq")) == 0  # reservations released
+    assert store.spent(groq) == 0  # reservations released
+    srv["groq"].default = srv["cerebras"].default = "ok"
+    srv["groq"].faults("cut")
+    with pytest.raises(StreamInterrupted) as ei:
+        list(c.stream(CANON, MSG))
+    (cut,) = store.rows()
+    assert cut["outcome"] == "interrupted" and cut["request_id"] == ei.value.row["request_id"]
+    assert cut["cost_usd"] > 0 and store.spent(groq) == pytest.approx(cut["cost_usd"])
     res = list(c.stream(CANON, MSG))[-1]
-    (row,) = store.rows()
-    assert row["stream"] == 1 and row["ttft_ms"] == res.ttft_ms and row["cost_usd"] == pytest.approx(res.cost_usd)
+    cut_again, row = store.rows()
+    assert cut_again == cut
+    assert row["outcome"] == "ok" and row["stream"] == 1 and row["ttft_ms"] == res.ttft_ms
+    assert row["cost_usd"] == pytest.approx(res.cost_usd)
 
 
 def test_settle_is_idempotent(tmp_path):
@@ -186,7 +196,7 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
 
     path = tmp_path / "old.db"
     con = sqlite3.connect(path)
-    old_cols = [c for c in LEDGER_COLUMNS if c not in ("saved_usd", "tag")]
+    old_cols = [c for c in LEDGER_COLUMNS if c not in ("saved_usd", "tag", "outcome")]
     con.execute(f"CREATE TABLE calls (id INTEGER PRIMARY KEY, {', '.join(old_cols)})")
     con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, provider TEXT, alias TEXT, "
                 "key_label TEXT, amount REAL NOT NULL)")
@@ -196,9 +206,9 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
     con.close()
     rows = SQLiteStore(path).rows()
     assert [(r["request_id"], r["cost_usd"], r["saved_usd"]) for r in rows] == [("r1", 0.5, None)]
-    assert rows[0]["tag"] is None
+    assert rows[0]["tag"] is None and rows[0]["outcome"] == "ok"
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (3,)
+        assert con.execute("PRAGMA user_version").fetchone() == (4,)
 
 
 # the v2 schema exactly as knollm wrote it before the tag column (schema version 2)
@@ -230,7 +240,7 @@ def _v2_ledger(path: Path, n: int = 3) -> None:
     con.close()
 
 
-def test_a_version_2_ledger_is_upgraded_to_3_keeping_rows(tmp_path):
+def test_a_version_2_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
     path = tmp_path / "v2.db"
     _v2_ledger(path)
     store = SQLiteStore(path)
@@ -238,6 +248,7 @@ def test_a_version_2_ledger_is_upgraded_to_3_keeping_rows(tmp_path):
     assert [(r["request_id"], r["ts"], r["alias"], r["input_tokens"], r["cost_usd"], r["saved_usd"], r["tag"])
             for r in rows] == [("old0", 1000.0, "fast", 10, 0.25, 0.5, None), ("old1", 1001.0, "fast", 10, 0.5, None, None),
                                ("old2", 1002.0, "fast", 10, 0.75, None, None)]
+    assert {r["outcome"] for r in rows} == {"ok"}
     assert store.spent(Budget(10, "total", provider="groq")) == pytest.approx(1.5 + 0.125)  # the live hold kept
     # the upgraded file takes tagged rows, reservations and tag budgets
     assert store.settle(None, {"request_id": "new1", "ts": 2000.0, "provider": "groq", "model": "m",
@@ -249,10 +260,57 @@ def test_a_version_2_ledger_is_upgraded_to_3_keeping_rows(tmp_path):
     assert [r["request_id"] for r in store.rows(tag="key:ci")] == ["new1"]
     store.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (3,)
+        assert con.execute("PRAGMA user_version").fetchone() == (4,)
         assert "tag" in {r[1] for r in con.execute("PRAGMA table_info(reservations)")}
         assert "calls_tag" in {r[1] for r in con.execute("PRAGMA index_list(calls)")}
-    assert len(SQLiteStore(path).rows()) == 4  # opening a v3 file again changes nothing
+    assert len(SQLiteStore(path).rows()) == 4  # opening a v4 file again changes nothing
+
+
+# the v3 calls table exactly as knollm wrote it before the outcome column (schema version 3)
+_V3_CALLS = _V2_CALLS[:-1] + ", tag TEXT)"
+
+
+def test_a_version_3_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
+    """v3 -> v4 adds ``outcome`` (old rows were answered calls: ``ok``); interrupted rows
+    then go in, and group commit (``settle_many``) takes both kinds."""
+    import time as _t
+
+    path = tmp_path / "v3.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(_V3_CALLS)
+    con.execute("CREATE INDEX calls_ts ON calls(ts)")
+    con.execute("CREATE INDEX calls_tag ON calls(tag, ts)")
+    con.execute(_V2_RESERVATIONS[:-1] + ", tag TEXT)")
+    for i in range(3):
+        con.execute("INSERT INTO calls (request_id, ts, provider, model, input_tokens, output_tokens, cost_usd, "
+                    "usage_estimated, tag) VALUES (?, ?, 'groq', 'm', 10, 5, 0.25, 0, ?)",
+                    (f"v3-{i}", 1000.0 + i, "key:ci" if i else None))
+    con.execute("INSERT INTO reservations VALUES ('held1', ?, 'groq', NULL, 'K', 0.125, 'key:ci')", (_t.time(),))
+    con.execute("PRAGMA user_version=3")
+    con.commit()
+    con.close()
+    store = SQLiteStore(path)
+    rows = store.rows()
+    assert [(r["request_id"], r["cost_usd"], r["tag"], r["outcome"]) for r in rows] == [
+        ("v3-0", 0.25, None, "ok"), ("v3-1", 0.25, "key:ci", "ok"), ("v3-2", 0.25, "key:ci", "ok")]
+    assert store.spent(Budget(10, "total", tag="key:ci")) == pytest.approx(0.5 + 0.125)  # the live hold kept
+    assert store.settle_many([
+        ("held1", {"request_id": "cut", "ts": 2000.0, "provider": "groq", "model": "m", "cost_usd": 0.0625,
+                   "usage_estimated": 2, "tag": "key:ci", "outcome": "interrupted"}),
+        (None, {"request_id": "answered", "ts": 2001.0, "provider": "groq", "model": "m", "cost_usd": 0.5})]) == \
+        [True, True]
+    assert [(r["request_id"], r["outcome"]) for r in store.rows(since=2000.0)] == [
+        ("cut", "interrupted"), ("answered", "ok")]
+    assert store.spent(Budget(10, "total", tag="key:ci")) == pytest.approx(0.5 + 0.0625)  # hold settled at cost
+    store.close()
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (4,)
+        col = next(r for r in con.execute("PRAGMA table_info(calls)") if r[1] == "outcome")
+        assert (col[2], col[3], col[4]) == ("TEXT", 1, "'ok'")  # type, NOT NULL, default
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute("INSERT INTO calls (request_id, ts, provider, model, outcome) VALUES ('x', 1, 'p', 'm', NULL)")
+    assert len(SQLiteStore(path).rows()) == 5
 
 
 _OPEN_AND_SETTLE = """

@@ -202,11 +202,14 @@ def test_streamed_tool_call_leaves_as_it_arrives(gw, servers):
 
 def test_client_leaving_a_stream_stops_it(gw, servers):
     """A client that disconnects mid-stream ends the request (status 499 in the metrics,
-    nothing left in flight) instead of the gateway reading the upstream to the end."""
+    nothing left in flight) instead of the gateway reading the upstream to the end. The
+    provider bills what it generated: one ``interrupted`` ledger row, counted in the
+    metrics."""
     import socket
 
     servers["groq"].faults("stall")
     servers["groq"].hang_s = 20.0
+    before = len(ledger(gw))
     try:
         body = json.dumps({"model": GROQ, "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
         with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
@@ -226,8 +229,15 @@ def test_client_leaving_a_stream_stops_it(gw, servers):
             time.sleep(0.1)
         assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="499"}' in text
         assert "knollm_gateway_in_flight 0" in text
+        assert f'knollm_gateway_interrupted_streams_total{{provider="groq",model="llama-3.3-70b-versatile",' \
+               f'alias="{GROQ}"}}' in text
     finally:
         servers["groq"].hang_s = 3.0
+    (row,) = ledger(gw)[before:]  # settled before the request left the metrics' in-flight count
+    assert (row["outcome"], row["provider"], row["stream"], row["tag"], row["usage_estimated"]) == \
+        ("interrupted", "groq", 1, None, 1)
+    assert row["output_tokens"] == 2 and row["input_tokens"] > 0  # "Hello ", and the prompt's estimate
+    assert row["cost_usd"] == pytest.approx((row["input_tokens"] * 1.0 + 2 * 2.0) / 1e6)
 
 
 def test_openai_response_format_and_image(oai, servers):
@@ -299,6 +309,7 @@ def test_all_candidates_fail_is_502_without_keys(oai, servers):
 
 
 def test_stream_broken_after_first_token_ends_with_error_event(gw, servers):
+    before = len(ledger(gw))
     servers["groq"].default = "cut"
     req = urllib.request.Request(gw.base_url + "/chat/completions", method="POST",
                                  data=json.dumps({"model": GROQ, "stream": True,
@@ -310,6 +321,8 @@ def test_stream_broken_after_first_token_ends_with_error_event(gw, servers):
     assert contents and all(contents)  # the partial text, once
     err = json.loads(events[-1])["error"]
     assert err["type"] == "upstream_error" and err["code"] == "stream_interrupted"
+    (row,) = ledger(gw)[before:]  # what the provider bills for it (the request ended: it is written)
+    assert (row["outcome"], row["provider"], row["output_tokens"]) == ("interrupted", "groq", 2)
 
 
 @pytest.mark.parametrize("payload, status, code", [

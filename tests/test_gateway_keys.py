@@ -276,9 +276,51 @@ def test_ledger_rows_name_the_gateway_key_never_its_token(servers, tmp_path):
     one = json.loads(cli(env, "usage", "--tag", "key:team-beta", "--by", "model", "--json").stdout)
     assert one == [{"model": "groq/llama-3.3-70b-versatile", "calls": 2, "input_tokens": 240, "output_tokens": 60,
                     "cached_tokens": 0, "cost_usd": pytest.approx(2 * COST["groq"]), "unpriced_calls": 0,
-                    "estimated_calls": 0, "saved_usd": 0.0}]
+                    "estimated_calls": 0, "interrupted_calls": 0, "saved_usd": 0.0}]
     r = cli(env, "usage", "--tag", "key:nobody")
     assert r.returncode == 1 and "tagged 'key:nobody'" in r.stderr
+
+
+def test_a_client_leaving_a_stream_is_charged_to_its_key(servers, tmp_path):
+    """A keyed client that disconnects mid-stream: the ledger gets one interrupted row
+    tagged with the key, and the key's budget is charged that cost (its hold settled)."""
+    import socket
+    import sqlite3
+
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "leaver", "--budget", "1")
+    servers["groq"].faults("stall")
+    servers["groq"].hang_s = 20.0
+    try:
+        with GatewayProcess(env) as gw:
+            body = json.dumps({"model": GROQ, "stream": True, "messages": MSG}).encode()
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                             b"authorization: Bearer " + key.encode() + b"\r\n"
+                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+                got = b""
+                while b"data: {" not in got:  # the first chunk, then the upstream stalls
+                    got += sock.recv(65536)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                with urllib.request.urlopen(gw.url + "/metrics") as r:
+                    text = r.read().decode()
+                if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
+                    break
+                time.sleep(0.1)
+            assert "knollm_gateway_in_flight 0" in text
+    finally:
+        servers["groq"].hang_s = 3.0
+    con = sqlite3.connect(tmp_path / "knollm.db")
+    con.row_factory = sqlite3.Row
+    (row,) = [dict(r) for r in con.execute("SELECT * FROM calls")]
+    con.close()
+    assert (row["outcome"], row["tag"], row["provider"], row["output_tokens"]) == (
+        "interrupted", "key:leaver", "groq", 2)
+    assert row["cost_usd"] > 0
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["spent_usd"] == pytest.approx(row["cost_usd"])
+    assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_key_names_must_make_a_printable_tag(servers, tmp_path):

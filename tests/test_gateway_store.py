@@ -173,6 +173,97 @@ def test_postgres_store_tag_column_added_to_an_older_ledger(postgres_server):
         assert con.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'calls_tag'").fetchone() == (1,)
 
 
+def test_postgres_ledger_from_before_outcome_gains_it(postgres_server):
+    """A v3 PostgreSQL ledger (tag, no outcome) gains ``outcome`` NOT NULL DEFAULT 'ok' in
+    place: old rows read ok; interrupted rows go in through group commit (settle_many), and
+    their hold is settled with their cost."""
+    import psycopg
+
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("o_" + uuid.uuid4().hex[:10])
+    with psycopg.connect(url, autocommit=True) as con:  # the tables as schema v3 made them
+        con.execute("CREATE TABLE calls (id BIGSERIAL PRIMARY KEY, request_id TEXT UNIQUE NOT NULL, "
+                    "ts DOUBLE PRECISION NOT NULL, target TEXT, alias TEXT, provider TEXT NOT NULL, model TEXT NOT NULL, "
+                    "key_label TEXT, stream INTEGER, input_tokens INTEGER, output_tokens INTEGER, cached_tokens INTEGER, "
+                    "cache_write_tokens INTEGER, usage_estimated INTEGER, cost_usd DOUBLE PRECISION, price_source TEXT, "
+                    "unpriced_reason TEXT, ttft_ms DOUBLE PRECISION, duration_ms DOUBLE PRECISION, attempts INTEGER, "
+                    "saved_usd DOUBLE PRECISION, tag TEXT)")
+        con.execute("CREATE TABLE reservations (id TEXT PRIMARY KEY, ts DOUBLE PRECISION NOT NULL, provider TEXT, "
+                    "alias TEXT, key_label TEXT, amount DOUBLE PRECISION NOT NULL, tag TEXT)")
+        for i in range(3):
+            con.execute("INSERT INTO calls (request_id, ts, provider, model, cost_usd, tag) VALUES (%s, %s, 'groq', "
+                        "'m', 0.25, 'key:ci')", (f"v3-{i}", 5.0 + i))
+    store = PostgresStore(url)
+    PostgresStore(url)  # a second replica starting finds the column there
+    assert [(r["request_id"], r["cost_usd"], r["tag"], r["outcome"]) for r in store.rows()] == [
+        (f"v3-{i}", 0.25, "key:ci", "ok") for i in range(3)]
+    budget = Budget(10.0, "total", tag="key:ci")
+    scope = {"provider": "groq", "alias": None, "key_label": "K", "tag": "key:ci"}
+    rid, _ = store.reserve([budget], scope, 2.0)
+    assert store.spent(budget) == pytest.approx(0.75 + 2.0)
+    assert store.settle_many([
+        (rid, {"request_id": "cut", "ts": 10.0, "provider": "groq", "model": "m", "stream": True, "cost_usd": 0.0625,
+               "usage_estimated": 2, "tag": "key:ci", "outcome": "interrupted"}),
+        (None, {"request_id": "answered", "ts": 11.0, "provider": "groq", "model": "m", "cost_usd": 0.5})]) == \
+        [True, True]
+    assert store.settle(None, {"request_id": "cut", "ts": 12.0, "provider": "groq", "model": "m",
+                               "outcome": "interrupted"}) is False  # never twice
+    assert [(r["request_id"], r["outcome"], r["usage_estimated"]) for r in store.rows(since=10.0)] == [
+        ("cut", "interrupted", 2), ("answered", "ok", None)]
+    assert store.spent(budget) == pytest.approx(0.75 + 0.0625)  # the hold settled at the interrupted cost
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT is_nullable, column_default FROM information_schema.columns "
+                           "WHERE table_name = 'calls' AND column_name = 'outcome'").fetchone() == ("NO", "'ok'::text")
+
+
+def test_postgres_spent_never_misses_a_settle_in_flight(postgres_server):
+    """``spent`` (and so every reservation's check) sums the ledger and the live holds in
+    one snapshot: a settle committing meanwhile (hold deleted, row inserted) is seen whole
+    or not at all. With two statements it could be seen as neither, undercounting by the
+    hold, which let concurrent replicas overspend a budget. Here the spend only grows, so
+    a reader must never see it drop. Also: stores opened next to busy ones run no DDL."""
+    import threading
+
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("r_" + uuid.uuid4().hex[:10])
+    budget = Budget(1e9, "total", provider="groq")
+    scope = {"provider": "groq", "alias": None, "key_label": "K"}
+    writers = [PostgresStore(url) for _ in range(2)]
+    done = threading.Event()
+    drops: list[tuple[float, float]] = []
+    opened: list[int] = []
+
+    def write(st: PostgresStore) -> None:
+        for _ in range(300):
+            rid, _ = st.reserve([budget], scope, 1.0)
+            st.settle(rid, {"request_id": uuid.uuid4().hex, "ts": 1.0, "provider": "groq", "model": "m",
+                            "cost_usd": 1.0})
+
+    def read() -> None:
+        st, last = PostgresStore(url), 0.0  # opened while the writers settle
+        opened.append(1)
+        while not done.is_set():
+            v = st.spent(budget)
+            if v < last:
+                drops.append((last, v))
+            last = max(last, v)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(write, writers))
+    done.set()
+    for t in readers:
+        t.join()
+    assert opened == [1, 1] and drops == []
+    assert writers[0].spent(budget) == pytest.approx(600.0)
+
+
 def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypatch, capsys, tmp_path):
     """``knollm usage`` sums the ledger the gateway replicas share when
     ``KNOLLM_DATABASE_URL`` names PostgreSQL (``--db`` takes a URL too); the password never

@@ -166,6 +166,13 @@ def test_health_joins_probes_and_the_ledger(servers, tmp_path):
     [f] = health(3600, probes_dir=tmp_path, store=store)
     assert f.sources == ("ledger", "probe") and f.n == 2 + ok and f.success_rate == 1.0
     assert f.latency_p50_ms is not None and f.last
+    # a stream cut mid-way (perhaps by its caller) is charged in the ledger but is no health figure
+    import time
+
+    store.settle(None, {"request_id": "cut", "ts": time.time(), "provider": "flaky", "model": "flaky-model",
+                        "stream": 1, "duration_ms": 99999.0, "outcome": "interrupted"})
+    [g] = health(3600, probes_dir=tmp_path, store=store)
+    assert (g.n, g.latency_p50_ms) == (f.n, f.latency_p50_ms)
 
 
 def test_prompt_sets_and_their_errors(tmp_path):

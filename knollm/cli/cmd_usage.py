@@ -12,7 +12,7 @@ from knollm.cli.output import emit, output_options
 
 __all__ = ["command", "parse_since", "summarize"]
 
-_BY = ("provider", "model", "alias", "key", "tag", "day")
+_BY = ("provider", "model", "alias", "key", "tag", "day", "outcome")
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -37,7 +37,9 @@ def parse_since(text: str | None, now: float | None = None) -> float | None:
 
 
 def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
-    """Ledger rows grouped by ``by``: calls, tokens, cost of priced calls, unpriced/estimated counts."""
+    """Ledger rows grouped by ``by``: calls, tokens, cost of priced calls, unpriced/estimated/
+    interrupted counts (``outcome``: ``ok``, or ``interrupted`` for a stream cut after its
+    output started, charged what the provider bills)."""
     from datetime import datetime, timezone
 
     groups: dict[str, dict[str, Any]] = {}
@@ -50,10 +52,13 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
             g = r["key_label"] or "(no key)"
         elif by == "tag":
             g = r.get("tag") or "(no tag)"
+        elif by == "outcome":
+            g = r.get("outcome") or "ok"
         else:
             g = r[by] or "(none)"
         a = groups.setdefault(g, {by: g, "calls": 0, "input_tokens": 0, "output_tokens": 0, "cached_tokens": 0,
-                                  "cost_usd": 0.0, "unpriced_calls": 0, "estimated_calls": 0, "saved_usd": 0.0})
+                                  "cost_usd": 0.0, "unpriced_calls": 0, "estimated_calls": 0,
+                                  "interrupted_calls": 0, "saved_usd": 0.0})
         a["calls"] += 1
         for k in ("input_tokens", "output_tokens", "cached_tokens"):
             a[k] += r[k] or 0
@@ -62,6 +67,7 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
         else:
             a["cost_usd"] += r["cost_usd"]
         a["estimated_calls"] += bool(r["usage_estimated"])
+        a["interrupted_calls"] += r.get("outcome") == "interrupted"
         a["saved_usd"] += r.get("saved_usd") or 0.0  # cache hits: what the live call had cost
     out = sorted(groups.values(), key=lambda a: (-a["cost_usd"], a[by]))
     for a in out:
@@ -108,7 +114,9 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
 
     \b
     cost_usd sums the calls whose price is known; unpriced_calls counts the others
-    (never added as $0); estimated_calls had no usage from the provider.
+    (never added as $0); estimated_calls had no (or only partial) usage from the
+    provider; interrupted_calls are streams cut after their output started (the upstream
+    broke or the caller left), charged what the provider bills; --by outcome splits them.
     --tag keeps the calls of one caller (the client's tag=, or key:<name> for a gateway
     key); --by tag groups by caller. Exit 1 when the ledger has no matching calls.
     """
@@ -116,7 +124,7 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
     where, rows = _ledger_rows(db, t, tag)
     agg = summarize(rows, by)
     cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
-            "estimated_calls", "saved_usd"]
+            "estimated_calls", "interrupted_calls", "saved_usd"]
     if not agg:
         if output["format"] == "json":
             emit([], cols, output)

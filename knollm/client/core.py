@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from knollm.client.http import transport_failure
 from knollm.client.result import ChatResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
 from knollm.client.transports import StreamState, classify_error, get_shape
-from knollm.errors import KnollmError, ProviderError
+from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
 
 __all__ = ["Client", "AsyncClient", "ChatStream", "AsyncChatStream"]
@@ -135,6 +136,7 @@ class _Steps:
 
     def __init__(self, gen: Any) -> None:
         self.gen, self.reply, self.result = gen, None, None
+        self.interrupted: StreamInterrupted | None = None
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
         try:
@@ -145,6 +147,44 @@ class _Steps:
                 item = self.gen.send(reply)
         except StopIteration as stop:
             self.result = stop.value
+        except StreamInterrupted as e:
+            self.interrupted = e
+            raise
+
+
+class _Stop:
+    """The end of a streamed attempt the caller stopped (closed the stream, was cancelled, or
+    an exception went through it) while ``steps``' flow waits for that attempt's Outcome.
+    Once output was given, the flow settles the call as interrupted: ``settle`` is that
+    store effect, for the driver to perform, then ``done(reply)``. Before any output the
+    flow just ends (its hold released), as for a failure before the first token."""
+
+    def __init__(self, steps: _Steps, d: Deployment) -> None:
+        self.steps, self.settle = steps, None
+        out = steps.reply
+        if isinstance(out, Outcome) and (out.emitted or out.tools_sent):
+            if out.error is None:
+                out.error = ProviderError("the caller stopped reading the stream", provider=d.provider,
+                                          kind="closed")
+            self._next(out)
+        else:
+            steps.gen.close()
+
+    def _next(self, reply: Any) -> None:
+        try:
+            op, arg = self.steps.gen.send(reply)
+        except StopIteration:
+            op, arg = None, None
+        except StreamInterrupted as e:
+            self.steps.interrupted = e
+            op, arg = None, None
+        self.settle = arg if op == "settle" else None
+        if self.settle is None:
+            self.steps.gen.close()
+
+    def done(self, reply: Any) -> None:
+        """The store's answer to ``settle``: the flow then ends (StreamInterrupted, kept)."""
+        self._next(reply)
 
 
 class _Answer:
@@ -191,6 +231,7 @@ class _Attempt:
         """Check the status line; True when the body is one JSON answer (stream ignored)."""
         self.out.status = r.status
         self.st, whole = _begin_stream(self.d, r)
+        self.out.stream = self.st  # what the provider sent so far, should the stream be cut
         return whole
 
     def whole(self, r: Any, text: str) -> list[Any]:
@@ -336,18 +377,33 @@ class _StreamBase:
 
     ``serving`` is ``{"provider", "model", "key"}`` of the attempt in flight (then of the
     one that answered), None before the first attempt; ``attempts`` grows with every
-    failed attempt; ``result`` is the :class:`ChatResult` once the stream is exhausted."""
+    failed attempt; ``result`` is the :class:`ChatResult` once the stream is exhausted;
+    ``interrupted`` is the :class:`~knollm.errors.StreamInterrupted` of a stream cut or
+    stopped after its output started (its ``row``: what the call was charged), else None."""
 
     def __init__(self, client: Any, target: Any, messages: list[dict], params: dict) -> None:
         self.client, self.target, self.messages, self.params = client, target, messages, params
         self.result: ChatResult | None = None
         self.serving: dict[str, Any] | None = None
         self.attempts: list[dict[str, Any]] = []
+        self._steps: _Steps | None = None
+        self._live: Any = None  # a weak reference to the running _run generator
+
+    @property
+    def interrupted(self) -> StreamInterrupted | None:
+        return self._steps.interrupted if self._steps is not None else None
 
     def _plan(self) -> Plan:
         plan = self.client.plan(self.target, self.messages, self.params)
         self.attempts = plan.attempts  # the same list: it grows with every attempt
         return plan
+
+    def _running(self, gen: Any) -> Any:
+        self._live = weakref.ref(gen)
+        return gen
+
+    def _gen(self) -> Any:
+        return self._live() if self._live is not None else None
 
     def _serve(self, d: Deployment) -> Outcome:
         self.serving = {"provider": d.provider, "model": d.model, "key": d.slot.label}
@@ -360,21 +416,37 @@ class ChatStream(_StreamBase):
     :meth:`events` gives the same stream for proxies: lists of what each network read
     carried (text deltas as ``str``, tool-call deltas as OpenAI ``delta.tool_calls``
     dicts), then the ChatResult. Once a tool-call delta has been given out, a failure is
-    :class:`~knollm.errors.StreamInterrupted` (no fallback), as for text."""
+    :class:`~knollm.errors.StreamInterrupted` (no fallback), as for text.
+
+    :meth:`close` (or leaving ``with client.stream(…) as s:``) stops the call: the upstream
+    is closed, and a call whose output had started is settled once as ``interrupted``
+    (the provider bills what it generated); breaking out of a ``for`` does the same."""
 
     def __iter__(self) -> Iterator[str | ChatResult]:
-        for b in self._run(False):
+        for b in self._running(self._run(False)):
             if type(b) is list:
                 yield from b
             else:
                 yield b
 
     def events(self) -> Iterator[list | ChatResult]:
-        return self._run(True)
+        return self._running(self._run(True))
+
+    def close(self) -> None:
+        """Stop the call (idempotent): see the class docs."""
+        g = self._gen()
+        if g is not None:
+            g.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _run(self, tools: bool) -> Iterator[list | ChatResult]:
         plan = self._plan()
-        steps = _Steps(flow(plan, True))
+        steps = self._steps = _Steps(flow(plan, True))
         for op, arg in steps:
             if op == "sleep":
                 time.sleep(arg)
@@ -383,7 +455,13 @@ class ChatStream(_StreamBase):
                 steps.reply = self.client._ledger(plan, op, arg)
                 continue
             steps.reply = self._serve(arg)
-            yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
+            try:
+                yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
+            except BaseException:  # closed, KeyboardInterrupt, …: settle what the provider bills
+                stop = _Stop(steps, arg)
+                if stop.settle is not None:
+                    stop.done(self.client._ledger(plan, "settle", stop.settle))
+                raise
         self.result = steps.result
         yield self.result
 
@@ -535,10 +613,14 @@ class AsyncClient(_Base):
 
 
 class AsyncChatStream(_StreamBase):
-    """The asyncio twin of :class:`ChatStream` (``async for``; ``events()``)."""
+    """The asyncio twin of :class:`ChatStream` (``async for``; ``events()``; :meth:`aclose`
+    or ``async with client.stream(…) as s:`` stops the call and settles it once)."""
+
+    _at: Any = None        # (plan, deployment) of the attempt in flight
+    _stopping: Any = None  # a future, done once the call is settled after a stop
 
     async def __aiter__(self) -> AsyncIterator[str | ChatResult]:
-        async for b in self._run(False):
+        async for b in self._running(self._run(False)):
             if type(b) is list:
                 for x in b:
                     yield x
@@ -546,13 +628,31 @@ class AsyncChatStream(_StreamBase):
                 yield b
 
     def events(self) -> AsyncIterator[list | ChatResult]:
-        return self._run(True)
+        return self._running(self._run(True))
+
+    async def aclose(self) -> None:
+        """Stop the call (idempotent): the upstream is closed and a call whose output had
+        started is settled as ``interrupted``, before this returns. A stream left by
+        ``break`` without ``aclose`` (or ``async with``) is settled when the event loop
+        finalizes it, on one of its next iterations."""
+        g = self._gen()
+        if g is not None:
+            await g.aclose()
+        elif self._at is not None and self._steps is not None and \
+                (self._stopping is not None or self._steps.gen.gi_frame is not None):
+            await self._stop(*self._at)  # its generator was dropped: the loop closes the upstream soon
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _run(self, tools: bool) -> AsyncIterator[list | ChatResult]:
         import asyncio
 
         plan = self._plan()
-        steps = _Steps(flow(plan, True))
+        steps = self._steps = _Steps(flow(plan, True))
         for op, arg in steps:
             if op == "sleep":
                 await asyncio.sleep(arg)
@@ -561,10 +661,35 @@ class AsyncChatStream(_StreamBase):
                 steps.reply = await self.client._ledger(plan, op, arg)
                 continue
             steps.reply = self._serve(arg)
-            async for batch in self.client._stream_attempt(plan, arg, steps.reply, tools):
-                yield batch
+            self._at = (plan, arg)
+            attempt = self.client._stream_attempt(plan, arg, steps.reply, tools)
+            try:
+                async for batch in attempt:
+                    yield batch
+            except BaseException:  # closed, cancelled, …: settle what the provider bills
+                try:
+                    await attempt.aclose()  # the upstream connection closes now
+                finally:
+                    await self._stop(plan, arg)
+                raise
         self.result = steps.result
         yield self.result
+
+    async def _stop(self, plan: Plan, d: Deployment) -> None:
+        """End the flow of a stopped attempt (:class:`_Stop`), once: ``aclose()`` and the
+        loop's finalizer of a dropped stream may both get here; the second waits."""
+        import asyncio
+
+        if self._stopping is not None:
+            await asyncio.shield(self._stopping)
+            return
+        self._stopping = asyncio.get_running_loop().create_future()
+        try:
+            stop = _Stop(self._steps, d)
+            if stop.settle is not None:
+                stop.done(await self.client._ledger(plan, "settle", stop.settle))
+        finally:
+            self._stopping.set_result(None)
 
 
 # --------------------------------------------------------------------------- OpenAI facade

@@ -8,6 +8,11 @@ sends back an :class:`Outcome` (for ``send``), the store's answer (``reserve``,
 ``settle``) or None.
 It ends by returning a :class:`ChatResult` (``StopIteration.value``) or raising a
 :class:`ClientError`.
+
+A stream cut after its output started (the upstream broke, or the caller stopped reading:
+the driver then sends back the attempt's Outcome with an error of kind ``closed``) is
+billed by the provider, so it is settled too, once, as an ``interrupted`` ledger row
+(:func:`_interrupted_row`), before :class:`StreamInterrupted` is raised.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class Outcome:
     emitted: str = ""            # text already given to the caller (streams)
     tools_sent: bool = False     # tool-call deltas already given to the caller (ChatStream.events)
     status: int | None = None
+    stream: Any = None           # the attempt's StreamState: what the provider sent so far (streams)
 
 
 def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
@@ -108,10 +114,22 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                 last = e
                 plan.record_attempt(d, e.status or out.status, e, t0)
                 if out.emitted or out.tools_sent:  # after the first token: no fallback, never duplicate output
-                    d.breaker.record(False)
-                    d.stats.observe(False)
-                    raise StreamInterrupted(plan.redact(str(e.args[0] if e.args else e)), out.emitted, d.provider,
+                    if e.kind != "closed":  # the caller stopping is no fault of the deployment
+                        d.breaker.record(False)
+                        d.stats.observe(False)
+                    # the provider bills what it generated before the cut: charged once, never released
+                    row = _interrupted_row(plan, d, out, t0, stream, ev)
+                    if store is not None:
+                        yield "settle", (rid, row)
+                    rid = None
+                    err = StreamInterrupted(plan.redact(str(e.args[0] if e.args else e)), out.emitted, d.provider,
                                             plan.attempts)
+                    err.row = row
+                    raise err
+                if out.stream is not None and out.stream.tool_calls and store is not None:
+                    # output the caller never saw (a tool call cut mid-way, not forwarded) is billed
+                    # all the same: its own row; the hold stays for the retry or fallback
+                    yield "settle", (None, _interrupted_row(plan, d, out, t0, stream, ev))
                 action, delay = plan.on_failure(d, e, tries)
                 if action != "retry":
                     break
@@ -138,8 +156,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
     if p.usage:
         u = Usage(**p.usage)
     else:
-        args = "".join((tc.get("function") or {}).get("arguments", "") for tc in p.tool_calls or [])
-        u = Usage(plan.prompt, estimate_tokens((p.content or "") + args), estimated=True)
+        u = Usage(plan.prompt, _output_estimate(p), estimated=True)
     cost, source, unpriced = call_cost(d.offer, {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
                                                  "cached_tokens": u.cached_tokens,
                                                  "cache_write_tokens": u.cache_write_tokens})
@@ -166,6 +183,49 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         "attempts": len(plan.attempts), "tag": plan.tag,
     }
     return res, row
+
+
+def _output_estimate(p: Parsed) -> int:
+    """Estimated output tokens of what the provider sent: text, tool-call names and arguments."""
+    calls = "".join((fn.get("name") or "") + (fn.get("arguments") or "")
+                    for fn in ((tc.get("function") or {}) for tc in p.tool_calls or []))
+    return estimate_tokens((p.content or "") + calls)
+
+
+def _interrupted_row(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev: Any) -> dict[str, Any]:
+    """The ledger row of a stream cut after its output started (``outcome`` interrupted).
+
+    The provider bills the prompt and every token it generated before the cut. Input (and
+    cached) tokens are the provider's when it reported them before the cut (Anthropic's
+    ``message_start``, Gemini's running ``usageMetadata``), else the prompt estimate;
+    output tokens are estimated from the text and tool-call deltas received from the
+    provider (given out or not), or the provider's running count when that is larger.
+    ``usage_estimated``: 0 every count is the provider's, 1 all estimated, 2 the input is
+    the provider's and the output estimated."""
+    p = out.parsed or (out.stream.result() if out.stream is not None else None)
+    est = _output_estimate(p) if p is not None else 0
+    u = p.usage if p is not None else None
+    if u and u.get("input_tokens"):
+        usage = dict(u)
+        if est > usage["output_tokens"]:
+            usage["output_tokens"], flag = est, 2
+        else:
+            flag = 0
+    else:
+        usage = {"input_tokens": plan.prompt, "output_tokens": est, "cached_tokens": 0, "cache_write_tokens": 0}
+        flag = 1
+    cost, source, unpriced = call_cost(d.offer, usage)
+    d.slot.limiter.correct(ev, usage["input_tokens"] + usage["output_tokens"])
+    return {
+        "request_id": uuid.uuid4().hex, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
+        "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": int(stream),
+        "input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
+        "cached_tokens": usage.get("cached_tokens") or 0, "cache_write_tokens": usage.get("cache_write_tokens") or 0,
+        "usage_estimated": flag, "cost_usd": cost, "price_source": source, "unpriced_reason": unpriced,
+        "ttft_ms": None if out.ttft_ms is None else round(out.ttft_ms, 2),
+        "duration_ms": round((time.perf_counter() - t0) * 1000, 2), "attempts": len(plan.attempts), "tag": plan.tag,
+        "outcome": "interrupted",
+    }
 
 
 def _why(plan: Plan, d: Deployment) -> str:

@@ -13,7 +13,12 @@ Budget protocol (the client does this for every attempt):
 2. success: ``settle(reservation_id, row)`` deletes the reservation and writes the ledger row
    (real cost) in one transaction; the row's ``request_id`` is unique, so a retry of the
    bookkeeping can never charge twice;
-3. failure: ``release(reservation_id)`` – a failed call is never charged.
+3. failure: ``release(reservation_id)`` – a call that failed before any output is never
+   charged (the provider does not bill it);
+4. a stream cut after its output started (the upstream broke, or the caller stopped
+   reading): ``settle`` as in 2, with a row whose ``outcome`` is ``interrupted`` – the
+   provider bills the prompt and every token it generated before the cut, so the client
+   does too (tokens the provider reported before the cut, else estimated).
 
 A call may carry a ``tag`` (who made it, e.g. ``key:ci`` for a gateway key): it is written
 to the ledger row, kept on the reservation, and selects budgets (``Budget(tag=…)``).
@@ -35,17 +40,28 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for",
-           "check_tag", "MAX_TAG_LEN"]
+           "check_tag", "MAX_TAG_LEN", "OUTCOMES", "row_values"]
 
 #: columns of a ledger row, in order
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
                   "input_tokens", "output_tokens", "cached_tokens", "cache_write_tokens", "usage_estimated",
                   "cost_usd", "price_source", "unpriced_reason", "ttft_ms", "duration_ms", "attempts", "saved_usd",
-                  "tag")
+                  "tag", "outcome")
+#: ``outcome`` of a ledger row: an answered call, or a stream cut after its output started
+OUTCOMES = ("ok", "interrupted")
 # PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving;
-# 3: + tag, who made the call, on calls and reservations)
-_SCHEMA = 3
+# 3: + tag, who made the call, on calls and reservations; 4: + outcome)
+_SCHEMA = 4
+_OLD = (1, 2, 3)
 MAX_TAG_LEN = 200
+
+
+def row_values(row: dict[str, Any]) -> list[Any]:
+    """A ledger row's values in :data:`LEDGER_COLUMNS` order (``outcome`` defaults to ``ok``)."""
+    vals = [row.get(c) for c in LEDGER_COLUMNS]
+    if vals[-1] is None:
+        vals[-1] = "ok"
+    return vals
 
 
 def check_tag(tag: Any) -> str | None:
@@ -169,20 +185,22 @@ class SQLiteStore:
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version in (1, 2):
+        if version in _OLD:
             self._upgrade()
         elif version != _SCHEMA:
             self._create()
 
     def _upgrade(self) -> None:
-        """Bring a v1 / v2 ledger to v3 in place, keeping every row: one ``BEGIN IMMEDIATE``
-        transaction that re-reads the version, so two processes opening it at once upgrade once."""
+        """Bring a v1 / v2 / v3 ledger to v4 in place, keeping every row: one ``BEGIN IMMEDIATE``
+        transaction that re-reads the version, so two processes opening it at once upgrade once.
+        Rows written before ``outcome`` existed were answered calls: they read ``ok``."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if self._db.execute("PRAGMA user_version").fetchone()[0] in (1, 2):
-                    # v1 had no saved_usd, v1 and v2 no tag
+                if self._db.execute("PRAGMA user_version").fetchone()[0] in _OLD:
+                    # v1 had no saved_usd, v1 and v2 no tag, v1 to v3 no outcome
                     for table, col, typ in (("calls", "saved_usd", "REAL"), ("calls", "tag", "TEXT"),
+                                            ("calls", "outcome", "TEXT NOT NULL DEFAULT 'ok'"),
                                             ("reservations", "tag", "TEXT")):
                         if col not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                             self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
@@ -198,7 +216,7 @@ class SQLiteStore:
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, (
             "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
-            "REAL", "INTEGER", "REAL", "TEXT")))
+            "REAL", "INTEGER", "REAL", "TEXT", "TEXT NOT NULL DEFAULT 'ok'")))
         with self._lock:
             self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
             self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
@@ -272,7 +290,7 @@ class SQLiteStore:
                 for reservation_id, row in items:
                     if reservation_id is not None:
                         self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-                    out.append(self._db.execute(insert, [row.get(c) for c in LEDGER_COLUMNS]).rowcount == 1)
+                    out.append(self._db.execute(insert, row_values(row)).rowcount == 1)
                 self._db.execute("COMMIT")
                 return out
             except BaseException:

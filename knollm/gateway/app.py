@@ -165,7 +165,7 @@ class _Access:
             return
         if outcome is None or not outcome.served:
             cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
-        else:  # an unpriced call is charged what was held (never silently $0)
+        else:  # (interrupted streams are: the provider bills them) an unpriced call is charged what was held
             cost = held if outcome.cost_usd is None else outcome.cost_usd
         await run_in_threadpool(self.store.settle, key.id, held, cost)
 
@@ -200,6 +200,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             m.attempts.inc(a.get("provider") or "", a.get("model") or "", str(a.get("status") or ""))
         if outcome.provider:
             p, mod = outcome.provider, outcome.model or ""
+            if outcome.interrupted:
+                m.interrupted.inc(p, mod, alias)
             m.tokens.inc(p, mod, alias, "input", amount=outcome.input_tokens)
             m.tokens.inc(p, mod, alias, "output", amount=outcome.output_tokens)
             m.tokens.inc(p, mod, alias, "cached", amount=outcome.cached_tokens)

@@ -31,6 +31,7 @@ class Outcome:
     ttft_s: float | None = None
     duration_s: float | None = None
     served: bool = False  # True once the call finished and was recorded in the ledger
+    interrupted: bool = False  # a stream cut after its output started: charged what the provider bills
 
     @property
     def cost_header(self) -> str:

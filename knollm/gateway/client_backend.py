@@ -62,6 +62,18 @@ def _outcome_of(res: Any) -> Outcome:
                    served=True)
 
 
+def _charge(o: Outcome, interrupted: Any) -> None:
+    """Fill ``o`` from an interrupted stream's ledger row: what the provider bills for it."""
+    row = getattr(interrupted, "row", None)
+    if not row:
+        return
+    o.provider, o.model = row["provider"], row["model"]
+    o.cost_usd, o.price_source, o.unpriced_reason = row["cost_usd"], row["price_source"], row["unpriced_reason"]
+    o.input_tokens, o.output_tokens, o.cached_tokens = row["input_tokens"], row["output_tokens"], row["cached_tokens"]
+    o.ttft_s = None if row["ttft_ms"] is None else row["ttft_ms"] / 1000
+    o.served = o.interrupted = True
+
+
 def _with_outcome(exc: BaseException, outcome: Outcome | None = None) -> BaseException:
     """Attach what is known (attempts) to a client error for the gateway's headers."""
     if outcome is None:
@@ -106,8 +118,9 @@ class _ClientStream:
         src, o = self._source, self.outcome
         first = True
         res = None
+        events = src.events()
         try:
-            async for ev in src.events():
+            async for ev in events:
                 if type(ev) is not list:
                     res = ev
                     continue
@@ -131,7 +144,13 @@ class _ClientStream:
             o.attempts = src.attempts
             if src.serving and not o.provider:
                 o.provider, o.model = src.serving["provider"], src.serving["model"]
+            _charge(o, e)
             raise _with_outcome(e, o) from None
+        except BaseException:  # the gateway's client left (closed, cancelled): the call is settled now
+            await events.aclose()
+            o.attempts = src.attempts
+            _charge(o, src.interrupted)
+            raise
         if res is None:  # pragma: no cover - the client always ends with its result
             return
         self.outcome = _outcome_of(res)

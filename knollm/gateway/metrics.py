@@ -101,12 +101,15 @@ class Metrics:
                                 ("provider", "model", "alias"))
         self.attempts = Counter("knollm_gateway_attempts_total", "Upstream attempts by provider/model and outcome.",
                                 ("provider", "model", "status"))
+        self.interrupted = Counter("knollm_gateway_interrupted_streams_total",
+                                   "Streams cut after their output started (upstream broke or the client left), "
+                                   "charged what the provider bills.", ("provider", "model", "alias"))
         self.in_flight = 0
 
     def render(self) -> str:
         lines: list[str] = []
         for m in (self.requests, self.errors, self.latency, self.ttft, self.upstream, self.tokens, self.cost,
-                  self.unpriced, self.attempts):
+                  self.unpriced, self.attempts, self.interrupted):
             lines += m.render()
         lines += ["# HELP knollm_gateway_in_flight Requests being served.", "# TYPE knollm_gateway_in_flight gauge",
                   f"knollm_gateway_in_flight {self.in_flight}"]

@@ -15,14 +15,15 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start
+from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start, row_values
 from knollm.gateway.db import Database, PostgresDatabase, open_database
 
 __all__ = ["PostgresStore", "open_store"]
 
 _TYPES = ("TEXT UNIQUE NOT NULL", "DOUBLE PRECISION NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL",
           "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "DOUBLE PRECISION", "TEXT",
-          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION", "TEXT")
+          "TEXT", "DOUBLE PRECISION", "DOUBLE PRECISION", "INTEGER", "DOUBLE PRECISION", "TEXT",
+          "TEXT NOT NULL DEFAULT 'ok'")
 
 
 def _lock_id(budget: Budget) -> int:
@@ -44,6 +45,22 @@ class PostgresStore:
         if not isinstance(self.db, PostgresDatabase):
             raise TypeError("PostgresStore needs a postgresql:// database URL")
         self.reservation_ttl = reservation_ttl
+        if not self._schema_current():
+            self._create()
+
+    def _schema_current(self) -> bool:
+        """True when the tables, columns and indexes are all there. Read from the catalog,
+        which takes no table lock: a replica starting next to busy ones runs no DDL (even
+        ``… IF NOT EXISTS`` locks the table, and could deadlock with a settle in flight)."""
+        cols = self.db.execute("SELECT table_name, column_name FROM information_schema.columns "
+                               "WHERE table_schema = current_schema() AND table_name IN ('calls', 'reservations')")
+        have = {(t, c) for t, c in cols}
+        idx = {r[0] for r in self.db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                                             "AND tablename = 'calls'")}
+        return all(("calls", c) in have for c in LEDGER_COLUMNS) and ("reservations", "tag") in have and \
+            {"calls_ts", "calls_tag"} <= idx
+
+    def _create(self) -> None:
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, _TYPES))
         with self.db.tx():
             self.db.execute("SELECT pg_advisory_xact_lock(7071)")  # one replica creates the schema
@@ -51,6 +68,8 @@ class PostgresStore:
             # columns added since the first version (a ledger keeps its rows)
             self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS saved_usd DOUBLE PRECISION")
             self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS tag TEXT")
+            # ok, or interrupted (a stream cut after its output started); older rows read ok
+            self.db.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS outcome TEXT NOT NULL DEFAULT 'ok'")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
             self.db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, "
@@ -65,10 +84,13 @@ class PostgresStore:
         sel = budget.selectors()
         where = "".join(f" AND {k} = ?" for k in sel)
         args = list(sel.values())
-        ((ledger,),) = self.db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}",
-                                       [period_start(budget.period, now), *args])
-        ((held,),) = self.db.execute(f"SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where}",
-                                     [now - self.reservation_ttl, *args])
+        # one statement, so one snapshot (READ COMMITTED takes one per statement): a settle that
+        # commits meanwhile (hold deleted, row inserted) is seen whole or not at all, never as
+        # neither, which would undercount by the hold
+        ((ledger, held),) = self.db.execute(
+            f"SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}), "
+            f"(SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where})",
+            [period_start(budget.period, now), *args, now - self.reservation_ttl, *args])
         return float(ledger) + float(held)
 
     def spent(self, budget: Budget) -> float:
@@ -107,7 +129,7 @@ class PostgresStore:
         si = LEDGER_COLUMNS.index("stream")
         with self.db.tx():
             for reservation_id, row in items:
-                vals = [row.get(c) for c in LEDGER_COLUMNS]
+                vals = row_values(row)
                 if isinstance(vals[si], bool):
                     vals[si] = int(vals[si])
                 if reservation_id is not None:

@@ -102,6 +102,8 @@ def observations(since: float, *, probes_dir: str | Path | None = DEFAULT_DIR, s
                 st = SQLiteStore()
         if st is not None:
             for row in st.rows(since):
+                if row.get("outcome") == "interrupted":  # cut mid-stream (maybe by the caller): no figure
+                    continue
                 obs.append({"ts": row["ts"], "provider": row["provider"], "model": row["model"], "ok": True,
                             "ttft_ms": row.get("ttft_ms"), "latency_ms": row.get("duration_ms"),
                             "tokens_per_s": None, "source": "ledger"})

@@ -3,7 +3,8 @@ checks ``Client`` and ``AsyncClient`` over each HTTP driver (``httpx2``, ``aioht
 
 ``AsyncFacade(http="aiohttp", **client_kwargs)`` has the sync client's surface:
 ``chat(…)``, ``chat.completions.create(…)`` and ``stream(…)`` (a generator that advances
-the async stream one item at a time, so partial output before an error is observable).
+the async stream one item at a time, so partial output before an error is observable;
+``close()`` / ``with`` stop it through ``aclose()``).
 Every call runs on the facade's own event loop; ``close()`` closes the client and loop.
 """
 
@@ -28,9 +29,13 @@ class AsyncFacade:
 
     def iterate(self, aiterable: Any) -> Iterator[Any]:
         it = aiterable.__aiter__()
+
+        async def step() -> Any:  # __anext__ called inside the loop, as `async for` does: the loop
+            return await it.__anext__()  # then finalizes an async generator left unfinished
+
         while True:
             try:
-                yield self.run(it.__anext__())
+                yield self.run(step())
             except StopAsyncIteration:
                 return
 
@@ -71,6 +76,15 @@ class _Stream:
 
     def events(self) -> Iterator[Any]:
         return self._f.iterate(self._s.events())
+
+    def close(self) -> None:
+        self._f.run(self._s.aclose())
+
+    def __enter__(self) -> _Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._s, name)

@@ -12,7 +12,8 @@ client speaks, in the shapes their public docs give:
 Each request takes the next fault from :attr:`script` (then :attr:`default`):
 ``ok``, ``429`` (with ``Retry-After: retry_after``), ``500``, ``503``, ``401``, ``context``
 (400 context-length error), ``hang`` (no answer for ``hang_s``), ``stall`` (stream: first
-chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
+chunk, then silence), ``cut`` (stream: first chunk, then the connection closes), ``cutN``
+(OpenAI / Anthropic streams: N content chunks, then the connection closes),
 ``malformed`` (an SSE event that is not JSON), ``html`` (200 with an HTML page),
 ``truncated`` (200 with cut-off JSON), ``reset`` (connection closed, no answer),
 ``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent). Tools in the request get a tool call back.
@@ -126,6 +127,11 @@ class ProviderServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the listen backlog: 500 concurrent clients connect at once
+
+
+def _cut_after(fault: str) -> int | None:
+    """N of a ``cutN`` fault (the stream closes after N content chunks), else None."""
+    return int(fault[3:]) if fault.startswith("cut") and fault[3:].isdigit() else None
 
 
 def _words(text: str) -> list[str]:
@@ -275,19 +281,24 @@ class _Handler(BaseHTTPRequestHandler):
             return "data: " + json.dumps(d) + "\n\n"
 
         words = _words(text)
+        cut = _cut_after(fault)
         if call:
             first = ev({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                                                               "function": {"name": call["name"], "arguments": ""}}]})
             if self._stream_fault(fault, first):
                 return
             args = json.dumps(call["args"])
-            for i in range(0, len(args), 8):
+            for n, i in enumerate(range(0, len(args), 8), 1):
+                if n == cut:
+                    return
                 self._write(ev({"tool_calls": [{"index": 0, "function": {"arguments": args[i:i + 8]}}]}))
             self._write(ev({}, "tool_calls"))
         else:
             if self._stream_fault(fault, ev({"role": "assistant", "content": words[0]})):
                 return
-            for w in words[1:]:
+            for n, w in enumerate(words[1:], 1):
+                if n == cut:
+                    return
                 self._write(ev({"content": w}))
             self._write(ev({}, "stop"))
         if usage and (body.get("stream_options") or {}).get("include_usage"):
@@ -338,7 +349,9 @@ class _Handler(BaseHTTPRequestHandler):
             first = ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": words[0]}})
             if self._stream_fault(fault, first):
                 return
-            for w in words[1:]:
+            for n, w in enumerate(words[1:], 1):
+                if n == _cut_after(fault):
+                    return
                 self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}))
         self._write(ev("content_block_stop", {"index": 0}))
         self._write(ev("message_delta", {"delta": {"stop_reason": "tool_use" if call else "end_turn"},

@@ -1,0 +1,264 @@
+"""Streams cut after their output started are charged what the provider bills: one ledger
+row (``outcome`` interrupted), the budget hold settled with that cost, never twice.
+
+Every test runs on the sync ``Client`` and on ``AsyncClient`` over each HTTP driver
+(aiohttp, httpx2), against real loopback provider servers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from knollm import AllAttemptsFailed, AsyncClient, Client, StreamInterrupted
+from knollm.client import Budget, SQLiteStore
+from knollm.client.accounting import estimate_tokens, prompt_tokens
+from knollm.query.api import Catalog
+from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
+
+KEYS = {"GROQ_API_KEY": "gsk_cut_SECRET_1111", "ANTHROPIC_API_KEY": "sk-ant-cut-SECRET-2222",
+        "CEREBRAS_API_KEY": "csk_cut_SECRET_3333"}
+MSG = [{"role": "user", "content": "hi there"}]
+PROMPT = prompt_tokens(MSG)  # the client's estimate of MSG: what an unreported input is charged
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+GROQ = "groq/llama-3.3-70b-versatile"
+PROVIDERS = ("groq", "cerebras", "anthropic", "ollama")
+CAT = catalog(
+    model("groq", "llama-3.3-70b-versatile", input=1.0, output=2.0),
+    model("cerebras", "llama-3.3-70b", input=1.5, output=2.0),
+    model("anthropic", "claude-x", "claude-x", input=3.0, output=15.0),
+    model("ollama", "llama3.3", "llama3.3", input=None, output=None),
+)
+GROQ_BUDGET = Budget(1.0, "day", provider="groq")
+
+_DRIVER = ["sync"]
+_OPEN: list = []
+
+
+@pytest.fixture(autouse=True, params=["sync", "async-aiohttp", "async-httpx2"])
+def driver(request):
+    _DRIVER[0] = request.param
+    yield request.param
+    while _OPEN:
+        _OPEN.pop().close()
+    _DRIVER[0] = "sync"
+
+
+def client(srv, tmp_path, **kw):
+    kw.setdefault("backoff_base", 0.01)
+    kw.setdefault("budgets", [GROQ_BUDGET])
+    store = kw.pop("store", None) or SQLiteStore(tmp_path / "knollm.db")
+    kw.update(catalog=Catalog(CAT), env=env_for(srv, KEYS), store=store)
+    if _DRIVER[0] == "sync":
+        c = Client(**kw)
+    else:
+        from tests.support.async_facade import AsyncFacade
+
+        c = AsyncFacade(http=_DRIVER[0].split("-", 1)[1], **kw)
+    _OPEN.append(c)
+    return c, store
+
+
+def cost(inp: int, out: int, price_in: float = 1.0, price_out: float = 2.0) -> float:
+    return (inp * price_in + out * price_out) / 1e6
+
+
+def test_upstream_cut_after_n_chunks_is_one_interrupted_row(srv, tmp_path):
+    """OpenAI shape (usage only comes at the end): 3 chunks, then the connection closes.
+    Input estimated from the messages, output from the chunks received; the hold is
+    settled with that cost; no fallback; closing the stream afterwards adds nothing."""
+    c, store = client(srv, tmp_path, retries=0)
+    srv["groq"].faults("cut3")
+    s = c.stream(CANON, MSG)
+    got = []
+    with pytest.raises(StreamInterrupted) as ei:
+        for x in s:
+            got.append(x)
+    assert got == ["Hello ", "from ", "groq! "] and ei.value.partial == "Hello from groq! "
+    assert srv["cerebras"].requests == []  # no fallback: it would repeat output
+    (row,) = store.rows()
+    out_tokens = estimate_tokens("Hello from groq! ")
+    assert out_tokens > 0
+    assert {k: row[k] for k in ("outcome", "provider", "stream", "input_tokens", "output_tokens", "cached_tokens",
+                                "usage_estimated", "attempts", "price_source")} == {
+        "outcome": "interrupted", "provider": "groq", "stream": 1, "input_tokens": PROMPT,
+        "output_tokens": out_tokens, "cached_tokens": 0, "usage_estimated": 1, "attempts": 1,
+        "price_source": "catalog:genai-prices"}
+    assert row["cost_usd"] == pytest.approx(cost(PROMPT, out_tokens))
+    assert row["ttft_ms"] is not None and row["duration_ms"] >= row["ttft_ms"]
+    assert store.spent(GROQ_BUDGET) == pytest.approx(row["cost_usd"])  # the hold settled, not released
+    assert ei.value.row["request_id"] == row["request_id"] and s.interrupted is ei.value
+    s.close()
+    s.close()
+    assert len(store.rows()) == 1
+    res = list(c.stream(CANON, MSG))[-1]  # an answered stream: outcome ok
+    assert [r["outcome"] for r in store.rows()] == ["interrupted", "ok"] and res.provider == "groq"
+    assert store.spent(GROQ_BUDGET) == pytest.approx(row["cost_usd"] + res.cost_usd)
+
+
+def test_anthropic_cut_keeps_the_provider_input_and_estimates_the_output(srv, tmp_path):
+    """``message_start`` carries the input usage (cache reads included): it is charged as
+    reported; the output is estimated from the deltas received: usage_estimated = 2."""
+    c, store = client(srv, tmp_path, retries=0)
+    srv["anthropic"].usage = (120, 30, 20)
+    srv["anthropic"].faults("cut3")
+    with pytest.raises(StreamInterrupted) as ei:
+        list(c.stream("anthropic/claude-x", MSG))
+    assert ei.value.partial == "Hello from anthropic! "
+    (row,) = store.rows()
+    out_tokens = estimate_tokens("Hello from anthropic! ")
+    assert (row["outcome"], row["input_tokens"], row["cached_tokens"], row["output_tokens"],
+            row["usage_estimated"]) == ("interrupted", 120, 20, out_tokens, 2)
+    assert row["input_tokens"] != PROMPT
+    assert row["cost_usd"] == pytest.approx(cost(120, out_tokens, 3.0, 15.0))  # no cache price: input price
+
+
+def test_unpriced_interrupted_call_stays_unpriced(srv, tmp_path):
+    c, store = client(srv, tmp_path, budgets=[])
+    srv["ollama"].faults("cut")
+    with pytest.raises(StreamInterrupted):
+        list(c.stream("ollama/llama3.3", MSG))
+    (row,) = store.rows()
+    assert row["outcome"] == "interrupted" and row["cost_usd"] is None
+    assert row["unpriced_reason"] == "ollama/llama3.3: no input/output price in the catalog"
+    assert row["output_tokens"] == estimate_tokens("Hello ")
+
+
+def test_consumer_closing_the_stream_is_charged_once(srv, tmp_path):
+    """``with client.stream(…) as s: for x in s: break``: the upstream is closed and the
+    call settled as interrupted, once (closing again adds nothing); the deployment's
+    breaker does not count it as a failure."""
+    c, store = client(srv, tmp_path, breaker={"failure_threshold": 1})
+    srv["groq"].faults("stall")
+    srv["groq"].hang_s = 2.0
+    with c.stream(GROQ, MSG) as s:
+        for x in s:
+            assert x == "Hello "
+            break
+    (row,) = store.rows()
+    assert (row["outcome"], row["provider"], row["input_tokens"], row["output_tokens"], row["usage_estimated"]) == \
+        ("interrupted", "groq", PROMPT, estimate_tokens("Hello "), 1)
+    assert store.spent(GROQ_BUDGET) == pytest.approx(cost(PROMPT, estimate_tokens("Hello ")))
+    assert s.attempts[-1]["kind"] == "closed" and s.interrupted.row["request_id"] == row["request_id"]
+    s.close()
+    assert len(store.rows()) == 1
+    assert c.chat(CANON, MSG).provider == "groq"  # one failure would have opened its breaker
+    # what was received but not yet handed out counts too: events() of a tool call
+    srv["groq"].faults("stall")
+    with c.stream(GROQ, MSG, tools=TOOLS) as s:
+        for batch in s.events():
+            assert batch[0]["function"]["name"] == "get_weather"
+            break
+    rows = store.rows()
+    assert [r["outcome"] for r in rows] == ["interrupted", "ok", "interrupted"]
+    assert rows[2]["output_tokens"] == estimate_tokens("get_weather")
+
+
+def test_breaking_out_of_a_sync_loop_settles_at_once(srv, tmp_path):
+    if _DRIVER[0] != "sync":
+        pytest.skip("a sync generator is closed when the loop leaves it; async ones by the event loop")
+    c, store = client(srv, tmp_path)
+    srv["groq"].faults("stall")
+    srv["groq"].hang_s = 2.0
+    for _ in c.stream(GROQ, MSG):
+        break
+    assert [r["outcome"] for r in store.rows()] == ["interrupted"]
+
+
+def test_failure_before_the_first_token_is_not_charged(srv, tmp_path):
+    """No output, no bill: the hold is released, no row, the next candidate answers."""
+    c, store = client(srv, tmp_path, retries=0, stall_timeout=0.3, ttft_timeout=0.3)
+    srv["groq"].faults("503")
+    res = list(c.stream(CANON, MSG))[-1]
+    assert res.provider == "cerebras"
+    assert [(r["provider"], r["outcome"]) for r in store.rows()] == [("cerebras", "ok")]
+    assert store.spent(GROQ_BUDGET) == 0
+    srv["groq"].faults("hang")
+    srv["groq"].hang_s = 1.0
+    srv["cerebras"].faults("503")
+    with pytest.raises(AllAttemptsFailed):
+        list(c.stream(CANON, MSG))
+    assert len(store.rows()) == 1 and store.spent(GROQ_BUDGET) == 0
+
+
+def test_a_stream_without_ledger_still_says_what_it_cost(srv, tmp_path):
+    c, _ = client(srv, tmp_path, store=False, budgets=[])
+    srv["groq"].faults("cut")
+    with pytest.raises(StreamInterrupted) as ei:
+        list(c.stream(GROQ, MSG))
+    assert ei.value.row["outcome"] == "interrupted"
+    assert ei.value.row["cost_usd"] == pytest.approx(cost(PROMPT, estimate_tokens("Hello ")))
+
+
+def test_async_break_then_aclose_and_plain_break(srv, tmp_path, driver):
+    """Native asyncio: ``async with`` + break settles at once (aclose twice: one row); a
+    plain ``async for … break`` is settled when the event loop finalizes the stream."""
+    if driver == "sync":
+        pytest.skip("asyncio only")
+    http = driver.split("-", 1)[1]
+    store = SQLiteStore(tmp_path / "k.db")
+    srv["groq"].hang_s = 2.0
+
+    async def main():
+        async with AsyncClient(catalog=Catalog(CAT), env=env_for(srv, KEYS), store=store, http=http,
+                               budgets=[GROQ_BUDGET]) as c:
+            srv["groq"].faults("stall")
+            async with c.stream(GROQ, MSG) as s:
+                async for x in s:
+                    break
+            assert [r["outcome"] for r in store.rows()] == ["interrupted"]
+            await s.aclose()
+            assert len(store.rows()) == 1
+            srv["groq"].faults("stall")
+            async for x in c.stream(GROQ, MSG):
+                break
+            for _ in range(500):  # the loop's async-generator finalizer closes it
+                if len(store.rows()) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            assert [r["outcome"] for r in store.rows()] == ["interrupted", "interrupted"]
+            await asyncio.sleep(0.05)
+            assert store.spent(GROQ_BUDGET) == pytest.approx(sum(r["cost_usd"] for r in store.rows()))
+
+    asyncio.run(main())
+
+
+def test_interrupted_streams_on_a_postgres_ledger(srv, driver, postgres_server):
+    """The PostgreSQL store (``blocking``: AsyncClient writes from a worker thread): an
+    upstream cut and a caller's close each leave one interrupted row, holds settled."""
+    import uuid
+
+    from knollm.gateway.pgstore import PostgresStore
+
+    store = PostgresStore(postgres_server.create_database("i_" + uuid.uuid4().hex[:10]))
+    c, _ = client(srv, None, store=store)
+    srv["groq"].faults("cut3")
+    with pytest.raises(StreamInterrupted):
+        list(c.stream(GROQ, MSG))
+    srv["groq"].faults("stall")
+    srv["groq"].hang_s = 2.0
+    with c.stream(GROQ, MSG) as s:
+        for _ in s:
+            break
+    rows = store.rows()
+    assert [(r["outcome"], r["output_tokens"], r["stream"]) for r in rows] == [
+        ("interrupted", estimate_tokens("Hello from groq! "), 1), ("interrupted", estimate_tokens("Hello "), 1)]
+    assert store.spent(GROQ_BUDGET) == pytest.approx(sum(r["cost_usd"] for r in rows))
+    store.close()
+
+
+def test_a_tool_call_cut_before_it_was_given_out_is_charged_and_falls_back(srv, tmp_path):
+    """Plain iteration gives text only: a tool call cut after its first delta was never
+    seen by the caller, so the next candidate answers; the provider still bills what it
+    generated: its own interrupted row, next to the answer's."""
+    c, store = client(srv, tmp_path, retries=0)
+    srv["groq"].faults("cut")
+    res = list(c.stream(CANON, MSG, tools=TOOLS))[-1]
+    assert res.provider == "cerebras" and res.tool_calls
+    cut, ok = store.rows()
+    assert (cut["provider"], cut["outcome"], cut["output_tokens"], cut["usage_estimated"]) == (
+        "groq", "interrupted", estimate_tokens("get_weather"), 1)
+    assert (ok["provider"], ok["outcome"], ok["request_id"]) == ("cerebras", "ok", res.request_id)
+    assert store.spent(GROQ_BUDGET) == pytest.approx(cut["cost_usd"])  # the groq hold: released, its cost in
