@@ -37,7 +37,16 @@ _DRIVER = ["sync"]
 _OPEN: list = []
 
 
-@pytest.fixture(autouse=True, params=["sync", "async-aiohttp", "async-httpx2"])
+DRIVERS = ["sync", "async-h1", "async-aiohttp", "async-httpx2"]
+
+
+def pytest_generate_tests(metafunc):
+    """Every test runs on each client and driver; ``@pytest.mark.drivers(...)`` narrows that."""
+    only = metafunc.definition.get_closest_marker("drivers")
+    metafunc.parametrize("driver", list(only.args) if only else DRIVERS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
 def driver(request):
     _DRIVER[0] = request.param
     yield request.param
@@ -156,9 +165,8 @@ def test_consumer_closing_the_stream_is_charged_once(srv, tmp_path):
     assert rows[2]["output_tokens"] == estimate_tokens("get_weather")
 
 
+@pytest.mark.drivers("sync")  # a sync generator is closed when the loop leaves it; async ones by the event loop
 def test_breaking_out_of_a_sync_loop_settles_at_once(srv, tmp_path):
-    if _DRIVER[0] != "sync":
-        pytest.skip("a sync generator is closed when the loop leaves it; async ones by the event loop")
     c, store = client(srv, tmp_path)
     srv["groq"].faults("stall")
     srv["groq"].hang_s = 2.0
@@ -192,11 +200,10 @@ def test_a_stream_without_ledger_still_says_what_it_cost(srv, tmp_path):
     assert ei.value.row["cost_usd"] == pytest.approx(cost(PROMPT, estimate_tokens("Hello ")))
 
 
+@pytest.mark.drivers("async-h1", "async-aiohttp", "async-httpx2")
 def test_async_break_then_aclose_and_plain_break(srv, tmp_path, driver):
     """Native asyncio: ``async with`` + break settles at once (aclose twice: one row); a
     plain ``async for … break`` is settled when the event loop finalizes the stream."""
-    if driver == "sync":
-        pytest.skip("asyncio only")
     http = driver.split("-", 1)[1]
     store = SQLiteStore(tmp_path / "k.db")
     srv["groq"].hang_s = 2.0

@@ -217,7 +217,7 @@ def _interrupted_row(plan: Plan, d: Deployment, out: Outcome, t0: float, stream:
     cost, source, unpriced = call_cost(d.offer, usage)
     d.slot.limiter.correct(ev, usage["input_tokens"] + usage["output_tokens"])
     return {
-        "request_id": uuid.uuid4().hex, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
+        "request_id": new_id(), "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
         "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": int(stream),
         "input_tokens": usage["input_tokens"], "output_tokens": usage["output_tokens"],
         "cached_tokens": usage.get("cached_tokens") or 0, "cache_write_tokens": usage.get("cache_write_tokens") or 0,
