@@ -1,7 +1,7 @@
 """Benchmark ``knollm serve`` against the same loopback upstream called directly.
 
     python scripts/bench_gateway.py [--requests 2000] [--rss-requests 10000] [--workers 1]
-                                    [--client aiohttp|openai]
+                                    [--rounds 3] [--client aiohttp|openai]
 
 One run: starts ``scripts/bench_upstream.py`` (a bare-ASGI OpenAI-compatible server) and
 ``knollm serve`` whose provider ``groq`` points at it (``KNOLLM_GROQ_BASE_URL``), then
@@ -10,10 +10,14 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 
 * added latency p50/p99 (gateway minus direct, concurrency 1),
 * time-to-first-token overhead p50 for streams (concurrency 1),
-* throughput through the gateway as a ratio of direct (concurrency 64),
+* throughput through the gateway as a ratio of direct (concurrency 64): ``--rounds``
+  rounds (default 3) each measure every path in turn, each round's ratio compares runs
+  seconds apart, and the median is reported with every round's figure (on a shared
+  machine the speed drifts between minutes: one pair measured minutes apart can be off
+  by half),
 * CPU time per request of each process (load generator, upstream, gateway) at
-  concurrency 64, read from ``/proc``: the steadiest figure on a shared machine, and the
-  one that explains the ratio (the gateway serves one request *and* makes one, so its
+  concurrency 64 (median of the rounds), read from ``/proc``: the steadiest figure on a
+  shared machine, and the one that explains the ratio (the gateway serves one request *and* makes one, so its
   CPU per request is at least the upstream's plus the load generator's),
 * the gateway's RSS after ``--rss-requests`` requests,
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
@@ -23,8 +27,8 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   that relays bytes to the upstream and back with none of the gateway's work; what the
   gateway costs above it is routing, translation, accounting, the ledger and metrics.
 
-The load generator is aiohttp (``--client aiohttp``, the leanest Python client: the
-strictest baseline) or the official openai SDK's ``AsyncOpenAI`` (``--client openai``,
+The load generator is aiohttp (``--client aiohttp``, a lean and widely used Python
+client: the stricter baseline) or the official openai SDK's ``AsyncOpenAI`` (``--client openai``,
 what applications pointed at the gateway use).
 
 Targets (issue 13): added latency p50 <= 2 ms, TTFT overhead p50 <= 2 ms, throughput
@@ -250,6 +254,9 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="requests per measurement (default 2000)")
     ap.add_argument("--rss-requests", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds at concurrency 64: each measures every path in turn, so each ratio compares "
+                         "runs seconds apart; the median ratio is reported (default 3)")
     ap.add_argument("--target", default="groq/llama-3.3-70b-versatile",
                     help="the model the gateway is asked for (its provider points at the upstream)")
     ap.add_argument("--client-options", default=None,
@@ -296,15 +303,21 @@ def main() -> int:
             cpu: dict[tuple[str, bool], tuple[float, float, float]] = {}
             procs = {"direct": [], "app-only": _tree(stub.pid), "minproxy": [minproxy.pid],
                      "gateway": _tree(gw.proc.pid)}
+            rounds: dict[tuple[str, bool], list[tuple[float, tuple[float, float, float]]]] = {}
             for conc in (1, 64):
-                for stream in (False, True):
-                    for name, url, model in paths:
-                        before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
-                        results[(name, stream, conc)] = asyncio.run(
-                            _load(url, model, args.requests, conc, stream, {}, args.client))
-                        after = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
-                        if conc == 64:
-                            cpu[(name, stream)] = tuple((b - a) / args.requests * 1e6 for a, b in zip(before, after))
+                for rnd in range(args.rounds if conc == 64 else 1):
+                    for stream in (False, True):
+                        for name, url, model in paths:
+                            before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
+                            res = asyncio.run(_load(url, model, args.requests, conc, stream, {}, args.client))
+                            after = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
+                            results[(name, stream, conc)] = res
+                            if conc == 64:  # req/s and CPU per request of this round
+                                rounds.setdefault((name, stream), []).append(
+                                    (len(res[0]) / res[2],
+                                     tuple((b - a) / args.requests * 1e6 for a, b in zip(before, after))))
+            for key, rs in rounds.items():
+                cpu[key] = tuple(statistics.median(r[1][i] for r in rs) for i in range(3))
             print(f"requests per measurement: {args.requests}; gateway workers: {args.workers}; "
                   f"cpus: {os.cpu_count()}; load generator: {args.client}")
             print(f"{'mode':<10}{'conc':>5}{'path':>9}{'p50 ms':>9}{'p99 ms':>9}{'ttft p50':>10}{'req/s':>9}"
@@ -326,15 +339,18 @@ def main() -> int:
                     if stream:
                         print(f"{label}: TTFT overhead p50 {(_pct(g[1], 50) - _pct(d[1], 50)) * 1e3:.2f} ms "
                               "(concurrency 1)")
-                    d64, g64 = results[("direct", stream, 64)], results[(via_name, stream, 64)]
-                    ratio = (len(g64[0]) / g64[2]) / (len(d64[0]) / d64[2])
-                    print(f"{label}: throughput {ratio:.0%} of direct (concurrency 64)")
+                    ratios = sorted(g[0] / d[0] for d, g in zip(rounds[("direct", stream)],
+                                                              rounds[(via_name, stream)]))
+                    print(f"{label}: throughput {statistics.median(ratios):.0%} of direct (concurrency 64; "
+                          f"median of {len(ratios)} rounds, each against direct in the same round: "
+                          f"{', '.join(f'{r:.0%}' for r in ratios)})")
             rss0 = gw.rss_kb()
-            left = args.rss_requests - 4 * args.requests - 200
+            done = (2 + 2 * args.rounds) * args.requests + 100  # gateway requests so far (warm-up included)
+            left = args.rss_requests - done
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
             if left > 0:
                 asyncio.run(_load(via, args.target, left, 64, False, {}, args.client))
-            print(f"gateway RSS after {max(args.rss_requests, 4 * args.requests + 200)} requests: "
+            print(f"gateway RSS after {max(args.rss_requests, done)} requests: "
                   f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
     finally:
         for p in (upstream, stub, minproxy):

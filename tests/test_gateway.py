@@ -478,3 +478,44 @@ def test_lockfile_alias_through_the_gateway(servers, tmp_path):
         assert raw.headers["x-knollm-provider"] == "togetherai"
         assert int(raw.headers["x-knollm-attempts"]) >= 2
         assert float(raw.headers["x-knollm-cost-usd"]) == pytest.approx(COST["togetherai"])
+
+
+@pytest.mark.parametrize("pause", [None, 0.2])
+def test_a_stream_the_provider_ends_in_one_read_leaves_in_one_piece(pause):
+    """``stream.ended`` is True once the provider's end marker is read; the gateway's stream
+    then sends the last text with the finish and usage chunks in one write. A provider
+    that pauses before its end marker gets its text out first, then the end."""
+    from knollm import AsyncClient
+    from knollm.gateway.client_backend import _ClientStream
+    from knollm.query.api import Catalog
+    from tests.test_client_h1 import Scripted
+
+    events = [b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+              b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}\n\n',
+              b'data: {"id":"c1","model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n',
+              b"data: [DONE]\n\n"]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    body = [head + b"".join(events)] if pause is None else [head + b"".join(events[:3]), pause, events[3]]
+    srv = Scripted(lambda n, req: (body, False))
+    cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
+    env = {"KNOLLM_GROQ_BASE_URL": f"http://127.0.0.1:{srv.port}/v1", "GROQ_API_KEY": "gsk-one"}
+
+    async def go():
+        c = AsyncClient(catalog=cat, env=env, store=False, retries=0, http="h1")
+        try:
+            s = _ClientStream(c, "groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}], {})
+            return [b async for b in s], s.outcome
+        finally:
+            await c.aclose()
+
+    try:
+        batches, outcome = asyncio.run(go())
+    finally:
+        srv.close()
+    text = "".join(ch["choices"][0]["delta"].get("content") or "" for b in batches for ch in b if ch["choices"])
+    assert text == "Hello" and outcome.served and outcome.output_tokens == 2
+    assert batches[-1][-1]["usage"]["completion_tokens"] == 2
+    if pause is None:
+        assert len(batches) == 1 and len(batches[0]) == 3  # text, finish, usage: one write
+    else:
+        assert len(batches) == 2 and batches[0][0]["choices"][0]["delta"]["content"] == "Hello"

@@ -379,7 +379,9 @@ class _StreamBase:
     one that answered), None before the first attempt; ``attempts`` grows with every
     failed attempt; ``result`` is the :class:`ChatResult` once the stream is exhausted;
     ``interrupted`` is the :class:`~knollm.errors.StreamInterrupted` of a stream cut or
-    stopped after its output started (its ``row``: what the call was charged), else None."""
+    stopped after its output started (its ``row``: what the call was charged), else None;
+    ``ended`` is True once the serving provider's stream has ended (its end marker read):
+    all its output has been given, the result follows once the call is settled."""
 
     def __init__(self, client: Any, target: Any, messages: list[dict], params: dict) -> None:
         self.client, self.target, self.messages, self.params = client, target, messages, params
@@ -392,6 +394,12 @@ class _StreamBase:
     @property
     def interrupted(self) -> StreamInterrupted | None:
         return self._steps.interrupted if self._steps is not None else None
+
+    @property
+    def ended(self) -> bool:
+        out = self._steps.reply if self._steps is not None else None
+        st = getattr(out, "stream", None)
+        return bool(st is not None and st.done)
 
     def _plan(self) -> Plan:
         plan = self.client.plan(self.target, self.messages, self.params)

@@ -108,10 +108,11 @@ class ChatResult:
             m["tool_calls"] = self.tool_calls
         return m
 
-    def model_dump(self) -> dict[str, Any]:
-        """This result as an OpenAI ``ChatCompletion`` dict (plus a ``knollm`` extra)."""
+    def model_dump(self, *, knollm: bool = True) -> dict[str, Any]:
+        """This result as an OpenAI ``ChatCompletion`` dict, plus a ``knollm`` extra (all of
+        :meth:`to_dict` but the message) unless ``knollm=False``."""
         u = self.usage
-        return {
+        d = {
             "id": self.response_id or f"chatcmpl-{self.request_id}",
             "object": "chat.completion",
             "created": self.created,
@@ -121,8 +122,10 @@ class ChatResult:
             "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
                       "total_tokens": u.input_tokens + u.output_tokens,
                       "prompt_tokens_details": {"cached_tokens": u.cached_tokens}},
-            "knollm": {k: v for k, v in self.to_dict().items() if k not in ("content", "tool_calls")},
         }
+        if knollm:
+            d["knollm"] = {k: v for k, v in self.to_dict().items() if k not in ("content", "tool_calls")}
+        return d
 
 
 class OpenAIObject:

@@ -75,8 +75,9 @@ def error_body(exc: GatewayError, anthropic: bool = False) -> dict[str, Any]:
 
 def _knollm_headers(o: Outcome | None, *, streaming: bool = False) -> dict[str, str]:
     o = o or Outcome()
-    # a stream's headers leave with its first token: the serving attempt is not finished yet
-    attempts = len(o.attempts) + (1 if streaming and o.provider else 0)
+    # a stream's headers leave with its first token: the serving attempt is not among the
+    # attempts yet, unless the stream already ended (its whole answer leaves in one piece)
+    attempts = len(o.attempts) + (1 if streaming and o.provider and not o.served else 0)
     return {"x-knollm-provider": o.provider or "none", "x-knollm-model": o.model or "none",
             "x-knollm-cost-usd": "pending" if streaming else o.cost_header,
             "x-knollm-attempts": str(attempts)}
@@ -261,7 +262,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         if anthropic:
             resp = openai_to_anthropic(resp, raw.get("model"))
         else:
-            resp.setdefault("knollm", _knollm_meta(outcome))
+            resp["knollm"] = _knollm_meta(outcome)  # as the stream's last chunk has it
         return Response(_dumps(resp), status_code=200, media_type="application/json",
                         headers=_knollm_headers(outcome))
 

@@ -119,6 +119,9 @@ class _ClientStream:
         first = True
         res = None
         events = src.events()
+        # the output of a provider stream that has ended waits for the result (the call
+        # settling: one loop turn) and leaves with the final chunks, in one write
+        pending: list[dict[str, Any]] = []
         try:
             async for ev in events:
                 if type(ev) is not list:
@@ -139,23 +142,32 @@ class _ClientStream:
                 if text:
                     out.append(_chunk(rid, created, o.model or "", _delta(first, content="".join(text))))
                     first = False
+                if src.ended:
+                    pending += out
+                    continue
                 yield out
         except ClientError as e:
             o.attempts = src.attempts
             if src.serving and not o.provider:
                 o.provider, o.model = src.serving["provider"], src.serving["model"]
             _charge(o, e)
-            raise _with_outcome(e, o) from None
-        except BaseException:  # the gateway's client left (closed, cancelled): the call is settled now
+            err = _with_outcome(e, o)
+            if pending:  # what the provider gave still leaves before the error
+                yield pending
+            raise err from None
+        except BaseException as e:  # the gateway's client left (closed, cancelled), or a failure: settled now
             await events.aclose()
             o.attempts = src.attempts
             _charge(o, src.interrupted)
+            if pending and isinstance(e, Exception):  # (a client that left gets nothing more)
+                yield pending
             raise
         if res is None:  # pragma: no cover - the client always ends with its result
             return
         self.outcome = _outcome_of(res)
-        yield [_chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop"),
-               _chunk(rid, created, res.model, None, usage=res.model_dump()["usage"])]
+        yield pending + [_chunk(rid, created, res.model, {"role": "assistant"} if first else {},
+                                res.finish_reason or "stop"),
+                         _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])]
 
 
 def _delta(first: bool, **fields: Any) -> dict[str, Any]:
@@ -230,7 +242,7 @@ class ClientBackend:
             res = await self.client.chat(target, messages, **params, tag=tag)
         except ClientError as e:
             raise _with_outcome(e) from None
-        return res.model_dump(), _outcome_of(res)
+        return res.model_dump(knollm=False), _outcome_of(res)  # the gateway adds its own knollm object
 
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
         target, messages, params = self._split(body, targets)
