@@ -110,6 +110,18 @@ def server(request):
         s.close()
 
 
+def texts(url, n):
+    """The texts of ``n`` calls in turn on one driver."""
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return [(await post(d, url)).text for _ in range(n)]
+        finally:
+            await d.aclose()
+
+    return run(go())
+
+
 async def post(drv, url, headers=None, read=5.0):
     return await drv.post(url, headers or {"authorization": "Bearer sk-test"}, {"model": "m", "messages": []},
                           read, 5.0)
@@ -147,15 +159,7 @@ def test_connection_close_and_http10_answers_are_not_reused(server):
         return ok(b'{"third": true}'), True
 
     s = server(answer)
-
-    async def go():
-        d = AsyncH1(10)
-        try:
-            return [(await post(d, s.url)).text for _ in range(3)]
-        finally:
-            await d.aclose()
-
-    assert run(go()) == ["{}", '{"until": "close"}', '{"third": true}']
+    assert texts(s.url, 3) == ["{}", '{"until": "close"}', '{"third": true}']
     assert s.connections == 3
 
 
@@ -176,15 +180,7 @@ def test_chunked_gzip_deflate_and_interim_1xx(server):
         return [b"HTTP/1.1 100 Continue\r\n\r\n", 0.05, ok(b'{"after": "continue"}')], True
 
     s = server(answer)
-
-    async def go():
-        d = AsyncH1(10)
-        try:
-            return [(await post(d, s.url)).text for _ in range(3)]
-        finally:
-            await d.aclose()
-
-    a, b, c = run(go())
+    a, b, c = texts(s.url, 3)
     assert a == payload.decode() and b == payload.decode() and c == '{"after": "continue"}'
     assert s.connections == 1
 

@@ -10,10 +10,11 @@ import asyncio
 
 import pytest
 
-from knollm import AllAttemptsFailed, AsyncClient, Client, StreamInterrupted
+from knollm import AllAttemptsFailed, AsyncClient, StreamInterrupted
 from knollm.client import Budget, SQLiteStore
 from knollm.client.accounting import estimate_tokens, prompt_tokens
 from knollm.query.api import Catalog
+from tests.support.async_facade import DRIVERS, Drivers
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 KEYS = {"GROQ_API_KEY": "gsk_cut_SECRET_1111", "ANTHROPIC_API_KEY": "sk-ant-cut-SECRET-2222",
@@ -33,11 +34,7 @@ CAT = catalog(
 )
 GROQ_BUDGET = Budget(1.0, "day", provider="groq")
 
-_DRIVER = ["sync"]
-_OPEN: list = []
-
-
-DRIVERS = ["sync", "async-h1", "async-aiohttp", "async-httpx2"]
+_D = Drivers()
 
 
 def pytest_generate_tests(metafunc):
@@ -48,11 +45,8 @@ def pytest_generate_tests(metafunc):
 
 @pytest.fixture(autouse=True)
 def driver(request):
-    _DRIVER[0] = request.param
-    yield request.param
-    while _OPEN:
-        _OPEN.pop().close()
-    _DRIVER[0] = "sync"
+    with _D.using(request.param) as name:
+        yield name
 
 
 def client(srv, tmp_path, **kw):
@@ -60,14 +54,7 @@ def client(srv, tmp_path, **kw):
     kw.setdefault("budgets", [GROQ_BUDGET])
     store = kw.pop("store", None) or SQLiteStore(tmp_path / "knollm.db")
     kw.update(catalog=Catalog(CAT), env=env_for(srv, KEYS), store=store)
-    if _DRIVER[0] == "sync":
-        c = Client(**kw)
-    else:
-        from tests.support.async_facade import AsyncFacade
-
-        c = AsyncFacade(http=_DRIVER[0].split("-", 1)[1], **kw)
-    _OPEN.append(c)
-    return c, store
+    return _D.client(**kw), store
 
 
 def cost(inp: int, out: int, price_in: float = 1.0, price_out: float = 2.0) -> float:

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from knollm import AllAttemptsFailed, AsyncClient, Client, NoCandidates, StreamInterrupted
+from knollm import AllAttemptsFailed, AsyncClient, NoCandidates, StreamInterrupted
 from knollm.query.api import Catalog
+from tests.support.async_facade import DRIVERS, Drivers
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 GROQ_KEY, GROQ_KEY2, ANT_KEY, CER_KEY = "gsk_test_SECRET_aaaa1111", "gsk_test_SECRET_bbbb2222", \
@@ -35,18 +36,14 @@ def make_catalog(**over):
     ))
 
 
-_DRIVER = ["sync"]
-_OPEN: list = []
+_D = Drivers()
 
 
-@pytest.fixture(autouse=True, params=["sync", "async-h1", "async-aiohttp", "async-httpx2"])
+@pytest.fixture(autouse=True, params=DRIVERS)
 def driver(request):
     """Every test here runs on the sync Client and on AsyncClient over each HTTP driver."""
-    _DRIVER[0] = request.param
-    yield request.param
-    while _OPEN:
-        _OPEN.pop().close()
-    _DRIVER[0] = "sync"
+    with _D.using(request.param) as name:
+        yield name
 
 
 def client(srv, keys=None, **kw):
@@ -55,13 +52,7 @@ def client(srv, keys=None, **kw):
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("store", False)
     kw.update(catalog=kw.pop("catalog", None) or make_catalog(), env=env_for(srv, keys))
-    if _DRIVER[0] == "sync":
-        return Client(**kw)
-    from tests.support.async_facade import AsyncFacade
-
-    c = AsyncFacade(http=_DRIVER[0].split("-", 1)[1], **kw)
-    _OPEN.append(c)
-    return c
+    return _D.client(**kw)
 
 
 def statuses(r):

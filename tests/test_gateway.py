@@ -101,6 +101,29 @@ def knollm_headers(raw) -> dict[str, str]:
     return {k: v for k, v in raw.headers.items() if k.startswith("x-knollm-")}
 
 
+def leave_mid_stream(gw, body: bytes, headers: bytes = b"") -> tuple[bytes, str]:
+    """POST a streamed request on a raw socket, read until the first chunk, hang up; then
+    the metrics text once the gateway has counted a 499 and has nothing in flight (or
+    after 15 s). Returns (what was read, metrics text)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     + headers + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        got = b""
+        while b"data: {" not in got:  # the first chunk, then the upstream stalls
+            got += sock.recv(65536)
+    deadline = time.monotonic() + 15
+    text = ""
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(gw.url + "/metrics") as r:
+            text = r.read().decode()
+        if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
+            break
+        time.sleep(0.1)
+    return got, text
+
+
 def no_secret(text: str) -> None:
     for v in SECRETS.values():
         assert v not in text and v[-8:] not in text
@@ -205,28 +228,13 @@ def test_client_leaving_a_stream_stops_it(gw, servers):
     nothing left in flight) instead of the gateway reading the upstream to the end. The
     provider bills what it generated: one ``interrupted`` ledger row, counted in the
     metrics."""
-    import socket
-
     servers["groq"].faults("stall")
     servers["groq"].hang_s = 20.0
     before = len(ledger(gw))
     try:
         body = json.dumps({"model": GROQ, "stream": True, "messages": [{"role": "user", "content": "x"}]}).encode()
-        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
-            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                         b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            got = b""
-            while b"data: {" not in got:  # the first chunk, then the upstream stalls
-                got += sock.recv(65536)
-            assert b"x-knollm-provider: groq" in got
-        deadline = time.monotonic() + 15
-        text = ""
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(gw.url + "/metrics") as r:
-                text = r.read().decode()
-            if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
-                break
-            time.sleep(0.1)
+        got, text = leave_mid_stream(gw, body)
+        assert b"x-knollm-provider: groq" in got
         assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="499"}' in text
         assert "knollm_gateway_in_flight 0" in text
         assert f'knollm_gateway_interrupted_streams_total{{provider="groq",model="llama-3.3-70b-versatile",' \

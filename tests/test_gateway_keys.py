@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.gateway_proc import ROOT, GatewayProcess, free_port
 from tests.support.provider_servers import ProviderServer
-from tests.test_gateway import COST, GROQ, TOGETHER, gateway_env
+from tests.test_gateway import COST, GROQ, TOGETHER, gateway_env, leave_mid_stream
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -284,7 +284,6 @@ def test_ledger_rows_name_the_gateway_key_never_its_token(servers, tmp_path):
 def test_a_client_leaving_a_stream_is_charged_to_its_key(servers, tmp_path):
     """A keyed client that disconnects mid-stream: the ledger gets one interrupted row
     tagged with the key, and the key's budget is charged that cost (its hold settled)."""
-    import socket
     import sqlite3
 
     env = gateway_env(tmp_path, servers)
@@ -294,20 +293,7 @@ def test_a_client_leaving_a_stream_is_charged_to_its_key(servers, tmp_path):
     try:
         with GatewayProcess(env) as gw:
             body = json.dumps({"model": GROQ, "stream": True, "messages": MSG}).encode()
-            with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
-                sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-                             b"authorization: Bearer " + key.encode() + b"\r\n"
-                             b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-                got = b""
-                while b"data: {" not in got:  # the first chunk, then the upstream stalls
-                    got += sock.recv(65536)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                with urllib.request.urlopen(gw.url + "/metrics") as r:
-                    text = r.read().decode()
-                if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
-                    break
-                time.sleep(0.1)
+            _, text = leave_mid_stream(gw, body, b"authorization: Bearer " + key.encode() + b"\r\n")
             assert "knollm_gateway_in_flight 0" in text
     finally:
         servers["groq"].hang_s = 3.0

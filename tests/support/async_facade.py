@@ -11,9 +11,45 @@ Every call runs on the facade's own event loop; ``close()`` closes the client an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Iterator
 
-__all__ = ["AsyncFacade"]
+__all__ = ["AsyncFacade", "DRIVERS", "Drivers"]
+
+# what a driver-parametrized test runs on: the sync Client, then AsyncClient over each driver
+DRIVERS = ["sync", "async-h1", "async-aiohttp", "async-httpx2"]
+
+
+class Drivers:
+    """A test module's current driver (one of :data:`DRIVERS`) and the clients it made.
+
+    In the module: ``D = Drivers()``; an autouse fixture does ``with D.using(request.param):
+    yield``; ``D.client(**client_kwargs)`` makes the ``Client`` or ``AsyncFacade`` it
+    names, closed when the test ends."""
+
+    def __init__(self) -> None:
+        self.current = "sync"
+        self._open: list[Any] = []
+
+    @contextlib.contextmanager
+    def using(self, name: str) -> Iterator[str]:
+        self.current = name
+        try:
+            yield name
+        finally:
+            while self._open:
+                self._open.pop().close()
+            self.current = "sync"
+
+    def client(self, **kwargs: Any) -> Any:
+        if self.current == "sync":
+            from knollm import Client
+
+            c = Client(**kwargs)
+        else:
+            c = AsyncFacade(http=self.current.split("-", 1)[1], **kwargs)
+        self._open.append(c)
+        return c
 
 
 class AsyncFacade:
