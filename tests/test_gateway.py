@@ -397,6 +397,28 @@ def test_models_health_metrics(gw, oai):
     assert 'knollm_gateway_errors_total{route="/v1/chat/completions",type="invalid_request_error"}' in text
 
 
+def test_a_stream_that_fails_before_output_is_not_counted_as_charged(gw, servers):
+    """Every attempt of a stream fails before its first token: the metrics count the error
+    and the attempts, never tokens, a cost or an "unpriced" call for it."""
+    def counters() -> dict[str, float]:
+        with urllib.request.urlopen(gw.url + "/metrics") as r:
+            lines = r.read().decode().splitlines()
+        return {ln.rsplit(" ", 1)[0]: float(ln.rsplit(" ", 1)[1]) for ln in lines
+                if ln.startswith(("knollm_gateway_unpriced_calls_total", "knollm_gateway_tokens_total",
+                                  "knollm_gateway_cost_usd_total")) and 'provider="groq"' in ln}
+
+    before = counters()
+    servers["groq"].default = "500"
+    try:
+        status, headers, body = _post(gw.base_url + "/chat/completions", json.dumps(
+            {"model": GROQ, "stream": True, "messages": [{"role": "user", "content": "nothing"}]}).encode())
+    finally:
+        servers["groq"].default = "ok"
+    assert status == 502 and body["error"]["type"] == "upstream_error"
+    assert headers["x-knollm-provider"] == "groq"  # who was tried is still said
+    assert counters() == before
+
+
 # --------------------------------------------------------------------------- anthropic SDK
 def test_anthropic_sdk_messages_to_openai_provider(gw, servers):
     anthropic = pytest.importorskip("anthropic")

@@ -199,7 +199,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return
         for a in outcome.attempts:
             m.attempts.inc(a.get("provider") or "", a.get("model") or "", str(a.get("status") or ""))
-        if outcome.provider:
+        if outcome.provider and outcome.served:  # a charged call (answered, or interrupted after output)
             p, mod = outcome.provider, outcome.model or ""
             if outcome.interrupted:
                 m.interrupted.inc(p, mod, alias)
