@@ -393,18 +393,23 @@ def test_a_large_streamed_body_is_flow_controlled_and_complete(server):
 
 
 def test_a_header_value_with_a_line_break_is_refused_without_echoing_it(server):
+    """Refused before a byte is sent, named but never echoed, and not a transport failure
+    to retry (the client refuses such keys before any driver: test_client_routing)."""
+    from knollm.client.h1 import H1HeaderError
+
     s = server(lambda n, req: (ok(b"{}"), True))
 
     async def go():
         d = AsyncH1(10)
         try:
-            with pytest.raises(H1Error) as ei:
+            with pytest.raises(H1HeaderError) as ei:
                 await post(d, s.url, {"authorization": "Bearer sk-secret\r\nx-injected: 1"})
             return ei.value
         finally:
             await d.aclose()
 
     e = run(go())
+    assert isinstance(e, ValueError) and AsyncH1.classify(e) is None
     assert "sk-secret" not in str(e) and "authorization" in str(e)
     assert s.requests == []
 

@@ -553,3 +553,14 @@ def test_budget_per_tag(srv, tmp_path):
     assert c.chat(g, MSG, max_tokens=30).tag is None
     assert [x["tag"] for x in store.rows()] == ["team-a", "team-b", None]
     assert store.spent(budget) == pytest.approx(COST)
+
+
+def test_a_key_with_a_line_break_is_refused_before_sending(srv):
+    """A key read with its ``\\r`` (a Windows .env) would split the request's headers: every
+    driver refuses it with the same ValueError, names the key's variable, never its value,
+    and sends nothing."""
+    c = client(srv, keys={"GROQ_API_KEY": GROQ_KEY + "\r"})
+    with pytest.raises(ValueError) as ei:
+        c.chat("groq/llama-3.3-70b-versatile", MSG)
+    assert "GROQ_API_KEY" in str(ei.value) and "line break" in str(ei.value)
+    assert GROQ_KEY not in str(ei.value) and srv["groq"].requests == []

@@ -27,7 +27,9 @@ What it does, as the other drivers do:
 
 Errors: :class:`H1Timeout` (``connect`` or ``read``) and :class:`H1Error` (the connection
 failed or the answer could not be parsed), classified by :meth:`AsyncH1.classify` into
-the same retryable failures as the other drivers (:func:`knollm.client.http.transport_failure`).
+the same retryable failures as the other drivers (:func:`knollm.client.http.transport_failure`);
+:class:`H1HeaderError` (also a ``ValueError``: a header with a line break, such as a key
+read with its ``\r``) reaches the caller unretried.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 
 from knollm.client.http import LineSplitter, Reply, _json_bytes
 
-__all__ = ["AsyncH1", "H1Error", "H1Timeout"]
+__all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
 
 _IDLE_S = 5.0  # keep-alive connections idle longer are closed (as httpx and the aiohttp driver do)
 _HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading from the socket
@@ -48,6 +50,12 @@ _HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading fro
 
 class H1Error(Exception):
     """The connection failed, or the server's answer is not HTTP/1.1 that can be read."""
+
+
+class H1HeaderError(H1Error, ValueError):
+    """A request header the driver refuses to write (a line break or a colon in a name, a
+    line break in a value): a configuration error, raised to the caller rather than
+    retried. The message names the header, never its value (it may be a key)."""
 
 
 class H1Timeout(H1Error):
@@ -213,7 +221,8 @@ class _Origin:
 
 def _check_header(k: str, v: str) -> None:
     if "\n" in v or "\r" in v or "\n" in k or "\r" in k or ":" in k:
-        raise H1Error(f"header {k!r} has a line break or colon; refused")  # never echo the value
+        raise H1HeaderError(f"request header {k!r} has a line break (or its name a colon): refused; "
+                            "check the API key or header configured for this provider")  # never the value
 
 
 def _decoder(enc: str) -> Any:
@@ -421,6 +430,8 @@ class AsyncH1:
     def classify(e: BaseException) -> tuple[str, str] | None:
         import ssl
 
+        if isinstance(e, H1HeaderError):
+            return None  # not a transport failure: the caller's configuration
         if isinstance(e, H1Timeout):
             return ("connect_timeout" if e.phase == "connect" else "timeout"), type(e).__name__
         if isinstance(e, (H1Error, OSError, ssl.SSLError, EOFError)):

@@ -306,6 +306,10 @@ class Deployment:
             h["authorization"] = f"Bearer {key}"
         elif key and self.auth in ("x-api-key", "header"):
             h[self.key_header or "x-api-key"] = key
+        for name, value in h.items():
+            if "\n" in value or "\r" in value:  # (a key read with its "\r" from a Windows .env, say)
+                raise ValueError(f"{self.provider}: the {name} header has a line break (key {self.slot.label or '-'}"
+                                 "): refused before sending; check the API key or headers configured")
         return h
 
     def url(self, stream: bool) -> str:
