@@ -24,8 +24,9 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   answers from memory (no client, no upstream), which splits the overhead between the
   server side (uvicorn + Starlette + gateway code) and the client's call to the upstream,
 * and for the floor, ``scripts/bench_minproxy.py``: a bare ASGI app on the same stack
-  that relays bytes to the upstream and back with none of the gateway's work; what the
-  gateway costs above it is routing, translation, accounting, the ledger and metrics.
+  (uvicorn serving, the ``h1`` driver calling) that relays the upstream's bytes with none
+  of the gateway's work; what the gateway costs above it is routing, translation,
+  accounting, the ledger and metrics.
 
 The load generator is aiohttp (``--client aiohttp``, a lean and widely used Python
 client: the stricter baseline) or the official openai SDK's ``AsyncOpenAI`` (``--client openai``,

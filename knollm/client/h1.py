@@ -497,6 +497,14 @@ class _H1Stream:
                 return []
             await c.wait(self._read)
 
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive (decoded), one piece per wait: for a relay."""
+        while True:
+            got = await self._pieces()
+            if not got:
+                return
+            yield got[0]
+
     async def read(self) -> str:
         out = []
         while True:
