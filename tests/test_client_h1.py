@@ -323,6 +323,37 @@ def test_a_stream_that_ends_while_its_reader_is_busy_loses_nothing(server):
     assert run(go()) == ["data: 1", "", "data: 2", ""]
 
 
+def test_chunks_give_the_decoded_body_as_it_arrives(server):
+    """``chunks()`` (what a relay forwards): the body's bytes in pieces as they came;
+    a gzip body decoded, whole at the end."""
+    payload = b"".join(b"data: {\"i\": %d}\n\n" % i for i in range(200))
+    gz = gzip.compress(payload)
+
+    def answer(n, req):
+        if n == 1:
+            return [b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload),
+                    payload[:100], 0.1, payload[100:]], True
+        return [b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(gz),
+                gz[:40], 0.1, gz[40:]], True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        out = []
+        try:
+            for _ in range(2):
+                async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
+                    out.append([piece async for piece in st.chunks()])
+            return out
+        finally:
+            await d.aclose()
+
+    plain, gzipped = run(go())
+    assert plain == [payload[:100], payload[100:]]
+    assert b"".join(gzipped) == payload
+
+
 def test_the_pool_never_opens_more_than_max_connections(server):
     s = server(lambda n, req: ([0.05, ok(b"{}")], True))
 
