@@ -122,6 +122,30 @@ def texts(url, n):
     return run(go())
 
 
+def streams(url, n, read_one):
+    """``n`` streams in turn on one driver, each read by ``await read_one(stream)``."""
+    async def go():
+        d = AsyncH1(10)
+        try:
+            out = []
+            for _ in range(n):
+                async with d.stream(url, {}, {}, 5.0, 5.0) as st:
+                    out.append(await read_one(st))
+            return out
+        finally:
+            await d.aclose()
+
+    return run(go())
+
+
+async def lines_of(st):
+    return [line async for lines in st.batches() for line in lines]
+
+
+async def chunks_of(st):
+    return [piece async for piece in st.chunks()]
+
+
 async def post(drv, url, headers=None, read=5.0):
     return await drv.post(url, headers or {"authorization": "Bearer sk-test"}, {"model": "m", "messages": []},
                           read, 5.0)
@@ -282,19 +306,7 @@ def test_a_stream_read_to_the_end_keeps_its_connection(server):
                 b"%x\r\n" % len(events) + events + b"\r\n", 0.02, b"0\r\n\r\n"], True
 
     s = server(answer)
-
-    async def go():
-        d = AsyncH1(10)
-        out = []
-        try:
-            for _ in range(2):
-                async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
-                    out.append([line async for lines in st.batches() for line in lines])
-            return out
-        finally:
-            await d.aclose()
-
-    a, b = run(go())
+    a, b = streams(s.url, 2, lines_of)
     assert a == b == ['data: {"i": 0}', "", "data: [DONE]", ""]
     assert s.connections == 1
 
@@ -337,19 +349,7 @@ def test_chunks_give_the_decoded_body_as_it_arrives(server):
                 gz[:40], 0.1, gz[40:]], True
 
     s = server(answer)
-
-    async def go():
-        d = AsyncH1(10)
-        out = []
-        try:
-            for _ in range(2):
-                async with d.stream(s.url, {}, {}, 5.0, 5.0) as st:
-                    out.append([piece async for piece in st.chunks()])
-            return out
-        finally:
-            await d.aclose()
-
-    plain, gzipped = run(go())
+    plain, gzipped = streams(s.url, 2, chunks_of)
     assert plain == [payload[:100], payload[100:]]
     assert b"".join(gzipped) == payload
 
