@@ -368,6 +368,26 @@ def test_the_pool_never_opens_more_than_max_connections(server):
     assert s.max_open == 2 and s.connections == 2
 
 
+def test_idle_connections_to_one_origin_never_starve_another(server):
+    """At the connection limit, an idle connection to one provider is closed to make room
+    for a call to another, rather than that call waiting for ever."""
+    a = server(lambda n, req: ([0.05, ok(b'{"from": "a"}')], True))
+    b = server(lambda n, req: (ok(b'{"from": "b"}'), True))
+
+    async def go():
+        d = AsyncH1(2)
+        try:
+            await asyncio.gather(post(d, a.url), post(d, a.url))  # two idle connections to a
+            r = await asyncio.wait_for(post(d, b.url), 5)
+            return r.text, d._open
+        finally:
+            await d.aclose()
+
+    text, open_now = run(go())
+    assert text == '{"from": "b"}' and open_now == 2
+    assert a.connections == 2 and b.connections == 1
+
+
 def test_read_timeouts_before_and_during_a_body(server):
     def answer(n, req):
         if n == 1:

@@ -11,7 +11,8 @@ per call, which is what ``knollm serve`` needs.
 
 What it does, as the other drivers do:
 
-* a pool per origin (``scheme, host, port``), at most ``max_connections`` open in all,
+* a pool per origin (``scheme, host, port``), at most ``max_connections`` open in all
+  (at the limit the oldest idle connection, to any origin, is closed to make room),
   idle connections closed after 5 s (checked when one is taken), a connection the
   server closed is never reused, and a connection whose answer was not read to the end
   (a stream left early) is closed, never reused;
@@ -315,17 +316,35 @@ class AsyncH1:
         return b"".join(parts)
 
     # ------------------------------------------------------------------ pool
-    async def _acquire(self, o: _Origin, connect: float) -> _Conn:
-        loop = asyncio.get_running_loop()
+    def _take_idle(self, o: _Origin) -> _Conn | None:
+        """The most recently used live idle connection to ``o``'s origin (stale ones closed)."""
         idle = self._idle.get(o.key)
-        now = loop.time()
         while idle:
             c = idle.pop()
-            if not c.closed and now - c.idle_since < _IDLE_S:
+            if not c.closed and c.loop.time() - c.idle_since < _IDLE_S:
                 c._reset()
                 return c
             self._drop(c)
-        while self._open >= self.max_connections:
+        return None
+
+    def _evict_idle(self) -> bool:
+        """At the limit: close the oldest idle connection (to any origin) so that idle
+        connections to one provider never keep another from getting one."""
+        oldest: deque[_Conn] | None = None
+        for q in self._idle.values():
+            if q and (oldest is None or q[0].idle_since < oldest[0].idle_since):
+                oldest = q
+        if oldest is None:
+            return False
+        self._drop(oldest.popleft())
+        return True
+
+    async def _acquire(self, o: _Origin, connect: float) -> _Conn:
+        loop = asyncio.get_running_loop()
+        c = self._take_idle(o)
+        if c is not None:
+            return c
+        while self._open >= self.max_connections and not self._evict_idle():
             w = loop.create_future()
             self._waiters.append(w)
             try:
@@ -336,13 +355,9 @@ class AsyncH1:
                 elif not w.cancelled():
                     self._wake_one()  # the slot handed to us goes to the next waiter
                 raise
-            idle = self._idle.get(o.key)
-            while idle:
-                c = idle.pop()
-                if not c.closed and loop.time() - c.idle_since < _IDLE_S:
-                    c._reset()
-                    return c
-                self._drop(c)
+            c = self._take_idle(o)
+            if c is not None:
+                return c
         self._open += 1
         try:
             async with asyncio.timeout(connect):
