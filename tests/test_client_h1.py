@@ -251,6 +251,29 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server):
     assert run(go()) == 200 and s.connections == 2
 
 
+def test_bytes_after_a_whole_answer_retire_the_connection(server):
+    """A server that writes more than its answer (a stray second response): that
+    connection is closed, never reused, and the next call gets a clean one."""
+    def answer(n, req):
+        if n == 1:
+            return [ok(b'{"n": 1}'), 0.05, b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray"], True
+        return ok(b'{"n": %d}' % n), True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            first = (await post(d, s.url)).text
+            await asyncio.sleep(0.2)  # the stray bytes arrive while the connection is idle
+            return first, (await post(d, s.url)).text
+        finally:
+            await d.aclose()
+
+    assert run(go()) == ('{"n": 1}', '{"n": 2}')
+    assert s.connections == 2
+
+
 def test_idle_connections_expire(server, monkeypatch):
     import knollm.client.h1 as h1
 

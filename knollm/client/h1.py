@@ -97,6 +97,10 @@ class _Conn(asyncio.Protocol):
         self.t = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.done:  # bytes after a whole answer (no pipelining here): the connection is not reused
+            self.closed = True
+            self.t.abort()
+            return
         self.last = self.loop.time()
         try:
             self.parser.feed_data(data)
