@@ -41,7 +41,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from knollm.client.http import LineSplitter, Reply, _json_bytes
+from knollm.client.http import Reply, _AsyncStream, _json_bytes
 
 __all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
 
@@ -469,9 +469,10 @@ class AsyncH1:
             self._proxy_driver = None
 
 
-class _H1Stream:
-    """A streamed answer: ``status``, ``headers``, ``read()``, ``batches()`` (the body's
-    lines, one list per network read)."""
+class _H1Stream(_AsyncStream):
+    """A streamed answer (``status``, ``headers``, ``read()``, ``batches()`` from the shared
+    :class:`~knollm.client.http._AsyncStream`), with ``chunks()``: the body's bytes as
+    they arrive, decoded (what a relay forwards)."""
 
     def __init__(self, drv: AsyncH1, o: _Origin, headers: dict, body: dict, read: float, connect: float) -> None:
         self._args = (o, headers, body, read, connect)
@@ -495,9 +496,7 @@ class _H1Stream:
         if c is not None:
             self._drv._release(self._args[0], c)  # closed unless read to the end
 
-    async def _pieces(self) -> list[bytes]:
-        """The body bytes that came since the last call (decoded), waiting for some;
-        ``[]`` at the end of the body."""
+    async def chunks(self) -> AsyncIterator[bytes]:
         c, dec = self._c, self._dec
         assert c is not None
         while True:
@@ -506,44 +505,21 @@ class _H1Stream:
                 if dec is not None:
                     data = dec.decompress(data)
                 if data:
-                    return [data]
+                    yield data
                 continue
             if c.done:
                 if dec is not None:
                     rest, self._dec = dec.flush(), None
                     if rest:
-                        return [rest]
-                return []
+                        yield rest
+                return
             await c.wait(self._read)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body's bytes as they arrive (decoded), one piece per wait: for a relay."""
-        while True:
-            got = await self._pieces()
-            if not got:
-                return
-            yield got[0]
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self.chunks()
 
-    async def read(self) -> str:
-        out = []
-        while True:
-            got = await self._pieces()
-            if not got:
-                return b"".join(out).decode("utf-8", "replace")
-            out += got
-
-    async def batches(self) -> AsyncIterator[list[str]]:
-        split = LineSplitter()
-        while True:
-            got = await self._pieces()
-            if not got:
-                break
-            lines = split.feed(got[0])
-            if lines:
-                yield lines
-        last = split.close()
-        if last:
-            yield last
+    async def _body(self) -> bytes:
+        return b"".join([d async for d in self.chunks()])
 
 
 def _user_agent() -> bytes:
