@@ -249,20 +249,12 @@ class _Attempt:
     def batch(self, lines: list[str]) -> list[Any]:
         """What one network read carried, in order: text deltas (str) and, when forwarding,
         tool-call deltas (dict)."""
-        st, items = self.st, []
-        for line in lines:
-            text = st.feed(line)
-            if text:
-                items += text
-                self.out.emitted += "".join(text)
-            if st.tool_deltas:
-                deltas = st.take_tool_deltas()
-                if self.tools:
-                    items += deltas
-                    self.out.tools_sent = True
-            if st.done:
-                break
+        items = self.st.feed_batch(lines, self.tools)
         if items:
+            out = self.out
+            out.emitted += "".join([x for x in items if type(x) is str])
+            if self.tools and not out.tools_sent and any(type(x) is not str for x in items):
+                out.tools_sent = True
             self._first()
         elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
             raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,

@@ -23,6 +23,7 @@ Strategies (``strategy=``):
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -51,6 +52,7 @@ _SHAPE_AUTH = {"openai": ("bearer", None), "anthropic": ("x-api-key", "x-api-key
 _REQUEST_FAULTS = frozenset({"context_length", "bad_request"})
 
 
+@functools.lru_cache(maxsize=1024)
 def env_name(pid: str, suffix: str) -> str:
     """``KNOLLM_<PROVIDER>_<SUFFIX>``: provider id upper-cased, non-alphanumerics -> ``_``."""
     return f"KNOLLM_{re.sub(r'[^A-Za-z0-9]', '_', pid).upper()}_{suffix}"
@@ -354,6 +356,7 @@ class Router:
         self.env = os.environ if env is None else env
         self._slots: dict[str, list[KeySlot]] = {}
         self._deps: dict[tuple, Deployment] = {}
+        self._dep_cache: dict[str, tuple[str | None, list[Deployment], str | None]] = {}
         self._rr: dict[str, int] = {}
         self._lock = threading.Lock()
         self.rng = random.Random()
@@ -408,7 +411,19 @@ class Router:
             return slots
 
     def deployments(self, offer: Offer) -> tuple[list[Deployment], str | None]:
-        """The deployments of ``offer`` (one per key), or ``([], reason)``."""
+        """The deployments of ``offer`` (one per key), or ``([], reason)``. Kept per offer
+        and reused while the provider's ``KNOLLM_<PROVIDER>_BASE_URL`` is unchanged (the
+        configuration, the registry and the key slots do not change under a router)."""
+        var = env_name(offer.provider, "BASE_URL")
+        env_base = self.env.get(var)
+        hit = self._dep_cache.get(offer.key)
+        if hit is not None and hit[0] == env_base:
+            return hit[1], hit[2]
+        deps, reason = self._deployments(offer)
+        self._dep_cache[offer.key] = (env_base, deps, reason)
+        return deps, reason
+
+    def _deployments(self, offer: Offer) -> tuple[list[Deployment], str | None]:
         pid = offer.provider
         facts = self.facts(pid)
         cfg = self.config.get(pid, {})

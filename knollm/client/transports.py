@@ -149,6 +149,39 @@ class StreamState:
             self.tool_deltas.append({"index": i, "id": c.get("id"), "type": "function",
                                      "function": dict(c.get("function") or {})})
 
+    def feed_batch(self, lines: list[str], tools: bool = False) -> list[Any]:
+        """:meth:`feed` every line of one network read, up to the end marker: the text
+        deltas in order, with (``tools``) the tool-call deltas among them (else they are
+        dropped from ``tool_deltas``). The common lines of an SSE stream (``data: …`` and
+        the blank line ending an event) are handled here without a call per line."""
+        items: list[Any] = []
+        data = self._data
+        sse = not self.shape.ndjson
+        on_event = self.shape.on_event
+        for line in lines:
+            if sse and line[:6] == "data: ":
+                data.append(line[6:])
+                continue
+            if sse and not line and data:  # an event ends
+                payload = data[0] if len(data) == 1 else "\n".join(data)
+                data.clear()
+                event, self._event = self._event, None
+                if payload == "[DONE]" or payload.strip() == "[DONE]":
+                    self.done = True
+                    break
+                text = on_event(self, event, payload)
+            else:
+                text = self.feed(line)
+            if text:
+                items += text
+            if self.tool_deltas:
+                deltas = self.take_tool_deltas()
+                if tools:
+                    items += deltas
+            if self.done:
+                break
+        return items
+
     def feed(self, line: str) -> list[str]:
         if line.startswith("data:"):  # the common line first
             if self.shape.ndjson:
@@ -164,7 +197,8 @@ class StreamState:
                 self._event = None
                 return []
             data, event = "\n".join(self._data), self._event
-            self._data, self._event = [], None
+            self._data.clear()  # (the same list: feed_batch holds it)
+            self._event = None
             if data.strip() == "[DONE]":
                 self.done = True
                 return []
@@ -233,18 +267,31 @@ class Shape:
         return StreamState(self, provider)
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
-        obj = _event(st, data)
-        st.model = st.model or obj.get("model")
-        st.id = st.id or obj.get("id")
-        if obj.get("usage"):
-            st.usage = self._usage(obj["usage"])
-        out = []
-        for ch in obj.get("choices") or []:
-            d = ch.get("delta") or {}
-            if d.get("content"):
-                st.content.append(d["content"])
-                out.append(d["content"])
-            for tc in d.get("tool_calls") or []:
+        try:
+            obj = orjson.loads(data)
+        except ValueError:
+            obj = None
+        if type(obj) is not dict or obj.get("error"):
+            obj = _event(st, data)  # raises the error it is
+        if not st.model:
+            st.model = obj.get("model")
+        if not st.id:
+            st.id = obj.get("id")
+        u = obj.get("usage")
+        if u:
+            st.usage = self._usage(u)
+        out: list[str] = []
+        for ch in obj.get("choices") or ():
+            d = ch.get("delta")
+            if not d:
+                if ch.get("finish_reason"):
+                    st.finish_reason = ch["finish_reason"]
+                continue
+            c = d.get("content")
+            if c:
+                st.content.append(c)
+                out.append(c)
+            for tc in d.get("tool_calls") or ():
                 i = tc.get("index", 0)
                 slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
                                                     "function": {"name": "", "arguments": ""}})

@@ -104,6 +104,7 @@ class _Access:
         self.store = store
         self.cfg = cfg
         self._required: tuple[float, bool] = (0.0, False)
+        self._asking: asyncio.Future[bool] | None = None  # the store is asked once at a time
         self._cache: dict[str, tuple[float, GatewayKey | None]] = {}
 
     async def _keys_required(self) -> bool:
@@ -111,9 +112,17 @@ class _Access:
             return False
         at, value = self._required
         if time.monotonic() - at > self.cfg.key_cache_s:
-            value = await run_in_threadpool(self.store.any_active)
-            self._required = (time.monotonic(), value)
+            job = self._asking
+            if job is None:  # (requests arriving meanwhile wait for the same answer)
+                job = self._asking = asyncio.ensure_future(run_in_threadpool(self.store.any_active))
+                job.add_done_callback(self._asked)
+            value = await asyncio.shield(job)
         return value
+
+    def _asked(self, job: asyncio.Future[bool]) -> None:
+        self._asking = None
+        if not job.cancelled() and job.exception() is None:
+            self._required = (time.monotonic(), job.result())
 
     async def authenticate(self, request: Request) -> GatewayKey | None:
         if not await self._keys_required():
@@ -221,8 +230,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         outcome = outcome or getattr(exc, "outcome", None)
         record(route, err.status, started, outcome if isinstance(outcome, Outcome) else None, alias, err)
         headers = {**_knollm_headers(outcome if isinstance(outcome, Outcome) else None), **err.headers}
-        return Response(_dumps(error_body(err, anthropic)), status_code=err.status, headers=headers,
-                        media_type="application/json")
+        return _JSONBytes(_dumps(error_body(err, anthropic)), err.status, headers)
 
     async def serve_chat(request: _ChatRequest, route: str, anthropic: bool) -> Response:
         started = time.perf_counter()
@@ -263,8 +271,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             resp = openai_to_anthropic(resp, raw.get("model"))
         else:
             resp["knollm"] = _knollm_meta(outcome)  # as the stream's last chunk has it
-        return Response(_dumps(resp), status_code=200, media_type="application/json",
-                        headers=_knollm_headers(outcome))
+        return _JSONBytes(_dumps(resp), 200, _knollm_headers(outcome))
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
                       held: float, route: str, started: float, alias: str, anthropic: bool) -> Response:
@@ -434,6 +441,18 @@ class _GatewayApp(Starlette):
         await response(scope, receive, send)
 
 
+class _JSONBytes(Response):
+    """A JSON answer from bytes already encoded, its headers built in one pass (Starlette's
+    ``Response`` rebuilds and re-checks them: a few microseconds on every answer)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status: int, headers: dict[str, str]) -> None:
+        self.body, self.status_code, self.background = body, status, None
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json"),
+                            *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]]
+
+
 class _EventStream(Response):
     """A ``text/event-stream`` answer written from ``(bytes, more)`` pieces: one ASGI send
     per piece, the last one closing the body in the same write. A client that goes away
@@ -446,7 +465,8 @@ class _EventStream(Response):
         self.body_iterator = body
         self.status_code = 200
         self.background = None
-        self.init_headers(headers)
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                            *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         task = asyncio.current_task()
