@@ -1,6 +1,7 @@
 """The floor for ``scripts/bench_gateway.py``: the least a Python proxy on the gateway's
-stack (uvicorn + httptools + uvloop serving, Knollm's ``h1`` driver calling, as
-``knollm serve`` does) can do per request.
+stack (uvicorn + httptools + uvloop serving through the gateway's one-send protocol
+``knollm.gateway.server.GatewayHTTP``, Knollm's ``h1`` driver calling, as ``knollm serve``
+does) can do per request.
 
 A bare ASGI app that reads the request body, POSTs it to the upstream and returns the
 upstream's bytes (streams relayed piece by piece): no routing, accounting, ledger or
@@ -81,5 +82,8 @@ async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
 if __name__ == "__main__":
     import uvicorn
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from knollm.gateway.server import GatewayHTTP
+
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
-                http="httptools", loop="uvloop")
+                http=GatewayHTTP, loop="uvloop")

@@ -549,3 +549,116 @@ def test_a_stream_the_provider_ends_in_one_read_leaves_in_one_piece(pause):
         assert len(batches) == 1 and len(batches[0]) == 3  # text, finish, usage: one write
     else:
         assert len(batches) == 2 and batches[0][0]["choices"][0]["delta"]["content"] == "Hello"
+
+
+def test_one_write_transport_sends_a_turns_writes_together():
+    """uvicorn writes an answer's head and body apart; the gateway's transport sends what
+    one event-loop turn wrote in one send, sends what is pending before closing, and
+    passes everything else to the real transport."""
+    from knollm.gateway.server import _OneWrite
+
+    class Real:
+        def __init__(self):
+            self.sent, self.closed = [], False
+
+        def write(self, data):
+            self.sent.append(data)
+
+        def is_closing(self):
+            return self.closed
+
+        def close(self):
+            self.closed = True
+
+        def get_write_buffer_size(self):
+            return 0
+
+        def get_extra_info(self, name):
+            return ("127.0.0.1", 1) if name == "peername" else None
+
+    async def go():
+        real = Real()
+        t = _OneWrite(real, asyncio.get_running_loop())
+        t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        t.write(b"{}")
+        assert real.sent == [] and t.get_write_buffer_size() == 21
+        await asyncio.sleep(0)
+        assert real.sent == [b"HTTP/1.1 200 OK\r\n\r\n{}"]
+        t.write(b"last")
+        t.close()  # pending bytes leave before the close
+        assert real.sent[-1] == b"last" and real.closed
+        await asyncio.sleep(0)
+        assert len(real.sent) == 2  # the turn's flush finds nothing more to send
+        assert t.get_extra_info("peername") == ("127.0.0.1", 1)
+
+    asyncio.run(go())
+
+
+def test_uvicorn_under_the_gateway_protocol_writes_an_answer_in_one_send(monkeypatch):
+    """With real uvicorn (the protocol ``knollm serve`` runs): the status line, headers and
+    body of an answer are written by uvicorn in two writes and leave in one send."""
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    from knollm.gateway import server as srv
+    from tests.support.gateway_proc import free_port
+
+    sends: list[int] = []
+    real_flush = srv._OneWrite._flush
+
+    def flush(self):
+        if self._pending:
+            sends.append(len(self._pending))
+        real_flush(self)
+
+    monkeypatch.setattr(srv._OneWrite, "_flush", flush)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=srv.GatewayHTTP,
+                                           lifespan="off", log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            time.sleep(0.02)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.read() == b"{}"
+    finally:
+        server.should_exit = True
+        t.join(10)
+    assert sends == [2]  # head and body: two writes, one send
+
+
+def test_keys_required_asks_the_store_once_for_concurrent_requests():
+    """When the cached answer to "are gateway keys configured?" expires, the requests that
+    arrive together wait for one question to the store, not one each."""
+    from knollm.gateway.app import GatewayConfig, _Access
+
+    class Store:
+        asked = 0
+
+        def any_active(self):
+            Store.asked += 1
+            time.sleep(0.05)
+            return True
+
+    async def go():
+        access = _Access(Store(), GatewayConfig(key_cache_s=0.2))
+        first = await asyncio.gather(*[access._keys_required() for _ in range(20)])
+        await asyncio.sleep(0.25)  # expired: asked again, once
+        again = await asyncio.gather(*[access._keys_required() for _ in range(20)])
+        return first + again
+
+    assert all(asyncio.run(go()))
+    assert Store.asked == 2

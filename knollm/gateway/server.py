@@ -14,7 +14,7 @@ from typing import Any
 
 from knollm.errors import GatewayError
 
-__all__ = ["serve", "app_factory", "is_loopback", "check_bind"]
+__all__ = ["serve", "app_factory", "is_loopback", "check_bind", "GatewayHTTP"]
 
 
 def is_loopback(host: str) -> bool:
@@ -71,7 +71,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     try:
         import httptools  # noqa: F401
 
-        kwargs["http"] = "httptools"
+        kwargs["http"] = "knollm.gateway.server:GatewayHTTP"
     except ImportError:
         kwargs["http"] = "h11"
     try:
@@ -81,3 +81,60 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     except ImportError:
         pass
     uvicorn.run("knollm.gateway.server:app_factory", **kwargs)
+
+
+class _OneWrite:
+    """A transport whose writes made in one event-loop turn leave in one send: uvicorn
+    writes an answer's status line and headers, then its body, in two sends (two
+    syscalls, two loopback packets for a small JSON answer). Everything else is the
+    transport's; ``close`` sends what is pending first."""
+
+    __slots__ = ("_t", "_loop", "_pending")
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._t, self._loop, self._pending = transport, loop, None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._t.is_closing():
+            self._t.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def get_write_buffer_size(self) -> int:
+        return self._t.get_write_buffer_size() + sum(map(len, self._pending or ()))
+
+    def close(self) -> None:
+        self._flush()
+        self._t.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._t.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._t, name)
+
+
+def _gateway_http() -> Any:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GatewayHTTP(HttpToolsProtocol):
+        """uvicorn's httptools protocol over :class:`_OneWrite`."""
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(_OneWrite(transport, self.loop))
+
+    return GatewayHTTP
+
+
+def __getattr__(name: str) -> Any:  # GatewayHTTP is built on first use: uvicorn stays off `import knollm`
+    if name == "GatewayHTTP":
+        cls = globals()["GatewayHTTP"] = _gateway_http()
+        return cls
+    raise AttributeError(name)
