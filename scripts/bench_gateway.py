@@ -208,13 +208,18 @@ def _upstream() -> bytes:
 
 
 class _StubBackend:
+    _answers: dict[str, dict] = {}
+
     async def complete(self, body: dict, *, targets: list, tag: str | None = None) -> tuple:
         import bench_upstream
 
         from knollm.gateway.backend import Outcome
 
-        return json.loads(bench_upstream._completion(body["model"])), Outcome(provider="stub", model=body["model"],
-                                                                                 cost_usd=0.0)
+        answer = self._answers.get(body["model"])
+        if answer is None:
+            answer = self._answers[body["model"]] = json.loads(bench_upstream._completion(body["model"]))
+        # (a shallow copy: the gateway adds its own top-level ``knollm`` key)
+        return dict(answer), Outcome(provider="stub", model=body["model"], cost_usd=0.0)
 
     def stream(self, body: dict, *, targets: list, tag: str | None = None) -> _StubStream:
         return _StubStream(body["model"])
@@ -233,10 +238,11 @@ def _stub_server(port: int) -> None:
     import uvicorn
 
     from knollm.gateway.app import create_app
+    from knollm.gateway.server import GatewayHTTP
 
     _upstream()
     uvicorn.run(create_app(_StubBackend()), host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                http="httptools", loop="uvloop", proxy_headers=False)
+                http=GatewayHTTP, loop="uvloop", proxy_headers=False)
 
 
 def _wait(url: str, timeout: float = 30) -> None:
