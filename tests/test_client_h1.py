@@ -223,15 +223,19 @@ def test_broken_answers_are_connection_failures(server):
         d = AsyncH1(10)
         errors = []
         try:
-            for _ in range(3):
+            cut = await post(d, s.url)  # the answer began: what arrived, and why it ended
+            errors.append(cut.cut)
+            for _ in range(2):
                 with pytest.raises(H1Error) as ei:
                     await post(d, s.url)
                 errors.append(ei.value)
-            return errors
+            return cut, errors
         finally:
             await d.aclose()
 
-    for e in run(go()):
+    cut, errors = run(go())
+    assert (cut.status, cut.text) == (200, "short")
+    for e in errors:
         assert AsyncH1.classify(e) == ("connection", "H1Error")
         assert "sk-test" not in str(e)
 
@@ -424,17 +428,20 @@ def test_read_timeouts_before_and_during_a_body(server):
         d = AsyncH1(10)
         try:
             out = []
-            for _ in range(2):
-                t0 = time.monotonic()
-                with pytest.raises(H1Timeout) as ei:
-                    await post(d, s.url, read=0.3)
-                out.append((ei.value, time.monotonic() - t0))
+            t0 = time.monotonic()
+            with pytest.raises(H1Timeout) as ei:
+                await post(d, s.url, read=0.3)
+            out.append((ei.value, time.monotonic() - t0))
+            t0 = time.monotonic()
+            cut = await post(d, s.url, read=0.3)  # during the body: the answer, cut
+            assert (cut.status, cut.text) == (200, "abc")
+            out.append((cut.cut, time.monotonic() - t0))
             return out
         finally:
             await d.aclose()
 
     for e, took in run(go()):
-        assert e.phase == "read" and AsyncH1.classify(e) == ("timeout", "H1Timeout")
+        assert isinstance(e, H1Timeout) and e.phase == "read" and AsyncH1.classify(e) == ("timeout", "H1Timeout")
         assert took < 1.9  # it did not wait for the server
 
 

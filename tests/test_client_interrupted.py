@@ -256,3 +256,36 @@ def test_a_tool_call_cut_before_it_was_given_out_is_charged_and_falls_back(srv, 
         "groq", "interrupted", estimate_tokens("get_weather"), 1)
     assert (ok["provider"], ok["outcome"], ok["request_id"]) == ("cerebras", "ok", res.request_id)
     assert store.spent(GROQ_BUDGET) == pytest.approx(cut["cost_usd"])  # the groq hold: released, its cost in
+
+
+def test_a_whole_answer_cut_mid_body_is_charged_and_retried(srv, tmp_path):
+    """A non-streamed answer whose status line arrived but whose body was cut: the provider
+    generated (and bills) it, the caller never saw it. It is retried, and charged: its own
+    interrupted row (input estimated from the prompt, output from the text that arrived),
+    named on its attempt; the answer that follows has its own row."""
+    c, store = client(srv, tmp_path)
+    srv["groq"].faults("bodycut")
+    res = c.chat(GROQ, MSG)
+    assert res.provider == "groq" and res.content
+    cut, ok = store.rows()
+    assert (cut["outcome"], cut["stream"], cut["input_tokens"], cut["usage_estimated"]) == ("interrupted", 0, PROMPT, 1)
+    assert 0 < cut["output_tokens"] < estimate_tokens(res.content) + 20  # half the answer's text, JSON and all
+    assert cut["cost_usd"] == pytest.approx(cost(cut["input_tokens"], cut["output_tokens"]))
+    assert (ok["outcome"], ok["request_id"]) == ("ok", res.request_id)
+    first, second = res.attempts
+    assert first["kind"] == "connection" and "answer cut after HTTP 200" in first["message"]
+    assert first["charged"]["request_id"] == cut["request_id"] and first["charged"]["cost_usd"] == cut["cost_usd"]
+    assert "charged" not in second
+    assert store.spent(GROQ_BUDGET) == pytest.approx(cut["cost_usd"] + ok["cost_usd"])
+    store.close()
+
+
+def test_a_whole_answer_cut_with_no_retry_left_fails_and_is_still_charged(srv, tmp_path):
+    c, store = client(srv, tmp_path, retries=0)
+    srv["groq"].faults("bodycut")
+    with pytest.raises(AllAttemptsFailed) as ei:
+        c.chat(GROQ, MSG)
+    (cut,) = store.rows()
+    assert cut["outcome"] == "interrupted" and ei.value.attempts[0]["charged"]["request_id"] == cut["request_id"]
+    assert store.spent(GROQ_BUDGET) == pytest.approx(cut["cost_usd"])  # the hold released, the cut charged
+    store.close()

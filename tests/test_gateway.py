@@ -293,6 +293,28 @@ def test_fallback_across_providers_headers_and_ledger(gw, oai, servers):
     assert [(r["provider"], r["attempts"]) for r in rows] == [("groq", 3)]  # charged once, to the one that answered
 
 
+def test_an_answer_cut_mid_body_is_retried_and_its_cost_counted(gw, oai, servers):
+    """The provider's answer began (200) and its body was cut: retried; the cut one is
+    billed, so it is in the ledger (interrupted), on its attempt (``charged``), in the
+    request's cost (header and ``knollm.cost_usd``) and in the metrics."""
+    servers["groq"].faults("bodycut")
+    before = len(ledger(gw))
+    raw = oai.chat.completions.with_raw_response.create(model=GROQ, messages=[{"role": "user", "content": "cut"}])
+    assert raw.parse().choices[0].message.content == "Hello from groq! You said: cut"
+    cut, ok = ledger(gw)[before:]
+    assert (cut["outcome"], cut["usage_estimated"], ok["outcome"]) == ("interrupted", 1, "ok")
+    meta = raw.parse().model_extra["knollm"]
+    first, second = meta["attempts"]
+    assert first["charged"]["request_id"] == cut["request_id"] and "charged" not in second
+    h = knollm_headers(raw)
+    assert h["x-knollm-attempts"] == "2"
+    assert float(h["x-knollm-cost-usd"]) == pytest.approx(cut["cost_usd"] + ok["cost_usd"]) == meta["cost_usd"]
+    with urllib.request.urlopen(gw.url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert f'knollm_gateway_cut_answers_total{{provider="groq",model="llama-3.3-70b-versatile",alias="{GROQ}"}}' \
+        in text
+
+
 def test_stream_falls_back_before_first_token(oai, servers):
     servers["togetherai"].faults("500", "500")
     with oai.chat.completions.with_streaming_response.create(

@@ -314,3 +314,23 @@ def test_key_names_must_make_a_printable_tag(servers, tmp_path):
     for bad in ("a\nb", "x" * 101):
         r = cli(env, "serve", "keys", "create", bad)
         assert r.returncode != 0 and "printable characters" in r.stderr
+
+
+def test_an_answer_cut_mid_body_is_charged_to_the_key(servers, tmp_path):
+    """A keyed request whose first answer was cut mid-body (billed by the provider) and
+    retried: the key's spend is both rows of the ledger, tagged with the key."""
+    import sqlite3
+
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "cutter", "--budget", "1")
+    servers["groq"].faults("bodycut")
+    with GatewayProcess(env) as gw:
+        status, headers, body = call(gw.base_url, key)
+    assert status == 200 and headers["x-knollm-attempts"] == "2"
+    con = sqlite3.connect(tmp_path / "knollm.db")
+    rows = con.execute("SELECT outcome, tag, cost_usd FROM calls ORDER BY id").fetchall()
+    con.close()
+    assert [(o, t) for o, t, _ in rows] == [("interrupted", "key:cutter"), ("ok", "key:cutter")]
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["spent_usd"] == pytest.approx(sum(c for _, _, c in rows)) == pytest.approx(float(headers["x-knollm-cost-usd"]))
+    assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)

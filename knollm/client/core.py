@@ -12,7 +12,7 @@ from knollm.client.engine import Outcome, flow, parse_answer
 from knollm.client.http import transport_failure
 from knollm.client.result import ChatResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
-from knollm.client.transports import StreamState, classify_error, get_shape
+from knollm.client.transports import StreamState, classify_error, cut_answer, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
 
@@ -195,6 +195,14 @@ class _Answer:
         self.d, self.s, self.out, self.http = d, client.settings, Outcome(), client.http
 
     def got(self, r: Any) -> None:
+        if r.cut is not None and r.status < 400:  # the provider answered (and bills it); the body was cut
+            kind, name = self.http.classify(r.cut) or ("connection", type(r.cut).__name__)
+            why = transport_failure(kind, name, self.d.provider, self.s, False)
+            self.out = Outcome(cut_answer(r.text), status=r.status, cut=r.text,
+                               error=ProviderError(f"answer cut after HTTP {r.status}: {why} ({len(r.text)} "
+                                                   "characters arrived)", provider=self.d.provider, kind=why.kind,
+                                                   retryable=True))
+            return
         self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text), status=r.status)
 
     def __enter__(self) -> _Answer:

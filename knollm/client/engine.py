@@ -40,6 +40,12 @@ class Outcome:
     tools_sent: bool = False     # tool-call deltas already given to the caller (ChatStream.events)
     status: int | None = None
     stream: Any = None           # the attempt's StreamState: what the provider sent so far (streams)
+    cut: str | None = None       # what arrived of a 2xx answer whose body was cut (billed, never seen)
+
+
+#: what a failed attempt's ``charged`` entry says (the provider billed it: a cut answer)
+_CHARGED = ("request_id", "cost_usd", "price_source", "unpriced_reason", "input_tokens", "output_tokens",
+            "usage_estimated")
 
 
 def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
@@ -112,7 +118,7 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     return result
                 e = out.error
                 last = e
-                plan.record_attempt(d, e.status or out.status, e, t0)
+                attempt = plan.record_attempt(d, e.status or out.status, e, t0)
                 if out.emitted or out.tools_sent:  # after the first token: no fallback, never duplicate output
                     if e.kind != "closed":  # the caller stopping is no fault of the deployment
                         d.breaker.record(False)
@@ -126,10 +132,13 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                                             plan.attempts)
                     err.row = row
                     raise err
-                if out.stream is not None and out.stream.tool_calls and store is not None:
-                    # output the caller never saw (a tool call cut mid-way, not forwarded) is billed
-                    # all the same: its own row; the hold stays for the retry or fallback
-                    yield "settle", (None, _interrupted_row(plan, d, out, t0, stream, ev))
+                if (out.cut is not None or (out.stream is not None and out.stream.tool_calls)) and store is not None:
+                    # output the caller never saw is billed all the same: a whole answer whose body
+                    # was cut, a tool call cut mid-way (not forwarded). Its own row, named on the
+                    # attempt (``charged``); the hold stays for the retry or fallback
+                    row = _interrupted_row(plan, d, out, t0, stream, ev)
+                    yield "settle", (None, row)
+                    attempt["charged"] = {k: row[k] for k in _CHARGED}
                 action, delay = plan.on_failure(d, e, tries)
                 if action != "retry":
                     break

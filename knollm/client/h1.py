@@ -432,12 +432,28 @@ class AsyncH1:
             dec = _decoder(c.headers.get("content-encoding", ""))
             if dec is not None:
                 data = dec.decompress(data) + dec.flush()
+        except H1Error as e:  # the body was cut (dropped, or silent past the read timeout)
+            if isinstance(e, H1HeaderError):
+                raise
+            return Reply(c.status, c.headers, self._cut(c), cut=e)
         except BaseException:
             self._drop(c)
             raise
         status, hdrs = c.status, c.headers
         self._release(o, c)
         return Reply(status, hdrs, data.decode("utf-8", "replace"))
+
+    def _cut(self, c: _Conn) -> str:
+        """What arrived of a body that was cut (decoded as far as it goes); the connection is closed."""
+        data = c.take() if not c.closed else b"".join(c.body)
+        self._drop(c)
+        try:
+            dec = _decoder(c.headers.get("content-encoding", ""))
+            if dec is not None:
+                data = dec.decompress(data)
+        except Exception:  # noqa: BLE001 - a partial compressed body may not decode: nothing known
+            data = b""
+        return data.decode("utf-8", "replace")
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Any:
         o = self._origin(url)

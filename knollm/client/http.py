@@ -38,12 +38,16 @@ __all__ = ["Reply", "HTTPX2", "AsyncHTTPX2", "AsyncAiohttp", "transport_failure"
 
 
 class Reply:
-    """A whole answer: ``status``, ``headers`` (case-insensitive ``get``) and ``text``."""
+    """A whole answer: ``status``, ``headers`` (case-insensitive ``get``) and ``text``.
 
-    __slots__ = ("status", "headers", "text")
+    ``cut`` is the transport failure (the driver's own exception) of an answer whose status
+    line and headers arrived but whose body did not all arrive (the connection dropped or
+    went silent): ``text`` is then what did arrive. A provider bills such an answer."""
 
-    def __init__(self, status: int, headers: Any, text: str) -> None:
-        self.status, self.headers, self.text = status, headers, text
+    __slots__ = ("status", "headers", "text", "cut")
+
+    def __init__(self, status: int, headers: Any, text: str, cut: BaseException | None = None) -> None:
+        self.status, self.headers, self.text, self.cut = status, headers, text, cut
 
 
 def transport_failure(kind: str, name: str, provider: str, s: Any, stream: bool) -> ProviderError:
@@ -87,6 +91,10 @@ class LineSplitter:
         rest = self._buf + self._dec.decode(b"", True)
         self._buf = ""
         return [rest] if rest else []
+
+
+def _text(pieces: list[bytes]) -> str:
+    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)).decode("utf-8", "replace")
 
 
 def _json_bytes(body: dict) -> bytes:
@@ -170,9 +178,17 @@ class HTTPX2(_Httpx2Base):
     """The sync driver (httpx2's pooled ``Client``)."""
 
     def post(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Reply:
-        r = self._client_for(url, "Client").post(url, headers=headers, content=_json_bytes(body),
-                                                   timeout=self._timeout(read, connect))
-        return Reply(r.status_code, r.headers, r.text)
+        with self._client_for(url, "Client").stream("POST", url, headers=headers, content=_json_bytes(body),
+                                                    timeout=self._timeout(read, connect)) as r:
+            got: list[bytes] = []
+            try:
+                for data in r.iter_bytes():
+                    got.append(data)
+            except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
+                if _httpx2_kind(e) is None:
+                    raise
+                return Reply(r.status_code, r.headers, _text(got), cut=e)
+            return Reply(r.status_code, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _SyncStream:
         return _SyncStream(self._client_for(url, "Client").stream(
@@ -216,9 +232,18 @@ class AsyncHTTPX2(_Httpx2Base):
     """The async driver over httpx2's pooled ``AsyncClient``."""
 
     async def post(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Reply:
-        r = await self._client_for(url, "AsyncClient").post(url, headers=headers, content=_json_bytes(body),
-                                                              timeout=self._timeout(read, connect))
-        return Reply(r.status_code, r.headers, r.text)
+        async with self._client_for(url, "AsyncClient").stream("POST", url, headers=headers,
+                                                               content=_json_bytes(body),
+                                                               timeout=self._timeout(read, connect)) as r:
+            got: list[bytes] = []
+            try:
+                async for data in r.aiter_bytes():
+                    got.append(data)
+            except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
+                if _httpx2_kind(e) is None:
+                    raise
+                return Reply(r.status_code, r.headers, _text(got), cut=e)
+            return Reply(r.status_code, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _AsyncHttpx2Stream:
         return _AsyncHttpx2Stream(self._client_for(url, "AsyncClient").stream(
@@ -347,8 +372,15 @@ class AsyncAiohttp:
 
     async def post(self, url: str, headers: dict, body: dict, read: float, connect: float) -> Reply:
         async with self._request(url, headers, body, read, connect) as r:
-            data = await r.read()
-            return Reply(r.status, r.headers, data.decode("utf-8", "replace"))
+            got: list[bytes] = []
+            try:
+                async for data in r.content.iter_any():
+                    got.append(data)
+            except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
+                if self.classify(e) is None:
+                    raise
+                return Reply(r.status, r.headers, _text(got), cut=e)
+            return Reply(r.status, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _AiohttpStream:
         return _AiohttpStream(self._request(url, headers, body, read, connect))

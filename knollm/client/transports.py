@@ -16,13 +16,14 @@ Everything is normalized to OpenAI's shape: ``content``, ``tool_calls``
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
 
 from knollm.errors import ProviderError
 
-__all__ = ["SHAPES", "Shape", "Parsed", "StreamState", "get_shape", "classify_error", "num_ctx_for"]
+__all__ = ["SHAPES", "Shape", "Parsed", "StreamState", "get_shape", "classify_error", "num_ctx_for", "cut_answer"]
 
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context", "too many tokens",
                   "prompt is too long", "input is too long", "reduce the length", "exceeds the context")
@@ -104,6 +105,28 @@ def classify_error(provider: str, status: int, body: str, retry_after: float | N
     else:
         kind, retry = "bad_request", False
     return ProviderError(msg, provider=provider, status=status, retryable=retry, kind=kind, retry_after=retry_after)
+
+
+#: token counts as the shapes' answers name them: (input names, output names)
+_USAGE_IN = ("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count")
+_USAGE_OUT = ("completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count")
+_USAGE_RE = re.compile(r'"(' + "|".join(_USAGE_IN + _USAGE_OUT) + r')"\s*:\s*(\d+)')
+_TEXT_RE = re.compile(r'"(?:content|text|response)"\s*:')
+
+
+def cut_answer(text: str) -> Parsed:
+    """What can be told of a whole answer whose body was cut after ``text``: the token counts
+    it gave before the cut (usage comes first in some answers), and its text from the first
+    ``content`` / ``text`` field on, JSON and all (the whole of ``text`` when there is none).
+    The provider generated the whole answer before sending it, so the output counted from
+    this is an estimate from below of what it bills."""
+    counts: dict[str, int] = {}
+    for name, n in _USAGE_RE.findall(text):
+        counts.setdefault(name, int(n))
+    inp = next((counts[k] for k in _USAGE_IN if k in counts), None)
+    out = next((counts[k] for k in _USAGE_OUT if k in counts), None)
+    m = _TEXT_RE.search(text)
+    return Parsed(text[m.end():] if m else text, None, None, _usage(inp, out) if inp else None)
 
 
 def num_ctx_for(prompt_tokens: int, max_tokens: int | None, context_window: int | None) -> int:

@@ -177,6 +177,10 @@ class _Access:
             cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
         else:  # (interrupted streams are: the provider bills them) an unpriced call is charged what was held
             cost = held if outcome.cost_usd is None else outcome.cost_usd
+        for a in outcome.attempts if outcome is not None else ():  # failed attempts the provider billed
+            ch = a.get("charged")
+            if ch:
+                cost += self.cfg.default_hold_usd if ch["cost_usd"] is None else ch["cost_usd"]
         await run_in_threadpool(self.store.settle, key.id, held, cost)
 
 
@@ -208,17 +212,15 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return
         for a in outcome.attempts:
             m.attempts.inc(a.get("provider") or "", a.get("model") or "", str(a.get("status") or ""))
+            ch = a.get("charged")
+            if ch:  # a failed attempt the provider bills (an answer cut mid-body): in the ledger too
+                p, mod = a.get("provider") or "", a.get("model") or ""
+                m.cut.inc(p, mod, alias)
+                _charged(m, p, mod, alias, ch["input_tokens"], ch["output_tokens"], 0, ch["cost_usd"], False)
         if outcome.provider and outcome.served:  # a charged call (answered, or interrupted after output)
             p, mod = outcome.provider, outcome.model or ""
-            if outcome.interrupted:
-                m.interrupted.inc(p, mod, alias)
-            m.tokens.inc(p, mod, alias, "input", amount=outcome.input_tokens)
-            m.tokens.inc(p, mod, alias, "output", amount=outcome.output_tokens)
-            m.tokens.inc(p, mod, alias, "cached", amount=outcome.cached_tokens)
-            if outcome.cost_usd is None:
-                m.unpriced.inc(p, mod, alias)
-            else:
-                m.cost.inc(p, mod, alias, amount=outcome.cost_usd)
+            _charged(m, p, mod, alias, outcome.input_tokens, outcome.output_tokens, outcome.cached_tokens,
+                     outcome.cost_usd, outcome.interrupted)
             if outcome.duration_s is not None:
                 m.upstream.observe(outcome.duration_s, p, mod, alias)
             if outcome.ttft_s is not None:
@@ -574,7 +576,21 @@ class _Deadline:
         self.handle.cancel()
 
 
+def _charged(m: Metrics, p: str, mod: str, alias: str, inp: int, out: int, cached: int, cost: float | None,
+             interrupted: bool) -> None:
+    """The metrics of one charged call or attempt: tokens, cost (or unpriced), interrupted."""
+    if interrupted:
+        m.interrupted.inc(p, mod, alias)
+    m.tokens.inc(p, mod, alias, "input", amount=inp)
+    m.tokens.inc(p, mod, alias, "output", amount=out)
+    m.tokens.inc(p, mod, alias, "cached", amount=cached)
+    if cost is None:
+        m.unpriced.inc(p, mod, alias)
+    else:
+        m.cost.inc(p, mod, alias, amount=cost)
+
+
 def _knollm_meta(o: Outcome | None) -> dict[str, Any]:
     o = o or Outcome()
-    return {"provider": o.provider, "model": o.model, "cost_usd": o.cost_usd, "price_source": o.price_source,
+    return {"provider": o.provider, "model": o.model, "cost_usd": o.billed_usd, "price_source": o.price_source,
             "unpriced_reason": o.unpriced_reason, "attempts": o.attempts}

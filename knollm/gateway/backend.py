@@ -34,8 +34,27 @@ class Outcome:
     interrupted: bool = False  # a stream cut after its output started: charged what the provider bills
 
     @property
+    def billed_usd(self) -> float | None:
+        """What the request cost: the call that served it (answered or interrupted), plus
+        every failed attempt the provider bills all the same (``attempts[i]["charged"]``:
+        an answer whose body was cut); 0 when nothing was billed; None when a part is unpriced."""
+        total = 0.0
+        if self.served:
+            if self.cost_usd is None:
+                return None
+            total = self.cost_usd
+        for a in self.attempts:
+            ch = a.get("charged")
+            if ch:
+                if ch["cost_usd"] is None:
+                    return None
+                total += ch["cost_usd"]
+        return total
+
+    @property
     def cost_header(self) -> str:
-        return "unknown" if self.cost_usd is None else format(self.cost_usd, ".10f").rstrip("0").rstrip(".") or "0"
+        c = self.billed_usd
+        return "unknown" if c is None else format(c, ".10f").rstrip("0").rstrip(".") or "0"
 
 
 class BackendStream(Protocol):

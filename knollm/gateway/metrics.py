@@ -104,12 +104,16 @@ class Metrics:
         self.interrupted = Counter("knollm_gateway_interrupted_streams_total",
                                    "Streams cut after their output started (upstream broke or the client left), "
                                    "charged what the provider bills.", ("provider", "model", "alias"))
+        self.cut = Counter("knollm_gateway_cut_answers_total",
+                           "Failed attempts the provider bills: an answer whose body was cut, a tool call cut "
+                           "before it was given out (each retried or fallen back; in the ledger as interrupted).",
+                           ("provider", "model", "alias"))
         self.in_flight = 0
 
     def render(self) -> str:
         lines: list[str] = []
         for m in (self.requests, self.errors, self.latency, self.ttft, self.upstream, self.tokens, self.cost,
-                  self.unpriced, self.attempts, self.interrupted):
+                  self.unpriced, self.attempts, self.interrupted, self.cut):
             lines += m.render()
         lines += ["# HELP knollm_gateway_in_flight Requests being served.", "# TYPE knollm_gateway_in_flight gauge",
                   f"knollm_gateway_in_flight {self.in_flight}"]

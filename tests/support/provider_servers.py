@@ -15,7 +15,8 @@ Each request takes the next fault from :attr:`script` (then :attr:`default`):
 chunk, then silence), ``cut`` (stream: first chunk, then the connection closes), ``cutN``
 (OpenAI / Anthropic streams: N content chunks, then the connection closes),
 ``malformed`` (an SSE event that is not JSON), ``html`` (200 with an HTML page),
-``truncated`` (200 with cut-off JSON), ``reset`` (connection closed, no answer),
+``truncated`` (200 with cut-off JSON), ``bodycut`` (200 announcing the whole answer's
+length, then half of it and the connection closes), ``reset`` (connection closed, no answer),
 ``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
@@ -228,6 +229,18 @@ class _Handler(BaseHTTPRequestHandler):
         text = o.reply(body)
         call = o.tool_call(body)
         usage = None if fault == "nousage" else o.usage
+        if fault == "bodycut" and not stream:  # the whole answer's length announced, half of it sent
+            whole = json.dumps({"openai": self._openai, "gemini": self._gemini, "anthropic": self._anthropic,
+                                "ollama": self._ollama}[api](body, text, call, usage)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(whole)))
+            self.end_headers()
+            self.wfile.write(whole[:len(whole) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if api == "openai":
             return self._openai_stream(body, text, call, usage, fault) if stream else \
                 self._json(200, self._openai(body, text, call, usage))
