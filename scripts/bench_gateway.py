@@ -1,7 +1,7 @@
 """Benchmark ``knollm serve`` against the same loopback upstream called directly.
 
     python scripts/bench_gateway.py [--requests 2000] [--rss-requests 10000] [--workers 1]
-                                    [--rounds 3] [--client aiohttp|openai]
+                                    [--rounds 5] [--client aiohttp|openai]
 
 One run: starts ``scripts/bench_upstream.py`` (a bare-ASGI OpenAI-compatible server) and
 ``knollm serve`` whose provider ``groq`` points at it (``KNOLLM_GROQ_BASE_URL``), then
@@ -11,7 +11,7 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * added latency p50/p99 (gateway minus direct, concurrency 1),
 * time-to-first-token overhead p50 for streams (concurrency 1),
 * throughput through the gateway as a ratio of direct (concurrency 64): ``--rounds``
-  rounds (default 3) each measure every path in turn, each round's ratio compares runs
+  rounds (default 5) each measure every path in turn, each round's ratio compares runs
   seconds apart, and the median is reported with every round's figure (on a shared
   machine the speed drifts between minutes: one pair measured minutes apart can be off
   by half),
@@ -261,9 +261,9 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="requests per measurement (default 2000)")
     ap.add_argument("--rss-requests", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
-    ap.add_argument("--rounds", type=int, default=3,
+    ap.add_argument("--rounds", type=int, default=5,
                     help="rounds at concurrency 64: each measures every path in turn, so each ratio compares "
-                         "runs seconds apart; the median ratio is reported (default 3)")
+                         "runs seconds apart; the median ratio is reported (default 5)")
     ap.add_argument("--target", default="groq/llama-3.3-70b-versatile",
                     help="the model the gateway is asked for (its provider points at the upstream)")
     ap.add_argument("--client-options", default=None,
