@@ -19,6 +19,8 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   concurrency 64 (median of the rounds), read from ``/proc``: the steadiest figure on a
   shared machine, and the one that explains the ratio (the gateway serves one request *and* makes one, so its
   CPU per request is at least the upstream's plus the load generator's),
+* the share of a gateway worker's CPU spent in the garbage collector over the
+  measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
   answers from memory (no client, no upstream), which splits the overhead between the
@@ -245,6 +247,19 @@ def _stub_server(port: int) -> None:
                 http=GatewayHTTP, loop="uvloop", proxy_headers=False)
 
 
+def _gc_share(base_url: str) -> tuple[float, float] | None:
+    """(seconds in the garbage collector, CPU seconds) of a gateway worker, from its /metrics."""
+    try:
+        text = urllib.request.urlopen(base_url.rsplit("/v1", 1)[0] + "/metrics", timeout=10).read().decode()
+    except OSError:
+        return None
+    gc_s = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("knollm_gateway_gc_seconds_total{"))
+    cpu = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+           if line.startswith("knollm_gateway_cpu_seconds_total ")]
+    return (gc_s, cpu[0]) if cpu else None
+
+
 def _wait(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -311,6 +326,7 @@ def main() -> int:
             procs = {"direct": [], "app-only": _tree(stub.pid), "minproxy": [minproxy.pid],
                      "gateway": _tree(gw.proc.pid)}
             rounds: dict[tuple[str, bool], list[tuple[float, tuple[float, float, float]]]] = {}
+            gc0 = _gc_share(via)
             for conc in (1, 64):
                 for rnd in range(args.rounds if conc == 64 else 1):
                     for stream in (False, True):
@@ -351,6 +367,10 @@ def main() -> int:
                     print(f"{label}: throughput {statistics.median(ratios):.0%} of direct (concurrency 64; "
                           f"median of {len(ratios)} rounds, each against direct in the same round: "
                           f"{', '.join(f'{r:.0%}' for r in ratios)})")
+            gc1 = _gc_share(via)
+            if gc0 and gc1 and gc1[1] > gc0[1]:
+                print(f"gateway garbage collection: {gc1[0] - gc0[0]:.3f} s of {gc1[1] - gc0[1]:.2f} s CPU "
+                      f"({(gc1[0] - gc0[0]) / (gc1[1] - gc0[1]):.1%}; one worker's /metrics)")
             rss0 = gw.rss_kb()
             done = (2 + 2 * args.rounds) * args.requests + 100  # gateway requests so far (warm-up included)
             left = args.rss_requests - done

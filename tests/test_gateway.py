@@ -417,6 +417,38 @@ def test_models_health_metrics(gw, oai):
            f'alias="{GROQ}",kind="input"}}' in text
     assert "knollm_gateway_request_duration_seconds_bucket" in text
     assert 'knollm_gateway_errors_total{route="/v1/chat/completions",type="invalid_request_error"}' in text
+    values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(("knollm_gateway_gc_", "knollm_gateway_cpu_seconds_total"))}
+    assert 0 < values["knollm_gateway_cpu_seconds_total"]  # the worker's CPU and its time in the collector
+    assert all(f'knollm_gateway_gc_seconds_total{{generation="{g}"}}' in values for g in range(3))
+    assert sum(v for k, v in values.items() if k.startswith("knollm_gateway_gc_seconds")) < \
+        values["knollm_gateway_cpu_seconds_total"]
+
+
+def test_a_worker_loads_the_catalog_and_settles_the_collector_before_serving(servers, tmp_path, monkeypatch):
+    """``app_factory`` (what each uvicorn worker runs) loads the catalog and opens the ledger
+    before the first request, then freezes what startup loaded out of the collector and
+    raises the young generation's threshold (``KNOLLM_GATEWAY_GC=default`` keeps Python's)."""
+    import gc
+
+    from knollm.gateway import server
+
+    for k, v in gateway_env(tmp_path, servers).items():
+        monkeypatch.setenv(k, v)
+    threshold = gc.get_threshold()
+    try:
+        monkeypatch.setenv("KNOLLM_GATEWAY_GC", "default")
+        server.app_factory()
+        assert gc.get_threshold() == threshold and gc.get_freeze_count() == 0
+        monkeypatch.delenv("KNOLLM_GATEWAY_GC")
+        app = server.app_factory()
+        client = app.state.backend.client
+        assert client._router is not None and client._router.source is not None  # the catalog: loaded
+        assert client._store is not None
+        assert gc.get_threshold()[0] == 7000 and gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 def test_a_stream_that_fails_before_output_is_not_counted_as_charged(gw, servers):

@@ -305,6 +305,11 @@ class ClientBackend:
         out += [{"id": key, "object": "model", "created": 0, "owned_by": pid} for key, pid in pairs if has_key(pid)]
         return out
 
+    def warm(self) -> None:
+        """Load what the first call would: the catalog index behind the router, and the ledger."""
+        self.client.router  # noqa: B018 - the property loads it
+        self.client.store  # noqa: B018
+
     async def aclose(self) -> None:
         await self.client.aclose()
 

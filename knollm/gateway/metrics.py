@@ -8,8 +8,10 @@ updates them from one event loop.
 
 from __future__ import annotations
 
+import gc
+import time
 from bisect import bisect_left
-from typing import Iterable
+from typing import Any, Iterable
 
 __all__ = ["Metrics", "Counter", "Histogram", "CONTENT_TYPE"]
 
@@ -79,6 +81,43 @@ class Histogram:
         return out
 
 
+class _GCTime:
+    """The process's time in the garbage collector, by generation (one callback per
+    collection, installed once per process)."""
+
+    installed = False
+    seconds = [0.0, 0.0, 0.0]
+    collections = [0, 0, 0]
+    _t0 = 0.0
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls.installed:
+            cls.installed = True
+            gc.callbacks.append(cls._on_gc)
+
+    @classmethod
+    def _on_gc(cls, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            cls._t0 = time.perf_counter()
+        else:
+            g = info["generation"]
+            cls.seconds[g] += time.perf_counter() - cls._t0
+            cls.collections[g] += 1
+
+    @classmethod
+    def render(cls) -> list[str]:
+        out = ["# HELP knollm_gateway_gc_seconds_total Time in the garbage collector, by generation.",
+               "# TYPE knollm_gateway_gc_seconds_total counter"]
+        out += [f'knollm_gateway_gc_seconds_total{{generation="{g}"}} {_num(v)}' for g, v in enumerate(cls.seconds)]
+        out += ["# HELP knollm_gateway_gc_collections_total Garbage collections, by generation.",
+                "# TYPE knollm_gateway_gc_collections_total counter"]
+        out += [f'knollm_gateway_gc_collections_total{{generation="{g}"}} {n}' for g, n in enumerate(cls.collections)]
+        out += ["# HELP knollm_gateway_cpu_seconds_total CPU time of the worker process (user + system).",
+                "# TYPE knollm_gateway_cpu_seconds_total counter", f"knollm_gateway_cpu_seconds_total {_num(time.process_time())}"]
+        return out
+
+
 class Metrics:
     """The gateway's series. ``alias`` is the ``model`` the caller asked for."""
 
@@ -109,6 +148,7 @@ class Metrics:
                            "before it was given out (each retried or fallen back; in the ledger as interrupted).",
                            ("provider", "model", "alias"))
         self.in_flight = 0
+        _GCTime.install()
 
     def render(self) -> str:
         lines: list[str] = []
@@ -117,4 +157,5 @@ class Metrics:
             lines += m.render()
         lines += ["# HELP knollm_gateway_in_flight Requests being served.", "# TYPE knollm_gateway_in_flight gauge",
                   f"knollm_gateway_in_flight {self.in_flight}"]
+        lines += _GCTime.render()
         return "\n".join(lines) + "\n"
