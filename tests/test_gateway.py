@@ -716,3 +716,47 @@ def test_keys_required_asks_the_store_once_for_concurrent_requests():
 
     assert all(asyncio.run(go()))
     assert Store.asked == 2
+
+
+def test_request_deadlines_fire_on_time_and_leave_nothing_behind():
+    """One sweeper per event loop fires the requests' time limits (at most a tick late):
+    a wait past its limit raises TimeoutError, a cancelled deadline never fires, someone
+    else's cancellation stays a cancellation, and an idle loop keeps no sweeper."""
+    from knollm.gateway.app import _Deadline, _Sweeper
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        d = _Deadline(0.2)
+        t = loop.time()
+        with pytest.raises(TimeoutError):
+            await d.wait(asyncio.sleep(5))
+        took = loop.time() - t
+        d.cancel()
+        kept = _Deadline(0.1)
+        kept.cancel()  # finished in time: never fires
+        await asyncio.sleep(0.3)
+        assert not kept.expired
+        expired = _Deadline(0.05)
+        await asyncio.sleep(0.25)
+        with pytest.raises(TimeoutError):  # already past: the wait does not start
+            await expired.wait(asyncio.sleep(5))
+        expired.cancel()
+
+        async def victim():
+            dl = _Deadline(5)
+            try:
+                await dl.wait(asyncio.sleep(5))
+            finally:
+                dl.cancel()
+
+        task = asyncio.ensure_future(victim())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # not a timeout: the caller's own cancel
+            await task
+        await asyncio.sleep(2 * _Sweeper.TICK + 0.05)
+        return took, id(loop) in _Sweeper._of_loop
+
+    took, sweeper_left = asyncio.run(go())
+    assert 0.2 <= took < 4  # its limit, not the 5 s sleep
+    assert not sweeper_left

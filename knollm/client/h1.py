@@ -270,6 +270,7 @@ class AsyncH1:
         self._ssl: Any = None
         self._proxy_driver: Any = None
         self._all: set[_Conn] = set()
+        self._blocks: dict[int, tuple[dict, bytes]] = {}  # id(headers) -> (headers, encoded): _header_block
 
     # ------------------------------------------------------------------ pieces
     def _origin(self, url: str) -> _Origin:
@@ -306,7 +307,16 @@ class AsyncH1:
         return self._proxy_driver
 
     def _request_bytes(self, o: _Origin, headers: dict, body: bytes) -> bytes:
-        parts = [b"POST ", o.target, b" HTTP/1.1\r\nhost: ", o.host_header, b"\r\n"]
+        return b"".join((b"POST ", o.target, b" HTTP/1.1\r\nhost: ", o.host_header, b"\r\n",
+                         self._header_block(headers), b"content-length: %d\r\n\r\n" % len(body), body))
+
+    def _header_block(self, headers: dict) -> bytes:
+        """``headers`` checked and encoded, defaults added; kept for a caller that sends the
+        same dict every time (a deployment's headers), which must not change it."""
+        hit = self._blocks.get(id(headers))
+        if hit is not None and hit[0] is headers:
+            return hit[1]
+        parts: list[bytes] = []
         given = set()
         for k, v in headers.items():
             lk = k.lower()
@@ -316,8 +326,11 @@ class AsyncH1:
             given.add(lk)
             parts += (k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n")
         parts += [line for name, line in _DEFAULT_HEADERS if name not in given]
-        parts += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
-        return b"".join(parts)
+        block = b"".join(parts)
+        if len(self._blocks) >= 256:
+            self._blocks.clear()
+        self._blocks[id(headers)] = (headers, block)  # (the dict is held: its id stays its own)
+        return block
 
     # ------------------------------------------------------------------ pool
     def _take_idle(self, o: _Origin) -> _Conn | None:

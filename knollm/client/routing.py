@@ -288,6 +288,7 @@ class Deployment:
     weight: float
     breaker: CircuitBreaker
     stats: Stats = field(default_factory=Stats)
+    _request_headers: dict | None = field(default=None, repr=False)
 
     @property
     def provider(self) -> str:
@@ -302,6 +303,14 @@ class Deployment:
         return f"{self.offer.key}" + (f" [{self.slot.label}]" if self.slot.label else "")
 
     def request_headers(self) -> dict[str, str]:
+        """The headers of every request to this deployment (the same dict each time: read, never
+        changed, by the drivers)."""
+        h = self._request_headers
+        if h is None:
+            h = self._request_headers = self._build_headers()
+        return h
+
+    def _build_headers(self) -> dict[str, str]:
         h = {"content-type": "application/json", **self.headers}
         key = self.slot._value
         if key and self.auth == "bearer":

@@ -541,17 +541,22 @@ class _ChatRequest:
 
 
 class _Deadline:
-    """A request's time limit: one timer for the whole request (stream included) instead
-    of an ``asyncio.timeout`` around every wait. :meth:`wait` awaits the upstream and
-    raises ``TimeoutError`` when the limit passes meanwhile (or has passed); the timer
-    cancels the task only while it waits there, never in the middle of a write."""
+    """A request's time limit: one per request (stream included) instead of an
+    ``asyncio.timeout`` around every wait. :meth:`wait` awaits the upstream and raises
+    ``TimeoutError`` when the limit passes meanwhile (or has passed); the limit cancels the
+    task only while it waits there, never in the middle of a write. The limits of one
+    event loop are checked together by :class:`_Sweeper` every 0.1 s (a timer per request
+    costs more than the rest of the bookkeeping), so one fires at most 0.1 s late."""
 
-    __slots__ = ("task", "handle", "expired", "waiting")
+    __slots__ = ("task", "at", "expired", "waiting", "sweeper")
 
     def __init__(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
+        self.at = loop.time() + seconds
         self.expired = self.waiting = False
-        self.handle = asyncio.get_running_loop().call_later(seconds, self._fire)
+        self.sweeper = _Sweeper.of(loop)
+        self.sweeper.live.add(self)
 
     def _fire(self) -> None:
         self.expired = True
@@ -573,7 +578,37 @@ class _Deadline:
             self.waiting = False
 
     def cancel(self) -> None:
-        self.handle.cancel()
+        self.sweeper.live.discard(self)
+
+
+class _Sweeper:
+    """The live :class:`_Deadline` s of one event loop, and the one timer that fires those
+    past their limit (it runs while any is live)."""
+
+    TICK = 0.1
+    _of_loop: dict[int, _Sweeper] = {}  # id(loop) -> its sweeper, while it has deadlines
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.live: set[_Deadline] = set()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Sweeper:
+        sw = cls._of_loop.get(id(loop))
+        if sw is None or sw.loop is not loop:
+            sw = cls._of_loop[id(loop)] = cls(loop)
+            loop.call_later(cls.TICK, sw._tick)
+        return sw
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for d in [d for d in self.live if d.at <= now]:
+            self.live.discard(d)
+            d._fire()
+        if self.live:
+            self.loop.call_later(self.TICK, self._tick)
+        elif self._of_loop.get(id(self.loop)) is self:
+            del self._of_loop[id(self.loop)]  # idle: the next deadline starts a new one
 
 
 def _charged(m: Metrics, p: str, mod: str, alias: str, inp: int, out: int, cached: int, cost: float | None,
