@@ -97,6 +97,14 @@ def _text(pieces: list[bytes]) -> str:
     return (pieces[0] if len(pieces) == 1 else b"".join(pieces)).decode("utf-8", "replace")
 
 
+def _cut(status: int, headers: Any, got: list[bytes], e: Exception, kind_of: Any) -> Reply:
+    """The answer whose body ``e`` cut (what arrived in ``got``), when ``e`` is a transport
+    failure (``kind_of(e)``, the driver's ``classify``); any other error is raised again."""
+    if kind_of(e) is None:
+        raise e
+    return Reply(status, headers, _text(got), cut=e)
+
+
 def _json_bytes(body: dict) -> bytes:
     import orjson
 
@@ -185,9 +193,7 @@ class HTTPX2(_Httpx2Base):
                 for data in r.iter_bytes():
                     got.append(data)
             except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
-                if _httpx2_kind(e) is None:
-                    raise
-                return Reply(r.status_code, r.headers, _text(got), cut=e)
+                return _cut(r.status_code, r.headers, got, e, _httpx2_kind)
             return Reply(r.status_code, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _SyncStream:
@@ -240,9 +246,7 @@ class AsyncHTTPX2(_Httpx2Base):
                 async for data in r.aiter_bytes():
                     got.append(data)
             except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
-                if _httpx2_kind(e) is None:
-                    raise
-                return Reply(r.status_code, r.headers, _text(got), cut=e)
+                return _cut(r.status_code, r.headers, got, e, _httpx2_kind)
             return Reply(r.status_code, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _AsyncHttpx2Stream:
@@ -377,9 +381,7 @@ class AsyncAiohttp:
                 async for data in r.content.iter_any():
                     got.append(data)
             except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
-                if self.classify(e) is None:
-                    raise
-                return Reply(r.status, r.headers, _text(got), cut=e)
+                return _cut(r.status, r.headers, got, e, self.classify)
             return Reply(r.status, r.headers, _text(got))
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _AiohttpStream:
