@@ -436,6 +436,7 @@ def test_a_worker_loads_the_catalog_and_settles_the_collector_before_serving(ser
     for k, v in gateway_env(tmp_path, servers).items():
         monkeypatch.setenv(k, v)
     threshold = gc.get_threshold()
+    gc.unfreeze()  # (an in-process CLI test before this one may have frozen its own objects)
     try:
         monkeypatch.setenv("KNOLLM_GATEWAY_GC", "default")
         server.app_factory()
