@@ -415,6 +415,29 @@ def test_idle_connections_to_one_origin_never_starve_another(server):
     assert a.connections == 2 and b.connections == 1
 
 
+def test_a_body_that_trickles_in_is_not_a_read_timeout(server):
+    """The read timeout is silence, not slowness: an answer whose head and body come a few
+    bytes every 0.15 s under a 0.4 s timeout (bytes that complete nothing yet count) arrives
+    whole, after about 3 s."""
+    body = b'{"text": "abcdefgh"}'
+    whole = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+    pieces: list = []
+    for i in range(0, len(whole), 4):
+        pieces += [whole[i:i + 4], 0.15]
+
+    s = server(lambda n, req: (pieces, False))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return await post(d, s.url, read=0.4)
+        finally:
+            await d.aclose()
+
+    r = run(go())
+    assert (r.status, r.text, r.cut) == (200, body.decode(), None)
+
+
 def test_read_timeouts_before_and_during_a_body(server):
     def answer(n, req):
         if n == 1:

@@ -720,10 +720,11 @@ def test_keys_required_asks_the_store_once_for_concurrent_requests():
 
 
 def test_request_deadlines_fire_on_time_and_leave_nothing_behind():
-    """One sweeper per event loop fires the requests' time limits (at most a tick late):
+    """One ticker per event loop fires the requests' time limits (at most a tick late):
     a wait past its limit raises TimeoutError, a cancelled deadline never fires, someone
-    else's cancellation stays a cancellation, and an idle loop keeps no sweeper."""
-    from knollm.gateway.app import _Deadline, _Sweeper
+    else's cancellation stays a cancellation, and an idle loop keeps no ticker."""
+    from knollm.client.ticker import Ticker
+    from knollm.gateway.app import _Deadline
 
     async def go():
         loop = asyncio.get_running_loop()
@@ -755,9 +756,9 @@ def test_request_deadlines_fire_on_time_and_leave_nothing_behind():
         task.cancel()
         with pytest.raises(asyncio.CancelledError):  # not a timeout: the caller's own cancel
             await task
-        await asyncio.sleep(2 * _Sweeper.TICK + 0.05)
-        return took, id(loop) in _Sweeper._of_loop
+        await asyncio.sleep(2 * Ticker.TICK + 0.05)
+        return took, id(loop) in Ticker._of_loop
 
-    took, sweeper_left = asyncio.run(go())
+    took, ticker_left = asyncio.run(go())
     assert 0.2 <= took < 4  # its limit, not the 5 s sleep
-    assert not sweeper_left
+    assert not ticker_left

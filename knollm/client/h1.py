@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from knollm.client.http import Reply, _AsyncStream, _json_bytes
+from knollm.client.ticker import Ticker
 
 __all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
 
@@ -90,6 +91,7 @@ class _Conn(asyncio.Protocol):
         self.error: BaseException | None = None
         self.waiter: asyncio.Future | None = None
         self.last = 0.0
+        self.read = 0.0
         self.paused = False
 
     # asyncio.Protocol
@@ -166,30 +168,35 @@ class _Conn(asyncio.Protocol):
 
     async def wait(self, read: float) -> None:
         """Until the parser has something new (or the answer failed); :class:`H1Timeout`
-        when the server sends nothing for ``read`` seconds."""
+        when the server sends nothing for ``read`` seconds (checked by the loop's
+        :class:`~knollm.client.ticker.Ticker`: at most 0.1 s late)."""
         if self.error is not None:
             raise self.error
         loop = self.loop
         self.waiter = w = loop.create_future()
-        self.last = start = loop.time()
-        timer = loop.call_at(start + read, self._check, w, read)
+        self.last = loop.time()
+        self.read = read
+        ticker = Ticker.of(loop)
+        ticker.live.add(self)
         try:
             await w
         finally:
-            timer.cancel()
+            ticker.live.discard(self)
             self.waiter = None
         if self.error is not None:
             raise self.error
 
-    def _check(self, w: asyncio.Future, read: float) -> None:
-        if w.done():
-            return
-        due = self.last + read
-        if self.loop.time() >= due:
-            self.error = H1Timeout("read")
-            w.set_result(None)
-        else:  # bytes came that completed nothing yet: wait the rest of the window
-            self.loop.call_at(due, self._check, w, read)
+    def tick(self, now: float) -> bool:
+        """The read timeout: the wait is over once answered, or once the server has sent
+        nothing for ``read`` seconds (bytes that completed nothing yet count as news)."""
+        w = self.waiter
+        if w is None or w.done():
+            return True
+        if now - self.last < self.read:
+            return False
+        self.error = H1Timeout("read")
+        w.set_result(None)
+        return True
 
     def take(self) -> bytes:
         data = b"".join(self.body) if len(self.body) != 1 else self.body[0]

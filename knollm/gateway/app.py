@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from knollm.client.result import new_id
+from knollm.client.ticker import Ticker
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
 from knollm.gateway.keys import GatewayKey, KeyStore
@@ -545,23 +546,26 @@ class _Deadline:
     ``asyncio.timeout`` around every wait. :meth:`wait` awaits the upstream and raises
     ``TimeoutError`` when the limit passes meanwhile (or has passed); the limit cancels the
     task only while it waits there, never in the middle of a write. The limits of one
-    event loop are checked together by :class:`_Sweeper` every 0.1 s (a timer per request
-    costs more than the rest of the bookkeeping), so one fires at most 0.1 s late."""
+    event loop are checked together by a :class:`~knollm.client.ticker.Ticker` (a timer
+    per request costs more than the rest of the bookkeeping), so one fires at most 0.1 s late."""
 
-    __slots__ = ("task", "at", "expired", "waiting", "sweeper")
+    __slots__ = ("task", "at", "expired", "waiting", "ticker")
 
     def __init__(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
         self.at = loop.time() + seconds
         self.expired = self.waiting = False
-        self.sweeper = _Sweeper.of(loop)
-        self.sweeper.live.add(self)
+        self.ticker = Ticker.of(loop)
+        self.ticker.live.add(self)
 
-    def _fire(self) -> None:
+    def tick(self, now: float) -> bool:
+        if now < self.at:
+            return False
         self.expired = True
         if self.waiting and self.task is not None:
             self.task.cancel()
+        return True
 
     async def wait(self, aw: Any) -> Any:
         if self.expired:
@@ -578,37 +582,7 @@ class _Deadline:
             self.waiting = False
 
     def cancel(self) -> None:
-        self.sweeper.live.discard(self)
-
-
-class _Sweeper:
-    """The live :class:`_Deadline` s of one event loop, and the one timer that fires those
-    past their limit (it runs while any is live)."""
-
-    TICK = 0.1
-    _of_loop: dict[int, _Sweeper] = {}  # id(loop) -> its sweeper, while it has deadlines
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.live: set[_Deadline] = set()
-
-    @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop) -> _Sweeper:
-        sw = cls._of_loop.get(id(loop))
-        if sw is None or sw.loop is not loop:
-            sw = cls._of_loop[id(loop)] = cls(loop)
-            loop.call_later(cls.TICK, sw._tick)
-        return sw
-
-    def _tick(self) -> None:
-        now = self.loop.time()
-        for d in [d for d in self.live if d.at <= now]:
-            self.live.discard(d)
-            d._fire()
-        if self.live:
-            self.loop.call_later(self.TICK, self._tick)
-        elif self._of_loop.get(id(self.loop)) is self:
-            del self._of_loop[id(self.loop)]  # idle: the next deadline starts a new one
+        self.ticker.live.discard(self)
 
 
 def _charged(m: Metrics, p: str, mod: str, alias: str, inp: int, out: int, cached: int, cost: float | None,
