@@ -14,6 +14,7 @@ import json
 import time
 import sqlite3
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -762,3 +763,33 @@ def test_request_deadlines_fire_on_time_and_leave_nothing_behind():
     took, ticker_left = asyncio.run(go())
     assert 0.2 <= took < 4  # its limit, not the 5 s sleep
     assert not ticker_left
+
+
+def test_two_workers_serve_and_share_the_ledger(servers, tmp_path):
+    """``--workers 2``: uvicorn's worker processes each build the app (the one-send
+    protocol imported by name, the catalog loaded, the collector settled) and write one
+    ledger; concurrent requests are all answered and all recorded."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with GatewayProcess(gateway_env(tmp_path, servers), args=["--workers", "2"]) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+
+        def one(i: int) -> str:
+            r = client.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": f"w{i}"}])
+            return r.choices[0].message.content
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(one, range(24)))
+        assert answers == [f"Hello from groq! You said: w{i}" for i in range(24)]
+        g.home = tmp_path
+        rows = ledger(g)
+        assert len(rows) == 24 and len({r["request_id"] for r in rows}) == 24
+        children = []
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            except OSError:
+                continue
+            if fields.get("PPid", "").strip() == str(g.proc.pid):
+                children.append(status.parent.name)
+        assert len(children) >= 2  # two worker processes under the server
