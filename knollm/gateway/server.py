@@ -61,8 +61,8 @@ def settle_gc() -> None:
     of objects) is frozen out of every collection, and the young generation is collected
     after 7,000 net allocations instead of 700. A request's objects are freed by reference
     counting; only cycles wait for a collection. Under load (``scripts/bench_gateway.py``,
-    concurrency 64) the collector took 8.7% of the worker's CPU before (each full collection
-    walked the catalog), 0.2% after. ``KNOLLM_GATEWAY_GC=default`` keeps Python's settings."""
+    concurrency 64) the collector took 6.4–8.7% of the worker's CPU before (each full collection
+    walked the catalog), 0.1% after. ``KNOLLM_GATEWAY_GC=default`` keeps Python's settings."""
     import gc
 
     gc.collect()
