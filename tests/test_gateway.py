@@ -793,3 +793,24 @@ def test_two_workers_serve_and_share_the_ledger(servers, tmp_path):
             if fields.get("PPid", "").strip() == str(g.proc.pid):
                 children.append(status.parent.name)
         assert len(children) >= 2  # two worker processes under the server
+
+
+def test_pipelined_requests_are_answered_in_order(gw):
+    """Two requests written back to back on one connection (HTTP/1.1 pipelining) get their
+    two answers, whole and in order, through the one-send transport."""
+    import socket
+
+    body = json.dumps({"model": GROQ, "messages": [{"role": "user", "content": "p1"}]}).encode()
+    chat = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % len(body)) + body
+    health = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
+        s.sendall(chat + health)
+        data = b""
+        while data.count(b"HTTP/1.1 200") < 2 or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    first, second = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert b"You said: p1" in first and b'"status":"ok"' in second.replace(b" ", b"")
