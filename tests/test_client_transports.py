@@ -248,3 +248,55 @@ def test_https_is_verified_with_one_trust_for_every_driver(tmp_path, monkeypatch
         assert r.content == "Hello from groq! You said: hi" and srv.requests[-1]["path"] == "/v1/chat/completions"
     finally:
         srv.stop()
+
+
+def test_feed_batch_gives_what_feeding_line_by_line_gives():
+    """``feed_batch`` (one call per network read) and ``feed`` (one per line) agree on an SSE
+    stream with comments, ``event:``/``id:`` fields, a multi-line ``data`` event, tool-call
+    deltas and the end marker; lines after ``[DONE]`` are not read."""
+    from knollm.client.transports import get_shape
+
+    ev = [
+        ": keep-alive",
+        'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"He"}}]}', "",
+        "event: message", "id: 7",
+        'data: {"id":"c1","model":"m","choices":[{"index":0,',
+        'data: "delta":{"content":"llo"}}]}', "",
+        'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function",'
+        '"function":{"name":"f","arguments":"{}"}}]}}]}', "",
+        'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,'
+        '"completion_tokens":2}}', "",
+        "data: [DONE]", "",
+        'data: {"choices":[{"index":0,"delta":{"content":"after the end"}}]}', "",
+    ]
+    one = get_shape("openai").stream_parser("p")
+    by_line: list = []
+    for line in ev:
+        by_line += one.feed(line)
+        if one.tool_deltas:
+            by_line += one.take_tool_deltas()
+        if one.done:
+            break
+    batch = get_shape("openai").stream_parser("p")
+    got = batch.feed_batch(ev[:5], tools=True) + batch.feed_batch(ev[5:], tools=True)  # an event split across reads
+    assert got == by_line == ["He", "llo", {"index": 0, "id": "call_1", "type": "function",
+                                           "function": {"name": "f", "arguments": "{}"}}]
+    for st in (one, batch):
+        r = st.result()
+        assert (r.content, r.finish_reason, r.usage["output_tokens"], st.done) == ("Hello", "stop", 2, True)
+    without = get_shape("openai").stream_parser("p")
+    assert without.feed_batch(ev, tools=False) == ["He", "llo"] and not without.tool_deltas
+
+
+def test_cut_answer_keeps_usage_given_before_the_cut_and_the_text_so_far():
+    from knollm.client.accounting import estimate_tokens
+    from knollm.client.transports import cut_answer
+
+    ollama = '{"model":"llama3.3","prompt_eval_count":42,"eval_count":7,"message":{"role":"assistant","content":"Hel'
+    p = cut_answer(ollama)
+    assert p.usage["input_tokens"] == 42 and p.usage["output_tokens"] == 7 and p.content == '"Hel'
+    openai_cut = '{"id":"x","choices":[{"index":0,"message":{"role":"assistant","content":"Hello wor'
+    p = cut_answer(openai_cut)
+    assert p.usage is None and p.content == '"Hello wor'  # usage comes last: none before the cut
+    p = cut_answer('{"id":"x","obj')
+    assert p.usage is None and estimate_tokens(p.content) >= 1  # no text field yet: the whole of what came

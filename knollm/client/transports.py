@@ -180,19 +180,12 @@ class StreamState:
         items: list[Any] = []
         data = self._data
         sse = not self.shape.ndjson
-        on_event = self.shape.on_event
         for line in lines:
             if sse and line[:6] == "data: ":
                 data.append(line[6:])
                 continue
             if sse and not line and data:  # an event ends
-                payload = data[0] if len(data) == 1 else "\n".join(data)
-                data.clear()
-                event, self._event = self._event, None
-                if payload == "[DONE]" or payload.strip() == "[DONE]":
-                    self.done = True
-                    break
-                text = on_event(self, event, payload)
+                text = self._dispatch()
             else:
                 text = self.feed(line)
             if text:
@@ -204,6 +197,18 @@ class StreamState:
             if self.done:
                 break
         return items
+
+    def _dispatch(self) -> list[str]:
+        """The event the blank line just ended: its data lines joined, then the end marker
+        or the shape's ``on_event``."""
+        data = self._data
+        payload = data[0] if len(data) == 1 else "\n".join(data)
+        data.clear()  # (the same list: feed_batch holds it)
+        event, self._event = self._event, None
+        if payload == "[DONE]" or payload.strip() == "[DONE]":
+            self.done = True
+            return []
+        return self.shape.on_event(self, event, payload)
 
     def feed(self, line: str) -> list[str]:
         if line.startswith("data:"):  # the common line first
@@ -219,13 +224,7 @@ class StreamState:
             if not self._data:
                 self._event = None
                 return []
-            data, event = "\n".join(self._data), self._event
-            self._data.clear()  # (the same list: feed_batch holds it)
-            self._event = None
-            if data.strip() == "[DONE]":
-                self.done = True
-                return []
-            return self.shape.on_event(self, event, data)
+            return self._dispatch()
         if line.startswith(":"):
             return []  # SSE comment / keep-alive
         field, _, value = line.partition(":")
