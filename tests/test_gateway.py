@@ -314,6 +314,7 @@ def test_an_answer_cut_mid_body_is_retried_and_its_cost_counted(gw, oai, servers
         text = r.read().decode()
     assert f'knollm_gateway_cut_answers_total{{provider="groq",model="llama-3.3-70b-versatile",alias="{GROQ}"}}' \
         in text
+    no_secret(json.dumps(meta) + json.dumps([cut, ok]) + json.dumps(dict(raw.headers)) + text)
 
 
 def test_stream_falls_back_before_first_token(oai, servers):
