@@ -426,20 +426,23 @@ def test_request_ids_are_unique_across_forked_processes():
 
     from knollm.client.result import new_id
 
-    r, w = os.pipe()
-    pids = []
+    children = []
     for _ in range(3):
+        r, w = os.pipe()  # one pipe each: writes over PIPE_BUF from several writers interleave
         pid = os.fork()
-        if pid == 0:  # a child: 1000 ids to the pipe
+        if pid == 0:  # a child: 1000 ids to its pipe
             os.close(r)
-            os.write(w, ("\n".join(new_id() for _ in range(1000)) + "\n").encode())
+            data = ("\n".join(new_id() for _ in range(1000)) + "\n").encode()
+            while data:
+                data = data[os.write(w, data):]
             os._exit(0)
-        pids.append(pid)
-    os.close(w)
+        os.close(w)
+        children.append((pid, r))
     mine = [new_id() for _ in range(1000)]
-    with os.fdopen(r) as f:  # read to the end before waiting: the children fill the pipe
-        theirs = f.read().split()
-    for pid in pids:
+    theirs = []
+    for pid, r in children:
+        with os.fdopen(r) as f:  # read to the end before waiting: the child fills the pipe
+            theirs += f.read().split()
         os.waitpid(pid, 0)
     ids = mine + theirs
     assert len(theirs) == 3000 and len(set(ids)) == 4000
