@@ -19,6 +19,12 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   concurrency 64 (median of the rounds), read from ``/proc``: the steadiest figure on a
   shared machine, and the one that explains the ratio (the gateway serves one request *and* makes one, so its
   CPU per request is at least the upstream's plus the load generator's),
+* where the wall time of each process goes at concurrency 64 (median of the rounds), from
+  ``/proc/<pid>/task/*/schedstat`` and ``/proc/stat``: the share spent on a CPU, the share
+  spent *waiting* for one (runnable, not running), and the machine's idle CPU meanwhile.
+  Three processes (load generator, gateway, upstream) share two cores: when the gateway
+  waits for a CPU while the machine has idle time, the kernel's placement, not the
+  gateway's work, is what caps the ratio,
 * the share of a gateway worker's CPU spent in the garbage collector over the
   measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
@@ -167,6 +173,36 @@ def _cpu_s(pids: list[int]) -> float:
             continue
         total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def _tasks(pids: list[int]) -> list[str]:
+    """The /proc task directories (threads) of ``pids``."""
+    out = []
+    for pid in pids:
+        try:
+            out += [f"/proc/{pid}/task/{t}" for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            pass
+    return out
+
+
+def _sched(pids: list[int]) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of ``pids``' threads so far,
+    from the kernel's ``schedstat``."""
+    run = wait = 0
+    for task in _tasks(pids):
+        try:
+            f = Path(f"{task}/schedstat").read_text().split()
+        except OSError:
+            continue
+        run, wait = run + int(f[0]), wait + int(f[1])
+    return run / 1e9, wait / 1e9
+
+
+def _machine_idle() -> float:
+    """Idle CPU seconds of the whole machine so far (all CPUs), from /proc/stat."""
+    f = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(f[4]) + int(f[5])) / os.sysconf("SC_CLK_TCK")
 
 
 def _tree(pid: int) -> list[int]:
@@ -326,19 +362,27 @@ def main() -> int:
             procs = {"direct": [], "app-only": _tree(stub.pid), "minproxy": [minproxy.pid],
                      "gateway": _tree(gw.proc.pid)}
             rounds: dict[tuple[str, bool], list[tuple[float, tuple[float, float, float]]]] = {}
+            sched: dict[tuple[str, bool], list[list[tuple[float, float]]]] = {}
             gc0 = _gc_share(via)
             for conc in (1, 64):
                 for rnd in range(args.rounds if conc == 64 else 1):
                     for stream in (False, True):
                         for name, url, model in paths:
+                            groups = ([os.getpid()], [upstream.pid], procs[name])
                             before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
+                            s0, idle0, w0 = [_sched(g) for g in groups], _machine_idle(), time.perf_counter()
                             res = asyncio.run(_load(url, model, args.requests, conc, stream, {}, args.client))
                             after = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
+                            s1, idle1, w1 = [_sched(g) for g in groups], _machine_idle(), time.perf_counter()
                             results[(name, stream, conc)] = res
                             if conc == 64:  # req/s and CPU per request of this round
                                 rounds.setdefault((name, stream), []).append(
                                     (len(res[0]) / res[2],
                                      tuple((b - a) / args.requests * 1e6 for a, b in zip(before, after))))
+                                wall = w1 - w0  # shares of the wall time: on a CPU, waiting for one; idle
+                                sched.setdefault((name, stream), []).append(
+                                    [((b[0] - a[0]) / wall, (b[1] - a[1]) / wall) for a, b in zip(s0, s1)]
+                                    + [((idle1 - idle0) / wall, 0.0)])
             for key, rs in rounds.items():
                 cpu[key] = tuple(statistics.median(r[1][i] for r in rs) for i in range(3))
             print(f"requests per measurement: {args.requests}; gateway workers: {args.workers}; "
@@ -367,6 +411,15 @@ def main() -> int:
                     print(f"{label}: throughput {statistics.median(ratios):.0%} of direct (concurrency 64; "
                           f"median of {len(ratios)} rounds, each against direct in the same round: "
                           f"{', '.join(f'{r:.0%}' for r in ratios)})")
+            print(f"where the wall time goes at concurrency 64 (median of the rounds; {os.cpu_count()} CPUs = "
+                  f"{100 * (os.cpu_count() or 1)}%): on a CPU / runnable, waiting for a CPU")
+            for (name, stream), rs in sched.items():
+                med = [(statistics.median(r[i][0] for r in rs), statistics.median(r[i][1] for r in rs))
+                       for i in range(4)]
+                proxy = "" if name == "direct" else f", {name} {med[2][0]:.0%} / {med[2][1]:.0%}"
+                print(f"  {'stream' if stream else 'json':<7}{name:>9}: load generator {med[0][0]:.0%} / "
+                      f"{med[0][1]:.0%}, upstream {med[1][0]:.0%} / {med[1][1]:.0%}{proxy}; "
+                      f"machine idle {med[3][0]:.0%}")
             gc1 = _gc_share(via)
             if gc0 and gc1 and gc1[1] > gc0[1]:
                 print(f"gateway garbage collection: {gc1[0] - gc0[0]:.3f} s of {gc1[1] - gc0[1]:.2f} s CPU "
