@@ -28,6 +28,8 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * the share of a gateway worker's CPU spent in the garbage collector over the
   measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
+* the time of the first requests through the fresh gateway (what its workers load before
+  serving keeps the first one near the rest),
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
   answers from memory (no client, no upstream), which splits the overhead between the
   server side (uvicorn + Starlette + gateway code) and the client's call to the upstream,
@@ -296,6 +298,16 @@ def _gc_share(base_url: str) -> tuple[float, float] | None:
     return (gc_s, cpu[0]) if cpu else None
 
 
+def _one_request(base_url: str, model: str) -> float:
+    """Milliseconds of one non-streamed chat request (urllib, a new connection)."""
+    body = json.dumps({"model": model, "messages": MESSAGES, "max_tokens": 64}).encode()
+    req = urllib.request.Request(base_url + "/chat/completions", data=body, headers={"content-type": "application/json"})
+    t = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=60) as r:
+        r.read()
+    return (time.perf_counter() - t) * 1000
+
+
 def _wait(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -351,6 +363,7 @@ def main() -> int:
         _wait(f"http://127.0.0.1:{mp_port}/health")
         with GatewayProcess(env, args=["--workers", str(args.workers)]) as gw:
             via = gw.base_url
+            first = [_one_request(via, args.target) for _ in range(3)]  # a fresh worker's first requests
             # warm both paths (imports, catalog, connection pools)
             paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("minproxy", mp_url, "bench"),
                      ("gateway", via, args.target))
@@ -420,6 +433,8 @@ def main() -> int:
                 print(f"  {'stream' if stream else 'json':<7}{name:>9}: load generator {med[0][0]:.0%} / "
                       f"{med[0][1]:.0%}, upstream {med[1][0]:.0%} / {med[1][1]:.0%}{proxy}; "
                       f"machine idle {med[3][0]:.0%}")
+            print(f"first request through the fresh gateway: {first[0]:.1f} ms (the next two: "
+                  f"{first[1]:.1f}, {first[2]:.1f} ms; one urllib request each)")
             gc1 = _gc_share(via)
             if gc0 and gc1 and gc1[1] > gc0[1]:
                 print(f"gateway garbage collection: {gc1[0] - gc0[0]:.3f} s of {gc1[1] - gc0[1]:.2f} s CPU "

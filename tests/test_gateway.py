@@ -454,6 +454,55 @@ def test_a_worker_loads_the_catalog_and_settles_the_collector_before_serving(ser
         gc.set_threshold(*threshold)
 
 
+def test_a_worker_builds_its_driver_and_asks_the_key_store_before_the_first_request(servers, tmp_path, monkeypatch,
+                                                                                    caplog):
+    """What the first request would otherwise pay for (about 110 ms: the provider registry,
+    the HTTP driver, the key store's thread pool) is done at startup: the driver in
+    ``app_factory``, the key-store question in the lifespan startup. A store that fails
+    then is logged (without its error text) and asked again by the requests."""
+    from starlette.testclient import TestClient
+
+    from knollm.gateway import server
+    from knollm.gateway.keys import KeyStore
+
+    for k, v in gateway_env(tmp_path, servers).items():
+        monkeypatch.setenv(k, v)
+    asked: list[int] = []
+    any_active = KeyStore.any_active
+
+    def counted(self: KeyStore) -> bool:
+        asked.append(1)
+        return any_active(self)
+
+    monkeypatch.setattr(KeyStore, "any_active", counted)
+    threshold = gc.get_threshold()
+    try:
+        app = server.app_factory()
+        assert app.state.backend.client._driver is not None
+        assert asked == []
+        with TestClient(app) as tc:
+            assert asked == [1]  # at startup, before any request
+            r = tc.post("/v1/chat/completions", json={"model": "groq/llama-3.3-70b-versatile",
+                                                      "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"]
+            assert asked == [1]  # the answer is kept (key_cache_s)
+
+        def broken(self: KeyStore) -> bool:
+            raise sqlite3.OperationalError("disk I/O error at /secret/path")
+
+        monkeypatch.setattr(KeyStore, "any_active", broken)
+        app = server.app_factory()
+        with caplog.at_level("WARNING", logger="knollm.gateway"), TestClient(app) as tc:
+            assert "did not answer at startup (OperationalError)" in caplog.text
+            assert "/secret/path" not in caplog.text
+            r = tc.post("/v1/chat/completions", json={"model": "groq/llama-3.3-70b-versatile",
+                                                      "messages": [{"role": "user", "content": "hi"}]})
+            assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
 def test_a_stream_that_fails_before_output_is_not_counted_as_charged(gw, servers):
     """Every attempt of a stream fails before its first token: the metrics count the error
     and the attempts, never tokens, a cost or an "unpriced" call for it."""

@@ -120,6 +120,13 @@ class _Access:
             value = await asyncio.shield(job)
         return value
 
+    async def warm(self) -> None:
+        """Ask the key store once before the first request (its thread pool starts then)."""
+        try:
+            await self._keys_required()
+        except Exception as e:  # noqa: BLE001 - a request asks again, and gets the error
+            log.warning("gateway keys: the store did not answer at startup (%s)", type(e).__name__)
+
     def _asked(self, job: asyncio.Future[bool]) -> None:
         self._asking = None
         if not job.cancelled() and job.exception() is None:
@@ -408,6 +415,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
+            await access.warm()
             yield
         finally:
             await backend.aclose()
