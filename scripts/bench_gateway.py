@@ -440,7 +440,7 @@ def main() -> int:
                 print(f"gateway garbage collection: {gc1[0] - gc0[0]:.3f} s of {gc1[1] - gc0[1]:.2f} s CPU "
                       f"({(gc1[0] - gc0[0]) / (gc1[1] - gc0[1]):.1%}; one worker's /metrics)")
             rss0 = gw.rss_kb()
-            done = (2 + 2 * args.rounds) * args.requests + 100  # gateway requests so far (warm-up included)
+            done = (2 + 2 * args.rounds) * args.requests + 103  # gateway requests so far (warm-up, first three included)
             left = args.rss_requests - done
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
             if left > 0:
