@@ -25,6 +25,9 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   Three processes (load generator, gateway, upstream) share two cores: when the gateway
   waits for a CPU while the machine has idle time, the kernel's placement, not the
   gateway's work, is what caps the ratio,
+* how many answers the load generator's event loop finds ready per wake-up (one
+  ``select`` call of its selector) at concurrency 64, and its wake-ups per request:
+  direct, the upstream's answers come in bursts; through a relay they arrive spread out,
 * the share of a gateway worker's CPU spent in the garbage collector over the
   measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
@@ -52,6 +55,7 @@ import argparse
 import asyncio
 import json
 import os
+import selectors
 import statistics
 import subprocess
 import sys
@@ -77,6 +81,26 @@ def _has_text(data: bytes) -> bool:
 def _pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+class _CountingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    """The load generator's selector, counting its wake-ups (``select`` calls) and the
+    ready sockets they return."""
+
+    calls = 0
+    ready = 0
+
+    def select(self, timeout: float | None = None) -> list[Any]:
+        got = super().select(timeout)
+        _CountingSelector.calls += 1
+        _CountingSelector.ready += len(got)
+        return got
+
+
+def _run(coro: Any) -> Any:
+    """``asyncio.run`` on a selector loop whose wake-ups are counted (the default loop otherwise)."""
+    with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(_CountingSelector())) as runner:
+        return runner.run(coro)
 
 
 class _Failed(Exception):
@@ -368,14 +392,15 @@ def main() -> int:
             paths = (("direct", direct, "bench"), ("app-only", stub_url, "bench"), ("minproxy", mp_url, "bench"),
                      ("gateway", via, args.target))
             for _, url, model in paths:
-                asyncio.run(_load(url, model, 50, 4, False, {}, args.client))
-                asyncio.run(_load(url, model, 50, 4, True, {}, args.client))
+                _run(_load(url, model, 50, 4, False, {}, args.client))
+                _run(_load(url, model, 50, 4, True, {}, args.client))
             results: dict[tuple[str, bool, int], tuple] = {}
             cpu: dict[tuple[str, bool], tuple[float, float, float]] = {}
             procs = {"direct": [], "app-only": _tree(stub.pid), "minproxy": [minproxy.pid],
                      "gateway": _tree(gw.proc.pid)}
             rounds: dict[tuple[str, bool], list[tuple[float, tuple[float, float, float]]]] = {}
             sched: dict[tuple[str, bool], list[list[tuple[float, float]]]] = {}
+            wakes: dict[tuple[str, bool], list[tuple[float, float]]] = {}
             gc0 = _gc_share(via)
             for conc in (1, 64):
                 for rnd in range(args.rounds if conc == 64 else 1):
@@ -384,7 +409,8 @@ def main() -> int:
                             groups = ([os.getpid()], [upstream.pid], procs[name])
                             before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
                             s0, idle0, w0 = [_sched(g) for g in groups], _machine_idle(), time.perf_counter()
-                            res = asyncio.run(_load(url, model, args.requests, conc, stream, {}, args.client))
+                            sel0 = (_CountingSelector.calls, _CountingSelector.ready)
+                            res = _run(_load(url, model, args.requests, conc, stream, {}, args.client))
                             after = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
                             s1, idle1, w1 = [_sched(g) for g in groups], _machine_idle(), time.perf_counter()
                             results[(name, stream, conc)] = res
@@ -396,6 +422,9 @@ def main() -> int:
                                 sched.setdefault((name, stream), []).append(
                                     [((b[0] - a[0]) / wall, (b[1] - a[1]) / wall) for a, b in zip(s0, s1)]
                                     + [((idle1 - idle0) / wall, 0.0)])
+                                calls = _CountingSelector.calls - sel0[0]
+                                wakes.setdefault((name, stream), []).append(
+                                    ((_CountingSelector.ready - sel0[1]) / max(1, calls), calls / args.requests))
             for key, rs in rounds.items():
                 cpu[key] = tuple(statistics.median(r[1][i] for r in rs) for i in range(3))
             print(f"requests per measurement: {args.requests}; gateway workers: {args.workers}; "
@@ -433,6 +462,11 @@ def main() -> int:
                 print(f"  {'stream' if stream else 'json':<7}{name:>9}: load generator {med[0][0]:.0%} / "
                       f"{med[0][1]:.0%}, upstream {med[1][0]:.0%} / {med[1][1]:.0%}{proxy}; "
                       f"machine idle {med[3][0]:.0%}")
+            print("the load generator's event loop at concurrency 64 (median of the rounds): ready sockets per "
+                  "wake-up (select call), wake-ups per request")
+            for (name, stream), ws in wakes.items():
+                print(f"  {'stream' if stream else 'json':<7}{name:>9}: {statistics.median(w[0] for w in ws):5.1f} "
+                      f"ready per wake-up, {statistics.median(w[1] for w in ws):.2f} wake-ups per request")
             print(f"first request through the fresh gateway: {first[0]:.1f} ms (the next two: "
                   f"{first[1]:.1f}, {first[2]:.1f} ms; one urllib request each)")
             gc1 = _gc_share(via)
@@ -444,7 +478,7 @@ def main() -> int:
             left = args.rss_requests - done
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
             if left > 0:
-                asyncio.run(_load(via, args.target, left, 64, False, {}, args.client))
+                _run(_load(via, args.target, left, 64, False, {}, args.client))
             print(f"gateway RSS after {max(args.rss_requests, done)} requests: "
                   f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
     finally:
