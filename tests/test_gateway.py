@@ -11,6 +11,7 @@ import asyncio
 import base64
 import gc
 import json
+import os
 import time
 import sqlite3
 import urllib.request
@@ -598,6 +599,66 @@ def test_langchain_chat_openai(gw):
 
     call = llm.bind_tools([get_weather]).invoke("weather in Paris?")
     assert call.tool_calls[0]["name"] == "get_weather" and call.tool_calls[0]["args"] == {"city": "Paris"}
+
+
+def _readme_gateway_blocks() -> tuple[str, str]:
+    """The bash and the python block of the README's gateway section."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    head = "## Gateway: any OpenAI or Anthropic client, three lines"
+    assert head in text, "the README's gateway section is gone"
+    section = text.split(head, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", section, re.S)
+    assert [lang for lang, _ in blocks] == ["bash", "python"], blocks
+    return blocks[0][1], blocks[1][1]
+
+
+def test_the_readme_gateway_lines_work_as_a_new_user_runs_them(tmp_path):
+    """The README's gateway lines, as a new user runs them: the install names the project's
+    own ``gateway`` extra (Knollm is installed from the clone, not from PyPI); ``knollm
+    serve`` with only the Groq key and no option, on the default catalog built from the
+    embedded data (a fresh cache), Groq pointed at a loopback server; then the three Python
+    lines, run as written but for the port."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+    import tomllib
+
+    from knollm.cli.cmd_serve import command
+
+    root = Path(__file__).resolve().parents[1]
+    bash, py = _readme_gateway_blocks()
+    install, serve = (part.strip() for part in bash.split("#", 1)[0].split("&&"))
+    words = shlex.split(install)
+    extra = re.fullmatch(r"\.\[(\w+)\]", words[-1]) if words[:3] == ["pip", "install", "-e"] else None
+    assert extra and len(words) == 4, f"the README installs {install!r}, not the clone's extra"
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extra.group(1) == "gateway" and "uvicorn>=0.30" in extras["gateway"]
+    words = shlex.split(serve)
+    env = dict(w.split("=", 1) for w in words if "=" in w)
+    assert [w for w in words if "=" not in w] == ["knollm", "serve"] and list(env) == ["GROQ_API_KEY"]
+    port = next(p.default for p in command.params if p.name == "port")
+    lines = py.strip().splitlines()
+    assert len(lines) == 3 and f"127.0.0.1:{port}" in bash and f'base_url="http://127.0.0.1:{port}/v1"' in py
+
+    groq = ProviderServer("groq").start()
+    try:
+        gw_env = {k: v for k, v in os.environ.items() if not k.startswith("KNOLLM_") and not k.endswith("_API_KEY")}
+        gw_env.update(env, KNOLLM_GROQ_BASE_URL=groq.base_url, KNOLLM_HOME=str(tmp_path / "home"),
+                      KNOLLM_CACHE_DIR=str(tmp_path / "cache"))
+        proc = GatewayProcess()
+        proc.env = {**gw_env, "PYTHONPATH": str(root)}  # nothing else of the test's environment
+        with proc as g:
+            script = py.replace(f"127.0.0.1:{port}", f"127.0.0.1:{g.port}")
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                                 env=gw_env, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "Hello from groq! You said: hi"
+        assert groq.requests and groq.requests[-1]["json"]["model"] == "llama-3.3-70b-versatile"
+    finally:
+        groq.stop()
 
 
 def test_lockfile_alias_through_the_gateway(servers, tmp_path):

@@ -22,7 +22,8 @@ def make_app(dumps: str, filters: Filters | None = None, site_url: str | None = 
     try:
         from knollm.browse.app import BrowseApp
     except ImportError as e:  # textual missing
-        raise click.ClickException(f"knollm browse needs Textual: pip install 'knollm[browse]' ({e})") from None
+        raise click.ClickException("knollm browse needs Textual: install Knollm's browse extra "
+                                   f"(pip install -e '.[browse]' in the Knollm checkout) ({e})") from None
     from knollm.browse.state import BrowseState
 
     idx = load_index(dumps, quiet=False)

@@ -25,7 +25,8 @@ def async_driver(name: str, max_connections: int) -> Any:
             importlib.import_module(module)
         except ImportError:
             if name == driver:
-                raise ValueError(f"http={driver!r} needs {module}: pip install 'knollm[gateway]'") from None
+                raise ValueError(f"http={driver!r} needs {module}: install Knollm's gateway extra "
+                                 "(pip install -e '.[gateway]' in the Knollm checkout)") from None
         else:
             return cls(max_connections)
     return AsyncHTTPX2(max_connections)

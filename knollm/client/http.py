@@ -7,7 +7,7 @@ swapping one changes no behaviour:
 
 * ``httpx2``: the only driver of the sync :class:`Client`, and the async fallback;
 * ``h1`` (:mod:`knollm.client.h1`): Knollm's own HTTP/1.1 driver on asyncio and
-  httptools' C parser, when ``httptools`` is installed (``pip install "knollm[gateway]"``);
+  httptools' C parser, when ``httptools`` is installed (Knollm's ``gateway`` extra);
 * ``aiohttp``: when ``aiohttp`` is installed; ``h1`` hands it the origins that go through
   a proxy.
 

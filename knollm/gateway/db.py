@@ -121,8 +121,9 @@ class PostgresDatabase(Database):
         try:
             import psycopg
         except ImportError as e:  # pragma: no cover - depends on the install
-            raise GatewayError("KNOLLM_DATABASE_URL names PostgreSQL but psycopg is not installed: "
-                               "pip install 'knollm[gateway]'", status=500, type="server_error") from e
+            raise GatewayError("KNOLLM_DATABASE_URL names PostgreSQL but psycopg is not installed: install "
+                               "Knollm's gateway extra (pip install -e '.[gateway]' in the Knollm checkout)",
+                               status=500, type="server_error") from e
         url = self.url.replace("postgresql+psycopg://", "postgresql://", 1)
         try:
             return psycopg.connect(url, autocommit=True)

@@ -27,7 +27,7 @@ def mcp_command(transport: str, host: str, port: int, lock_path: str | None, dum
     recommend_for_use_case, get_cost_analysis, validate_lockfile, create_lockfile_binding
     (writes only with confirm=true), list_libraries, recommend_library.
     Resources: knollm://schema, knollm://providers, knollm://lockfile.
-    Needs the extra: pip install 'knollm[mcp]'.
+    Needs the mcp extra (pip install -e '.[mcp]' in the Knollm checkout).
     """
     from knollm.mcp.server import build_server
 

@@ -38,7 +38,8 @@ def _import_sdk() -> tuple[Any, Any, Any]:
         from mcp.server.mcpserver.exceptions import ToolError
         from mcp_types import ToolAnnotations
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise KnollmError("knollm mcp needs the MCP SDK: pip install 'knollm[mcp]'") from e
+        raise KnollmError("knollm mcp needs the MCP SDK: install Knollm's mcp extra "
+                          "(pip install -e '.[mcp]' in the Knollm checkout)") from e
     return MCPServer, ToolError, ToolAnnotations
 
 

@@ -40,7 +40,7 @@ def unavailable() -> str | None:
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        return "psycopg is not installed (pip install 'knollm[gateway]')"
+        return "psycopg is not installed (Knollm's gateway extra)"
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root without runuser: cannot start PostgreSQL as an unprivileged user"
     return None
