@@ -428,6 +428,44 @@ def test_models_health_metrics(gw, oai):
         values["knollm_gateway_cpu_seconds_total"]
 
 
+def test_models_retrieve_and_the_anthropic_shape(gw, oai):
+    """``GET /v1/models/{id}`` (the openai SDK's ``models.retrieve``, ids with ``/`` sent as
+    ``%2F``), and for the Anthropic SDK (it sends ``anthropic-version``) the same list as
+    pages of Anthropic's ``ModelInfo``: the catalog's name, context window and output limit."""
+    anthropic = pytest.importorskip("anthropic")
+    m = oai.models.retrieve(GROQ)
+    assert (m.id, m.owned_by) == (GROQ, "groq")
+    assert m.model_extra["knollm"] == {"name": "llama-3.3-70b-versatile", "context_window": 128_000,
+                                       "max_output": 8192}
+    with pytest.raises(openai.NotFoundError) as e:
+        oai.models.retrieve("deepinfra/meta-llama/Llama-3.3-70B-Instruct")  # in the catalog, but no key
+    assert e.value.code == "model_not_found" and "GET /v1/models" in e.value.message
+    ids = [d.id for d in oai.models.list().data]
+    assert len(ids) == 4
+
+    ac = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    page = ac.models.list(limit=2)
+    assert [x.id for x in page.data] == ids[:2] and page.has_more and page.last_id == ids[1]
+    assert [x.id for x in ac.models.list(limit=3)] == ids  # the SDK pages on with after_id
+    before = ac.models.list(limit=2, before_id=ids[3])
+    assert [x.id for x in before.data] == ids[1:3] and before.has_more
+    info = ac.models.retrieve(GROQ)
+    assert (info.type, info.display_name, info.max_input_tokens, info.max_tokens) == \
+        ("model", "llama-3.3-70b-versatile", 128_000, 8192)
+    assert info.created_at.timestamp() == 0  # unknown release date: the epoch, as Anthropic documents
+    with pytest.raises(anthropic.NotFoundError) as e:
+        ac.models.retrieve("nope/x")
+    assert e.value.body["error"]["type"] == "not_found_error"
+    with pytest.raises(anthropic.BadRequestError):
+        ac.models.list(limit=0)
+    with pytest.raises(anthropic.BadRequestError):
+        ac.models.list(after_id="nope/x")
+    req = urllib.request.Request(gw.base_url + "/models?limit=%C2%B2", headers={"anthropic-version": "2023-06-01"})
+    with pytest.raises(urllib.error.HTTPError) as http:  # a digit to str.isdigit, not to int(): "²"
+        urllib.request.urlopen(req, timeout=30)
+    assert http.value.code == 400 and json.loads(http.value.read())["error"]["type"] == "invalid_request_error"
+
+
 def test_a_worker_loads_the_catalog_and_settles_the_collector_before_serving(servers, tmp_path, monkeypatch):
     """``app_factory`` (what each uvicorn worker runs) loads the catalog and opens the ledger
     before the first request, then freezes what startup loaded out of the collector and

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +93,15 @@ def test_keys_auth_allowed_models_rpm_revoke_and_listing(servers, tmp_path):
         with urllib.request.urlopen(req) as r:
             ids = {m["id"] for m in json.loads(r.read())["data"]}
         assert GROQ in ids and TOGETHER not in ids
+        for mid, status in ((GROQ, 200), (TOGETHER, 404), (GROQ, 401)):  # and GET /v1/models/{id}, the same
+            req = urllib.request.Request(gw.base_url + "/models/" + urllib.parse.quote(mid, safe=""),
+                                         headers={"authorization": "Bearer " + (team if status != 401 else "kn-no")})
+            try:
+                with urllib.request.urlopen(req) as r:
+                    got = (r.status, json.loads(r.read())["id"])
+            except urllib.error.HTTPError as e:
+                got = (e.code, json.loads(e.read())["error"]["type"])
+            assert got == (status, {200: mid, 404: "not_found_error", 401: "authentication_error"}[status])
         assert call(gw.base_url, other, TOGETHER)[0] == 200
         assert cli(env, "serve", "keys", "revoke", "other").returncode == 0
         deadline = time.time() + 15

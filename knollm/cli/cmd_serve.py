@@ -30,8 +30,8 @@ def command(ctx: click.Context, host: str, port: int, lock: str | None, catalog:
 
     \b
     Endpoints: POST /v1/chat/completions, POST /v1/messages, GET /v1/models,
-    GET /health, GET /metrics. State (usage ledger, budgets, gateway keys) lives in
-    SQLite, or in PostgreSQL when $KNOLLM_DATABASE_URL names one.
+    GET /v1/models/{id}, GET /health, GET /metrics. State (usage ledger, budgets,
+    gateway keys) lives in SQLite, or in PostgreSQL when $KNOLLM_DATABASE_URL names one.
     \b
     Example:
       knollm serve --port 4000

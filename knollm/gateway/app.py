@@ -369,17 +369,42 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     async def messages(request: Request) -> Response:
         return await serve_chat(request, "/v1/messages", anthropic=True)
 
+    async def listed(request: Request) -> list[dict[str, Any]]:
+        """The models this caller may call."""
+        key = await access.authenticate(request)
+        data = await backend.models()
+        return data if key is None else [d for d in data if key.allows(d["id"])]
+
     async def models(request: Request) -> Response:
+        """``GET /v1/models``: OpenAI's list, or Anthropic's page of ``ModelInfo`` for a caller
+        that sends ``anthropic-version`` (as every Anthropic SDK request does)."""
         started = time.perf_counter()
+        anthropic = "anthropic-version" in request.headers
         try:
-            key = await access.authenticate(request)
-            data = await backend.models()
+            data = await listed(request)
+            body = _anthropic_page(data, request.query_params) if anthropic else {"object": "list", "data": data}
         except Exception as e:  # noqa: BLE001
-            return error_response("/v1/models", started, e, "", False)
-        if key is not None:
-            data = [d for d in data if key.allows(d["id"])]
+            return error_response("/v1/models", started, e, "", anthropic)
         record("/v1/models", 200, started, None, "")
-        return Response(_dumps({"object": "list", "data": data}), media_type="application/json",
+        return Response(_dumps(body), media_type="application/json", headers=_knollm_headers(None))
+
+    async def model(request: Request) -> Response:
+        """``GET /v1/models/{id}``: one of :func:`models`' entries (ids may hold ``/``,
+        sent as ``%2F`` by the SDKs), else a 404 ``model_not_found``."""
+        started = time.perf_counter()
+        anthropic = "anthropic-version" in request.headers
+        wanted = request.path_params["model_id"]
+        try:
+            data = await listed(request)
+            hit = next((d for d in data if d["id"] == wanted), None)
+            if hit is None:
+                raise GatewayError(f"no model {wanted!r} here: not an alias of the lockfile, not in the catalog, "
+                                   "or its provider has no key (GET /v1/models lists what can be called)",
+                                   status=404, type="not_found_error", code="model_not_found")
+        except Exception as e:  # noqa: BLE001
+            return error_response("/v1/models/{id}", started, e, "", anthropic)
+        record("/v1/models/{id}", 200, started, None, "")
+        return Response(_dumps(_anthropic_model(hit) if anthropic else hit), media_type="application/json",
                         headers=_knollm_headers(None))
 
     async def health(request: Request) -> Response:
@@ -408,6 +433,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
+        Route("/models/{model_id:path}", model, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -605,6 +632,39 @@ def _charged(m: Metrics, p: str, mod: str, alias: str, inp: int, out: int, cache
         m.unpriced.inc(p, mod, alias)
     else:
         m.cost.inc(p, mod, alias, amount=cost)
+
+
+_EPOCH = "1970-01-01T00:00:00Z"  # Anthropic's documented ``created_at`` for an unknown release date
+
+
+def _anthropic_model(d: dict[str, Any]) -> dict[str, Any]:
+    """A ``GET /v1/models`` entry in Anthropic's ``ModelInfo`` shape: the catalog's name,
+    context window (``max_input_tokens``) and output limit (``max_tokens``); ``null`` when unknown."""
+    k = d.get("knollm") or {}
+    return {"type": "model", "id": d["id"], "display_name": k.get("name") or d["id"], "created_at": _EPOCH,
+            "max_input_tokens": k.get("context_window"), "max_tokens": k.get("max_output"), "knollm": k}
+
+
+def _anthropic_page(data: list[dict[str, Any]], query: Any) -> dict[str, Any]:
+    """One page of Anthropic's model list: ``limit`` (1-1000, default 20) entries after
+    ``after_id`` or before ``before_id``, with ``has_more``, ``first_id`` and ``last_id``."""
+    raw = query.get("limit") or "20"
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
+        raise GatewayError(f"limit must be an integer from 1 to 1000, not {raw!r}", status=400, code="invalid_limit")
+    limit = int(raw)
+    ids = [d["id"] for d in data]
+    after, before = query.get("after_id"), query.get("before_id")
+    for name, ref in (("after_id", after), ("before_id", before)):
+        if ref is not None and ref not in ids:
+            raise GatewayError(f"{name} {ref!r} is not a listed model", status=400, code="invalid_cursor")
+    if before is not None:
+        end = ids.index(before)
+        page, more = data[max(0, end - limit):end], end > limit
+    else:
+        start = ids.index(after) + 1 if after is not None else 0
+        page, more = data[start:start + limit], start + limit < len(data)
+    return {"data": [_anthropic_model(d) for d in page], "has_more": more,
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
 
 
 def _knollm_meta(o: Outcome | None) -> dict[str, Any]:

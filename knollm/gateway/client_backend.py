@@ -295,14 +295,12 @@ class ClientBackend:
                     keyed[pid] = any(s.label for s in router.slots(pid, facts))
             return keyed[pid]
 
-        cat = src.catalog
-        if src._full:
-            pairs = [(m["key"], m["provider"]) for m in cat.models]
-        else:
-            from knollm.query.index import KEY, PROVIDER
+        from knollm.query.index import CTX, KEY, MAXOUT, NAME, PROVIDER
 
-            pairs = [(r[KEY], r[PROVIDER]) for r in cat.rows]
-        out += [{"id": key, "object": "model", "created": 0, "owned_by": pid} for key, pid in pairs if has_key(pid)]
+        # (a full catalog's index has the same rows, in the same order, as its models)
+        out += [{"id": r[KEY], "object": "model", "created": 0, "owned_by": r[PROVIDER],
+                 "knollm": {"name": r[NAME], "context_window": r[CTX], "max_output": r[MAXOUT]}}
+                for r in src.index.rows if has_key(r[PROVIDER])]
         return out
 
     def warm(self) -> None:
