@@ -618,6 +618,53 @@ def test_anthropic_sdk_error_shape(gw):
     assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
 
 
+def test_anthropic_sdk_count_tokens_from_the_provider_or_estimated(gw, servers):
+    """``messages.count_tokens`` (and Claude Code's ``beta.messages.count_tokens``, sent with
+    ``?beta=true``): an Anthropic deployment counts with its own endpoint and the caller's
+    body (system, tools) under the deployment's model id; any other provider, or a count
+    that fails, gets Knollm's estimate, said as such. Free: nothing in the ledger."""
+    anthropic = pytest.importorskip("anthropic")
+    from knollm.client.accounting import prompt_tokens
+    from knollm.gateway.translate import anthropic_to_openai
+    from tests.support.provider_servers import counted_tokens
+
+    c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    tools = [{"name": "get_weather", "description": "the weather in a city", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    ask = {"system": "You are terse.", "tools": tools,
+           "messages": [{"role": "user", "content": "What is the weather in Paris, and in Lyon?"}]}
+    rows = len(ledger(gw))
+    raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, **ask)
+    sent = servers["anthropic"].requests[-1]
+    assert sent["path"] == "/v1/messages/count_tokens" and sent["headers"]["x-api-key"] == SECRETS["ANTHROPIC_API_KEY"]
+    assert sent["json"] == {**ask, "model": "claude-x"}
+    assert raw.parse().input_tokens == counted_tokens(sent["json"])
+    assert raw.headers["x-knollm-token-count"] == "provider" and raw.headers["x-knollm-provider"] == "anthropic"
+    assert raw.headers["x-knollm-cost-usd"] == "0" and raw.headers["x-knollm-attempts"] == "1"
+    assert c.beta.messages.count_tokens(model=CLAUDE, **ask).input_tokens == counted_tokens(sent["json"])
+    assert servers["anthropic"].requests[-1]["query"] == ""  # (Claude Code's ?beta=true stays with the gateway)
+
+    before = len(servers["groq"].requests)  # an OpenAI-API provider has no count endpoint: the estimate
+    raw = c.messages.with_raw_response.count_tokens(model=GROQ, **ask)
+    expected = anthropic_to_openai({**ask, "model": GROQ, "max_tokens": 1})
+    assert raw.parse().input_tokens == prompt_tokens(expected["messages"], {"tools": expected["tools"]})
+    assert raw.headers["x-knollm-token-count"] == "estimate" and raw.headers["x-knollm-provider"] == "groq"
+    assert "no token count" in raw.http_response.json()["knollm"]["reason"]
+    assert len(servers["groq"].requests) == before
+
+    servers["anthropic"].script.append("500")  # a count that fails: the estimate, with the reason
+    raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, **ask)
+    assert raw.headers["x-knollm-token-count"] == "estimate" and raw.headers["x-knollm-attempts"] == "1"
+    assert "failed (500)" in raw.http_response.json()["knollm"]["reason"]
+    servers["anthropic"].script.append("context")  # a request the provider rejects: an error, as the call
+    with pytest.raises(anthropic.BadRequestError) as e:
+        c.messages.count_tokens(model=CLAUDE, **ask)
+    assert e.value.body["type"] == "error" and SECRETS["ANTHROPIC_API_KEY"] not in e.value.response.text
+    with pytest.raises(anthropic.BadRequestError):  # no messages
+        c.messages.count_tokens(model=CLAUDE, messages=[])
+    assert len(ledger(gw)) == rows
+
+
 # --------------------------------------------------------------------------- LangChain
 def test_langchain_chat_openai(gw):
     lc = pytest.importorskip("langchain_openai")

@@ -48,6 +48,19 @@ def call(base_url: str, key: str | None, model: str = GROQ, **extra) -> tuple[in
         return e.code, dict(e.headers), json.loads(e.read())
 
 
+def count(base_url: str, key: str, model: str) -> tuple[int, dict]:
+    """``POST /v1/messages/count_tokens`` as Claude Code sends it (the key in ``x-api-key``)."""
+    req = urllib.request.Request(base_url + "/messages/count_tokens?beta=true", method="POST",
+                                 headers={"content-type": "application/json", "x-api-key": key,
+                                          "anthropic-version": "2023-06-01"},
+                                 data=json.dumps({"model": model, "messages": MSG}).encode())
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 @pytest.fixture(scope="module")
 def servers():
     srvs = {"groq": ProviderServer("groq").start(), "togetherai": ProviderServer("together").start()}
@@ -81,9 +94,12 @@ def test_keys_auth_allowed_models_rpm_revoke_and_listing(servers, tmp_path):
         assert status == 403 and body["error"]["type"] == "permission_error"
         status, _, body = call(gw.base_url, team, f"{GROQ},{TOGETHER}")  # every link of a chain is checked
         assert status == 403
+        status, body = count(gw.base_url, team, TOGETHER)  # token counts: the key's models, and free
+        assert status == 403 and body["error"]["type"] == "permission_error"
         if time.time() % 60 > 50:  # keep the 4 calls in one RPM window
             time.sleep(61 - time.time() % 60)
-        # the 403s above counted nothing; 1 + 2 more calls fill the window of 3
+        assert [count(gw.base_url, team, GROQ)[0] for _ in range(5)] == [200] * 5
+        # the 403s and the token counts above counted nothing; 1 + 2 more calls fill the window of 3
         results = [call(gw.base_url, team) for _ in range(4)]
         assert [r[0] for r in results] == [200, 200, 200, 429]
         assert results[0][1]["x-knollm-provider"] == "groq"

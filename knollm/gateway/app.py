@@ -152,14 +152,19 @@ class _Access:
                                code="invalid_api_key")
         return hit[1]
 
+    @staticmethod
+    def allow(key: GatewayKey | None, targets: list[str]) -> None:
+        """Check the key may name every one of ``targets`` (each link of a fallback chain)."""
+        for t in targets if key is not None else ():
+            if not key.allows(t):
+                raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
+                                   type="permission_error", code="model_not_allowed")
+
     async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> float:
         """Check the key may call ``targets`` now; returns the USD held against its budget."""
         if key is None:
             return 0.0
-        for t in targets:
-            if not key.allows(t):
-                raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
-                                   type="permission_error", code="model_not_allowed")
+        self.allow(key, targets)
         assert self.store is not None
         if key.rpm:
             n = await run_in_threadpool(self.store.hit, key.id)
@@ -369,6 +374,33 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     async def messages(request: Request) -> Response:
         return await serve_chat(request, "/v1/messages", anthropic=True)
 
+    async def count_tokens(request: _ChatRequest) -> Response:
+        """``POST /v1/messages/count_tokens`` (Claude Code sends dozens at startup): the
+        provider's own count where its API has one, else Knollm's estimate, said in
+        ``x-knollm-token-count`` and the ``knollm`` object. Free: gateway keys are checked
+        for the model, not charged, and no RPM is counted."""
+        route = "/v1/messages/count_tokens"
+        started = time.perf_counter()
+        alias = "?"
+        try:
+            key = await access.authenticate(request)
+            raw = await read_json(request)
+            if not isinstance(raw, dict):
+                raise GatewayError("the request body must be a JSON object", status=400)
+            body = anthropic_to_openai({**raw, "max_tokens": 1})  # (count_tokens takes no max_tokens)
+            del body["max_tokens"]
+            targets = split_target(body["model"])
+            alias = body["model"]
+            access.allow(key, targets)
+            count, outcome = await backend.count_tokens(body, targets=targets, native=raw)
+        except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return error_response(route, started, e, alias, True)
+        record(route, 200, started, outcome, alias)
+        headers = {**_knollm_headers(outcome), "x-knollm-token-count": count["knollm"]["source"]}
+        return _JSONBytes(_dumps(count), 200, headers)
+
     async def listed(request: Request) -> list[dict[str, Any]]:
         """The models this caller may call."""
         key = await access.authenticate(request)
@@ -431,6 +463,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
@@ -450,7 +483,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     app = _GatewayApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                       lifespan=lifespan)
     app.chat_routes = {"/v1/chat/completions": (chat_completions, server_error),
-                       "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error)}
+                       "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error),
+                       "/v1/messages/count_tokens": (count_tokens, server_error)}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store

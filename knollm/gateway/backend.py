@@ -89,4 +89,9 @@ class Backend(Protocol):
     def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
         """An upper bound of the call's cost (for gateway-key budgets); None if unknown."""
 
+    async def count_tokens(self, body: dict[str, Any], *, targets: list[str], native: dict[str, Any] | None = None
+                           ) -> tuple[dict[str, Any], Outcome]:
+        """``{"input_tokens": N, "knollm": {"source": "provider" | "estimate", ...}}`` for
+        ``body`` on the deployment that would serve it (``native``: the caller's Anthropic body)."""
+
     async def aclose(self) -> None: ...

@@ -170,6 +170,21 @@ class _ClientStream:
                          _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])]
 
 
+# what Anthropic's count_tokens takes of a Messages request (model is the deployment's)
+_COUNT_FIELDS = ("messages", "system", "tools", "tool_choice", "thinking")
+
+
+def _input_tokens(text: str) -> int | None:
+    """``input_tokens`` of a count_tokens answer, or None."""
+    import json
+
+    try:
+        n = json.loads(text).get("input_tokens")
+    except (ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+
+
 def _delta(first: bool, **fields: Any) -> dict[str, Any]:
     """A chunk's delta; the first one names the role (and, opening with tool calls, no content)."""
     if not first:
@@ -247,6 +262,58 @@ class ClientBackend:
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
         target, messages, params = self._split(body, targets)
         return _ClientStream(self.client, target, messages, {**params, "tag": tag})
+
+    async def count_tokens(self, body: dict[str, Any], *, targets: list[str], native: dict[str, Any] | None = None
+                           ) -> tuple[dict[str, Any], Outcome]:
+        """The input tokens of a Messages request on the deployment that would serve it
+        first, as Anthropic's ``{"input_tokens": N}`` plus a ``knollm`` object saying whose
+        count it is (``source``: ``provider`` or ``estimate``, with the ``reason``).
+
+        An Anthropic-API deployment counts them itself (``POST /v1/messages/count_tokens``,
+        free): ``native``, the caller's own Anthropic body (system, messages, tools,
+        tool_choice, thinking), goes there with the deployment's model id. Any other
+        deployment, or a count that fails (429, 5xx, no such endpoint, the network), gets
+        Knollm's estimate, the one its budgets use (about 4 characters a token, 85 an
+        image, 4 a message, the tool schemas). A request the provider rejects as invalid
+        (400, 413, 422) raises, as the call itself would. Nothing is billed or written to
+        the ledger."""
+        from knollm.client.accounting import prompt_tokens
+        from knollm.client.transports import classify_error
+        from knollm.errors import ClientError
+
+        target, messages, params = self._split(body, targets)
+        try:
+            plan = self.client.plan(target, messages, params)
+        except ClientError as e:
+            raise _with_outcome(e) from None
+        d = plan.order[0]
+        o = Outcome(provider=d.provider, model=d.model, attempts=plan.attempts)
+        reason = f"{d.provider}'s API has no token count: Knollm's estimate"
+        if d.shape == "anthropic" and native is not None:
+            payload = {k: native[k] for k in _COUNT_FIELDS if k in native}
+            payload["model"] = d.model
+            t0 = time.perf_counter()
+            try:
+                r = await self.client.http.post(d.base_url.rstrip("/") + "/messages/count_tokens",
+                                                d.request_headers(), payload, 30.0,
+                                                self.client.settings.connect_timeout)
+            except Exception as e:  # noqa: BLE001 - the network: the estimate instead
+                plan.record_attempt(d, None, e, t0)
+                reason = f"{d.provider}'s token count failed ({type(e).__name__}): Knollm's estimate"
+            else:
+                n = _input_tokens(r.text) if r.status == 200 else None
+                if n is not None:
+                    plan.record_attempt(d, 200, None, t0)
+                    return {"input_tokens": n, "knollm": {"source": "provider", "provider": d.provider,
+                                                          "model": d.model, "reason": None}}, o
+                err = classify_error(d.provider, r.status, r.text) if r.status != 200 else \
+                    ValueError("the answer has no input_tokens")
+                plan.record_attempt(d, r.status, err, t0)
+                if r.status in (400, 413, 422):
+                    raise _with_outcome(err, o) from None
+                reason = f"{d.provider}'s token count failed ({r.status}): Knollm's estimate"
+        return {"input_tokens": prompt_tokens(plan.messages, plan.params),
+                "knollm": {"source": "estimate", "provider": d.provider, "model": d.model, "reason": reason}}, o
 
     def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
         """The most the call can cost on any candidate (None if one is unpriced)."""

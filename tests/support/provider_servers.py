@@ -6,6 +6,9 @@ client speaks, in the shapes their public docs give:
 * ``POST /v1/chat/completions``  OpenAI-compatible (JSON, or SSE ending in ``[DONE]``;
   usage in the last chunk when ``stream_options.include_usage``)
 * ``POST /v1/messages``          Anthropic Messages (JSON, or ``event:``/``data:`` SSE)
+* ``POST /v1/messages/count_tokens``  Anthropic's token count, ``{"input_tokens": N}``:
+  :func:`counted_tokens` of the body (a made-up tokenizer, so a test can tell the
+  provider's count from an estimate)
 * ``POST /api/chat``             Ollama native (JSON, or NDJSON lines ending ``done: true``)
 * ``POST /v1beta/models/M:generateContent`` / ``:streamGenerateContent?alt=sse``  Gemini
 
@@ -35,7 +38,13 @@ from typing import Any
 
 from tests.support.openai_server import _last_user_text, example_from_schema
 
-__all__ = ["ProviderServer"]
+__all__ = ["ProviderServer", "counted_tokens"]
+
+
+def counted_tokens(body: dict) -> int:
+    """The loopback Anthropic server's token count: one per word of the system prompt,
+    the messages and the tool definitions (as JSON), plus 3."""
+    return 3 + len(json.dumps([body.get("system"), body.get("messages"), body.get("tools")]).split())
 
 
 class ProviderServer:
@@ -226,6 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<!DOCTYPE html><html><body>Bad gateway</body></html>", "text/html")
         if fault == "truncated":
             return self._send(200, b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assis')
+        if path.endswith("/messages/count_tokens"):
+            return self._json(200, {"input_tokens": counted_tokens(body)})
         text = o.reply(body)
         call = o.tool_call(body)
         usage = None if fault == "nousage" else o.usage
