@@ -1,8 +1,8 @@
 """``knollm serve`` as a real subprocess, called by real clients: the official ``openai``
 SDK (sync, async, streaming, tools, response_format, images), the ``anthropic`` SDK
-(messages, streaming, tools) and LangChain's ``ChatOpenAI``. The upstream providers are
-loopback servers (:class:`tests.support.provider_servers.ProviderServer`) with injected
-faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
+(messages, streaming, tools, token counts, models), LangChain's ``ChatOpenAI`` and
+pydantic-ai's ``Agent``. The upstream providers are loopback servers
+(:class:`tests.support.provider_servers.ProviderServer`) with injected faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
 error shapes."""
 
 from __future__ import annotations
@@ -684,6 +684,44 @@ def test_langchain_chat_openai(gw):
 
     call = llm.bind_tools([get_weather]).invoke("weather in Paris?")
     assert call.tool_calls[0]["name"] == "get_weather" and call.tool_calls[0]["args"] == {"city": "Paris"}
+
+
+# --------------------------------------------------------------------------- pydantic-ai
+def test_pydantic_ai_agent_with_a_tool_and_a_stream(gw, servers):
+    """pydantic-ai's ``Agent`` over ``OpenAIChatModel`` pointed at the gateway: a tool call
+    made, run and answered in a second request; a streamed run; usage summed over the run."""
+    pytest.importorskip("pydantic_ai")
+    from pydantic_ai import Agent
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    model = OpenAIChatModel(GROQ, provider=OpenAIProvider(base_url=gw.base_url, api_key="unused"))
+    agent = Agent(model, instructions="be brief")
+    asked: list[str] = []
+
+    @agent.tool_plain
+    def get_weather(city: str) -> str:
+        """Weather in a city."""
+        asked.append(city)
+        return "sunny"
+
+    before = len(ledger(gw))
+    result = agent.run_sync("weather in Paris?")
+    assert asked == ["Paris"] and result.output == "Hello from groq! You said: weather in Paris?"
+    sent = servers["groq"].requests[-1]["json"]
+    assert sent["messages"][-1]["role"] == "tool" and sent["messages"][-1]["content"] == "sunny"
+    usage = result.usage
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (2, 240, 60)
+    rows = ledger(gw)[before:]
+    assert len(rows) == 2 and {r["provider"] for r in rows} == {"groq"}
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(2 * COST["groq"])
+
+    async def streamed() -> str:
+        plain = Agent(model)
+        async with plain.run_stream("stream please") as run:
+            return "".join([piece async for piece in run.stream_text(delta=True)])
+
+    assert asyncio.run(streamed()) == "Hello from groq! You said: stream please"
 
 
 def _readme_gateway_blocks() -> tuple[str, str]:
