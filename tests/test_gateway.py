@@ -1,5 +1,5 @@
 """``knollm serve`` as a real subprocess, called by real clients: the official ``openai``
-SDK (sync, async, streaming, tools, response_format, images), the ``anthropic`` SDK
+SDK (sync, async, streaming, tools, response_format, images, the Responses API), the ``anthropic`` SDK
 (messages, streaming, tools, token counts, models), LangChain's ``ChatOpenAI`` and
 pydantic-ai's ``Agent``. The upstream providers are loopback servers
 (:class:`tests.support.provider_servers.ProviderServer`) with injected faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
@@ -260,6 +260,90 @@ def test_openai_response_format_and_image(oai, servers):
     sent = servers["groq"].requests[-1]["json"]
     assert sent["response_format"] == rf
     assert sent["messages"][0]["content"][1]["image_url"]["url"] == "data:image/png;base64," + PNG
+
+
+# --------------------------------------------------------------------------- openai SDK: the Responses API
+WEATHER = [{"type": "function", "name": "get_weather", "description": "the weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def test_openai_responses_text_tools_and_the_ledger(gw, oai, servers):
+    """``client.responses.create``: instructions and input as chat messages to the provider,
+    the answer as ``output`` items with usage and the ``knollm`` cost; a function call, then
+    its output sent back (the whole conversation: the gateway stores no response)."""
+    before = len(ledger(gw))
+    raw = oai.responses.with_raw_response.create(model=GROQ, instructions="be brief", input="hi",
+                                                 max_output_tokens=64)
+    r = raw.parse()
+    assert (r.output_text, r.status, r.model) == ("Hello from groq! You said: hi", "completed", "llama-3.3-70b-versatile")
+    assert (r.usage.input_tokens, r.usage.output_tokens, r.usage.total_tokens) == (120, 30, 150)
+    assert r.usage.output_tokens_details.reasoning_tokens is None  # the provider did not say: unknown, not 0
+    assert r.model_extra["knollm"]["cost_usd"] == pytest.approx(COST["groq"])
+    assert raw.headers["x-knollm-provider"] == "groq" and float(raw.headers["x-knollm-cost-usd"]) == \
+        pytest.approx(COST["groq"])
+    sent = servers["groq"].requests[-1]["json"]
+    assert sent["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    assert sent["max_tokens"] == 64
+    rows = ledger(gw)[before:]
+    assert len(rows) == 1 and rows[0]["provider"] == "groq" and rows[0]["cost_usd"] == pytest.approx(COST["groq"])
+
+    r = oai.responses.create(model=GROQ, input="weather in Paris?", tools=WEATHER)
+    (call,) = r.output
+    assert (call.type, call.name, json.loads(call.arguments)) == ("function_call", "get_weather", {"city": "Paris"})
+    assert servers["groq"].requests[-1]["json"]["tools"][0]["function"]["name"] == "get_weather"
+    r = oai.responses.create(model=GROQ, tools=WEATHER, input=[
+        {"role": "user", "content": "weather in Paris?"},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert r.output_text == "Hello from groq! You said: weather in Paris?"
+    assert servers["groq"].requests[-1]["json"]["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call.call_id, "type": "function", "function": {
+            "name": "get_weather", "arguments": call.arguments}}]},
+        {"role": "tool", "tool_call_id": call.call_id, "content": "sunny"}]
+
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    oai.responses.create(model=GROQ, text={"format": {"type": "json_schema", "name": "x", "schema": schema}},
+                         input=[{"role": "user", "content": [
+                             {"type": "input_text", "text": "what is in this image?"},
+                             {"type": "input_image", "image_url": "data:image/png;base64," + PNG}]}])
+    sent = servers["groq"].requests[-1]["json"]
+    assert sent["response_format"] == {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    assert sent["messages"][0]["content"][1]["image_url"]["url"] == "data:image/png;base64," + PNG
+
+    with pytest.raises(openai.BadRequestError) as e:  # no stored responses to continue from
+        oai.responses.create(model=GROQ, input="again", previous_response_id="resp_123")
+    assert "stores none" in e.value.message and e.value.code == "previous_response_id"
+    with pytest.raises(openai.BadRequestError) as e:
+        oai.responses.create(model=GROQ, input="news?", tools=[{"type": "web_search"}])
+    assert "runs no tools" in e.value.message
+
+
+def test_openai_responses_stream_events_and_the_stream_helper(gw, oai):
+    """A streamed response: OpenAI's event sequence, numbered; ``response.completed`` holds
+    the whole response with usage and the ``knollm`` cost. The SDK's ``responses.stream``
+    helper, which rebuilds the response from the events, agrees, for text and for a call."""
+    events = list(oai.responses.create(model=GROQ, input="stream me", stream=True))
+    assert [e.type for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        *["response.output_text.delta"] * (len(events) - 8), "response.output_text.done",
+        "response.content_part.done", "response.output_item.done", "response.completed"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == \
+        "Hello from groq! You said: stream me"
+    done = events[-1].response
+    assert done.output_text == "Hello from groq! You said: stream me" and done.usage.total_tokens == 150
+    assert done.model_extra["knollm"]["cost_usd"] == pytest.approx(COST["groq"])
+
+    with oai.responses.stream(model=GROQ, input="helper") as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert "".join(deltas) == final.output_text == "Hello from groq! You said: helper"
+    with oai.responses.stream(model=GROQ, input="weather in Paris?", tools=WEATHER) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    assert [(o.type, o.name, json.loads(o.arguments)) for o in final.output] == \
+        [("function_call", "get_weather", {"city": "Paris"})]
 
 
 def test_openai_async_concurrent(gw):
@@ -687,15 +771,18 @@ def test_langchain_chat_openai(gw):
 
 
 # --------------------------------------------------------------------------- pydantic-ai
-def test_pydantic_ai_agent_with_a_tool_and_a_stream(gw, servers):
-    """pydantic-ai's ``Agent`` over ``OpenAIChatModel`` pointed at the gateway: a tool call
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_pydantic_ai_agent_with_a_tool_and_a_stream(gw, servers, api):
+    """pydantic-ai's ``Agent`` pointed at the gateway, over chat completions
+    (``OpenAIChatModel``) and over the Responses API (``OpenAIResponsesModel``): a tool call
     made, run and answered in a second request; a streamed run; usage summed over the run."""
     pytest.importorskip("pydantic_ai")
     from pydantic_ai import Agent
-    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
-    model = OpenAIChatModel(GROQ, provider=OpenAIProvider(base_url=gw.base_url, api_key="unused"))
+    kind = OpenAIChatModel if api == "chat" else OpenAIResponsesModel
+    model = kind(GROQ, provider=OpenAIProvider(base_url=gw.base_url, api_key="unused"))
     agent = Agent(model, instructions="be brief")
     asked: list[str] = []
 

@@ -182,3 +182,113 @@ def test_metrics_exposition():
     for le, n in (("0.0025", 0), ("0.005", 2), ("120", 2), ("+Inf", 3)):
         assert f'knollm_gateway_request_duration_seconds_bucket{{route="/v1/chat/completions",le="{le}"}} {n}' in text
     assert 'knollm_gateway_request_duration_seconds_count{route="/v1/chat/completions"} 3' in text
+
+
+# --------------------------------------------------------------------------- the Responses API
+def test_responses_request_as_chat():
+    from knollm.gateway.responses import responses_to_chat
+
+    req = responses_to_chat({
+        "model": "groq/x", "instructions": "be brief", "max_output_tokens": 50, "temperature": 0.2,
+        "reasoning": {"effort": "low"}, "text": {"format": {"type": "json_object"}},
+        "tool_choice": {"type": "function", "name": "f"}, "parallel_tool_calls": False,
+        "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "rules"}]},
+            {"role": "user", "content": [{"type": "input_text", "text": "look: "},
+                                         {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": []},  # another model's reasoning: not sent on
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "f", "arguments": "{\"a\": 1}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "one"},
+            {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "done"}]}]})
+    assert req["messages"] == [
+        {"role": "system", "content": "be brief"}, {"role": "system", "content": "rules"},
+        {"role": "user", "content": [{"type": "text", "text": "look: "},
+                                     {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [  # the calls of one turn: one message
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": "c2", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "one"}, {"role": "tool", "tool_call_id": "c2", "content": "two"},
+        {"role": "assistant", "content": "done"}]
+    assert req["tools"] == [{"type": "function", "function": {"name": "f", "description": "",
+                                                              "parameters": {"type": "object"}, "strict": True}}]
+    assert (req["max_tokens"], req["temperature"], req["reasoning_effort"], req["parallel_tool_calls"]) == \
+        (50, 0.2, "low", False)
+    assert req["tool_choice"] == {"type": "function", "function": {"name": "f"}}
+    assert req["response_format"] == {"type": "json_object"} and "stream" not in req
+    streamed = responses_to_chat({"model": "m", "input": "hi", "stream": True})
+    assert streamed["stream"] and streamed["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"model": "m", "input": ""}, "'input' must not be empty"),
+    ({"model": "m", "input": []}, "non-empty array"),
+    ({"model": "m", "input": "x", "previous_response_id": "resp_1"}, "stores none"),
+    ({"model": "m", "input": "x", "conversation": "conv_1"}, "stores none"),
+    ({"model": "m", "input": "x", "background": True}, "background"),
+    ({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}, "send the item itself"),
+    ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]},
+     "needs an image_url"),
+    ({"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+     "unsupported content part type 'input_file'"),
+    ({"model": "m", "input": [{"type": "function_call", "call_id": "c"}]}, "call_id, name and arguments"),
+    ({"model": "m", "input": [{"role": "tool", "content": "x"}]}, "role must be"),
+    ({"model": "m", "input": "x", "tools": [{"type": "file_search"}]}, "built-in tool 'file_search'"),
+    ({"model": "m", "input": "x", "text": {"format": {"type": "grammar"}}}, "not supported"),
+    ({"input": "x"}, "'model'"),
+])
+def test_invalid_responses_requests(body, says):
+    from knollm.gateway.responses import responses_to_chat
+
+    with pytest.raises(GatewayError) as e:
+        responses_to_chat(body)
+    assert e.value.status == 400 and says in str(e.value)
+
+
+def test_chat_answer_as_a_response():
+    from knollm.gateway.responses import chat_to_response
+
+    r = chat_to_response({"model": "llama", "choices": [{"finish_reason": "length", "message": {
+        "role": "assistant", "content": "cut", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 4},
+                  "completion_tokens_details": {"reasoning_tokens": 2}}},
+        {"model": "groq/llama", "instructions": "i", "tools": [], "metadata": {"k": "v"}})
+    assert (r["status"], r["incomplete_details"], r["model"], r["instructions"], r["metadata"]) == \
+        ("incomplete", {"reason": "max_output_tokens"}, "llama", "i", {"k": "v"})
+    assert [o["type"] for o in r["output"]] == ["message", "function_call"]
+    assert r["output"][1]["call_id"].startswith("call_") and r["id"].startswith("resp_")
+    assert r["usage"] == {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15,
+                          "input_tokens_details": {"cached_tokens": 4}, "output_tokens_details": {"reasoning_tokens": 2}}
+
+
+def test_responses_stream_events_text_then_a_call():
+    from knollm.gateway.responses import ResponsesStream, response_skeleton
+
+    conv = ResponsesStream(response_skeleton({"model": "groq/llama", "input": "x"}, "groq/llama"))
+    out = [*conv.feed({"model": "llama", "choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+           *conv.feed({"choices": [{"index": 0, "delta": {"content": "lo"}}]}),
+           *conv.feed({"choices": [{"index": 0, "delta": {"tool_calls": [
+               {"index": 0, "id": "call_9", "function": {"name": "f", "arguments": "{\"a\""}}]}}]}),
+           *conv.feed({"choices": [{"index": 0, "delta": {"tool_calls": [
+               {"index": 0, "function": {"arguments": ": 1}"}}]}, "finish_reason": "length"}]}),
+           *conv.feed({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
+           *conv.close({"knollm": {"cost_usd": 0.5}})]
+    kinds = [k for k, _ in out]
+    assert kinds == ["response.created", "response.in_progress", "response.output_item.added",
+                     "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
+                     # the message is closed before the call opens
+                     "response.output_text.done", "response.content_part.done", "response.output_item.done",
+                     "response.output_item.added", "response.function_call_arguments.delta",
+                     "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                     "response.output_item.done", "response.incomplete"]
+    assert [d["sequence_number"] for _, d in out] == list(range(len(out)))
+    assert out[0][1]["response"]["model"] == "llama" and out[0][1]["response"]["status"] == "in_progress"
+    final = out[-1][1]["response"]
+    assert final["output"][0]["content"][0]["text"] == "Hello" and final["output"][1]["arguments"] == '{"a": 1}'
+    assert final["output"][1]["call_id"] == "call_9" and all(o["status"] == "completed" for o in final["output"])
+    assert final["usage"]["total_tokens"] == 5 and final["knollm"] == {"cost_usd": 0.5}
+    assert final["incomplete_details"] == {"reason": "max_output_tokens"}
+    kind, err = conv.error({"type": "upstream_error", "message": "boom", "code": "stream_interrupted"})
+    assert (kind, err["code"], err["sequence_number"]) == ("error", "stream_interrupted", len(out))

@@ -29,7 +29,7 @@ def command(ctx: click.Context, host: str, port: int, lock: str | None, catalog:
     """Run an OpenAI- and Anthropic-compatible gateway over the Knollm client.
 
     \b
-    Endpoints: POST /v1/chat/completions, POST /v1/messages,
+    Endpoints: POST /v1/chat/completions, POST /v1/responses, POST /v1/messages,
     POST /v1/messages/count_tokens, GET /v1/models, GET /v1/models/{id},
     GET /health, GET /metrics. State (usage ledger, budgets,
     gateway keys) lives in SQLite, or in PostgreSQL when $KNOLLM_DATABASE_URL names one.

@@ -1,6 +1,7 @@
 """The ``knollm serve`` ASGI app (Starlette): OpenAI- and Anthropic-compatible endpoints.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/messages``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/messages``,
+``POST /v1/messages/count_tokens``, ``GET /v1/models``, ``GET /v1/models/{id}``,
 ``GET /health``, ``GET /metrics``. Every answer carries ``x-knollm-provider``,
 ``x-knollm-model``, ``x-knollm-cost-usd`` and ``x-knollm-attempts``; errors are
 ``{"error": {"type", "message", "code"}}`` with the right status and never a traceback
@@ -32,6 +33,7 @@ from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
 from knollm.gateway.keys import GatewayKey, KeyStore
 from knollm.gateway.metrics import CONTENT_TYPE, Metrics
+from knollm.gateway.responses import ResponsesStream, chat_to_response, response_skeleton, responses_to_chat
 from knollm.gateway.translate import (
     AnthropicStream,
     anthropic_to_openai,
@@ -247,14 +249,18 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         headers = {**_knollm_headers(outcome if isinstance(outcome, Outcome) else None), **err.headers}
         return _JSONBytes(_dumps(error_body(err, anthropic)), err.status, headers)
 
-    async def serve_chat(request: _ChatRequest, route: str, anthropic: bool) -> Response:
+    async def serve_chat(request: _ChatRequest, route: str, dialect: str) -> Response:
+        """One chat call in the caller's ``dialect``: ``openai`` (chat completions),
+        ``anthropic`` (Messages) or ``responses`` (the Responses API), each run as chat completions."""
+        anthropic = dialect == "anthropic"
         started = time.perf_counter()
         alias = "?"
         m.in_flight += 1
         try:
             key = await access.authenticate(request)
             raw = await read_json(request)
-            body = anthropic_to_openai(raw) if anthropic else validate_chat_request(raw)
+            body = anthropic_to_openai(raw) if anthropic else responses_to_chat(raw) if dialect == "responses" \
+                else validate_chat_request(raw)
             targets = split_target(body["model"])
             alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
             held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets))
@@ -265,7 +271,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return error_response(route, started, e, alias, anthropic)
         tag = key.tag if key is not None else None  # the ledger's caller: key:<name>, never the token
         if body.get("stream"):
-            return await _stream(body, targets, tag, key, held, route, started, alias, anthropic)
+            return await _stream(body, targets, tag, key, held, route, started, alias, dialect, raw)
         outcome: Outcome | None = None
         deadline = _Deadline(cfg.timeout_s)
         try:
@@ -284,12 +290,17 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         record(route, 200, started, outcome, alias)
         if anthropic:
             resp = openai_to_anthropic(resp, raw.get("model"))
+        elif dialect == "responses":
+            resp = chat_to_response(resp, raw)
+            resp["knollm"] = _knollm_meta(outcome)
         else:
             resp["knollm"] = _knollm_meta(outcome)  # as the stream's last chunk has it
         return _JSONBytes(_dumps(resp), 200, _knollm_headers(outcome))
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
-                      held: float, route: str, started: float, alias: str, anthropic: bool) -> Response:
+                      held: float, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any]
+                      ) -> Response:
+        anthropic = dialect == "anthropic"
         deadline = _Deadline(cfg.timeout_s)  # the whole request, stream included
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         stream = backend.stream(body, targets=targets, tag=tag)
@@ -308,11 +319,16 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         headers = _knollm_headers(stream.outcome, streaming=True)
         model_name = body["model"]
         conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
+        rconv = ResponsesStream(response_skeleton(raw, model_name)) if dialect == "responses" else None
+
+        def events(pairs: Any) -> list[bytes]:
+            return [b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n" for name, data in pairs]
 
         def sse(chunk: dict[str, Any]) -> list[bytes]:
             if conv is not None:
-                return [b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
-                        for name, data in conv.feed(chunk)]
+                return events(conv.feed(chunk))
+            if rconv is not None:
+                return events(rconv.feed(chunk))
             if not chunk.get("choices") and chunk.get("usage") is not None:
                 if not want_usage:
                     return []
@@ -324,10 +340,11 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return b"".join(piece for chunk in batch for piece in sse(chunk))
 
         def tail() -> bytes:
+            if rconv is not None:  # (a Responses stream ends with response.completed, no [DONE])
+                return b"".join(events(rconv.close({"knollm": _knollm_meta(stream.outcome)})))
             if conv is None:
                 return b"data: [DONE]\n\n"
-            return b"".join(b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n"
-                            for name, data in conv.close())
+            return b"".join(events(conv.close()))
 
         async def body_iter() -> AsyncIterator[tuple[bytes, bool]]:
             """``(bytes, more)``: one write per upstream batch; the last batch (it ends with
@@ -355,6 +372,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 status = err.status
                 if conv is not None:
                     yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n", False
+                elif rconv is not None:
+                    yield b"".join(events([rconv.error(error_body(err)["error"])])), False
                 else:
                     yield b"data: " + _dumps(error_body(err)) + b"\n\n", False
             finally:
@@ -369,10 +388,13 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return _EventStream(body_iter(), {**headers, "cache-control": "no-cache"})
 
     async def chat_completions(request: Request) -> Response:
-        return await serve_chat(request, "/v1/chat/completions", anthropic=False)
+        return await serve_chat(request, "/v1/chat/completions", "openai")
 
     async def messages(request: Request) -> Response:
-        return await serve_chat(request, "/v1/messages", anthropic=True)
+        return await serve_chat(request, "/v1/messages", "anthropic")
+
+    async def responses(request: Request) -> Response:
+        return await serve_chat(request, "/v1/responses", "responses")
 
     async def count_tokens(request: _ChatRequest) -> Response:
         """``POST /v1/messages/count_tokens`` (Claude Code sends dozens at startup): the
@@ -463,6 +485,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/messages", messages, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/responses", responses, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
@@ -484,7 +508,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                       lifespan=lifespan)
     app.chat_routes = {"/v1/chat/completions": (chat_completions, server_error),
                        "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error),
-                       "/v1/messages/count_tokens": (count_tokens, server_error)}
+                       "/v1/messages/count_tokens": (count_tokens, server_error),
+                       "/v1/responses": (responses, server_error), "/responses": (responses, server_error)}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store
