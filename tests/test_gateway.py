@@ -346,6 +346,24 @@ def test_openai_responses_stream_events_and_the_stream_helper(gw, oai):
         [("function_call", "get_weather", {"city": "Paris"})]
 
 
+def test_a_responses_stream_broken_after_output_ends_with_error_and_failed(gw, oai, servers):
+    """A provider stream cut after its first text: the deltas given out, then OpenAI's
+    ``error`` and ``response.failed`` events (no ``response.completed``: the SDK's stream
+    helper raises); the ledger keeps what the provider bills for the cut stream."""
+    before = len(ledger(gw))
+    servers["groq"].default = "cut"
+    events = list(oai.responses.create(model=GROQ, input="cut", stream=True))
+    kinds = [e.type for e in events]
+    assert "response.output_text.delta" in kinds and kinds[-2:] == ["error", "response.failed"]
+    assert events[-2].code == "stream_interrupted" and events[-1].response.error.code == "stream_interrupted"
+    assert events[-1].response.status == "failed" and events[-1].response.output_text  # the text given out
+    with pytest.raises(RuntimeError):
+        with oai.responses.stream(model=GROQ, input="cut again") as s:
+            s.get_final_response()
+    rows = ledger(gw)[before:]
+    assert [(r["outcome"], r["provider"]) for r in rows] == [("interrupted", "groq")] * 2
+
+
 def test_openai_async_concurrent(gw):
     async def main():
         c = openai.AsyncOpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)

@@ -290,5 +290,12 @@ def test_responses_stream_events_text_then_a_call():
     assert final["output"][1]["call_id"] == "call_9" and all(o["status"] == "completed" for o in final["output"])
     assert final["usage"]["total_tokens"] == 5 and final["knollm"] == {"cost_usd": 0.5}
     assert final["incomplete_details"] == {"reason": "max_output_tokens"}
-    kind, err = conv.error({"type": "upstream_error", "message": "boom", "code": "stream_interrupted"})
-    assert (kind, err["code"], err["sequence_number"]) == ("error", "stream_interrupted", len(out))
+    broken = ResponsesStream(response_skeleton({"model": "m", "input": "x"}, "m"))
+    out = [*broken.feed({"choices": [{"index": 0, "delta": {"content": "Hel"}}]}),
+           *broken.fail({"type": "upstream_error", "message": "boom", "code": "stream_interrupted"})]
+    assert [k for k, _ in out][-2:] == ["error", "response.failed"]
+    assert out[-2][1] == {"type": "error", "sequence_number": len(out) - 2, "code": "stream_interrupted",
+                          "message": "boom", "param": None}
+    failed = out[-1][1]["response"]
+    assert failed["status"] == "failed" and failed["error"] == {"code": "stream_interrupted", "message": "boom"}
+    assert failed["output"][0]["content"][0]["text"] == "Hel"  # what was given out

@@ -373,7 +373,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 if conv is not None:
                     yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n", False
                 elif rconv is not None:
-                    yield b"".join(events([rconv.error(error_body(err)["error"])])), False
+                    yield b"".join(events(rconv.fail(error_body(err)["error"],
+                                                     {"knollm": _knollm_meta(stream.outcome)}))), False
                 else:
                     yield b"data: " + _dumps(error_body(err)) + b"\n\n", False
             finally:

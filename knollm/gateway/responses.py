@@ -325,6 +325,13 @@ class ResponsesStream:
         kind = "response.completed" if self.resp["status"] == "completed" else "response.incomplete"
         yield self._ev(kind, response=copy.deepcopy(self.resp))
 
-    def error(self, err: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The ``error`` event of a stream that broke (``err``: ``type``, ``message``, ``code``)."""
-        return self._ev("error", code=err.get("code") or err.get("type"), message=err.get("message"), param=None)
+    def fail(self, err: dict[str, Any], extra: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The end of a stream that broke (``err``: the gateway's ``type``, ``message``,
+        ``code``): an ``error`` event, then ``response.failed`` with the output given so
+        far, ``status: failed`` and the ``error`` (no ``response.completed``)."""
+        yield from self._start()
+        code = err.get("code") or err.get("type")
+        yield self._ev("error", code=code, message=err.get("message"), param=None)
+        self.resp.update(status="failed", error={"code": code, "message": err.get("message")},
+                         usage=_usage(self.usage), **(extra or {}))
+        yield self._ev("response.failed", response=copy.deepcopy(self.resp))
