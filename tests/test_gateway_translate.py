@@ -218,6 +218,13 @@ def test_responses_request_as_chat():
         (50, 0.2, "low", False)
     assert req["tool_choice"] == {"type": "function", "function": {"name": "f"}}
     assert req["response_format"] == {"type": "json_object"} and "stream" not in req
+    turn = responses_to_chat({"model": "m", "input": [
+        {"role": "user", "content": "weather?"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Let me look."}]},
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]})
+    assert turn["messages"][1] == {"role": "assistant", "content": "Let me look.", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     streamed = responses_to_chat({"model": "m", "input": "hi", "stream": True})
     assert streamed["stream"] and streamed["stream_options"] == {"include_usage": True}
 

@@ -94,8 +94,8 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
                 raise _bad(f"{where}: a function_call needs call_id, name and arguments (strings)", where)
             call = {"id": it["call_id"], "type": "function", "function": {"name": it["name"], "arguments": it["arguments"]}}
             last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant" and ("tool_calls" in last or not last.get("content")):
-                last.setdefault("tool_calls", []).append(call)  # the calls of one turn: one assistant message
+            if last is not None and last["role"] == "assistant":  # one turn's text and calls: one message
+                last.setdefault("tool_calls", []).append(call)
             else:
                 out.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
