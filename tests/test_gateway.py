@@ -1,7 +1,7 @@
 """``knollm serve`` as a real subprocess, called by real clients: the official ``openai``
 SDK (sync, async, streaming, tools, response_format, images, the Responses API), the ``anthropic`` SDK
-(messages, streaming, tools, token counts, models), LangChain's ``ChatOpenAI`` and
-pydantic-ai's ``Agent``. The upstream providers are loopback servers
+(messages, streaming, tools, token counts, models), LangChain's ``ChatOpenAI``,
+pydantic-ai's ``Agent`` and LlamaIndex's ``OpenAILike``. The upstream providers are loopback servers
 (:class:`tests.support.provider_servers.ProviderServer`) with injected faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
 error shapes."""
 
@@ -786,6 +786,35 @@ def test_langchain_chat_openai(gw):
 
     call = llm.bind_tools([get_weather]).invoke("weather in Paris?")
     assert call.tool_calls[0]["name"] == "get_weather" and call.tool_calls[0]["args"] == {"city": "Paris"}
+
+
+# --------------------------------------------------------------------------- LlamaIndex
+_LLAMA = """
+import sys
+from llama_index.core.llms import ChatMessage
+from llama_index.llms.openai_like import OpenAILike
+
+llm = OpenAILike(model=sys.argv[2], api_base=sys.argv[1], api_key="unused", is_chat_model=True, max_retries=0)
+print(llm.chat([ChatMessage(role="user", content="from llama")]).message.content)
+print("".join(r.delta or "" for r in llm.stream_chat([ChatMessage(role="user", content="stream llama")])))
+"""
+
+
+def test_llama_index_openai_like(gw):
+    """LlamaIndex's ``OpenAILike`` pointed at the gateway, a chat and a streamed chat. It runs
+    in LlamaIndex's own venv (``.venv/examples/llama-index``, or under
+    ``$KNOLLM_EXAMPLES_VENVS``), which ``.ci/install`` builds from PyPI."""
+    import os
+    import subprocess
+
+    venvs = Path(os.environ.get("KNOLLM_EXAMPLES_VENVS") or Path(__file__).resolve().parents[1] / ".venv" / "examples")
+    py = venvs / "llama-index" / "bin" / "python"
+    if not py.exists():
+        pytest.skip(f"LlamaIndex's venv is not built ({py}; bash .ci/install builds it)")
+    out = subprocess.run([str(py), "-c", _LLAMA, gw.base_url, GROQ], capture_output=True, text=True, timeout=180,
+                         env={k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["Hello from groq! You said: from llama", "Hello from groq! You said: stream llama"]
 
 
 # --------------------------------------------------------------------------- pydantic-ai
