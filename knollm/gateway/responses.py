@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 from knollm.client.result import new_id
 from knollm.errors import GatewayError
-from knollm.gateway.translate import validate_chat_request
+from knollm.gateway.translate import chunk_parts, validate_chat_request
 
 __all__ = ["responses_to_chat", "chat_to_response", "response_skeleton", "ResponsesStream"]
 
@@ -280,40 +280,36 @@ class ResponsesStream:
         if not self.started and chunk.get("model"):
             self.resp["model"] = chunk["model"]  # the model serving it, as a whole response says
         yield from self._start()
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                if self.open is None or self.resp["output"][self.open]["type"] != "message":
+        out = self.resp["output"]
+        for kind, value in chunk_parts(chunk):
+            if kind == "text":
+                if self.open is None or out[self.open]["type"] != "message":
                     yield from self._open_item({"type": "message", "id": "msg_" + new_id(), "status": "in_progress",
                                                 "role": "assistant", "content": []})
-                    item = self.resp["output"][self.open]
                     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                    item["content"].append(part)
-                    yield self._ev("response.content_part.added", item_id=item["id"], output_index=self.open,
-                                   content_index=0, part=copy.deepcopy(part))
-                item = self.resp["output"][self.open]
-                item["content"][0]["text"] += text
+                    out[self.open]["content"].append(part)
+                    yield self._ev("response.content_part.added", item_id=out[self.open]["id"],
+                                   output_index=self.open, content_index=0, part=copy.deepcopy(part))
+                item = out[self.open]
+                item["content"][0]["text"] += value
                 yield self._ev("response.output_text.delta", item_id=item["id"], output_index=self.open,
-                               content_index=0, delta=text, logprobs=[])
-            for call in delta.get("tool_calls") or []:
-                ti = call.get("index", 0)
-                fn = call.get("function") or {}
+                               content_index=0, delta=value, logprobs=[])
+            elif kind == "call":
+                ti, call_id, name, args = value
                 if ti not in self.calls:
                     yield from self._open_item({"type": "function_call", "id": "fc_" + new_id(),
-                                                "call_id": call.get("id") or "call_" + new_id(),
-                                                "name": fn.get("name") or "", "arguments": "",
-                                                "status": "in_progress"})
+                                                "call_id": call_id or "call_" + new_id(), "name": name or "",
+                                                "arguments": "", "status": "in_progress"})
                     self.calls[ti] = self.open  # type: ignore[assignment]
                 i = self.calls[ti]
-                if fn.get("arguments"):
-                    self.resp["output"][i]["arguments"] += fn["arguments"]
-                    yield self._ev("response.function_call_arguments.delta", item_id=self.resp["output"][i]["id"],
-                                   output_index=i, delta=fn["arguments"])
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
+                if args:
+                    out[i]["arguments"] += args
+                    yield self._ev("response.function_call_arguments.delta", item_id=out[i]["id"], output_index=i,
+                                   delta=args)
+            elif kind == "usage":
+                self.usage = value
+            else:
+                self.finish = value
 
     def close(self, extra: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()

@@ -21,6 +21,7 @@ __all__ = [
     "openai_to_anthropic",
     "AnthropicStream",
     "STOP_REASONS",
+    "chunk_parts",
 ]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -258,6 +259,23 @@ def openai_to_anthropic(resp: dict[str, Any], model: str) -> dict[str, Any]:
             "stop_sequence": None, "usage": _anthropic_usage(resp.get("usage"))}
 
 
+def chunk_parts(chunk: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """What one OpenAI ``chat.completion.chunk`` says, in order, for the stream translators:
+    ``("usage", dict)``, then per choice ``("text", str)``, ``("call", (index, id, name,
+    arguments))`` for each tool-call delta and ``("finish", reason)``."""
+    if chunk.get("usage"):
+        yield "usage", chunk["usage"]
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            yield "text", delta["content"]
+        for call in delta.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            yield "call", (call.get("index", 0), call.get("id"), fn.get("name"), fn.get("arguments"))
+        if choice.get("finish_reason"):
+            yield "finish", choice["finish_reason"]
+
+
 class AnthropicStream:
     """Turns OpenAI ``chat.completion.chunk`` dicts into Anthropic stream events.
 
@@ -295,29 +313,25 @@ class AnthropicStream:
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
+        for kind, value in chunk_parts(chunk):
+            if kind == "text":
                 if self.open != "text":
                     yield from self._open_block({"type": "text", "text": ""})
                 yield "content_block_delta", {"type": "content_block_delta", "index": self.index,
-                                              "delta": {"type": "text_delta", "text": text}}
-            for call in delta.get("tool_calls") or []:
-                ti = call.get("index", 0)
-                fn = call.get("function") or {}
+                                              "delta": {"type": "text_delta", "text": value}}
+            elif kind == "call":
+                ti, call_id, name, args = value
                 if ti not in self.tool_blocks:
-                    yield from self._open_block({"type": "tool_use", "id": call.get("id") or f"toolu_{ti}",
-                                                 "name": fn.get("name") or "", "input": {}})
+                    yield from self._open_block({"type": "tool_use", "id": call_id or f"toolu_{ti}",
+                                                 "name": name or "", "input": {}})
                     self.tool_blocks[ti] = self.index
-                if fn.get("arguments"):
+                if args:
                     yield "content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[ti],
-                                                  "delta": {"type": "input_json_delta",
-                                                            "partial_json": fn["arguments"]}}
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
+                                                  "delta": {"type": "input_json_delta", "partial_json": args}}
+            elif kind == "usage":
+                self.usage = value
+            else:
+                self.finish = value
 
     def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()
