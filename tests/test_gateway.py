@@ -338,12 +338,16 @@ def test_openai_responses_stream_events_and_the_stream_helper(gw, oai):
         deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
         final = s.get_final_response()
     assert "".join(deltas) == final.output_text == "Hello from groq! You said: helper"
-    with oai.responses.stream(model=GROQ, input="weather in Paris?", tools=WEATHER) as s:
-        kinds = [e.type for e in s]
+    for target in (GROQ, CLAUDE):  # (an Anthropic provider's stream, translated twice)
+        with oai.responses.stream(model=target, input="weather in Paris?", tools=WEATHER) as s:
+            kinds = [e.type for e in s]
+            final = s.get_final_response()
+        assert "response.function_call_arguments.delta" in kinds
+        assert [(o.type, o.name, json.loads(o.arguments)) for o in final.output] == \
+            [("function_call", "get_weather", {"city": "Paris"})]
+    with oai.responses.stream(model=CLAUDE, input="helper") as s:
         final = s.get_final_response()
-    assert "response.function_call_arguments.delta" in kinds
-    assert [(o.type, o.name, json.loads(o.arguments)) for o in final.output] == \
-        [("function_call", "get_weather", {"city": "Paris"})]
+    assert final.output_text == "Hello from anthropic! You said: helper" and final.usage.output_tokens == 30
 
 
 def test_a_responses_stream_broken_after_output_ends_with_error_and_failed(gw, oai, servers):
