@@ -762,6 +762,16 @@ def test_anthropic_sdk_count_tokens_from_the_provider_or_estimated(gw, servers):
     raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, **ask)
     assert raw.headers["x-knollm-token-count"] == "estimate" and raw.headers["x-knollm-attempts"] == "1"
     assert "failed (500)" in raw.http_response.json()["knollm"]["reason"]
+    for fault, why in (("429", "failed (429)"), ("503", "failed (503)"), ("reset", "failed (")):
+        servers["anthropic"].script.append(fault)  # rate-limited, down, the connection dropped: the estimate
+        raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, **ask)
+        assert raw.headers["x-knollm-token-count"] == "estimate", fault
+        assert why in raw.http_response.json()["knollm"]["reason"], fault
+        assert SECRETS["ANTHROPIC_API_KEY"] not in raw.http_response.text
+    servers["anthropic"].script.append("echo401")  # a provider echoing the key it refused: never passed on
+    raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, **ask)
+    assert raw.headers["x-knollm-token-count"] == "estimate" and "failed (401)" in raw.http_response.text
+    assert SECRETS["ANTHROPIC_API_KEY"] not in raw.http_response.text
     servers["anthropic"].script.append("context")  # a request the provider rejects: an error, as the call
     with pytest.raises(anthropic.BadRequestError) as e:
         c.messages.count_tokens(model=CLAUDE, **ask)
@@ -769,6 +779,25 @@ def test_anthropic_sdk_count_tokens_from_the_provider_or_estimated(gw, servers):
     with pytest.raises(anthropic.BadRequestError):  # no messages
         c.messages.count_tokens(model=CLAUDE, messages=[])
     assert len(ledger(gw)) == rows
+
+
+def test_a_token_count_that_hangs_gets_the_estimate_in_the_calls_time(servers, tmp_path):
+    """An Anthropic count endpoint that does not answer: the estimate once the client's read
+    timeout passes (``timeout`` 1 s here), not a request stuck for the gateway's whole limit."""
+    anthropic = pytest.importorskip("anthropic")
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps({"timeout": 1, "retries": 0}))
+    servers["anthropic"].hang_s = 8
+    try:
+        with GatewayProcess(env) as g:
+            c = anthropic.Anthropic(base_url=g.url, api_key="unused", max_retries=0)
+            servers["anthropic"].script.append("hang")
+            t = time.monotonic()
+            raw = c.messages.with_raw_response.count_tokens(model=CLAUDE, messages=[{"role": "user", "content": "x"}])
+            took = time.monotonic() - t
+    finally:
+        servers["anthropic"].hang_s = 3.0
+    assert raw.headers["x-knollm-token-count"] == "estimate" and took < 6
+    assert "token count failed" in raw.http_response.json()["knollm"]["reason"]
 
 
 # --------------------------------------------------------------------------- LangChain

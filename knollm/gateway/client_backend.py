@@ -294,9 +294,10 @@ class ClientBackend:
             payload["model"] = d.model
             t0 = time.perf_counter()
             try:
+                st = self.client.settings  # a count is quick: at most 30 s, less if calls get less
                 r = await self.client.http.post(d.base_url.rstrip("/") + "/messages/count_tokens",
-                                                d.request_headers(), payload, 30.0,
-                                                self.client.settings.connect_timeout)
+                                                d.request_headers(), payload, min(30.0, st.timeout),
+                                                st.connect_timeout)
             except Exception as e:  # noqa: BLE001 - the network: the estimate instead
                 plan.record_attempt(d, None, e, t0)
                 reason = f"{d.provider}'s token count failed ({type(e).__name__}): Knollm's estimate"
