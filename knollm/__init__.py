@@ -36,6 +36,7 @@ __all__ = [
     "Client",
     "AsyncClient",
     "ChatResult",
+    "EmbeddingResult",
     "__version__",
 ]
 
@@ -52,6 +53,7 @@ _LAZY = {
     "Client": "knollm.client",
     "AsyncClient": "knollm.client",
     "ChatResult": "knollm.client",
+    "EmbeddingResult": "knollm.client",
 }
 _ERRORS = set(_ERROR_NAMES)
 
@@ -63,7 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from knollm.errors import *  # noqa: F403
     from knollm.catalog.identity import canonical_id
     from knollm.catalog.schema import json_schema
-    from knollm.client import AsyncClient, ChatResult, Client
+    from knollm.client import AsyncClient, ChatResult, Client, EmbeddingResult
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from knollm import AllAttemptsFailed, AsyncClient, NoCandidates, StreamInterrupted
 from knollm.query.api import Catalog
-from tests.support.async_facade import DRIVERS, Drivers
+from tests.support.async_facade import Drivers, every_driver
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 GROQ_KEY, GROQ_KEY2, ANT_KEY, CER_KEY = "gsk_test_SECRET_aaaa1111", "gsk_test_SECRET_bbbb2222", \
@@ -37,13 +37,7 @@ def make_catalog(**over):
 
 
 _D = Drivers()
-
-
-@pytest.fixture(autouse=True, params=DRIVERS)
-def driver(request):
-    """Every test here runs on the sync Client and on AsyncClient over each HTTP driver."""
-    with _D.using(request.param) as name:
-        yield name
+driver = every_driver(_D)  # every test here runs on the sync Client and on AsyncClient over each HTTP driver
 
 
 def client(srv, keys=None, **kw):

@@ -300,3 +300,42 @@ def test_cut_answer_keeps_usage_given_before_the_cut_and_the_text_so_far():
     assert p.usage is None and p.content == '"Hello wor'  # usage comes last: none before the cut
     p = cut_answer('{"id":"x","obj')
     assert p.usage is None and estimate_tokens(p.content) >= 1  # no text field yet: the whole of what came
+
+
+def test_embeddings_answers_each_shape_and_what_is_refused():
+    """The three embeddings wire formats parsed: floats or base64 float32 (OpenAI-compatible
+    APIs may send base64 unasked), the ``index`` order, the usage or its absence; an answer
+    with a non-number, a wrong count or no data is a ``bad_response`` (the next candidate)."""
+    import array
+    import base64
+
+    oai, gem, oll = SHAPES["openai"], SHAPES["gemini"], SHAPES["ollama"]
+    b64 = base64.b64encode(array.array("f", [0.5, -0.25]).tobytes()).decode()
+    got = oai.parse_embeddings({"data": [{"index": 1, "embedding": b64}, {"index": 0, "embedding": [1, 2.5]}],
+                                "usage": {"prompt_tokens": 7, "total_tokens": 7}, "model": "m"}, "p", 2)
+    # floats as sent; base64 as its float32 bytes (floats only when read: EmbeddingResult.vectors)
+    assert got.vectors == [[1, 2.5], array.array("f", [0.5, -0.25]).tobytes()]
+    assert got.usage["input_tokens"] == 7 and got.model == "m"
+    assert oai.parse_embeddings({"data": [{"embedding": [1.0]}]}, "p", 1).usage is None  # no usage: estimated later
+    assert gem.parse_embeddings({"embeddings": [{"values": [0.1]}, {"values": [0.2]}]}, "p", 2).vectors == [[0.1], [0.2]]
+    assert gem.parse_embeddings({"embeddings": [{"values": [0.1]}], "usageMetadata": {"promptTokenCount": 3}},
+                                "p", 1).usage["input_tokens"] == 3
+    o = oll.parse_embeddings({"embeddings": [[0.3, 0.4]], "prompt_eval_count": 5}, "p", 1)
+    assert o.vectors == [[0.3, 0.4]] and o.usage["input_tokens"] == 5
+    assert oll.parse_embeddings({"embeddings": [[0.3]], "prompt_eval_count": 0}, "p", 1).usage is None
+    for shape, obj, n, why in (
+        (oai, {"data": [{"embedding": ["x"]}]}, 1, "not a list of numbers"),
+        (oai, {"data": [{"embedding": []}]}, 1, "not a list of numbers"),
+        (oai, {"data": [{"embedding": "not base64!"}]}, 1, "neither numbers nor base64"),
+        (oai, {"data": [{"embedding": "AAAA"}]}, 1, "neither numbers nor base64"),  # 3 bytes: not float32s
+        (oai, {"data": [{"embedding": ""}]}, 1, "neither numbers nor base64"),
+        (oai, {"data": [{"embedding": [1.0]}]}, 2, "1 embeddings for 2 inputs"),
+        (oai, {"object": "list"}, 1, "no data"),
+        (gem, {"embeddings": [{"values": None}]}, 1, "not a list of numbers"),
+        (oll, {"embeddings": None}, 1, "no embeddings"),
+    ):
+        with pytest.raises(ProviderError, match=why) as e:
+            shape.parse_embeddings(obj, "p", n)
+        assert e.value.kind == "bad_response"
+    assert SHAPES["anthropic"].embed_url("https://api.anthropic.com/v1", "m") is None
+    assert oll.embed_url("http://localhost:11434/v1", "m") == "http://localhost:11434/api/embed"

@@ -7,6 +7,7 @@
     for x in client.stream("llama-3.3-70b-instruct", messages):   # a canonical id: any provider
         print(x if isinstance(x, str) else "", end="")
     client.chat.completions.create(model=..., messages=...)       # OpenAI-shaped
+    client.embed("openai/text-embedding-3-small", ["a", "b"]).vectors  # embeddings, routed the same way
 
 Modules: :mod:`~knollm.client.transports` (wire formats), :mod:`~knollm.client.routing`
 (targets, deployments, filters, strategies, circuit breaker, rate limits),
@@ -19,8 +20,8 @@ installed), imported on the first call, not on import.
 from __future__ import annotations
 
 from knollm.client.core import AsyncClient, Client
-from knollm.client.result import ChatResult, Usage
+from knollm.client.result import ChatResult, EmbeddingResult, Usage
 from knollm.client.routing import STRATEGIES
 from knollm.client.store import Budget, SQLiteStore, Store
 
-__all__ = ["Client", "AsyncClient", "ChatResult", "Usage", "Budget", "Store", "SQLiteStore", "STRATEGIES"]
+__all__ = ["Client", "AsyncClient", "ChatResult", "EmbeddingResult", "Usage", "Budget", "Store", "SQLiteStore", "STRATEGIES"]

@@ -67,23 +67,25 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
         p = prices.get("cache_write") if prices.get("cache_write") is not None else prices.get("input")
         cost = None if p is None else cost + write * p / 1_000_000
     if cost is None:
-        missing = [k for k in ("input", "output") if prices.get(k) is None]
+        used = (("input", usage["input_tokens"]), ("output", usage["output_tokens"]))
+        missing = [k for k, n in used if n and prices.get(k) is None]
         return None, None, f"{offer.key}: no {'/'.join(missing) or 'cache'} price in the catalog"
     return cost, offer.price_source, None
 
 
 def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
     """Upper bound for a budget reservation: the prompt at full input price plus
-    ``max_tokens`` of output (highest tier). None when unpriced."""
+    ``max_tokens`` of output (highest tier). None when unpriced. With ``max_tokens=0`` (an
+    embeddings call) the output price is not needed."""
     if offer.free:
         return 0.0
     if offer.variable_pricing:
         return None
     pin = [offer.prices.get("input")] + [t.get("input") for t in offer.tiers or []]
     pout = [offer.prices.get("output")] + [t.get("output") for t in offer.tiers or []]
-    if pin[0] is None or pout[0] is None:
+    if pin[0] is None or (pout[0] is None and max_tokens):
         return None
     cw = offer.prices.get("cache_write")
     top_in = max(x for x in pin + [cw] if x is not None)
-    return (prompt * top_in + max_tokens * max(x for x in pout if x is not None)) / 1_000_000 + \
-        (offer.prices.get("request") or 0)
+    out = max_tokens * max(x for x in pout if x is not None) if max_tokens else 0.0
+    return (prompt * top_in + out) / 1_000_000 + (offer.prices.get("request") or 0)

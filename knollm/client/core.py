@@ -10,9 +10,9 @@ from typing import Any
 
 from knollm.client.engine import Outcome, flow, parse_answer
 from knollm.client.http import transport_failure
-from knollm.client.result import ChatResult, OpenAIObject, new_id
+from knollm.client.result import ChatResult, EmbeddingResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
-from knollm.client.transports import StreamState, classify_error, cut_answer, get_shape
+from knollm.client.transports import Embedded, StreamState, classify_error, cut_answer, embed_params, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
 
@@ -46,6 +46,7 @@ class _Base:
         self._group: Any = None  # AsyncClient: the ledger's group commit
         self._init_lock = threading.Lock()
         self.chat = _Chat(self)
+        self.embeddings = _Embeddings(self)
 
     # -- lazily built state
     @property
@@ -98,14 +99,17 @@ class _Base:
     def _new_driver(self) -> Any:
         raise NotImplementedError
 
-    def plan(self, target: Any, messages: list[dict], params: dict) -> Plan:
-        """Route without calling: the candidates, their order and reasons (``plan.candidates``)."""
+    def plan(self, target: Any, messages: list[dict], params: dict, op: str = "chat") -> Plan:
+        """Route without calling: the candidates, their order and reasons (``plan.candidates``).
+        ``op="embed"``: an embeddings call, ``params["input"]`` its inputs (see :meth:`embed`)."""
         p = dict(params)
         strategy = p.pop("strategy", None)
         tag = p.pop("tag", None)  # who made the call: ledger and budgets only, never sent
         p.pop("stream", None)
+        if op == "embed":
+            p = embed_params(p)
         store = self.store if self._store_arg is not False else None
-        return self.router.plan(target, list(messages), p, strategy, self.budgets, store, tag)
+        return self.router.plan(target, list(messages), p, strategy, self.budgets, store, tag, op)
 
 def _stream_error(d: Deployment, r: Any, text: str) -> ProviderError:
     return classify_error(d.provider, r.status, text, parse_retry_after(r.headers.get("retry-after")))
@@ -189,21 +193,24 @@ class _Stop:
 
 class _Answer:
     """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
-    means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught."""
+    means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught.
+    ``embed=N``: an embeddings answer for N inputs."""
 
-    def __init__(self, client: _Base, d: Deployment) -> None:
+    def __init__(self, client: _Base, d: Deployment, embed: int | None = None) -> None:
         self.d, self.s, self.out, self.http = d, client.settings, Outcome(), client.http
+        self.embed = embed
 
     def got(self, r: Any) -> None:
         if r.cut is not None and r.status < 400:  # the provider answered (and bills it); the body was cut
             kind, name = self.http.classify(r.cut) or ("connection", type(r.cut).__name__)
             why = transport_failure(kind, name, self.d.provider, self.s, False)
-            self.out = Outcome(cut_answer(r.text), status=r.status, cut=r.text,
+            part = cut_answer(r.text) if self.embed is None else Embedded([])
+            self.out = Outcome(part, status=r.status, cut=r.text,
                                error=ProviderError(f"answer cut after HTTP {r.status}: {why} ({len(r.text)} "
                                                    "characters arrived)", provider=self.d.provider, kind=why.kind,
                                                    retryable=True))
             return
-        self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text), status=r.status)
+        self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text, self.embed), status=r.status)
 
     def __enter__(self) -> _Answer:
         return self
@@ -290,7 +297,9 @@ class Client(_Base):
 
     ``client.chat(target, messages, **params) -> ChatResult``;
     ``client.chat.completions.create(model=…, messages=…, stream=…)`` (OpenAI-shaped);
-    ``client.stream(target, messages, **params)`` yields text deltas, then the ChatResult.
+    ``client.stream(target, messages, **params)`` yields text deltas, then the ChatResult;
+    ``client.embed(target, input, dimensions=…) -> EmbeddingResult`` and
+    ``client.embeddings.create(model=…, input=…)`` (OpenAI-shaped) embed on embedding models.
 
     Arguments (all keyword): ``catalog`` (a :class:`~knollm.query.api.Catalog`, an
     :class:`~knollm.query.index.Index`, a catalog dict, or False; default: the cached
@@ -327,8 +336,14 @@ class Client(_Base):
         self.close()
 
     # -- calls
-    def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
-        plan = self.plan(target, messages, params)
+    def embed(self, target: Any, input: Any, **params: Any) -> EmbeddingResult:  # noqa: A002
+        """Embed ``input`` (a text, a list of texts, or token ids: a list of ints or of lists
+        of ints) on an embedding model: routing, retries, fallback, cost, ledger and budgets
+        as :meth:`chat`. ``params``: ``dimensions``, ``strategy``, ``tag``."""
+        return self._chat(target, [], {**params, "input": input}, "embed")
+
+    def _chat(self, target: Any, messages: list[dict], params: dict, op: str = "chat") -> Any:
+        plan = self.plan(target, messages, params, op)
         steps = _Steps(flow(plan, False))
         for op, arg in steps:
             if op == "send":
@@ -341,7 +356,7 @@ class Client(_Base):
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
-        with _Answer(self, d) as a:
+        with _Answer(self, d, _embedded(plan)) as a:
             a.got(self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
         return a.out
 
@@ -572,10 +587,14 @@ class AsyncClient(_Base):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _chat(self, target: Any, messages: list[dict], params: dict) -> ChatResult:
+    async def embed(self, target: Any, input: Any, **params: Any) -> EmbeddingResult:  # noqa: A002
+        """Embed ``input`` (see :meth:`Client.embed`)."""
+        return await self._chat(target, [], {**params, "input": input}, "embed")
+
+    async def _chat(self, target: Any, messages: list[dict], params: dict, op: str = "chat") -> Any:
         import asyncio
 
-        plan = self.plan(target, messages, params)
+        plan = self.plan(target, messages, params, op)
         steps = _Steps(flow(plan, False))
         for op, arg in steps:
             if op == "send":
@@ -588,7 +607,7 @@ class AsyncClient(_Base):
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
-        with _Answer(self, d) as a:
+        with _Answer(self, d, _embedded(plan)) as a:
             a.got(await self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
         return a.out
 
@@ -700,6 +719,10 @@ class AsyncChatStream(_StreamBase):
             self._stopping.set_result(None)
 
 
+def _embedded(plan: Plan) -> int | None:
+    return len(plan.params["input"]) if plan.op == "embed" else None
+
+
 # --------------------------------------------------------------------------- OpenAI facade
 def _chunk(res_id: str, created: int, model: str, delta: dict, finish: str | None = None,
            usage: dict | None = None) -> OpenAIObject:
@@ -764,3 +787,23 @@ class _Completions:
             else:
                 for c in _final_chunks(rid, created, x):
                     yield c
+
+
+class _Embeddings:
+    """``client.embeddings.create(model=…, input=…, dimensions=…, encoding_format=…)``:
+    an OpenAI-shaped ``CreateEmbeddingResponse`` (floats, or base64 float32)."""
+
+    def __init__(self, client: _Base) -> None:
+        self._client = client
+
+    def create(self, *, model: Any, input: Any, encoding_format: str = "float", **params: Any) -> Any:  # noqa: A002
+        if encoding_format not in ("float", "base64"):
+            raise ValueError("encoding_format must be float or base64")
+        params.pop("user", None)  # OpenAI's end-user id: not forwarded
+        if isinstance(self._client, AsyncClient):
+            return self._acreate(model, input, encoding_format, params)
+        return OpenAIObject(self._client.embed(model, input, **params).model_dump(encoding_format=encoding_format))
+
+    async def _acreate(self, model: Any, input: Any, encoding_format: str, params: dict) -> Any:  # noqa: A002
+        res = await self._client.embed(model, input, **params)
+        return OpenAIObject(res.model_dump(encoding_format=encoding_format))

@@ -6,7 +6,8 @@ budget hold before an attempt: ``Plan.reserve``) and, once a call is served,
 ``("settle", (reservation_id, ledger_row))``; a driver (sync or async) performs each and
 sends back an :class:`Outcome` (for ``send``), the store's answer (``reserve``,
 ``settle``) or None.
-It ends by returning a :class:`ChatResult` (``StopIteration.value``) or raising a
+It ends by returning a :class:`ChatResult` (an :class:`EmbeddingResult` for an
+embeddings plan, ``plan.op == "embed"``) as ``StopIteration.value``, or raising a
 :class:`ClientError`.
 
 A stream cut after its output started (the upstream broke, or the caller stopped reading:
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generator
 
 from knollm.client.accounting import call_cost, estimate_tokens
-from knollm.client.result import ChatResult, Usage, new_id
+from knollm.client.result import ChatResult, EmbeddingResult, Usage, new_id
 from knollm.client.routing import Deployment, Plan
 from knollm.client.transports import Parsed, classify_error, get_shape
 from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
@@ -48,8 +49,9 @@ _CHARGED = ("request_id", "cost_usd", "price_source", "unpriced_reason", "input_
             "usage_estimated")
 
 
-def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
-    """A whole (non-streamed) HTTP answer -> :class:`Parsed`, or the ProviderError it means."""
+def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: int | None = None) -> Parsed:
+    """A whole (non-streamed) HTTP answer -> :class:`Parsed`, or the ProviderError it means;
+    ``embed=N``: an embeddings answer for N inputs -> :class:`~knollm.client.transports.Embedded`."""
     if status >= 400:
         raise classify_error(d.provider, status, text, parse_retry_after(headers.get("retry-after")))
     ctype = headers.get("content-type", "")
@@ -63,6 +65,8 @@ def parse_answer(d: Deployment, status: int, headers: Any, text: str) -> Parsed:
     except ValueError:
         raise ProviderError(f"answer is not valid JSON ({len(text)} bytes, truncated?)", provider=d.provider,
                             status=status, kind="bad_response") from None
+    if embed is not None:
+        return get_shape(d.shape).parse_embeddings(obj, d.provider, embed)  # type: ignore[return-value]
     return get_shape(d.shape).parse(obj, d.provider)
 
 
@@ -160,6 +164,8 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
 def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev: Any
             ) -> tuple[ChatResult, dict[str, Any]]:
     """The result of a served call and its ledger row."""
+    if plan.op == "embed":
+        return _finish_embed(plan, d, out, t0, ev)  # type: ignore[return-value]
     p = out.parsed
     dur = (time.perf_counter() - t0) * 1000
     if p.usage:
@@ -190,6 +196,34 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         "cache_write_tokens": u.cache_write_tokens, "usage_estimated": int(u.estimated), "cost_usd": cost,
         "price_source": source, "unpriced_reason": unpriced, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms,
         "attempts": len(plan.attempts), "tag": plan.tag,
+    }
+    return res, row
+
+
+def _finish_embed(plan: Plan, d: Deployment, out: Outcome, t0: float, ev: Any
+                  ) -> tuple[EmbeddingResult, dict[str, Any]]:
+    """An embeddings call's result and ledger row: input tokens only (the provider's count,
+    else the estimate, flagged ``usage_estimated``)."""
+    p = out.parsed
+    dur = (time.perf_counter() - t0) * 1000
+    u = Usage(p.usage["input_tokens"]) if p.usage else Usage(plan.prompt, estimated=True)
+    cost, source, unpriced = call_cost(d.offer, {"input_tokens": u.input_tokens, "output_tokens": 0})
+    d.stats.observe(True, dur)
+    d.breaker.record(True)
+    d.slot.limiter.correct(ev, u.input_tokens)
+    rq = new_id()
+    res = EmbeddingResult(
+        raw=p.vectors, provider=d.provider, model=d.model, key=d.slot.label, target=plan.target, usage=u,
+        cost_usd=cost, price_source=source, unpriced_reason=unpriced, duration_ms=round(dur, 2),
+        attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy, why=_why(plan, d),
+        alias=plan.alias, request_id=rq, tag=plan.tag,
+    )
+    row = {
+        "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,
+        "provider": d.provider, "model": d.model, "key_label": d.slot.label, "stream": 0,
+        "input_tokens": u.input_tokens, "output_tokens": 0, "cached_tokens": 0, "cache_write_tokens": 0,
+        "usage_estimated": int(u.estimated), "cost_usd": cost, "price_source": source, "unpriced_reason": unpriced,
+        "ttft_ms": None, "duration_ms": res.duration_ms, "attempts": len(plan.attempts), "tag": plan.tag,
     }
     return res, row
 

@@ -1,4 +1,5 @@
-"""What a call returns: :class:`ChatResult` and the OpenAI-shaped facade objects."""
+"""What a call returns: :class:`ChatResult`, :class:`EmbeddingResult` and the OpenAI-shaped
+facade objects."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Usage", "ChatResult", "OpenAIObject", "new_id"]
+__all__ = ["Usage", "ChatResult", "EmbeddingResult", "OpenAIObject", "new_id", "vector_base64"]
 
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNT = itertools.count()
@@ -38,9 +39,9 @@ class Usage:
     estimated: bool = False
 
 
-@dataclass
-class ChatResult:
-    """One answered call.
+@dataclass(kw_only=True)
+class _Served:
+    """What every answered call says of itself (keyword-only fields).
 
     ``candidates`` lists every deployment considered (``status`` eligible/excluded, with
     ``reason`` or ``rank``); ``why`` says why the one that answered was picked;
@@ -50,18 +51,14 @@ class ChatResult:
     made it), as written to the ledger row.
     """
 
-    content: str | None
     provider: str
     model: str
     key: str | None
     target: Any
-    finish_reason: str | None = None
-    tool_calls: list[dict] | None = None
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     price_source: str | None = None
     unpriced_reason: str | None = None
-    ttft_ms: float | None = None
     duration_ms: float = 0.0
     attempts: list[dict] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)
@@ -69,9 +66,20 @@ class ChatResult:
     why: str = ""
     alias: str | None = None
     request_id: str = ""
+    tag: str | None = None
+
+
+@dataclass
+class ChatResult(_Served):
+    """One answered chat call: the answer, and what every call says of itself (the fields
+    of ``_Served``: provider, model, key, usage, cost, attempts, candidates, why, …)."""
+
+    content: str | None
+    finish_reason: str | None = None
+    tool_calls: list[dict] | None = None
+    ttft_ms: float | None = None
     response_id: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
-    tag: str | None = None
 
     @property
     def text(self) -> str:
@@ -125,6 +133,78 @@ class ChatResult:
         }
         if knollm:
             d["knollm"] = {k: v for k, v in self.to_dict().items() if k not in ("content", "tool_calls")}
+        return d
+
+
+def vector_base64(v: list[float] | bytes) -> str:
+    """One embedding as OpenAI's ``encoding_format: base64`` gives it: little-endian
+    float32, base64 (what the openai SDK asks for by default, and decodes)."""
+    import base64
+    import struct
+
+    return base64.b64encode(v if isinstance(v, bytes) else struct.pack(f"<{len(v)}f", *v)).decode("ascii")
+
+
+def _floats(v: list[float] | bytes) -> list[float]:
+    if isinstance(v, bytes):
+        import struct
+
+        return list(struct.unpack(f"<{len(v) // 4}f", v))
+    return v
+
+
+@dataclass
+class EmbeddingResult(_Served):
+    """One answered embeddings call: :attr:`vectors`, one per input in the inputs' order, and
+    the same accounting as :class:`ChatResult` (input tokens only: ``usage.output_tokens``
+    is 0; ``cost_usd`` None with ``unpriced_reason`` when the input price is unknown).
+
+    ``raw`` holds each vector as the provider sent it: floats, or float32 little-endian
+    bytes (from base64), which :attr:`vectors` turns into floats on first read."""
+
+    raw: list = field(repr=False)
+
+    @property
+    def vectors(self) -> list[list[float]]:
+        got = self.__dict__.get("_vectors")
+        if got is None:
+            got = self.__dict__["_vectors"] = [_floats(v) for v in self.raw]
+        return got
+
+    @property
+    def dimensions(self) -> int | None:
+        if not self.raw:
+            return None
+        v = self.raw[0]
+        return len(v) // 4 if isinstance(v, bytes) else len(v)
+
+    def to_dict(self, *, vectors: bool = True) -> dict[str, Any]:
+        """The stable JSON shape: the accounting, and the vectors (``embeddings``) unless
+        ``vectors=False``. Never holds key values."""
+        d: dict[str, Any] = {"embeddings": self.vectors} if vectors else {}
+        d.update({
+            "count": len(self.raw), "dimensions": self.dimensions, "provider": self.provider,
+            "model": self.model, "key": self.key,
+            "usage": {"input_tokens": self.usage.input_tokens, "estimated": self.usage.estimated},
+            "cost_usd": self.cost_usd, "price_source": self.price_source, "unpriced_reason": self.unpriced_reason,
+            "duration_ms": self.duration_ms, "strategy": self.strategy, "why": self.why, "alias": self.alias,
+            "tag": self.tag, "attempts": self.attempts, "candidates": self.candidates,
+        })
+        return d
+
+    def model_dump(self, *, knollm: bool = True, encoding_format: str = "float") -> dict[str, Any]:
+        """This result as an OpenAI ``CreateEmbeddingResponse`` dict (vectors as floats, or
+        base64 float32 with ``encoding_format="base64"``), plus a ``knollm`` extra (the
+        accounting of :meth:`to_dict`) unless ``knollm=False``."""
+        vecs = [vector_base64(v) for v in self.raw] if encoding_format == "base64" else self.vectors
+        d: dict[str, Any] = {
+            "object": "list",
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)],
+            "model": self.model,
+            "usage": {"prompt_tokens": self.usage.input_tokens, "total_tokens": self.usage.input_tokens},
+        }
+        if knollm:
+            d["knollm"] = self.to_dict(vectors=False)
         return d
 
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knollm.client._providers import provider_facts
-from knollm.client.accounting import prompt_tokens, worst_case_cost
+from knollm.client.accounting import estimate_tokens, prompt_tokens, worst_case_cost
 from knollm.client.store import check_tag
 from knollm.client.transports import get_shape, num_ctx_for
 from knollm.errors import NoCandidates, NotFoundError, ProviderError
@@ -74,6 +74,7 @@ class Offer:
     free: bool = False
     variable_pricing: bool = False
     price_source: str | None = None
+    kind: str | None = None  #: the catalog's model kind (chat, embedding, …); None: not known
 
     @classmethod
     def from_model(cls, m: dict) -> Offer:
@@ -82,7 +83,7 @@ class Offer:
         return cls(m["key"], m["provider"], m["id"], m.get("canonical_id"), m.get("context_window"),
                    m.get("max_output"), dict(m.get("prices") or {}), list(m.get("price_tiers") or []),
                    dict(m.get("capabilities") or {}), tuple(m.get("input_modalities") or ()), bool(m.get("free")),
-                   bool(m.get("variable_pricing")), f"catalog:{ps}" if ps else "catalog")
+                   bool(m.get("variable_pricing")), f"catalog:{ps}" if ps else "catalog", m.get("kind"))
 
     @classmethod
     def uncataloged(cls, provider: str, model: str) -> Offer:
@@ -324,7 +325,12 @@ class Deployment:
         return h
 
     def url(self, stream: bool) -> str:
-        u = get_shape(self.shape).url(self.base_url, self.model, stream)
+        return self._with_key(get_shape(self.shape).url(self.base_url, self.model, stream))
+
+    def embed_url(self) -> str:
+        return self._with_key(get_shape(self.shape).embed_url(self.base_url, self.model) or "")
+
+    def _with_key(self, u: str) -> str:
         if self.auth == "query" and self.slot._value:
             from urllib.parse import quote
 
@@ -538,7 +544,7 @@ class Router:
 
     # -- planning
     def plan(self, target: Any, messages: list[dict], params: dict, strategy: str | None = None,
-             budgets: tuple = (), store: Any = None, tag: str | None = None) -> Plan:
+             budgets: tuple = (), store: Any = None, tag: str | None = None, op: str = "chat") -> Plan:
         check_tag(tag)
         offers, meta = self.offers(target)
         strategy = strategy or meta["strategy"] or self.s.strategy
@@ -547,7 +553,7 @@ class Router:
         if not offers:
             raise NoCandidates(target, [], f"unknown target {target!r}: not a catalog key, alias or canonical id"
                                + ("" if self.source is not None else " (no catalog loaded)"))
-        return Plan(self, target, messages, params, strategy, offers, meta, budgets, store, tag)
+        return Plan(self, target, messages, params, strategy, offers, meta, budgets, store, tag, op)
 
 
 def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
@@ -565,19 +571,34 @@ def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
     return list(dict.fromkeys(caps))
 
 
+def _input_tokens(x: Any) -> int:
+    """Estimated tokens of one embeddings input: text, or token ids (counted exactly)."""
+    return len(x) if isinstance(x, list) else estimate_tokens(x)
+
+
 class Plan:
     """One request's routing: candidates (with reasons), their order, and the decisions.
-    ``tag`` (who made the call) goes to budget scopes and the ledger row, never to a provider."""
+    ``tag`` (who made the call) goes to budget scopes and the ledger row, never to a provider.
+    ``op`` is ``chat`` (``messages``) or ``embed`` (``params["input"]``: a list of texts or
+    of token-id lists; only embedding models are candidates, and no output is priced)."""
 
     def __init__(self, router: Router, target: Any, messages: list[dict], params: dict, strategy: str,
-                 offers: list[Offer], meta: dict, budgets: tuple, store: Any, tag: str | None = None) -> None:
+                 offers: list[Offer], meta: dict, budgets: tuple, store: Any, tag: str | None = None,
+                 op: str = "chat") -> None:
         self.r, self.target, self.messages, self.params = router, target, messages, params
         self.strategy, self.meta, self.budgets, self.store = strategy, meta, list(budgets), store
         self.tag = tag
+        self.op = op
         self.alias = meta.get("alias")
-        self.prompt = prompt_tokens(messages, params)
-        self.max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
-        self.needs = _needs(messages, params, meta.get("requires") or {})
+        if op == "embed":
+            sizes = [_input_tokens(x) for x in params["input"]]
+            self.prompt, self.longest = sum(sizes), max(sizes, default=0)
+            self.max_tokens = None
+            self.needs = [c for c in ("min_context",) if (meta.get("requires") or {}).get(c)]
+        else:
+            self.prompt = self.longest = prompt_tokens(messages, params)
+            self.max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
+            self.needs = _needs(messages, params, meta.get("requires") or {})
         self.candidates: list[dict] = []
         self.attempts: list[dict] = []
         self.failed_ctx: int | None = None
@@ -605,6 +626,8 @@ class Plan:
 
     # -- filters
     def out_tokens(self, o: Offer | None = None) -> int:
+        if self.op == "embed":
+            return 0
         return self.max_tokens or min(self.r.s.default_max_tokens, (o.max_output if o and o.max_output else 10**9))
 
     def _offer_reason(self, o: Offer) -> str | None:
@@ -613,6 +636,11 @@ class Plan:
             return "provider not in allow list"
         if o.provider in s.deny:
             return "provider in deny list"
+        if self.op == "embed":
+            if o.kind is not None and o.kind != "embedding":
+                return f"not an embedding model (the catalog's kind: {o.kind})"
+        elif o.kind == "embedding":
+            return "an embedding model: it does not chat"
         for c in self.needs:
             if c == "min_context":
                 continue
@@ -620,10 +648,13 @@ class Plan:
                 return f"request needs {c}; the catalog says {o.key} lacks it"
         if "vision" in self.needs and o.input_modalities and "image" not in o.input_modalities:
             return "request has images; model takes no image input"
-        need_ctx = max(self.prompt + (self.max_tokens or 0), int((self.meta.get("requires") or {}).get("min_context") or 0))
+        need_ctx = max(self.longest + (self.max_tokens or 0), int((self.meta.get("requires") or {}).get("min_context") or 0))
         if o.context_window and need_ctx > o.context_window:
-            return f"context window {o.context_window} < ~{need_ctx} tokens (prompt estimate + max_tokens)"
-        for cap, field_ in ((s.max_input_price, "input"), (s.max_output_price, "output")):
+            what = "the longest input (estimate)" if self.op == "embed" else "prompt estimate + max_tokens"
+            return f"context window {o.context_window} < ~{need_ctx} tokens ({what})"
+        caps = ((s.max_input_price, "input"),) if self.op == "embed" else \
+            ((s.max_input_price, "input"), (s.max_output_price, "output"))
+        for cap, field_ in caps:
             if cap is not None:
                 p = o.prices.get(field_)
                 if p is None or p > cap:
@@ -633,6 +664,12 @@ class Plan:
     def _dep_reason(self, d: Deployment) -> str | None:
         if d.slot.disabled:
             return d.slot.disabled
+        if self.op == "embed":
+            shape = get_shape(d.shape)
+            if shape.embed_url(d.base_url, d.model) is None:
+                return f"the {d.shape} API has no embeddings endpoint"
+            if not shape.token_inputs and any(isinstance(x, list) for x in self.params["input"]):
+                return f"input given as token ids: the {d.shape} API takes text only"
         if d.breaker.state == "open":
             return "circuit open"
         return None
@@ -652,6 +689,8 @@ class Plan:
         if o.free:
             return 0.0
         pin, pout = o.prices.get("input"), o.prices.get("output")
+        if self.op == "embed":
+            return None if pin is None else self.prompt * pin / 1e6
         if pin is None or pout is None:
             return None
         return (self.prompt * pin + min(self.out_tokens(o), 1000) * pout) / 1e6
@@ -725,6 +764,9 @@ class Plan:
 
     def request(self, d: Deployment, stream: bool) -> tuple[str, dict, dict]:
         """(url, headers, json body) of one attempt on ``d``."""
+        if self.op == "embed":
+            return d.embed_url(), d.request_headers(), get_shape(d.shape).embed_body(d.model, self.params["input"],
+                                                                                      self.params)
         ctx = {"max_output": d.offer.max_output}
         if d.shape == "ollama":
             ctx["num_ctx"] = num_ctx_for(self.prompt, self.max_tokens or None, d.offer.context_window)

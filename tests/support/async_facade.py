@@ -2,7 +2,7 @@
 checks ``Client`` and ``AsyncClient`` over each HTTP driver (``httpx2``, ``aiohttp``).
 
 ``AsyncFacade(http="aiohttp", **client_kwargs)`` has the sync client's surface:
-``chat(…)``, ``chat.completions.create(…)`` and ``stream(…)`` (a generator that advances
+``chat(…)``, ``chat.completions.create(…)``, ``embed(…)``, ``embeddings.create(…)`` and ``stream(…)`` (a generator that advances
 the async stream one item at a time, so partial output before an error is observable;
 ``close()`` / ``with`` stop it through ``aclose()``).
 Every call runs on the facade's own event loop; ``close()`` closes the client and loop.
@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from typing import Any, Iterator
 
-__all__ = ["AsyncFacade", "DRIVERS", "Drivers"]
+__all__ = ["AsyncFacade", "DRIVERS", "Drivers", "every_driver"]
 
 # what a driver-parametrized test runs on: the sync Client, then AsyncClient over each driver
 DRIVERS = ["sync", "async-h1", "async-aiohttp", "async-httpx2"]
@@ -52,6 +52,19 @@ class Drivers:
         return c
 
 
+def every_driver(drivers: Drivers) -> Any:
+    """The autouse fixture that runs every test of a module on each of :data:`DRIVERS`:
+    ``driver = every_driver(_D)`` at module level."""
+    import pytest
+
+    @pytest.fixture(autouse=True, params=DRIVERS)
+    def driver(request: Any) -> Iterator[str]:
+        with drivers.using(request.param) as name:
+            yield name
+
+    return driver
+
+
 class AsyncFacade:
     def __init__(self, **kwargs: Any) -> None:
         from knollm import AsyncClient
@@ -59,6 +72,10 @@ class AsyncFacade:
         self.loop = asyncio.new_event_loop()
         self.client = AsyncClient(**kwargs)
         self.chat = _Chat(self)
+        self.embeddings = _Embeddings(self)
+
+    def embed(self, target: Any, input: Any, **params: Any) -> Any:  # noqa: A002
+        return self.run(self.client.embed(target, input, **params))
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -98,6 +115,14 @@ class _Chat:
     def create(self, **kwargs: Any) -> Any:
         out = self._f.run(self._f.client.chat.completions.create(**kwargs))
         return self._f.iterate(out) if hasattr(out, "__aiter__") else out
+
+
+class _Embeddings:
+    def __init__(self, facade: AsyncFacade) -> None:
+        self._f = facade
+
+    def create(self, **kwargs: Any) -> Any:
+        return self._f.run(self._f.client.embeddings.create(**kwargs))
 
 
 class _Stream:

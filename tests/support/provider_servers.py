@@ -11,6 +11,11 @@ client speaks, in the shapes their public docs give:
   provider's count from an estimate)
 * ``POST /api/chat``             Ollama native (JSON, or NDJSON lines ending ``done: true``)
 * ``POST /v1beta/models/M:generateContent`` / ``:streamGenerateContent?alt=sse``  Gemini
+* embeddings: ``POST /v1/embeddings`` (OpenAI: ``data[].embedding``, floats or base64 float32
+  as ``encoding_format`` asks, ``usage.prompt_tokens``), ``POST /v1beta/models/M:batchEmbedContents``
+  (Gemini: ``embeddings[].values``, no usage) and ``POST /api/embed`` (Ollama: ``embeddings``,
+  ``prompt_eval_count``). Each vector is :func:`vector_of` its text (token ids: their JSON);
+  the usage reported is :attr:`usage`'s input count
 
 Each request takes the next fault from :attr:`script` (then :attr:`default`):
 ``ok``, ``429`` (with ``Retry-After: retry_after``), ``500``, ``503``, ``401``, ``context``
@@ -20,7 +25,8 @@ chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
 ``malformed`` (an SSE event that is not JSON), ``html`` (200 with an HTML page),
 ``truncated`` (200 with cut-off JSON), ``bodycut`` (200 announcing the whole answer's
 length, then half of it and the connection closes), ``reset`` (connection closed, no answer),
-``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent). Tools in the request get a tool call back.
+``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent),
+``shuffled`` (embeddings: ``data`` in reverse order), ``short`` (embeddings: one vector fewer). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
 Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
@@ -38,7 +44,16 @@ from typing import Any
 
 from tests.support.openai_server import _last_user_text, example_from_schema
 
-__all__ = ["ProviderServer", "counted_tokens"]
+__all__ = ["ProviderServer", "counted_tokens", "vector_of"]
+
+
+def vector_of(text: str, dims: int = 8) -> list[float]:
+    """The loopback servers' embedding of ``text``: ``dims`` numbers in [-0.5, 0.5] from its
+    SHA-256, so a test can tell which input a vector belongs to (exact in float32)."""
+    import hashlib
+
+    h = hashlib.sha256(text.encode()).digest()
+    return [(h[i % 32] - 128) / 256 for i in range(dims)]
 
 
 def counted_tokens(body: dict) -> int:
@@ -235,23 +250,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, b"<!DOCTYPE html><html><body>Bad gateway</body></html>", "text/html")
         if fault == "truncated":
             return self._send(200, b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assis')
+        if path.endswith("/embeddings") or path == "/api/embed" or path.endswith(":batchEmbedContents"):
+            return self._embeddings(path, body, fault)
         if path.endswith("/messages/count_tokens"):
             return self._json(200, {"input_tokens": counted_tokens(body)})
         text = o.reply(body)
         call = o.tool_call(body)
         usage = None if fault == "nousage" else o.usage
-        if fault == "bodycut" and not stream:  # the whole answer's length announced, half of it sent
-            whole = json.dumps({"openai": self._openai, "gemini": self._gemini, "anthropic": self._anthropic,
-                                "ollama": self._ollama}[api](body, text, call, usage)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(whole)))
-            self.end_headers()
-            self.wfile.write(whole[:len(whole) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
+        if fault == "bodycut" and not stream:
+            return self._half({"openai": self._openai, "gemini": self._gemini, "anthropic": self._anthropic,
+                               "ollama": self._ollama}[api](body, text, call, usage))
         if api == "openai":
             return self._openai_stream(body, text, call, usage, fault) if stream else \
                 self._json(200, self._openai(body, text, call, usage))
@@ -263,6 +271,58 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, self._anthropic(body, text, call, usage))
         return self._ollama_stream(body, text, call, usage, fault) if stream else \
             self._json(200, self._ollama(body, text, call, usage))
+
+    def _half(self, obj: Any) -> None:
+        """``bodycut``: the whole answer's length announced, half of it sent, the connection closed."""
+        whole = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(whole)))
+        self.end_headers()
+        self.wfile.write(whole[:len(whole) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _embeddings(self, path: str, body: dict, fault: str) -> None:
+        o = self.server_owner
+        n_in = None if fault == "nousage" else o.usage[0]
+        if path.endswith(":batchEmbedContents"):
+            reqs = body.get("requests") or []
+            texts = ["".join(p.get("text", "") for p in (r.get("content") or {}).get("parts", [])) for r in reqs]
+            dims = [r.get("outputDimensionality") or 8 for r in reqs]
+            obj: dict = {"embeddings": [{"values": vector_of(t, d)} for t, d in zip(texts, dims)]}
+        else:
+            x = body.get("input")
+            items = [x] if isinstance(x, str) or (isinstance(x, list) and x and type(x[0]) is int) else x or []
+            texts = [t if isinstance(t, str) else json.dumps(t) for t in items]
+            vecs = [vector_of(t, body.get("dimensions") or 8) for t in texts]
+            if path == "/api/embed":
+                obj = {"model": body.get("model"), "embeddings": vecs, "total_duration": 14143917,
+                       "load_duration": 1019500}
+                if n_in is not None:
+                    obj["prompt_eval_count"] = n_in
+            else:
+                if body.get("encoding_format") == "base64":
+                    import base64
+                    import struct
+
+                    enc: list = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vecs]
+                else:
+                    enc = vecs
+                obj = {"object": "list", "model": body.get("model"),
+                       "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(enc)]}
+                if fault == "shuffled":  # the data in reverse order: the index field says which is which
+                    obj["data"].reverse()
+                if n_in is not None:
+                    obj["usage"] = {"prompt_tokens": n_in, "total_tokens": n_in}
+        if fault == "bodycut":
+            return self._half(obj)
+        if fault == "short":  # one vector fewer than inputs
+            for k in ("data", "embeddings"):
+                if obj.get(k):
+                    obj[k] = obj[k][:-1]
+        return self._json(200, obj)
 
     # -- faults inside a stream
     def _stream_fault(self, fault: str, first: str, last: str | None = None) -> bool:
