@@ -288,7 +288,7 @@ class _StubBackend:
     def stream(self, body: dict, *, targets: list, tag: str | None = None) -> _StubStream:
         return _StubStream(body["model"])
 
-    def worst_case_usd(self, body: dict, targets: list) -> float:
+    def worst_case_usd(self, body: dict, targets: list, op: str = "chat") -> float:
         return 0.0
 
     async def models(self) -> list:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.client_fixtures import catalog, env_for, model
-from tests.support.gateway_proc import GatewayProcess
+from tests.support.gateway_proc import GatewayProcess, ledger_rows
 from tests.support.provider_servers import ProviderServer
 
 openai = pytest.importorskip("openai")
@@ -94,9 +94,7 @@ def oai(gw):
 
 
 def ledger(gw) -> list[dict]:
-    con = sqlite3.connect(gw.home / "knollm.db")
-    con.row_factory = sqlite3.Row
-    return [dict(r) for r in con.execute("SELECT * FROM calls ORDER BY id")]
+    return ledger_rows(gw.home)
 
 
 def knollm_headers(raw) -> dict[str, str]:

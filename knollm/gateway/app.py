@@ -40,6 +40,7 @@ from knollm.gateway.translate import (
     openai_to_anthropic,
     split_target,
     validate_chat_request,
+    validate_embeddings_request,
 )
 
 __all__ = ["GatewayConfig", "create_app", "error_body"]
@@ -250,9 +251,11 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return _JSONBytes(_dumps(error_body(err, anthropic)), err.status, headers)
 
     async def serve_chat(request: _ChatRequest, route: str, dialect: str) -> Response:
-        """One chat call in the caller's ``dialect``: ``openai`` (chat completions),
-        ``anthropic`` (Messages) or ``responses`` (the Responses API), each run as chat completions."""
+        """One call in the caller's ``dialect``: ``openai`` (chat completions), ``anthropic``
+        (Messages) or ``responses`` (the Responses API), each run as chat completions; or
+        ``embeddings`` (OpenAI's embeddings API, run as an embeddings call)."""
         anthropic = dialect == "anthropic"
+        op = "embed" if dialect == "embeddings" else "chat"
         started = time.perf_counter()
         alias = "?"
         m.in_flight += 1
@@ -260,10 +263,10 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             key = await access.authenticate(request)
             raw = await read_json(request)
             body = anthropic_to_openai(raw) if anthropic else responses_to_chat(raw) if dialect == "responses" \
-                else validate_chat_request(raw)
+                else validate_embeddings_request(raw) if op == "embed" else validate_chat_request(raw)
             targets = split_target(body["model"])
             alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
-            held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets))
+            held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets, op))
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
             m.in_flight -= 1
             if isinstance(e, asyncio.CancelledError):
@@ -275,7 +278,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         outcome: Outcome | None = None
         deadline = _Deadline(cfg.timeout_s)
         try:
-            resp, outcome = await deadline.wait(backend.complete(body, targets=targets, tag=tag))
+            work = backend.embed(body, targets=targets, tag=tag) if op == "embed" else \
+                backend.complete(body, targets=targets, tag=tag)
+            resp, outcome = await deadline.wait(work)
         except BaseException as e:  # noqa: BLE001
             outcome = getattr(e, "outcome", None)
             await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
@@ -397,6 +402,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     async def responses(request: Request) -> Response:
         return await serve_chat(request, "/v1/responses", "responses")
 
+    async def embeddings(request: Request) -> Response:
+        return await serve_chat(request, "/v1/embeddings", "embeddings")
+
     async def count_tokens(request: _ChatRequest) -> Response:
         """``POST /v1/messages/count_tokens`` (Claude Code sends dozens at startup): the
         provider's own count where its API has one, else Knollm's estimate, said in
@@ -488,6 +496,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/responses", responses, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/embeddings", embeddings, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
@@ -510,7 +520,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     app.chat_routes = {"/v1/chat/completions": (chat_completions, server_error),
                        "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error),
                        "/v1/messages/count_tokens": (count_tokens, server_error),
-                       "/v1/responses": (responses, server_error), "/responses": (responses, server_error)}
+                       "/v1/responses": (responses, server_error), "/responses": (responses, server_error),
+                       "/v1/embeddings": (embeddings, server_error), "/embeddings": (embeddings, server_error)}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store

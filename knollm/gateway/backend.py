@@ -86,8 +86,14 @@ class Backend(Protocol):
     async def models(self) -> list[dict[str, Any]]:
         """OpenAI ``model`` objects: aliases and the catalog models whose provider has a key."""
 
-    def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
-        """An upper bound of the call's cost (for gateway-key budgets); None if unknown."""
+    async def embed(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
+                    ) -> tuple[dict[str, Any], Outcome]:
+        """An OpenAI embeddings response for a checked embeddings ``body`` (``input`` a list,
+        ``encoding_format``, maybe ``dimensions``)."""
+
+    def worst_case_usd(self, body: dict[str, Any], targets: list[str], op: str = "chat") -> float | None:
+        """An upper bound of the call's cost (for gateway-key budgets); None if unknown.
+        ``op="embed"``: ``body`` is an embeddings body."""
 
     async def count_tokens(self, body: dict[str, Any], *, targets: list[str], native: dict[str, Any] | None = None
                            ) -> tuple[dict[str, Any], Outcome]:

@@ -58,7 +58,8 @@ def _outcome_of(res: Any) -> Outcome:
     return Outcome(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
                    unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                    cached_tokens=u.cached_tokens, attempts=list(res.attempts),
-                   ttft_s=None if res.ttft_ms is None else res.ttft_ms / 1000, duration_s=res.duration_ms / 1000,
+                   ttft_s=None if getattr(res, "ttft_ms", None) is None else res.ttft_ms / 1000,
+                   duration_s=res.duration_ms / 1000,
                    served=True)
 
 
@@ -259,6 +260,21 @@ class ClientBackend:
             raise _with_outcome(e) from None
         return res.model_dump(knollm=False), _outcome_of(res)  # the gateway adds its own knollm object
 
+    async def embed(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
+                    ) -> tuple[dict[str, Any], Outcome]:
+        """An OpenAI ``CreateEmbeddingResponse`` for a checked embeddings body
+        (:func:`~knollm.gateway.translate.validate_embeddings_request`): vectors as floats or
+        base64 float32, as the caller's ``encoding_format`` asks."""
+        from knollm.errors import ClientError
+
+        target: Any = targets[0] if len(targets) == 1 else list(targets)
+        params = {"dimensions": body["dimensions"]} if "dimensions" in body else {}
+        try:
+            res = await self.client.embed(target, body["input"], **params, tag=tag)
+        except ClientError as e:
+            raise _with_outcome(e) from None
+        return res.model_dump(knollm=False, encoding_format=body["encoding_format"]), _outcome_of(res)
+
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:
         target, messages, params = self._split(body, targets)
         return _ClientStream(self.client, target, messages, {**params, "tag": tag})
@@ -316,14 +332,20 @@ class ClientBackend:
         return {"input_tokens": prompt_tokens(plan.messages, plan.params),
                 "knollm": {"source": "estimate", "provider": d.provider, "model": d.model, "reason": reason}}, o
 
-    def worst_case_usd(self, body: dict[str, Any], targets: list[str]) -> float | None:
-        """The most the call can cost on any candidate (None if one is unpriced)."""
+    def worst_case_usd(self, body: dict[str, Any], targets: list[str], op: str = "chat") -> float | None:
+        """The most the call can cost on any candidate (None if one is unpriced); ``op="embed"``:
+        an embeddings body."""
         from knollm.client.accounting import worst_case_cost
         from knollm.errors import ClientError
 
-        target, messages, params = self._split(body, targets)
+        if op == "embed":
+            target: Any = targets[0] if len(targets) == 1 else list(targets)
+            messages: list[dict] = []
+            params = {k: body[k] for k in ("input", "dimensions") if k in body}
+        else:
+            target, messages, params = self._split(body, targets)
         try:
-            plan = self.client.plan(target, messages, params)
+            plan = self.client.plan(target, messages, params, op)
         except ClientError:
             return 0.0  # nothing can serve it: the call fails without cost
         costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]

@@ -16,6 +16,7 @@ from knollm.errors import GatewayError
 
 __all__ = [
     "validate_chat_request",
+    "validate_embeddings_request",
     "split_target",
     "anthropic_to_openai",
     "openai_to_anthropic",
@@ -31,6 +32,34 @@ _RF_TYPES = {"text", "json_object", "json_schema"}
 
 def _bad(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(message, status=400, type="invalid_request_error", code=param)
+
+
+#: fields of an OpenAI embeddings request the gateway takes (``user`` is accepted, not passed on)
+_EMBED_FIELDS = ("model", "input", "dimensions", "encoding_format", "user")
+
+
+def validate_embeddings_request(body: Any) -> dict[str, Any]:
+    """Check an OpenAI embeddings body; raise :class:`GatewayError` (400) naming the field.
+    Returns ``{"model", "input" (a list), "encoding_format"}`` plus ``dimensions`` if given.
+    A field the gateway cannot carry to every provider (``input_type``, ``task_type``…) is
+    refused, not dropped: the vectors would silently differ from what was asked."""
+    from knollm.client.transports import embed_params
+
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    split_target(body.get("model"))
+    extra = sorted(k for k in body if k not in _EMBED_FIELDS)
+    if extra:
+        raise _bad(f"unsupported field(s) for embeddings: {', '.join(extra)} (the gateway takes "
+                   "model, input, dimensions, encoding_format, user)", extra[0])
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise _bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    try:
+        p = embed_params({k: body[k] for k in ("input", "dimensions") if body.get(k) is not None})
+    except ValueError as e:
+        raise _bad(str(e), "dimensions" if "dimensions" in str(e) else "input") from None
+    return {"model": body["model"], "encoding_format": fmt, **p}
 
 
 def split_target(model: Any) -> list[str]:

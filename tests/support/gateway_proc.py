@@ -17,9 +17,21 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["GatewayProcess", "free_port"]
+__all__ = ["GatewayProcess", "free_port", "ledger_rows"]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def ledger_rows(home: Path) -> list[dict]:
+    """The ledger rows a gateway with ``KNOLLM_HOME=home`` (and no database URL) wrote."""
+    import sqlite3
+
+    con = sqlite3.connect(Path(home) / "knollm.db")
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM calls ORDER BY id")]
+    finally:
+        con.close()
 
 
 def free_port() -> int:
