@@ -329,6 +329,11 @@ def test_embeddings_answers_each_shape_and_what_is_refused():
         (oai, {"data": [{"embedding": "not base64!"}]}, 1, "neither numbers nor base64"),
         (oai, {"data": [{"embedding": "AAAA"}]}, 1, "neither numbers nor base64"),  # 3 bytes: not float32s
         (oai, {"data": [{"embedding": ""}]}, 1, "neither numbers nor base64"),
+        (oai, {"data": [{"embedding": base64.b64encode(array.array("f", [0.1, float("nan")]).tobytes()).decode()}]},
+         1, "NaN, infinite"),
+        (oai, {"data": [{"embedding": base64.b64encode(array.array("f", [-float("inf")]).tobytes()).decode()}]},
+         1, "NaN, infinite"),
+        (oai, {"data": [{"embedding": [0.1, 1e308, 1e308]}]}, 1, "NaN, infinite"),
         (oai, {"data": [{"embedding": [1.0]}]}, 2, "1 embeddings for 2 inputs"),
         (oai, {"object": "list"}, 1, "no data"),
         (gem, {"embeddings": [{"values": None}]}, 1, "not a list of numbers"),

@@ -142,7 +142,9 @@ def vector_base64(v: list[float] | bytes) -> str:
     import base64
     import struct
 
-    return base64.b64encode(v if isinstance(v, bytes) else struct.pack(f"<{len(v)}f", *v)).decode("ascii")
+    if isinstance(v, bytes):
+        return getattr(v, "b64", None) or base64.b64encode(v).decode("ascii")
+    return base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode("ascii")
 
 
 def _floats(v: list[float] | bytes) -> list[float]:
