@@ -3,6 +3,10 @@
 A bare ASGI app on uvicorn (no framework), so the upstream is not the bottleneck:
 ``POST /v1/chat/completions`` answers a fixed completion, or with ``stream: true`` a
 fixed SSE stream of ``CHUNKS`` content chunks, a finish chunk and a usage chunk.
+``POST /v1/embeddings`` answers one vector per input (``dimensions``, default
+``EMBED_DIMS`` = text-embedding-3-small's 1,536) of floats written as OpenAI writes them
+(about ten significant digits), or base64 float32 for ``encoding_format: base64``; each
+answer shape is built once and reused.
 
     python scripts/bench_upstream.py PORT
 """
@@ -15,6 +19,28 @@ import sys
 CHUNKS = 10
 TEXT = [f"word{i} " for i in range(CHUNKS)]
 USAGE = {"prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + CHUNKS}
+
+
+EMBED_DIMS = int(__import__("os").environ.get("BENCH_EMBED_DIMS") or 1536)
+_EMBEDDINGS: dict[tuple, bytes] = {}
+
+
+def _embeddings(model: str, n: int, dims: int, fmt: str) -> bytes:
+    key = (model, n, dims, fmt)
+    hit = _EMBEDDINGS.get(key)
+    if hit is None:
+        import base64
+        import random
+        import struct
+
+        rng = random.Random(n * 7919 + dims)
+        vecs = [[round(rng.uniform(-0.1, 0.1), 10) for _ in range(dims)] for _ in range(n)]
+        enc = [base64.b64encode(struct.pack(f"<{dims}f", *v)).decode() for v in vecs] if fmt == "base64" else vecs
+        hit = _EMBEDDINGS[key] = json.dumps({
+            "object": "list", "model": model,
+            "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(enc)],
+            "usage": {"prompt_tokens": 8 * n, "total_tokens": 8 * n}}).encode()
+    return hit
 
 
 def _completion(model: str) -> bytes:
@@ -71,6 +97,15 @@ async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
         return
     req = json.loads(body or b"{}")
     model = req.get("model") or "bench"
+    if scope["path"].endswith("/embeddings"):
+        x = req.get("input")
+        n = 1 if isinstance(x, str) else len(x or [])
+        payload = _embeddings(model, n, req.get("dimensions") or EMBED_DIMS, req.get("encoding_format") or "float")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+        return
     if req.get("stream"):
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
