@@ -1,7 +1,8 @@
 """``knollm serve`` as a real subprocess, called by real clients: the official ``openai``
-SDK (sync, async, streaming, tools, response_format, images, the Responses API), the ``anthropic`` SDK
-(messages, streaming, tools, token counts, models), LangChain's ``ChatOpenAI``,
-pydantic-ai's ``Agent`` and LlamaIndex's ``OpenAILike``. The upstream providers are loopback servers
+SDK (sync, async, streaming, tools, response_format, images, the Responses API, legacy
+completions), the ``anthropic`` SDK (messages, streaming, tools, token counts, models),
+LangChain's ``ChatOpenAI`` and ``OpenAI``, pydantic-ai's ``Agent`` and LlamaIndex's
+``OpenAILike`` (chat and completions); embeddings are in ``test_gateway_embeddings.py``. The upstream providers are loopback servers
 (:class:`tests.support.provider_servers.ProviderServer`) with injected faults; we assert content, usage, the ``x-knollm-*`` headers, fallback, the ledger and
 error shapes."""
 
@@ -364,6 +365,43 @@ def test_a_responses_stream_broken_after_output_ends_with_error_and_failed(gw, o
             s.get_final_response()
     rows = ledger(gw)[before:]
     assert [(r["outcome"], r["provider"]) for r in rows] == [("interrupted", "groq")] * 2
+
+
+def test_legacy_completions_plain_stream_and_errors(gw, oai, servers):
+    """``client.completions.create``: the prompt as one user message to a chat model, the
+    answer as a ``text_completion`` (plain and streamed, usage and cost kept); what only a
+    completions model can do is a 400 naming the field."""
+    before = len(ledger(gw))
+    raw = oai.completions.with_raw_response.create(model=GROQ, prompt="from completions", max_tokens=20, stop=["\n"])
+    r = raw.parse()
+    assert r.object == "text_completion" and r.choices[0].text == "Hello from groq! You said: from completions"
+    assert r.choices[0].finish_reason == "stop" and (r.usage.prompt_tokens, r.usage.completion_tokens) == (120, 30)
+    assert raw.headers["x-knollm-provider"] == "groq"
+    assert float(raw.headers["x-knollm-cost-usd"]) == pytest.approx(COST["groq"])
+    sent = servers["groq"].requests[-1]
+    assert sent["path"] == "/v1/chat/completions" and sent["json"]["stop"] == ["\n"]
+    assert sent["json"]["messages"] == [{"role": "user", "content": "from completions"}]
+    assert sent["json"]["max_tokens"] == 20 and "prompt" not in sent["json"]
+    chunks = list(oai.completions.create(model=GROQ, prompt="streamed", stream=True,
+                                         stream_options={"include_usage": True}))
+    assert all(c.object == "text_completion" for c in chunks)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "Hello from groq! You said: streamed"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 30
+    assert chunks[-1].model_extra["knollm"]["cost_usd"] == pytest.approx(COST["groq"])
+    assert [(x["provider"], x["stream"]) for x in ledger(gw)[before:]] == [("groq", 0), ("groq", 1)]
+    for kw, param in (({"prompt": ["a", "b"]}, "prompt"), ({"prompt": [1, 2, 3]}, "prompt"),
+                      ({"prompt": "x", "echo": True}, "echo"), ({"prompt": "x", "suffix": "y"}, "suffix"),
+                      ({"prompt": "x", "logprobs": 2}, "logprobs"), ({"prompt": "x", "best_of": 2}, "best_of")):
+        with pytest.raises(openai.BadRequestError) as e:
+            oai.completions.create(model=GROQ, **kw)
+        assert e.value.code == param, kw
+
+
+def test_langchain_openai_llm_uses_completions(gw):
+    lc = pytest.importorskip("langchain_openai")
+    llm = lc.OpenAI(model=GROQ, base_url=gw.base_url, api_key="unused", max_retries=0)
+    assert llm.invoke("from the llm class") == "Hello from groq! You said: from the llm class"
+    assert "".join(llm.stream("streamed llm")) == "Hello from groq! You said: streamed llm"
 
 
 def test_openai_async_concurrent(gw):
@@ -828,11 +866,16 @@ from llama_index.llms.openai_like import OpenAILike
 llm = OpenAILike(model=sys.argv[2], api_base=sys.argv[1], api_key="unused", is_chat_model=True, max_retries=0)
 print(llm.chat([ChatMessage(role="user", content="from llama")]).message.content)
 print("".join(r.delta or "" for r in llm.stream_chat([ChatMessage(role="user", content="stream llama")])))
+# OpenAILike's default (is_chat_model=False) calls the completions endpoint
+plain = OpenAILike(model=sys.argv[2], api_base=sys.argv[1], api_key="unused", max_retries=0)
+print(plain.complete("complete llama").text)
+print("".join(r.delta or "" for r in plain.stream_complete("stream complete llama")))
 """
 
 
 def test_llama_index_openai_like(gw):
-    """LlamaIndex's ``OpenAILike`` pointed at the gateway, a chat and a streamed chat. It runs
+    """LlamaIndex's ``OpenAILike`` pointed at the gateway: a chat and a streamed chat, then a
+    completion and a streamed one (its default, ``is_chat_model=False``). It runs
     in LlamaIndex's own venv (``.venv/examples/llama-index``, or under
     ``$KNOLLM_EXAMPLES_VENVS``), which ``.ci/install`` builds from PyPI."""
     import os
@@ -845,7 +888,9 @@ def test_llama_index_openai_like(gw):
     out = subprocess.run([str(py), "-c", _LLAMA, gw.base_url, GROQ], capture_output=True, text=True, timeout=180,
                          env={k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines() == ["Hello from groq! You said: from llama", "Hello from groq! You said: stream llama"]
+    assert out.stdout.splitlines() == ["Hello from groq! You said: from llama", "Hello from groq! You said: stream llama",
+                                       "Hello from groq! You said: complete llama",
+                                       "Hello from groq! You said: stream complete llama"]
 
 
 # --------------------------------------------------------------------------- pydantic-ai

@@ -306,3 +306,32 @@ def test_responses_stream_events_text_then_a_call():
     failed = out[-1][1]["response"]
     assert failed["status"] == "failed" and failed["error"] == {"code": "stream_interrupted", "message": "boom"}
     assert failed["output"][0]["content"][0]["text"] == "Hel"  # what was given out
+
+
+def test_legacy_completions_translate_both_ways():
+    from knollm.gateway.completions import chat_to_completion, completion_chunk, completions_to_chat
+
+    chat = completions_to_chat({"model": "m", "prompt": ["one prompt"], "max_tokens": 9, "logprobs": None,
+                                "seed": None, "best_of": 1, "echo": False, "stream": True})
+    assert chat == {"model": "m", "max_tokens": 9, "stream": True,
+                    "messages": [{"role": "user", "content": "one prompt"}]}
+    resp = {"id": "chatcmpl-abc", "object": "chat.completion", "created": 5, "model": "x",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
+                      "prompt_tokens_details": {"cached_tokens": 0}}}
+    assert chat_to_completion(resp) == {
+        "id": "cmpl-abc", "object": "text_completion", "created": 5, "model": "x",
+        "choices": [{"text": "hi", "index": 0, "logprobs": None, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    delta = completion_chunk({"id": "chatcmpl-abc", "created": 5, "model": "x",
+                              "choices": [{"index": 0, "delta": {"content": "h"}, "finish_reason": None}]})
+    assert delta["choices"] == [{"text": "h", "index": 0, "logprobs": None, "finish_reason": None}]
+    usage = completion_chunk({"id": "chatcmpl-abc", "created": 5, "model": "x", "choices": [],
+                              "usage": {"prompt_tokens": 3}})
+    assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 3} and usage["object"] == "text_completion"
+    for body, param in (({"model": "m", "prompt": ["a", "b"]}, "prompt"), ({"model": "m"}, "prompt"),
+                        ({"model": "m", "prompt": "a", "n": 2}, "n"), ({"model": "m", "prompt": "a", "tools": []}, "tools"),
+                        ({"prompt": "a"}, "model")):
+        with pytest.raises(GatewayError) as e:
+            completions_to_chat(body)
+        assert e.value.status == 400 and e.value.code == param, body

@@ -31,6 +31,7 @@ from knollm.client.result import new_id
 from knollm.client.ticker import Ticker
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
+from knollm.gateway.completions import chat_to_completion, completion_chunk, completions_to_chat
 from knollm.gateway.keys import GatewayKey, KeyStore
 from knollm.gateway.metrics import CONTENT_TYPE, Metrics
 from knollm.gateway.responses import ResponsesStream, chat_to_response, response_skeleton, responses_to_chat
@@ -252,8 +253,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     async def serve_chat(request: _ChatRequest, route: str, dialect: str) -> Response:
         """One call in the caller's ``dialect``: ``openai`` (chat completions), ``anthropic``
-        (Messages) or ``responses`` (the Responses API), each run as chat completions; or
-        ``embeddings`` (OpenAI's embeddings API, run as an embeddings call)."""
+        (Messages), ``responses`` (the Responses API) or ``completions`` (legacy text
+        completions), each run as chat completions; or ``embeddings`` (OpenAI's embeddings
+        API, run as an embeddings call)."""
         anthropic = dialect == "anthropic"
         op = "embed" if dialect == "embeddings" else "chat"
         started = time.perf_counter()
@@ -263,7 +265,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             key = await access.authenticate(request)
             raw = await read_json(request)
             body = anthropic_to_openai(raw) if anthropic else responses_to_chat(raw) if dialect == "responses" \
-                else validate_embeddings_request(raw) if op == "embed" else validate_chat_request(raw)
+                else validate_embeddings_request(raw) if op == "embed" \
+                else completions_to_chat(raw) if dialect == "completions" else validate_chat_request(raw)
             targets = split_target(body["model"])
             alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
             held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets, op))
@@ -298,6 +301,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         elif dialect == "responses":
             resp = chat_to_response(resp, raw)
             resp["knollm"] = _knollm_meta(outcome)
+        elif dialect == "completions":
+            resp = chat_to_completion(resp)
+            resp["knollm"] = _knollm_meta(outcome)
         else:
             resp["knollm"] = _knollm_meta(outcome)  # as the stream's last chunk has it
         return _JSONBytes(_dumps(resp), 200, _knollm_headers(outcome))
@@ -325,6 +331,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         model_name = body["model"]
         conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
         rconv = ResponsesStream(response_skeleton(raw, model_name)) if dialect == "responses" else None
+        legacy = dialect == "completions"
 
         def events(pairs: Any) -> list[bytes]:
             return [b"event: " + name.encode() + b"\ndata: " + _dumps(data) + b"\n\n" for name, data in pairs]
@@ -334,6 +341,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 return events(conv.feed(chunk))
             if rconv is not None:
                 return events(rconv.feed(chunk))
+            if legacy:
+                chunk = completion_chunk(chunk)
             if not chunk.get("choices") and chunk.get("usage") is not None:
                 if not want_usage:
                     return []
@@ -404,6 +413,9 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     async def embeddings(request: Request) -> Response:
         return await serve_chat(request, "/v1/embeddings", "embeddings")
+
+    async def completions(request: Request) -> Response:
+        return await serve_chat(request, "/v1/completions", "completions")
 
     async def count_tokens(request: _ChatRequest) -> Response:
         """``POST /v1/messages/count_tokens`` (Claude Code sends dozens at startup): the
@@ -498,6 +510,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         Route("/responses", responses, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
+        Route("/completions", completions, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/models", models, methods=["GET"]),
@@ -521,7 +535,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                        "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error),
                        "/v1/messages/count_tokens": (count_tokens, server_error),
                        "/v1/responses": (responses, server_error), "/responses": (responses, server_error),
-                       "/v1/embeddings": (embeddings, server_error), "/embeddings": (embeddings, server_error)}
+                       "/v1/embeddings": (embeddings, server_error), "/embeddings": (embeddings, server_error),
+                       "/v1/completions": (completions, server_error), "/completions": (completions, server_error)}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store
