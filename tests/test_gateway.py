@@ -577,7 +577,7 @@ def test_models_retrieve_and_the_anthropic_shape(gw, oai):
     anthropic = pytest.importorskip("anthropic")
     m = oai.models.retrieve(GROQ)
     assert (m.id, m.owned_by) == (GROQ, "groq")
-    assert m.model_extra["knollm"] == {"name": "llama-3.3-70b-versatile", "context_window": 128_000,
+    assert m.model_extra["knollm"] == {"name": "llama-3.3-70b-versatile", "kind": "chat", "context_window": 128_000,
                                        "max_output": 8192}
     with pytest.raises(openai.NotFoundError) as e:
         oai.models.retrieve("deepinfra/meta-llama/Llama-3.3-70B-Instruct")  # in the catalog, but no key

@@ -100,6 +100,11 @@ def test_the_sdk_default_base64_and_floats_usage_headers_and_ledger(gw, oai, ser
     assert rows[0]["cost_usd"] == pytest.approx(COST)
 
 
+def test_models_say_which_are_embedding_models(oai):
+    kinds = {m.id: m.model_extra["knollm"]["kind"] for m in oai.models.list().data}
+    assert kinds == {SMALL: "embedding", ROUTED: "embedding", "groq/llama-3.3-70b-versatile": "chat"}
+
+
 def test_async_sdk_concurrent_embeddings(gw):
     async def main():
         c = openai.AsyncOpenAI(base_url=gw.base_url, api_key="unused", max_retries=0)

@@ -385,11 +385,11 @@ class ClientBackend:
                     keyed[pid] = any(s.label for s in router.slots(pid, facts))
             return keyed[pid]
 
-        from knollm.query.index import CTX, KEY, MAXOUT, NAME, PROVIDER
+        from knollm.query.index import CTX, KEY, KIND, MAXOUT, NAME, PROVIDER
 
         # (a full catalog's index has the same rows, in the same order, as its models)
         out += [{"id": r[KEY], "object": "model", "created": 0, "owned_by": r[PROVIDER],
-                 "knollm": {"name": r[NAME], "context_window": r[CTX], "max_output": r[MAXOUT]}}
+                 "knollm": {"name": r[NAME], "kind": r[KIND], "context_window": r[CTX], "max_output": r[MAXOUT]}}
                 for r in src.index.rows if has_key(r[PROVIDER])]
         return out
 
