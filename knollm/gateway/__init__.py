@@ -1,7 +1,8 @@
 """``knollm serve``: an OpenAI- and Anthropic-compatible HTTP gateway over the Knollm client.
 
 Modules: :mod:`~knollm.gateway.app` (the Starlette app), :mod:`~knollm.gateway.translate`
-(validation, Anthropic <-> OpenAI), :mod:`~knollm.gateway.keys` (gateway keys),
+(validation, Anthropic <-> OpenAI), :mod:`~knollm.gateway.responses` (the Responses API),
+:mod:`~knollm.gateway.completions` (legacy completions), :mod:`~knollm.gateway.keys` (gateway keys),
 :mod:`~knollm.gateway.db` (SQLite / PostgreSQL), :mod:`~knollm.gateway.metrics`
 (Prometheus text), :mod:`~knollm.gateway.client_backend` (the client adapter),
 :mod:`~knollm.gateway.server` (uvicorn). Imported lazily: ``import knollm`` never loads it.

@@ -1,8 +1,8 @@
 """The ``knollm serve`` ASGI app (Starlette): OpenAI- and Anthropic-compatible endpoints.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/messages``,
-``POST /v1/messages/count_tokens``, ``GET /v1/models``, ``GET /v1/models/{id}``,
-``GET /health``, ``GET /metrics``. Every answer carries ``x-knollm-provider``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/responses``, ``POST /v1/completions``,
+``POST /v1/embeddings``, ``POST /v1/messages``, ``POST /v1/messages/count_tokens``,
+``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health``, ``GET /metrics``. Every answer carries ``x-knollm-provider``,
 ``x-knollm-model``, ``x-knollm-cost-usd`` and ``x-knollm-attempts``; errors are
 ``{"error": {"type", "message", "code"}}`` with the right status and never a traceback
 or a key. For streams the headers are sent with the first token, when the provider is
