@@ -195,3 +195,15 @@ def test_bad_input_is_refused_before_any_call(srv, bad, why):
     with pytest.raises(ValueError, match="not temperature"):
         client(srv).embed("openai/text-embedding-3-small", "x", temperature=0)
     assert srv["openai"].requests == []
+
+
+def test_an_alias_names_embedding_models_and_the_result_says_so(srv):
+    class Embedder:  # what a lockfile alias gives the router (knollm.lock's resolver)
+        models = ["openai/text-embedding-3-small", "ollama/nomic-embed-text"]
+        strategy = None
+        requires = {"tools": True}  # a chat requirement means nothing to an embeddings call
+
+    srv["openai"].faults("401")
+    r = client(srv, resolver=lambda name: Embedder() if name == "embedder" else None).embed("embedder", TEXTS)
+    assert (r.alias, r.provider, r.model) == ("embedder", "ollama", "nomic-embed-text")
+    assert r.vectors == [vector_of(t) for t in TEXTS] and "fallback" in r.why
