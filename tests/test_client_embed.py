@@ -23,9 +23,9 @@ TEXTS = ["the cat sat", "on the mat", "a third text"]
 EMB = "embed-x"  # a canonical id every provider below serves
 
 
-def emb(provider: str, mid: str, price: float | None = 0.02, canonical: str = EMB, **kw):
-    return model(provider, mid, canonical, input=price, output=None, kind="embedding", context=8191,
-                 max_output=None, tools=None, **kw)
+def emb(provider: str, mid: str, price: float | None = 0.02, canonical: str = EMB, context: int | None = 8191):
+    return model(provider, mid, canonical, input=price, output=None, kind="embedding", context=context,
+                 max_output=None, tools=None)
 
 
 CAT = catalog(
@@ -34,6 +34,8 @@ CAT = catalog(
     emb("ollama", "nomic-embed-text", price=None),
     emb("anthropic", "embed-anthropic"),  # no such API: a reason, never a call
     model("groq", "chat-x", EMB),  # a chat model under the same canonical id: not a candidate
+    emb("groq", "bge-x", canonical="bge-x"),  # an OpenAI-compatible API serving another tokenizer's model
+    emb("ollama", "no-window", price=None, canonical="no-window", context=None),
     model("groq", "llama-3.3-70b-versatile"),
 )
 
@@ -117,6 +119,32 @@ def test_token_id_inputs_go_only_to_apis_that_take_them(srv):
     with pytest.raises(NoCandidates) as e:
         c.embed("gemini/gemini-embedding-001", [[1, 2, 3]])
     assert "input given as token ids: the gemini API takes text only" in str(e.value.excluded)
+    with pytest.raises(NoCandidates) as e:  # ids are tokenizer-specific: OpenAI's models only
+        c.embed("groq/bge-x", [[1, 2, 3]])
+    assert "only OpenAI's text-embedding models share the tokenizer" in str(e.value.excluded)
+    assert c.embed("groq/bge-x", ["a text"]).provider == "groq"
+
+
+def test_a_batch_over_an_apis_limit_goes_where_it_fits(srv):
+    texts = [f"text {i}" for i in range(101)]  # Gemini's batchEmbedContents takes at most 100
+    r = client(srv).embed(["gemini/gemini-embedding-001", "openai/text-embedding-3-small"], texts)
+    assert r.provider == "openai" and len(r.vectors) == 101
+    assert reasons(r)["gemini/gemini-embedding-001 [GEMINI_API_KEY]"] == \
+        "101 inputs: the gemini API takes at most 100 a request"
+
+
+def test_an_api_that_ignores_dimensions_is_not_trusted(srv):
+    srv["openai"].faults("nodims")
+    r = client(srv).embed(["openai/text-embedding-3-small", "gemini/gemini-embedding-001"], TEXTS, dimensions=4)
+    assert r.provider == "gemini" and r.vectors == [vector_of(t, 4) for t in TEXTS]
+    assert "asked for 4 dimensions, got 8" in r.attempts[0]["message"]
+
+
+def test_an_input_too_long_for_a_model_without_a_known_window_still_falls_back(srv):
+    srv["ollama"].faults("context")  # the context limit is per input: 40 inputs of ~300 tokens fit 8,191
+    texts = [f"document {i} " + "word " * 240 for i in range(40)]
+    r = client(srv).embed(["ollama/no-window", "openai/text-embedding-3-small"], texts)
+    assert r.provider == "openai" and [a["provider"] for a in r.attempts] == ["ollama", "openai"]
 
 
 def test_cheapest_ranks_embedding_models_by_input_price(srv):

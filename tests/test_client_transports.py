@@ -317,6 +317,9 @@ def test_embeddings_answers_each_shape_and_what_is_refused():
     assert got.vectors == [[1, 2.5], array.array("f", [0.5, -0.25]).tobytes()]
     assert got.usage["input_tokens"] == 7 and got.model == "m"
     assert oai.parse_embeddings({"data": [{"embedding": [1.0]}]}, "p", 1).usage is None  # no usage: estimated later
+    assert oai.parse_embeddings({"data": [{"embedding": [1.0]}], "usage": [7]}, "p", 1).usage is None  # not a crash
+    assert gem.parse_embeddings({"embeddings": [{"values": [1.0]}], "usageMetadata": "7"}, "p", 1).usage is None
+    assert oai.parse_embeddings({"data": [{"embedding": [-1.0e38, 1.0e38]}]}, "p", 1).vectors  # large, finite
     assert gem.parse_embeddings({"embeddings": [{"values": [0.1]}, {"values": [0.2]}]}, "p", 2).vectors == [[0.1], [0.2]]
     assert gem.parse_embeddings({"embeddings": [{"values": [0.1]}], "usageMetadata": {"promptTokenCount": 3}},
                                 "p", 1).usage["input_tokens"] == 3
@@ -334,6 +337,8 @@ def test_embeddings_answers_each_shape_and_what_is_refused():
         (oai, {"data": [{"embedding": base64.b64encode(array.array("f", [-float("inf")]).tobytes()).decode()}]},
          1, "NaN, infinite"),
         (oai, {"data": [{"embedding": [0.1, 1e308, 1e308]}]}, 1, "NaN, infinite"),
+        (oai, {"data": [{"embedding": [0.5, 1e39]}]}, 1, "NaN, infinite"),  # beyond float32: no base64 form
+        (oai, {"data": [{"embedding": [0.1, 0.2]}, {"embedding": [0.1]}]}, 2, "different sizes"),
         (oai, {"data": [{"embedding": [1.0]}]}, 2, "1 embeddings for 2 inputs"),
         (oai, {"object": "list"}, 1, "no data"),
         (gem, {"embeddings": [{"values": None}]}, 1, "not a list of numbers"),
@@ -344,3 +349,11 @@ def test_embeddings_answers_each_shape_and_what_is_refused():
         assert e.value.kind == "bad_response"
     assert SHAPES["anthropic"].embed_url("https://api.anthropic.com/v1", "m") is None
     assert oll.embed_url("http://localhost:11434/v1", "m") == "http://localhost:11434/api/embed"
+
+
+def test_chat_result_keeps_its_published_positional_order():
+    from knollm import ChatResult
+
+    r = ChatResult("hi", "openai", "gpt-4o", None, "openai/gpt-4o", "stop")
+    assert (r.content, r.provider, r.model, r.key, r.target, r.finish_reason) == \
+        ("hi", "openai", "gpt-4o", None, "openai/gpt-4o", "stop")

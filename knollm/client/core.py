@@ -194,9 +194,9 @@ class _Stop:
 class _Answer:
     """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
     means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught.
-    ``embed=N``: an embeddings answer for N inputs."""
+    ``embed=(N, dimensions)``: an embeddings answer for N inputs."""
 
-    def __init__(self, client: _Base, d: Deployment, embed: int | None = None) -> None:
+    def __init__(self, client: _Base, d: Deployment, embed: tuple | None = None) -> None:
         self.d, self.s, self.out, self.http = d, client.settings, Outcome(), client.http
         self.embed = embed
 
@@ -719,8 +719,9 @@ class AsyncChatStream(_StreamBase):
             self._stopping.set_result(None)
 
 
-def _embedded(plan: Plan) -> int | None:
-    return len(plan.params["input"]) if plan.op == "embed" else None
+def _embedded(plan: Plan) -> tuple | None:
+    """What an embeddings answer must hold: (inputs, dimensions asked or None)."""
+    return (len(plan.params["input"]), plan.params.get("dimensions")) if plan.op == "embed" else None
 
 
 # --------------------------------------------------------------------------- OpenAI facade

@@ -49,9 +49,10 @@ _CHARGED = ("request_id", "cost_usd", "price_source", "unpriced_reason", "input_
             "usage_estimated")
 
 
-def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: int | None = None) -> Parsed:
+def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: tuple | None = None) -> Parsed:
     """A whole (non-streamed) HTTP answer -> :class:`Parsed`, or the ProviderError it means;
-    ``embed=N``: an embeddings answer for N inputs -> :class:`~knollm.client.transports.Embedded`."""
+    ``embed=(N, dimensions)``: an embeddings answer for N inputs, of ``dimensions`` when asked
+    (an API that ignored it is a ``bad_response``) -> :class:`~knollm.client.transports.Embedded`."""
     if status >= 400:
         raise classify_error(d.provider, status, text, parse_retry_after(headers.get("retry-after")))
     ctype = headers.get("content-type", "")
@@ -66,7 +67,12 @@ def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: int
         raise ProviderError(f"answer is not valid JSON ({len(text)} bytes, truncated?)", provider=d.provider,
                             status=status, kind="bad_response") from None
     if embed is not None:
-        return get_shape(d.shape).parse_embeddings(obj, d.provider, embed)  # type: ignore[return-value]
+        got = get_shape(d.shape).parse_embeddings(obj, d.provider, embed[0])
+        size = len(got.vectors[0]) // 4 if isinstance(got.vectors[0], bytes) else len(got.vectors[0])
+        if embed[1] and size != embed[1]:
+            raise ProviderError(f"asked for {embed[1]} dimensions, got {size}: the API ignored 'dimensions'",
+                                provider=d.provider, status=status, kind="bad_response")
+        return got  # type: ignore[return-value]
     return get_shape(d.shape).parse(obj, d.provider)
 
 

@@ -39,9 +39,9 @@ class Usage:
     estimated: bool = False
 
 
-@dataclass(kw_only=True)
-class _Served:
-    """What every answered call says of itself (keyword-only fields).
+@dataclass
+class ChatResult:
+    """One answered call.
 
     ``candidates`` lists every deployment considered (``status`` eligible/excluded, with
     ``reason`` or ``rank``); ``why`` says why the one that answered was picked;
@@ -51,14 +51,18 @@ class _Served:
     made it), as written to the ledger row.
     """
 
+    content: str | None
     provider: str
     model: str
     key: str | None
     target: Any
+    finish_reason: str | None = None
+    tool_calls: list[dict] | None = None
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     price_source: str | None = None
     unpriced_reason: str | None = None
+    ttft_ms: float | None = None
     duration_ms: float = 0.0
     attempts: list[dict] = field(default_factory=list)
     candidates: list[dict] = field(default_factory=list)
@@ -66,20 +70,9 @@ class _Served:
     why: str = ""
     alias: str | None = None
     request_id: str = ""
-    tag: str | None = None
-
-
-@dataclass
-class ChatResult(_Served):
-    """One answered chat call: the answer, and what every call says of itself (the fields
-    of ``_Served``: provider, model, key, usage, cost, attempts, candidates, why, …)."""
-
-    content: str | None
-    finish_reason: str | None = None
-    tool_calls: list[dict] | None = None
-    ttft_ms: float | None = None
     response_id: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
+    tag: str | None = None
 
     @property
     def text(self) -> str:
@@ -156,15 +149,33 @@ def _floats(v: list[float] | bytes) -> list[float]:
 
 
 @dataclass
-class EmbeddingResult(_Served):
+class EmbeddingResult:
     """One answered embeddings call: :attr:`vectors`, one per input in the inputs' order, and
-    the same accounting as :class:`ChatResult` (input tokens only: ``usage.output_tokens``
-    is 0; ``cost_usd`` None with ``unpriced_reason`` when the input price is unknown).
+    the accounting fields of :class:`ChatResult`, meaning the same (input tokens only:
+    ``usage.output_tokens`` is 0; ``cost_usd`` None with ``unpriced_reason`` when the input
+    price is unknown). Its own fields, not a shared base: ``ChatResult`` keeps the
+    positional order it was published with.
 
     ``raw`` holds each vector as the provider sent it: floats, or float32 little-endian
     bytes (from base64), which :attr:`vectors` turns into floats on first read."""
 
     raw: list = field(repr=False)
+    provider: str
+    model: str
+    key: str | None
+    target: Any
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = None
+    price_source: str | None = None
+    unpriced_reason: str | None = None
+    duration_ms: float = 0.0
+    attempts: list[dict] = field(default_factory=list)
+    candidates: list[dict] = field(default_factory=list)
+    strategy: str = "priority"
+    why: str = ""
+    alias: str | None = None
+    request_id: str = ""
+    tag: str | None = None
 
     @property
     def vectors(self) -> list[list[float]]:

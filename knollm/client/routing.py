@@ -571,6 +571,10 @@ def _needs(messages: list[dict], params: dict, requires: dict) -> list[str]:
     return list(dict.fromkeys(caps))
 
 
+#: models that read OpenAI's token ids (cl100k_base), the only ones token-id inputs go to
+_TIKTOKEN_EMBEDDERS = ("text-embedding-3-", "text-embedding-ada-002")
+
+
 def _input_tokens(x: Any) -> int:
     """Estimated tokens of one embeddings input: text, or token ids (counted exactly)."""
     return len(x) if isinstance(x, list) else estimate_tokens(x)
@@ -665,13 +669,28 @@ class Plan:
         if d.slot.disabled:
             return d.slot.disabled
         if self.op == "embed":
-            shape = get_shape(d.shape)
-            if shape.embed_url(d.base_url, d.model) is None:
-                return f"the {d.shape} API has no embeddings endpoint"
-            if not shape.token_inputs and any(isinstance(x, list) for x in self.params["input"]):
-                return f"input given as token ids: the {d.shape} API takes text only"
+            why = self._embed_reason(d)
+            if why:
+                return why
         if d.breaker.state == "open":
             return "circuit open"
+        return None
+
+    def _embed_reason(self, d: Deployment) -> str | None:
+        """Why deployment ``d`` cannot take this embeddings request (None: it can)."""
+        shape = get_shape(d.shape)
+        if shape.embed_url(d.base_url, d.model) is None:
+            return f"the {d.shape} API has no embeddings endpoint"
+        inputs = self.params["input"]
+        if shape.max_inputs and len(inputs) > shape.max_inputs:
+            return f"{len(inputs)} inputs: the {d.shape} API takes at most {shape.max_inputs} a request"
+        if any(isinstance(x, list) for x in inputs):
+            if not shape.token_inputs:
+                return f"input given as token ids: the {d.shape} API takes text only"
+            if not any(t in n for n in (d.offer.canonical or "", d.model) for t in _TIKTOKEN_EMBEDDERS):
+                # token ids mean something only to the tokenizer that made them: OpenAI's
+                # (cl100k_base, what tiktoken and LangChain's OpenAIEmbeddings use)
+                return "input given as token ids: only OpenAI's text-embedding models share the tokenizer that made them"
         return None
 
     def _exclude(self, d: Deployment, reason: str) -> None:
@@ -804,7 +823,7 @@ class Plan:
             return "next", 0.0
         if e.kind == "context_length":
             ctx = d.offer.context_window
-            self.failed_ctx = max(self.failed_ctx or 0, ctx or self.prompt)
+            self.failed_ctx = max(self.failed_ctx or 0, ctx or self.longest)  # (embeddings: the longest input)
             return "next", 0.0
         if e.kind in ("bad_request", "not_found"):
             if e.kind == "bad_request":

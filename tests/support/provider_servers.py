@@ -26,7 +26,8 @@ chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
 ``truncated`` (200 with cut-off JSON), ``bodycut`` (200 announcing the whole answer's
 length, then half of it and the connection closes), ``reset`` (connection closed, no answer),
 ``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent),
-``shuffled`` (embeddings: ``data`` in reverse order), ``short`` (embeddings: one vector fewer). Tools in the request get a tool call back.
+``shuffled`` (embeddings: ``data`` in reverse order), ``short`` (embeddings: one vector fewer),
+``nodims`` (embeddings: ``dimensions`` ignored). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
 Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
@@ -290,13 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.endswith(":batchEmbedContents"):
             reqs = body.get("requests") or []
             texts = ["".join(p.get("text", "") for p in (r.get("content") or {}).get("parts", [])) for r in reqs]
-            dims = [r.get("outputDimensionality") or 8 for r in reqs]
+            dims = [(r.get("outputDimensionality") if fault != "nodims" else None) or 8 for r in reqs]
             obj: dict = {"embeddings": [{"values": vector_of(t, d)} for t, d in zip(texts, dims)]}
         else:
             x = body.get("input")
             items = [x] if isinstance(x, str) or (isinstance(x, list) and x and type(x[0]) is int) else x or []
             texts = [t if isinstance(t, str) else json.dumps(t) for t in items]
-            vecs = [vector_of(t, body.get("dimensions") or 8) for t in texts]
+            vecs = [vector_of(t, (body.get("dimensions") if fault != "nodims" else None) or 8) for t in texts]
             if path == "/api/embed":
                 obj = {"model": body.get("model"), "embeddings": vecs, "total_duration": 14143917,
                        "load_duration": 1019500}
