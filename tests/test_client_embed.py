@@ -235,3 +235,12 @@ def test_an_alias_names_embedding_models_and_the_result_says_so(srv):
     r = client(srv, resolver=lambda name: Embedder() if name == "embedder" else None).embed("embedder", TEXTS)
     assert (r.alias, r.provider, r.model) == ("embedder", "ollama", "nomic-embed-text")
     assert r.vectors == [vector_of(t) for t in TEXTS] and "fallback" in r.why
+
+
+def test_a_provider_that_hangs_times_out_and_falls_back(srv):
+    srv["openai"].faults("hang", "hang")
+    srv["openai"].hang_s = 1.0
+    r = client(srv, retries=1, timeout=0.3).embed(["openai/text-embedding-3-small", "gemini/gemini-embedding-001"],
+                                                   TEXTS)
+    assert r.provider == "gemini" and [a["kind"] for a in r.attempts[:-1]] == ["timeout", "timeout"]
+    assert r.vectors == [vector_of(t) for t in TEXTS]
