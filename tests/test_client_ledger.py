@@ -209,7 +209,7 @@ def test_a_version_1_ledger_is_upgraded_in_place(tmp_path):
     assert [(r["request_id"], r["cost_usd"], r["saved_usd"]) for r in rows] == [("r1", 0.5, None)]
     assert rows[0]["tag"] is None and rows[0]["outcome"] == "ok"
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (4,)
+        assert con.execute("PRAGMA user_version").fetchone() == (5,)
 
 
 # the v2 schema exactly as knollm wrote it before the tag column (schema version 2)
@@ -241,7 +241,7 @@ def _v2_ledger(path: Path, n: int = 3) -> None:
     con.close()
 
 
-def test_a_version_2_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
+def test_a_version_2_ledger_is_upgraded_to_5_keeping_rows(tmp_path):
     path = tmp_path / "v2.db"
     _v2_ledger(path)
     store = SQLiteStore(path)
@@ -261,18 +261,18 @@ def test_a_version_2_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
     assert [r["request_id"] for r in store.rows(tag="key:ci")] == ["new1"]
     store.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (4,)
+        assert con.execute("PRAGMA user_version").fetchone() == (5,)
         assert "tag" in {r[1] for r in con.execute("PRAGMA table_info(reservations)")}
         assert "calls_tag" in {r[1] for r in con.execute("PRAGMA index_list(calls)")}
-    assert len(SQLiteStore(path).rows()) == 4  # opening a v4 file again changes nothing
+    assert len(SQLiteStore(path).rows()) == 4  # opening a v5 file again changes nothing
 
 
 # the v3 calls table exactly as knollm wrote it before the outcome column (schema version 3)
 _V3_CALLS = _V2_CALLS[:-1] + ", tag TEXT)"
 
 
-def test_a_version_3_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
-    """v3 -> v4 adds ``outcome`` (old rows were answered calls: ``ok``); interrupted rows
+def test_a_version_3_ledger_is_upgraded_to_5_keeping_rows(tmp_path):
+    """v3 -> v5 adds ``outcome`` (old rows were answered calls: ``ok``); interrupted rows
     then go in, and group commit (``settle_many``) takes both kinds."""
     import time as _t
 
@@ -306,7 +306,7 @@ def test_a_version_3_ledger_is_upgraded_to_4_keeping_rows(tmp_path):
     assert store.spent(Budget(10, "total", tag="key:ci")) == pytest.approx(0.5 + 0.0625)  # hold settled at cost
     store.close()
     with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA user_version").fetchone() == (4,)
+        assert con.execute("PRAGMA user_version").fetchone() == (5,)
         col = next(r for r in con.execute("PRAGMA table_info(calls)") if r[1] == "outcome")
         assert (col[2], col[3], col[4]) == ("TEXT", 1, "'ok'")  # type, NOT NULL, default
         with pytest.raises(sqlite3.IntegrityError):

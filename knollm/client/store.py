@@ -3,8 +3,11 @@
 :class:`SQLiteStore` is the embedded default: ``$KNOLLM_HOME/knollm.db`` (default: the
 user data dir, e.g. ``~/.local/share/knollm``), WAL journal, ``busy_timeout``, and every
 budget check-and-reserve in one ``BEGIN IMMEDIATE`` transaction, so concurrent calls from
-several threads *and processes* cannot overspend. A gateway can add another backend
-(e.g. PostgreSQL) by implementing the same five methods.
+several threads *and processes* cannot overspend. A budget reads the running totals in
+``spend`` (cost per UTC day and of all time, per provider, alias, key and tag; a trigger
+on ``calls`` keeps them), never the ledger's rows: a check does not grow with the
+ledger. A gateway can add another backend (e.g. PostgreSQL) by implementing the same five
+methods.
 
 Budget protocol (the client does this for every attempt):
 
@@ -50,10 +53,28 @@ LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "k
 #: ``outcome`` of a ledger row: an answered call, or a stream cut after its output started
 OUTCOMES = ("ok", "interrupted")
 # PRAGMA user_version of a ledger with these tables (2: + saved_usd, a cache hit's saving;
-# 3: + tag, who made the call, on calls and reservations; 4: + outcome)
-_SCHEMA = 4
-_OLD = (1, 2, 3)
+# 3: + tag, who made the call, on calls and reservations; 4: + outcome; 5: + spend, the
+# running totals budgets read)
+_SCHEMA = 5
+_OLD = (1, 2, 3, 4)
 MAX_TAG_LEN = 200
+#: the ``spend`` bucket of the running total of all time; every other bucket is a UTC day
+#: (``int(ts // 86400)``): budget periods start at UTC midnight, so each is whole days
+SPEND_ALL = -1
+#: the running totals' dimensions (what a budget selects on); none is ``''`` there
+SPEND_KEYS = ("provider", "alias", "key_label", "tag")
+
+
+def spend_filter(budget: Budget, now: float) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (and its arguments) of ``budget``'s current period over the
+    ``spend`` running totals: every bucket a budget reads is one row per day and
+    selector combination, whatever the size of the ledger."""
+    if budget.period == "total":
+        where, args = "bucket = ?", [SPEND_ALL]
+    else:
+        where, args = "bucket >= ?", [int(period_start(budget.period, now) // 86400)]
+    sel = budget.selectors()
+    return where + "".join(f" AND {k} = ?" for k in sel), args + list(sel.values())
 
 
 def row_values(row: dict[str, Any]) -> list[Any]:
@@ -135,6 +156,10 @@ class Budget:
     def __post_init__(self) -> None:
         period_start(self.period)
         check_tag(self.tag)
+        for name in ("provider", "alias", "key"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v):
+                raise ValueError(f"budget {name} must be a non-empty string, not {v!r}")
         if self.limit_usd < 0:
             raise ValueError("budget limit must be >= 0")
 
@@ -191,9 +216,10 @@ class SQLiteStore:
             self._create()
 
     def _upgrade(self) -> None:
-        """Bring a v1 / v2 / v3 ledger to v4 in place, keeping every row: one ``BEGIN IMMEDIATE``
+        """Bring a v1 to v4 ledger to v5 in place, keeping every row: one ``BEGIN IMMEDIATE``
         transaction that re-reads the version, so two processes opening it at once upgrade once.
-        Rows written before ``outcome`` existed were answered calls: they read ``ok``."""
+        Rows written before ``outcome`` existed were answered calls: they read ``ok``. The
+        ``spend`` running totals are computed from the rows (v5)."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -205,11 +231,33 @@ class SQLiteStore:
                         if col not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                             self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
                     self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
+                    self._spend_table()
                     self._db.execute(f"PRAGMA user_version={_SCHEMA}")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def _spend_table(self) -> None:
+        """The ``spend`` running totals (cost per UTC day and of all time, per provider,
+        alias, key and tag), kept by a trigger on ``calls`` (so a row any writer inserts
+        counts, and a duplicate ``request_id`` ignored does not), and computed afresh from
+        the rows already there (in the caller's transaction)."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS spend (bucket INTEGER NOT NULL, provider TEXT NOT NULL, "
+                         "alias TEXT NOT NULL, key_label TEXT NOT NULL, tag TEXT NOT NULL, cost_usd REAL NOT NULL, "
+                         "PRIMARY KEY (bucket, provider, alias, key_label, tag)) WITHOUT ROWID")
+        dims = "NEW.provider, COALESCE(NEW.alias, ''), COALESCE(NEW.key_label, ''), COALESCE(NEW.tag, '')"
+        upsert = ("INSERT INTO spend VALUES ({bucket}, " + dims + ", NEW.cost_usd) ON CONFLICT "
+                  "(bucket, provider, alias, key_label, tag) DO UPDATE SET cost_usd = spend.cost_usd + excluded.cost_usd;")
+        self._db.execute("CREATE TRIGGER IF NOT EXISTS calls_spend AFTER INSERT ON calls "
+                         "WHEN NEW.cost_usd IS NOT NULL AND NEW.cost_usd != 0 BEGIN "
+                         + upsert.format(bucket=SPEND_ALL) + " "
+                         + upsert.format(bucket="CAST(NEW.ts / 86400 AS INTEGER)") + " END")
+        self._db.execute("DELETE FROM spend")
+        dims = "provider, COALESCE(alias, ''), COALESCE(key_label, ''), COALESCE(tag, '')"
+        for bucket in (str(SPEND_ALL), "CAST(ts / 86400 AS INTEGER)"):
+            self._db.execute(f"INSERT INTO spend SELECT {bucket}, {dims}, SUM(cost_usd) FROM calls "
+                             f"WHERE cost_usd IS NOT NULL AND cost_usd != 0 GROUP BY 1, 2, 3, 4, 5")
 
     def _create(self) -> None:
         self._db.execute("PRAGMA journal_mode=WAL")  # persistent: set once, with the tables
@@ -218,12 +266,19 @@ class SQLiteStore:
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
             "REAL", "INTEGER", "REAL", "TEXT", "TEXT NOT NULL DEFAULT 'ok'")))
         with self._lock:
-            self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
-            self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
-            self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
-                             "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL, tag TEXT)")
-            self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
+                self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+                self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
+                                 "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL, tag TEXT)")
+                self._spend_table()
+                self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -231,13 +286,14 @@ class SQLiteStore:
 
     # -- budgets
     def _spent(self, budget: Budget, now: float) -> float:
+        """The period's settled cost (from the ``spend`` running totals: a few rows, however
+        long the ledger) plus the live holds."""
+        where, args = spend_filter(budget, now)
+        (ledger,) = self._db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE {where}", args).fetchone()
         sel = budget.selectors()
-        where = "".join(f" AND {k} = ?" for k in sel)
-        args = list(sel.values())
-        (ledger,) = self._db.execute(f"SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}",
-                                     [period_start(budget.period, now), *args]).fetchone()
-        (held,) = self._db.execute(f"SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where}",
-                                   [now - self.reservation_ttl, *args]).fetchone()
+        (held,) = self._db.execute("SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?"
+                                   + "".join(f" AND {k} = ?" for k in sel),
+                                   [now - self.reservation_ttl, *sel.values()]).fetchone()
         return float(ledger) + float(held)
 
     def spent(self, budget: Budget) -> float:

@@ -3,9 +3,11 @@ gateway replicas share one ledger and one set of budgets.
 
 Same protocol as :class:`knollm.client.store.SQLiteStore` (reserve, settle, release,
 spent, rows). A reservation runs in one transaction that first takes a transaction-level
-advisory lock per matching budget (in a fixed order, so no deadlock), then sums the
-ledger and the live reservations and inserts its own: two replicas reserving against the
-same budget are serialized by the database, and no budget is exceeded.
+advisory lock per matching budget (in a fixed order, so no deadlock), then reads the
+period's settled cost and the live reservations and inserts its own: two replicas
+reserving against the same budget are serialized by the database, and no budget is
+exceeded. The settled cost comes from ``spend``, running totals per UTC day and of all
+time that a trigger on ``calls`` keeps: a check reads a few rows however long the ledger.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import LEDGER_COLUMNS, Budget, budgets_for, period_start, row_values
+from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budgets_for, row_values,
+                                 spend_filter)
 from knollm.gateway.db import Database, PostgresDatabase, open_database
 
 __all__ = ["PostgresStore", "open_store"]
@@ -53,12 +56,13 @@ class PostgresStore:
         which takes no table lock: a replica starting next to busy ones runs no DDL (even
         ``… IF NOT EXISTS`` locks the table, and could deadlock with a settle in flight)."""
         cols = self.db.execute("SELECT table_name, column_name FROM information_schema.columns "
-                               "WHERE table_schema = current_schema() AND table_name IN ('calls', 'reservations')")
+                               "WHERE table_schema = current_schema() AND table_name IN ('calls', 'reservations', "
+                               "'spend')")
         have = {(t, c) for t, c in cols}
         idx = {r[0] for r in self.db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
                                              "AND tablename = 'calls'")}
         return all(("calls", c) in have for c in LEDGER_COLUMNS) and ("reservations", "tag") in have and \
-            {"calls_ts", "calls_tag"} <= idx
+            ("spend", "cost_usd") in have and {"calls_ts", "calls_tag"} <= idx
 
     def _create(self) -> None:
         cols = ", ".join(f"{c} {t}" for c, t in zip(LEDGER_COLUMNS, _TYPES))
@@ -76,21 +80,46 @@ class PostgresStore:
                             "ts DOUBLE PRECISION NOT NULL, provider TEXT, alias TEXT, key_label TEXT, "
                             "amount DOUBLE PRECISION NOT NULL, tag TEXT)")
             self.db.execute("ALTER TABLE reservations ADD COLUMN IF NOT EXISTS tag TEXT")
+            if self.db.execute("SELECT to_regclass('spend') IS NULL")[0][0]:
+                self._spend_table()
+
+    def _spend_table(self) -> None:
+        """The ``spend`` running totals budgets read (cost per UTC day and of all time, per
+        provider, alias, key and tag), kept by a trigger on ``calls``, so a row any replica
+        inserts counts (an older replica's too) and a duplicate ``request_id`` does not;
+        then computed from the rows already there. Inserts into ``calls`` wait meanwhile
+        (``SHARE`` lock): none can land between the totals and the trigger."""
+        self.db.execute("LOCK TABLE calls IN SHARE MODE")
+        self.db.execute("CREATE TABLE spend (bucket BIGINT NOT NULL, provider TEXT NOT NULL, alias TEXT NOT NULL, "
+                        "key_label TEXT NOT NULL, tag TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, "
+                        "PRIMARY KEY (bucket, provider, alias, key_label, tag))")
+        dims = "NEW.provider, COALESCE(NEW.alias, ''), COALESCE(NEW.key_label, ''), COALESCE(NEW.tag, '')"
+        # the all-time row first, then the day's: one order, so two settles never wait on each other in a cycle
+        upsert = ("INSERT INTO spend VALUES ({bucket}, " + dims + ", NEW.cost_usd) ON CONFLICT "
+                  "(bucket, provider, alias, key_label, tag) DO UPDATE SET cost_usd = spend.cost_usd + EXCLUDED.cost_usd;")
+        self.db.execute("CREATE OR REPLACE FUNCTION knollm_spend() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                        "IF NEW.cost_usd IS NOT NULL AND NEW.cost_usd <> 0 THEN "
+                        + upsert.format(bucket=SPEND_ALL) + " " + upsert.format(bucket="FLOOR(NEW.ts / 86400)::BIGINT")
+                        + " END IF; RETURN NULL; END $$")
+        self.db.execute("CREATE TRIGGER calls_spend AFTER INSERT ON calls FOR EACH ROW EXECUTE FUNCTION knollm_spend()")
+        dims = "provider, COALESCE(alias, ''), COALESCE(key_label, ''), COALESCE(tag, '')"
+        for bucket in (str(SPEND_ALL), "FLOOR(ts / 86400)::BIGINT"):
+            self.db.execute(f"INSERT INTO spend SELECT {bucket}, {dims}, SUM(cost_usd) FROM calls "
+                            f"WHERE cost_usd IS NOT NULL AND cost_usd <> 0 GROUP BY 1, 2, 3, 4, 5")
 
     def close(self) -> None:
         self.db.close()
 
     def _spent(self, budget: Budget, now: float) -> float:
         sel = budget.selectors()
-        where = "".join(f" AND {k} = ?" for k in sel)
-        args = list(sel.values())
+        where, args = spend_filter(budget, now)
         # one statement, so one snapshot (READ COMMITTED takes one per statement): a settle that
-        # commits meanwhile (hold deleted, row inserted) is seen whole or not at all, never as
-        # neither, which would undercount by the hold
+        # commits meanwhile (hold deleted, row inserted, running total raised) is seen whole or
+        # not at all, never as neither, which would undercount by the hold
         ((ledger, held),) = self.db.execute(
-            f"SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM calls WHERE ts >= ?{where}), "
-            f"(SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?{where})",
-            [period_start(budget.period, now), *args, now - self.reservation_ttl, *args])
+            f"SELECT (SELECT COALESCE(SUM(cost_usd), 0) FROM spend WHERE {where}), "
+            "(SELECT COALESCE(SUM(amount), 0) FROM reservations WHERE ts >= ?" + "".join(f" AND {k} = ?" for k in sel)
+            + ")", [*args, now - self.reservation_ttl, *sel.values()])
         return float(ledger) + float(held)
 
     def spent(self, budget: Budget) -> float:
@@ -125,19 +154,23 @@ class PostgresStore:
 
     def settle_many(self, items: list[tuple[str | None, dict[str, Any]]]) -> list[bool]:
         """Several settles in one transaction (group commit); one answer per item."""
-        out = []
+        out = [False] * len(items)
         si = LEDGER_COLUMNS.index("stream")
+        # rows go in ordered by their running totals (the trigger locks each row of ``spend``
+        # it raises): two settles take those locks in one order, so neither deadlocks
+        order = sorted(range(len(items)), key=lambda i: tuple(items[i][1].get(k) or "" for k in SPEND_KEYS))
         with self.db.tx():
-            for reservation_id, row in items:
+            for i in order:
+                reservation_id, row = items[i]
                 vals = row_values(row)
                 if isinstance(vals[si], bool):
                     vals[si] = int(vals[si])
                 if reservation_id is not None:
                     self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-                out.append(bool(self.db.execute(
+                out[i] = bool(self.db.execute(
                     f"INSERT INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
                     f"({', '.join('?' * len(LEDGER_COLUMNS))}) ON CONFLICT (request_id) DO NOTHING RETURNING id",
-                    vals)))
+                    vals))
         return out
 
     def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
