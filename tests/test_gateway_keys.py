@@ -204,6 +204,55 @@ def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(serv
         servers["groq"].script.clear()
 
 
+def test_a_hold_left_by_a_killed_gateway_stops_counting_when_it_expires(servers, tmp_path):
+    """A replica killed mid-call (SIGKILL: nothing runs after) leaves its hold on the key's
+    budget. The other replica refuses a call that the dead hold leaves no room for, until
+    the hold expires (the request time limit, 4 s, and as much again); then it serves."""
+    import sqlite3
+    import threading
+
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="4")
+    key = new_key(env, "crashy", "--budget", "0.15")  # a call below holds ~0.1 (50,000 tokens at $2/M)
+    db = tmp_path / "knollm.db"
+
+    def holds() -> list[tuple[float, float]]:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT amount, expires_at FROM gateway_key_holds").fetchall()
+
+    servers["groq"].default = "hang"
+    servers["groq"].hang_s = 10.0
+    try:
+        with GatewayProcess(env) as survivor:
+            doomed = GatewayProcess(env).start()
+            cut: list[BaseException] = []
+            caller = threading.Thread(target=lambda: cut.append(pytest.raises(
+                OSError, call, doomed.base_url, key, max_tokens=50_000).value))
+            caller.start()
+            deadline = time.monotonic() + 3
+            while not holds() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            doomed.proc.kill()  # mid-call: its hold is never settled
+            doomed.proc.wait(10)
+            caller.join(30)
+            assert cut, "the call through the killed gateway did not break"
+            ((amount, expires_at),) = holds()
+            assert 0.09 < amount < 0.11
+            listed = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+            assert listed["reserved_usd"] == pytest.approx(amount) and listed["spent_usd"] == 0
+            servers["groq"].default = "ok"
+            status, _, body = call(survivor.base_url, key, max_tokens=50_000)
+            assert time.time() < expires_at, "the survivor took too long to be asked"
+            assert status == 429 and body["error"]["code"] == "insufficient_quota"
+            time.sleep(max(0.0, expires_at - time.time()) + 0.2)
+            status, _, body = call(survivor.base_url, key, max_tokens=50_000)
+            assert status == 200, body
+    finally:
+        servers["groq"].default = "ok"
+    listed = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert listed["spent_usd"] == pytest.approx(COST["groq"]) and listed["reserved_usd"] == 0
+    assert holds() == []  # the expired hold was dropped, the served one settled
+
+
 # --------------------------------------------------------------------------- 2 replicas, 1 PostgreSQL
 def _burst(urls: list[str], key: str | None, n: int) -> list[tuple[int, dict]]:
     def one(i: int) -> tuple[int, dict]:
@@ -248,6 +297,7 @@ def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_serv
             k_spent, k_held = con.execute("SELECT spent_usd, reserved_usd FROM gateway_keys").fetchone()
             assert k_spent == pytest.approx(spent) and k_spent <= limit + 1e-12
             assert k_held == pytest.approx(0.0, abs=1e-12)
+            assert con.execute("SELECT count(*) FROM gateway_key_holds").fetchone() == (0,)  # all settled
 
 
 def _stream_text(base_url: str, key: str, **extra) -> str:

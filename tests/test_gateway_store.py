@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sqlite3
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,8 +65,9 @@ def _reserve_many(url: str, key_id: str, n: int, amount: float, out) -> None:
     store = KeyStore(url)
 
     def one(_):
-        if store.reserve(key_id, amount):
-            store.settle(key_id, amount, amount * 0.5)  # real cost below the worst case
+        hold = store.reserve(key_id, amount)
+        if hold:
+            store.settle(key_id, hold, amount * 0.5)  # real cost below the worst case
             return 1
         return 0
 
@@ -91,6 +93,37 @@ def test_budget_never_exceeded_by_two_processes(db_url):
     assert k.reserved_usd == pytest.approx(0.0, abs=1e-9)
     assert k.spent_usd == pytest.approx(0.05 * granted)
     assert k.spent_usd <= 1.0 + 1e-9
+
+
+def test_a_key_hold_nobody_settles_stops_counting_when_it_expires(db_url):
+    """A replica that dies mid-call never settles its hold: the hold counts against the
+    key's budget until it expires (its maker's request time limit and a margin), then it
+    does not, and is dropped. ``reserved_usd`` shows the live holds; an amount an older
+    gateway left in that column still counts."""
+    store = KeyStore(db_url)
+    key, _ = store.create("k", budget_usd=1.0)
+    t = time.time() + 10_000  # (holds made "then" are live now, by the real clock)
+    dead = store.reserve(key.id, 0.6, ttl_s=10, now=t)  # its replica dies then
+    assert dead and store.reserve(key.id, 0.6, ttl_s=10, now=t + 9.9) is None  # still counts
+    assert store.get(key.id).reserved_usd == pytest.approx(0.6)
+    live = store.reserve(key.id, 0.6, ttl_s=10, now=t + 10)  # expired: no longer counts
+    assert live and live != dead
+    assert store.db.execute("SELECT id FROM gateway_key_holds") == [(live,)]  # and is gone
+    assert store.reserve(key.id, 0.5, ttl_s=3600) is None  # the live hold counts (0.6 + 0.5 > 1)
+    store.settle(key.id, live, 0.25)  # settled at the real cost
+    k = store.get(key.id)
+    assert (k.spent_usd, k.reserved_usd) == (pytest.approx(0.25), pytest.approx(0.0))
+    held = store.reserve(key.id, 0.5)
+    assert store.get(key.id).reserved_usd == pytest.approx(0.5) and store.lookup("nope") is None
+    store.settle(key.id, dead, 0.0)  # a late settle of an expired hold charges only its cost
+    assert store.get(key.id).spent_usd == pytest.approx(0.25)
+    store.db.execute("UPDATE gateway_keys SET reserved_usd = 0.2 WHERE id = ?", (key.id,))  # an older gateway's
+    assert store.get(key.id).reserved_usd == pytest.approx(0.7)
+    assert store.reserve(key.id, 0.1) is None  # 0.25 spent + 0.2 + 0.5 held + 0.1 > 1
+    store.settle(key.id, held, 0.5)
+    assert store.reserve(key.id, 0.05) and store.reserve("no-such-key", 0.01) is None
+    unlimited, _ = store.create("u")
+    assert store.reserve(unlimited.id, 1e6)  # no budget: held only to be settled
 
 
 def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, NamedTuple
 
 import orjson
 from starlette.applications import Starlette
@@ -102,6 +102,16 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     return GatewayError(f"internal gateway error ({type(exc).__name__})", status=500, type="server_error")
 
 
+class _Held(NamedTuple):
+    """What a call holds against its gateway key's budget: USD, and the hold's id."""
+
+    amount: float
+    id: str | None
+
+
+_NO_HOLD = _Held(0.0, None)
+
+
 class _Access:
     """Gateway-key checks shared by the routes: auth, allowed models, RPM, budget."""
 
@@ -164,10 +174,10 @@ class _Access:
                 raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
                                    type="permission_error", code="model_not_allowed")
 
-    async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> float:
-        """Check the key may call ``targets`` now; returns the USD held against its budget."""
+    async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> _Held:
+        """Check the key may call ``targets`` now; returns what is held against its budget."""
         if key is None:
-            return 0.0
+            return _NO_HOLD
         self.allow(key, targets)
         assert self.store is not None
         if key.rpm:
@@ -178,27 +188,32 @@ class _Access:
                                    status=429, type="rate_limit_error", code="rate_limit_exceeded",
                                    headers={"retry-after": wait})
         if key.budget_usd is None:
-            return 0.0
+            return _NO_HOLD
         amount = hold()
         amount = self.cfg.default_hold_usd if amount is None else amount
-        if not await run_in_threadpool(self.store.reserve, key.id, amount):
+        # the hold lasts the request's time limit and a margin (a minute, or the limit when
+        # shorter: the settle after the limit, clocks of replicas a little apart): past that
+        # its call is over, and a hold still there was left by a replica that died
+        ttl = self.cfg.timeout_s + min(60.0, self.cfg.timeout_s)
+        hold_id = await run_in_threadpool(self.store.reserve, key.id, amount, ttl)
+        if hold_id is None:
             raise GatewayError(f"gateway key {key.name!r} has no budget left for this call "
                                f"(budget ${key.budget_usd:g}, worst case ${amount:.6g})",
                                status=429, type="insufficient_quota", code="insufficient_quota")
-        return amount
+        return _Held(amount, hold_id)
 
-    async def settle(self, key: GatewayKey | None, held: float, outcome: Outcome | None) -> None:
+    async def settle(self, key: GatewayKey | None, held: _Held, outcome: Outcome | None) -> None:
         if key is None or key.budget_usd is None or self.store is None:
             return
         if outcome is None or not outcome.served:
             cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
         else:  # (interrupted streams are: the provider bills them) an unpriced call is charged what was held
-            cost = held if outcome.cost_usd is None else outcome.cost_usd
+            cost = held.amount if outcome.cost_usd is None else outcome.cost_usd
         for a in outcome.attempts if outcome is not None else ():  # failed attempts the provider billed
             ch = a.get("charged")
             if ch:
                 cost += self.cfg.default_hold_usd if ch["cost_usd"] is None else ch["cost_usd"]
-        await run_in_threadpool(self.store.settle, key.id, held, cost)
+        await run_in_threadpool(self.store.settle, key.id, held.id, cost)
 
 
 def create_app(backend: Backend, *, store: KeyStore | None = None, config: GatewayConfig | None = None,
@@ -309,7 +324,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return _JSONBytes(_dumps(resp), 200, _knollm_headers(outcome))
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
-                      held: float, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any]
+                      held: _Held, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any]
                       ) -> Response:
         anthropic = dialect == "anthropic"
         deadline = _Deadline(cfg.timeout_s)  # the whole request, stream included

@@ -4,8 +4,11 @@ A key is ``kn-`` + 43 random URL-safe characters, shown once at creation; the st
 keeps only its SHA-256 and a display prefix. Each key may restrict the ``model`` values it
 can ask for (aliases, catalog keys or canonical ids; ``*`` globs allowed), have a
 requests-per-minute limit (a fixed one-minute window counted in the database, so all
-replicas share it) and a USD budget (reserved before a call at the worst case, settled
-at the real cost, with one conditional ``UPDATE`` so concurrent replicas cannot overspend).
+replicas share it) and a USD budget: before a call its worst case is held (a row of
+``gateway_key_holds``, made in one transaction that locks the key's row, so concurrent
+replicas cannot overspend), and the call settles it at the real cost. A hold names when
+it expires (the request's time limit, plus a margin): one a crashed replica never
+settled stops counting then, instead of shrinking the budget forever.
 """
 
 from __future__ import annotations
@@ -44,11 +47,25 @@ _SCHEMA = [
         minute BIGINT NOT NULL,
         n INTEGER NOT NULL,
         PRIMARY KEY (key_id, minute))""",
+    """CREATE TABLE IF NOT EXISTS gateway_key_holds (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        amount DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS gateway_key_holds_key ON gateway_key_holds (key_id, expires_at)",
 ]
+#: how long a hold counts when its maker gives no time limit (the gateway gives its
+#: request time limit plus a minute)
+HOLD_TTL_S = 3600.0
 
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
 
 _COLS = "id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at"
+# ``reserved_usd`` as shown: the live holds, plus any a gateway from before the holds
+# table left in the column (its own holds, settled there)
+_HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
+        "AND h.expires_at > ?), 0))"
+_COLS_HELD = _COLS.replace("reserved_usd", _HELD)
 
 
 def hash_key(token: str) -> str:
@@ -64,7 +81,7 @@ class GatewayKey:
     rpm: int | None = None
     budget_usd: float | None = None
     spent_usd: float = 0.0
-    reserved_usd: float = 0.0
+    reserved_usd: float = 0.0  # live holds
     created_at: float = field(default_factory=time.time)
     revoked_at: float | None = None
 
@@ -105,6 +122,7 @@ class KeyStore:
         self.db = db if isinstance(db, Database) else open_database(db)
         for stmt in _SCHEMA:
             self.db.execute(stmt)
+        self._for_update = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # SQLite: BEGIN IMMEDIATE
 
     # admin -------------------------------------------------------------------------
     def create(self, name: str, *, allowed: list[str] | tuple[str, ...] = (), rpm: int | None = None,
@@ -130,7 +148,7 @@ class KeyStore:
     def list(self, include_revoked: bool = True) -> list[GatewayKey]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
         return [GatewayKey.from_row(r) for r in
-                self.db.execute(f"SELECT {_COLS} FROM gateway_keys{where} ORDER BY created_at")]
+                self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k{where} ORDER BY created_at", (time.time(),))]
 
     def get(self, ref: str) -> GatewayKey:
         """A key by id, name or display prefix (NotFoundError with suggestions otherwise)."""
@@ -157,8 +175,8 @@ class KeyStore:
     # serving -----------------------------------------------------------------------
     def lookup(self, token: str) -> GatewayKey | None:
         """The active key whose hash matches ``token`` (None when unknown or revoked)."""
-        rows = self.db.execute(f"SELECT {_COLS} FROM gateway_keys WHERE hash = ? AND revoked_at IS NULL",
-                               (hash_key(token),))
+        rows = self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k WHERE hash = ? AND revoked_at IS NULL",
+                               (time.time(), hash_key(token)))
         return GatewayKey.from_row(rows[0]) if rows else None
 
     def hit(self, key_id: str, now: float | None = None) -> int:
@@ -172,14 +190,32 @@ class KeyStore:
             self.db.execute("DELETE FROM gateway_key_minutes WHERE minute < ?", (minute - 2,))
         return int(rows[0][0])
 
-    def reserve(self, key_id: str, amount: float) -> bool:
-        """Hold ``amount`` USD of the key's budget; False when it would exceed it."""
-        return self.db.rowcount(
-            "UPDATE gateway_keys SET reserved_usd = reserved_usd + ? WHERE id = ? AND "
-            "(budget_usd IS NULL OR spent_usd + reserved_usd + ? <= budget_usd + 1e-12)",
-            (amount, key_id, amount)) == 1
+    def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None) -> str | None:
+        """Hold ``amount`` USD of the key's budget for at most ``ttl_s`` seconds (a call's
+        time limit): the hold's id, or None when it would exceed the budget (spent, plus the
+        live holds, plus this one). One transaction, the key's row locked, so replicas
+        reserving at once are serialized. Expired holds of the key are dropped."""
+        now = time.time() if now is None else now
+        with self.db.tx():
+            rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd FROM gateway_keys WHERE id = ?"
+                                   f"{self._for_update}", (key_id,))
+            if not rows:
+                return None
+            budget, spent, legacy = rows[0]
+            self.db.execute("DELETE FROM gateway_key_holds WHERE key_id = ? AND expires_at <= ?", (key_id, now))
+            if budget is not None:
+                (held,) = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM gateway_key_holds WHERE key_id = ?",
+                                          (key_id,))[0]
+                if float(spent or 0) + float(legacy or 0) + float(held) + amount > budget + 1e-12:
+                    return None
+            hold = uuid.uuid4().hex
+            self.db.execute("INSERT INTO gateway_key_holds (id, key_id, amount, expires_at) VALUES (?, ?, ?, ?)",
+                            (hold, key_id, amount, now + ttl_s))
+        return hold
 
-    def settle(self, key_id: str, reserved: float, cost: float) -> None:
-        """Release a hold and charge the real cost."""
-        self.db.execute("UPDATE gateway_keys SET reserved_usd = reserved_usd - ?, spent_usd = spent_usd + ? "
-                        "WHERE id = ?", (reserved, cost, key_id))
+    def settle(self, key_id: str, hold: str | None, cost: float) -> None:
+        """Drop the hold (expired or not) and charge the real cost, in one transaction."""
+        with self.db.tx():
+            if hold is not None:
+                self.db.execute("DELETE FROM gateway_key_holds WHERE id = ?", (hold,))
+            self.db.execute("UPDATE gateway_keys SET spent_usd = spent_usd + ? WHERE id = ?", (cost, key_id))
