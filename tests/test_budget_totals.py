@@ -150,6 +150,22 @@ def test_rows_before_the_totals_are_counted_when_the_ledger_is_opened(kind, tmp_
     assert store.spent(Budget(1e9, "total")) == pytest.approx(40 * 0.5 + 3.0)
 
 
+def test_holds_of_a_crashed_process_stop_counting_and_are_dropped(kind, tmp_path, request):
+    """A reservation nobody settles (its process died) counts until ``reservation_ttl``,
+    then not, and the next reservation deletes it: the holds table keeps the live ones."""
+    store, _, raw = open_store(kind, tmp_path, request)
+    now = time.time()
+    raw("INSERT INTO reservations (id, ts, provider, amount) VALUES ('dead', ?, 'groq', 100.0)", (now - 3700,))
+    raw("INSERT INTO reservations (id, ts, provider, amount) VALUES ('alive', ?, 'groq', 0.5)", (now - 60,))
+    b = Budget(1.0, "day", provider="groq")
+    assert store.spent(b) == pytest.approx(0.5)
+    rid, refused = store.reserve([b], {"provider": "groq"}, 0.25)
+    assert rid and refused is None and store.spent(b) == pytest.approx(0.75)
+    ids = {r[0] for r in (store._db.execute("SELECT id FROM reservations").fetchall() if kind == "sqlite"
+                          else store.db.execute("SELECT id FROM reservations"))}
+    assert ids == {"alive", rid}
+
+
 def test_sqlite_totals_recomputed_after_an_older_knollm_opened_the_file(tmp_path):
     """An older knollm opening a v5 file sets its version back to 4 (and its inserts still
     run the trigger, which lives in the file); the next open recomputes the totals from

@@ -309,6 +309,8 @@ class SQLiteStore:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                # holds of crashed processes count no more: drop them (the table stays the live ones)
+                self._db.execute("DELETE FROM reservations WHERE ts < ?", (now - self.reservation_ttl,))
                 for b in mine:
                     spent = self._spent(b, now)
                     if spent + amount > b.limit_usd + 1e-12:

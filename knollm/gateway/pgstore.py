@@ -135,6 +135,8 @@ class PostgresStore:
         with self.db.tx():
             for lock in sorted({_lock_id(b) for b in mine}):
                 self.db.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+            # holds of crashed replicas count no more: drop them (the table stays the live ones)
+            self.db.execute("DELETE FROM reservations WHERE ts < ?", (now - self.reservation_ttl,))
             for b in mine:
                 spent = self._spent(b, now)
                 if spent + amount > b.limit_usd + 1e-12:
