@@ -13,7 +13,10 @@ rows spread over 60 days, 4 providers, 3 aliases and 2 tags. At each size it tim
   running totals existed, ``SUM(cost_usd)`` over the period's rows of ``calls``;
 * what the totals cost on the write path: ``settle_many`` of 16 rows (one group commit)
   per row, with the trigger that keeps the totals and without it (dropped on a copy of
-  the same ledger, SQLite only).
+  the same ledger, SQLite only);
+* a gateway key's budget per call: ``KeyStore.reserve`` + ``settle`` (a hold row that
+  expires, in a transaction locking the key's row) against the single conditional
+  ``UPDATE`` pair it replaced (baseline: holds that never expire), SQLite only.
 
 Prints the medians and the ratios. The numbers are printed, never asserted.
 """
@@ -85,6 +88,31 @@ def _settle_us(store, now: float, batches: int = 60) -> float:  # noqa: ANN001
     return (time.process_time() - t) / (16 * batches) * 1e6
 
 
+def _key_holds(tmp: Path, n: int = 2000) -> None:
+    from knollm.gateway.keys import KeyStore
+
+    ks = KeyStore(f"sqlite:///{tmp / 'keys.db'}")
+    key, _ = ks.create("bench", budget_usd=1e9)
+
+    def holds() -> None:
+        ks.settle(key.id, ks.reserve(key.id, 0.01, 660), 0.005)
+
+    def update() -> None:  # what a key's budget ran before: one conditional UPDATE, one settle
+        ks.db.rowcount("UPDATE gateway_keys SET reserved_usd = reserved_usd + ? WHERE id = ? AND "
+                       "(budget_usd IS NULL OR spent_usd + reserved_usd + ? <= budget_usd + 1e-12)",
+                       (0.01, key.id, 0.01))
+        ks.db.execute("UPDATE gateway_keys SET reserved_usd = reserved_usd - ?, spent_usd = spent_usd + ? "
+                      "WHERE id = ?", (0.01, 0.005, key.id))
+
+    a, b = [], []
+    for _ in range(3):  # interleaved
+        a.append(_median_us(holds, n))
+        b.append(_median_us(update, n))
+    h, u = statistics.median(a), statistics.median(b)
+    print(f"gateway key budget, reserve + settle per call: {h:.0f} us with expiring holds, "
+          f"{u:.0f} us with the conditional UPDATE (baseline): ratio {h / u:.2f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000,1000000", help="ledger sizes (rows), comma-separated")
@@ -138,6 +166,7 @@ def main() -> int:
             w, wo = statistics.median(with_t), statistics.median(without)
             print(f"settle_many, 16 rows a commit, CPU per row: {w:.1f} us with the totals' trigger, "
                   f"{wo:.1f} us without (baseline): ratio {w / wo:.2f}")
+            _key_holds(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
