@@ -300,6 +300,31 @@ def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_serv
             assert con.execute("SELECT count(*) FROM gateway_key_holds").fetchone() == (0,)  # all settled
 
 
+def test_a_postgres_failover_loses_no_call_and_no_ledger_row(servers, tmp_path, postgres_server):
+    """Every session of the gateway's database ends (a restart, a failover) between two
+    bursts of calls: each worker thread finds its connection dead once, and runs the
+    store call again on a new one. Every call still answers 200, each once in the ledger,
+    and the key's spend is the ledger's."""
+    import psycopg
+
+    url = postgres_server.create_database("fo_" + uuid.uuid4().hex[:10])
+    env = gateway_env(tmp_path, servers, KNOLLM_DATABASE_URL=url, KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps(
+        {"retries": 0, "budgets": [{"limit_usd": 10.0, "period": "day", "provider": "groq"}]}))
+    key = new_key(env, "fo", "--budget", "10", "--rpm", "1000")
+    with GatewayProcess(env, args=["--workers", "2"]) as gw:
+        first = _burst([gw.base_url], key, 24)
+        assert postgres_server.drop_connections(url) >= 2  # the workers' connections (and their threads')
+        second = _burst([gw.base_url], key, 24)
+    assert [s for s, _ in first + second] == [200] * 48, [b for s, b in first + second if s != 200][:2]
+    with psycopg.connect(url) as con:
+        rows = con.execute("SELECT request_id, cost_usd FROM calls").fetchall()
+        assert len(rows) == 48 and len({r for r, _ in rows}) == 48
+        spent, held = con.execute("SELECT spent_usd, reserved_usd FROM gateway_keys").fetchone()
+        assert spent == pytest.approx(sum(c for _, c in rows)) == pytest.approx(48 * COST["groq"])
+        assert held == 0 and con.execute("SELECT count(*) FROM gateway_key_holds").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM reservations").fetchone() == (0,)
+
+
 def _stream_text(base_url: str, key: str, **extra) -> str:
     req = urllib.request.Request(base_url + "/chat/completions", method="POST",
                                  headers={"content-type": "application/json", "authorization": "Bearer " + key},

@@ -110,12 +110,13 @@ def test_a_key_hold_nobody_settles_stops_counting_when_it_expires(db_url):
     assert live and live != dead
     assert store.db.execute("SELECT id FROM gateway_key_holds") == [(live,)]  # and is gone
     assert store.reserve(key.id, 0.5, ttl_s=3600) is None  # the live hold counts (0.6 + 0.5 > 1)
-    store.settle(key.id, live, 0.25)  # settled at the real cost
+    assert store.settle(key.id, live, 0.25) is True  # settled at the real cost
+    assert store.settle(key.id, live, 0.25) is False  # a repeat (a retry) never charges twice
     k = store.get(key.id)
     assert (k.spent_usd, k.reserved_usd) == (pytest.approx(0.25), pytest.approx(0.0))
     held = store.reserve(key.id, 0.5)
     assert store.get(key.id).reserved_usd == pytest.approx(0.5) and store.lookup("nope") is None
-    store.settle(key.id, dead, 0.0)  # a late settle of an expired hold charges only its cost
+    assert store.settle(key.id, dead, 0.5) is False  # expired and dropped: its request is long over
     assert store.get(key.id).spent_usd == pytest.approx(0.25)
     store.db.execute("UPDATE gateway_keys SET reserved_usd = 0.2 WHERE id = ?", (key.id,))  # an older gateway's
     assert store.get(key.id).reserved_usd == pytest.approx(0.7)
@@ -334,3 +335,46 @@ def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypa
     assert [r["cost_usd"] for r in json.loads(capsys.readouterr().out)] == [0.125]
     assert main(["usage", "--db", url, "--json"]) == 0  # a URL through --db
     assert sum(r["calls"] for r in json.loads(capsys.readouterr().out)) == 3
+
+
+def test_postgres_stores_survive_lost_connections(postgres_server):
+    """A restart or failover ends every session: each thread's connection is dead at its
+    next statement. Every store method then runs again on a new connection, so nothing
+    fails and nothing counts twice: a settle repeated finds its row there (not charged
+    again), a key's settle repeated finds its hold gone (not charged again)."""
+    from knollm.client.store import Budget
+    from knollm.gateway.pgstore import PostgresStore
+
+    url = postgres_server.create_database("l_" + uuid.uuid4().hex[:10])
+    ledger, keys = PostgresStore(url), KeyStore(url)
+    key, token = keys.create("k", budget_usd=1.0, rpm=100)
+    budget = Budget(5.0, "day", provider="groq")
+    scope = {"provider": "groq", "alias": None, "key_label": "K", "tag": "key:k"}
+
+    def row(cost: float) -> dict:
+        return {"request_id": uuid.uuid4().hex, "ts": time.time(), "provider": "groq", "model": "m",
+                "cost_usd": cost, "tag": "key:k"}
+
+    steps = [
+        lambda: keys.any_active() is True,
+        lambda: keys.lookup(token).id == key.id,
+        lambda: keys.hit(key.id) >= 1,
+        lambda: bool(hold := keys.reserve(key.id, 0.01)) and keys.settle(key.id, hold, 0.005),
+        lambda: bool(rid := ledger.reserve([budget], scope, 0.1)[0]) and ledger.settle(rid, row(0.01)),
+        lambda: ledger.settle_many([(None, row(0.01)), (None, row(0.01))]) == [True, True],
+        lambda: ledger.release(ledger.reserve([budget], scope, 0.1)[0]) is None,
+        lambda: ledger.spent(budget) > 0,
+        lambda: len(ledger.rows()) > 0,
+        lambda: keys.get(key.id).id == key.id,
+    ]
+    for step in steps:  # every method, each right after the sessions were ended
+        assert postgres_server.drop_connections(url) >= 1
+        assert step()
+    with ThreadPoolExecutor(3) as pool:  # three threads, each with a connection found dead
+        for step in steps:
+            list(pool.map(lambda _: step(), range(3)))  # (each thread connects)
+            postgres_server.drop_connections(url)
+            assert all(pool.map(lambda _: step(), range(3)))
+    assert len(ledger.rows()) == 21 and ledger.spent(budget) == pytest.approx(21 * 0.01)
+    k = keys.get(key.id)
+    assert k.spent_usd == pytest.approx(7 * 0.005) and k.reserved_usd == pytest.approx(0.0)

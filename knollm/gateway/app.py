@@ -213,7 +213,11 @@ class _Access:
             ch = a.get("charged")
             if ch:
                 cost += self.cfg.default_hold_usd if ch["cost_usd"] is None else ch["cost_usd"]
-        await run_in_threadpool(self.store.settle, key.id, held.id, cost)
+        try:
+            await run_in_threadpool(self.store.settle, key.id, held.id, cost)
+        except Exception as e:  # noqa: BLE001 - the call is over: its answer is not lost to the key store
+            # the hold expires in its time; the ledger has the call (tagged with the key)
+            log.warning("gateway key %r: the store did not take the cost of a call (%s)", key.name, type(e).__name__)
 
 
 def create_app(backend: Backend, *, store: KeyStore | None = None, config: GatewayConfig | None = None,

@@ -3,21 +3,26 @@ one (``postgresql://…`` or ``postgres://…``; needs the ``gateway`` extra, ``
 
 One small wrapper so the same SQL (written with ``?`` placeholders) runs on both: every
 statement is its own transaction (autocommit) unless grouped with :meth:`Database.tx`.
-Connections are per thread (the ASGI app calls the store from a worker thread).
+Connections are per thread (the ASGI app calls the store from a worker thread); one
+closed under its thread (a restart, a failover) is replaced at the next statement, and
+the stores run their methods once more when that happened during them (:func:`again_if_lost`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from knollm.errors import GatewayError
 
-__all__ = ["Database", "open_database", "database_url", "redact_url", "is_postgres"]
+__all__ = ["Database", "open_database", "database_url", "redact_url", "is_postgres", "again_if_lost"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def database_url() -> str:
@@ -37,6 +42,25 @@ def redact_url(url: str) -> str:
         netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
+
+
+def again_if_lost(method: F) -> F:
+    """A store method (of an object whose ``db`` is a :class:`Database`) run once more, on a
+    new connection, when its connection was lost while it ran (a PostgreSQL restart or
+    failover, a proxy's idle timeout): each thread keeps a connection, and every one of
+    them finds it dead once. For methods that may run twice: reads, writes a repeat
+    leaves as they are, and holds (one made twice expires unused)."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            if not self.db.conn_lost():
+                raise
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def is_postgres(url: str) -> bool:
@@ -60,10 +84,19 @@ class Database:
 
     @property
     def conn(self) -> Any:
+        """This thread's connection; a new one when it has none, or when the last one was
+        closed under it (a PostgreSQL restart or failover, a proxy's idle timeout): the
+        statement that met the dead connection failed, the next one connects again."""
         c = getattr(self._local, "conn", None)
-        if c is None:
+        if c is None or getattr(c, "closed", False):
             c = self._local.conn = self._connect()
         return c
+
+    def conn_lost(self) -> bool:
+        """True when this thread's connection was closed under it (the next statement
+        connects again)."""
+        c = getattr(self._local, "conn", None)
+        return c is not None and bool(getattr(c, "closed", False))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         cur = self.conn.execute(self._sql(sql), tuple(params))

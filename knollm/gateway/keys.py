@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from knollm.errors import GatewayError, NotFoundError
-from knollm.gateway.db import Database, open_database
+from knollm.gateway.db import Database, again_if_lost, open_database
 
 __all__ = ["GatewayKey", "KeyStore", "hash_key", "KEY_PREFIX"]
 
@@ -145,6 +145,7 @@ class KeyStore:
              key.created_at))
         return key, token
 
+    @again_if_lost
     def list(self, include_revoked: bool = True) -> list[GatewayKey]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
         return [GatewayKey.from_row(r) for r in
@@ -169,16 +170,19 @@ class KeyStore:
                         (time.time(), key.id))
         return self.get(key.id)
 
+    @again_if_lost
     def any_active(self) -> bool:
         return bool(self.db.execute("SELECT 1 FROM gateway_keys WHERE revoked_at IS NULL LIMIT 1"))
 
     # serving -----------------------------------------------------------------------
+    @again_if_lost
     def lookup(self, token: str) -> GatewayKey | None:
         """The active key whose hash matches ``token`` (None when unknown or revoked)."""
         rows = self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k WHERE hash = ? AND revoked_at IS NULL",
                                (time.time(), hash_key(token)))
         return GatewayKey.from_row(rows[0]) if rows else None
 
+    @again_if_lost
     def hit(self, key_id: str, now: float | None = None) -> int:
         """Count one request in the current minute; returns the count so far (this one included)."""
         minute = int((now if now is not None else time.time()) // 60)
@@ -190,6 +194,7 @@ class KeyStore:
             self.db.execute("DELETE FROM gateway_key_minutes WHERE minute < ?", (minute - 2,))
         return int(rows[0][0])
 
+    @again_if_lost
     def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None) -> str | None:
         """Hold ``amount`` USD of the key's budget for at most ``ttl_s`` seconds (a call's
         time limit): the hold's id, or None when it would exceed the budget (spent, plus the
@@ -213,9 +218,13 @@ class KeyStore:
                             (hold, key_id, amount, now + ttl_s))
         return hold
 
-    def settle(self, key_id: str, hold: str | None, cost: float) -> None:
-        """Drop the hold (expired or not) and charge the real cost, in one transaction."""
+    @again_if_lost
+    def settle(self, key_id: str, hold: str, cost: float) -> bool:
+        """Drop the hold and charge the real cost, in one transaction; only while the hold
+        is there (False: it was settled already, so a repeat never charges twice, or it
+        expired, its request being long over, and was dropped)."""
         with self.db.tx():
-            if hold is not None:
-                self.db.execute("DELETE FROM gateway_key_holds WHERE id = ?", (hold,))
+            if not self.db.execute("DELETE FROM gateway_key_holds WHERE id = ? RETURNING id", (hold,)):
+                return False
             self.db.execute("UPDATE gateway_keys SET spent_usd = spent_usd + ? WHERE id = ?", (cost, key_id))
+        return True

@@ -19,7 +19,7 @@ from typing import Any
 
 from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budgets_for, row_values,
                                  spend_filter)
-from knollm.gateway.db import Database, PostgresDatabase, open_database
+from knollm.gateway.db import Database, PostgresDatabase, again_if_lost, open_database
 
 __all__ = ["PostgresStore", "open_store"]
 
@@ -122,10 +122,12 @@ class PostgresStore:
             + ")", [*args, now - self.reservation_ttl, *sel.values()])
         return float(ledger) + float(held)
 
+    @again_if_lost
     def spent(self, budget: Budget) -> float:
         """Settled cost plus live reservations in the budget's current period."""
         return self._spent(budget, time.time())
 
+    @again_if_lost
     def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None
                 ) -> tuple[str | None, str | None]:
         mine, early = budgets_for(budgets, scope, amount)
@@ -147,6 +149,7 @@ class PostgresStore:
                                                              scope.get("key_label"), amount, scope.get("tag")))
         return rid, None
 
+    @again_if_lost
     def release(self, reservation_id: str | None) -> None:
         if reservation_id is not None:
             self.db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
@@ -154,8 +157,12 @@ class PostgresStore:
     def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
         return self.settle_many([(reservation_id, row)])[0]
 
+    @again_if_lost
     def settle_many(self, items: list[tuple[str | None, dict[str, Any]]]) -> list[bool]:
-        """Several settles in one transaction (group commit); one answer per item."""
+        """Several settles in one transaction (group commit); one answer per item. Run
+        again on a new connection when the connection was lost meanwhile (a restart, a
+        failover): a row whose ``request_id`` is there already is not inserted again, so
+        nothing is charged twice, and a call the provider answered keeps its row."""
         out = [False] * len(items)
         si = LEDGER_COLUMNS.index("stream")
         # rows go in ordered by their running totals (the trigger locks each row of ``spend``
@@ -175,6 +182,7 @@ class PostgresStore:
                     vals))
         return out
 
+    @again_if_lost
     def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
         where, args = ("ts >= ? AND tag = ?", (since or 0.0, tag)) if tag is not None else ("ts >= ?", (since or 0.0,))
         rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE {where} ORDER BY ts, id", args)

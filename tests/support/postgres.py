@@ -91,6 +91,15 @@ class PostgresServer:
             c.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def drop_connections(self, url: str) -> int:
+        """End every session on ``url``'s database, as a restart or a failover would (the
+        clients find their connections dead at their next statement); how many ended."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as c:
+            return c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE datname = %s AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],)).fetchone()[0]
+
     def stop(self) -> None:
         if self.bin is not None and self.data.exists():
             self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
