@@ -12,7 +12,8 @@
 Modules: :mod:`~knollm.client.transports` (wire formats), :mod:`~knollm.client.routing`
 (targets, deployments, filters, strategies, circuit breaker, rate limits),
 :mod:`~knollm.client.engine` (retry/fallback/accounting flow), :mod:`~knollm.client.store`
-(ledger + budgets), :mod:`~knollm.client.accounting` (tokens and cost),
+(ledger + budgets), :mod:`~knollm.client.spool` (rows the ledger could not take yet),
+:mod:`~knollm.client.accounting` (tokens and cost),
 :mod:`~knollm.client.http` (the HTTP drivers: httpx2, and aiohttp for ``AsyncClient`` when
 installed), imported on the first call, not on import.
 """
@@ -22,6 +23,8 @@ from __future__ import annotations
 from knollm.client.core import AsyncClient, Client
 from knollm.client.result import ChatResult, EmbeddingResult, Usage
 from knollm.client.routing import STRATEGIES
+from knollm.client.spool import LedgerWarning
 from knollm.client.store import Budget, SQLiteStore, Store
 
-__all__ = ["Client", "AsyncClient", "ChatResult", "EmbeddingResult", "Usage", "Budget", "Store", "SQLiteStore", "STRATEGIES"]
+__all__ = ["Client", "AsyncClient", "ChatResult", "EmbeddingResult", "Usage", "Budget", "Store", "SQLiteStore", "STRATEGIES",
+           "LedgerWarning"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from knollm.client.engine import Outcome, flow, parse_answer
@@ -44,6 +44,7 @@ class _Base:
         self._http_name = http
         self._driver: Any = None
         self._group: Any = None  # AsyncClient: the ledger's group commit
+        self._spool: Any = None  # (store, its spool): rows the store could not take
         self._init_lock = threading.Lock()
         self.chat = _Chat(self)
         self.embeddings = _Embeddings(self)
@@ -86,6 +87,29 @@ class _Base:
                 elif self._store is None:
                     self._store = self._store_arg
         return self._store
+
+    def _settle(self, store: Any, items: list[tuple[str | None, dict]]) -> list[bool]:
+        """Write ledger rows (``settle_many``, else ``settle`` each), then any rows spooled
+        before. A call the provider answered is billed whatever the store does: when the
+        store fails, the rows go to the spool (:mod:`knollm.client.spool`) with a
+        :class:`~knollm.client.spool.LedgerWarning`, and the calls stand."""
+        from knollm.client.spool import Spool, spool_path
+
+        sp = self._spool
+        if sp is None or sp[0] is not store:
+            sp = self._spool = (store, Spool(spool_path(store)))
+        spool = sp[1]
+        try:
+            done = store.settle_many(items) if hasattr(store, "settle_many") else [store.settle(*a) for a in items]
+        except _store_errors() as e:
+            spool.add(items, e)
+            return [True] * len(items)
+        if spool.pending:
+            try:
+                spool.replay(store)
+            except _store_errors():
+                pass  # still spooled: the next settle tries again
+        return done
 
     @property
     def http(self) -> Any:
@@ -315,10 +339,9 @@ class Client(_Base):
     TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker).
     """
 
-    @staticmethod
-    def _ledger(plan: Plan, op: str, arg: Any) -> Any:
+    def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:
         """The flow's store effects: ``reserve`` (a deployment) and ``settle`` (a row)."""
-        return plan.reserve(arg) if op == "reserve" else plan.store.settle(*arg)
+        return plan.reserve(arg) if op == "reserve" else self._settle(plan.store, [arg])[0]
 
     def _new_driver(self) -> Any:
         from knollm.client.http import HTTPX2
@@ -494,14 +517,28 @@ class ChatStream(_StreamBase):
                 yield x
 
 
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """What a store raises when it cannot write now (not a bug of the caller's): SQLite's and
+    the operating system's errors, the gateway database's connect error, psycopg's errors."""
+    import sqlite3
+    import sys
+
+    from knollm.errors import GatewayError
+
+    errs: tuple[type[BaseException], ...] = (sqlite3.Error, OSError, GatewayError)
+    pg = sys.modules.get("psycopg")
+    return errs + (pg.Error,) if pg is not None else errs
+
+
 class _GroupCommit:
     """Settles of one event loop's concurrent calls, written by one ``settle_many`` on the
     next loop iteration (a lone call waits one iteration, not a timer). For a store that
     blocks on the network the write runs in a worker thread, one at a time: the rows that
     arrive meanwhile form the next batch."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, settle: Callable[[Any, list], list[bool]]) -> None:
         self.store = store
+        self.write = settle  # the client's _settle (spooling what the store cannot take)
         self.offload = bool(getattr(store, "blocking", False))
         self.pending: list[tuple[tuple[str | None, dict], Any]] = []
         self.busy = False
@@ -522,12 +559,12 @@ class _GroupCommit:
         batch, self.pending = self.pending, []
         items = [arg for arg, _ in batch]
         if self.offload:
-            job = self.loop.run_in_executor(None, self.store.settle_many, items)
+            job = self.loop.run_in_executor(None, self.write, self.store, items)
             job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
             return
         try:
-            done = self.store.settle_many(items)
-        except BaseException as e:  # noqa: BLE001 - every waiting call sees the store's error
+            done = self.write(self.store, items)
+        except BaseException as e:  # noqa: BLE001 - every waiting call sees the error
             self._done(batch, e, None)
         else:
             self._done(batch, None, done)
@@ -574,11 +611,11 @@ class AsyncClient(_Base):
             return await asyncio.get_running_loop().run_in_executor(None, plan.reserve, arg)
         if not hasattr(store, "settle_many"):
             if blocking:
-                return await asyncio.get_running_loop().run_in_executor(None, store.settle, *arg)
-            return store.settle(*arg)
+                return (await asyncio.get_running_loop().run_in_executor(None, self._settle, store, [arg]))[0]
+            return self._settle(store, [arg])[0]
         g = self._group
         if g is None or g.store is not store:
-            g = self._group = _GroupCommit(store)
+            g = self._group = _GroupCommit(store, self._settle)
         return await g.settle(arg)
 
     async def __aenter__(self) -> AsyncClient:

@@ -71,6 +71,11 @@ class PostgresServer:
                       "-E", "UTF8", "--no-sync")
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed: {r.stderr.strip()[-500:]}")
+        return self.resume()
+
+    def resume(self) -> PostgresServer:
+        """Start the server on its data directory (after :meth:`start` made it, or :meth:`pause`)."""
+        assert self.bin is not None
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         r = self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"),
@@ -79,6 +84,11 @@ class PostgresServer:
             log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
             raise RuntimeError(f"pg_ctl start failed: {r.stderr.strip()[-300:]} {log[-500:]}")
         return self
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage): :meth:`resume` starts it again."""
+        assert self.bin is not None
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     @property
     def url(self) -> str:
