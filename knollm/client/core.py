@@ -12,6 +12,7 @@ from knollm.client.engine import Outcome, flow, parse_answer
 from knollm.client.http import transport_failure
 from knollm.client.result import ChatResult, EmbeddingResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
+from knollm.client.spool import Spool, spool_path
 from knollm.client.transports import Embedded, StreamState, classify_error, cut_answer, embed_params, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
@@ -93,8 +94,6 @@ class _Base:
         before. A call the provider answered is billed whatever the store does: when the
         store fails, the rows go to the spool (:mod:`knollm.client.spool`) with a
         :class:`~knollm.client.spool.LedgerWarning`, and the calls stand."""
-        from knollm.client.spool import Spool, spool_path
-
         sp = self._spool
         if sp is None or sp[0] is not store:
             sp = self._spool = (store, Spool(spool_path(store)))
