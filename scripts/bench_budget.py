@@ -88,6 +88,15 @@ def _settle_us(store, now: float, batches: int = 60) -> float:  # noqa: ANN001
     return (time.process_time() - t) / (16 * batches) * 1e6
 
 
+def _interleaved(fa, fb, rounds: int) -> tuple[float, float]:  # noqa: ANN001
+    """The medians of ``fa()`` and ``fb()`` measured in turn, ``rounds`` times each."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(fa())
+        b.append(fb())
+    return statistics.median(a), statistics.median(b)
+
+
 def _key_holds(tmp: Path, n: int = 2000) -> None:
     from knollm.gateway.keys import KeyStore
 
@@ -104,11 +113,7 @@ def _key_holds(tmp: Path, n: int = 2000) -> None:
         ks.db.execute("UPDATE gateway_keys SET reserved_usd = reserved_usd - ?, spent_usd = spent_usd + ? "
                       "WHERE id = ?", (0.01, 0.005, key.id))
 
-    a, b = [], []
-    for _ in range(3):  # interleaved
-        a.append(_median_us(holds, n))
-        b.append(_median_us(update, n))
-    h, u = statistics.median(a), statistics.median(b)
+    h, u = _interleaved(lambda: _median_us(holds, n), lambda: _median_us(update, n), 3)
     print(f"gateway key budget, reserve + settle per call: {h:.0f} us with expiring holds, "
           f"{u:.0f} us with the conditional UPDATE (baseline): ratio {h / u:.2f}")
 
@@ -158,12 +163,8 @@ def main() -> int:
 
             with sqlite3.connect(bare) as con:
                 con.execute("DROP TRIGGER calls_spend")
-            with_t, without = [], []
             a, b = SQLiteStore(tmp / "ledger.db"), SQLiteStore(bare)
-            for _ in range(5):  # interleaved
-                with_t.append(_settle_us(a, now))
-                without.append(_settle_us(b, now))
-            w, wo = statistics.median(with_t), statistics.median(without)
+            w, wo = _interleaved(lambda: _settle_us(a, now), lambda: _settle_us(b, now), 5)
             print(f"settle_many, 16 rows a commit, CPU per row: {w:.1f} us with the totals' trigger, "
                   f"{wo:.1f} us without (baseline): ratio {w / wo:.2f}")
             _key_holds(tmp)

@@ -37,10 +37,11 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for",
            "check_tag", "MAX_TAG_LEN", "OUTCOMES", "row_values"]
@@ -220,22 +221,30 @@ class SQLiteStore:
         transaction that re-reads the version, so two processes opening it at once upgrade once.
         Rows written before ``outcome`` existed were answered calls: they read ``ok``. The
         ``spend`` running totals are computed from the rows (v5)."""
+        with self._immediate():
+            if self._db.execute("PRAGMA user_version").fetchone()[0] in _OLD:
+                # v1 had no saved_usd, v1 and v2 no tag, v1 to v3 no outcome
+                for table, col, typ in (("calls", "saved_usd", "REAL"), ("calls", "tag", "TEXT"),
+                                        ("calls", "outcome", "TEXT NOT NULL DEFAULT 'ok'"),
+                                        ("reservations", "tag", "TEXT")):
+                    if col not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
+                self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
+                self._spend_table()
+                self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction under the store's lock: committed, or rolled
+        back when the block raises."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if self._db.execute("PRAGMA user_version").fetchone()[0] in _OLD:
-                    # v1 had no saved_usd, v1 and v2 no tag, v1 to v3 no outcome
-                    for table, col, typ in (("calls", "saved_usd", "REAL"), ("calls", "tag", "TEXT"),
-                                            ("calls", "outcome", "TEXT NOT NULL DEFAULT 'ok'"),
-                                            ("reservations", "tag", "TEXT")):
-                        if col not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
-                            self._db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
-                    self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
-                    self._spend_table()
-                    self._db.execute(f"PRAGMA user_version={_SCHEMA}")
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
 
     def _spend_table(self) -> None:
@@ -265,20 +274,14 @@ class SQLiteStore:
             "TEXT UNIQUE NOT NULL", "REAL NOT NULL", "TEXT", "TEXT", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT",
             "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "REAL", "TEXT", "TEXT", "REAL",
             "REAL", "INTEGER", "REAL", "TEXT", "TEXT NOT NULL DEFAULT 'ok'")))
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
-                self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
-                self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
-                self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
-                                 "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL, tag TEXT)")
-                self._spend_table()
-                self._db.execute(f"PRAGMA user_version={_SCHEMA}")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._immediate():
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS calls (id INTEGER PRIMARY KEY, {cols})")
+            self._db.execute("CREATE INDEX IF NOT EXISTS calls_ts ON calls(ts)")
+            self._db.execute("CREATE INDEX IF NOT EXISTS calls_tag ON calls(tag, ts)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, ts REAL NOT NULL, "
+                             "provider TEXT, alias TEXT, key_label TEXT, amount REAL NOT NULL, tag TEXT)")
+            self._spend_table()
+            self._db.execute(f"PRAGMA user_version={_SCHEMA}")
 
     def close(self) -> None:
         with self._lock:
