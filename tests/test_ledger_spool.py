@@ -59,7 +59,7 @@ def _ids(store) -> list[str]:  # noqa: ANN001
     return sorted(r["request_id"] for r in store.rows())
 
 
-def test_a_locked_ledger_spools_the_row_and_the_next_call_writes_it(srv, tmp_path):
+def test_a_locked_ledger_spools_the_row_and_the_next_call_writes_it(srv, tmp_path, capsys):
     store = SQLiteStore(tmp_path / "knollm.db", busy_timeout_ms=200)
     c = Client(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-spool-SECRET"}), store=store)
     first = c.chat(T, MSG)
@@ -74,6 +74,11 @@ def test_a_locked_ledger_spools_the_row_and_the_next_call_writes_it(srv, tmp_pat
     assert [s["row"]["request_id"] for s in spooled] == [held.request_id]
     assert spooled[0]["row"]["cost_usd"] == pytest.approx(held.cost_usd)
     assert _ids(store) == [first.request_id]  # not in the ledger yet
+    from knollm.cli import main
+
+    assert main(["usage", "--db", str(tmp_path / "knollm.db"), "--json"]) == 0  # says so, on stderr
+    out, err = capsys.readouterr()
+    assert json.loads(out)[0]["calls"] == 1 and f"1 call(s) wait in {tmp_path / SPOOL_NAME}" in err
     third = c.chat(T, MSG)  # the store takes rows again: its own, then the spooled one
     assert _ids(store) == sorted([first.request_id, held.request_id, third.request_id])
     assert (tmp_path / SPOOL_NAME).read_text() == ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -81,7 +82,6 @@ def _ledger_rows(db: str | None, since: float | None, tag: str | None) -> tuple[
     ``knollm serve`` replicas share), else the client's SQLite file. A PostgreSQL URL is
     shown with its password masked."""
     import os
-    from pathlib import Path
 
     from knollm.client.store import SQLiteStore, default_db_path
     from knollm.gateway.db import is_postgres
@@ -98,6 +98,27 @@ def _ledger_rows(db: str | None, since: float | None, tag: str | None) -> tuple[
             store.close()
     path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url) if url else default_db_path()
     return str(path), (SQLiteStore(path).rows(since, tag=tag) if path.exists() else [])
+
+
+def _spooled(db: str | None) -> tuple[Path, int]:
+    """The spool beside the ledger ``--db`` names (:mod:`knollm.client.spool`), and how many
+    rows wait in it: calls answered while the ledger store failed, not in the ledger yet."""
+    import os
+
+    from knollm.client.spool import SPOOL_NAME
+    from knollm.client.store import default_db_path
+    from knollm.gateway.db import is_postgres
+
+    url = db or os.environ.get("KNOLLM_DATABASE_URL") or ""
+    if url and not is_postgres(url):
+        spool = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url).parent / SPOOL_NAME
+    else:
+        spool = default_db_path().parent / SPOOL_NAME
+    try:
+        with open(spool, encoding="utf-8") as f:
+            return spool, sum(1 for line in f if line.strip())
+    except OSError:
+        return spool, 0
 
 
 @click.command("usage")
@@ -122,6 +143,10 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
     """
     t = parse_since(since)
     where, rows = _ledger_rows(db, t, tag)
+    spool, waiting = _spooled(db)
+    if waiting:  # on stderr: the output's shape stays as documented
+        click.echo(f"{waiting} call(s) wait in {spool} (answered while the ledger store failed): not counted "
+                   "here; the next call that settles writes them to the ledger", err=True)
     agg = summarize(rows, by)
     cols = [by, "calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "unpriced_calls",
             "estimated_calls", "interrupted_calls", "saved_usd"]
