@@ -55,7 +55,7 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS gateway_key_holds_key ON gateway_key_holds (key_id, expires_at)",
 ]
 #: how long a hold counts when its maker gives no time limit (the gateway gives its
-#: request time limit plus a minute)
+#: request time limit plus a minute, or plus the limit when that is shorter)
 HOLD_TTL_S = 3600.0
 
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
