@@ -302,9 +302,9 @@ def test_two_replicas_share_one_postgres_budget(servers, tmp_path, postgres_serv
 
 def test_a_postgres_failover_loses_no_call_and_no_ledger_row(servers, tmp_path, postgres_server):
     """Every session of the gateway's database ends (a restart, a failover) between two
-    bursts of calls: each worker thread finds its connection dead once, and runs the
-    store call again on a new one. Every call still answers 200, each once in the ledger,
-    and the key's spend is the ledger's."""
+    bursts of calls: the pooled connections are dead, and the store call that meets one
+    drops them and runs again on a new one. Every call still answers 200, each once in
+    the ledger, and the key's spend is the ledger's."""
     import psycopg
 
     url = postgres_server.create_database("fo_" + uuid.uuid4().hex[:10])
@@ -323,6 +323,34 @@ def test_a_postgres_failover_loses_no_call_and_no_ledger_row(servers, tmp_path, 
         assert spent == pytest.approx(sum(c for _, c in rows)) == pytest.approx(48 * COST["groq"])
         assert held == 0 and con.execute("SELECT count(*) FROM gateway_key_holds").fetchone() == (0,)
         assert con.execute("SELECT count(*) FROM reservations").fetchone() == (0,)
+
+
+def test_postgres_connections_per_gateway_process_are_bounded(servers, tmp_path, postgres_server):
+    """64 concurrent calls with a budgeted key and a client budget run the stores from
+    dozens of worker threads; the connections each process opens stay within its pools
+    (``KNOLLM_DATABASE_POOL_SIZE`` for the keys' and for the ledger's): replicas times
+    workers must fit under PostgreSQL's connection limit."""
+    import psycopg
+
+    url = postgres_server.create_database("cn_" + uuid.uuid4().hex[:10])
+    env = gateway_env(tmp_path, servers, KNOLLM_DATABASE_URL=url, KNOLLM_DATABASE_POOL_SIZE="3",
+                      KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps(
+                          {"retries": 0, "budgets": [{"limit_usd": 100.0, "period": "day", "provider": "groq"}]}))
+    key = new_key(env, "many", "--budget", "100", "--rpm", "100000")
+    servers["groq"].latency = 0.05  # calls overlap
+    try:
+        with GatewayProcess(env) as gw:
+            with ThreadPoolExecutor(64) as pool:
+                statuses = list(pool.map(lambda _: call(gw.base_url, key)[0], range(256)))
+            with psycopg.connect(postgres_server.url) as con:
+                conns = con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                    (url.rsplit("/", 1)[1],)).fetchone()[0]
+    finally:
+        servers["groq"].latency = 0.0
+    assert statuses == [200] * 256
+    assert 2 <= conns <= 2 * 3  # the key store's pool and the ledger's, 3 each (48 before the pools)
+    with psycopg.connect(url) as con:
+        assert con.execute("SELECT count(*) FROM calls").fetchone() == (256,)
 
 
 def _stream_text(base_url: str, key: str, **extra) -> str:

@@ -338,7 +338,7 @@ def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypa
 
 
 def test_postgres_stores_survive_lost_connections(postgres_server):
-    """A restart or failover ends every session: each thread's connection is dead at its
+    """A restart or failover ends every session: the pooled connections are dead at their
     next statement. Every store method then runs again on a new connection, so nothing
     fails and nothing counts twice: a settle repeated finds its row there (not charged
     again), a key's settle repeated finds its hold gone (not charged again)."""

@@ -3,9 +3,10 @@ one (``postgresql://…`` or ``postgres://…``; needs the ``gateway`` extra, ``
 
 One small wrapper so the same SQL (written with ``?`` placeholders) runs on both: every
 statement is its own transaction (autocommit) unless grouped with :meth:`Database.tx`.
-Connections are per thread (the ASGI app calls the store from a worker thread); one
-closed under its thread (a restart, a failover) is replaced at the next statement, and
-the stores run their methods once more when that happened during them (:func:`again_if_lost`).
+SQLite connections are per thread; PostgreSQL's come from a bounded pool the threads
+share (:class:`PostgresDatabase`). A connection closed under its user (a restart, a
+failover) is replaced at the next statement, and the stores run their methods once more
+when that happened during them (:func:`again_if_lost`).
 """
 
 from __future__ import annotations
@@ -148,7 +149,22 @@ class SqliteDatabase(Database):
 
 
 class PostgresDatabase(Database):
+    """PostgreSQL through a bounded pool of connections that the process's threads share:
+    at most ``$KNOLLM_DATABASE_POOL_SIZE`` (default 8) per process, whatever the number of
+    threads calling the store (the gateway's worker threads were dozens of connections per
+    process: replicas times workers times that would pass PostgreSQL's limit). A thread
+    that finds every connection busy waits for one (30 s at most). A connection found
+    closed (a restart, a failover) is dropped with the idle ones, which share its fate;
+    :meth:`conn_lost` then tells :func:`again_if_lost` to run the method once more."""
+
     dialect = "postgres"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.pool_size = max(1, int(os.environ.get("KNOLLM_DATABASE_POOL_SIZE") or 8))
+        self._slots = threading.BoundedSemaphore(self.pool_size)
+        self._idle: list[Any] = []
+        self._idle_lock = threading.Lock()
 
     def _connect(self) -> Any:
         try:
@@ -167,10 +183,75 @@ class PostgresDatabase(Database):
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s")
 
+    @property
+    def conn(self) -> Any:  # pragma: no cover - the pool hands connections out (see _checkout)
+        raise AttributeError("PostgresDatabase connections come from its pool")
+
+    @contextmanager
+    def _checkout(self) -> Iterator[Any]:
+        """A connection for one statement, or this thread's transaction's (see :meth:`tx`)."""
+        pinned = getattr(self._local, "tx_conn", None)
+        if pinned is not None:
+            yield pinned
+            return
+        if not self._slots.acquire(timeout=30):
+            raise GatewayError(f"no connection to {redact_url(self.url)} free within 30 s "
+                               f"(KNOLLM_DATABASE_POOL_SIZE={self.pool_size})", status=503, type="server_error")
+        c = None
+        try:
+            with self._idle_lock:
+                c = self._idle.pop() if self._idle else None
+            if c is None:
+                c = self._connect()
+            yield c
+        finally:
+            if c is not None:
+                self._put_back(c)
+            self._slots.release()
+
+    def _put_back(self, c: Any) -> None:
+        if c.closed:  # lost under us: a restart or failover ends the idle ones too
+            self._local.lost = True
+            with self._idle_lock:
+                stale, self._idle = self._idle, []
+            for old in stale:
+                old.close()
+            return
+        if c.info.transaction_status != 0:  # (not idle: left mid-transaction) never handed out again
+            c.close()
+            return
+        with self._idle_lock:
+            self._idle.append(c)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._checkout() as c:
+            cur = c.execute(self._sql(sql), tuple(params))
+            return cur.fetchall() if cur.description else []
+
+    def rowcount(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._checkout() as c:
+            return c.execute(self._sql(sql), tuple(params)).rowcount
+
     @contextmanager
     def tx(self) -> Iterator[None]:
-        with self.conn.transaction():
-            yield
+        with self._checkout() as c:
+            self._local.tx_conn = c
+            try:
+                with c.transaction():
+                    yield
+            finally:
+                self._local.tx_conn = None
+
+    def conn_lost(self) -> bool:
+        lost = getattr(self._local, "lost", False)
+        self._local.lost = False
+        return lost
+
+    def close(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for c in idle:
+            c.close()
 
 
 def open_database(url: str | None = None) -> Database:
