@@ -548,7 +548,8 @@ def test_models_health_metrics(gw, oai):
     assert {GROQ, TOGETHER, CLAUDE} <= ids
     assert "deepinfra/meta-llama/Llama-3.3-70B-Instruct" not in ids  # no DEEPINFRA key
     with urllib.request.urlopen(gw.url + "/health") as r:
-        assert json.loads(r.read()) == {"status": "ok", "store": "sqlite", "keys_required": False}
+        assert json.loads(r.read()) == {"status": "ok", "store": "sqlite", "keys_required": False,
+                                        "ledger_spooled": 0}
     oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "m"}])
     assert _post(gw.base_url + "/chat/completions", b"{not json")[0] == 400  # counted as an error
     with urllib.request.urlopen(gw.url + "/metrics") as r:

@@ -353,6 +353,35 @@ def test_postgres_connections_per_gateway_process_are_bounded(servers, tmp_path,
         assert con.execute("SELECT count(*) FROM calls").fetchone() == (256,)
 
 
+def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(servers, tmp_path):
+    """Rows a process left in the spool (its ledger store failed) show in ``/health``
+    (``ledger_spooled``) and ``/metrics`` (a gauge) until the gateway's next settle writes
+    them to the ledger, once."""
+    from knollm.client.spool import SPOOL_NAME
+    from tests.support.gateway_proc import ledger_rows
+
+    env = gateway_env(tmp_path, servers)
+    left = [{"reservation_id": None, "row": {"request_id": f"left-{i}", "ts": time.time(), "provider": "groq",
+                                             "model": "m", "cost_usd": 0.5, "tag": "key:old"}} for i in range(2)]
+    (tmp_path / SPOOL_NAME).write_text("".join(json.dumps(x) + "\n" for x in left))
+
+    def health_and_gauge(gw: GatewayProcess) -> tuple[int, float]:
+        with urllib.request.urlopen(gw.url + "/health") as r:
+            n = json.loads(r.read())["ledger_spooled"]
+        with urllib.request.urlopen(gw.url + "/metrics") as r:
+            line = next(x for x in r.read().decode().splitlines() if x.startswith("knollm_gateway_ledger_spooled_rows"))
+        return n, float(line.split()[-1])
+
+    with GatewayProcess(env) as gw:
+        assert health_and_gauge(gw) == (2, 2.0)
+        assert call(gw.base_url, None)[0] == 200
+        assert health_and_gauge(gw) == (0, 0.0)
+        assert call(gw.base_url, None)[0] == 200
+    rows = ledger_rows(tmp_path)
+    assert sorted(r["request_id"] for r in rows if r["request_id"].startswith("left-")) == ["left-0", "left-1"]
+    assert len(rows) == 4
+
+
 def _stream_text(base_url: str, key: str, **extra) -> str:
     req = urllib.request.Request(base_url + "/chat/completions", method="POST",
                                  headers={"content-type": "application/json", "authorization": "Bearer " + key},

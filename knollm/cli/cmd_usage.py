@@ -105,7 +105,7 @@ def _spooled(db: str | None) -> tuple[Path, int]:
     rows wait in it: calls answered while the ledger store failed, not in the ledger yet."""
     import os
 
-    from knollm.client.spool import SPOOL_NAME
+    from knollm.client.spool import SPOOL_NAME, waiting
     from knollm.client.store import default_db_path
     from knollm.gateway.db import is_postgres
 
@@ -114,11 +114,7 @@ def _spooled(db: str | None) -> tuple[Path, int]:
         spool = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url).parent / SPOOL_NAME
     else:
         spool = default_db_path().parent / SPOOL_NAME
-    try:
-        with open(spool, encoding="utf-8") as f:
-            return spool, sum(1 for line in f if line.strip())
-    except OSError:
-        return spool, 0
+    return spool, waiting(spool)
 
 
 @click.command("usage")

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LedgerWarning", "Spool", "spool_path"]
+__all__ = ["LedgerWarning", "Spool", "spool_path", "waiting"]
 
 try:  # POSIX: one writer at a time across processes
     import fcntl
@@ -42,6 +42,17 @@ def spool_path(store: Any) -> Path:
 
         path = default_db_path()
     return Path(path).parent / SPOOL_NAME
+
+
+def waiting(path: Path) -> int:
+    """How many rows wait in the spool at ``path`` (0 when there is none: one ``stat``)."""
+    try:
+        if path.stat().st_size == 0:
+            return 0
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+    except OSError:
+        return 0
 
 
 class Spool:

@@ -501,13 +501,23 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return Response(_dumps(_anthropic_model(hit) if anthropic else hit), media_type="application/json",
                         headers=_knollm_headers(None))
 
+    def spooled() -> int | None:
+        fn = getattr(backend, "spooled", None)
+        return fn() if fn is not None else None
+
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "store": store.db.dialect if store else None,
-                             "keys_required": await access._keys_required()},
+                             "keys_required": await access._keys_required(), "ledger_spooled": spooled()},
                             headers=_knollm_headers(None))
 
     async def metrics(request: Request) -> Response:
-        return Response(m.render(), media_type=CONTENT_TYPE, headers=_knollm_headers(None))
+        text = m.render()
+        n = spooled()
+        if n is not None:  # read when scraped: rows any process left in the spool count
+            text += ("# HELP knollm_gateway_ledger_spooled_rows Ledger rows waiting in the spool (calls answered "
+                     "while the ledger store failed), written at the next settle that succeeds.\n"
+                     f"# TYPE knollm_gateway_ledger_spooled_rows gauge\nknollm_gateway_ledger_spooled_rows {n}\n")
+        return Response(text, media_type=CONTENT_TYPE, headers=_knollm_headers(None))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         status = getattr(exc, "status_code", 404)

@@ -244,6 +244,14 @@ class ClientBackend:
         client = AsyncClient(store=open_store(), **{**opts, **client_kwargs})
         return cls(client, lock=os.environ.get("KNOLLM_LOCK"))
 
+    def spooled(self) -> int | None:
+        """Ledger rows waiting in the spool (calls answered while the ledger store failed;
+        :mod:`knollm.client.spool`), or None without a ledger."""
+        from knollm.client.spool import spool_path, waiting
+
+        store = self.client.store
+        return None if store is None else waiting(spool_path(store))
+
     @staticmethod
     def _split(body: dict[str, Any], targets: list[str]) -> tuple[Any, list[dict], dict[str, Any]]:
         target: Any = targets[0] if len(targets) == 1 else list(targets)
