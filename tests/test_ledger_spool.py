@@ -122,6 +122,25 @@ def test_a_spool_left_by_another_process_is_written_by_the_next_client(srv, tmp_
     assert (tmp_path / SPOOL_NAME).read_text() == ""
 
 
+def test_a_running_client_finds_rows_another_process_spooled_later(srv, tmp_path, monkeypatch):
+    """Rows another process spools after this client opened its spool are found when it
+    looks again (once a minute; at once here) and written at its next settle."""
+    from knollm.client.spool import Spool
+
+    store = SQLiteStore(tmp_path / "knollm.db")
+    c = Client(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), store=store)
+    first = c.chat(T, MSG)  # the client's spool is open, and empty
+    row = {"request_id": "other-" + uuid.uuid4().hex, "ts": time.time(), "provider": "groq", "model": "m",
+           "cost_usd": 0.125}
+    (tmp_path / SPOOL_NAME).write_text(json.dumps({"reservation_id": None, "row": row}) + "\n")
+    second = c.chat(T, MSG)
+    assert _ids(store) == sorted([first.request_id, second.request_id])  # not looked at again yet
+    monkeypatch.setattr(Spool, "look_every", 0.0)
+    third = c.chat(T, MSG)
+    assert _ids(store) == sorted([first.request_id, second.request_id, third.request_id, row["request_id"]])
+    assert (tmp_path / SPOOL_NAME).read_text() == ""
+
+
 def test_when_the_spool_cannot_be_written_the_row_is_in_the_warning(srv, tmp_path):
     store = SQLiteStore(tmp_path / "knollm.db", busy_timeout_ms=200)
     c = Client(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), store=store)

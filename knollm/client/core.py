@@ -103,7 +103,7 @@ class _Base:
         except _store_errors() as e:
             spool.add(items, e)
             return [True] * len(items)
-        if spool.pending:
+        if spool.due():
             try:
                 spool.replay(store)
             except _store_errors():

@@ -6,7 +6,7 @@ busy timeout, a full disk), the row goes to ``ledger-spool.jsonl`` beside the le
 (appended and flushed to disk under an exclusive lock: processes share the file), a
 :class:`LedgerWarning` says so, and the caller gets its answer. The spooled rows go to the
 store at the next settle that succeeds (in this process; or in any process whose client
-finds the file not empty when it opens its store). A replay may repeat: a row whose
+finds the file not empty, when it opens its store and then once a minute). A replay may repeat: a row whose
 ``request_id`` the ledger has already is not inserted again, so nothing counts twice.
 A row that reaches neither the store nor the spool is written whole into the warning.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,27 @@ def waiting(path: Path) -> int:
 
 class Spool:
     """The spool of one store. ``pending``: there may be rows to replay (this process
-    spooled some, or the file was not empty when the spool was opened)."""
+    spooled some, or the file was not empty when last looked at: when the spool was
+    opened, then every ``look_every`` seconds, for rows another process left)."""
+
+    look_every = 60.0
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        try:
-            self.pending = path.stat().st_size > 0
-        except OSError:
-            self.pending = False
+        self._looked = time.monotonic()
+        self.pending = waiting(path) > 0
+
+    def due(self) -> bool:
+        """True when rows may wait: this process spooled some, or (looked at every
+        ``look_every`` seconds, one ``stat``) another process left some."""
+        if self.pending:
+            return True
+        now = time.monotonic()
+        if now - self._looked >= self.look_every:
+            self._looked = now
+            self.pending = waiting(self.path) > 0
+        return self.pending
 
     def _open(self, mode: str) -> Any:
         f = open(self.path, mode, encoding="utf-8")
