@@ -382,6 +382,39 @@ def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(server
     assert len(rows) == 4
 
 
+def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(servers, tmp_path):
+    """Another process holds the SQLite ledger's write lock: the group commit tries on the
+    event loop for 20 ms, then waits for the lock in a worker thread. The worker keeps
+    answering (``/health`` in well under a second) while the call waits for its row, and
+    the call gets its answer once the lock is released, its row in the ledger."""
+    import threading
+
+    from tests.support.gateway_proc import ledger_rows
+    from tests.test_ledger_spool import _lock, _unlock
+
+    env = gateway_env(tmp_path, servers)
+    with GatewayProcess(env) as gw:
+        assert call(gw.base_url, None)[0] == 200  # the ledger exists
+        locker = _lock(tmp_path / "knollm.db")
+        got: list[tuple[int, float]] = []
+        try:
+            t0 = time.monotonic()
+            caller = threading.Thread(target=lambda: got.append((call(gw.base_url, None)[0], time.monotonic() - t0)))
+            caller.start()
+            time.sleep(0.5)  # the call is answered upstream, and waits for the ledger's lock
+            assert not got
+            t = time.monotonic()
+            with urllib.request.urlopen(gw.url + "/health", timeout=10) as r:
+                assert r.status == 200
+            assert time.monotonic() - t < 0.5
+            time.sleep(0.5)
+        finally:
+            _unlock(locker)
+        caller.join(30)
+    assert got and got[0][0] == 200 and got[0][1] >= 1.0  # answered after the lock, not before
+    assert len(ledger_rows(tmp_path)) == 2 and not (tmp_path / "ledger-spool.jsonl").exists()
+
+
 def _stream_text(base_url: str, key: str, **extra) -> str:
     req = urllib.request.Request(base_url + "/chat/completions", method="POST",
                                  headers={"content-type": "application/json", "authorization": "Bearer " + key},

@@ -89,18 +89,24 @@ class _Base:
                     self._store = self._store_arg
         return self._store
 
-    def _settle(self, store: Any, items: list[tuple[str | None, dict]]) -> list[bool]:
+    def _settle(self, store: Any, items: list[tuple[str | None, dict]], busy_ms: int | None = None) -> list[bool]:
         """Write ledger rows (``settle_many``, else ``settle`` each), then any rows spooled
         before. A call the provider answered is billed whatever the store does: when the
         store fails, the rows go to the spool (:mod:`knollm.client.spool`) with a
-        :class:`~knollm.client.spool.LedgerWarning`, and the calls stand."""
+        :class:`~knollm.client.spool.LedgerWarning`, and the calls stand. ``busy_ms`` (a
+        try on the event loop): another process's lock held longer raises :class:`_Busy`."""
         sp = self._spool
         if sp is None or sp[0] is not store:
             sp = self._spool = (store, Spool(spool_path(store)))
         spool = sp[1]
         try:
-            done = store.settle_many(items) if hasattr(store, "settle_many") else [store.settle(*a) for a in items]
+            if busy_ms is not None:
+                done = store.settle_many(items, busy_ms=busy_ms)
+            else:
+                done = store.settle_many(items) if hasattr(store, "settle_many") else [store.settle(*a) for a in items]
         except _store_errors() as e:
+            if busy_ms is not None and "locked" in str(e):
+                raise _Busy from e
             spool.add(items, e)
             return [True] * len(items)
         if spool.due():
@@ -516,6 +522,25 @@ class ChatStream(_StreamBase):
                 yield x
 
 
+class _Busy(Exception):
+    """The ledger's write lock is held by another process longer than a try on the event
+    loop waits: the commit goes on in a worker thread."""
+
+
+def _quick_ms(store: Any) -> int | None:
+    """The store's ``quick_busy_ms`` when its ``settle_many`` takes ``busy_ms`` (SQLite's;
+    a subclass may override it without), else None."""
+    import inspect
+
+    ms, fn = getattr(store, "quick_busy_ms", None), getattr(store, "settle_many", None)
+    if ms is None or fn is None:
+        return None
+    try:
+        return ms if "busy_ms" in inspect.signature(fn).parameters else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _store_errors() -> tuple[type[BaseException], ...]:
     """What a store raises when it cannot write now (not a bug of the caller's): SQLite's and
     the operating system's errors, the gateway database's connect error, psycopg's errors."""
@@ -539,6 +564,7 @@ class _GroupCommit:
         self.store = store
         self.write = settle  # the client's _settle (spooling what the store cannot take)
         self.offload = bool(getattr(store, "blocking", False))
+        self.quick_ms = _quick_ms(store)  # SQLite: a short try on the loop
         self.pending: list[tuple[tuple[str | None, dict], Any]] = []
         self.busy = False
         self.loop: Any = None
@@ -562,7 +588,10 @@ class _GroupCommit:
             job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
             return
         try:
-            done = self.write(self.store, items)
+            done = self.write(self.store, items, self.quick_ms)
+        except _Busy:  # another process holds the file's write lock: wait for it off the loop
+            job = self.loop.run_in_executor(None, self.write, self.store, items)
+            job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
         except BaseException as e:  # noqa: BLE001 - every waiting call sees the error
             self._done(batch, e, None)
         else:

@@ -198,7 +198,13 @@ class Store(Protocol):
 
 
 class SQLiteStore:
-    """The embedded ledger (see the module docs). Thread-safe; safe across processes."""
+    """The embedded ledger (see the module docs). Thread-safe; safe across processes.
+
+    ``quick_busy_ms``: how long :class:`knollm.AsyncClient` lets a group commit on its
+    event loop wait for another process's write lock; past that the commit waits in a
+    worker thread (up to the busy timeout), and the loop serves meanwhile."""
+
+    quick_busy_ms = 20
 
     def __init__(self, path: str | Path | None = None, *, reservation_ttl: float = 3600.0,
                  busy_timeout_ms: int = 30_000) -> None:
@@ -209,6 +215,7 @@ class SQLiteStore:
         self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000, isolation_level=None,
                                    check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        self._busy_ms = int(busy_timeout_ms)
         self._db.execute("PRAGMA synchronous=NORMAL")
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version in _OLD:
@@ -339,13 +346,22 @@ class SQLiteStore:
     def settle(self, reservation_id: str | None, row: dict[str, Any]) -> bool:
         return self.settle_many([(reservation_id, row)])[0]
 
-    def settle_many(self, items: list[tuple[str | None, dict[str, Any]]]) -> list[bool]:
+    def settle_many(self, items: list[tuple[str | None, dict[str, Any]]], busy_ms: int | None = None) -> list[bool]:
         """Several settles in one transaction (an async client's calls that finished
-        together: group commit); one answer per item, as :meth:`settle` gives."""
+        together: group commit); one answer per item, as :meth:`settle` gives. ``busy_ms``:
+        wait at most that long for another process's write lock (instead of the store's
+        busy timeout), then raise ``sqlite3.OperationalError`` (the event loop's try: see
+        :data:`quick_busy_ms`)."""
         insert = (f"INSERT OR IGNORE INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
                   f"({', '.join('?' * len(LEDGER_COLUMNS))})")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if busy_ms is not None:
+                self._db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            finally:
+                if busy_ms is not None:
+                    self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
             try:
                 out = []
                 for reservation_id, row in items:
