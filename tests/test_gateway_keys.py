@@ -382,17 +382,23 @@ def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(server
     assert len(rows) == 4
 
 
-def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(servers, tmp_path):
-    """Another process holds the SQLite ledger's write lock: the group commit tries on the
-    event loop for 20 ms, then waits for the lock in a worker thread. The worker keeps
-    answering (``/health`` in well under a second) while the call waits for its row, and
-    the call gets its answer once the lock is released, its row in the ledger."""
+@pytest.mark.parametrize("budget", [False, True], ids=["ledger", "ledger+client budget"])
+def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(servers, tmp_path, budget):
+    """Another process holds the SQLite ledger's write lock: the group commit (and, under a
+    client budget, the reservation before the call) tries on the event loop for 20 ms,
+    then waits for the lock in a worker thread. The worker keeps answering (``/health`` in
+    well under a second) while the call waits, and the call gets its answer once the lock
+    is released, its row in the ledger."""
     import threading
 
     from tests.support.gateway_proc import ledger_rows
     from tests.test_ledger_spool import _lock, _unlock
 
     env = gateway_env(tmp_path, servers)
+    if budget:
+        opts = json.loads(env["KNOLLM_GATEWAY_CLIENT_OPTIONS"])
+        env["KNOLLM_GATEWAY_CLIENT_OPTIONS"] = json.dumps(
+            {**opts, "budgets": [{"limit_usd": 10.0, "period": "day", "provider": "groq"}]})
     with GatewayProcess(env) as gw:
         assert call(gw.base_url, None)[0] == 200  # the ledger exists
         locker = _lock(tmp_path / "knollm.db")

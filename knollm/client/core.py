@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 import weakref
@@ -527,18 +528,26 @@ class _Busy(Exception):
     loop waits: the commit goes on in a worker thread."""
 
 
-def _quick_ms(store: Any) -> int | None:
-    """The store's ``quick_busy_ms`` when its ``settle_many`` takes ``busy_ms`` (SQLite's;
-    a subclass may override it without), else None."""
-    import inspect
+_TAKES_BUSY_MS: dict[tuple[type, str], bool] = {}
 
-    ms, fn = getattr(store, "quick_busy_ms", None), getattr(store, "settle_many", None)
-    if ms is None or fn is None:
+
+def _quick_ms(store: Any, method: str = "settle_many") -> int | None:
+    """The store's ``quick_busy_ms`` when its ``method`` takes ``busy_ms`` (SQLite's; a
+    subclass may override it without), else None. The signature is read once per class."""
+    ms = getattr(store, "quick_busy_ms", None)
+    if ms is None:
         return None
-    try:
-        return ms if "busy_ms" in inspect.signature(fn).parameters else None
-    except (TypeError, ValueError):
-        return None
+    key = (type(store), method)
+    takes = _TAKES_BUSY_MS.get(key)
+    if takes is None:
+        import inspect
+
+        try:
+            takes = "busy_ms" in inspect.signature(getattr(store, method)).parameters
+        except (AttributeError, TypeError, ValueError):
+            takes = False
+        _TAKES_BUSY_MS[key] = takes
+    return ms if takes else None
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -634,8 +643,15 @@ class AsyncClient(_Base):
         store = plan.store
         blocking = getattr(store, "blocking", False)
         if op == "reserve":
-            if not blocking or not plan.budgets:  # no budget: no store round trip
+            if not plan.budgets:  # no budget: no store round trip
                 return plan.reserve(arg)
+            if not blocking:  # SQLite: on the loop, unless another process holds the lock
+                ms = _quick_ms(store, "reserve")
+                try:
+                    return plan.reserve(arg, ms)
+                except sqlite3.OperationalError as e:
+                    if ms is None or "locked" not in str(e):
+                        raise
             return await asyncio.get_running_loop().run_in_executor(None, plan.reserve, arg)
         if not hasattr(store, "settle_many"):
             if blocking:

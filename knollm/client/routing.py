@@ -769,10 +769,14 @@ class Plan:
             return "the same provider already rejected this request"
         return self._dep_reason(d)
 
-    def reserve(self, d: Deployment) -> tuple[str | None, str | None]:
+    def reserve(self, d: Deployment, busy_ms: int | None = None) -> tuple[str | None, str | None]:
+        """Hold ``d``'s worst case against the matching budgets. ``busy_ms``: a short try
+        (a store that takes it: SQLite's) before the caller waits off its event loop."""
         if not self.budgets or self.store is None:
             return None, None
         amount = worst_case_cost(d.offer, int(self.prompt * RESERVE_PROMPT_FACTOR) + 1, self.out_tokens(d.offer))
+        if busy_ms is not None:
+            return self.store.reserve(self.budgets, self.scope(d), amount, busy_ms=busy_ms)
         return self.store.reserve(self.budgets, self.scope(d), amount)
 
     def scope(self, d: Deployment) -> dict:

@@ -311,13 +311,27 @@ class SQLiteStore:
         with self._lock:
             return self._spent(budget, time.time())
 
-    def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None) -> tuple[str | None, str | None]:
+    def _begin(self, busy_ms: int | None) -> None:
+        """``BEGIN IMMEDIATE``, waiting at most ``busy_ms`` (when given) for another
+        process's write lock instead of the store's busy timeout. Under ``self._lock``."""
+        if busy_ms is None:
+            self._db.execute("BEGIN IMMEDIATE")
+            return
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+    def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None,
+                busy_ms: int | None = None) -> tuple[str | None, str | None]:
+        """``busy_ms``: as for :meth:`settle_many`."""
         mine, early = budgets_for(budgets, scope, amount)
         if early is not None:
             return early
         now = time.time()
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._begin(busy_ms)
             try:
                 # holds of crashed processes count no more: drop them (the table stays the live ones)
                 self._db.execute("DELETE FROM reservations WHERE ts < ?", (now - self.reservation_ttl,))
@@ -355,13 +369,7 @@ class SQLiteStore:
         insert = (f"INSERT OR IGNORE INTO calls ({', '.join(LEDGER_COLUMNS)}) VALUES "
                   f"({', '.join('?' * len(LEDGER_COLUMNS))})")
         with self._lock:
-            if busy_ms is not None:
-                self._db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            finally:
-                if busy_ms is not None:
-                    self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+            self._begin(busy_ms)
             try:
                 out = []
                 for reservation_id, row in items:
