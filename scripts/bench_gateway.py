@@ -1,6 +1,6 @@
 """Benchmark ``knollm serve`` against the same loopback upstream called directly.
 
-    python scripts/bench_gateway.py [--requests 2000] [--rss-requests 10000] [--workers 1]
+    python scripts/bench_gateway.py [--requests 10000] [--rss-requests 10000] [--workers 1]
                                     [--rounds 5] [--client aiohttp|openai]
 
 One run: starts ``scripts/bench_upstream.py`` (a bare-ASGI OpenAI-compatible server) and
@@ -345,7 +345,9 @@ def _wait(url: str, timeout: float = 30) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=2000, help="requests per measurement (default 2000)")
+    ap.add_argument("--requests", type=int, default=10000,
+                    help="requests per measurement (default 10000: about a second or more each; with 2000, a "
+                         "fifth of a second, the rounds of one run spread twice as wide)")
     ap.add_argument("--rss-requests", type=int, default=10_000)
     ap.add_argument("--workers", type=int, default=1, help="gateway worker processes")
     ap.add_argument("--rounds", type=int, default=5,
