@@ -140,6 +140,7 @@ def test_key_budget_and_body_limit(servers, tmp_path):
             statuses.append(status)
             if status != 200:
                 assert status == 429 and body["error"]["type"] == "insufficient_quota"
+                assert headers["x-should-retry"] == "false" and "renews" not in body["error"]["message"]
                 break
         ok = statuses.count(200)
         assert ok >= 1 and statuses[-1] == 429
@@ -156,6 +157,41 @@ def test_key_budget_and_body_limit(servers, tmp_path):
     k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
     assert k["spent_usd"] == pytest.approx(ok * COST["groq"]) and k["spent_usd"] <= 0.001
     assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_daily_key_budget_refusal_says_when_it_renews_and_the_sdk_does_not_retry_it(servers, tmp_path):
+    """A key whose day's budget is spent gets 429 naming when the budget renews (the next
+    UTC midnight), with ``x-should-retry: false``: the openai SDK (which retries a 429
+    twice by default) sends one request, not three. ``keys update`` raises the budget of
+    the same key, and the next call goes through."""
+    import openai
+
+    env = gateway_env(tmp_path, servers)
+    token = new_key(env, "daily", "--budget", "0.0005", "--budget-period", "day")
+    day = int(time.time() // 86400)
+    with GatewayProcess(env) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=token)  # default retries
+        served = 0
+        with pytest.raises(openai.RateLimitError) as refused:
+            for _ in range(5):
+                client.chat.completions.create(model=GROQ, messages=MSG, max_tokens=100)
+                served += 1
+        assert served == 2  # 2 x $0.00018 spent; a third call's worst case (~$0.0002) does not fit
+        err = refused.value
+        assert err.code == "insufficient_quota" and err.response.headers["x-should-retry"] == "false"
+        renews = time.strftime("%Y-%m-%dT00:00Z", time.gmtime((day + 1) * 86400))
+        assert f"budget $0.0005/day, spent $0.00036; it renews at {renews}" in err.message
+        metrics = urllib.request.urlopen(gw.base_url[:-3] + "/metrics", timeout=10).read().decode()
+        assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="429"} 1' in metrics
+        r = cli(env, "serve", "keys", "update", "daily", "--budget", "1")
+        assert r.returncode == 0, r.stderr
+        assert "budget $1/day" in r.stderr
+        client.chat.completions.create(model=GROQ, messages=MSG, max_tokens=100)  # the same key, more room
+    (k,) = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)
+    assert (k["budget_usd"], k["budget_period"]) == (1.0, "day")
+    assert k["spent_usd"] == pytest.approx(3 * COST["groq"])
+    if int(time.time() // 86400) == day:  # (unless the test ran across UTC midnight)
+        assert k["spent_period_usd"] == k["spent_day_usd"] == pytest.approx(k["spent_usd"])
 
 
 def test_request_time_limit(servers, tmp_path):
@@ -240,9 +276,12 @@ def test_a_hold_left_by_a_killed_gateway_stops_counting_when_it_expires(servers,
             listed = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
             assert listed["reserved_usd"] == pytest.approx(amount) and listed["spent_usd"] == 0
             servers["groq"].default = "ok"
-            status, _, body = call(survivor.base_url, key, max_tokens=50_000)
+            status, headers, body = call(survivor.base_url, key, max_tokens=50_000)
             assert time.time() < expires_at, "the survivor took too long to be asked"
             assert status == 429 and body["error"]["code"] == "insufficient_quota"
+            # only a hold stands in the way: worth a retry (the SDKs retry a 429 with retry-after)
+            assert headers.get("retry-after") == "1" and "x-should-retry" not in headers
+            assert "held by calls in flight" in body["error"]["message"]
             time.sleep(max(0.0, expires_at - time.time()) + 0.2)
             status, _, body = call(survivor.base_url, key, max_tokens=50_000)
             assert status == 200, body

@@ -4,6 +4,7 @@ from two processes."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import sqlite3
 import time
@@ -125,6 +126,102 @@ def test_a_key_hold_nobody_settles_stops_counting_when_it_expires(db_url):
     assert store.reserve(key.id, 0.05) and store.reserve("no-such-key", 0.01) is None
     unlimited, _ = store.create("u")
     assert store.reserve(unlimited.id, 1e6)  # no budget: held only to be settled
+
+
+def _utc(text: str) -> float:
+    from datetime import datetime, timezone
+
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+@pytest.mark.parametrize("period, last, first_of_next", [
+    ("day", "2026-03-31T23:59:30", "2026-04-01T00:00:01"),
+    ("month", "2026-01-31T23:59:30", "2026-02-01T00:00:01"),
+    ("month", "2026-12-31T23:59:30", "2027-01-01T00:00:01"),
+])
+def test_a_day_or_month_key_budget_renews_at_utc_midnight(db_url, period, last, first_of_next):
+    """A periodic budget counts what the key spent in the current UTC day or month: used
+    up late in one, it has room again at the first second of the next, where the first
+    charge starts the period from zero; the lifetime spend keeps everything."""
+    store = KeyStore(db_url)
+    key, _ = store.create("p", budget_usd=1.0, budget_period=period)
+    t = _utc(last)
+    h = store.reserve(key.id, 0.7, now=t - 3600)
+    assert h and store.settle(key.id, h, 0.7, now=t - 3600)
+    assert store.reserve(key.id, 0.5, now=t) is None  # 0.7 + 0.5 > 1 in this period
+    assert store.reserve(key.id, 0.3, ttl_s=1, now=t)  # 0.7 + 0.3 fits (its hold expires at t + 1)
+    nxt = _utc(first_of_next)
+    h = store.reserve(key.id, 0.9, now=nxt)  # a new period: nothing spent in it yet
+    assert h and store.settle(key.id, h, 0.9, now=nxt)
+    assert store.reserve(key.id, 0.2, now=nxt + 1) is None  # 0.9 + 0.2 > 1
+    col = "spent_day_usd, day_start" if period == "day" else "spent_month_usd, month_start"
+    ((spent, start),) = store.db.execute(f"SELECT {col} FROM gateway_keys WHERE id = ?", (key.id,))
+    assert (spent, start) == (pytest.approx(0.9), nxt - 1)
+    assert store.get(key.id).spent_usd == pytest.approx(1.6)
+
+
+def test_a_replica_whose_clock_runs_behind_never_resets_a_newer_period(db_url):
+    store = KeyStore(db_url)
+    key, _ = store.create("c", budget_usd=1.0, budget_period="day")
+    ahead, behind = _utc("2026-05-02T00:00:02"), _utc("2026-05-01T23:59:59")
+    for now, cost in ((ahead, 0.5), (behind, 0.25)):  # the second replica's clock is 3 s behind
+        h = store.reserve(key.id, cost, now=now)
+        assert h and store.settle(key.id, h, cost, now=now)
+    ((day, start, month, mstart),) = store.db.execute(
+        "SELECT spent_day_usd, day_start, spent_month_usd, month_start FROM gateway_keys WHERE id = ?", (key.id,))
+    assert (day, start) == (pytest.approx(0.75), _utc("2026-05-02T00:00:00"))  # added to May 2nd, not reset
+    assert (month, mstart) == (pytest.approx(0.75), _utc("2026-05-01T00:00:00"))
+    assert store.reserve(key.id, 0.3, now=ahead + 5) is None  # 0.75 + 0.3 > 1
+
+
+def test_updating_a_key_keeps_the_key_and_what_it_spent(db_url):
+    """``update`` changes limits in place (the same key keeps working); a budget moved to
+    a period counts what the key spent in it before the change."""
+    store = KeyStore(db_url)
+    key, token = store.create("u", allowed=["groq/*"], rpm=5, budget_usd=10.0)
+    h = store.reserve(key.id, 0.4)
+    store.settle(key.id, h, 0.4)
+    k = store.update("u", budget_usd=0.5, budget_period="day")
+    assert (k.budget_usd, k.budget_period, k.spent_period_usd, k.spent_day_usd) == (0.5, "day", 0.4, 0.4)
+    assert store.reserve(key.id, 0.2) is None  # today's 0.4 + 0.2 > 0.5
+    assert store.reserve(key.id, 0.1)
+    k = store.update(key.id, allowed=(), rpm=None)
+    assert (k.allowed, k.rpm, k.budget_usd, k.budget_period) == ((), None, 0.5, "day")
+    assert store.lookup(token).id == key.id and store.lookup(token).allows("openai/gpt-4o")
+    k = store.update("u", budget_usd=None)
+    assert k.budget_usd is None and store.reserve(key.id, 1e6)
+    assert k.budget_text() == "none" and store.update("u", budget_usd=2).budget_text() == "$2/day"
+    for bad in ({"budget_period": "week"}, {"rpm": 0}, {"budget_usd": -1.0}, {"budget_usd": float("nan")}):
+        with pytest.raises(GatewayError):
+            store.update("u", **bad)
+    with pytest.raises(GatewayError):
+        store.create("w", budget_usd=1, budget_period="year")
+    with pytest.raises(NotFoundError):
+        store.update("nobody", rpm=3)
+    assert store.get("u").budget_usd == 2.0  # the refused updates changed nothing
+
+
+def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
+    """A ``gateway_keys`` table written by an older knollm (no period columns): opening
+    the store adds them; its keys keep their lifetime budget and what they spent."""
+    db = open_database(db_url)
+    db.execute("""CREATE TABLE gateway_keys (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+        allowed TEXT NOT NULL DEFAULT '[]', rpm INTEGER, budget_usd DOUBLE PRECISION,
+        spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0, reserved_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION)""")
+    db.execute("INSERT INTO gateway_keys (id, name, prefix, hash, rpm, budget_usd, spent_usd, created_at) "
+               "VALUES ('old1', 'old', 'kn-old', ?, 7, 1.0, 0.75, 1.7e9)", (hash_key("kn-old-token"),))
+    db.close()
+    stores = [KeyStore(db_url), KeyStore(db_url)]  # (a second opening finds the columns there)
+    k = stores[1].lookup("kn-old-token")
+    assert (k.name, k.rpm, k.budget_usd, k.budget_period, k.spent_usd, k.spent_period_usd) == \
+        ("old", 7, 1.0, "total", 0.75, 0.75)
+    assert stores[0].reserve("old1", 0.3) is None  # 0.75 + 0.3 > 1: the lifetime spend counts
+    h = stores[0].reserve("old1", 0.2)
+    assert h and stores[0].settle("old1", h, 0.2)
+    k = stores[1].update("old", budget_period="month")
+    assert (k.spent_usd, k.spent_month_usd, k.spent_period_usd) == (pytest.approx(0.95), 0.2, 0.2)
 
 
 def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
@@ -378,3 +475,26 @@ def test_postgres_stores_survive_lost_connections(postgres_server):
     assert len(ledger.rows()) == 21 and ledger.spent(budget) == pytest.approx(21 * 0.01)
     k = keys.get(key.id)
     assert k.spent_usd == pytest.approx(7 * 0.005) and k.reserved_usd == pytest.approx(0.0)
+
+
+def test_keys_update_command(tmp_path, monkeypatch, capsys):
+    """``knollm serve keys update``: only the options given change; contradicting or no
+    options are a usage error (exit 2) that changes nothing; an unknown key exits 1."""
+    from knollm.cli import main
+
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))
+    monkeypatch.delenv("KNOLLM_DATABASE_URL", raising=False)
+    assert main(["serve", "keys", "create", "ci", "--allow", "groq/*", "--rpm", "60", "--budget", "5"]) == 0
+    capsys.readouterr()
+    assert main(["serve", "keys", "update", "ci", "--budget-period", "month", "--json"]) == 0
+    out = capsys.readouterr().out
+    got = json.loads(out)
+    assert (got["allowed"], got["rpm"], got["budget_usd"], got["budget_period"]) == (["groq/*"], 60, 5.0, "month")
+    assert "kn-" not in out.replace(got["prefix"], "")  # the record, never the key
+    for argv in (["--rpm", "3", "--no-rpm"], ["--budget", "1", "--no-budget"], ["--allow", "x", "--allow-any"], [],
+                 ["--budget-period", "week"]):
+        assert main(["serve", "keys", "update", "ci", *argv]) == 2, argv
+    assert main(["serve", "keys", "update", "nobody", "--rpm", "3"]) == 1
+    assert main(["serve", "keys", "update", "ci", "--no-rpm", "--allow-any", "--no-budget"]) == 0
+    k = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}").get("ci")
+    assert (k.allowed, k.rpm, k.budget_usd, k.budget_period) == ((), None, None, "month")

@@ -4,9 +4,11 @@ A key is ``kn-`` + 43 random URL-safe characters, shown once at creation; the st
 keeps only its SHA-256 and a display prefix. Each key may restrict the ``model`` values it
 can ask for (aliases, catalog keys or canonical ids; ``*`` globs allowed), have a
 requests-per-minute limit (a fixed one-minute window counted in the database, so all
-replicas share it) and a USD budget: before a call its worst case is held (a row of
-``gateway_key_holds``, made in one transaction that locks the key's row, so concurrent
-replicas cannot overspend), and the call settles it at the real cost. A hold names when
+replicas share it) and a USD budget, for its lifetime or for each UTC day or month (the
+key's spend today and this month are kept either way, so its period can change): before
+a call its worst case is held (a row of ``gateway_key_holds``, made in one transaction
+that locks the key's row, so concurrent replicas cannot overspend), and the call settles
+it at the real cost. A hold names when
 it expires (the request's time limit, plus a margin): one a crashed replica never
 settled stops counting then, instead of shrinking the budget forever.
 """
@@ -25,7 +27,7 @@ from typing import Any
 from knollm.errors import GatewayError, NotFoundError
 from knollm.gateway.db import Database, again_if_lost, open_database
 
-__all__ = ["GatewayKey", "KeyStore", "hash_key", "KEY_PREFIX"]
+__all__ = ["GatewayKey", "KeyStore", "hash_key", "KEY_PREFIX", "BUDGET_PERIODS", "KEEP"]
 
 KEY_PREFIX = "kn-"
 
@@ -41,7 +43,12 @@ _SCHEMA = [
         spent_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
         reserved_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
         created_at DOUBLE PRECISION NOT NULL,
-        revoked_at DOUBLE PRECISION)""",
+        revoked_at DOUBLE PRECISION,
+        budget_period TEXT NOT NULL DEFAULT 'total',
+        day_start DOUBLE PRECISION,
+        spent_day_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        month_start DOUBLE PRECISION,
+        spent_month_usd DOUBLE PRECISION NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS gateway_key_minutes (
         key_id TEXT NOT NULL,
         minute BIGINT NOT NULL,
@@ -54,13 +61,21 @@ _SCHEMA = [
         expires_at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS gateway_key_holds_key ON gateway_key_holds (key_id, expires_at)",
 ]
+#: columns added after the first release, with their definitions (a store from before
+#: gains them when opened)
+_ADDED = [("budget_period", "TEXT NOT NULL DEFAULT 'total'"), ("day_start", "DOUBLE PRECISION"),
+          ("spent_day_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("month_start", "DOUBLE PRECISION"),
+          ("spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0")]
+#: the periods a key's budget may cover (the client's budgets' vocabulary)
+BUDGET_PERIODS = ("day", "month", "total")
 #: how long a hold counts when its maker gives no time limit (the gateway gives its
 #: request time limit plus a minute, or plus the limit when that is shorter)
 HOLD_TTL_S = 3600.0
 
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
 
-_COLS = "id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at"
+_COLS = ("id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at, "
+         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd")
 # ``reserved_usd`` as shown: the live holds, plus any a gateway from before the holds
 # table left in the column (its own holds, settled there)
 _HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
@@ -84,10 +99,33 @@ class GatewayKey:
     reserved_usd: float = 0.0  # live holds
     created_at: float = field(default_factory=time.time)
     revoked_at: float | None = None
+    budget_period: str = "total"  # what ``budget_usd`` covers: day, month (UTC) or total
+    spent_day_usd: float = 0.0  # spent today (UTC), whatever the budget's period
+    spent_month_usd: float = 0.0  # spent this month (UTC)
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def spent_period_usd(self) -> float:
+        """What counts against the budget: the spend of its period (as of when read)."""
+        return {"day": self.spent_day_usd, "month": self.spent_month_usd}.get(self.budget_period, self.spent_usd)
+
+    def budget_text(self) -> str:
+        """The budget as said in errors and listings: ``$5`` (lifetime), ``$5/month``."""
+        if self.budget_usd is None:
+            return "none"
+        return f"${self.budget_usd:g}" + ("" if self.budget_period == "total" else f"/{self.budget_period}")
+
+    def renews_at(self, now: float | None = None) -> float | None:
+        """When the budget's period ends (epoch seconds, UTC); None for a lifetime budget."""
+        from knollm.client.store import period_start
+
+        if self.budget_period not in ("day", "month"):
+            return None
+        start = period_start(self.budget_period, time.time() if now is None else now)
+        return period_start(self.budget_period, start + 32 * 86400 if self.budget_period == "month" else start + 86400)
 
     @property
     def tag(self) -> str:
@@ -106,13 +144,41 @@ class GatewayKey:
         d = asdict(self)
         d["allowed"] = list(self.allowed)
         d["active"] = self.active
+        d["spent_period_usd"] = self.spent_period_usd
         return d
 
     @classmethod
-    def from_row(cls, row: tuple) -> GatewayKey:
+    def from_row(cls, row: tuple, now: float | None = None) -> GatewayKey:
+        now = time.time() if now is None else now
+        day, month = _current(row[11], row[12], "day", now), _current(row[13], row[14], "month", now)
         return cls(id=row[0], name=row[1], prefix=row[2], allowed=tuple(json.loads(row[3] or "[]")),
                    rpm=row[4], budget_usd=row[5], spent_usd=float(row[6] or 0), reserved_usd=float(row[7] or 0),
-                   created_at=float(row[8]), revoked_at=row[9])
+                   created_at=float(row[8]), revoked_at=row[9], budget_period=row[10] or "total",
+                   spent_day_usd=day, spent_month_usd=month)
+
+
+def _current(start: float | None, spent: float | None, period: str, now: float) -> float:
+    """A period's running spend as of ``now``: what is stored, unless the stored period
+    began before the current one (nothing spent in this one yet). A start later than
+    ``now``'s period (a replica whose clock runs ahead wrote it) is the current period."""
+    from knollm.client.store import period_start
+
+    if start is None or float(start) < period_start(period, now):
+        return 0.0
+    return float(spent or 0)
+
+
+def _check_settings(rpm: int | None, budget_usd: float | None, budget_period: str) -> None:
+    if rpm is not None and (not isinstance(rpm, int) or rpm < 1):
+        raise GatewayError("rpm must be a positive integer")
+    if budget_usd is not None and not budget_usd >= 0:  # (NaN fails too)
+        raise GatewayError("budget must be >= 0")
+    if budget_period not in BUDGET_PERIODS:
+        raise GatewayError(f"budget period must be one of {', '.join(BUDGET_PERIODS)}, not {budget_period!r}")
+
+
+#: "leave as is" for :meth:`KeyStore.update` (None removes a limit)
+KEEP: Any = object()
 
 
 class KeyStore:
@@ -122,34 +188,73 @@ class KeyStore:
         self.db = db if isinstance(db, Database) else open_database(db)
         for stmt in _SCHEMA:
             self.db.execute(stmt)
+        self._add_columns()
         self._for_update = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # SQLite: BEGIN IMMEDIATE
+
+    def _add_columns(self) -> None:
+        """Give a store from before the periodic budgets their columns (a key from then
+        keeps its lifetime budget). Replicas starting together may race: adding a column
+        that is there is harmless."""
+        if self.db.dialect == "postgres":  # (asked first: an ALTER locks the table even when it adds nothing)
+            have = {r[0] for r in self.db.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'gateway_keys' "
+                "AND table_schema = current_schema()")}
+            for name, spec in _ADDED:
+                if name not in have:
+                    self.db.execute(f"ALTER TABLE gateway_keys ADD COLUMN IF NOT EXISTS {name} {spec}")
+            return
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(gateway_keys)")}
+        for name, spec in _ADDED:
+            if name not in have:
+                try:
+                    self.db.execute(f"ALTER TABLE gateway_keys ADD COLUMN {name} {spec}")
+                except Exception as e:  # noqa: BLE001 - another process added it meanwhile
+                    if "duplicate column" not in str(e):
+                        raise
 
     # admin -------------------------------------------------------------------------
     def create(self, name: str, *, allowed: list[str] | tuple[str, ...] = (), rpm: int | None = None,
-               budget_usd: float | None = None) -> tuple[GatewayKey, str]:
-        """A new key; returns the record and the key itself (shown once, never stored)."""
-        if rpm is not None and rpm < 1:
-            raise GatewayError("rpm must be a positive integer")
-        if budget_usd is not None and budget_usd < 0:
-            raise GatewayError("budget must be >= 0")
+               budget_usd: float | None = None, budget_period: str = "total") -> tuple[GatewayKey, str]:
+        """A new key; returns the record and the key itself (shown once, never stored).
+        ``budget_usd`` covers ``budget_period``: each UTC ``day``, each UTC ``month``, or the
+        key's ``total`` (lifetime)."""
+        _check_settings(rpm, budget_usd, budget_period)
         if not name or len(name) > _MAX_NAME or not name.isprintable():
             raise GatewayError(f"a key name is 1 to {_MAX_NAME} printable characters (it tags the key's calls "
                                "in the usage ledger)")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         key = GatewayKey(id=uuid.uuid4().hex[:12], name=name, prefix=token[:10], allowed=tuple(allowed), rpm=rpm,
-                         budget_usd=budget_usd)
+                         budget_usd=budget_usd, budget_period=budget_period)
         self.db.execute(
-            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, budget_usd, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, budget_usd, budget_period, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key.id, key.name, key.prefix, hash_key(token), json.dumps(list(key.allowed)), rpm, budget_usd,
-             key.created_at))
+             budget_period, key.created_at))
         return key, token
+
+    def update(self, ref: str, *, allowed: Any = KEEP, rpm: Any = KEEP, budget_usd: Any = KEEP,
+               budget_period: Any = KEEP) -> GatewayKey:
+        """Change a key's limits without issuing a new key (:data:`KEEP` leaves a setting
+        as it is; ``None`` removes the RPM limit or the budget, ``()`` the model list).
+        What the key spent stays: a budget changed to ``month`` counts this month's spend
+        so far. Running gateways apply it within seconds (their key cache's lifetime)."""
+        key = self.get(ref)
+        new = {"allowed": key.allowed if allowed is KEEP else tuple(allowed),
+               "rpm": key.rpm if rpm is KEEP else rpm,
+               "budget_usd": key.budget_usd if budget_usd is KEEP else budget_usd,
+               "budget_period": key.budget_period if budget_period is KEEP else budget_period}
+        _check_settings(new["rpm"], new["budget_usd"], new["budget_period"])
+        self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, budget_usd = ?, budget_period = ? WHERE id = ?",
+                        (json.dumps(list(new["allowed"])), new["rpm"], new["budget_usd"], new["budget_period"],
+                         key.id))
+        return self.get(key.id)
 
     @again_if_lost
     def list(self, include_revoked: bool = True) -> list[GatewayKey]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
-        return [GatewayKey.from_row(r) for r in
-                self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k{where} ORDER BY created_at", (time.time(),))]
+        now = time.time()
+        return [GatewayKey.from_row(r, now) for r in
+                self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k{where} ORDER BY created_at", (now,))]
 
     def get(self, ref: str) -> GatewayKey:
         """A key by id, name or display prefix (NotFoundError with suggestions otherwise)."""
@@ -178,9 +283,10 @@ class KeyStore:
     @again_if_lost
     def lookup(self, token: str) -> GatewayKey | None:
         """The active key whose hash matches ``token`` (None when unknown or revoked)."""
+        now = time.time()
         rows = self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k WHERE hash = ? AND revoked_at IS NULL",
-                               (time.time(), hash_key(token)))
-        return GatewayKey.from_row(rows[0]) if rows else None
+                               (now, hash_key(token)))
+        return GatewayKey.from_row(rows[0], now) if rows else None
 
     @again_if_lost
     def hit(self, key_id: str, now: float | None = None) -> int:
@@ -197,18 +303,24 @@ class KeyStore:
     @again_if_lost
     def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None) -> str | None:
         """Hold ``amount`` USD of the key's budget for at most ``ttl_s`` seconds (a call's
-        time limit): the hold's id, or None when it would exceed the budget (spent, plus the
-        live holds, plus this one). One transaction, the key's row locked, so replicas
-        reserving at once are serialized. Expired holds of the key are dropped."""
+        time limit): the hold's id, or None when it would exceed the budget (spent in the
+        budget's period, plus the live holds, plus this one). One transaction, the key's
+        row locked, so replicas reserving at once are serialized. Expired holds of the key
+        are dropped."""
         now = time.time() if now is None else now
         with self.db.tx():
-            rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd FROM gateway_keys WHERE id = ?"
+            rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd, budget_period, day_start, "
+                                   f"spent_day_usd, month_start, spent_month_usd FROM gateway_keys WHERE id = ?"
                                    f"{self._for_update}", (key_id,))
             if not rows:
                 return None
-            budget, spent, legacy = rows[0]
+            budget, spent, legacy, period, day_start, day, month_start, month = rows[0]
             self.db.execute("DELETE FROM gateway_key_holds WHERE key_id = ? AND expires_at <= ?", (key_id, now))
             if budget is not None:
+                if period == "day":
+                    spent = _current(day_start, day, "day", now)
+                elif period == "month":
+                    spent = _current(month_start, month, "month", now)
                 (held,) = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM gateway_key_holds WHERE key_id = ?",
                                           (key_id,))[0]
                 if float(spent or 0) + float(legacy or 0) + float(held) + amount > budget + 1e-12:
@@ -219,12 +331,34 @@ class KeyStore:
         return hold
 
     @again_if_lost
-    def settle(self, key_id: str, hold: str, cost: float) -> bool:
+    def current(self, key_id: str) -> GatewayKey | None:
+        """The key as stored now (its spend in the budget's period, its live holds): why a
+        reservation was refused, which a key cached by a gateway may be seconds behind."""
+        now = time.time()
+        rows = self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k WHERE id = ?", (now, key_id))
+        return GatewayKey.from_row(rows[0], now) if rows else None
+
+    @again_if_lost
+    def settle(self, key_id: str, hold: str, cost: float, now: float | None = None) -> bool:
         """Drop the hold and charge the real cost, in one transaction; only while the hold
         is there (False: it was settled already, so a repeat never charges twice, or it
-        expired, its request being long over, and was dropped)."""
+        expired, its request being long over, and was dropped). The cost counts in the
+        key's lifetime spend and in the day's and the month's (UTC) of the settle: a period
+        that began since the last charge starts from this one. Periods only move forward,
+        so a replica whose clock runs behind adds to the newer period, never resets it."""
+        from knollm.client.store import period_start
+
+        now = time.time() if now is None else now
+        d, m = period_start("day", now), period_start("month", now)
         with self.db.tx():
             if not self.db.execute("DELETE FROM gateway_key_holds WHERE id = ? RETURNING id", (hold,)):
                 return False
-            self.db.execute("UPDATE gateway_keys SET spent_usd = spent_usd + ? WHERE id = ?", (cost, key_id))
+            self.db.execute(
+                "UPDATE gateway_keys SET spent_usd = spent_usd + ?, "
+                "spent_day_usd = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE spent_day_usd + ? END, "
+                "day_start = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE day_start END, "
+                "spent_month_usd = CASE WHEN month_start IS NULL OR month_start < ? THEN ? "
+                "ELSE spent_month_usd + ? END, "
+                "month_start = CASE WHEN month_start IS NULL OR month_start < ? THEN ? ELSE month_start END "
+                "WHERE id = ?", (cost, d, cost, cost, d, d, m, cost, cost, m, m, key_id))
         return True
