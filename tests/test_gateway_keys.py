@@ -74,10 +74,20 @@ def test_non_loopback_bind_needs_a_key(servers, tmp_path):
     r = subprocess.run([sys.executable, "-m", "knollm", "serve", "--host", "0.0.0.0", "--port", str(free_port())],
                        env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "refusing to listen on '0.0.0.0' without gateway keys" in r.stderr
-    new_key(env, "lan")
+    lan = new_key(env, "lan")
     with GatewayProcess(env, host="0.0.0.0") as gw:  # now it starts, and every request needs the key
         status, _, body = call(gw.base_url, None)
         assert status == 401 and body["error"]["type"] == "authentication_error"
+        assert call(gw.base_url, lan)[0] == 200
+        # revoking the last key locks a gateway open to the network; it does not open it
+        assert cli(env, "serve", "keys", "revoke", "lan").returncode == 0
+        deadline = time.time() + 15
+        while call(gw.base_url, lan)[0] == 200 and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(5.5)  # past the gateway's key cache: it has asked the store again
+        assert [call(gw.base_url, k)[0] for k in (lan, None)] == [401, 401]
+        with urllib.request.urlopen(gw.url + "/health") as r:
+            assert json.loads(r.read())["keys_required"] is True
 
 
 def test_keys_auth_allowed_models_rpm_revoke_and_listing(servers, tmp_path):

@@ -59,13 +59,18 @@ class GatewayConfig:
     timeout_s: float = 600.0
     default_hold_usd: float = 0.05
     key_cache_s: float = 5.0
+    #: every request needs a gateway key, whether or not one is active (``knollm serve``
+    #: sets it for a non-loopback bind: revoking the last key locks the gateway, it does
+    #: not open it to the network)
+    require_keys: bool = False
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
         env = os.environ
         return cls(max_body_bytes=int(env.get("KNOLLM_GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes)),
                    timeout_s=float(env.get("KNOLLM_GATEWAY_TIMEOUT_S", cls.timeout_s)),
-                   default_hold_usd=float(env.get("KNOLLM_GATEWAY_DEFAULT_HOLD_USD", cls.default_hold_usd)))
+                   default_hold_usd=float(env.get("KNOLLM_GATEWAY_DEFAULT_HOLD_USD", cls.default_hold_usd)),
+                   require_keys=env.get("KNOLLM_GATEWAY_REQUIRE_KEYS", "").lower() in ("1", "true", "yes"))
 
 
 def _dumps(obj: Any) -> bytes:
@@ -125,6 +130,8 @@ class _Access:
     async def _keys_required(self) -> bool:
         if self.store is None:
             return False
+        if self.cfg.require_keys:
+            return True
         at, value = self._required
         if time.monotonic() - at > self.cfg.key_cache_s:
             job = self._asking

@@ -84,6 +84,8 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
+    if not is_loopback(host):  # (the workers read it): revoking the last key must not open the gateway
+        os.environ["KNOLLM_GATEWAY_REQUIRE_KEYS"] = "1"
     kwargs: dict[str, Any] = {"host": host, "port": port, "workers": max(1, workers), "factory": True,
                               "log_level": log_level, "access_log": False, "server_header": False,
                               "timeout_graceful_shutdown": 10, "proxy_headers": False}
