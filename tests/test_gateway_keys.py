@@ -204,6 +204,27 @@ def test_a_daily_key_budget_refusal_says_when_it_renews_and_the_sdk_does_not_ret
         assert k["spent_period_usd"] == k["spent_day_usd"] == pytest.approx(k["spent_usd"])
 
 
+def test_an_expired_key_is_told_so_and_an_extended_one_works_again(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    short = new_key(env, "short", "--expires", "3s")
+    new_key(env, "other")  # (keys stay required once "short" expires)
+    with GatewayProcess(env) as gw:
+        assert call(gw.base_url, short)[0] == 200
+        time.sleep(max(0.0, json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]["expires_at"]
+                       - time.time()) + 0.1)
+        status, _, body = call(gw.base_url, short)
+        assert status == 401 and body["error"]["code"] == "expired_api_key"
+        assert body["error"]["message"].startswith("gateway key 'short' expired at 20")
+        assert short not in json.dumps(body)
+        listing = {k["name"]: k["status"] for k in json.loads(cli(env, "serve", "keys", "list", "--json").stdout)}
+        assert listing == {"short": "expired", "other": "active"}
+        assert cli(env, "serve", "keys", "update", "short", "--expires", "1h").returncode == 0
+        deadline = time.time() + 15
+        while call(gw.base_url, short)[0] != 200 and time.time() < deadline:  # (within the key cache's 5 s)
+            time.sleep(0.5)
+        assert call(gw.base_url, short)[0] == 200
+
+
 def test_request_time_limit(servers, tmp_path):
     env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
     servers["groq"].default = "hang"

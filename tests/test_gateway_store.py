@@ -201,6 +201,22 @@ def test_updating_a_key_keeps_the_key_and_what_it_spent(db_url):
     assert store.get("u").budget_usd == 2.0  # the refused updates changed nothing
 
 
+def test_a_key_past_its_expiry_is_refused_and_listed_expired(db_url):
+    store = KeyStore(db_url)
+    soon, token = store.create("temp", expires_at=time.time() + 0.5)
+    later, later_token = store.create("later", expires_at=time.time() + 3600)
+    assert store.lookup(token).active and store.any_active()
+    time.sleep(0.6)
+    k = store.lookup(token)  # found (its holder is told it expired), but not active
+    assert k.expired() and not k.active and k.status == "expired" and k.public()["status"] == "expired"
+    assert store.any_active()  # "later" still is
+    store.update("later", expires_at=time.time() - 1)
+    assert not store.any_active()  # an expired key does not count as configured
+    assert store.update("later", expires_at=None).active and store.lookup(later_token).expires_at is None
+    with pytest.raises(GatewayError):
+        store.create("bad", expires_at=float("nan"))
+
+
 def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
     """A ``gateway_keys`` table written by an older knollm (no period columns): opening
     the store adds them; its keys keep their lifetime budget and what they spent."""
@@ -222,6 +238,7 @@ def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
     assert h and stores[0].settle("old1", h, 0.2)
     k = stores[1].update("old", budget_period="month")
     assert (k.spent_usd, k.spent_month_usd, k.spent_period_usd) == (pytest.approx(0.95), 0.2, 0.2)
+    assert k.expires_at is None and k.active
 
 
 def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
@@ -492,9 +509,18 @@ def test_keys_update_command(tmp_path, monkeypatch, capsys):
     assert (got["allowed"], got["rpm"], got["budget_usd"], got["budget_period"]) == (["groq/*"], 60, 5.0, "month")
     assert "kn-" not in out.replace(got["prefix"], "")  # the record, never the key
     for argv in (["--rpm", "3", "--no-rpm"], ["--budget", "1", "--no-budget"], ["--allow", "x", "--allow-any"], [],
-                 ["--budget-period", "week"]):
+                 ["--budget-period", "week"], ["--expires", "2h", "--no-expiry"], ["--expires", "2001-01-01"],
+                 ["--expires", "next week"]):
         assert main(["serve", "keys", "update", "ci", *argv]) == 2, argv
     assert main(["serve", "keys", "update", "nobody", "--rpm", "3"]) == 1
     assert main(["serve", "keys", "update", "ci", "--no-rpm", "--allow-any", "--no-budget"]) == 0
     k = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}").get("ci")
     assert (k.allowed, k.rpm, k.budget_usd, k.budget_period) == ((), None, None, "month")
+    t0 = time.time()
+    assert main(["serve", "keys", "update", "ci", "--expires", "30d"]) == 0
+    k = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}").get("ci")
+    assert t0 + 30 * 86400 <= k.expires_at <= time.time() + 30 * 86400
+    assert main(["serve", "keys", "update", "ci", "--expires", "2099-12-31T18:00Z"]) == 0
+    assert KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}").get("ci").expires_at == 4102423200.0
+    assert main(["serve", "keys", "update", "ci", "--expires", "2099-12-31"]) == 0  # a date: UTC midnight
+    assert KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}").get("ci").expires_at == 4102358400.0

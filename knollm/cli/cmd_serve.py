@@ -58,10 +58,34 @@ def _store():
     return KeyStore()
 
 
+def _expires(value: str) -> float:
+    """``--expires``: a duration from now (``90m``, ``12h``, ``30d``, ``2w``) or a UTC date
+    or time (``2026-12-31``, ``2026-12-31T18:00``, with an offset or ``Z`` if given)."""
+    import re
+    from datetime import datetime, timezone
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
+    if m:
+        return time.time() + float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a duration (90m, 12h, 30d, 2w) nor a date or time "
+                                 "(2026-12-31, 2026-12-31T18:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    if when.timestamp() <= time.time():
+        raise click.BadParameter(f"{value!r} is in the past")
+    return when.timestamp()
+
+
+_EXPIRES_HELP = "Refuse the key from then on: a duration (90m, 12h, 30d, 2w) or a UTC date/time (2026-12-31)."
+
+
 def _row(k) -> dict:
     d = k.public()
     d["created"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at))
-    d["status"] = "active" if k.active else "revoked"
+    d["expires"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.expires_at)) if k.expires_at else None
     d["allowed_"] = ",".join(k.allowed) or "*"
     return d
 
@@ -74,15 +98,17 @@ def _row(k) -> dict:
 @click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="USD budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default="total",
               show_default=True, help="What the budget covers: each UTC day, each UTC month, or the key's lifetime.")
+@click.option("--expires", "expires", default=None, metavar="WHEN", help=_EXPIRES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
 def create(name: str, allowed: tuple[str, ...], rpm: int | None, budget: float | None, period: str,
-           as_json: bool) -> int:
+           expires: str | None, as_json: bool) -> int:
     """Create a key; it is printed once and only its hash is stored.
 
     \b
     Example: knollm serve keys create ci --allow 'groq/*' --rpm 60 --budget 5 --budget-period month
     """
-    key, token = _store().create(name, allowed=list(allowed), rpm=rpm, budget_usd=budget, budget_period=period)
+    key, token = _store().create(name, allowed=list(allowed), rpm=rpm, budget_usd=budget, budget_period=period,
+                                 expires_at=None if expires is None else _expires(expires))
     if as_json:
         emit_json({"key": token, **key.public()})
     else:
@@ -92,14 +118,14 @@ def create(name: str, allowed: tuple[str, ...], rpm: int | None, budget: float |
 
 
 @keys.command("list")
-@click.option("--active", is_flag=True, help="Only keys not revoked.")
+@click.option("--active", is_flag=True, help="Only keys neither revoked nor expired.")
 @output_options
 def list_(active: bool, output: dict) -> int:
     """Every gateway key (prefix, limits, spend; never the key)."""
-    rows = [_row(k) for k in _store().list(include_revoked=not active)]
+    rows = [_row(k) for k in _store().list(include_revoked=not active) if k.active or not active]
     emit([{**r, "allowed": r["allowed_"]} for r in rows],
          ["id", "name", "prefix", "status", "allowed", "rpm", "budget_usd", "budget_period", "spent_period_usd",
-          "spent_usd", "reserved_usd", "created"], output,
+          "spent_usd", "reserved_usd", "created", "expires"], output,
          json_obj=[{k: v for k, v in r.items() if k != "allowed_"} for r in rows])
     return 0 if rows else 1
 
@@ -115,9 +141,11 @@ def list_(active: bool, output: dict) -> int:
 @click.option("--no-budget", is_flag=True, help="Remove the budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default=None,
               help="What the budget covers from now on (what the key spent this day/month counts).")
+@click.option("--expires", "expires", default=None, metavar="WHEN", help=_EXPIRES_HELP)
+@click.option("--no-expiry", is_flag=True, help="The key never expires.")
 @click.option("--json", "as_json", is_flag=True, help="Print the updated record as JSON.")
 def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None, no_rpm: bool, budget: float | None,
-           no_budget: bool, period: str | None, as_json: bool) -> int:
+           no_budget: bool, period: str | None, expires: str | None, no_expiry: bool, as_json: bool) -> int:
     """Change a key's limits; the key itself stays the same. Running gateways apply it
     within seconds.
 
@@ -127,22 +155,26 @@ def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None,
     from knollm.gateway.keys import KEEP
 
     for flag, other, a, b in ((allow_any, allowed, "--allow-any", "--allow"), (no_rpm, rpm, "--no-rpm", "--rpm"),
-                              (no_budget, budget, "--no-budget", "--budget")):
+                              (no_budget, budget, "--no-budget", "--budget"),
+                              (no_expiry, expires, "--no-expiry", "--expires")):
         if flag and other not in (None, ()):
             raise click.UsageError(f"{a} and {b} contradict each other")
     changes = {"allowed": () if allow_any else (allowed or KEEP),
                "rpm": None if no_rpm else (KEEP if rpm is None else rpm),
                "budget_usd": None if no_budget else (KEEP if budget is None else budget),
-               "budget_period": KEEP if period is None else period}
+               "budget_period": KEEP if period is None else period,
+               "expires_at": None if no_expiry else (KEEP if expires is None else _expires(expires))}
     if all(v is KEEP for v in changes.values()):
         raise click.UsageError("nothing to change: give --allow, --allow-any, --rpm, --no-rpm, --budget, "
-                               "--no-budget or --budget-period")
+                               "--no-budget, --budget-period, --expires or --no-expiry")
     key = _store().update(ref, **changes)
     if as_json:
         emit_json(key.public())
     else:
         click.echo(f"updated gateway key {key.name!r} (id {key.id}): allowed {','.join(key.allowed) or '*'}, "
-                   f"rpm {key.rpm or 'none'}, budget {key.budget_text()}", err=True)
+                   f"rpm {key.rpm or 'none'}, budget {key.budget_text()}, expires "
+                   f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(key.expires_at)) if key.expires_at else 'never'}",
+                   err=True)
     return 0
 
 

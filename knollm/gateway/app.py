@@ -168,10 +168,15 @@ class _Access:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[token] = hit
-        if hit[1] is None:
+        key = hit[1]
+        if key is None:
             raise GatewayError("invalid or revoked gateway key", status=401, type="authentication_error",
                                code="invalid_api_key")
-        return hit[1]
+        if key.expired():
+            raise GatewayError(f"gateway key {key.name!r} expired at "
+                               f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(key.expires_at))}",
+                               status=401, type="authentication_error", code="expired_api_key")
+        return key
 
     @staticmethod
     def allow(key: GatewayKey | None, targets: list[str]) -> None:

@@ -48,7 +48,8 @@ _SCHEMA = [
         day_start DOUBLE PRECISION,
         spent_day_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
         month_start DOUBLE PRECISION,
-        spent_month_usd DOUBLE PRECISION NOT NULL DEFAULT 0)""",
+        spent_month_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
+        expires_at DOUBLE PRECISION)""",
     """CREATE TABLE IF NOT EXISTS gateway_key_minutes (
         key_id TEXT NOT NULL,
         minute BIGINT NOT NULL,
@@ -65,7 +66,7 @@ _SCHEMA = [
 #: gains them when opened)
 _ADDED = [("budget_period", "TEXT NOT NULL DEFAULT 'total'"), ("day_start", "DOUBLE PRECISION"),
           ("spent_day_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("month_start", "DOUBLE PRECISION"),
-          ("spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0")]
+          ("spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("expires_at", "DOUBLE PRECISION")]
 #: the periods a key's budget may cover (the client's budgets' vocabulary)
 BUDGET_PERIODS = ("day", "month", "total")
 #: how long a hold counts when its maker gives no time limit (the gateway gives its
@@ -75,7 +76,7 @@ HOLD_TTL_S = 3600.0
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
 
 _COLS = ("id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at, "
-         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd")
+         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd, expires_at")
 # ``reserved_usd`` as shown: the live holds, plus any a gateway from before the holds
 # table left in the column (its own holds, settled there)
 _HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
@@ -102,10 +103,19 @@ class GatewayKey:
     budget_period: str = "total"  # what ``budget_usd`` covers: day, month (UTC) or total
     spent_day_usd: float = 0.0  # spent today (UTC), whatever the budget's period
     spent_month_usd: float = 0.0  # spent this month (UTC)
+    expires_at: float | None = None  # epoch seconds; None: never
 
     @property
     def active(self) -> bool:
-        return self.revoked_at is None
+        """Not revoked and not expired (as of now)."""
+        return self.revoked_at is None and not self.expired()
+
+    def expired(self, now: float | None = None) -> bool:
+        return self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
+
+    @property
+    def status(self) -> str:
+        return "revoked" if self.revoked_at is not None else "expired" if self.expired() else "active"
 
     @property
     def spent_period_usd(self) -> float:
@@ -144,6 +154,7 @@ class GatewayKey:
         d = asdict(self)
         d["allowed"] = list(self.allowed)
         d["active"] = self.active
+        d["status"] = self.status
         d["spent_period_usd"] = self.spent_period_usd
         return d
 
@@ -154,7 +165,7 @@ class GatewayKey:
         return cls(id=row[0], name=row[1], prefix=row[2], allowed=tuple(json.loads(row[3] or "[]")),
                    rpm=row[4], budget_usd=row[5], spent_usd=float(row[6] or 0), reserved_usd=float(row[7] or 0),
                    created_at=float(row[8]), revoked_at=row[9], budget_period=row[10] or "total",
-                   spent_day_usd=day, spent_month_usd=month)
+                   spent_day_usd=day, spent_month_usd=month, expires_at=row[15])
 
 
 def _current(start: float | None, spent: float | None, period: str, now: float) -> float:
@@ -168,7 +179,10 @@ def _current(start: float | None, spent: float | None, period: str, now: float) 
     return float(spent or 0)
 
 
-def _check_settings(rpm: int | None, budget_usd: float | None, budget_period: str) -> None:
+def _check_settings(rpm: int | None, budget_usd: float | None, budget_period: str,
+                    expires_at: float | None = None) -> None:
+    if expires_at is not None and not expires_at > 0:
+        raise GatewayError("expires_at must be a time (epoch seconds)")
     if rpm is not None and (not isinstance(rpm, int) or rpm < 1):
         raise GatewayError("rpm must be a positive integer")
     if budget_usd is not None and not budget_usd >= 0:  # (NaN fails too)
@@ -214,26 +228,27 @@ class KeyStore:
 
     # admin -------------------------------------------------------------------------
     def create(self, name: str, *, allowed: list[str] | tuple[str, ...] = (), rpm: int | None = None,
-               budget_usd: float | None = None, budget_period: str = "total") -> tuple[GatewayKey, str]:
+               budget_usd: float | None = None, budget_period: str = "total",
+               expires_at: float | None = None) -> tuple[GatewayKey, str]:
         """A new key; returns the record and the key itself (shown once, never stored).
         ``budget_usd`` covers ``budget_period``: each UTC ``day``, each UTC ``month``, or the
-        key's ``total`` (lifetime)."""
-        _check_settings(rpm, budget_usd, budget_period)
+        key's ``total`` (lifetime). From ``expires_at`` (epoch seconds) on, the key is refused."""
+        _check_settings(rpm, budget_usd, budget_period, expires_at)
         if not name or len(name) > _MAX_NAME or not name.isprintable():
             raise GatewayError(f"a key name is 1 to {_MAX_NAME} printable characters (it tags the key's calls "
                                "in the usage ledger)")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         key = GatewayKey(id=uuid.uuid4().hex[:12], name=name, prefix=token[:10], allowed=tuple(allowed), rpm=rpm,
-                         budget_usd=budget_usd, budget_period=budget_period)
+                         budget_usd=budget_usd, budget_period=budget_period, expires_at=expires_at)
         self.db.execute(
-            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, budget_usd, budget_period, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, budget_usd, budget_period, expires_at, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key.id, key.name, key.prefix, hash_key(token), json.dumps(list(key.allowed)), rpm, budget_usd,
-             budget_period, key.created_at))
+             budget_period, expires_at, key.created_at))
         return key, token
 
     def update(self, ref: str, *, allowed: Any = KEEP, rpm: Any = KEEP, budget_usd: Any = KEEP,
-               budget_period: Any = KEEP) -> GatewayKey:
+               budget_period: Any = KEEP, expires_at: Any = KEEP) -> GatewayKey:
         """Change a key's limits without issuing a new key (:data:`KEEP` leaves a setting
         as it is; ``None`` removes the RPM limit or the budget, ``()`` the model list).
         What the key spent stays: a budget changed to ``month`` counts this month's spend
@@ -242,11 +257,12 @@ class KeyStore:
         new = {"allowed": key.allowed if allowed is KEEP else tuple(allowed),
                "rpm": key.rpm if rpm is KEEP else rpm,
                "budget_usd": key.budget_usd if budget_usd is KEEP else budget_usd,
-               "budget_period": key.budget_period if budget_period is KEEP else budget_period}
-        _check_settings(new["rpm"], new["budget_usd"], new["budget_period"])
-        self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, budget_usd = ?, budget_period = ? WHERE id = ?",
-                        (json.dumps(list(new["allowed"])), new["rpm"], new["budget_usd"], new["budget_period"],
-                         key.id))
+               "budget_period": key.budget_period if budget_period is KEEP else budget_period,
+               "expires_at": key.expires_at if expires_at is KEEP else expires_at}
+        _check_settings(new["rpm"], new["budget_usd"], new["budget_period"], new["expires_at"])
+        self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, budget_usd = ?, budget_period = ?, expires_at = ? "
+                        "WHERE id = ?", (json.dumps(list(new["allowed"])), new["rpm"], new["budget_usd"],
+                                         new["budget_period"], new["expires_at"], key.id))
         return self.get(key.id)
 
     @again_if_lost
@@ -277,12 +293,14 @@ class KeyStore:
 
     @again_if_lost
     def any_active(self) -> bool:
-        return bool(self.db.execute("SELECT 1 FROM gateway_keys WHERE revoked_at IS NULL LIMIT 1"))
+        return bool(self.db.execute("SELECT 1 FROM gateway_keys WHERE revoked_at IS NULL "
+                                    "AND (expires_at IS NULL OR expires_at > ?) LIMIT 1", (time.time(),)))
 
     # serving -----------------------------------------------------------------------
     @again_if_lost
     def lookup(self, token: str) -> GatewayKey | None:
-        """The active key whose hash matches ``token`` (None when unknown or revoked)."""
+        """The key not revoked whose hash matches ``token`` (None when unknown or revoked).
+        An expired key is returned (its holder is told it expired): check :meth:`GatewayKey.expired`."""
         now = time.time()
         rows = self.db.execute(f"SELECT {_COLS_HELD} FROM gateway_keys k WHERE hash = ? AND revoked_at IS NULL",
                                (now, hash_key(token)))
