@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import time
@@ -107,6 +108,50 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     return GatewayError(f"internal gateway error ({type(exc).__name__})", status=500, type="server_error")
 
 
+def _loopback_name(host: str) -> bool:
+    """Whether ``host`` (a name or address, without port) names this machine by itself:
+    ``localhost``, ``*.localhost`` or a loopback address. No DNS: a name that resolves to
+    127.0.0.1 is what a DNS-rebinding page uses."""
+    host = host.strip().lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(authority: str) -> str:
+    """The host of a ``Host`` header value (``name:port``, ``[::1]:port``, ``name``)."""
+    if authority.startswith("["):
+        return authority[1:authority.find("]")] if "]" in authority else authority
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+def local_request_problem(host: str | None, origin: str | None) -> str | None:
+    """Why a request to a gateway without keys is not from this machine's own programs
+    (None: it is). Browsers send ``Origin`` with every cross-site POST, even one a page
+    cannot read the answer of: a page on another site would otherwise spend the user's
+    provider keys through the keyless gateway. A ``Host`` that is not a loopback name is a
+    DNS-rebinding page (a site whose name now resolves to 127.0.0.1) or a proxy exposing
+    the gateway to the network. Programs (SDKs, curl, editors' extension hosts) send no
+    ``Origin``; an app's renderer sends its own scheme's, which no web site can."""
+    if host and not _loopback_name(_host_of(host)):
+        return f"Host {host[:100]!r} is not a loopback name (a web page using DNS rebinding, or a proxy " \
+               "exposing this keyless gateway)"
+    if origin is not None:  # an app's own scheme (vscode-webview:, app:, tauri:, …) no web site can send
+        from urllib.parse import urlsplit
+
+        try:
+            u = urlsplit(origin.strip())
+            web, name = u.scheme.lower() in ("http", "https", "") or origin.strip() == "null", u.hostname
+        except ValueError:
+            web, name = True, None
+        if web and not (name and _loopback_name(name)):
+            return f"Origin {origin[:100]!r} is not a page on this machine (a web site may not spend through it)"
+    return None
+
+
 class _Held(NamedTuple):
     """What a call holds against its gateway key's budget: USD, and the hold's id."""
 
@@ -155,6 +200,7 @@ class _Access:
 
     async def authenticate(self, request: Request) -> GatewayKey | None:
         if not await self._keys_required():
+            self.local_only(request)
             return None
         auth = request.headers.get("authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
@@ -177,6 +223,16 @@ class _Access:
                                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(key.expires_at))}",
                                status=401, type="authentication_error", code="expired_api_key")
         return key
+
+    @staticmethod
+    def local_only(request: Request) -> None:
+        """Without gateway keys, answer only this machine's programs (see
+        :func:`local_request_problem`): 403 otherwise, and nothing is called."""
+        problem = local_request_problem(request.headers.get("host"), request.headers.get("origin"))
+        if problem is not None:
+            raise GatewayError(f"this gateway has no keys, so it answers only programs on this machine: {problem}. "
+                               "To serve other hosts or sites, create a gateway key (knollm serve keys create NAME) "
+                               "and send it", status=403, type="permission_error", code="not_local")
 
     @staticmethod
     def allow(key: GatewayKey | None, targets: list[str]) -> None:
@@ -531,6 +587,11 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                             headers=_knollm_headers(None))
 
     async def metrics(request: Request) -> Response:
+        if not await access._keys_required():  # (what calls cost is not for a web page to read)
+            try:
+                access.local_only(request)
+            except GatewayError as e:
+                return _JSONBytes(_dumps(error_body(e)), e.status, _knollm_headers(None))
         text = m.render()
         n = spooled()
         if n is not None:  # read when scraped: rows any process left in the spool count

@@ -1,0 +1,146 @@
+"""A gateway without keys answers only this machine's programs: a web page on another
+site (a cross-site POST the page cannot even read the answer of) or a DNS-rebinding page
+(a site whose name resolves to 127.0.0.1) must not spend the user's provider keys
+through it. Raw requests with forged ``Host``/``Origin`` headers, and a real Debian
+chromium loading an attacking page."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway_proc import GatewayProcess
+from tests.support.http_static import serve_static
+from tests.support.provider_servers import ProviderServer
+from tests.test_gateway import GROQ, gateway_env
+from tests.test_gateway_keys import cli, new_key
+
+MSG = [{"role": "user", "content": "hi"}]
+BODY = json.dumps({"model": GROQ, "messages": MSG, "max_tokens": 10})
+
+
+@pytest.fixture(scope="module")
+def servers():
+    srvs = {"groq": ProviderServer("groq").start(), "togetherai": ProviderServer("together").start()}
+    yield srvs
+    for s in srvs.values():
+        s.stop()
+
+
+def raw(port: int, method: str, path: str, headers: dict[str, str], body: str | None = None) -> tuple[int, dict]:
+    """One request with exactly these headers (``Host`` included: http.client adds none)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+    for k, v in headers.items():
+        conn.putheader(k, v)
+    data = body.encode() if body is not None else None
+    if data is not None:
+        conn.putheader("content-length", str(len(data)))
+    conn.endheaders(data)
+    r = conn.getresponse()
+    text = r.read()
+    conn.close()
+    try:
+        return r.status, json.loads(text)
+    except ValueError:
+        return r.status, {"text": text.decode(errors="replace")}
+
+
+def test_a_keyless_gateway_refuses_other_hosts_and_web_origins(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    groq = servers["groq"]
+    with GatewayProcess(env) as gw:
+        p = gw.port
+        ok = [{"host": f"127.0.0.1:{p}"}, {"host": f"localhost:{p}"}, {"host": f"[::1]:{p}"},
+              {"host": f"127.0.0.1:{p}", "origin": "http://localhost:3000"},  # a local web app
+              {"host": f"127.0.0.1:{p}", "origin": "vscode-webview://4f2a"}]  # an editor's panel
+        refused = [{"host": f"evil.example:{p}"},  # DNS rebinding: the page's own name
+                   {"host": f"127.0.0.1.nip.io:{p}"}, {"host": f"localhost.evil.example:{p}"},
+                   {"host": f"127.0.0.1:{p}", "origin": "https://evil.example"},  # a cross-site POST
+                   {"host": f"127.0.0.1:{p}", "origin": "null"}]  # a sandboxed iframe, a file
+        for h in ok:
+            before = len(groq.requests)
+            status, body = raw(p, "POST", "/v1/chat/completions", {**h, "content-type": "application/json"}, BODY)
+            assert status == 200 and body["choices"], (h, body)
+            assert len(groq.requests) == before + 1
+        before = len(groq.requests)
+        for h in refused:
+            for method, path, body in (("POST", "/v1/chat/completions", BODY), ("POST", "/v1/messages", BODY),
+                                       ("POST", "/v1/embeddings", json.dumps({"model": GROQ, "input": "x"})),
+                                       ("GET", "/v1/models", None), ("GET", "/metrics", None)):
+                status, got = raw(p, method, path, {**h, "content-type": "text/plain"}, body)
+                assert status == 403, (h, path, got)
+                err = got["error"]
+                assert err["type"] == "permission_error" and err.get("code", "not_local") == "not_local", got
+                assert "knollm serve keys create" in err["message"]
+        assert len(groq.requests) == before  # nothing reached the provider
+        status, got = raw(p, "GET", "/health", {"host": f"evil.example:{p}"})  # says nothing worth hiding
+        assert status == 200 and got["keys_required"] is False
+    ledger = cli(env, "usage", "--json")
+    assert ledger.returncode == 0 and sum(r["calls"] for r in json.loads(ledger.stdout)) == len(ok)
+
+
+def test_with_a_gateway_key_any_host_and_origin_may_call(servers, tmp_path):
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "web")
+    with GatewayProcess(env) as gw:
+        status, body = raw(gw.port, "POST", "/v1/chat/completions",
+                           {"host": "gateway.example.com", "origin": "https://app.example.com",
+                            "authorization": "Bearer " + key, "content-type": "application/json"}, BODY)
+        assert status == 200 and body["choices"]
+        status, body = raw(gw.port, "POST", "/v1/chat/completions",
+                           {"host": "gateway.example.com", "content-type": "application/json"}, BODY)
+        assert status == 401  # the key, not the host, is what is checked
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.browser
+def test_a_web_page_in_chromium_cannot_spend_through_a_keyless_gateway(servers, tmp_path):
+    """A page on ``evil.test`` (mapped to 127.0.0.1 in chromium, as a DNS-rebinding attacker's
+    name resolves) POSTs to the gateway with ``mode: "no-cors"`` and ``text/plain``: a
+    request the browser sends without a preflight. The gateway refuses it and calls no
+    provider. The same page served from 127.0.0.1 gets through: the page's origin, not the
+    request, is what differs."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    env = gateway_env(tmp_path, servers)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "attack.html").write_text(
+        "<!doctype html><title>waiting</title><script>\n"
+        "const gw = new URLSearchParams(location.search).get('gw');\n"
+        f"fetch(gw + '/v1/chat/completions', {{method: 'POST', mode: 'no-cors', "
+        f"headers: {{'content-type': 'text/plain'}}, body: {json.dumps(BODY)}}})\n"
+        "  .then(() => { document.title = 'sent'; }, (e) => { document.title = 'failed ' + e; });\n"
+        "</script>")
+    groq = servers["groq"]
+    with GatewayProcess(env) as gw, serve_static(site) as base, sync_api.sync_playwright() as pw:
+        port = base.rsplit(":", 1)[1].strip("/")
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            "--host-resolver-rules=MAP evil.test 127.0.0.1"])
+        try:
+            results = {}
+            for origin in (f"http://evil.test:{port}", f"http://127.0.0.1:{port}"):
+                before = len(groq.requests)
+                page = browser.new_page()
+                page.goto(f"{origin}/attack.html?gw=http://127.0.0.1:{gw.port}")
+                page.wait_for_function("document.title !== 'waiting'", timeout=20_000)
+                assert page.title() == "sent"  # (an opaque answer either way: the page reads nothing)
+                page.close()
+                deadline = time.monotonic() + 5
+                while len(groq.requests) == before and time.monotonic() < deadline and "127.0.0.1" in origin:
+                    time.sleep(0.05)
+                results[origin.split(":")[1].strip("/")] = len(groq.requests) - before
+        finally:
+            browser.close()
+        metrics = raw(gw.port, "GET", "/metrics", {"host": f"127.0.0.1:{gw.port}"})[1]["text"]
+    assert results == {"evil.test": 0, "127.0.0.1": 1}
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="403"} 1' in metrics
