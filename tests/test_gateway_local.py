@@ -15,20 +15,11 @@ import pytest
 
 from tests.support.gateway_proc import GatewayProcess
 from tests.support.http_static import serve_static
-from tests.support.provider_servers import ProviderServer
 from tests.test_gateway import GROQ, gateway_env
-from tests.test_gateway_keys import cli, new_key
+from tests.test_gateway_keys import cli, new_key, servers  # noqa: F401 - (the module's upstreams fixture)
 
 MSG = [{"role": "user", "content": "hi"}]
 BODY = json.dumps({"model": GROQ, "messages": MSG, "max_tokens": 10})
-
-
-@pytest.fixture(scope="module")
-def servers():
-    srvs = {"groq": ProviderServer("groq").start(), "togetherai": ProviderServer("together").start()}
-    yield srvs
-    for s in srvs.values():
-        s.stop()
 
 
 def raw(port: int, method: str, path: str, headers: dict[str, str], body: str | None = None) -> tuple[int, dict]:
