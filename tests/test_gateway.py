@@ -543,6 +543,26 @@ def test_bad_json_size_limit_and_unknown_route(gw):
     assert "x-knollm-attempts" in {k.lower() for k in headers}
 
 
+def test_metrics_series_per_alias_are_capped(servers, tmp_path):
+    """The ``alias`` label is the caller's ``model`` text, and many texts route alike
+    (``g,g``, `` g``, ``g,,g``): past the cap (3 here) new ones count as ``(other)``, so
+    a caller cannot grow /metrics without bound; the counts stay whole."""
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_METRICS_ALIASES="3")
+    variants = [GROQ, f"{GROQ},{GROQ}", f" {GROQ}", f"{GROQ},,{GROQ}", f"{GROQ} ", f"{GROQ},{GROQ},{GROQ}"]
+    with GatewayProcess(env) as g:
+        client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+        for v in variants:
+            client.chat.completions.create(model=v, messages=[{"role": "user", "content": "m"}])
+        with urllib.request.urlopen(g.url + "/metrics") as r:
+            text = r.read().decode()
+    prefix = 'knollm_gateway_cost_usd_total{provider="groq",model="llama-3.3-70b-versatile",alias="'
+    series = {line[len(prefix):line.index('"}')]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines() if line.startswith(prefix)}
+    assert set(series) == {*variants[:3], "(other)"}
+    assert series["(other)"] == pytest.approx(3 * COST["groq"])
+    assert sum(series.values()) == pytest.approx(len(variants) * COST["groq"])
+
+
 def test_models_health_metrics(gw, oai):
     ids = {m.id for m in oai.models.list().data}
     assert {GROQ, TOGETHER, CLAUDE} <= ids

@@ -322,6 +322,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             m.errors.inc(route, err.type)
         if outcome is None:
             return
+        alias = m.alias(alias)
         for a in outcome.attempts:
             m.attempts.inc(a.get("provider") or "", a.get("model") or "", str(a.get("status") or ""))
             ch = a.get("charged")

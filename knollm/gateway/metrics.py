@@ -118,10 +118,22 @@ class _GCTime:
         return out
 
 
-class Metrics:
-    """The gateway's series. ``alias`` is the ``model`` the caller asked for."""
+#: an ``alias`` label past the first ``alias_cap`` distinct ones of a worker
+OTHER_ALIAS = "(other)"
 
-    def __init__(self) -> None:
+
+class Metrics:
+    """The gateway's series. ``alias`` is the ``model`` the caller asked for: text the
+    caller chooses (``g,g``, ``g, g``, ``g,,g`` all route alike), so its distinct values
+    are capped (``alias_cap``, default 1,000 or ``$KNOLLM_GATEWAY_METRICS_ALIASES``):
+    later ones are counted as ``(other)``, and no caller can grow the series without bound."""
+
+    def __init__(self, alias_cap: int | None = None) -> None:
+        import os
+
+        self.alias_cap = int(os.environ.get("KNOLLM_GATEWAY_METRICS_ALIASES", 1000)) if alias_cap is None \
+            else alias_cap
+        self._aliases: set[str] = set()
         self.requests = Counter("knollm_gateway_requests_total", "Requests by route and HTTP status.",
                                 ("route", "status"))
         self.errors = Counter("knollm_gateway_errors_total", "Error responses by route and error type.",
@@ -149,6 +161,17 @@ class Metrics:
                            ("provider", "model", "alias"))
         self.in_flight = 0
         _GCTime.install()
+
+    def alias(self, value: str) -> str:
+        """``value`` as an ``alias`` label: itself while fewer than ``alias_cap`` distinct
+        values were seen, else ``(other)``."""
+        seen = self._aliases
+        if value in seen:
+            return value
+        if len(seen) < self.alias_cap:
+            seen.add(value)
+            return value
+        return OTHER_ALIAS
 
     def render(self) -> str:
         lines: list[str] = []
