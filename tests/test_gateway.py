@@ -109,11 +109,13 @@ def leave_mid_stream(gw, body: bytes, headers: bytes = b"") -> tuple[bytes, str]
     import socket
 
     with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
                      + headers + b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         got = b""
         while b"data: {" not in got:  # the first chunk, then the upstream stalls
-            got += sock.recv(65536)
+            piece = sock.recv(65536)
+            assert piece, f"the gateway closed the connection before the first chunk: {got[:300]!r}"
+            got += piece
     deadline = time.monotonic() + 15
     text = ""
     while time.monotonic() < deadline:
@@ -682,7 +684,7 @@ def test_a_worker_builds_its_driver_and_asks_the_key_store_before_the_first_requ
         app = server.app_factory()
         assert app.state.backend.client._driver is not None
         assert asked == []
-        with TestClient(app) as tc:
+        with TestClient(app, base_url="http://127.0.0.1") as tc:
             assert asked == [1]  # at startup, before any request
             r = tc.post("/v1/chat/completions", json={"model": "groq/llama-3.3-70b-versatile",
                                                       "messages": [{"role": "user", "content": "hi"}]})
@@ -694,7 +696,7 @@ def test_a_worker_builds_its_driver_and_asks_the_key_store_before_the_first_requ
 
         monkeypatch.setattr(KeyStore, "any_active", broken)
         app = server.app_factory()
-        with caplog.at_level("WARNING", logger="knollm.gateway"), TestClient(app) as tc:
+        with caplog.at_level("WARNING", logger="knollm.gateway"), TestClient(app, base_url="http://127.0.0.1") as tc:
             assert "did not answer at startup (OperationalError)" in caplog.text
             assert "/secret/path" not in caplog.text
             r = tc.post("/v1/chat/completions", json={"model": "groq/llama-3.3-70b-versatile",
@@ -1266,9 +1268,9 @@ def test_pipelined_requests_are_answered_in_order(gw):
     import socket
 
     body = json.dumps({"model": GROQ, "messages": [{"role": "user", "content": "p1"}]}).encode()
-    chat = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    chat = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n" % len(body)) + body
-    health = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    health = b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
     with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as s:
         s.sendall(chat + health)
         data = b""
