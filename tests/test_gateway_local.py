@@ -46,7 +46,7 @@ def test_a_keyless_gateway_refuses_other_hosts_and_web_origins(servers, tmp_path
     groq = servers["groq"]
     with GatewayProcess(env) as gw:
         p = gw.port
-        ok = [{"host": f"127.0.0.1:{p}"}, {"host": f"localhost:{p}"}, {"host": f"[::1]:{p}"},
+        ok = [{"host": f"127.0.0.1:{p}"}, {"host": f"localhost:{p}"}, {"host": f"[::1]:{p}"}, {"host": f"0.0.0.0:{p}"},
               {"host": f"127.0.0.1:{p}", "origin": "http://localhost:3000"},  # a local web app
               {"host": f"127.0.0.1:{p}", "origin": "vscode-webview://4f2a"}]  # an editor's panel
         refused = [{"host": f"evil.example:{p}"},  # DNS rebinding: the page's own name

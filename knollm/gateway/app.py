@@ -110,15 +110,17 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
 
 def _loopback_name(host: str) -> bool:
     """Whether ``host`` (a name or address, without port) names this machine by itself:
-    ``localhost``, ``*.localhost`` or a loopback address. No DNS: a name that resolves to
-    127.0.0.1 is what a DNS-rebinding page uses."""
+    ``localhost``, ``*.localhost``, a loopback address, or ``0.0.0.0``/``::`` (which
+    Linux connects to this machine; tools print it as the address a server listens on).
+    No DNS: a name that resolves to 127.0.0.1 is what a DNS-rebinding page uses."""
     host = host.strip().lower().rstrip(".")
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 def _host_of(authority: str) -> str:
