@@ -565,6 +565,39 @@ def test_metrics_series_per_alias_are_capped(servers, tmp_path):
     assert sum(series.values()) == pytest.approx(len(variants) * COST["groq"])
 
 
+def test_a_response_names_its_ledger_row(gw, oai):
+    """Every served answer names its ledger row: ``x-request-id`` (the openai SDK's
+    ``_request_id``) and ``knollm.request_id``; a stream's last chunk carries it (its
+    headers leave before the call is recorded). ``knollm usage --request-id`` shows that row."""
+    import subprocess
+    import sys
+
+    from tests.support.gateway_proc import ROOT
+
+    c = oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "which row?"}])
+    rid = c._request_id
+    assert rid and c.model_extra["knollm"]["request_id"] == rid
+    last = None
+    for chunk in oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "s"}], stream=True,
+                                             stream_options={"include_usage": True}):
+        last = chunk
+    srid = last.model_extra["knollm"]["request_id"]
+    assert srid and srid != rid
+    rows = {r["request_id"]: r for r in ledger(gw)}
+    assert rows[rid]["stream"] == 0 and rows[srid]["stream"] == 1
+    env = {**gw.env, "PYTHONPATH": str(ROOT)}
+    for want in (rid, srid):
+        r = subprocess.run([sys.executable, "-m", "knollm", "usage", "--request-id", want, "--json"], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        (row,) = json.loads(r.stdout)
+        assert row["request_id"] == want and row["cost_usd"] == pytest.approx(COST["groq"])
+        assert row["provider"] == "groq" and row["cost_usd"] == rows[want]["cost_usd"]
+    r = subprocess.run([sys.executable, "-m", "knollm", "usage", "--request-id", "nope"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no call 'nope'" in r.stderr
+
+
 def test_models_health_metrics(gw, oai):
     ids = {m.id for m in oai.models.list().data}
     assert {GROQ, TOGETHER, CLAUDE} <= ids

@@ -77,7 +77,8 @@ def summarize(rows: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
     return out
 
 
-def _ledger_rows(db: str | None, since: float | None, tag: str | None) -> tuple[str, list[dict[str, Any]]]:
+def _ledger_rows(db: str | None, since: float | None, tag: str | None,
+                 request_id: str | None = None) -> tuple[str, list[dict[str, Any]]]:
     """(where, rows): the ledger named by ``--db``, else ``$KNOLLM_DATABASE_URL`` (the one
     ``knollm serve`` replicas share), else the client's SQLite file. A PostgreSQL URL is
     shown with its password masked."""
@@ -93,11 +94,11 @@ def _ledger_rows(db: str | None, since: float | None, tag: str | None) -> tuple[
 
         store = PostgresStore(url)
         try:
-            return redact_url(url), store.rows(since, tag=tag)
+            return redact_url(url), store.rows(since, tag=tag, request_id=request_id)
         finally:
             store.close()
     path = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url) if url else default_db_path()
-    return str(path), (SQLiteStore(path).rows(since, tag=tag) if path.exists() else [])
+    return str(path), (SQLiteStore(path).rows(since, tag=tag, request_id=request_id) if path.exists() else [])
 
 
 def _spooled(db: str | None) -> tuple[Path, int]:
@@ -122,11 +123,15 @@ def _spooled(db: str | None) -> tuple[Path, int]:
 @click.option("--by", type=click.Choice(_BY), default="provider", show_default=True,
               help="Group by (tag: the caller, e.g. key:<gateway key name>).")
 @click.option("--tag", default=None, metavar="TAG", help="Only calls with this caller tag (e.g. key:ci).")
+@click.option("--request-id", "request_id", default=None, metavar="ID",
+              help="Show the one call with this request id (the gateway's x-request-id, a result's "
+                   "request_id): its whole ledger row.")
 @click.option("--db", default=None, metavar="FILE|URL",
               help="Ledger: a file, sqlite:///FILE or postgresql://… (default $KNOLLM_DATABASE_URL, "
                    "else $KNOLLM_HOME/knollm.db, else the user data dir).")
 @output_options
-def command(since: str | None, by: str, tag: str | None, db: str | None, output: dict) -> int:
+def command(since: str | None, by: str, tag: str | None, request_id: str | None, db: str | None,
+            output: dict) -> int:
     """Calls, tokens and cost from the usage ledger that `knollm chat` and knollm.Client write.
 
     \b
@@ -135,10 +140,21 @@ def command(since: str | None, by: str, tag: str | None, db: str | None, output:
     provider; interrupted_calls are streams cut after their output started (the upstream
     broke or the caller left), charged what the provider bills; --by outcome splits them.
     --tag keeps the calls of one caller (the client's tag=, or key:<name> for a gateway
-    key); --by tag groups by caller. Exit 1 when the ledger has no matching calls.
+    key); --by tag groups by caller. --request-id shows one call's whole row instead (the
+    id in the gateway's x-request-id header and its answers' knollm object). Exit 1 when the
+    ledger has no matching calls.
     """
     t = parse_since(since)
-    where, rows = _ledger_rows(db, t, tag)
+    where, rows = _ledger_rows(db, t, tag, request_id)
+    if request_id is not None:
+        if not rows:
+            click.echo(f"no call {request_id!r} in the ledger {where} (a call answered while the ledger store "
+                       "failed waits in the spool until the next settle)", err=True)
+            return 1
+        from knollm.client.store import LEDGER_COLUMNS
+
+        emit(rows, list(LEDGER_COLUMNS), output)
+        return 0
     spool, waiting = _spooled(db)
     if waiting:  # on stderr: the output's shape stays as documented
         click.echo(f"{waiting} call(s) wait in {spool} (answered while the ledger store failed): not counted "

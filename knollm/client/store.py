@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for",
-           "check_tag", "MAX_TAG_LEN", "OUTCOMES", "row_values"]
+           "check_tag", "MAX_TAG_LEN", "OUTCOMES", "row_values", "rows_where"]
 
 #: columns of a ledger row, in order
 LEDGER_COLUMNS = ("request_id", "ts", "target", "alias", "provider", "model", "key_label", "stream",
@@ -127,6 +127,18 @@ def default_db_path() -> Path:
     return base / "knollm" / "knollm.db"
 
 
+def rows_where(since: float | None, tag: str | None, request_id: str | None) -> tuple[str, tuple]:
+    """The ``WHERE`` clause (and its arguments) of :meth:`Store.rows` (both stores)."""
+    where, args = ["ts >= ?"], [since or 0.0]
+    if tag is not None:
+        where.append("tag = ?")
+        args.append(tag)
+    if request_id is not None:
+        where.append("request_id = ?")
+        args.append(request_id)
+    return " AND ".join(where), tuple(args)
+
+
 def period_start(period: str, now: float | None = None) -> float:
     """Epoch seconds where the budget period containing ``now`` began (UTC)."""
     if period == "total":
@@ -193,8 +205,10 @@ class Store(Protocol):
 
     def spent(self, budget: Budget) -> float: ...
 
-    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
-        """Ledger rows since ``since`` (epoch seconds), only those tagged ``tag`` when given."""
+    def rows(self, since: float | None = None, tag: str | None = None,
+             request_id: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows since ``since`` (epoch seconds), only those tagged ``tag`` (and the
+        one whose ``request_id`` is ``request_id``) when given."""
 
 
 class SQLiteStore:
@@ -384,8 +398,9 @@ class SQLiteStore:
                 raise
 
     # -- reading
-    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
-        where, args = ("ts >= ? AND tag = ?", (since or 0.0, tag)) if tag is not None else ("ts >= ?", (since or 0.0,))
+    def rows(self, since: float | None = None, tag: str | None = None,
+             request_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = rows_where(since, tag, request_id)
         with self._lock:
             cur = self._db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE {where} ORDER BY ts, id", args)
             return [dict(zip(LEDGER_COLUMNS, r)) for r in cur.fetchall()]

@@ -89,9 +89,11 @@ def _knollm_headers(o: Outcome | None, *, streaming: bool = False) -> dict[str, 
     # a stream's headers leave with its first token: the serving attempt is not among the
     # attempts yet, unless the stream already ended (its whole answer leaves in one piece)
     attempts = len(o.attempts) + (1 if streaming and o.provider and not o.served else 0)
-    return {"x-knollm-provider": o.provider or "none", "x-knollm-model": o.model or "none",
-            "x-knollm-cost-usd": "pending" if streaming else o.cost_header,
-            "x-knollm-attempts": str(attempts)}
+    h = {"x-knollm-provider": o.provider or "none", "x-knollm-model": o.model or "none",
+         "x-knollm-cost-usd": "pending" if streaming else o.cost_header, "x-knollm-attempts": str(attempts)}
+    if o.request_id:  # the ledger row (the openai SDK's ``_request_id``): a stream's is in its last chunk
+        h["x-request-id"] = o.request_id
+    return h
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:
@@ -869,4 +871,4 @@ def _anthropic_page(data: list[dict[str, Any]], query: Any) -> dict[str, Any]:
 def _knollm_meta(o: Outcome | None) -> dict[str, Any]:
     o = o or Outcome()
     return {"provider": o.provider, "model": o.model, "cost_usd": o.billed_usd, "price_source": o.price_source,
-            "unpriced_reason": o.unpriced_reason, "attempts": o.attempts}
+            "unpriced_reason": o.unpriced_reason, "attempts": o.attempts, "request_id": o.request_id}

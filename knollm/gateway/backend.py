@@ -32,6 +32,7 @@ class Outcome:
     duration_s: float | None = None
     served: bool = False  # True once the call finished and was recorded in the ledger
     interrupted: bool = False  # a stream cut after its output started: charged what the provider bills
+    request_id: str | None = None  # the call's ledger row (``knollm usage --request-id``); None: no row
 
     @property
     def billed_usd(self) -> float | None:

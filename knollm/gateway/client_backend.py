@@ -59,7 +59,7 @@ def _outcome_of(res: Any) -> Outcome:
                    unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                    cached_tokens=u.cached_tokens, attempts=list(res.attempts),
                    ttft_s=None if getattr(res, "ttft_ms", None) is None else res.ttft_ms / 1000,
-                   duration_s=res.duration_ms / 1000,
+                   duration_s=res.duration_ms / 1000, request_id=res.request_id or None,
                    served=True)
 
 
@@ -72,6 +72,7 @@ def _charge(o: Outcome, interrupted: Any) -> None:
     o.cost_usd, o.price_source, o.unpriced_reason = row["cost_usd"], row["price_source"], row["unpriced_reason"]
     o.input_tokens, o.output_tokens, o.cached_tokens = row["input_tokens"], row["output_tokens"], row["cached_tokens"]
     o.ttft_s = None if row["ttft_ms"] is None else row["ttft_ms"] / 1000
+    o.request_id = row.get("request_id")
     o.served = o.interrupted = True
 
 

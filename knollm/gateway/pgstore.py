@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budgets_for, row_values,
+from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budgets_for, row_values, rows_where,
                                  spend_filter)
 from knollm.gateway.db import Database, PostgresDatabase, again_if_lost, open_database
 
@@ -183,8 +183,9 @@ class PostgresStore:
         return out
 
     @again_if_lost
-    def rows(self, since: float | None = None, tag: str | None = None) -> list[dict[str, Any]]:
-        where, args = ("ts >= ? AND tag = ?", (since or 0.0, tag)) if tag is not None else ("ts >= ?", (since or 0.0,))
+    def rows(self, since: float | None = None, tag: str | None = None,
+             request_id: str | None = None) -> list[dict[str, Any]]:
+        where, args = rows_where(since, tag, request_id)
         rows = self.db.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM calls WHERE {where} ORDER BY ts, id", args)
         return [dict(zip(LEDGER_COLUMNS, r)) for r in rows]
 
