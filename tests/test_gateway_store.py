@@ -436,6 +436,11 @@ def test_knollm_usage_reads_the_shared_postgres_ledger(postgres_server, monkeypa
     assert main(["usage", "--by", "tag", "--json"]) == 0
     got = {r["tag"]: (r["calls"], r["cost_usd"], r["unpriced_calls"]) for r in json.loads(capsys.readouterr().out)}
     assert got == {"key:alpha": (2, 0.75, 0), "key:beta": (1, 0.0, 1)}
+    assert main(["usage", "--request-id", "r1", "--tag", "key:alpha", "--json"]) == 0  # one call's whole row
+    (one,) = json.loads(capsys.readouterr().out)
+    assert (one["request_id"], one["cost_usd"], one["tag"], one["ts"]) == ("r1", 0.5, "key:alpha", 1001.0)
+    assert main(["usage", "--request-id", "r1", "--tag", "key:beta"]) == 1  # the filters combine
+    capsys.readouterr()
     assert main(["usage", "--tag", "key:nobody"]) == 1
     err = capsys.readouterr().err
     assert "no calls in the ledger postgresql://postgres:***@127.0.0.1:" in err and "s3cret-pw" not in err
