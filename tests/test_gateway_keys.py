@@ -225,6 +225,29 @@ def test_an_expired_key_is_told_so_and_an_extended_one_works_again(servers, tmp_
         assert call(gw.base_url, short)[0] == 200
 
 
+def test_a_tokens_per_minute_limit_refuses_once_the_minute_is_used_up(servers, tmp_path):
+    """Every upstream answer here uses 150 tokens (120 in, 30 out). A key with 200 tokens
+    per minute: the first call, the second (150 used, under 200), then 429 with
+    ``retry-after`` up to the next minute. Tokens count when a call ends, from the usage
+    the provider reported, in the store the replicas share."""
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "tpm", "--tpm", "200")
+    with GatewayProcess(env) as gw:
+        if time.time() % 60 > 50:  # keep the calls in one minute
+            time.sleep(61 - time.time() % 60)
+        results = [call(gw.base_url, key) for _ in range(3)]
+        assert [r[0] for r in results] == [200, 200, 429]
+        status, headers, body = results[2]
+        assert body["error"]["type"] == "rate_limit_error" and body["error"]["code"] == "tokens_per_minute_exceeded"
+        assert "used 300 of its 200 tokens per minute" in body["error"]["message"]
+        assert 1 <= int(headers["retry-after"]) <= 60
+        assert call(gw.base_url, new_key(env, "free"))[0] == 200  # other keys are not limited by it
+    from knollm.gateway.keys import KeyStore
+
+    store = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}")  # the gateway's store
+    assert store.tokens_used(store.get("tpm").id) in (300, 0)  # (0 if the minute has turned since)
+
+
 def test_request_time_limit(servers, tmp_path):
     env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
     servers["groq"].default = "hang"

@@ -217,6 +217,25 @@ def test_a_key_past_its_expiry_is_refused_and_listed_expired(db_url):
         store.create("bad", expires_at=float("nan"))
 
 
+def test_tokens_per_minute_are_counted_per_key_and_minute(db_url):
+    store = KeyStore(db_url)
+    key, _ = store.create("t", tpm=1000, rpm=10)
+    other, _ = store.create("o")
+    t = 1_000_000 * 60.0
+    assert store.tokens_used(key.id, t) == 0
+    store.hit(key.id, t)  # (the request count and the tokens share the minute's row)
+    store.add_tokens(key.id, 150, t + 1)
+    store.add_tokens(key.id, 0, t + 2)
+    store.add_tokens(key.id, 600, t + 59)
+    store.add_tokens(other.id, 999, t + 5)
+    assert store.tokens_used(key.id, t + 30) == 750 and store.tokens_used(other.id, t) == 999
+    assert store.tokens_used(key.id, t + 60) == 0  # a new minute
+    assert store.hit(key.id, t + 10) == 2  # the count is untouched by the tokens
+    assert store.get("t").tpm == 1000 and store.update("t", tpm=None).tpm is None
+    with pytest.raises(GatewayError):
+        store.create("bad", tpm=0)
+
+
 def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
     """A ``gateway_keys`` table written by an older knollm (no period columns): opening
     the store adds them; its keys keep their lifetime budget and what they spent."""
@@ -228,6 +247,10 @@ def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
         created_at DOUBLE PRECISION NOT NULL, revoked_at DOUBLE PRECISION)""")
     db.execute("INSERT INTO gateway_keys (id, name, prefix, hash, rpm, budget_usd, spent_usd, created_at) "
                "VALUES ('old1', 'old', 'kn-old', ?, 7, 1.0, 0.75, 1.7e9)", (hash_key("kn-old-token"),))
+    db.execute("""CREATE TABLE gateway_key_minutes (key_id TEXT NOT NULL, minute BIGINT NOT NULL, n INTEGER NOT NULL,
+        PRIMARY KEY (key_id, minute))""")
+    minute = int(time.time() // 60)
+    db.execute("INSERT INTO gateway_key_minutes (key_id, minute, n) VALUES ('old1', ?, 3)", (minute,))
     db.close()
     stores = [KeyStore(db_url), KeyStore(db_url)]  # (a second opening finds the columns there)
     k = stores[1].lookup("kn-old-token")
@@ -238,7 +261,11 @@ def test_a_key_store_from_before_periodic_budgets_gains_them(db_url):
     assert h and stores[0].settle("old1", h, 0.2)
     k = stores[1].update("old", budget_period="month")
     assert (k.spent_usd, k.spent_month_usd, k.spent_period_usd) == (pytest.approx(0.95), 0.2, 0.2)
-    assert k.expires_at is None and k.active
+    assert k.expires_at is None and k.active and k.tpm is None
+    now = minute * 60.0 + 1
+    assert stores[0].hit("old1", now) == 4 and stores[0].tokens_used("old1", now) == 0  # the old minute row
+    stores[0].add_tokens("old1", 42, now)
+    assert stores[1].tokens_used("old1", now) == 42
 
 
 def test_redacted_url_and_sqlite_default(tmp_path, monkeypatch):
@@ -515,6 +542,7 @@ def test_keys_update_command(tmp_path, monkeypatch, capsys):
     assert "kn-" not in out.replace(got["prefix"], "")  # the record, never the key
     for argv in (["--rpm", "3", "--no-rpm"], ["--budget", "1", "--no-budget"], ["--allow", "x", "--allow-any"], [],
                  ["--budget-period", "week"], ["--expires", "2h", "--no-expiry"], ["--expires", "2001-01-01"],
+                 ["--tpm", "100", "--no-tpm"], ["--tpm", "0"],
                  ["--expires", "next week"]):
         assert main(["serve", "keys", "update", "ci", *argv]) == 2, argv
     assert main(["serve", "keys", "update", "nobody", "--rpm", "3"]) == 1

@@ -95,20 +95,21 @@ def _row(k) -> dict:
 @click.option("--allow", "allowed", multiple=True, metavar="MODEL",
               help="Allowed model/alias (repeatable; '*' globs). Default: any.")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (input + output) per minute.")
 @click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="USD budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default="total",
               show_default=True, help="What the budget covers: each UTC day, each UTC month, or the key's lifetime.")
 @click.option("--expires", "expires", default=None, metavar="WHEN", help=_EXPIRES_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its record as JSON.")
-def create(name: str, allowed: tuple[str, ...], rpm: int | None, budget: float | None, period: str,
+def create(name: str, allowed: tuple[str, ...], rpm: int | None, tpm: int | None, budget: float | None, period: str,
            expires: str | None, as_json: bool) -> int:
     """Create a key; it is printed once and only its hash is stored.
 
     \b
     Example: knollm serve keys create ci --allow 'groq/*' --rpm 60 --budget 5 --budget-period month
     """
-    key, token = _store().create(name, allowed=list(allowed), rpm=rpm, budget_usd=budget, budget_period=period,
-                                 expires_at=None if expires is None else _expires(expires))
+    key, token = _store().create(name, allowed=list(allowed), rpm=rpm, tpm=tpm, budget_usd=budget,
+                                 budget_period=period, expires_at=None if expires is None else _expires(expires))
     if as_json:
         emit_json({"key": token, **key.public()})
     else:
@@ -124,7 +125,7 @@ def list_(active: bool, output: dict) -> int:
     """Every gateway key (prefix, limits, spend; never the key)."""
     rows = [_row(k) for k in _store().list(include_revoked=not active) if k.active or not active]
     emit([{**r, "allowed": r["allowed_"]} for r in rows],
-         ["id", "name", "prefix", "status", "allowed", "rpm", "budget_usd", "budget_period", "spent_period_usd",
+         ["id", "name", "prefix", "status", "allowed", "rpm", "tpm", "budget_usd", "budget_period", "spent_period_usd",
           "spent_usd", "reserved_usd", "created", "expires"], output,
          json_obj=[{k: v for k, v in r.items() if k != "allowed_"} for r in rows])
     return 0 if rows else 1
@@ -137,6 +138,8 @@ def list_(active: bool, output: dict) -> int:
 @click.option("--allow-any", is_flag=True, help="Remove the model restriction.")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="New requests-per-minute limit.")
 @click.option("--no-rpm", is_flag=True, help="Remove the RPM limit.")
+@click.option("--tpm", type=click.IntRange(min=1), default=None, help="New tokens-per-minute limit.")
+@click.option("--no-tpm", is_flag=True, help="Remove the TPM limit.")
 @click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="New USD budget.")
 @click.option("--no-budget", is_flag=True, help="Remove the budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default=None,
@@ -144,8 +147,9 @@ def list_(active: bool, output: dict) -> int:
 @click.option("--expires", "expires", default=None, metavar="WHEN", help=_EXPIRES_HELP)
 @click.option("--no-expiry", is_flag=True, help="The key never expires.")
 @click.option("--json", "as_json", is_flag=True, help="Print the updated record as JSON.")
-def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None, no_rpm: bool, budget: float | None,
-           no_budget: bool, period: str | None, expires: str | None, no_expiry: bool, as_json: bool) -> int:
+def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None, no_rpm: bool, tpm: int | None,
+           no_tpm: bool, budget: float | None, no_budget: bool, period: str | None, expires: str | None,
+           no_expiry: bool, as_json: bool) -> int:
     """Change a key's limits; the key itself stays the same. Running gateways apply it
     within seconds.
 
@@ -155,24 +159,26 @@ def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None,
     from knollm.gateway.keys import KEEP
 
     for flag, other, a, b in ((allow_any, allowed, "--allow-any", "--allow"), (no_rpm, rpm, "--no-rpm", "--rpm"),
+                              (no_tpm, tpm, "--no-tpm", "--tpm"),
                               (no_budget, budget, "--no-budget", "--budget"),
                               (no_expiry, expires, "--no-expiry", "--expires")):
         if flag and other not in (None, ()):
             raise click.UsageError(f"{a} and {b} contradict each other")
     changes = {"allowed": () if allow_any else (allowed or KEEP),
                "rpm": None if no_rpm else (KEEP if rpm is None else rpm),
+               "tpm": None if no_tpm else (KEEP if tpm is None else tpm),
                "budget_usd": None if no_budget else (KEEP if budget is None else budget),
                "budget_period": KEEP if period is None else period,
                "expires_at": None if no_expiry else (KEEP if expires is None else _expires(expires))}
     if all(v is KEEP for v in changes.values()):
-        raise click.UsageError("nothing to change: give --allow, --allow-any, --rpm, --no-rpm, --budget, "
-                               "--no-budget, --budget-period, --expires or --no-expiry")
+        raise click.UsageError("nothing to change: give --allow, --allow-any, --rpm, --no-rpm, --tpm, --no-tpm, "
+                               "--budget, --no-budget, --budget-period, --expires or --no-expiry")
     key = _store().update(ref, **changes)
     if as_json:
         emit_json(key.public())
     else:
         click.echo(f"updated gateway key {key.name!r} (id {key.id}): allowed {','.join(key.allowed) or '*'}, "
-                   f"rpm {key.rpm or 'none'}, budget {key.budget_text()}, expires "
+                   f"rpm {key.rpm or 'none'}, tpm {key.tpm or 'none'}, budget {key.budget_text()}, expires "
                    f"{time.strftime('%Y-%m-%dT%H:%MZ', time.gmtime(key.expires_at)) if key.expires_at else 'never'}",
                    err=True)
     return 0

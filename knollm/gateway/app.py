@@ -259,6 +259,13 @@ class _Access:
                 raise GatewayError(f"gateway key {key.name!r} is over its limit of {key.rpm} requests per minute",
                                    status=429, type="rate_limit_error", code="rate_limit_exceeded",
                                    headers={"retry-after": wait})
+        if key.tpm:  # the minute's tokens so far (calls count when they end: one call may pass the limit)
+            used = await run_in_threadpool(self.store.tokens_used, key.id)
+            if used >= key.tpm:
+                wait = str(max(1, int(60 - time.time() % 60)))
+                raise GatewayError(f"gateway key {key.name!r} used {used} of its {key.tpm} tokens per minute",
+                                   status=429, type="rate_limit_error", code="tokens_per_minute_exceeded",
+                                   headers={"retry-after": wait})
         if key.budget_usd is None:
             return _NO_HOLD
         amount = hold()
@@ -283,7 +290,18 @@ class _Access:
         return _Held(amount, hold_id)
 
     async def settle(self, key: GatewayKey | None, held: _Held, outcome: Outcome | None) -> None:
-        if key is None or key.budget_usd is None or self.store is None:
+        if key is None or self.store is None:
+            return
+        if key.tpm and outcome is not None:  # what the provider billed: the call, and cut attempts
+            tokens = (outcome.input_tokens + outcome.output_tokens) if outcome.served else 0
+            tokens += sum(a["charged"]["input_tokens"] + a["charged"]["output_tokens"]
+                          for a in outcome.attempts if a.get("charged"))
+            try:
+                await run_in_threadpool(self.store.add_tokens, key.id, tokens)
+            except Exception as e:  # noqa: BLE001 - the answer is not lost to the key store
+                log.warning("gateway key %r: the store did not take the tokens of a call (%s)", key.name,
+                            type(e).__name__)
+        if key.budget_usd is None:
             return
         if outcome is None or not outcome.served:
             cost = 0.0  # failed calls are not in the ledger, and not charged to the key either

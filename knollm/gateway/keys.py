@@ -3,8 +3,8 @@
 A key is ``kn-`` + 43 random URL-safe characters, shown once at creation; the store
 keeps only its SHA-256 and a display prefix. Each key may restrict the ``model`` values it
 can ask for (aliases, catalog keys or canonical ids; ``*`` globs allowed), have a
-requests-per-minute limit (a fixed one-minute window counted in the database, so all
-replicas share it) and a USD budget, for its lifetime or for each UTC day or month (the
+requests-per-minute and a tokens-per-minute limit (fixed one-minute windows counted in
+the database, so all replicas share them) and a USD budget, for its lifetime or for each UTC day or month (the
 key's spend today and this month are kept either way, so its period can change): before
 a call its worst case is held (a row of ``gateway_key_holds``, made in one transaction
 that locks the key's row, so concurrent replicas cannot overspend), and the call settles
@@ -49,11 +49,13 @@ _SCHEMA = [
         spent_day_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
         month_start DOUBLE PRECISION,
         spent_month_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
-        expires_at DOUBLE PRECISION)""",
+        expires_at DOUBLE PRECISION,
+        tpm INTEGER)""",
     """CREATE TABLE IF NOT EXISTS gateway_key_minutes (
         key_id TEXT NOT NULL,
         minute BIGINT NOT NULL,
         n INTEGER NOT NULL,
+        tokens BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (key_id, minute))""",
     """CREATE TABLE IF NOT EXISTS gateway_key_holds (
         id TEXT PRIMARY KEY,
@@ -64,9 +66,13 @@ _SCHEMA = [
 ]
 #: columns added after the first release, with their definitions (a store from before
 #: gains them when opened)
-_ADDED = [("budget_period", "TEXT NOT NULL DEFAULT 'total'"), ("day_start", "DOUBLE PRECISION"),
-          ("spent_day_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("month_start", "DOUBLE PRECISION"),
-          ("spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"), ("expires_at", "DOUBLE PRECISION")]
+_ADDED = [("gateway_keys", "budget_period", "TEXT NOT NULL DEFAULT 'total'"),
+          ("gateway_keys", "day_start", "DOUBLE PRECISION"),
+          ("gateway_keys", "spent_day_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+          ("gateway_keys", "month_start", "DOUBLE PRECISION"),
+          ("gateway_keys", "spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
+          ("gateway_keys", "expires_at", "DOUBLE PRECISION"), ("gateway_keys", "tpm", "INTEGER"),
+          ("gateway_key_minutes", "tokens", "BIGINT NOT NULL DEFAULT 0")]
 #: the periods a key's budget may cover (the client's budgets' vocabulary)
 BUDGET_PERIODS = ("day", "month", "total")
 #: how long a hold counts when its maker gives no time limit (the gateway gives its
@@ -76,7 +82,7 @@ HOLD_TTL_S = 3600.0
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
 
 _COLS = ("id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at, "
-         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd, expires_at")
+         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd, expires_at, tpm")
 # ``reserved_usd`` as shown: the live holds, plus any a gateway from before the holds
 # table left in the column (its own holds, settled there)
 _HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
@@ -104,6 +110,7 @@ class GatewayKey:
     spent_day_usd: float = 0.0  # spent today (UTC), whatever the budget's period
     spent_month_usd: float = 0.0  # spent this month (UTC)
     expires_at: float | None = None  # epoch seconds; None: never
+    tpm: int | None = None  # tokens (input + output) per minute
 
     @property
     def active(self) -> bool:
@@ -165,7 +172,7 @@ class GatewayKey:
         return cls(id=row[0], name=row[1], prefix=row[2], allowed=tuple(json.loads(row[3] or "[]")),
                    rpm=row[4], budget_usd=row[5], spent_usd=float(row[6] or 0), reserved_usd=float(row[7] or 0),
                    created_at=float(row[8]), revoked_at=row[9], budget_period=row[10] or "total",
-                   spent_day_usd=day, spent_month_usd=month, expires_at=row[15])
+                   spent_day_usd=day, spent_month_usd=month, expires_at=row[15], tpm=row[16])
 
 
 def _current(start: float | None, spent: float | None, period: str, now: float) -> float:
@@ -180,7 +187,9 @@ def _current(start: float | None, spent: float | None, period: str, now: float) 
 
 
 def _check_settings(rpm: int | None, budget_usd: float | None, budget_period: str,
-                    expires_at: float | None = None) -> None:
+                    expires_at: float | None = None, tpm: int | None = None) -> None:
+    if tpm is not None and (not isinstance(tpm, int) or tpm < 1):
+        raise GatewayError("tpm must be a positive integer")
     if expires_at is not None and not expires_at > 0:
         raise GatewayError("expires_at must be a time (epoch seconds)")
     if rpm is not None and (not isinstance(rpm, int) or rpm < 1):
@@ -206,22 +215,20 @@ class KeyStore:
         self._for_update = " FOR UPDATE" if self.db.dialect == "postgres" else ""  # SQLite: BEGIN IMMEDIATE
 
     def _add_columns(self) -> None:
-        """Give a store from before the periodic budgets their columns (a key from then
-        keeps its lifetime budget). Replicas starting together may race: adding a column
-        that is there is harmless."""
-        if self.db.dialect == "postgres":  # (asked first: an ALTER locks the table even when it adds nothing)
-            have = {r[0] for r in self.db.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'gateway_keys' "
-                "AND table_schema = current_schema()")}
-            for name, spec in _ADDED:
-                if name not in have:
-                    self.db.execute(f"ALTER TABLE gateway_keys ADD COLUMN IF NOT EXISTS {name} {spec}")
-            return
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(gateway_keys)")}
-        for name, spec in _ADDED:
-            if name not in have:
+        """Give a store from before the periodic budgets, expiry and TPM their columns (a
+        key from then keeps its lifetime budget, no expiry, no TPM limit). Replicas starting
+        together may race: adding a column that is there is harmless."""
+        pg = self.db.dialect == "postgres"
+        for table in dict.fromkeys(t for t, _, _ in _ADDED):
+            if pg:  # (asked first: an ALTER locks the table even when it adds nothing)
+                have = {r[0] for r in self.db.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                    "AND table_schema = current_schema()", (table,))}
+            else:
+                have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for name, spec in ((n, sp) for t, n, sp in _ADDED if t == table and n not in have):
                 try:
-                    self.db.execute(f"ALTER TABLE gateway_keys ADD COLUMN {name} {spec}")
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {'IF NOT EXISTS ' if pg else ''}{name} {spec}")
                 except Exception as e:  # noqa: BLE001 - another process added it meanwhile
                     if "duplicate column" not in str(e):
                         raise
@@ -229,26 +236,27 @@ class KeyStore:
     # admin -------------------------------------------------------------------------
     def create(self, name: str, *, allowed: list[str] | tuple[str, ...] = (), rpm: int | None = None,
                budget_usd: float | None = None, budget_period: str = "total",
-               expires_at: float | None = None) -> tuple[GatewayKey, str]:
+               expires_at: float | None = None, tpm: int | None = None) -> tuple[GatewayKey, str]:
         """A new key; returns the record and the key itself (shown once, never stored).
         ``budget_usd`` covers ``budget_period``: each UTC ``day``, each UTC ``month``, or the
-        key's ``total`` (lifetime). From ``expires_at`` (epoch seconds) on, the key is refused."""
-        _check_settings(rpm, budget_usd, budget_period, expires_at)
+        key's ``total`` (lifetime). From ``expires_at`` (epoch seconds) on, the key is refused.
+        ``tpm``: tokens (input + output) per minute."""
+        _check_settings(rpm, budget_usd, budget_period, expires_at, tpm)
         if not name or len(name) > _MAX_NAME or not name.isprintable():
             raise GatewayError(f"a key name is 1 to {_MAX_NAME} printable characters (it tags the key's calls "
                                "in the usage ledger)")
         token = KEY_PREFIX + secrets.token_urlsafe(32)
         key = GatewayKey(id=uuid.uuid4().hex[:12], name=name, prefix=token[:10], allowed=tuple(allowed), rpm=rpm,
-                         budget_usd=budget_usd, budget_period=budget_period, expires_at=expires_at)
+                         budget_usd=budget_usd, budget_period=budget_period, expires_at=expires_at, tpm=tpm)
         self.db.execute(
-            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, budget_usd, budget_period, expires_at, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.id, key.name, key.prefix, hash_key(token), json.dumps(list(key.allowed)), rpm, budget_usd,
+            "INSERT INTO gateway_keys (id, name, prefix, hash, allowed, rpm, tpm, budget_usd, budget_period, "
+            "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.id, key.name, key.prefix, hash_key(token), json.dumps(list(key.allowed)), rpm, tpm, budget_usd,
              budget_period, expires_at, key.created_at))
         return key, token
 
     def update(self, ref: str, *, allowed: Any = KEEP, rpm: Any = KEEP, budget_usd: Any = KEEP,
-               budget_period: Any = KEEP, expires_at: Any = KEEP) -> GatewayKey:
+               budget_period: Any = KEEP, expires_at: Any = KEEP, tpm: Any = KEEP) -> GatewayKey:
         """Change a key's limits without issuing a new key (:data:`KEEP` leaves a setting
         as it is; ``None`` removes the RPM limit or the budget, ``()`` the model list).
         What the key spent stays: a budget changed to ``month`` counts this month's spend
@@ -258,11 +266,13 @@ class KeyStore:
                "rpm": key.rpm if rpm is KEEP else rpm,
                "budget_usd": key.budget_usd if budget_usd is KEEP else budget_usd,
                "budget_period": key.budget_period if budget_period is KEEP else budget_period,
-               "expires_at": key.expires_at if expires_at is KEEP else expires_at}
-        _check_settings(new["rpm"], new["budget_usd"], new["budget_period"], new["expires_at"])
-        self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, budget_usd = ?, budget_period = ?, expires_at = ? "
-                        "WHERE id = ?", (json.dumps(list(new["allowed"])), new["rpm"], new["budget_usd"],
-                                         new["budget_period"], new["expires_at"], key.id))
+               "expires_at": key.expires_at if expires_at is KEEP else expires_at,
+               "tpm": key.tpm if tpm is KEEP else tpm}
+        _check_settings(new["rpm"], new["budget_usd"], new["budget_period"], new["expires_at"], new["tpm"])
+        self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, tpm = ?, budget_usd = ?, budget_period = ?, "
+                        "expires_at = ? WHERE id = ?",
+                        (json.dumps(list(new["allowed"])), new["rpm"], new["tpm"], new["budget_usd"],
+                         new["budget_period"], new["expires_at"], key.id))
         return self.get(key.id)
 
     @again_if_lost
@@ -317,6 +327,25 @@ class KeyStore:
         if minute % 10 == 0:  # keep the table small
             self.db.execute("DELETE FROM gateway_key_minutes WHERE minute < ?", (minute - 2,))
         return int(rows[0][0])
+
+    @again_if_lost
+    def tokens_used(self, key_id: str, now: float | None = None) -> int:
+        """Tokens (input + output) the key's calls used in the current minute (as settled)."""
+        minute = int((now if now is not None else time.time()) // 60)
+        rows = self.db.execute("SELECT tokens FROM gateway_key_minutes WHERE key_id = ? AND minute = ?",
+                               (key_id, minute))
+        return int(rows[0][0]) if rows else 0
+
+    @again_if_lost
+    def add_tokens(self, key_id: str, tokens: int, now: float | None = None) -> None:
+        """Count a finished call's tokens in the current minute (the minute it ended)."""
+        if tokens <= 0:
+            return
+        minute = int((now if now is not None else time.time()) // 60)
+        self.db.execute(
+            "INSERT INTO gateway_key_minutes (key_id, minute, n, tokens) VALUES (?, ?, 0, ?) "
+            "ON CONFLICT (key_id, minute) DO UPDATE SET tokens = gateway_key_minutes.tokens + ?",
+            (key_id, minute, tokens, tokens))
 
     @again_if_lost
     def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None) -> str | None:
