@@ -276,16 +276,16 @@ class _Access:
         ttl = self.cfg.timeout_s + min(60.0, self.cfg.timeout_s)
         hold_id = await run_in_threadpool(self.store.reserve, key.id, amount, ttl)
         if hold_id is None:
-            now = await run_in_threadpool(self.store.current, key.id) or key
-            budget = now.budget_usd if now.budget_usd is not None else float("inf")
-            if now.spent_period_usd + amount > budget + 1e-12:  # used up: no retry succeeds before it renews
-                renews = now.renews_at()
+            fresh = await run_in_threadpool(self.store.current, key.id) or key
+            budget = fresh.budget_usd if fresh.budget_usd is not None else float("inf")
+            if fresh.spent_period_usd + amount > budget + 1e-12:  # used up: no retry succeeds before it renews
+                renews = fresh.renews_at()
                 when = "" if renews is None else time.strftime("; it renews at %Y-%m-%dT%H:%MZ", time.gmtime(renews))
-                why, headers = f"spent ${now.spent_period_usd:.6g}{when}", {"x-should-retry": "false"}  # (SDKs obey)
+                why, headers = f"spent ${fresh.spent_period_usd:.6g}{when}", {"x-should-retry": "false"}  # (SDKs obey)
             else:  # calls in flight hold the rest: settled, they free what they did not spend
-                why, headers = f"${now.reserved_usd:.6g} held by calls in flight", {"retry-after": "1"}
+                why, headers = f"${fresh.reserved_usd:.6g} held by calls in flight", {"retry-after": "1"}
             raise GatewayError(f"gateway key {key.name!r} has no budget left for this call "
-                               f"(budget {now.budget_text()}, {why}; this call's worst case ${amount:.6g})",
+                               f"(budget {fresh.budget_text()}, {why}; this call's worst case ${amount:.6g})",
                                status=429, type="insufficient_quota", code="insufficient_quota", headers=headers)
         return _Held(amount, hold_id)
 
@@ -294,7 +294,7 @@ class _Access:
             return
         if key.tpm and outcome is not None:  # what the provider billed: the call, and cut attempts
             tokens = (outcome.input_tokens + outcome.output_tokens) if outcome.served else 0
-            tokens += sum(a["charged"]["input_tokens"] + a["charged"]["output_tokens"]
+            tokens += sum((a["charged"].get("input_tokens") or 0) + (a["charged"].get("output_tokens") or 0)
                           for a in outcome.attempts if a.get("charged"))
             try:
                 await run_in_threadpool(self.store.add_tokens, key.id, tokens)
