@@ -774,6 +774,8 @@ def test_anthropic_sdk_messages_to_openai_provider(gw, servers):
     assert raw.headers["x-knollm-provider"] == "groq"
     sent = servers["groq"].requests[-1]["json"]
     assert sent["messages"][0] == {"role": "system", "content": "be brief"} and sent["max_tokens"] == 100
+    assert m._request_id and m._request_id == raw.headers["x-request-id"]  # the SDK's request-id: the ledger row
+    assert ledger(gw)[-1]["request_id"] == m._request_id
 
 
 def test_anthropic_sdk_stream_and_tools_to_anthropic_provider(gw, servers):

@@ -424,7 +424,10 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             resp["knollm"] = _knollm_meta(outcome)
         else:
             resp["knollm"] = _knollm_meta(outcome)  # as the stream's last chunk has it
-        return _JSONBytes(_dumps(resp), 200, _knollm_headers(outcome))
+        headers = _knollm_headers(outcome)
+        if anthropic and outcome.request_id:  # (the anthropic SDK's ``_request_id`` reads this one)
+            headers["request-id"] = outcome.request_id
+        return _JSONBytes(_dumps(resp), 200, headers)
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
                       held: _Held, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any]
