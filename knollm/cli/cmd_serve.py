@@ -60,23 +60,13 @@ def _store():
 
 def _expires(value: str) -> float:
     """``--expires``: a duration from now (``90m``, ``12h``, ``30d``, ``2w``) or a UTC date
-    or time (``2026-12-31``, ``2026-12-31T18:00``, with an offset or ``Z`` if given)."""
-    import re
-    from datetime import datetime, timezone
+    or time (``2026-12-31``, ``2026-12-31T18:00Z``), as ``knollm usage --since`` reads them."""
+    from knollm.cli.cmd_usage import parse_when
 
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", value)
-    if m:
-        return time.time() + float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-    try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is neither a duration (90m, 12h, 30d, 2w) nor a date or time "
-                                 "(2026-12-31, 2026-12-31T18:00Z)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if when.timestamp() <= time.time():
+    when = parse_when(value, ahead=True)
+    if when is None or when <= time.time():
         raise click.BadParameter(f"{value!r} is in the past")
-    return when.timestamp()
+    return when
 
 
 _EXPIRES_HELP = "Refuse the key from then on: a duration (90m, 12h, 30d, 2w) or a UTC date/time (2026-12-31)."

@@ -11,7 +11,7 @@ import click
 
 from knollm.cli.output import emit, output_options
 
-__all__ = ["command", "parse_since", "summarize"]
+__all__ = ["command", "parse_since", "parse_when", "summarize"]
 
 _BY = ("provider", "model", "alias", "key", "tag", "day", "outcome")
 _REL = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -20,12 +20,18 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 def parse_since(text: str | None, now: float | None = None) -> float | None:
     """``7d`` / ``24h`` / ``30m`` ago, or an ISO date/time (UTC if no zone)."""
+    return parse_when(text, now=now)
+
+
+def parse_when(text: str | None, *, ahead: bool = False, now: float | None = None) -> float | None:
+    """Epoch seconds of ``text``: a duration (``90m``, ``24h``, ``7d``, ``2w``) before now, or
+    after it with ``ahead``; or an ISO date/time (UTC if no zone, ``Z`` accepted)."""
     if not text:
         return None
     now = time.time() if now is None else now
     m = _REL.match(text.strip())
     if m:
-        return now - float(m.group(1)) * _UNIT[m.group(2)]
+        return now + (1 if ahead else -1) * float(m.group(1)) * _UNIT[m.group(2)]
     from datetime import datetime, timezone
 
     try:
