@@ -477,9 +477,9 @@ def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(server
 
 @pytest.mark.parametrize("budget", [False, True], ids=["ledger", "ledger+client budget"])
 def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(servers, tmp_path, budget):
-    """Another process holds the SQLite ledger's write lock: the group commit (and, under a
-    client budget, the reservation before the call) tries on the event loop for 20 ms,
-    then waits for the lock in a worker thread. The worker keeps answering (``/health`` in
+    """Another process holds the SQLite ledger's write lock: the group commit tries again
+    on the event loop for 20 ms, never sleeping there (under a client budget, the
+    reservation before the call tries once), then waits for the lock in a worker thread. The worker keeps answering (``/health`` in
     well under a second) while the call waits, and the call gets its answer once the lock
     is released, its row in the ledger."""
     import threading

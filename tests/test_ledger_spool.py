@@ -107,6 +107,56 @@ def test_async_calls_keep_their_answers_through_a_locked_ledger(srv, tmp_path):
     assert len(store.rows()) == 16  # the spool is not written twice
 
 
+@pytest.mark.parametrize("budget", [False, True], ids=["ledger", "ledger+budget"])
+def test_the_event_loop_never_sleeps_on_another_process_lock(srv, tmp_path, budget):
+    """Another process holds the ledger's write lock for 1.2 s while an async call settles
+    (and, under a budget, reserves first). SQLite's busy handler would sleep on the event
+    loop for the whole quick try (here 1 s, far above any scheduling noise of a loaded
+    test machine): every other request of the process would wait. The loop keeps turning
+    instead (a 1 ms ticker never waits 0.4 s; alone it waits at most a few ms), the call is
+    answered once the lock is released, and its row is written once."""
+    from knollm.client.store import Budget
+
+    store = SQLiteStore(tmp_path / "knollm.db")
+    store.quick_busy_ms = 1000
+    budgets = [Budget(100.0, "day", provider="groq")] if budget else []
+
+    async def main() -> tuple[object, float, float]:
+        async with AsyncClient(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), store=store,
+                               budgets=budgets) as c:
+            await c.chat(T, MSG)  # the ledger exists
+            locker = _lock(tmp_path / "knollm.db")
+            gaps: list[float] = []
+            stop = asyncio.Event()
+
+            async def ticker() -> None:
+                last = time.perf_counter()
+                while not stop.is_set():
+                    await asyncio.sleep(0.001)
+                    now = time.perf_counter()
+                    gaps.append(now - last)
+                    last = now
+
+            tick = asyncio.create_task(ticker())
+            t0 = time.perf_counter()
+            call = asyncio.create_task(c.chat(T, MSG))
+            await asyncio.sleep(1.2)
+            held = call.done()
+            await asyncio.to_thread(_unlock, locker)
+            res = await asyncio.wait_for(call, 30)
+            took = time.perf_counter() - t0
+            stop.set()
+            await tick
+            assert not held  # it waited for the lock
+            return res, max(gaps), took
+
+    res, worst_gap, took = asyncio.run(main())
+    assert worst_gap < 0.4, f"the event loop stalled {worst_gap * 1000:.0f} ms on the ledger's lock"
+    assert took >= 1.2 and res.content
+    assert _ids(store).count(res.request_id) == 1 and len(store.rows()) == 2
+    assert not (tmp_path / SPOOL_NAME).exists() or (tmp_path / SPOOL_NAME).read_text() == ""
+
+
 def test_a_spool_left_by_another_process_is_written_by_the_next_client(srv, tmp_path):
     """A process that spooled rows and exited (or crashed) before a settle succeeded: the
     next client that opens the store finds them; a line that is not a row is set aside."""

@@ -567,7 +567,12 @@ class _GroupCommit:
     """Settles of one event loop's concurrent calls, written by one ``settle_many`` on the
     next loop iteration (a lone call waits one iteration, not a timer). For a store that
     blocks on the network the write runs in a worker thread, one at a time: the rows that
-    arrive meanwhile form the next batch."""
+    arrive meanwhile form the next batch.
+
+    SQLite: when another process holds the file's write lock, the loop never sleeps for it
+    (SQLite's busy handler would: 1, 2, 5, 10 ms at a time, every request of the process
+    waiting). The batch tries again each millisecond, the rows settled meanwhile joining it,
+    for the store's ``quick_busy_ms``; a lock held longer is waited for in a worker thread."""
 
     def __init__(self, store: Any, settle: Callable[[Any, list], list[bool]]) -> None:
         self.store = store
@@ -576,6 +581,7 @@ class _GroupCommit:
         self.quick_ms = _quick_ms(store)  # SQLite: a short try on the loop
         self.pending: list[tuple[tuple[str | None, dict], Any]] = []
         self.busy = False
+        self.busy_since: float | None = None  # (loop time) since when another process has held the lock
         self.loop: Any = None
 
     async def settle(self, arg: tuple[str | None, dict]) -> bool:
@@ -597,13 +603,24 @@ class _GroupCommit:
             job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
             return
         try:
-            done = self.write(self.store, items, self.quick_ms)
-        except _Busy:  # another process holds the file's write lock: wait for it off the loop
+            done = self.write(self.store, items, 0 if self.quick_ms is not None else None)
+        except _Busy:  # another process holds the file's write lock: never sleep on the loop for it
+            now = self.loop.time()
+            if self.busy_since is None:
+                self.busy_since = now
+            self.pending[:0] = batch  # the rows settled meanwhile join this batch
+            if now - self.busy_since < self.quick_ms / 1000:  # try again in a moment
+                self.loop.call_later(0.001, self._flush)
+                return
+            self.busy_since = None  # held for long: wait for it in a worker thread, the loop serving meanwhile
+            batch, self.pending = self.pending, []
+            items = [arg for arg, _ in batch]
             job = self.loop.run_in_executor(None, self.write, self.store, items)
             job.add_done_callback(lambda f: self._done(batch, f.exception(), None if f.exception() else f.result()))
         except BaseException as e:  # noqa: BLE001 - every waiting call sees the error
             self._done(batch, e, None)
         else:
+            self.busy_since = None
             self._done(batch, None, done)
 
     def _done(self, batch: list, error: BaseException | None, done: list[bool] | None) -> None:
@@ -647,8 +664,8 @@ class AsyncClient(_Base):
                 return plan.reserve(arg)
             if not blocking:  # SQLite: on the loop, unless another process holds the lock
                 ms = _quick_ms(store, "reserve")
-                try:
-                    return plan.reserve(arg, ms)
+                try:  # one try without waiting: the loop never sleeps on the lock
+                    return plan.reserve(arg, None if ms is None else 0)
                 except sqlite3.OperationalError as e:
                     if ms is None or "locked" not in str(e):
                         raise

@@ -214,9 +214,10 @@ class Store(Protocol):
 class SQLiteStore:
     """The embedded ledger (see the module docs). Thread-safe; safe across processes.
 
-    ``quick_busy_ms``: how long :class:`knollm.AsyncClient` lets a group commit on its
-    event loop wait for another process's write lock; past that the commit waits in a
-    worker thread (up to the busy timeout), and the loop serves meanwhile."""
+    ``quick_busy_ms``: for how long :class:`knollm.AsyncClient`'s group commit, finding
+    another process's write lock held, tries again on its event loop (each millisecond,
+    never sleeping there); past that the commit waits in a worker thread (up to the busy
+    timeout), and the loop serves meanwhile."""
 
     quick_busy_ms = 20
 
