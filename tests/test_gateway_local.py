@@ -135,3 +135,20 @@ def test_a_web_page_in_chromium_cannot_spend_through_a_keyless_gateway(servers, 
         metrics = raw(gw.port, "GET", "/metrics", {"host": f"127.0.0.1:{gw.port}"})[1]["text"]
     assert results == {"evil.test": 0, "127.0.0.1": 1}
     assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="403"} 1' in metrics
+
+
+def test_the_loopback_answer_is_remembered_for_at_most_256_hosts():
+    """Each request of a keyless gateway asks whether its ``Host`` is a loopback name; the
+    answers are remembered, but a caller sending endless distinct names grows nothing past
+    256 entries, and every answer stays right."""
+    from knollm.gateway import app
+
+    app._LOOPBACK_SEEN.clear()
+    for i in range(1000):
+        assert app._loopback_name(f"evil{i}.example") is False
+    assert len(app._LOOPBACK_SEEN) == 256
+    for host in ("127.0.0.1", "localhost", "api.localhost", "::1", "[::1]", "0.0.0.0", "127.9.9.9"):
+        assert app._loopback_name(host) is True, host
+    for host in ("evil5.example", "evil999.example", "127.0.0.1.nip.io", "localhost.evil.example", "10.0.0.1"):
+        assert app._loopback_name(host) is False, host
+    assert len(app._LOOPBACK_SEEN) == 256

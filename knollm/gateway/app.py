@@ -110,7 +110,22 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     return GatewayError(f"internal gateway error ({type(exc).__name__})", status=500, type="server_error")
 
 
+_LOOPBACK_SEEN: dict[str, bool] = {}
+
+
 def _loopback_name(host: str) -> bool:
+    """Whether ``host`` names this machine by itself (see ``_is_loopback_name``), remembered
+    for the first 256 distinct values: every request of a keyless gateway asks it of the
+    same ``Host``, and parsing an address costs more than the rest of the check."""
+    seen = _LOOPBACK_SEEN.get(host)
+    if seen is None:
+        seen = _is_loopback_name(host)
+        if len(_LOOPBACK_SEEN) < 256:
+            _LOOPBACK_SEEN[host] = seen
+    return seen
+
+
+def _is_loopback_name(host: str) -> bool:
     """Whether ``host`` (a name or address, without port) names this machine by itself:
     ``localhost``, ``*.localhost``, a loopback address, or ``0.0.0.0``/``::`` (which
     Linux connects to this machine; tools print it as the address a server listens on).
