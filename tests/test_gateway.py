@@ -118,8 +118,9 @@ def leave_mid_stream(gw, body: bytes, headers: bytes = b"") -> tuple[bytes, str]
             got += piece
     deadline = time.monotonic() + 15
     text = ""
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(gw.url + "/metrics") as r:
+    auth = dict(line.split(": ", 1) for line in headers.decode().split("\r\n") if line.startswith("authorization: "))
+    while time.monotonic() < deadline:  # (with keys, /metrics needs one: the caller's)
+        with urllib.request.urlopen(urllib.request.Request(gw.url + "/metrics", headers=auth)) as r:
             text = r.read().decode()
         if 'status="499"' in text and "knollm_gateway_in_flight 0" in text:
             break

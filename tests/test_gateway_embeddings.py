@@ -166,8 +166,9 @@ def test_gateway_keys_models_and_budget_apply(servers, tmp_path):
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=g.base_url, api_key="kn-wrong", max_retries=0).embeddings.create(model=SMALL,
                                                                                                    input="x")
-        with urllib.request.urlopen(g.url + "/metrics") as r:
-            text = r.read().decode()
+        with urllib.request.urlopen(urllib.request.Request(g.url + "/metrics",
+                                                           headers={"authorization": "Bearer " + chat})) as r:
+            text = r.read().decode()  # (with keys, /metrics needs one)
     assert 'knollm_gateway_requests_total{route="/v1/embeddings",status="200"} 1' in text
     assert 'knollm_gateway_requests_total{route="/v1/embeddings",status="429"} 1' in text
     rows = [x for x in ledger_rows(tmp_path) if x["provider"] == "openai"]

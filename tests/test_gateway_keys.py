@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -191,7 +190,8 @@ def test_a_daily_key_budget_refusal_says_when_it_renews_and_the_sdk_does_not_ret
         assert err.code == "insufficient_quota" and err.response.headers["x-should-retry"] == "false"
         renews = time.strftime("%Y-%m-%dT00:00Z", time.gmtime((day + 1) * 86400))
         assert f"budget $0.0005/day, spent $0.00036; it renews at {renews}" in err.message
-        metrics = urllib.request.urlopen(gw.base_url[:-3] + "/metrics", timeout=10).read().decode()
+        scrape = urllib.request.Request(gw.base_url[:-3] + "/metrics", headers={"authorization": "Bearer " + token})
+        metrics = urllib.request.urlopen(scrape, timeout=10).read().decode()  # a key spent out may still scrape
         assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="429"} 1' in metrics
         r = cli(env, "serve", "keys", "update", "daily", "--budget", "1")
         assert r.returncode == 0, r.stderr
@@ -444,6 +444,43 @@ def test_postgres_connections_per_gateway_process_are_bounded(servers, tmp_path,
     assert 2 <= conns <= 2 * 3  # the key store's pool and the ledger's, 3 each (48 before the pools)
     with psycopg.connect(url) as con:
         assert con.execute("SELECT count(*) FROM calls").fetchone() == (256,)
+
+
+def test_with_gateway_keys_metrics_need_one(servers, tmp_path):
+    """What calls cost and the aliases callers sent are for the gateway's users: with keys,
+    ``/metrics`` answers 401 without one (or with a revoked one) and the text with any
+    active key (Prometheus' ``authorization``), not counted against its RPM; ``/health``
+    stays open."""
+    env = gateway_env(tmp_path, servers)
+    token, other = new_key(env, "app"), new_key(env, "scraper", "--rpm", "1")
+    with GatewayProcess(env) as gw:
+        assert call(gw.base_url, token)[0] == 200
+
+        def scrape(key: str | None) -> tuple[int, str]:
+            req = urllib.request.Request(gw.url + "/metrics", headers={"authorization": "Bearer " + key} if key else {})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    return r.status, r.read().decode()
+            except urllib.error.HTTPError as e:
+                return e.code, e.read().decode()
+
+        status, body = scrape(None)
+        assert status == 401 and json.loads(body)["error"]["code"] == "missing_api_key"
+        assert "knollm_gateway" not in body
+        status, body = scrape("kn-not-a-key")
+        assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+        for _ in range(3):  # a scrape is not a call: the scraper's RPM of 1 does not count it
+            status, body = scrape(other)
+            assert status == 200 and 'knollm_gateway_requests_total{route="/v1/chat/completions",status="200"} 1' in body
+        assert token not in body and other not in body
+        with urllib.request.urlopen(gw.url + "/health", timeout=10) as r:
+            assert r.status == 200 and json.loads(r.read())["keys_required"] is True
+    assert cli(env, "serve", "keys", "revoke", "scraper").returncode == 0
+    with GatewayProcess(env) as gw:
+        req = urllib.request.Request(gw.url + "/metrics", headers={"authorization": "Bearer " + other})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(req, timeout=10)
+        assert refused.value.code == 401
 
 
 def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(servers, tmp_path):

@@ -628,11 +628,13 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                             headers=_knollm_headers(None))
 
     async def metrics(request: Request) -> Response:
-        if not await access._keys_required():  # (what calls cost is not for a web page to read)
-            try:
-                access.local_only(request)
-            except GatewayError as e:
-                return _JSONBytes(_dumps(error_body(e)), e.status, _knollm_headers(None))
+        # what calls cost, and the aliases callers sent, are for the gateway's own users:
+        # with keys, any active key (a scraper's; nothing is charged to it); without,
+        # only programs on this machine (not a web page)
+        try:
+            await access.authenticate(request)
+        except GatewayError as e:
+            return _JSONBytes(_dumps(error_body(e)), e.status, _knollm_headers(None))
         text = m.render()
         n = spooled()
         if n is not None:  # read when scraped: rows any process left in the spool count
