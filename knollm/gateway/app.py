@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -684,12 +685,21 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     app = _GatewayApp(routes=routes, exception_handlers={404: not_found, 405: not_found, 500: server_error},
                       lifespan=lifespan)
-    app.chat_routes = {"/v1/chat/completions": (chat_completions, server_error),
-                       "/chat/completions": (chat_completions, server_error), "/v1/messages": (messages, server_error),
+    def direct(route: str, dialect: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        # serve_chat itself, not the Route handler that awaits it: one coroutine fewer on
+        # every request, and on every resumption of it
+        return functools.partial(serve_chat, route=route, dialect=dialect), server_error
+
+    app.chat_routes = {"/v1/chat/completions": direct("/v1/chat/completions", "openai"),
+                       "/chat/completions": direct("/v1/chat/completions", "openai"),
+                       "/v1/messages": direct("/v1/messages", "anthropic"),
                        "/v1/messages/count_tokens": (count_tokens, server_error),
-                       "/v1/responses": (responses, server_error), "/responses": (responses, server_error),
-                       "/v1/embeddings": (embeddings, server_error), "/embeddings": (embeddings, server_error),
-                       "/v1/completions": (completions, server_error), "/completions": (completions, server_error)}
+                       "/v1/responses": direct("/v1/responses", "responses"),
+                       "/responses": direct("/v1/responses", "responses"),
+                       "/v1/embeddings": direct("/v1/embeddings", "embeddings"),
+                       "/embeddings": direct("/v1/embeddings", "embeddings"),
+                       "/v1/completions": direct("/v1/completions", "completions"),
+                       "/completions": direct("/v1/completions", "completions")}
     app.state.metrics = m
     app.state.backend = backend
     app.state.store = store

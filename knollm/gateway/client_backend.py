@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from knollm.client.result import new_id
-from knollm.errors import GatewayError, KnollmError
+from knollm.errors import ClientError, GatewayError, KnollmError
 from knollm.gateway.backend import Outcome
 
 __all__ = ["ClientBackend", "map_client_error"]
@@ -114,8 +114,6 @@ class _ClientStream:
         await self._it.aclose()
 
     async def _run(self) -> Any:
-        from knollm.errors import ClientError
-
         rid, created = f"chatcmpl-{new_id()}", int(time.time())
         src, o = self._source, self.outcome
         first = True
@@ -260,8 +258,6 @@ class ClientBackend:
 
     async def complete(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
                        ) -> tuple[dict[str, Any], Outcome]:
-        from knollm.errors import ClientError
-
         target, messages, params = self._split(body, targets)
         try:
             res = await self.client.chat(target, messages, **params, tag=tag)
@@ -274,7 +270,6 @@ class ClientBackend:
         """An OpenAI ``CreateEmbeddingResponse`` for a checked embeddings body
         (:func:`~knollm.gateway.translate.validate_embeddings_request`): vectors as floats or
         base64 float32, as the caller's ``encoding_format`` asks."""
-        from knollm.errors import ClientError
 
         target: Any = targets[0] if len(targets) == 1 else list(targets)
         params = {"dimensions": body["dimensions"]} if "dimensions" in body else {}
@@ -304,7 +299,6 @@ class ClientBackend:
         the ledger."""
         from knollm.client.accounting import prompt_tokens
         from knollm.client.transports import classify_error
-        from knollm.errors import ClientError
 
         target, messages, params = self._split(body, targets)
         try:
@@ -345,7 +339,6 @@ class ClientBackend:
         """The most the call can cost on any candidate (None if one is unpriced); ``op="embed"``:
         an embeddings body."""
         from knollm.client.accounting import worst_case_cost
-        from knollm.errors import ClientError
 
         if op == "embed":
             target: Any = targets[0] if len(targets) == 1 else list(targets)
