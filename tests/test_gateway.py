@@ -440,6 +440,33 @@ def test_fallback_across_providers_headers_and_ledger(gw, oai, servers):
     assert [(r["provider"], r["attempts"]) for r in rows] == [("groq", 3)]  # charged once, to the one that answered
 
 
+def test_a_providers_retry_after_reaches_the_caller(gw, oai, servers):
+    """Every attempt rate-limited, the provider asking to come back in 45 s (longer than
+    the client waits itself, ``max_retry_wait`` 30 s): the gateway's 429 says
+    ``retry-after: 45``, so an SDK's own retry waits that long instead of its shorter
+    backoff (the openai SDK honours it up to 60 s). A provider's 429 without a wait adds
+    none; nothing is charged."""
+    groq = servers["groq"]
+    before, sent = len(ledger(gw)), len(groq.requests)
+    groq.retry_after = "45"
+    groq.faults("429")
+    with pytest.raises(openai.RateLimitError) as e:
+        oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "ra"}])
+    assert e.value.code == "upstream_rate_limited" and e.value.response.headers["retry-after"] == "45"
+    assert len(groq.requests) == sent + 1  # 45 s is past what the client waits: no retry of its own
+    groq.retry_after = "0.2"  # a short wait the client honours itself: then the gateway's answer says 1 s
+    groq.faults("429", "429")
+    with pytest.raises(openai.RateLimitError) as e:
+        oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "ra"}])
+    assert e.value.response.headers["retry-after"] == "1" and len(groq.requests) == sent + 3
+    groq.retry_after = "0"
+    groq.faults("429", "429")
+    with pytest.raises(openai.RateLimitError) as e:
+        oai.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "ra"}])
+    assert "retry-after" not in e.value.response.headers
+    assert len(ledger(gw)) == before
+
+
 def test_an_answer_cut_mid_body_is_retried_and_its_cost_counted(gw, oai, servers):
     """The provider's answer began (200) and its body was cut: retried; the cut one is
     billed, so it is in the ledger (interrupted), on its attempt (``charged``), in the

@@ -6,6 +6,7 @@ HTTP statuses and OpenAI error types (:func:`map_client_error`).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -18,6 +19,17 @@ __all__ = ["ClientBackend", "map_client_error"]
 
 def _names(exc: BaseException) -> set[str]:
     return {c.__name__ for c in type(exc).__mro__}
+
+
+def _retry_after(err: Any) -> dict[str, str]:
+    """A ``Retry-After`` header for the caller when the provider that failed last asked for
+    one (its 429 or 503 said when to come back, later than the gateway waits itself): whole
+    seconds, at least 1. The SDKs wait that long before their own retry (the openai SDK up
+    to 60 s) instead of their shorter default backoff."""
+    seconds = getattr(err, "retry_after", None)
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds <= 0:
+        return {}
+    return {"retry-after": str(max(1, math.ceil(min(seconds, 86400.0))))}
 
 
 def map_client_error(exc: KnollmError) -> GatewayError:
@@ -38,11 +50,12 @@ def map_client_error(exc: KnollmError) -> GatewayError:
     if "AllAttemptsFailed" in names or "ProviderError" in names:
         if status in (400, 413, 422) or kind in ("bad_request", "context_length"):
             return GatewayError(msg, status=400, type="invalid_request_error", code=kind or "upstream_bad_request")
+        wait = _retry_after(last)
         if status == 429:
-            return GatewayError(msg, status=429, type="rate_limit_error", code="upstream_rate_limited")
+            return GatewayError(msg, status=429, type="rate_limit_error", code="upstream_rate_limited", headers=wait)
         if kind == "timeout":
             return GatewayError(msg, status=504, type="timeout", code="upstream_timeout")
-        return GatewayError(msg, status=502, type="upstream_error", code=kind or "upstream_error")
+        return GatewayError(msg, status=502, type="upstream_error", code=kind or "upstream_error", headers=wait)
     if "CatalogError" in names or "RegistryError" in names:
         return GatewayError(msg, status=503, type="server_error", code="catalog_unavailable")
     return GatewayError(msg, status=500, type="server_error", code=type(exc).__name__)
