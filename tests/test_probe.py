@@ -117,6 +117,22 @@ def test_an_overbilling_provider_is_stopped_by_the_cap():
     assert len(s.requests) == 1
 
 
+def test_a_capped_run_leaves_no_private_ledger_behind(monkeypatch, tmp_path):
+    """The cap's private ledger (a SQLite file in a temporary directory) is removed when the
+    run ends, as it ends or fails: runs do not pile up directories in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with CapabilityServer("greedy", bill_output=2000) as s:
+        [t] = resolve_targets(_catalog(["greedy"], output=50.0), ["greedy/greedy-model"])
+        providers = {"greedy": {"base_url": s.base_url, "shape": "openai", "api_key": "k"}}
+        doc = probe_target(t, providers=providers, out_dir=None, names=["system_prompt", "json_mode"])
+        assert [r["verdict"] for r in doc["results"]] == ["yes", "skipped"]  # the cap held
+        with pytest.raises(ProbeError, match="above --max-cost"):
+            probe_target(t, providers=providers, out_dir=None, max_cost=1e-9)
+    assert not list(tmp_path.glob("knollm-probe-*"))
+
+
 def test_benchmark_figures_follow_the_injected_delays(servers, tmp_path):
     ts = resolve_targets(_catalog(["slow", "flaky"]), ["slow/slow-model", "flaky/flaky-model"])
     servers["flaky"].count = 0  # the failure pattern counts requests from here

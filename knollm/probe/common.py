@@ -11,6 +11,7 @@ with ``allow_unpriced``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -20,7 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from knollm.errors import KnollmError, NotFoundError, ProbeError
 
@@ -117,20 +118,27 @@ def _open_record(m: dict[str, Any]) -> dict[str, Any]:
             "max_output": None, "sources": dict(m.get("sources") or {})}
 
 
+@contextlib.contextmanager
 def capped_client(targets: list[Target], cap_usd: float | None, *, env: Any = None, providers: dict | None = None,
-                  retries: int = 0, timeout: float = 60.0, async_: bool = False) -> Any:
-    """A :class:`~knollm.client.Client` that can call only ``targets`` and spends at most
-    ``cap_usd`` (a total budget in a private ledger; ``None`` = no cap, unpriced runs)."""
-    from knollm.client import AsyncClient, Budget, Client, SQLiteStore
+                  retries: int = 0, timeout: float = 60.0) -> Iterator[Any]:
+    """``with capped_client(…) as client``: a :class:`~knollm.client.Client` that can call
+    only ``targets`` and spends at most ``cap_usd`` (a total budget in a private ledger;
+    ``None`` = no cap, unpriced runs). The private ledger lives in a temporary directory
+    removed when the block ends (what the run spent is in its result file)."""
+    from knollm.client import Budget, Client, SQLiteStore
 
     cat = {"models": [_open_record(t.record) for t in targets],
            "providers": [{"id": p, "name": p} for p in sorted({t.provider for t in targets})]}
     budgets = [Budget(cap_usd, "total")] if cap_usd is not None else []
-    store = SQLiteStore(Path(tempfile.mkdtemp(prefix="knollm-probe-")) / "ledger.db") if budgets else False
-    cls = AsyncClient if async_ else Client
-    return cls(catalog=cat, store=store, budgets=budgets, env=env, providers=providers, resolver=False,
-               retries=retries, timeout=timeout, ttft_timeout=timeout, stall_timeout=timeout,
-               breaker={"failure_threshold": 10**9})
+    with contextlib.ExitStack() as stack:  # (unwound in reverse: the client, the ledger, its directory)
+        store: Any = False
+        if budgets:
+            home = stack.enter_context(tempfile.TemporaryDirectory(prefix="knollm-probe-"))
+            store = SQLiteStore(Path(home) / "ledger.db")
+            stack.callback(store.close)
+        yield stack.enter_context(Client(catalog=cat, store=store, budgets=budgets, env=env, providers=providers,
+                                         resolver=False, retries=retries, timeout=timeout, ttft_timeout=timeout,
+                                         stall_timeout=timeout, breaker={"failure_threshold": 10**9}))
 
 
 def request_worst_case(target: Target, messages: list[dict], params: dict) -> float | None:
