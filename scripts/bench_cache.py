@@ -15,12 +15,13 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tests.support.scratch import scratch_dir  # noqa: E402
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -43,7 +44,7 @@ def main() -> int:
 
     srv = ProviderServer("groq").start()
     srv.latency = args.latency
-    tmp = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    tmp = scratch_dir("bench-cache-")
     cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile", input=0.59, output=0.79)))
     client = Client(catalog=cat, env=env_for({"groq": srv}, {"GROQ_API_KEY": "gsk_bench"}),
                     store=SQLiteStore(tmp / "knollm.db"))

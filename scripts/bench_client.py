@@ -30,7 +30,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.scratch import scratch_dir  # noqa: E402
 MSG = [{"role": "user", "content": "hi there"}]
 
 
@@ -73,7 +73,7 @@ def bench_overhead(n: int) -> None:
     try:
         cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
         env = {"KNOLLM_GROQ_BASE_URL": root + "/v1", "GROQ_API_KEY": "gsk_bench"}
-        tmp = tempfile.mkdtemp()
+        tmp = scratch_dir()
         routed = Client(catalog=cat, env=env, store=False)
         ledger = Client(catalog=cat, env=env, store=SQLiteStore(Path(tmp) / "k.db"))
         direct = httpx2.Client()
@@ -185,10 +185,10 @@ def bench_process(runs: int) -> None:
     try:
         import re
 
-        home = tempfile.mkdtemp()
+        home = str(scratch_dir())
         # bytecode cached like an installed package (outside the worktree); the first run writes it
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env.update({"PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="knollm-pyc-")})
+        env.update({"PYTHONPYCACHEPREFIX": str(scratch_dir("knollm-pyc-"))})
         env = {**env, "PYTHONPATH": str(ROOT), "KNOLLM_DUMPS": dumps, "KNOLLM_HOME": home,
                f"KNOLLM_{re.sub(r'[^A-Za-z0-9]', '_', pid).upper()}_BASE_URL": root + "/v1"}
         for k in facts.key_env[:1]:
@@ -260,7 +260,7 @@ def bench_ledger(n: int = 4000, conc: int = 64) -> None:
 
     cat = Catalog(catalog(model("groq", "llama-3.3-70b-versatile")))
     env = {"KNOLLM_GROQ_BASE_URL": "http://127.0.0.1:9/v1", "GROQ_API_KEY": "gsk_bench"}
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch_dir()
 
     async def per_call(store) -> float:  # noqa: ANN001
         c = AsyncClient(catalog=cat, env=env, store=store)

@@ -31,7 +31,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_gateway import _cpu_s, _pct, _tree, _wait  # noqa: E402
 from tests.support.gateway_proc import GatewayProcess, free_port  # noqa: E402
+from tests.support.scratch import scratch_dir  # noqa: E402
 
 TARGET = "openai/text-embedding-3-small"
 
@@ -71,7 +71,7 @@ async def _load(url: str, body: bytes, n: int, conc: int) -> tuple[list[float], 
 
 
 def bench_gateway(up: str, inputs: list[str], n: int, rounds: int) -> None:
-    home = tempfile.mkdtemp(prefix="knollm-bench-embed-")
+    home = str(scratch_dir("knollm-bench-embed-"))
     env = {"KNOLLM_HOME": home, "KNOLLM_OPENAI_BASE_URL": up, "OPENAI_API_KEY": "bench-key",
            "KNOLLM_DATABASE_URL": f"sqlite:///{home}/knollm.db"}
     with GatewayProcess(env) as gw:

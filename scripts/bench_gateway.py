@@ -59,7 +59,6 @@ import selectors
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -69,6 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.gateway_proc import GatewayProcess, free_port  # noqa: E402
+from tests.support.scratch import scratch_dir  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say hello in ten words."}]
 
@@ -373,7 +373,7 @@ def main() -> int:
     stub_port = free_port()
     stub = subprocess.Popen([sys.executable, __file__, "--stub-server", str(stub_port)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    home = tempfile.mkdtemp(prefix="knollm-bench-")
+    home = str(scratch_dir("knollm-bench-"))
     provider = args.target.split("/", 1)[0]
     env_name = "KNOLLM_" + "".join(c if c.isalnum() else "_" for c in provider.upper()) + "_BASE_URL"
     env = {"KNOLLM_HOME": home, env_name: f"http://127.0.0.1:{up_port}/v1",

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.scratch import scratch_dir  # noqa: E402
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUERIES = ["l", "ll", "lla", "llama", "llama 70", "gpt", "qwen coder", "claude", "zzzz-nothing", ""]
@@ -42,7 +43,7 @@ def build(dumps: Path, site_dir: Path, cold: bool) -> dict:
     from knollm.cli.cmd_build import build_site
 
     if cold:
-        os.environ["KNOLLM_CACHE_DIR"] = tempfile.mkdtemp(prefix="knollm-bench-cache-")
+        os.environ["KNOLLM_CACHE_DIR"] = str(scratch_dir("knollm-bench-cache-"))
     t0 = time.perf_counter()
     res = build_site(dumps, site_dir, ROOT / "mkdocs.yml")
     res["total_seconds"] = round(time.perf_counter() - t0, 2)
