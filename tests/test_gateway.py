@@ -1191,15 +1191,21 @@ def test_uvicorn_under_the_gateway_protocol_writes_an_answer_in_one_send(monkeyp
     from knollm.gateway import server as srv
     from tests.support.gateway_proc import free_port
 
-    sends: list[int] = []
-    real_flush = srv._OneWrite._flush
+    from knollm.client.outbox import Outbox
+
+    sends: list[int] = []  # writes per send: the turn's flush, or a close sending what is pending
+    real_flush, real_take = Outbox.flush, Outbox.take
 
     def flush(self):
-        if self._pending:
-            sends.append(len(self._pending))
+        sends.extend(len(queued) for queued in self.pending.values())
         real_flush(self)
 
-    monkeypatch.setattr(srv._OneWrite, "_flush", flush)
+    def take(self, transport):
+        sends.extend([len(self.pending[transport])] if transport in self.pending else [])
+        return real_take(self, transport)
+
+    monkeypatch.setattr(Outbox, "flush", flush)
+    monkeypatch.setattr(Outbox, "take", take)
 
     async def app(scope, receive, send):
         if scope["type"] != "http":

@@ -3,7 +3,8 @@
 A provider call is one small POST and one small answer (or an event stream), on a
 keep-alive connection to a handful of hosts. A general-purpose client spends most of its
 time per call on what that does not need (cookie jars, multidict headers, tracing hooks,
-payload objects); this driver keeps only the call: one write of the request, the parser's
+payload objects); this driver keeps only the call: one write of the request (sent with the event-loop
+turn's other writes: :mod:`knollm.client.outbox`), the parser's
 callbacks filling a status, a header dict and a body buffer, and a pool of idle
 connections per origin. Measured against the same loopback upstream at concurrency 64
 (``python scripts/bench_client.py``, section 5) it needs about a third of aiohttp's CPU
@@ -42,6 +43,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from knollm.client.http import Reply, _AsyncStream, _json_bytes
+from knollm.client.outbox import Outbox
 from knollm.client.ticker import Ticker
 
 __all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
@@ -431,7 +433,7 @@ class AsyncH1:
         data = self._request_bytes(o, headers, _json_bytes(body))
         c = await self._acquire(o, connect)
         try:
-            c.t.write(data)
+            Outbox.of(c.loop).write(c.t, data)  # sent with the loop turn's other writes (knollm.client.outbox)
             while not c.head_done:
                 await c.wait(read)
         except BaseException:

@@ -105,30 +105,29 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
 
 
 class _OneWrite:
-    """A transport whose writes made in one event-loop turn leave in one send: uvicorn
-    writes an answer's status line and headers, then its body, in two sends (two
-    syscalls, two loopback packets for a small JSON answer). Everything else is the
-    transport's; ``close`` sends what is pending first."""
+    """A transport whose writes leave with the event-loop turn's other writes
+    (:class:`~knollm.client.outbox.Outbox`): uvicorn writes an answer's status line and
+    headers, then its body, in two sends (two syscalls, two loopback packets for a small
+    JSON answer), and the answers finished in one turn would each wake the caller's
+    process alone. Everything else is the transport's; ``close`` sends what is pending first."""
 
-    __slots__ = ("_t", "_loop", "_pending")
+    __slots__ = ("_t", "_box")
 
     def __init__(self, transport: Any, loop: Any) -> None:
-        self._t, self._loop, self._pending = transport, loop, None
+        from knollm.client.outbox import Outbox
+
+        self._t, self._box = transport, Outbox.of(loop)
 
     def write(self, data: bytes) -> None:
-        if self._pending is None:
-            self._pending = [data]
-            self._loop.call_soon(self._flush)
-        else:
-            self._pending.append(data)
+        self._box.write(self._t, data)
 
     def _flush(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending and not self._t.is_closing():
-            self._t.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        data = self._box.take(self._t)
+        if data and not self._t.is_closing():
+            self._t.write(data)
 
     def get_write_buffer_size(self) -> int:
-        return self._t.get_write_buffer_size() + sum(map(len, self._pending or ()))
+        return self._t.get_write_buffer_size() + self._box.size(self._t)
 
     def close(self) -> None:
         self._flush()
