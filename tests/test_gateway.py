@@ -467,6 +467,24 @@ def test_a_providers_retry_after_reaches_the_caller(gw, oai, servers):
     assert len(ledger(gw)) == before
 
 
+def test_only_timeouts_tell_the_sdks_not_to_retry():
+    """Every attempt timed out: 504 with ``x-should-retry: false`` (a timed-out call may
+    still be billed at the provider; an SDK's two retries would pay for it again). Every
+    attempt failed with a 5xx (nothing billed) or a rate limit: the SDKs' own retries stay
+    as they are."""
+    from knollm.errors import AllAttemptsFailed, ProviderError
+    from knollm.gateway.client_backend import map_client_error
+
+    def failed(**kw):
+        return map_client_error(AllAttemptsFailed("m", [{}], ProviderError("x", provider="groq", **kw)))
+
+    timeout = failed(kind="timeout")
+    assert (timeout.status, timeout.headers) == (504, {"x-should-retry": "false"})
+    for err in (failed(status=500, kind="server"), failed(status=429, kind="rate_limit"),
+                failed(status=503, kind="server", retry_after=5)):
+        assert err.status in (429, 502) and "x-should-retry" not in err.headers
+
+
 def test_an_answer_cut_mid_body_is_retried_and_its_cost_counted(gw, oai, servers):
     """The provider's answer began (200) and its body was cut: retried; the cut one is
     billed, so it is in the ledger (interrupted), on its attempt (``charged``), in the

@@ -249,6 +249,11 @@ def test_a_tokens_per_minute_limit_refuses_once_the_minute_is_used_up(servers, t
 
 
 def test_request_time_limit(servers, tmp_path):
+    """Past the gateway's time limit: 504 ``timeout`` with ``x-should-retry: false``. The
+    call may have run at the provider (and be billed), so the openai SDK, which retries a
+    5xx twice by default, sends it once: the provider sees one request, not three."""
+    import openai
+
     env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_TIMEOUT_S="1")
     servers["groq"].default = "hang"
     servers["groq"].hang_s = 3.0
@@ -257,7 +262,13 @@ def test_request_time_limit(servers, tmp_path):
             t = time.monotonic()
             status, headers, body = call(gw.base_url, None)
             assert status == 504 and body["error"]["type"] == "timeout"
+            assert headers["x-should-retry"] == "false"
             assert time.monotonic() - t < 2.5
+            sent = len(servers["groq"].requests)
+            sdk = openai.OpenAI(base_url=gw.base_url, api_key="unused", max_retries=2)
+            with pytest.raises(openai.InternalServerError) as e:
+                sdk.chat.completions.create(model=GROQ, messages=MSG)
+            assert e.value.status_code == 504 and len(servers["groq"].requests) == sent + 1
             status, _, body = call(gw.base_url, None, TOGETHER)  # the gateway still serves
             assert status == 200
     finally:

@@ -102,7 +102,10 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return GatewayError("the request took longer than the gateway's time limit", status=504, type="timeout")
+        from knollm.gateway.client_backend import NO_SDK_RETRY
+
+        return GatewayError("the request took longer than the gateway's time limit", status=504, type="timeout",
+                            headers=NO_SDK_RETRY)
     if isinstance(exc, KnollmError):
         from knollm.gateway.client_backend import map_client_error
 

@@ -32,6 +32,13 @@ def _retry_after(err: Any) -> dict[str, str]:
     return {"retry-after": str(max(1, math.ceil(min(seconds, 86400.0))))}
 
 
+#: on a 504: the call timed out after the gateway's own retries and fallbacks, and a call
+#: that timed out may still have run (and been billed) at the provider. The openai and
+#: anthropic SDKs retry a 5xx twice by default; this header tells them not to, so one
+#: caller's request is never paid for three times over.
+NO_SDK_RETRY = {"x-should-retry": "false"}
+
+
 def map_client_error(exc: KnollmError) -> GatewayError:
     """A client error as the gateway error sent back (status, ``error.type``, code)."""
     names = _names(exc)
@@ -54,7 +61,7 @@ def map_client_error(exc: KnollmError) -> GatewayError:
         if status == 429:
             return GatewayError(msg, status=429, type="rate_limit_error", code="upstream_rate_limited", headers=wait)
         if kind == "timeout":
-            return GatewayError(msg, status=504, type="timeout", code="upstream_timeout")
+            return GatewayError(msg, status=504, type="timeout", code="upstream_timeout", headers=NO_SDK_RETRY)
         return GatewayError(msg, status=502, type="upstream_error", code=kind or "upstream_error", headers=wait)
     if "CatalogError" in names or "RegistryError" in names:
         return GatewayError(msg, status=503, type="server_error", code="catalog_unavailable")
