@@ -31,6 +31,8 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * the share of a gateway worker's CPU spent in the garbage collector over the
   measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
+* the interpreter every process ran on (version, and whether libpython is a shared
+  library: the build changes every CPU figure by 10-20%, not the ratios),
 * the time of the first requests through the fresh gateway (what its workers load before
   serving keeps the first one near the rest),
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
@@ -241,6 +243,20 @@ def _tree(pid: int) -> list[int]:
     except OSError:
         pass
     return out
+
+
+def _interpreter() -> str:
+    """Which Python ran the run: its version and whether libpython is a shared library in
+    this process. The build matters: Debian's ``python3.11`` (linked statically, built with
+    PGO and LTO) runs the gateway's in-process path in about 10% fewer instructions than
+    pyenv's default build (shared libpython, no PGO/LTO); see the gateway docs."""
+    try:
+        with open("/proc/self/maps") as f:
+            shared = any("libpython" in line for line in f)
+    except OSError:
+        return f"{sys.implementation.name} {sys.version.split()[0]} ({sys.executable})"
+    return (f"{sys.implementation.name} {sys.version.split()[0]} ({sys.executable}; libpython "
+            f"{'a shared library' if shared else 'linked in'})")
 
 
 class _StubStream:
@@ -479,6 +495,7 @@ def main() -> int:
             done = (2 + 2 * args.rounds) * args.requests + 103  # gateway requests so far (warm-up, first three included)
             left = args.rss_requests - done
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
+            print(f"interpreter (every process): {_interpreter()}")
             if left > 0:
                 _run(_load(via, args.target, left, 64, False, {}, args.client))
             print(f"gateway RSS after {max(args.rss_requests, done)} requests: "
