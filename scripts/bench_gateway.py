@@ -32,7 +32,7 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
   measurements (from its ``/metrics``),
 * the gateway's RSS after ``--rss-requests`` requests,
 * the interpreter every process ran on (version, and whether libpython is a shared
-  library: the build changes every CPU figure by 10-20%, not the ratios),
+  library: the build moved every CPU figure by 10-25% here, not the ratios),
 * the time of the first requests through the fresh gateway (what its workers load before
   serving keeps the first one near the rest),
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
