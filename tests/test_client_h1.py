@@ -338,6 +338,128 @@ def test_a_stream_read_to_the_end_keeps_its_connection(server):
     assert s.connections == 1
 
 
+def _sse_done_then_end_later(pause: float):
+    """An OpenAI-shaped stream whose ``[DONE]`` arrives in one write and the empty chunk
+    that ends the chunked body ``pause`` seconds later."""
+    def answer(n, req):
+        events = (b'data: {"choices": [{"index": 0, "delta": {"content": "hi %d"}, "finish_reason": null}]}\n\n' % n
+                  + b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], '
+                    b'"usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}\n\ndata: [DONE]\n\n')
+        return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % len(events) + events + b"\r\n", pause, b"0\r\n\r\n"], True
+    return answer
+
+
+async def _until_done(st, ended: bool):
+    got = []
+    async for lines in st.batches():
+        got += lines
+        if "data: [DONE]" in lines:
+            if ended:
+                st.payload_ended()
+            break
+    return got
+
+
+@pytest.mark.parametrize("ended, connections", [(True, 1), (False, 2)])
+def test_a_stream_left_at_its_end_marker_keeps_its_connection_once_the_body_ends(server, ended, connections):
+    """The caller read ``[DONE]`` and left; the body's last chunk comes 50 ms later. Told the
+    payload ended (``payload_ended``), the driver keeps the connection for the next call once
+    that chunk arrives; not told, it closes it (a stream left early)."""
+    s = server(_sse_done_then_end_later(0.05))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            out = []
+            for _ in range(2):
+                async with d.stream(s.url, {}, {"stream": True}, 5.0, 5.0) as st:
+                    out.append(await _until_done(st, ended))
+                await asyncio.sleep(0.3)  # (the last chunk arrives meanwhile)
+            return out, len(d._all)
+        finally:
+            await d.aclose()
+
+    (a, b), still_open = run(go())
+    assert a[-2:] == b[-2:] == ["data: [DONE]", ""] and "hi 1" in a[0] and "hi 2" in b[0]
+    assert s.connections == connections and still_open == (1 if ended else 0)
+
+
+def test_a_finished_stream_whose_body_never_ends_is_closed_after_the_drain_time(server, monkeypatch):
+    import knollm.client.h1 as h1
+
+    monkeypatch.setattr(h1, "_DRAIN_S", 0.15)
+    s = server(_sse_done_then_end_later(0.8))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            async with d.stream(s.url, {}, {"stream": True}, 5.0, 5.0) as st:
+                await _until_done(st, True)
+            waited = 0.0
+            while d._all and waited < 2.0:  # the ticker checks every 0.1 s
+                await asyncio.sleep(0.05)
+                waited += 0.05
+            return len(d._all), d._open, waited
+        finally:
+            await d.aclose()
+
+    still_open, counted, waited = run(go())
+    assert still_open == 0 and counted == 0 and 0.1 <= waited < 0.8  # closed by the drain limit, before the chunk
+
+
+def test_a_finished_stream_whose_rest_is_too_long_is_closed(server, monkeypatch):
+    import knollm.client.h1 as h1
+
+    monkeypatch.setattr(h1, "_DRAIN_BYTES", 100)
+
+    def answer(n, req):
+        events = b"data: [DONE]\n\n"
+        junk = b": " + b"x" * 300 + b"\n\n"
+        return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % len(events) + events + b"\r\n", 0.05, b"%x\r\n" % len(junk) + junk + b"\r\n", 0.05,
+                b"0\r\n\r\n"], True
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            for _ in range(2):
+                async with d.stream(s.url, {}, {"stream": True}, 5.0, 5.0) as st:
+                    await _until_done(st, True)
+                await asyncio.sleep(0.3)
+            return d._open
+        finally:
+            await d.aclose()
+
+    assert run(go()) == 0 and s.connections == 2  # over the limit: each closed, never reused
+
+
+def test_the_client_keeps_a_streams_connection_when_the_body_ends_after_done(server, tmp_path):
+    """Through ``AsyncClient.stream`` (what the gateway runs): a provider that sends the end
+    of the chunked body after ``[DONE]`` costs no new connection per call."""
+    from knollm import AsyncClient
+    from knollm.query.api import Catalog
+    from tests.support.client_fixtures import catalog, model
+
+    s = server(_sse_done_then_end_later(0.05))
+    env = {"KNOLLM_GROQ_BASE_URL": f"http://127.0.0.1:{s.port}/v1", "GROQ_API_KEY": "gsk-test"}
+
+    async def go():
+        texts = []
+        async with AsyncClient(catalog=Catalog(catalog(model("groq", "llama-3.3-70b-versatile"))), env=env,
+                               store=False, http="h1") as c:
+            for _ in range(3):
+                parts = [x async for x in c.stream("groq/llama-3.3-70b-versatile", [{"role": "user", "content": "hi"}])]
+                texts.append(("".join(p for p in parts if isinstance(p, str)), parts[-1].usage.output_tokens))
+                await asyncio.sleep(0.3)
+        return texts
+
+    assert run(go()) == [("hi 1", 2), ("hi 2", 2), ("hi 3", 2)]
+    assert s.connections == 1
+
+
 def test_a_stream_that_ends_while_its_reader_is_busy_loses_nothing(server):
     """The last bytes and the connection's end arrive while the reader is away: both
     pieces are read (a body delimited by the close, as many SSE servers send it)."""

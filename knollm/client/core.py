@@ -731,6 +731,7 @@ class AsyncClient(_Base):
                     if items:
                         yield items
                     if at.st.done:
+                        r.payload_ended()  # (what follows the end marker is framing: the connection may be kept)
                         break
                 at.done()
         except Exception as e:  # noqa: BLE001 - failed() re-raises what is not a transport failure

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from knollm.client.http import Reply, _AsyncStream, _json_bytes
+from knollm.client.http import LineSplitter, Reply, _AsyncStream, _json_bytes
 from knollm.client.outbox import Outbox
 from knollm.client.ticker import Ticker
 
@@ -50,6 +50,11 @@ __all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
 
 _IDLE_S = 5.0  # keep-alive connections idle longer are closed (as httpx and the aiohttp driver do)
 _HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading from the socket
+# a stream whose payload ended (its end marker read) before its body's last framing bytes
+# (the empty chunk that ends a chunked body, often in the next packet) arrived: the
+# connection goes back to the pool when they come, within this time and this many bytes
+_DRAIN_S = 1.0
+_DRAIN_BYTES = 64 * 1024
 
 
 class H1Error(Exception):
@@ -95,6 +100,8 @@ class _Conn(asyncio.Protocol):
         self.last = 0.0
         self.read = 0.0
         self.paused = False
+        self.drain: Any = None  # while the end of a finished stream's body is awaited: drain(reusable)
+        self.drain_until = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: Any) -> None:
@@ -121,6 +128,8 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self.closed = True
+        if self.drain is not None:
+            self._end_drain(False)
         if self.done or self.error is not None:
             return
         h = self.headers
@@ -145,6 +154,11 @@ class _Conn(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.drain is not None:  # what follows a finished stream's end marker is not read
+            self.buffered += len(body)
+            if self.buffered > _DRAIN_BYTES:
+                self._end_drain(False)
+            return
         self.body.append(body)
         self.buffered += len(body)
         self._wake()
@@ -155,6 +169,12 @@ class _Conn(asyncio.Protocol):
             return
         self.done = True
         self._wake()
+        if self.drain is not None:
+            self._end_drain(True)
+
+    def _end_drain(self, reusable: bool) -> None:
+        done, self.drain = self.drain, None
+        done(reusable)
 
     # waiting
     def _wake(self) -> None:
@@ -168,29 +188,31 @@ class _Conn(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def wait(self, read: float) -> None:
-        """Until the parser has something new (or the answer failed); :class:`H1Timeout`
-        when the server sends nothing for ``read`` seconds (checked by the loop's
-        :class:`~knollm.client.ticker.Ticker`: at most 0.1 s late)."""
+    def wait(self, read: float) -> asyncio.Future:
+        """A future done once the parser has something new, or the answer failed (``error``
+        set: the caller raises it after the wait); the read timeout (:class:`H1Timeout`
+        when the server sends nothing for ``read`` seconds) is checked by the loop's
+        :class:`~knollm.client.ticker.Ticker`, at most 0.1 s late. A plain function, not a
+        coroutine: a stream's every read passes through it, and a coroutine layer costs
+        each one. The ticker drops the connection once its wait is over (``tick``)."""
         if self.error is not None:
             raise self.error
         loop = self.loop
         self.waiter = w = loop.create_future()
         self.last = loop.time()
         self.read = read
-        ticker = Ticker.of(loop)
-        ticker.live.add(self)
-        try:
-            await w
-        finally:
-            ticker.live.discard(self)
-            self.waiter = None
-        if self.error is not None:
-            raise self.error
+        Ticker.of(loop).live.add(self)
+        return w
 
     def tick(self, now: float) -> bool:
         """The read timeout: the wait is over once answered, or once the server has sent
-        nothing for ``read`` seconds (bytes that completed nothing yet count as news)."""
+        nothing for ``read`` seconds (bytes that completed nothing yet count as news); or
+        the end of a finished stream's body, awaited for :data:`_DRAIN_S`."""
+        if self.drain is not None:
+            if now < self.drain_until:
+                return False
+            self._end_drain(False)
+            return True
         w = self.waiter
         if w is None or w.done():
             return True
@@ -411,6 +433,20 @@ class AsyncH1:
             return
         self._drop(c)
 
+    def _release_when_done(self, o: _Origin, c: _Conn) -> None:
+        """A stream whose payload ended (its end marker was read) but whose body has not:
+        what is left is framing (the empty chunk ending a chunked body, often in the next
+        packet), so the connection goes back to the pool once the body ends, instead of
+        a new connection (and TLS handshake) for the next call. Closed if the body does
+        not end within :data:`_DRAIN_S` and :data:`_DRAIN_BYTES` (what arrives is dropped)."""
+        if c.done or c.closed or c.error is not None or not c.keep_alive:
+            self._release(o, c)
+            return
+        c.take()
+        c.drain = lambda reusable: self._release(o, c) if reusable else self._drop(c)
+        c.drain_until = c.loop.time() + _DRAIN_S
+        Ticker.of(c.loop).live.add(c)
+
     def _drop(self, c: _Conn) -> None:
         if c in self._all:
             self._all.discard(c)
@@ -436,6 +472,8 @@ class AsyncH1:
             Outbox.of(c.loop).write(c.t, data)  # sent with the loop turn's other writes (knollm.client.outbox)
             while not c.head_done:
                 await c.wait(read)
+                if c.error is not None:
+                    raise c.error
         except BaseException:
             self._drop(c)
             raise
@@ -450,6 +488,8 @@ class AsyncH1:
         try:
             while not c.done:
                 await c.wait(read)
+                if c.error is not None:
+                    raise c.error
             data = c.take()
             dec = _decoder(c.headers.get("content-encoding", ""))
             if dec is not None:
@@ -508,14 +548,20 @@ class AsyncH1:
 
 
 class _H1Stream(_AsyncStream):
-    """A streamed answer (``status``, ``headers``, ``read()``, ``batches()`` from the shared
+    """A streamed answer (``status``, ``headers``, ``read()`` from the shared
     :class:`~knollm.client.http._AsyncStream`), with ``chunks()``: the body's bytes as
-    they arrive, decoded (what a relay forwards)."""
+    they arrive, decoded (what a relay forwards), and ``batches()``: their lines."""
 
     def __init__(self, drv: AsyncH1, o: _Origin, headers: dict, body: dict, read: float, connect: float) -> None:
         self._args = (o, headers, body, read, connect)
         self._drv, self._c = drv, None
         self._read = read
+        self._ended = False
+
+    def payload_ended(self) -> None:
+        """The caller read the payload's end marker (an SSE ``[DONE]``, say): leaving now
+        keeps the connection for the next call once the body's last bytes arrive."""
+        self._ended = True
 
     async def __aenter__(self) -> _H1Stream:
         o, headers, body, read, connect = self._args
@@ -531,27 +577,67 @@ class _H1Stream(_AsyncStream):
 
     async def __aexit__(self, *exc: Any) -> None:
         c, self._c = self._c, None
-        if c is not None:
+        if c is None:
+            return
+        if exc[0] is None and self._ended:
+            self._drv._release_when_done(self._args[0], c)
+        else:
             self._drv._release(self._args[0], c)  # closed unless read to the end
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def _step(self) -> bytes | None:
+        """The body's bytes arrived since the last step (decoded), ``b""`` when none yet
+        (wait for more), or None once the body has ended and all of it was given."""
         c, dec = self._c, self._dec
         assert c is not None
+        if c.body:  # (more may come, or the end, while the consumer has this piece)
+            data = c.take()
+            if dec is not None:
+                data = dec.decompress(data)
+            if data:
+                return data
+        if c.done:
+            if dec is not None:
+                rest, self._dec = dec.flush(), None
+                if rest:
+                    return rest
+            return None
+        return b""
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        c = self._c
+        assert c is not None
         while True:
-            if c.body:  # (more may come, or the end, while the consumer has this piece)
-                data = c.take()
-                if dec is not None:
-                    data = dec.decompress(data)
-                if data:
-                    yield data
-                continue
-            if c.done:
-                if dec is not None:
-                    rest, self._dec = dec.flush(), None
-                    if rest:
-                        yield rest
+            data = self._step()
+            if data is None:
                 return
+            if data:
+                yield data
+                continue
             await c.wait(self._read)
+            if c.error is not None:
+                raise c.error
+
+    async def batches(self) -> AsyncIterator[list[str]]:
+        """The body's lines, one list per network read, as :meth:`_AsyncStream.batches`
+        gives them, split here instead of in a second generator over :meth:`chunks`: a
+        stream's every read passes through each generator layer."""
+        c, split = self._c, LineSplitter()
+        assert c is not None
+        while True:
+            data = self._step()
+            if data is None:
+                break
+            if data:
+                lines = split.feed(data)
+                if lines:
+                    yield lines
+                continue
+            await c.wait(self._read)
+            if c.error is not None:
+                raise c.error
+        last = split.close()
+        if last:
+            yield last
 
     def _chunks(self) -> AsyncIterator[bytes]:
         return self.chunks()

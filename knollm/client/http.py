@@ -279,6 +279,10 @@ class _AsyncStream:
     async def read(self) -> str:
         return (await self._body()).decode("utf-8", "replace")
 
+    def payload_ended(self) -> None:
+        """The caller read the payload's end marker and leaves before the body's end: a
+        driver may keep the connection once the rest arrives (``h1`` does); others close it."""
+
     async def batches(self) -> AsyncIterator[list[str]]:
         split = LineSplitter()
         async for data in self._chunks():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from knollm.client.result import new_id
@@ -127,8 +128,8 @@ class _ClientStream:
     def __aiter__(self) -> _ClientStream:
         return self
 
-    async def __anext__(self) -> list[dict[str, Any]]:
-        return await self._it.__anext__()
+    def __anext__(self) -> Awaitable[list[dict[str, Any]]]:
+        return self._it.__anext__()  # (the generator's own awaitable: no coroutine layer per batch)
 
     async def aclose(self) -> None:
         await self._it.aclose()
