@@ -408,6 +408,31 @@ def test_a_finished_stream_whose_body_never_ends_is_closed_after_the_drain_time(
     assert still_open == 0 and counted == 0 and 0.1 <= waited < 0.8  # closed by the drain limit, before the chunk
 
 
+def test_a_finished_stream_whose_server_closes_before_the_body_ends_is_dropped(server):
+    """The server closes the connection after ``[DONE]`` without ending the chunked body:
+    the draining connection is dropped when the close arrives (not kept for the drain
+    time), and the next call opens a new one."""
+    def answer(n, req):
+        events = b"data: [DONE]\n\n"
+        return [b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                + b"%x\r\n" % len(events) + events + b"\r\n", 0.05], False
+
+    s = server(answer)
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            async with d.stream(s.url, {}, {"stream": True}, 5.0, 5.0) as st:
+                await _until_done(st, True)
+            draining = len(d._all)
+            await asyncio.sleep(0.2)  # the close arrives; the drain time (1 s) has not passed
+            return draining, len(d._all), d._open
+        finally:
+            await d.aclose()
+
+    assert run(go()) == (1, 0, 0)
+
+
 def test_a_finished_stream_whose_rest_is_too_long_is_closed(server, monkeypatch):
     import knollm.client.h1 as h1
 
