@@ -38,6 +38,14 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * the same figures for the gateway app alone: ``create_app`` over a stub backend that
   answers from memory (no client, no upstream), which splits the overhead between the
   server side (uvicorn + Starlette + gateway code) and the client's call to the upstream,
+* paced streams (``--paced-rounds``, default 3; 0 skips them): a second upstream writes
+  each of a stream's 14 events ``--pace-ms`` apart (default 1), so each reaches the relay
+  in its own read, as a provider's tokens do (the upstream above writes a whole stream at
+  once: one read). The gateway reaches it as another provider (``--paced-target``).
+  Printed, at concurrency 64, direct, through the floor and through the gateway: CPU per
+  stream of each process, throughput against direct, and what each further read costs a
+  relay (its CPU per paced stream less its CPU per stream in one read, measured above,
+  over the 13 further reads): what it spends on each event a provider sends,
 * and for the floor, ``scripts/bench_minproxy.py``: a bare ASGI app on the same stack
   (uvicorn serving, the ``h1`` driver calling) that relays the upstream's bytes with none
   of the gateway's work; what the gateway costs above it is routing, translation,
@@ -359,6 +367,44 @@ def _wait(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def _paced(args: Any, upstream_pid: int, paths: tuple[tuple[str, str, str, list[int]], ...],
+           one_read: dict[tuple[str, bool], tuple[float, float, float]]) -> int:
+    """The paced measurement (each of a stream's events in its own read): prints CPU per
+    stream of each process, and what each further read costs the relays (against
+    ``one_read``, the CPU per stream of the unpaced measurement, the whole stream in one
+    read); returns the gateway requests it made."""
+    if args.paced_rounds <= 0:
+        return 0
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import bench_upstream
+
+    events = len(bench_upstream._chunks("bench", True))
+    for _, url, model, _ in paths:
+        _run(_load(url, model, 50, 4, True, {}, args.client))
+    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    for _ in range(args.paced_rounds):
+        for name, url, model, pids in paths:
+            before = (time.process_time(), _cpu_s([upstream_pid]), _cpu_s(pids))
+            lat, _, wall, err = _run(_load(url, model, args.paced_requests, 64, True, {}, args.client))
+            after = (time.process_time(), _cpu_s([upstream_pid]), _cpu_s(pids))
+            rows.setdefault(name, []).append((len(lat) / wall, *((b - a) / args.paced_requests * 1e6
+                                                                 for a, b in zip(before, after))))
+            if err:
+                print(f"  paced {name}: {err} errors")
+    print(f"paced streams: the upstream writes each of a stream's {events} events {args.pace_ms:g} ms apart "
+          f"(concurrency 64, {args.paced_requests} streams a measurement, median of {args.paced_rounds} rounds)")
+    print("  CPU per stream (us): load generator / upstream / proxy process; what each further read costs the "
+          "proxy (against the whole stream in one read, above)")
+    direct = rows["direct"]
+    for name, rs in rows.items():
+        lg, up, px = (statistics.median(r[i] for r in rs) for i in (1, 2, 3))
+        ratio = statistics.median(g[0] / d[0] for d, g in zip(direct, rs))
+        per_read = (px - one_read[(name, True)][2]) / (events - 1) if (name, True) in one_read else float("nan")
+        extra = "" if name == "direct" else f"; {per_read:5.1f} us a read; throughput {ratio:.0%} of direct"
+        print(f"  {name:>9}: {lg:6.0f} / {up:6.0f} / {px if name != 'direct' else 0:6.0f}{extra}")
+    return 50 + args.paced_rounds * args.paced_requests
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=10000,
@@ -375,8 +421,17 @@ def main() -> int:
                     help="JSON of AsyncClient options for the gateway ($KNOLLM_GATEWAY_CLIENT_OPTIONS)")
     ap.add_argument("--client", choices=("aiohttp", "openai"), default="aiohttp",
                     help="the load generator: aiohttp (strictest) or the openai SDK's AsyncOpenAI")
+    ap.add_argument("--paced-rounds", type=int, default=3,
+                    help="rounds of paced streams, each event its own read (0: none; default 3)")
+    ap.add_argument("--paced-requests", type=int, default=2000, help="streams per paced measurement")
+    ap.add_argument("--pace-ms", type=float, default=1.0, help="the paced upstream's pause between events")
+    ap.add_argument("--paced-target", default="openai/gpt-4o-mini",
+                    help="the model the gateway is asked for in the paced measurement (its provider points at the "
+                         "paced upstream; it must differ from --target's)")
     ap.add_argument("--stub-server", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.paced_target.split("/", 1)[0] == args.target.split("/", 1)[0]:
+        ap.error("--paced-target needs another provider than --target's (each provider has one base URL)")
     if args.stub_server:
         _stub_server(args.stub_server)
         return 0
@@ -386,14 +441,20 @@ def main() -> int:
     mp_port = free_port()
     minproxy = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_minproxy.py"), str(mp_port),
                                  f"http://127.0.0.1:{up_port}"])
+    paced_port, pmp_port = free_port(), free_port()
+    paced = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_upstream.py"), str(paced_port)],
+                             env={**os.environ, "BENCH_STREAM_PACE_MS": str(args.pace_ms)})
+    paced_mp = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "bench_minproxy.py"), str(pmp_port),
+                                 f"http://127.0.0.1:{paced_port}"])
     stub_port = free_port()
     stub = subprocess.Popen([sys.executable, __file__, "--stub-server", str(stub_port)],
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     home = str(scratch_dir("knollm-bench-"))
-    provider = args.target.split("/", 1)[0]
-    env_name = "KNOLLM_" + "".join(c if c.isalnum() else "_" for c in provider.upper()) + "_BASE_URL"
-    env = {"KNOLLM_HOME": home, env_name: f"http://127.0.0.1:{up_port}/v1",
-           f"{provider.upper()}_API_KEY": "bench-key", "KNOLLM_DATABASE_URL": f"sqlite:///{home}/knollm.db"}
+    env = {"KNOLLM_HOME": home, "KNOLLM_DATABASE_URL": f"sqlite:///{home}/knollm.db"}
+    for target, port in ((args.paced_target, paced_port), (args.target, up_port)):
+        provider = target.split("/", 1)[0]
+        env_name = "KNOLLM_" + "".join(c if c.isalnum() else "_" for c in provider.upper()) + "_BASE_URL"
+        env.update({env_name: f"http://127.0.0.1:{port}/v1", f"{provider.upper()}_API_KEY": "bench-key"})
     if args.client_options:
         env["KNOLLM_GATEWAY_CLIENT_OPTIONS"] = args.client_options
     direct = f"http://127.0.0.1:{up_port}/v1"
@@ -403,6 +464,10 @@ def main() -> int:
         _wait(stub_url.replace("/v1", "/health"))
         mp_url = f"http://127.0.0.1:{mp_port}/v1"
         _wait(f"http://127.0.0.1:{mp_port}/health")
+        paced_direct = f"http://127.0.0.1:{paced_port}/v1"
+        _wait(paced_direct + "/models")
+        paced_mp_url = f"http://127.0.0.1:{pmp_port}/v1"
+        _wait(f"http://127.0.0.1:{pmp_port}/health")
         with GatewayProcess(env, args=["--workers", str(args.workers)]) as gw:
             via = gw.base_url
             first = [_one_request(via, args.target) for _ in range(3)]  # a fresh worker's first requests
@@ -485,6 +550,9 @@ def main() -> int:
             for (name, stream), ws in wakes.items():
                 print(f"  {'stream' if stream else 'json':<7}{name:>9}: {statistics.median(w[0] for w in ws):5.1f} "
                       f"ready per wake-up, {statistics.median(w[1] for w in ws):.2f} wake-ups per request")
+            paced_done = _paced(args, paced.pid, (("direct", paced_direct, "bench", []),
+                                                  ("minproxy", paced_mp_url, "bench", [paced_mp.pid]),
+                                                  ("gateway", via, args.paced_target, procs["gateway"])), cpu)
             print(f"first request through the fresh gateway: {first[0]:.1f} ms (the next two: "
                   f"{first[1]:.1f}, {first[2]:.1f} ms; one urllib request each)")
             gc1 = _gc_share(via)
@@ -492,7 +560,7 @@ def main() -> int:
                 print(f"gateway garbage collection: {gc1[0] - gc0[0]:.3f} s of {gc1[1] - gc0[1]:.2f} s CPU "
                       f"({(gc1[0] - gc0[0]) / (gc1[1] - gc0[1]):.1%}; one worker's /metrics)")
             rss0 = gw.rss_kb()
-            done = (2 + 2 * args.rounds) * args.requests + 103  # gateway requests so far (warm-up, first three included)
+            done = (2 + 2 * args.rounds) * args.requests + 103 + paced_done  # gateway requests so far (warm-ups, first three)
             left = args.rss_requests - done
             print(f"load average: {os.getloadavg()[0]:.2f} (the machine is shared; figures vary run to run)")
             print(f"interpreter (every process): {_interpreter()}")
@@ -501,7 +569,7 @@ def main() -> int:
             print(f"gateway RSS after {max(args.rss_requests, done)} requests: "
                   f"{gw.rss_kb() / 1024:.1f} MiB (after warm-up and the first measurements: {rss0 / 1024:.1f} MiB)")
     finally:
-        for p in (upstream, stub, minproxy):
+        for p in (upstream, stub, minproxy, paced, paced_mp):
             p.terminate()
             p.wait(10)
     return 0

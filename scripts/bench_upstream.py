@@ -8,11 +8,16 @@ fixed SSE stream of ``CHUNKS`` content chunks, a finish chunk and a usage chunk.
 (about ten significant digits), or base64 float32 for ``encoding_format: base64``; each
 answer shape is built once and reused.
 
+``BENCH_STREAM_PACE_MS`` (environment, default 0): the pause between a stream's events,
+so that each leaves in its own write and reaches the caller in its own read, as a
+provider's tokens do (the paced measurement of ``scripts/bench_gateway.py``).
+
     python scripts/bench_upstream.py PORT
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 
@@ -22,6 +27,7 @@ USAGE = {"prompt_tokens": 12, "completion_tokens": CHUNKS, "total_tokens": 12 + 
 
 
 EMBED_DIMS = int(__import__("os").environ.get("BENCH_EMBED_DIMS") or 1536)
+PACE_S = float(__import__("os").environ.get("BENCH_STREAM_PACE_MS") or 0) / 1000
 _EMBEDDINGS: dict[tuple, bytes] = {}
 
 
@@ -110,7 +116,9 @@ async def app(scope, receive, send):  # noqa: ANN001 - bare ASGI
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream")]})
         usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        for piece in _chunks(model, usage):
+        for i, piece in enumerate(_chunks(model, usage)):
+            if PACE_S and i:
+                await asyncio.sleep(PACE_S)
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
