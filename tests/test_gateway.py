@@ -1155,6 +1155,39 @@ def test_a_stream_the_provider_ends_in_one_read_leaves_in_one_piece(pause):
         assert len(batches) == 2 and batches[0][0]["choices"][0]["delta"]["content"] == "Hello"
 
 
+
+def test_a_finished_stream_counts_as_200_in_one_write_or_several(tmp_path, servers):
+    """A stream the provider sends in one read leaves in one write; one whose end marker
+    comes later leaves in two. Both finished: /metrics counts each as a 200, the ledger
+    has both, and nothing is counted as a client that went away (499)."""
+    from tests.test_client_h1 import Scripted
+
+    events = [b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hel"}}]}\n\n',
+              b'data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":"stop"}]}\n\n',
+              b'data: {"id":"c1","model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2}}\n\n',
+              b"data: [DONE]\n\n"]
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n"
+    answers = {1: [head + b"".join(events)], 2: [head + b"".join(events[:1]), 0.2, b"".join(events[1:])]}
+    srv = Scripted(lambda n, req: (answers[n], False))
+    env = gateway_env(tmp_path, servers, KNOLLM_GROQ_BASE_URL=f"http://127.0.0.1:{srv.port}/v1")
+    try:
+        with GatewayProcess(env) as g:
+            client = openai.OpenAI(base_url=g.base_url, api_key="unused", max_retries=0)
+            for _ in answers:
+                chunks = list(client.chat.completions.create(
+                    model=GROQ, messages=[{"role": "user", "content": "hi"}], stream=True,
+                    stream_options={"include_usage": True}))
+                assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+                assert chunks[-1].usage.completion_tokens == 2
+            with urllib.request.urlopen(g.url + "/metrics") as r:
+                text = r.read().decode()
+            rows = ledger_rows(tmp_path)
+    finally:
+        srv.close()
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="200"} 2' in text
+    assert 'status="499"' not in text
+    assert len(rows) == 2 and {r["output_tokens"] for r in rows} == {2}
+
 def test_one_write_transport_sends_a_turns_writes_together():
     """uvicorn writes an answer's head and body apart; the gateway's transport sends what
     one event-loop turn wrote in one send, sends what is pending before closing, and

@@ -777,6 +777,9 @@ class _EventStream(Response):
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if not more:  # the whole stream in one write: nothing to watch for
                 await send({"type": "http.response.body", "body": data, "more_body": False})
+                # the body ends on its own: closed at its last piece instead, its
+                # bookkeeping would take the stream for one whose client went away (499)
+                await _ended(it)
                 return
             watcher = asyncio.ensure_future(watch())
             await send({"type": "http.response.body", "body": data, "more_body": True})
@@ -793,6 +796,14 @@ class _EventStream(Response):
             if watcher is not None:
                 watcher.cancel()
             await it.aclose()
+
+
+async def _ended(it: AsyncIterator[Any]) -> None:
+    """Let a body iterator that gave its last piece run to its end."""
+    try:
+        await it.__anext__()
+    except StopAsyncIteration:
+        pass
 
 
 class _ChatRequest:
