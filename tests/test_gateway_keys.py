@@ -673,3 +673,67 @@ def test_an_answer_cut_mid_body_is_charged_to_the_key(servers, tmp_path):
     k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
     assert k["spent_usd"] == pytest.approx(sum(c for _, _, c in rows)) == pytest.approx(float(headers["x-knollm-cost-usd"]))
     assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+
+
+def _gauge(text: str, name: str) -> float:
+    return float(next(ln for ln in text.splitlines() if ln.startswith(name + " ")).split()[-1])
+
+
+def test_a_stream_refused_at_its_start_holds_nothing_and_is_counted(servers, tmp_path):
+    """``stream_options`` that is not an object (or whose ``include_usage`` is not a
+    boolean) is a 400 naming it, before any budget hold: nothing stays reserved, nothing
+    stays in flight, and each refusal is counted. (Before, it failed inside the stream's
+    setup: a 500 never counted, the request in flight for ever and its hold kept for the
+    hold's lifetime, so a few such calls locked the key out with 429s.)"""
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "streams", "--budget", "1")
+    with GatewayProcess(env) as gw:
+        for so in (True, "yes", [1], {"include_usage": "yes"}):
+            status, _, body = call(gw.base_url, key, stream=True, stream_options=so)
+            assert status == 400 and body["error"]["code"] == "stream_options", (so, body)
+        assert "data: [DONE]" in _stream_text(gw.base_url, key)  # the key still has its budget
+        req = urllib.request.Request(gw.url + "/metrics", headers={"authorization": "Bearer " + key})
+        deadline = time.monotonic() + 15  # (the stream's settle may end just after its last bytes)
+        while True:
+            with urllib.request.urlopen(req) as r:
+                text = r.read().decode()
+            if _gauge(text, "knollm_gateway_in_flight") == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="400"} 4' in text
+    assert _gauge(text, "knollm_gateway_in_flight") == 0
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+    assert k["spent_usd"] == pytest.approx(COST["groq"])
+
+
+def test_a_stream_whose_setup_fails_is_answered_settled_and_counted(servers, tmp_path, monkeypatch):
+    """A failure while a stream is set up (here the backend's ``stream`` raises) is a JSON
+    500 without its text, counted in the metrics, out of flight, and the key's hold is
+    released."""
+    from starlette.testclient import TestClient
+
+    from knollm.gateway import server
+    from knollm.gateway.client_backend import ClientBackend
+    from knollm.gateway.keys import KeyStore
+
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "setup", "--budget", "1")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+    def broken(self, body, *, targets, tag=None):
+        raise RuntimeError("setup failed at /secret/path")
+
+    monkeypatch.setattr(ClientBackend, "stream", broken)
+    auth = {"authorization": "Bearer " + key}
+    with TestClient(server.app_factory(), base_url="http://127.0.0.1") as tc:
+        r = tc.post("/v1/chat/completions", headers=auth,
+                    json={"model": GROQ, "messages": MSG, "stream": True})
+        assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+        assert "/secret/path" not in r.text
+        text = tc.get("/metrics", headers=auth).text
+    assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="500"} 1' in text
+    assert _gauge(text, "knollm_gateway_in_flight") == 0
+    store = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}")  # the gateway's store
+    assert store.get("setup").reserved_usd == pytest.approx(0.0, abs=1e-12)

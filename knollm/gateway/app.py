@@ -453,24 +453,29 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                       ) -> Response:
         anthropic = dialect == "anthropic"
         deadline = _Deadline(cfg.timeout_s)  # the whole request, stream included
-        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        stream = backend.stream(body, targets=targets, tag=tag)
-        try:
-            first = await deadline.wait(stream.__anext__())
-        except StopAsyncIteration:
-            first = None
+        stream: Any = None
+        try:  # until the body starts, a failure is an error answer, settled and counted here
+            want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            stream = backend.stream(body, targets=targets, tag=tag)
+            try:
+                first = await deadline.wait(stream.__anext__())
+            except StopAsyncIteration:
+                first = None
+            headers = _knollm_headers(stream.outcome, streaming=True)
+            model_name = body["model"]
+            conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
+            rconv = ResponsesStream(response_skeleton(raw, model_name)) if dialect == "responses" else None
         except BaseException as e:  # noqa: BLE001
             deadline.cancel()
+            if stream is not None:  # (a stream past its first batch is closed, and charged, first)
+                with contextlib.suppress(Exception):
+                    await stream.aclose()
             outcome = getattr(e, "outcome", None) or getattr(stream, "outcome", None)
             await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
             m.in_flight -= 1
             if isinstance(e, asyncio.CancelledError):
                 raise
             return error_response(route, started, e, alias, anthropic, outcome)
-        headers = _knollm_headers(stream.outcome, streaming=True)
-        model_name = body["model"]
-        conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
-        rconv = ResponsesStream(response_skeleton(raw, model_name)) if dialect == "responses" else None
         legacy = dialect == "completions"
 
         def events(pairs: Any) -> list[bytes]:

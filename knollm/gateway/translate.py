@@ -109,6 +109,9 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
             raise _bad(f"messages[{i}].tool_call_id is required for role 'tool'", f"messages[{i}].tool_call_id")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise _bad("'stream' must be a boolean", "stream")
+    so = body.get("stream_options")
+    if so is not None and (not isinstance(so, dict) or not isinstance(so.get("include_usage", False), bool)):
+        raise _bad("'stream_options' must be an object, its 'include_usage' a boolean", "stream_options")
     tools = body.get("tools")
     if tools is not None:
         if not isinstance(tools, list):
