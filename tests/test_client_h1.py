@@ -719,3 +719,91 @@ def test_every_driver_honours_http_proxy_and_no_proxy(server, monkeypatch, drive
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert call("127.0.0.1") == "via direct"
     assert len(proxy.requests) == 1 and len(direct.requests) == 1
+
+
+def test_a_whole_answer_over_the_high_water_mark_is_read_to_its_end(server):
+    """Only a stream's unconsumed body pauses reading (past 1 MiB): a non-streamed answer
+    of 3 MiB arrives whole, well within the read timeout, from one request. (Before, the
+    read paused for good at 1 MiB: a read timeout, an answer cut after its 200, billed
+    and retried.)"""
+    body = b'{"x": "' + b"a" * (3 << 20) + b'"}'
+    s = server(lambda n, req: ([ok(body)], True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            t = time.monotonic()
+            r = await post(d, s.url, read=2.0)
+            return r, time.monotonic() - t
+        finally:
+            await d.aclose()
+
+    r, took = run(go())
+    assert r.cut is None and r.status == 200 and len(r.text) == len(body)
+    assert took < 2.0 and len(s.requests) == 1
+
+
+def test_bytes_after_an_answer_in_the_same_read_are_not_part_of_it(server):
+    """A server that writes a second answer (or more body than it declared) right after
+    the first, in one write: the caller gets the first answer as declared, its headers
+    untouched, and the connection is not reused."""
+    first = {1: ok(b'{"a":1}') + ok(b'{"b":2}'), 2: ok(b'{"a":1}') + b"garbage"}
+    s = server(lambda n, req: (first.get(n) or ok(b'{"next":true}'), True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            return [await post(d, s.url) for _ in range(4)]
+        finally:
+            await d.aclose()
+
+    replies = run(go())
+    assert [r.text for r in replies] == ['{"a":1}', '{"a":1}', '{"next":true}', '{"next":true}']
+    assert all(r.cut is None for r in replies)
+    assert replies[0].headers["content-length"] == "7" and replies[0].headers["content-type"] == "application/json"
+    assert s.connections == 3  # the two spilled connections were dropped, the third kept
+
+
+def test_a_reset_in_a_body_read_until_close_cuts_it():
+    """An answer without a length whose connection is reset mid-body is a cut answer (what
+    arrived, and the error), not a whole one ended by the connection's close."""
+    import socket
+    import struct
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def serve(reset: bool) -> None:
+        c, _ = srv.accept()
+        c.recv(65536)
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                  b'{"choices":[{"message":{"content":"hel')
+        time.sleep(0.1)
+        if reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        else:
+            c.sendall(b'lo"}}]}')
+        c.close()
+
+    async def go():
+        d = AsyncH1(4)
+        try:
+            return [await d.post(f"http://127.0.0.1:{port}/", {}, {}, 3.0, 3.0) for _ in range(2)]
+        finally:
+            await d.aclose()
+
+    def both() -> None:
+        serve(True)
+        serve(False)
+
+    threading.Thread(target=both, daemon=True).start()
+    try:
+        cut, whole = run(go())
+    finally:
+        srv.close()
+    assert isinstance(cut.cut, H1Error) and "ConnectionResetError" in str(cut.cut)
+    assert cut.text == '{"choices":[{"message":{"content":"hel'
+    assert whole.cut is None and whole.text == '{"choices":[{"message":{"content":"hello"}}]}'

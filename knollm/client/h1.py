@@ -95,6 +95,8 @@ class _Conn(asyncio.Protocol):
         self.body: list[bytes] = []
         self.buffered = 0
         self.head_done = self.done = self.keep_alive = False
+        self.streaming = False  # (only a stream's body pauses reading: a whole body is awaited at once)
+        self.spilled = False  # bytes after the answer in the same read: ignored, the connection dropped
         self.error: BaseException | None = None
         self.waiter: asyncio.Future | None = None
         self.last = 0.0
@@ -116,10 +118,13 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except Exception as e:  # noqa: BLE001 - httptools.HttpParserError and callback errors
-            self._fail(H1Error(f"unreadable answer ({type(e).__name__})"))
+            if not self.done:
+                self._fail(H1Error(f"unreadable answer ({type(e).__name__})"))
+            # (else: the answer is whole; what follows it, a longer body than declared, is not)
+            self.closed = True
             self.t.abort()
             return
-        if self.buffered > _HIGH_WATER and not self.paused and not self.done:
+        if self.buffered > _HIGH_WATER and self.streaming and not self.paused and not self.done:
             self.paused = True
             self.t.pause_reading()
 
@@ -133,20 +138,29 @@ class _Conn(asyncio.Protocol):
         if self.done or self.error is not None:
             return
         h = self.headers
-        if self.head_done and "content-length" not in h and "chunked" not in h.get("transfer-encoding", ""):
-            self.done = True  # a body delimited by the connection's end
+        if exc is None and self.head_done and "content-length" not in h \
+                and "chunked" not in h.get("transfer-encoding", ""):
+            self.done = True  # a body delimited by the connection's end (a reset cuts it instead)
             self._wake()
         else:
             self._fail(H1Error("server disconnected" + ("" if exc is None else f" ({type(exc).__name__})")))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.done:  # a second answer in the same read (there is no pipelining here)
+            self.spilled = self.closed = True  # ignored, and the connection never reused
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.spilled:
+            return
         k = name.decode("latin-1").lower()
         v = value.decode("latin-1")
         h = self.headers
         h[k] = h[k] + ", " + v if k in h else v
 
     def on_headers_complete(self) -> None:
+        if self.spilled:
+            return
         self.status = self.parser.get_status_code()
         if self.status >= 200:  # (an interim 1xx answer: the real one follows)
             self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it once the body ends)
@@ -154,6 +168,8 @@ class _Conn(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.spilled:
+            return
         if self.drain is not None:  # what follows a finished stream's end marker is not read
             self.buffered += len(body)
             if self.buffered > _DRAIN_BYTES:
@@ -164,6 +180,8 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.spilled:
+            return
         if self.status < 200:
             self.status, self.headers = 0, {}
             return
@@ -566,6 +584,7 @@ class _H1Stream(_AsyncStream):
     async def __aenter__(self) -> _H1Stream:
         o, headers, body, read, connect = self._args
         c = self._c = await self._drv._send(o, headers, body, read, connect)
+        c.streaming = True  # read as it is consumed: reading pauses past _HIGH_WATER unconsumed
         self.status, self.headers = c.status, c.headers
         try:
             self._dec = _decoder(c.headers.get("content-encoding", ""))
