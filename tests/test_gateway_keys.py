@@ -737,3 +737,58 @@ def test_a_stream_whose_setup_fails_is_answered_settled_and_counted(servers, tmp
     assert _gauge(text, "knollm_gateway_in_flight") == 0
     store = KeyStore(f"sqlite:///{tmp_path / 'knollm.db'}")  # the gateway's store
     assert store.get("setup").reserved_usd == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_provider_pattern_is_not_passed_by_a_spelling_the_catalog_resolves_elsewhere(servers, tmp_path):
+    """``--allow 'groq/*'`` matches the model string ``groq/LLAMA-3.3-70B-VERSATILE``, but
+    the catalog resolves that spelling (and ``groq/<canonical id>``) to the model's every
+    deployment, cheapest first: refused with 403, no provider called. A key that allows a
+    canonical id by name may be served by any deployment of that model."""
+    env = gateway_env(tmp_path, servers)
+    team = new_key(env, "team", "--allow", "groq/*")
+    by_model = new_key(env, "by-model", "--allow", "llama-3.3-70b-instruct")
+    seen = {p: len(s.requests) for p, s in servers.items()}
+    with GatewayProcess(env) as gw:
+        for spelled in ("groq/LLAMA-3.3-70B-VERSATILE", "groq/llama-3.3-70b-instruct"):
+            status, _, body = call(gw.base_url, team, spelled)
+            assert status == 403 and body["error"]["code"] == "model_not_allowed", (spelled, body)
+            assert "routes to" in body["error"]["message"] and team not in body["error"]["message"]
+        assert {p: len(s.requests) for p, s in servers.items()} == seen  # nothing was called
+        status, headers, _ = call(gw.base_url, team, GROQ)
+        assert status == 200 and headers["x-knollm-provider"] == "groq"
+        status, headers, _ = call(gw.base_url, by_model, "llama-3.3-70b-instruct")
+        assert status == 200 and headers["x-knollm-provider"] == "togetherai"  # the cheapest with a key
+        assert call(gw.base_url, by_model, GROQ)[0] == 403  # (a deployment named directly: not by that pattern)
+
+
+def test_the_spend_of_a_key_without_a_budget_is_counted_for_a_budget_given_later(servers, tmp_path):
+    """A key without a budget holds nothing, but its calls' cost still adds to its spend:
+    ``keys list`` shows it, and a monthly budget given later counts this month's calls."""
+    env = gateway_env(tmp_path, servers)
+    key = new_key(env, "open")
+    with GatewayProcess(env) as gw:
+        assert [call(gw.base_url, key)[0] for _ in range(3)] == [200] * 3
+        assert "data: [DONE]" in _stream_text(gw.base_url, key)
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["spent_usd"] == pytest.approx(4 * COST["groq"]) and k["reserved_usd"] == pytest.approx(0.0, abs=1e-12)
+    r = cli(env, "serve", "keys", "update", "open", "--budget", str(4.5 * COST["groq"]), "--budget-period", "month")
+    assert r.returncode == 0, r.stderr
+    k = json.loads(cli(env, "serve", "keys", "list", "--json").stdout)[0]
+    assert k["spent_period_usd"] == pytest.approx(4 * COST["groq"])
+    with GatewayProcess(env) as gw:  # the worst case of one more call does not fit in what is left
+        status, _, body = call(gw.base_url, key, max_tokens=100)
+    assert status == 429 and body["error"]["code"] == "insufficient_quota"
+
+
+def test_a_budget_filled_exactly_is_not_refused_by_rounding(tmp_path):
+    """Costs that fill a large budget exactly sum a few ulps over it in floating point:
+    the call that fits is taken (the slack is relative to the budget), the next is not."""
+    from knollm.gateway.keys import KeyStore
+
+    store = KeyStore(f"sqlite:///{tmp_path / 'keys.db'}")
+    key, _ = store.create("big", budget_usd=100_000.0)
+    for cost in (99_998.35, 0.08):
+        store.settle(key.id, store.reserve(key.id, cost, 60), cost)
+    assert store.get(key.id).spent_usd + 1.57 > 100_000.0  # 1.57 left, in decimal; a few ulps over in binary
+    assert store.reserve(key.id, 1.57, 60) is not None
+    assert store.reserve(key.id, 0.01, 60) is None

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 __all__ = ["Budget", "Store", "SQLiteStore", "default_db_path", "LEDGER_COLUMNS", "period_start", "budgets_for",
+           "budget_slack",
            "check_tag", "MAX_TAG_LEN", "OUTCOMES", "row_values", "rows_where"]
 
 #: columns of a ledger row, in order
@@ -65,6 +66,13 @@ SPEND_ALL = -1
 #: the running totals' dimensions (what a budget selects on); none is ``''`` there
 SPEND_KEYS = ("provider", "alias", "key_label", "tag")
 
+
+
+def budget_slack(limit: float) -> float:
+    """How far spend may pass ``limit`` by floating-point rounding alone (costs that fill
+    the limit exactly can sum to a few ulps over it): relative, so it holds for a $100,000
+    budget as for a $1 one, and stays far below a micro-dollar either way."""
+    return max(1e-12, abs(limit) * 1e-12)
 
 def spend_filter(budget: Budget, now: float) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause (and its arguments) of ``budget``'s current period over the
@@ -352,7 +360,7 @@ class SQLiteStore:
                 self._db.execute("DELETE FROM reservations WHERE ts < ?", (now - self.reservation_ttl,))
                 for b in mine:
                     spent = self._spent(b, now)
-                    if spent + amount > b.limit_usd + 1e-12:
+                    if spent + amount > b.limit_usd + budget_slack(b.limit_usd):
                         self._db.execute("ROLLBACK")
                         return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
                 rid = uuid.uuid4().hex

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from knollm.client.result import new_id
+from knollm.client.store import budget_slack
 from knollm.client.ticker import Ticker
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
@@ -188,9 +189,11 @@ _NO_HOLD = _Held(0.0, None)
 class _Access:
     """Gateway-key checks shared by the routes: auth, allowed models, RPM, budget."""
 
-    def __init__(self, store: KeyStore | None, cfg: GatewayConfig) -> None:
+    def __init__(self, store: KeyStore | None, cfg: GatewayConfig,
+                 deployments: Callable[[str], tuple[bool, list[str]]] | None = None) -> None:
         self.store = store
         self.cfg = cfg
+        self.deployments = deployments  # what a target routes to (the backend's, when it can say)
         self._required: tuple[float, bool] = (0.0, False)
         self._asking: asyncio.Future[bool] | None = None  # the store is asked once at a time
         self._cache: dict[str, tuple[float, GatewayKey | None]] = {}
@@ -257,13 +260,25 @@ class _Access:
                                "To serve other hosts or sites, create a gateway key (knollm serve keys create NAME) "
                                "and send it", status=403, type="permission_error", code="not_local")
 
-    @staticmethod
-    def allow(key: GatewayKey | None, targets: list[str]) -> None:
-        """Check the key may name every one of ``targets`` (each link of a fallback chain)."""
-        for t in targets if key is not None else ():
+    def allow(self, key: GatewayKey | None, targets: list[str]) -> None:
+        """Check the key may name every one of ``targets`` (each link of a fallback chain),
+        and may use what each routes to: a target that names a model (an alias, or a
+        canonical id as written) may be served by any of its deployments; any other target
+        (a provider's model, however spelled) only by deployments the key allows, so
+        ``--allow 'groq/*'`` is not passed by a spelling the catalog resolves elsewhere."""
+        if key is None or not key.allowed:
+            return
+        for t in targets:
             if not key.allows(t):
                 raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
                                    type="permission_error", code="model_not_allowed")
+            if self.deployments is None:
+                continue
+            names_a_model, keys = self.deployments(t)
+            bad = None if names_a_model else next((k for k in keys if not key.allows(k)), None)
+            if bad is not None:
+                raise GatewayError(f"model {t!r} routes to {bad!r}, which gateway key {key.name!r} does not allow",
+                                   status=403, type="permission_error", code="model_not_allowed")
 
     async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> _Held:
         """Check the key may call ``targets`` now; returns what is held against its budget."""
@@ -297,7 +312,7 @@ class _Access:
         if hold_id is None:
             fresh = await run_in_threadpool(self.store.current, key.id) or key
             budget = fresh.budget_usd if fresh.budget_usd is not None else float("inf")
-            if fresh.spent_period_usd + amount > budget + 1e-12:  # used up: no retry succeeds before it renews
+            if fresh.spent_period_usd + amount > budget + budget_slack(budget):  # used up: no retry succeeds before it renews
                 renews = fresh.renews_at()
                 when = "" if renews is None else time.strftime("; it renews at %Y-%m-%dT%H:%MZ", time.gmtime(renews))
                 why, headers = f"spent ${fresh.spent_period_usd:.6g}{when}", {"x-should-retry": "false"}  # (SDKs obey)
@@ -320,18 +335,22 @@ class _Access:
             except Exception as e:  # noqa: BLE001 - the answer is not lost to the key store
                 log.warning("gateway key %r: the store did not take the tokens of a call (%s)", key.name,
                             type(e).__name__)
-        if key.budget_usd is None:
-            return
+        # an unpriced cost is charged what was held, under a budget; without one (nothing
+        # held) only known costs count
+        unknown = self.cfg.default_hold_usd if held.id is not None else 0.0
         if outcome is None or not outcome.served:
             cost = 0.0  # failed calls are not in the ledger, and not charged to the key either
-        else:  # (interrupted streams are: the provider bills them) an unpriced call is charged what was held
+        else:  # (interrupted streams are: the provider bills them)
             cost = held.amount if outcome.cost_usd is None else outcome.cost_usd
         for a in outcome.attempts if outcome is not None else ():  # failed attempts the provider billed
             ch = a.get("charged")
             if ch:
-                cost += self.cfg.default_hold_usd if ch["cost_usd"] is None else ch["cost_usd"]
+                cost += unknown if ch["cost_usd"] is None else ch["cost_usd"]
         try:
-            await run_in_threadpool(self.store.settle, key.id, held.id, cost)
+            if held.id is not None:
+                await run_in_threadpool(self.store.settle, key.id, held.id, cost)
+            elif cost:  # a key without a budget held nothing: its spend is still counted
+                await run_in_threadpool(self.store.charge, key.id, cost)
         except Exception as e:  # noqa: BLE001 - the call is over: its answer is not lost to the key store
             # the hold expires in its time; the ledger has the call (tagged with the key)
             log.warning("gateway key %r: the store did not take the cost of a call (%s)", key.name, type(e).__name__)
@@ -342,7 +361,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     """The ASGI app over ``backend``; ``store`` holds gateway keys (None: no keys, open)."""
     cfg = config or GatewayConfig()
     m = metrics or Metrics()
-    access = _Access(store, cfg)
+    access = _Access(store, cfg, getattr(backend, "deployments", None))
 
     async def read_json(request: _ChatRequest) -> Any:
         length = request.headers.get("content-length")

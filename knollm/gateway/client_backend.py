@@ -356,6 +356,14 @@ class ClientBackend:
         return {"input_tokens": prompt_tokens(plan.messages, plan.params),
                 "knollm": {"source": "estimate", "provider": d.provider, "model": d.model, "reason": reason}}, o
 
+    def deployments(self, target: str) -> tuple[bool, list[str]]:
+        """What ``target`` routes to: whether it names a model (a lockfile alias, or a
+        canonical id exactly as written: any of the model's deployments may serve it), and
+        the catalog keys (``provider/model``) of the deployments it resolves to."""
+        offers, meta = self.client.router.offers(target)
+        named = meta.get("alias") is not None or any(o.canonical == target for o in offers)
+        return named, [o.key for o in offers]
+
     def worst_case_usd(self, body: dict[str, Any], targets: list[str], op: str = "chat") -> float | None:
         """The most the call can cost on any candidate (None if one is unpriced); ``op="embed"``:
         an embeddings body."""

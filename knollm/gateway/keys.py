@@ -95,6 +95,7 @@ def hash_key(token: str) -> str:
 
 
 @dataclass(frozen=True)
+
 class GatewayKey:
     id: str
     name: str
@@ -354,6 +355,8 @@ class KeyStore:
         budget's period, plus the live holds, plus this one). One transaction, the key's
         row locked, so replicas reserving at once are serialized. Expired holds of the key
         are dropped."""
+        from knollm.client.store import budget_slack
+
         now = time.time() if now is None else now
         with self.db.tx():
             rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd, budget_period, day_start, "
@@ -370,7 +373,7 @@ class KeyStore:
                     spent = _current(month_start, month, "month", now)
                 (held,) = self.db.execute("SELECT COALESCE(SUM(amount), 0) FROM gateway_key_holds WHERE key_id = ?",
                                           (key_id,))[0]
-                if float(spent or 0) + float(legacy or 0) + float(held) + amount > budget + 1e-12:
+                if float(spent or 0) + float(legacy or 0) + float(held) + amount > budget + budget_slack(budget):
                     return None
             hold = uuid.uuid4().hex
             self.db.execute("INSERT INTO gateway_key_holds (id, key_id, amount, expires_at) VALUES (?, ?, ?, ?)",
@@ -393,19 +396,31 @@ class KeyStore:
         key's lifetime spend and in the day's and the month's (UTC) of the settle: a period
         that began since the last charge starts from this one. Periods only move forward,
         so a replica whose clock runs behind adds to the newer period, never resets it."""
-        from knollm.client.store import period_start
-
         now = time.time() if now is None else now
-        d, m = period_start("day", now), period_start("month", now)
         with self.db.tx():
             if not self.db.execute("DELETE FROM gateway_key_holds WHERE id = ? RETURNING id", (hold,)):
                 return False
-            self.db.execute(
-                "UPDATE gateway_keys SET spent_usd = spent_usd + ?, "
-                "spent_day_usd = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE spent_day_usd + ? END, "
-                "day_start = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE day_start END, "
-                "spent_month_usd = CASE WHEN month_start IS NULL OR month_start < ? THEN ? "
-                "ELSE spent_month_usd + ? END, "
-                "month_start = CASE WHEN month_start IS NULL OR month_start < ? THEN ? ELSE month_start END "
-                "WHERE id = ?", (cost, d, cost, cost, d, d, m, cost, cost, m, m, key_id))
+            self._add_spend(key_id, cost, now)
         return True
+
+    def charge(self, key_id: str, cost: float, now: float | None = None) -> None:
+        """Add the cost of a call that held nothing (a key without a budget) to the key's
+        spend, as :meth:`settle` does: so ``keys list`` shows it, and a budget given later
+        counts what was spent in its period. Not run again on a lost connection (a repeat
+        could count twice): the error reaches the caller, the ledger has the call."""
+        now = time.time() if now is None else now
+        with self.db.tx():
+            self._add_spend(key_id, cost, now)
+
+    def _add_spend(self, key_id: str, cost: float, now: float) -> None:
+        from knollm.client.store import period_start
+
+        d, m = period_start("day", now), period_start("month", now)
+        self.db.execute(
+            "UPDATE gateway_keys SET spent_usd = spent_usd + ?, "
+            "spent_day_usd = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE spent_day_usd + ? END, "
+            "day_start = CASE WHEN day_start IS NULL OR day_start < ? THEN ? ELSE day_start END, "
+            "spent_month_usd = CASE WHEN month_start IS NULL OR month_start < ? THEN ? "
+            "ELSE spent_month_usd + ? END, "
+            "month_start = CASE WHEN month_start IS NULL OR month_start < ? THEN ? ELSE month_start END "
+            "WHERE id = ?", (cost, d, cost, cost, d, d, m, cost, cost, m, m, key_id))

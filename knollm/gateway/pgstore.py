@@ -17,8 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budgets_for, row_values, rows_where,
-                                 spend_filter)
+from knollm.client.store import (LEDGER_COLUMNS, SPEND_ALL, SPEND_KEYS, Budget, budget_slack, budgets_for, row_values,
+                                 rows_where, spend_filter)
 from knollm.gateway.db import Database, PostgresDatabase, again_if_lost, open_database
 
 __all__ = ["PostgresStore", "open_store"]
@@ -141,7 +141,7 @@ class PostgresStore:
             self.db.execute("DELETE FROM reservations WHERE ts < ?", (now - self.reservation_ttl,))
             for b in mine:
                 spent = self._spent(b, now)
-                if spent + amount > b.limit_usd + 1e-12:
+                if spent + amount > b.limit_usd + budget_slack(b.limit_usd):
                     return None, f"budget {b.label()}: ${spent:.6f} used/held + ${amount:.6f} worst case"
             rid = uuid.uuid4().hex
             self.db.execute("INSERT INTO reservations (id, ts, provider, alias, key_label, amount, tag) "
