@@ -357,3 +357,25 @@ def test_chat_result_keeps_its_published_positional_order():
     r = ChatResult("hi", "openai", "gpt-4o", None, "openai/gpt-4o", "stop")
     assert (r.content, r.provider, r.model, r.key, r.target, r.finish_reason) == \
         ("hi", "openai", "gpt-4o", None, "openai/gpt-4o", "stop")
+
+
+@pytest.mark.parametrize("arguments, sent", [
+    ('{"city": "Paris"}', {"city": "Paris"}),
+    ("", {}),
+    (None, {}),
+    ({"already": "an object"}, {"already": "an object"}),
+    ('{"city": "Par', {"_raw_arguments": '{"city": "Par'}),  # cut short by the model
+    ("[1, 2]", {"_raw_arguments": "[1, 2]"}),  # JSON, but not an object
+])
+def test_tool_call_arguments_go_back_to_object_apis_whole(arguments, sent):
+    """Anthropic, Gemini and Ollama take a tool call's arguments back as an object; what is
+    not a JSON object is kept whole, never dropped or refused (the same helper in all three)."""
+    from knollm.client.transports import get_shape, tool_args
+
+    assert tool_args(arguments) == sent
+    msgs = [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    body = get_shape("anthropic").body("m", msgs, {"max_tokens": 5}, False, {})
+    assert [b["input"] for m in body["messages"] for b in m["content"] if b.get("type") == "tool_use"] == [sent]

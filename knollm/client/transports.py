@@ -24,7 +24,7 @@ import orjson
 from knollm.errors import ProviderError
 
 __all__ = ["SHAPES", "Shape", "Parsed", "Embedded", "StreamState", "get_shape", "classify_error", "num_ctx_for",
-           "cut_answer", "embed_params", "EMBED_PARAMS"]
+           "cut_answer", "embed_params", "EMBED_PARAMS", "tool_args"]
 
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context", "too many tokens",
                   "prompt is too long", "input is too long", "reduce the length", "exceeds the context")
@@ -257,6 +257,22 @@ def num_ctx_for(prompt_tokens: int, max_tokens: int | None, context_window: int 
     n = max(4096, -(-need // 1024) * 1024)
     return min(n, context_window) if context_window else n
 
+
+
+def tool_args(arguments: Any) -> dict:
+    """A tool call's ``arguments`` (OpenAI's JSON string) as the object the Anthropic,
+    Gemini and Ollama APIs take back. A string that is not a JSON object (a model's
+    truncated output, sent back in a conversation's history, as agents do) is kept whole
+    as ``{"_raw_arguments": s}`` rather than refused or dropped; empty means ``{}``."""
+    if isinstance(arguments, dict):
+        return arguments
+    if not arguments:
+        return {}
+    try:
+        parsed = json.loads(arguments)
+    except (TypeError, ValueError):
+        parsed = None
+    return parsed if isinstance(parsed, dict) else {"_raw_arguments": str(arguments)}
 
 # --------------------------------------------------------------------------- stream state
 class StreamState:
@@ -539,9 +555,8 @@ class AnthropicShape(Shape):
                 blocks = self._blocks(m.get("content"))
                 for tc in m["tool_calls"]:
                     fn = tc.get("function") or {}
-                    args = fn.get("arguments") or "{}"
                     blocks.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"),
-                                   "input": json.loads(args) if isinstance(args, str) else args})
+                                   "input": tool_args(fn.get("arguments"))})
                 msgs.append({"role": "assistant", "content": blocks})
             else:
                 msgs.append({"role": role, "content": self._blocks(m.get("content"))})
@@ -699,7 +714,7 @@ class GeminiShape(Shape):
                 parts = self._parts(m.get("content")) if m.get("content") else []
                 for tc in m.get("tool_calls") or []:
                     fn = tc.get("function") or {}
-                    parts.append({"functionCall": {"name": fn.get("name"), "args": json.loads(fn.get("arguments") or "{}")}})
+                    parts.append({"functionCall": {"name": fn.get("name"), "args": tool_args(fn.get("arguments"))}})
                 contents.append({"role": "model", "parts": parts})
             else:
                 contents.append({"role": "user", "parts": self._parts(m.get("content"))})
@@ -811,7 +826,7 @@ class OllamaShape(Shape):
                 out["images"] = imgs
             if m.get("tool_calls"):
                 out["tool_calls"] = [{"function": {"name": tc["function"]["name"],
-                                                   "arguments": json.loads(tc["function"].get("arguments") or "{}")}}
+                                                   "arguments": tool_args(tc["function"].get("arguments"))}}
                                      for tc in m["tool_calls"]]
             msgs.append(out)
         options: dict[str, Any] = {"num_ctx": ctx.get("num_ctx") or 4096}

@@ -124,6 +124,8 @@ def responses_to_chat(body: Any) -> dict[str, Any]:
         if body.get(name):
             raise _bad(f"'{name}' needs stored responses, and the gateway stores none: send the whole "
                        "conversation in 'input'", name)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _bad("'stream' must be a boolean", "stream")
     if body.get("background"):
         raise _bad("background responses are not supported by the gateway", "background")
     req: dict[str, Any] = {"model": body.get("model"), "messages": _messages(body)}

@@ -76,6 +76,22 @@ def split_target(model: Any) -> list[str]:
     return parts
 
 
+def _check_tool_calls(calls: Any, where: str) -> None:
+    """An assistant message's ``tool_calls``: ``[{"id", "type": "function", "function":
+    {"name", "arguments"}}]``, the arguments a string (JSON as the model wrote it: one a
+    model cut short is passed on as it is; see :func:`knollm.client.transports.tool_args`)."""
+    if not isinstance(calls, list):
+        raise _bad(f"{where} must be an array of tool calls", where)
+    for j, call in enumerate(calls):
+        cw = f"{where}[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(call, dict) or not isinstance(call.get("id"), str) or call.get("type") != "function" \
+                or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"] \
+                or not isinstance(fn.get("arguments"), str):
+            raise _bad(f"{cw} must be {{'id': str, 'type': 'function', 'function': {{'name': str, "
+                       "'arguments': str}}", cw)
+
+
 def validate_chat_request(body: Any) -> dict[str, Any]:
     """Check an OpenAI chat-completions body; raise :class:`GatewayError` (400) naming the
     offending field. Returns the body unchanged (it is passed on as is)."""
@@ -96,6 +112,8 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
             for j, part in enumerate(content):
                 if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
                     raise _bad(f"messages[{i}].content[{j}] has an unknown type", f"messages[{i}].content[{j}]")
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise _bad(f"messages[{i}].content[{j}].text must be a string", f"messages[{i}].content[{j}].text")
                 if part["type"] == "image_url":
                     url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
                     if not isinstance(url, str) or not url:
@@ -107,6 +125,8 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
             raise _bad(f"messages[{i}].content is required for role {role!r}", f"messages[{i}].content")
         if role == "tool" and not isinstance(m.get("tool_call_id"), str):
             raise _bad(f"messages[{i}].tool_call_id is required for role 'tool'", f"messages[{i}].tool_call_id")
+        if m.get("tool_calls") is not None:
+            _check_tool_calls(m["tool_calls"], f"messages[{i}].tool_calls")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise _bad("'stream' must be a boolean", "stream")
     so = body.get("stream_options")
@@ -125,7 +145,10 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
     if rf is not None:
         if not isinstance(rf, dict) or rf.get("type") not in _RF_TYPES:
             raise _bad(f"'response_format.type' must be one of {sorted(_RF_TYPES)}", "response_format")
-        if rf["type"] == "json_schema" and not isinstance((rf.get("json_schema") or {}).get("schema"), dict):
+        if rf["type"] == "json_schema" and not isinstance(rf.get("json_schema"), dict):
+            raise _bad("'response_format.json_schema' must be an object (with a 'schema' object)",
+                       "response_format.json_schema")
+        if rf["type"] == "json_schema" and not isinstance(rf["json_schema"].get("schema"), dict):
             raise _bad("'response_format.json_schema.schema' must be an object", "response_format")
     for key in ("max_tokens", "max_completion_tokens", "n"):
         v = body.get(key)
@@ -141,23 +164,132 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- Anthropic -> OpenAI
-def _text_of(blocks: Any) -> str:
-    if isinstance(blocks, str):
-        return blocks
-    if isinstance(blocks, list):
-        return "".join(b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text")
-    return ""
+#: what joins text blocks that become one chat string (the client's Anthropic shape joins
+#: system messages the same way)
+_TEXT_SEP = "\n\n"
+
+
+def _block_text(block: dict[str, Any], where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise _bad(f"{where}.text must be a string", f"{where}.text")
+    return text
+
+
+def _joined(texts: list[str]) -> str:
+    return _TEXT_SEP.join(t for t in texts if t) if len(texts) > 1 else "".join(texts)
+
+
+def _system_text(system: Any) -> str:
+    """``system``: a string, or an array of text blocks (joined by a blank line)."""
+    if isinstance(system, str):
+        return system
+    if not isinstance(system, list):
+        raise _bad("'system' must be a string or an array of text blocks", "system")
+    texts = []
+    for j, b in enumerate(system):
+        if not isinstance(b, dict) or b.get("type") != "text":
+            raise _bad(f"system[{j}] must be a text block", f"system[{j}]")
+        texts.append(_block_text(b, f"system[{j}]"))
+    return _joined(texts)
+
+
+def _tool_result(result: Any, where: str) -> tuple[str, list[dict[str, Any]]]:
+    """A ``tool_result``'s content as a chat ``tool`` message's text, and its images (a
+    screenshot, a file a tool read): a ``tool`` message carries text only, so they go on
+    in a user message right after the tool messages, never dropped."""
+    if result is None:
+        return "", []
+    if isinstance(result, str):
+        return result, []
+    if not isinstance(result, list):
+        raise _bad(f"{where}.content must be a string or an array of blocks", f"{where}.content")
+    texts, images = [], []
+    for k, b in enumerate(result):
+        bw = f"{where}.content[{k}]"
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
+            texts.append(_block_text(b, bw))
+        elif kind == "image":
+            images.append(_image_part(b, bw))
+        else:
+            raise _bad(f"{bw}: unsupported block type {kind!r} in a tool_result", bw)
+    if images:
+        texts.append(f"[{len(images)} image{'s' if len(images) > 1 else ''} in the next message]")
+    return _joined(texts), images
 
 
 def _image_part(block: dict[str, Any], where: str) -> dict[str, Any]:
-    src = block.get("source") or {}
-    if src.get("type") == "base64" and src.get("data"):
-        url = f"data:{src.get('media_type') or 'image/png'};base64,{src['data']}"
-    elif src.get("type") == "url" and src.get("url"):
+    src = block.get("source")
+    if not isinstance(src, dict):
+        raise _bad(f"{where}.source must be an object (an image source: base64 or url)", f"{where}.source")
+    if src.get("type") == "base64" and isinstance(src.get("data"), str) and src["data"]:
+        media = src.get("media_type") or "image/png"
+        if not isinstance(media, str):
+            raise _bad(f"{where}.source.media_type must be a string", f"{where}.source")
+        url = f"data:{media};base64,{src['data']}"
+    elif src.get("type") == "url" and isinstance(src.get("url"), str) and src["url"]:
         url = src["url"]
     else:
         raise _bad(f"{where}: image source must be base64 or url", where)
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_content(parts: list[dict[str, Any]]) -> Any:
+    """A user turn's parts as chat content: text alone as one string (several blocks
+    joined by a blank line: string content is what every provider takes), parts when
+    there is an image."""
+    if all(p["type"] == "text" for p in parts):
+        return _joined([p["text"] for p in parts])
+    return parts
+
+
+def _assistant_message(content: list[Any], where: str) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, b in enumerate(content):
+        bw = f"{where}.content[{j}]"
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "text":
+            texts.append(_block_text(b, bw))
+        elif kind == "tool_use":
+            if not isinstance(b.get("id"), str) or not b["id"] or not isinstance(b.get("name"), str) or not b["name"]:
+                raise _bad(f"{bw}: a tool_use block needs an id and a name (strings)", bw)
+            args = b.get("input")
+            if args is not None and not isinstance(args, dict):
+                raise _bad(f"{bw}.input must be an object", f"{bw}.input")
+            calls.append({"id": b["id"], "type": "function",
+                          "function": {"name": b["name"], "arguments": json.dumps(args or {})}})
+    msg: dict[str, Any] = {"role": "assistant", "content": _joined(texts) or None}
+    if calls:
+        msg["tool_calls"] = calls
+    return msg
+
+
+def _tools(tools: Any) -> list[dict[str, Any]]:
+    if not isinstance(tools, list):
+        raise _bad("'tools' must be an array", "tools")
+    out = []
+    for i, t in enumerate(tools):
+        tw = f"tools[{i}]"
+        if not isinstance(t, dict):
+            raise _bad(f"{tw} must be an object", tw)
+        kind = t.get("type")
+        if kind is not None and kind != "custom":
+            raise _bad(f"{tw}: built-in tool {kind!r} is not supported: the gateway runs no tools "
+                       "(custom tools are passed to the model)", tw)
+        if not isinstance(t.get("name"), str) or not t["name"]:
+            raise _bad(f"{tw}.name is required", tw)
+        schema = t.get("input_schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise _bad(f"{tw}.input_schema must be an object", f"{tw}.input_schema")
+        desc = t.get("description")
+        if desc is not None and not isinstance(desc, str):
+            raise _bad(f"{tw}.description must be a string", f"{tw}.description")
+        out.append({"type": "function", "function": {
+            "name": t["name"], "description": desc or "",
+            "parameters": schema or {"type": "object", "properties": {}}}})
+    return out
 
 
 def anthropic_to_openai(body: Any) -> dict[str, Any]:
@@ -172,10 +304,14 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     messages_in = body.get("messages")
     if not isinstance(messages_in, list) or not messages_in:
         raise _bad("'messages' must be a non-empty array", "messages")
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _bad("'stream' must be a boolean", "stream")
     out: list[dict[str, Any]] = []
     system = body.get("system")
-    if system:
-        out.append({"role": "system", "content": _text_of(system)})
+    if system is not None:
+        text = _system_text(system)
+        if text:
+            out.append({"role": "system", "content": text})
     for i, m in enumerate(messages_in):
         where = f"messages[{i}]"
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
@@ -187,53 +323,55 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         if not isinstance(content, list):
             raise _bad(f"{where}.content must be a string or an array of blocks", where)
         if m["role"] == "assistant":
-            text = "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
-            calls = [{"id": b.get("id"), "type": "function",
-                      "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}}
-                     for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
-            msg: dict[str, Any] = {"role": "assistant", "content": text or None}
-            if calls:
-                msg["tool_calls"] = calls
-            out.append(msg)
+            out.append(_assistant_message(content, where))
             continue
         parts: list[dict[str, Any]] = []
+        shown: list[dict[str, Any]] = []  # the images of this turn's tool results, after them
         for j, b in enumerate(content):
             bw = f"{where}.content[{j}]"
             kind = b.get("type") if isinstance(b, dict) else None
+            if kind != "tool_result" and shown:
+                parts[:0] = [{"type": "text", "text": "The tool results' images:"}, *shown]
+                shown = []
             if kind == "text":
-                parts.append({"type": "text", "text": b.get("text", "")})
+                parts.append({"type": "text", "text": _block_text(b, bw)})
             elif kind == "image":
                 parts.append(_image_part(b, bw))
             elif kind == "tool_result":
                 if parts:  # keep order: text before the result goes first
-                    out.append({"role": "user", "content": parts})
+                    out.append({"role": "user", "content": _user_content(parts)})
                     parts = []
-                result = b.get("content")
-                text = _text_of(result) if not isinstance(result, str) else result
+                if not isinstance(b.get("tool_use_id"), str) or not b["tool_use_id"]:
+                    raise _bad(f"{bw}.tool_use_id is required", f"{bw}.tool_use_id")
+                text, images = _tool_result(b.get("content"), bw)
                 if b.get("is_error"):
                     text = "Error: " + text
                 out.append({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": text})
+                shown += images
             elif kind in ("thinking", "redacted_thinking"):
                 continue
             else:
                 raise _bad(f"{bw}: unsupported block type {kind!r}", bw)
+        if shown:
+            parts[:0] = [{"type": "text", "text": "The tool results' images:"}, *shown]
         if parts:
-            simple = all(p["type"] == "text" for p in parts)
-            out.append({"role": "user", "content": "".join(p["text"] for p in parts) if simple else parts})
+            out.append({"role": "user", "content": _user_content(parts)})
     req: dict[str, Any] = {"model": body["model"], "messages": out, "max_tokens": max_tokens}
     for a, o in (("temperature", "temperature"), ("top_p", "top_p")):
         if body.get(a) is not None:
             req[o] = body[a]
-    if body.get("stop_sequences"):
-        req["stop"] = list(body["stop_sequences"])
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise _bad("'stop_sequences' must be an array of strings", "stop_sequences")
+        if stops:
+            req["stop"] = list(stops)
     if isinstance(body.get("metadata"), dict) and body["metadata"].get("user_id"):
         req["user"] = str(body["metadata"]["user_id"])
-    tools = body.get("tools")
-    if tools:
-        req["tools"] = [{"type": "function", "function": {
-            "name": t.get("name"), "description": t.get("description") or "",
-            "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}}
-            for t in tools if isinstance(t, dict) and t.get("name")]
+    if body.get("tools") is not None:
+        tools = _tools(body["tools"])
+        if tools:
+            req["tools"] = tools
     tc = body.get("tool_choice")
     if isinstance(tc, dict):
         kind = tc.get("type")
@@ -372,6 +510,6 @@ class AnthropicStream:
         yield "message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"),
                                           "stop_sequence": None},
-                                "usage": {"output_tokens": usage["output_tokens"],
-                                          "input_tokens": usage["input_tokens"]}}
+                                # as a whole answer counts them (cache reads, cache writes)
+                                "usage": usage}
         yield "message_stop", {"type": "message_stop"}
