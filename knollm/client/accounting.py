@@ -1,9 +1,10 @@
 """Tokens and money for one call: prompt estimates, worst-case reservations, real cost.
 
 Cost uses the catalog's prices (USD per 1M tokens) through the one cost formula
-(:func:`knollm.query.cost.cost_per_request`), plus cache writes and genai-prices tiers
-(``price_tiers``: the tier whose ``start`` is the largest not above the prompt size
-replaces the input/output prices). A call whose needed price is unknown gets
+(:func:`knollm.query.cost.cost_per_request`), plus cache writes and price tiers
+(``price_tiers``: once the input exceeds a tier's ``start``, every price the tier names
+replaces the base one, as :func:`knollm.query.cost.applicable_prices` lays them over).
+A call whose needed price is unknown gets
 ``cost_usd = None`` and an ``unpriced_reason`` – never $0. Free models cost 0 on purpose.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from knollm.query.cost import Workload, cost_per_request
+from knollm.query.cost import Workload, applicable_prices, cost_per_request
 
 __all__ = ["estimate_tokens", "prompt_tokens", "call_cost", "worst_case_cost"]
 
@@ -40,25 +41,13 @@ def prompt_tokens(messages: list[dict], params: dict | None = None) -> int:
     return n
 
 
-def _tier_prices(prices: dict[str, Any], tiers: list[dict] | None, input_tokens: int) -> dict[str, Any]:
-    if not tiers:
-        return prices
-    best = None
-    for t in tiers:
-        if t.get("start", 0) <= input_tokens and (best is None or t.get("start", 0) >= best.get("start", 0)):
-            best = t
-    if best is None:
-        return prices
-    return {**prices, **{k: best[k] for k in ("input", "output") if best.get(k) is not None}}
-
-
 def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | None]:
     """``(cost_usd, price_source, unpriced_reason)`` of a call with ``usage`` on ``offer``."""
     if offer.variable_pricing:
         return None, None, f"{offer.key}: the provider says its price varies"
     if offer.free:
         return 0.0, offer.price_source or "catalog (free)", None
-    prices = _tier_prices(offer.prices, offer.tiers, usage["input_tokens"])
+    prices = applicable_prices(offer.prices, offer.tiers, usage["input_tokens"])
     write = usage.get("cache_write_tokens") or 0
     cached = min(usage.get("cached_tokens") or 0, max(0, usage["input_tokens"] - write))
     w = Workload(max(0, usage["input_tokens"] - write), usage["output_tokens"], cached)
@@ -74,18 +63,24 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
 
 
 def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
-    """Upper bound for a budget reservation: the prompt at full input price plus
-    ``max_tokens`` of output (highest tier). None when unpriced. With ``max_tokens=0`` (an
-    embeddings call) the output price is not needed."""
+    """Upper bound for a budget reservation: the prompt at full input price (or cache-write
+    price, when higher) plus ``max_tokens`` of output, at the highest prices that can apply
+    to an input of up to ``prompt`` tokens (the base ones, and each tier whose ``start`` the
+    prompt can exceed). None when unpriced. With ``max_tokens=0`` (an embeddings call) the
+    output price is not needed."""
     if offer.free:
         return 0.0
     if offer.variable_pricing:
         return None
-    pin = [offer.prices.get("input")] + [t.get("input") for t in offer.tiers or []]
-    pout = [offer.prices.get("output")] + [t.get("output") for t in offer.tiers or []]
-    if pin[0] is None or (pout[0] is None and max_tokens):
-        return None
-    cw = offer.prices.get("cache_write")
-    top_in = max(x for x in pin + [cw] if x is not None)
-    out = max_tokens * max(x for x in pout if x is not None) if max_tokens else 0.0
-    return (prompt * top_in + out) / 1_000_000 + (offer.prices.get("request") or 0)
+    # the price sets an input of 0..prompt tokens can get: below every tier, and just above
+    # each tier's start the prompt reaches (a tier out of reach gives the prompt's own set)
+    sets = [applicable_prices(offer.prices, offer.tiers, n)
+            for n in [0, prompt] + [min(prompt, t["start"] + 1) for t in offer.tiers or ()]]
+    worst = 0.0
+    for p in sets:
+        if p.get("input") is None or (p.get("output") is None and max_tokens):
+            return None
+        top_in = max(x for x in (p.get("input"), p.get("cache_write"), p.get("cache_read")) if x is not None)
+        out = max_tokens * p["output"] if max_tokens else 0.0
+        worst = max(worst, (prompt * top_in + out) / 1_000_000 + (p.get("request") or 0))
+    return worst

@@ -189,13 +189,18 @@ class _Steps:
 class _Stop:
     """The end of a streamed attempt the caller stopped (closed the stream, was cancelled, or
     an exception went through it) while ``steps``' flow waits for that attempt's Outcome.
-    Once output was given, the flow settles the call as interrupted: ``settle`` is that
+    Once output was given (or the provider was streaming a tool call, given out or not),
+    the flow settles the call as interrupted: ``settle`` is that
     store effect, for the driver to perform, then ``done(reply)``. Before any output the
     flow just ends (its hold released), as for a failure before the first token."""
 
     def __init__(self, steps: _Steps, d: Deployment) -> None:
         self.steps, self.settle = steps, None
         out = steps.reply
+        if isinstance(out, Outcome) and not out.tools_sent and out.stream is not None and out.stream.tool_calls:
+            # a tool call the provider was streaming (not forwarded: plain iteration) is billed
+            # as output given: one interrupted row, no fallback for a caller who stopped
+            out.tools_sent = True
         if isinstance(out, Outcome) and (out.emitted or out.tools_sent):
             if out.error is None:
                 out.error = ProviderError("the caller stopped reading the stream", provider=d.provider,
@@ -669,7 +674,14 @@ class AsyncClient(_Base):
                 except sqlite3.OperationalError as e:
                     if ms is None or "locked" not in str(e):
                         raise
-            return await asyncio.get_running_loop().run_in_executor(None, plan.reserve, arg)
+            job = asyncio.get_running_loop().run_in_executor(None, plan.reserve, arg)
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # the thread commits the hold all the same: release it once it has (else it
+                # would count against the budgets until reservation_ttl)
+                job.add_done_callback(_release_late(store))
+                raise
         if not hasattr(store, "settle_many"):
             if blocking:
                 return (await asyncio.get_running_loop().run_in_executor(None, self._settle, store, [arg]))[0]
@@ -816,6 +828,27 @@ class AsyncChatStream(_StreamBase):
                 stop.done(await self.client._ledger(plan, "settle", stop.settle))
         finally:
             self._stopping.set_result(None)
+
+
+def _release_late(store: Any) -> Callable[[Any], None]:
+    """A done-callback for a reserve whose caller was cancelled while a worker thread ran it:
+    releases the hold the thread committed (a network store's round trip in a thread too)."""
+
+    def done(f: Any) -> None:
+        if f.cancelled() or f.exception() is not None:
+            return
+        rid = f.result()[0]
+        if rid is None:
+            return
+        if getattr(store, "blocking", False):
+            try:
+                f.get_loop().run_in_executor(None, store.release, rid)
+                return
+            except RuntimeError:  # the loop's executor is shut down: release here
+                pass
+        store.release(rid)
+
+    return done
 
 
 def _embedded(plan: Plan) -> tuple | None:

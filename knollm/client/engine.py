@@ -13,7 +13,10 @@ embeddings plan, ``plan.op == "embed"``) as ``StopIteration.value``, or raising 
 A stream cut after its output started (the upstream broke, or the caller stopped reading:
 the driver then sends back the attempt's Outcome with an error of kind ``closed``) is
 billed by the provider, so it is settled too, once, as an ``interrupted`` ledger row
-(:func:`_interrupted_row`), before :class:`StreamInterrupted` is raised.
+(:func:`_interrupted_row`), before :class:`StreamInterrupted` is raised. An attempt billed
+though the caller never saw it (an answer whose body was cut, a whole embeddings answer the
+client rejected, a tool call cut before it was given out) is settled the same way, its hold
+with it; a retry on that deployment then reserves its worst case again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Generator
 from knollm.client.accounting import call_cost, estimate_tokens
 from knollm.client.result import ChatResult, EmbeddingResult, Usage, new_id
 from knollm.client.routing import Deployment, Plan
-from knollm.client.transports import Parsed, classify_error, get_shape
+from knollm.client.transports import Embedded, Parsed, classify_error, get_shape
 from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
 
@@ -67,11 +70,20 @@ def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: tup
         raise ProviderError(f"answer is not valid JSON ({len(text)} bytes, truncated?)", provider=d.provider,
                             status=status, kind="bad_response") from None
     if embed is not None:
-        got = get_shape(d.shape).parse_embeddings(obj, d.provider, embed[0])
+        # a whole answer the client rejects was billed all the same: the error carries what it
+        # reported (``answer``: its usage, else none and the flow estimates) for its ledger row
+        try:
+            got = get_shape(d.shape).parse_embeddings(obj, d.provider, embed[0])
+        except ProviderError as e:
+            if e.kind == "bad_response":  # vectors missing or malformed (not an error body)
+                e.status, e.answer = status, Embedded([])
+            raise
         size = len(got.vectors[0]) // 4 if isinstance(got.vectors[0], bytes) else len(got.vectors[0])
         if embed[1] and size != embed[1]:
-            raise ProviderError(f"asked for {embed[1]} dimensions, got {size}: the API ignored 'dimensions'",
+            err = ProviderError(f"asked for {embed[1]} dimensions, got {size}: the API ignored 'dimensions'",
                                 provider=d.provider, status=status, kind="bad_response")
+            err.answer = got
+            raise err
         return got  # type: ignore[return-value]
     return get_shape(d.shape).parse(obj, d.provider)
 
@@ -142,17 +154,27 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                                             plan.attempts)
                     err.row = row
                     raise err
-                if (out.cut is not None or (out.stream is not None and out.stream.tool_calls)) and store is not None:
+                charged = False
+                if (out.cut is not None or getattr(e, "answer", None) is not None
+                        or (out.stream is not None and out.stream.tool_calls)) and store is not None:
                     # output the caller never saw is billed all the same: a whole answer whose body
-                    # was cut, a tool call cut mid-way (not forwarded). Its own row, named on the
-                    # attempt (``charged``); the hold stays for the retry or fallback
+                    # was cut, a whole embeddings answer the client rejected, a tool call cut mid-way
+                    # (not forwarded). Its own row, named on the attempt (``charged``); the hold
+                    # becomes that charge (settled with it), so a retry holds its worst case anew
                     row = _interrupted_row(plan, d, out, t0, stream, ev)
-                    yield "settle", (None, row)
+                    yield "settle", (rid, row)
+                    rid, charged = None, True
                     attempt["charged"] = {k: row[k] for k in _CHARGED}
                 action, delay = plan.on_failure(d, e, tries)
                 if action != "retry":
                     break
                 yield "sleep", delay
+                if charged:  # the budgets now count the charge: a refusal ends this deployment's tries
+                    rid, refused = yield "reserve", d
+                    if refused:
+                        skipped_budget += 1
+                        _skip(plan, d, refused)
+                        break
         finally:
             if rid is not None and store is not None:
                 store.release(rid)
@@ -251,7 +273,7 @@ def _interrupted_row(plan: Plan, d: Deployment, out: Outcome, t0: float, stream:
     provider (given out or not), or the provider's running count when that is larger.
     ``usage_estimated``: 0 every count is the provider's, 1 all estimated, 2 the input is
     the provider's and the output estimated."""
-    p = out.parsed or (out.stream.result() if out.stream is not None else None)
+    p = out.parsed or getattr(out.error, "answer", None) or (out.stream.result() if out.stream is not None else None)
     est = _output_estimate(p) if p is not None else 0
     u = p.usage if p is not None else None
     if u and u.get("input_tokens"):
