@@ -338,6 +338,36 @@ class Deployment:
         return u
 
 
+#: query parameters of a base URL that are no secret (their values are not masked)
+_PLAIN_PARAMS = frozenset({"api-version", "api_version", "version", "alt", "format"})
+
+
+@functools.lru_cache(maxsize=256)
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The secrets a base URL carries, as typed and percent-decoded: the userinfo's password (or a
+    lone user name: a token), and every query value (``?key=…``, ``?token=…``, a signature) but
+    those of :data:`_PLAIN_PARAMS`. Once per base URL (cached)."""
+    from urllib.parse import quote, unquote
+
+    rest = url.partition("://")[2] or url
+    userinfo, at, _ = rest.partition("/")[0].rpartition("@")
+    found = []
+    if at and userinfo:
+        user, colon, password = userinfo.partition(":")
+        found.append(password if colon else user)
+    query = rest.partition("?")[2]
+    for item in query.split("&") if query else ():
+        name, _, value = item.partition("=")
+        if value and unquote(name).strip().lower() not in _PLAIN_PARAMS:
+            found.append(value)
+    out: list[str] = []
+    for v in found:
+        for form in (v, unquote(v), quote(unquote(v), safe="")):
+            if len(form) >= 4 and form not in out:
+                out.append(form)
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------- the router
 @dataclass
 class Settings:
@@ -385,7 +415,13 @@ class Router:
         return f
 
     def secrets(self) -> list[str]:
-        return [s._value for slots in self._slots.values() for s in slots if s._value]
+        """What :meth:`Plan.redact` masks: every key value, and what a base URL carries (its
+        userinfo, its query values: ``KNOLLM_<PROVIDER>_BASE_URL=https://…/v1?key=…``), which
+        a provider may echo in an error ("Invalid URL (POST /v1?key=…)")."""
+        out = [s._value for slots in self._slots.values() for s in slots if s._value]
+        for base in {d.base_url for d in list(self._deps.values())}:  # (list(): one C call, no lock)
+            out += _url_secrets(base)
+        return out
 
     def auth(self, pid: str, facts: Any, shape: str | None) -> tuple[str, str | None]:
         """(auth kind, key header): config, else the registry's, else the shape's convention
@@ -808,7 +844,8 @@ class Plan:
         return a
 
     def redact(self, text: str) -> str:
-        for s in self.r.secrets():
+        # longest first: a secret that contains another is masked whole
+        for s in sorted(self.r.secrets(), key=len, reverse=True):
             if s and len(s) >= 4:
                 text = text.replace(s, "***")
         return text

@@ -32,6 +32,7 @@ import orjson
 
 from knollm.errors import CatalogError
 from knollm.fmt import fmt_int, fmt_price
+from knollm.site.render import md_text
 from knollm.vocab import CAPABILITIES, PRICE_FIELDS
 
 __all__ = [
@@ -298,10 +299,9 @@ def render_text(diff: dict) -> str:
 
 
 def _md(s: Any) -> str:
-    """Escape untrusted text for a markdown table cell (no HTML, no pipes, one line)."""
-    t = html.escape(str(s if s is not None else ""), quote=False)
-    t = t.replace("|", "\\|").replace("\n", " ").replace("\r", " ")
-    return t.replace("`", "\\`")
+    """Escape untrusted text for a markdown table cell: the site's :func:`~knollm.site.render.md_text`
+    (no HTML, one line, Markdown punctuation – links' ``[]()``, backticks, ``|`` – escaped)."""
+    return md_text(s)
 
 
 def _code(s: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -34,15 +35,34 @@ def database_url() -> str:
     return os.environ.get("KNOLLM_DATABASE_URL") or f"sqlite:///{default_db_path()}"
 
 
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for messages and logs)."""
-    from urllib.parse import urlsplit, urlunsplit
+#: query parameters whose values are masked: libpq takes ``?password=`` and ``?sslpassword=``
+#: (names are percent-decoded and case-folded first, as libpq reads them); anything named like a
+#: secret too
+_SECRET_PARAM = re.compile(r"password|secret|token")
 
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for messages and logs): the userinfo's
+    (``user:pw@``) and the query's (``?password=…``, ``?sslpassword=…``, which libpq accepts).
+    Generous with malformed URLs: the userinfo runs to the last ``@`` before the first ``/``."""
+    from urllib.parse import unquote
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority = rest.partition("/")[0]
+    userinfo, at, _host = authority.rpartition("@")
+    rest = rest[len(userinfo) + len(at):]
+    if at and ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    rest, qsep, query = rest.partition("?")  # to the end: libpq reads no #fragment
+    if qsep:
+        params = []
+        for item in query.split("&"):
+            name, eq, _value = item.partition("=")
+            params.append(name + "=***" if eq and _SECRET_PARAM.search(unquote(name).strip().lower()) else item)
+        query = "&".join(params)
+    return scheme + sep + userinfo + at + rest + qsep + query
 
 
 def again_if_lost(method: F) -> F:

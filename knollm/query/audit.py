@@ -140,7 +140,9 @@ def row_text(r: dict[str, Any]) -> str:
 
 
 def render_markdown(rows: list[dict[str, Any]], esc=None, max_rows: int | None = None) -> str:
-    """A Markdown table of the rows (``esc`` escapes provider text for HTML pages)."""
+    """A Markdown table of the rows. ``esc`` escapes provider text for one table cell: the site passes
+    :func:`knollm.site.render.md_text` (HTML and Markdown punctuation, so a model id like
+    ``[x](javascript:…)`` is no link); the default only escapes ``|`` (terminal / file output)."""
     esc = esc or (lambda s: str(s).replace("|", "\\|"))
     s = summary(rows)
     head = [f"{len(rows)} disagreements on {s['offers']} offers: "

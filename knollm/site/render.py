@@ -4,8 +4,8 @@ Escaping rules
 --------------
 * Data goes into HTML that we build ourselves, through :func:`esc` (``html.escape``;
   newlines folded), because Markdown inside a raw HTML block is not processed.
-* Data in Markdown text (headings) goes through :func:`md_text` (HTML-escaped, then
-  Markdown punctuation backslash-escaped).
+* Data in Markdown text (headings, Markdown table cells) goes through :func:`md_text`
+  (HTML-escaped, then Markdown punctuation – links' ``[]()``, and ``|`` – backslash-escaped).
 * A data-derived ``href`` is emitted only when its scheme is http/https (:func:`safe_url`).
 * Code examples put data in string literals (``json.dumps``) inside a fence longer than
   any backtick run.
@@ -57,7 +57,8 @@ def esc(text: object) -> str:
 
 
 def md_text(text: object) -> str:
-    """Escape for Markdown inline text (headings): HTML-escaped, then Markdown punctuation."""
+    """Escape for Markdown inline text (headings, table cells): HTML-escaped, then Markdown punctuation
+    (``[x](javascript:…)`` stays text; ``|`` is ``\\|``, which a table cell keeps as text)."""
     return _MD_SPECIAL.sub(r"\\\1", esc(text))
 
 
@@ -780,16 +781,20 @@ def render_audit_page(cat: dict[str, Any], max_rows: int = AUDIT_PAGE_ROWS) -> s
         "Every offer where the sources disagree beyond 5 % (prices, context window, max output) or at all "
         f"(capabilities, deprecation) – {', '.join(FIELD_GROUPS)} – with each source's value, the one Knollm "
         "shows and why. The same list: `knollm audit` (`--json`, `--markdown`). Data: registries "
-        f"{esc(registry_versions(cat))}; provider dumps fetched {esc(dump_date_range(cat))}.",
+        f"{md_text(registry_versions(cat))}; provider dumps fetched {md_text(dump_date_range(cat))}.",
         "",
         f"## Suspect values ({len(suspect)})",
         "",
         "Kept in the catalog but marked: they never rank as cheapest.",
         "",
-        "| Model | Field | Value | Check |",
-        "|---|---|---|---|",
-        *(f"| {esc(m['key'])} | {esc(p)} | {esc(_field_value(m, p))} | {esc(SUSPECT_CHECKS.get(c, c))} |"
+        # an HTML table (Markdown is not processed in it): a model id such as "[x](javascript:…)" stays text
+        "<table>",
+        "<thead><tr><th>Model</th><th>Field</th><th>Value</th><th>Check</th></tr></thead>",
+        "<tbody>",
+        *(f"<tr><td>{esc(m['key'])}</td><td>{esc(p)}</td><td>{esc(_field_value(m, p))}</td>"
+          f"<td>{esc(SUSPECT_CHECKS.get(c, c))}</td></tr>"
           for m, p, c in suspect),
+        "</tbody></table>",
         "",
         "## Disagreements",
         "",
@@ -798,7 +803,9 @@ def render_audit_page(cat: dict[str, Any], max_rows: int = AUDIT_PAGE_ROWS) -> s
         "",
         '<div data-search-exclude markdown>',
         "",
-        render_markdown(rows, esc=lambda x: esc(x).replace("|", "&#124;"), max_rows=max_rows),
+        # Markdown table cells through md_text (HTML, Markdown punctuation and "|" escaped): a model
+        # id such as "[x](javascript:…)" stays text, never a link
+        render_markdown(rows, esc=md_text, max_rows=max_rows),
         "</div>",
         "",
     ]
