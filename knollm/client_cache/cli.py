@@ -117,7 +117,9 @@ def warm(file: str, target: str | None, ttl: float | None, sampled: bool, catalo
     \b
     FILE: JSON Lines ({"target": "groq/llama-3.3-70b-versatile", "prompt": "…",
     "system": "…", "max_tokens": 200} or {"messages": [...]}), or one prompt per line
-    with --target. Exit 1 when a request failed.
+    with --target. Each line reports what the cache did: hit, stored, bypassed (with
+    the reason: temperature > 0 without --sampled) or not stored (the cache did not
+    take it). Exit 1 when a request failed.
     """
     from knollm.client import Client
     from knollm.client_cache.wrap import CachedClient
@@ -143,20 +145,23 @@ def warm(file: str, target: str | None, ttl: float | None, sampled: bool, catalo
     with CachedClient(Client(catalog=catalog), _cache(db), enabled=True, sampled=sampled) as cc:
         for r in reqs:
             try:
-                res = cc.chat(r["target"], r["messages"], cache_ttl=ttl, **r["params"])
+                res, outcome, why = cc._chat(r["target"], r["messages"], {"cache_ttl": ttl, **r["params"]})
             except ClientError as e:
                 failed += 1
                 rows.append({"line": r["line"], "target": r["target"], "result": "error", "provider": None,
-                             "cost_usd": None, "error": str(e)})
+                             "cost_usd": None, "reason": None, "error": str(e)})
                 continue
-            rows.append({"line": r["line"], "target": r["target"],
-                         "result": "hit" if getattr(res, "cached", False) else "stored",
-                         "provider": f"{res.provider}/{res.model}", "cost_usd": res.cost_usd, "error": None})
+            if outcome == "bypassed" and "temperature" in why:
+                why = why.replace("pass cache_sampled=True", "--sampled")
+            rows.append({"line": r["line"], "target": r["target"], "result": outcome,
+                         "provider": f"{res.provider}/{res.model}", "cost_usd": res.cost_usd, "reason": why or None,
+                         "error": None})
         st = cc.cache.stats()
-    emit(rows, ["line", "target", "result", "provider", "cost_usd", "error"], output,
+    emit(rows, ["line", "target", "result", "provider", "cost_usd", "reason", "error"], output,
          json_obj={"requests": rows, "failed": failed, "cache": st})
     if output["format"] == "table":
-        click.echo(f"{len(rows)} request(s): {sum(r['result'] == 'hit' for r in rows)} hit, "
-                   f"{sum(r['result'] == 'stored' for r in rows)} stored, {failed} failed; cache {st['entries']} "
-                   f"entries", err=True)
+        counts = ", ".join(f"{sum(r['result'] == k for r in rows)} {k}"
+                           for k in ("hit", "stored", "bypassed", "not stored"))
+        click.echo(f"{len(rows)} request(s): {counts}, {failed} failed; cache {st.get('entries', 0)} entries",
+                   err=True)
     return 1 if failed else 0

@@ -12,9 +12,12 @@ messages and every request parameter except those that cannot change the answer
 the stream's text deltas), the original call's cost (what a hit saves), its expiry and its
 last use. Nothing else: no messages, no key values, no key labels.
 
-A file that is not a readable SQLite database is renamed to ``cache.db.corrupt-<time>``
-with a :class:`CacheWarning`, and a new cache starts; a busy or failing database makes a
-lookup a miss and a store a no-op (with a warning), never an error of the call.
+A file SQLite reports as corrupt (``SQLITE_CORRUPT``, ``SQLITE_NOTADB``) is renamed to
+``cache.db.corrupt-<time>`` (its ``-wal`` and ``-shm`` moved with it) with a
+:class:`CacheWarning`, and a new cache starts. Any other error (busy, locked, a full disk,
+an I/O error) leaves the file as it is: the lookup is a miss and the store a no-op, with a
+warning. An entry whose stored answer cannot be decoded is deleted and is a miss. The
+cache is never an error of the call.
 """
 
 from __future__ import annotations
@@ -57,11 +60,26 @@ def default_cache_path() -> Path:
     return default_db_path().parent / "cache.db"
 
 
+def _number(v: int | float) -> int | float:
+    """1 and 1.0 are the same request: a number is keyed as the float of its value when
+    that float is exactly the value (every float; an int up to 2**53 and the larger ones a
+    float holds exactly), else as the int itself (``seed=2**53 + 1``, ``10**400``), so
+    two different values never share a key. The keys of floats and of ints up to 2**53
+    are what they were before ints were kept exact."""
+    if isinstance(v, float):
+        return v
+    try:
+        f = float(v)
+    except OverflowError:
+        return int(v)
+    return f if f == v else int(v)
+
+
 def _norm(v: Any) -> Any:
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, (int, float)):
-        return float(v)  # 1 and 1.0 are the same request
+        return _number(v)
     if isinstance(v, dict):
         return {str(k): _norm(x) for k, x in v.items() if x is not None}
     if isinstance(v, (list, tuple)):
@@ -125,6 +143,42 @@ class CacheEntry:
 _COLUMNS = "key, provider, model, created, expires, last_used, hits, size, cost_usd, payload"
 
 
+def _decode(payload: Any) -> dict[str, Any]:
+    """A stored answer's fields; ValueError when the payload is not one (a damaged row)."""
+    d = json.loads(payload)
+    if not isinstance(d, dict):
+        raise ValueError(f"payload is a {type(d).__name__}, not an object")
+    for name, kinds in (("content", (str, type(None))), ("finish_reason", (str, type(None))),
+                        ("tool_calls", (list, type(None))), ("usage", (dict, type(None))),
+                        ("deltas", (list, type(None))), ("price_source", (str, type(None))),
+                        ("response_id", (str, type(None)))):
+        if not isinstance(d.get(name), kinds):
+            raise ValueError(f"payload field {name!r} is a {type(d.get(name)).__name__}")
+    if not all(isinstance(x, str) for x in d.get("deltas") or []):
+        raise ValueError("payload field 'deltas' holds a non-string")
+    if not all(isinstance(x, dict) for x in d.get("tool_calls") or []):
+        raise ValueError("payload field 'tool_calls' holds a non-object")
+    for k, x in (d.get("usage") or {}).items():
+        if not isinstance(x, (int, float, bool, type(None))):
+            raise ValueError(f"payload usage {k!r} is a {type(x).__name__}")
+    return d
+
+
+def _error_name(e: BaseException) -> str:
+    return getattr(e, "sqlite_errorname", None) or ""
+
+
+def _is_corrupt(e: BaseException) -> bool:
+    """SQLite says the file is damaged or not a database (``SQLITE_CORRUPT*``,
+    ``SQLITE_NOTADB``): the only errors that set the file aside."""
+    return _error_name(e).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _is_busy(e: BaseException) -> bool:
+    """Another connection holds a lock (``SQLITE_BUSY*``, ``SQLITE_LOCKED*``)."""
+    return _error_name(e).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))
+
+
 class ResponseCache:
     """The cache (see the module docs). ``ttl``: default seconds an entry lives (None: no
     expiry); ``provider_ttl``: per-provider overrides; ``max_bytes``: size cap (LRU
@@ -170,25 +224,29 @@ class ResponseCache:
             try:
                 self._db = self._connect()
                 return
-            except sqlite3.OperationalError as e:
+            except sqlite3.DatabaseError as e:
                 # two processes creating the file at once: switching a new database to WAL
                 # can fail with "locked" without waiting for the busy timeout; try again
-                if "locked" in str(e) or "busy" in str(e):
-                    if time.monotonic() < deadline:
-                        time.sleep(0.02)
-                        continue
-                    # busy for longer than the timeout: run without a cache (never fatal)
-                    warnings.warn(f"{self.path}: cache busy ({e}); calls go uncached", CacheWarning, stacklevel=3)
-                    self._db = None
+                if _is_busy(e) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
+                if _is_corrupt(e):
+                    self._set_aside(e)
                     return
-                self._set_aside(e)
-                return
-            except sqlite3.DatabaseError as e:
-                self._set_aside(e)
+                # busy past the timeout, a full disk, an I/O error: the file stays as it is
+                # and calls go uncached (never fatal)
+                self._uncached(e)
                 return
 
+    def _uncached(self, err: BaseException) -> None:
+        msg = f"{self.path}: cache not usable ({_error_name(err) or type(err).__name__}: {err}); calls go uncached"
+        warnings.warn(msg, CacheWarning, stacklevel=4)
+        _log.warning(msg)
+        self._db = None
+
     def _set_aside(self, err: Exception) -> None:
-        """Move an unreadable cache file away (warning, never fatal) and start a new one."""
+        """Move a corrupt cache file away, its ``-wal`` and ``-shm`` with it (warning, never
+        fatal), and start a new one; when that fails too, calls go uncached."""
         if self._db is not None:
             try:
                 self._db.close()
@@ -198,40 +256,46 @@ class ResponseCache:
         dest = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         try:
             os.replace(self.path, dest)
+            for ext in ("-wal", "-shm"):  # beside the file they belong to, never deleted
+                try:
+                    os.replace(f"{self.path}{ext}", f"{dest}{ext}")
+                except FileNotFoundError:
+                    pass
         except FileNotFoundError:
             pass
-        for ext in ("-wal", "-shm"):
-            try:
-                os.remove(f"{self.path}{ext}")
-            except FileNotFoundError:
-                pass
+        except OSError as e:
+            self._uncached(e)
+            return
         msg = f"{self.path}: not a usable cache database ({err}); set aside as {dest.name}, starting a new cache"
         warnings.warn(msg, CacheWarning, stacklevel=3)
         _log.warning(msg)
-        self._db = self._connect()
+        try:
+            self._db = self._connect()
+        except sqlite3.Error as e:
+            self._uncached(e)
 
     def _guard(self, what: str, fn: Any, default: Any) -> Any:
-        """Run ``fn(db)`` under the lock; a corrupt file is set aside and ``fn`` retried once,
-        a busy database gives ``default`` with a warning."""
+        """Run ``fn(db)`` under the lock. A corrupt file is set aside and ``fn`` retried
+        once; any other database error (busy, a full disk, I/O) gives ``default`` with a
+        warning and leaves the file as it is."""
         with self._lock:
-            if self._db is None:
-                return default
             for attempt in (1, 2):
+                if self._db is None:
+                    return default
                 try:
                     return fn(self._db)
-                except sqlite3.OperationalError as e:
-                    if self._db is not None and self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    if attempt == 1 and not ("locked" in str(e) or "busy" in str(e)):
-                        self._set_aside(e)
-                        continue
-                    warnings.warn(f"{self.path}: cache {what} skipped ({e})", CacheWarning, stacklevel=4)
-                    return default
                 except sqlite3.DatabaseError as e:
-                    if attempt == 1:
+                    try:
+                        if self._db is not None and self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                    if attempt == 1 and _is_corrupt(e):
                         self._set_aside(e)
                         continue
-                    warnings.warn(f"{self.path}: cache {what} skipped ({e})", CacheWarning, stacklevel=4)
+                    msg = f"{self.path}: cache {what} skipped ({_error_name(e) or type(e).__name__}: {e})"
+                    warnings.warn(msg, CacheWarning, stacklevel=4)
+                    _log.warning(msg)
                     return default
         return default
 
@@ -269,8 +333,18 @@ class ResponseCache:
             if expires is not None and expires <= now:
                 db.execute("DELETE FROM entries WHERE key = ? AND expires <= ?", (key, now))
                 return None
+            try:
+                d = _decode(payload)
+                if not isinstance(cost, (int, float, type(None))) or isinstance(cost, bool):
+                    raise ValueError(f"cost_usd is a {type(cost).__name__}")
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as e:
+                # a damaged row (SQLite keeps no page checksums): a miss, and the row goes
+                db.execute("DELETE FROM entries WHERE key = ?", (key,))
+                msg = f"{self.path}: a cached answer could not be read ({type(e).__name__}: {e}); entry deleted"
+                warnings.warn(msg, CacheWarning, stacklevel=5)
+                _log.warning(msg)
+                return None
             db.execute("UPDATE entries SET last_used = ?, hits = hits + 1 WHERE key = ?", (now, key))
-            d = json.loads(payload)
             return CacheEntry(provider, model, d.get("content"), d.get("finish_reason"), d.get("tool_calls"),
                               d.get("usage") or {}, d.get("deltas") or [], cost, d.get("price_source"),
                               d.get("response_id"), created, expires, hits + 1)

@@ -6,8 +6,10 @@
 provider and model that answered. Hits come back as :class:`CachedResult`: a
 :class:`~knollm.client.result.ChatResult` with ``cached=True``, ``cost_usd=0``,
 ``saved_usd`` (the original call's cost), ``price_source="cache"``; streams replay the
-stored text deltas as a stream. Each hit also writes a ledger row (cost 0) through the
-client's store, and the saving goes to the cache's ``hits`` table.
+stored text deltas as a stream. Each hit also writes a ledger row (cost 0) the way a
+live call does (the client's settle: a ledger that cannot take the row now gets it
+from the spool later, and the hit stands), and then the saving goes to the cache's
+``hits`` table.
 
 Policy: the cache is used when the call says ``cache=True``, or the wrapper's
 ``enabled=True`` (global), or the target is an alias listed in ``aliases`` or bound in
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from knollm.client.result import ChatResult, Usage
@@ -98,7 +100,7 @@ class CacheHook:
         params, opts = CacheHook.split(params)            # before routing: drop cache=, cache_ttl=, …
         plan = client.plan(target, messages, params)
         req = hook.begin(plan, params, opts)               # policy: enabled? temperature? TTL?
-        hit = hook.lookup(plan, messages, req, stream, ledger=client.store)
+        hit = hook.lookup(plan, messages, req, stream, ledger=client.store, settle=client._settle)
         if hit: return hit[0]          # streams: yield from hit[1]; yield hit[0]
         result = <route, send, account>                    # the client's own flow
         hook.store(req, messages, result, deltas)          # deltas: the stream's pieces, or None
@@ -145,10 +147,15 @@ class CacheHook:
         return CacheRequest(params, use, ttl, why)
 
     def lookup(self, plan: Any, messages: list[dict], req: CacheRequest, stream: bool,
-               ledger: Any = None) -> tuple[CachedResult, list[str]] | None:
+               ledger: Any = None, settle: Callable[[Any, list], list[bool]] | None = None,
+               ) -> tuple[CachedResult, list[str]] | None:
         """The hit (result, stored text deltas) for the first deployment in the plan's order
         that has a live entry, or None (a miss, or the cache is not used). A hit writes a
-        ledger row (cost 0) to ``ledger`` (a :class:`knollm.client.store.Store`)."""
+        ledger row (cost 0) to ``ledger`` (a :class:`knollm.client.store.Store`) through
+        ``settle(ledger, [(None, row)])``: the client's own settle (``client._settle``),
+        which spools a row the ledger cannot take now, as for a live call (without it:
+        ``ledger.settle``). The hit is recorded in the cache only once the row is written
+        or spooled."""
         if not req.use:
             return None
         t0 = time.perf_counter()
@@ -159,11 +166,12 @@ class CacheHook:
             seen.add((d.provider, d.model))
             e = self.cache.lookup(d.provider, d.model, messages, req.params)
             if e is not None:
-                return self._hit(plan, e, stream, (time.perf_counter() - t0) * 1000, ledger), e.deltas
+                return self._hit(plan, e, stream, (time.perf_counter() - t0) * 1000, ledger, settle), e.deltas
         self.cache.count("misses")
         return None
 
-    def _hit(self, plan: Any, e: CacheEntry, stream: bool, ms: float, ledger: Any) -> CachedResult:
+    def _hit(self, plan: Any, e: CacheEntry, stream: bool, ms: float, ledger: Any,
+             settle: Callable[[Any, list], list[bool]] | None = None) -> CachedResult:
         u = e.usage
         rid = uuid.uuid4().hex
         res = CachedResult(
@@ -176,9 +184,8 @@ class CacheHook:
             why=f"cache hit (stored {time.time() - e.created:.0f}s ago)", alias=plan.alias, request_id=rid,
             response_id=e.response_id, saved_usd=e.cost_usd, cached_at=e.created, tag=getattr(plan, "tag", None),
         )
-        self.cache.record_hit(e.provider, e.model, e.cost_usd, rid)
         if ledger is not None:
-            ledger.settle(None, {
+            row = {
                 "request_id": rid, "ts": time.time(), "target": str(plan.target), "alias": plan.alias,
                 "provider": e.provider, "model": e.model, "key_label": None, "stream": int(stream),
                 "input_tokens": res.usage.input_tokens, "output_tokens": res.usage.output_tokens,
@@ -186,7 +193,12 @@ class CacheHook:
                 "usage_estimated": int(res.usage.estimated), "cost_usd": 0.0, "price_source": "cache",
                 "unpriced_reason": None, "ttft_ms": res.ttft_ms, "duration_ms": res.duration_ms, "attempts": 0,
                 "saved_usd": e.cost_usd, "tag": res.tag,
-            })
+            }
+            if settle is not None:
+                settle(ledger, [(None, row)])
+            else:
+                ledger.settle(None, row)
+        self.cache.record_hit(e.provider, e.model, e.cost_usd, rid)  # after the row is written or spooled
         return res
 
     def store(self, req: CacheRequest, messages: list[dict], res: ChatResult | None,
@@ -201,6 +213,13 @@ class CacheHook:
              "cache_write_tokens": u.cache_write_tokens, "estimated": u.estimated},
             deltas if deltas is not None else ([res.content] if res.content else []),
             res.cost_usd, res.price_source, res.response_id), messages, req.params, ttl=req.ttl)
+
+
+def _why_not_stored(cache: ResponseCache, req: CacheRequest, res: ChatResult) -> str:
+    life = cache.ttl_for(res.provider, req.ttl)
+    if life is not None and life <= 0:
+        return f"TTL {life:g} <= 0"
+    return "the cache did not take it (see the CacheWarning)"
 
 
 class _CacheBase:
@@ -218,7 +237,7 @@ class _CacheBase:
         plan = self.client.plan(target, messages, p)
         req = self.hook.begin(plan, p, opts)
         ledger = getattr(self.client, "store", None) if self.ledger else None
-        return req, self.hook.lookup(plan, messages, req, stream, ledger)
+        return req, self.hook.lookup(plan, messages, req, stream, ledger, getattr(self.client, "_settle", None))
 
 
 class CachedClient(_CacheBase):
@@ -227,12 +246,20 @@ class CachedClient(_CacheBase):
     ``stream(…)`` like the client's, with the cache in front."""
 
     def chat(self, target: Any, messages: list[dict], **params: Any) -> ChatResult:
+        return self._chat(target, messages, params)[0]
+
+    def _chat(self, target: Any, messages: list[dict], params: dict[str, Any]) -> tuple[ChatResult, str, str]:
+        """``(result, what the cache did, why)``: ``hit``, ``stored``, ``bypassed`` (why:
+        the policy's reason) or ``not stored`` (why: the store did not take it)."""
         req, hit = self._begin(target, messages, params, False)
         if hit is not None:
-            return hit[0]
+            return hit[0], "hit", ""
         res = self.client.chat(target, messages, **req.params)
-        self.hook.store(req, messages, res)
-        return res
+        if not req.use:
+            return res, "bypassed", req.why_not
+        if self.hook.store(req, messages, res):
+            return res, "stored", ""
+        return res, "not stored", _why_not_stored(self.cache, req, res)
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> Iterator[str | ChatResult]:
         """Text deltas, then the result (a hit replays the stored deltas)."""
