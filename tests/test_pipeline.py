@@ -216,10 +216,13 @@ def test_real_catalog_figures(shared_catalog):
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_real_openai_anthropic_price_coverage(shared_catalog, provider):
-    ms = [m for m in shared_catalog["models"] if m["provider"] == provider and f"models_{provider}.json" in m["origin"]]
-    assert ms
+    ms = [m for m in shared_catalog["models"] if m["provider"] == provider and f"models_{provider}.json" in m["origin"]
+          # (billed per image, per second or character, or free: no token prices to cover; a
+          # moderation model's only "price" is LiteLLM's lone 0/0, which the catalog keeps unknown)
+          and m.get("kind") not in ("image", "audio", "moderation")]
+    assert len(ms) >= 5
     priced = [m for m in ms if m["prices"]["input"] is not None and m["prices"]["output"] is not None]
-    assert len(priced) / len(ms) >= 0.90, sorted(m["id"] for m in ms if m not in priced)
+    assert len(priced) / len(ms) >= 0.95, sorted(m["id"] for m in ms if m not in priced)
 
 
 def test_real_enrichment_precedence(shared_catalog):

@@ -16,7 +16,7 @@ from typing import Any
 
 from knollm.catalog.diagnostics import Diagnostics
 from knollm.errors import KnollmError, RecordError
-from knollm.catalog.identity import canonical_id, family_id
+from knollm.catalog.identity import canonical_id, family_id, region_of, same_variant
 from knollm.catalog.normalize import kind_modalities
 from knollm.providers import ProviderRegistry, provider_registry
 from knollm.catalog.readers import DumpFile, read_dumps
@@ -227,27 +227,65 @@ def _index_canonical(reg: RegistrySnapshot) -> tuple[dict[str, RegistryModel], d
     return by_canon, by_family, by_prov_canon
 
 
+def _siblings(reg: RegistrySnapshot) -> dict[tuple[str, str], list[RegistryModel]]:
+    """models.dev: (provider, canonical id) -> every entry of that provider with that canonical id."""
+    out: dict[tuple[str, str], list[RegistryModel]] = defaultdict(list)
+    for pid, bucket in reg.models.items():
+        for rm in bucket.values():
+            out[(pid, canonical_id(rm.id, pid))].append(rm)
+    return out
+
+
+def _registry_layer(off: _Offer, rm: RegistryModel) -> dict[str, Any]:
+    """A registry entry's fields as a layer of ``off``; a region-less entry joined to a regional
+    offer (``sa-east-1/meta.llama3-…`` -> ``meta.llama3-…``: the registry's default-region price)
+    is marked ``_regionless``: its prices rank below every regional source (see ``_price_order``)."""
+    fields = dict(rm.fields)
+    if region_of(off.id) is not None and region_of(rm.id) is None:
+        fields["_regionless"] = True
+    return fields
+
+
 def _join_registries(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot | None, gp: RegistrySnapshot | None) -> None:
+    """Attach each offer's registry entries.
+
+    models.dev: the same provider's entry for the id (``exact``), else for the same canonical
+    id (``alias``) *only when it names the same serving variant* (:func:`identity.same_variant`):
+    ``:free`` / ``:extended`` / ``-fast`` / ``-Turbo`` / ``-TEE`` siblings and a Hugging Face
+    backend (``<model>:<backend>``) vs the router's entry are differently priced offers. Such a
+    sibling is the same model served differently: it is attached as ``md~canonical`` (like
+    another provider's entry: capabilities, modalities, release date and a last-resort context
+    window, never a price) and stays unused, so it is listed as an offer of its own.
+    """
     md_idx = _index_canonical(md) if md else ({}, {}, {})
-    by_canon, by_family, by_prov_canon = md_idx
+    by_canon, by_family, _ = md_idx
+    siblings = _siblings(md) if md else {}
     for off in list(offers.values()):
         canon = canonical_id(off.id, off.provider)
         if gp is not None:
             rm, quality = genai_match(gp, off.provider, off.id)
             if rm is not None:
                 rm.used = True
-                off.layers.setdefault("gp", dict(rm.fields))
+                off.layers.setdefault("gp", _registry_layer(off, rm))
                 off.joins["genai-prices"] = quality
         if md is not None:
             rm = md.provider_models(off.provider).get(off.id.lower())
             quality = "exact"
+            other_variant = None
             if rm is None:
-                rm = by_prov_canon.get((off.provider, canon))
                 quality = "alias"
+                cands = siblings.get((off.provider, canon), ())
+                rm = next((c for c in cands if same_variant(c.id, off.id, off.provider)), None)
+                if rm is None and cands:
+                    other_variant = cands[0]
             if rm is not None:
                 rm.used = True
-                off.layers.setdefault("md", dict(rm.fields))
+                off.layers.setdefault("md", _registry_layer(off, rm))
                 off.joins["models.dev"] = quality
+                continue
+            if other_variant is not None:
+                off.layers["md~canonical"] = other_variant.fields
+                off.joins["models.dev"] = "canonical"
                 continue
             rm = by_canon.get(canon)
             if rm is not None:
@@ -279,7 +317,7 @@ def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapsh
             g, q = genai_match(gp, pid, rm.id) if gp is not None else (None, None)
             if g is not None:  # the same model's prices from genai-prices
                 g.used = True
-                off.layers["gp"] = dict(g.fields)
+                off.layers["gp"] = _registry_layer(off, g)
                 off.joins["genai-prices"] = q
                 off.origin.append("genai-prices")
     if gp is not None:
@@ -289,8 +327,24 @@ def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapsh
 _MEDIA_KINDS = frozenset({"image", "audio", "video"})
 #: a zero price is "free" only if the id says so, or ...
 _FREE_ID = re.compile(r"(:|-|_|\b)free\b", re.IGNORECASE)
-#: registries whose zero prices need corroboration (a dump's own zero is explicit)
-_REGISTRY_LAYERS = frozenset({"gp", "md"})
+#: third-party sources whose zero prices need corroboration (a dump's own zero is explicit):
+#: the registries, and LiteLLM's cost map, whose 0/0 also means "not billed per token"
+#: (SageMaker per instance-hour, Ollama, …)
+_REGISTRY_LAYERS = frozenset({"gp", "md", "litellm"})
+
+
+def _price_order(L: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+    """``_PRICE_ORDER`` for one offer. A region-less registry entry joined to a regional offer
+    (``_regionless``: its default-region price) never overrides nor completes a regional price:
+    when a regional source (the dump, LiteLLM's regional key) has any price, it is left out (its
+    differing values stay in ``alternatives``); otherwise it ranks last."""
+    late = tuple(la for la in ("gp", "md") if (L.get(la) or {}).get("_regionless"))
+    if not late:
+        return _PRICE_ORDER
+    regional = tuple(la for la in _PRICE_ORDER if la not in late)
+    if any((L.get(la) or {}).get("prices") for la in regional):
+        return regional
+    return regional + late
 
 
 def _differs(a: Any, b: Any) -> bool:
@@ -421,8 +475,9 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
                 caps[c] = False
                 sources[f"capabilities.{c}"] = "inferred"
     m["capabilities"] = caps
-    prices = fill("prices", PRICE_FIELDS, _PRICE_ORDER)
-    for layer in _PRICE_ORDER:
+    price_order = _price_order(L)
+    prices = fill("prices", PRICE_FIELDS, price_order)
+    for layer in price_order:
         if L.get(layer, {}).get("price_tiers"):
             m["price_tiers"] = L[layer]["price_tiers"]
             sources["price_tiers"] = _LAYER_SOURCE[layer]
@@ -430,32 +485,49 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     variable = any(L.get(layer, {}).get("variable_pricing") for layer in ("dump", "litellm"))
     m["variable_pricing"] = bool(variable)
     # zero prices: "free" only when the provider's dump says so, the id says so, or every
-    # source with a price agrees; a registry zero alone or contradicted becomes unknown
+    # source with a price agrees; a registry (or LiteLLM) zero alone or contradicted becomes unknown
     zero_flag = None
     explicit_free = bool(_FREE_ID.search(low) or _FREE_ID.search(m["name"] or ""))
     # embeddings / rerankers have no output tokens: a zero output price there is "not charged"
+    voided: set[str] = set()  # layers whose zero was shown as unknown
     for k in ("input",) if kind in ("embedding", "rerank", "moderation") else ("input", "output"):
-        if prices[k] == 0 and layer_of.get(f"prices.{k}") in _REGISTRY_LAYERS and not explicit_free:
-            others = [L[la]["prices"][k] for la in _PRICE_ORDER
-                      if la != layer_of[f"prices.{k}"] and (L.get(la, {}).get("prices") or {}).get(k) is not None]
+        zl = layer_of.get(f"prices.{k}")
+        if prices[k] == 0 and zl in _REGISTRY_LAYERS and not explicit_free:
+            if zl == "litellm":
+                # LiteLLM's zero is doubtful only as 0/0 ("not priced per token"); one zero
+                # beside a real price (Perplexity's online models: input 0, output 2.8) is a price
+                lp = L[zl].get("prices") or {}
+                if lp.get("input") not in (0, None) or lp.get("output") not in (0, None):
+                    continue
+            others = [L[la]["prices"][k] for la in price_order
+                      if la != zl and (L.get(la, {}).get("prices") or {}).get(k) is not None]
             if others and all(o == 0 for o in others):
                 continue
             zero_flag = "zero_price_disputed" if others else "zero_price_unconfirmed"
             prices[k] = None
             sources.pop(f"prices.{k}", None)
             layer_of.pop(f"prices.{k}", None)
+            voided.add(zl)
+    for k in ("cache_read", "cache_write"):  # a zero cache price of a 0/0 shown as unknown goes too
+        if prices[k] == 0 and layer_of.get(f"prices.{k}") in voided:
+            prices[k] = None
+            sources.pop(f"prices.{k}", None)
+            layer_of.pop(f"prices.{k}", None)
     if zero_flag:
         flags_extra.append(zero_flag)
         if diags is not None and zero_flag == "zero_price_disputed":
-            diags.data("registry-zero", "models.dev / genai-prices",
-                       "a registry says the price is 0 but another source disagrees; shown as unknown", off.id)
+            diags.data("registry-zero", "models.dev / genai-prices / litellm",
+                       "a registry or LiteLLM says the price is 0 but another source disagrees; shown as unknown",
+                       off.id)
     m["prices"] = prices
     text_kind = kind in ("chat", "completion", "embedding", "rerank", "moderation")
-    m["free"] = bool(
+    # free: every known price is 0 (a per-request, per-image… price makes a 0/0 model paid)
+    all_zero = all(v == 0 for v in prices.values() if v is not None)
+    m["free"] = all_zero and (bool(
         text_kind
         and prices["input"] == 0
         and (prices["output"] == 0 or (prices["output"] is None and kind == "embedding"))
-    ) or (low.endswith(":free") and prices["input"] in (0, None) and prices["output"] in (0, None))
+    ) or (low.endswith(":free") and prices["input"] in (0, None) and prices["output"] in (0, None)))
     dep = pick("deprecated", _META_ORDER)
     if dep is None:
         for layer in ("dump", "litellm"):

@@ -89,7 +89,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-__all__ = ["canonical_id", "family_id", "same_model", "normalize_provider"]
+__all__ = ["canonical_id", "family_id", "same_model", "normalize_provider", "serving_variant", "same_variant",
+           "region_of"]
 
 # --------------------------------------------------------------------------- tables
 
@@ -495,3 +496,78 @@ def family_id(canonical: str) -> str:
 def same_model(a: str, b: str, provider_a: str | None = None, provider_b: str | None = None) -> bool:
     """True when ``a`` (as spelled by ``provider_a``) and ``b`` are the same model."""
     return canonical_id(a, provider_a) == canonical_id(b, provider_b)
+
+
+# ------------------------------------------------------------------ serving variants and regions
+
+#: dash tokens of an id that name a differently priced serving tier of the same model
+#: (``canonical_id`` strips them: Nebius ``-fast``, DeepInfra / Together ``-Turbo``, Chutes
+#: ``-TEE``, Together ``-tput`` / ``-Free`` / ``-Lite`` / ``-Reference``, Fireworks ``-basic``,
+#: Groq ``-specdec``)
+_TIER_TOKENS = frozenset({"free", "fast", "turbo", "tee", "tput", "nitro", "lite", "reference", "basic", "specdec"})
+_TIER_SPLIT = re.compile(r"[-_.\s]+")
+_QUANT_DASH = re.compile(r"\b(fp|bf|int)-(\d+)\b")
+_QUANT_TOKEN = re.compile(r"^(?:(?:fp|bf|int|f)(?:4|8|16|32)|awq|gptq|gguf|ggml|mlx|nvfp4|mxfp4|exl2|w4a16|w8a8|"
+                          r"4bit|8bit)$")
+#: a region path segment: AWS (``sa-east-1``, ``us-gov-west-1``) or an Azure data zone (``eu``, ``us``);
+#: ``global`` / ``global-standard`` are the default price, not a region
+_REGION_SEGMENT = re.compile(r"^(?:(?:us|eu|ap|ca|sa|me|af|il|mx)(?:-gov)?-(?:east|west|north|south|central|"
+                             r"northeast|southeast|northwest|southwest)-\d+|eu|us)$")
+
+
+@lru_cache(maxsize=65536)
+def serving_variant(model_id: str, provider: str | None = None) -> tuple[frozenset[str], frozenset[str]]:
+    """The serving tier an id names, as ``(tiers, quantisations)``; two ids of one canonical
+    model on one provider are the *same offer* only when their variants are equal.
+
+    ``tiers``: OpenRouter-style ``:free`` / ``:nitro`` / ``:extended`` / ``:beta`` /
+    ``:thinking`` selectors, Hugging Face's ``:<backend>`` (``@<backend>``: the router's
+    serving provider), and the tier tokens above. ``quantisations``: ``fp8``, ``int8``,
+    ``bf16``… (also Inference.net's ``/fp-16`` path segment); a quantisation differs only
+    when both ids name one (a provider serving one quantisation often omits it).
+
+    >>> serving_variant("meta-llama/llama-3-8b-instruct:free")[0]
+    frozenset({':free'})
+    >>> serving_variant("Qwen/Qwen3-32B-fast", "nebius")[0]
+    frozenset({'fast'})
+    """
+    parts = [p for p in model_id.lower().split("/") if p] or [model_id.lower()]
+    name = parts[-1]
+    tiers: set[str] = set()
+    base, sep, tag = name.rpartition(":")
+    if sep and base:
+        if normalize_provider(provider) == "huggingface":
+            tiers.add("@" + tag)
+        elif tag.isalpha() and tag != "latest":
+            tiers.add(":" + tag)
+        name = base
+    quant: set[str] = set()
+    names = [name]
+    if len(parts) > 1 and _QUANT_SEGMENT.match(name):  # Inference.net ".../llama-3.1-8b-instruct/fp-16"
+        names.insert(0, parts[-2])
+    for n in names:
+        for tok in _TIER_SPLIT.split(_QUANT_DASH.sub(r"\1\2", n)):
+            if _QUANT_TOKEN.match(tok):
+                quant.add(tok)
+            elif tok in _TIER_TOKENS:
+                tiers.add(tok)
+    return frozenset(tiers), frozenset(quant)
+
+
+def same_variant(a: str, b: str, provider: str | None = None) -> bool:
+    """True when ids ``a`` and ``b`` (one provider) name the same serving variant
+    (:func:`serving_variant`): equal tiers, and no two different quantisations."""
+    ta, qa = serving_variant(a, provider)
+    tb, qb = serving_variant(b, provider)
+    return ta == tb and (not qa or not qb or qa == qb)
+
+
+@lru_cache(maxsize=65536)
+def region_of(model_id: str) -> str | None:
+    """The region a (LiteLLM-style) id names in a path segment (``sa-east-1/meta.llama3-…``
+    -> ``sa-east-1``; Azure data zones ``eu/`` / ``us/``), or None: a region-less id."""
+    parts = [p for p in model_id.lower().split("/") if p]
+    for seg in parts[:-1]:
+        if _REGION_SEGMENT.match(seg):
+            return seg
+    return None

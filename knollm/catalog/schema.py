@@ -12,12 +12,16 @@ model was matched in each registry (``exact`` / ``alias`` / ``canonical`` / ``fa
 a ``family`` join is low-confidence and only ever fills values that are still unknown.
 
 Precedence (highest first; a lower source only fills what is still unknown). "Same
-provider" means the registry entry for this provider and model id (exact or alias join);
-"canonical" / "family" mean models.dev's entry for the same canonical model or family on
-*another* provider. The order tables live in :mod:`knollm.catalog.build`.
+provider" means the registry entry for this provider and model id (exact or alias join; an
+alias join needs the same serving variant: ``:free`` / ``:extended`` / ``-fast`` /
+``-Turbo`` / ``-TEE``, a Hugging Face ``:<backend>``); "canonical" / "family" mean
+models.dev's entry for the same canonical model or family on *another* provider, or a
+differently served sibling on the same one. The order tables live in :mod:`knollm.catalog.build`.
 
 * prices: ``dump`` > ``genai-prices`` same provider > ``models.dev`` same provider >
-  ``litellm`` (never canonical or family);
+  ``litellm`` (never canonical or family); a region-less registry entry joined to a
+  regional offer (``sa-east-1/…``) gives no price when the dump or LiteLLM has a regional
+  one (its values stay in ``alternatives``);
 * context window, max output: ``probe`` (context window only) > ``dump`` > ``models.dev``
   same provider > ``genai-prices`` same provider > ``litellm`` > ``models.dev`` canonical;
 * ``probe``: a ``yes``/``no`` verdict of ``knollm probe`` (newest file per model in the
@@ -44,8 +48,9 @@ Data truth (issue 10) – rules applied after precedence:
   shown is not published (the next source's value is tried); the provider's own value
   above its own context is kept and marked suspect;
 * zero prices: a zero is "free" only when the provider's own dump says so, the id says
-  ``:free``, or every source with a price agrees; a registry zero contradicted by another
-  source (or uncorroborated) is shown as unknown, its value kept in ``alternatives``;
+  ``:free``, or every source with a price agrees; a registry zero (or a LiteLLM 0/0)
+  contradicted by another source (or uncorroborated) is shown as unknown, its value kept in
+  ``alternatives``; ``free`` also needs every known price (per request, per image…) to be 0;
 * capabilities and limits from *another* provider's entry (``models.dev`` canonical /
   family) are not applied to image, audio and video models;
 * ``alternatives`` keeps each other source's differing value for every field.

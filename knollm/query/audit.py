@@ -67,9 +67,9 @@ def _why(m: dict[str, Any], path: str, group: str, shown: Any, values: dict[str,
     flags = m.get("flags") or []
     if group == "price" and shown is None and path in ("prices.input", "prices.output"):
         if "zero_price_disputed" in flags:
-            return "a registry's zero price is contradicted by another source: shown as unknown"
+            return "a registry's zero price (or LiteLLM's 0/0) is contradicted by another source: shown as unknown"
         if "zero_price_unconfirmed" in flags:
-            return "a registry's zero price no other source confirms: shown as unknown (not 'free')"
+            return "a registry's zero price (or LiteLLM's 0/0) no other source confirms: shown as unknown (not 'free')"
     ctx = m.get("context_window")
     if group == "max_output" and ctx and any(isinstance(v, int) and v > ctx for v in values.values()):
         return f"a max output above the context window ({ctx}) borrowed from another source is not published"

@@ -5,8 +5,8 @@ module reads every spelling those share:
 
 * prices: OpenRouter-style ``pricing.prompt`` / ``pricing.completion`` (unit declared per
   source in the provider registry, ``dump.price_unit``; undeclared: read as USD/token and
-  marked ``unit_assumed`` so the build flags them), ``pricing.input`` / ``pricing.output``
-  per million;
+  marked ``unit_assumed`` so the build flags them), ``pricing.image`` (USD per *input*
+  image: ``image_input``), ``pricing.input`` / ``pricing.output`` per million;
 * max output: ``max_completion_tokens``, ``max_output_tokens``, ``max_output_length``,
   ``top_provider.max_completion_tokens``, ``metadata.max_tokens``, ``limits.output``,
   ``limits.completion``, ``config.max_output_length``;
@@ -244,7 +244,9 @@ def _pricing_table(unit: float) -> tuple[tuple[str, tuple[str, ...], float], ...
         ("cache_read", ("pricing", "input_cache_read"), unit),
         ("cache_write", ("pricing", "input_cache_write"), unit),
         ("request", ("pricing", "request"), 1.0),
-        ("image", ("pricing", "image"), 1.0),
+        # OpenRouter's (and its clones') ``pricing.image`` is USD per *input* image (the
+        # price of reading an image), never a generated image's price (``image``)
+        ("image_input", ("pricing", "image"), 1.0),
         # Together / Friendli / HF router / Baseten: per million
         ("input", ("pricing", "input"), PER_MILLION),
         ("output", ("pricing", "output"), PER_MILLION),
