@@ -19,8 +19,17 @@ __all__ = ["estimate_tokens", "prompt_tokens", "call_cost", "worst_case_cost"]
 
 
 def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate: ~4 characters per token (rounded up)."""
-    return -(-len(text) // 4)
+    """A tokenizer-free estimate, on the high side: ~4 ASCII characters per token (rounded
+    up), and every other character a token, or a third of its UTF-8 bytes when more (CJK,
+    Cyrillic, emoji and the like take about a token a character, often more, in common
+    tokenizers; 4 characters a token would under-size Ollama's ``num_ctx`` and budgets)."""
+    n = len(text)
+    if text.isascii():  # (O(1) for str)
+        return -(-n // 4)
+    ascii_n = len(text.encode("ascii", "ignore"))
+    other = n - ascii_n
+    other_bytes = len(text.encode("utf-8", "surrogatepass")) - ascii_n
+    return -(-ascii_n // 4) + max(other, -(-other_bytes // 3))
 
 
 def prompt_tokens(messages: list[dict], params: dict | None = None) -> int:

@@ -42,7 +42,8 @@ from knollm.errors import NoCandidates, NotFoundError, ProviderError
 
 __all__ = ["STRATEGIES", "Offer", "Deployment", "CircuitBreaker", "RateLimiter", "Router", "Plan", "env_name"]
 
-#: budget reservations assume the real prompt may be this much larger than the ~4 chars/token estimate
+#: budget reservations assume the real prompt may be this much larger than the estimate
+#: (:func:`knollm.client.accounting.estimate_tokens`)
 RESERVE_PROMPT_FACTOR = 1.5
 STRATEGIES = ("priority", "cheapest", "fastest", "round-robin", "weighted", "least-busy", "balanced")
 #: how each API shape takes its key by convention (when the registry does not say)
@@ -75,6 +76,7 @@ class Offer:
     variable_pricing: bool = False
     price_source: str | None = None
     kind: str | None = None  #: the catalog's model kind (chat, embedding, …); None: not known
+    open_weights: bool | None = None  #: the catalog's open-weights flag; None: not known
 
     @classmethod
     def from_model(cls, m: dict) -> Offer:
@@ -83,7 +85,14 @@ class Offer:
         return cls(m["key"], m["provider"], m["id"], m.get("canonical_id"), m.get("context_window"),
                    m.get("max_output"), dict(m.get("prices") or {}), list(m.get("price_tiers") or []),
                    dict(m.get("capabilities") or {}), tuple(m.get("input_modalities") or ()), bool(m.get("free")),
-                   bool(m.get("variable_pricing")), f"catalog:{ps}" if ps else "catalog", m.get("kind"))
+                   bool(m.get("variable_pricing")), f"catalog:{ps}" if ps else "catalog", m.get("kind"),
+                   m.get("open_weights"))
+
+    def facts(self) -> dict:
+        """The offer as the model dict a binding's requirement check reads."""
+        return {"key": self.key, "provider": self.provider, "capabilities": self.caps,
+                "context_window": self.context_window, "max_output": self.max_output, "prices": self.prices,
+                "open_weights": self.open_weights}
 
     @classmethod
     def uncataloged(cls, provider: str, model: str) -> Offer:
@@ -121,12 +130,16 @@ class CatalogSource:
         except NotFoundError:
             return []
 
+    def provider_record(self, pid: str) -> dict | None:
+        """The catalog's provider record of ``pid`` (None: not listed)."""
+        if self._pids is None:
+            self._pids = {p["id"]: p for p in self.index.providers}
+        return self._pids.get(pid)
+
     def provider_facts(self, pid: str) -> Any:
         """Calling facts from the catalog's provider record (models.dev / dumps), for
         providers the registry does not list yet; None when the catalog has none."""
-        if self._pids is None:
-            self._pids = {p["id"]: p for p in self.index.providers}
-        p = self._pids.get(pid)
+        p = self.provider_record(pid)
         if not p or not p.get("base_url"):
             return None
         from knollm.client._providers import ProviderFacts
@@ -403,6 +416,8 @@ class Router:
         self._deps: dict[tuple, Deployment] = {}
         self._dep_cache: dict[str, tuple[str | None, list[Deployment], str | None]] = {}
         self._rr: dict[str, int] = {}
+        self._local: dict[str, bool] = {}
+        self._scan: tuple[Any, dict[str, dict]] = (None, {})
         self._lock = threading.Lock()
         self.rng = random.Random()
 
@@ -529,12 +544,18 @@ class Router:
     def offers(self, target: Any) -> tuple[list[Offer], dict]:
         """Offers for ``target`` in priority order, plus what the target said
         (``alias``, ``strategy``, ``requires``)."""
-        meta: dict[str, Any] = {"alias": None, "strategy": None, "requires": {}}
+        # "bindings": offer key -> (alias, binding) for the offers an alias brought: the plan
+        # drops those its binding does not allow (requires, local_only / cloud_fallback)
+        meta: dict[str, Any] = {"alias": None, "strategy": None, "requires": {}, "bindings": {}}
         if isinstance(target, (list, tuple)):
             out: list[Offer] = []
             for t in target:
                 o, m = self.offers(t)
-                out += [x for x in o if x.key not in {y.key for y in out}]
+                new = [x for x in o if x.key not in {y.key for y in out}]
+                out += new
+                for x in new:
+                    if x.key in m["bindings"]:
+                        meta["bindings"][x.key] = m["bindings"][x.key]
                 if m["requires"]:
                     meta["requires"].update(m["requires"])
             return out, meta
@@ -548,6 +569,10 @@ class Router:
             meta.update(alias=t, strategy=getattr(alias, "strategy", None),
                         requires=dict(getattr(alias, "requires", None) or {}))
             o, _ = self.offers(list(alias.models))
+            from knollm.lock.lockfile import local_first
+
+            o = local_first(alias, o, lambda x: self.is_local(x.provider, x.key))
+            meta["bindings"] = {x.key: (t, alias) for x in o}
             return o, meta
         if self.source is not None:
             o = self.source.where(t)
@@ -557,6 +582,48 @@ class Router:
         if sep and model and (pid in self.config or self.facts(pid) is not None):
             return [Offer.uncataloged(pid, model)], meta
         return [], meta
+
+    # -- what a binding allows
+    def is_local(self, pid: str, key: str | None = None) -> bool:
+        """Whether provider ``pid`` runs on this machine (the provider registry's or the
+        catalog's ``kind = "local"``, as the lock's chooser reads it), or ``key`` is a model
+        of the stored local scan."""
+        got = self._local.get(pid)
+        if got is None:
+            from knollm.lock._providers import provider_facts as lock_facts
+
+            kind = lock_facts(pid)["kind"]
+            if kind is None and self.source is not None:
+                kind = (self.source.provider_record(pid) or {}).get("kind")
+            got = self._local[pid] = kind == "local"
+        return got or (key is not None and bool((self.scanned(key) or {}).get("local")))
+
+    def scanned(self, key: str) -> dict | None:
+        """Model ``key`` from the stored local scan (``knollm local scan``), re-read when the
+        file changes; None when it is not there."""
+        from knollm.lock.local import load_scan, store_path
+
+        p = store_path()
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        sig = (str(p), st.st_mtime_ns, st.st_size)
+        if self._scan[0] != sig:
+            models = load_scan(p).get("models") or []
+            self._scan = (sig, {m["key"]: m for m in models if isinstance(m, dict) and m.get("key")})
+        return self._scan[1].get(key)
+
+    def binding_reason(self, o: Offer, alias: str, binding: Any, op: str = "chat") -> str | None:
+        """Why ``binding`` (of ``alias``) does not allow offer ``o`` (None: it does): the lock's
+        own rule (:func:`knollm.lock.lockfile.binding_skip`, what ``knollm roles explain``
+        says), over the local scan's facts for a scanned local model, else the catalog's."""
+        from knollm.lock.lockfile import binding_skip
+
+        local = self.is_local(o.provider, o.key)
+        m = (self.scanned(o.key) if local else None) or o.facts()
+        why, _ = binding_skip(binding, m, local=local, op=op)
+        return None if why is None else f"binding {alias!r}: {why}"
 
     def _alias(self, name: str) -> Any:
         if self.resolver is False:
@@ -658,6 +725,18 @@ class Plan:
                 else:
                     eligible.append(d)
         self.order, self.why = self._rank(eligible)
+        bound = self.meta.get("bindings") or {}
+        if self.strategy != "priority" and any(getattr(b, "prefer", None) == "local" for _, b in bound.values()):
+            # a binding's prefer = "local": its local deployments first (as its offers are in
+            # priority order), each group in the strategy's order
+            def local_pref(d: Deployment) -> bool:
+                b = bound.get(d.offer.key)
+                return b is not None and getattr(b[1], "prefer", None) == "local" and self.r.is_local(d.provider, d.offer.key)
+
+            ordered = sorted(self.order, key=lambda d: 0 if local_pref(d) else 1)
+            if ordered and ordered[0] is not self.order[0]:
+                self.why = f"local first (prefer = local); then {self.why}"
+            self.order = ordered
         for i, d in enumerate(self.order):
             self.candidates.append({"deployment": d.label, "provider": d.provider, "model": d.model,
                                     "key": d.slot.label, "status": "eligible", "rank": i + 1})
@@ -681,6 +760,11 @@ class Plan:
                 return f"not an embedding model (the catalog's kind: {o.kind})"
         elif o.kind == "embedding":
             return "an embedding model: it does not chat"
+        bound = self.meta.get("bindings", {}).get(o.key)
+        if bound is not None:
+            why = self.r.binding_reason(o, bound[0], bound[1], self.op)
+            if why:
+                return why
         for c in self.needs:
             if c == "min_context":
                 continue

@@ -214,7 +214,8 @@ def bind_cmd(lock_path, profile, alias, models, prefer, strategy, dumps) -> int:
         existing = load_lock(path).profiles.get(prof, {}).get("bindings", {}).get(alias)
     b = Binding(alias, keys, strategy or (existing.strategy if existing else None),
                 dict(existing.requires) if existing else {}, prefer or (existing.prefer if existing else None),
-                existing.cloud_fallback if existing else False, prof)
+                existing.cloud_fallback if existing else False, prof,
+                existing.cache if existing else None, existing.note if existing else None)
     doc.set_binding(b, prof)
     _pin_all(doc, ch, keys)
     doc.prune_pins()

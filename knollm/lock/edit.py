@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import tomlkit
+from tomlkit.items import AoT, InlineTable
 
 from knollm.errors import LockError
 from knollm.fsutil import atomic_write
@@ -34,7 +35,10 @@ class LockDoc:
     def __init__(self, path: str | Path, text: str | None = None) -> None:
         self.path = Path(path)
         if text is None:
-            text = self.path.read_text("utf-8") if self.path.is_file() else ""
+            try:
+                text = self.path.read_text("utf-8") if self.path.is_file() else ""
+            except (OSError, UnicodeDecodeError) as e:
+                raise LockError(str(self.path), f"cannot read: {e}") from None
         self.original = text
         try:
             self.doc = tomlkit.parse(text) if text else self._new()
@@ -65,29 +69,56 @@ class LockDoc:
                 return None
             profiles = tomlkit.table(is_super_table=True)
             self.doc["profiles"] = profiles
+        if not isinstance(profiles, dict):
+            raise LockError(str(self.path), "'profiles' must be a table")
         prof = profiles.get(name)
         if prof is None and create:
-            prof = tomlkit.table()
+            # inside an inline table (profiles = { … }) only an inline table is valid TOML
+            prof = tomlkit.inline_table() if isinstance(profiles, InlineTable) else tomlkit.table()
             profiles[name] = prof
+        if prof is not None and not isinstance(prof, dict):
+            raise LockError(str(self.path), "a profile must be a table", f"profiles.{name}")
         return prof
 
-    def set_binding(self, b: Binding, profile: str, *, comment: str | None = None) -> None:
-        """Add or replace alias ``b.alias`` in ``profile`` (replacing keeps its position)."""
-        prof = self._profile(profile)
+    def _bindings(self, prof: Any, profile: str) -> Any:
+        """``prof``'s bindings array (None: it has none), every entry checked to be a table."""
         arr = prof.get("bindings")
         if arr is None:
-            arr = tomlkit.aot()
+            return None
+        if not isinstance(arr, list):
+            raise LockError(str(self.path), "'bindings' must be an array of tables", f"profiles.{profile}")
+        for i, t in enumerate(arr):
+            if not isinstance(t, dict):
+                raise LockError(str(self.path), "a binding must be a table", f"profiles.{profile}.bindings[{i}]")
+        return arr
+
+    def set_binding(self, b: Binding, profile: str, *, comment: str | None = None) -> None:
+        """Add or replace alias ``b.alias`` in ``profile`` (replacing keeps its position). Its
+        ``cache`` and ``note`` are written when set (``None`` keeps what the entry has).
+
+        ``bindings`` written as an inline array (``bindings = [ { … } ]``) gets an inline table."""
+        prof = self._profile(profile)
+        arr = self._bindings(prof, profile)
+        if arr is None:
+            if isinstance(prof, InlineTable):
+                arr = tomlkit.array()
+            else:
+                arr = tomlkit.aot()
             prof["bindings"] = arr
         existing = next((t for t in arr if t.get("alias") == b.alias), None)
-        t = existing if existing is not None else tomlkit.table()
-        if existing is None and comment:
+        inline = not isinstance(arr, AoT)  # an inline array takes inline tables only
+        t = existing if existing is not None else (tomlkit.inline_table() if inline else tomlkit.table())
+        if existing is None and comment and not inline:
             t.comment(comment)
         t["alias"] = b.alias
         models = tomlkit.array()
         models.extend(b.models)
-        if len(b.models) > 1:
+        if len(b.models) > 1 and not inline:
             models.multiline(True)
         t["models"] = models
+        cache = b.cache
+        if isinstance(cache, float) and cache.is_integer():
+            cache = int(cache)  # (read back as a float: a TTL of 3600 stays "3600")
         for key, val in (("requires", _inline(b.requires) if b.requires else None), ("strategy", b.strategy),
                          ("prefer", b.prefer), ("cloud_fallback", b.cloud_fallback or None)):
             if val is None:
@@ -95,12 +126,16 @@ class LockDoc:
                     del t[key]
             else:
                 t[key] = val
+        # cache and note: written when the binding has them; None (not set) keeps what the entry has
+        for key, val in (("cache", cache), ("note", getattr(b, "note", None))):
+            if val is not None:
+                t[key] = val
         if existing is None:
             arr.append(t)
 
     def remove_binding(self, alias: str, profile: str) -> bool:
         prof = self._profile(profile, create=False)
-        arr = prof.get("bindings") if prof is not None else None
+        arr = self._bindings(prof, profile) if prof is not None else None
         if not arr:
             return False
         for i, t in enumerate(arr):

@@ -2,8 +2,10 @@
 
 * Ollama (``/api/tags``, ``/api/show``, ``/api/ps``): parameter size, quantization, family,
   native context (``model_info["<arch>.context_length"]``), effective context (``num_ctx``
-  in the model's parameters, or the loaded context from ``/api/ps``), capabilities where
-  reported, size on disk, memory in use when loaded.
+  in the model's parameters), capabilities where reported, size on disk, memory in use when
+  loaded. The context window is ``num_ctx`` when the Modelfile sets it, else the native one;
+  ``/api/ps``'s ``context_length`` is only the context the model is loaded with right now
+  (whatever the last request asked for), kept as ``loaded_context`` for information.
 * OpenAI-compatible servers (``/v1/models``: vLLM ``max_model_len``, llama.cpp ``meta``,
   LM Studio): id, context where reported.
 
@@ -137,7 +139,9 @@ def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
         native = info.get(f"{arch}.context_length") if arch else None
         m = re.search(r"^\s*num_ctx\s+(\d+)", show.get("parameters") or "", re.M)
         run = running.get(name) or {}
-        effective = int(m.group(1)) if m else run.get("context_length")
+        # the Modelfile's num_ctx, else the model's native window: what it can be asked for.
+        # /api/ps's context_length is what it is loaded with now (the last request's num_ctx)
+        effective = int(m.group(1)) if m else None
         reported = show.get("capabilities")
         caps: dict[str, Any] = {}
         kind = "chat"
@@ -148,7 +152,8 @@ def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
         params = info.get("general.parameter_count") or _params(details.get("parameter_size"))
         out.append(_model(
             "ollama", host, name, kind=kind, capabilities=caps, context_window=effective or native,
-            native_context=native, effective_context=effective, family=details.get("family"),
+            native_context=native, effective_context=effective, loaded_context=run.get("context_length"),
+            family=details.get("family"),
             parameters=params, parameter_size=details.get("parameter_size"),
             quantization=details.get("quantization_level"), size_on_disk=t.get("size"),
             loaded=bool(run), memory_in_use=run.get("size"),

@@ -22,7 +22,7 @@ from knollm.errors import LockError
 __all__ = [
     "LOCK_NAME", "REQUIRE_KEYS", "PREFER_VALUES", "Binding", "Lockfile", "UserConfig",
     "find_lock", "load_lock", "parse_lock", "user_config", "user_config_path", "active_profile",
-    "resolve_alias",
+    "resolve_alias", "binding_skip", "local_first", "EMBED_REQUIRE_KEYS",
 ]
 
 LOCK_NAME = "knollm.lock"
@@ -51,11 +51,13 @@ class Binding:
     #: response cache for this alias: ``True`` (default TTL), a TTL in seconds, ``False``, or
     #: ``None`` (not set: the client's own setting applies)
     cache: bool | float | None = None
+    #: a free-text note kept with the binding (``note = "…"``)
+    note: Any = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"alias": self.alias, "models": list(self.models), "strategy": self.strategy,
                 "requires": dict(self.requires), "prefer": self.prefer, "cloud_fallback": self.cloud_fallback,
-                "profile": self.profile, "cache": self.cache}
+                "profile": self.profile, "cache": self.cache, "note": self.note}
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Lockfile:
         for pname in reversed(chain):  # base first, the asked profile last (wins)
             for alias, b in self.profiles[pname]["bindings"].items():
                 out[alias] = Binding(b.alias, list(b.models), b.strategy, dict(b.requires), b.prefer,
-                                     b.cloud_fallback, profile=name, cache=b.cache)
+                                     b.cloud_fallback, profile=name, cache=b.cache, note=b.note)
         return out
 
     def binding(self, alias: str, profile: str | None = None) -> Binding | None:
@@ -130,8 +132,50 @@ def _check_binding(path: str, rec: str, d: Any, profile: str) -> Binding:
     cache = d.get("cache")
     if cache is not None and not isinstance(cache, bool) and not (isinstance(cache, (int, float)) and cache > 0):
         raise LockError(path, "'cache' must be true, false or a TTL in seconds (> 0)", rec)
+    note = d.get("note")  # free text, kept as written (edits write it back)
     return Binding(alias, list(models), strategy, dict(req), prefer, cf, profile,
-                   float(cache) if isinstance(cache, (int, float)) and not isinstance(cache, bool) else cache)
+                   float(cache) if isinstance(cache, (int, float)) and not isinstance(cache, bool) else cache, note)
+
+
+# ---------------------------------------------------------------------------- what a binding allows
+#: the requirements that mean something to an embeddings call (capabilities, output size and
+#: output price are chat matters)
+EMBED_REQUIRE_KEYS = ("min_context", "max_input_price", "open_weights", "local_only")
+
+
+def binding_skip(b: Any, m: dict[str, Any], *, local: bool, op: str = "chat") -> tuple[str | None, list[str]]:
+    """Why model ``m`` (a catalog or local-scan model dict) may not serve binding ``b`` (None:
+    it may), and the checks it passed. The one rule for ``knollm roles explain`` and the client
+    at run time: for a local role (``requires.local_only`` or ``prefer = "local"``) a cloud model
+    only with ``cloud_fallback = true`` (which lifts ``local_only`` for it); then every
+    requirement by :func:`knollm.lock.facts.check_requires`, where an unknown value never counts
+    as meeting one. ``op="embed"``: only :data:`EMBED_REQUIRE_KEYS` apply. ``b`` may be any object
+    with ``requires`` (and optionally ``prefer``, ``cloud_fallback``), e.g. a custom resolver's."""
+    from knollm.lock.facts import check_requires
+
+    req = dict(getattr(b, "requires", None) or {})
+    if op == "embed":
+        req = {k: v for k, v in req.items() if k in EMBED_REQUIRE_KEYS}
+    checks: list[str] = []
+    prefer = getattr(b, "prefer", None)
+    if (req.get("local_only") or prefer == "local") and not local:
+        if not getattr(b, "cloud_fallback", False):
+            return "cloud model, but cloud_fallback = false", checks
+        req.pop("local_only", None)
+        checks.append("cloud fallback (cloud_fallback = true)")
+    failed, unknown = check_requires(m, req, local=local)
+    if failed or unknown:
+        return "requirements: " + "; ".join(failed + unknown), checks
+    checks.append("requirements met")
+    return None, checks
+
+
+def local_first(b: Any, items: list[Any], is_local: Any) -> list[Any]:
+    """``items`` (model keys, offers, …) in order, local ones first (stable) when ``b.prefer`` is
+    ``"local"``; ``is_local(item)`` says which are."""
+    if getattr(b, "prefer", None) != "local":
+        return list(items)
+    return sorted(items, key=lambda x: 0 if is_local(x) else 1)
 
 
 def parse_lock(text: str, path: str | Path = LOCK_NAME) -> Lockfile:

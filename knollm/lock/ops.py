@@ -12,7 +12,7 @@ from typing import Any
 
 from knollm.lock.edit import LockDoc
 from knollm.lock.facts import CAPS, catalog_digest, check_requires, drift, pin_facts
-from knollm.lock.lockfile import Binding, Lockfile, UserConfig
+from knollm.lock.lockfile import Binding, Lockfile, UserConfig, binding_skip, local_first
 from knollm.lock.roles import ALIASES, AliasSpec, Chooser, rank_date
 from knollm.query.cost import Workload, estimate
 
@@ -415,10 +415,15 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
         raise NotFoundError("alias", alias, ch.cat.suggest(alias, lf.bindings(profile), 3))
     steps: list[dict[str, Any]] = []
     chosen = None
-    local_role = bool(b.requires.get("local_only")) or b.prefer == "local"
-    order = list(b.models)
-    if b.prefer == "local":  # local models first, in their listed order
-        order.sort(key=lambda k: 0 if k.split("/", 1)[0] in ("ollama", "local") else 1)
+
+    def is_local(key: str) -> bool:
+        try:
+            return ch.is_local(ch.model(key))
+        except KnollmError:
+            return ch.facts(key.split("/", 1)[0]).get("kind") == "local"
+
+    # local models first for prefer = "local" (the client orders its offers the same way)
+    order = local_first(b, list(b.models), is_local)
     for i, key in enumerate(order, 1):
         st: dict[str, Any] = {"step": i, "model": key, "checks": []}
         try:
@@ -428,24 +433,17 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
             steps.append(st)
             continue
         local = ch.is_local(m)
-        req = dict(b.requires)
-        if local_role and not local:
-            if not b.cloud_fallback:
-                st.update(status="skipped", reason="cloud model, but cloud_fallback = false")
-                steps.append(st)
-                continue
-            req.pop("local_only", None)
-            st["checks"].append("cloud fallback (cloud_fallback = true)")
         if m.get("deprecated"):
             st.update(status="skipped", reason="deprecated by the provider")
             steps.append(st)
             continue
-        failed, unknown = check_requires(m, req, local=local)
-        if failed or unknown:  # an unknown value never counts as meeting a requirement
-            st.update(status="skipped", reason="requirements: " + "; ".join(failed + unknown))
+        # the one requirement rule, shared with the client at run time
+        why, checks = binding_skip(b, m, local=local)
+        st["checks"] += checks
+        if why:
+            st.update(status="skipped", reason=why)
             steps.append(st)
             continue
-        st["checks"].append("requirements met")
         if local:
             why = ch.memory_skip(m)
             if why:
