@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from knollm.errors import KnollmError
-from knollm.mcp.tools import TOOL_NAMES, KnollmTools
+from knollm.mcp.tools import TOOL_NAMES, KnollmTools, price_units_text
 
 __all__ = ["Answers", "Advisor", "TerminalIO", "ScriptedIO", "QUESTIONS", "load_answers", "openai_tools",
            "run_advisor", "interactive_init", "ADVISOR_ALIAS"]
@@ -215,10 +215,11 @@ def openai_tools(tools: KnollmTools) -> list[dict[str, Any]]:
 SYSTEM_PROMPT = """You are Knollm's advisor. You choose LLM models for a user's lockfile aliases.
 Work only from the tools: every model key you propose must come from a tool result in this
 conversation (search_models, where_is, recommend_for_use_case, compare_models, get_cost_analysis,
-get_model, get_provider_models). Prices are USD per 1M tokens; a missing price is unknown.
+get_model, get_provider_models). """ + price_units_text() + """ A missing price is unknown.
 Propose, per requested alias, a fallback chain of 1-3 provider/id keys (first = primary,
-preferably on different providers) meeting the requirements, with a one-line reason citing
-the tool data (price, context, capabilities, sources).
+preferably on different providers) meeting the requirements and having every capability in
+`needs` known true, with a one-line reason citing the tool data (price, context,
+capabilities, sources).
 When done, answer with JSON only:
 {"aliases": [{"alias": "...", "models": ["provider/id", ...], "reason": "..."}], "message": "..."}"""
 
@@ -232,6 +233,7 @@ class Proposal:
     reason: str
     monthly_usd: float | None = None
     cost_note: str = ""
+    needs: list[str] = dataclasses.field(default_factory=list)  #: capabilities every model must have known true
 
 
 class Advisor:
@@ -253,8 +255,8 @@ class Advisor:
     def tool(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         try:
             res = self.tools.call(name, args)
-        except KnollmError as e:
-            self.log.append({"tool": name, "arguments": args, "ok": False, "error": str(e)})
+        except Exception as e:
+            self.log.append({"tool": name, "arguments": args, "ok": False, "error": str(e) or type(e).__name__})
             raise
         self.log.append({"tool": name, "arguments": args, "ok": True})
         self._collect(res)
@@ -307,6 +309,13 @@ class Advisor:
             req["local_only"] = True
         return req
 
+    @staticmethod
+    def lacking(m: dict[str, Any], needs: list[str]) -> list[str]:
+        """The user's ``needs`` model ``m`` does not have known true (unknown does not meet a need);
+        checked here because most capabilities cannot be lockfile requirements."""
+        caps = m.get("capabilities") or {}
+        return [f"{c} unknown" if caps.get(c) is None else f"no {c}" for c in needs if caps.get(c) is not True]
+
     # -- proposing
     def propose(self, a: Answers) -> list[Proposal]:
         if self.client is not None:
@@ -327,23 +336,24 @@ class Advisor:
 
         req = self.requires_for(use_case, a)
         alias = use_case.replace("-", "_")
+        needs = list(a.needs)
         try:
             rec = self.tool("recommend_for_use_case", {"use_case": use_case, "budget": a.budget_per_1k,
                                                        "needs": a.needs, "providers": a.providers or None,
                                                        "limit": 5})
         except KnollmError as e:
-            return Proposal(alias, use_case, [], req, f"recommend failed: {e}")
+            return Proposal(alias, use_case, [], req, f"recommend failed: {e}", needs=needs)
         results = rec["results"]
         if not results:
             return Proposal(alias, use_case, [], req, "no model meets the requirements"
-                            + (" within the budget" if a.budget_per_1k is not None else ""))
+                            + (" within the budget" if a.budget_per_1k is not None else ""), needs=needs)
         chain: list[str] = []
         used: set[str] = set()
 
         def add(m: dict[str, Any]) -> None:
             failed, unknown = check_requires(m, req)
             if len(chain) < 3 and m["provider"] not in used and not failed and not unknown \
-                    and (not a.providers or m["provider"] in a.providers):
+                    and not self.lacking(m, needs) and (not a.providers or m["provider"] in a.providers):
                 chain.append(m["key"])
                 used.add(m["provider"])
 
@@ -358,7 +368,9 @@ class Advisor:
             add(r["model"])
         reason = (f"guided: top of recommend_for_use_case({use_case}) with score {top['score']}: {top['why']}; "
                   f"fallbacks on other providers from where_is and the next recommendations")
-        return Proposal(alias, use_case, chain, req, reason)
+        return Proposal(alias, use_case, chain, req, reason if chain else
+                        f"no recommended model meets every requirement and need ({', '.join(needs) or 'none'})",
+                        needs=needs)
 
     def _propose_with_model(self, a: Answers) -> list[Proposal]:
         brief = {"aliases": [{"alias": u.replace("-", "_"), "use_case": u, "requires": self.requires_for(u, a)}
@@ -425,8 +437,9 @@ class Advisor:
             return json.dumps({"error": f"arguments are not a JSON object: {e}"})
         try:
             res = self.tool(name, args)
-        except KnollmError as e:
-            return json.dumps({"error": str(e)})
+        except Exception as e:  # any tool failure goes back to the model as a tool error, never ends the run
+            msg = str(e) if isinstance(e, KnollmError) else f"{name} failed: {type(e).__name__}: {e}"
+            return json.dumps({"error": msg})
         return _fit(res)
 
     def _proposals_from(self, final: dict[str, Any], a: Answers) -> list[Proposal]:
@@ -441,10 +454,10 @@ class Advisor:
             if unseen:
                 self.io.say(f"  ! {alias}: dropped {', '.join(unseen)}: not in any tool result")
             models = self._meeting(alias, [m for m in models if m in self.seen],
-                                   self.requires_for(wanted[alias], a))[:3]
+                                   self.requires_for(wanted[alias], a), a.needs)[:3]
             if models:
                 out.append(Proposal(alias, wanted[alias], models, self.requires_for(wanted[alias], a),
-                                    str(item.get("reason") or "")))
+                                    str(item.get("reason") or ""), needs=list(a.needs)))
         have = {p.alias for p in out}
         for alias, u in wanted.items():
             if alias not in have:
@@ -452,14 +465,18 @@ class Advisor:
                 out.append(self._guided(u, a))
         return out
 
-    def _meeting(self, alias: str, keys: list[str], req: dict[str, Any]) -> list[str]:
-        """``keys`` whose catalog facts meet ``req`` (the lock's own check); the others are
-        dropped with the reason, unconfirmable ones kept with a note."""
+    def _meeting(self, alias: str, keys: list[str], req: dict[str, Any],
+                 needs: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """``keys`` whose catalog facts meet ``req`` (the lock's own check) and have every need
+        known true; the others are dropped with the reason, ones with an unconfirmable
+        requirement kept with a note."""
         from knollm.lock.facts import check_requires
 
         out = []
         for k in keys:
-            failed, unknown = check_requires(self.tools.catalog.model(k), req)
+            m = self.tools.catalog.model(k)
+            failed, unknown = check_requires(m, req)
+            failed += [x for x in self.lacking(m, list(needs)) if x not in failed]  # unknown never meets a need
             if failed:
                 self.io.say(f"  ! {alias}: dropped {k}: {'; '.join(failed)}")
                 continue
@@ -504,6 +521,10 @@ class Advisor:
             total += p.monthly_usd or 0.0
         unknown = [p.alias for p in props if p.models and p.monthly_usd is None]
         self.io.say(f"  total: ${total:,.2f}/month" + (f" (+ unknown for {', '.join(unknown)})" if unknown else ""))
+        unrecorded = list(dict.fromkeys(c for p in props for c in p.needs if c not in p.requires))
+        if unrecorded:
+            self.io.say(f"  note: every model above has {', '.join(unrecorded)} known true in today's catalog; "
+                        "knollm.lock cannot record this as a requirement, so `knollm lock validate` will not check it")
 
     def change(self, props: list[Proposal], a: Answers, line: str) -> str | None:
         """Apply one change command; returns an error message or None."""
@@ -520,9 +541,10 @@ class Advisor:
                     keys.append(self.tool("get_model", {"key": ref})["model"]["key"])
                 except KnollmError as e:
                     return str(e)
-            ok = self._meeting(p.alias, keys, p.requires)
+            ok = self._meeting(p.alias, keys, p.requires, p.needs)
             if ok != keys:
-                return f"not set: the requirements of {p.alias} are {p.requires}"
+                return (f"not set: the requirements of {p.alias} are {p.requires}"
+                        + (f" and every model needs {', '.join(p.needs)} known true" if p.needs else ""))
             p.models, p.reason = keys, "set by you"
             self.cost(p, a)
             return None
@@ -632,7 +654,9 @@ def _price_sources(view: dict[str, Any]) -> str:
 def advisor_binding(tools: KnollmTools, advisor_lock: str | Path | None) -> tuple[Any, str]:
     """``(binding, note)`` for the ``advisor`` alias: from ``advisor_lock``, else the project
     lockfile, else a bootstrap lockfile (``<cache>/advisor.lock``) chosen from the catalog among
-    providers with a key set and local models. ``binding`` is None when nothing is usable."""
+    providers with a key set and local models. ``binding`` is None when nothing is usable.
+    The bootstrap is always written to the cache dir, never to ``advisor_lock`` or the project
+    lockfile: nothing of the user's is written before the user confirms."""
     from knollm.lock import resolve_alias
 
     for src in (advisor_lock, tools.lock):
@@ -650,7 +674,7 @@ def advisor_binding(tools: KnollmTools, advisor_lock: str | Path | None) -> tupl
     res = tools.chooser(from_keys=True).choose(dataclasses.replace(ALIASES["balanced"], name=ADVISOR_ALIAS))
     if not res["models"]:
         return None, "no provider key set and no local model found"
-    path = Path(advisor_lock) if advisor_lock else cache_dir() / "advisor.lock"
+    path = cache_dir() / "advisor.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     tools.call("create_lockfile_binding", {"alias": ADVISOR_ALIAS, "models": res["models"], "path": str(path),
                                            "profile": "default", "confirm": True})

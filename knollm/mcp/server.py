@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from knollm.errors import KnollmError
-from knollm.mcp.tools import WRITING_TOOLS, KnollmTools
+from knollm.mcp.tools import WRITING_TOOLS, KnollmTools, price_units_text
 
 __all__ = ["build_server", "INSTRUCTIONS"]
 
 INSTRUCTIONS = (
     "Knollm: a sourced catalog of LLM models, providers and Python LLM client libraries. "
-    "Prices are USD per 1M tokens; a missing price is unknown (never 0). Every answer has the "
-    "catalog's data_date and sources; every model its `sources` map. Use search_models / where_is / "
-    "recommend_for_use_case to find models, get_cost_analysis for a workload's cost, and "
-    "create_lockfile_binding (confirm=true to write) to record a choice in knollm.lock.")
+    + price_units_text()  # the units of knollm.vocab.PRICE_TABLE
+    + " Each model view repeats the unit of each of its prices in `price_units`. A missing price is "
+    "unknown (never 0). Every answer has the catalog's data_date and sources; every model its `sources` "
+    "map. Use search_models / where_is / recommend_for_use_case to find models, get_cost_analysis for "
+    "a workload's cost (token prices and the per-request fee only), and create_lockfile_binding "
+    "(confirm=true to write) to record a choice in knollm.lock.")
 
 
 def _import_sdk() -> tuple[Any, Any, Any]:

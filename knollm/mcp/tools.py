@@ -22,7 +22,8 @@ from typing import Any
 
 from knollm.errors import ToolArgumentError
 
-__all__ = ["KnollmTools", "ToolArgumentError", "TOOL_NAMES", "WRITING_TOOLS", "model_view"]
+__all__ = ["KnollmTools", "ToolArgumentError", "TOOL_NAMES", "WRITING_TOOLS", "model_view", "price_units",
+           "price_units_text"]
 
 #: every tool, in the order the issue lists them
 TOOL_NAMES = ("search_models", "get_provider_models", "get_model", "where_is", "compare_models",
@@ -35,15 +36,36 @@ _VIEW_FIELDS = ("key", "provider", "id", "name", "canonical_id", "kind", "contex
                 "prices", "capabilities", "free", "deprecated", "open_weights", "release_date")
 
 
+def price_units() -> dict[str, str]:
+    """Price field -> what its USD number is per (``1M tokens``, ``request``, ``image``, ``second``,
+    ``pixel``, ``1M characters``), from :data:`knollm.vocab.PRICE_TABLE`."""
+    from knollm.vocab import PRICE_TABLE
+
+    return {p.key: p.unit for p in PRICE_TABLE}
+
+
+def price_units_text() -> str:
+    """One sentence giving every price field's unit (for the server's instructions)."""
+    groups: dict[str, list[str]] = {}
+    for field, unit in price_units().items():
+        groups.setdefault(unit, []).append(field)
+    return "Prices are USD per unit of each field: " + "; ".join(
+        f"per {unit}: {', '.join(fields)}" for unit, fields in groups.items()) + "."
+
+
 def model_view(m: dict[str, Any], data_date: str | None) -> dict[str, Any]:
     """A model as tools return it: the main fields (unknown prices/capabilities left out, never
-    0 or False), with the source of each value shown and the catalog's data date."""
+    0 or False), with the source of each value shown, the unit of each price shown
+    (``price_units``) and the catalog's data date."""
     out: dict[str, Any] = {}
     for k in _VIEW_FIELDS:
         v = m.get(k)
         if isinstance(v, dict):
             v = {a: b for a, b in v.items() if b is not None}
         out[k] = v
+        if k == "prices":
+            units = price_units()
+            out["price_units"] = {a: units.get(a, "?") for a in v or {}}
     src = m.get("sources") or {}
     shown = {f"{g}.{a}" for g in ("prices", "capabilities") for a in out[g] or {}} | set(_VIEW_FIELDS)
     out["sources"] = {f: s for f, s in src.items() if f in shown}
@@ -65,10 +87,64 @@ def _workload(usage: dict[str, Any] | None, *, what: str) -> Any:
         raise ToolArgumentError(f"{what}: unknown field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
     try:
         vals = {k: parse_count(v) for k, v in usage.items() if v is not None}
-        return Workload(vals.get("input_tokens", 0), vals.get("output_tokens", 0), vals.get("cached_tokens", 0),
+    except ValueError as e:
+        raise ToolArgumentError(f"{what}: {e}") from None
+    if "input_tokens" not in vals:
+        # a missing count is not 0: {} or {"requests": n} would price every model at $0
+        raise ToolArgumentError(f"{what}: input_tokens (per request) is required, e.g. "
+                                "{\"input_tokens\": 2000, \"output_tokens\": 500, \"requests\": 10000}")
+    if not vals["input_tokens"] and not vals.get("output_tokens"):
+        raise ToolArgumentError(f"{what}: no tokens: give input_tokens and/or output_tokens above 0")
+    try:
+        return Workload(vals["input_tokens"], vals.get("output_tokens", 0), vals.get("cached_tokens", 0),
                         vals.get("requests", 1))
     except ValueError as e:
         raise ToolArgumentError(f"{what}: {e}") from None
+
+
+def _limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ToolArgumentError(f"limit must be >= 0, not {limit}")
+
+
+def _check_requires_types(req: dict[str, Any]) -> None:
+    """``requires`` keys and value types as a lockfile binding takes them
+    (:data:`knollm.lock.lockfile.REQUIRE_KEYS`), checked before any model is."""
+    from knollm.lock.lockfile import REQUIRE_KEYS
+
+    names = {bool: "true or false", int: "an integer", float: "a number"}
+    for k, v in req.items():
+        t = REQUIRE_KEYS.get(k)
+        if t is None:
+            raise ToolArgumentError(f"requires: unknown requirement {k!r}; known: {', '.join(REQUIRE_KEYS)}")
+        ts = t if isinstance(t, tuple) else (t,)
+        if (isinstance(v, bool) and bool not in ts) or not isinstance(v, ts):
+            want = " or ".join(dict.fromkeys(names.get(x, x.__name__) for x in ts))
+            raise ToolArgumentError(f"requires.{k} must be {want}, not {v!r}")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and not (0 <= v < float("inf")):
+            raise ToolArgumentError(f"requires.{k} must be a finite number >= 0, not {v!r}")
+
+
+def _unpriced(m: dict[str, Any], w: Any) -> dict[str, Any]:
+    """Why ``m`` has no ranked cost for workload ``w``: the suspect prices it would use
+    (``suspect``: true; :func:`knollm.query.cost.estimate`), else the needed prices that are unknown."""
+    from knollm.query.cost import applicable_prices, estimate
+    from knollm.vocab import SUSPECT_CHECKS
+
+    e = estimate(m, w)
+    if e["suspect"]:
+        marks = m.get("suspect") or {}
+        prices = m.get("prices") or {}
+        why = "; ".join(f"{f} = {prices.get(f)!r}: {SUSPECT_CHECKS.get(marks.get(f'prices.{f}'), 'suspect')}"
+                        for f in e["suspect"])
+        return {"suspect": True, "suspect_prices": e["suspect"],
+                "reason": f"suspect price(s) needed for this usage, so not ranked ({why})"}
+    p = applicable_prices(m.get("prices") or {}, m.get("price_tiers") or None, w.input_tokens)
+    need = [("input", w.input_tokens > w.cached_tokens or (w.cached_tokens > 0 and p.get("cache_read") is None)),
+            ("output", w.output_tokens > 0)]
+    missing = [f for f, used in need if used and p.get(f) is None]
+    return {"suspect": False, "suspect_prices": [],
+            "reason": f"price(s) needed for this usage unknown: {', '.join(missing) or '?'}"}
 
 
 class KnollmTools:
@@ -154,22 +230,26 @@ class KnollmTools:
                     modalities=modalities or (), kinds=kinds or (), min_context=min_context,
                     max_input_price=max_input_price, max_output_price=max_output_price, free=free,
                     open_weights=open_weights, include_deprecated=include_deprecated, sort=sort, limit=None)
-        if limit is not None and limit < 0:
-            raise ToolArgumentError(f"limit must be >= 0, not {limit}")
+        _limit(limit)
         rows = self.catalog.search(f)
         shown = rows[:limit] if limit else rows
         return self._envelope(filters=f.as_dict(), count=len(rows), models=[self._view(m) for m in shown])
 
     def get_provider_models(self, provider: str, limit: int = 100) -> dict[str, Any]:
-        """A provider (by id or alias) with its facts and sources, and its models (`knollm providers show`)."""
+        """A provider (by id or alias) with its facts and sources, and its models (`knollm providers show`);
+        the first `limit` models (0: all)."""
+        _limit(limit)
         p = self.catalog.provider(provider)
         models = self.catalog.provider_models(p["id"])
         return self._envelope(provider=p, count=len(models), models=[self._view(m) for m in models[:limit or None]])
 
     def get_model(self, key: str) -> dict[str, Any]:
         """Every field of one model (provider/id key; a bare id when unambiguous), with the
-        source of each value (`knollm models show`)."""
-        return self._envelope(model=self._model(key))
+        source of each value (`knollm models show`) and the unit of each known price (`price_units`)."""
+        m = self._model(key)
+        units = price_units()
+        return self._envelope(model=m, price_units={f: units.get(f, "?") for f, v in (m.get("prices") or {}).items()
+                                                    if v is not None})
 
     def where_is(self, model: str, include_deprecated: bool = False) -> dict[str, Any]:
         """Every provider serving the canonical model `model` (a canonical id, model id or key),
@@ -190,8 +270,9 @@ class KnollmTools:
                               offers=[self._view(m) for m in offers])
 
     def compare_models(self, models: list[str], workload: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Models side by side (`knollm compare`); with `workload` ({input_tokens, output_tokens,
-        cached_tokens, requests}) also the cost of it on each (None when a price is unknown)."""
+        """Models side by side (`knollm compare`); with `workload` ({input_tokens (required),
+        output_tokens, cached_tokens per request, requests}) also the cost of it on each (total
+        None when a needed price is unknown; `suspect` lists suspect prices it used)."""
         from knollm.query.cost import estimate
 
         if not models:
@@ -201,7 +282,10 @@ class KnollmTools:
         for m in self.catalog.compare(models):
             row = self._view(m)
             if w is not None:
-                row["cost"] = estimate(m, w)
+                e = estimate(m, w)
+                if e["total"] is None or e["suspect"]:
+                    e["reason"] = _unpriced(m, w)["reason"]
+                row["cost"] = e
             rows.append(row)
         return self._envelope(workload=None if w is None else dataclasses.asdict(w), models=rows)
 
@@ -216,6 +300,7 @@ class KnollmTools:
             raise ToolArgumentError(f"unknown use case {use_case!r}; known: {', '.join(USE_CASES)}")
         if budget is not None and budget < 0:
             raise ToolArgumentError(f"budget must be >= 0, not {budget}")
+        _limit(limit)
         res = recommend(self.catalog, use_case, budget=budget, needs=list(needs or []),
                         filters={"providers": providers} if providers else None, limit=limit)
         res["results"] = [{**{k: v for k, v in r.items() if k != "model"}, "model": self._view(r["model"])}
@@ -223,9 +308,9 @@ class KnollmTools:
         return self._envelope(**res)
 
     def get_cost_analysis(self, models: list[str], usage: dict[str, Any]) -> dict[str, Any]:
-        """What `usage` ({input_tokens, output_tokens, cached_tokens per request, requests}) costs
-        on each model, cheapest first (`knollm cost`); models whose price is unknown are listed
-        under `unknown` (never $0)."""
+        """What `usage` ({input_tokens (required), output_tokens, cached_tokens per request,
+        requests}) costs on each model, cheapest first (`knollm cost`); models whose needed price
+        is unknown, or suspect (`suspect`: true), are listed under `unknown` with the reason (never $0)."""
         from knollm.query.cost import cost_rows
 
         if not models:
@@ -240,7 +325,7 @@ class KnollmTools:
             usage=dataclasses.asdict(w),
             costs=[{"key": r["key"], "per_request": r["per_request"], "total": r["total"],
                     "cache_price_used": r["cache_price_used"], "model": self._view(r["model"])} for r in rows],
-            unknown=[{"key": m["key"], "reason": "a price needed for this usage is unknown",
+            unknown=[{"key": m["key"], **_unpriced(m, w),
                       "prices": {k: v for k, v in (m.get("prices") or {}).items() if v is not None},
                       "sources": self._view(m)["sources"]} for m in pool if m["key"] not in priced])
 
@@ -294,6 +379,7 @@ class KnollmTools:
         if not models:
             raise ToolArgumentError("models: give at least one provider/id key")
         req = dict(requires or {})
+        _check_requires_types(req)
         if path is not None and not str(path).endswith(".lock") and \
                 (self.lock is None or Path(path).resolve() != Path(self.lock).resolve()):
             raise ToolArgumentError(f"path must be a lockfile (*.lock) or the server's --lock file, not {path!r}")

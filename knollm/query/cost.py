@@ -25,6 +25,7 @@ makes the estimate ``suspect``: :func:`cost_rows` never ranks it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from collections.abc import Iterable
@@ -42,11 +43,25 @@ def parse_count(text: str | int | float) -> int:
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if text < 0:
             raise ValueError(f"negative count: {text}")
-        return int(text)
+        return _finite_int(text, text, int)
     m = _COUNT_RE.match(str(text).replace("_", "").replace(",", ""))
     if not m:
         raise ValueError(f"not a token count: {text!r} (use e.g. 1500, 200k, 1.5M)")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2).lower()]))
+    return _finite_int(float(m.group(1)) * _SUFFIX[m.group(2).lower()], text, round)
+
+
+def _finite_int(v: int | float, text: Any, to_int: Any) -> int:
+    """``v`` as an int; ValueError (not OverflowError) when it is too large to compute with."""
+    try:
+        if math.isinf(float(v)):  # float(): a huge int overflows here, as it would in the cost formula
+            raise OverflowError
+        return int(to_int(v))
+    except OverflowError:
+        if isinstance(text, str):
+            shown = repr(text) if len(text) <= 24 else f"{text[:16]!r}… ({len(text)} characters)"
+        else:
+            shown = repr(text) if isinstance(text, float) else "an integer of more than 308 digits"
+        raise ValueError(f"count too large: {shown} (use e.g. 1500, 200k, 1.5M)") from None
 
 
 @dataclass(frozen=True)
