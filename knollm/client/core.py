@@ -706,13 +706,23 @@ class AsyncClient(_Base):
 
         plan = self.plan(target, messages, params, op)
         steps = _Steps(flow(plan, False))
-        for op, arg in steps:
+        try:
+            for op, arg in steps:
+                if op == "send":
+                    t0 = time.perf_counter()
+                    steps.reply = await self._send(plan, arg)
+                elif op == "sleep":
+                    await asyncio.sleep(arg)
+                else:
+                    steps.reply = await self._ledger(plan, op, arg)
+        except asyncio.CancelledError as e:
+            # the caller stopped the call (a time limit, a client gone): the cancellation says
+            # which attempts it made, the one in flight included (its provider got the request)
             if op == "send":
-                steps.reply = await self._send(plan, arg)
-            elif op == "sleep":
-                await asyncio.sleep(arg)
-            else:
-                steps.reply = await self._ledger(plan, op, arg)
+                plan.record_attempt(arg, None, ProviderError("no answer before the call was cancelled",
+                                                             provider=arg.provider, kind="cancelled"), t0)
+            e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
+            raise
         return steps.result
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:

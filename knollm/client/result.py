@@ -37,6 +37,10 @@ class Usage:
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     estimated: bool = False
+    #: the output tokens the model spent reasoning, when the provider says (OpenAI-compatible
+    #: ``completion_tokens_details.reasoning_tokens``, Gemini's ``thoughtsTokenCount``), else
+    #: None. Already part of ``output_tokens`` (as the providers bill them): never added to it
+    reasoning_tokens: int | None = None
 
 
 @dataclass
@@ -113,6 +117,11 @@ class ChatResult:
         """This result as an OpenAI ``ChatCompletion`` dict, plus a ``knollm`` extra (all of
         :meth:`to_dict` but the message) unless ``knollm=False``."""
         u = self.usage
+        usage: dict[str, Any] = {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+                                 "total_tokens": u.input_tokens + u.output_tokens,
+                                 "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
+        if u.reasoning_tokens is not None:  # (counted in completion_tokens already, as OpenAI's are)
+            usage["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
         d = {
             "id": self.response_id or f"chatcmpl-{self.request_id}",
             "object": "chat.completion",
@@ -120,9 +129,7 @@ class ChatResult:
             "model": self.model,
             "choices": [{"index": 0, "message": self.message(), "finish_reason": self.finish_reason or "stop",
                          "logprobs": None}],
-            "usage": {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-                      "total_tokens": u.input_tokens + u.output_tokens,
-                      "prompt_tokens_details": {"cached_tokens": u.cached_tokens}},
+            "usage": usage,
         }
         if knollm:
             d["knollm"] = {k: v for k, v in self.to_dict().items() if k not in ("content", "tool_calls")}

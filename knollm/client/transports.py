@@ -10,7 +10,8 @@ Everything is normalized to OpenAI's shape: ``content``, ``tool_calls``
 (``[{id, type: "function", function: {name, arguments: str}}]``), ``finish_reason``
 (``stop``/``length``/``tool_calls``/``content_filter``) and a usage dict
 ``{input_tokens, output_tokens, cached_tokens, cache_write_tokens}`` where
-``input_tokens`` counts every prompt token, cached ones included.
+``input_tokens`` counts every prompt token, cached ones included, plus ``reasoning_tokens``
+when the provider reports them (part of ``output_tokens``, not on top of them).
 """
 
 from __future__ import annotations
@@ -160,11 +161,16 @@ def _count(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0) -> dict | None:
+def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any = None) -> dict | None:
+    """The normalized usage dict; ``reasoning_tokens`` only when the provider gave a count
+    (already included in ``out``, as every provider bills them)."""
     if inp is None and out is None:
         return None
-    return {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
-            "cache_write_tokens": int(write or 0)}
+    u = {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
+         "cache_write_tokens": int(write or 0)}
+    if type(reasoning) is int and reasoning >= 0:
+        u["reasoning_tokens"] = reasoning
+    return u
 
 
 def _input_usage(n: Any) -> dict | None:
@@ -420,7 +426,8 @@ class Shape:
         if not u:
             return None
         cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        return _usage(u.get("prompt_tokens"), u.get("completion_tokens"), cached)
+        return _usage(u.get("prompt_tokens"), u.get("completion_tokens"), cached, 0,
+                      _count(u, "completion_tokens_details", "reasoning_tokens"))
 
     def stream_parser(self, provider: str) -> StreamState:
         return StreamState(self, provider)
@@ -757,8 +764,12 @@ class GeminiShape(Shape):
             if c.get("finishReason"):
                 finish = self._STOP.get(c["finishReason"], c["finishReason"].lower())
         um = obj.get("usageMetadata")
-        usage = _usage(um.get("promptTokenCount"), (um.get("candidatesTokenCount") or 0) + (um.get("thoughtsTokenCount") or 0),
-                       um.get("cachedContentTokenCount")) if um else None
+        if um:
+            thoughts = um.get("thoughtsTokenCount")  # (billed as output: counted in it, and said apart)
+            usage = _usage(um.get("promptTokenCount"), (um.get("candidatesTokenCount") or 0) + (thoughts or 0),
+                           um.get("cachedContentTokenCount"), 0, thoughts)
+        else:
+            usage = None
         return out, finish, usage
 
     def parse(self, obj: Any, provider: str) -> Parsed:

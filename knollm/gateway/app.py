@@ -896,9 +896,13 @@ class _Deadline:
         self.waiting = True
         try:
             return await aw
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as e:
             if self.expired and self.task is not None and self.task.uncancel() == 0:
-                raise TimeoutError from None  # our cancel, and no one else's
+                err = TimeoutError()  # our cancel, and no one else's
+                outcome = getattr(e, "outcome", None)  # what the call got to (its attempts): the 504's headers
+                if outcome is not None:
+                    err.outcome = outcome  # type: ignore[attr-defined]
+                raise err from None
             raise
         finally:
             self.waiting = False

@@ -6,6 +6,7 @@ HTTP statuses and OpenAI error types (:func:`map_client_error`).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Awaitable
@@ -103,6 +104,16 @@ def _with_outcome(exc: BaseException, outcome: Outcome | None = None) -> BaseExc
         outcome = Outcome(attempts=list(getattr(exc, "attempts", None) or []))
     exc.outcome = outcome  # type: ignore[attr-defined]
     return exc
+
+
+def _cancelled(exc: asyncio.CancelledError) -> None:
+    """Attach to a call's cancellation (the gateway's time limit passed, or its caller left)
+    the attempts the client says it made (``exc.attempts``: the failed ones, and the one in
+    flight, whose provider got the request), as :func:`_with_outcome` does for a client
+    error: a 504 says how many requests the providers got, and the metrics count them."""
+    attempts = getattr(exc, "attempts", None)
+    if attempts is not None:
+        exc.outcome = Outcome(attempts=list(attempts))  # type: ignore[attr-defined]
 
 
 def _chunk(rid: str, created: int, model: str, delta: dict[str, Any] | None, finish: str | None = None,
@@ -284,6 +295,9 @@ class ClientBackend:
             res = await self.client.chat(target, messages, **params, tag=tag)
         except ClientError as e:
             raise _with_outcome(e) from None
+        except asyncio.CancelledError as e:  # the cancellation goes on, with the attempts made
+            _cancelled(e)
+            raise
         return res.model_dump(knollm=False), _outcome_of(res)  # the gateway adds its own knollm object
 
     async def embed(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
@@ -298,6 +312,9 @@ class ClientBackend:
             res = await self.client.embed(target, body["input"], **params, tag=tag)
         except ClientError as e:
             raise _with_outcome(e) from None
+        except asyncio.CancelledError as e:
+            _cancelled(e)
+            raise
         return res.model_dump(knollm=False, encoding_format=body["encoding_format"]), _outcome_of(res)
 
     def stream(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None) -> _ClientStream:

@@ -231,15 +231,19 @@ class ResponsesStream:
     ``feed(chunk)`` yields ``(event_type, data)`` pairs, ``close(extra)`` the items' ends and
     ``response.completed`` (``response.incomplete`` when the output was cut at the token
     limit) with the whole response, ``extra`` merged into it. Every event carries its
-    ``sequence_number``. Each output item (the text message, each function call) is
-    closed before the next one opens, as OpenAI's own streams do."""
+    ``sequence_number``. The text message is closed when a function call starts. Function
+    calls stay open together: a provider may interleave the argument deltas of parallel
+    calls, so each one is closed (``function_call_arguments.done``, ``output_item.done``,
+    with its whole arguments) only once no more can come: all of them, in order, when text
+    starts after them or at the end. No delta follows an item's ``done``."""
 
     def __init__(self, skeleton: dict[str, Any]) -> None:
         self.resp = skeleton
         self.seq = 0
         self.started = False
-        self.open: int | None = None  # output index of the item being written
-        self.calls: dict[int, int] = {}  # chat tool-call index -> output index
+        self.open: int | None = None  # output index of the message being written
+        self.calls: dict[int, int] = {}  # chat tool-call index -> output index (-1 once closed)
+        self.open_calls: list[int] = []  # output indexes of the calls not closed yet, in order
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -255,11 +259,21 @@ class ResponsesStream:
             yield self._ev("response.created", response=snap)
             yield self._ev("response.in_progress", response=snap)
 
-    def _close_item(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        if self.open is None:
-            return
-        i, item = self.open, self.resp["output"][self.open]
-        self.open = None
+    def _close_message(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.open is not None:
+            i, self.open = self.open, None
+            yield from self._done(i)
+
+    def _close_calls(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.open_calls:
+            opened, self.open_calls = self.open_calls, []
+            for ti in self.calls:
+                self.calls[ti] = -1  # a late delta of a closed call goes nowhere
+            for i in opened:
+                yield from self._done(i)
+
+    def _done(self, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        item = self.resp["output"][i]
         item["status"] = "completed"
         if item["type"] == "message":
             part = item["content"][0]
@@ -272,11 +286,10 @@ class ResponsesStream:
                            arguments=item["arguments"])
         yield self._ev("response.output_item.done", output_index=i, item=copy.deepcopy(item))
 
-    def _open_item(self, item: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._close_item()
+    def _add_item(self, item: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         self.resp["output"].append(item)
-        self.open = len(self.resp["output"]) - 1
-        yield self._ev("response.output_item.added", output_index=self.open, item=copy.deepcopy(item))
+        yield self._ev("response.output_item.added", output_index=len(self.resp["output"]) - 1,
+                       item=copy.deepcopy(item))
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         if not self.started and chunk.get("model"):
@@ -285,9 +298,11 @@ class ResponsesStream:
         out = self.resp["output"]
         for kind, value in chunk_parts(chunk):
             if kind == "text":
-                if self.open is None or out[self.open]["type"] != "message":
-                    yield from self._open_item({"type": "message", "id": "msg_" + new_id(), "status": "in_progress",
-                                                "role": "assistant", "content": []})
+                if self.open is None:
+                    yield from self._close_calls()
+                    yield from self._add_item({"type": "message", "id": "msg_" + new_id(), "status": "in_progress",
+                                               "role": "assistant", "content": []})
+                    self.open = len(out) - 1
                     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
                     out[self.open]["content"].append(part)
                     yield self._ev("response.content_part.added", item_id=out[self.open]["id"],
@@ -298,12 +313,16 @@ class ResponsesStream:
                                content_index=0, delta=value, logprobs=[])
             elif kind == "call":
                 ti, call_id, name, args = value
-                if ti not in self.calls:
-                    yield from self._open_item({"type": "function_call", "id": "fc_" + new_id(),
-                                                "call_id": call_id or "call_" + new_id(), "name": name or "",
-                                                "arguments": "", "status": "in_progress"})
-                    self.calls[ti] = self.open  # type: ignore[assignment]
-                i = self.calls[ti]
+                i = self.calls.get(ti)
+                if i is None:
+                    yield from self._close_message()
+                    yield from self._add_item({"type": "function_call", "id": "fc_" + new_id(),
+                                               "call_id": call_id or "call_" + new_id(), "name": name or "",
+                                               "arguments": "", "status": "in_progress"})
+                    i = self.calls[ti] = len(out) - 1
+                    self.open_calls.append(i)
+                elif i < 0:  # closed (text came after it): its done event had its arguments
+                    continue
                 if args:
                     out[i]["arguments"] += args
                     yield self._ev("response.function_call_arguments.delta", item_id=out[i]["id"], output_index=i,
@@ -315,7 +334,8 @@ class ResponsesStream:
 
     def close(self, extra: dict[str, Any] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()
-        yield from self._close_item()
+        yield from self._close_message()
+        yield from self._close_calls()
         _finished(self.resp, self.finish)
         self.resp["usage"] = _usage(self.usage)
         if extra:

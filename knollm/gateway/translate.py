@@ -450,15 +450,20 @@ class AnthropicStream:
     """Turns OpenAI ``chat.completion.chunk`` dicts into Anthropic stream events.
 
     ``feed(chunk)`` yields ``(event_name, data)`` pairs; ``close()`` yields the closing
-    ``content_block_stop``/``message_delta``/``message_stop``."""
+    ``content_block_stop``/``message_delta``/``message_stop``. A text block stops when a
+    tool call starts. ``tool_use`` blocks stay open together: a provider may interleave the
+    argument deltas of parallel calls, so each is stopped only once no more can come: all of
+    them, in order, when text starts after them or at the end. No delta follows a block's
+    ``content_block_stop``."""
 
     def __init__(self, model: str, message_id: str) -> None:
         self.model = model
         self.id = message_id
         self.started = False
-        self.index = -1
-        self.open: str | None = None  # "text" | "tool_use"
-        self.tool_blocks: dict[int, int] = {}  # OpenAI tool index -> block index
+        self.index = -1  # the block started last
+        self.open: str | None = None  # "text" while a text block (the last one) is open
+        self.tool_blocks: dict[int, int] = {}  # OpenAI tool index -> block index (-1 once stopped)
+        self.open_tools: list[int] = []  # tool_use blocks not stopped yet, in order
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -470,33 +475,46 @@ class AnthropicStream:
                 "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}}
 
-    def _close_block(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _close_text(self) -> Iterator[tuple[str, dict[str, Any]]]:
         if self.open is not None:
             yield "content_block_stop", {"type": "content_block_stop", "index": self.index}
             self.open = None
 
+    def _close_tools(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.open_tools:
+            opened, self.open_tools = self.open_tools, []
+            for ti in self.tool_blocks:
+                self.tool_blocks[ti] = -1  # a late delta of a stopped block goes nowhere
+            for i in opened:
+                yield "content_block_stop", {"type": "content_block_stop", "index": i}
+
     def _open_block(self, block: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from self._close_block()
         self.index += 1
-        self.open = block["type"]
         yield "content_block_start", {"type": "content_block_start", "index": self.index, "content_block": block}
 
     def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()
         for kind, value in chunk_parts(chunk):
             if kind == "text":
-                if self.open != "text":
+                if self.open is None:
+                    yield from self._close_tools()
                     yield from self._open_block({"type": "text", "text": ""})
+                    self.open = "text"
                 yield "content_block_delta", {"type": "content_block_delta", "index": self.index,
                                               "delta": {"type": "text_delta", "text": value}}
             elif kind == "call":
                 ti, call_id, name, args = value
-                if ti not in self.tool_blocks:
+                i = self.tool_blocks.get(ti)
+                if i is None:
+                    yield from self._close_text()
                     yield from self._open_block({"type": "tool_use", "id": call_id or f"toolu_{ti}",
                                                  "name": name or "", "input": {}})
-                    self.tool_blocks[ti] = self.index
+                    i = self.tool_blocks[ti] = self.index
+                    self.open_tools.append(i)
+                elif i < 0:  # stopped (text came after it)
+                    continue
                 if args:
-                    yield "content_block_delta", {"type": "content_block_delta", "index": self.tool_blocks[ti],
+                    yield "content_block_delta", {"type": "content_block_delta", "index": i,
                                                   "delta": {"type": "input_json_delta", "partial_json": args}}
             elif kind == "usage":
                 self.usage = value
@@ -505,7 +523,8 @@ class AnthropicStream:
 
     def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self._start()
-        yield from self._close_block()
+        yield from self._close_text()
+        yield from self._close_tools()
         usage = _anthropic_usage(self.usage)
         yield "message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"),
