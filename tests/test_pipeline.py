@@ -141,7 +141,7 @@ def test_each_bad_file_gives_one_warning_and_the_rest_builds(bad_dir, fixture_ca
     assert "unknown dump shape" in str(per_file["models_shape.json"][0])
     # bad records are named by index; the good record of the same file loads
     nd = per_file["models_notdict.json"]
-    assert [(w.code, w.record) for w in nd] == [("bad-record", "0"), ("missing-id", "2")]
+    assert [(w.code, w.record) for w in nd] == [("bad-record", "0"), ("missing-id", "2"), ("unknown-provider", None)]
     assert "notdict/ok-model" in by_key(cat)
     # nothing from the good files was lost
     good = {m["key"] for m in fixture_catalog["models"]}

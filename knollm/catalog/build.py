@@ -164,6 +164,16 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
         sentinels = _sentinels(df)
         seen: set[tuple[str, str]] = set()
         folded = table.dump_provider(df.source)
+        if folded not in table.providers and df.source not in table.sources:
+            # a misspelt or unregistered file name: its records still build (under the name the
+            # file gives, so nothing is lost and the entry is easy to find), but it is warned
+            import difflib
+
+            close = difflib.get_close_matches(df.source, list(table.providers), n=1)
+            hint = f" (did you mean 'models_{close[0]}.json'?)" if close else ""
+            diags.warn("unknown-provider", fname, f"'{df.source}' is not a provider in the provider registry "
+                       f"(knollm/data/providers.toml){hint}; its {len(df.records)} record(s) are listed "
+                       f"under provider '{folded}'")
         src = source_for(df.source, folded)
         own = None
         unit = None

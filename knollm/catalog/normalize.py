@@ -19,6 +19,7 @@ __all__ = [
     "clean_float",
     "to_price",
     "to_int",
+    "MAX_COUNT",
     "to_bool",
     "ts_to_date",
     "iso_date",
@@ -52,7 +53,10 @@ def clean_float(v: Any) -> float | None:
     if isinstance(v, bool):
         raise BadValue(f"expected a number, got boolean {v!r}")
     if isinstance(v, (int, float)):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond any float
+            raise BadValue(f"number out of range: {str(v)[:24]}…") from None
     elif isinstance(v, str):
         s = v.strip().replace(",", "").lstrip("$")
         if s == "":
@@ -81,16 +85,28 @@ def to_price(v: Any, unit: float) -> tuple[float | None, bool]:
         if f == -1:
             return None, True
         raise BadValue(f"negative price {v!r}")
-    return round_sig(f * unit), False
+    p = f * unit
+    if not math.isfinite(p):
+        raise BadValue(f"price {v!r} is out of range")
+    return round_sig(p), False
+
+
+#: the largest integer a count may have: beyond 2^53 a JSON number is no longer exact (and the
+#: catalog's JSON writer takes no integer beyond 64 bits); implausible but smaller values are
+#: kept and flagged by :mod:`knollm.catalog.plausible` (``token_range``)
+MAX_COUNT = 2**53
 
 
 def to_int(v: Any, *, zero_is_unknown: bool = True) -> int | None:
-    """Parse a positive integer (token counts). 0 -> None (unknown) by default."""
+    """Parse a positive integer (token counts). 0 -> None (unknown) by default; a count
+    above :data:`MAX_COUNT` is a :class:`BadValue`."""
     f = clean_float(v)
     if f is None:
         return None
     if f < 0:
         raise BadValue(f"negative count {v!r}")
+    if f > MAX_COUNT:
+        raise BadValue(f"count {v!r} is out of range (over 2^53)")
     if f != int(f):
         raise BadValue(f"expected an integer, got {v!r}")
     i = int(f)

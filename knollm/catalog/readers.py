@@ -4,7 +4,9 @@ The shape is detected from the content, never the file name:
 
 * OpenAI list – ``{"object": "list", "data": [...]}`` (or any object whose ``data`` is a list)
 * bare array – ``[{...}, ...]``
-* keyed object – ``{"<model id>": {...}, ...}`` (LiteLLM's cost map). Entries that document
+* keyed object – ``{"<model id>": {...}, ...}`` (LiteLLM's cost map): an object most of whose
+  values are objects; an entry that is not an object is skipped with a warning naming it, and
+  a key given twice (JSON keeps the last entry) is warned about. Entries that document
   the format rather than describe a model are found by *shape*, not by name: an entry
   whose fields hold prose where the other entries hold numbers or flags (LiteLLM's
   ``sample_spec``: ``"max_tokens": "LEGACY parameter. set to …"``) is skipped with an info.
@@ -14,9 +16,13 @@ Decoding is tolerant: a UTF-8 BOM and UTF-16 (with or without BOM) are decoded; 
 gets a warning (the value becomes unknown); an integer ``id`` is turned into a string
 with a warning. A file is never lost for an encoding that can be recovered.
 
-Every problem (unreadable, truncated, HTML error page, empty, unknown shape, too big,
-a record that is not an object or has no id) is reported as one diagnostic naming the
-file and record; what can be read is still returned.
+An API error answer saved as a dump (``{"error": {...}}``, ``{"detail": ...}``,
+``{"message": ...}`` and similar envelopes: :func:`error_envelope`) is a shape error naming
+the file, never a model called ``error``.
+
+Every problem (unreadable, truncated, HTML error page, error answer, empty, unknown shape,
+too big, a record that is not an object or has no id) is reported as one diagnostic naming
+the file and record; what can be read is still returned.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ __all__ = [
     "decode_dump",
     "detect_shape",
     "documentation_entries",
+    "error_envelope",
+    "ErrorAnswer",
+    "json_type",
     "parse_dump",
     "provider_from_filename",
     "read_dump",
@@ -71,23 +80,96 @@ def provider_from_filename(path: str | Path) -> str | None:
     return m.group("provider").lower() if m else None
 
 
+def json_type(v: Any) -> str:
+    """The JSON name of a value's type (``null``, ``boolean``, ``number``, ``string``, ``array``, ``object``)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return type(v).__name__
+
+
+class ErrorAnswer(ValueError):
+    """The payload is an API error answer (``{"error": ...}``), not a model list."""
+
+
+#: keys that carry an API error's message; an object holding one of them and nothing but
+#: :data:`_ENVELOPE_KEYS` is an error answer (OpenAI ``error``, FastAPI ``detail``, AWS
+#: ``message``, GraphQL ``errors``, RFC 7807 ``title``/``detail``…)
+_ERROR_KEYS = ("error", "errors", "detail", "message", "msg", "error_message", "errorMessage", "fault")
+_ENVELOPE_KEYS = frozenset(_ERROR_KEYS) | {
+    "status", "status_code", "statusCode", "code", "error_code", "errorCode", "type", "title", "reason",
+    "success", "ok", "request_id", "requestId", "trace_id", "traceId", "timestamp", "path", "instance",
+    "error_description", "documentation_url", "hint", "details", "param", "object"}
+
+
+def _error_text(v: Any, depth: int = 0) -> str | None:
+    if isinstance(v, str):
+        return v.strip() or None
+    if depth > 3:
+        return None
+    if isinstance(v, dict):
+        for k in ("message", "msg", "detail", "error", "title", "type", "code"):
+            t = _error_text(v.get(k), depth + 1)
+            if t:
+                return t
+        return None
+    if isinstance(v, list) and v:
+        return _error_text(v[0], depth + 1)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
+def error_envelope(payload: Any) -> str | None:
+    """The message of an API error answer (``{"error": {"message": …}}``, ``{"detail": …}``,
+    ``{"message": …, "statusCode": 401}``…): an object whose keys are all error-envelope keys
+    and one of them carries the error. None for anything else (a model list)."""
+    if not isinstance(payload, dict) or not payload:
+        return None
+    keys = {str(k) for k in payload}
+    if not keys <= _ENVELOPE_KEYS or not keys & set(_ERROR_KEYS):
+        return None
+    if payload.get("object") not in (None, "error"):
+        return None
+    for k in _ERROR_KEYS:
+        if k in payload:
+            t = _error_text(payload[k])
+            if t:
+                return " ".join(t.split())[:160]
+    return f"an object with only {', '.join(sorted(keys))}"
+
+
 def detect_shape(payload: Any) -> str:
-    """Return ``"openai-list"``, ``"array"`` or ``"keyed"``; raise ValueError otherwise."""
+    """Return ``"openai-list"``, ``"array"`` or ``"keyed"``; raise ValueError otherwise
+    (:class:`ErrorAnswer` for an API error answer)."""
     if isinstance(payload, list):
         return "array"
     if isinstance(payload, dict):
         data = payload.get("data")
         if isinstance(data, list):
             return "openai-list"
+        err = error_envelope(payload)
+        if err is not None:
+            raise ErrorAnswer(f"an API error answer, not a model list ({err})")
         if payload.get("object") == "list":
             raise ValueError("'object' is 'list' but 'data' is not an array")
-        if payload and all(isinstance(v, dict) for v in payload.values()):
+        # keyed: most values are objects (a stray non-object entry is warned about and skipped)
+        if payload and 2 * sum(isinstance(v, dict) for v in payload.values()) > len(payload):
             return "keyed"
         if not payload:
             raise ValueError("empty JSON object")
         raise ValueError("object is neither an OpenAI list nor keyed by model id "
                          f"(keys: {', '.join(sorted(map(str, payload))[:5])})")
-    raise ValueError(f"top-level JSON {type(payload).__name__} is not a model list")
+    raise ValueError(f"top-level JSON {json_type(payload)} is not a model list")
 
 
 def _is_prose(v: Any) -> bool:
@@ -103,10 +185,14 @@ def documentation_entries(payload: dict[str, Any]) -> dict[str, list[str]]:
     """
     usual: dict[str, Counter] = {}
     for rec in payload.values():
+        if not isinstance(rec, dict):
+            continue
         for k, v in rec.items():
             usual.setdefault(k, Counter())["num" if isinstance(v, (int, float)) else type(v).__name__] += 1
     out: dict[str, list[str]] = {}
     for key, rec in payload.items():
+        if not isinstance(rec, dict):
+            continue
         prose = [k for k, v in rec.items() if _is_prose(v)]
         if not prose:
             continue
@@ -120,12 +206,20 @@ def records_from_payload(payload: Any, file: str, diags: Diagnostics) -> tuple[s
     """Split a parsed payload into (shape, [(record id, record)]), warning per bad record."""
     try:
         shape = detect_shape(payload)
+    except ErrorAnswer as e:
+        raise ShapeError(file, str(e)) from None
     except ValueError as e:
         raise ShapeError(file, f"unknown dump shape: {e}") from None
     out: list[tuple[str, dict]] = []
     if shape == "keyed":
         docs = documentation_entries(payload)
         for key, rec in payload.items():
+            if not isinstance(rec, dict):
+                diags.warn("bad-record", file, f"entry is {_a(json_type(rec))}, not an object; skipped", key)
+                continue
+            if not str(key).strip():
+                diags.warn("missing-id", file, f"entry's key {str(key)!r} is blank; skipped", repr(key))
+                continue
             if key in docs:
                 diags.info("documentation-entry", file, "entry documents the format (prose in "
                            f"{', '.join(docs[key][:4])}); not a model, skipped", key)
@@ -135,18 +229,36 @@ def records_from_payload(payload: Any, file: str, diags: Diagnostics) -> tuple[s
     items = payload if shape == "array" else payload["data"]
     for i, rec in enumerate(items):
         if not isinstance(rec, dict):
-            diags.warn("bad-record", file, f"record is a {type(rec).__name__}, not an object; skipped", i)
+            diags.warn("bad-record", file, f"record is {_a(json_type(rec))}, not an object; skipped", i)
             continue
         rid = rec.get("id")
-        if rid is None or rid == "":
-            rid = rec.get("name") or rec.get("model")
-        if isinstance(rid, bool) or not isinstance(rid, (str, int)) or rid == "":
+        blank = isinstance(rid, str) and not rid.strip()
+        if rid is None or blank:
+            alt = rec.get("name") or rec.get("model")
+            if isinstance(alt, str) and alt.strip():
+                rid = alt
+        if isinstance(rid, str) and not rid.strip():
+            diags.warn("missing-id", file, f"record's 'id' is blank ({rid!r}); skipped", i)
+            continue
+        if rid is None:
             diags.warn("missing-id", file, "record has no 'id'; skipped", i)
+            continue
+        if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+            shown = orjson.dumps(rid, default=str).decode()
+            shown = shown if len(shown) <= 40 else shown[:39] + "…"
+            diags.warn("missing-id", file, f"record's 'id' is {_a(json_type(rid))} ({shown}), not a string; "
+                       "skipped", i)
             continue
         if isinstance(rid, int):
             diags.warn("integer-id", file, f"'id' is the integer {rid}, not a string; read as {str(rid)!r}", rid)
         out.append((str(rid), rec))
     return shape, out
+
+
+def _a(word: str) -> str:
+    if word == "null":
+        return word
+    return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
 def decode_dump(data: bytes, file: str, diags: Diagnostics | None = None) -> bytes:
@@ -197,9 +309,13 @@ def parse_dump(data: bytes, file: str, diags: Diagnostics | None = None) -> Any:
     if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
         raise DumpError(file, "looks like an HTML/XML page saved as JSON (an error page?)")
     try:
-        return orjson.loads(data)
+        payload = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         msg = str(e)
+    else:
+        if isinstance(payload, dict) and not isinstance(payload.get("data"), list) and diags is not None:
+            _warn_duplicate_keys(data, payload, file, diags)
+        return payload
     if re.search(rb"\bNaN\b|\bInfinity\b", data):
         import json
 
@@ -213,6 +329,32 @@ def parse_dump(data: bytes, file: str, diags: Diagnostics | None = None) -> Any:
     if "unexpected end" in msg.lower() or "eof" in msg.lower():
         raise DumpError(file, f"truncated JSON ({msg})") from None
     raise DumpError(file, f"malformed JSON ({msg})") from None
+
+
+def _warn_duplicate_keys(data: bytes, payload: dict, file: str, diags: Diagnostics) -> None:
+    """A keyed dump naming a model twice: JSON keeps the last entry, so warn per repeated key.
+
+    Runs only for objects that are not an OpenAI list (keyed dumps): a second parse that keeps
+    the top-level pairs (nested objects are not built), ~10 ms for LiteLLM's map."""
+    import json
+
+    top: list[list[tuple[str, Any]]] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        top[:] = [pairs]  # the last object closed is the top-level one
+        return {}
+
+    try:
+        json.loads(data, object_pairs_hook=hook)
+    except ValueError:
+        return
+    if not top or len(top[0]) == len(payload):
+        return
+    counts = Counter(k for k, _ in top[0])
+    for key, n in counts.items():
+        if n > 1:
+            diags.warn("duplicate-key", file, f"key appears {n} times; JSON keeps only the last entry, "
+                       f"{n - 1} earlier one(s) lost", key)
 
 
 def _warn_non_finite(payload: Any, file: str, diags: Diagnostics | None) -> None:

@@ -1,6 +1,9 @@
 """``knollm diff OLD NEW``: what changed between two dump directories or catalog files.
 
-Exit code 0 (with ``--exit-code``: 1 when anything changed, like ``git diff``).
+Exit code 0 (with ``--exit-code``: 1 when anything changed, like ``git diff``); 3 when the
+diff is incomplete: building a side warned (an unreadable dump or record, printed on stderr),
+so models may show as removed or added when they were only not read; ``--save`` then writes
+nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def command(old: Path, new: Path, as_markdown: bool, date: str | None, save_dir:
     \b
     OLD and NEW are dump directories (built into catalogs, dumps only) or catalog JSON files.
     Renames: same provider, a removed and an added model with the same canonical id (or name).
+    A side whose build warns (unreadable dump or record) makes the diff incomplete: the
+    warnings go to stderr, --save writes nothing and the exit code is 3.
     """
     from knollm.diff import compare as D
 
@@ -42,15 +47,24 @@ def command(old: Path, new: Path, as_markdown: bool, date: str | None, save_dir:
             date = _dt.date.fromisoformat(date).isoformat()
         except ValueError:
             raise click.BadParameter("expected YYYY-MM-DD", param_hint="--date") from None
-    d = D.diff_paths(old, new, date=date, registries=registries)
-    if save_dir is not None and D.has_changes(d):
-        D.save_diff(d, save_dir)
     if as_markdown and output["format"] != "table":
         raise click.UsageError("--markdown cannot be combined with --json / --csv")
+    d = D.diff_paths(old, new, date=date, registries=registries)
+    incomplete = bool(d.get("incomplete"))
+    if incomplete:
+        for w in d.get("warnings") or []:
+            click.echo(f"warning: {D.format_warning(w)}", err=True)
+        click.echo(f"knollm: the diff is incomplete: {len(d.get('warnings') or [])} warning(s) building the "
+                   "inputs; removed/added models may only be unread"
+                   + (f"; not saved to {save_dir}" if save_dir is not None else ""), err=True)
+    elif save_dir is not None and D.has_changes(d):
+        D.save_diff(d, save_dir)
     if as_markdown:
         click.echo(D.render_markdown(d), nl=False)
     elif output["format"] == "table":
         click.echo(D.render_text(d), nl=False)
     else:
         emit(D.change_rows(d), ["change", "key", "field", "old", "new", "pct"], output, json_obj=d)
+    if incomplete:
+        return 3
     return 1 if exit_code and D.has_changes(d) else 0

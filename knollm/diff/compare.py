@@ -2,7 +2,11 @@
 
 :func:`diff_paths` loads each side – a dump directory is built into a catalog with
 ``build_catalog(dir, registries=False)`` so only dump changes show; a file is read as a
-catalog JSON – and :func:`diff_catalogs` compares them by model key:
+catalog JSON – and :func:`diff_catalogs` compares them by model key. A side whose build
+warned (an unreadable dump, a bad record…) makes the diff **incomplete**: its models would
+show as removed or added when they were only not read, so the diff carries
+``"incomplete": true`` and the ``warnings`` (each with its ``side``), and
+:func:`save_diff` refuses it (a broken refresh never enters the change history).
 
 * **added** / **removed** – keys only on one side
 * **renamed** – same provider, a removed and an added model with the same
@@ -40,6 +44,8 @@ __all__ = [
     "diff_catalogs",
     "diff_paths",
     "has_changes",
+    "IncompleteDiff",
+    "catalog_warnings",
     "load_catalog_or_dumps",
     "load_diffs",
     "render_atom",
@@ -47,6 +53,7 @@ __all__ = [
     "render_markdown",
     "render_text",
     "save_diff",
+    "format_warning",
     "change_rows",
 ]
 
@@ -77,11 +84,34 @@ def load_catalog_or_dumps(path: str | Path, *, registries: bool = False) -> dict
     return doc
 
 
+class IncompleteDiff(CatalogError):
+    """A diff built from a side whose input could not all be read: not saved."""
+
+
+def catalog_warnings(cat: dict) -> list[dict]:
+    """The catalog's warnings (level ``warning``: input not read as given; data findings and
+    infos are not counted)."""
+    return [w for w in cat.get("warnings") or [] if isinstance(w, dict) and w.get("level", "warning") == "warning"]
+
+
 def diff_paths(old: str | Path, new: str | Path, *, date: str | None = None, registries: bool = False) -> dict:
-    """Diff two dump directories and/or catalog files."""
-    return diff_catalogs(load_catalog_or_dumps(old, registries=registries),
-                         load_catalog_or_dumps(new, registries=registries),
-                         old_label=str(old), new_label=str(new), date=date)
+    """Diff two dump directories and/or catalog files; ``incomplete`` (with the ``warnings``)
+    when either side's build warned."""
+    a = load_catalog_or_dumps(old, registries=registries)
+    b = load_catalog_or_dumps(new, registries=registries)
+    d = diff_catalogs(a, b, old_label=str(old), new_label=str(new), date=date)
+    warnings = [{"side": side, **w} for side, cat in (("old", a), ("new", b)) for w in catalog_warnings(cat)]
+    if warnings:
+        d["incomplete"] = True
+        d["warnings"] = warnings
+    return d
+
+
+def format_warning(w: dict) -> str:
+    where = w.get("file") or "?"
+    if w.get("record") is not None:
+        where += f" [{w['record']}]"
+    return f"{w.get('side', '?')}: {where}: {w.get('message')}"
 
 
 # -- diffing ---------------------------------------------------------------------------------
@@ -271,11 +301,22 @@ def _model_line(m: dict) -> str:
     return "  ".join(bits)
 
 
+def _incomplete_note(diff: dict) -> str | None:
+    if not diff.get("incomplete"):
+        return None
+    n = len(diff.get("warnings") or [])
+    return (f"INCOMPLETE: {n} warning(s) building the inputs (unreadable dumps or records); models "
+            "shown as removed or added may only be unread")
+
+
 def render_text(diff: dict) -> str:
     """Plain text (also the refresh commit message body)."""
     s = diff["summary"]
     lines = [f"Changes {diff.get('date')}: {_headline(diff)} "
              f"({s['models_old']} → {s['models_new']} models)"]
+    note = _incomplete_note(diff)
+    if note:
+        lines.append(note + " (the warnings are on stderr)")
     if s.get("providers_added"):
         lines.append("New providers: " + ", ".join(s["providers_added"]))
     if s.get("providers_removed"):
@@ -315,6 +356,11 @@ def render_markdown(diff: dict, *, heading_level: int = 2, max_rows: int = 200) 
     s = diff["summary"]
     out = [f"{h} {diff.get('date')}", "",
            f"**{_headline(diff)}** — {s['models_old']} → {s['models_new']} models.", ""]
+    note = _incomplete_note(diff)
+    if note:
+        ws = diff.get("warnings") or []
+        out += [f"**{note}:**", ""] + [f"- {_md(format_warning(w))}" for w in ws[:20]]
+        out += ([f"- … and {len(ws) - 20} more"] if len(ws) > 20 else []) + [""]
     if s.get("providers_added"):
         out += ["New providers: " + ", ".join(_code(p) for p in s["providers_added"]), ""]
     if s.get("providers_removed"):
@@ -472,9 +518,13 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
 # -- storing ---------------------------------------------------------------------------------
 
 def save_diff(diff: dict, directory: str | Path) -> Path:
-    """Write ``<directory>/<date>.json`` (atomically); returns the path."""
+    """Write ``<directory>/<date>.json`` (atomically); returns the path. An incomplete diff
+    raises :class:`IncompleteDiff` (nothing written)."""
     from knollm.fsutil import atomic_write
 
+    if diff.get("incomplete"):
+        raise IncompleteDiff(f"diff not saved to {directory}: {len(diff.get('warnings') or [])} warning(s) "
+                             "building the inputs; fix or remove the unreadable dumps first")
     d = Path(directory)
     path = d / f"{diff['date']}.json"
     atomic_write(path, orjson.dumps(diff, option=orjson.OPT_INDENT_2) + b"\n")

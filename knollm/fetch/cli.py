@@ -36,18 +36,21 @@ DEFAULT_OUT = "work/model_catalog"
 @click.option("--no-history", is_flag=True, help="Do not update the first/last-seen history.")
 @click.option("--dry-run", is_flag=True, help="Show what would be fetched (and which keys are missing); no network.")
 @click.option("-v", "--verbose", is_flag=True, help="Log requests, retries and pages to stderr (keys redacted).")
+@click.option("--force", is_flag=True, help="Accept an answer listing fewer than half the models of the previous dump "
+                                         "(refused by default: the previous dump is kept).")
 @click.option("--no-scores", is_flag=True, help="Do not fetch Artificial Analysis quality scores (fetched only "
                                                 "when $ARTIFICIAL_ANALYSIS_API_KEY is set).")
 @output_options
 def command(providers_file, only, out_dir, concurrency, report_file, summary_file, history_file, no_history,
-            dry_run, verbose, no_scores, output) -> int:
+            dry_run, verbose, force, no_scores, output) -> int:
     """Refresh provider dumps from their model-list APIs.
 
     \b
     Keys come from the environment variables the registry names; providers without one
     are skipped. A dump is replaced (atomically) only when the answer parses into the
-    expected shape; on any failure the previous dump stays. Exit code 0 if no provider
-    failed, 1 if any failed.
+    expected shape, is not an API error answer, and lists at least half the models of the
+    previous dump (--force accepts a smaller one); on any failure the previous dump stays.
+    Exit code 0 if no provider failed, 1 if any failed.
     """
     from knollm.fetch import fetch_all, load_registry
 
@@ -68,7 +71,7 @@ def command(providers_file, only, out_dir, concurrency, report_file, summary_fil
         return 0
 
     log = (lambda msg: click.echo(msg, err=True)) if verbose else None
-    report = fetch_all(reg, out, only=ids, log=log, concurrency=concurrency)
+    report = fetch_all(reg, out, only=ids, log=log, concurrency=concurrency, force=force)
 
     if not no_history:
         ok = [r.id for r in report.results if r.status == "ok"]

@@ -5,6 +5,12 @@ timeouts, retries with exponential backoff + jitter on 429/5xx/network errors (h
 A dump is written only when the answer parses into the provider's expected shape and
 holds at least one model; it is written to a temp file in the same directory, fsynced
 and ``os.replace``-d over the old one, so on any failure the previous dump is untouched.
+Refused as well (the previous dump kept, the reason reported): an API error answer in any
+shape (``{"error": …}``, ``{"detail": …}``: :func:`~knollm.catalog.readers.error_envelope`);
+a keyed answer most of whose entries carry none of the source's model fields (the ``Raw``
+TypedDict of its translator module: LiteLLM's ``litellm_provider``, ``input_cost_per_token``…);
+and an answer listing fewer than half the models of the previous dump (:data:`SHRINK_LIMIT`,
+the report's ``models_before``) unless ``force`` (``knollm fetch --force``).
 A single-page answer is stored byte for byte as the provider sent it; a paginated (or
 ``list-key``) answer is re-serialized as ``{"object": "list", "data": [...]}``.
 
@@ -36,13 +42,14 @@ import orjson
 from knollm.catalog.diagnostics import Diagnostics
 from knollm.fsutil import atomic_write
 from knollm.errors import DumpError, FetchError
-from knollm.catalog.readers import detect_shape, parse_dump, read_dump, records_from_payload
+from knollm.catalog.readers import (ErrorAnswer, detect_shape, error_envelope, parse_dump, read_dump,
+                                    records_from_payload)
 from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
 from knollm.fetch.registry import FetchPlan, ProviderSpec, Settings
 from knollm.fetch.report import FetchReport, ProviderResult
 from knollm.retry import RETRY_STATUSES, backoff_delay, parse_retry_after
 
-__all__ = ["GONE_STATUSES", "RETRY_STATUSES", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
+__all__ = ["GONE_STATUSES", "RETRY_STATUSES", "SHRINK_LIMIT", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
 
 _HTTP_LOGGERS = ("httpx2", "httpcore2.connection", "httpcore2.http11", "httpcore2.http2", "httpcore2.proxy")
 _log = logging.getLogger("knollm.fetch")
@@ -64,6 +71,38 @@ class _Gone(FetchError):
 
 #: statuses that send ``knollm fetch`` to a provider's ``legacy_urls``
 GONE_STATUSES = frozenset({404, 410})
+#: an answer listing fewer than this fraction of the previous dump's models is refused
+#: (without ``--force``): a partial or wrong answer must not replace a good dump
+SHRINK_LIMIT = 0.5
+
+
+def _model_fields(source_id: str) -> frozenset[str]:
+    """The raw fields ``models_<source_id>.json`` entries carry, as its translator module
+    declares them (the ``Raw`` TypedDict of :mod:`knollm.catalog.sources`; LiteLLM:
+    ``litellm_provider``, ``max_input_tokens``, ``input_cost_per_token``…); empty when none."""
+    import importlib
+
+    from knollm.catalog.sources import TRANSLATORS
+
+    if source_id not in TRANSLATORS:
+        return frozenset()
+    raw = getattr(importlib.import_module(f"knollm.catalog.sources.{source_id}"), "Raw", None)
+    return frozenset(getattr(raw, "__annotations__", {}))
+
+
+def _check_model_fields(spec: ProviderSpec, records: list[tuple[str, dict]]) -> None:
+    """Refuse a keyed answer most of whose entries carry none of the source's declared model
+    fields: an error body or another document keyed by name is not the model list (a keyed
+    answer has no ``id`` to check, so its entries' fields are what tells)."""
+    fields = _model_fields(spec.id) if spec.shape == "keyed" else frozenset()
+    if not fields or not records:
+        return
+    lacking = [rid for rid, rec in records if not fields & rec.keys()]
+    if 2 * len(lacking) > len(records):
+        shown = ", ".join(sorted(fields & {"litellm_provider", "mode", "max_input_tokens", "input_cost_per_token"})
+                          or sorted(fields)[:4])
+        raise FetchError(f"{len(lacking)} of {len(records)} entries (e.g. {lacking[0]!r}) have none of the "
+                         f"model fields of {spec.display_name} ({shown}, …): not its model list; refused")
 
 
 def _count_models(path: Path) -> int | None:
@@ -113,8 +152,9 @@ class _Run:
     """State shared by the providers of one run."""
 
     def __init__(self, registry: FetchPlan, out_dir: Path, env: Mapping[str, str], log: LogFn | None,
-                 rng: random.Random) -> None:
+                 rng: random.Random, force: bool = False) -> None:
         self.registry = registry
+        self.force = force
         self.settings: Settings = registry.settings
         self.out_dir = out_dir
         self.env = env
@@ -227,6 +267,12 @@ class _Run:
             try:
                 async with asyncio.timeout(self.settings.total_timeout):
                     data, count = await self._fetch_listing(client, spec, key, res)
+                before = res.models_before
+                if (before and count < SHRINK_LIMIT * before and not self.force
+                        and not (spec.allow_empty and count == 0)):
+                    raise FetchError(f"the answer lists {count} model(s), fewer than half of the {before} in the "
+                                     "previous dump (a partial or wrong answer?); refused, use --force to "
+                                     "accept it")
                 old = path.read_bytes() if path.exists() else None
                 res.changed = old != data
                 if res.changed:
@@ -355,6 +401,7 @@ class _Run:
         if not records and not spec.allow_empty:
             why = f"; {diags.items[0].message}" if diags.items else ""
             raise FetchError(f"the answer lists no models{why}")
+        _check_model_fields(spec, records)
         return data, len(records)
 
 
@@ -375,6 +422,8 @@ def _extract(payload: Any, spec: ProviderSpec) -> list | dict:
         raise FetchError(f"expected an object with a {spec.list_key!r} array, got {got}")
     try:
         shape = detect_shape(payload)
+    except ErrorAnswer:
+        raise FetchError(f"expected {spec.shape}, got {_got(payload)}") from None
     except ValueError as e:
         shape = None
         detail = str(e)
@@ -387,10 +436,11 @@ def _extract(payload: Any, spec: ProviderSpec) -> list | dict:
 
 def _got(payload: Any) -> str:
     if isinstance(payload, dict):
-        err = payload.get("error")
+        err = error_envelope(payload)
+        if err is None and payload.get("error") is not None:
+            err = str(payload["error"].get("message") if isinstance(payload["error"], dict) else payload["error"])
         if err is not None:
-            msg = err.get("message") if isinstance(err, dict) else err
-            return f"an error object: {str(msg)[:160]}"
+            return f"an error object: {err[:160]}"
         try:
             return detect_shape(payload)
         except ValueError:
@@ -459,11 +509,13 @@ async def fetch_all_async(
     concurrency: int | None = None,
     seed: int | None = None,
     transport: httpx2.AsyncBaseTransport | None = None,
+    force: bool = False,
 ) -> FetchReport:
-    """Fetch the selected providers; never raises for a provider's failure."""
+    """Fetch the selected providers; never raises for a provider's failure. ``force`` accepts
+    an answer listing fewer than half the models of the previous dump (refused otherwise)."""
     out = Path(out_dir)
     specs = registry.select(only)
-    run = _Run(registry, out, os.environ if env is None else env, log, random.Random(seed))
+    run = _Run(registry, out, os.environ if env is None else env, log, random.Random(seed), force)
     for spec in specs:  # every key of the run is masked in every message
         for name in spec.key_env:
             run.redactor.add(run.env.get(name, "").strip() or None)

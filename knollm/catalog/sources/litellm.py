@@ -158,11 +158,16 @@ def translate(rid: str, rec: dict, warn: Warn, sentinels: frozenset = frozenset(
     tiers = price_tiers(rec, warn)
     if tiers:
         fields["price_tiers"] = tiers
-    if "max_output" not in fields:
-        try:
-            v = to_int(rec.get("max_tokens"))
-        except BadValue:
-            v = None
-        if v is not None and not isinstance(rec.get("max_tokens"), (dict, list)):
-            fields["max_output"] = v
+    if "max_output" not in fields and rec.get("max_tokens") is not None:
+        raw = rec["max_tokens"]
+        if isinstance(raw, (dict, list)):
+            warn("max_output", f"'max_tokens' is a nested {type(raw).__name__}, expected a number")
+        else:
+            try:
+                v = to_int(raw)
+            except BadValue as e:
+                warn("max_output", f"'max_tokens': {e}")
+                v = None
+            if v is not None:
+                fields["max_output"] = v
     return [(litellm_provider_id(lp), mid, fields)]
