@@ -379,13 +379,22 @@ class Client(_Base):
     def _chat(self, target: Any, messages: list[dict], params: dict, op: str = "chat") -> Any:
         plan = self.plan(target, messages, params, op)
         steps = _Steps(flow(plan, False))
-        for op, arg in steps:
+        try:
+            for op, arg in steps:
+                if op == "send":
+                    t0 = time.perf_counter()
+                    steps.reply = self._send(plan, arg)
+                elif op == "sleep":
+                    time.sleep(arg)
+                else:
+                    steps.reply = self._ledger(plan, op, arg)
+        except KeyboardInterrupt as e:  # as AsyncClient's cancellation: the attempts it made
             if op == "send":
-                steps.reply = self._send(plan, arg)
-            elif op == "sleep":
-                time.sleep(arg)
-            else:
-                steps.reply = self._ledger(plan, op, arg)
+                plan.record_attempt(arg, None, ProviderError("no answer before the call was interrupted",
+                                                             provider=arg.provider, kind="cancelled"), t0)
+            e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
+            steps.gen.close()  # its hold released now, not when the traceback is freed
+            raise
         return steps.result
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
@@ -494,6 +503,11 @@ class ChatStream(_StreamBase):
         g = self._gen()
         if g is not None:
             g.close()
+        steps = self._steps
+        if steps is not None and steps.gen.gi_frame is not None:
+            # the run ended outside an attempt (an exception in a backoff sleep or a store
+            # call): its flow still holds the call's budget reservation; closing releases it
+            steps.gen.close()
 
     def __enter__(self) -> ChatStream:
         return self
@@ -722,6 +736,7 @@ class AsyncClient(_Base):
                 plan.record_attempt(arg, None, ProviderError("no answer before the call was cancelled",
                                                              provider=arg.provider, kind="cancelled"), t0)
             e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
+            steps.gen.close()  # its hold released now, not when the traceback is freed
             raise
         return steps.result
 

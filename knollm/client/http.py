@@ -29,6 +29,7 @@ context: the system's CA store, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
 from __future__ import annotations
 
 import codecs
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -150,6 +151,7 @@ class _Httpx2Base:
     def __init__(self, max_connections: int) -> None:
         self.max_connections = max_connections
         self._clients: list[Any] = [None, None]  # plain http, https
+        self._lock = threading.Lock()
 
     def _limits(self) -> Any:
         import httpx2
@@ -164,11 +166,14 @@ class _Httpx2Base:
         i = 0 if url.startswith("http://") else 1
         c = self._clients[i]
         if c is None:
-            import httpx2
+            with self._lock:  # threads calling first at once share one pool (else all but one leak)
+                c = self._clients[i]
+                if c is None:
+                    import httpx2
 
-            _mask_http_logs()
-            c = self._clients[i] = getattr(httpx2, cls_name)(limits=self._limits(),
-                                                              **({"verify": False} if i == 0 else {}))
+                    _mask_http_logs()
+                    c = self._clients[i] = getattr(httpx2, cls_name)(limits=self._limits(),
+                                                                      **({"verify": False} if i == 0 else {}))
         return c
 
     @staticmethod
