@@ -66,15 +66,22 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
         say_choice(note)
         models.append(m)
     per_request: list[float | None] = []
+    costs: list[dict[str, Any]] = []
     if input_tokens is not None:
-        from knollm.query.cost import Workload, estimate
+        from knollm.query.cost import Workload, applicable_prices, estimate
 
         w = Workload(input_tokens, output_tokens)
-        per_request = [estimate(m, w)["per_request"] for m in models]
+        for m in models:
+            e = estimate(m, w)
+            p = applicable_prices(m.get("prices") or {}, m.get("price_tiers") or None, w.input_tokens)
+            costs.append({"per_request": e["per_request"], "tier_start": e["tier_start"],
+                          "prices_applied": {k: p.get(k) for k in ("input", "output", "cache_read", "request")}})
+        per_request = [c["per_request"] for c in costs]
     if output["format"] == "json":
         emit([], [], output, json_obj={
             "fields": COMPARE_FIELDS,
-            "models": models,
+            # with -i: each model also carries "cost": the estimate, its tier_start and the prices applied
+            "models": [{**m, "cost": c} for m, c in zip(models, costs)] if costs else models,
             "cost_per_request": per_request if input_tokens is not None else None,
         })
         return 0
@@ -89,11 +96,20 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
                     v = f"{v} [{s}]"
             row[m["key"]] = v
         rows.append(row)
-    if per_request:
-
+    if costs:
         row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
-        for m, c in zip(models, per_request):
-            row[m["key"]] = fmt_usd(c)
+        for m, c in zip(models, costs):
+            row[m["key"]] = fmt_usd(c["per_request"])
+        rows.append(row)
+        # the prices that cost used: a tier's where the input crosses one (the prices.* rows are the base)
+        for k in ("input", "output"):
+            row = {"field": f"  {k} price applied"}
+            for m, c in zip(models, costs):
+                row[m["key"]] = _fmt("prices." + k, c["prices_applied"][k])
+            rows.append(row)
+        row = {"field": "  tier_start"}
+        for m, c in zip(models, costs):
+            row[m["key"]] = "-" if c["tier_start"] is None else f">{int(c['tier_start']):,} in"
         rows.append(row)
     cols = ["field"] + [m["key"] for m in models]
     if output["format"] == "csv":

@@ -88,12 +88,14 @@ class PriceType(click.ParamType):
     name = "usd"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
+        import math
+
         try:
-            v = float(str(value).lstrip("$"))
+            v = float(value) if isinstance(value, float) else float(str(value).lstrip("$"))
         except ValueError:
             self.fail(f"not a price: {value!r} (USD, e.g. 0.5)", param, ctx)
+        if not math.isfinite(v):  # nan compares false with every price: it would filter nothing
+            self.fail(f"not a price: {value!r} (a finite USD amount, e.g. 0.5)", param, ctx)
         if v < 0:
             self.fail("must be >= 0", param, ctx)
         return v

@@ -14,7 +14,7 @@ from knollm.lock.edit import LockDoc
 from knollm.lock.facts import CAPS, catalog_digest, check_requires, drift, pin_facts
 from knollm.lock.lockfile import Binding, Lockfile, UserConfig, binding_skip, local_first
 from knollm.lock.roles import ALIASES, AliasSpec, Chooser, rank_date
-from knollm.query.cost import Workload, estimate
+from knollm.query.cost import Workload, applicable_prices, cost_per_request
 
 __all__ = ["make_chooser", "use_case_spec", "spec_for", "init_lock", "validate", "analyze", "optimize",
            "diff_locks", "explain", "import_llmring", "DEFAULT_VOLUME", "exit_code"]
@@ -228,8 +228,59 @@ def validate(lf: Lockfile, ch: Chooser) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- analyze
-def _monthly(m: dict[str, Any], vol: tuple[int, int]) -> float | None:
-    return estimate(m, Workload(vol[0], vol[1]))["total"]
+def _month_requests(vol: tuple[int, ...], typical: tuple[int, int] | None) -> dict[str, Any]:
+    """How a month's volume ``vol`` = ``(input, output[, requests])`` tokens is split into requests:
+    the volume's own request count if it has one, else requests of the ``typical`` size (the
+    alias's input/output tokens per request); ``requests`` None when neither is known.
+    ``input_tokens`` / ``output_tokens``: per request."""
+    vin, vout = vol[0], vol[1]
+    n: float | None = vol[2] if len(vol) > 2 and vol[2] is not None else None
+    basis = "volume" if n is not None else None
+    if n is None and typical is not None:
+        tin, tout = typical
+        if vin > 0 and tin > 0:
+            n = vin / tin
+        elif vout > 0 and tout > 0:
+            n = vout / tout
+        elif vin == vout == 0:
+            n = 0
+        if n is not None:
+            n, basis = (max(1, round(n)) if n else 0), "typical request"
+    if n is None:
+        return {"requests": None, "input_tokens": None, "output_tokens": None, "basis": "base prices"}
+    return {"requests": n, "input_tokens": round(vin / n) if n else 0, "output_tokens": round(vout / n) if n else 0,
+            "basis": basis}
+
+
+def _monthly(m: dict[str, Any], vol: tuple[int, ...], per: dict[str, Any] | None = None) -> float | None:
+    """USD for a month's volume ``vol`` on ``m``, priced as requests of the size ``per``
+    (:func:`_month_requests`): a price tier is per request, so the request size picks it, never
+    the month's aggregate; a per-request fee is charged per request. Without a request count:
+    the base prices (no tier), and a per-request fee makes the cost unknown."""
+    prices = m.get("prices") or {}
+    n = per.get("requests") if per else None
+    if n is not None:
+        prices = applicable_prices(prices, m.get("price_tiers") or None, per["input_tokens"])
+    tokens = cost_per_request({**prices, "request": None}, Workload(vol[0], vol[1]))  # no tiers: chosen above
+    fee = prices.get("request")
+    if tokens is None or (fee and n is None):
+        return None
+    return tokens + (fee or 0.0) * (n or 0)
+
+
+#: how a month is priced (in ``analyze``'s note)
+_PRICING_NOTE = ("Monthly = the volume as requests of the alias's typical size (its input/output tokens per "
+                 "request, or the volume's request count): that size picks any long-context price tier and "
+                 "per-request fees are charged per request; without a request size, base prices (no tier).")
+
+
+def _typical(b: Binding, ch: Chooser) -> tuple[int, int] | None:
+    """The alias's typical request size (input, output tokens), from its spec (:func:`spec_for`)."""
+    try:
+        spec = spec_for(b, ch)
+    except Exception:
+        return None
+    return spec.input_tokens, spec.output_tokens
 
 
 def read_usage(path: str | Path) -> dict[str, tuple[int, int]]:
@@ -269,6 +320,7 @@ def analyze(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[int
     unknown = []
     for alias, b in lf.bindings(profile).items():
         vol = (volume or {}).get(alias, default)
+        per = _month_requests(vol, _typical(b, ch))
         members = []
         for i, key in enumerate(b.models):
             try:
@@ -279,7 +331,7 @@ def analyze(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[int
                 continue
             src = m.get("sources") or {}
             members.append({"model": key, "role": "primary" if i == 0 else f"fallback {i}",
-                            "monthly_usd": _monthly(m, vol),
+                            "monthly_usd": _monthly(m, vol, per),
                             "input_price": (m.get("prices") or {}).get("input"),
                             "output_price": (m.get("prices") or {}).get("output"),
                             "source": "/".join(dict.fromkeys(s for s in (src.get("prices.input"),
@@ -290,9 +342,12 @@ def analyze(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[int
         else:
             total += cost
         aliases.append({"alias": alias, "input_tokens": vol[0], "output_tokens": vol[1], "monthly_usd": cost,
+                        "requests": per["requests"], "request_input_tokens": per["input_tokens"],
+                        "request_output_tokens": per["output_tokens"], "requests_from": per["basis"],
                         "members": members})
     return {"profile": profile, "aliases": aliases, "total_monthly_usd": total, "unknown": unknown,
-            "note": "alias cost = its primary serving all its traffic; fallbacks show the cost if they did"}
+            "note": "alias cost = its primary serving all its traffic; fallbacks show the cost if they did. "
+                    + _PRICING_NOTE}
 
 
 # ---------------------------------------------------------------------------- optimize
@@ -321,20 +376,23 @@ def optimize(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[in
         spec = spec_for(b, ch)
         res = ch.choose(spec, chain=max(3, len(b.models)))
         vol = (volume or {}).get(alias, default)
+        per = _month_requests(vol, (spec.input_tokens, spec.output_tokens))
         try:
             cur = ch.model(b.models[0])
         except Exception:
             cur = None
-        c_cur = _monthly(cur, vol) if cur is not None else None
+        c_cur = _monthly(cur, vol, per) if cur is not None else None
         d_cur = rank_date(cur) if cur is not None else ""
         row: dict[str, Any] = {"alias": alias, "current": b.models, "requires": spec.requires,
-                               "volume": {"input_tokens": vol[0], "output_tokens": vol[1]}, "monthly_now": c_cur}
+                               "volume": {"input_tokens": vol[0], "output_tokens": vol[1],
+                                          "requests": per["requests"], "request_input_tokens": per["input_tokens"]},
+                               "monthly_now": c_cur}
         cheaper, newer = [], []
         for r in res["ranking"]:
             m = r["best"]["model"]
             if cur is not None and m["canonical_id"] == cur.get("canonical_id"):
                 continue
-            c = _monthly(m, vol)
+            c = _monthly(m, vol, per)
             alt = {"model": m["key"], "monthly": c, "saving": (c_cur - c) if c_cur is not None and c is not None
                    else None, "score": r["score"], "changes": _what_changes(cur, m)}
             if alt["saving"] is not None and alt["saving"] > 0:
@@ -346,7 +404,7 @@ def optimize(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[in
         change = None
         if res["models"] and res["models"] != b.models:
             new = ch.model(res["models"][0])
-            c_new = _monthly(new, vol)
+            c_new = _monthly(new, vol, per)
             if res["models"][0] == b.models[0]:
                 change = "fallbacks"
             elif cur is None or cur.get("deprecated") or rank_date(new) > d_cur or (

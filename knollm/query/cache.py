@@ -1,7 +1,8 @@
 """Build the catalog once and reuse it.
 
-The cache key is a hash of every dump file's name and bytes, the package version and
-the registries' versions, so any change to the inputs rebuilds. Files live in
+The cache key is a hash of every dump file's name and bytes, the package version, the
+registries' versions and the size/mtime of the package's code and data (:data:`CODE_DIRS`),
+so any change to the inputs or to the build's code or config rebuilds. Files live in
 ``$KNOLLM_CACHE_DIR`` (default ``~/.cache/knollm``):
 
 * ``catalog-<key>.json`` - the full catalog;
@@ -9,7 +10,8 @@ the registries' versions, so any change to the inputs rebuilds. Files live in
   written whenever the full catalog is built;
 * ``stamp-<dumps path hash>.marshal`` - a memo of the last key computed for a dumps
   directory with a *fingerprint* of its inputs (names, sizes, mtimes and inodes of the
-  dump files and package sources, the registries' dist-info directories). While the
+  dump files and the package's code and data (:data:`CODE_DIRS`: knollm/*.py, catalog/,
+  query/, data/*.toml), the registries' dist-info directories). While the
   fingerprint is unchanged the memoised content key is reused, so a query never has to
   import :mod:`importlib.metadata` / pydantic or re-hash the dumps; any change to a file's
   size/mtime, an added/removed dump or a (re)installed registry recomputes the content key.
@@ -66,19 +68,44 @@ def _dist_paths() -> list[str]:
     return out
 
 
-def _fingerprint(dumps: str | Path | None, extra: list[str]) -> str:
-    """Cheap stat-based fingerprint of everything :func:`cache_key` reads."""
-    parts: list[str] = []
-    pkg = os.path.dirname(os.path.abspath(__file__))
-    for d, suffix in ((pkg, ".py"), (os.path.join(pkg, "data"), ".toml")):
+#: what of the package the catalog and the query index are built from (folders relative to the
+#: package root ``knollm/`` and the file suffixes read there): its top-level modules (vocab.py,
+#: providers.py, …), the catalog build (with its readers in sources/), this query package (the
+#: index, costs, filters) and the data files (providers.toml)
+CODE_DIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("", (".py",)),
+    ("catalog", (".py",)),
+    (os.path.join("catalog", "sources"), (".py",)),
+    ("query", (".py",)),
+    ("data", (".py", ".toml")),
+)
+
+
+def _code_stats() -> list[str]:
+    """``relative name:size:mtime_ns`` of every package file in :data:`CODE_DIRS`, sorted (one
+    ``scandir`` per folder and a ``stat`` per file: well under a millisecond)."""
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # knollm/, not knollm/query/
+    out: list[str] = []
+    for sub, suffixes in CODE_DIRS:
+        d = os.path.join(pkg, sub) if sub else pkg
         try:
             with os.scandir(d) as it:
-                ents = sorted((e for e in it if e.name.endswith(suffix)), key=lambda e: e.name)
+                ents = sorted((e for e in it if e.name.endswith(suffixes) and e.is_file()), key=lambda e: e.name)
         except OSError:
-            ents = []
+            out.append(f"{sub}/:missing")
+            continue
         for e in ents:
-            st = e.stat()
-            parts.append(f"{e.name}:{st.st_size}:{st.st_mtime_ns}")
+            try:
+                st = e.stat()
+            except OSError:
+                continue
+            out.append(f"{sub}/{e.name}:{st.st_size}:{st.st_mtime_ns}")
+    return out
+
+
+def _fingerprint(dumps: str | Path | None, extra: list[str]) -> str:
+    """Cheap stat-based fingerprint of everything :func:`cache_key` reads."""
+    parts: list[str] = _code_stats()
     if dumps is not None:
         try:
             with os.scandir(dumps) as it:
@@ -153,11 +180,9 @@ def cache_key(dumps: str | Path | None) -> str:
     from knollm.catalog import schema
 
     h.update(f"schema={schema.SCHEMA_VERSION}".encode())
-    # the package's own source affects the output too (a development checkout changes)
-    pkg = Path(__file__).parent
-    for f in sorted(pkg.glob("*.py")) + sorted((pkg / "data").glob("*.toml")):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    # the package's own code and data affect the output too (a development checkout changes)
+    for part in _code_stats():
+        h.update(part.encode())
     if dumps is not None and Path(dumps).is_dir():
         for f in sorted(Path(dumps).glob("models_*.json")):
             h.update(f.name.encode())

@@ -35,19 +35,31 @@ __all__ = ["Workload", "applicable_prices", "cost_per_request", "cost_rows", "es
            "suspect_prices"]
 
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
-_COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$")
+# digits, or comma-separated thousands groups (1,000 / 12,345,678); an optional fraction; a suffix
+_COUNT_RE = re.compile(r"^\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s*([kKmMbB]?)\s*$")
 
 
 def parse_count(text: str | int | float) -> int:
-    """Parse ``1.5M``, ``200k``, ``1000`` into an int; ValueError on anything else."""
+    """Parse ``1.5M``, ``200k``, ``1000``, ``1,000`` into an int; ValueError on anything else.
+
+    Commas must group thousands (``1,5M`` is an error, not 15M); a fraction is accepted only
+    where the suffix makes the count whole (``1.5M`` yes, ``2.5`` / ``0.4`` / ``1.0005k`` no)."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         if text < 0:
             raise ValueError(f"negative count: {text}")
         return _finite_int(text, text, int)
-    m = _COUNT_RE.match(str(text).replace("_", "").replace(",", ""))
+    m = _COUNT_RE.match(str(text).replace("_", ""))
     if not m:
-        raise ValueError(f"not a token count: {text!r} (use e.g. 1500, 200k, 1.5M)")
-    return _finite_int(float(m.group(1)) * _SUFFIX[m.group(2).lower()], text, round)
+        hint = "; commas only between groups of three digits, e.g. 1,000" if "," in str(text) else ""
+        raise ValueError(f"not a token count: {text!r} (use e.g. 1500, 200k, 1.5M{hint})")
+    whole, frac, mult = m.group(1).replace(",", ""), (m.group(2) or ".")[1:], _SUFFIX[m.group(3).lower()]
+    if len(whole) + len(frac) > 400:  # beyond any float (and int()'s digit limit): too large
+        return _finite_int(math.inf, text, int)
+    v, rem = divmod(int(whole + frac) * mult, 10 ** len(frac))  # exact: no float rounding
+    if rem:
+        raise ValueError(f"not a whole count: {text!r} (counts are whole tokens or requests; a fraction "
+                         "only with a suffix that makes it whole, e.g. 1.5k)")
+    return _finite_int(v, text, int)
 
 
 def _finite_int(v: int | float, text: Any, to_int: Any) -> int:
@@ -146,7 +158,8 @@ def estimate(model: dict[str, Any], w: Workload) -> dict[str, Any]:
         "key": model.get("key"),
         "per_request": per,
         "total": None if per is None else per * w.requests,
-        "cache_price_used": (model.get("prices") or {}).get("cache_read") is not None and w.cached_tokens > 0,
+        "cache_price_used": applicable_prices(model.get("prices") or {}, tiers, w.input_tokens).get("cache_read")
+        is not None and w.cached_tokens > 0,
         "tier_start": tier["start"] if tier else None,
         "suspect": suspect_prices(model, w),
     }
@@ -161,5 +174,5 @@ def cost_rows(models: Iterable[dict[str, Any]], w: Workload) -> list[dict[str, A
         if e["total"] is None or e["suspect"]:
             continue
         out.append({**e, "model": m})
-    out.sort(key=lambda r: (r["total"], r["key"]))
+    out.sort(key=lambda r: (r["total"], r["per_request"], r["key"]))  # per_request: orders 0 requests too
     return out

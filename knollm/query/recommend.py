@@ -6,7 +6,7 @@ provider name appears anywhere in this module.
 
 Candidates are the catalog models (via :meth:`Catalog.search`, the shared filter
 semantics) that have every required capability known true, the minimum context, a
-known price for the token mix and, with ``budget``, a cost per 1,000 requests within
+known price for the token mix that is not marked suspect and, with ``budget``, a cost per 1,000 requests within
 it. Each candidate's score (0-100) is the sum of weighted components, each explained:
 
 ``price`` (:data:`WEIGHTS`)
@@ -122,9 +122,11 @@ def recommend(
     """Rank ``catalog`` models for ``use_case``; ``budget``: max USD per 1,000 requests.
 
     Models whose cost for the mix is $0 (free tiers, previews) are left out unless
-    ``include_free`` or ``filters["free"]`` - their zero price would win every ranking.
+    ``include_free`` or ``filters["free"]`` - their zero price would win every ranking. So are
+    models whose estimate uses a price marked suspect (listed in ``excluded_suspect``).
 
-    Returns ``{"use_case", "workload", "weights", "candidates", "results": [row…]}``; each row
+    Returns ``{"use_case", "workload", "weights", "candidates", "excluded_free", "excluded_suspect",
+    "results": [row…]}``; each row
     has ``rank``, ``key``, ``score`` (0-100), ``cost_per_request``, ``cost_per_1k_requests``,
     ``components`` (``{name: {"points", "max", "value", "detail"}}``), ``why`` (one line)
     and ``model`` (the catalog model dict).
@@ -145,9 +147,13 @@ def recommend(
     include_free = include_free or bool(f.free)
     pool = []
     excluded_free = 0
+    excluded_suspect: list[str] = []
     for m in catalog.search(f):
         e = estimate(m, w)
         if e["per_request"] is None:
+            continue
+        if e["suspect"]:  # a suspect price never ranks (nor stretches the price scale)
+            excluded_suspect.append(m["key"])
             continue
         if e["per_request"] <= 0 and not include_free:
             excluded_free += 1
@@ -221,6 +227,7 @@ def recommend(
         "weights": dict(WEIGHTS, deprecated_penalty=DEPRECATED_PENALTY),
         "candidates": len(pool),
         "excluded_free": excluded_free,
+        "excluded_suspect": excluded_suspect,
         "results": rows,
     }
 
