@@ -2,8 +2,12 @@
 
 Every run is one streamed request through a cost-capped client with no retries and no
 circuit breaker (a failure is a measurement, not something to hide). Per run: time to
-first token, total latency, output tokens / generation seconds, cost. Per target:
-success rate, TTFT and latency p50/p95, tokens/s p50, mean cost per successful run.
+first token, total latency, output tokens after the first / seconds after the first
+token, cost. Per target: success rate, TTFT and latency p50/p95, tokens/s p50, mean cost
+per successful run. A run the client's own cost cap refused (never sent) is ``skipped``
+and left out of every figure. tokens/s p50 is taken over runs whose token count the
+provider reported; only when no run has one is it taken over estimated counts, and then
+``tokens_per_s_estimated`` is true.
 Results are written with the environment (``work/probes/benchmark-*.json``).
 """
 
@@ -70,7 +74,7 @@ def load_prompt_set(path: str | Path | None) -> list[list[dict]]:
 
 
 def _one_run(client: Any, target: Target, messages: list[dict], max_tokens: int, i: int) -> dict[str, Any]:
-    from knollm.errors import ClientError
+    from knollm.errors import BudgetExceeded, ClientError
 
     t0 = time.time()
     try:
@@ -78,20 +82,37 @@ def _one_run(client: Any, target: Target, messages: list[dict], max_tokens: int,
         for x in client.stream(target.key, messages, max_tokens=max_tokens):
             if not isinstance(x, str):
                 res = x
+    except BudgetExceeded as e:  # the client's own cost cap: nothing was sent, nothing measured
+        return {"run": i, "ts": t0, "ok": False, "skipped": True, **(error_info(e) or {})}
     except ClientError as e:
         return {"run": i, "ts": t0, "ok": False, "latency_ms": round((time.time() - t0) * 1000, 2),
                 **(error_info(e) or {})}
     gen_ms = res.duration_ms - (res.ttft_ms or 0)
     out_tok = res.usage.output_tokens
+    # the first token arrived at ttft: the time after it generated the other out_tok - 1
+    tps = round((out_tok - 1) / (gen_ms / 1000), 2) if out_tok > 1 and gen_ms > 0.5 else None
     return {"run": i, "ts": t0, "ok": True, "ttft_ms": res.ttft_ms, "latency_ms": res.duration_ms,
             "output_tokens": out_tok, "input_tokens": res.usage.input_tokens, "usage_estimated": res.usage.estimated,
-            "tokens_per_s": round(out_tok / (gen_ms / 1000), 2) if out_tok > 1 and gen_ms > 0.5 else None,
-            "cost_usd": res.cost_usd}
+            "tokens_per_s": tps, "cost_usd": res.cost_usd}
+
+
+def tokens_per_s_p50(runs: list[dict[str, Any]]) -> tuple[float | None, bool]:
+    """(p50 tokens/s, estimated?): over runs with reported token counts; over estimated
+    ones (flagged) only when no run reported its usage."""
+    have = [r for r in runs if r.get("tokens_per_s")]
+    measured = [r["tokens_per_s"] for r in have if not r.get("usage_estimated")]
+    if measured or not have:
+        return percentile(measured, 50), False
+    return percentile([r["tokens_per_s"] for r in have], 50), True
 
 
 def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Aggregate figures of one target's runs."""
+    """Aggregate figures of one target's runs (skipped runs – refused by the cost cap,
+    never sent – are counted apart and left out of every figure)."""
+    skipped = [r for r in runs if r.get("skipped")]
+    runs = [r for r in runs if not r.get("skipped")]
     ok = [r for r in runs if r["ok"]]
+    tps, tps_est = tokens_per_s_p50(ok)
 
     def r2(v: float | None) -> float | None:
         return None if v is None else round(v, 2)
@@ -104,7 +125,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ttft_p95_ms": r2(percentile([r["ttft_ms"] for r in ok if r.get("ttft_ms") is not None], 95)),
         "latency_p50_ms": r2(percentile([r["latency_ms"] for r in ok], 50)),
         "latency_p95_ms": r2(percentile([r["latency_ms"] for r in ok], 95)),
-        "tokens_per_s_p50": r2(percentile([r["tokens_per_s"] for r in ok if r.get("tokens_per_s")], 50)),
+        "tokens_per_s_p50": r2(tps), "tokens_per_s_estimated": tps_est, "skipped": len(skipped),
         "cost_per_run_usd": (sum(known) / len(known)) if known and len(known) == len(costs) else None,
         "cost_usd": sum(known) if len(known) == len(costs) else None,
     }

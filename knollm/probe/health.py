@@ -3,10 +3,13 @@
 Three sources of calls, each one observation ``(ts, provider, model, ok, ttft_ms,
 latency_ms, tokens_per_s)``:
 
-* benchmark runs (``work/probes/benchmark-*.json``): every run, failures included;
-* probe requests (``work/probes/probe-*.json``): a call the provider answered – or
-  refused on purpose (a 4xx about the request: that measures the model, not the
-  provider) – is a success; ``error`` verdicts (5xx, timeouts, broken streams) are failures;
+* benchmark runs (``work/probes/benchmark-*.json``): every run, failures included (a run
+  the client's own cost cap refused was never sent: skipped, not counted);
+* probe requests (``work/probes/probe-*.json``): every HTTP attempt, retries included
+  (``evidence.attempts``): an attempt the provider answered – or refused on purpose (a 4xx
+  about the request: that measures the model, not the provider) – is a success; 5xx,
+  timeouts, broken streams, auth / rate-limit / payment errors are failures, even when
+  the probe's retry then succeeded;
 * the client's ledger (``knollm.client`` SQLite store): successful calls only (the ledger
   keeps no failed calls), so it adds latency and volume, not failures.
 
@@ -26,6 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from knollm.probe.common import DEFAULT_DIR, percentile, read_results
+
+
+def tokens_per_s_p50(obs: list[dict]) -> tuple[float | None, bool]:
+    from knollm.probe.bench import tokens_per_s_p50 as f
+
+    return f(obs)
 
 __all__ = ["Figures", "observations", "health", "provider_health", "figures", "parse_window"]
 
@@ -74,21 +83,24 @@ def observations(since: float, *, probes_dir: str | Path | None = DEFAULT_DIR, s
         for doc in read_results(probes_dir, "benchmark"):
             for r in doc.get("results", []):
                 for run in r.get("run_details", []):
+                    if run.get("skipped") or run.get("error") == "BudgetExceeded":
+                        continue  # refused by the client's own cost cap: never sent
                     if run.get("ts", 0) >= since:
                         obs.append({"ts": run["ts"], "provider": r["provider"], "model": r["model"], "ok": run["ok"],
                                     "ttft_ms": run.get("ttft_ms"), "latency_ms": run.get("latency_ms") if run["ok"]
-                                    else None, "tokens_per_s": run.get("tokens_per_s"), "source": "benchmark"})
+                                    else None, "tokens_per_s": run.get("tokens_per_s"),
+                                    "usage_estimated": run.get("usage_estimated"), "source": "benchmark"})
         for doc in read_results(probes_dir, "probe"):
             ts = _ts(doc.get("date"))
             if ts < since:
                 continue
-            for r in doc.get("results", []):
+            for r in doc.get("results", []):  # (a probe file's extra ``control`` request is not counted)
                 if r["verdict"] == "skipped":
                     continue
-                resp = (r.get("evidence") or {}).get("response") or {}
-                obs.append({"ts": ts, "provider": doc["provider"], "model": doc["model"], "ok": r["verdict"] != "error",
-                            "ttft_ms": resp.get("ttft_ms"), "latency_ms": resp.get("duration_ms"),
-                            "tokens_per_s": None, "source": "probe"})
+                for ok, resp in _probe_attempts(r):
+                    obs.append({"ts": ts, "provider": doc["provider"], "model": doc["model"], "ok": ok,
+                                "ttft_ms": resp.get("ttft_ms"), "latency_ms": resp.get("duration_ms"),
+                                "tokens_per_s": None, "source": "probe"})
     if store is not False:
         st = store
         if st is None:
@@ -110,6 +122,35 @@ def observations(since: float, *, probes_dir: str | Path | None = DEFAULT_DIR, s
     return obs
 
 
+_REQUEST_FAULTS = ("bad_request", "context_length")
+
+
+def _attempt_ok(a: dict) -> bool:
+    """An attempt the provider answered, or refused on purpose (a 4xx about the request)."""
+    if not a.get("error"):
+        return True
+    st = a.get("status")
+    return a.get("kind") in _REQUEST_FAULTS and isinstance(st, int) and 400 <= st < 500 and st != 402
+
+
+def _probe_attempts(r: dict) -> list[tuple[bool, dict]]:
+    """(ok, figures) for every HTTP attempt of one probe result; the answered attempt
+    carries the response's TTFT / duration. Files without an attempt log: one outcome by
+    the verdict, plus the failed attempts a retried success implies."""
+    ev = r.get("evidence") or {}
+    resp = ev.get("response") or {}
+    log = ev.get("attempts")
+    if isinstance(log, list):
+        out: list[tuple[bool, dict]] = []
+        answered = len(log) - 1 if resp else -1
+        for i, a in enumerate(log):
+            out.append((_attempt_ok(a), resp if i == answered else {}))
+        return out
+    n = resp.get("attempts") if isinstance(resp.get("attempts"), int) else 1
+    ok = r["verdict"] != "error"
+    return [(False, {})] * (max(n, 1) - 1 if ok and resp else 0) + [(ok, resp)]
+
+
 def _figures(provider: str, model: str | None, obs: list[dict]) -> Figures:
     ok = [o for o in obs if o["ok"]]
     n = len(obs)
@@ -122,7 +163,7 @@ def _figures(provider: str, model: str | None, obs: list[dict]) -> Figures:
                    r(percentile([o["ttft_ms"] for o in ok if o["ttft_ms"] is not None], 50)),
                    r(percentile([o["latency_ms"] for o in ok if o["latency_ms"] is not None], 50)),
                    r(percentile([o["latency_ms"] for o in ok if o["latency_ms"] is not None], 95)),
-                   r(percentile([o["tokens_per_s"] for o in ok if o["tokens_per_s"]], 50)),
+                   r(tokens_per_s_p50(ok)[0]),
                    tuple(sorted({o["source"] for o in obs})),
                    datetime.fromtimestamp(max(o["ts"] for o in obs), UTC).strftime("%Y-%m-%d") if obs else None)
 

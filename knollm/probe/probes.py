@@ -16,9 +16,14 @@ context_limit       (opt-in) a prompt beyond the context window;    ``context_wi
 ==================  ==============================================  ===================
 
 Verdicts: ``yes``, ``no`` (rejected, or accepted but not done), ``partial`` (accepted
-but the result was wrong: a tool not called, an image not seen), ``error`` (the call
-failed for another reason: nothing learned), ``skipped`` (the cost cap refused it).
-Only ``yes`` / ``no`` reach the catalog (source ``probe``).
+but the result was wrong: a tool not called, an image not seen, an answer cut at
+``max_tokens``), ``error`` (the call failed for another reason: nothing learned),
+``skipped`` (the cost cap refused it). Only ``yes`` / ``no`` reach the catalog (source ``probe``).
+
+A rejection (a 4xx about the request) is a ``no`` only when the plain control request
+(the ``system_prompt`` probe; sent on its own when that probe is not planned) to the same
+deployment succeeded: a deployment that refuses everything (no credit, a retired model)
+says nothing about one feature, so its rejections are ``error``. 402 is always ``error``.
 """
 
 from __future__ import annotations
@@ -139,19 +144,50 @@ def plan_probes(target: Target, names: list[str] | None = None, context: bool = 
 
 # --------------------------------------------------------------------------- verdicts
 def _rejected(err: dict | None) -> bool:
-    """The provider refused the request itself (4xx that is not auth / rate / not-found)."""
-    return bool(err) and err.get("kind") in ("bad_request", "context_length") and (err.get("status") or 0) < 500
+    """The provider refused the request itself (4xx that is not auth / rate / not-found /
+    payment). Only a candidate ``no``: :func:`probe_target` keeps it only when the control
+    request to the same deployment succeeded."""
+    status = err.get("status") if err else None
+    return bool(err) and err.get("kind") in ("bad_request", "context_length") \
+        and isinstance(status, int) and 400 <= status < 500 and status != 402
 
 
-def _judge(name: str, res: Any, err: dict | None) -> tuple[str, str, dict | None]:
-    """(verdict, detail, extra) for probe ``name`` from the answer ``res`` or error ``err``."""
+#: phrasings that name the context LIMIT (not the prompt's size), most specific first
+_LIMIT_RES = [re.compile(p, re.I) for p in (
+    r">\s*(\d[\d,]*)\s*(?:tokens?\s*)?maximum",                                   # 9270 tokens > 8192 maximum
+    r"(\d[\d,]*)\s*(?:tokens?\s*)?maximum context (?:length|window|size)",         # 8192 maximum context length
+    r"maximum (?:context (?:length|window|size)|(?:input|prompt) (?:length|tokens))\D{0,12}?(?:is|of)\s*"
+    r"(\d[\d,]*)",                                                                   # maximum context length is 8192
+    r"context (?:window|length|size|limit)\D{0,12}?(?:is|of)\s*(\d[\d,]*)",          # context window of 8192
+    r"(?:limit|maximum|max)\s*(?:is|of|:|=)\s*(\d[\d,]*)",                          # limit of 8192 / max: 8192
+    r"(\d[\d,]*)[\s-]*tokens?[\s-]*(?:limit|maximum|max)\b",                        # 8192 token limit
+)]
+
+
+def _context_limit(message: str, prompt_floor: int | None) -> int | None:
+    """The context window a provider's error names; None when unclear. A number at or above
+    ``prompt_floor`` (a lower bound of the rejected prompt's tokens) is the prompt's size,
+    never the limit (the prompt was refused as too long)."""
+    for rx in _LIMIT_RES:
+        for m in rx.finditer(message or ""):
+            n = int(m.group(1).replace(",", ""))
+            if n >= 256 and (prompt_floor is None or n < prompt_floor):
+                return n
+    return None
+
+
+def _cut(res: Any) -> bool:
+    return (getattr(res, "finish_reason", None) or "").lower() in ("length", "max_tokens")
+
+
+def _judge(name: str, res: Any, err: dict | None, prompt_floor: int | None = None) -> tuple[str, str, dict | None]:
+    """(verdict, detail, extra) for probe ``name`` from the answer ``res`` or error ``err``.
+    A rejection gives a candidate ``no`` (see :func:`_confirm`)."""
     if err is not None:
         if err.get("error") in ("BudgetExceeded",):
             return "skipped", "refused by the cost cap", None
         if name == "context_limit" and err.get("kind") == "context_length":
-            m = re.search(r"(?:maximum context length|context (?:length|window)|limit)\D{0,40}?(\d[\d,]{2,})",
-                          err.get("message") or "", re.I) or re.search(r"(\d[\d,]{3,})\s*tokens", err.get("message") or "")
-            n = int(m.group(1).replace(",", "")) if m else None
+            n = _context_limit(err.get("message") or "", prompt_floor)
             return ("yes" if n else "partial"), (f"provider's error gives {n} tokens" if n else
                                                  "rejected as too long, but the error names no limit"), \
                 {"context_window": n} if n else None
@@ -176,21 +212,24 @@ def _judge(name: str, res: Any, err: dict | None) -> tuple[str, str, dict | None
             return "yes", f"called get_weather({json.dumps(args)[:60]})", None
         return "partial", f"called {fn.get('name')!r} with {str(args)[:60]}", None
     if name == "vision":
-        ok = "red" in text.lower()
+        ok = re.search(r"\bred\b", text, re.I) is not None
         return ("yes" if ok else "partial"), ("named the image's colour" if ok else
                                               f"accepted the image but did not see it: {text[:80]!r}"), None
     if name in ("json_mode", "structured_output"):
         body = text.removeprefix("```json").removeprefix("```").removesuffix("```").strip()
+        cut = _cut(res)  # cut at max_tokens (a reasoning model's thinking, half-written JSON): unclear
+        why = f" (answer cut at max_tokens, finish_reason {res.finish_reason!r})" if cut else ""
+        bad = "partial" if cut else "no"
         try:
             val = json.loads(body)
         except ValueError:
-            return "no", f"accepted response_format but the answer is not JSON: {text[:80]!r}", None
+            return bad, f"accepted response_format but the answer is not JSON{why}: {text[:80]!r}", None
         if name == "json_mode":
             return ("yes", "answer is a JSON object", None) if isinstance(val, dict) else \
-                ("no", "answer is JSON but not an object", None)
+                (bad, f"answer is JSON but not an object{why}", None)
         errs = validate_schema(val, CITY_SCHEMA)
         return ("yes", "answer validates against the schema", None) if not errs else \
-            ("no", "answer does not match the schema: " + "; ".join(errs[:3]), None)
+            (bad, f"answer does not match the schema{why}: " + "; ".join(errs[:3]), None)
     if name == "stream_usage":
         if res.usage.estimated:
             return "no", "streamed, but the stream carried no usage (tokens estimated)", None
@@ -198,6 +237,13 @@ def _judge(name: str, res: Any, err: dict | None) -> tuple[str, str, dict | None
     if name == "context_limit":
         return "partial", "accepted the oversized prompt: the limit is above the catalog's window", None
     raise ValueError(name)
+
+
+def _attempt_log(attempts: Any) -> list[dict] | None:
+    if not isinstance(attempts, list):
+        return None
+    return [{"status": a.get("status"), "error": a.get("error"), "kind": a.get("kind"),
+             "duration_ms": a.get("duration_ms")} for a in attempts if isinstance(a, dict)]
 
 
 def _evidence(messages: list[dict], params: dict, res: Any, err: dict | None) -> dict[str, Any]:
@@ -212,7 +258,10 @@ def _evidence(messages: list[dict], params: dict, res: Any, err: dict | None) ->
     ev: dict[str, Any] = {"request": {"messages": [{**m, "content": short(m.get("content"))} for m in messages],
                                       "params": params}}
     if err is not None:
-        ev["error"] = err
+        ev["error"] = {k: v for k, v in err.items() if k != "attempts"}
+    log = _attempt_log(res.attempts if res is not None else (err or {}).get("attempts"))
+    if log is not None:
+        ev["attempts"] = log  # every HTTP attempt (retries included): what health counts
     if res is not None:
         ev["response"] = {"content": (res.content or "")[:500], "tool_calls": res.tool_calls,
                           "finish_reason": res.finish_reason, "model": res.model,
@@ -236,7 +285,10 @@ def _call(client: Any, key: str, messages: list[dict], params: dict) -> tuple[An
             return res, None
         return client.chat(key, messages, **p), None
     except ClientError as e:
-        return None, error_info(e)
+        info = error_info(e) or {}
+        if isinstance(getattr(e, "attempts", None), list):
+            info["attempts"] = e.attempts
+        return None, info
 
 
 def probe_target(target: Target, *, names: list[str] | None = None, context: bool = False,
@@ -247,17 +299,30 @@ def probe_target(target: Target, *, names: list[str] | None = None, context: boo
     ``out_dir`` unless None). The cost is announced (``on_announce``) before any request
     and the client's budget holds the run to it."""
     plan = plan_probes(target, names, context, context_tokens)
-    announced = announce([(target, m, p) for _, m, p, _ in plan])
+    # the control request a rejection is checked against: the system_prompt probe, or (when
+    # it is not planned) the same request sent only if some probe is rejected
+    control_plan = None
+    if plan and not any(n == "system_prompt" for n, *_ in plan):
+        cm, cp = _requests(None)["system_prompt"]
+        control_plan = (cm, cp, request_worst_case(target, cm, cp))
+    announced = announce([(target, m, p) for _, m, p, _ in plan]
+                         + ([(target, control_plan[0], control_plan[1])] if control_plan else []))
     cap = check_cap(announced, max_cost, allow_unpriced)
     if on_announce:
         on_announce(target.key, announced)
     results = []
     spent = 0.0
     unknown_cost = False
+    control: dict[str, Any] | None = None
     with capped_client([target], cap, env=env, providers=providers, retries=1, timeout=timeout) as client:
         for name, messages, params, worst in plan:
             res, err = _call(client, target.key, messages, params)
-            verdict, detail, extra = _judge(name, res, err)
+            floor = sum(len(str(m.get("content") or "").split()) for m in messages) if name == "context_limit" \
+                else None
+            verdict, detail, extra = _judge(name, res, err, floor)
+            if name == "system_prompt":
+                control = {"ok": res is not None, "detail": detail if res is not None else
+                           f"{(err or {}).get('kind') or (err or {}).get('error')}: {(err or {}).get('message', '')[:120]}"}
             cost = res.cost_usd if res is not None else 0.0
             if res is not None and cost is None:
                 unknown_cost = True
@@ -267,7 +332,23 @@ def probe_target(target: Target, *, names: list[str] | None = None, context: boo
                    "evidence": _evidence(messages, params, res, err)}
             if extra:
                 row.update(extra)
+            row["_rejected"] = verdict == "no" and _rejected(err)  # a candidate no: checked below
             results.append(row)
+        if control is None and control_plan and any(r["_rejected"] for r in results):
+            cres, cerr = _call(client, target.key, control_plan[0], control_plan[1])
+            control = {"ok": cres is not None, "sent": True, "detail": "answered" if cres is not None else
+                       f"{(cerr or {}).get('kind') or (cerr or {}).get('error')}: {(cerr or {}).get('message', '')[:120]}",
+                       "evidence": _evidence(control_plan[0], control_plan[1], cres, cerr)}
+            ccost = cres.cost_usd if cres is not None else 0.0
+            if cres is not None and ccost is None:
+                unknown_cost = True
+            spent += ccost or 0.0
+    for r in results:
+        if r.pop("_rejected") and not (control or {}).get("ok"):
+            r["verdict"] = "error"
+            r["detail"] = (f"{r['detail']}; not counted as a no: the plain control request to this deployment "
+                           f"failed too ({(control or {}).get('detail', 'not sent')})")
+            r.pop("context_window", None)
     doc = {"kind": "probe", "format": 1, "date": now_iso(), "key": target.key, "provider": target.provider,
            "model": target.model, "canonical_id": target.canonical, "announced_usd": announced, "cap_usd": cap,
            "cost_usd": None if unknown_cost else round(spent, 10), "environment": environment(),
@@ -275,6 +356,8 @@ def probe_target(target: Target, *, names: list[str] | None = None, context: boo
                                         if k in PROBES.values() and v is not None},
                        "context_window": target.record.get("context_window")},
            "results": results}
+    if control is not None and control.get("sent"):
+        doc["control"] = {k: v for k, v in control.items() if k != "sent"}
     doc["disagreements"] = disagreements(doc)
     if out_dir is not None:
         doc["file"] = str(write_result(out_dir, "probe", target.key, doc))
