@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from knollm.query.filters import Filters
-from knollm.cli.filters import CAPABILITY_CHOICES, CountType, dumps_option, load_cached_catalog, model_filters
+from knollm.cli.filters import CAPABILITY_CHOICES, CountType, PriceType, dumps_option, load_cached_catalog, model_filters
 from knollm.cli.output import emit, output_options
 from knollm.fmt import fmt_int
 
@@ -31,7 +31,7 @@ def _needs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 @click.command("recommend")
 @click.option("--use-case", "-u", type=click.Choice(_USE_CASES), default=None,
               help="What the model is for (see --list-use-cases).")
-@click.option("--budget", type=float, default=None, help="Max USD per 1,000 requests of the use case's token mix.")
+@click.option("--budget", type=PriceType(), default=None, help="Max USD per 1,000 requests of the use case's token mix.")
 @click.option("--needs", multiple=True, callback=_needs, metavar="CAP[,CAP…]",
               help="Extra required capabilities, e.g. tools,vision.")
 @click.option("--input", "-i", "input_tokens", type=CountType(), default=None,

@@ -279,6 +279,8 @@ def analyze_cmd(lock_path, profile, volume, usage, dumps, output) -> int:
     if output["format"] == "table":
         click.echo(f"\ntotal (primaries): {_money(res['total_monthly_usd'])} / month"
                    + (f"; unknown for {', '.join(res['unknown'])}" if res["unknown"] else ""))
+        if res.get("note"):
+            click.echo(f"note: {res['note']}")
     return 0
 
 

@@ -10,7 +10,7 @@ by ``tests/test_browser_site.py``.
 Semantics: ``text``: every word occurs in the key, name or canonical id; alternatives
 separated by ``,``, ``|`` or the word ``or`` are OR-ed (``gpt-4o, claude`` finds both); ``capabilities``:
 each known True; ``modalities``: each an input or output modality; ``kinds``: one of;
-price / context limits exclude unknown values; deprecated models are hidden unless
+price / context limits exclude unknown and suspect values (``min_context=0`` too); deprecated models are hidden unless
 ``include_deprecated``; ``free`` / ``open_weights``: ``None`` = either; ``paid``: only
 offers with a known price above $0 (free tiers and unpriced models left out).
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from knollm.errors import FilterError
 
-__all__ = ["Filters", "SORT_KEYS", "tokens", "word_groups", "is_paid"]
+__all__ = ["Filters", "SORT_KEYS", "tokens", "word_groups", "is_paid", "known", "known_context"]
 
 #: Sort orders; ``price`` is input + output (unknown last).
 from knollm.vocab import SORT_KEYS  # noqa: E402 - the one vocabulary (stdlib only)
@@ -52,6 +52,17 @@ def word_groups(text: str) -> list[list[str]]:
 
         _OR = re.compile(r"\s*(?:,|\||(?<![0-9A-Za-z_])or(?![0-9A-Za-z_]))\s*")
     return [g for g in (tokens(part) for part in _OR.split(text.lower())) if g]
+
+
+def known(r: tuple, path: str, value: Any) -> Any:
+    """``value`` (field ``path`` of row ``r``), or None when the model's suspect map marks it:
+    a suspect value is as good as unknown for bounds and sorting (prices and context alike)."""
+    return None if path in r[SUSPECT] else value
+
+
+def known_context(r: tuple) -> int | None:
+    """The row's context window, None when unknown or suspect (e.g. a 99,999,999 placeholder)."""
+    return known(r, "context_window", r[CTX])
 
 
 def is_paid(r: tuple) -> bool:
@@ -172,14 +183,19 @@ class Filters:
             for x in mods:
                 if x not in r[IN_MOD] and x not in r[OUT_MOD]:
                     return False
-            if min_context is not None and (r[CTX] or 0) < min_context:
-                return False
-            p = r[PRICES]
-            sus = r[SUSPECT]  # a suspect price is as good as unknown for a price bound
-            if max_in is not None and (p[0] is None or p[0] > max_in or "prices.input" in sus):
-                return False
-            if max_out is not None and (p[1] is None or p[1] > max_out or "prices.output" in sus):
-                return False
+            if min_context is not None:  # an unknown (or suspect) context never passes, not even 0
+                ctx = known_context(r)
+                if ctx is None or ctx < min_context:
+                    return False
+            p = r[PRICES]  # a suspect price is as good as unknown for a price bound
+            if max_in is not None:
+                pin = known(r, "prices.input", p[0])
+                if pin is None or pin > max_in:
+                    return False
+            if max_out is not None:
+                pout = known(r, "prices.output", p[1])
+                if pout is None or pout > max_out:
+                    return False
             if free is not None and bool(r[FREE]) != free:
                 return False
             if open_weights is not None and r[OPEN] is not open_weights:

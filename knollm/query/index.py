@@ -20,7 +20,7 @@ from typing import Any
 from knollm.errors import NotFoundError
 from knollm.query.filters import (  # noqa: F401 - the row layout is shared with the filter
     CANON, CAPS, CTX, DEPR, FAMILY, FREE, HAY, ID, IN_MOD, KEY, KIND, MAXOUT, NAME, OPEN, OUT_MOD, PRICES,
-    PROVIDER, SORT_KEYS, SUSPECT, TIERS, VARP, Filters, is_paid, tokens,
+    PROVIDER, SORT_KEYS, SUSPECT, TIERS, VARP, Filters, is_paid, known_context, tokens,
 )
 from knollm.vocab import first_party
 
@@ -186,7 +186,7 @@ def offer_rank(r: tuple) -> tuple:
 SORTERS: dict[str, Callable[[tuple], Any]] = {
     "price": _price_order,
     "output_price": _output_price_order,
-    "context": lambda r: (-(r[CTX] or 0), r[KEY]),
+    "context": lambda r: (-(known_context(r) or 0), r[KEY]),  # unknown / suspect context last
     "name": lambda r: ((r[NAME] or r[ID]).lower(), r[KEY]),
     "provider": lambda r: (r[PROVIDER], r[ID].lower()),
 }

@@ -33,6 +33,7 @@ from typing import Any
 
 from knollm.query.cost import Workload, estimate
 from knollm.query.filters import Filters
+from knollm.errors import FilterError
 
 __all__ = ["UseCase", "USE_CASES", "WEIGHTS", "SOURCE_WEIGHT", "JOIN_WEIGHT", "recommend"]
 
@@ -131,6 +132,8 @@ def recommend(
     ``components`` (``{name: {"points", "max", "value", "detail"}}``), ``why`` (one line)
     and ``model`` (the catalog model dict).
     """
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):  # nan would pass every model
+        raise FilterError(f"budget must be a finite USD amount >= 0, not {budget!r}")
     uc = USE_CASES[use_case] if isinstance(use_case, str) else use_case
     w = workload or Workload(uc.input_tokens, uc.output_tokens, uc.cached_tokens)
     required = list(dict.fromkeys(list(uc.required) + list(needs or [])))

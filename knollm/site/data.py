@@ -35,7 +35,7 @@ BUCKETS = 128
 #: bits of the index's ``f`` column
 FLAG_BITS = {"free": 1, "open_weights": 2, "deprecated": 4, "variable_pricing": 8, "registry_only": 16,
              "suspect_input": 32, "suspect_output": 64, "suspect_cache_read": 128, "suspect_request": 256,
-             "suspect": 512, "first_party": 1024}
+             "suspect": 512, "first_party": 1024, "suspect_context": 2048}
 #: rows in ``data/index-head.json`` (the explorer shows 60 at first)
 HEAD_ROWS = 60
 
@@ -120,6 +120,8 @@ def explorer_index(cat: dict[str, Any], *, use_directory_urls: bool = True,
         for f in ("input", "output", "cache_read", "request"):
             if f"prices.{f}" in sus:
                 flags |= FLAG_BITS[f"suspect_{f}"]
+        if "context_window" in sus:  # (a placeholder window passes no context bound: Filters' rule)
+            flags |= FLAG_BITS["suspect_context"]
         if sus:
             flags |= FLAG_BITS["suspect"]
         if (vocab.first_party(m.get("family")) or vocab.first_party(m["canonical_id"])) == m["provider"]:

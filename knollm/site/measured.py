@@ -68,6 +68,18 @@ def _ms(v: float | None) -> str:
     return "?" if v is None else f"{v:.0f}"
 
 
+_EST = "≈"
+
+
+def _tps(r: dict) -> str:
+    """tokens/s p50, marked ``≈`` (with a tooltip) when estimated from guessed token counts."""
+    v = _ms(r.get("tokens_per_s_p50"))
+    if r.get("tokens_per_s_estimated") and r.get("tokens_per_s_p50") is not None:
+        return (f'<span class="kn-estimated" title="{esc("estimated: no token counts reported")}">'
+                f"{esc(_EST)}{esc(v)}</span>")
+    return esc(v)
+
+
 def _scores_section(doc: dict) -> list[str]:
     """Artificial Analysis' scores, with the attribution their terms require."""
     def n(v: float | None, fmt: str = "{:.1f}") -> str:
@@ -113,8 +125,11 @@ def render_measured_page(m: Measured) -> str:
             out.append(f"<tr><td><code>{esc(r['key'])}</code></td><td>{esc(r['date'][:10])}</td>"
                        f"<td>{esc(r['runs'])}</td><td>{sr}</td><td>{_ms(r.get('ttft_p50_ms'))}</td>"
                        f"<td>{_ms(r.get('latency_p50_ms'))}</td><td>{_ms(r.get('latency_p95_ms'))}</td>"
-                       f"<td>{_ms(r.get('tokens_per_s_p50'))}</td><td>{cost}</td></tr>")
+                       f"<td>{_tps(r)}</td><td>{cost}</td></tr>")
         out += ["</tbody></table></div>", ""]
+        if any(r.get("tokens_per_s_estimated") and r.get("tokens_per_s_p50") is not None for r in m.benchmarks):
+            out += [esc(f"{_EST} tokens/s estimated: the provider reported no output token counts, so they "
+                        "were estimated from the text."), ""]
     if m.by_provider:
         out += [f"## Provider health (last {WINDOW_DAYS} days)", "",
                 '<table class="kn-table"><thead><tr><th>Provider</th><th>Health</th><th>Sources</th></tr></thead><tbody>']

@@ -74,11 +74,18 @@
 
   var SUFFIX = { "": 1, k: 1000, m: 1000000, b: 1000000000 };
   /** "1.5M", "200k", "1000" -> int; NaN when not a count (same grammar as knollm.query.cost.parse_count). */
+  //  Commas only between groups of three digits ("1,5M" is NaN, not 15M); a fraction only where
+  //  the suffix makes the count whole ("1.5M" yes, "2.5" / "0.4" / "1.0005k" NaN), as in Python.
   function parseCount(text) {
-    if (typeof text === "number") return text >= 0 ? Math.floor(text) : NaN;
-    var m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMbB]?)\s*$/.exec(String(text).replace(/[_,]/g, ""));
+    if (typeof text === "number") return text >= 0 && isFinite(text) ? Math.floor(text) : NaN;
+    var m = /^\s*(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?\s*([kKmMbB]?)\s*$/.exec(String(text).replace(/_/g, ""));
     if (!m) return NaN;
-    return Math.round(parseFloat(m[1]) * SUFFIX[m[2].toLowerCase()]);
+    var whole = m[1].replace(/,/g, ""), frac = (m[2] || ".").slice(1);
+    if (whole.length + frac.length > 400) return NaN;  // too large, as parse_count
+    var n = BigInt(whole + frac) * BigInt(SUFFIX[m[3].toLowerCase()]), d = BigInt(10) ** BigInt(frac.length);
+    if (n % d !== BigInt(0)) return NaN;  // exact: no float rounding
+    var v = Number(n / d);
+    return isFinite(v) ? v : NaN;
   }
 
   /** FNV-1a (32 bit) of the key's UTF-8 bytes modulo n (same as knollm.site.data.bucket_of). */
@@ -319,7 +326,8 @@
       if (pset && !pset[p[r]]) continue;
       if ((ct[r] & capMask) !== capMask) continue;
       if (modMask && ((im[r] | om[r]) & modMask) !== modMask) continue;
-      if (ctx && !(cx[r] >= ctx)) continue;
+      // a suspect context never passes (Filters' rule); needs a suspect_context bit in the page data
+      if (ctx && (!(cx[r] >= ctx) || (FL.suspect_context && (fl & FL.suspect_context)))) continue;
       if (maxp !== null && (pi[r] === null || pi[r] > maxp)) continue;
       if (st.free && !(fl & FL.free)) continue;
       if (st.paid && !isPaid(ix, r)) continue;
