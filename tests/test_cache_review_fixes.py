@@ -19,17 +19,9 @@ from knollm.client import Client, LedgerWarning, SQLiteStore
 from knollm.client.spool import SPOOL_NAME
 from knollm.client_cache import CachedClient, CacheWarning, ResponseCache, cache_key
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
+from tests.support.client_fixtures import env_for, servers, srv  # noqa: F401 - fixtures
 
-PROVIDERS = ("groq", "cerebras")
-KEYS = {"GROQ_API_KEY": "gsk_cache_SECRET_1111", "CEREBRAS_API_KEY": "csk_cache_SECRET_3333"}
-CAT = catalog(
-    model("groq", "llama-3.3-70b-versatile", input=0.59, output=0.79),
-    model("cerebras", "llama-3.3-70b", input=0.85, output=1.2),
-)
-GROQ = "groq/llama-3.3-70b-versatile"
-MSG = [{"role": "user", "content": "what is WAL?"}]
-COST = (120 * 0.59 + 30 * 0.79) / 1e6
+from tests.test_client_cache import CAT, COST, GROQ, KEYS, MSG, PROVIDERS  # noqa: E402,F401 - one setup
 
 
 def make(srv, tmp_path, *, cache=None, store=None, **kw):

@@ -55,6 +55,7 @@ def env(tmp_path_factory):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()  # (what came before is not this command's)
     rc = main(list(argv))
     out, err = capsys.readouterr()
     return rc, out, err

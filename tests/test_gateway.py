@@ -53,9 +53,12 @@ def test_catalog() -> dict:
 test_catalog.__test__ = False  # a helper, not a test
 
 
-def gateway_env(tmp, servers: dict, **extra: str) -> dict[str, str]:
-    (tmp / "catalog.json").write_text(json.dumps(test_catalog()))
-    env = env_for(servers, SECRETS)
+def gateway_env(tmp, servers: dict, catalog: dict | None = None, secrets: dict | None = None,
+                **extra: str) -> dict[str, str]:
+    """A gateway's environment: the test catalog (or ``catalog``) in ``tmp``, the loopback
+    ``servers`` with ``secrets`` (the tests' keys by default), quick retries; ``extra`` env."""
+    (tmp / "catalog.json").write_text(json.dumps(test_catalog() if catalog is None else catalog))
+    env = env_for(servers, SECRETS if secrets is None else secrets)
     env.update(KNOLLM_HOME=str(tmp), KNOLLM_CATALOG=str(tmp / "catalog.json"),
                KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps({"retries": 1, "backoff_base": 0.01, "backoff_max": 0.02,
                                                          "breaker": {"failure_threshold": 1000}}))

@@ -19,9 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.client_fixtures import catalog, env_for, model
+from tests.support.client_fixtures import catalog, model
 from tests.support.gateway_proc import GatewayProcess, ledger_rows
 from tests.support.provider_servers import ProviderServer
+from tests.test_gateway import gateway_env
 
 openai = pytest.importorskip("openai")
 anthropic = pytest.importorskip("anthropic")
@@ -143,14 +144,7 @@ def _catalog() -> dict:
 
 
 def _env(tmp, servers: dict, **extra: str) -> dict[str, str]:
-    (tmp / "catalog.json").write_text(json.dumps(_catalog()))
-    env = env_for(servers, SECRETS)
-    env.update(KNOLLM_HOME=str(tmp), KNOLLM_CATALOG=str(tmp / "catalog.json"),
-               KNOLLM_GATEWAY_CLIENT_OPTIONS=json.dumps({"retries": 1, "backoff_base": 0.01, "backoff_max": 0.02,
-                                                         "breaker": {"failure_threshold": 1000}}))
-    env.pop("KNOLLM_DATABASE_URL", None)
-    env.update(extra)
-    return env
+    return gateway_env(tmp, servers, _catalog(), SECRETS, **extra)
 
 
 @pytest.fixture(scope="module")

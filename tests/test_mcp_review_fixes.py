@@ -70,20 +70,7 @@ async def _error(call, name, args, needle):
     assert text.strip() != f"Error executing tool {name}", "an error without a message"
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch, tmp_path):
-    for k in list(os.environ):
-        if k.endswith("_API_KEY") or k.startswith("KNOLLM_") and k.endswith("_BASE_URL"):
-            monkeypatch.delenv(k)
-    for k in ("KNOLLM_LOCK", "KNOLLM_PROFILE", "KNOLLM_ADVISOR_LOCK"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("KNOLLM_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(scope="module")
-def tools():
-    return KnollmTools(dumps=FIXTURES)
+from tests.test_advisor import _env, tools  # noqa: E402,F401 - the same fixtures (an env without keys; the tools)
 
 
 # ---------------------------------------------------------------------------- 3. no price is not $0

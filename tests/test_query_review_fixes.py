@@ -79,17 +79,7 @@ def lockenv(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def run_json(capsys, *argv: str):
-    rc, out, err = run(capsys, *argv, "--json")
-    assert rc == 0, err
-    return json.loads(out)
+from tests.test_cli import run, run_json  # noqa: E402 - the CLI runner the CLI tests use
 
 
 # ---------------------------------------------------------------------------- 1. monthly projections
