@@ -275,6 +275,7 @@ FILTER_CASES = [
     ({"ctx": 128000}, {"min_context": 128000}),
     ({"maxp": 0.5}, {"max_input_price": 0.5}),
     ({"maxp": 0}, {"max_input_price": 0}),
+    ({"maxp": 1e6, "dep": True}, {"max_input_price": 1e6, "include_deprecated": True}),
     ({"free": True}, {"free": True}),
     ({"ow": True}, {"open_weights": True}),
     ({"dep": True}, {"include_deprecated": True}),
@@ -301,6 +302,14 @@ def _filter_catalogs(tmp_path_factory, fixture_dumps):
 
     yield "small", make_catalog()
     yield "fixture-dumps", build_catalog(fixture_dumps)
+    # suspect values (a price in the wrong unit, a placeholder window) pass no bound, as unknown
+    sus = make_catalog()
+    for m in sus["models"]:
+        if m["id"] == "beta-old":
+            m["prices"]["input"], m["suspect"] = 5000.0, {"prices.input": "price_range"}
+        elif m["id"] == "shared-7b":
+            m["context_window"], m["suspect"] = 99_999_999, {"context_window": "placeholder"}
+    yield "suspect", sus
 
 
 def test_js_filter_matches_python_filters(browser, tmp_path_factory, fixture_dumps):

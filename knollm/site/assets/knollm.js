@@ -328,7 +328,8 @@
       if (modMask && ((im[r] | om[r]) & modMask) !== modMask) continue;
       // a suspect context never passes (Filters' rule); needs a suspect_context bit in the page data
       if (ctx && (!(cx[r] >= ctx) || (FL.suspect_context && (fl & FL.suspect_context)))) continue;
-      if (maxp !== null && (pi[r] === null || pi[r] > maxp)) continue;
+      // a suspect input price passes no price bound either (Filters' rule)
+      if (maxp !== null && (pi[r] === null || pi[r] > maxp || (fl & FL.suspect_input))) continue;
       if (st.free && !(fl & FL.free)) continue;
       if (st.paid && !isPaid(ix, r)) continue;
       if (st.ow && !(fl & FL.open_weights)) continue;
