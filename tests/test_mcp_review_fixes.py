@@ -27,16 +27,8 @@ from knollm.mcp.tools import KnollmTools  # noqa: E402
 from tests.support.scripted_model import ScriptedModel, tool_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures" / "dumps"
+from tests.test_advisor import ADVISOR_LOCK, FIXTURES, _env, tools  # noqa: E402,F401 - the same setup
 GROQ = "groq/llama-3.3-70b-versatile"   # pdf_input false in the fixtures
-ADVISOR_LOCK = """\
-version = 1
-default_profile = "default"
-
-[[profiles.default.bindings]]
-alias = "advisor"
-models = ["groq/scripted-advisor"]
-"""
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -70,7 +62,6 @@ async def _error(call, name, args, needle):
     assert text.strip() != f"Error executing tool {name}", "an error without a message"
 
 
-from tests.test_advisor import _env, tools  # noqa: E402,F401 - the same fixtures (an env without keys; the tools)
 
 
 # ---------------------------------------------------------------------------- 3. no price is not $0
