@@ -105,6 +105,45 @@ def test_an_interrupted_call_names_its_attempts_and_releases_its_hold_at_once(sr
     assert asyncio.run(go()) == ([("groq", "cancelled")], 0.0)
 
 
+def test_a_stream_stopped_before_its_first_token_names_the_attempt_in_flight(srv, tmp_path):
+    """A stream closed, interrupted or cancelled before its first token: the provider got the
+    request, so ``attempts`` names it (the gateway's 504 counts it); nothing is charged and
+    the hold is gone."""
+    c, store = make(Client, srv, tmp_path, budgets=[BUDGET])
+    srv["groq"].latency = 0.6
+    s = c.stream(CANON, MSG)
+    threading.Timer(0.2, _thread.interrupt_main).start()
+    with pytest.raises(KeyboardInterrupt):
+        for _ in s:
+            pass
+    s.close()
+    assert [(a["provider"], a["kind"]) for a in s.attempts] == [("groq", "cancelled")]
+    assert held(store) == 0.0 and store.rows() == []
+    c.close()
+
+    ac, astore = make(AsyncClient, srv, tmp_path, budgets=[BUDGET])
+    srv["groq"].latency = 0.6
+
+    async def go():
+        s = ac.stream(CANON, MSG)
+
+        async def read():
+            async for _ in s:
+                pass
+
+        t = asyncio.create_task(read())
+        await asyncio.sleep(0.2)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        try:
+            return [(a["provider"], a["kind"]) for a in s.attempts], held(astore), astore.rows()
+        finally:
+            await ac.aclose()
+
+    assert asyncio.run(go()) == ([("groq", "cancelled")], 0.0, [])
+
+
 def test_threads_calling_first_at_once_share_one_pool(srv, tmp_path, monkeypatch):
     """Eight threads' first calls on one sync Client: one httpx2 pool, closed with the
     client (before, each racing thread made its own and all but one stayed open)."""

@@ -340,6 +340,13 @@ def test_a_504_from_the_gateways_time_limit_counts_the_attempts_the_providers_go
                 c.embeddings.create(model=EMBED, input="t")
             assert e.value.status_code == 504 and e.value.response.headers["x-knollm-attempts"] == "1"
             assert len(srvs["openai"].requests) == 1 and _attempts_metric(g, "openai") == 1
+            # a stream whose first token has not come when the limit passes (the stream's own path:
+            # the stopped stream's flow records the attempt in flight)
+            srvs["groq"].faults("hang")
+            with pytest.raises(openai.APIStatusError) as e:
+                c.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "t"}], stream=True)
+            assert e.value.status_code == 504 and e.value.response.headers["x-knollm-attempts"] == "1"
+            assert len(srvs["groq"].requests) == 4 and _attempts_metric(g, "groq") == 4
     finally:
         for s in srvs.values():
             s.stop()

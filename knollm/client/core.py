@@ -382,18 +382,14 @@ class Client(_Base):
         try:
             for op, arg in steps:
                 if op == "send":
-                    t0 = time.perf_counter()
                     steps.reply = self._send(plan, arg)
                 elif op == "sleep":
                     time.sleep(arg)
                 else:
                     steps.reply = self._ledger(plan, op, arg)
         except KeyboardInterrupt as e:  # as AsyncClient's cancellation: the attempts it made
-            if op == "send":
-                plan.record_attempt(arg, None, ProviderError("no answer before the call was interrupted",
-                                                             provider=arg.provider, kind="cancelled"), t0)
+            steps.gen.close()  # its hold released now; the attempt in flight recorded (the flow)
             e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
-            steps.gen.close()  # its hold released now, not when the traceback is freed
             raise
         return steps.result
 
@@ -723,7 +719,6 @@ class AsyncClient(_Base):
         try:
             for op, arg in steps:
                 if op == "send":
-                    t0 = time.perf_counter()
                     steps.reply = await self._send(plan, arg)
                 elif op == "sleep":
                     await asyncio.sleep(arg)
@@ -732,11 +727,8 @@ class AsyncClient(_Base):
         except asyncio.CancelledError as e:
             # the caller stopped the call (a time limit, a client gone): the cancellation says
             # which attempts it made, the one in flight included (its provider got the request)
-            if op == "send":
-                plan.record_attempt(arg, None, ProviderError("no answer before the call was cancelled",
-                                                             provider=arg.provider, kind="cancelled"), t0)
+            steps.gen.close()  # its hold released now; the attempt in flight recorded (the flow)
             e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
-            steps.gen.close()  # its hold released now, not when the traceback is freed
             raise
         return steps.result
 

@@ -129,6 +129,13 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                 t0 = time.perf_counter()
                 try:
                     out: Outcome = yield "send", d
+                except GeneratorExit:
+                    # the caller stopped the call while this attempt was in flight (cancelled, Ctrl-C,
+                    # a stream closed before its first token): its provider got the request, so the
+                    # attempts say so (a 504's x-knollm-attempts, the metrics)
+                    plan.record_attempt(d, None, ProviderError("no answer before the call was stopped",
+                                                               provider=d.provider, kind="cancelled"), t0)
+                    raise
                 finally:
                     d.stats.inflight -= 1
                 if out.error is None:
