@@ -58,6 +58,30 @@ def test_probe_wins_and_the_overridden_claims_are_kept(work):
     assert other["capabilities"]["vision"] is True and "probe" not in other
 
 
+def test_a_later_run_of_some_probes_keeps_the_earlier_verdicts_on_the_others(work):
+    """``knollm probe --only tools`` after a full run: the earlier vision ``no`` and context
+    window still stand; a newer ``error`` on a probe leaves an older verdict standing; a
+    newer yes/no replaces it. Each verdict names its file."""
+    (work / "probes" / "probe-full.json").write_text(json.dumps(_probe("2026-11-01T10:00:00Z", "no", ctx=65536)))
+    only_tools = _probe("2026-11-20T10:00:00Z", "no")
+    only_tools["results"] = [{"probe": "tools", "capability": "tools", "verdict": "no", "detail": "…", "evidence": {}},
+                             {"probe": "context_limit", "capability": "context_window", "verdict": "error",
+                              "detail": "HTTP 503", "evidence": {}}]
+    (work / "probes" / "probe-tools.json").write_text(json.dumps(only_tools))
+    m = _model(build_catalog(work / "model_catalog", registries=False))
+    assert m["capabilities"]["vision"] is False and m["sources"]["capabilities.vision"] == "probe"
+    assert m["capabilities"]["tools"] is False and m["sources"]["capabilities.tools"] == "probe"
+    assert m["context_window"] == 65536 and m["sources"]["context_window"] == "probe"
+    assert m["alternatives"] == {"capabilities.vision": {"dump": True}, "capabilities.tools": {"dump": True},
+                                 "context_window": {"dump": 131072}}
+    assert m["probe"]["verdicts"] == {"vision": "no", "tools": "no", "json_mode": "error", "context_limit": "yes"}
+    assert m["probe"]["measured"]["vision"]["file"] == "probe-full.json"
+    assert m["probe"]["measured"]["tools"]["file"] == "probe-tools.json"
+    assert m["probe"]["measured"]["context_limit"]["file"] == "probe-full.json"
+    assert m["probe"]["file"] == "probe-tools.json" and m["probe"]["files"] == 2
+    assert m["probe"]["cost_usd"] == pytest.approx(0.0002)
+
+
 def test_a_probe_never_invents_a_model_and_bad_files_are_named(work):
     doc = _probe("2026-11-20T10:00:00Z", "no")
     doc["model"] = "acme/not-listed"

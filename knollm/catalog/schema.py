@@ -161,7 +161,9 @@ class Model(BaseModel):
         description="field path -> plausibility check it failed (knollm.vocab.SUSPECT_CHECKS); the value is kept "
                     "but never ranks in 'cheapest'")
     probe: dict[str, Any] | None = Field(
-        None, description="newest `knollm probe` result for this model: {date, file, verdicts: {probe: verdict}, cost_usd}")
+        None, description="`knollm probe` results for this model: {date, file (the newest), verdicts: {probe: verdict}, "
+                    "measured: {probe: {date, file} of that verdict}, files, cost_usd (of them all)}; per probe "
+                    "the newest yes/no verdict decides")
     alternatives: dict[str, dict[str, float | int | bool | str | None]] = Field(
         default_factory=dict,
         description="field path -> {source: value} for every other source whose value differs from the one shown "
