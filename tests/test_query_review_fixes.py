@@ -235,6 +235,63 @@ def test_price_bound_must_be_finite(dumps, capsys, bad):
         assert rc == 2 and "--max-input-price" in err, (cmd, bad)
 
 
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1"])
+def test_lock_budget_and_durations_must_be_finite(dumps, lockenv, capsys, bad):
+    """``lock init --budget nan`` bound every alias with no price cap at all (nan compares
+    false), as ``probe --max-cost nan`` ran uncapped; durations, gateway key budgets and the
+    audit's tolerance take finite numbers too. Nothing is written."""
+    lock = lockenv / "knollm.lock"
+    rc, _, err = run(capsys, "lock", "init", "--budget", bad, "--lock", str(lock), "--dumps", dumps)
+    assert rc == 2 and "--budget" in err and not lock.exists()
+    rc, _, err = run(capsys, "local", "scan", "--timeout", bad, "--no-save")
+    assert rc == 2 and "--timeout" in err
+    prompts = lockenv / "prompts.txt"
+    prompts.write_text("hello\n")
+    rc, _, err = run(capsys, "cache", "warm", str(prompts), "--ttl", bad, "-t", "groq/x", "--dumps", dumps)
+    assert rc == 2 and "--ttl" in err
+    # money caps: a nan --max-cost let a probe run uncapped (nothing compares above nan)
+    rc, _, err = run(capsys, "probe", "groq/x", "--max-cost", bad, "--dumps", dumps)
+    assert rc == 2 and "--max-cost" in err
+    rc, _, err = run(capsys, "probe", "groq/x", "--timeout", bad, "--dumps", dumps)
+    assert rc == 2 and "--timeout" in err
+    rc, _, err = run(capsys, "serve", "keys", "create", "k", "--budget", bad)
+    assert rc == 2 and "--budget" in err
+    rc, _, err = run(capsys, "audit", "--tolerance", bad, "--dumps", dumps)
+    assert rc == 2 and "--tolerance" in err
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0])
+def test_money_caps_in_python_and_files_must_be_finite(dumps, lockenv, bad):
+    """nan passed every ``< 0`` check and then capped nothing: a client ``Budget``, a
+    lockfile requirement (TOML has ``nan`` and ``inf``), the user config's budget, an MCP
+    recommendation budget and a gateway key's budget are refused with a clear error."""
+    from knollm.client import Budget
+    from knollm.errors import GatewayError, LockError
+    from knollm.gateway.keys import KeyStore
+    from knollm.lock import load_lock
+    from knollm.lock.lockfile import user_config
+    from knollm.mcp.tools import KnollmTools, ToolArgumentError
+
+    with pytest.raises(ValueError, match="finite"):
+        Budget(bad, "day")
+    toml = repr(bad)  # nan, inf, -1.0: TOML spells them the same
+    lock = lockenv / "bad.lock"
+    lock.write_text('version = 1\n[[profiles.default.bindings]]\nalias = "fast"\nmodels = ["groq/x"]\n'
+                    f"requires = {{max_output_price = {toml}}}\n")
+    with pytest.raises(LockError, match="max_output_price") as e:
+        load_lock(lock)
+    assert str(lock) in str(e.value) and "alias=fast" in str(e.value)
+    cfg = lockenv / "config.toml"
+    cfg.write_text(f"[budget]\noutput = {toml}\n")
+    with pytest.raises(LockError, match="budget output") as e:
+        user_config(cfg)
+    assert str(cfg) in str(e.value)
+    with pytest.raises(ToolArgumentError, match="finite"):
+        KnollmTools(dumps=dumps).recommend_for_use_case("chat", budget=bad)
+    with pytest.raises(GatewayError, match="finite"):
+        KeyStore(f"sqlite:///{lockenv / 'keys.db'}").create("k", budget_usd=bad)
+
+
 # ---------------------------------------------------------------------------- 7. cost --free
 def test_cost_free_lists_the_free_models(dumps, capsys):
     data = run_json(capsys, "cost", "-i", "1000", "-o", "100", "--free", "-p", "openrouter", "-n", "0",

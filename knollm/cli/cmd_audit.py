@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from knollm.cli.filters import dumps_option, load_cached_catalog
+from knollm.cli.filters import FiniteRange, dumps_option, load_cached_catalog
 from knollm.cli.output import emit, output_options
 
 __all__ = ["command"]
@@ -16,7 +16,7 @@ __all__ = ["command"]
               type=click.Choice(["price", "context", "max_output", "capability", "deprecation"]),
               help="Only these field groups (repeatable; default all).")
 @click.option("--provider", "-p", "providers", multiple=True, help="Only these providers (repeatable).")
-@click.option("--tolerance", type=click.FloatRange(0, 10), default=0.05, show_default=True,
+@click.option("--tolerance", type=FiniteRange(0, 10), default=0.05, show_default=True,
               help="Relative difference below which numbers agree.")
 @click.option("--references", is_flag=True,
               help="Also compare with other providers' entries (models.dev canonical/family).")

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from knollm.cli.filters import PriceType
 from knollm.cli.output import emit, emit_json, output_options
 
 __all__ = ["command"]
@@ -86,7 +87,7 @@ def _row(k) -> dict:
               help="Allowed model/alias (repeatable; '*' globs). Default: any.")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens (input + output) per minute.")
-@click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="USD budget.")
+@click.option("--budget", "budget", type=PriceType(), default=None, help="USD budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default="total",
               show_default=True, help="What the budget covers: each UTC day, each UTC month, or the key's lifetime.")
 @click.option("--expires", "expires", default=None, metavar="WHEN", help=_EXPIRES_HELP)
@@ -130,7 +131,7 @@ def list_(active: bool, output: dict) -> int:
 @click.option("--no-rpm", is_flag=True, help="Remove the RPM limit.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="New tokens-per-minute limit.")
 @click.option("--no-tpm", is_flag=True, help="Remove the TPM limit.")
-@click.option("--budget", "budget", type=click.FloatRange(min=0), default=None, help="New USD budget.")
+@click.option("--budget", "budget", type=PriceType(), default=None, help="New USD budget.")
 @click.option("--no-budget", is_flag=True, help="Remove the budget.")
 @click.option("--budget-period", "period", type=click.Choice(["day", "month", "total"]), default=None,
               help="What the budget covers from now on (what the key spent this day/month counts).")

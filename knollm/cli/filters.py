@@ -24,6 +24,9 @@ __all__ = [
     "dumps_option",
     "model_filters",
     "CountType",
+    "PriceType",
+    "SecondsType",
+    "FiniteRange",
     "load_index",
     "load_cached_catalog",
     "rebuild_notice",
@@ -99,6 +102,37 @@ class PriceType(click.ParamType):
         if v < 0:
             self.fail("must be >= 0", param, ctx)
         return v
+
+
+class SecondsType(click.ParamType):
+    """A duration in seconds: a finite number above zero (``nan`` and ``inf`` are refused:
+    a nan timeout or time-to-live compares false with every clock reading)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        import math
+
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"not a number of seconds: {value!r}", param, ctx)
+        if not math.isfinite(v) or v <= 0:
+            self.fail(f"must be a finite number of seconds above 0, not {value!r}", param, ctx)
+        return v
+
+
+class FiniteRange(click.FloatRange):
+    """``click.FloatRange`` without ``nan`` and ``inf`` (``nan`` passes FloatRange's bounds:
+    it compares false with both)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
 
 
 def _split(values: tuple[str, ...]) -> list[str]:

@@ -31,6 +31,7 @@ Reservations older than ``reservation_ttl`` seconds (a crashed process) stop cou
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import sys
@@ -181,8 +182,10 @@ class Budget:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v):
                 raise ValueError(f"budget {name} must be a non-empty string, not {v!r}")
-        if self.limit_usd < 0:
-            raise ValueError("budget limit must be >= 0")
+        lim = self.limit_usd
+        if isinstance(lim, bool) or not isinstance(lim, (int, float)) or not math.isfinite(lim) or lim < 0:
+            # nan passed the old ``< 0`` check and then compared false with every spend: no limit at all
+            raise ValueError(f"budget limit must be a finite USD amount >= 0, not {lim!r}")
 
     def selectors(self) -> dict[str, str]:
         return {k: v for k, v in (("provider", self.provider), ("alias", self.alias), ("key_label", self.key),

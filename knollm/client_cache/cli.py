@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import dumps_option
+from knollm.cli.filters import FiniteRange, dumps_option
 from knollm.cli.output import emit, emit_json, output_options
 
 __all__ = ["command", "read_prompts"]
@@ -103,7 +103,7 @@ def read_prompts(path: str | Path, target: str | None) -> list[dict[str, Any]]:
 @command.command("warm")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--target", "-t", default=None, help="The target for lines that name none.")
-@click.option("--ttl", type=float, default=None, help="Seconds the new entries live (default: the cache's).")
+@click.option("--ttl", type=FiniteRange(min=0), default=None, help="Seconds the new entries live (default: the cache's).")
 @click.option("--sampled", is_flag=True, help="Also cache requests with temperature > 0.")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, exists=True), default=None,
               help="A catalog JSON file (from `knollm catalog`) instead of the cached index.")

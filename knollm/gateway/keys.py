@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import secrets
 import time
 import uuid
@@ -195,8 +196,9 @@ def _check_settings(rpm: int | None, budget_usd: float | None, budget_period: st
         raise GatewayError("expires_at must be a time (epoch seconds)")
     if rpm is not None and (not isinstance(rpm, int) or rpm < 1):
         raise GatewayError("rpm must be a positive integer")
-    if budget_usd is not None and not budget_usd >= 0:  # (NaN fails too)
-        raise GatewayError("budget must be >= 0")
+    if budget_usd is not None and not (isinstance(budget_usd, (int, float)) and math.isfinite(budget_usd)
+                                       and budget_usd >= 0):
+        raise GatewayError(f"budget must be a finite USD amount >= 0, not {budget_usd!r}")
     if budget_period not in BUDGET_PERIODS:
         raise GatewayError(f"budget period must be one of {', '.join(BUDGET_PERIODS)}, not {budget_period!r}")
 

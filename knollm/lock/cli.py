@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import CountType, dumps_option
+from knollm.cli.filters import CountType, PriceType, SecondsType, dumps_option
 from knollm.cli.output import emit, emit_json, output_options
 from knollm.fmt import fmt_int, fmt_price
 
@@ -104,7 +104,7 @@ def lock_group() -> None:
 @click.option("--local", "include_local", is_flag=True, help="Scan local servers now and add the `local` alias.")
 @click.option("--from-keys", is_flag=True, help="Only providers whose API key variable is set.")
 @click.option("--use-case", "use_cases", multiple=True, help="Also bind an alias per recommend use case.")
-@click.option("--budget", type=float, default=None, help="Max output price (USD / 1M tokens) for every alias.")
+@click.option("--budget", type=PriceType(), default=None, help="Max output price (USD / 1M tokens) for every alias.")
 @click.option("--interactive", is_flag=True, help="Ask: the advisor proposes aliases with costs and reasons "
               "(same as `knollm advisor`).")
 @click.option("--answers", type=click.Path(dir_okay=False), default=None,
@@ -442,7 +442,7 @@ def local_group() -> None:
 @local_group.command("scan")
 @click.option("--host", "hosts", multiple=True, metavar="URL",
               help="Server to scan (repeatable); default the usual local ports.")
-@click.option("--timeout", type=float, default=3.0, show_default=True)
+@click.option("--timeout", type=SecondsType(), default=3.0, show_default=True)
 @click.option("--no-save", is_flag=True, help="Do not store the result.")
 @output_options
 def local_scan(hosts, timeout, no_save, output) -> int:

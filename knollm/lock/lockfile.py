@@ -11,6 +11,7 @@ Reading uses :mod:`tomllib` (fast, no catalog); editing that keeps comments live
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -120,6 +121,8 @@ def _check_binding(path: str, rec: str, d: Any, profile: str) -> Binding:
             raise LockError(path, f"unknown requirement {k!r} (known: {', '.join(REQUIRE_KEYS)})", rec)
         if isinstance(v, bool) and t is not bool or not isinstance(v, t):
             raise LockError(path, f"requirement {k} = {v!r} has the wrong type", rec)
+        if t is not bool and not _amount(v):  # TOML has nan and inf: nan compares false, a cap that caps nothing
+            raise LockError(path, f"requirement {k} = {v!r} must be a finite number >= 0", rec)
     prefer = d.get("prefer")
     if prefer is not None and prefer not in PREFER_VALUES:
         raise LockError(path, f"prefer = {prefer!r} is not one of {', '.join(PREFER_VALUES)}", rec)
@@ -135,6 +138,11 @@ def _check_binding(path: str, rec: str, d: Any, profile: str) -> Binding:
     note = d.get("note")  # free text, kept as written (edits write it back)
     return Binding(alias, list(models), strategy, dict(req), prefer, cf, profile,
                    float(cache) if isinstance(cache, (int, float)) and not isinstance(cache, bool) else cache, note)
+
+
+def _amount(v: Any) -> bool:
+    """A finite number >= 0 (a price cap, a context length)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 # ---------------------------------------------------------------------------- what a binding allows
@@ -281,6 +289,10 @@ def user_config(path: str | Path | None = None) -> UserConfig:
         if not hasattr(cfg, k) or k == "path":
             raise LockError(str(p), f"unknown setting {k!r}")
         setattr(cfg, k, v)
+    for k in ("max_input_price", "max_output_price"):
+        v = getattr(cfg, k)
+        if v is not None and not _amount(v):
+            raise LockError(str(p), f"budget {k.split('_')[1]} = {v!r} must be a finite USD amount >= 0")
     for k in ("providers", "exclude_providers", "prefer_providers", "ollama_hosts"):
         v = getattr(cfg, k)
         if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -298,8 +299,8 @@ class KnollmTools:
 
         if use_case not in USE_CASES:
             raise ToolArgumentError(f"unknown use case {use_case!r}; known: {', '.join(USE_CASES)}")
-        if budget is not None and budget < 0:
-            raise ToolArgumentError(f"budget must be >= 0, not {budget}")
+        if budget is not None and not (isinstance(budget, (int, float)) and math.isfinite(budget) and budget >= 0):
+            raise ToolArgumentError(f"budget must be a finite USD amount >= 0, not {budget}")
         _limit(limit)
         res = recommend(self.catalog, use_case, budget=budget, needs=list(needs or []),
                         filters={"providers": providers} if providers else None, limit=limit)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from knollm.cli.filters import dumps_option
+from knollm.cli.filters import PriceType, SecondsType, dumps_option
 from knollm.cli.output import emit, emit_json, output_options
 
 __all__ = ["probe_command", "benchmark_command", "ask_command"]
@@ -64,10 +64,10 @@ _common = [
                  help="Add the cheapest priced chat model of every provider whose API key is set."),
     click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False, exists=True), default=None,
                  help="A catalog JSON file (from `knollm catalog`) instead of the cached index."),
-    click.option("--max-cost", type=click.FloatRange(min=0), default=None,
+    click.option("--max-cost", type=PriceType(), default=None,
                  help="Refuse to start when the announced worst case is above this (USD)."),
     click.option("--allow-unpriced", is_flag=True, help="Run targets with no known price (cost cannot be capped)."),
-    click.option("--timeout", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+    click.option("--timeout", type=SecondsType(), default=60.0, show_default=True,
                  help="Seconds per request."),
 ]
 
