@@ -5,7 +5,8 @@ official SDKs, over a loopback upstream that sends exactly the shapes in questio
   Responses ``output_tokens_details``, streams included), inside the output tokens: never
   billed twice;
 * parallel tool calls whose argument deltas interleave stay open until no more can come
-  (Responses and Anthropic streams): no delta after an item's ``done`` / ``content_block_stop``;
+  (Responses and Anthropic streams): no delta after an item's ``done`` / ``content_block_stop``,
+  none dropped (text after the calls waits for them);
 * a 504 from the gateway's own time limit counts the attempts the providers received
   (``x-knollm-attempts``, ``knollm_gateway_attempts_total``).
 """
@@ -66,12 +67,21 @@ _INTER = [_chunk({"role": "assistant", "tool_calls": [_call(0, '{"x"', "call_a",
           _chunk({"tool_calls": [_call(0, ": 1}")]}),
           _chunk({"tool_calls": [_call(1, ": 2}")]}),
           _chunk({}, "tool_calls")]
+# a call, then text, then the rest of the call's arguments (a late delta), then more text
+_LATE = [_chunk({"role": "assistant", "tool_calls": [_call(0, '{"x"', "call_a", "f")]}),
+         _chunk({"content": "do"}),
+         _chunk({"tool_calls": [_call(0, ": 1}")]}),
+         _chunk({"content": "ne"}),
+         _chunk({}, "tool_calls")]
 SCENARIOS = {  # the first word of the last user message -> (stream chunks, whole message, finish, usage)
     "reason": (_TEXT, {"role": "assistant", "content": "Thought it through."}, "stop", USAGE),
     "plain": (_TEXT, {"role": "assistant", "content": "Thought it through."}, "stop", PLAIN),
     "inter": (_INTER, {"role": "assistant", "content": None, "tool_calls": [
         {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}},
         {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": '{"y": 2}'}}]}, "tool_calls",
+        USAGE),
+    "late": (_LATE, {"role": "assistant", "content": "done", "tool_calls": [
+        {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}]}, "tool_calls",
         USAGE),
 }
 
@@ -268,37 +278,90 @@ def test_interleaved_parallel_calls_stay_open_in_an_anthropic_stream(scripted_gw
     assert msg.stop_reason == "tool_use"
 
 
-def test_calls_are_closed_in_order_when_text_follows_them():
-    """Text after the calls closes them all (their whole arguments); a late delta of a closed
-    call is not sent after its end."""
+def test_text_after_the_calls_waits_for_them_and_no_late_delta_is_dropped():
+    """Text after the calls does not close them: a call's argument delta that comes after
+    the text still reaches it (it was dropped), the calls close in order at the end with
+    their whole arguments, and the text follows them whole. No delta after an item's end."""
     from knollm.gateway.responses import ResponsesStream, response_skeleton
     from knollm.gateway.translate import AnthropicStream
 
     feed = [{"choices": [{"index": 0, "delta": {"tool_calls": [_call(0, '{"x"', "call_a", "f")]}}]},
-            {"choices": [{"index": 0, "delta": {"tool_calls": [_call(1, "{}", "call_b", "g")]}}]},
+            {"choices": [{"index": 0, "delta": {"tool_calls": [_call(1, '{"y"', "call_b", "g")]}}]},
             {"choices": [{"index": 0, "delta": {"tool_calls": [_call(0, ": 1}")]}}]},
-            {"choices": [{"index": 0, "delta": {"content": "done"}}]},
-            {"choices": [{"index": 0, "delta": {"tool_calls": [_call(1, "late")]}, "finish_reason": "stop"}]}]
+            {"choices": [{"index": 0, "delta": {"content": "do"}}]},
+            {"choices": [{"index": 0, "delta": {"tool_calls": [_call(1, ": 2}")]}}]},
+            {"choices": [{"index": 0, "delta": {"content": "ne"}, "finish_reason": "stop"}]}]
     r = ResponsesStream(response_skeleton({"model": "m", "input": "x"}, "m"))
     out = [ev for ch in feed for ev in r.feed(ch)] + list(r.close())
     kinds = [(k, d.get("output_index")) for k, d in out]
     assert kinds[2:] == [("response.output_item.added", 0), ("response.function_call_arguments.delta", 0),
                          ("response.output_item.added", 1), ("response.function_call_arguments.delta", 1),
                          ("response.function_call_arguments.delta", 0),
+                         ("response.function_call_arguments.delta", 1),
                          ("response.function_call_arguments.done", 0), ("response.output_item.done", 0),
                          ("response.function_call_arguments.done", 1), ("response.output_item.done", 1),
                          ("response.output_item.added", 2), ("response.content_part.added", 2),
                          ("response.output_text.delta", 2), ("response.output_text.done", 2),
                          ("response.content_part.done", 2), ("response.output_item.done", 2),
                          ("response.completed", None)]
-    assert [o.get("arguments") for o in out[-1][1]["response"]["output"]] == ['{"x": 1}', "{}", None]
+    final = out[-1][1]["response"]["output"]
+    assert [o.get("arguments") for o in final] == ['{"x": 1}', '{"y": 2}', None]
+    assert final[2]["content"][0]["text"] == "done"
     a = AnthropicStream("m", "msg_1")
     ev = [e for ch in feed for e in a.feed(ch)] + list(a.close())
     blocks = [(n, d.get("index")) for n, d in ev if n.startswith("content_block")]
     assert blocks == [("content_block_start", 0), ("content_block_delta", 0), ("content_block_start", 1),
-                      ("content_block_delta", 1), ("content_block_delta", 0), ("content_block_stop", 0),
-                      ("content_block_stop", 1), ("content_block_start", 2), ("content_block_delta", 2),
-                      ("content_block_stop", 2)]
+                      ("content_block_delta", 1), ("content_block_delta", 0), ("content_block_delta", 1),
+                      ("content_block_stop", 0), ("content_block_stop", 1), ("content_block_start", 2),
+                      ("content_block_delta", 2), ("content_block_stop", 2)]
+    args = {}
+    for n, d in ev:
+        if n == "content_block_delta" and d["delta"]["type"] == "input_json_delta":
+            args[d["index"]] = args.get(d["index"], "") + d["delta"]["partial_json"]
+    assert args == {0: '{"x": 1}', 1: '{"y": 2}'}
+    assert [d["delta"]["text"] for n, d in ev if n == "content_block_delta" and d["index"] == 2] == ["done"]
+
+
+def test_a_late_argument_delta_after_text_reaches_the_sdks(scripted_gw):
+    """Through the gateway, as the SDKs assemble it: the call's whole arguments and the whole
+    text (the late delta was dropped: the call's input was cut to ``{"x"``)."""
+    c = openai.OpenAI(base_url=scripted_gw.base_url, api_key="x", max_retries=0)
+    with c.responses.stream(model=GROQ, input="late", tools=TOOLS_RESP) as s:
+        for _ in s:
+            pass
+        got = s.get_final_response()
+    assert [(o.type, getattr(o, "arguments", None)) for o in got.output] == [("function_call", '{"x": 1}'),
+                                                                            ("message", None)]
+    assert got.output_text == "done"
+    ac = anthropic.Anthropic(base_url=scripted_gw.url, api_key="x", max_retries=0)
+    with ac.messages.stream(model=GROQ, max_tokens=50, tools=TOOLS_ANTH,
+                            messages=[{"role": "user", "content": "late"}]) as st:
+        msg = st.get_final_message()
+    assert [(b.type, getattr(b, "input", None), getattr(b, "text", None)) for b in msg.content] == [
+        ("tool_use", {"x": 1}, None), ("text", None, "done")]
+    # the chat stream as it came (no conversion): every delta, in order
+    chunks = list(c.chat.completions.create(model=GROQ, messages=[{"role": "user", "content": "late"}],
+                                            tools=[{"type": "function", "function": {"name": "f"}}], stream=True))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    args = "".join(tc.function.arguments or "" for ch in chunks if ch.choices
+                   for tc in ch.choices[0].delta.tool_calls or [])
+    assert (text, args) == ("done", '{"x": 1}')
+
+
+def test_text_held_for_the_calls_is_given_before_a_broken_streams_error():
+    from knollm.gateway.responses import ResponsesStream, response_skeleton
+    from knollm.gateway.translate import AnthropicStream
+
+    feed = [{"choices": [{"index": 0, "delta": {"tool_calls": [_call(0, "{}", "call_a", "f")]}}]},
+            {"choices": [{"index": 0, "delta": {"content": "partial"}}]}]
+    r = ResponsesStream(response_skeleton({"model": "m", "input": "x"}, "m"))
+    out = [ev for ch in feed for ev in r.feed(ch)] + list(r.fail({"type": "server_error", "message": "cut"}))
+    assert out[-1][0] == "response.failed"
+    assert out[-1][1]["response"]["output"][1]["content"][0]["text"] == "partial"
+    a = AnthropicStream("m", "msg_1")
+    [e for ch in feed for e in a.feed(ch)]
+    given = list(a.flush())
+    assert [d["delta"]["text"] for n, d in given if n == "content_block_delta"] == ["partial"]
 
 
 # --------------------------------------------------------------------------- 3. the gateway's time limit

@@ -549,7 +549,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 err = as_gateway_error(e)
                 status = err.status
                 if conv is not None:
-                    yield b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n", False
+                    given = b"".join(events(conv.flush())) if conv.held else b""  # text held for the calls
+                    yield given + b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n", False
                 elif rconv is not None:
                     yield b"".join(events(rconv.fail(error_body(err)["error"],
                                                      {"knollm": _knollm_meta(stream.outcome)}))), False

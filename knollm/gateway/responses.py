@@ -232,18 +232,21 @@ class ResponsesStream:
     ``response.completed`` (``response.incomplete`` when the output was cut at the token
     limit) with the whole response, ``extra`` merged into it. Every event carries its
     ``sequence_number``. The text message is closed when a function call starts. Function
-    calls stay open together: a provider may interleave the argument deltas of parallel
-    calls, so each one is closed (``function_call_arguments.done``, ``output_item.done``,
-    with its whole arguments) only once no more can come: all of them, in order, when text
-    starts after them or at the end. No delta follows an item's ``done``."""
+    calls stay open together until the end: a provider may interleave the argument deltas of
+    parallel calls, or send one after some text, so each one is closed
+    (``function_call_arguments.done``, ``output_item.done``, with its whole arguments) only
+    once no more can come, all of them in order. Text that arrives while calls are open
+    waits for them and follows as its own message (sent whole, at the end). No delta
+    follows an item's ``done``, and none is dropped."""
 
     def __init__(self, skeleton: dict[str, Any]) -> None:
         self.resp = skeleton
         self.seq = 0
         self.started = False
         self.open: int | None = None  # output index of the message being written
-        self.calls: dict[int, int] = {}  # chat tool-call index -> output index (-1 once closed)
+        self.calls: dict[int, int] = {}  # chat tool-call index -> output index
         self.open_calls: list[int] = []  # output indexes of the calls not closed yet, in order
+        self.held: list[str] = []  # text that came while calls were open
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -265,12 +268,9 @@ class ResponsesStream:
             yield from self._done(i)
 
     def _close_calls(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        if self.open_calls:
-            opened, self.open_calls = self.open_calls, []
-            for ti in self.calls:
-                self.calls[ti] = -1  # a late delta of a closed call goes nowhere
-            for i in opened:
-                yield from self._done(i)
+        opened, self.open_calls = self.open_calls, []
+        for i in opened:
+            yield from self._done(i)
 
     def _done(self, i: int) -> Iterator[tuple[str, dict[str, Any]]]:
         item = self.resp["output"][i]
@@ -291,6 +291,21 @@ class ResponsesStream:
         yield self._ev("response.output_item.added", output_index=len(self.resp["output"]) - 1,
                        item=copy.deepcopy(item))
 
+    def _text(self, value: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        out = self.resp["output"]
+        if self.open is None:
+            yield from self._add_item({"type": "message", "id": "msg_" + new_id(), "status": "in_progress",
+                                       "role": "assistant", "content": []})
+            self.open = len(out) - 1
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            out[self.open]["content"].append(part)
+            yield self._ev("response.content_part.added", item_id=out[self.open]["id"],
+                           output_index=self.open, content_index=0, part=copy.deepcopy(part))
+        item = out[self.open]
+        item["content"][0]["text"] += value
+        yield self._ev("response.output_text.delta", item_id=item["id"], output_index=self.open,
+                       content_index=0, delta=value, logprobs=[])
+
     def feed(self, chunk: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         if not self.started and chunk.get("model"):
             self.resp["model"] = chunk["model"]  # the model serving it, as a whole response says
@@ -298,19 +313,10 @@ class ResponsesStream:
         out = self.resp["output"]
         for kind, value in chunk_parts(chunk):
             if kind == "text":
-                if self.open is None:
-                    yield from self._close_calls()
-                    yield from self._add_item({"type": "message", "id": "msg_" + new_id(), "status": "in_progress",
-                                               "role": "assistant", "content": []})
-                    self.open = len(out) - 1
-                    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                    out[self.open]["content"].append(part)
-                    yield self._ev("response.content_part.added", item_id=out[self.open]["id"],
-                                   output_index=self.open, content_index=0, part=copy.deepcopy(part))
-                item = out[self.open]
-                item["content"][0]["text"] += value
-                yield self._ev("response.output_text.delta", item_id=item["id"], output_index=self.open,
-                               content_index=0, delta=value, logprobs=[])
+                if self.open_calls:  # a call's arguments may still come: the text waits for the end
+                    self.held.append(value)
+                    continue
+                yield from self._text(value)
             elif kind == "call":
                 ti, call_id, name, args = value
                 i = self.calls.get(ti)
@@ -321,8 +327,6 @@ class ResponsesStream:
                                                "arguments": "", "status": "in_progress"})
                     i = self.calls[ti] = len(out) - 1
                     self.open_calls.append(i)
-                elif i < 0:  # closed (text came after it): its done event had its arguments
-                    continue
                 if args:
                     out[i]["arguments"] += args
                     yield self._ev("response.function_call_arguments.delta", item_id=out[i]["id"], output_index=i,
@@ -336,6 +340,10 @@ class ResponsesStream:
         yield from self._start()
         yield from self._close_message()
         yield from self._close_calls()
+        if self.held:  # text that came after the calls, as one message after them
+            held, self.held = "".join(self.held), []
+            yield from self._text(held)
+            yield from self._close_message()
         _finished(self.resp, self.finish)
         self.resp["usage"] = _usage(self.usage)
         if extra:
@@ -348,6 +356,9 @@ class ResponsesStream:
         ``code``): an ``error`` event, then ``response.failed`` with the output given so
         far, ``status: failed`` and the ``error`` (no ``response.completed``)."""
         yield from self._start()
+        if self.held:  # what the provider sent is given: the text that waited for the calls
+            held, self.held = "".join(self.held), []
+            yield from self._text(held)
         code = err.get("code") or err.get("type")
         yield self._ev("error", code=code, message=err.get("message"), param=None)
         self.resp.update(status="failed", error={"code": code, "message": err.get("message")},

@@ -451,10 +451,11 @@ class AnthropicStream:
 
     ``feed(chunk)`` yields ``(event_name, data)`` pairs; ``close()`` yields the closing
     ``content_block_stop``/``message_delta``/``message_stop``. A text block stops when a
-    tool call starts. ``tool_use`` blocks stay open together: a provider may interleave the
-    argument deltas of parallel calls, so each is stopped only once no more can come: all of
-    them, in order, when text starts after them or at the end. No delta follows a block's
-    ``content_block_stop``."""
+    tool call starts. ``tool_use`` blocks stay open together until the end: a provider may
+    interleave the argument deltas of parallel calls, or send one after some text, so each
+    is stopped only once no more can come, all of them in order. Text that arrives while
+    they are open waits for them and follows as its own block (sent whole, at the end). No
+    delta follows a block's ``content_block_stop``, and none is dropped."""
 
     def __init__(self, model: str, message_id: str) -> None:
         self.model = model
@@ -462,8 +463,9 @@ class AnthropicStream:
         self.started = False
         self.index = -1  # the block started last
         self.open: str | None = None  # "text" while a text block (the last one) is open
-        self.tool_blocks: dict[int, int] = {}  # OpenAI tool index -> block index (-1 once stopped)
+        self.tool_blocks: dict[int, int] = {}  # OpenAI tool index -> block index
         self.open_tools: list[int] = []  # tool_use blocks not stopped yet, in order
+        self.held: list[str] = []  # text that came while tool_use blocks were open
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
 
@@ -481,12 +483,9 @@ class AnthropicStream:
             self.open = None
 
     def _close_tools(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        if self.open_tools:
-            opened, self.open_tools = self.open_tools, []
-            for ti in self.tool_blocks:
-                self.tool_blocks[ti] = -1  # a late delta of a stopped block goes nowhere
-            for i in opened:
-                yield "content_block_stop", {"type": "content_block_stop", "index": i}
+        opened, self.open_tools = self.open_tools, []
+        for i in opened:
+            yield "content_block_stop", {"type": "content_block_stop", "index": i}
 
     def _open_block(self, block: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         self.index += 1
@@ -496,8 +495,10 @@ class AnthropicStream:
         yield from self._start()
         for kind, value in chunk_parts(chunk):
             if kind == "text":
+                if self.open_tools:  # a call's arguments may still come: the text waits for the end
+                    self.held.append(value)
+                    continue
                 if self.open is None:
-                    yield from self._close_tools()
                     yield from self._open_block({"type": "text", "text": ""})
                     self.open = "text"
                 yield "content_block_delta", {"type": "content_block_delta", "index": self.index,
@@ -511,8 +512,6 @@ class AnthropicStream:
                                                  "name": name or "", "input": {}})
                     i = self.tool_blocks[ti] = self.index
                     self.open_tools.append(i)
-                elif i < 0:  # stopped (text came after it)
-                    continue
                 if args:
                     yield "content_block_delta", {"type": "content_block_delta", "index": i,
                                                   "delta": {"type": "input_json_delta", "partial_json": args}}
@@ -521,10 +520,22 @@ class AnthropicStream:
             else:
                 self.finish = value
 
-    def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def flush(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Stop the open blocks; then the text that came after the calls, as one block after
+        them. (``close`` does it; so does a broken stream before its error event: what the
+        provider sent is given.)"""
         yield from self._start()
         yield from self._close_text()
         yield from self._close_tools()
+        if self.held:
+            yield from self._open_block({"type": "text", "text": ""})
+            yield "content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                          "delta": {"type": "text_delta", "text": "".join(self.held)}}
+            yield "content_block_stop", {"type": "content_block_stop", "index": self.index}
+            self.held = []
+
+    def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from self.flush()
         usage = _anthropic_usage(self.usage)
         yield "message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"),
