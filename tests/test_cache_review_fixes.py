@@ -16,7 +16,7 @@ import pytest
 
 from knollm.cli import main
 from knollm.client import Client, LedgerWarning, SQLiteStore
-from knollm.client.spool import SPOOL_NAME
+from knollm.client.spool import spool_for
 from knollm.client_cache import CachedClient, CacheWarning, ResponseCache, cache_key
 from knollm.query.api import Catalog
 from tests.support.client_fixtures import env_for, servers, srv  # noqa: F401 - fixtures
@@ -126,7 +126,7 @@ def test_a_hit_with_the_ledger_busy_is_spooled_like_a_live_call(srv, tmp_path):
         other.execute("ROLLBACK")
         other.close()
     assert hit.cached and hit.saved_usd == pytest.approx(COST)
-    spooled = [json.loads(x)["row"] for x in (tmp_path / SPOOL_NAME).read_text().splitlines()]
+    spooled = [json.loads(x)["row"] for x in spool_for(tmp_path / "knollm.db").read_text().splitlines()]
     assert [(r["request_id"], r["price_source"]) for r in spooled] == [(hit.request_id, "cache")]
     st = cc.cache.stats()
     assert (st["hits"], st["saved_usd"]) == (1, pytest.approx(COST))
@@ -135,7 +135,7 @@ def test_a_hit_with_the_ledger_busy_is_spooled_like_a_live_call(srv, tmp_path):
     rows = {r["request_id"]: r for r in store.rows()}
     assert {hit.request_id, later.request_id} <= rows.keys()
     assert rows[hit.request_id]["saved_usd"] == pytest.approx(COST) and rows[hit.request_id]["cost_usd"] == 0
-    assert (tmp_path / SPOOL_NAME).read_text() == ""
+    assert spool_for(tmp_path / "knollm.db").read_text() == ""
 
 
 def test_a_hit_is_recorded_only_once_its_ledger_row_is_written(srv, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 
 from knollm import AllAttemptsFailed, BudgetExceeded, Client, StreamInterrupted
 from knollm.client import Budget, SQLiteStore
+from knollm.client.spool import spool_for
 from knollm.client.store import default_db_path
 from knollm.query.api import Catalog
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
@@ -385,12 +386,12 @@ def test_async_calls_finishing_together_share_one_ledger_transaction(srv, tmp_pa
         spooled = asyncio.run(main(10))
     assert all(r.provider == "groq" for r in spooled) and sum(store.batches) == 10
     assert len(store.rows()) == 40  # nothing half-written
-    assert len((tmp_path / "ledger-spool.jsonl").read_text().splitlines()) == 10
+    assert len(spool_for(tmp_path / "k.db").read_text().splitlines()) == 10
     Recording.fail = False
     later = asyncio.run(main(2))  # a new client finds the spool, and writes it after its own rows
     assert sorted(r["request_id"] for r in store.rows()) == sorted(
         r.request_id for r in results + spooled + later)  # each once
-    assert (tmp_path / "ledger-spool.jsonl").read_text() == ""
+    assert spool_for(tmp_path / "k.db").read_text() == ""
 
 
 def test_a_network_store_is_called_off_the_event_loop(srv, tmp_path):

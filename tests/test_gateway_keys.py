@@ -498,13 +498,13 @@ def test_health_and_metrics_count_the_ledger_spool_until_a_call_writes_it(server
     """Rows a process left in the spool (its ledger store failed) show in ``/health``
     (``ledger_spooled``) and ``/metrics`` (a gauge) until the gateway's next settle writes
     them to the ledger, once."""
-    from knollm.client.spool import SPOOL_NAME
+    from knollm.client.spool import spool_for
     from tests.support.gateway_proc import ledger_rows
 
     env = gateway_env(tmp_path, servers)
     left = [{"reservation_id": None, "row": {"request_id": f"left-{i}", "ts": time.time(), "provider": "groq",
                                              "model": "m", "cost_usd": 0.5, "tag": "key:old"}} for i in range(2)]
-    (tmp_path / SPOOL_NAME).write_text("".join(json.dumps(x) + "\n" for x in left))
+    spool_for(tmp_path / "knollm.db").write_text("".join(json.dumps(x) + "\n" for x in left))
 
     def health_and_gauge(gw: GatewayProcess) -> tuple[int, float]:
         with urllib.request.urlopen(gw.url + "/health") as r:
@@ -532,6 +532,7 @@ def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(server
     is released, its row in the ledger."""
     import threading
 
+    from knollm.client.spool import spool_for
     from tests.support.gateway_proc import ledger_rows
     from tests.test_ledger_spool import _lock, _unlock
 
@@ -559,7 +560,7 @@ def test_a_ledger_another_process_keeps_locked_does_not_stall_the_gateway(server
             _unlock(locker)
         caller.join(30)
     assert got and got[0][0] == 200 and got[0][1] >= 1.0  # answered after the lock, not before
-    assert len(ledger_rows(tmp_path)) == 2 and not (tmp_path / "ledger-spool.jsonl").exists()
+    assert len(ledger_rows(tmp_path)) == 2 and not spool_for(tmp_path / "knollm.db").exists()
 
 
 def _stream_text(base_url: str, key: str, **extra) -> str:

@@ -2,7 +2,7 @@
 
 Real failures, no mocked store: a SQLite ledger locked by another process past the
 store's busy timeout, a PostgreSQL server stopped and started again. The caller gets
-its answer and a ``LedgerWarning``; the row waits in ``ledger-spool.jsonl`` and reaches
+its answer and a ``LedgerWarning``; the row waits in the ledger's spool and reaches
 the ledger, once, at the next settle that succeeds (or when a new client finds the
 spool). When the spool cannot be written either, the row is in the warning."""
 
@@ -22,7 +22,7 @@ import pytest
 
 from knollm import AsyncClient, Client
 from knollm.client import SQLiteStore
-from knollm.client.spool import SPOOL_NAME, LedgerWarning
+from knollm.client.spool import LedgerWarning, spool_for, spool_path
 from knollm.query.api import Catalog
 from tests.support.client_fixtures import catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
@@ -55,6 +55,11 @@ def _unlock(p: subprocess.Popen) -> None:
     p.wait(30)
 
 
+def _sp(tmp_path: Path) -> Path:
+    """The spool of the tests' ledger ``knollm.db``."""
+    return spool_for(tmp_path / "knollm.db")
+
+
 def _ids(store) -> list[str]:  # noqa: ANN001
     return sorted(r["request_id"] for r in store.rows())
 
@@ -65,12 +70,12 @@ def test_a_locked_ledger_spools_the_row_and_the_next_call_writes_it(srv, tmp_pat
     first = c.chat(T, MSG)
     locker = _lock(tmp_path / "knollm.db")
     try:
-        with pytest.warns(LedgerWarning, match=r"database is locked.*kept in .*ledger-spool\.jsonl") as w:
+        with pytest.warns(LedgerWarning, match=r"database is locked.*kept in .*knollm\.db\.spool\.jsonl") as w:
             held = c.chat(T, MSG)
         assert held.content and held.cost_usd and held.request_id in str(w[0].message)
     finally:
         _unlock(locker)
-    spooled = [json.loads(line) for line in (tmp_path / SPOOL_NAME).read_text().splitlines()]
+    spooled = [json.loads(line) for line in (_sp(tmp_path)).read_text().splitlines()]
     assert [s["row"]["request_id"] for s in spooled] == [held.request_id]
     assert spooled[0]["row"]["cost_usd"] == pytest.approx(held.cost_usd)
     assert _ids(store) == [first.request_id]  # not in the ledger yet
@@ -78,10 +83,10 @@ def test_a_locked_ledger_spools_the_row_and_the_next_call_writes_it(srv, tmp_pat
 
     assert main(["usage", "--db", str(tmp_path / "knollm.db"), "--json"]) == 0  # says so, on stderr
     out, err = capsys.readouterr()
-    assert json.loads(out)[0]["calls"] == 1 and f"1 call(s) wait in {tmp_path / SPOOL_NAME}" in err
+    assert json.loads(out)[0]["calls"] == 1 and f"1 call(s) wait in {_sp(tmp_path)}" in err
     third = c.chat(T, MSG)  # the store takes rows again: its own, then the spooled one
     assert _ids(store) == sorted([first.request_id, held.request_id, third.request_id])
-    assert (tmp_path / SPOOL_NAME).read_text() == ""
+    assert (_sp(tmp_path)).read_text() == ""
     for data in (p.read_bytes() for p in tmp_path.iterdir() if p.is_file()):
         assert b"gsk-spool-SECRET" not in data
 
@@ -100,7 +105,7 @@ def test_async_calls_keep_their_answers_through_a_locked_ledger(srv, tmp_path):
     finally:
         _unlock(locker)
     assert len({r.request_id for r in held}) == 12 and all(r.content for r in held)
-    assert len((tmp_path / SPOOL_NAME).read_text().splitlines()) == 12 and _ids(store) == []
+    assert len((_sp(tmp_path)).read_text().splitlines()) == 12 and _ids(store) == []
     later = asyncio.run(burst(3))
     assert _ids(store) == sorted(r.request_id for r in held + later)  # each once
     asyncio.run(burst(1))
@@ -154,7 +159,7 @@ def test_the_event_loop_never_sleeps_on_another_process_lock(srv, tmp_path, budg
     assert worst_gap < 0.4, f"the event loop stalled {worst_gap * 1000:.0f} ms on the ledger's lock"
     assert took >= 1.2 and res.content
     assert _ids(store).count(res.request_id) == 1 and len(store.rows()) == 2
-    assert not (tmp_path / SPOOL_NAME).exists() or (tmp_path / SPOOL_NAME).read_text() == ""
+    assert not (_sp(tmp_path)).exists() or (_sp(tmp_path)).read_text() == ""
 
 
 def test_a_spool_left_by_another_process_is_written_by_the_next_client(srv, tmp_path):
@@ -163,13 +168,13 @@ def test_a_spool_left_by_another_process_is_written_by_the_next_client(srv, tmp_
     store = SQLiteStore(tmp_path / "knollm.db")
     row = {"request_id": "left-" + uuid.uuid4().hex, "ts": time.time(), "provider": "groq", "model": "m",
            "cost_usd": 0.25, "tag": "key:ci"}
-    (tmp_path / SPOOL_NAME).write_text(json.dumps({"reservation_id": None, "row": row}) + "\n{not json\n")
+    (_sp(tmp_path)).write_text(json.dumps({"reservation_id": None, "row": row}) + "\n{not json\n")
     c = Client(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), store=store)
     with pytest.warns(LedgerWarning, match="set aside"):
         res = c.chat(T, MSG)
     assert _ids(store) == sorted([row["request_id"], res.request_id])
-    assert (tmp_path / (SPOOL_NAME + ".bad")).read_text() == "{not json\n"
-    assert (tmp_path / SPOOL_NAME).read_text() == ""
+    assert (_sp(tmp_path).with_name(_sp(tmp_path).name + ".bad")).read_text() == "{not json\n"
+    assert (_sp(tmp_path)).read_text() == ""
 
 
 def test_a_running_client_finds_rows_another_process_spooled_later(srv, tmp_path, monkeypatch):
@@ -182,20 +187,20 @@ def test_a_running_client_finds_rows_another_process_spooled_later(srv, tmp_path
     first = c.chat(T, MSG)  # the client's spool is open, and empty
     row = {"request_id": "other-" + uuid.uuid4().hex, "ts": time.time(), "provider": "groq", "model": "m",
            "cost_usd": 0.125}
-    (tmp_path / SPOOL_NAME).write_text(json.dumps({"reservation_id": None, "row": row}) + "\n")
+    (_sp(tmp_path)).write_text(json.dumps({"reservation_id": None, "row": row}) + "\n")
     second = c.chat(T, MSG)
     assert _ids(store) == sorted([first.request_id, second.request_id])  # not looked at again yet
     monkeypatch.setattr(Spool, "look_every", 0.0)
     third = c.chat(T, MSG)
     assert _ids(store) == sorted([first.request_id, second.request_id, third.request_id, row["request_id"]])
-    assert (tmp_path / SPOOL_NAME).read_text() == ""
+    assert (_sp(tmp_path)).read_text() == ""
 
 
 def test_when_the_spool_cannot_be_written_the_row_is_in_the_warning(srv, tmp_path):
     store = SQLiteStore(tmp_path / "knollm.db", busy_timeout_ms=200)
     c = Client(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), store=store)
     c.chat(T, MSG)
-    (tmp_path / SPOOL_NAME).mkdir()  # no file can be written there (root or not)
+    (_sp(tmp_path)).mkdir()  # no file can be written there (root or not)
     locker = _lock(tmp_path / "knollm.db")
     try:
         with pytest.warns(LedgerWarning, match="not recorded") as w:
@@ -211,7 +216,7 @@ def test_a_spool_whose_directory_is_a_file_warns_with_the_row(tmp_path):
     from knollm.client.spool import Spool
 
     (tmp_path / "afile").write_text("x")
-    sp = Spool(tmp_path / "afile" / SPOOL_NAME)
+    sp = Spool(tmp_path / "afile" / "x.spool.jsonl")
     row = {"request_id": "r-1", "cost_usd": 0.5}
     with pytest.warns(LedgerWarning, match=r"not recorded.*\"request_id\": \"r-1\".*\"cost_usd\": 0.5"):
         sp.add([(None, row)], sqlite3.OperationalError("disk I/O error"))
@@ -245,10 +250,11 @@ def test_a_postgres_outage_spools_rows_and_they_land_when_it_is_back(srv, tmp_pa
             during = asyncio.run(burst(5))
         assert all(r.content for r in during)
         assert any(issubclass(x.category, LedgerWarning) for x in w)
-        assert len((tmp_path / SPOOL_NAME).read_text().splitlines()) == 5
+        assert spool_path(store).parent == tmp_path and spool_path(store).name.startswith("ledger-spool-")
+        assert len(spool_path(store).read_text().splitlines()) == 5
         server.resume()
         after = asyncio.run(burst(2))
         assert _ids(store) == sorted(r.request_id for r in before + during + after)
-        assert (tmp_path / SPOOL_NAME).read_text() == ""
+        assert spool_path(store).read_text() == ""
     finally:
         server.stop()

@@ -146,7 +146,8 @@ def _gp_prices(mp: Any) -> tuple[dict[str, float], list[dict[str, float]]]:
     prices: dict[str, float] = {}
     tiers: list[dict[str, float]] = []
     for key, dest in (("input_mtok", "input"), ("output_mtok", "output"),
-                      ("cache_read_mtok", "cache_read"), ("cache_write_mtok", "cache_write")):
+                      ("cache_read_mtok", "cache_read"), ("cache_write_mtok", "cache_write"),
+                      ("cache_write_1h_mtok", "cache_write_1h")):  # (Anthropic's 1-hour cache writes)
         v = mp.__dict__.get(key)
         if v is None:
             continue

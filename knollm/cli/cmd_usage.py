@@ -108,20 +108,24 @@ def _ledger_rows(db: str | None, since: float | None, tag: str | None,
 
 
 def _spooled(db: str | None) -> tuple[Path, int]:
-    """The spool beside the ledger ``--db`` names (:mod:`knollm.client.spool`), and how many
-    rows wait in it: calls answered while the ledger store failed, not in the ledger yet."""
+    """The spool of the ledger ``--db`` names (:mod:`knollm.client.spool`), and how many
+    rows wait in it: calls answered while the ledger store failed, not in the ledger yet
+    (for the default ledger, with the shared spool of earlier versions)."""
     import os
 
-    from knollm.client.spool import SPOOL_NAME, waiting
-    from knollm.client.store import default_db_path
-    from knollm.gateway.db import is_postgres
+    from knollm.client.spool import legacy_spool, spool_for, waiting
 
-    url = db or os.environ.get("KNOLLM_DATABASE_URL") or ""
-    if url and not is_postgres(url):
-        spool = Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url).parent / SPOOL_NAME
-    else:
-        spool = default_db_path().parent / SPOOL_NAME
-    return spool, waiting(spool)
+    url = db or os.environ.get("KNOLLM_DATABASE_URL") or None
+    spool = spool_for(url)
+    n = waiting(spool)
+    if url is None or not url.startswith(("postgres://", "postgresql://", "postgresql+psycopg://")):
+        from knollm.client.store import default_db_path
+
+        legacy = legacy_spool(default_db_path() if url is None else
+                              Path(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url))
+        if legacy is not None:
+            n += waiting(legacy)
+    return spool, n
 
 
 @click.command("usage")

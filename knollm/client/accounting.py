@@ -4,6 +4,10 @@ Cost uses the catalog's prices (USD per 1M tokens) through the one cost formula
 (:func:`knollm.query.cost.cost_per_request`), plus cache writes and price tiers
 (``price_tiers``: once the input exceeds a tier's ``start``, every price the tier names
 replaces the base one, as :func:`knollm.query.cost.applicable_prices` lays them over).
+Cache writes at a 1-hour TTL (``cache_write_1h_tokens``, part of ``cache_write_tokens``) are
+priced at ``cache_write_1h``, never at the 5-minute ``cache_write`` price; reasoning tokens
+(``reasoning_tokens``, part of ``output_tokens``) at ``reasoning_output`` when the catalog
+has that price, else as output.
 A call whose needed price is unknown gets
 ``cost_usd = None`` and an ``unpriced_reason`` – never $0. Free models cost 0 on purpose.
 """
@@ -51,19 +55,33 @@ def prompt_tokens(messages: list[dict], params: dict | None = None) -> int:
 
 
 def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | None]:
-    """``(cost_usd, price_source, unpriced_reason)`` of a call with ``usage`` on ``offer``."""
+    """``(cost_usd, price_source, unpriced_reason)`` of a call with ``usage`` on ``offer``
+    (a normalized usage dict: ``input_tokens``, ``output_tokens``, ``cached_tokens``,
+    ``cache_write_tokens``, and optionally ``cache_write_1h_tokens`` (part of the cache
+    writes) and ``reasoning_tokens`` (part of the output))."""
     if offer.variable_pricing:
         return None, None, f"{offer.key}: the provider says its price varies"
     if offer.free:
         return 0.0, offer.price_source or "catalog (free)", None
     prices = applicable_prices(offer.prices, offer.tiers, usage["input_tokens"])
     write = usage.get("cache_write_tokens") or 0
+    write_1h = min(usage.get("cache_write_1h_tokens") or 0, write)
     cached = min(usage.get("cached_tokens") or 0, max(0, usage["input_tokens"] - write))
     w = Workload(max(0, usage["input_tokens"] - write), usage["output_tokens"], cached)
     cost = cost_per_request(prices, w)
-    if write and cost is not None:
+    if write_1h and cost is not None:
+        p1 = prices.get("cache_write_1h")
+        if p1 is None:  # never the 5-minute price: a 1-hour write costs more (2x input at Anthropic)
+            return None, None, (f"{offer.key}: no cache_write_1h price in the catalog "
+                                f"({write_1h} cache-write tokens at a 1-hour TTL)")
+        cost += write_1h * p1 / 1_000_000
+    if write > write_1h and cost is not None:
         p = prices.get("cache_write") if prices.get("cache_write") is not None else prices.get("input")
-        cost = None if p is None else cost + write * p / 1_000_000
+        cost = None if p is None else cost + (write - write_1h) * p / 1_000_000
+    reasoning = min(usage.get("reasoning_tokens") or 0, usage["output_tokens"])
+    if reasoning and cost is not None and prices.get("reasoning_output") is not None:
+        # part of output_tokens, charged at output above: the difference to their own price
+        cost += reasoning * (prices["reasoning_output"] - prices["output"]) / 1_000_000
     if cost is None:
         used = (("input", usage["input_tokens"]), ("output", usage["output_tokens"]))
         missing = [k for k, n in used if n and prices.get(k) is None]
@@ -73,7 +91,9 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
 
 def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
     """Upper bound for a budget reservation: the prompt at full input price (or cache-write
-    price, when higher) plus ``max_tokens`` of output, at the highest prices that can apply
+    price, 1-hour one included, when higher) plus ``max_tokens`` of output (at the
+    reasoning-token price when higher: every output token may be reasoning), at the highest
+    prices that can apply
     to an input of up to ``prompt`` tokens (the base ones, and each tier whose ``start`` the
     prompt can exceed). None when unpriced. With ``max_tokens=0`` (an embeddings call) the
     output price is not needed."""
@@ -89,7 +109,8 @@ def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
     for p in sets:
         if p.get("input") is None or (p.get("output") is None and max_tokens):
             return None
-        top_in = max(x for x in (p.get("input"), p.get("cache_write"), p.get("cache_read")) if x is not None)
-        out = max_tokens * p["output"] if max_tokens else 0.0
+        top_in = max(x for x in (p.get("input"), p.get("cache_write"), p.get("cache_write_1h"), p.get("cache_read"))
+                     if x is not None)
+        out = max_tokens * max(p["output"], p.get("reasoning_output") or 0) if max_tokens else 0.0
         worst = max(worst, (prompt * top_in + out) / 1_000_000 + (p.get("request") or 0))
     return worst

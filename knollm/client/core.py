@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -13,7 +15,7 @@ from knollm.client.engine import Outcome, flow, parse_answer
 from knollm.client.http import transport_failure
 from knollm.client.result import ChatResult, EmbeddingResult, OpenAIObject, new_id
 from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Settings
-from knollm.client.spool import Spool, spool_path
+from knollm.client.spool import LedgerWarning, Spool, data_errors, legacy_spool, spool_path
 from knollm.client.transports import Embedded, StreamState, classify_error, cut_answer, embed_params, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import parse_retry_after
@@ -90,32 +92,65 @@ class _Base:
                     self._store = self._store_arg
         return self._store
 
+    def _spool_of(self, store: Any) -> Spool:
+        sp = self._spool
+        if sp is None or sp[0] is not store:
+            sp = self._spool = (store, Spool(spool_path(store), legacy_spool(store)))
+        return sp[1]
+
     def _settle(self, store: Any, items: list[tuple[str | None, dict]], busy_ms: int | None = None) -> list[bool]:
         """Write ledger rows (``settle_many``, else ``settle`` each), then any rows spooled
         before. A call the provider answered is billed whatever the store does: when the
         store fails, the rows go to the spool (:mod:`knollm.client.spool`) with a
-        :class:`~knollm.client.spool.LedgerWarning`, and the calls stand. ``busy_ms`` (a
-        try on the event loop): another process's lock held longer raises :class:`_Busy`."""
-        sp = self._spool
-        if sp is None or sp[0] is not store:
-            sp = self._spool = (store, Spool(spool_path(store)))
-        spool = sp[1]
+        :class:`~knollm.client.spool.LedgerWarning`, and the calls stand; a row the store
+        refuses for good (a value out of its range) is set aside, the others of its batch
+        written. ``busy_ms`` (a try on the event loop): another process's lock held longer
+        raises :class:`_Busy`."""
+        spool = self._spool_of(store)
         try:
-            if busy_ms is not None:
-                done = store.settle_many(items, busy_ms=busy_ms)
-            else:
-                done = store.settle_many(items) if hasattr(store, "settle_many") else [store.settle(*a) for a in items]
+            done = self._write(store, items, busy_ms)
+        except data_errors():
+            done = []  # one bad row must not take its batch's others down: row by row
+            for it in items:
+                try:
+                    done += self._write(store, [it], busy_ms)
+                except data_errors() as e:
+                    spool.set_aside([json.dumps({"reservation_id": it[0], "row": it[1]}, default=str)
+                                     + f"  # {type(e).__name__}: {e}"], "the ledger store refuses for good")
+                    done.append(True)
+                except _store_errors() as e:
+                    if busy_ms is not None and "locked" in str(e) and not done:
+                        raise _Busy from e
+                    spool.add([it], e)
+                    done.append(True)
         except _store_errors() as e:
             if busy_ms is not None and "locked" in str(e):
                 raise _Busy from e
             spool.add(items, e)
             return [True] * len(items)
-        if spool.due():
-            try:
-                spool.replay(store)
-            except _store_errors():
-                pass  # still spooled: the next settle tries again
+        self._replay(store, busy_ms)
         return done
+
+    @staticmethod
+    def _write(store: Any, items: list[tuple[str | None, dict]], busy_ms: int | None) -> list[bool]:
+        if busy_ms is not None:
+            return store.settle_many(items, busy_ms=busy_ms)
+        return store.settle_many(items) if hasattr(store, "settle_many") else [store.settle(*a) for a in items]
+
+    def _replay(self, store: Any, busy_ms: int | None = None) -> None:
+        """Write the spooled rows, if any may wait (never raises: what stays waits for the
+        next try; a failure other than the store being busy is a warning)."""
+        spool = self._spool_of(store)
+        if not spool.due():
+            return
+        try:
+            spool.replay(store, busy_ms)
+        except Exception as e:  # noqa: BLE001 - the call stands; the rows stay spooled
+            if busy_ms is not None and "locked" in str(e):
+                return  # (on the event loop: another process holds the lock; the next settle tries again)
+            warnings.warn(f"the ledger spool {spool.path} could not be written to the ledger yet "
+                          f"({type(e).__name__}: {e}); it is tried again at the next settle", LedgerWarning,
+                          stacklevel=3)
 
     @property
     def http(self) -> Any:
@@ -351,8 +386,13 @@ class Client(_Base):
     """
 
     def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:
-        """The flow's store effects: ``reserve`` (a deployment) and ``settle`` (a row)."""
-        return plan.reserve(arg) if op == "reserve" else self._settle(plan.store, [arg])[0]
+        """The flow's store effects: ``reserve`` (a deployment; spooled rows are written
+        first, so the budgets count them) and ``settle`` (a row)."""
+        if op != "reserve":
+            return self._settle(plan.store, [arg])[0]
+        if plan.budgets and plan.store is not None:
+            self._replay(plan.store)
+        return plan.reserve(arg)
 
     def _new_driver(self) -> Any:
         from knollm.client.http import HTTPX2
@@ -390,6 +430,9 @@ class Client(_Base):
         except KeyboardInterrupt as e:  # as AsyncClient's cancellation: the attempts it made
             steps.gen.close()  # its hold released now; the attempt in flight recorded (the flow)
             e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
+            raise
+        except BaseException:
+            steps.gen.close()  # its hold released now, not when the exception is freed (a logger may keep it)
             raise
         return steps.result
 
@@ -514,21 +557,29 @@ class ChatStream(_StreamBase):
     def _run(self, tools: bool) -> Iterator[list | ChatResult]:
         plan = self._plan()
         steps = self._steps = _Steps(flow(plan, True))
-        for op, arg in steps:
-            if op == "sleep":
-                time.sleep(arg)
-                continue
-            if op != "send":
-                steps.reply = self.client._ledger(plan, op, arg)
-                continue
-            steps.reply = self._serve(arg)
-            try:
-                yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
-            except BaseException:  # closed, KeyboardInterrupt, …: settle what the provider bills
-                stop = _Stop(steps, arg)
-                if stop.settle is not None:
-                    stop.done(self.client._ledger(plan, "settle", stop.settle))
-                raise
+        in_attempt = False
+        try:
+            for op, arg in steps:
+                if op == "sleep":
+                    time.sleep(arg)
+                    continue
+                if op != "send":
+                    steps.reply = self.client._ledger(plan, op, arg)
+                    continue
+                steps.reply = self._serve(arg)
+                in_attempt = True
+                try:
+                    yield from self.client._stream_attempt(plan, arg, steps.reply, tools)
+                except BaseException:  # closed, KeyboardInterrupt, …: settle what the provider bills
+                    stop = _Stop(steps, arg)
+                    if stop.settle is not None:
+                        stop.done(self.client._ledger(plan, "settle", stop.settle))
+                    raise
+                in_attempt = False
+        except BaseException:
+            if not in_attempt:  # (a backoff sleep or a store call): the flow's hold is released now
+                steps.gen.close()
+            raise
         self.result = steps.result
         yield self.result
 
@@ -677,6 +728,11 @@ class AsyncClient(_Base):
         if op == "reserve":
             if not plan.budgets:  # no budget: no store round trip
                 return plan.reserve(arg)
+            if store is not None and self._spool_of(store).due():  # spooled spend counts against the budgets
+                if blocking:
+                    await asyncio.get_running_loop().run_in_executor(None, self._replay, store)
+                else:
+                    self._replay(store, 0 if _quick_ms(store, "reserve") is not None else None)
             if not blocking:  # SQLite: on the loop, unless another process holds the lock
                 ms = _quick_ms(store, "reserve")
                 try:  # one try without waiting: the loop never sleeps on the lock
@@ -729,6 +785,9 @@ class AsyncClient(_Base):
             # which attempts it made, the one in flight included (its provider got the request)
             steps.gen.close()  # its hold released now; the attempt in flight recorded (the flow)
             e.attempts = list(plan.attempts)  # type: ignore[attr-defined]
+            raise
+        except BaseException:
+            steps.gen.close()  # its hold released now, not when the exception is freed (a task may keep it)
             raise
         return steps.result
 
@@ -808,25 +867,33 @@ class AsyncChatStream(_StreamBase):
 
         plan = self._plan()
         steps = self._steps = _Steps(flow(plan, True))
-        for op, arg in steps:
-            if op == "sleep":
-                await asyncio.sleep(arg)
-                continue
-            if op != "send":
-                steps.reply = await self.client._ledger(plan, op, arg)
-                continue
-            steps.reply = self._serve(arg)
-            self._at = (plan, arg)
-            attempt = self.client._stream_attempt(plan, arg, steps.reply, tools)
-            try:
-                async for batch in attempt:
-                    yield batch
-            except BaseException:  # closed, cancelled, …: settle what the provider bills
+        in_attempt = False
+        try:
+            for op, arg in steps:
+                if op == "sleep":
+                    await asyncio.sleep(arg)
+                    continue
+                if op != "send":
+                    steps.reply = await self.client._ledger(plan, op, arg)
+                    continue
+                steps.reply = self._serve(arg)
+                self._at = (plan, arg)
+                in_attempt = True
+                attempt = self.client._stream_attempt(plan, arg, steps.reply, tools)
                 try:
-                    await attempt.aclose()  # the upstream connection closes now
-                finally:
-                    await self._stop(plan, arg)
-                raise
+                    async for batch in attempt:
+                        yield batch
+                except BaseException:  # closed, cancelled, …: settle what the provider bills
+                    try:
+                        await attempt.aclose()  # the upstream connection closes now
+                    finally:
+                        await self._stop(plan, arg)
+                    raise
+                in_attempt = False
+        except BaseException:
+            if not in_attempt:  # (a backoff sleep or a store call): the flow's hold is released now
+                steps.gen.close()
+            raise
         self.result = steps.result
         yield self.result
 

@@ -205,11 +205,14 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
     dur = (time.perf_counter() - t0) * 1000
     if p.usage:
         u = Usage(**p.usage)
+        if u.input_tokens <= 0 < plan.prompt:
+            # a usage without the input (an Anthropic-compatible stream whose message_start has
+            # no usage, and no input count in message_delta): the prompt was sent and is billed,
+            # so its estimate stands in, flagged, rather than a free prompt
+            u.input_tokens, u.estimated = plan.prompt, True
     else:
         u = Usage(plan.prompt, _output_estimate(p), estimated=True)
-    cost, source, unpriced = call_cost(d.offer, {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
-                                                 "cached_tokens": u.cached_tokens,
-                                                 "cache_write_tokens": u.cache_write_tokens})
+    cost, source, unpriced = call_cost(d.offer, _cost_usage(u))
     gen_ms = dur - (out.ttft_ms or 0)
     d.stats.observe(True, out.ttft_ms if out.ttft_ms is not None else dur,
                     u.output_tokens / (gen_ms / 1000) if stream and gen_ms > 1 and u.output_tokens else None)
@@ -233,6 +236,13 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         "attempts": len(plan.attempts), "tag": plan.tag,
     }
     return res, row
+
+
+def _cost_usage(u: Usage) -> dict[str, Any]:
+    """What :func:`call_cost` prices of a :class:`Usage`."""
+    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
+            "cache_write_tokens": u.cache_write_tokens, "cache_write_1h_tokens": u.cache_write_1h_tokens,
+            "reasoning_tokens": u.reasoning_tokens or 0}
 
 
 def _finish_embed(plan: Plan, d: Deployment, out: Outcome, t0: float, ev: Any
@@ -290,7 +300,14 @@ def _interrupted_row(plan: Plan, d: Deployment, out: Outcome, t0: float, stream:
         else:
             flag = 0
     else:
-        usage = {"input_tokens": plan.prompt, "output_tokens": est, "cached_tokens": 0, "cache_write_tokens": 0}
+        # no input count (none reported yet, or a reported 0): the prompt estimate; the output
+        # the provider's running count when it gave one larger than the estimate (the reasoning
+        # count with it, which is part of it)
+        given = (u or {}).get("output_tokens") or 0
+        usage = {"input_tokens": plan.prompt, "output_tokens": max(est, given), "cached_tokens": 0,
+                 "cache_write_tokens": 0}
+        if given >= est and (u or {}).get("reasoning_tokens"):
+            usage["reasoning_tokens"] = u["reasoning_tokens"]
         flag = 1
     cost, source, unpriced = call_cost(d.offer, usage)
     d.slot.limiter.correct(ev, usage["input_tokens"] + usage["output_tokens"])

@@ -39,8 +39,12 @@ class Usage:
     estimated: bool = False
     #: the output tokens the model spent reasoning, when the provider says (OpenAI-compatible
     #: ``completion_tokens_details.reasoning_tokens``, Gemini's ``thoughtsTokenCount``), else
-    #: None. Already part of ``output_tokens`` (as the providers bill them): never added to it
+    #: None. Already part of ``output_tokens`` (as the providers bill them): never added to it.
+    #: Priced at the catalog's ``reasoning_output`` price when it has one, else as output
     reasoning_tokens: int | None = None
+    #: the cache writes at a 1-hour TTL (Anthropic's ``cache_creation.ephemeral_1h_input_tokens``),
+    #: part of ``cache_write_tokens``; priced at the catalog's ``cache_write_1h`` price
+    cache_write_1h_tokens: int = 0
 
 
 @dataclass

@@ -10,8 +10,10 @@ Everything is normalized to OpenAI's shape: ``content``, ``tool_calls``
 (``[{id, type: "function", function: {name, arguments: str}}]``), ``finish_reason``
 (``stop``/``length``/``tool_calls``/``content_filter``) and a usage dict
 ``{input_tokens, output_tokens, cached_tokens, cache_write_tokens}`` where
-``input_tokens`` counts every prompt token, cached ones included, plus ``reasoning_tokens``
-when the provider reports them (part of ``output_tokens``, not on top of them).
+``input_tokens`` counts every prompt token, cached ones and cache writes included, plus
+``reasoning_tokens`` when the provider reports them (part of ``output_tokens``, not on top
+of them) and ``cache_write_1h_tokens`` when some cache writes were at a 1-hour TTL
+(Anthropic's ``cache_creation.ephemeral_1h_input_tokens``: part of ``cache_write_tokens``).
 """
 
 from __future__ import annotations
@@ -161,16 +163,39 @@ def _count(obj: Any, *path: str) -> Any:
     return obj
 
 
-def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any = None) -> dict | None:
+_MAX_COUNT = 2**53  # no call has more tokens; a ledger's INTEGER (SQLite's, PostgreSQL's BIGINT) holds it
+
+
+def _plausible(v: Any) -> bool:
+    """A token count a provider may report: None, or a whole number from 0 to :data:`_MAX_COUNT`."""
+    if v is None:
+        return True
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return 0 <= v < _MAX_COUNT and float(v).is_integer()
+
+
+def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any = None,
+           write_1h: Any = 0) -> dict | None:
     """The normalized usage dict; ``reasoning_tokens`` only when the provider gave a count
-    (already included in ``out``, as every provider bills them)."""
+    (already included in ``out``, as every provider bills them); ``cache_write_1h_tokens``
+    only when some of the ``write`` cache writes were at a 1-hour TTL (part of ``write``)."""
     if inp is None and out is None:
         return None
+    if not all(_plausible(v) for v in (inp, out, cached, write)):
+        return None  # not a count ("abc", -5, 1e20: beyond any ledger's integer): estimated instead, flagged
     u = {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
          "cache_write_tokens": int(write or 0)}
-    if type(reasoning) is int and reasoning >= 0:
+    if type(reasoning) is int and 0 <= reasoning < _MAX_COUNT:
         u["reasoning_tokens"] = reasoning
+    if type(write_1h) is int and 0 < write_1h < _MAX_COUNT:
+        u["cache_write_1h_tokens"] = min(write_1h, u["cache_write_tokens"])
     return u
+
+
+def _int(v: Any) -> int:
+    """A provider's count as an int: 0 when absent or not a number."""
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else 0
 
 
 def _input_usage(n: Any) -> dict | None:
@@ -237,7 +262,12 @@ def classify_error(provider: str, status: int, body: str, retry_after: float | N
 #: token counts as the shapes' answers name them: (input names, output names)
 _USAGE_IN = ("prompt_tokens", "input_tokens", "promptTokenCount", "prompt_eval_count")
 _USAGE_OUT = ("completion_tokens", "output_tokens", "candidatesTokenCount", "eval_count")
-_USAGE_RE = re.compile(r'"(' + "|".join(_USAGE_IN + _USAGE_OUT) + r')"\s*:\s*(\d+)')
+#: counts billed besides those: Anthropic's cache reads and writes (not in its ``input_tokens``),
+#: Gemini's tool-use prompt and thinking tokens (not in ``promptTokenCount`` /
+#: ``candidatesTokenCount``)
+_USAGE_EXTRA = ("cache_read_input_tokens", "cache_creation_input_tokens", "toolUsePromptTokenCount",
+                "thoughtsTokenCount")
+_USAGE_RE = re.compile(r'"(' + "|".join(_USAGE_IN + _USAGE_OUT + _USAGE_EXTRA) + r')"\s*:\s*(\d+)')
 _TEXT_RE = re.compile(r'"(?:content|text|response)"\s*:')
 
 
@@ -252,8 +282,13 @@ def cut_answer(text: str) -> Parsed:
         counts.setdefault(name, int(n))
     inp = next((counts[k] for k in _USAGE_IN if k in counts), None)
     out = next((counts[k] for k in _USAGE_OUT if k in counts), None)
+    cr, cw = counts.get("cache_read_input_tokens", 0), counts.get("cache_creation_input_tokens", 0)
+    if inp is not None:  # Anthropic's input_tokens leaves its cache reads and writes out: added back
+        inp += cr + cw + counts.get("toolUsePromptTokenCount", 0)
+    if out is not None and "thoughtsTokenCount" in counts:
+        out += counts["thoughtsTokenCount"]
     m = _TEXT_RE.search(text)
-    return Parsed(text[m.end():] if m else text, None, None, _usage(inp, out) if inp else None)
+    return Parsed(text[m.end():] if m else text, None, None, _usage(inp, out, cr, cw) if inp else None)
 
 
 def num_ctx_for(prompt_tokens: int, max_tokens: int | None, context_window: int | None) -> int:
@@ -296,6 +331,7 @@ class StreamState:
         self.tool_calls: dict[int, dict] = {}
         self.finish_reason: str | None = None
         self.usage: dict | None = None
+        self.raw_usage: dict | None = None  # the provider's own usage fields so far (Anthropic's stream)
         self.model: str | None = None
         self.id: str | None = None
         self.done = False
@@ -423,11 +459,24 @@ class Shape:
 
     @staticmethod
     def _usage(u: dict | None) -> dict | None:
+        """An OpenAI-compatible ``usage`` (whole answers and streams) normalized.
+
+        ``prompt_tokens_details``: ``cached_tokens`` (cache reads) and ``cache_write_tokens``
+        (OpenRouter, Moonshot) are both part of ``prompt_tokens``. Reasoning tokens are part
+        of ``completion_tokens`` (OpenAI's rule), except where the provider reports them
+        beside it (xAI: ``total_tokens = prompt + completion + reasoning``): when
+        ``total_tokens`` covers all three, they are added to the output."""
         if not u:
             return None
-        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-        return _usage(u.get("prompt_tokens"), u.get("completion_tokens"), cached, 0,
-                      _count(u, "completion_tokens_details", "reasoning_tokens"))
+        cached = _count(u, "prompt_tokens_details", "cached_tokens") or 0
+        write = _count(u, "prompt_tokens_details", "cache_write_tokens") or 0
+        reasoning = _count(u, "completion_tokens_details", "reasoning_tokens")
+        prompt, out = u.get("prompt_tokens"), u.get("completion_tokens")
+        if type(reasoning) is int and reasoning > 0:
+            total = u.get("total_tokens")
+            if type(total) is int and total >= _int(prompt) + _int(out) + reasoning:
+                out = _int(out) + reasoning  # reported beside completion_tokens, billed as output
+        return _usage(prompt, out, cached, write, reasoning)
 
     def stream_parser(self, provider: str) -> StreamState:
         return StreamState(self, provider)
@@ -598,11 +647,20 @@ class AnthropicShape(Shape):
         return body
 
     def _parsed_usage(self, u: dict | None, out_tokens: Any = None) -> dict | None:
+        """Anthropic's usage normalized: its ``input_tokens`` leave the cache reads and writes
+        out (added back); ``cache_creation.ephemeral_1h_input_tokens`` are the writes at a
+        1-hour TTL (priced apart; ``ephemeral_5m_input_tokens`` the rest). Server-tool
+        request fees (``server_tool_use.web_search_requests``, …) are not priced here: the
+        catalog has no per-search price yet."""
         if not u:
             return None
+        if not all(_plausible(u.get(k)) for k in ("input_tokens", "cache_read_input_tokens",
+                                                  "cache_creation_input_tokens")):
+            return None  # not counts: the call's tokens are estimated (flagged)
         cr, cw = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
         inp = (u.get("input_tokens") or 0) + cr + cw
-        return _usage(inp, out_tokens if out_tokens is not None else u.get("output_tokens"), cr, cw)
+        return _usage(inp, out_tokens if out_tokens is not None else u.get("output_tokens"), cr, cw,
+                      write_1h=_count(u, "cache_creation", "ephemeral_1h_input_tokens"))
 
     def parse(self, obj: Any, provider: str) -> Parsed:
         if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
@@ -624,7 +682,9 @@ class AnthropicShape(Shape):
         if t == "message_start":
             m = obj.get("message") or {}
             st.model, st.id = m.get("model"), m.get("id")
-            st.usage = self._parsed_usage(m.get("usage"))
+            raw = m.get("usage")
+            st.raw_usage = dict(raw) if isinstance(raw, dict) else None
+            st.usage = self._parsed_usage(st.raw_usage)
         elif t == "content_block_start":
             b = obj.get("content_block") or {}
             if b.get("type") == "tool_use":
@@ -650,10 +710,16 @@ class AnthropicShape(Shape):
             d = obj.get("delta") or {}
             if d.get("stop_reason"):
                 st.finish_reason = self._STOP.get(d["stop_reason"], d["stop_reason"])
-            u = obj.get("usage") or {}
-            if "output_tokens" in u:
-                base = st.usage or _usage(0, 0)
-                st.usage = {**base, "output_tokens": int(u["output_tokens"])}
+            u = obj.get("usage")
+            if isinstance(u, dict) and u:
+                # the counts in message_delta are cumulative, and may be any of them (input and
+                # cache counts too: server tools, Anthropic-compatible APIs whose message_start
+                # has none): each one present overrides message_start's. (Server-tool request
+                # fees such as server_tool_use.web_search_requests are not priced.)
+                raw = dict(st.raw_usage or {})
+                raw.update({k: v for k, v in u.items() if v is not None})
+                st.raw_usage = raw
+                st.usage = self._parsed_usage(raw)
         elif t == "message_stop":
             st.done = True
         elif t == "error":
@@ -766,7 +832,11 @@ class GeminiShape(Shape):
         um = obj.get("usageMetadata")
         if um:
             thoughts = um.get("thoughtsTokenCount")  # (billed as output: counted in it, and said apart)
-            usage = _usage(um.get("promptTokenCount"), (um.get("candidatesTokenCount") or 0) + (thoughts or 0),
+            # the prompt of a built-in tool (Google Search grounding, code execution, URL context)
+            # is billed as input, and is in totalTokenCount, not in promptTokenCount
+            prompt, tool = um.get("promptTokenCount"), um.get("toolUsePromptTokenCount")
+            usage = _usage(None if prompt is None and tool is None else _int(prompt) + _int(tool),
+                           (um.get("candidatesTokenCount") or 0) + (thoughts or 0),
                            um.get("cachedContentTokenCount"), 0, thoughts)
         else:
             usage = None
