@@ -178,7 +178,9 @@ def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None,
 @keys.command("revoke")
 @click.argument("ref", metavar="ID|NAME")
 def revoke(ref: str) -> int:
-    """Revoke a key (takes effect on running gateways within seconds)."""
+    """Revoke a key (running gateways refuse it from their next request with it).
+
+    A NAME shared by a rotated key (the old one revoked) names the one not revoked."""
     key = _store().revoke(ref)
     click.echo(f"revoked gateway key {key.name!r} (id {key.id})", err=True)
     return 0

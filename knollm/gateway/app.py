@@ -35,7 +35,7 @@ from knollm.client.ticker import Ticker
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
 from knollm.gateway.completions import chat_to_completion, completion_chunk, completions_to_chat
-from knollm.gateway.keys import GatewayKey, KeyStore
+from knollm.gateway.keys import KEY_PREFIX, GatewayKey, KeyStore
 from knollm.gateway.metrics import CONTENT_TYPE, Metrics
 from knollm.gateway.responses import ResponsesStream, chat_to_response, response_skeleton, responses_to_chat
 from knollm.gateway.translate import (
@@ -177,10 +177,13 @@ def local_request_problem(host: str | None, origin: str | None) -> str | None:
 
 
 class _Held(NamedTuple):
-    """What a call holds against its gateway key's budget: USD, and the hold's id."""
+    """What a call holds against its gateway key's limits: USD of its budget and the hold's
+    id; the tokens it reserved of its TPM limit, and the minute they count in (None: none)."""
 
     amount: float
     id: str | None
+    tokens: int = 0
+    minute: int | None = None
 
 
 _NO_HOLD = _Held(0.0, None)
@@ -190,10 +193,11 @@ class _Access:
     """Gateway-key checks shared by the routes: auth, allowed models, RPM, budget."""
 
     def __init__(self, store: KeyStore | None, cfg: GatewayConfig,
-                 deployments: Callable[[str], tuple[bool, list[str]]] | None = None) -> None:
+                 deployments: Callable[[str], tuple[bool, list[str]]] | None = None, backend: Any = None) -> None:
         self.store = store
         self.cfg = cfg
         self.deployments = deployments  # what a target routes to (the backend's, when it can say)
+        self.backend = backend  # what a call may cost and use (worst_case_usd, estimate)
         self._required: tuple[float, bool] = (0.0, False)
         self._asking: asyncio.Future[bool] | None = None  # the store is asked once at a time
         self._cache: dict[str, tuple[float, GatewayKey | None]] = {}
@@ -207,10 +211,17 @@ class _Access:
         if time.monotonic() - at > self.cfg.key_cache_s:
             job = self._asking
             if job is None:  # (requests arriving meanwhile wait for the same answer)
-                job = self._asking = asyncio.ensure_future(run_in_threadpool(self.store.any_active))
+                job = self._asking = asyncio.ensure_future(run_in_threadpool(self._configured))
                 job.add_done_callback(self._asked)
             value = await asyncio.shield(job)
         return value
+
+    def _configured(self) -> bool:
+        """Whether keys are required: once any key was created, even if every key is now
+        revoked or expired (the last one going locks the gateway, it does not open it). An
+        active key answers it at once; only without one is the store asked for any key."""
+        assert self.store is not None
+        return self.store.any_active() or self.store.keys_configured()
 
     async def warm(self) -> None:
         """Ask the key store once before the first request (its thread pool starts then)."""
@@ -226,17 +237,37 @@ class _Access:
 
     async def authenticate(self, request: Request) -> GatewayKey | None:
         if not await self._keys_required():
-            self.local_only(request)
-            return None
-        auth = request.headers.get("authorization") or ""
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("x-api-key", "").strip()
+            h = request.headers
+            auth, xkey = h.get("authorization"), h.get("x-api-key")
+            # a gateway key sent to a gateway without keys is checked all the same (unknown,
+            # revoked or expired: 401; one created since the store was asked is served as a
+            # key), never ignored; any other value (the SDKs need one) is not looked at
+            if (auth is None or KEY_PREFIX not in auth) and (xkey is None or KEY_PREFIX not in xkey):
+                self.local_only(request)
+                return None
+            token = self._token(request)
+            if not token.startswith(KEY_PREFIX):
+                self.local_only(request)
+                return None
+            return await self._key(token)
+        token = self._token(request)
         if not token:
             raise GatewayError("a gateway key is required (Authorization: Bearer kn-…)", status=401,
                                type="authentication_error", code="missing_api_key")
+        return await self._key(token)
+
+    @staticmethod
+    def _token(request: Request) -> str:
+        auth = request.headers.get("authorization") or ""
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else (request.headers.get("x-api-key") or "").strip()
+
+    async def _key(self, token: str) -> GatewayKey:
+        """The active key ``token`` is (401 otherwise), from a cache kept ``key_cache_s``: a
+        key revoked meanwhile is refused by the store statements of :meth:`admit`."""
         hit = self._cache.get(token)
         if hit is None or time.monotonic() - hit[0] > self.cfg.key_cache_s:
-            assert self.store is not None
-            hit = (time.monotonic(), await run_in_threadpool(self.store.lookup, token))
+            found = None if self.store is None else await run_in_threadpool(self.store.lookup, token)
+            hit = (time.monotonic(), found)
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[token] = hit
@@ -280,37 +311,56 @@ class _Access:
                 raise GatewayError(f"model {t!r} routes to {bad!r}, which gateway key {key.name!r} does not allow",
                                    status=403, type="permission_error", code="model_not_allowed")
 
-    async def admit(self, key: GatewayKey | None, targets: list[str], hold: Callable[[], float | None]) -> _Held:
-        """Check the key may call ``targets`` now; returns what is held against its budget."""
+    async def admit(self, key: GatewayKey | None, targets: list[str], body: dict[str, Any],
+                    op: str = "chat") -> _Held:
+        """Check the key may call ``targets`` now; returns what is held against its limits.
+        Each store statement run here refuses a key revoked since it was cached (401); a
+        key with no RPM, TPM or budget has its row read instead, so revocation takes
+        effect at once. A key with a TPM limit or a budget has the call's output capped:
+        without ``max_tokens`` in ``body`` it gets the one its estimate assumed."""
         if key is None:
             return _NO_HOLD
         self.allow(key, targets)
-        assert self.store is not None
+        store = self.store
+        assert store is not None
         if key.rpm:
-            n = await run_in_threadpool(self.store.hit, key.id)
+            n = await run_in_threadpool(store.hit, key.id)
             if n > key.rpm:
                 wait = str(max(1, int(60 - time.time() % 60)))
                 raise GatewayError(f"gateway key {key.name!r} is over its limit of {key.rpm} requests per minute",
                                    status=429, type="rate_limit_error", code="rate_limit_exceeded",
                                    headers={"retry-after": wait})
-        if key.tpm:  # the minute's tokens so far (calls count when they end: one call may pass the limit)
-            used = await run_in_threadpool(self.store.tokens_used, key.id)
-            if used >= key.tpm:
+        budgeted = key.budget_usd is not None
+        if not budgeted and not key.tpm:
+            if not key.rpm:  # nothing above read the key's row: is it still live?
+                await run_in_threadpool(store.check_live, key.id)
+            return _NO_HOLD
+        amount, tokens = self._estimate(body, targets, op)
+        minute = None
+        if key.tpm:  # calls in flight count at their estimate, so concurrent calls cannot all pass
+            minute = await run_in_threadpool(store.reserve_tokens, key.id, tokens, key.tpm)
+            if minute is None:
+                used = await run_in_threadpool(store.tokens_used, key.id)
                 wait = str(max(1, int(60 - time.time() % 60)))
-                raise GatewayError(f"gateway key {key.name!r} used {used} of its {key.tpm} tokens per minute",
+                raise GatewayError(f"gateway key {key.name!r} used {used} of its {key.tpm} tokens per minute "
+                                   "(calls in flight count at their estimate)",
                                    status=429, type="rate_limit_error", code="tokens_per_minute_exceeded",
                                    headers={"retry-after": wait})
-        if key.budget_usd is None:
-            return _NO_HOLD
-        amount = hold()
+        if not budgeted:
+            return _Held(0.0, None, tokens, minute)
         amount = self.cfg.default_hold_usd if amount is None else amount
         # the hold lasts the request's time limit and a margin (a minute, or the limit when
         # shorter: the settle after the limit, clocks of replicas a little apart): past that
         # its call is over, and a hold still there was left by a replica that died
         ttl = self.cfg.timeout_s + min(60.0, self.cfg.timeout_s)
-        hold_id = await run_in_threadpool(self.store.reserve, key.id, amount, ttl)
+        try:
+            hold_id = await run_in_threadpool(store.reserve, key.id, amount, ttl)
+        except BaseException:
+            await self._release_tokens(key, tokens, minute)
+            raise
         if hold_id is None:
-            fresh = await run_in_threadpool(self.store.current, key.id) or key
+            await self._release_tokens(key, tokens, minute)
+            fresh = await run_in_threadpool(store.current, key.id) or key
             budget = fresh.budget_usd if fresh.budget_usd is not None else float("inf")
             if fresh.spent_period_usd + amount > budget + budget_slack(budget):  # used up: no retry succeeds before it renews
                 renews = fresh.renews_at()
@@ -321,17 +371,44 @@ class _Access:
             raise GatewayError(f"gateway key {key.name!r} has no budget left for this call "
                                f"(budget {fresh.budget_text()}, {why}; this call's worst case ${amount:.6g})",
                                status=429, type="insufficient_quota", code="insufficient_quota", headers=headers)
-        return _Held(amount, hold_id)
+        return _Held(amount, hold_id, tokens, minute)
+
+    def _estimate(self, body: dict[str, Any], targets: list[str], op: str) -> tuple[float | None, int]:
+        """The call's worst-case cost (None: unknown) and tokens (prompt + output), for a key
+        with a budget or a TPM limit. A chat call without ``max_tokens`` (or
+        ``max_completion_tokens``) is given the output the estimate assumed as
+        ``max_tokens``: nothing else would stop a long answer from passing the hold."""
+        backend = self.backend
+        estimate = getattr(backend, "estimate", None)
+        if estimate is None:  # (a backend that only prices calls)
+            usd = backend.worst_case_usd(body, targets, op) if backend is not None else None
+            return usd, 0
+        usd, prompt, out = estimate(body, targets, op)
+        if op == "chat" and out and not body.get("max_tokens") and not body.get("max_completion_tokens"):
+            body["max_tokens"] = out
+        return usd, prompt + out
+
+    async def _release_tokens(self, key: GatewayKey, tokens: int, minute: int | None) -> None:
+        """Give back a TPM reservation of a call that does not run."""
+        if minute is None or self.store is None:
+            return
+        try:
+            await run_in_threadpool(self.store.settle_tokens, key.id, minute, tokens, 0)
+        except Exception as e:  # noqa: BLE001 - the reservation then only counts until the minute ends
+            log.warning("gateway key %r: the store did not release a token reservation (%s)", key.name,
+                        type(e).__name__)
 
     async def settle(self, key: GatewayKey | None, held: _Held, outcome: Outcome | None) -> None:
         if key is None or self.store is None:
             return
-        if key.tpm and outcome is not None:  # what the provider billed: the call, and cut attempts
-            tokens = (outcome.input_tokens + outcome.output_tokens) if outcome.served else 0
-            tokens += sum((a["charged"].get("input_tokens") or 0) + (a["charged"].get("output_tokens") or 0)
-                          for a in outcome.attempts if a.get("charged"))
+        if held.minute is not None:  # what the provider billed (the call, and cut attempts) replaces the estimate
+            tokens = 0
+            if outcome is not None:
+                tokens = (outcome.input_tokens + outcome.output_tokens) if outcome.served else 0
+                tokens += sum((a["charged"].get("input_tokens") or 0) + (a["charged"].get("output_tokens") or 0)
+                              for a in outcome.attempts if a.get("charged"))
             try:
-                await run_in_threadpool(self.store.add_tokens, key.id, tokens)
+                await run_in_threadpool(self.store.settle_tokens, key.id, held.minute, held.tokens, tokens)
             except Exception as e:  # noqa: BLE001 - the answer is not lost to the key store
                 log.warning("gateway key %r: the store did not take the tokens of a call (%s)", key.name,
                             type(e).__name__)
@@ -361,7 +438,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     """The ASGI app over ``backend``; ``store`` holds gateway keys (None: no keys, open)."""
     cfg = config or GatewayConfig()
     m = metrics or Metrics()
-    access = _Access(store, cfg, getattr(backend, "deployments", None))
+    access = _Access(store, cfg, getattr(backend, "deployments", None), backend)
 
     async def read_json(request: _ChatRequest) -> Any:
         length = request.headers.get("content-length")
@@ -425,7 +502,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 else completions_to_chat(raw) if dialect == "completions" else validate_chat_request(raw)
             targets = split_target(body["model"])
             alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
-            held = await access.admit(key, targets, lambda: backend.worst_case_usd(body, targets, op))
+            held = await access.admit(key, targets, body, op)
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
             m.in_flight -= 1
             if isinstance(e, asyncio.CancelledError):

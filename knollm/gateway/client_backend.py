@@ -278,10 +278,13 @@ class ClientBackend:
     def spooled(self) -> int | None:
         """Ledger rows waiting in the spool (calls answered while the ledger store failed;
         :mod:`knollm.client.spool`), or None without a ledger."""
-        from knollm.client.spool import spool_path, waiting
+        from knollm.client.spool import legacy_spool, spool_path, waiting
 
         store = self.client.store
-        return None if store is None else waiting(spool_path(store))
+        if store is None:
+            return None
+        legacy = legacy_spool(store)  # (the default ledger also replays the shared spool of earlier versions)
+        return waiting(spool_path(store)) + (waiting(legacy) if legacy is not None else 0)
 
     @staticmethod
     def _split(body: dict[str, Any], targets: list[str]) -> tuple[Any, list[dict], dict[str, Any]]:
@@ -386,6 +389,31 @@ class ClientBackend:
         an embeddings body."""
         from knollm.client.accounting import worst_case_cost
 
+        plan = self._plan(body, targets, op)
+        if plan is None:
+            return 0.0  # nothing can serve it: the call fails without cost
+        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]
+        return None if any(c is None for c in costs) else max(costs, default=0.0)
+
+    def estimate(self, body: dict[str, Any], targets: list[str], op: str = "chat") -> tuple[float | None, int, int]:
+        """What a call of a gateway key with limits may use: ``(usd, prompt, output)``. The
+        output tokens are the caller's ``max_tokens`` (or ``max_completion_tokens``), else
+        the least of the candidates' defaults (the client's ``default_max_tokens``, or the
+        model's output limit when lower), which the gateway then sends as ``max_tokens``:
+        so ``usd``, the most the call can cost on any candidate with that output (None if
+        one is unpriced), bounds what it is charged. ``prompt`` is the client's estimate
+        of the input tokens. ``(0.0, 0, 0)`` when nothing can serve the call."""
+        from knollm.client.accounting import worst_case_cost
+
+        plan = self._plan(body, targets, op)
+        if plan is None:
+            return 0.0, 0, 0
+        out = 0 if op == "embed" else min((plan.out_tokens(d.offer) for d in plan.order), default=0)
+        costs = [worst_case_cost(d.offer, plan.prompt, out) for d in plan.order]
+        return (None if any(c is None for c in costs) else max(costs, default=0.0)), int(plan.prompt), int(out)
+
+    def _plan(self, body: dict[str, Any], targets: list[str], op: str) -> Any:
+        """The client's plan of the call (None when nothing can serve it)."""
         if op == "embed":
             target: Any = targets[0] if len(targets) == 1 else list(targets)
             messages: list[dict] = []
@@ -393,11 +421,9 @@ class ClientBackend:
         else:
             target, messages, params = self._split(body, targets)
         try:
-            plan = self.client.plan(target, messages, params, op)
+            return self.client.plan(target, messages, params, op)
         except ClientError:
-            return 0.0  # nothing can serve it: the call fails without cost
-        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]
-        return None if any(c is None for c in costs) else max(costs, default=0.0)
+            return None
 
     async def models(self) -> list[dict[str, Any]]:
         now = time.monotonic()

@@ -11,6 +11,12 @@ that locks the key's row, so concurrent replicas cannot overspend), and the call
 it at the real cost. A hold names when
 it expires (the request's time limit, plus a margin): one a crashed replica never
 settled stops counting then, instead of shrinking the budget forever.
+
+Revocation takes effect at once: every statement a keyed request runs against the store
+(the RPM count, the TPM reservation, the budget hold, or, for a key with none of those
+limits, one read of the key's row) refuses a key revoked since the gateway cached it
+(:class:`KeyRevoked`). Once any key was created (even one now revoked or expired),
+:meth:`KeyStore.keys_configured` says so: a loopback gateway then requires keys.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from typing import Any
 from knollm.errors import GatewayError, NotFoundError
 from knollm.gateway.db import Database, again_if_lost, open_database
 
-__all__ = ["GatewayKey", "KeyStore", "hash_key", "KEY_PREFIX", "BUDGET_PERIODS", "KEEP"]
+__all__ = ["GatewayKey", "KeyStore", "KeyRevoked", "hash_key", "KEY_PREFIX", "BUDGET_PERIODS", "KEEP"]
 
 KEY_PREFIX = "kn-"
 
@@ -89,6 +95,14 @@ _COLS = ("id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, c
 _HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
         "AND h.expires_at > ?), 0))"
 _COLS_HELD = _COLS.replace("reserved_usd", _HELD)
+
+
+class KeyRevoked(GatewayError):
+    """The key was revoked (or deleted) since the gateway looked it up: 401, as an unknown key."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid or revoked gateway key", status=401, type="authentication_error",
+                         code="invalid_api_key")
 
 
 def hash_key(token: str) -> str:
@@ -289,8 +303,12 @@ class KeyStore:
         """A key by id, name or display prefix (NotFoundError with suggestions otherwise)."""
         keys = self.list()
         hits = [k for k in keys if ref in (k.id, k.name, k.prefix)]
-        if len(hits) > 1:
-            raise GatewayError(f"{ref!r} names {len(hits)} keys; use the id")
+        if len(hits) > 1:  # a key rotated under its name: the revoked ones are not meant
+            live = [k for k in hits if k.revoked_at is None]
+            if len(live) != 1:
+                raise GatewayError(f"{ref!r} names {len(hits)} keys"
+                                   f"{f' ({len(live)} not revoked)' if live else ''}; use the id")
+            hits = live
         if not hits:
             import difflib
 
@@ -306,8 +324,24 @@ class KeyStore:
 
     @again_if_lost
     def any_active(self) -> bool:
+        """Whether a key is active now (neither revoked nor expired)."""
         return bool(self.db.execute("SELECT 1 FROM gateway_keys WHERE revoked_at IS NULL "
                                     "AND (expires_at IS NULL OR expires_at > ?) LIMIT 1", (time.time(),)))
+
+    @again_if_lost
+    def keys_configured(self) -> bool:
+        """Whether any key was ever created, active, expired or revoked: from then on a
+        gateway requires keys (the last key revoked or expired locks a loopback gateway,
+        it does not open it)."""
+        return bool(self.db.execute("SELECT 1 FROM gateway_keys LIMIT 1"))
+
+    @again_if_lost
+    def check_live(self, key_id: str) -> None:
+        """Raise :class:`KeyRevoked` when the key is revoked (or gone): one primary-key read,
+        for a request whose key has no limit that reads its row anyway."""
+        rows = self.db.execute("SELECT revoked_at FROM gateway_keys WHERE id = ?", (key_id,))
+        if not rows or rows[0][0] is not None:
+            raise KeyRevoked()
 
     # serving -----------------------------------------------------------------------
     @again_if_lost
@@ -321,15 +355,22 @@ class KeyStore:
 
     @again_if_lost
     def hit(self, key_id: str, now: float | None = None) -> int:
-        """Count one request in the current minute; returns the count so far (this one included)."""
+        """Count one request in the current minute; returns the count so far (this one included).
+        A revoked key counts nothing: :class:`KeyRevoked` (the same statement checks it)."""
         minute = int((now if now is not None else time.time()) // 60)
         rows = self.db.execute(
-            "INSERT INTO gateway_key_minutes (key_id, minute, n) VALUES (?, ?, 1) "
+            "INSERT INTO gateway_key_minutes (key_id, minute, n) SELECT id, ?, 1 FROM gateway_keys "
+            "WHERE id = ? AND revoked_at IS NULL "
             "ON CONFLICT (key_id, minute) DO UPDATE SET n = gateway_key_minutes.n + 1 RETURNING n",
-            (key_id, minute))
+            (minute, key_id))
+        if not rows:
+            raise KeyRevoked()
+        self._tidy(minute)
+        return int(rows[0][0])
+
+    def _tidy(self, minute: int) -> None:
         if minute % 10 == 0:  # keep the table small
             self.db.execute("DELETE FROM gateway_key_minutes WHERE minute < ?", (minute - 2,))
-        return int(rows[0][0])
 
     @again_if_lost
     def tokens_used(self, key_id: str, now: float | None = None) -> int:
@@ -340,11 +381,56 @@ class KeyStore:
         return int(rows[0][0]) if rows else 0
 
     @again_if_lost
+    def reserve_tokens(self, key_id: str, tokens: int, tpm: int, now: float | None = None) -> int | None:
+        """Count a call's estimated ``tokens`` in the current minute, in one conditional
+        statement (replicas share it, and the database serializes it): only while the
+        minute's tokens, those of finished calls plus the estimates of calls in flight, are
+        under ``tpm``. Returns the minute (for :meth:`settle_tokens`), or None when the
+        minute is used up. A revoked key: :class:`KeyRevoked`. Run again on a lost
+        connection, a reservation may count twice; it is corrected once, so the minute
+        keeps the extra estimate (it only refuses sooner)."""
+        tokens = max(0, int(tokens))
+        minute = int((now if now is not None else time.time()) // 60)
+        rows = self.db.execute(
+            "INSERT INTO gateway_key_minutes (key_id, minute, n, tokens) SELECT id, ?, 0, ? FROM gateway_keys "
+            "WHERE id = ? AND revoked_at IS NULL ON CONFLICT (key_id, minute) DO UPDATE "
+            "SET tokens = gateway_key_minutes.tokens + EXCLUDED.tokens WHERE gateway_key_minutes.tokens < ? "
+            "RETURNING tokens", (minute, tokens, key_id, tpm))
+        if rows:
+            self._tidy(minute)
+            return minute
+        self.check_live(key_id)  # refused: revoked, or the minute is used up
+        return None
+
+    def settle_tokens(self, key_id: str, minute: int, reserved: int, used: int, now: float | None = None) -> None:
+        """A call reserved with :meth:`reserve_tokens` is over: its estimate leaves the
+        minute it was reserved in, and the tokens it used (as the provider reported them; 0
+        for a failed call) count in the current minute, where the call ended (the same
+        minute, usually: one statement corrects it by ``used - reserved``). Not run again on
+        a lost connection (a repeat would correct twice): the error reaches the caller."""
+        now_min = int((now if now is not None else time.time()) // 60)
+        reserved, used = max(0, int(reserved)), max(0, int(used))
+        if now_min == minute or not used:
+            if used != reserved:
+                self.db.execute("UPDATE gateway_key_minutes SET tokens = CASE WHEN tokens + ? < 0 THEN 0 "
+                                "ELSE tokens + ? END WHERE key_id = ? AND minute = ?",
+                                (used - reserved, used - reserved, key_id, minute))
+            return
+        with self.db.tx():
+            if reserved:
+                self.db.execute("UPDATE gateway_key_minutes SET tokens = CASE WHEN tokens < ? THEN 0 "
+                                "ELSE tokens - ? END WHERE key_id = ? AND minute = ?",
+                                (reserved, reserved, key_id, minute))
+            self._add_tokens(key_id, used, now_min)
+
+    @again_if_lost
     def add_tokens(self, key_id: str, tokens: int, now: float | None = None) -> None:
         """Count a finished call's tokens in the current minute (the minute it ended)."""
         if tokens <= 0:
             return
-        minute = int((now if now is not None else time.time()) // 60)
+        self._add_tokens(key_id, tokens, int((now if now is not None else time.time()) // 60))
+
+    def _add_tokens(self, key_id: str, tokens: int, minute: int) -> None:
         self.db.execute(
             "INSERT INTO gateway_key_minutes (key_id, minute, n, tokens) VALUES (?, ?, 0, ?) "
             "ON CONFLICT (key_id, minute) DO UPDATE SET tokens = gateway_key_minutes.tokens + ?",
@@ -356,17 +442,19 @@ class KeyStore:
         time limit): the hold's id, or None when it would exceed the budget (spent in the
         budget's period, plus the live holds, plus this one). One transaction, the key's
         row locked, so replicas reserving at once are serialized. Expired holds of the key
-        are dropped."""
+        are dropped. A revoked key holds nothing: :class:`KeyRevoked`."""
         from knollm.client.store import budget_slack
 
         now = time.time() if now is None else now
         with self.db.tx():
             rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd, budget_period, day_start, "
-                                   f"spent_day_usd, month_start, spent_month_usd FROM gateway_keys WHERE id = ?"
-                                   f"{self._for_update}", (key_id,))
+                                   f"spent_day_usd, month_start, spent_month_usd, revoked_at FROM gateway_keys "
+                                   f"WHERE id = ?{self._for_update}", (key_id,))
             if not rows:
                 return None
-            budget, spent, legacy, period, day_start, day, month_start, month = rows[0]
+            budget, spent, legacy, period, day_start, day, month_start, month, revoked = rows[0]
+            if revoked is not None:
+                raise KeyRevoked()
             self.db.execute("DELETE FROM gateway_key_holds WHERE key_id = ? AND expires_at <= ?", (key_id, now))
             if budget is not None:
                 if period == "day":
