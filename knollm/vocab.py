@@ -26,7 +26,8 @@ __all__ = [
     "Capability", "PriceField", "SourceMark",
     "CAPABILITY_TABLE", "PRICE_TABLE", "SOURCE_TABLE",
     "CAPABILITIES", "CAPABILITY_BIT", "PRICE_FIELDS", "KINDS", "MODALITIES", "SOURCES", "SORT_KEYS",
-    "TOKEN_PRICE_FIELDS", "PLAUSIBLE_PRICE", "PLAUSIBLE_PRICE_BY_KIND", "PLAUSIBLE_TOKENS", "PLACEHOLDER_TOKENS",
+    "TOKEN_PRICE_FIELDS", "PLAUSIBLE_PRICE", "PLAUSIBLE_PRICE_BY_KIND", "PLAUSIBLE_TOKENS",
+    "PLAUSIBLE_TOKENS_BY_KIND", "PLACEHOLDER_TOKENS",
     "SUSPECT_CHECKS",
     "FIRST_PARTY", "PLACEHOLDER_OWNERS", "COMPARE_FIELDS", "first_party", "capability", "as_json",
 ]
@@ -124,6 +125,12 @@ PLAUSIBLE_PRICE_BY_KIND: dict[str, dict[str, tuple[float, float]]] = {
 }
 #: token limits: a context window or max output outside this range is suspect
 PLAUSIBLE_TOKENS: tuple[int, int] = (16, 10_500_000)  # Llama 4 Scout: 10M
+#: token limits by kind (``{kind: {field: (low, high)}}``), checked after ``PLAUSIBLE_TOKENS``:
+#: embedding models read at most 32k tokens (bge / e5 / MiniLM: 512, OpenAI / Qwen3: 8k-32k);
+#: a 128k context is a chat model's limit borrowed by mistake
+PLAUSIBLE_TOKENS_BY_KIND: dict[str, dict[str, tuple[int, int]]] = {
+    "embedding": {"context_window": (16, 32_768)},
+}
 #: values that are placeholders, not limits (all nines, 2^31-1, 2^32-1, 10^9…)
 PLACEHOLDER_TOKENS: frozenset[int] = frozenset({9_999_999, 99_999_999, 999_999_999, 2_147_483_647,
                                                 4_294_967_295, 1_000_000_000, 10_000_000_000})
@@ -132,9 +139,11 @@ PLACEHOLDER_TOKENS: frozenset[int] = frozenset({9_999_999, 99_999_999, 999_999_9
 SUSPECT_CHECKS: dict[str, str] = {
     "price_range": "price outside the plausible range for its kind (unit error?)",
     "token_range": "token limit outside the plausible range",
+    "kind_token_range": "token limit implausible for the model's kind (an embedding context above 32,768)",
     "placeholder": "a placeholder number, not a limit",
     "max_output_gt_context": "the provider says max output exceeds its own context window",
-    "unit_unknown": "the source's price unit is not declared in the provider registry",
+    "unit_unknown": "the source's price unit is not declared in the provider registry, or the source lists a "
+                    "non-token price (speech-to-text) as input/output in an undocumented unit",
 }
 
 #: the sources, highest precedence first (see :mod:`knollm.catalog.schema`)
@@ -143,6 +152,11 @@ SOURCE_TABLE: tuple[SourceMark, ...] = (
     SourceMark("dump", "D", "the provider's own model list (dump)", "provider dump"),
     SourceMark("genai-prices", "G", "the genai-prices registry", "genai-prices"),
     SourceMark("models.dev", "M", "the models.dev registry", "models.dev"),
+    SourceMark("models.dev~canonical", "m",
+               "models.dev's entry for the same canonical model on another provider (or a differently served "
+               "sibling): a reference, not this offer's own entry", "models.dev (other provider)"),
+    SourceMark("models.dev~family", "f", "models.dev's entry for the same model family on another provider: "
+               "a low-confidence reference", "models.dev (model family)"),
     SourceMark("litellm", "L", "LiteLLM's cost map", "LiteLLM"),
     SourceMark("inferred", "I", "inferred from the model name", "inferred from name"),
     SourceMark("knollm", "K", "Knollm's provider registry (knollm/data/providers.toml)", "Knollm registry"),

@@ -151,7 +151,7 @@ def test_alias_join_needs_the_same_serving_variant(tmp_path, monkeypatch):
     assert set(_price_sources(free).values()) == {"litellm"} and free["free"] is True
     assert free["joins"]["models.dev"] == "canonical"
     # the sibling still gives non-price facts of the same model
-    assert free["capabilities"]["tools"] is True and free["sources"]["capabilities.tools"] == "models.dev"
+    assert free["capabilities"]["tools"] is True and free["sources"]["capabilities.tools"] == "models.dev~canonical"
 
     ext = cat["openrouter/meta-llama/llama-3-8b-instruct:extended"]
     assert ext["prices"]["input"] == pytest.approx(0.225) and ext["prices"]["output"] == pytest.approx(2.25)

@@ -152,11 +152,22 @@ def test_max_output_spellings_and_modalities_input():
     assert _model(cat, "togetherai/Qwen/Qwen3-235B-A22B-Instruct-2507-tput")["max_output"] == 32768  # config.*
 
 
-def test_borrowed_max_output_above_context_is_not_published():
+def test_borrowed_max_output_above_context_is_not_published(tmp_path):
     cat = _build("limits")
     bge = _model(cat, "togetherai/BAAI/bge-base-en-v1.5")
     assert bge["context_window"] == 512 and bge["max_output"] is None
     assert bge["alternatives"]["max_output"] == {"litellm": 16384}
+    # (an embedding has no max output at all since review 2: the rule is shown on a chat model)
+    (tmp_path / "models_togetherai.json").write_text(json.dumps([
+        {"id": "acme/chat-4k", "object": "model", "type": "chat", "context_length": 4096,
+         "pricing": {"input": 0.1, "output": 0.2}}]))
+    (tmp_path / "models_litellm.json").write_text(json.dumps({
+        "together_ai/acme/chat-4k": {"max_input_tokens": 4096, "max_output_tokens": 16384,
+                                     "litellm_provider": "together_ai", "mode": "chat"}}))
+    cat = build_catalog(tmp_path, registries=False)
+    m = _model(cat, "togetherai/acme/chat-4k")
+    assert m["context_window"] == 4096 and m["max_output"] is None
+    assert m["alternatives"]["max_output"] == {"litellm": 16384}
     w = next(w for w in cat["warnings"] if w["code"] == "borrowed-max-output")
     assert "16384" in w["message"] and w["file"] == "models_litellm.json"
 

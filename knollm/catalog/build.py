@@ -40,7 +40,8 @@ _META_ORDER = ("dump", "md", "gp", "litellm")
 _DATE_ORDER = ("md", "md~canonical")
 _LAYER_SOURCE = {
     "probe": "probe", "dump": "dump", "litellm": "litellm", "gp": "genai-prices", "md": "models.dev",
-    "md~canonical": "models.dev", "md~family": "models.dev",
+    # another provider's entry (or a differently served sibling): a reference, labelled apart
+    "md~canonical": "models.dev~canonical", "md~family": "models.dev~family",
 }
 
 _INFER_VISION = re.compile(r"vision|(^|[-_/.])vl([-_.]|$)|llava|pixtral|qvq")
@@ -186,6 +187,7 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
             info["files"].append(fname)
             info["records"] += len(df.records)
         assumed = 0
+        unknown_unit: list[str] = []
         for rid, rec in df.records:
 
             def warn(field: str, msg: str, _rid=rid) -> None:
@@ -202,6 +204,8 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
             for pid, mid, fields in items:
                 if fields.get("unit_assumed"):
                     assumed += 1
+                if fields.get("price_unit_unknown"):
+                    unknown_unit.append(mid)
                 key = (pid or own, mid)
                 off = offers.get(key)
                 if off is None:
@@ -216,6 +220,10 @@ def _read_offers(dumps: list[DumpFile], table: ProviderRegistry, diags: Diagnost
             diags.data("unit-unknown", fname, f"price unit of pricing.prompt / pricing.completion is not declared "
                        f"(dump.price_unit of provider '{own}' in providers.toml); {assumed} record(s) read as "
                        "USD/token and marked suspect 'unit_unknown'")
+        if unknown_unit:
+            diags.data("unit-unknown", fname, f"{len(unknown_unit)} record(s) list input/output prices that are not "
+                       f"per token, in an undocumented unit ({', '.join(unknown_unit[:5])}); kept, marked suspect "
+                       "'unit_unknown'")
     return dump_info
 
 
@@ -258,6 +266,9 @@ def _registry_layer(off: _Offer, rm: RegistryModel) -> dict[str, Any]:
 
 def _join_registries(offers: dict[tuple[str, str], _Offer], md: RegistrySnapshot | None, gp: RegistrySnapshot | None) -> None:
     """Attach each offer's registry entries.
+
+    genai-prices: :func:`registries.genai_match` (exact id, ``equals`` alias, then a match rule
+    that names no size / variant the offer id adds: :func:`registries.rule_overreach`).
 
     models.dev: the same provider's entry for the id (``exact``), else for the same canonical
     id (``alias``) *only when it names the same serving variant* (:func:`identity.same_variant`):
@@ -335,6 +346,8 @@ def _add_registry_only(offers: dict[tuple[str, str], _Offer], md: RegistrySnapsh
 
 
 _MEDIA_KINDS = frozenset({"image", "audio", "video"})
+#: kinds that generate no text: another provider's entry lends them no limits
+_NON_GENERATIVE = frozenset({"embedding", "rerank", "moderation"})
 #: a zero price is "free" only if the id says so, or ...
 _FREE_ID = re.compile(r"(:|-|_|\b)free\b", re.IGNORECASE)
 #: third-party sources whose zero prices need corroboration (a dump's own zero is explicit):
@@ -343,15 +356,26 @@ _FREE_ID = re.compile(r"(:|-|_|\b)free\b", re.IGNORECASE)
 _REGISTRY_LAYERS = frozenset({"gp", "md", "litellm"})
 
 
-def _price_order(L: dict[str, dict[str, Any]]) -> tuple[str, ...]:
-    """``_PRICE_ORDER`` for one offer. A region-less registry entry joined to a regional offer
+#: ``_PRICE_ORDER`` when models.dev's entry is this exact id and genai-prices' only a rule / alias hit
+_PRICE_ORDER_MD_EXACT = ("dump", "md", "gp", "litellm")
+
+
+def _price_order(L: dict[str, dict[str, Any]], joins: dict[str, str] | None = None) -> tuple[str, ...]:
+    """``_PRICE_ORDER`` for one offer. Join quality counts: models.dev's entry for this exact id
+    beats a genai-prices entry reached only through a match rule or alias (``gemini-flash-latest``
+    -> whatever ``gemini-*-flash`` the rule points at today); the other value stays in
+    ``alternatives``. A region-less registry entry joined to a regional offer
     (``_regionless``: its default-region price) never overrides nor completes a regional price:
     when a regional source (the dump, LiteLLM's regional key) has any price, it is left out (its
     differing values stay in ``alternatives``); otherwise it ranks last."""
+    joins = joins or {}
+    order = _PRICE_ORDER
+    if joins.get("models.dev") == "exact" and joins.get("genai-prices") not in (None, "exact"):
+        order = _PRICE_ORDER_MD_EXACT
     late = tuple(la for la in ("gp", "md") if (L.get(la) or {}).get("_regionless"))
     if not late:
-        return _PRICE_ORDER
-    regional = tuple(la for la in _PRICE_ORDER if la not in late)
+        return order
+    regional = tuple(la for la in order if la not in late)
     if any((L.get(la) or {}).get("prices") for la in regional):
         return regional
     return regional + late
@@ -444,13 +468,16 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     media = kind in _MEDIA_KINDS
     # another provider's entry (canonical / family join) says nothing about a media model's
     # text limits or tool calling (dall-e-3 is not a chat model with an 800-token context)
-    limit_order = _LIMIT_ORDER[:-1] if media else _LIMIT_ORDER
+    # nor about an embedding / reranker / moderation model's limits (bge-base-en-v1.5 does not
+    # read 128k tokens because some provider's chat model of that canonical id does)
+    limit_order = _LIMIT_ORDER[:-1] if media or kind in _NON_GENERATIVE else _LIMIT_ORDER
     cap_order = _CAP_ORDER[:3] if media else _CAP_ORDER
     m["context_window"] = pick("context_window", limit_order)
     ctx = m["context_window"]
     ctx_layer = layer_of.get("context_window")
     # max output: a value borrowed from another source may not exceed the context shown
-    for layer in limit_order:
+    # an embedding model generates no tokens: it has no max output, whatever a source says
+    for layer in () if kind == "embedding" else limit_order:
         v = L.get(layer, {}).get("max_output")
         if v is None:
             continue
@@ -485,7 +512,7 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
                 caps[c] = False
                 sources[f"capabilities.{c}"] = "inferred"
     m["capabilities"] = caps
-    price_order = _price_order(L)
+    price_order = _price_order(L, off.joins)
     prices = fill("prices", PRICE_FIELDS, price_order)
     for layer in price_order:
         if L.get(layer, {}).get("price_tiers"):
@@ -585,13 +612,14 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
         check = price_check(k, v, kind)
         if check:
             report(f"prices.{k}", check, v)
-        elif v is not None and L.get(layer_of.get(f"prices.{k}", ""), {}).get("unit_assumed") \
-                and k in ("input", "output"):
+        elif v is not None and k in ("input", "output") and (
+                (lf := L.get(layer_of.get(f"prices.{k}", ""), {})).get("unit_assumed")
+                or lf.get("price_unit_unknown")):
             suspect[f"prices.{k}"] = "unit_unknown"
     for f in ("context_window", "max_output"):
         if f == "max_output" and kind not in ("chat", "completion") and (m[f] or 0) < PLAUSIBLE_TOKENS[0]:
             continue  # embeddings, rerankers, image models: a max output of 1 means "not text"
-        check = token_check(m[f])
+        check = token_check(m[f], f, kind)
         if check:
             report(f, check, m[f])
     flags = []
@@ -633,8 +661,7 @@ def _alternatives(L: dict[str, dict[str, Any]], m: dict[str, Any], layer_of: dic
     def add(path: str, layer: str, v: Any, shown: Any) -> None:
         if v is None or layer == layer_of.get(path) or not _differs(v, shown):
             return
-        label = _LAYER_SOURCE[layer] + (layer[2:] if layer.startswith("md~") else "")
-        out.setdefault(path, {}).setdefault(label, v)
+        out.setdefault(path, {}).setdefault(_LAYER_SOURCE[layer], v)
 
     for f, order in _ALT_FIELDS:
         for layer in order:

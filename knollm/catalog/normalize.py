@@ -163,8 +163,11 @@ def iso_date(v: Any) -> str | None:
 
 
 _KIND_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("embedding", re.compile(r"embed|(^|[/_-])(bge|gte|e5|m3e|nomic-embed|jina-embeddings)([-_.]|$)|text-similarity")),
+    # before "embedding": a ``bge-reranker`` is a reranker, not a bge embedding model
     ("rerank", re.compile(r"rerank")),
+    ("embedding", re.compile(r"embed|(^|[/_-])(bge|gte|e5|m3e|nomic-embed|jina-embeddings)([-_.]|$)|text-similarity"
+                             r"|(^|/)sentence-transformers/|(^|[/_-])text2vec([-_.]|$)"
+                             r"|(^|/)(all|multi-qa|paraphrase(-multilingual)?)-(minilm|mpnet|distilroberta)")),
     ("moderation", re.compile(r"moderation|llama-guard|(^|[/_-])guard([-_]|$)|shieldgemma|prompt-guard")),
     ("audio", re.compile(r"whisper|(^|[/_-])tts|transcribe|speech|audio|voxtral|(^|[/_-])(nova-[23]|aura)|playai|orpheus|kokoro|sonic")),
     ("image", re.compile(r"flux|stable-diffusion|sdxl|sd3|dall-e|imagen|(^|[/_-])image|midjourney|ideogram|recraft|playground-v|hidream|seedream|qwen-image|kolors")),

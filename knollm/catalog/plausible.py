@@ -7,14 +7,20 @@ record, raw value and check. Suspect prices never rank in "cheapest"
 (:mod:`knollm.query.cost`, :mod:`knollm.query.index`).
 
 The ranges live in :mod:`knollm.vocab` (``PLAUSIBLE_PRICE``, ``PLAUSIBLE_PRICE_BY_KIND``,
-``PLAUSIBLE_TOKENS``, ``PLACEHOLDER_TOKENS``). A price 10x off (a per-1K or per-token
+``PLAUSIBLE_TOKENS``, ``PLAUSIBLE_TOKENS_BY_KIND``, ``PLACEHOLDER_TOKENS``). A price 10x off (a per-1K or per-token
 price read as per-million, a dump in cents) lands outside them: real chat prices are
 0-200 $/M input and 0-800 $/M output.
 """
 
 from __future__ import annotations
 
-from knollm.vocab import PLACEHOLDER_TOKENS, PLAUSIBLE_PRICE, PLAUSIBLE_PRICE_BY_KIND, PLAUSIBLE_TOKENS
+from knollm.vocab import (
+    PLACEHOLDER_TOKENS,
+    PLAUSIBLE_PRICE,
+    PLAUSIBLE_PRICE_BY_KIND,
+    PLAUSIBLE_TOKENS,
+    PLAUSIBLE_TOKENS_BY_KIND,
+)
 
 __all__ = ["price_check", "token_check", "price_range"]
 
@@ -36,11 +42,19 @@ def price_check(field: str, value: float | None, kind: str | None) -> str | None
     return None if lo <= value <= hi else "price_range"
 
 
-def token_check(value: int | None) -> str | None:
-    """``"placeholder"`` (99999999, 2^31-1…), ``"token_range"`` or None for a token limit."""
+def token_check(value: int | None, field: str | None = None, kind: str | None = None) -> str | None:
+    """``"placeholder"`` (99999999, 2^31-1…), ``"token_range"``, ``"kind_token_range"`` (outside
+    the range for the model's kind, :data:`knollm.vocab.PLAUSIBLE_TOKENS_BY_KIND`: an embedding
+    model's context above 32,768) or None for a token limit (``field``: ``context_window`` /
+    ``max_output``)."""
     if value is None:
         return None
     if value in PLACEHOLDER_TOKENS:
         return "placeholder"
     lo, hi = PLAUSIBLE_TOKENS
-    return None if lo <= value <= hi else "token_range"
+    if not lo <= value <= hi:
+        return "token_range"
+    rng = PLAUSIBLE_TOKENS_BY_KIND.get(kind or "", {}).get(field or "")
+    if rng is not None and not rng[0] <= value <= rng[1]:
+        return "kind_token_range"
+    return None

@@ -11,6 +11,7 @@ adapters produce, keyed by Knollm provider id.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -19,7 +20,8 @@ from typing import Any
 from knollm.catalog.normalize import round_sig
 from knollm.providers import ProviderRegistry
 
-__all__ = ["RegistryModel", "RegistrySnapshot", "load_models_dev", "load_genai_prices", "registry_version"]
+__all__ = ["RegistryModel", "RegistrySnapshot", "load_models_dev", "load_genai_prices", "registry_version",
+           "genai_match", "rule_overreach"]
 
 
 @dataclass(slots=True)
@@ -230,7 +232,10 @@ def _equals_values(clause: Any) -> list[str] | None:
 
 
 def genai_match(reg: RegistrySnapshot, provider: str, model_id: str) -> tuple[RegistryModel | None, str | None]:
-    """Find the genai-prices entry for ``model_id`` on ``provider``: exact id, then match rules."""
+    """Find the genai-prices entry for ``model_id`` on ``provider``: exact id (``exact``), then an
+    ``equals`` alias, then the other match rules (``alias``). A rule hit that is wider than the
+    model it prices (:func:`rule_overreach`: ``gemini-1.5-flash-8b`` under ``contains
+    'gemini-1.5-flash'``, any ``-latest`` pointer) is no join."""
     bucket = reg.models.get(provider)
     if not bucket:
         return None, None
@@ -255,6 +260,32 @@ def genai_match(reg: RegistrySnapshot, provider: str, model_id: str) -> tuple[Re
         info, rsub = rm.native
         if rsub != sub:
             continue
-        if info.is_match(base):
+        if info.is_match(base) and not rule_overreach(base, rm.id.split(":")[0] if rsub else rm.id, provider):
             return rm, "alias"
     return None, None
+
+
+_ID_SPLIT = re.compile(r"[-_.:/\s@]+")
+#: tokens that name a different (differently priced) model than the one a registry rule is
+#: written for: a smaller sibling (``-8b``, ``-mini``, ``-nano``, ``-lite``), an experimental or
+#: thinking build (``-exp``, ``-thinking``), or a moving pointer (``-latest``: it names whatever
+#: model the provider serves *today*, not the one the dump listed)
+_VARIANT_TOKENS = frozenset({"lite", "mini", "nano", "exp", "experimental", "thinking", "latest"})
+_SIZE_TOKEN = re.compile(r"^(?:\d+x)?\d+(?:\.\d+)?[bm]$|^a\d+(?:\.\d+)?b$|^e\d+b$")
+
+
+def rule_overreach(model_id: str, registry_id: str, provider: str | None = None) -> bool:
+    """True when a genai-prices *rule* (``contains`` / ``starts_with`` / regex …, not ``equals``)
+    hit on ``model_id`` is wider than the model it prices (``registry_id``): the id carries a
+    size or variant token the registry id lacks (``gemini-1.5-flash-8b`` / ``-exp-0827`` /
+    ``-latest`` under the rule ``contains 'gemini-1.5-flash'``), or names another serving variant
+    (:func:`knollm.catalog.identity.same_variant`: ``:free``, ``-fast``, ``-Turbo``, a
+    quantisation). Dated snapshots and ``-preview`` builds keep the registry's price."""
+    from knollm.catalog.identity import same_variant
+
+    mine = set(_ID_SPLIT.split(model_id.lower()))
+    theirs = set(_ID_SPLIT.split(registry_id.lower()))
+    for tok in mine - theirs:
+        if tok in _VARIANT_TOKENS or _SIZE_TOKEN.match(tok):
+            return True
+    return not same_variant(model_id.rsplit("/", 1)[-1], registry_id, provider)

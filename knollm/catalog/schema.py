@@ -19,7 +19,8 @@ models.dev's entry for the same canonical model or family on *another* provider,
 differently served sibling on the same one. The order tables live in :mod:`knollm.catalog.build`.
 
 * prices: ``dump`` > ``genai-prices`` same provider > ``models.dev`` same provider >
-  ``litellm`` (never canonical or family); a region-less registry entry joined to a
+  ``litellm`` (never canonical or family); models.dev's entry for the exact id beats a
+  genai-prices rule / alias join; a region-less registry entry joined to a
   regional offer (``sa-east-1/…``) gives no price when the dump or LiteLLM has a regional
   one (its values stay in ``alternatives``);
 * context window, max output: ``probe`` (context window only) > ``dump`` > ``models.dev``
@@ -52,7 +53,9 @@ Data truth (issue 10) – rules applied after precedence:
   contradicted by another source (or uncorroborated) is shown as unknown, its value kept in
   ``alternatives``; ``free`` also needs every known price (per request, per image…) to be 0;
 * capabilities and limits from *another* provider's entry (``models.dev`` canonical /
-  family) are not applied to image, audio and video models;
+  family) are not applied to image, audio and video models, nor limits to embedding,
+  rerank and moderation models; an embedding has no max output; values shown from another
+  provider's entry have source ``models.dev~canonical`` / ``models.dev~family``;
 * ``alternatives`` keeps each other source's differing value for every field.
 
 Prices are USD per million tokens (per request / per image where so named); ``None``

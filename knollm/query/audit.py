@@ -29,7 +29,8 @@ FIELD_GROUPS = ("price", "context", "max_output", "capability", "deprecation")
 
 #: the documented precedence per group (knollm.catalog.schema)
 PRECEDENCE = {
-    "price": "dump > genai-prices > models.dev > litellm",
+    "price": "dump > genai-prices > models.dev > litellm (an exact models.dev entry before a genai-prices rule "
+             "or alias match)",
     "context": "dump > models.dev > genai-prices > litellm > models.dev (canonical)",
     "max_output": "dump > models.dev > genai-prices > litellm > models.dev (canonical)",
     "capability": "dump > models.dev > litellm > models.dev (canonical) > models.dev (family) > inferred",

@@ -86,7 +86,8 @@ WEIGHTS: dict[str, float] = {"price": 40.0, "context": 15.0, "capabilities": 25.
 DEPRECATED_PENALTY = 30.0
 
 SOURCE_WEIGHT: dict[str, float] = {"dump": 1.0, "genai-prices": 0.9, "models.dev": 0.9, "litellm": 0.7,
-                                   "inferred": 0.4}
+                                   # another provider's models.dev entry (JOIN_WEIGHT discounts the join too)
+                                   "models.dev~canonical": 0.9, "models.dev~family": 0.9, "inferred": 0.4}
 JOIN_WEIGHT: dict[str, float] = {"exact": 1.0, "alias": 1.0, "canonical": 0.85, "family": 0.6}
 
 

@@ -1,4 +1,7 @@
-"""Featherless: serves only public Hugging Face weights; ``features`` only when non-empty."""
+"""Featherless: serves only public Hugging Face weights, and only text-generation models
+(LLMs): every record is a chat model, whatever its name says (``…-EmbedFix`` is a fixed
+embedding *layer* of an LLM, ``bge-reranker-v2-gemma`` an LLM fine-tune); ``features`` only
+when non-empty."""
 
 from __future__ import annotations
 
@@ -18,5 +21,5 @@ def _capabilities(rec: dict, put: Put) -> None:
     feature_caps(rec, put, authoritative=False)
 
 
-SPEC = Spec(open_weights=True, capabilities=_capabilities)
+SPEC = Spec(open_weights=True, capabilities=_capabilities, default_kind="chat")
 translate = translator(SPEC)

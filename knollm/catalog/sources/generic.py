@@ -26,6 +26,7 @@ message)`` and left unknown; the record is never lost.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -43,7 +44,8 @@ from knollm.catalog.normalize import (
     ts_to_date,
 )
 
-__all__ = ["Spec", "Prices", "Put", "Warn", "Offer", "GENERIC", "translate", "translator", "object_caps", "lower_list", "get"]
+__all__ = ["Spec", "Prices", "Put", "Warn", "Offer", "GENERIC", "translate", "translator", "object_caps", "lower_list", "get",
+           "is_router"]
 
 Warn = Callable[[str, str], None]
 #: ``put(capability, raw value)``: set a capability unless an earlier spelling already did
@@ -70,6 +72,9 @@ class Spec:
     prices: Callable[[dict, "Prices"], None] | None = None
     #: reads the source's own capability fields, after ``supported_parameters``
     capabilities: Callable[[dict, Put], None] | None = None
+    #: the kind of a record whose ``kind_keys`` say nothing, instead of guessing from the id
+    #: (a source that serves one kind only: Featherless serves LLMs)
+    default_kind: str | None = None
 
 _CONTEXT_PATHS: tuple[tuple[str, ...], ...] = (
     ("context_length",),
@@ -129,6 +134,9 @@ class Prices:
         self.values: dict[str, float] = {}
         self.raw: dict[str, str] = {}  # field -> "label=raw value" (named in plausibility warnings)
         self.variable = False
+        #: the source's ``input`` / ``output`` are not per token and their unit is unknown:
+        #: the build marks them suspect ``unit_unknown`` (``price_unit_unknown`` in the fields)
+        self.unit_unknown = False
         self.warn = warn
 
     def put(self, field: str, raw: Any, unit: float, label: str) -> None:
@@ -296,7 +304,11 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
         explicit_kind = rec.get(key)
         if explicit_kind:
             break
-    kind = infer_kind(rid, explicit_kind if isinstance(explicit_kind, str) else None)
+    explicit_kind = explicit_kind if isinstance(explicit_kind, str) else None
+    if explicit_kind is None and spec.default_kind is not None:
+        kind = spec.default_kind
+    else:
+        kind = infer_kind(rid, explicit_kind)
     if outputs and "image" in outputs and "text" not in outputs:
         kind = "image"
     elif outputs and "embeddings" in outputs:
@@ -327,6 +339,11 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
         for k in ("input", "output"):
             if prices.get(k) == 0:
                 del prices[k]
+    if prices.get("input") == 0 and prices.get("output") == 0 and is_router(rid):
+        # a router (``openrouter/auto``, ``redpill/auto``) bills the model it routes to: its
+        # 0/0 is "variable", not free
+        del prices["input"], prices["output"]
+        p.variable = True
     for k in [k for k in prices if k not in ("input", "output")]:
         if prices[k] == 0 and not (k in ("cache_read", "cache_write") and prices.get("input") == 0):
             del prices[k]  # "0" here means "not charged separately"/"not offered", not a price
@@ -335,6 +352,8 @@ def translate(rid: str, rec: dict, warn: Warn, *, spec: Spec | None = None,
         out["_raw"] = {k: p.raw[k] for k in prices if k in p.raw}
     if p.variable:
         out["variable_pricing"] = True
+    if p.unit_unknown and ("input" in prices or "output" in prices):
+        out["price_unit_unknown"] = True
     # dates
     created = rec.get("created") if "created" in rec else rec.get("created_at")
     if created is not None and created not in sentinels:
@@ -383,6 +402,15 @@ def object_caps(key: str, names: dict[str, str]) -> Callable[[dict, Put], None]:
                 put(cap, obj.get(name))
 
     return read
+
+
+#: the last path segment of a router's id: the model it bills is chosen per request
+_ROUTER_ID = re.compile(r"^(?:auto|auto-router|auto-model|router|model-router)$")
+
+
+def is_router(model_id: str) -> bool:
+    """True for a routing pseudo-model's id (``openrouter/auto``, ``redpill/auto``, ``*/router``)."""
+    return bool(_ROUTER_ID.match(model_id.lower().rstrip("/").rsplit("/", 1)[-1]))
 
 
 def translator(spec: Spec) -> Callable[..., list[Offer]]:
