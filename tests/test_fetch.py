@@ -124,7 +124,8 @@ def test_registry_errors_name_the_file(tmp_path, text, needle):
 
 
 def test_missing_registry_file(tmp_path):
-    assert main(["fetch", "--providers", str(tmp_path / "nope.toml"), "--out", str(tmp_path)]) == 1
+    # a usage error (2), like any other option naming a missing file
+    assert main(["fetch", "--providers", str(tmp_path / "nope.toml"), "--out", str(tmp_path)]) == 2
 
 
 # -- happy paths --------------------------------------------------------------------------------

@@ -10,14 +10,19 @@ show as removed or added when they were only not read, so the diff carries
 
 * **added** / **removed** – keys only on one side
 * **renamed** – same provider, a removed and an added model with the same
-  ``canonical_id`` (else the same name); paired one to one, taken out of added/removed
+  ``canonical_id`` (else the same name), paired only when that value is unique on both
+  sides (no other model of the provider, kept or not, has it: OpenRouter's ``:free`` gone
+  and ``:nitro`` new while the base model stays is a removal and an addition, not a rename);
+  taken out of added/removed; a rename's own price / field changes are listed with it
 * **repriced** – a price field (USD / 1M tokens) changed; ``pct`` is the % change
 * **changed** – context window, max output, deprecation or a capability flag changed
 
 Renderers are plain functions: :func:`render_text`, :func:`render_markdown`, the JSON
 is the diff dict itself; for the site :func:`render_changes_markdown` (a "What changed"
 page from several diffs) and :func:`render_atom` (an Atom feed). :func:`save_diff` /
-:func:`load_diffs` keep dated diffs in a directory (``work/model_catalog/changes/``).
+:func:`load_diffs` keep dated diffs in a directory (``work/model_catalog/changes/``): the
+first of a day as ``<date>.json``, later ones the same day as ``<date>-2.json``, ``-3``…
+(the diff's ``seq``), read back newest first.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from glob import escape as glob_escape
 from xml.etree import ElementTree as ET
 
 import orjson
@@ -185,35 +191,47 @@ def diff_catalogs(old: dict, new: dict, *, old_label: str | None = None, new_lab
     removed_keys = sorted(set(om) - set(nm))
     added_keys = sorted(set(nm) - set(om))
 
-    # renames: same provider, same canonical id (else same name), one to one
+    # renames: same provider, same canonical id (else same name); paired only when the value
+    # is unique among the provider's models on both sides (else a variant gone and another
+    # variant of the same base model new would pass for a rename)
     renamed: list[dict] = []
-    by_prov_added: dict[str, list[str]] = defaultdict(list)
-    for k in added_keys:
-        by_prov_added[nm[k].get("provider") or ""].append(k)
     taken: set[str] = set()
     gone: set[str] = set()
     for match in ("canonical_id", "name"):
+        def val(m: dict, match: str = match) -> Any:
+            return m.get(match) if match == "canonical_id" else _norm_name(m.get("name"))
+
+        def index(models: dict) -> dict[tuple, list[str]]:
+            ix: dict[tuple, list[str]] = defaultdict(list)
+            for k, m in models.items():
+                v = val(m)
+                if v:
+                    ix[(m.get("provider") or "", v)].append(k)
+            return ix
+
+        old_ix, new_ix = index(om), index(nm)
         for rk in removed_keys:
             if rk in gone:
                 continue
             r = om[rk]
-            rv = r.get(match) if match == "canonical_id" else _norm_name(r.get("name"))
+            rv = val(r)
             if not rv:
                 continue
-            for ak in by_prov_added.get(r.get("provider") or "", []):
-                if ak in taken:
-                    continue
-                a = nm[ak]
-                av = a.get(match) if match == "canonical_id" else _norm_name(a.get("name"))
-                if av == rv:
-                    taken.add(ak)
-                    gone.add(rk)
-                    changes = {**{f"prices.{k}": v for k, v in _price_changes(r, a).items()},
-                               **_field_changes(r, a)}
-                    renamed.append({"provider": r.get("provider"), "old_key": rk, "new_key": ak,
-                                    "old_id": r.get("id"), "new_id": a.get("id"), "name": a.get("name"),
-                                    "match": match, "changes": changes})
-                    break
+            key = (r.get("provider") or "", rv)
+            olds, news = old_ix.get(key, []), new_ix.get(key, [])
+            if len(olds) != 1 or len(news) != 1:
+                continue
+            ak = news[0]
+            if ak in taken or ak not in nm or ak in om:
+                continue
+            a = nm[ak]
+            taken.add(ak)
+            gone.add(rk)
+            changes = {**{f"prices.{k}": v for k, v in _price_changes(r, a).items()},
+                       **_field_changes(r, a)}
+            renamed.append({"provider": r.get("provider"), "old_key": rk, "new_key": ak,
+                            "old_id": r.get("id"), "new_id": a.get("id"), "name": a.get("name"),
+                            "match": match, "changes": changes})
     renamed.sort(key=lambda x: x["old_key"])
     added = [_summary(nm[k]) for k in added_keys if k not in taken]
     removed = [_summary(om[k]) for k in removed_keys if k not in gone]
@@ -389,8 +407,10 @@ def render_markdown(diff: dict, *, heading_level: int = 2, max_rows: int = 200) 
           [[_code(m["key"]), _md(m.get("name")), _fmt(m.get("context_window"), "context_window")
             if m.get("context_window") else "", price(m)] for m in diff["added"]])
     table("Removed", ["model", "name"], [[_code(m["key"]), _md(m.get("name"))] for m in diff["removed"]])
-    table("Renamed", ["old", "new", "matched by"],
-          [[_code(r["old_key"]), _code(r["new_key"]), r["match"]] for r in diff["renamed"]])
+    table("Renamed", ["old", "new", "matched by", "changes"],
+          [[_code(r["old_key"]), _code(r["new_key"]), r["match"],
+            _md("; ".join(_fmt_change(f, c) for f, c in (r.get("changes") or {}).items()))]
+           for r in diff["renamed"]])
     table("Repriced", ["model", "field", "old", "new", "change"],
           [[_code(r["key"]), f, _fmt(c["old"], "prices"), _fmt(c["new"], "prices"),
             "" if c.get("pct") is None else f"{c['pct']:+.1f}%"]
@@ -413,6 +433,9 @@ def change_rows(diff: dict) -> list[dict]:
     for r in diff["renamed"]:
         rows.append({"change": "renamed", "key": r["new_key"], "field": "key", "old": r["old_key"],
                      "new": r["new_key"], "pct": None})
+        for f, c in (r.get("changes") or {}).items():  # the renamed model's own price / field changes
+            rows.append({"change": "renamed", "key": r["new_key"], "field": f, "old": c.get("old"),
+                         "new": c.get("new"), "pct": c.get("pct")})
     for kind in ("repriced", "changed"):
         for r in diff[kind]:
             for f, c in r["changes"].items():
@@ -424,7 +447,7 @@ def change_rows(diff: dict) -> list[dict]:
 def render_changes_markdown(diffs: Iterable[dict], *, title: str = "What changed", feed_href: str | None = "feed.xml",
                             max_rows: int = 100) -> str:
     """The site's "What changed" page: newest diff first."""
-    diffs = sorted(diffs, key=lambda d: str(d.get("date", "")), reverse=True)
+    diffs = sorted(diffs, key=_order, reverse=True)
     out = [f"# {title}", ""]
     intro = "Models added, removed, renamed, repriced or changed at each refresh of the provider dumps"
     out.append(intro + (f" ([Atom feed]({feed_href}))." if feed_href else "."))
@@ -449,6 +472,16 @@ def render_changes_markdown(diffs: Iterable[dict], *, title: str = "What changed
 _ATOM = "http://www.w3.org/2005/Atom"
 
 
+def _seq(d: dict) -> int:
+    s = d.get("seq")
+    return s if isinstance(s, int) and not isinstance(s, bool) and s > 0 else 1
+
+
+def _order(d: dict) -> tuple[str, int]:
+    """Sort key of saved diffs: date, then the day's sequence number (``<date>-2.json`` …)."""
+    return str(d.get("date", "")), _seq(d)
+
+
 def _atom_time(date: str) -> str:
     d = str(date)
     if len(d) == 10:
@@ -462,7 +495,8 @@ def _html_summary(diff: dict, limit: int = 50) -> str:
         ("Added", diff["added"],
          lambda m: m["key"] + (f" — {m['name']}" if m.get("name") and m.get("name") != m.get("id") else "")),
         ("Removed", diff["removed"], lambda m: m["key"]),
-        ("Renamed", diff["renamed"], lambda r: f"{r['old_key']} → {r['new_key']}"),
+        ("Renamed", diff["renamed"], lambda r: f"{r['old_key']} → {r['new_key']}"
+         + ("; " + "; ".join(_fmt_change(f, c) for f, c in r["changes"].items()) if r.get("changes") else "")),
         ("Repriced", diff["repriced"],
          lambda r: f"{r['key']}: " + "; ".join(_fmt_change(f, c) for f, c in r["changes"].items())),
         ("Changed", diff["changed"],
@@ -480,7 +514,7 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
                 page_path: str = "changes/", feed_path: str = "changes/feed.xml", max_entries: int = 30) -> str:
     """An Atom 1.0 feed, one entry per diff (newest first). All text is XML-escaped."""
     base = site_url.rstrip("/") + "/"
-    diffs = sorted(diffs, key=lambda d: str(d.get("date", "")), reverse=True)[:max_entries]
+    diffs = sorted(diffs, key=_order, reverse=True)[:max_entries]
     ET.register_namespace("", _ATOM)
 
     def el(parent, tag, text=None, **attrs):
@@ -499,11 +533,16 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
     author = el(feed, "author")
     el(author, "name", "Knollm")
     el(feed, "generator", "knollm")
-    seen: dict[str, int] = {}
+    used: set[str] = set()
     for d in diffs:
         date = str(d.get("date"))
-        n = seen[date] = seen.get(date, 0) + 1
+        # a saved diff's own number (``seq``): its entry id stays the same as more are saved
+        n = _seq(d)
         anchor = date if n == 1 else f"{date}-{n}"
+        while anchor in used:
+            n += 1
+            anchor = f"{date}-{n}"
+        used.add(anchor)
         entry = el(feed, "entry")
         el(entry, "id", f"{base}{page_path}#{anchor}")
         el(entry, "title", f"{date}: {_headline(d)}")
@@ -518,16 +557,26 @@ def render_atom(diffs: Iterable[dict], site_url: str, *, title: str = "Knollm: w
 # -- storing ---------------------------------------------------------------------------------
 
 def save_diff(diff: dict, directory: str | Path) -> Path:
-    """Write ``<directory>/<date>.json`` (atomically); returns the path. An incomplete diff
-    raises :class:`IncompleteDiff` (nothing written)."""
+    """Write ``<directory>/<date>.json`` (atomically), or ``<date>-2.json``, ``-3``… when the
+    day has a saved diff already (a second refresh the same day never overwrites the first;
+    the number is stored as the diff's ``seq``); returns the path. An incomplete diff raises
+    :class:`IncompleteDiff` (nothing written)."""
     from knollm.fsutil import atomic_write
 
     if diff.get("incomplete"):
         raise IncompleteDiff(f"diff not saved to {directory}: {len(diff.get('warnings') or [])} warning(s) "
                              "building the inputs; fix or remove the unreadable dumps first")
     d = Path(directory)
-    path = d / f"{diff['date']}.json"
-    atomic_write(path, orjson.dumps(diff, option=orjson.OPT_INDENT_2) + b"\n")
+    date = str(diff["date"])
+    taken = [1] if (d / f"{date}.json").exists() else []
+    for p in d.glob(f"{glob_escape(date)}-*.json") if d.is_dir() else ():
+        m = re.fullmatch(re.escape(date) + r"-(\d+)\.json", p.name)
+        if m:
+            taken.append(int(m.group(1)))
+    seq = max(taken) + 1 if taken else 1
+    path = d / (f"{date}.json" if seq == 1 else f"{date}-{seq}.json")
+    doc = diff if seq == 1 else {**diff, "seq": seq}
+    atomic_write(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
     return path
 
 
@@ -536,8 +585,12 @@ def load_diffs(directory: str | Path, limit: int | None = 20) -> list[dict]:
     d = Path(directory)
     if not d.is_dir():
         return []
+    def order(p: Path) -> tuple[str, int]:  # <date>.json, <date>-2.json … -10.json: by date, then number
+        m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})(?:-(\d+))?", p.stem)
+        return (m.group(1), int(m.group(2) or 1)) if m else (p.stem, 1)
+
     out = []
-    for p in sorted(d.glob("*.json"), reverse=True):
+    for p in sorted(d.glob("*.json"), key=order, reverse=True):
         try:
             doc = orjson.loads(p.read_bytes())
         except (OSError, orjson.JSONDecodeError):

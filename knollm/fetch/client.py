@@ -10,7 +10,9 @@ shape (``{"error": …}``, ``{"detail": …}``: :func:`~knollm.catalog.readers.e
 a keyed answer most of whose entries carry none of the source's model fields (the ``Raw``
 TypedDict of its translator module: LiteLLM's ``litellm_provider``, ``input_cost_per_token``…);
 and an answer listing fewer than half the models of the previous dump (:data:`SHRINK_LIMIT`,
-the report's ``models_before``) unless ``force`` (``knollm fetch --force``).
+the report's ``models_before``; both counted by distinct id) unless ``force`` (``knollm fetch
+--force``). Per-record problems of an accepted answer (no id, duplicate ids…) are listed in
+the provider's ``warnings``, naming file and record.
 A single-page answer is stored byte for byte as the provider sent it; a paginated (or
 ``list-key``) answer is re-serialized as ``{"object": "list", "data": [...]}``.
 
@@ -20,7 +22,10 @@ order; the result names the one that answered (``legacy_url``, ``fallback``).
 
 Key values never leave this module: they are sent only in the header / query parameter
 the registry names, every message goes through a :class:`~knollm.fetch.redact.Redactor`,
-URLs are printed without their query string, and an answer that echoes a key is refused.
+URLs are printed without their query string, and an answer that echoes a key (raw,
+URL-encoded or JSON-escaped) is refused. Redirects are followed by hand (:meth:`_Run._follow`):
+credentials go only to the list URL's origin (scheme, host, port); a keyed provider's
+redirect to another origin is refused, https -> http always.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import httpx2
 import orjson
@@ -106,12 +111,37 @@ def _check_model_fields(spec: ProviderSpec, records: list[tuple[str, dict]]) -> 
 
 
 def _count_models(path: Path) -> int | None:
+    """The number of distinct model ids in the dump at ``path`` (None: no readable dump)."""
     if not path.exists():
         return None
     try:
-        return len(read_dump(path, Diagnostics()).records)
+        return len({rid for rid, _rec in read_dump(path, Diagnostics()).records})
     except DumpError:
         return None
+
+
+#: statuses whose ``Location`` :meth:`_Run.get` follows (by hand: see :func:`_origin`)
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, the default port filled in: credentials go only to
+    the origin of the list URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 def _describe_transport_error(e: Exception, connect_timeout: float, read_timeout: float) -> str:
@@ -177,7 +207,7 @@ class _Run:
 
     # -- one HTTP GET with retries ------------------------------------------------------
     async def get(self, client: httpx2.AsyncClient, url: str, spec: ProviderSpec, params: dict, headers: dict,
-                  res: ProviderResult) -> bytes:
+                  res: ProviderResult, key: str | None = None) -> bytes:
         s = self.settings
         retries = s.retries if spec.retries is None else spec.retries
         max_bytes = spec.max_bytes or s.max_bytes
@@ -190,7 +220,8 @@ class _Run:
             res.attempts += 1
             retry_after: float | None = None
             try:
-                status, body, hdrs = await self._once(client, url, params, headers, timeout, max_bytes)
+                status, body, hdrs = await self._follow(client, url, spec, params, headers, timeout, max_bytes,
+                                                        key, res)
             except _TooBig as e:
                 raise FetchError(f"answer is larger than the {max_bytes:,}-byte limit ({e}); refused") from None
             except httpx2.TransportError as e:
@@ -226,6 +257,44 @@ class _Run:
             res.events.append(ev)
             self.log(f"{spec.id}: {ev}")
             await asyncio.sleep(delay)
+
+    async def _follow(self, client, url: str, spec: ProviderSpec, params: dict | None, headers: dict, timeout,
+                      max_bytes: int, key: str | None, res: ProviderResult) -> tuple[int, bytes, httpx2.Headers]:
+        """One GET, redirects followed by hand (the client never follows them): a redirect
+        within the list URL's origin (scheme, host, port) keeps the credentials; one to another
+        origin is refused for a provider with a key (its header or query parameter must not
+        reach another host) and followed without credentials for a public list; https -> http
+        is always refused."""
+        start = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            status, body, hdrs = await self._once(client, url, params, headers, timeout, max_bytes)
+            loc = hdrs.get("location")
+            if status not in REDIRECT_STATUSES or not loc:
+                return status, body, hdrs
+            target = urljoin(url, loc.strip())
+            if _origin(target)[0] not in ("http", "https"):
+                raise FetchError(f"HTTP {status} redirect to a non-HTTP URL; refused")
+            shown = safe_url(target)
+            if _origin(url)[0] == "https" and _origin(target)[0] == "http":
+                raise FetchError(f"HTTP {status} redirect from https to plain http ({shown}); refused")
+            same = _origin(target) == _origin(start)
+            if not same:
+                if spec.auth != "none" or self.redactor.contains_secret(target):
+                    raise FetchError(f"HTTP {status} redirect to another origin ({_origin_text(target)}, list URL "
+                                     f"{_origin_text(start)}); not followed, so the API key is not sent there "
+                                     "(update list.url if the list moved)")
+                headers = {k: v for k, v in headers.items()
+                           if k.lower() not in ("authorization", "cookie", "proxy-authorization",
+                                                spec.key_header.lower())}
+            params = None  # the Location's own query string (httpx2 would replace it with ``params``)
+            if same and spec.auth == "query" and key is not None:
+                q = dict(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+                if spec.key_param not in q:
+                    params = {**q, spec.key_param: key}
+            res.events.append(self.redactor.redact(f"HTTP {status} redirect to {shown}"))
+            self.log(f"{spec.id}: HTTP {status} redirect to {shown}")
+            url = target
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects; stopped")
 
     async def _once(self, client, url, params, headers, timeout, max_bytes) -> tuple[int, bytes, httpx2.Headers]:
         async with client.stream("GET", url, params=params, headers=headers, timeout=timeout) as resp:
@@ -350,13 +419,16 @@ class _Run:
                 params[spec.cursor_param] = cursor
             if spec.auth == "query":
                 params[spec.key_param] = key  # type: ignore[assignment]
-            body = await self.get(client, base_url, spec, params, headers, res)
+            body = await self.get(client, base_url, spec, params, headers, res, key)
             res.pages += 1
             res.bytes += len(body)
             if self.redactor.contains_secret(body):
                 raise FetchError("the answer contains an API key value; refused, nothing written")
             page_name = spec.dump_name() if res.pages == 1 else f"{spec.dump_name()} page {res.pages}"
             payload = parse_dump(body, page_name)
+            # the key may be in the answer escaped (``\/``, ``\u002f``…): check the decoded strings too
+            if self.redactor.contains_secret(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)):
+                raise FetchError("the answer contains an API key value (JSON-escaped); refused, nothing written")
             page_items = _extract(payload, spec)
             if isinstance(page_items, dict):
                 keyed = page_items
@@ -402,7 +474,21 @@ class _Run:
             why = f"; {diags.items[0].message}" if diags.items else ""
             raise FetchError(f"the answer lists no models{why}")
         _check_model_fields(spec, records)
-        return data, len(records)
+        # per-record problems the catalog build will warn about too: in the report, by file and record
+        warnings = [self.redactor.redact(str(d)) for d in diags.warnings]
+        ids: dict[str, int] = {}
+        for rid, _rec in records:
+            ids[rid] = ids.get(rid, 0) + 1
+        dups = {rid: n for rid, n in ids.items() if n > 1}
+        if dups:
+            shown = ", ".join(f"{rid!r} ×{n}" for rid, n in list(dups.items())[:5])
+            warnings.append(self.redactor.redact(
+                f"{spec.dump_name()}: {sum(dups.values()) - len(dups)} duplicate record(s) of {len(dups)} id(s) "
+                f"({shown}{', …' if len(dups) > 5 else ''}); counted once"))
+        res.warnings = warnings
+        for w in warnings:
+            self.log(f"{spec.id}: warning: {w}")
+        return data, len(ids)
 
 
 def _phrase(status: int) -> str:
@@ -462,17 +548,34 @@ def _dig(payload: Any, path: str | None) -> Any:
 
 def _more_pages(payload: Any, spec: ProviderSpec, page_no: int, page_items: list | dict) -> bool:
     """Page-number pagination: is there a page after ``page_no``?  The answer's page count
-    (``total_pages_field``) decides; without one, a full page means "maybe more"."""
+    (``total_pages_field``) decides; without one, a page shorter than the page size the
+    answer states (its ``per_page``: a server may cap the size asked for) is the last; when
+    the answer states no page size, only an empty page ends the list (``max_pages`` bounds it)."""
     if not isinstance(page_items, list):
         return False
-    total = _dig(payload, spec.total_pages_field)
-    if isinstance(total, str) and total.isdigit():
-        total = int(total)
-    if isinstance(total, int) and not isinstance(total, bool):
+    total = _int_field(_dig(payload, spec.total_pages_field))
+    if total is not None:
         return page_no < total
     if not page_items:
         return False
-    return spec.page_size is None or len(page_items) >= spec.page_size
+    per = None
+    if isinstance(payload, dict):
+        for name in dict.fromkeys((spec.page_size_param or "per_page", "per_page")):
+            per = _int_field(payload.get(name))
+            if per is not None and per > 0:
+                break
+            per = None
+    if per is not None:
+        return len(page_items) >= per
+    return True
+
+
+def _int_field(v: Any) -> int | None:
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    return None
 
 
 def _page_signature(page_items: list | dict) -> str | None:
@@ -535,7 +638,7 @@ async def fetch_all_async(
                                    write=s.read_timeout, pool=s.connect_timeout + s.read_timeout),
             limits=limits,
             headers={"User-Agent": s.user_agent, "Accept": "application/json"},
-            follow_redirects=True,
+            follow_redirects=False,  # followed by hand: credentials only within the list URL's origin
             transport=transport,
         ) as client:
             results = await asyncio.gather(*(run.fetch_provider(client, spec, sem) for spec in specs))

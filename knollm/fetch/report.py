@@ -35,6 +35,9 @@ class ProviderResult:
     legacy_url: str | None = None  # the legacy list URL that answered (current one gave 404/410)
     fallback: str | None = None  # why the legacy URL was used (text)
     events: list[str] = field(default_factory=list)  # retry/backoff log, redacted
+    #: per-record problems in the answer (a record without an id, a duplicate id…), each naming
+    #: the file and the record; the catalog build warns about the same records
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -81,6 +84,7 @@ class FetchReport:
             "retries": sum(r.retries for r in self.results),
             "changed": sorted(r.id for r in self.results if r.changed),
             "fallbacks": {r.id: r.legacy_url for r in self.results if r.legacy_url},
+            "warnings": {r.id: len(r.warnings) for r in self.results if r.warnings},
             "providers": [r.to_dict() for r in self.results],
         }
 
@@ -96,7 +100,8 @@ class FetchReport:
                 "pages": r.pages,
                 "time": f"{r.duration:.2f}s",
                 "reason": r.reason or "; ".join(x for x in (
-                    r.fallback, "changed" if r.changed else "unchanged" if r.status == "ok" else "") if x),
+                    r.fallback, "changed" if r.changed else "unchanged" if r.status == "ok" else "",
+                    f"{len(r.warnings)} warning(s)" if r.warnings else "") if x),
             })
         return out
 
@@ -116,7 +121,18 @@ class FetchReport:
         full = [f"  {r['provider']}: {r['reason']}" for r in rows if r["status"] == "failed" and len(str(r["reason"])) > 59]
         if full:
             text += "\n\nFailure reasons:\n" + "\n".join(full)
+        warns = self._warning_lines()
+        if warns:
+            text += "\n\nWarnings (records skipped or counted once):\n" + "\n".join(f"  {w}" for w in warns)
         return text + "\n\n" + head
+
+    def _warning_lines(self, limit: int = 20) -> list[str]:
+        out = []
+        for r in self.results:
+            out += [f"{r.id}: {w}" for w in r.warnings[:limit]]
+            if len(r.warnings) > limit:
+                out.append(f"{r.id}: … and {len(r.warnings) - limit} more")
+        return out
 
     def render_markdown(self) -> str:
         c = self.counts
@@ -133,6 +149,10 @@ class FetchReport:
             reason = str(row["reason"]).replace("|", "\\|").replace("\n", " ")
             lines.append(f"| {row['provider']} | {row['status']} | {row['models']} | {row['before']} | {row['retries']} "
                          f"| {row['time']} | {reason} |")
+        warns = self._warning_lines()
+        if warns:
+            lines += ["", "**Warnings** (records skipped or counted once):", ""]
+            lines += ["- " + w.replace("\n", " ").replace("<", "&lt;").replace("`", "'") for w in warns]
         return "\n".join(lines) + "\n"
 
 

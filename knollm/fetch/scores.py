@@ -10,6 +10,9 @@ terms require attribution to https://artificialanalysis.ai/ wherever the data is
 :func:`fetch_scores` writes ``scores_artificialanalysis.json`` next to the dumps (the
 catalog reads ``models_*.json`` only, so scores never mix with provider data); the site's
 Measured page shows them with the attribution, and hides the table when the file is absent.
+A good file is never replaced by a bad answer: nothing usable in it (no record with an id and
+a name), or fewer than half the models of the existing file (unless ``force``,
+``knollm fetch --force``), is a :class:`FetchError` and the file stays as it was.
 """
 
 from __future__ import annotations
@@ -55,13 +58,21 @@ def parse_scores(payload: Any, where: str = AA_URL) -> list[dict[str, Any]]:
     return out
 
 
-def fetch_scores(out_dir: str | Path, *, env: Any = None, url: str = AA_URL, timeout: float = 30.0) -> Path | None:
-    """Fetch and write the scores; None (nothing fetched) when the key is not set."""
+#: an answer with fewer than this fraction of the existing file's models is refused (unless forced)
+SHRINK_LIMIT = 0.5
+
+
+def fetch_scores(out_dir: str | Path, *, env: Any = None, url: str | None = None, timeout: float = 30.0,
+                 force: bool = False) -> Path | None:
+    """Fetch and write the scores; None (nothing fetched) when the key is not set. An answer
+    with no usable record, or (unless ``force``) with fewer than half the models of the
+    existing scores file, raises :class:`FetchError` and leaves the file untouched."""
     import httpx2
     import orjson
 
     from knollm.fsutil import atomic_write
 
+    url = url or AA_URL
     key = (os.environ if env is None else env).get(KEY_ENV, "").strip()
     if not key:
         return None
@@ -75,9 +86,20 @@ def fetch_scores(out_dir: str | Path, *, env: Any = None, url: str = AA_URL, tim
         payload = orjson.loads(r.content)
     except orjson.JSONDecodeError:
         raise FetchError(f"{url}: the answer is not JSON") from None
-    doc = {"source": "Artificial Analysis", "attribution": ATTRIBUTION, "url": url,
-           "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "models": parse_scores(payload, url)}
+    models = parse_scores(payload, url)
     path = Path(out_dir) / SCORES_FILE
+    if not models:
+        n = len(payload["data"])
+        raise FetchError(f"{url}: no usable record in the answer ({n} record(s), none with an id and a name); "
+                         f"{SCORES_FILE} kept")
+    before = load_scores(out_dir)
+    n_before = len({m.get("id") for m in before["models"] if isinstance(m, dict)}) if before else 0
+    n_now = len({m["id"] for m in models})
+    if n_before and n_now < SHRINK_LIMIT * n_before and not force:
+        raise FetchError(f"{url}: the answer lists {n_now} model(s), fewer than half of the {n_before} in "
+                         f"{SCORES_FILE} (a partial answer?); kept, use --force to accept it")
+    doc = {"source": "Artificial Analysis", "attribution": ATTRIBUTION, "url": url,
+           "fetched_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "models": models}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
     return path
