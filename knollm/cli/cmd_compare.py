@@ -74,8 +74,10 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
         for m in models:
             e = estimate(m, w)
             p = applicable_prices(m.get("prices") or {}, m.get("price_tiers") or None, w.input_tokens)
-            costs.append({"per_request": e["per_request"], "tier_start": e["tier_start"],
-                          "prices_applied": {k: p.get(k) for k in ("input", "output", "cache_read", "request")}})
+            # an estimate that uses a suspect price is unknown (as in `knollm cost`); "suspect" names them
+            costs.append({"per_request": None if e["suspect"] else e["per_request"], "tier_start": e["tier_start"],
+                          "prices_applied": {k: p.get(k) for k in ("input", "output", "cache_read", "request")},
+                          "suspect": e["suspect"]})
         per_request = [c["per_request"] for c in costs]
     if output["format"] == "json":
         emit([], [], output, json_obj={
@@ -90,6 +92,8 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
         row: dict[str, Any] = {"field": f}
         for m in models:
             v = _fmt(f, _get(m, f))
+            if _get(m, f) is not None and f in (m.get("suspect") or {}):
+                v += " ⚠suspect"  # kept, but failed a plausibility check (as `models search` marks it)
             if with_sources and _get(m, f) is not None:
                 s = (m.get("sources") or {}).get(f)
                 if s:
@@ -99,7 +103,7 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
     if costs:
         row = {"field": f"cost/request ({input_tokens:,} in, {output_tokens:,} out)"}
         for m, c in zip(models, costs):
-            row[m["key"]] = fmt_usd(c["per_request"])
+            row[m["key"]] = "unknown (suspect price)" if c["suspect"] else fmt_usd(c["per_request"])
         rows.append(row)
         # the prices that cost used: a tier's where the input crosses one (the prices.* rows are the base)
         for k in ("input", "output"):
@@ -116,4 +120,8 @@ def command(refs: tuple[str, ...], input_tokens: int | None, output_tokens: int,
         emit(rows, cols, output)
     else:
         click.echo(format_table(rows, cols, max_width=48))
+    for m, c in zip(models, costs):
+        if c["suspect"]:
+            click.echo(f"{m['key']}: cost unknown (a needed price is suspect: "
+                       f"{', '.join('prices.' + f for f in c['suspect'])})", err=True)
     return 0

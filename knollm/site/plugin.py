@@ -209,11 +209,15 @@ class KnollmPlugin(BasePlugin[KnollmConfig]):
             feed = "feed.xml" if config.site_url else None
             add("changes.md", lambda L: D.render_changes_markdown(diffs, feed_href=feed))
             if feed:
+                # the feed's rel="self" and page links name where the files are written: feed.xml at
+                # the site root, the page at changes/ (changes.html without directory URLs)
+                feed_file = File.generated(config, feed, content="")
+                page_url = File.generated(config, "changes.md", content="").url
                 try:
-                    xml = D.render_atom(diffs, config.site_url)
+                    xml = D.render_atom(diffs, config.site_url, feed_path=feed_file.url, page_path=page_url)
                 except Exception as e:  # noqa: BLE001
                     raise PluginError(f"knollm: cannot render feed.xml: {e}") from e
-                files.append(File.generated(config, "feed.xml", content=xml))
+                files.append(File.generated(config, feed, content=xml))
         # placeholders so links to the data files resolve; on_post_build writes the real content
         for path in DATA_LINKS:
             if files.get_file_from_path(path) is None:

@@ -109,7 +109,10 @@ def paid_key(m: dict[str, Any]) -> tuple:
 
 
 def cheapest_paid(offers: list[dict[str, Any]]) -> dict[str, Any] | None:
-    paid = [o for o in offers if is_paid(o) and price_key(o)[0] is False]
+    """The paid offer with the lowest known input + output price; an offer whose input or
+    output price is suspect never ranks (as ``knollm cost``'s cheapest)."""
+    paid = [o for o in offers if is_paid(o) and price_key(o)[0] is False
+            and not {"prices.input", "prices.output"} & set(o.get("suspect") or {})]
     return min(paid, key=price_key) if paid else None
 
 
@@ -581,6 +584,13 @@ def render_provider_page(provider: dict[str, Any], models: list[dict[str, Any]],
 
 
 # --------------------------------------------------------------------------- cross-provider pages
+def _known_paid(offers: list[dict[str, Any]], field: str) -> list[float | None]:
+    """The paid offers' ``prices.<field>``, suspect values left out (as :func:`provider_summary`:
+    a value that failed a plausibility check is no price to quote)."""
+    return [(o.get("prices") or {}).get(field) for o in offers
+            if is_paid(o) and f"prices.{field}" not in (o.get("suspect") or {})]
+
+
 def _spread(values: list[float]) -> str:
     vals = [v for v in values if v is not None]
     if not vals:
@@ -639,9 +649,8 @@ def render_canonical_page(canon: str, offers: list[dict[str, Any]], providers: d
         ("Cheapest paid", paid_text),
         ("Free ($0) offers", free_text + (' <span class="kn-dim">(free tiers and previews: limits apply)</span>'
                                           if free else "")),
-        ("Paid input price spread", esc(_spread([(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]))),
-        ("Paid output price spread",
-         esc(_spread([(o.get("prices") or {}).get("output") for o in offers if is_paid(o)]))),
+        ("Paid input price spread", esc(_spread(_known_paid(offers, "input")))),
+        ("Paid output price spread", esc(_spread(_known_paid(offers, "output")))),
         ("Context window", esc(f"{fmt_tokens(min(ctx))} – {fmt_tokens(max(ctx))}" if ctx else "?")),
     ]
     out = [
@@ -688,7 +697,7 @@ def render_canonical_index(groups: dict[str, list[dict[str, Any]]], slugs: dict[
         pr = (cheap or {}).get("prices") or {}
         ctx = max((o.get("context_window") or 0 for o in offers), default=0) or None
         n = len({o["provider"] for o in offers})
-        ins = [(o.get("prices") or {}).get("input") for o in offers if is_paid(o)]
+        ins = _known_paid(offers, "input")
         nfree = sum(1 for o in offers if not is_paid(o) and price_key(o)[0] is False)
         rows.append(
             f'<tr><td><a href="{links.canonical(slugs[canon])}">{esc(canon)}</a></td>'

@@ -66,10 +66,23 @@
   }
   K.usesSuspect = usesSuspect;
 
-  /** Cost of a workload (with .requests) on prices: {per_request, total}. */
+  /** The price fields workload w uses that the model's suspect map marks (same as
+   *  knollm.query.cost.suspect_prices): an estimate using one is unknown, never a figure. */
+  function suspectPrices(sus, w) {
+    sus = sus || {};
+    var cached = w.cached_tokens || 0;
+    return [["input", (w.input_tokens || 0) - cached], ["output", w.output_tokens || 0], ["request", 1],
+            ["cache_read", cached]].filter(function (u) { return u[1] > 0 && sus["prices." + u[0]]; })
+      .map(function (u) { return u[0]; });
+  }
+  K.suspectPrices = suspectPrices;
+
+  /** Cost of a workload (with .requests) on prices: {per_request, total, tier_start}; tiers as
+   *  Model.price_tiers (the same costPerRequest as the calculator). */
   function estimate(prices, w, tiers) {
-    var per = costPerRequest(prices, w, tiers);
-    return { per_request: per, total: per === null ? null : per * (w.requests === undefined ? 1 : w.requests) };
+    var per = costPerRequest(prices, w, tiers), t = tierFor(tiers, w.input_tokens || 0);
+    return { per_request: per, total: per === null ? null : per * (w.requests === undefined ? 1 : w.requests),
+             tier_start: t ? t.start : null };
   }
 
   var SUFFIX = { "": 1, k: 1000, m: 1000000, b: 1000000000 };
@@ -165,6 +178,14 @@
     return "$" + v.toPrecision(3);
   }
   K.fmtUSD = fmtUSD;
+  /** A price field's value formatted by its unit (voc.priceUnit): per 1M tokens with fmtPrice,
+   *  per request / image / second / pixel / 1M characters with fmtUSD (small amounts keep their digits). */
+  function perTokenUnit(voc, f) { return ((voc && voc.priceUnit[f]) || "1M tokens") === "1M tokens"; }
+  function fmtPriceField(voc, f, v) {
+    if (v === null || v === undefined) return "?";
+    return perTokenUnit(voc, f) ? fmtPrice(v) : fmtUSD(v);
+  }
+  K.fmtPriceField = fmtPriceField;
 
   function pageHref(ix, path, query) {
     var url = ix && ix.dirurls === false ? path + ".html" : path + "/";
@@ -357,10 +378,11 @@
     var priceCol = col === "in" || col === "out" || col === "cache";
     rows.forEach(function (r) { vals[r] = valueOf(r, col); grp[r] = priceCol && !isPaid(ix, r) ? 1 : 0; });
     rows.sort(function (a, b) {
-      if (grp[a] !== grp[b]) return grp[a] - grp[b];  // price sorts: paid offers first, $0 (free tiers) after
       var va = vals[a], vb = vals[b];
       var na = va === null || va === undefined, nb = vb === null || vb === undefined;
-      if (na || nb) return na && nb ? (keys[a] < keys[b] ? -1 : 1) : na ? 1 : -1;  // unknown last
+      // unknown (or suspect) last in either direction, after the $0 offers too
+      if (na || nb) return na && nb ? (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0) : na ? 1 : -1;
+      if (grp[a] !== grp[b]) return grp[a] - grp[b];  // price sorts: paid offers first, $0 (free tiers) after
       if (va < vb) return -sign;
       if (va > vb) return sign;
       return keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0;
@@ -564,16 +586,19 @@
     return tr;
   }
 
+  /** The value a column sorts on; a suspect price or context is as good as unknown (sorts last,
+   *  in both directions), as in the CLI's sorts (knollm.query.filters.known). */
   function colValue(ix) {
-    var m = ix.m;
+    var m = ix.m, F = ix.flags;
+    function known(r, bit, v) { return bit && (m.f[r] & bit) ? null : v; }
     return function (r, col) {
       switch (col) {
         case "name": return ix.lname[r];
         case "provider": return ix.keys[r].toLowerCase();
-        case "in": return m.pi[r];
-        case "out": return m.po[r];
-        case "cache": return m.pc[r];
-        case "ctx": return m.cx[r];
+        case "in": return known(r, F.suspect_input, m.pi[r]);
+        case "out": return known(r, F.suspect_output, m.po[r]);
+        case "cache": return known(r, F.suspect_cache_read, m.pc[r]);
+        case "ctx": return known(r, F.suspect_context, m.cx[r]);
         case "maxout": return m.mo[r];
         case "date": return m.d[r];
         default: return null;
@@ -874,7 +899,10 @@
             rows.push(r);
           }
           var keys = ix.keys;
-          rows.sort(function (a, b) { return costs[a] - costs[b] || (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0); });
+          // (total, per request, key) as knollm.query.cost.cost_rows: with 0 requests every total is $0
+          rows.sort(function (a, b) {
+            return costs[a] - costs[b] || per[a] - per[b] || (keys[a] < keys[b] ? -1 : keys[a] > keys[b] ? 1 : 0);
+          });
           if (st.sort) sortRows(ix, rows, st.sort, st.dir, colValue(ix));
         }
         var frag = document.createDocumentFragment(), m = ix.m;
@@ -993,17 +1021,20 @@
       return sus[path] ? " ⚠ suspect: " + (checks[sus[path]] || sus[path]) : "";
     }
     var core = { input: 1, output: 1, cache_read: 1, cache_write: 1 };
+    function priceLabel(f) {  // "Per input image ($/image)"; per-1M-token fields keep the section's unit
+      return (voc.priceLabel[f] || f) + (perTokenUnit(voc, f) ? "" : " ($/" + (voc.priceUnit[f] || "unit") + ")");
+    }
     section("Prices (USD per 1M tokens)", (voc.prices.length ? voc.prices : Object.keys(pr)).filter(function (f) {
       return core[f] || (pr[f] !== null && pr[f] !== undefined);  // other dimensions only where known
     }).map(function (f) {
-      var v = pr[f], perToken = (voc.priceUnit[f] || "1M tokens") === "1M tokens";
-      var label = (voc.priceLabel[f] || f) + (perToken ? "" : " ($/" + (voc.priceUnit[f] || "unit") + ")");
-      return [label, v === null || v === undefined ? "unknown" : (perToken ? fmtPrice(v) : fmtUSD(v)) + susText("prices." + f),
+      var v = pr[f];
+      return [priceLabel(f), v === null || v === undefined ? "unknown" : fmtPriceField(voc, f, v) + susText("prices." + f),
               v === null || v === undefined ? null : src["prices." + f]];
     }).concat((mo.price_tiers || []).map(function (t) {
+      // each tier field formatted by its own unit, as the base rows are (a per-second price is not "$0")
       return ["Above " + t.start.toLocaleString("en-US") + " input tokens", Object.keys(t).filter(function (k) {
         return k !== "start";
-      }).map(function (k) { return (voc.priceLabel[k] || k) + " " + fmtPrice(t[k]); }).join(", "), src.price_tiers];
+      }).map(function (k) { return priceLabel(k) + " " + fmtPriceField(voc, k, t[k]); }).join(", "), src.price_tiers];
     })).concat([["Free", mo.free ? "yes" : "no", null], ["Variable pricing", mo.variable_pricing ? "yes" : "no", null]]));
     var alts = mo.alternatives || {};
     if (Object.keys(alts).length) {
@@ -1168,7 +1199,7 @@
   }
   function fmtField(ix, path, v) {
     if (v === null || v === undefined) return "?";
-    if (path.indexOf("prices.") === 0) return path === "prices.request" ? fmtUSD(v) : fmtPrice(v);
+    if (path.indexOf("prices.") === 0) return fmtPriceField(ix.voc, path.slice(7), v);  // by the field's unit
     if (path === "context_window" || path === "max_output") return Number(v).toLocaleString("en-US");
     if (path === "provider" && ix.pIndex[v] !== undefined) return ix.providers[ix.pIndex[v]][1];
     if (typeof v === "boolean") return v ? "yes" : "no";
@@ -1177,7 +1208,8 @@
   }
   function fieldLabel(ix, path) {
     var parts = path.split(".");
-    if (parts[0] === "prices") return (ix.voc.priceLabel[parts[1]] || parts[1]) + (parts[1] === "request" ? " ($)" : " $/1M");
+    if (parts[0] === "prices") return (ix.voc.priceLabel[parts[1]] || parts[1]) +
+      (parts[1] === "request" ? " ($)" : perTokenUnit(ix.voc, parts[1]) ? " $/1M" : " $/" + (ix.voc.priceUnit[parts[1]] || "unit"));
     if (parts[0] === "capabilities") return ix.voc.capLabel[parts[1]] || parts[1];
     return path.replace(/_/g, " ");
   }
@@ -1202,6 +1234,7 @@
       root.textContent = "";
       var st = readState({ m: [], "in": "2000", out: "500", req: "10000" });
       var voc = ix.voc, fields = (ix.vocab && ix.vocab.compare) || [];
+      var susChecks = (ix.vocab && ix.vocab.suspect) || {};
       var methodology = pageHref(ix, "methodology") + "#sources-of-values";
       // the picker
       var pick = el("div", { class: "kn-picker" });
@@ -1304,6 +1337,12 @@
           cols.forEach(function (x) {
             var mo = models[ix.keys[x.row]], v = getPath(mo, f);
             var td = el("td", { "data-v": JSON.stringify(v) }, fmtField(ix, f, v));
+            var chk = v === null ? null : (mo.suspect || {})[f];
+            if (chk) {  // kept but failed a plausibility check: marked as on the model page
+              td.setAttribute("data-suspect", chk);
+              td.appendChild(el("span", { class: "kn-suspect", title: "a value that failed a plausibility check" },
+                                " ⚠ suspect: " + (susChecks[chk] || chk)));
+            }
             var s = v === null ? null : (mo.sources || {})[f];
             if (s) td.appendChild(el("a", { class: "kn-src-label", href: methodology, title: "source of this value" }, voc.srcLabel[s] || s));
             tr.appendChild(td);
@@ -1317,8 +1356,21 @@
           tr.appendChild(el("th", null, c[1] + (ok ? " (" + w.input_tokens.toLocaleString("en-US") + " in, " +
                                                  w.output_tokens.toLocaleString("en-US") + " out" + (c[0] === "total" ? ", " + w.requests.toLocaleString("en-US") + " requests" : "") + ")" : "")));
           cols.forEach(function (x) {
-            var e = ok ? estimate(models[ix.keys[x.row]].prices, w) : { per_request: null, total: null };
-            tr.appendChild(el("td", { "data-v": JSON.stringify(e[c[0]]), class: "kn-num" }, fmtUSD(e[c[0]])));
+            var mo = models[ix.keys[x.row]];
+            // the calculator's cost function, with the model's price tiers; an estimate that uses a
+            // suspect price is unknown (as knollm cost / knollm compare), never a figure
+            var sp = ok ? suspectPrices(mo.suspect, w) : [];
+            var e = ok && !sp.length ? estimate(mo.prices, w, mo.price_tiers) : { per_request: null, total: null, tier_start: null };
+            var td = el("td", { "data-v": JSON.stringify(e[c[0]]), class: "kn-num" },
+                        sp.length ? "unknown (suspect price)" : fmtUSD(e[c[0]]));
+            if (sp.length) {
+              td.setAttribute("data-suspect", sp.join(","));
+              td.setAttribute("title", "uses a suspect price: " + sp.join(", "));
+            } else if (e.tier_start !== null && e[c[0]] !== null) {
+              td.setAttribute("data-tier", String(e.tier_start));
+              td.appendChild(el("div", { class: "kn-dim" }, "tier >" + e.tier_start.toLocaleString("en-US") + " in"));
+            }
+            tr.appendChild(td);
           });
           tb.appendChild(tr);
         });
