@@ -84,6 +84,12 @@ class _Conn(asyncio.Protocol):
 
         self.loop = loop
         self.parser = httptools.HttpResponseParser(self)
+        # lenient header values: an obs-fold (a header continued on the next line, which some
+        # proxies still send) is read as one value joined by a space instead of failing the
+        # whole answer; values are never written back (h1 sends only its own headers)
+        lenient = getattr(self.parser, "set_dangerous_leniencies", None)  # (httptools >= 0.6.2)
+        if lenient is not None:
+            lenient(lenient_headers=True)
         self.t: Any = None
         self.closed = False
         self.idle_since = 0.0
@@ -139,7 +145,7 @@ class _Conn(asyncio.Protocol):
             return
         h = self.headers
         if exc is None and self.head_done and "content-length" not in h \
-                and "chunked" not in h.get("transfer-encoding", ""):
+                and "chunked" not in h.get("transfer-encoding", "").lower():  # (its tokens are case-insensitive)
             self.done = True  # a body delimited by the connection's end (a reset cuts it instead)
             self._wake()
         else:

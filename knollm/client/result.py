@@ -111,10 +111,29 @@ class ChatResult:
             "candidates": self.candidates,
         }
 
+    @property
+    def refusal(self) -> str | None:
+        """An OpenAI-compatible provider's ``message.refusal`` (carried by the finish reason,
+        a :class:`knollm.client.transports.Finish`), else None."""
+        return getattr(self.finish_reason, "refusal", None)
+
+    @property
+    def logprobs(self) -> Any:
+        """An OpenAI-compatible provider's ``choices[0].logprobs`` when asked for, else None."""
+        return getattr(self.finish_reason, "logprobs", None)
+
+    @property
+    def stop_sequence(self) -> str | None:
+        """The stop sequence that ended the answer, when the provider says (Anthropic's API)."""
+        return getattr(self.finish_reason, "stop_sequence", None)
+
     def message(self) -> dict[str, Any]:
         m: dict[str, Any] = {"role": "assistant", "content": self.content}
         if self.tool_calls:
             m["tool_calls"] = self.tool_calls
+        f = self.finish_reason
+        if type(f) is not str and f is not None and getattr(f, "refusal", None) is not None:
+            m["refusal"] = f.refusal
         return m
 
     def model_dump(self, *, knollm: bool = True) -> dict[str, Any]:
@@ -132,7 +151,7 @@ class ChatResult:
             "created": self.created,
             "model": self.model,
             "choices": [{"index": 0, "message": self.message(), "finish_reason": self.finish_reason or "stop",
-                         "logprobs": None}],
+                         "logprobs": None if type(self.finish_reason) is str else self.logprobs}],
             "usage": usage,
         }
         if knollm:

@@ -27,10 +27,46 @@ import orjson
 from knollm.errors import ProviderError
 
 __all__ = ["SHAPES", "Shape", "Parsed", "Embedded", "StreamState", "get_shape", "classify_error", "num_ctx_for",
-           "cut_answer", "embed_params", "EMBED_PARAMS", "tool_args"]
+           "cut_answer", "embed_params", "EMBED_PARAMS", "tool_args", "Finish", "finish_with", "ANTHROPIC_NATIVE"]
 
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context", "too many tokens",
                   "prompt is too long", "input is too long", "reduce the length", "exceeds the context")
+
+
+class Finish(str):
+    """A finish reason in OpenAI's words (``stop``, ``length``…, compares and serializes as
+    that string) that carries what the provider said beside it, which OpenAI's word loses:
+    ``native``, the provider's own reason (Anthropic's ``stop_sequence``, ``pause_turn``;
+    Gemini's ``MALFORMED_FUNCTION_CALL``, ``OTHER``…), ``stop_sequence`` (the one that
+    matched), ``refusal`` (an OpenAI-compatible answer's ``message.refusal``) and
+    ``logprobs`` (its ``choices[0].logprobs``). Made only when there is one of them: a
+    plain answer's finish reason is a plain ``str``."""
+
+    native: str | None = None
+    stop_sequence: str | None = None
+    refusal: str | None = None
+    logprobs: Any = None
+
+
+def finish_with(reason: str | None, **extra: Any) -> str | None:
+    """``reason`` (``stop`` when None) as a :class:`Finish` carrying ``extra`` (those not None)."""
+    f = Finish(reason or "stop")
+    for k, v in extra.items():
+        if v is not None:
+            setattr(f, k, v)
+    return f
+
+
+#: a request parameter holding what only Anthropic's API takes (filled by the gateway's
+#: ``/v1/messages``: ``thinking``, the system blocks with their ``cache_control``, the ids of
+#: tool results that were errors): the Anthropic shape rebuilds them, every other shape
+#: leaves it out
+ANTHROPIC_NATIVE = "x_anthropic"
+
+
+def _refused(field: str, why: str) -> ProviderError:
+    """A request parameter this API cannot take: a 400 naming it, not a silent drop."""
+    return ProviderError(f"'{field}': {why}", status=400, kind="bad_request")
 
 
 class Parsed:
@@ -340,6 +376,8 @@ class StreamState:
         self._event: str | None = None
         self._data: list[str] = []
 
+    refusal: list[str] | None = None  # (an OpenAI-compatible stream's delta.refusal pieces, when any)
+
     def take_tool_deltas(self) -> list[dict]:
         out, self.tool_deltas = self.tool_deltas, []
         return out
@@ -422,7 +460,10 @@ class StreamState:
 
     def result(self) -> Parsed:
         calls = [self.tool_calls[i] for i in sorted(self.tool_calls)]
-        return Parsed("".join(self.content) if self.content or not calls else None, calls, self.finish_reason,
+        reason = self.finish_reason
+        if self.refusal is not None:
+            reason = finish_with(reason, native=getattr(reason, "native", None), refusal="".join(self.refusal))
+        return Parsed("".join(self.content) if self.content or not calls else None, calls, reason,
                       self.usage, self.model, self.id)
 
 
@@ -436,6 +477,8 @@ class Shape:
 
     def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
         body = {"model": model, "messages": messages, **params}
+        if ANTHROPIC_NATIVE in body:  # (what only Anthropic's API takes)
+            del body[ANTHROPIC_NATIVE]
         if stream:
             body["stream"] = True
             so = dict(body.get("stream_options") or {})
@@ -454,7 +497,11 @@ class Shape:
         ch = obj["choices"][0]
         msg = ch.get("message") or {}
         u = obj.get("usage") or None
-        return Parsed(msg.get("content"), msg.get("tool_calls"), ch.get("finish_reason"), self._usage(u),
+        reason = ch.get("finish_reason")
+        refusal, logprobs = msg.get("refusal"), ch.get("logprobs")
+        if refusal or logprobs:  # carried back (the caller's message.refusal, choices[0].logprobs)
+            reason = finish_with(reason, refusal=refusal or None, logprobs=logprobs or None)
+        return Parsed(msg.get("content"), msg.get("tool_calls"), reason, self._usage(u),
                       obj.get("model"), obj.get("id"))
 
     @staticmethod
@@ -534,6 +581,10 @@ class Shape:
             if c:
                 st.content.append(c)
                 out.append(c)
+            elif d.get("refusal"):  # given back whole, with the finish reason
+                if st.refusal is None:
+                    st.refusal = []
+                st.refusal.append(d["refusal"])
             for tc in d.get("tool_calls") or ():
                 i = tc.get("index", 0)
                 slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
@@ -566,7 +617,17 @@ class AnthropicShape(Shape):
 
     name = "anthropic"
     _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-             "refusal": "content_filter"}
+             "refusal": "content_filter", "pause_turn": "stop", "model_context_window_exceeded": "length"}
+    #: the reasons OpenAI's word says whole; any other is carried beside it (:class:`Finish`)
+    _PLAIN = frozenset({"end_turn", "max_tokens", "tool_use", "refusal"})
+
+    def _reason(self, stop: Any, sequence: Any) -> Any:
+        """Anthropic's ``stop_reason`` in OpenAI's words, carrying its own (``stop_sequence`` and
+        the sequence, ``pause_turn``…) when OpenAI's loses it."""
+        if stop is None or stop in self._PLAIN:
+            return self._STOP.get(stop, stop)
+        return finish_with(self._STOP.get(stop, "stop"), native=stop,
+                           stop_sequence=sequence if isinstance(sequence, str) else None)
 
     def url(self, base: str, model: str, stream: bool) -> str:
         return base.rstrip("/") + "/messages"
@@ -595,13 +656,20 @@ class AnthropicShape(Shape):
         return out
 
     def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
+        native = params.get(ANTHROPIC_NATIVE) or {}  # what the gateway's /v1/messages kept of the caller's request
+        errors = native.get("tool_errors") or ()
         system, msgs = [], []
         for m in messages:
             role = m.get("role")
             if role in ("system", "developer"):
                 system.append(_text(m.get("content")))
             elif role == "tool":
-                block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": _text(m.get("content"))}
+                text = _text(m.get("content"))
+                block = {"type": "tool_result", "tool_use_id": m.get("tool_call_id"), "content": text}
+                if m.get("tool_call_id") in errors:  # (its text was marked for the other APIs)
+                    block["is_error"] = True
+                    if text.startswith("Error: "):
+                        block["content"] = text[7:]
                 if msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] and \
                         msgs[-1]["content"][-1].get("type") == "tool_result":
                     msgs[-1]["content"].append(block)
@@ -617,14 +685,23 @@ class AnthropicShape(Shape):
             else:
                 msgs.append({"role": role, "content": self._blocks(m.get("content"))})
         p = dict(params)
+        p.pop(ANTHROPIC_NATIVE, None)
         body: dict[str, Any] = {"model": model, "messages": msgs,
                                 "max_tokens": p.pop("max_tokens", None) or p.pop("max_completion_tokens", None)
                                 or min(ctx.get("max_output") or 4096, 4096)}  # required by the API
-        if system:
+        blocks = native.get("system")
+        if blocks and len(system) == 1:  # the caller's own blocks, their cache_control kept
+            body["system"] = blocks
+        elif system:
             body["system"] = "\n\n".join(system)
+        if native.get("thinking") is not None:
+            body["thinking"] = native["thinking"]
         for k in ("temperature", "top_p", "top_k", "metadata"):
             if k in p:
                 body[k] = p.pop(k)
+        user = p.pop("user", None)
+        if isinstance(user, str) and user and "metadata" not in body:
+            body["metadata"] = {"user_id": user}
         if "stop" in p:
             stop = p.pop("stop")
             body["stop_sequences"] = [stop] if isinstance(stop, str) else stop
@@ -639,9 +716,18 @@ class AnthropicShape(Shape):
                 body["tool_choice"] = {"type": tc}
             elif isinstance(tc, dict):
                 body["tool_choice"] = {"type": "tool", "name": (tc.get("function") or {}).get("name")}
+            if p.get("parallel_tool_calls") is False and body.get("tool_choice", {}).get("type") != "none":
+                body["tool_choice"] = {**body.get("tool_choice", {"type": "auto"}), "disable_parallel_tool_use": True}
+        if p.get("logprobs"):
+            raise _refused("logprobs", "Anthropic's API gives no log probabilities")
         rf = p.pop("response_format", None)
         if rf and rf.get("type") == "json_schema":
-            body["output_format"] = {"type": "json_schema", "schema": (rf.get("json_schema") or {}).get("schema")}
+            # structured outputs (GA): output_config.format, no beta header
+            body["output_config"] = {"format": {"type": "json_schema",
+                                                "schema": (rf.get("json_schema") or {}).get("schema")}}
+        elif rf and rf.get("type") == "json_object":
+            raise _refused("response_format", "Anthropic's API has no schema-less JSON mode: send "
+                           "{'type': 'json_schema', 'json_schema': {'schema': ...}} (its structured outputs)")
         if stream:
             body["stream"] = True
         return body
@@ -673,7 +759,7 @@ class AnthropicShape(Shape):
                 calls.append({"id": b.get("id"), "type": "function",
                               "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
         return Parsed("".join(texts) if texts or not calls else None, calls,
-                      self._STOP.get(obj.get("stop_reason"), obj.get("stop_reason")),
+                      self._reason(obj.get("stop_reason"), obj.get("stop_sequence")),
                       self._parsed_usage(obj.get("usage")), obj.get("model"), obj.get("id"))
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
@@ -709,7 +795,7 @@ class AnthropicShape(Shape):
         elif t == "message_delta":
             d = obj.get("delta") or {}
             if d.get("stop_reason"):
-                st.finish_reason = self._STOP.get(d["stop_reason"], d["stop_reason"])
+                st.finish_reason = self._reason(d["stop_reason"], d.get("stop_sequence"))
             u = obj.get("usage")
             if isinstance(u, dict) and u:
                 # the counts in message_delta are cumulative, and may be any of them (input and
@@ -733,7 +819,19 @@ class GeminiShape(Shape):
     """Google Gemini ``generateContent`` / ``streamGenerateContent?alt=sse``."""
 
     name = "gemini"
-    _STOP = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter"}
+    _STOP = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
+             "PROHIBITED_CONTENT": "content_filter", "BLOCKLIST": "content_filter", "SPII": "content_filter",
+             "IMAGE_SAFETY": "content_filter"}
+    #: tool_choice in Gemini's words (functionCallingConfig.mode)
+    _MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+
+    def _reason(self, reason: str) -> str:
+        """``finishReason`` in OpenAI's words; one OpenAI has none for (``MALFORMED_FUNCTION_CALL``,
+        ``OTHER``, ``LANGUAGE``…) is ``stop``, carrying Gemini's own (:class:`Finish`)."""
+        mapped = self._STOP.get(reason)
+        if mapped is not None and reason not in ("PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"):
+            return mapped
+        return finish_with(mapped or "stop", native=reason)
 
     def url(self, base: str, model: str, stream: bool) -> str:
         verb = "streamGenerateContent?alt=sse" if stream else "generateContent"
@@ -776,17 +874,29 @@ class GeminiShape(Shape):
 
     def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
         system, contents = [], []
-        for m in messages:
+        names: dict[Any, str] = {}  # tool call id -> function name (a tool message has only the id)
+        results: list[dict] | None = None  # the parts of the user turn the tool results go in
+        for i, m in enumerate(messages):
             role = m.get("role")
+            if role != "tool":
+                results = None
             if role in ("system", "developer"):
                 system.append({"text": _text(m.get("content"))})
             elif role == "tool":
-                contents.append({"role": "user", "parts": [{"functionResponse": {
-                    "name": m.get("name") or "tool", "response": {"content": _text(m.get("content"))}}}]})
+                name = m.get("name") or names.get(m.get("tool_call_id"))
+                if not name:
+                    raise _refused(f"messages[{i}].tool_call_id", "answers no tool call of an earlier assistant "
+                                   "message: Gemini needs the function's name")
+                part = {"functionResponse": {"name": name, "response": {"content": _text(m.get("content"))}}}
+                if results is None:  # consecutive results: one turn, as many responses as calls
+                    results = []
+                    contents.append({"role": "user", "parts": results})
+                results.append(part)
             elif role == "assistant":
                 parts = self._parts(m.get("content")) if m.get("content") else []
                 for tc in m.get("tool_calls") or []:
                     fn = tc.get("function") or {}
+                    names[tc.get("id")] = fn.get("name")
                     parts.append({"functionCall": {"name": fn.get("name"), "args": tool_args(fn.get("arguments"))}})
                 contents.append({"role": "model", "parts": parts})
             else:
@@ -796,7 +906,8 @@ class GeminiShape(Shape):
             body["systemInstruction"] = {"parts": system}
         gc: dict[str, Any] = {}
         for src, dst in (("max_tokens", "maxOutputTokens"), ("max_completion_tokens", "maxOutputTokens"),
-                         ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK")):
+                         ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"), ("seed", "seed"),
+                         ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
             if params.get(src) is not None:
                 gc[dst] = params[src]
         if params.get("stop"):
@@ -806,6 +917,8 @@ class GeminiShape(Shape):
             gc["responseMimeType"] = "application/json"
             if rf.get("type") == "json_schema":
                 gc["responseJsonSchema"] = (rf.get("json_schema") or {}).get("schema")
+        if params.get("logprobs"):
+            raise _refused("logprobs", "not carried to Gemini's API by the gateway")
         if gc:
             body["generationConfig"] = gc
         if params.get("tools"):
@@ -813,6 +926,18 @@ class GeminiShape(Shape):
                 {"name": t["function"]["name"], "description": t["function"].get("description", ""),
                  "parameters": t["function"].get("parameters") or {"type": "object"}}
                 for t in params["tools"] if t.get("type") == "function"]}]
+            tc = params.get("tool_choice")
+            if isinstance(tc, dict):
+                fname = (tc.get("function") or {}).get("name")
+                if not isinstance(fname, str) or not fname:
+                    raise _refused("tool_choice", "must be 'auto', 'none', 'required' or "
+                                   "{'type': 'function', 'function': {'name': ...}}")
+                body["toolConfig"] = {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [fname]}}
+            elif tc is not None:
+                mode = self._MODES.get(tc)
+                if mode is None:
+                    raise _refused("tool_choice", f"{tc!r} is not 'auto', 'none' or 'required'")
+                body["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
         return body
 
     def _apply(self, obj: dict, st_content: list[str], calls: dict[int, dict]) -> tuple[list[str], str | None, dict | None]:
@@ -828,7 +953,7 @@ class GeminiShape(Shape):
                     calls[len(calls)] = {"id": f"call_{len(calls)}", "type": "function",
                                          "function": {"name": fc.get("name"), "arguments": json.dumps(fc.get("args") or {})}}
             if c.get("finishReason"):
-                finish = self._STOP.get(c["finishReason"], c["finishReason"].lower())
+                finish = self._reason(c["finishReason"])
         um = obj.get("usageMetadata")
         if um:
             thoughts = um.get("thoughtsTokenCount")  # (billed as output: counted in it, and said apart)
@@ -898,11 +1023,18 @@ class OllamaShape(Shape):
 
     def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
         msgs = []
-        for m in messages:
+        for i, m in enumerate(messages):
             c = m.get("content")
-            out = {"role": m.get("role"), "content": _text(c)}
-            imgs = [d[1] for p in (c if isinstance(c, list) else []) if p.get("type") == "image_url"
-                    for d in [_data_url((p.get("image_url") or {}).get("url", ""))] if d]
+            role = m.get("role")
+            out = {"role": "system" if role == "developer" else role, "content": _text(c)}
+            imgs = []
+            for j, p in enumerate(c if isinstance(c, list) else ()):
+                if p.get("type") == "image_url":
+                    d = _data_url((p.get("image_url") or {}).get("url", ""))
+                    if d is None:  # Ollama fetches nothing: its images are base64
+                        raise _refused(f"messages[{i}].content[{j}].image_url.url", "Ollama takes images as "
+                                       "base64 data URLs (data:image/png;base64,...), not http(s) URLs")
+                    imgs.append(d[1])
             if imgs:
                 out["images"] = imgs
             if m.get("tool_calls"):
@@ -913,9 +1045,14 @@ class OllamaShape(Shape):
         options: dict[str, Any] = {"num_ctx": ctx.get("num_ctx") or 4096}
         for src, dst in (("max_tokens", "num_predict"), ("max_completion_tokens", "num_predict"),
                          ("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"), ("seed", "seed"),
-                         ("stop", "stop")):
+                         ("stop", "stop"), ("presence_penalty", "presence_penalty"),
+                         ("frequency_penalty", "frequency_penalty")):
             if params.get(src) is not None:
                 options[dst] = params[src]
+        if isinstance(options.get("stop"), str):  # (an array in Ollama's options)
+            options["stop"] = [options["stop"]]
+        if params.get("logprobs"):
+            raise _refused("logprobs", "not carried to Ollama's API by the gateway")
         body: dict[str, Any] = {"model": model, "messages": msgs, "stream": stream, "options": options}
         if params.get("tools"):
             body["tools"] = params["tools"]

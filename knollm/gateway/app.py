@@ -80,9 +80,21 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj)
 
 
+#: Anthropic's error types (what the anthropic SDK and Claude Code read), by the gateway's
+#: own type, else by status
+_ANTHROPIC_TYPES = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                    "request_too_large", "rate_limit_error", "api_error", "overloaded_error", "timeout_error",
+                    "billing_error"}
+_ANTHROPIC_BY_STATUS = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                        403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+                        413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error",
+                        504: "timeout_error", 529: "overloaded_error"}
+
+
 def error_body(exc: GatewayError, anthropic: bool = False) -> dict[str, Any]:
     if anthropic:
-        return {"type": "error", "error": {"type": exc.type, "message": str(exc)}}
+        kind = exc.type if exc.type in _ANTHROPIC_TYPES else _ANTHROPIC_BY_STATUS.get(exc.status, "api_error")
+        return {"type": "error", "error": {"type": kind, "message": str(exc)}}
     return {"error": {"type": exc.type, "message": str(exc), "code": exc.code, "param": None}}
 
 
@@ -753,7 +765,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         status = getattr(exc, "status_code", 404)
         err = GatewayError(f"no route {request.method} {request.url.path}", status=status,
                            type="not_found_error" if status == 404 else "invalid_request_error")
-        return Response(_dumps(error_body(err)), status_code=status, media_type="application/json",
+        anthropic = request.url.path.startswith("/v1/messages")  # (Anthropic's routes: its error shape)
+        return Response(_dumps(error_body(err, anthropic)), status_code=status, media_type="application/json",
                         headers=_knollm_headers(None))
 
     async def server_error(request: Request, exc: Exception) -> Response:

@@ -197,9 +197,11 @@ class _ClientStream:
         if res is None:  # pragma: no cover - the client always ends with its result
             return
         self.outcome = _outcome_of(res)
-        yield pending + [_chunk(rid, created, res.model, {"role": "assistant"} if first else {},
-                                res.finish_reason or "stop"),
-                         _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])]
+        end = _chunk(rid, created, res.model, {"role": "assistant"} if first else {}, res.finish_reason or "stop")
+        refusal = getattr(res.finish_reason, "refusal", None) if type(res.finish_reason) is not str else None
+        if refusal is not None:  # an OpenAI-compatible provider's delta.refusal, given whole
+            end["choices"][0]["delta"]["refusal"] = refusal
+        yield pending + [end, _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])]
 
 
 # what Anthropic's count_tokens takes of a Messages request (model is the deployment's)

@@ -25,6 +25,9 @@ __all__ = [
     "chunk_parts",
 ]
 
+#: the request parameter for what only an Anthropic upstream takes
+#: (:data:`knollm.client.transports.ANTHROPIC_NATIVE`)
+ANTHROPIC_NATIVE = "x_anthropic"
 _ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 _PART_TYPES = {"text", "image_url", "input_audio", "file", "refusal"}
 _RF_TYPES = {"text", "json_object", "json_schema"}
@@ -160,6 +163,9 @@ def validate_chat_request(body: Any) -> dict[str, Any]:
         v = body.get(key)
         if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool)):
             raise _bad(f"'{key}' must be a number", key)
+    if body.get("logprobs") and body.get("stream"):
+        raise _bad("'logprobs' is not supported on a stream by the gateway (a whole answer carries them back "
+                   "from an OpenAI-compatible provider)", "logprobs")
     return body
 
 
@@ -307,11 +313,15 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise _bad("'stream' must be a boolean", "stream")
     out: list[dict[str, Any]] = []
+    native: dict[str, Any] = {}  # what only an Anthropic upstream takes (ANTHROPIC_NATIVE)
+    errors: list[str] = []  # the tool results that were errors
     system = body.get("system")
     if system is not None:
         text = _system_text(system)
         if text:
             out.append({"role": "system", "content": text})
+            if isinstance(system, list) and any("cache_control" in b for b in system):
+                native["system"] = system  # the blocks, their cache_control kept for an Anthropic upstream
     for i, m in enumerate(messages_in):
         where = f"messages[{i}]"
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
@@ -345,7 +355,8 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
                     raise _bad(f"{bw}.tool_use_id is required", f"{bw}.tool_use_id")
                 text, images = _tool_result(b.get("content"), bw)
                 if b.get("is_error"):
-                    text = "Error: " + text
+                    text = "Error: " + text  # (said in the text to the other APIs; is_error to Anthropic's)
+                    errors.append(b["tool_use_id"])
                 out.append({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": text})
                 shown += images
             elif kind in ("thinking", "redacted_thinking"):
@@ -357,9 +368,19 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         if parts:
             out.append({"role": "user", "content": _user_content(parts)})
     req: dict[str, Any] = {"model": body["model"], "messages": out, "max_tokens": max_tokens}
-    for a, o in (("temperature", "temperature"), ("top_p", "top_p")):
+    for a, o in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
         if body.get(a) is not None:
             req[o] = body[a]
+    top_k = body.get("top_k")
+    if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1):
+        raise _bad("'top_k' must be a positive integer", "top_k")
+    thinking = body.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str):
+            raise _bad("'thinking' must be an object with a 'type'", "thinking")
+        native["thinking"] = thinking  # to an Anthropic upstream; the other APIs have no such setting
+    if errors:
+        native["tool_errors"] = errors
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -388,12 +409,27 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     if body.get("stream"):
         req["stream"] = True
         req["stream_options"] = {"include_usage": True}
+    if native:
+        req[ANTHROPIC_NATIVE] = native
     return validate_chat_request(req)
 
 
 # --------------------------------------------------------------------------- OpenAI -> Anthropic
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                 "function_call": "tool_use", "content_filter": "refusal"}
+#: Anthropic's own reasons, given back as they came when an Anthropic upstream said one
+#: (carried by :class:`knollm.client.transports.Finish`)
+_NATIVE_STOPS = frozenset({"end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal",
+                           "model_context_window_exceeded"})
+
+
+def _stop(reason: Any) -> tuple[str, str | None]:
+    """An OpenAI finish reason as Anthropic's ``(stop_reason, stop_sequence)``: the
+    provider's own when it was Anthropic's (``stop_sequence`` with the sequence, ``pause_turn``)."""
+    native = getattr(reason, "native", None)
+    if native in _NATIVE_STOPS:
+        return native, getattr(reason, "stop_sequence", None)
+    return STOP_REASONS.get(reason or "stop", "end_turn"), None
 
 
 def _anthropic_usage(usage: dict[str, Any] | None) -> dict[str, Any]:
@@ -423,10 +459,10 @@ def openai_to_anthropic(resp: dict[str, Any], model: str) -> dict[str, Any]:
         fn = call.get("function") or {}
         content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
                         "input": _json_or_raw(fn.get("arguments") or "{}")})
+    stop, sequence = _stop(choice.get("finish_reason"))
     return {"id": "msg_" + str(resp.get("id") or int(time.time() * 1000)), "type": "message", "role": "assistant",
-            "model": model, "content": content,
-            "stop_reason": STOP_REASONS.get(choice.get("finish_reason") or "stop", "end_turn"),
-            "stop_sequence": None, "usage": _anthropic_usage(resp.get("usage"))}
+            "model": model, "content": content, "stop_reason": stop, "stop_sequence": sequence,
+            "usage": _anthropic_usage(resp.get("usage"))}
 
 
 def chunk_parts(chunk: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -537,9 +573,9 @@ class AnthropicStream:
     def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self.flush()
         usage = _anthropic_usage(self.usage)
+        stop, sequence = _stop(self.finish)
         yield "message_delta", {"type": "message_delta",
-                                "delta": {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"),
-                                          "stop_sequence": None},
+                                "delta": {"stop_reason": stop, "stop_sequence": sequence},
                                 # as a whole answer counts them (cache reads, cache writes)
                                 "usage": usage}
         yield "message_stop", {"type": "message_stop"}
