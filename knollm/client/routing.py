@@ -541,16 +541,22 @@ class Router:
             d.breaker.start_half_open()
 
     # -- targets
-    def offers(self, target: Any) -> tuple[list[Offer], dict]:
+    def offers(self, target: Any, _via: tuple[str, ...] = ()) -> tuple[list[Offer], dict]:
         """Offers for ``target`` in priority order, plus what the target said
-        (``alias``, ``strategy``, ``requires``)."""
+        (``alias``, ``strategy``, ``requires``).
+
+        An alias whose ``models`` name another alias brings that alias's offers with both
+        bindings: every binding an offer passed through is checked (innermost first), and
+        ``requires`` merge with the stricter value winning (``local_only`` from any level
+        holds). ``_via``: the aliases being expanded (a cycle brings no offers)."""
         # "bindings": offer key -> (alias, binding) for the offers an alias brought: the plan
-        # drops those its binding does not allow (requires, local_only / cloud_fallback)
+        # drops those its binding does not allow (requires, local_only / cloud_fallback); for
+        # nested aliases the binding is a NestedBinding holding every level
         meta: dict[str, Any] = {"alias": None, "strategy": None, "requires": {}, "bindings": {}}
         if isinstance(target, (list, tuple)):
             out: list[Offer] = []
             for t in target:
-                o, m = self.offers(t)
+                o, m = self.offers(t, _via)
                 new = [x for x in o if x.key not in {y.key for y in out}]
                 out += new
                 for x in new:
@@ -564,15 +570,24 @@ class Router:
             o = self.source.by_key(t)
             if o is not None:
                 return [o], meta
+        if t in _via:
+            return [], meta  # alias cycle (a -> b -> a): the inner mention brings nothing
         alias = self._alias(t)
         if alias is not None:
+            from knollm.lock.lockfile import merge_requires, nested_binding
+
+            o, m = self.offers(list(alias.models), _via + (t,))
             meta.update(alias=t, strategy=getattr(alias, "strategy", None),
-                        requires=dict(getattr(alias, "requires", None) or {}))
-            o, _ = self.offers(list(alias.models))
+                        requires=merge_requires(m["requires"], getattr(alias, "requires", None)))
+            bindings: dict[str, Any] = {}
+            for x in o:
+                inner = m["bindings"].get(x.key)
+                levels = list(getattr(inner[1], "levels", None) or [inner]) if inner is not None else []
+                bindings[x.key] = (t, nested_binding(levels + [(t, alias)]))
             from knollm.lock.lockfile import local_first
 
             o = local_first(alias, o, lambda x: self.is_local(x.provider, x.key))
-            meta["bindings"] = {x.key: (t, alias) for x in o}
+            meta["bindings"] = bindings
             return o, meta
         if self.source is not None:
             o = self.source.where(t)
@@ -587,7 +602,16 @@ class Router:
     def is_local(self, pid: str, key: str | None = None) -> bool:
         """Whether provider ``pid`` runs on this machine (the provider registry's or the
         catalog's ``kind = "local"``, as the lock's chooser reads it), or ``key`` is a model
-        of the stored local scan."""
+        of the stored local scan. A model the scan found to run elsewhere (an Ollama cloud
+        model: ``local = false``), or named as one (``…-cloud``, ``…:cloud``), is not local."""
+        from knollm.lock.local import is_cloud_model
+
+        if key is not None:
+            s = self.scanned(key)
+            if s is not None and s.get("local") is False:
+                return False
+            if is_cloud_model(pid, key.partition("/")[2]):
+                return False
         got = self._local.get(pid)
         if got is None:
             from knollm.lock._providers import provider_facts as lock_facts
@@ -617,13 +641,19 @@ class Router:
     def binding_reason(self, o: Offer, alias: str, binding: Any, op: str = "chat") -> str | None:
         """Why ``binding`` (of ``alias``) does not allow offer ``o`` (None: it does): the lock's
         own rule (:func:`knollm.lock.lockfile.binding_skip`, what ``knollm roles explain``
-        says), over the local scan's facts for a scanned local model, else the catalog's."""
-        from knollm.lock.lockfile import binding_skip
+        says), over the local scan's facts for a scanned local model, else the catalog's.
+        A nested alias's offer must pass every level it came through, innermost first
+        (:func:`knollm.lock.lockfile.chain_skip`); the reason names the level that refused."""
+        from knollm.lock.lockfile import chain_skip
 
         local = self.is_local(o.provider, o.key)
         m = (self.scanned(o.key) if local else None) or o.facts()
-        why, _ = binding_skip(binding, m, local=local, op=op)
-        return None if why is None else f"binding {alias!r}: {why}"
+        why, _, level = chain_skip(binding, m, local=local, op=op)
+        if why is None:
+            return None
+        if level is not None and level != alias:
+            return f"binding {level!r} (via {alias!r}): {why}"
+        return f"binding {alias!r}: {why}"
 
     def _alias(self, name: str) -> Any:
         if self.resolver is False:

@@ -187,11 +187,10 @@ def aliases_cmd(lock_path, profile, output) -> int:
 def bind_cmd(lock_path, profile, alias, models, prefer, strategy, dumps) -> int:
     """Bind ALIAS to MODEL… (provider/model keys; first = primary) and pin them."""
     from knollm.lock.edit import LockDoc
-    from knollm.lock.lockfile import Binding, active_profile, load_lock
+    from knollm.lock.lockfile import Binding, active_profile, existing_binding
     from knollm.lock.ops import _pin_all
 
     path = _path(lock_path, must_exist=False)
-    prof = profile or (active_profile(load_lock(path), None) if path.is_file() else "default")
     for m in models:
         if "/" not in m:
             raise click.BadParameter(f"{m!r}: use provider/model", param_hint="MODELS")
@@ -208,18 +207,20 @@ def bind_cmd(lock_path, profile, alias, models, prefer, strategy, dumps) -> int:
                 click.echo(f"warning: {m} is not in the local scan", err=True)
             else:
                 raise e
-    doc = LockDoc(path)
-    existing = None
-    if path.is_file():
-        existing = load_lock(path).profiles.get(prof, {}).get("bindings", {}).get(alias)
-    b = Binding(alias, keys, strategy or (existing.strategy if existing else None),
-                dict(existing.requires) if existing else {}, prefer or (existing.prefer if existing else None),
-                existing.cloud_fallback if existing else False, prof,
-                existing.cache if existing else None, existing.note if existing else None)
-    doc.set_binding(b, prof)
-    _pin_all(doc, ch, keys)
-    doc.prune_pins()
-    click.echo(doc.save() or "no change", nl=False)
+    # read, edit and write under the edit lock: parallel binds each keep their alias
+    with LockDoc.locked(path) as doc:
+        lf = doc.lockfile()
+        prof = profile or (active_profile(lf, None) if lf is not None else "default")
+        existing = existing_binding(lf, alias, prof)
+        b = Binding(alias, keys, strategy or (existing.strategy if existing else None),
+                    dict(existing.requires) if existing else {}, prefer or (existing.prefer if existing else None),
+                    existing.cloud_fallback if existing else False, prof,
+                    existing.cache if existing else None, existing.note if existing else None)
+        doc.set_binding(b, prof)
+        _pin_all(doc, ch, keys)
+        doc.prune_pins()
+        diff = doc.save()
+    click.echo(diff or "no change", nl=False)
     return 0
 
 
@@ -232,13 +233,16 @@ def unbind_cmd(lock_path, profile, alias) -> int:
     from knollm.lock.lockfile import active_profile, load_lock
 
     path = _path(lock_path)
-    prof = profile or active_profile(load_lock(path), None)
-    doc = LockDoc(path)
-    if not doc.remove_binding(alias, prof):
-        click.echo(f"alias {alias!r} is not bound in profile {prof!r}", err=True)
-        return 1
-    doc.prune_pins()
-    click.echo(doc.save(), nl=False)
+    if not path.is_file():
+        load_lock(path)  # the error naming the missing file
+    with LockDoc.locked(path) as doc:
+        prof = profile or active_profile(doc.lockfile(), None)
+        if not doc.remove_binding(alias, prof):
+            click.echo(f"alias {alias!r} is not bound in profile {prof!r}", err=True)
+            return 1
+        doc.prune_pins()
+        diff = doc.save()
+    click.echo(diff, nl=False)
     return 0
 
 
@@ -426,9 +430,15 @@ def roles_explain(lock_path, profile, alias, dumps, output) -> int:
         if b["requires"]:
             click.echo(f"  requires {_fmt(b['requires'])}" + (f"; prefer {b['prefer']}" if b["prefer"] else "")
                        + ("; cloud_fallback" if b["cloud_fallback"] else ""))
+        for a, nb in (res.get("nested") or {}).items():
+            click.echo(f"  nested alias {a}: {' > '.join(nb['models'])}"
+                       + (f"; requires {_fmt(nb['requires'])}" if nb["requires"] else "")
+                       + (f"; prefer {nb['prefer']}" if nb["prefer"] else "")
+                       + ("; cloud_fallback" if nb["cloud_fallback"] else ""))
         for s in res["steps"]:
             checks = f" [{'; '.join(s['checks'])}]" if s["checks"] else ""
-            click.echo(f"  {s['step']}. {s['model']}: {s['status']} - {s['reason']}{checks}")
+            via = f" (via {' < '.join(s['via'])})" if s.get("via") else ""
+            click.echo(f"  {s['step']}. {s['model']}{via}: {s['status']} - {s['reason']}{checks}")
         click.echo(f"=> {res['resolves_to'] or 'no usable model now (see `knollm lock optimize`)'}")
     return 0 if res["resolves_to"] else 1
 
@@ -460,7 +470,8 @@ def local_scan(hosts, timeout, no_save, output) -> int:
              "caps": ",".join(k for k, v in m["capabilities"].items() if v) or "?",
              "mem GiB": f"{m['memory_estimate'] / 2**30:.1f}" if m.get("memory_estimate") else "?",
              "fits": None if not (ram and m.get("memory_estimate")) else m["memory_estimate"] <= ram,
-             "host": m["host"]} for m in res["models"]]
+             "host": m["host"] if m.get("local", True) is not False
+             else f"{m['host']} -> {m.get('remote_host') or 'cloud'} (not local)"} for m in res["models"]]
     emit(rows, ["model", "params", "quant", "context", "native", "caps", "mem GiB", "fits", "host"], output,
          json_obj=res)
     if output["format"] == "table":

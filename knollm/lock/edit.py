@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,8 @@ import tomlkit
 from tomlkit.items import AoT, InlineTable
 
 from knollm.errors import LockError
-from knollm.fsutil import atomic_write
-from knollm.lock.lockfile import LOCK_VERSION, Binding, parse_lock
+from knollm.fsutil import atomic_write, exclusive_lock
+from knollm.lock.lockfile import LOCK_VERSION, Binding, Lockfile, check_is_lockfile, parse_lock
 
 __all__ = ["LockDoc", "HEADER"]
 
@@ -30,20 +32,54 @@ def _inline(d: dict[str, Any]) -> Any:
 
 
 class LockDoc:
-    """A lockfile open for editing. ``save()`` validates the result before writing."""
+    """A lockfile open for editing. ``save()`` validates the result before writing.
+
+    Several processes may edit one lockfile (``knollm lock bind`` in parallel, an MCP client):
+    open it with ``with LockDoc.locked(path) as doc:`` to hold an exclusive lock (a ``flock`` on
+    the sidecar ``<path>.lck``) from the read to the write, and read what the edit depends on
+    (:meth:`lockfile`) inside the block. A ``LockDoc`` opened without it takes the lock for
+    ``save()`` only and refuses to write over changes made since it read the file.
+
+    A symbolic link is edited through (the file it points at is written, with its mode kept).
+    A file that is some other tool's (``uv.lock``: top-level keys of its own, no profiles or
+    pins) is refused with a :class:`LockError`."""
 
     def __init__(self, path: str | Path, text: str | None = None) -> None:
         self.path = Path(path)
+        self._held = False  # this doc holds the edit lock (opened by locked())
+        self._check_unchanged = text is None
         if text is None:
-            try:
-                text = self.path.read_text("utf-8") if self.path.is_file() else ""
-            except (OSError, UnicodeDecodeError) as e:
-                raise LockError(str(self.path), f"cannot read: {e}") from None
+            text = self._read()
         self.original = text
         try:
             self.doc = tomlkit.parse(text) if text else self._new()
         except Exception as e:  # tomlkit raises its own ParseError subclasses
             raise LockError(str(self.path), f"not valid TOML: {e}") from None
+        if text:
+            check_is_lockfile(self.doc.keys(), self.path)
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text("utf-8") if self.path.is_file() else ""
+        except (OSError, UnicodeDecodeError) as e:
+            raise LockError(str(self.path), f"cannot read: {e}") from None
+
+    @classmethod
+    @contextlib.contextmanager
+    def locked(cls, path: str | Path, *, timeout: float = 120.0) -> Iterator[LockDoc]:
+        """``path`` open for editing under an exclusive lock held until the block ends: no other
+        process's edit can come between this read and this ``save()``."""
+        with _edit_lock(Path(path), timeout):
+            doc = cls(path)
+            doc._held = True
+            try:
+                yield doc
+            finally:
+                doc._held = False
+
+    def lockfile(self) -> Lockfile | None:
+        """The file as read (parsed and checked); None when it did not exist or was empty."""
+        return parse_lock(self.original, self.path) if self.original.strip() else None
 
     @staticmethod
     def _new() -> tomlkit.TOMLDocument:
@@ -173,10 +209,37 @@ class LockDoc:
                                             f"a/{self.path.name}", f"b/{self.path.name}"))
 
     def save(self) -> str:
-        """Validate and write atomically; returns the unified diff against the file as read."""
+        """Validate and write atomically; returns the unified diff against the file as read.
+
+        Written through a symbolic link, keeping the file's mode. Outside :meth:`locked` the
+        edit lock is taken for the write, and a file changed since it was read is not
+        overwritten (:class:`LockError`: run the edit again)."""
         text = self.text()
         parse_lock(text, self.path)  # never write a file we could not read back
         d = self.diff()
-        atomic_write(self.path, text.encode("utf-8"))
+        if self._held:
+            atomic_write(self.path, text.encode("utf-8"))
+        else:
+            with _edit_lock(self.path, 120.0):
+                if self._check_unchanged and self._read() != self.original:
+                    raise LockError(str(self.path), "changed by another process since it was read; "
+                                    "nothing written (run the edit again)")
+                atomic_write(self.path, text.encode("utf-8"))
         self.original = text
         return d
+
+
+@contextlib.contextmanager
+def _edit_lock(path: Path, timeout: float) -> Iterator[None]:
+    """:func:`knollm.fsutil.exclusive_lock` with its failures as :class:`LockError` naming the file."""
+    try:
+        cm = exclusive_lock(path, timeout=timeout)
+        cm.__enter__()
+    except TimeoutError as e:
+        raise LockError(str(path), f"another process is editing it ({e})") from None
+    except OSError as e:
+        raise LockError(str(path), f"cannot lock for editing: {e}") from None
+    try:
+        yield
+    finally:
+        cm.__exit__(None, None, None)  # releases the lock (an error in the block propagates as it is)

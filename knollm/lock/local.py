@@ -9,6 +9,10 @@
 * OpenAI-compatible servers (``/v1/models``: vLLM ``max_model_len``, llama.cpp ``meta``,
   LM Studio): id, context where reported.
 
+Ollama *cloud* models (Ollama >= 0.12 lists them with ``remote_host`` / ``remote_model``;
+names ending ``-cloud`` / ``:cloud``) are recorded with ``local = false``, their remote host
+and no memory estimate: their prompts leave the machine, so no local role uses them.
+
 Scanned models become catalog-shaped model dicts with provider ``ollama`` or ``local``,
 price 0 and every value's source ``local@<host>``. The scan is stored in
 ``$KNOLLM_HOME/local_models.json`` (default: the platform user data dir).
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DEFAULT_HOSTS", "scan", "scan_host", "store_path", "save_scan", "load_scan", "machine_memory",
-           "memory_estimate"]
+           "memory_estimate", "is_cloud_model"]
 
 #: where local servers listen by default: (kind, URL)
 DEFAULT_HOSTS: tuple[tuple[str, str], ...] = (
@@ -70,6 +74,15 @@ def machine_memory() -> dict[str, int | None]:
         except (OSError, subprocess.SubprocessError):
             vram = None
     return {"ram": ram, "vram": vram}
+
+
+def is_cloud_model(provider: str | None, mid: str | None) -> bool:
+    """Whether Ollama model ``mid`` is one of Ollama's *cloud* models (``gpt-oss:120b-cloud``,
+    ``glm-4.6:cloud``): listed by the local server, but its prompts go to ollama.com."""
+    if provider != "ollama" or not mid:
+        return False
+    tag = mid.rpartition(":")[2] if ":" in mid else mid
+    return tag == "cloud" or tag.endswith("-cloud")
 
 
 def _params(text: str | None) -> int | None:
@@ -150,6 +163,20 @@ def _ollama(client: Any, host: str) -> list[dict[str, Any]]:
             if "embedding" in reported and "completion" not in reported:
                 kind = "embedding"
         params = info.get("general.parameter_count") or _params(details.get("parameter_size"))
+        # an Ollama cloud model (Ollama >= 0.12: remote_host / remote_model in /api/tags and
+        # /api/show): the local server only forwards its prompts to ollama.com. Not local,
+        # and its few-hundred-byte "size" says nothing about memory
+        remote_host = t.get("remote_host") or show.get("remote_host")
+        remote_model = t.get("remote_model") or show.get("remote_model")
+        if remote_host or remote_model or is_cloud_model("ollama", name):
+            out.append(_model(
+                "ollama", host, name, kind=kind, capabilities=caps, context_window=effective or native,
+                native_context=native, effective_context=effective, loaded_context=None,
+                family=details.get("family"), parameters=params, parameter_size=details.get("parameter_size"),
+                quantization=details.get("quantization_level"), size_on_disk=None, loaded=False,
+                memory_in_use=None, memory_estimate=None, local=False, flags=["cloud"],
+                remote_host=remote_host or "https://ollama.com", remote_model=remote_model))
+            continue
         out.append(_model(
             "ollama", host, name, kind=kind, capabilities=caps, context_window=effective or native,
             native_context=native, effective_context=effective, loaded_context=run.get("context_length"),

@@ -23,7 +23,8 @@ from knollm.errors import LockError
 __all__ = [
     "LOCK_NAME", "REQUIRE_KEYS", "PREFER_VALUES", "Binding", "Lockfile", "UserConfig",
     "find_lock", "load_lock", "parse_lock", "user_config", "user_config_path", "active_profile",
-    "resolve_alias", "binding_skip", "local_first", "EMBED_REQUIRE_KEYS",
+    "resolve_alias", "binding_skip", "local_first", "EMBED_REQUIRE_KEYS", "merge_requires", "nested_binding",
+    "chain_skip", "TOP_LEVEL_KEYS", "check_is_lockfile", "existing_binding",
 ]
 
 LOCK_NAME = "knollm.lock"
@@ -36,6 +37,8 @@ REQUIRE_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 PREFER_VALUES = ("cheapest", "fastest", "newest", "local")
 _BINDING_KEYS = {"alias", "models", "requires", "strategy", "prefer", "cloud_fallback", "cache", "note"}
+#: the top-level keys of a knollm.lock (llmring's files add a few of their own)
+TOP_LEVEL_KEYS = ("version", "default_profile", "profiles", "pins", "meta")
 
 
 @dataclass
@@ -186,6 +189,102 @@ def local_first(b: Any, items: list[Any], is_local: Any) -> list[Any]:
     return sorted(items, key=lambda x: 0 if is_local(x) else 1)
 
 
+#: requirement keys where the larger value is the stricter one (the rest of the numbers are caps)
+_AT_LEAST = ("min_context", "max_output")
+
+
+def merge_requires(*reqs: dict[str, Any] | None) -> dict[str, Any]:
+    """The requirements of several bindings together, the stricter value winning: the largest
+    ``min_context`` / ``max_output``, the smallest price cap, a capability or ``local_only``
+    required when any of them requires it."""
+    out: dict[str, Any] = {}
+    for req in reqs:
+        for k, v in (req or {}).items():
+            if v is None:
+                continue
+            have = out.get(k)
+            if have is None:
+                out[k] = v
+            elif isinstance(v, bool) or isinstance(have, bool):
+                out[k] = bool(have) or bool(v)
+            elif k in _AT_LEAST:
+                out[k] = max(have, v)
+            else:
+                out[k] = min(have, v)
+    return out
+
+
+def _local_role(b: Any) -> bool:
+    return bool((getattr(b, "requires", None) or {}).get("local_only")) or getattr(b, "prefer", None) == "local"
+
+
+@dataclass
+class NestedBinding(Binding):
+    """What an offer reached through nested aliases must meet: ``levels`` are the bindings it
+    passed through, ``(alias, binding)``, innermost first. Each level is checked on its own
+    (:func:`chain_skip`); the merged fields (``requires`` with the stricter value winning,
+    ``prefer = "local"`` when any level has it, ``cloud_fallback`` only when every level that
+    asks for local models allows it) say the same for code that reads one binding."""
+
+    levels: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def nested_binding(levels: list[tuple[str, Any]]) -> Any:
+    """One binding standing for ``levels`` (``(alias, binding)``, innermost first); a single
+    level is returned as it is."""
+    if len(levels) == 1:
+        return levels[0][1]
+    bs = [b for _, b in levels]
+    outer = bs[-1]
+    local = [b for b in bs if _local_role(b)]
+    prefer = "local" if local else next((getattr(b, "prefer", None) for b in reversed(bs)
+                                         if getattr(b, "prefer", None)), None)
+    return NestedBinding(levels[-1][0], list(getattr(outer, "models", None) or []), getattr(outer, "strategy", None),
+                         merge_requires(*(getattr(b, "requires", None) for b in bs)), prefer,
+                         bool(local) and all(getattr(b, "cloud_fallback", False) for b in local),
+                         getattr(outer, "profile", "default"), getattr(outer, "cache", None),
+                         getattr(outer, "note", None), levels=list(levels))
+
+
+def chain_skip(b: Any, m: dict[str, Any], *, local: bool, op: str = "chat") -> tuple[str | None, list[str], str | None]:
+    """:func:`binding_skip` for every binding an offer passed through (a :class:`NestedBinding`'s
+    ``levels``, innermost first; else ``b`` alone): ``(why, checks, alias)`` where ``alias``
+    names the level that refused (None: every level allows ``m``)."""
+    levels = getattr(b, "levels", None) or [(getattr(b, "alias", None), b)]
+    checks: list[str] = []
+    for alias, lb in levels:
+        why, c = binding_skip(lb, m, local=local, op=op)
+        if why is not None:
+            return why, checks + c, alias
+        checks += [x for x in c if x not in checks]
+    return None, checks, None
+
+
+def existing_binding(lf: Lockfile | None, alias: str, profile: str) -> Binding | None:
+    """The binding an edit of ``alias`` in ``profile`` starts from: the profile's own, else the one
+    it inherits (``extends``), so a rebind keeps ``requires`` (``local_only``!), ``prefer``,
+    ``strategy``, ``cloud_fallback``, ``cache`` and ``note``. None: a new alias."""
+    if lf is None or profile not in lf.profiles:
+        return None
+    own = lf.profiles[profile]["bindings"].get(alias)
+    if own is not None:
+        return own
+    try:
+        return lf.bindings(profile).get(alias)
+    except LockError:
+        return None
+
+
+def check_is_lockfile(keys: Any, path: str | Path) -> None:
+    """Refuse a file that is some other tool's (a ``uv.lock``, a ``Cargo.lock``): top-level keys
+    of its own and no ``profiles`` or ``pins``. :class:`LockError` names the file."""
+    keys = list(keys)
+    other = [k for k in keys if k not in TOP_LEVEL_KEYS]
+    if other and "profiles" not in keys and "pins" not in keys:
+        raise LockError(str(path), f"not a knollm lockfile (top-level {', '.join(map(repr, other[:5]))}"
+                        f"{', …' if len(other) > 5 else ''} and no [profiles] or [pins]); refusing to edit it")
+
+
 def parse_lock(text: str, path: str | Path = LOCK_NAME) -> Lockfile:
     """Parse and validate lockfile text; :class:`LockError` names the file and the record."""
     p = str(path)
@@ -193,6 +292,7 @@ def parse_lock(text: str, path: str | Path = LOCK_NAME) -> Lockfile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise LockError(p, f"not valid TOML: {e}") from None
+    check_is_lockfile(raw, p)
     version = raw.get("version", LOCK_VERSION)
     if isinstance(version, str):  # llmring writes "1.0"
         try:

@@ -12,7 +12,7 @@ from typing import Any
 
 from knollm.lock.edit import LockDoc
 from knollm.lock.facts import CAPS, catalog_digest, check_requires, drift, pin_facts
-from knollm.lock.lockfile import Binding, Lockfile, UserConfig, binding_skip, local_first
+from knollm.lock.lockfile import Binding, Lockfile, UserConfig, chain_skip, local_first, nested_binding
 from knollm.lock.roles import ALIASES, AliasSpec, Chooser, rank_date
 from knollm.query.cost import Workload, applicable_prices, cost_per_request
 
@@ -95,19 +95,11 @@ def _pin_all(doc: LockDoc, ch: Chooser, keys: list[str]) -> None:
         doc.set_pin(k, pin_facts(m, ch.cat))
 
 
-def init_lock(ch: Chooser, path: str | Path, *, profile: str = "default", use_cases: list[str] | None = None,
-              include_local: bool = False) -> dict[str, Any]:
-    """Choose every alias and write them into ``path`` (an existing file keeps its other content)."""
-    specs = [s for s in ALIASES.values() if s.name != "local"]
-    if include_local or any(m.get("kind") == "chat" for m in ch.local):
-        specs.append(ALIASES["local"])
-    specs += [use_case_spec(u) for u in use_cases or []]
-    doc = LockDoc(path)
+def _write_init(doc: LockDoc, ch: Chooser, profile: str, chosen: list) -> tuple[str, list[dict[str, Any]]]:
     if profile != "default" and "profiles" not in doc.doc:
         doc.doc["default_profile"] = profile
     results = []
-    for spec in specs:
-        res = ch.choose(spec)
+    for spec, res in chosen:
         row = {"alias": spec.name, "models": res["models"], "candidates": res["candidates"],
                "requires": res["requires"], "skipped": res["skipped"]}
         if not res["models"]:
@@ -127,6 +119,19 @@ def init_lock(ch: Chooser, path: str | Path, *, profile: str = "default", use_ca
                  data_date=ch.cat.data.get("data_date") or "", updated=_dt.date.today().isoformat())
     doc.prune_pins()
     diff = doc.save()
+    return diff, results
+
+
+def init_lock(ch: Chooser, path: str | Path, *, profile: str = "default", use_cases: list[str] | None = None,
+              include_local: bool = False) -> dict[str, Any]:
+    """Choose every alias and write them into ``path`` (an existing file keeps its other content)."""
+    specs = [s for s in ALIASES.values() if s.name != "local"]
+    if include_local or any(m.get("kind") == "chat" and ch.is_local(m) for m in ch.local):
+        specs.append(ALIASES["local"])
+    specs += [use_case_spec(u) for u in use_cases or []]
+    chosen = [(spec, ch.choose(spec)) for spec in specs]  # (the slow part, before taking the edit lock)
+    with LockDoc.locked(path) as doc:
+        diff, results = _write_init(doc, ch, profile, chosen)
     return {"path": str(path), "profile": profile, "aliases": results, "diff": diff}
 
 
@@ -174,6 +179,12 @@ def validate(lf: Lockfile, ch: Chooser) -> list[dict[str, Any]]:
                 try:
                     m = ch.model(key)
                 except KnollmError:
+                    try:
+                        nested = key in lf.bindings(pname)
+                    except KnollmError:
+                        nested = False
+                    if nested:  # another alias (its models are checked with it; the client honours both)
+                        continue
                     if pid in ("ollama", "local") and pid not in scanned:
                         issues.append(_issue("warning", "local_unchecked",
                                              f"{key}: local model not checked (run `knollm local scan`)", **w))
@@ -420,11 +431,18 @@ def optimize(lf: Lockfile, ch: Chooser, profile: str, volume: dict[str, tuple[in
 
 
 def apply_optimize(lf: Lockfile, ch: Chooser, profile: str, rows: list[dict[str, Any]]) -> str:
-    doc = LockDoc(lf.path)
+    with LockDoc.locked(lf.path) as doc:
+        return _apply_optimize(doc, doc.lockfile() or lf, ch, profile, rows)
+
+
+def _apply_optimize(doc: LockDoc, lf: Lockfile, ch: Chooser, profile: str, rows: list[dict[str, Any]]) -> str:
+    """The proposals written over the file as it is now (read under the edit lock): an alias
+    removed meanwhile is left out, one edited meanwhile keeps its other fields."""
+    now = lf.bindings(profile) if profile in lf.profiles else {}
     for r in rows:
-        if not r.get("change"):
+        if not r.get("change") or r["alias"] not in now:
             continue
-        b = lf.bindings(profile)[r["alias"]]
+        b = now[r["alias"]]
         b.models = list(r["proposed"])
         doc.set_binding(b, profile)
         _pin_all(doc, ch, b.models)
@@ -471,6 +489,7 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
     b = lf.binding(alias, profile)
     if b is None:
         raise NotFoundError("alias", alias, ch.cat.suggest(alias, lf.bindings(profile), 3))
+    binds = lf.bindings(profile)
     steps: list[dict[str, Any]] = []
     chosen = None
 
@@ -478,12 +497,41 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
         try:
             return ch.is_local(ch.model(key))
         except KnollmError:
-            return ch.facts(key.split("/", 1)[0]).get("kind") == "local"
+            from knollm.lock.local import is_cloud_model
 
-    # local models first for prefer = "local" (the client orders its offers the same way)
-    order = local_first(b, list(b.models), is_local)
-    for i, key in enumerate(order, 1):
+            pid, _, mid = key.partition("/")
+            return ch.facts(pid).get("kind") == "local" and not is_cloud_model(pid, mid)
+
+    def is_model(key: str) -> bool:
+        try:
+            ch.model(key)
+            return True
+        except KnollmError:
+            return False
+
+    def expand(name: str, bd: Binding, via: tuple[str, ...]) -> list[tuple[str, list[tuple[str, Any]]]]:
+        """``bd``'s models as (key, levels innermost first), nested aliases expanded, in the
+        client's order (a model key before an alias of the same name; first mention wins;
+        local first per level with prefer = "local")."""
+        out: list[tuple[str, list[tuple[str, Any]]]] = []
+        for key in bd.models:
+            if not is_model(key) and key in binds:
+                if key in via + (name,):
+                    continue  # an alias cycle: the client brings nothing for it either
+                items = [(k, lv + [(name, bd)]) for k, lv in expand(key, binds[key], via + (name,))]
+            else:
+                items = [(key, [(name, bd)])]
+            out += [x for x in items if x[0] not in {y[0] for y in out}]
+        return local_first(bd, out, lambda x: is_local(x[0]))
+
+    # the plan puts the local deployments of a prefer = "local" binding first (any level)
+    leaves = [(k, nested_binding(lv)) for k, lv in expand(alias, b, ())]
+    leaves.sort(key=lambda x: 0 if getattr(x[1], "prefer", None) == "local" and is_local(x[0]) else 1)
+    for i, (key, nb) in enumerate(leaves, 1):
         st: dict[str, Any] = {"step": i, "model": key, "checks": []}
+        levels = getattr(nb, "levels", None) or []
+        if levels:
+            st["via"] = [a for a, _ in levels[:-1]]  # the nested aliases it came through, innermost first
         try:
             m = ch.model(key)
         except KnollmError:
@@ -495,11 +543,12 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
             st.update(status="skipped", reason="deprecated by the provider")
             steps.append(st)
             continue
-        # the one requirement rule, shared with the client at run time
-        why, checks = binding_skip(b, m, local=local)
+        # the one requirement rule, shared with the client at run time: every binding the
+        # model came through (innermost first)
+        why, checks, level = chain_skip(nb, m, local=local)
         st["checks"] += checks
         if why:
-            st.update(status="skipped", reason=why)
+            st.update(status="skipped", reason=why if level in (None, alias) else f"binding {level!r}: {why}")
             steps.append(st)
             continue
         if local:
@@ -527,7 +576,11 @@ def explain(lf: Lockfile, ch: Chooser, alias: str, profile: str) -> dict[str, An
         else:
             st.update(status="fallback", reason="usable if the ones before fail")
         steps.append(st)
-    return {"alias": alias, "profile": profile, "binding": b.as_dict(), "resolves_to": chosen, "steps": steps}
+    nested = {a: x.as_dict() for _, nb in leaves for a, x in (getattr(nb, "levels", None) or [])[:-1]}
+    res = {"alias": alias, "profile": profile, "binding": b.as_dict(), "resolves_to": chosen, "steps": steps}
+    if nested:
+        res["nested"] = nested
+    return res
 
 
 # ---------------------------------------------------------------------------- llmring import
@@ -546,54 +599,54 @@ def import_llmring(src: str | Path, dest: str | Path, ch: Chooser) -> dict[str, 
         raw = tomllib.loads(p.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise LockError(str(p), f"cannot read llmring lockfile: {e}") from None
-    doc = LockDoc(dest)
-    unmapped: list[dict[str, Any]] = []
-    ignored = sorted(k for k in raw if k not in ("version", "default_profile", "profiles"))
-    written = []
-    for pname, prof in (raw.get("profiles") or {}).items():
-        for i, bd in enumerate((prof or {}).get("bindings") or []):
-            alias = bd.get("alias")
-            if not alias:
-                unmapped.append({"profile": pname, "alias": None, "ref": f"bindings[{i}]",
-                                 "reason": "binding without an alias"})
-                continue
-            refs = list(bd.get("models") or [])
-            if not refs and bd.get("model"):
-                refs = [f"{bd.get('provider')}:{bd['model']}" if bd.get("provider") else bd["model"]]
-            extra = sorted(set(bd) - {"alias", "models", "model", "provider"})
-            if extra:
-                unmapped.append({"profile": pname, "alias": alias, "ref": ",".join(extra),
-                                 "reason": "binding keys with no knollm.lock equivalent (dropped)"})
-            keys = []
-            for ref in refs:
-                if ":" not in ref:
-                    unmapped.append({"profile": pname, "alias": alias, "ref": ref, "reason": "not provider:model"})
+    with LockDoc.locked(dest) as doc:  # read to write under the edit lock
+        unmapped: list[dict[str, Any]] = []
+        ignored = sorted(k for k in raw if k not in ("version", "default_profile", "profiles"))
+        written = []
+        for pname, prof in (raw.get("profiles") or {}).items():
+            for i, bd in enumerate((prof or {}).get("bindings") or []):
+                alias = bd.get("alias")
+                if not alias:
+                    unmapped.append({"profile": pname, "alias": None, "ref": f"bindings[{i}]",
+                                     "reason": "binding without an alias"})
                     continue
-                prov, mid = ref.split(":", 1)
-                pid = provider_facts(prov, ch.cat)["id"]
-                key = f"{pid}/{mid}"
-                try:
-                    keys.append(ch.model(key)["key"])
-                except KnollmError:
+                refs = list(bd.get("models") or [])
+                if not refs and bd.get("model"):
+                    refs = [f"{bd.get('provider')}:{bd['model']}" if bd.get("provider") else bd["model"]]
+                extra = sorted(set(bd) - {"alias", "models", "model", "provider"})
+                if extra:
+                    unmapped.append({"profile": pname, "alias": alias, "ref": ",".join(extra),
+                                     "reason": "binding keys with no knollm.lock equivalent (dropped)"})
+                keys = []
+                for ref in refs:
+                    if ":" not in ref:
+                        unmapped.append({"profile": pname, "alias": alias, "ref": ref, "reason": "not provider:model"})
+                        continue
+                    prov, mid = ref.split(":", 1)
+                    pid = provider_facts(prov, ch.cat)["id"]
+                    key = f"{pid}/{mid}"
                     try:
-                        offers = [m for m in ch.cat.where(mid) if m["provider"] == pid] if mid else []
+                        keys.append(ch.model(key)["key"])
                     except KnollmError:
-                        offers = []
-                    if offers:
-                        keys.append(offers[0]["key"])
-                    else:
-                        unmapped.append({"profile": pname, "alias": alias, "ref": ref,
-                                         "reason": f"{key} is not in the catalog"})
-            if not keys:
-                unmapped.append({"profile": pname, "alias": alias, "ref": "", "reason": "no model mapped; alias skipped"})
-                continue
-            doc.set_binding(Binding(alias, keys, profile=pname), pname)
-            _pin_all(doc, ch, keys)
-            written.append({"profile": pname, "alias": alias, "models": keys})
-    default = raw.get("default_profile")
-    if isinstance(default, str):
-        doc.doc["default_profile"] = default
-    doc.set_meta(imported_from=p.name, catalog_digest=catalog_digest(ch.cat),
-                 data_date=ch.cat.data.get("data_date") or "")
-    diff = doc.save()
+                        try:
+                            offers = [m for m in ch.cat.where(mid) if m["provider"] == pid] if mid else []
+                        except KnollmError:
+                            offers = []
+                        if offers:
+                            keys.append(offers[0]["key"])
+                        else:
+                            unmapped.append({"profile": pname, "alias": alias, "ref": ref,
+                                             "reason": f"{key} is not in the catalog"})
+                if not keys:
+                    unmapped.append({"profile": pname, "alias": alias, "ref": "", "reason": "no model mapped; alias skipped"})
+                    continue
+                doc.set_binding(Binding(alias, keys, profile=pname), pname)
+                _pin_all(doc, ch, keys)
+                written.append({"profile": pname, "alias": alias, "models": keys})
+        default = raw.get("default_profile")
+        if isinstance(default, str):
+            doc.doc["default_profile"] = default
+        doc.set_meta(imported_from=p.name, catalog_digest=catalog_digest(ch.cat),
+                     data_date=ch.cat.data.get("data_date") or "")
+        diff = doc.save()
     return {"path": str(dest), "bindings": written, "unmapped": unmapped, "ignored": ignored, "diff": diff}

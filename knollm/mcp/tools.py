@@ -364,48 +364,128 @@ class KnollmTools:
         issues = validate(load_lock(p), self.chooser())
         return self._envelope(path=str(p), exit_code=exit_code(issues), issues=issues)
 
+    def _writable_lock(self, path: str | None) -> Path:
+        """The lockfile ``create_lockfile_binding`` may edit: the server's own (``--lock``,
+        ``$KNOLLM_LOCK``, ``./knollm.lock``), a file named ``knollm.lock``, or a ``*.lock`` file
+        under the working directory (links followed) - never some other file a client names."""
+        default = self._lock_path(None, must_exist=False)
+        if path is None:
+            return default
+        p = Path(path).expanduser()
+        real = p.resolve()
+        if real == default.resolve() or (self.lock is not None and real == Path(self.lock).resolve()):
+            return p
+        if p.name == "knollm.lock":
+            return p
+        cwd = Path.cwd().resolve()
+        if p.suffix == ".lock" and real.suffix == ".lock" and real.is_relative_to(cwd):
+            return p
+        raise ToolArgumentError(f"path must be a lockfile (*.lock) or the server's --lock file: {path!r} is "
+                                f"neither the server's lockfile ({default}), a knollm.lock, nor a *.lock file "
+                                f"under the working directory ({cwd})")
+
     def create_lockfile_binding(self, alias: str, models: list[str], requires: dict[str, Any] | None = None,
                                 path: str | None = None, profile: str | None = None,
-                                confirm: bool = False) -> dict[str, Any]:
+                                confirm: bool = False, cloud_fallback: bool | None = None,
+                                loosen_local_only: bool = False) -> dict[str, Any]:
         """Bind `alias` to `models` (provider/id keys, first = primary, then fallbacks) with
         optional `requires` (min_context, max_output, tools, vision, structured_output, reasoning,
-        max_input_price, max_output_price, open_weights, local_only) and pin their facts. Shows
-        the lockfile diff; WRITES ONLY WITH confirm=true."""
-        from knollm.lock import Binding, active_profile, load_lock
-        from knollm.lock.edit import LockDoc
-        from knollm.lock.facts import check_requires, pin_facts
+        max_input_price, max_output_price, open_weights, local_only) and pin their facts. An
+        existing alias keeps its requires, prefer, strategy, cloud_fallback, cache and note
+        unless given; removing its local_only or allowing cloud_fallback on a local alias needs
+        loosen_local_only=true and is reported in warnings. `path`: the server's lockfile (default),
+        a knollm.lock, or a *.lock under the working directory. Shows the lockfile diff; WRITES
+        ONLY WITH confirm=true."""
+        return self.write_binding(self._writable_lock(path), alias, models, requires, profile, confirm,
+                                  cloud_fallback, loosen_local_only)
 
+    def write_binding(self, p: Path, alias: str, models: list[str], requires: dict[str, Any] | None = None,
+                      profile: str | None = None, confirm: bool = False, cloud_fallback: bool | None = None,
+                      loosen_local_only: bool = False) -> dict[str, Any]:
+        """``create_lockfile_binding`` into ``p`` without its rule on which paths a client may
+        name (for Knollm's own files, e.g. the advisor's bootstrap lockfile in the cache)."""
         if not isinstance(alias, str) or not alias.strip() or not alias.replace("_", "").replace("-", "").isalnum():
             raise ToolArgumentError(f"alias must be a word (letters, digits, _ or -), not {alias!r}")
         if not models:
             raise ToolArgumentError("models: give at least one provider/id key")
-        req = dict(requires or {})
-        _check_requires_types(req)
-        if path is not None and not str(path).endswith(".lock") and \
-                (self.lock is None or Path(path).resolve() != Path(self.lock).resolve()):
-            raise ToolArgumentError(f"path must be a lockfile (*.lock) or the server's --lock file, not {path!r}")
-        p = self._lock_path(path, must_exist=False)
-        prof = profile or self.profile or (active_profile(load_lock(p)) if p.is_file() else "default")
+        if requires is not None:
+            _check_requires_types(dict(requires))
+        from knollm.lock.edit import LockDoc
+
+        p = Path(p)
         ch = self.chooser()
-        chain, problems = [], []
-        for k in models:
-            m = self._model(k)
-            failed, unknown = check_requires(m, req, local=ch.is_local(m))
+        chain = [self._model(k) for k in models]
+        if not confirm:  # a preview: nothing is written, no lock needed
+            return self._bind(LockDoc(p), ch, alias, chain, requires, profile, cloud_fallback, loosen_local_only,
+                              confirm)
+        with LockDoc.locked(p) as doc:  # read to write under the edit lock
+            return self._bind(doc, ch, alias, chain, requires, profile, cloud_fallback, loosen_local_only, confirm)
+
+    def _bind(self, doc: Any, ch: Any, alias: str, chain: list[dict[str, Any]], requires: dict[str, Any] | None,
+              profile: str | None, cloud_fallback: bool | None, loosen: bool, confirm: bool) -> dict[str, Any]:
+        from knollm.lock import Binding, active_profile
+        from knollm.lock.facts import check_requires, pin_facts
+        from knollm.lock.lockfile import binding_skip, existing_binding
+
+        lf = doc.lockfile()
+        prof = profile or self.profile or (active_profile(lf) if lf is not None else "default")
+        old = existing_binding(lf, alias, prof)
+        problems: list[dict[str, Any]] = []
+        req = dict(old.requires) if old is not None else {}
+        if requires is not None:
+            req = dict(requires)
+        cf = (old.cloud_fallback if old is not None else False) if cloud_fallback is None else bool(cloud_fallback)
+        if old is not None and old.requires.get("local_only"):
+            if not req.get("local_only"):
+                if not loosen:
+                    raise ToolArgumentError(
+                        f"{alias}: the existing binding has requires.local_only = true (its prompts stay on this "
+                        "machine); removing it needs loosen_local_only=true")
+                problems.append({"model": None, "level": "warning",
+                                 "message": f"local_only removed from {alias!r}: its prompts may now go to cloud "
+                                            "providers"})
+            if requires is not None:
+                dropped = sorted(k for k in old.requires if k not in req and k != "local_only")
+                problems += [{"model": None, "level": "warning",
+                              "message": f"requires.{k} dropped (was {old.requires[k]!r})"} for k in dropped]
+        elif old is not None and requires is not None:
+            problems += [{"model": None, "level": "warning", "message": f"requires.{k} dropped (was {v!r})"}
+                         for k, v in old.requires.items() if k not in req]
+        b = Binding(alias, [m["key"] for m in chain], old.strategy if old else None, req,
+                    old.prefer if old else None, cf, prof, old.cache if old else None, old.note if old else None)
+        local_role = bool(req.get("local_only")) or b.prefer == "local"
+        if cf and local_role and not (old is not None and old.cloud_fallback):
+            if not loosen:
+                raise ToolArgumentError(f"{alias}: cloud_fallback=true lets a local alias use cloud models; "
+                                        "it needs loosen_local_only=true")
+            problems.append({"model": None, "level": "warning",
+                             "message": f"cloud_fallback = true on local alias {alias!r}: cloud models may answer "
+                                        "when the local ones fail"})
+        for m in chain:
+            local = ch.is_local(m)
+            why, _ = binding_skip(b, m, local=local)
+            r = dict(req)
+            if not local and cf:
+                r.pop("local_only", None)  # cloud_fallback lifts local_only for a cloud model (the run-time rule)
+            failed, unknown = check_requires(m, r, local=local)
+            if why is not None and not failed and not unknown:
+                failed = [why]
             problems += [{"model": m["key"], "level": "error", "message": f} for f in failed]
             problems += [{"model": m["key"], "level": "warning", "message": f"cannot confirm: {u}"} for u in unknown]
-            chain.append(m)
         if any(x["level"] == "error" for x in problems):
+            kept = "" if old is None or requires is not None or not old.requires else (
+                f" (the existing binding's requires {old.requires} are kept; pass `requires` to change them"
+                + (", with loosen_local_only=true to drop local_only" if old.requires.get("local_only") else "")
+                + ")")
             raise ToolArgumentError(f"{alias}: requirements not met: "
                                     + "; ".join(f"{x['model']}: {x['message']}" for x in problems
-                                                if x["level"] == "error"))
-        doc = LockDoc(p)
-        keys = [m["key"] for m in chain]
-        doc.set_binding(Binding(alias, keys, None, req, None, False, prof), prof)
+                                                if x["level"] == "error") + kept)
+        doc.set_binding(b, prof)
         for m in chain:
             doc.set_pin(m["key"], pin_facts(m, ch.cat))
         doc.prune_pins()
         diff = doc.save() if confirm else doc.diff()
-        return self._envelope(path=str(p), profile=prof, alias=alias, models=[self._view(m) for m in chain],
+        return self._envelope(path=str(doc.path), profile=prof, alias=alias, models=[self._view(m) for m in chain],
                               requires=req, warnings=problems, written=bool(confirm), diff=diff)
 
     # ------------------------------------------------------------------ libraries
