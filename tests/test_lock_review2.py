@@ -26,7 +26,7 @@ from knollm.errors import AllAttemptsFailed, LockError, NoCandidates
 from knollm.lock import load_lock
 from knollm.lock.ops import explain, make_chooser
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import catalog, env_for, model, reset_servers, start_servers
+from tests.support.client_fixtures import catalog, env_for, model
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "dumps"
@@ -35,26 +35,8 @@ LOCAL = "ollama/llama3.3"
 MSG = [{"role": "user", "content": "SECRET patient record"}]
 
 
-@pytest.fixture(scope="module")
-def provs():
-    s = start_servers("groq", "ollama")
-    yield s
-    for x in s.values():
-        x.stop()
-
-
-@pytest.fixture
-def srv(provs):
-    return reset_servers(provs)
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch, tmp_path):
-    for k in ("KNOLLM_LOCK", "KNOLLM_PROFILE"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("KNOLLM_CONFIG", str(tmp_path / "no-config.toml"))
-    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("GROQ_API_KEY", "gsk_test")  # (explain looks for the key by name)
+# the lockfile review's loopback groq + Ollama servers and its isolation (no user config, lock or key)
+from tests.test_lock_review_fixes import _isolated, servers, srv  # noqa: E402,F401 - fixtures
 
 
 def _cat() -> Catalog:
