@@ -228,3 +228,72 @@ def test_a_run_refused_by_the_cost_cap_is_skipped_not_a_failure(tmp_path):
     assert (r["runs"], r["ok"], r["success_rate"]) == (sent, sent, 1.0)
     [f] = health(7 * 86400, by="provider", probes_dir=tmp_path, store=False)
     assert (f.n, f.success_rate) == (sent, 1.0)
+
+
+# second review (2026-11-24) ------------------------------------------------------------------------
+@pytest.mark.parametrize("text,verdict", [("I cannot see images, so I can't tell whether it is red.", "partial"),
+                                          ("It is not red; it looks blue.", "partial"),
+                                          ("The image is red.", "yes"),
+                                          ("red", "yes")])
+def test_vision_needs_red_as_the_answer_not_a_mention(text, verdict):
+    """A text-only model's refusal that mentions "red" was a vision "yes" (the probe layer
+    outranks every list's claim)."""
+    test_vision_needs_the_word_red(text, verdict)
+
+
+def test_benchmark_spent_counts_what_failed_runs_were_charged_and_its_exit_code():
+    """A stream cut after its output is charged what the provider bills: the benchmark's
+    spent figure counts it (it counted only the runs that answered). Exit 1 when a sent run
+    failed, whatever the others did (a target with one success passed)."""
+    from knollm.probe.common import resolve_targets
+    from knollm.query.api import Catalog
+    from tests.support.client_fixtures import model
+    from tests.support.provider_servers import ProviderServer
+
+    cat = Catalog({"models": [model("p", "m", canonical="c")], "providers": [{"id": "p", "name": "p"}]})
+    [t] = resolve_targets(cat, ["p/m"])
+    prov = {"p": {"base_url": None, "shape": "openai", "api_key": "k"}}
+    with ProviderServer("p") as s:
+        prov["p"]["base_url"] = s.base_url
+        s.faults("cut3", "cut3", "ok")
+        doc = benchmark([t], runs=3, providers=prov, out_dir=None)
+    r = doc["results"][0]
+    failed = [x for x in r["run_details"] if not x["ok"]]
+    assert len(failed) == 2 and all(x["cost_usd"] and x["cost_usd"] > 0 for x in failed)
+    answered = [x for x in r["run_details"] if x["ok"]]
+    assert r["cost_usd"] == pytest.approx(sum(x["cost_usd"] for x in r["run_details"]))
+    assert r["cost_usd"] > answered[0]["cost_usd"] and doc["cost_usd"] == pytest.approx(r["cost_usd"])
+    assert r["cost_per_run_usd"] == pytest.approx(answered[0]["cost_usd"])
+
+
+def test_benchmark_exit_code_is_1_when_a_sent_run_failed(tmp_path, monkeypatch):
+    import json as _json
+
+    from knollm.cli import main
+    from tests.support.client_fixtures import catalog, model
+    from tests.support.provider_servers import ProviderServer
+
+    (tmp_path / "cat.json").write_text(_json.dumps(catalog(model("groq", "llama-3.1-8b-instant",
+                                                                 canonical="llama-3.1-8b-instruct"))))
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-x")
+    with ProviderServer("groq") as s:
+        monkeypatch.setenv("KNOLLM_GROQ_BASE_URL", s.base_url)
+        args = ["benchmark", "groq/llama-3.1-8b-instant", "--catalog", str(tmp_path / "cat.json"),
+                "--out", str(tmp_path / "out"), "--json"]
+        s.faults("500", "500", "ok")
+        assert main([*args, "--runs", "3"]) == 1
+        assert main([*args, "--runs", "2"]) == 0
+
+
+def test_health_says_when_its_tokens_per_s_are_estimated(tmp_path):
+    """Benchmark runs whose provider reported no usage: tokens/s from estimated counts, flagged
+    in the benchmark and now in ``providers health`` too (it read as measured)."""
+    def respond(b):
+        return "stream", [(0.03, chunk("東京都")) for _ in range(6)] + [(0, chunk(finish="stop")), (0, "[DONE]")]
+
+    with Srv(respond) as s:
+        doc = benchmark([target()], runs=3, providers=s.providers(), out_dir=tmp_path)
+    assert doc["results"][0]["tokens_per_s_estimated"] is True
+    [f] = health(7 * 86400, by="provider", probes_dir=tmp_path, store=False)
+    assert f.tokens_per_s_p50 and f.tokens_per_s_estimated is True

@@ -143,7 +143,8 @@ def health(window: str, by: str, probes_dir: str, no_ledger: bool, output: dict)
     rows = [{"provider": f["provider"], "model": f["model"] or "", "calls": f["n"],
              "ok %": f"{f['success_rate'] * 100:.1f}", "ttft p50": ms(f["ttft_p50_ms"]),
              "lat p50": ms(f["latency_p50_ms"]), "lat p95": ms(f["latency_p95_ms"]),
-             "tok/s": ms(f["tokens_per_s_p50"]), "sources": ",".join(f["sources"]), "last": f["last"]} for f in figs]
+             "tok/s": ("≈" if f.get("tokens_per_s_estimated") else "") + ms(f["tokens_per_s_p50"]),
+             "sources": ",".join(f["sources"]), "last": f["last"]} for f in figs]
     cols = ["provider"] + (["model"] if by == "model" else []) + ["calls", "ok %", "ttft p50", "lat p50", "lat p95",
                                                                   "tok/s", "sources", "last"]
     emit(rows, cols, output, json_obj=figs)

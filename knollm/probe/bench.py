@@ -84,16 +84,24 @@ def _one_run(client: Any, target: Target, messages: list[dict], max_tokens: int,
                 res = x
     except BudgetExceeded as e:  # the client's own cost cap: nothing was sent, nothing measured
         return {"run": i, "ts": t0, "ok": False, "skipped": True, **(error_info(e) or {})}
-    except ClientError as e:
+    except ClientError as e:  # (what the client charged for it: a stream cut after its output, cut answers)
         return {"run": i, "ts": t0, "ok": False, "latency_ms": round((time.time() - t0) * 1000, 2),
-                **(error_info(e) or {})}
+                **(error_info(e) or {}), "cost_usd": _charged(getattr(e, "row", None), getattr(e, "attempts", None))}
     gen_ms = res.duration_ms - (res.ttft_ms or 0)
     out_tok = res.usage.output_tokens
     # the first token arrived at ttft: the time after it generated the other out_tok - 1
     tps = round((out_tok - 1) / (gen_ms / 1000), 2) if out_tok > 1 and gen_ms > 0.5 else None
     return {"run": i, "ts": t0, "ok": True, "ttft_ms": res.ttft_ms, "latency_ms": res.duration_ms,
             "output_tokens": out_tok, "input_tokens": res.usage.input_tokens, "usage_estimated": res.usage.estimated,
-            "tokens_per_s": tps, "cost_usd": res.cost_usd}
+            "tokens_per_s": tps, "cost_usd": _charged({"cost_usd": res.cost_usd}, res.attempts)}
+
+
+def _charged(row: dict[str, Any] | None, attempts: list[dict[str, Any]] | None) -> float | None:
+    """What a run was charged: its ledger row (the answer, or a stream cut after its output)
+    and every failed attempt the provider billed (``charged``); None when one is unpriced."""
+    parts = [] if row is None else [row.get("cost_usd")]
+    parts += [a["charged"].get("cost_usd") for a in attempts or () if a.get("charged")]
+    return None if any(p is None for p in parts) else float(sum(parts))
 
 
 def tokens_per_s_p50(runs: list[dict[str, Any]]) -> tuple[float | None, bool]:
@@ -119,6 +127,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     costs = [r["cost_usd"] for r in ok]
     known = [c for c in costs if c is not None]
+    spent = [r.get("cost_usd") for r in runs]  # every run sent, failed ones included (what they were charged)
     return {
         "runs": len(runs), "ok": len(ok), "success_rate": round(len(ok) / len(runs), 4) if runs else None,
         "ttft_p50_ms": r2(percentile([r["ttft_ms"] for r in ok if r.get("ttft_ms") is not None], 50)),
@@ -127,7 +136,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_p95_ms": r2(percentile([r["latency_ms"] for r in ok], 95)),
         "tokens_per_s_p50": r2(tps), "tokens_per_s_estimated": tps_est, "skipped": len(skipped),
         "cost_per_run_usd": (sum(known) / len(known)) if known and len(known) == len(costs) else None,
-        "cost_usd": sum(known) if len(known) == len(costs) else None,
+        "cost_usd": None if any(c is None for c in spent) else sum(spent),
     }
 
 

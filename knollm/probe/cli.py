@@ -174,7 +174,9 @@ def benchmark_command(targets: tuple[str, ...], provider: str | None, runs: int,
     if output["format"] == "table":
         click.echo(f"spent {_usd(doc['cost_usd'])} of {_usd(doc['announced_usd'])} announced -> {doc.get('file')}",
                    err=True)
-    return 0 if all(r["ok"] for r in doc["results"]) else 1
+    # exit 1 when a run failed: every run that was sent answered ("ok" is a count; runs refused
+    # by the cost cap were never sent and are no failure)
+    return 0 if all(r["ok"] == r["runs"] for r in doc["results"]) else 1
 
 
 @click.command("ask")

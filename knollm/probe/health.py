@@ -52,6 +52,8 @@ class Figures:
     tokens_per_s_p50: float | None
     sources: tuple[str, ...]
     last: str | None
+    #: the tokens/s figure comes from estimated token counts (no run reported its usage)
+    tokens_per_s_estimated: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -159,13 +161,15 @@ def _figures(provider: str, model: str | None, obs: list[dict]) -> Figures:
     def r(v: float | None) -> float | None:
         return None if v is None else round(v, 1)
 
+    tps, tps_estimated = tokens_per_s_p50(ok)
     return Figures(provider, model, n, round(sr, 4), round(1 - sr, 4),
                    r(percentile([o["ttft_ms"] for o in ok if o["ttft_ms"] is not None], 50)),
                    r(percentile([o["latency_ms"] for o in ok if o["latency_ms"] is not None], 50)),
                    r(percentile([o["latency_ms"] for o in ok if o["latency_ms"] is not None], 95)),
-                   r(tokens_per_s_p50(ok)[0]),
+                   r(tps),
                    tuple(sorted({o["source"] for o in obs})),
-                   datetime.fromtimestamp(max(o["ts"] for o in obs), UTC).strftime("%Y-%m-%d") if obs else None)
+                   datetime.fromtimestamp(max(o["ts"] for o in obs), UTC).strftime("%Y-%m-%d") if obs else None,
+                   tps_estimated and tps is not None)
 
 
 def health(window: float = 7 * 86400, *, by: str = "model", probes_dir: str | Path | None = DEFAULT_DIR,

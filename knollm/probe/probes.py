@@ -7,7 +7,7 @@ probe               request                                         catalog capa
 ==================  ==============================================  ===================
 system_prompt       system says "reply with exactly one word: …"    –
 tools               one function tool; the answer must call it      ``tools``
-vision              a 16x16 red PNG; the answer must say "red"      ``vision``
+vision              a 16x16 red PNG; the answer must be "red"       ``vision``
 json_mode           ``response_format: json_object``                ``json_mode``
 structured_output   ``response_format: json_schema`` (strict)      ``structured_output``
 stream_usage        ``stream=True``; usage must arrive in-stream    –
@@ -180,6 +180,11 @@ def _cut(res: Any) -> bool:
     return (getattr(res, "finish_reason", None) or "").lower() in ("length", "max_tokens")
 
 
+#: words that turn a vision answer naming "red" into a refusal or a denial
+_NEGATIONS = frozenset({"not", "no", "cannot", "can't", "cant", "unable", "don't", "dont", "isn't", "isnt",
+                        "doesn't", "doesnt", "without", "sorry"})
+
+
 def _judge(name: str, res: Any, err: dict | None, prompt_floor: int | None = None) -> tuple[str, str, dict | None]:
     """(verdict, detail, extra) for probe ``name`` from the answer ``res`` or error ``err``.
     A rejection gives a candidate ``no`` (see :func:`_confirm`)."""
@@ -212,7 +217,12 @@ def _judge(name: str, res: Any, err: dict | None, prompt_floor: int | None = Non
             return "yes", f"called get_weather({json.dumps(args)[:60]})", None
         return "partial", f"called {fn.get('name')!r} with {str(args)[:60]}", None
     if name == "vision":
-        ok = re.search(r"\bred\b", text, re.I) is not None
+        # asked for one word: "red" as the answer (a sentence that says it, with no negation or
+        # refusal), never any mention of the word ("I cannot see images, so I can't tell whether
+        # it is red" mentions it, and is a text-only model's answer)
+        words = re.findall(r"[a-z']+", text.lower())
+        denies = any(w in _NEGATIONS for w in words)
+        ok = bool(words) and not denies and (words == ["red"] or words[-1] == "red" or words[0] == "red")
         return ("yes" if ok else "partial"), ("named the image's colour" if ok else
                                               f"accepted the image but did not see it: {text[:80]!r}"), None
     if name in ("json_mode", "structured_output"):
