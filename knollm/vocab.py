@@ -141,6 +141,8 @@ SUSPECT_CHECKS: dict[str, str] = {
     "token_range": "token limit outside the plausible range",
     "kind_token_range": "token limit implausible for the model's kind (an embedding context above 32,768)",
     "placeholder": "a placeholder number, not a limit",
+    "cache_read_above_input": "a cache read priced above the input it replaces (sources of different dates, a "
+                              "placeholder input of 0): one of the two is wrong",
     "max_output_gt_context": "the provider says max output exceeds its own context window",
     "unit_unknown": "the source's price unit is not declared in the provider registry, or the source lists a "
                     "non-token price (speech-to-text) as input/output in an undocumented unit",

@@ -354,3 +354,24 @@ def test_shared_review2_fixes(shared_catalog):
     assert cat["cloudflare-workers-ai/@cf/baai/bge-reranker-base"]["kind"] == "rerank"
     # 7. transcription
     assert cat["togetherai/openai/whisper-large-v3"]["suspect"].get("prices.input") == "unit_unknown"
+
+
+def test_a_cache_read_priced_above_the_input_is_suspect(shared_catalog):
+    """A cache read above the input it replaces (a registry's current cache price beside the
+    dump's older input, an input of 0 for "unknown"): both kept and marked, so neither ranks
+    (chutes/unsloth/gemma-3-4b-it, input 0 and cache read 0.005, was the cheapest paid model
+    for cached workloads)."""
+    from knollm.query.api import Catalog
+    from knollm.query.cost import Workload
+
+    seen = 0
+    for m in shared_catalog["models"]:
+        p = m["prices"]
+        if p.get("cache_read") is not None and p.get("input") is not None and p["cache_read"] > p["input"]:
+            seen += 1
+            assert "prices.cache_read" in m["suspect"], m["key"]
+            if p["input"] == 0:
+                assert m["suspect"].get("prices.input") == "cache_read_above_input", m["key"]
+    assert seen >= 1
+    rows = Catalog(shared_catalog).costs(Workload(2000, 500, 1500), kinds=["chat"], limit=0)
+    assert "chutes/unsloth/gemma-3-4b-it" not in [r["key"] for r in rows[:50]]

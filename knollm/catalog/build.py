@@ -616,6 +616,14 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
                 (lf := L.get(layer_of.get(f"prices.{k}", ""), {})).get("unit_assumed")
                 or lf.get("price_unit_unknown")):
             suspect[f"prices.{k}"] = "unit_unknown"
+    cr, inp = prices.get("cache_read"), prices.get("input")
+    if cr is not None and inp is not None and cr > inp and "prices.cache_read" not in suspect:
+        # a cache read never costs more than the input it replaces: typically a registry's
+        # current cache price beside a dump's older input price, or an input of 0 standing for
+        # "unknown"; both values are kept, marked, and neither ranks
+        report("prices.cache_read", "cache_read_above_input", cr)
+        if inp == 0 and "prices.input" not in suspect:
+            report("prices.input", "cache_read_above_input", inp)
     for f in ("context_window", "max_output"):
         if f == "max_output" and kind not in ("chat", "completion") and (m[f] or 0) < PLAUSIBLE_TOKENS[0]:
             continue  # embeddings, rerankers, image models: a max output of 1 means "not text"
