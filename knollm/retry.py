@@ -7,8 +7,9 @@ from __future__ import annotations
 import random
 import time
 from datetime import timezone
+from typing import Any
 
-__all__ = ["RETRY_STATUSES", "backoff_delay", "parse_retry_after"]
+__all__ = ["RETRY_STATUSES", "backoff_delay", "parse_retry_after", "retry_after_of"]
 
 #: statuses worth another attempt (with backoff)
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
@@ -45,3 +46,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=timezone.utc)
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
+
+
+def retry_after_of(headers: Any) -> float | None:
+    """Seconds a provider asked to wait, from an answer's headers (case-insensitive ``get``):
+    ``retry-after-ms`` (OpenAI, Azure: milliseconds) first, then ``Retry-After`` (seconds or
+    an HTTP date); None when neither says."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            v = float(ms.strip())
+        except (ValueError, AttributeError):
+            v = None
+        if v is not None and v == v and v >= 0 and v != float("inf"):
+            return v / 1000
+    return parse_retry_after(headers.get("retry-after"))

@@ -679,7 +679,7 @@ def test_connect_failures_are_classified(server):
         finally:
             await d.aclose()
 
-    assert AsyncH1.classify(run(go()))[0] == "connection"
+    assert AsyncH1.classify(run(go()))[0] == "connect"  # refused: before the request was sent
 
 
 # --------------------------------------------------------------------------- proxies, every driver

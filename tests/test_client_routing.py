@@ -551,10 +551,10 @@ def test_budget_per_tag(srv, tmp_path):
 
 def test_a_key_with_a_line_break_is_refused_before_sending(srv):
     """A key read with its ``\\r`` (a Windows .env) would split the request's headers: every
-    driver refuses it with the same ValueError, names the key's variable, never its value,
-    and sends nothing."""
+    driver's client disables that key (the only one here: NoCandidates), names the key's
+    variable, never its value, and sends nothing."""
     c = client(srv, keys={"GROQ_API_KEY": GROQ_KEY + "\r"})
-    with pytest.raises(ValueError) as ei:
+    with pytest.raises(NoCandidates) as ei:
         c.chat("groq/llama-3.3-70b-versatile", MSG)
     assert "GROQ_API_KEY" in str(ei.value) and "line break" in str(ei.value)
     assert GROQ_KEY not in str(ei.value) and srv["groq"].requests == []

@@ -144,7 +144,10 @@ def test_spooled_spend_counts_against_the_budgets_before_the_next_hold(srv, tmp_
 def test_a_failing_call_releases_its_hold_while_its_exception_is_kept(srv, tmp_path, cls):
     store = SQLiteStore(tmp_path / "knollm.db")
     budget = Budget(1.0, "day")
-    c = cls(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-abc\r"}), store=store, budgets=[budget])
+    # a configured header with a line break: refused after the hold was taken (a key with one
+    # is disabled before: no hold)
+    c = cls(catalog=CAT, env=env_for(srv, {"GROQ_API_KEY": "gsk-abc"}), store=store, budgets=[budget],
+            providers={"groq": {"headers": {"x-team": "a\rb"}}})
     kept = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,7 +157,7 @@ def test_a_failing_call_releases_its_hold_while_its_exception_is_kept(srv, tmp_p
                     c.chat(T, MSG)
                 else:
                     asyncio.run(c.chat(T, MSG))
-            except ValueError as e:  # a key with a line break: refused after the hold was taken
+            except ValueError as e:  # a header with a line break: refused after the hold was taken
                 kept.append(e)  # a logger or a retry wrapper keeps it
     assert len(kept) == 3 and store.spent(budget) == 0.0
 

@@ -18,7 +18,7 @@ from knollm.client.routing import CatalogSource, Deployment, Plan, Router, Setti
 from knollm.client.spool import LedgerWarning, Spool, data_errors, legacy_spool, spool_path
 from knollm.client.transports import Embedded, StreamState, classify_error, cut_answer, embed_params, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
-from knollm.retry import parse_retry_after
+from knollm.retry import retry_after_of
 
 __all__ = ["Client", "AsyncClient", "ChatStream", "AsyncChatStream"]
 
@@ -34,10 +34,11 @@ class _Base:
                  timeout: float = 120.0, connect_timeout: float = 10.0, ttft_timeout: float = 60.0,
                  stall_timeout: float = 30.0, breaker: dict | None = None, allow: Any = (), deny: Any = (),
                  max_input_price: float | None = None, max_output_price: float | None = None,
-                 max_connections: int = 1000, health: Any = None, http: str = "auto") -> None:
+                 max_connections: int = 1000, health: Any = None, http: str = "auto",
+                 retry_after_send: bool = True) -> None:
         self.settings = Settings(strategy, retries, backoff_base, backoff_max, max_retry_wait, timeout, connect_timeout,
                                  ttft_timeout, stall_timeout, dict(breaker or {}), tuple(allow), tuple(deny),
-                                 max_input_price, max_output_price)
+                                 max_input_price, max_output_price, retry_after_send=bool(retry_after_send))
         self._catalog_arg = catalog
         self._store_arg = store
         self.budgets = tuple(budgets)
@@ -177,7 +178,7 @@ class _Base:
         return self.router.plan(target, list(messages), p, strategy, self.budgets, store, tag, op)
 
 def _stream_error(d: Deployment, r: Any, text: str) -> ProviderError:
-    return classify_error(d.provider, r.status, text, parse_retry_after(r.headers.get("retry-after")))
+    return classify_error(d.provider, r.status, text, retry_after_of(r.headers))
 
 
 def _begin_stream(d: Deployment, r: Any) -> tuple[StreamState | None, bool]:
@@ -382,7 +383,10 @@ class Client(_Base):
     (``failure_threshold``, ``window_s``, ``cooldown_s``), ``allow``/``deny`` (provider
     ids), ``max_input_price``/``max_output_price`` (USD/1M), ``health`` (a callable
     ``(provider, model) -> figures`` such as :func:`knollm.probe.health.figures`: measured
-    TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker).
+    TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker),
+    ``retry_after_send`` (default True: a request that may have reached the provider, a read
+    timeout or a connection lost after it was written, is retried as the official SDKs do,
+    its attempt marked ``maybe_billed``; False: such a call fails instead of sending again).
     """
 
     def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:

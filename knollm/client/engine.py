@@ -30,7 +30,7 @@ from knollm.client.result import ChatResult, EmbeddingResult, Usage, new_id
 from knollm.client.routing import Deployment, Plan
 from knollm.client.transports import Embedded, Parsed, classify_error, get_shape
 from knollm.errors import AllAttemptsFailed, BudgetExceeded, NoCandidates, ProviderError, StreamInterrupted
-from knollm.retry import parse_retry_after
+from knollm.retry import retry_after_of
 
 __all__ = ["Outcome", "flow", "parse_answer"]
 
@@ -57,7 +57,7 @@ def parse_answer(d: Deployment, status: int, headers: Any, text: str, embed: tup
     ``embed=(N, dimensions)``: an embeddings answer for N inputs, of ``dimensions`` when asked
     (an API that ignored it is a ``bad_response``) -> :class:`~knollm.client.transports.Embedded`."""
     if status >= 400:
-        raise classify_error(d.provider, status, text, parse_retry_after(headers.get("retry-after")))
+        raise classify_error(d.provider, status, text, retry_after_of(headers))
     ctype = headers.get("content-type", "")
     if "html" in ctype or text.lstrip()[:1] == "<":
         raise ProviderError(f"HTML page instead of a JSON answer (HTTP {status})", provider=d.provider,
@@ -101,7 +101,10 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
     skipped_budget = 0
     last: ProviderError | None = None
     order = plan.order
+    stop = False
     for idx, d in enumerate(order):
+        if stop:
+            break
         why = plan.still_useful(d)
         if why:
             _skip(plan, d, why)
@@ -121,7 +124,8 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                         _skip(plan, d, f"client-side rate limit (free in {wait:.1f}s)")
                         break
                     yield "sleep", wait
-                if not d.breaker.allow():
+                allowed = d.breaker.allow()  # True, or "trial": the half-open breaker's one trial
+                if not allowed:
                     _skip(plan, d, "circuit open")
                     break
                 ev = d.slot.limiter.acquire(plan.prompt + plan.out_tokens(d.offer))
@@ -135,6 +139,8 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     # attempts say so (a 504's x-knollm-attempts, the metrics)
                     plan.record_attempt(d, None, ProviderError("no answer before the call was stopped",
                                                                provider=d.provider, kind="cancelled"), t0)
+                    if allowed is not True:  # a half-open trial without a verdict: the next call tries
+                        d.breaker.release()
                     raise
                 finally:
                     d.stats.inflight -= 1
@@ -152,6 +158,8 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     if e.kind != "closed":  # the caller stopping is no fault of the deployment
                         d.breaker.record(False)
                         d.stats.observe(False)
+                    else:  # the provider was answering (ends a half-open trial)
+                        d.breaker.record(True)
                     # the provider bills what it generated before the cut: charged once, never released
                     row = _interrupted_row(plan, d, out, t0, stream, ev)
                     if store is not None:
@@ -173,6 +181,14 @@ def flow(plan: Plan, stream: bool) -> Generator[tuple[str, Any], Any, ChatResult
                     rid, charged = None, True
                     attempt["charged"] = {k: row[k] for k in _CHARGED}
                 action, delay = plan.on_failure(d, e, tries)
+                if getattr(e, "maybe_billed", False):
+                    # the request was sent and the answer lost (no answer in time, the connection
+                    # failed after the request was written): the provider may have processed and
+                    # billed it; a resend may run (and bill) it twice
+                    attempt["maybe_billed"] = True
+                    if not s.retry_after_send:
+                        stop = True
+                        break
                 if action != "retry":
                     break
                 yield "sleep", delay

@@ -555,8 +555,10 @@ class AsyncH1:
             return None  # not a transport failure: the caller's configuration
         if isinstance(e, H1Timeout):
             return ("connect_timeout" if e.phase == "connect" else "timeout"), type(e).__name__
-        if isinstance(e, (H1Error, OSError, ssl.SSLError, EOFError)):
-            return "connection", type(e).__name__
+        if isinstance(e, (H1Error, EOFError)):
+            return "connection", type(e).__name__  # after the request was written
+        if isinstance(e, (OSError, ssl.SSLError)):
+            return "connect", type(e).__name__  # opening the connection (refused, DNS, TLS): nothing sent
         return None
 
     async def aclose(self) -> None:

@@ -52,16 +52,25 @@ class Reply:
 
 
 def transport_failure(kind: str, name: str, provider: str, s: Any, stream: bool) -> ProviderError:
-    """The retryable :class:`ProviderError` for a transport failure ``kind``
-    (``connect_timeout``, ``timeout`` or ``connection``; ``name`` is the exception's class)."""
+    """The retryable :class:`ProviderError` for a transport failure ``kind`` (``name`` is the
+    exception's class). Before the request was sent (``connect_timeout``, ``connect``: the
+    connection could not be opened, or the request not written): the provider never got it.
+    After (``timeout``: no answer in time; ``connection``: the connection failed once the
+    request was written): the provider may have processed, and billed, it: the error's
+    ``maybe_billed`` is True (the flow marks the attempt)."""
     if kind == "connect_timeout":
         return ProviderError(f"connect timed out after {s.connect_timeout:g}s", provider=provider, kind="timeout",
                              retryable=True)
+    if kind == "connect":
+        return ProviderError(f"connection failed ({name})", provider=provider, kind="connection", retryable=True)
     if kind == "timeout":
         t = s.stall_timeout if stream else s.timeout
         what = "stream stalled: no data" if stream else "no answer"
-        return ProviderError(f"{what} for {t:g}s", provider=provider, kind="timeout", retryable=True)
-    return ProviderError(f"connection failed ({name})", provider=provider, kind="connection", retryable=True)
+        e = ProviderError(f"{what} for {t:g}s", provider=provider, kind="timeout", retryable=True)
+    else:
+        e = ProviderError(f"connection failed ({name})", provider=provider, kind="connection", retryable=True)
+    e.maybe_billed = True  # type: ignore[attr-defined]
+    return e
 
 
 class LineSplitter:
@@ -116,8 +125,10 @@ def _json_bytes(body: dict) -> bytes:
 def _httpx2_kind(e: BaseException) -> tuple[str, str] | None:
     import httpx2
 
-    if isinstance(e, httpx2.ConnectTimeout):
+    if isinstance(e, (httpx2.ConnectTimeout, httpx2.PoolTimeout)):
         return "connect_timeout", type(e).__name__
+    if isinstance(e, (httpx2.ConnectError, httpx2.WriteError, httpx2.WriteTimeout, httpx2.ProxyError)):
+        return "connect", type(e).__name__  # not sent (whole): the provider never got the request
     if isinstance(e, httpx2.TimeoutException):
         return "timeout", type(e).__name__
     if isinstance(e, httpx2.HTTPError):
@@ -406,6 +417,8 @@ class AsyncAiohttp:
         timeout_cls = getattr(aiohttp, "ConnectionTimeoutError", None)
         if timeout_cls is not None and isinstance(e, timeout_cls):
             return "connect_timeout", name
+        if isinstance(e, aiohttp.ClientConnectorError):
+            return "connect", name  # the connection was never opened: nothing sent
         if isinstance(e, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
             return "timeout", name
         if isinstance(e, (aiohttp.ClientError, ConnectionError)):

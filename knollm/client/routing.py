@@ -156,7 +156,13 @@ class CatalogSource:
 class CircuitBreaker:
     """closed -> open after ``failure_threshold`` failures within ``window_s``; open ->
     half-open after ``cooldown_s`` (one trial call); the trial's success closes it, its
-    failure re-opens it. Every attempt counts, retries and fallback attempts included."""
+    failure re-opens it. Every attempt counts, retries and fallback attempts included.
+
+    :meth:`allow` returns ``"trial"`` (truthy) when it grants the half-open trial; a trial
+    that ends without a verdict (the call was cancelled) is given back with :meth:`release`,
+    and a trial outstanding longer than ``cooldown_s`` no longer blocks a new one.
+    ``record(None)``: a neutral outcome (the request was bad, the deployment answered): it
+    ends a half-open trial as a success and leaves a closed breaker's failure count alone."""
 
     def __init__(self, failure_threshold: int = 5, window_s: float = 60.0, cooldown_s: float = 30.0,
                  clock: Any = time.monotonic) -> None:
@@ -165,6 +171,7 @@ class CircuitBreaker:
         self._fails: deque[float] = deque()
         self._opened: float | None = None
         self._trial = False
+        self._trial_at = 0.0
         self._lock = threading.Lock()
 
     @property
@@ -181,17 +188,30 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         with self._lock:
-            st = self.state
-            if st == "closed":
+            if self._opened is None:
                 return True
-            if st == "half-open" and not self._trial:
-                self._trial = True
-                return True
+            now = self.clock()
+            if now >= self._opened + self.cooldown_s and (not self._trial or now - self._trial_at > self.cooldown_s):
+                # half-open: one trial (another once a trial has been out longer than a cooldown:
+                # its verdict was lost)
+                self._trial, self._trial_at = True, now
+                return "trial"  # type: ignore[return-value]
             return False
 
-    def record(self, ok: bool) -> None:
+    def release(self) -> None:
+        """Give back a half-open trial that ended without a verdict (cancelled): the next call
+        is a trial."""
+        with self._lock:
+            if self._opened is not None:
+                self._trial = False
+
+    def record(self, ok: bool | None) -> None:
         with self._lock:
             now = self.clock()
+            if ok is None:  # neutral: a half-open (or open) breaker closes; a closed one keeps its count
+                if self._opened is not None:
+                    self._opened, self._trial = None, False
+                return
             if ok:
                 self._fails.clear()
                 self._opened, self._trial = None, False
@@ -231,6 +251,9 @@ class RateLimiter:
             if self.tpm:
                 used = sum(e[1] for e in self._events)
                 if used + tokens > self.tpm and self._events:
+                    # a request larger than the TPM alone waits for an empty window (it asks
+                    # for the whole TPM): the last event's expiry
+                    tokens = min(tokens, self.tpm)
                     acc = used + tokens - self.tpm
                     for ts, n in self._events:
                         acc -= n
@@ -381,6 +404,14 @@ def _url_secrets(url: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _key_problem(label: str | None, value: str | None) -> str | None:
+    """Why a key cannot be sent (a line break: a ``"\r"`` read from a Windows ``.env``, say),
+    naming its variable, never its value; None: it can."""
+    if value and ("\n" in value or "\r" in value):
+        return f"key {label or '-'} has a line break (a Windows line ending?): disabled; fix that variable"
+    return None
+
+
 # --------------------------------------------------------------------------- the router
 @dataclass
 class Settings:
@@ -399,6 +430,7 @@ class Settings:
     max_input_price: float | None = None
     max_output_price: float | None = None
     default_max_tokens: int = 4096
+    retry_after_send: bool = True
 
 
 class Router:
@@ -472,7 +504,8 @@ class Router:
             auth = self.auth(pid, facts, cfg.get("shape") or (facts.shape if facts else None))[0]
             if not pairs and auth == "none":
                 pairs.append((None, None))
-            slots = [KeySlot(pid, label, RateLimiter(rpm, tpm), _value=val) for label, val in pairs]
+            slots = [KeySlot(pid, label, RateLimiter(rpm, tpm), _value=val,
+                             disabled=_key_problem(label, val)) for label, val in pairs]
             self._slots[pid] = slots
             return slots
 
@@ -968,10 +1001,12 @@ class Plan:
         """After a failed attempt: ``("retry", delay)`` on the same deployment or ``("next", 0)``."""
         from knollm.retry import backoff_delay
 
-        # a bad request still shows the deployment answering: it counts as healthy (and ends a
-        # half-open trial); every other failure counts against the breaker
-        d.breaker.record(e.kind in _REQUEST_FAULTS)
-        if e.kind not in _REQUEST_FAULTS:
+        # a bad request still shows the deployment answering: neutral (it ends a half-open trial,
+        # clears no failure count); every other failure counts against the breaker
+        if e.kind in _REQUEST_FAULTS:
+            d.breaker.record(None)
+        else:
+            d.breaker.record(False)
             d.stats.observe(False)
         if e.kind == "auth":
             d.slot.disabled = f"key disabled after HTTP {e.status}"
@@ -983,6 +1018,10 @@ class Plan:
         if e.kind in ("bad_request", "not_found"):
             if e.kind == "bad_request":
                 self.failed_providers.add(d.provider)
+            return "next", 0.0
+        if e.kind == "rate_limit" and d is not self.order[-1]:
+            # that key (or provider) is rate limited: the next candidate, rather than waiting
+            # for it (a Retry-After is waited out on the last candidate only)
             return "next", 0.0
         if e.retryable and tries <= self.r.s.retries:
             delay = backoff_delay(tries, self.r.s.backoff_base, self.r.s.backoff_max, self.r.rng)
