@@ -89,14 +89,19 @@ def test_trial_stream_closed_after_first_token_closes_breaker(srv):
     assert c.chat(T, MSG).provider == "groq"
 
 
+async def _half_open_async(srv):
+    """An AsyncClient whose one groq deployment's breaker opened on a 500 and is half-open now."""
+    c = mk({"groq": srv["groq"]}, cls=AsyncClient, retries=0, breaker={"failure_threshold": 1, "cooldown_s": 0.2})
+    srv["groq"].faults("500")
+    with pytest.raises(AllAttemptsFailed):
+        await c.chat(T, MSG)
+    await asyncio.sleep(0.3)
+    return c, next(iter(c.router._deps.values()))
+
+
 def test_async_trial_cancelled_is_given_back(srv):
     async def main():
-        c = mk({"groq": srv["groq"]}, cls=AsyncClient, retries=0, breaker={"failure_threshold": 1, "cooldown_s": 0.2})
-        srv["groq"].faults("500")
-        with pytest.raises(AllAttemptsFailed):
-            await c.chat(T, MSG)
-        d = next(iter(c.router._deps.values()))
-        await asyncio.sleep(0.3)
+        c, d = await _half_open_async(srv)
         srv["groq"].latency = 0.6
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(c.chat(T, MSG), 0.1)  # the trial, cancelled before any answer
@@ -111,12 +116,7 @@ def test_async_trial_cancelled_is_given_back(srv):
 
 def test_async_trial_stream_closed_after_first_token(srv):
     async def main():
-        c = mk({"groq": srv["groq"]}, cls=AsyncClient, retries=0, breaker={"failure_threshold": 1, "cooldown_s": 0.2})
-        srv["groq"].faults("500")
-        with pytest.raises(AllAttemptsFailed):
-            await c.chat(T, MSG)
-        d = next(iter(c.router._deps.values()))
-        await asyncio.sleep(0.3)
+        c, d = await _half_open_async(srv)
         srv["groq"].chunk_delay = 0.05
         st = c.stream(T, MSG)
         async for _ in st:
