@@ -218,6 +218,13 @@ def test_429_honours_retry_after(fp, tmp_path):
     assert "Retry-After 1s" in r.events[0]
 
 
+def test_429_honours_retry_after_ms(fp, tmp_path):
+    """``retry-after-ms`` (OpenAI's, Azure's) before ``Retry-After``, as the client reads it."""
+    report, _, _ = run(tmp_path, {"acme": prov(fp, "ratelimit", "rl4", query="fails=1&rams=1200")})
+    r = one(report, "acme")
+    assert r.status == "ok" and r.retries == 1 and r.duration >= 1.2
+
+
 def test_429_retry_after_http_date(fp, tmp_path):
     report, _, _ = run(tmp_path, {"acme": prov(fp, "ratelimit", "rl2", query="fails=1&ra=0&radate=1")})
     r = one(report, "acme")

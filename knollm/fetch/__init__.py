@@ -9,7 +9,7 @@ Library use::
 
 * :mod:`knollm.fetch.registry` – the fetch plan derived from the provider registry (:mod:`knollm.providers`), validated
 * :mod:`knollm.fetch.client` – async fetching: concurrency limit, timeouts, retries with
-  exponential backoff + jitter honouring ``Retry-After``, pagination, size limit, atomic
+  exponential backoff + jitter honouring ``retry-after-ms`` and ``Retry-After``, pagination, size limit, atomic
   writes
 * :mod:`knollm.fetch.redact` – keeps API key values out of every message
 * :mod:`knollm.fetch.report` – the fetch report (JSON + text)

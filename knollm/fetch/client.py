@@ -52,7 +52,7 @@ from knollm.catalog.readers import (ErrorAnswer, detect_shape, error_envelope, p
 from knollm.fetch.redact import Redactor, RedactingFilter, safe_url
 from knollm.fetch.registry import FetchPlan, ProviderSpec, Settings
 from knollm.fetch.report import FetchReport, ProviderResult
-from knollm.retry import RETRY_STATUSES, backoff_delay, parse_retry_after
+from knollm.retry import RETRY_STATUSES, backoff_delay, parse_retry_after, retry_after_of
 
 __all__ = ["GONE_STATUSES", "RETRY_STATUSES", "SHRINK_LIMIT", "atomic_write", "backoff_delay", "fetch_all", "fetch_all_async", "parse_retry_after"]
 
@@ -233,7 +233,7 @@ class _Run:
                 phrase = _phrase(status)
                 if status in RETRY_STATUSES:
                     err = f"HTTP {status} {phrase}".strip()
-                    retry_after = parse_retry_after(hdrs.get("retry-after"))
+                    retry_after = retry_after_of(hdrs)  # (retry-after-ms first, as the client reads it)
                 else:
                     hint = ""
                     if status in (401, 403) and spec.key_env:

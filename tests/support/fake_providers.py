@@ -20,7 +20,8 @@ model ids. Query parameters tune a behaviour:
 ``unauthorized`` 401 whose body echoes the key it received
 ``notfound``    404; ``gone``: 410 (a retired host or path)
 ``ratelimit``   ``fails`` (1) × 429 with ``Retry-After: ra`` (1), then ``ok``;
-                ``radate=1`` sends an HTTP-date instead of seconds
+                ``radate=1`` sends an HTTP-date instead of seconds; ``rams=N`` sends
+                ``retry-after-ms: N`` (and a 0-second ``Retry-After``) instead
 ``flaky``       ``fails`` (1) × 500, then ``ok``; ``down``: always 503
 ``hang``        accepts, never answers (until ``secs``, default 30, or server stop)
 ``stall``       sends headers and half a body, then stalls
@@ -168,7 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
                 ra = q.get("ra", "1")
                 if q.get("radate") == "1":
                     ra = email.utils.formatdate(time.time() + float(ra) + 1, usegmt=True)
-                return self._json(429, {"error": {"message": "rate limited"}}, headers={"Retry-After": ra})
+                headers = {"Retry-After": ra}
+                if q.get("rams"):
+                    headers = {"Retry-After": "0", "retry-after-ms": q["rams"]}
+                return self._json(429, {"error": {"message": "rate limited"}}, headers=headers)
             return ok_list()
         if behaviour == "flaky":
             if count <= fails:
