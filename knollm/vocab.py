@@ -27,7 +27,7 @@ __all__ = [
     "CAPABILITY_TABLE", "PRICE_TABLE", "SOURCE_TABLE",
     "CAPABILITIES", "CAPABILITY_BIT", "PRICE_FIELDS", "KINDS", "MODALITIES", "SOURCES", "SORT_KEYS",
     "TOKEN_PRICE_FIELDS", "PLAUSIBLE_PRICE", "PLAUSIBLE_PRICE_BY_KIND", "PLAUSIBLE_TOKENS",
-    "PLAUSIBLE_TOKENS_BY_KIND", "PLACEHOLDER_TOKENS",
+    "PLAUSIBLE_TOKENS_BY_KIND", "EMBEDDING_MAX_INPUT", "PLACEHOLDER_TOKENS",
     "SUSPECT_CHECKS",
     "FIRST_PARTY", "PLACEHOLDER_OWNERS", "COMPARE_FIELDS", "first_party", "capability", "as_json",
 ]
@@ -126,20 +126,68 @@ PLAUSIBLE_PRICE_BY_KIND: dict[str, dict[str, tuple[float, float]]] = {
 #: token limits: a context window or max output outside this range is suspect
 PLAUSIBLE_TOKENS: tuple[int, int] = (16, 10_500_000)  # Llama 4 Scout: 10M
 #: token limits by kind (``{kind: {field: (low, high)}}``), checked after ``PLAUSIBLE_TOKENS``:
-#: embedding models read at most 32k tokens (bge / e5 / MiniLM: 512, OpenAI / Qwen3: 8k-32k);
-#: a 128k context is a chat model's limit borrowed by mistake
+#: embedding models read at most 131,072 tokens: most read 512-32k (bge / e5 / MiniLM: 512, OpenAI: 8k,
+#: Qwen3-Embedding: 32k documented, served at 40,960; voyage-3.x: 32k), the largest documented ones
+#: 120k-128k (Cohere embed-v4.0: 128,000; voyage-context-3: 120,000 per request); 128k plus headroom
+#: (2^17). Above it (a 1M / 2M context) is a chat model's limit copied onto an embedding model
 PLAUSIBLE_TOKENS_BY_KIND: dict[str, dict[str, tuple[int, int]]] = {
-    "embedding": {"context_window": (16, 32_768)},
+    "embedding": {"context_window": (16, 131_072)},
 }
 #: values that are placeholders, not limits (all nines, 2^31-1, 2^32-1, 10^9…)
 PLACEHOLDER_TOKENS: frozenset[int] = frozenset({9_999_999, 99_999_999, 999_999_999, 2_147_483_647,
                                                 4_294_967_295, 1_000_000_000, 10_000_000_000})
+#: what an embedding model of a known family reads (``(pattern, max input tokens)``): the
+#: pattern must match the whole last path segment of the model id, case-insensitive
+#: (``@cf/baai/bge-m3`` -> ``bge-m3``). An embedding model of such a family whose context window is
+#: above its family's maximum is suspect (``kind_token_range``): typically a registry's chat-model
+#: default (models.dev: 128,000 on Cloudflare's bge / Qwen3 embeddings). A value at or below it is
+#: fine. Only families whose limit is documented, each with its evidence (PLaMo-Embedding-1B is not
+#: listed: neither its model card nor Cloudflare's page states a limit):
+EMBEDDING_MAX_INPUT: tuple[tuple[str, int], ...] = (
+    # BAAI bge-{small,base,large}-en-v1.5: BERT, 512 positions; sentence_bert_config max_seq_length 512
+    # (https://huggingface.co/BAAI/bge-large-en-v1.5/blob/526a20975a162cebb8088ad96164a79689839bcf/
+    # sentence_bert_config.json); Cloudflare: "Maximum Input Tokens 512"
+    # (https://developers.cloudflare.com/workers-ai/models/bge-base-en-v1.5/, all three:
+    # https://developers.cloudflare.com/workers-ai/models/embedding/)
+    (r"bge-(?:small|base|large)-en-v1\.5", 512),
+    # BAAI bge-m3: "long documents of up to 8192 tokens", Sequence Length 8192
+    # (https://docs.api.nvidia.com/nim/reference/baai-bge-m3; https://deepinfra.com/BAAI/bge-m3: 8,192)
+    (r"bge-m3", 8_192),
+    # intfloat e5-{small,base,large}[-v2] (BERT, max_position_embeddings 512): the E5 cards' Limitations:
+    # "Long texts will be truncated to at most 512 tokens" (https://huggingface.co/intfloat/e5-large-unsupervised/
+    # commit/8c8127a6a87dfdaebe0baa246958790232aea15b; e5-base likewise)
+    (r"e5-(?:small|base|large)(?:-v2)?", 512),
+    # intfloat multilingual-e5-{small,base,large}[-instruct] (XLM-RoBERTa): reads 512 tokens (card; DeepInfra:
+    # "support up to 512 tokens per input", https://deepinfra.com/intfloat/multilingual-e5-large-instruct);
+    # its config's max_position_embeddings is 514 (512 + XLM-R's 2 padding-offset positions,
+    # https://huggingface.co/intfloat/multilingual-e5-large-instruct/blob/main/onnx/config.json), which
+    # providers list as the context (Together: "Context length 514",
+    # https://www.together.ai/models/multilingual-e5-large-instruct): 514 is not a copied chat limit
+    (r"multilingual-e5-(?:small|base|large)(?:-instruct)?", 514),
+    # sentence-transformers all-MiniLM-L6-v2 / L12-v2 (BERT): the card's "input text longer than 256 word
+    # pieces is truncated" is sentence-transformers' default max_seq_length, not what the network reads:
+    # max_position_embeddings 512 and tokenizer model_max_length 512
+    # (https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/discussions/66). 512, so a provider
+    # serving it at 512 is not marked; the check is for 128k-style copies, not 256 vs 512
+    (r"all-minilm-l(?:6|12)-v2", 512),
+    # nomic-ai nomic-embed-text-v1 / v1.5: "8192 context length text encoder"
+    # (https://huggingface.co/nomic-ai/nomic-embed-text-v1); v1.5 "an 8192 context"
+    # (https://developers.llamaindex.ai/python/examples/embeddings/nomic); not v2 (a different model)
+    (r"nomic-embed-text-v1(?:\.5)?", 8_192),
+    # Qwen3-Embedding-{0.6B,4B,8B}: 32k documented (Xinference "Max Tokens: 32768",
+    # https://inference.readthedocs.io/en/stable/models/builtin/embedding/qwen3-embedding-8b.html), served at
+    # its 40,960 position limit (Fireworks' model list in the dumps; Ollama: "40K context window",
+    # https://ollama.com/dengcao/Qwen3-Embedding-8B); not Qwen3-VL-Embedding (another model)
+    (r"qwen3-embedding-(?:0\.6b|4b|8b)", 40_960),
+)
 
 #: suspect marks: why a value is kept but not trusted (``Model.suspect`` values)
 SUSPECT_CHECKS: dict[str, str] = {
     "price_range": "price outside the plausible range for its kind (unit error?)",
     "token_range": "token limit outside the plausible range",
-    "kind_token_range": "token limit implausible for the model's kind (an embedding context above 32,768)",
+    "kind_token_range": "token limit implausible for the model's kind (an embedding context above 131,072: "
+                        "the largest documented embedding context is 128k, Cohere embed-v4.0; or above what "
+                        "its model family reads, EMBEDDING_MAX_INPUT: bge-*-en-v1.5 512, bge-m3 8,192…)",
     "placeholder": "a placeholder number, not a limit",
     "cache_read_above_input": "a cache read priced above the input it replaces (sources of different dates, a "
                               "placeholder input of 0): one of the two is wrong",

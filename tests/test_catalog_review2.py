@@ -6,7 +6,7 @@
 2. Join quality counts in price precedence: models.dev's exact entry beats a genai-prices
    rule / alias join (the other value stays in ``alternatives``).
 3. Embedding / rerank / moderation models take no limits from another provider's entry;
-   embeddings have no max output; an embedding context above 32,768 is suspect.
+   embeddings have no max output; an embedding context above 131,072 is suspect.
 4. Values from another provider's models.dev entry are labelled ``models.dev~canonical`` /
    ``models.dev~family`` in ``sources`` (as in ``alternatives``).
 5. Together's 0/0 is unknown unless the id or name says free; a router's 0/0 is variable.
@@ -165,10 +165,11 @@ def test_embedding_takes_no_limits_from_another_providers_entry(tmp_path, monkey
     assert bge["kind"] == "embedding" and bge["joins"]["models.dev"] == "canonical"
     assert bge["context_window"] is None and bge["max_output"] is None
     assert "context_window" not in bge["sources"] and "max_output" not in bge["sources"]
-    # an embedding has no max output, whatever its own source says; a 40k context is suspect
+    # an embedding has no max output, whatever its own source says; its 40,960 context (Qwen3's
+    # position limit, as Fireworks serves it) is plausible
     qe = cat["deepinfra/Qwen/Qwen3-Embedding-8B"]
     assert qe["max_output"] is None and qe["context_window"] == 40960
-    assert qe["suspect"] == {"context_window": "kind_token_range"}
+    assert qe["suspect"] == {}
     # a chat model still borrows the reference's limits
     chat = cat["deepinfra/Qwen/Qwen3-8B"]
     assert (chat["context_window"], chat["max_output"]) == (131072, 8192)
@@ -178,7 +179,8 @@ def test_embedding_context_plausibility():
     from knollm.catalog.plausible import token_check
     from knollm.vocab import SUSPECT_CHECKS
 
-    assert token_check(128000, "context_window", "embedding") == "kind_token_range"
+    assert token_check(2_000_000, "context_window", "embedding") == "kind_token_range"
+    assert token_check(128000, "context_window", "embedding") is None  # Cohere embed-v4.0
     assert token_check(32768, "context_window", "embedding") is None
     assert token_check(128000, "context_window", "chat") is None
     assert token_check(128000) is None
@@ -333,7 +335,7 @@ def test_shared_review2_fixes(shared_catalog):
     for m in shared_catalog["models"]:
         if m["kind"] == "embedding":
             assert m["max_output"] is None, m["key"]
-            if (m["context_window"] or 0) > 32768:
+            if (m["context_window"] or 0) > 131072:
                 assert m["suspect"].get("context_window") == "kind_token_range", m["key"]
         if m["kind"] in ("embedding", "rerank", "moderation"):
             assert m["sources"].get("context_window") != "models.dev~canonical", m["key"]

@@ -627,7 +627,7 @@ def _resolve(off: _Offer, today: str, table: ProviderRegistry | None = None,
     for f in ("context_window", "max_output"):
         if f == "max_output" and kind not in ("chat", "completion") and (m[f] or 0) < PLAUSIBLE_TOKENS[0]:
             continue  # embeddings, rerankers, image models: a max output of 1 means "not text"
-        check = token_check(m[f], f, kind)
+        check = token_check(m[f], f, kind, model_id=off.id)
         if check:
             report(f, check, m[f])
     flags = []
