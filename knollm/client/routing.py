@@ -12,8 +12,11 @@ Strategies (``strategy=``):
 ``priority``     the order given (a list target), else the catalog's (cheapest first)
 ``cheapest``     estimated cost = prompt estimate x input price + expected output x
                  output price; unknown or variable prices last
-``fastest``      measured moving averages: TTFT + expected output / tokens per second;
-                 deployments not measured yet go last, in priority order
+``fastest``      measured latency: TTFT + expected output / tokens per second, from this
+                 client's own moving averages, seeded from a ``health`` source's figures only
+                 when they are measurements of that model (observed calls: probe, benchmark,
+                 ledger); deployments not measured yet go last, in priority order. A speed
+                 estimate never ranks: it is named, as not used, in the candidate's reason
 ``round-robin``  rotates the start of the list on every call
 ``weighted``     random order weighted by ``providers={pid: {"weight": w}}`` (default 1)
 ``least-busy``   fewest calls in flight first
@@ -277,9 +280,14 @@ class RateLimiter:
 
 
 class Stats:
-    """Moving averages of one deployment: TTFT, tokens/s, error rate; calls in flight."""
+    """Moving averages of one deployment: TTFT, tokens/s, error rate; calls in flight.
 
-    __slots__ = ("ttft_ms", "tps", "err", "inflight", "n")
+    ``ttft_ms`` / ``tps`` hold measurements only: this client's own calls (``own`` of them
+    timed), blended into a measured ``health`` seed when there was one (``src`` names it).
+    ``est`` keeps an estimated figure a health source gave, ``(ttft_ms, tps, what)``, to be
+    named in a plan's reasons; it never ranks."""
+
+    __slots__ = ("ttft_ms", "tps", "err", "inflight", "n", "own", "src", "est")
 
     def __init__(self) -> None:
         self.ttft_ms: float | None = None
@@ -287,9 +295,14 @@ class Stats:
         self.err = 0.0
         self.inflight = 0
         self.n = 0
+        self.own = 0
+        self.src: str | None = None
+        self.est: tuple[float, float | None, str] | None = None
 
     def observe(self, ok: bool, ttft_ms: float | None = None, tps: float | None = None, a: float = 0.3) -> None:
         self.n += 1
+        if ttft_ms is not None:
+            self.own += 1
         self.err = (1 - a) * self.err + a * (0.0 if ok else 1.0)
         if ttft_ms is not None:
             self.ttft_ms = ttft_ms if self.ttft_ms is None else (1 - a) * self.ttft_ms + a * ttft_ms
@@ -300,6 +313,56 @@ class Stats:
         if self.ttft_ms is None:
             return None
         return self.ttft_ms + (out_tokens / self.tps * 1000 if self.tps else 0)
+
+    def speed_reason(self, ms: float | None, out_tokens: int) -> str:
+        """What ``fastest`` ranked this deployment on (``ms``: :meth:`latency_ms`), and
+        whether that is a measurement (whose) or nothing; an estimate is named as not used."""
+        if ms is not None:
+            if self.own:
+                seeded = f"; seeded from {self.src}" if self.src else ""
+                return f"measured ~{ms:.0f} ms (this client, {self.own} call{'s' if self.own != 1 else ''}{seeded})"
+            return f"measured ~{ms:.0f} ms ({self.src})" if self.src else f"measured ~{ms:.0f} ms"
+        if self.est is not None:
+            ttft, tps, what = self.est
+            e = ttft + (out_tokens / tps * 1000 if tps else 0)
+            return f"not measured: priority order; estimate ~{e:.0f} ms ({what}) not used"
+        return "not measured: priority order"
+
+    def speed_kind(self) -> str | None:
+        """Whose measurement ``ttft_ms`` is: ``this client`` or the health seed's label."""
+        return "this client" if self.own else self.src
+
+
+#: the health sources that measure a model (:mod:`knollm.probe.health`): benchmark runs,
+#: probe requests, the client's ledger
+MEASURED_SOURCES = frozenset({"benchmark", "probe", "ledger"})
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
+
+
+def health_provenance(f: Any, model: str) -> tuple[str, str | None]:
+    """(label, why it is not a measurement of ``model`` or None) of health figures ``f``.
+
+    A measurement says how many calls it was observed on (``n`` ≥ 1), is not marked
+    ``estimated``, names (when it names any) a probe / benchmark / ledger source, and is
+    ``model``'s own (a figure whose ``model`` is None is provider-wide)."""
+    srcs = getattr(f, "sources", None)
+    srcs = (srcs,) if isinstance(srcs, str) else tuple(str(x) for x in (srcs or ()))
+    n, last = getattr(f, "n", None), getattr(f, "last", None)
+    n_ok = isinstance(n, (int, float)) and not isinstance(n, bool) and n >= 1
+    parts = ["+".join(srcs) if srcs else "", f"n={n:g}" if n_ok else "", f"last {last}" if last else ""]
+    label = "health: " + ", ".join(x for x in parts if x) if any(parts) else "health source"
+    if getattr(f, "estimated", False):
+        return label, "not a measurement: marked as an estimate"
+    if not n_ok:
+        return label, "not a measurement: no observed calls"
+    if srcs and not MEASURED_SOURCES.intersection(srcs):
+        return label, "not a measurement: not from a probe, benchmark or the ledger"
+    if hasattr(f, "model") and f.model != model:
+        return label, "not measured on this model: " + ("provider-wide" if f.model is None else f"figures of {f.model}")
+    return label, None
 
 
 @dataclass(eq=False)
@@ -556,7 +619,12 @@ class Router:
     def _seed(self, d: Deployment) -> None:
         """Start a new deployment from measured health (probes, benchmarks, the ledger), when a
         ``health`` source was given: ``fastest`` then ranks it before its first call, and a
-        deployment measured as mostly failing starts half-open (one trial call)."""
+        deployment measured as mostly failing starts half-open (one trial call).
+
+        Only a measurement of this model seeds its speed (:func:`health_provenance`); an
+        estimate is kept aside (``Stats.est``), named in reasons, never ranked. A tokens/s
+        the source computed from estimated token counts is dropped (its TTFT stands).
+        Runs once per deployment, so the plan's hot path reads no health or catalog data."""
         if self.health is None:
             return
         try:
@@ -566,8 +634,15 @@ class Router:
         if f is None:
             return
         st = d.stats
-        st.ttft_ms = getattr(f, "ttft_p50_ms", None)
-        st.tps = getattr(f, "tokens_per_s_p50", None)
+        ttft, tps = _num(getattr(f, "ttft_p50_ms", None)), _num(getattr(f, "tokens_per_s_p50", None))
+        if ttft is not None:
+            label, why = health_provenance(f, d.model)
+            if why is not None:
+                st.est = (ttft, tps, f"{label}; {why}")
+            else:
+                if tps is not None and getattr(f, "tokens_per_s_estimated", False):
+                    label, tps = f"{label}; TTFT only: its tokens/s is estimated, not used", None
+                st.ttft_ms, st.tps, st.src = ttft, tps, label
         st.err = float(getattr(f, "error_rate", None) or 0.0)
         st.n = int(getattr(f, "n", 0) or 0)
         if st.n >= 10 and st.err >= 0.5:
@@ -773,6 +848,7 @@ class Plan:
         self.attempts: list[dict] = []
         self.failed_ctx: int | None = None
         self.failed_providers: set[str] = set()
+        self.notes: dict[int, str] = {}  # id(deployment) -> what the strategy ranked it on (fastest)
         eligible = []
         for o in offers:
             reason = self._offer_reason(o)
@@ -801,8 +877,12 @@ class Plan:
                 self.why = f"local first (prefer = local); then {self.why}"
             self.order = ordered
         for i, d in enumerate(self.order):
-            self.candidates.append({"deployment": d.label, "provider": d.provider, "model": d.model,
-                                    "key": d.slot.label, "status": "eligible", "rank": i + 1})
+            c = {"deployment": d.label, "provider": d.provider, "model": d.model,
+                 "key": d.slot.label, "status": "eligible", "rank": i + 1}
+            note = self.notes.get(id(d))
+            if note is not None:
+                c["reason"] = note
+            self.candidates.append(c)
         if not self.order:
             raise NoCandidates(target, self.excluded())
 
@@ -909,11 +989,18 @@ class Plan:
             c = costs[id(out[0])]
             return out, f"lowest estimated cost ({'unknown' if c is None else f'${c:.6f}'})"
         if st == "fastest":
+            # measurements only (this client's, or a measured health seed); an estimate
+            # (Stats.est) never ranks: it is named in the candidate's reason as not used
             n = min(self.out_tokens(), 1000)
             lat = {id(d): d.stats.latency_ms(n) for d in deps}
             out = sorted(deps, key=lambda d: (lat[id(d)] is None, lat[id(d)] or 0))
+            self.notes = {id(d): d.stats.speed_reason(lat[id(d)], n) for d in out}
             v = lat[id(out[0])]
-            return out, "no speed measured yet: priority order" if v is None else f"fastest measured (~{v:.0f} ms)"
+            if v is None:
+                est = any(d.stats.est is not None for d in out)
+                return out, "no speed measured yet: priority order" + (" (speed estimates not used)" if est else "")
+            kind = out[0].stats.speed_kind()
+            return out, f"fastest measured (~{v:.0f} ms{'; ' + kind if kind else ''})"
         if st == "round-robin":
             k = repr(self.target)
             with self.r._lock:
