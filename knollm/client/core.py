@@ -281,7 +281,8 @@ class _Answer:
                                                    "characters arrived)", provider=self.d.provider, kind=why.kind,
                                                    retryable=True))
             return
-        self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text, self.embed), status=r.status)
+        self.out = Outcome(parse_answer(self.d, r.status, r.headers, r.text, self.embed), status=r.status,
+                           connect_ms=getattr(r, "connect_ms", None))
 
     def __enter__(self) -> _Answer:
         return self
@@ -316,6 +317,7 @@ class _Attempt:
     def opened(self, r: Any) -> bool:
         """Check the status line; True when the body is one JSON answer (stream ignored)."""
         self.out.status = r.status
+        self.out.connect_ms = getattr(r, "connect_ms", None)  # (None: a driver that does not time connections)
         self.st, whole = _begin_stream(self.d, r)
         self.out.stream = self.st  # what the provider sent so far, should the stream be cut
         return whole

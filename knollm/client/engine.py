@@ -45,6 +45,7 @@ class Outcome:
     status: int | None = None
     stream: Any = None           # the attempt's StreamState: what the provider sent so far (streams)
     cut: str | None = None       # what arrived of a 2xx answer whose body was cut (billed, never seen)
+    connect_ms: float | None = None  # opening the attempt's connection (0.0 kept alive; None: not measured)
 
 
 #: what a failed attempt's ``charged`` entry says (the provider billed it: a cut answer)
@@ -242,6 +243,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         duration_ms=round(dur, 2), attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy,
         why=_why(plan, d),
         alias=plan.alias, request_id=rq, response_id=p.id, tag=plan.tag,
+        connect_ms=None if out.connect_ms is None else round(out.connect_ms, 2),
     )
     row = {
         "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -43,12 +44,15 @@ class Reply:
 
     ``cut`` is the transport failure (the driver's own exception) of an answer whose status
     line and headers arrived but whose body did not all arrive (the connection dropped or
-    went silent): ``text`` is then what did arrive. A provider bills such an answer."""
+    went silent): ``text`` is then what did arrive. A provider bills such an answer.
+    ``connect_ms``: what opening the request's connection took (:class:`_TimedStream`), 0.0
+    on a kept-alive one, None when the driver does not measure it."""
 
-    __slots__ = ("status", "headers", "text", "cut")
+    __slots__ = ("status", "headers", "text", "cut", "connect_ms")
 
-    def __init__(self, status: int, headers: Any, text: str, cut: BaseException | None = None) -> None:
-        self.status, self.headers, self.text, self.cut = status, headers, text, cut
+    def __init__(self, status: int, headers: Any, text: str, cut: BaseException | None = None,
+                 connect_ms: float | None = None) -> None:
+        self.status, self.headers, self.text, self.cut, self.connect_ms = status, headers, text, cut, connect_ms
 
 
 def transport_failure(kind: str, name: str, provider: str, s: Any, stream: bool) -> ProviderError:
@@ -122,6 +126,64 @@ def _json_bytes(body: dict) -> bytes:
 
 
 # --------------------------------------------------------------------------- httpx2
+class _TimedStream:
+    """A new connection's network stream (httpcore2's), keeping what opening it took:
+    ``connect_ms``, the TCP connect (name lookup included) and the TLS handshake, until the
+    first answer on it takes it (:meth:`take`: later answers on the kept-alive connection
+    get 0.0). I/O goes straight to the wrapped stream (its bound methods, no indirection)."""
+
+    def __init__(self, s: Any, connect_ms: float) -> None:
+        self._s, self.connect_ms = s, connect_ms
+        self.read, self.write, self.close, self.get_extra_info = s.read, s.write, s.close, s.get_extra_info
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> _TimedStream:
+        t = time.perf_counter()
+        tls = self._s.start_tls(*args, **kwargs)
+        return _TimedStream(tls, self.connect_ms + (time.perf_counter() - t) * 1000)
+
+    def take(self) -> float:
+        ms, self.connect_ms = self.connect_ms, 0.0
+        return ms
+
+
+class _TimedBackend:
+    """httpcore2's sync network backend, timing each connection it opens (:class:`_TimedStream`).
+    Only new connections pass here: a request on a kept-alive one costs nothing more."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> _TimedStream:
+        t = time.perf_counter()
+        s = self._inner.connect_tcp(*args, **kwargs)
+        return _TimedStream(s, (time.perf_counter() - t) * 1000)
+
+    def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _TimedStream:
+        t = time.perf_counter()
+        s = self._inner.connect_unix_socket(*args, **kwargs)
+        return _TimedStream(s, (time.perf_counter() - t) * 1000)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _time_connects(client: Any) -> None:
+    """Give ``client``'s (a sync ``httpx2.Client``) connection pools a :class:`_TimedBackend`
+    before they open anything. A pool without the expected attribute (another httpx2) is left
+    alone: its answers then say None (not measured)."""
+    for t in (client._transport, *getattr(client, "_mounts", {}).values()):
+        pool = getattr(t, "_pool", None)
+        be = getattr(pool, "_network_backend", None)
+        if be is not None and not isinstance(be, _TimedBackend):
+            pool._network_backend = _TimedBackend(be)
+
+
+def _connect_ms(r: Any) -> float | None:
+    """What opening the connection of response ``r`` took (ms; 0.0 kept alive), None if not timed."""
+    take = getattr((getattr(r, "extensions", None) or {}).get("network_stream"), "take", None)
+    return take() if take is not None else None
+
+
 def _httpx2_kind(e: BaseException) -> tuple[str, str] | None:
     import httpx2
 
@@ -183,8 +245,10 @@ class _Httpx2Base:
                     import httpx2
 
                     _mask_http_logs()
-                    c = self._clients[i] = getattr(httpx2, cls_name)(limits=self._limits(),
-                                                                      **({"verify": False} if i == 0 else {}))
+                    c = getattr(httpx2, cls_name)(limits=self._limits(), **({"verify": False} if i == 0 else {}))
+                    if cls_name == "Client":  # (the sync pools: each new connection timed)
+                        _time_connects(c)
+                    self._clients[i] = c
         return c
 
     @staticmethod
@@ -209,8 +273,16 @@ class HTTPX2(_Httpx2Base):
                 for data in r.iter_bytes():
                     got.append(data)
             except Exception as e:  # noqa: BLE001 - the body was cut: what arrived, and why
-                return _cut(r.status_code, r.headers, got, e, _httpx2_kind)
-            return Reply(r.status_code, r.headers, _text(got))
+                cut = _cut(r.status_code, r.headers, got, e, _httpx2_kind)
+                cut.connect_ms = _connect_ms(r)
+                return cut
+            return Reply(r.status_code, r.headers, _text(got), None, _connect_ms(r))
+
+    def prepare(self) -> None:
+        """Build both pools now (the HTTP library's import, the TLS context), opening no
+        connection: what a first call would otherwise pay inside its measured time."""
+        for url in ("http://", "https://"):
+            self._client_for(url, "Client")
 
     def stream(self, url: str, headers: dict, body: dict, read: float, connect: float) -> _SyncStream:
         return _SyncStream(self._client_for(url, "Client").stream(
@@ -224,12 +296,16 @@ class HTTPX2(_Httpx2Base):
 
 
 class _SyncStream:
+    """A streamed answer: ``status``, ``headers``, ``connect_ms`` (as :class:`Reply`'s),
+    ``read()``, ``batches()``."""
+
     def __init__(self, cm: Any) -> None:
         self._cm, self.r = cm, None
 
     def __enter__(self) -> _SyncStream:
         self.r = self._cm.__enter__()
         self.status, self.headers = self.r.status_code, self.r.headers
+        self.connect_ms = _connect_ms(self.r)
         return self
 
     def __exit__(self, *exc: Any) -> Any:

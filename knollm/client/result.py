@@ -57,6 +57,12 @@ class ChatResult:
     error class, duration_ms). ``cost_usd`` is None when a price is unknown, and then
     ``unpriced_reason`` says why (never a silent $0). ``tag`` is the call's ``tag=`` (who
     made it), as written to the ledger row.
+
+    ``ttft_ms`` and ``duration_ms`` run from the start of the answering attempt, so they
+    include opening its connection when it opened one; ``connect_ms`` is that part (TCP
+    connect with the name lookup, and the TLS handshake), 0.0 when the attempt reused a
+    kept-alive connection, None when the HTTP driver does not measure it (only the sync
+    :class:`~knollm.client.Client`'s does).
     """
 
     content: str | None
@@ -81,6 +87,7 @@ class ChatResult:
     response_id: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     tag: str | None = None
+    connect_ms: float | None = None
 
     @property
     def text(self) -> str:

@@ -8,6 +8,15 @@ per successful run. A run the client's own cost cap refused (never sent) is ``sk
 and left out of every figure. tokens/s p50 is taken over runs whose token count the
 provider reported; only when no run has one is it taken over estimated counts, and then
 ``tokens_per_s_estimated`` is true.
+
+Opening a connection is not the model's latency: a run that opened a new one (TCP connect
+with the name lookup, TLS handshake; the client measures it, ``ChatResult.connect_ms``)
+is ``cold``, that time is its ``connect_ms``, and its ``ttft_ms`` and ``latency_ms`` are
+measured without it: every TTFT and latency figure is a warm connection's, however many
+runs opened one (the client's own one-time setup, its HTTP library and TLS context, is
+done before the first run). Per target, ``cold_runs`` counts them and ``connect_p50_ms``
+is their median setup time. No warm-up request is made: every run is a real, billed call, in the
+cost and in the announced (capped) worst case, and no call is made that is not a run.
 Results are written with the environment (``work/probes/benchmark-*.json``).
 """
 
@@ -91,7 +100,12 @@ def _one_run(client: Any, target: Target, messages: list[dict], max_tokens: int,
     out_tok = res.usage.output_tokens
     # the first token arrived at ttft: the time after it generated the other out_tok - 1
     tps = round((out_tok - 1) / (gen_ms / 1000), 2) if out_tok > 1 and gen_ms > 0.5 else None
-    return {"run": i, "ts": t0, "ok": True, "ttft_ms": res.ttft_ms, "latency_ms": res.duration_ms,
+    # the client's ttft_ms and duration_ms include opening a new connection: measured apart
+    conn = getattr(res, "connect_ms", None)  # (None: not measured; 0.0: a kept-alive connection)
+    ttft = res.ttft_ms if res.ttft_ms is None or not conn else round(max(res.ttft_ms - conn, 0.0), 2)
+    latency = res.duration_ms if not conn else round(max(res.duration_ms - conn, 0.0), 2)
+    return {"run": i, "ts": t0, "ok": True, "ttft_ms": ttft, "latency_ms": latency, "connect_ms": conn,
+            "cold": None if conn is None else conn > 0,
             "output_tokens": out_tok, "input_tokens": res.usage.input_tokens, "usage_estimated": res.usage.estimated,
             "tokens_per_s": tps, "cost_usd": _charged({"cost_usd": res.cost_usd}, res.attempts)}
 
@@ -125,6 +139,8 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def r2(v: float | None) -> float | None:
         return None if v is None else round(v, 2)
 
+    timed = [r for r in ok if r.get("connect_ms") is not None]  # (runs whose connection setup was measured)
+    cold = [r["connect_ms"] for r in timed if r["cold"]]
     costs = [r["cost_usd"] for r in ok]
     known = [c for c in costs if c is not None]
     spent = [r.get("cost_usd") for r in runs]  # every run sent, failed ones included (what they were charged)
@@ -135,6 +151,7 @@ def summarize_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_p50_ms": r2(percentile([r["latency_ms"] for r in ok], 50)),
         "latency_p95_ms": r2(percentile([r["latency_ms"] for r in ok], 95)),
         "tokens_per_s_p50": r2(tps), "tokens_per_s_estimated": tps_est, "skipped": len(skipped),
+        "cold_runs": len(cold) if timed else None, "connect_p50_ms": r2(percentile(cold, 50)),
         "cost_per_run_usd": (sum(known) / len(known)) if known and len(known) == len(costs) else None,
         "cost_usd": None if any(c is None for c in spent) else sum(spent),
     }
@@ -154,6 +171,9 @@ def benchmark(targets: list[Target], *, runs: int = 5, concurrency: int = 1, pro
         on_announce(announced)
     results = []
     with capped_client(targets, cap, env=env, providers=providers, retries=0, timeout=timeout) as client:
+        prepare = getattr(client.http, "prepare", None)
+        if prepare is not None:  # the client's one-time setup (HTTP library, TLS context): never in a run's time
+            prepare()
         for t, msgs in plan:
             with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
                 rs = list(pool.map(lambda a: _one_run(client, t, a[1], max_tokens, a[0]), enumerate(msgs)))
@@ -161,7 +181,8 @@ def benchmark(targets: list[Target], *, runs: int = 5, concurrency: int = 1, pro
             results.append({"key": t.key, "provider": t.provider, "model": t.model, "canonical_id": t.canonical,
                             "price_input": p.get("input"), "price_output": p.get("output"),
                             **summarize_runs(rs), "run_details": rs})
-    doc = {"kind": "benchmark", "format": 1, "date": now_iso(), "runs_per_target": runs, "concurrency": concurrency,
+    # format 2: a run's ttft_ms / latency_ms exclude opening a connection (connect_ms, cold)
+    doc = {"kind": "benchmark", "format": 2, "date": now_iso(), "runs_per_target": runs, "concurrency": concurrency,
            "max_tokens": max_tokens, "prompts": len(prompts), "announced_usd": announced, "cap_usd": cap,
            "cost_usd": None if any(r["cost_usd"] is None for r in results) else sum(r["cost_usd"] for r in results),
            "environment": environment(), "results": results}
@@ -179,5 +200,6 @@ def table_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                                                                else None),
              "ttft p50": f(r["ttft_p50_ms"]), "ttft p95": f(r["ttft_p95_ms"]),
              "lat p50": f(r["latency_p50_ms"]), "lat p95": f(r["latency_p95_ms"]),
+             "connect": f(r.get("connect_p50_ms")),
              "tok/s": f(r["tokens_per_s_p50"], "{:.1f}"), "$/run": f(r["cost_per_run_usd"], "{:.6f}")}
             for r in doc["results"]]

@@ -155,8 +155,11 @@ def benchmark_command(targets: tuple[str, ...], provider: str | None, runs: int,
     """Measure TARGETs: TTFT, output tokens/s, latency p50/p95, success rate, cost per run.
 
     \b
-    Streamed requests, no retries (a failure counts). Saved with the environment to --out;
-    the site charts latency and throughput against price.
+    Streamed requests, no retries (a failure counts), no warm-up call (every run is billed
+    and counted). TTFT and latency exclude opening a connection (DNS, TCP, TLS): that is
+    column `connect`, the p50 over the runs that opened one (--json: per run `connect_ms`
+    and `cold`; per target `connect_p50_ms`, `cold_runs`). Saved with the environment to
+    --out; the site charts latency and throughput against price.
     Example: knollm benchmark groq/llama-3.1-8b-instant cerebras/llama3.1-8b --runs 10
     """
     from knollm.errors import KnollmError
