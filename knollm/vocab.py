@@ -101,6 +101,9 @@ PRICE_TABLE: tuple[PriceField, ...] = (
     PriceField("character_input", "Input characters", "1M characters", "USD per 1M input characters."),
     PriceField("character_output", "Output characters", "1M characters", "USD per 1M output characters."),
     PriceField("reasoning_output", "Reasoning tokens", "1M tokens", "USD per 1M reasoning (thinking) tokens."),
+    PriceField("web_search", "Per web search", "search",
+               "USD per web search a provider-run search tool made (Anthropic's web_search server tool: "
+               "usage.server_tool_use.web_search_requests)."),
 )
 
 #: price fields a token workload uses (the cost formula); the rest are shown, never summed
@@ -115,7 +118,7 @@ PLAUSIBLE_PRICE: dict[str, tuple[float, float]] = {
     "image_token_output": (0.0, 800.0), "audio_input": (0.0, 500.0), "audio_output": (0.0, 800.0),
     "audio_second_input": (0.0, 0.1), "second_input": (0.0, 1.0), "second_output": (0.0, 5.0),
     "video_second_input": (0.0, 1.0), "character_input": (0.0, 500.0), "character_output": (0.0, 500.0),
-    "reasoning_output": (0.0, 800.0),
+    "reasoning_output": (0.0, 800.0), "web_search": (0.0, 0.1),
 }
 #: per-token prices of embedding / rerank / moderation models are far lower than chat prices
 PLAUSIBLE_PRICE_BY_KIND: dict[str, dict[str, tuple[float, float]]] = {

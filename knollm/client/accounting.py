@@ -10,6 +10,9 @@ priced at ``cache_write_1h``, never at the 5-minute ``cache_write`` price; reaso
 has that price, else as output.
 A call whose needed price is unknown gets
 ``cost_usd = None`` and an ``unpriced_reason`` – never $0. Free models cost 0 on purpose.
+Searches a provider's own search tool made (``web_searches``: Anthropic's web_search server
+tool) are billed apart, at the catalog's ``web_search`` price (USD a search); a call that
+searched where the catalog has no such price is unpriced, never charged for its tokens only.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 from knollm.query.cost import Workload, applicable_prices, cost_per_request
 
-__all__ = ["estimate_tokens", "prompt_tokens", "call_cost", "worst_case_cost"]
+__all__ = ["estimate_tokens", "prompt_tokens", "call_cost", "worst_case_cost", "search_bound"]
 
 
 def estimate_tokens(text: str) -> int:
@@ -61,7 +64,7 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
     writes) and ``reasoning_tokens`` (part of the output))."""
     if offer.variable_pricing:
         return None, None, f"{offer.key}: the provider says its price varies"
-    if offer.free:
+    if offer.free and not usage.get("web_searches"):
         return 0.0, offer.price_source or "catalog (free)", None
     prices = applicable_prices(offer.prices, offer.tiers, usage["input_tokens"])
     write = usage.get("cache_write_tokens") or 0
@@ -86,18 +89,43 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
         used = (("input", usage["input_tokens"]), ("output", usage["output_tokens"]))
         missing = [k for k, n in used if n and prices.get(k) is None]
         return None, None, f"{offer.key}: no {'/'.join(missing) or 'cache'} price in the catalog"
+    searches = usage.get("web_searches") or 0
+    if searches:  # a provider-run search tool's fee, billed per search beside the tokens
+        p = prices.get("web_search")
+        if p is None:  # never $0 for searches the provider bills
+            return None, None, f"{offer.key}: no web_search price in the catalog ({searches} web searches)"
+        cost += searches * p
     return cost, offer.price_source, None
 
 
-def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
+def search_bound(params: dict | None) -> int | None:
+    """The most web searches a call's provider-run search tools may make, each billed apart:
+    the sum of each such tool's ``max_uses`` (Anthropic's ``web_search_*`` server tools);
+    0 without one; None when one has no ``max_uses`` (the provider bounds the searches by
+    nothing the caller set, so no worst case can be given)."""
+    n = 0
+    for t in (params or {}).get("tools") or ():
+        kind = t.get("type") if isinstance(t, dict) else None
+        if isinstance(kind, str) and kind.startswith("web_search"):
+            uses = t.get("max_uses")
+            if type(uses) is not int or uses < 1:
+                return None
+            n += uses
+    return n
+
+
+def worst_case_cost(offer: Any, prompt: int, max_tokens: int, searches: int | None = 0) -> float | None:
     """Upper bound for a budget reservation: the prompt at full input price (or cache-write
     price, 1-hour one included, when higher) plus ``max_tokens`` of output (at the
     reasoning-token price when higher: every output token may be reasoning), at the highest
     prices that can apply
     to an input of up to ``prompt`` tokens (the base ones, and each tier whose ``start`` the
-    prompt can exceed). None when unpriced. With ``max_tokens=0`` (an embeddings call) the
-    output price is not needed."""
-    if offer.free:
+    prompt can exceed), plus ``searches`` web searches at the ``web_search`` price
+    (:func:`search_bound`; None: unbounded, so no worst case). None when unpriced. With
+    ``max_tokens=0`` (an embeddings call) the output price is not needed."""
+    if searches is None:
+        return None
+    if offer.free and not searches:
         return 0.0
     if offer.variable_pricing:
         return None
@@ -112,5 +140,8 @@ def worst_case_cost(offer: Any, prompt: int, max_tokens: int) -> float | None:
         top_in = max(x for x in (p.get("input"), p.get("cache_write"), p.get("cache_write_1h"), p.get("cache_read"))
                      if x is not None)
         out = max_tokens * max(p["output"], p.get("reasoning_output") or 0) if max_tokens else 0.0
-        worst = max(worst, (prompt * top_in + out) / 1_000_000 + (p.get("request") or 0))
+        if searches and p.get("web_search") is None:
+            return None
+        fees = (p.get("request") or 0) + (searches * p["web_search"] if searches else 0.0)
+        worst = max(worst, (prompt * top_in + out) / 1_000_000 + fees)
     return worst

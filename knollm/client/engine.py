@@ -260,7 +260,7 @@ def _cost_usage(u: Usage) -> dict[str, Any]:
     """What :func:`call_cost` prices of a :class:`Usage`."""
     return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens, "cached_tokens": u.cached_tokens,
             "cache_write_tokens": u.cache_write_tokens, "cache_write_1h_tokens": u.cache_write_1h_tokens,
-            "reasoning_tokens": u.reasoning_tokens or 0}
+            "reasoning_tokens": u.reasoning_tokens or 0, "web_searches": u.web_searches}
 
 
 def _finish_embed(plan: Plan, d: Deployment, out: Outcome, t0: float, ev: Any
@@ -326,6 +326,8 @@ def _interrupted_row(plan: Plan, d: Deployment, out: Outcome, t0: float, stream:
                  "cache_write_tokens": 0}
         if given >= est and (u or {}).get("reasoning_tokens"):
             usage["reasoning_tokens"] = u["reasoning_tokens"]
+        if (u or {}).get("web_searches"):  # billed whatever became of the tokens
+            usage["web_searches"] = u["web_searches"]
         flag = 1
     cost, source, unpriced = call_cost(d.offer, usage)
     d.slot.limiter.correct(ev, usage["input_tokens"] + usage["output_tokens"])

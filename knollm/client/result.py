@@ -45,6 +45,10 @@ class Usage:
     #: the cache writes at a 1-hour TTL (Anthropic's ``cache_creation.ephemeral_1h_input_tokens``),
     #: part of ``cache_write_tokens``; priced at the catalog's ``cache_write_1h`` price
     cache_write_1h_tokens: int = 0
+    #: the web searches a provider-run search tool made (Anthropic's web_search server tool:
+    #: ``usage.server_tool_use.web_search_requests``; Perplexity's ``num_search_queries``),
+    #: billed apart from the tokens at the catalog's ``web_search`` price
+    web_searches: int = 0
 
 
 @dataclass

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from knollm.client._providers import provider_facts
-from knollm.client.accounting import estimate_tokens, prompt_tokens, worst_case_cost
-from knollm.client.store import check_tag
+from knollm.client.accounting import estimate_tokens, prompt_tokens, search_bound, worst_case_cost
+from knollm.client.store import budgets_for, check_tag
 from knollm.client.transports import get_shape, num_ctx_for
 from knollm.errors import NoCandidates, NotFoundError, ProviderError
 
@@ -835,6 +835,7 @@ class Plan:
         self.tag = tag
         self.op = op
         self.alias = meta.get("alias")
+        self.searches: int | None = 0
         if op == "embed":
             sizes = [_input_tokens(x) for x in params["input"]]
             self.prompt, self.longest = sum(sizes), max(sizes, default=0)
@@ -842,6 +843,7 @@ class Plan:
             self.needs = [c for c in ("min_context",) if (meta.get("requires") or {}).get(c)]
         else:
             self.prompt = self.longest = prompt_tokens(messages, params)
+            self.searches = search_bound(params)  # the web searches its server tools may bill (None: no bound)
             self.max_tokens = params.get("max_tokens") or params.get("max_completion_tokens")
             self.needs = _needs(messages, params, meta.get("requires") or {})
         self.candidates: list[dict] = []
@@ -1044,7 +1046,13 @@ class Plan:
         (a store that takes it: SQLite's) before the caller waits off its event loop."""
         if not self.budgets or self.store is None:
             return None, None
-        amount = worst_case_cost(d.offer, int(self.prompt * RESERVE_PROMPT_FACTOR) + 1, self.out_tokens(d.offer))
+        amount = worst_case_cost(d.offer, int(self.prompt * RESERVE_PROMPT_FACTOR) + 1, self.out_tokens(d.offer),
+                                 self.searches)
+        if amount is None and self.searches is None:  # say why: the caller can fix it
+            mine, _ = budgets_for(self.budgets, self.scope(d), None)
+            if mine:
+                return None, (f"web search without max_uses under budget {mine[0].label()}: its searches "
+                              "are billed each and nothing bounds them; give the web_search tool max_uses")
         if busy_ms is not None:
             return self.store.reserve(self.budgets, self.scope(d), amount, busy_ms=busy_ms)
         return self.store.reserve(self.budgets, self.scope(d), amount)

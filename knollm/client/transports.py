@@ -212,13 +212,15 @@ def _plausible(v: Any) -> bool:
 
 
 def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any = None,
-           write_1h: Any = 0) -> dict | None:
+           write_1h: Any = 0, searches: Any = None) -> dict | None:
     """The normalized usage dict; ``reasoning_tokens`` only when the provider gave a count
     (already included in ``out``, as every provider bills them); ``cache_write_1h_tokens``
-    only when some of the ``write`` cache writes were at a 1-hour TTL (part of ``write``)."""
+    only when some of the ``write`` cache writes were at a 1-hour TTL (part of ``write``);
+    ``web_searches`` only when the provider counted searches its own search tool made (each
+    billed apart: :func:`knollm.client.accounting.call_cost` prices them)."""
     if inp is None and out is None:
         return None
-    if not all(_plausible(v) for v in (inp, out, cached, write)):
+    if not all(_plausible(v) for v in (inp, out, cached, write, searches)):
         return None  # not a count ("abc", -5, 1e20: beyond any ledger's integer): estimated instead, flagged
     u = {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
          "cache_write_tokens": int(write or 0)}
@@ -226,6 +228,8 @@ def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any =
         u["reasoning_tokens"] = reasoning
     if type(write_1h) is int and 0 < write_1h < _MAX_COUNT:
         u["cache_write_1h_tokens"] = min(write_1h, u["cache_write_tokens"])
+    if searches:
+        u["web_searches"] = int(searches)
     return u
 
 
@@ -377,6 +381,7 @@ class StreamState:
         self._data: list[str] = []
 
     refusal: list[str] | None = None  # (an OpenAI-compatible stream's delta.refusal pieces, when any)
+    searches = 0  # web_search server-tool blocks seen (Anthropic): billed even if the stream is cut before its count
 
     def take_tool_deltas(self) -> list[dict]:
         out, self.tool_deltas = self.tool_deltas, []
@@ -463,8 +468,11 @@ class StreamState:
         reason = self.finish_reason
         if self.refusal is not None:
             reason = finish_with(reason, native=getattr(reason, "native", None), refusal="".join(self.refusal))
+        usage = self.usage
+        if self.searches and usage is not None and usage.get("web_searches", 0) < self.searches:
+            usage = {**usage, "web_searches": self.searches}  # the searches made before the count came
         return Parsed("".join(self.content) if self.content or not calls else None, calls, reason,
-                      self.usage, self.model, self.id)
+                      usage, self.model, self.id)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -523,7 +531,8 @@ class Shape:
             total = u.get("total_tokens")
             if type(total) is int and total >= _int(prompt) + _int(out) + reasoning:
                 out = _int(out) + reasoning  # reported beside completion_tokens, billed as output
-        return _usage(prompt, out, cached, write, reasoning)
+        # Perplexity's chat completions count the searches they ran (each billed apart)
+        return _usage(prompt, out, cached, write, reasoning, searches=u.get("num_search_queries"))
 
     def stream_parser(self, provider: str) -> StreamState:
         return StreamState(self, provider)
@@ -735,9 +744,10 @@ class AnthropicShape(Shape):
     def _parsed_usage(self, u: dict | None, out_tokens: Any = None) -> dict | None:
         """Anthropic's usage normalized: its ``input_tokens`` leave the cache reads and writes
         out (added back); ``cache_creation.ephemeral_1h_input_tokens`` are the writes at a
-        1-hour TTL (priced apart; ``ephemeral_5m_input_tokens`` the rest). Server-tool
-        request fees (``server_tool_use.web_search_requests``, …) are not priced here: the
-        catalog has no per-search price yet."""
+        1-hour TTL (priced apart; ``ephemeral_5m_input_tokens`` the rest);
+        ``server_tool_use.web_search_requests`` are the searches its web_search server tool
+        made (``web_searches``, each billed: the catalog's ``web_search`` price). (Its
+        ``web_fetch_requests`` are free: the fetched pages are billed as input tokens.)"""
         if not u:
             return None
         if not all(_plausible(u.get(k)) for k in ("input_tokens", "cache_read_input_tokens",
@@ -746,7 +756,8 @@ class AnthropicShape(Shape):
         cr, cw = u.get("cache_read_input_tokens") or 0, u.get("cache_creation_input_tokens") or 0
         inp = (u.get("input_tokens") or 0) + cr + cw
         return _usage(inp, out_tokens if out_tokens is not None else u.get("output_tokens"), cr, cw,
-                      write_1h=_count(u, "cache_creation", "ephemeral_1h_input_tokens"))
+                      write_1h=_count(u, "cache_creation", "ephemeral_1h_input_tokens"),
+                      searches=_count(u, "server_tool_use", "web_search_requests"))
 
     def parse(self, obj: Any, provider: str) -> Parsed:
         if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
@@ -782,6 +793,8 @@ class AnthropicShape(Shape):
             elif b.get("type") == "text" and b.get("text"):
                 st.content.append(b["text"])
                 return [b["text"]]
+            elif b.get("type") == "server_tool_use" and b.get("name") == "web_search":
+                st.searches += 1
         elif t == "content_block_delta":
             d = obj.get("delta") or {}
             if d.get("type") == "text_delta":
@@ -800,8 +813,7 @@ class AnthropicShape(Shape):
             if isinstance(u, dict) and u:
                 # the counts in message_delta are cumulative, and may be any of them (input and
                 # cache counts too: server tools, Anthropic-compatible APIs whose message_start
-                # has none): each one present overrides message_start's. (Server-tool request
-                # fees such as server_tool_use.web_search_requests are not priced.)
+                # has none): each one present overrides message_start's (server_tool_use too)
                 raw = dict(st.raw_usage or {})
                 raw.update({k: v for k, v in u.items() if v is not None})
                 st.raw_usage = raw

@@ -394,7 +394,7 @@ class ClientBackend:
         plan = self._plan(body, targets, op)
         if plan is None:
             return 0.0  # nothing can serve it: the call fails without cost
-        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer)) for d in plan.order]
+        costs = [worst_case_cost(d.offer, plan.prompt, plan.out_tokens(d.offer), plan.searches) for d in plan.order]
         return None if any(c is None for c in costs) else max(costs, default=0.0)
 
     def estimate(self, body: dict[str, Any], targets: list[str], op: str = "chat") -> tuple[float | None, int, int]:
@@ -411,7 +411,7 @@ class ClientBackend:
         if plan is None:
             return 0.0, 0, 0
         out = 0 if op == "embed" else min((plan.out_tokens(d.offer) for d in plan.order), default=0)
-        costs = [worst_case_cost(d.offer, plan.prompt, out) for d in plan.order]
+        costs = [worst_case_cost(d.offer, plan.prompt, out, plan.searches) for d in plan.order]
         return (None if any(c is None for c in costs) else max(costs, default=0.0)), int(plan.prompt), int(out)
 
     def _plan(self, body: dict[str, Any], targets: list[str], op: str) -> Any:

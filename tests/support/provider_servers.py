@@ -75,6 +75,7 @@ class ProviderServer:
         self.retry_after = "0"
         self.hang_s = 3.0
         self.latency = 0.0  # seconds before every answer
+        self.searches = 0  # web searches a provider-run search tool made (Anthropic, Perplexity usage)
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -138,7 +139,8 @@ class ProviderServer:
         return f"Hello from {self.name}! You said: {_last_user_text(body.get('messages') or [])}"
 
     def tool_call(self, body: dict) -> dict | None:
-        tools = body.get("tools") or []
+        # (a server tool, Anthropic's web_search_*: the provider runs it, the caller gets no call)
+        tools = [t for t in body.get("tools") or [] if not str(t.get("type", "")).startswith("web_search")]
         msgs = body.get("messages") or []
         if not tools or (msgs and msgs[-1].get("role") in ("tool",)) or \
                 (msgs and isinstance(msgs[-1].get("content"), list)
@@ -353,6 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
         if usage:
             out["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1],
                             "total_tokens": usage[0] + usage[1], "prompt_tokens_details": {"cached_tokens": usage[2]}}
+            if self.server_owner.searches:  # Perplexity's chat completions count their searches
+                out["usage"]["num_search_queries"] = self.server_owner.searches
         return out
 
     def _openai_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
@@ -404,12 +408,26 @@ class _Handler(BaseHTTPRequestHandler):
             u["output_tokens"] = usage[1]
         return u
 
+    def _search_blocks(self) -> list[dict]:
+        """The web_search server tool's blocks, as Anthropic's docs show them (one pair a search)."""
+        out: list[dict] = []
+        for i in range(self.server_owner.searches):
+            out += [{"type": "server_tool_use", "id": f"srvtoolu_{i}", "name": "web_search",
+                     "input": {"query": f"query {i}"}},
+                    {"type": "web_search_tool_result", "tool_use_id": f"srvtoolu_{i}",
+                     "content": [{"type": "web_search_result", "url": "https://example.com/", "title": "Example",
+                                  "encrypted_content": "EqgfCioIARgBIiQ3", "page_age": "April 30, 2025"}]}]
+        return out
+
     def _anthropic(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
         content = [{"type": "tool_use", "id": "toolu_1", "name": call["name"], "input": call["args"]}] if call \
             else [{"type": "text", "text": text}]
-        return {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"), "content": content,
-                "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None,
-                "usage": self._a_usage(usage)}
+        u = self._a_usage(usage)
+        if self.server_owner.searches and u:
+            u["server_tool_use"] = {"web_search_requests": self.server_owner.searches}
+        return {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
+                "content": self._search_blocks() + content,
+                "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None, "usage": u}
 
     def _anthropic_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
         self._start_stream()
@@ -421,26 +439,39 @@ class _Handler(BaseHTTPRequestHandler):
                                                  "model": body.get("model"), "content": [],
                                                  "usage": {**self._a_usage(usage, False), "output_tokens": 1}}})
         self._write(start)
+        blocks = self._search_blocks()
+        for i, b in enumerate(blocks):  # a search's query streams as its server_tool_use block's input
+            if b["type"] == "server_tool_use":
+                self._write(ev("content_block_start", {"index": i, "content_block": {**b, "input": {}}}))
+                self._write(ev("content_block_delta", {"index": i, "delta": {
+                    "type": "input_json_delta", "partial_json": json.dumps(b["input"])}}))
+            else:
+                self._write(ev("content_block_start", {"index": i, "content_block": b}))
+            self._write(ev("content_block_stop", {"index": i}))
+        at = len(blocks)  # the answer's block comes after them
         if call:
-            first = ev("content_block_start", {"index": 0, "content_block": {"type": "tool_use", "id": "toolu_1",
+            first = ev("content_block_start", {"index": at, "content_block": {"type": "tool_use", "id": "toolu_1",
                                                                               "name": call["name"], "input": {}}})
             if self._stream_fault(fault, first):
                 return
-            self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta",
+            self._write(ev("content_block_delta", {"index": at, "delta": {"type": "input_json_delta",
                                                                          "partial_json": json.dumps(call["args"])}}))
         else:
-            self._write(ev("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+            self._write(ev("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}))
             words = _words(text)
-            first = ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": words[0]}})
+            first = ev("content_block_delta", {"index": at, "delta": {"type": "text_delta", "text": words[0]}})
             if self._stream_fault(fault, first):
                 return
             for n, w in enumerate(words[1:], 1):
                 if n == _cut_after(fault):
                     return
-                self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": w}}))
-        self._write(ev("content_block_stop", {"index": 0}))
+                self._write(ev("content_block_delta", {"index": at, "delta": {"type": "text_delta", "text": w}}))
+        self._write(ev("content_block_stop", {"index": at}))
+        final = {"output_tokens": usage[1] if usage else 0}
+        if self.server_owner.searches and usage:  # cumulative, in the last message_delta (Anthropic's docs)
+            final["server_tool_use"] = {"web_search_requests": self.server_owner.searches}
         self._write(ev("message_delta", {"delta": {"stop_reason": "tool_use" if call else "end_turn"},
-                                         "usage": {"output_tokens": usage[1] if usage else 0}}))
+                                         "usage": final}))
         self._write(ev("message_stop", {}))
 
     # -- Gemini
