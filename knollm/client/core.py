@@ -471,6 +471,8 @@ class Client(_Base):
                     if at.st.done:
                         break
                 at.done()
+                if at.st.done:  # (after the result's timing: what follows the end marker is framing)
+                    r.payload_ended()
         except Exception as e:  # noqa: BLE001 - failed() re-raises what is not a transport failure
             at.failed(e)
 

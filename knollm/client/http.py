@@ -295,12 +295,15 @@ class HTTPX2(_Httpx2Base):
                 self._clients[i] = None
 
 
+_DRAIN_MAX = 64 * 1024  #: bytes a stream's body may carry after its end marker and still keep its connection
+
+
 class _SyncStream:
     """A streamed answer: ``status``, ``headers``, ``connect_ms`` (as :class:`Reply`'s),
     ``read()``, ``batches()``."""
 
     def __init__(self, cm: Any) -> None:
-        self._cm, self.r = cm, None
+        self._cm, self.r, self._it = cm, None, None
 
     def __enter__(self) -> _SyncStream:
         self.r = self._cm.__enter__()
@@ -314,10 +317,28 @@ class _SyncStream:
     def read(self) -> str:
         return self.r.read().decode("utf-8", "replace")
 
+    def payload_ended(self) -> None:
+        """The caller read the payload's end marker (``[DONE]``, ``message_stop``): read what
+        is left of the body, its framing (the chunked body's end, sent with the marker or
+        just after), so the connection goes back to the pool instead of being closed, as the
+        openai SDK reads a stream to its end. At most 64 KiB: a body that goes on is cut
+        (the connection closed, as before). Never raises."""
+        it, n = self._it, 0
+        if it is None:
+            return
+        try:
+            for data in it:
+                n += len(data)
+                if n > _DRAIN_MAX:
+                    return
+        except Exception:  # noqa: BLE001 - the answer is whole already: only the connection is lost
+            return
+
     def batches(self) -> Iterator[list[str]]:
         """The body's lines, one list per network read."""
         split = LineSplitter()
-        for data in self.r.iter_bytes():
+        self._it = it = self.r.iter_bytes()
+        for data in it:
             lines = split.feed(data)
             if lines:
                 yield lines
