@@ -36,6 +36,16 @@ def srv():
         s.stop()
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c():
+    """Ctrl-C as Python handles it (KeyboardInterrupt): a process a non-interactive shell
+    starts in the background inherits SIGINT ignored, Python keeps it so, and
+    ``_thread.interrupt_main`` then does nothing (these tests failed so under such a run)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def make(cls, srv, tmp_path, **kw):
     reset_servers(srv)
     store = SQLiteStore(tmp_path / f"{cls.__name__}.db")
