@@ -9,12 +9,7 @@ announced cost (the ``--max-cost`` cap) is what it was.
 
 from __future__ import annotations
 
-import json
-import socket
 import ssl
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,106 +17,13 @@ import pytest
 from knollm.probe.bench import benchmark, table_rows
 from knollm.probe.common import read_results, resolve_targets
 from knollm.query.api import Catalog
+from tests.support.chunked_sse import ChunkedSSEServer
 from tests.support.client_fixtures import catalog, model
 
 HANDSHAKE_S = 0.3   # each new connection waits this long before its TLS handshake
 TTFT_S = 0.02       # every answer's first token, on any connection
 USAGE = (5, 10)     # (input, output) tokens reported: at $1 / $2 per 1M (below the announced worst case)
 CALL_USD = (USAGE[0] * 1.0 + USAGE[1] * 2.0) / 1e6
-
-
-class SlowHandshakeServer:
-    """HTTPS on 127.0.0.1: an OpenAI-compatible streaming chat endpoint whose answers are
-    chunked SSE on kept-alive connections; a new connection's TLS handshake starts only
-    after ``handshake_s`` (its thread sleeps first). ``connections`` counts the handshakes
-    done, ``requests`` the chat requests answered."""
-
-    def __init__(self, certfile: Any, keyfile: Any, handshake_s: float = HANDSHAKE_S) -> None:
-        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(str(certfile), str(keyfile))
-        self.handshake_s = handshake_s
-        self.connections = 0
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(_Handler):
-            server_owner = owner
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def base_url(self) -> str:
-        return f"https://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_owner: SlowHandshakeServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-    def setup(self) -> None:  # once per connection, in its own thread
-        o = self.server_owner
-        time.sleep(o.handshake_s)  # the client waits in its TLS handshake meanwhile
-        self.request = o.ctx.wrap_socket(self.request, server_side=True)
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with o.lock:
-            o.connections += 1
-        super().setup()
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def do_POST(self) -> None:  # noqa: N802
-        o = self.server_owner
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-        with o.lock:
-            o.requests.append(body)
-        time.sleep(TTFT_S)
-        if not body.get("stream"):  # a whole answer (Content-Length), on the kept-alive connection too
-            data = json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                               "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": "Hello."}}],
-                               "usage": {"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1],
-                                         "total_tokens": sum(USAGE)}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-        def ev(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
-            d: dict = {"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": body.get("model"),
-                       "choices": [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            if usage:
-                d["usage"] = usage
-            return b"data: " + json.dumps(d).encode() + b"\n\n"
-
-        words = ["Hello ", "from ", "a ", "kept-alive ", "connection."]
-        self._chunk(ev({"role": "assistant", "content": words[0]}))
-        for w in words[1:]:
-            self._chunk(ev({"content": w}))
-        self._chunk(ev({}, "stop"))
-        self._chunk(ev({}, usage={"prompt_tokens": USAGE[0], "completion_tokens": USAGE[1],
-                                  "total_tokens": sum(USAGE)}))
-        self._chunk(b"data: [DONE]\n\n")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
 
 
 @pytest.fixture
@@ -131,18 +33,21 @@ def slow_tls(tmp_path, monkeypatch):
     cert, key = self_signed(tmp_path)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts the loopback certificate
-    srv = SlowHandshakeServer(cert, key)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    srv = ChunkedSSEServer(tls=ctx, handshake_s=HANDSHAKE_S, ttft_s=TTFT_S, usage=USAGE,
+                           words=("Hello ", "from ", "a ", "kept-alive ", "connection."))
     yield srv
     srv.stop()
 
 
-def _setup(srv: SlowHandshakeServer) -> tuple[list, dict]:
+def _setup(srv: ChunkedSSEServer) -> tuple[list, dict]:
     cat = Catalog(catalog(model("slowtls", "m1")))
     return resolve_targets(cat, ["slowtls/m1"]), {"slowtls": {"base_url": srv.base_url, "shape": "openai",
                                                               "api_key": "k"}}
 
 
-def _cold_or_warm(connect_ms: list[float], srv: SlowHandshakeServer) -> None:
+def _cold_or_warm(connect_ms: list[float], srv: ChunkedSSEServer) -> None:
     """Each call opened a connection (and then waited out its handshake) or reused one (0.0),
     and the calls that say they opened one are as many as the server's handshakes."""
     assert all(ms == 0.0 or ms >= HANDSHAKE_S * 1000 for ms in connect_ms), connect_ms
