@@ -116,7 +116,7 @@ def test_chat_tool_calls_that_every_shape_can_send_are_kept():
     (anth(tools=["f"]), "tools[0]"),
     (anth(tools=[{"description": "no name"}]), "tools[0]"),
     (anth(tools=[{"name": "f", "input_schema": "object"}]), "tools[0].input_schema"),
-    (anth(tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]), "tools[0]"),
+    (anth(tools=[{"type": "code_execution_20250522", "name": "code_execution"}]), "tools[0]"),
     (anth(tools=[{"name": "f"}, {"type": "bash_20250124", "name": "bash"}]), "tools[1]"),
     (anth(messages=tool_result([{"type": "document", "source": {}}])), "messages[2].content[0].content[0]"),
     (anth(messages=[*U, {"role": "assistant", "content": [{"type": "tool_use", "name": "f", "input": {}}]}]),
@@ -133,8 +133,8 @@ def test_bad_anthropic_input_is_a_400_naming_the_field(body, field):
 
 
 def test_anthropic_refusals_say_why():
-    server_tool = refused(anthropic_to_openai, anth(tools=[{"type": "web_search_20250305", "name": "web_search"}]))
-    assert "built-in tool 'web_search_20250305' is not supported: the gateway runs no tools" in str(server_tool)
+    server_tool = refused(anthropic_to_openai, anth(tools=[{"type": "code_execution_20250522", "name": "code_execution"}]))
+    assert "built-in tool 'code_execution_20250522' is not supported: the gateway runs no tools" in str(server_tool)
 
 
 # --------------------------------------------------------------------------- Anthropic -> OpenAI: kept
@@ -264,7 +264,7 @@ def test_gateway_bad_anthropic_input_is_a_400_not_a_500(claude, servers):
          "messages[0].content[0].source"),
         ({"messages": U, "stop_sequences": "END"}, "stop_sequences"),
         ({"messages": U, "tools": 5}, "tools"),
-        ({"messages": U, "tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "built-in tool"),
+        ({"messages": U, "tools": [{"type": "code_execution_20250522", "name": "code_execution"}]}, "built-in tool"),
         ({"messages": tool_result([{"type": "document", "source": {}}])}, "unsupported block type 'document'"),
         ({"messages": U, "stream": "false"}, "'stream' must be a boolean"),
     ]

@@ -187,3 +187,19 @@ def test_a_stream_cut_after_its_searches_is_charged_for_them(srv, tmp_path):
     (row,) = SQLiteStore(tmp_path / "l.db").rows()
     assert row["outcome"] == "interrupted" and row["output_tokens"] == estimate_tokens("Hello from ")
     assert row["cost_usd"] == pytest.approx((120 * 3.0 + row["output_tokens"] * 15.0) / 1_000_000 + 2 * 0.01)
+
+
+def test_the_prompt_estimate_counts_assistant_turns_passed_on_whole():
+    """A history's search results go to Anthropic as input tokens: the turns passed on whole
+    (``x_anthropic["turns"]``, as the gateway sends them) count in the estimate a budget holds."""
+    from knollm.client.accounting import prompt_tokens
+
+    msgs = [{"role": "user", "content": "news?"}, {"role": "assistant", "content": "Here."},
+            {"role": "user", "content": "more"}]
+    result = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_0",
+              "content": [{"type": "web_search_result", "url": "https://example.com/", "title": "Example",
+                           "encrypted_content": "x" * 8000}]}
+    plain = prompt_tokens(msgs, {})
+    with_turns = prompt_tokens(msgs, {"x_anthropic": {"turns": [[result, {"type": "text", "text": "Here."}]]}})
+    assert with_turns - plain >= 2000  # 8,000 characters of search result: ~2,000 tokens more
+    assert prompt_tokens(msgs, {"x_anthropic": {"turns": [None]}}) == plain

@@ -54,6 +54,11 @@ def prompt_tokens(messages: list[dict], params: dict | None = None) -> int:
         n += 4
     if params and params.get("tools"):
         n += estimate_tokens(json.dumps(params["tools"]))
+    native = params.get("x_anthropic") if params else None  # (transports.ANTHROPIC_NATIVE)
+    if isinstance(native, dict) and native.get("turns"):
+        # assistant turns sent to Anthropic as the caller gave them (their search results are
+        # input tokens the translated messages above do not hold)
+        n += sum(estimate_tokens(json.dumps(t)) for t in native["turns"] if t is not None)
     return n
 
 

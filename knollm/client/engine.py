@@ -243,7 +243,7 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
         duration_ms=round(dur, 2), attempts=plan.attempts, candidates=plan.candidates, strategy=plan.strategy,
         why=_why(plan, d),
         alias=plan.alias, request_id=rq, response_id=p.id, tag=plan.tag,
-        connect_ms=None if out.connect_ms is None else round(out.connect_ms, 2),
+        connect_ms=None if out.connect_ms is None else round(out.connect_ms, 2), blocks=p.blocks,
     )
     row = {
         "request_id": rq, "ts": time.time(), "target": _target_str(plan.target), "alias": plan.alias,

@@ -92,6 +92,11 @@ class ChatResult:
     created: int = field(default_factory=lambda: int(time.time()))
     tag: str | None = None
     connect_ms: float | None = None
+    #: an Anthropic answer holding a server tool's blocks (its web_search tool's
+    #: ``server_tool_use`` and ``web_search_tool_result``, text with ``citations``): all its
+    #: content blocks, in order, as the provider gave them (thinking left out); else None
+    #: (``content`` and ``tool_calls`` say the answer). The gateway's ``/v1/messages`` gives these.
+    blocks: list[dict] | None = None
 
     @property
     def text(self) -> str:

@@ -40,10 +40,21 @@ from typing import Any
 from knollm.client._providers import provider_facts
 from knollm.client.accounting import estimate_tokens, prompt_tokens, search_bound, worst_case_cost
 from knollm.client.store import budgets_for, check_tag
-from knollm.client.transports import get_shape, num_ctx_for
+from knollm.client.transports import ANTHROPIC_NATIVE, get_shape, num_ctx_for
 from knollm.errors import NoCandidates, NotFoundError, ProviderError
 
 __all__ = ["STRATEGIES", "Offer", "Deployment", "CircuitBreaker", "RateLimiter", "Router", "Plan", "env_name"]
+
+#: the providers documented to run Anthropic's server tools (its web_search tool) behind
+#: their Anthropic-shaped API, and so to take their blocks in a conversation's history:
+#: Anthropic's own API, and Claude on Google Vertex AI ("Web search with Anthropic Claude
+#: models", https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/web-search:
+#: the ``web_search_20250305`` tool, for the models that page lists). Not Amazon Bedrock (Claude
+#: Code's feature availability table, https://code.claude.com/docs/en/feature-availability,
+#: marks web search unavailable there; its Knollm shape is ``bedrock`` anyway), nor the
+#: Anthropic-compatible APIs of other providers (MiniMax, Kimi for coding, …): they take
+#: Anthropic's request shape but run none of its server tools.
+SERVER_TOOL_PROVIDERS = frozenset({"anthropic", "google-vertex-anthropic"})
 
 #: budget reservations assume the real prompt may be this much larger than the estimate
 #: (:func:`knollm.client.accounting.estimate_tokens`)
@@ -933,6 +944,18 @@ class Plan:
     def _dep_reason(self, d: Deployment) -> str | None:
         if d.slot.disabled:
             return d.slot.disabled
+        if d.shape != "anthropic" or d.provider not in SERVER_TOOL_PROVIDERS:
+            native = self.params.get(ANTHROPIC_NATIVE)
+            history = isinstance(native, dict) and bool(native.get("turns"))  # (the gateway's /v1/messages)
+            if self.searches != 0 or history:  # (search_bound: 0 without a web_search tool)
+                why = f"{d.provider} speaks the {d.shape} API" if d.shape != "anthropic" else \
+                    f"{d.provider}'s Anthropic-compatible API does not run Anthropic's server tools"
+                if self.searches != 0:
+                    return (f"the request's web_search server tool runs on Anthropic's API only: web search needs "
+                            f"an Anthropic model ({why})")
+                return ("the request's history holds Anthropic server tool blocks (an earlier answer's "
+                        "server_tool_use, web_search_tool_result, citations), which only Anthropic's API takes: "
+                        f"web search history needs an Anthropic model ({why})")
         if self.op == "embed":
             why = self._embed_reason(d)
             if why:

@@ -27,7 +27,8 @@ import orjson
 from knollm.errors import ProviderError
 
 __all__ = ["SHAPES", "Shape", "Parsed", "Embedded", "StreamState", "get_shape", "classify_error", "num_ctx_for",
-           "cut_answer", "embed_params", "EMBED_PARAMS", "tool_args", "Finish", "finish_with", "ANTHROPIC_NATIVE"]
+           "cut_answer", "embed_params", "EMBED_PARAMS", "tool_args", "Finish", "finish_with", "ANTHROPIC_NATIVE",
+           "Native"]
 
 _CONTEXT_WORDS = ("context length", "context_length", "context window", "maximum context", "too many tokens",
                   "prompt is too long", "input is too long", "reduce the length", "exceeds the context")
@@ -59,8 +60,10 @@ def finish_with(reason: str | None, **extra: Any) -> str | None:
 
 #: a request parameter holding what only Anthropic's API takes (filled by the gateway's
 #: ``/v1/messages``: ``thinking``, the system blocks with their ``cache_control``, the ids of
-#: tool results that were errors): the Anthropic shape rebuilds them, every other shape
-#: leaves it out
+#: tool results that were errors, ``turns``: the assistant turns holding a server tool's
+#: blocks, as the caller sent them, one entry an assistant message, None for the others):
+#: the Anthropic shape rebuilds them, every other shape leaves it out (routing gives a
+#: request with ``turns`` to Anthropic's own API only)
 ANTHROPIC_NATIVE = "x_anthropic"
 
 
@@ -70,19 +73,34 @@ def _refused(field: str, why: str) -> ProviderError:
 
 
 class Parsed:
-    """A provider answer in OpenAI terms."""
+    """A provider answer in OpenAI terms. ``blocks``: an Anthropic answer that holds blocks
+    OpenAI's terms have no word for (its server tools': ``server_tool_use``,
+    ``web_search_tool_result``, and the text blocks' ``citations``) also as its content
+    blocks, in order, as the provider gave them (thinking blocks left out); else None."""
 
-    __slots__ = ("content", "tool_calls", "finish_reason", "usage", "model", "id")
+    __slots__ = ("content", "tool_calls", "finish_reason", "usage", "model", "id", "blocks")
 
     def __init__(self, content: str | None = None, tool_calls: list[dict] | None = None,
                  finish_reason: str | None = None, usage: dict | None = None, model: str | None = None,
-                 id: str | None = None) -> None:  # noqa: A002
+                 id: str | None = None, blocks: list[dict] | None = None) -> None:  # noqa: A002
         self.content = content
         self.tool_calls = tool_calls or None
         self.finish_reason = finish_reason
         self.usage = usage
         self.model = model
         self.id = id
+        self.blocks = blocks
+
+
+class Native(dict):
+    """One content-block event of an Anthropic stream as the provider sent it
+    (``content_block_start``/``_delta``/``_stop``, its ``index`` the provider's), given by
+    :meth:`StreamState.feed_batch` among the tool-call deltas once the stream holds a block
+    OpenAI's terms have no word for (a server tool's): from then on every block of the
+    answer (text and tool_use too, thinking left out) is given this way, in order, its
+    text also given as ``str`` (a caller forwarding these skips those copies)."""
+
+    __slots__ = ()
 
 
 class Embedded:
@@ -362,7 +380,9 @@ class StreamState:
     Tool calls accumulate in ``tool_calls``; their deltas, in OpenAI ``delta.tool_calls``
     form (``{"index", "id"?, "type"?, "function": {"name"?, "arguments"?}}``, ``index``
     counting tool calls from 0), are queued in ``tool_deltas`` for a caller that forwards
-    them as they arrive (:meth:`take_tool_deltas`)."""
+    them as they arrive (:meth:`take_tool_deltas`); so are an Anthropic answer's block
+    events once it holds a server tool's block (:class:`Native`, instead of its tool-call
+    deltas from then on)."""
 
     def __init__(self, shape: Shape, provider: str) -> None:
         self.shape = shape
@@ -382,6 +402,12 @@ class StreamState:
 
     refusal: list[str] | None = None  # (an OpenAI-compatible stream's delta.refusal pieces, when any)
     searches = 0  # web_search server-tool blocks seen (Anthropic): billed even if the stream is cut before its count
+    # an Anthropic stream that holds a server tool's block (None until then): the provider's
+    # block index -> its place in ``blocks`` (the answer's blocks, as :attr:`Parsed.blocks`),
+    # and the tool inputs' JSON arriving in pieces, by block index
+    native: dict[int, int] | None = None
+    blocks: list[dict] | None = None
+    partial: dict[int, str] | None = None
 
     def take_tool_deltas(self) -> list[dict]:
         out, self.tool_deltas = self.tool_deltas, []
@@ -472,7 +498,7 @@ class StreamState:
         if self.searches and usage is not None and usage.get("web_searches", 0) < self.searches:
             usage = {**usage, "web_searches": self.searches}  # the searches made before the count came
         return Parsed("".join(self.content) if self.content or not calls else None, calls, reason,
-                      usage, self.model, self.id)
+                      usage, self.model, self.id, self.blocks)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -621,8 +647,17 @@ def _data_url(url: str) -> tuple[str, str] | None:
     return None
 
 
+#: Anthropic's content blocks OpenAI's terms say (text, tool calls) or that are left out
+#: (thinking); any other is a server tool's (:attr:`Parsed.blocks`, :class:`Native`)
+_THINKING = frozenset({"thinking", "redacted_thinking"})
+_PLAIN = frozenset({"text", "tool_use"}) | _THINKING
+
+
 class AnthropicShape(Shape):
-    """Anthropic Messages API (native): system prompt apart, content blocks, tool_use."""
+    """Anthropic Messages API (native): system prompt apart, content blocks, tool_use. An
+    answer holding a server tool's blocks (web_search's ``server_tool_use`` and
+    ``web_search_tool_result``, the text's ``citations``) carries them as they came:
+    :attr:`Parsed.blocks`, and in a stream :class:`Native` events."""
 
     name = "anthropic"
     _STOP = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -667,9 +702,17 @@ class AnthropicShape(Shape):
     def body(self, model: str, messages: list[dict], params: dict, stream: bool, ctx: dict) -> dict:
         native = params.get(ANTHROPIC_NATIVE) or {}  # what the gateway's /v1/messages kept of the caller's request
         errors = native.get("tool_errors") or ()
+        turns = native.get("turns") or ()  # (the caller's assistant turns holding a server tool's blocks)
+        said = 0  # assistant messages so far
         system, msgs = [], []
         for m in messages:
             role = m.get("role")
+            if role == "assistant":
+                said += 1
+                given = turns[said - 1] if said <= len(turns) else None
+                if given is not None:  # its blocks as the caller sent them (search results, citations)
+                    msgs.append({"role": "assistant", "content": list(given)})
+                    continue
             if role in ("system", "developer"):
                 system.append(_text(m.get("content")))
             elif role == "tool":
@@ -763,15 +806,82 @@ class AnthropicShape(Shape):
         if not isinstance(obj, dict) or not isinstance(obj.get("content"), list):
             raise ProviderError("answer has no content blocks", provider=provider, kind="bad_response")
         texts, calls = [], []
+        native = False
         for b in obj["content"]:
-            if b.get("type") == "text":
+            kind = b.get("type")
+            if kind == "text":
                 texts.append(b.get("text", ""))
-            elif b.get("type") == "tool_use":
+            elif kind == "tool_use":
                 calls.append({"id": b.get("id"), "type": "function",
                               "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
+            elif kind not in _THINKING and kind is not None:
+                native = True  # a server tool's block (server_tool_use, web_search_tool_result…)
         return Parsed("".join(texts) if texts or not calls else None, calls,
                       self._reason(obj.get("stop_reason"), obj.get("stop_sequence")),
-                      self._parsed_usage(obj.get("usage")), obj.get("model"), obj.get("id"))
+                      self._parsed_usage(obj.get("usage")), obj.get("model"), obj.get("id"),
+                      [b for b in obj["content"] if b.get("type") not in _THINKING] if native else None)
+
+    @staticmethod
+    def _native_start(st: StreamState, obj: dict, b: dict, kind: Any) -> list[str]:
+        """A block of a stream that holds a server tool's block (this one is the first, or
+        came after it): given as it came (:class:`Native`), and kept in ``st.blocks``."""
+        if st.native is None:  # the first: the blocks before it were text and tool calls
+            st.native, st.partial = {}, {}
+            st.blocks = [{"type": "text", "text": "".join(st.content)}] if st.content else []
+            st.blocks += [{"type": "tool_use", "id": c["id"], "name": c["function"]["name"],
+                           "input": tool_args(c["function"]["arguments"])}
+                          for c in (st.tool_calls[i] for i in sorted(st.tool_calls))]
+        if kind in _THINKING:
+            return []  # (not given, as without server tools)
+        i = obj.get("index", 0)
+        st.native[i] = len(st.blocks)
+        st.blocks.append(dict(b))
+        st.tool_deltas.append(Native(obj))
+        if kind == "server_tool_use" and b.get("name") == "web_search":
+            st.searches += 1
+        elif kind == "tool_use":
+            st._tool_index[i] = len(st._tool_index)
+            st.tool_calls[i] = {"id": b.get("id"), "type": "function",
+                                "function": {"name": b.get("name"), "arguments": ""}}
+        elif kind == "text" and b.get("text"):
+            st.content.append(b["text"])
+            return [b["text"]]
+        return []
+
+    @staticmethod
+    def _native_delta(st: StreamState, obj: dict) -> list[str]:
+        i = obj.get("index", 0)
+        at = st.native.get(i)  # type: ignore[union-attr]
+        if at is None:
+            return []  # a thinking block's
+        st.tool_deltas.append(Native(obj))
+        d = obj.get("delta") or {}
+        kind = d.get("type")
+        block = st.blocks[at]  # type: ignore[index]
+        if kind == "text_delta":
+            text = d.get("text", "")
+            block["text"] = (block.get("text") or "") + text
+            st.content.append(text)
+            return [text]
+        if kind == "input_json_delta":
+            piece = d.get("partial_json", "")
+            st.partial[i] = st.partial.get(i, "") + piece  # type: ignore[union-attr]
+            if i in st.tool_calls:
+                st.tool_calls[i]["function"]["arguments"] += piece
+        elif kind == "citations_delta":
+            block["citations"] = [*(block.get("citations") or ()), d.get("citation")]
+        return []
+
+    @staticmethod
+    def _native_stop(st: StreamState, obj: dict) -> list[str]:
+        i = obj.get("index", 0)
+        at = st.native.get(i)  # type: ignore[union-attr]
+        if at is not None:
+            piece = st.partial.pop(i, None)  # type: ignore[union-attr]
+            if piece:
+                st.blocks[at]["input"] = tool_args(piece)  # type: ignore[index]
+            st.tool_deltas.append(Native(obj))
+        return []
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
         obj = _loads(data, st.provider, "stream event")
@@ -784,18 +894,21 @@ class AnthropicShape(Shape):
             st.usage = self._parsed_usage(st.raw_usage)
         elif t == "content_block_start":
             b = obj.get("content_block") or {}
-            if b.get("type") == "tool_use":
+            kind = b.get("type")
+            if st.native is not None or (kind not in _PLAIN and kind is not None):
+                return self._native_start(st, obj, b, kind)
+            if kind == "tool_use":
                 ti = st._tool_index[obj.get("index", 0)] = len(st._tool_index)
                 st.tool_calls[obj.get("index", 0)] = {"id": b.get("id"), "type": "function",
                                                       "function": {"name": b.get("name"), "arguments": ""}}
                 st.tool_deltas.append({"index": ti, "id": b.get("id"), "type": "function",
                                        "function": {"name": b.get("name"), "arguments": ""}})
-            elif b.get("type") == "text" and b.get("text"):
+            elif kind == "text" and b.get("text"):
                 st.content.append(b["text"])
                 return [b["text"]]
-            elif b.get("type") == "server_tool_use" and b.get("name") == "web_search":
-                st.searches += 1
         elif t == "content_block_delta":
+            if st.native is not None:
+                return self._native_delta(st, obj)
             d = obj.get("delta") or {}
             if d.get("type") == "text_delta":
                 st.content.append(d.get("text", ""))
@@ -824,6 +937,8 @@ class AnthropicShape(Shape):
             e = obj.get("error") or {}
             raise ProviderError(str(e.get("message") or e)[:300], provider=st.provider, kind="server",
                                 retryable=e.get("type") in ("overloaded_error", "api_error"))
+        elif t == "content_block_stop" and st.native is not None:
+            return self._native_stop(st, obj)
         return []
 
 

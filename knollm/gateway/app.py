@@ -348,6 +348,14 @@ class _Access:
                 await run_in_threadpool(store.check_live, key.id)
             return _NO_HOLD
         amount, tokens = self._estimate(body, targets, op)
+        if amount is None and budgeted and body.get("tools"):
+            from knollm.client.accounting import search_bound
+
+            if search_bound(body) is None:  # (its worst case is unknown for that reason: not held at a guess)
+                raise GatewayError(f"gateway key {key.name!r} has a budget, and this call's web_search tool has no "
+                                   "max_uses: its searches are billed each and nothing bounds them; give the "
+                                   "web_search tool max_uses", status=400, type="invalid_request_error",
+                                   code="web_search_unbounded")
         minute = None
         if key.tpm:  # calls in flight count at their estimate, so concurrent calls cannot all pass
             minute = await run_in_threadpool(store.reserve_tokens, key.id, tokens, key.tpm)

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from knollm.client.result import new_id
+from knollm.client.transports import ANTHROPIC_NATIVE, Native
 from knollm.errors import ClientError, GatewayError, KnollmError
 from knollm.gateway.backend import Outcome
 
@@ -150,6 +151,8 @@ class _ClientStream:
         src, o = self._source, self.outcome
         first = True
         res = None
+        native: list[dict[str, Any]] | None = None  # the events of the last native chunk, once there is one
+        native_chunk: dict[str, Any] | None = None
         events = src.events()
         # the output of a provider stream that has ended waits for the result (the call
         # settling: one loop turn) and leaves with the final chunks, in one write
@@ -164,11 +167,20 @@ class _ClientStream:
                 out, text = [], []
                 for x in ev:
                     if type(x) is str:
-                        text.append(x)
+                        if native is None:  # (once an answer's blocks come as they came, its text is in them)
+                            text.append(x)
                         continue
                     if text:
                         out.append(_chunk(rid, created, o.model or "", _delta(first, content="".join(text))))
                         first, text = False, []
+                    if type(x) is Native:  # an Anthropic answer's block events, as they came: one chunk a run
+                        if native is None or not out or out[-1] is not native_chunk:
+                            native = []
+                            native_chunk = _chunk(rid, created, o.model or "", None)
+                            native_chunk[ANTHROPIC_NATIVE] = {"events": native}
+                            out.append(native_chunk)
+                        native.append(x)
+                        continue
                     out.append(_chunk(rid, created, o.model or "", _delta(first, tool_calls=[x])))
                     first = False
                 if text:
@@ -201,7 +213,10 @@ class _ClientStream:
         refusal = getattr(res.finish_reason, "refusal", None) if type(res.finish_reason) is not str else None
         if refusal is not None:  # an OpenAI-compatible provider's delta.refusal, given whole
             end["choices"][0]["delta"]["refusal"] = refusal
-        yield pending + [end, _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])]
+        last = _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])
+        if res.blocks is not None:  # (an Anthropic answer with a server tool's blocks: its usage counts them)
+            last[ANTHROPIC_NATIVE] = {"server_tool_use": {"web_search_requests": res.usage.web_searches}}
+        yield pending + [end, last]
 
 
 # what Anthropic's count_tokens takes of a Messages request (model is the deployment's)
@@ -303,7 +318,11 @@ class ClientBackend:
         except asyncio.CancelledError as e:  # the cancellation goes on, with the attempts made
             _cancelled(e)
             raise
-        return res.model_dump(knollm=False), _outcome_of(res)  # the gateway adds its own knollm object
+        resp = res.model_dump(knollm=False)  # the gateway adds its own knollm object
+        if res.blocks is not None:  # an Anthropic answer with a server tool's blocks: /v1/messages gives them
+            resp[ANTHROPIC_NATIVE] = {"content": res.blocks,
+                                      "server_tool_use": {"web_search_requests": res.usage.web_searches}}
+        return resp, _outcome_of(res)
 
     async def embed(self, body: dict[str, Any], *, targets: list[str], tag: str | None = None
                     ) -> tuple[dict[str, Any], Outcome]:

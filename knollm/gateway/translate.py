@@ -272,18 +272,46 @@ def _assistant_message(content: list[Any], where: str) -> dict[str, Any]:
     return msg
 
 
-def _tools(tools: Any) -> list[dict[str, Any]]:
+#: an assistant turn's blocks that chat messages say (text, tool calls) or leave out (thinking)
+_CHAT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
+
+
+def _native_turn(content: list[Any]) -> bool:
+    """Whether an assistant turn holds blocks a chat message has no word for: a server
+    tool's (``server_tool_use``, ``web_search_tool_result``…) or text with ``citations``.
+    Such a turn goes to an Anthropic upstream as the caller sent it (``turns`` of
+    :data:`ANTHROPIC_NATIVE`), and only an Anthropic model can serve the request."""
+    for b in content:
+        kind = b.get("type") if isinstance(b, dict) else None
+        if isinstance(kind, str) and (kind not in _CHAT_BLOCKS or (kind == "text" and b.get("citations"))):
+            return True
+    return False
+
+
+#: Anthropic's server tools the gateway passes on (``web_search_20250305``, ``web_search_20260209``…):
+#: Anthropic runs them, and its answer's blocks come back as they were (an Anthropic model only)
+SERVER_TOOLS = ("web_search_",)
+
+
+def _tools(tools: Any) -> tuple[list[dict[str, Any]], bool]:
+    """The tools as chat tools, Anthropic's web_search server tools among them as they came;
+    and whether there was one."""
     if not isinstance(tools, list):
         raise _bad("'tools' must be an array", "tools")
     out = []
+    server = False
     for i, t in enumerate(tools):
         tw = f"tools[{i}]"
         if not isinstance(t, dict):
             raise _bad(f"{tw} must be an object", tw)
         kind = t.get("type")
         if kind is not None and kind != "custom":
-            raise _bad(f"{tw}: built-in tool {kind!r} is not supported: the gateway runs no tools "
-                       "(custom tools are passed to the model)", tw)
+            if isinstance(kind, str) and kind.startswith(SERVER_TOOLS):
+                out.append(t)  # Anthropic runs it: to an Anthropic model, unchanged
+                server = True
+                continue
+            raise _bad(f"{tw}: built-in tool {kind!r} is not supported: the gateway runs no tools and passes on "
+                       "only Anthropic's web_search server tool (custom tools are passed to the model)", tw)
         if not isinstance(t.get("name"), str) or not t["name"]:
             raise _bad(f"{tw}.name is required", tw)
         schema = t.get("input_schema")
@@ -295,7 +323,7 @@ def _tools(tools: Any) -> list[dict[str, Any]]:
         out.append({"type": "function", "function": {
             "name": t["name"], "description": desc or "",
             "parameters": schema or {"type": "object", "properties": {}}}})
-    return out
+    return out, server
 
 
 def anthropic_to_openai(body: Any) -> dict[str, Any]:
@@ -315,6 +343,9 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     native: dict[str, Any] = {}  # what only an Anthropic upstream takes (ANTHROPIC_NATIVE)
     errors: list[str] = []  # the tool results that were errors
+    # each assistant turn's blocks as the caller sent them when they hold a server tool's
+    # (a web search's, from an earlier answer), else None: one entry an assistant message
+    turns: list[list[Any] | None] = []
     system = body.get("system")
     if system is not None:
         text = _system_text(system)
@@ -327,13 +358,15 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise _bad(f"{where}.role must be 'user' or 'assistant'", where)
         content = m.get("content")
+        if m["role"] == "assistant":
+            turns.append(content if isinstance(content, list) and _native_turn(content) else None)
         if isinstance(content, str):
             out.append({"role": m["role"], "content": content})
             continue
         if not isinstance(content, list):
             raise _bad(f"{where}.content must be a string or an array of blocks", where)
         if m["role"] == "assistant":
-            out.append(_assistant_message(content, where))
+            out.append(_assistant_message(content, where))  # (its text and calls: what the estimates count)
             continue
         parts: list[dict[str, Any]] = []
         shown: list[dict[str, Any]] = []  # the images of this turn's tool results, after them
@@ -381,6 +414,8 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         native["thinking"] = thinking  # to an Anthropic upstream; the other APIs have no such setting
     if errors:
         native["tool_errors"] = errors
+    if any(t is not None for t in turns):  # passed on whole, never dropped: an Anthropic model only
+        native["turns"] = turns
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -389,8 +424,9 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
             req["stop"] = list(stops)
     if isinstance(body.get("metadata"), dict) and body["metadata"].get("user_id"):
         req["user"] = str(body["metadata"]["user_id"])
+    server = False
     if body.get("tools") is not None:
-        tools = _tools(body["tools"])
+        tools, server = _tools(body["tools"])
         if tools:
             req["tools"] = tools
     tc = body.get("tool_choice")
@@ -411,6 +447,9 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         req["stream_options"] = {"include_usage": True}
     if native:
         req[ANTHROPIC_NATIVE] = native
+    if server:  # (checked as chat completions without them: those take function tools only)
+        validate_chat_request({**req, "tools": [t for t in req["tools"] if t.get("type") == "function"] or None})
+        return req
     return validate_chat_request(req)
 
 
@@ -449,29 +488,47 @@ def _json_or_raw(text: str) -> Any:
 
 
 def openai_to_anthropic(resp: dict[str, Any], model: str) -> dict[str, Any]:
-    """An OpenAI chat completion as an Anthropic ``message`` object."""
+    """An OpenAI chat completion as an Anthropic ``message`` object. An Anthropic answer
+    with a server tool's blocks carries them (``resp[ANTHROPIC_NATIVE]``: ``content``, the
+    blocks as Anthropic gave them, and ``server_tool_use``, its usage's): given as they came."""
     choice = (resp.get("choices") or [{}])[0]
     msg = choice.get("message") or {}
+    native = resp.get(ANTHROPIC_NATIVE)
     content: list[dict[str, Any]] = []
-    if msg.get("content"):
-        content.append({"type": "text", "text": msg["content"]})
-    for call in msg.get("tool_calls") or []:
-        fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
-                        "input": _json_or_raw(fn.get("arguments") or "{}")})
+    if native is not None:
+        content = native["content"]
+    else:
+        if msg.get("content"):
+            content.append({"type": "text", "text": msg["content"]})
+        for call in msg.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            content.append({"type": "tool_use", "id": call.get("id"), "name": fn.get("name"),
+                            "input": _json_or_raw(fn.get("arguments") or "{}")})
     stop, sequence = _stop(choice.get("finish_reason"))
+    usage = _anthropic_usage(resp.get("usage"))
+    if native is not None and native.get("server_tool_use"):
+        usage["server_tool_use"] = native["server_tool_use"]
     return {"id": "msg_" + str(resp.get("id") or int(time.time() * 1000)), "type": "message", "role": "assistant",
-            "model": model, "content": content, "stop_reason": stop, "stop_sequence": sequence,
-            "usage": _anthropic_usage(resp.get("usage"))}
+            "model": model, "content": content, "stop_reason": stop, "stop_sequence": sequence, "usage": usage}
 
 
 def chunk_parts(chunk: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """What one OpenAI ``chat.completion.chunk`` says, in order, for the stream translators:
     ``("usage", dict)``, then per choice ``("text", str)``, ``("call", (index, id, name,
-    arguments))`` for each tool-call delta and ``("finish", reason)``."""
+    arguments))`` for each tool-call delta and ``("finish", reason)``. A chunk without
+    choices may carry what an Anthropic answer with a server tool's blocks said
+    (``ANTHROPIC_NATIVE``: ``events``, its content-block events as they came;
+    ``server_tool_use``, its usage's): ``("native", dict)`` (only ``/v1/messages`` asks
+    for server tools, so only :class:`AnthropicStream` gets one)."""
     if chunk.get("usage"):
         yield "usage", chunk["usage"]
-    for choice in chunk.get("choices") or []:
+    choices = chunk.get("choices")
+    if not choices:
+        native = chunk.get(ANTHROPIC_NATIVE)
+        if native:
+            yield "native", native
+        return
+    for choice in choices:
         delta = choice.get("delta") or {}
         if delta.get("content"):
             yield "text", delta["content"]
@@ -504,6 +561,8 @@ class AnthropicStream:
         self.held: list[str] = []  # text that came while tool_use blocks were open
         self.finish: str | None = None
         self.usage: dict[str, Any] | None = None
+        self.native: dict[int, int] | None = None  # an Anthropic upstream's block index -> block index
+        self.server_tool_use: dict[str, Any] | None = None
 
     def _start(self) -> Iterator[tuple[str, dict[str, Any]]]:
         if not self.started:
@@ -553,8 +612,33 @@ class AnthropicStream:
                                                   "delta": {"type": "input_json_delta", "partial_json": args}}
             elif kind == "usage":
                 self.usage = value
+            elif kind == "native":
+                if value.get("events"):
+                    yield from self._native(value["events"])
+                if value.get("server_tool_use"):
+                    self.server_tool_use = value["server_tool_use"]
             else:
                 self.finish = value
+
+    def _native(self, events: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """An Anthropic upstream's content-block events as they came (its server tools'
+        blocks, and every block after the first of them), numbered after the blocks before
+        them: a block starting stops the ones still open (the upstream's blocks come one
+        after the other)."""
+        at = self.native
+        if at is None:
+            at = self.native = {}
+        for ev in events:
+            kind = ev.get("type")
+            if kind == "content_block_start":
+                yield from self.flush()
+                self.index += 1
+                at[ev.get("index", 0)] = self.index
+                yield kind, {**ev, "index": self.index}
+            else:
+                i = at.get(ev.get("index", 0))
+                if i is not None:
+                    yield kind, {**ev, "index": i}
 
     def flush(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """Stop the open blocks; then the text that came after the calls, as one block after
@@ -573,6 +657,8 @@ class AnthropicStream:
     def close(self) -> Iterator[tuple[str, dict[str, Any]]]:
         yield from self.flush()
         usage = _anthropic_usage(self.usage)
+        if self.server_tool_use:
+            usage["server_tool_use"] = self.server_tool_use
         stop, sequence = _stop(self.finish)
         yield "message_delta", {"type": "message_delta",
                                 "delta": {"stop_reason": stop, "stop_sequence": sequence},

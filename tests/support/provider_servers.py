@@ -57,6 +57,11 @@ def vector_of(text: str, dims: int = 8) -> list[float]:
     return [(h[i % 32] - 128) / 256 for i in range(dims)]
 
 
+#: the citation of ``ProviderServer.cite`` answers (a ``web_search_result_location``, as Anthropic's docs show one)
+CITATION = {"type": "web_search_result_location", "url": "https://example.com/", "title": "Example",
+            "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0", "cited_text": "Example Domain. This domain is for use"}
+
+
 def counted_tokens(body: dict) -> int:
     """The loopback Anthropic server's token count: one per word of the system prompt,
     the messages and the tool definitions (as JSON), plus 3."""
@@ -76,6 +81,9 @@ class ProviderServer:
         self.hang_s = 3.0
         self.latency = 0.0  # seconds before every answer
         self.searches = 0  # web searches a provider-run search tool made (Anthropic, Perplexity usage)
+        # (Anthropic, with searches) the answer as Anthropic's web search docs show it: a text
+        # block before the searches, and the text after them in blocks, one citing a result
+        self.cite = False
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -419,14 +427,24 @@ class _Handler(BaseHTTPRequestHandler):
                                   "encrypted_content": "EqgfCioIARgBIiQ3", "page_age": "April 30, 2025"}]}]
         return out
 
+    def _cited(self, text: str) -> tuple[list[dict], list[dict]]:
+        """``cite`` answers: the text block before the searches, and the answer's text blocks
+        after them (the second one citing :attr:`CITATION`); else none, and the text whole."""
+        if not (self.server_owner.cite and self.server_owner.searches):
+            return [], [{"type": "text", "text": text}]
+        return [{"type": "text", "text": "Let me search the web."}], \
+            [{"type": "text", "text": "Based on the search results, "},
+             {"type": "text", "text": text, "citations": [dict(CITATION)]}]
+
     def _anthropic(self, body: dict, text: str, call: dict | None, usage: tuple | None) -> dict:
+        before, after = self._cited(text)
         content = [{"type": "tool_use", "id": "toolu_1", "name": call["name"], "input": call["args"]}] if call \
-            else [{"type": "text", "text": text}]
+            else after
         u = self._a_usage(usage)
         if self.server_owner.searches and u:
             u["server_tool_use"] = {"web_search_requests": self.server_owner.searches}
         return {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
-                "content": self._search_blocks() + content,
+                "content": before + self._search_blocks() + content,
                 "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None, "usage": u}
 
     def _anthropic_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
@@ -439,15 +457,26 @@ class _Handler(BaseHTTPRequestHandler):
                                                  "model": body.get("model"), "content": [],
                                                  "usage": {**self._a_usage(usage, False), "output_tokens": 1}}})
         self._write(start)
-        blocks = self._search_blocks()
+        before, after = self._cited(text)
+        blocks = before + self._search_blocks()
         for i, b in enumerate(blocks):  # a search's query streams as its server_tool_use block's input
             if b["type"] == "server_tool_use":
                 self._write(ev("content_block_start", {"index": i, "content_block": {**b, "input": {}}}))
                 self._write(ev("content_block_delta", {"index": i, "delta": {
                     "type": "input_json_delta", "partial_json": json.dumps(b["input"])}}))
+            elif b["type"] == "text":
+                self._write(ev("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}}))
+                self._write(ev("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": b["text"]}}))
             else:
                 self._write(ev("content_block_start", {"index": i, "content_block": b}))
             self._write(ev("content_block_stop", {"index": i}))
+        if not call and len(after) > 1:  # (cite) the text blocks before the last: whole, one citing
+            for b in after[:-1]:
+                i = len(blocks)
+                blocks.append(b)
+                self._write(ev("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}}))
+                self._write(ev("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": b["text"]}}))
+                self._write(ev("content_block_stop", {"index": i}))
         at = len(blocks)  # the answer's block comes after them
         if call:
             first = ev("content_block_start", {"index": at, "content_block": {"type": "tool_use", "id": "toolu_1",
@@ -458,6 +487,9 @@ class _Handler(BaseHTTPRequestHandler):
                                                                          "partial_json": json.dumps(call["args"])}}))
         else:
             self._write(ev("content_block_start", {"index": at, "content_block": {"type": "text", "text": ""}}))
+            for c in after[-1].get("citations") or ():  # (cite) a citation comes before its block's text
+                self._write(ev("content_block_delta", {"index": at, "delta": {"type": "citations_delta",
+                                                                             "citation": c}}))
             words = _words(text)
             first = ev("content_block_delta", {"index": at, "delta": {"type": "text_delta", "text": words[0]}})
             if self._stream_fault(fault, first):
