@@ -55,7 +55,7 @@ def test_chat_streams_then_json_and_usage(env, capsys):
     assert (d["content"], d["provider"], d["model"]) == ("Hello from cerebras! You said: again", "cerebras",
                                                          "llama-3.3-70b")
     assert d["usage"] == {"input_tokens": 120, "output_tokens": 30, "cached_tokens": 0, "cache_write_tokens": 0,
-                          "estimated": False}
+                          "web_searches": 0, "estimated": False}
     assert d["cost_usd"] == pytest.approx((120 * 1.5 + 30 * 2) / 1e6) and d["price_source"] == "catalog:genai-prices"
     assert d["ttft_ms"] > 0 and d["duration_ms"] >= d["ttft_ms"]
     assert [(a["provider"], a["key"], a["status"], a["error"]) for a in d["attempts"]] == \

@@ -76,6 +76,9 @@ def test_a_calls_searches_are_added_to_its_cost(srv, tmp_path, stream):
         assert text  # the search blocks are not the answer's text
         assert r.usage.web_searches == 3
         assert r.cost_usd == pytest.approx(TOKENS + 3 * 0.01)
+        d = r.to_dict()  # (knollm chat --json)
+        assert d["usage"]["web_searches"] == 3
+        assert [b["type"] for b in d["blocks"]][:2] == ["server_tool_use", "web_search_tool_result"]
     rows = SQLiteStore(tmp_path / "l.db").rows()
     assert rows[-1]["cost_usd"] == pytest.approx(TOKENS + 3 * 0.01)  # the ledger too
 

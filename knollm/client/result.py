@@ -113,7 +113,7 @@ class ChatResult:
             "key": self.key,
             "usage": {"input_tokens": self.usage.input_tokens, "output_tokens": self.usage.output_tokens,
                       "cached_tokens": self.usage.cached_tokens, "cache_write_tokens": self.usage.cache_write_tokens,
-                      "estimated": self.usage.estimated},
+                      "web_searches": self.usage.web_searches, "estimated": self.usage.estimated},
             "cost_usd": self.cost_usd,
             "price_source": self.price_source,
             "unpriced_reason": self.unpriced_reason,
@@ -125,6 +125,7 @@ class ChatResult:
             "tag": self.tag,
             "attempts": self.attempts,
             "candidates": self.candidates,
+            **({"blocks": self.blocks} if self.blocks is not None else {}),  # (an Anthropic server tool's answer)
         }
 
     @property
