@@ -15,7 +15,9 @@ from knollm.client import Budget, SQLiteStore
 from knollm.client.accounting import search_bound, worst_case_cost
 from knollm.client.routing import Offer
 from knollm.query.api import Catalog
-from tests.support.client_fixtures import catalog, env_for, model, reset_servers, start_servers
+from tests.support.client_fixtures import catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
+
+PROVIDERS = ("anthropic", "groq")  # (the module's loopback servers: client_fixtures.servers)
 
 KEYS = {"ANTHROPIC_API_KEY": "sk-ant-search-1111", "GROQ_API_KEY": "gsk_search_2222"}
 MSG = [{"role": "user", "content": "what happened in the news today?"}]
@@ -27,19 +29,6 @@ def claude(web_search: float | None) -> dict:
     m = model("anthropic", "claude-test", "claude-test", input=3.0, output=15.0)
     m["prices"]["web_search"] = web_search
     return m
-
-
-@pytest.fixture(scope="module")
-def servers():
-    s = start_servers("anthropic", "groq")
-    yield s
-    for x in s.values():
-        x.stop()
-
-
-@pytest.fixture
-def srv(servers):
-    return reset_servers(servers)
 
 
 def client(srv, tmp_path, web_search: float | None = 0.01, cls=Client, **kw):
