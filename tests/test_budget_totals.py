@@ -221,3 +221,105 @@ def test_postgres_writers_settling_the_same_totals_in_opposite_orders_never_dead
 def test_a_budget_selector_is_a_non_empty_string(sel):
     with pytest.raises(ValueError, match="non-empty string"):
         Budget(1.0, "day", **sel)
+
+
+_OLD_TRIGGER = (  # the spend trigger of knollm before 2026-11-24: two upserts a row
+    "CREATE TRIGGER calls_spend AFTER INSERT ON calls WHEN NEW.cost_usd IS NOT NULL AND NEW.cost_usd != 0 BEGIN "
+    + " ".join(f"INSERT INTO spend VALUES ({b}, NEW.provider, COALESCE(NEW.alias, ''), COALESCE(NEW.key_label, ''), "
+               "COALESCE(NEW.tag, ''), NEW.cost_usd) ON CONFLICT (bucket, provider, alias, key_label, tag) DO UPDATE "
+               "SET cost_usd = spend.cost_usd + excluded.cost_usd;" for b in (SPEND_ALL, "CAST(NEW.ts / 86400 AS INTEGER)"))
+    + " END")
+
+
+def test_a_ledger_with_the_earlier_trigger_gets_the_new_one_and_keeps_its_totals(tmp_path):
+    """The trigger of an earlier version (two upserts a row) is replaced when the ledger is
+    opened; the totals stay those of the rows, a row an earlier version's process still
+    writes (through either trigger) counts once, and so does a row of this version."""
+    from knollm.client.store import _SPEND_TRIGGER
+
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path)
+    store.close()
+    with sqlite3.connect(path) as con:
+        con.execute("DROP TRIGGER calls_spend")
+        con.execute(_OLD_TRIGGER)
+    now = time.time()
+    with sqlite3.connect(path) as con:  # written under the earlier trigger
+        con.execute("INSERT INTO calls (request_id, ts, provider, model, cost_usd, tag) VALUES ('a', ?, 'groq', 'm', 1.5, 't')",
+                    (now,))
+    store = SQLiteStore(path)
+    with sqlite3.connect(path) as con:
+        sql = con.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'calls_spend'").fetchone()[0]
+    assert sql == _SPEND_TRIGGER != _OLD_TRIGGER
+    store.settle(None, _row(now, 0.25, tag="t"))
+    with sqlite3.connect(path) as con:  # another process writing raw rows: the new trigger counts them
+        con.execute("INSERT INTO calls (request_id, ts, provider, model, cost_usd, tag) VALUES ('b', ?, 'groq', 'm', 2.0, 't')",
+                    (now,))
+    for b in (Budget(1e9, "total", tag="t"), Budget(1e9, "day", tag="t"), Budget(1e9, "month", provider="groq")):
+        assert store.spent(b) == pytest.approx(_oracle(store, b, now), abs=1e-12), b.label()
+    assert store.spent(Budget(1e9, "total")) == pytest.approx(3.75)
+    SQLiteStore(path)  # opened again: nothing to replace, nothing recounted
+    assert store.spent(Budget(1e9, "total")) == pytest.approx(3.75)
+
+
+def test_rows_with_and_without_none_values_are_written_whole(tmp_path):
+    """A row's None values are left to the columns' NULL (one statement per pattern of
+    None): every value read back as written, None as None, a duplicate request id
+    ignored whatever its pattern."""
+    from knollm.client.store import LEDGER_COLUMNS
+
+    store = SQLiteStore(tmp_path / "ledger.db")
+    now = time.time()
+    full = {c: None for c in LEDGER_COLUMNS} | {
+        "request_id": "full", "ts": now, "target": "fast", "alias": "fast", "provider": "groq", "model": "m",
+        "key_label": "GROQ_API_KEY", "stream": 1, "input_tokens": 10, "output_tokens": 20, "cached_tokens": 3,
+        "cache_write_tokens": 4, "usage_estimated": 0, "cost_usd": 0.5, "price_source": "catalog",
+        "unpriced_reason": "n/a", "ttft_ms": 12.5, "duration_ms": 30.25, "attempts": 2, "saved_usd": 0.125,
+        "tag": "key:ci", "outcome": "interrupted"}
+    sparse = _row(now, None, request_id="sparse", alias=None, tag=None)
+    assert store.settle_many([(None, full), (None, sparse)]) == [True, True]
+    # the same ids again, each with the other's pattern of None: both ignored, nothing changed
+    assert store.settle_many([(None, {**sparse, "request_id": "full"}), (None, {**full, "request_id": "sparse"})]) \
+        == [False, False]
+    rows = {r["request_id"]: r for r in store.rows()}
+    assert rows["full"] == full
+    assert rows["sparse"] == {c: None for c in LEDGER_COLUMNS} | sparse | {"outcome": "ok"}
+    assert store.spent(Budget(1e9, "total")) == pytest.approx(0.5)
+
+
+def test_a_quick_try_does_not_leave_the_busy_timeout_short(tmp_path):
+    """The group commit's try without waiting (``busy_ms=0``) leaves the connection at
+    that timeout for the next try; a statement that waits as usual (a release, a budget
+    read, a plain settle) sets the store's own first, so another process's write lock
+    held for a moment is waited for, never a ``database is locked``."""
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path, busy_timeout_ms=5000)
+    rid, _ = store.reserve([Budget(10.0)], {"provider": "groq"}, 0.5)
+    now = time.time()
+    assert store.settle_many([(None, _row(now, 0.1))], busy_ms=0) == [True]
+    for act in (lambda: store.release(rid), lambda: store.settle(None, _row(now, 0.1)),
+                lambda: store.reserve([Budget(10.0)], {"provider": "groq"}, 0.5)):
+        held = threading.Event()
+
+        def hold() -> None:
+            con = sqlite3.connect(path, isolation_level=None)
+            con.execute("BEGIN IMMEDIATE")
+            held.set()
+            time.sleep(0.3)
+            con.execute("COMMIT")
+            con.close()
+
+        t = threading.Thread(target=hold)
+        t.start()
+        held.wait(5)
+        act()  # waits for the lock (raised "database is locked" with the timeout left at 0)
+        t.join()
+        store.settle_many([(None, _row(now, 0.1))], busy_ms=0)  # and the quick try again, as the gateway does
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # the quick try itself still does not wait
+        con = sqlite3.connect(path, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            store.settle_many([(None, _row(now, 0.1))], busy_ms=0)
+        finally:
+            con.execute("COMMIT")
+            con.close()
