@@ -19,7 +19,7 @@ from knollm.gateway.keys import KeyStore
 from tests.support.gateway_proc import GatewayProcess, ledger_rows
 from tests.support.provider_servers import ProviderServer
 from tests.test_gateway import GROQ, TOGETHER, gateway_env
-from tests.test_gateway_keys import call, cli, new_key, servers  # noqa: F401 - servers: the fixture
+from tests.test_gateway_keys import call, cli, count, new_key, servers  # noqa: F401 - servers: the fixture
 from tests.test_gateway_store import db_url  # noqa: F401 - the fixture (SQLite and PostgreSQL)
 
 
@@ -104,6 +104,37 @@ def test_revocation_takes_effect_at_once_on_every_replica(servers, tmp_path):
             assert all(body["error"]["code"] == "invalid_api_key" for _, _, body in got)
     assert len(ledger_rows(tmp_path)) == 2 * len(tokens)  # no call after the revocation
     assert store.get("budget").reserved_usd == 0  # the refused hold left nothing behind
+
+
+def _get(url: str, token: str) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers={"authorization": "Bearer " + token})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, (json.loads(r.read()) if "json" in r.headers.get("content-type", "") else {})
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_revocation_reaches_the_free_routes_and_the_refusals_at_once(servers, tmp_path):
+    """What charges nothing (the model list, token counts, metrics) and the refusal of a
+    model the key does not allow: with the key cached on both replicas, a revocation turns
+    each into 401 ``invalid_api_key`` at the next request, not a list, a count or a 403."""
+    env = gateway_env(tmp_path, servers)
+    token = new_key(env, "scoped", "--allow", "groq/*")
+    store = _store(tmp_path)
+    with GatewayProcess(env) as a, GatewayProcess(env) as b:
+        def each(gw: GatewayProcess) -> list[int]:
+            return [_get(gw.base_url + "/models", token)[0], count(gw.base_url, token, GROQ)[0],
+                    _get(gw.url + "/metrics", token)[0], call(gw.base_url, token, TOGETHER)[0]]
+
+        assert [each(gw) for gw in (a, b)] == [[200, 200, 200, 403]] * 2  # cached on both
+        store.revoke("scoped")
+        assert [each(gw) for gw in (a, b)] == [[401, 401, 401, 401]] * 2
+        assert _get(a.base_url + "/models", token)[1]["error"]["code"] == "invalid_api_key"
+    assert not ledger_rows(tmp_path)
 
 
 def test_the_store_refuses_a_revoked_key_in_every_statement_a_request_runs(db_url):  # noqa: F811

@@ -303,25 +303,41 @@ class _Access:
                                "To serve other hosts or sites, create a gateway key (knollm serve keys create NAME) "
                                "and send it", status=403, type="permission_error", code="not_local")
 
-    def allow(self, key: GatewayKey | None, targets: list[str]) -> None:
+    async def allow(self, key: GatewayKey | None, targets: list[str]) -> None:
         """Check the key may name every one of ``targets`` (each link of a fallback chain),
         and may use what each routes to: a target that names a model (an alias, or a
         canonical id as written) may be served by any of its deployments; any other target
         (a provider's model, however spelled) only by deployments the key allows, so
-        ``--allow 'groq/*'`` is not passed by a spelling the catalog resolves elsewhere."""
+        ``--allow 'groq/*'`` is not passed by a spelling the catalog resolves elsewhere.
+        A key refused here is first checked live: one revoked since it was cached gets 401,
+        not an answer about what it may call."""
+        err = self._refusal(key, targets)
+        if err is not None:
+            await self.live(key)
+            raise err
+
+    def _refusal(self, key: GatewayKey | None, targets: list[str]) -> GatewayError | None:
         if key is None or not key.allowed:
-            return
+            return None
         for t in targets:
             if not key.allows(t):
-                raise GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
-                                   type="permission_error", code="model_not_allowed")
+                return GatewayError(f"model {t!r} is not allowed for gateway key {key.name!r}", status=403,
+                                    type="permission_error", code="model_not_allowed")
             if self.deployments is None:
                 continue
             names_a_model, keys = self.deployments(t)
             bad = None if names_a_model else next((k for k in keys if not key.allows(k)), None)
             if bad is not None:
-                raise GatewayError(f"model {t!r} routes to {bad!r}, which gateway key {key.name!r} does not allow",
-                                   status=403, type="permission_error", code="model_not_allowed")
+                return GatewayError(f"model {t!r} routes to {bad!r}, which gateway key {key.name!r} does not "
+                                    "allow", status=403, type="permission_error", code="model_not_allowed")
+        return None
+
+    async def live(self, key: GatewayKey | None) -> None:
+        """Refuse a key revoked since it was cached (:class:`KeyRevoked`, 401): one
+        primary-key read, for the routes that run no other store statement for it (the
+        model list, token counts, metrics) and for a refusal. Without a key, nothing."""
+        if key is not None and self.store is not None:
+            await run_in_threadpool(self.store.check_live, key.id)
 
     async def admit(self, key: GatewayKey | None, targets: list[str], body: dict[str, Any],
                     op: str = "chat") -> _Held:
@@ -332,7 +348,7 @@ class _Access:
         without ``max_tokens`` in ``body`` it gets the one its estimate assumed."""
         if key is None:
             return _NO_HOLD
-        self.allow(key, targets)
+        await self.allow(key, targets)
         store = self.store
         assert store is not None
         if key.rpm:
@@ -696,7 +712,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             del body["max_tokens"]
             targets = split_target(body["model"])
             alias = body["model"]
-            access.allow(key, targets)
+            await access.allow(key, targets)
+            await access.live(key)  # (free: no other statement would see a revocation)
             count, outcome = await backend.count_tokens(body, targets=targets, native=raw)
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
             if isinstance(e, asyncio.CancelledError):
@@ -709,6 +726,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
     async def listed(request: Request) -> list[dict[str, Any]]:
         """The models this caller may call."""
         key = await access.authenticate(request)
+        await access.live(key)
         data = await backend.models()
         return data if key is None else [d for d in data if key.allows(d["id"])]
 
@@ -758,7 +776,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         # with keys, any active key (a scraper's; nothing is charged to it); without,
         # only programs on this machine (not a web page)
         try:
-            await access.authenticate(request)
+            await access.live(await access.authenticate(request))
         except GatewayError as e:
             return _JSONBytes(_dumps(error_body(e)), e.status, _knollm_headers(None))
         text = m.render()
