@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from knollm.query.cost import Workload, applicable_prices, cost_per_request
+from knollm.query.cost import applicable_prices, tokens_cost
 
 __all__ = ["estimate_tokens", "prompt_tokens", "call_cost", "worst_case_cost", "search_bound"]
 
@@ -75,8 +75,9 @@ def call_cost(offer: Any, usage: dict) -> tuple[float | None, str | None, str | 
     write = usage.get("cache_write_tokens") or 0
     write_1h = min(usage.get("cache_write_1h_tokens") or 0, write)
     cached = min(usage.get("cached_tokens") or 0, max(0, usage["input_tokens"] - write))
-    w = Workload(max(0, usage["input_tokens"] - write), usage["output_tokens"], cached)
-    cost = cost_per_request(prices, w)
+    if usage["output_tokens"] < 0 or cached < 0:
+        raise ValueError(f"token counts must be >= 0: {usage!r}")
+    cost = tokens_cost(prices, max(0, usage["input_tokens"] - write), usage["output_tokens"], cached)
     if write_1h and cost is not None:
         p1 = prices.get("cache_write_1h")
         if p1 is None:  # never the 5-minute price: a 1-hour write costs more (2x input at Anthropic)

@@ -340,9 +340,12 @@ class _Attempt:
         items = self.st.feed_batch(lines, self.tools)
         if items:
             out = self.out
-            out.emitted += "".join([x for x in items if type(x) is str])
-            if self.tools and not out.tools_sent and any(type(x) is not str for x in items):
-                out.tools_sent = True
+            if not self.tools:  # (then feed_batch gives text deltas only)
+                out.emitted += "".join(items)
+            else:
+                out.emitted += "".join([x for x in items if type(x) is str])
+                if not out.tools_sent and any(type(x) is not str for x in items):
+                    out.tools_sent = True
             self._first()
         elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
             raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,

@@ -130,6 +130,8 @@ class _Conn(asyncio.Protocol):
             self.closed = True
             self.t.abort()
             return
+        if self.body:  # a chunked body's pieces of one read: one wake-up
+            self._wake()
         if self.buffered > _HIGH_WATER and self.streaming and not self.paused and not self.done:
             self.paused = True
             self.t.pause_reading()
@@ -182,8 +184,7 @@ class _Conn(asyncio.Protocol):
                 self._end_drain(False)
             return
         self.body.append(body)
-        self.buffered += len(body)
-        self._wake()
+        self.buffered += len(body)  # (the reader is woken once the read is parsed: data_received)
 
     def on_message_complete(self) -> None:
         if self.spilled:

@@ -101,7 +101,7 @@ def spend_filter(budget: Budget, now: float) -> tuple[str, list[Any]]:
 
 def row_values(row: dict[str, Any]) -> list[Any]:
     """A ledger row's values in :data:`LEDGER_COLUMNS` order (``outcome`` defaults to ``ok``)."""
-    vals = [row.get(c) for c in LEDGER_COLUMNS]
+    vals = list(map(row.get, LEDGER_COLUMNS))
     if vals[-1] is None:
         vals[-1] = "ok"
     return vals

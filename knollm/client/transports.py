@@ -238,8 +238,9 @@ def _usage(inp: Any, out: Any, cached: Any = 0, write: Any = 0, reasoning: Any =
     billed apart: :func:`knollm.client.accounting.call_cost` prices them)."""
     if inp is None and out is None:
         return None
-    if not all(_plausible(v) for v in (inp, out, cached, write, searches)):
-        return None  # not a count ("abc", -5, 1e20: beyond any ledger's integer): estimated instead, flagged
+    for v in (inp, out, cached, write, searches):
+        if v is not None and not (type(v) is int and 0 <= v < _MAX_COUNT) and not _plausible(v):
+            return None  # not a count ("abc", -5, 1e20: beyond any ledger's integer): estimated instead, flagged
     u = {"input_tokens": int(inp or 0), "output_tokens": int(out or 0), "cached_tokens": int(cached or 0),
          "cache_write_tokens": int(write or 0)}
     if type(reasoning) is int and 0 <= reasoning < _MAX_COUNT:
@@ -453,7 +454,7 @@ class StreamState:
         payload = data[0] if len(data) == 1 else "\n".join(data)
         data.clear()  # (the same list: feed_batch holds it)
         event, self._event = self._event, None
-        if payload == "[DONE]" or payload.strip() == "[DONE]":
+        if payload == "[DONE]" or ("[DONE]" in payload and payload.strip() == "[DONE]"):  # (no copy of each event)
             self.done = True
             return []
         return self.shape.on_event(self, event, payload)

@@ -956,12 +956,8 @@ class _ChatRequest:
 
     def __init__(self, scope: Any, receive: Any) -> None:
         self.scope, self.receive = scope, receive
-        h: dict[str, str] = {}
-        for k, v in scope["headers"]:
-            name = k.decode("latin-1")
-            if name not in h:
-                h[name] = v.decode("latin-1")
-        self.headers = h
+        # (reversed: a repeated header's first value is the one left)
+        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
 
     async def body(self, limit: int) -> bytes:
         chunks, size = [], 0

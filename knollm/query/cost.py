@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Workload", "applicable_prices", "cost_per_request", "cost_rows", "estimate", "parse_count",
+__all__ = ["Workload", "applicable_prices", "cost_per_request", "tokens_cost", "cost_rows", "estimate", "parse_count",
            "suspect_prices"]
 
 _SUFFIX = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
@@ -114,24 +114,31 @@ def _tier(tiers: list[dict[str, float]] | None, input_tokens: int) -> dict[str, 
 def cost_per_request(prices: dict[str, Any], w: Workload, tiers: list[dict[str, float]] | None = None) -> float | None:
     """USD for one request of workload ``w`` at ``prices`` (USD/1M tokens; ``tiers`` as in
     ``Model.price_tiers``, sorted by start); None if unknown."""
-    prices = applicable_prices(prices, tiers, w.input_tokens)
+    return tokens_cost(applicable_prices(prices, tiers, w.input_tokens), w.input_tokens, w.output_tokens,
+                       w.cached_tokens)
+
+
+def tokens_cost(prices: dict[str, Any], input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float | None:
+    """:func:`cost_per_request` of counts already checked (``0 <= cached_tokens <=
+    input_tokens``, ``output_tokens >= 0``) at ``prices`` with their tier applied: what a
+    served call costs (:func:`knollm.client.accounting.call_cost`), without a ``Workload``."""
     pin, pout = prices.get("input"), prices.get("output")
-    pcache = prices.get("cache_read")
-    fresh = w.input_tokens - w.cached_tokens
+    fresh = input_tokens - cached_tokens
     total = 0.0
     if fresh > 0:
         if pin is None:
             return None
         total += fresh * pin
-    if w.cached_tokens > 0:
+    if cached_tokens > 0:
+        pcache = prices.get("cache_read")
         p = pcache if pcache is not None else pin
         if p is None:
             return None
-        total += w.cached_tokens * p
-    if w.output_tokens > 0:
+        total += cached_tokens * p
+    if output_tokens > 0:
         if pout is None:
             return None
-        total += w.output_tokens * pout
+        total += output_tokens * pout
     total = total / 1_000_000
     if prices.get("request") is not None:
         total += prices["request"]
