@@ -93,6 +93,13 @@ def test_cache_writes_above_a_tier_are_priced_at_the_tiers_cache_write():
     assert call_cost(o, usage)[0] == pytest.approx(want)
 
 
+@pytest.mark.parametrize("usage", [{"input_tokens": 10, "output_tokens": -1},
+                                   {"input_tokens": 10, "output_tokens": 5, "cached_tokens": -3}])
+def test_a_call_with_a_negative_count_is_refused_never_priced_low(usage):
+    with pytest.raises(ValueError, match=">= 0"):
+        call_cost(offer(TIERED), usage)
+
+
 def test_the_worst_case_covers_every_cost_the_prompt_can_reach_and_no_tier_beyond_it():
     """The hold is never below what a call of at most ``prompt`` input tokens (any of them
     cache reads or writes) and ``max_tokens`` output can cost; a prompt below every tier's
