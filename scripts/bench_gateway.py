@@ -11,8 +11,9 @@ non-streamed and streamed, at concurrency 1 and 64, and prints:
 * added latency p50/p99 (gateway minus direct, concurrency 1),
 * time-to-first-token overhead p50 for streams (concurrency 1),
 * throughput through the gateway as a ratio of direct (concurrency 64): ``--rounds``
-  rounds (default 5) each measure every path in turn, each round's ratio compares runs
-  seconds apart, and the median is reported with every round's figure (on a shared
+  rounds (default 5) each measure every path in turn (the order reversed every other
+  round, so a drift of the machine's speed within rounds favours no path), each round's
+  ratio compares runs seconds apart, and the median is reported with every round's figure (on a shared
   machine the speed drifts between minutes: one pair measured minutes apart can be off
   by half),
 * CPU time per request of each process (load generator, upstream, gateway) at
@@ -488,7 +489,7 @@ def main() -> int:
             for conc in (1, 64):
                 for rnd in range(args.rounds if conc == 64 else 1):
                     for stream in (False, True):
-                        for name, url, model in paths:
+                        for name, url, model in (paths if rnd % 2 == 0 else paths[::-1]):
                             groups = ([os.getpid()], [upstream.pid], procs[name])
                             before = (time.process_time(), _cpu_s([upstream.pid]), _cpu_s(procs[name]))
                             s0, idle0, w0 = [_sched(g) for g in groups], _machine_idle(), time.perf_counter()
