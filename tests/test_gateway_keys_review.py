@@ -137,6 +137,78 @@ def test_revocation_reaches_the_free_routes_and_the_refusals_at_once(servers, tm
     assert not ledger_rows(tmp_path)
 
 
+def test_keys_update_reaches_every_replica_at_the_next_request(servers, tmp_path):
+    """Four keys (no limit, RPM, TPM, budget), each allowed ``groq/*``, cached on two
+    replicas whose key cache lasts 5 minutes. ``keys update`` moves each to
+    ``togetherai/*``: at the next request both replicas refuse groq (403) and serve
+    together, and list together's models only. Before, each replica kept the old list
+    for its key cache's lifetime."""
+    env = {**gateway_env(tmp_path, servers), "KNOLLM_GATEWAY_KEY_CACHE_S": "300"}
+    tokens = {name: new_key(env, name, "--allow", "groq/*", *opts) for name, opts in
+              (("plain", ()), ("rpm", ("--rpm", "100")), ("tpm", ("--tpm", "1000000")), ("budget", ("--budget", "10")))}
+    store = _store(tmp_path)
+    with GatewayProcess(env) as a, GatewayProcess(env) as b:
+        def each(gw: GatewayProcess, token: str) -> list[int]:
+            return [call(gw.base_url, token, GROQ)[0], call(gw.base_url, token, TOGETHER)[0]]
+
+        _in_one_minute()
+        assert [each(gw, t) for gw in (a, b) for t in tokens.values()] == [[200, 403]] * 8
+        for name in tokens:
+            assert store.update(name, allowed=["togetherai/*"]).revision == 1
+        assert [each(gw, t) for gw in (a, b) for t in tokens.values()] == [[403, 200]] * 8
+        for gw in (a, b):
+            ids = [m["id"] for m in _get(gw.base_url + "/models", tokens["plain"])[1]["data"]]
+            assert ids and all(i.startswith("togetherai/") for i in ids)
+    rows = ledger_rows(tmp_path)
+    assert sorted(r["provider"] for r in rows) == ["groq"] * 8 + ["togetherai"] * 8
+
+
+def test_limits_given_by_keys_update_apply_at_the_next_request(servers, tmp_path):
+    """A key without limits, cached: ``keys update`` gives it an RPM limit of 2 and then a
+    budget of 0, and the next requests are refused accordingly (429), on the replica
+    that cached it without them."""
+    env = {**gateway_env(tmp_path, servers), "KNOLLM_GATEWAY_KEY_CACHE_S": "300"}
+    token = new_key(env, "grows")
+    store = _store(tmp_path)
+    with GatewayProcess(env) as gw:
+        _in_one_minute()
+        assert [call(gw.base_url, token)[0] for _ in range(2)] == [200, 200]
+        store.update("grows", rpm=2)
+        assert [call(gw.base_url, token)[0] for _ in range(3)] == [200, 200, 429]  # counted from the change
+        store.update("grows", rpm=None, budget_usd=0.0)
+        status, _, body = call(gw.base_url, token)
+        assert status == 429 and body["error"]["code"] == "insufficient_quota"
+        store.update("grows", budget_usd=None)
+        assert call(gw.base_url, token)[0] == 200
+    assert len(ledger_rows(tmp_path)) == 5
+
+
+def test_a_statement_for_a_changed_key_counts_and_holds_nothing(db_url):  # noqa: F811
+    """Each statement a request runs for a key, given the revision the gateway cached,
+    refuses a key changed since (:class:`KeyChanged`) without counting, reserving or
+    holding; a revoked key is refused as revoked whatever its revision."""
+    store = KeyStore(db_url)
+    key, _ = store.create("k", rpm=10, tpm=1000, budget_usd=1.0)
+    now = time.time()
+    assert key.revision == 0 and store.hit(key.id, now, 0) == 1
+    assert store.reserve_tokens(key.id, 10, 1000, now, 0) is not None
+    assert store.reserve(key.id, 0.1, revision=0) is not None
+    store.check_live(key.id, 0)
+    assert store.update("k", rpm=20).revision == 1
+    for statement in (lambda: store.hit(key.id, now, 0), lambda: store.reserve_tokens(key.id, 10, 1000, now, 0),
+                      lambda: store.reserve(key.id, 0.1, revision=0), lambda: store.check_live(key.id, 0)):
+        with pytest.raises(gateway_keys.KeyChanged):
+            statement()
+    fresh = store.get(key.id)
+    assert (fresh.reserved_usd, store.tokens_used(key.id, now), store.hit(key.id, now, 1)) == \
+        (pytest.approx(0.1), 10, 2)  # nothing counted, reserved or held by the refused statements
+    store.revoke(key.id)
+    with pytest.raises(gateway_keys.KeyRevoked):
+        store.hit(key.id, now, 0)
+    with pytest.raises(gateway_keys.KeyRevoked):
+        store.check_live(key.id, 1)
+
+
 def test_the_store_refuses_a_revoked_key_in_every_statement_a_request_runs(db_url):  # noqa: F811
     store = KeyStore(db_url)
     key, _ = store.create("k", rpm=10, tpm=1000, budget_usd=1.0)

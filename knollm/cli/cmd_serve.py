@@ -142,7 +142,7 @@ def update(ref: str, allowed: tuple[str, ...], allow_any: bool, rpm: int | None,
            no_tpm: bool, budget: float | None, no_budget: bool, period: str | None, expires: str | None,
            no_expiry: bool, as_json: bool) -> int:
     """Change a key's limits; the key itself stays the same. Running gateways apply it
-    within seconds.
+    at the key's next request.
 
     \b
     Example: knollm serve keys update ci --budget 20 --budget-period month

@@ -35,7 +35,7 @@ from knollm.client.ticker import Ticker
 from knollm.errors import GatewayError, KnollmError
 from knollm.gateway.backend import Backend, Outcome
 from knollm.gateway.completions import chat_to_completion, completion_chunk, completions_to_chat
-from knollm.gateway.keys import KEY_PREFIX, GatewayKey, KeyStore
+from knollm.gateway.keys import KEY_PREFIX, GatewayKey, KeyChanged, KeyRevoked, KeyStore
 from knollm.gateway.metrics import CONTENT_TYPE, Metrics
 from knollm.gateway.responses import ResponsesStream, chat_to_response, response_skeleton, responses_to_chat
 from knollm.gateway.translate import (
@@ -56,7 +56,9 @@ log = logging.getLogger("knollm.gateway")
 class GatewayConfig:
     """Limits and policy. ``max_body_bytes`` bounds a request body (images included);
     ``timeout_s`` bounds a whole request (stream included); ``default_hold_usd`` is held
-    against a key's budget when a call's worst-case cost is unknown."""
+    against a key's budget when a call's worst-case cost is unknown. ``key_cache_s``: how
+    long a key found by its token (and the answer to "are keys required?") is kept; a
+    key's revocation and changes reach the gateway at its next request all the same."""
 
     max_body_bytes: int = 20 * 1024 * 1024
     timeout_s: float = 600.0
@@ -73,6 +75,7 @@ class GatewayConfig:
         return cls(max_body_bytes=int(env.get("KNOLLM_GATEWAY_MAX_BODY_BYTES", cls.max_body_bytes)),
                    timeout_s=float(env.get("KNOLLM_GATEWAY_TIMEOUT_S", cls.timeout_s)),
                    default_hold_usd=float(env.get("KNOLLM_GATEWAY_DEFAULT_HOLD_USD", cls.default_hold_usd)),
+                   key_cache_s=float(env.get("KNOLLM_GATEWAY_KEY_CACHE_S", cls.key_cache_s)),
                    require_keys=env.get("KNOLLM_GATEWAY_REQUIRE_KEYS", "").lower() in ("1", "true", "yes"))
 
 
@@ -199,6 +202,8 @@ class _Held(NamedTuple):
 
 
 _NO_HOLD = _Held(0.0, None)
+#: how many times a request is checked with a key read again (its settings changed meanwhile)
+_REREADS = 3
 
 
 class _Access:
@@ -275,15 +280,22 @@ class _Access:
 
     async def _key(self, token: str) -> GatewayKey:
         """The active key ``token`` is (401 otherwise), from a cache kept ``key_cache_s``: a
-        key revoked meanwhile is refused by the store statements of :meth:`admit`."""
+        key revoked or changed meanwhile is refused by the store statements of :meth:`admit`
+        (a changed one is read again there, :meth:`_reread`)."""
         hit = self._cache.get(token)
-        if hit is None or time.monotonic() - hit[0] > self.cfg.key_cache_s:
+        if hit is None or time.monotonic() - hit[0] > self.cfg.key_cache_s or (hit[1] is not None and
+                                                                              hit[1].expired()):
+            # (a key cached as expired is looked up again: ``keys update`` may have extended it)
             found = None if self.store is None else await run_in_threadpool(self.store.lookup, token)
             hit = (time.monotonic(), found)
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[token] = hit
-        key = hit[1]
+        return self._usable(hit[1])
+
+    @staticmethod
+    def _usable(key: GatewayKey | None) -> GatewayKey:
+        """``key``, unless unknown (or revoked) or expired: 401."""
         if key is None:
             raise GatewayError("invalid or revoked gateway key", status=401, type="authentication_error",
                                code="invalid_api_key")
@@ -303,18 +315,38 @@ class _Access:
                                "To serve other hosts or sites, create a gateway key (knollm serve keys create NAME) "
                                "and send it", status=403, type="permission_error", code="not_local")
 
-    async def allow(self, key: GatewayKey | None, targets: list[str]) -> None:
+    async def _reread(self, key: GatewayKey) -> GatewayKey:
+        """The key's settings as stored now, after a statement found them changed since the
+        key was cached (:class:`KeyChanged`): the cache's entries for it replaced, so this
+        gateway's next requests use them too."""
+        assert self.store is not None
+        fresh = await run_in_threadpool(self.store.current, key.id)
+        if fresh is None or fresh.revoked_at is not None:
+            raise KeyRevoked()
+        now = time.monotonic()
+        for token, (_, cached) in list(self._cache.items()):
+            if cached is not None and cached.id == key.id:
+                self._cache[token] = (now, fresh)
+        return self._usable(fresh)
+
+    async def allow(self, key: GatewayKey | None, targets: list[str]) -> GatewayKey | None:
         """Check the key may name every one of ``targets`` (each link of a fallback chain),
         and may use what each routes to: a target that names a model (an alias, or a
         canonical id as written) may be served by any of its deployments; any other target
         (a provider's model, however spelled) only by deployments the key allows, so
         ``--allow 'groq/*'`` is not passed by a spelling the catalog resolves elsewhere.
         A key refused here is first checked live: one revoked since it was cached gets 401,
-        not an answer about what it may call."""
-        err = self._refusal(key, targets)
-        if err is not None:
-            await self.live(key)
-            raise err
+        not an answer about what it may call, and one changed since is checked again with
+        its current list. Returns the key as checked (read again, if so)."""
+        for _ in range(_REREADS):
+            err = self._refusal(key, targets)
+            if err is None:
+                return key
+            fresh = await self.live(key)
+            if fresh is key:
+                raise err
+            key = fresh
+        raise KeyChanged()
 
     def _refusal(self, key: GatewayKey | None, targets: list[str]) -> GatewayError | None:
         if key is None or not key.allowed:
@@ -332,27 +364,45 @@ class _Access:
                                     "allow", status=403, type="permission_error", code="model_not_allowed")
         return None
 
-    async def live(self, key: GatewayKey | None) -> None:
-        """Refuse a key revoked since it was cached (:class:`KeyRevoked`, 401): one
+    async def live(self, key: GatewayKey | None) -> GatewayKey | None:
+        """Refuse a key revoked since it was cached (:class:`KeyRevoked`, 401), and return
+        its current settings (read again when ``keys update`` changed them since): one
         primary-key read, for the routes that run no other store statement for it (the
         model list, token counts, metrics) and for a refusal. Without a key, nothing."""
-        if key is not None and self.store is not None:
-            await run_in_threadpool(self.store.check_live, key.id)
+        if key is None or self.store is None:
+            return key
+        try:
+            await run_in_threadpool(self.store.check_live, key.id, key.revision)
+        except KeyChanged:
+            return await self._reread(key)
+        return key
 
     async def admit(self, key: GatewayKey | None, targets: list[str], body: dict[str, Any],
                     op: str = "chat") -> _Held:
         """Check the key may call ``targets`` now; returns what is held against its limits.
-        Each store statement run here refuses a key revoked since it was cached (401); a
-        key with no RPM, TPM or budget has its row read instead, so revocation takes
-        effect at once. A key with a TPM limit or a budget has the call's output capped:
-        without ``max_tokens`` in ``body`` it gets the one its estimate assumed."""
+        Each store statement run here refuses a key revoked since it was cached (401), and
+        one whose settings changed since (:class:`KeyChanged`: nothing was counted or held,
+        and the request is checked anew with the key as stored now); a key with no RPM, TPM
+        or budget has its row read instead, so revocation and changes take effect at once.
+        A key with a TPM limit or a budget has the call's output capped: without
+        ``max_tokens`` in ``body`` it gets the one its estimate assumed."""
         if key is None:
             return _NO_HOLD
-        await self.allow(key, targets)
+        for i in range(_REREADS):
+            try:
+                return await self._admit(key, targets, body, op)
+            except KeyChanged:
+                if i == _REREADS - 1:
+                    raise
+                key = await self._reread(key)
+        raise AssertionError("not reached")
+
+    async def _admit(self, key: GatewayKey, targets: list[str], body: dict[str, Any], op: str) -> _Held:
+        key = await self.allow(key, targets) or key
         store = self.store
         assert store is not None
         if key.rpm:
-            n = await run_in_threadpool(store.hit, key.id)
+            n = await run_in_threadpool(store.hit, key.id, None, key.revision)
             if n > key.rpm:
                 wait = str(max(1, int(60 - time.time() % 60)))
                 raise GatewayError(f"gateway key {key.name!r} is over its limit of {key.rpm} requests per minute",
@@ -361,7 +411,7 @@ class _Access:
         budgeted = key.budget_usd is not None
         if not budgeted and not key.tpm:
             if not key.rpm:  # nothing above read the key's row: is it still live?
-                await run_in_threadpool(store.check_live, key.id)
+                await run_in_threadpool(store.check_live, key.id, key.revision)
             return _NO_HOLD
         amount, tokens = self._estimate(body, targets, op)
         if amount is None and budgeted and body.get("tools"):
@@ -374,7 +424,7 @@ class _Access:
                                    code="web_search_unbounded")
         minute = None
         if key.tpm:  # calls in flight count at their estimate, so concurrent calls cannot all pass
-            minute = await run_in_threadpool(store.reserve_tokens, key.id, tokens, key.tpm)
+            minute = await run_in_threadpool(store.reserve_tokens, key.id, tokens, key.tpm, None, key.revision)
             if minute is None:
                 used = await run_in_threadpool(store.tokens_used, key.id)
                 wait = str(max(1, int(60 - time.time() % 60)))
@@ -390,7 +440,7 @@ class _Access:
         # its call is over, and a hold still there was left by a replica that died
         ttl = self.cfg.timeout_s + min(60.0, self.cfg.timeout_s)
         try:
-            hold_id = await run_in_threadpool(store.reserve, key.id, amount, ttl)
+            hold_id = await run_in_threadpool(store.reserve, key.id, amount, ttl, None, key.revision)
         except BaseException:
             await self._release_tokens(key, tokens, minute)
             raise
@@ -712,8 +762,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             del body["max_tokens"]
             targets = split_target(body["model"])
             alias = body["model"]
+            key = await access.live(key)  # (free: no other statement would see a revocation or change)
             await access.allow(key, targets)
-            await access.live(key)  # (free: no other statement would see a revocation)
             count, outcome = await backend.count_tokens(body, targets=targets, native=raw)
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
             if isinstance(e, asyncio.CancelledError):
@@ -725,8 +775,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     async def listed(request: Request) -> list[dict[str, Any]]:
         """The models this caller may call."""
-        key = await access.authenticate(request)
-        await access.live(key)
+        key = await access.live(await access.authenticate(request))
         data = await backend.models()
         return data if key is None else [d for d in data if key.allows(d["id"])]
 

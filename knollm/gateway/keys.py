@@ -12,10 +12,12 @@ it at the real cost. A hold names when
 it expires (the request's time limit, plus a margin): one a crashed replica never
 settled stops counting then, instead of shrinking the budget forever.
 
-Revocation takes effect at once: every statement a keyed request runs against the store
-(the RPM count, the TPM reservation, the budget hold, or, for a key with none of those
-limits, one read of the key's row) refuses a key revoked since the gateway cached it
-(:class:`KeyRevoked`). Once any key was created (even one now revoked or expired),
+Revocation and changes take effect at once: every statement a keyed request runs against
+the store (the RPM count, the TPM reservation, the budget hold, or, for a key with none of
+those limits, one read of the key's row) refuses a key revoked since the gateway cached it
+(:class:`KeyRevoked`), and one whose settings ``keys update`` changed since (its
+``revision``, counted by each update: :class:`KeyChanged`, on which the gateway reads the
+key again and checks the request anew, so a replica never applies the old limits). Once any key was created (even one now revoked or expired),
 :meth:`KeyStore.keys_configured` says so: a loopback gateway then requires keys.
 """
 
@@ -34,7 +36,7 @@ from typing import Any
 from knollm.errors import GatewayError, NotFoundError
 from knollm.gateway.db import Database, again_if_lost, open_database
 
-__all__ = ["GatewayKey", "KeyStore", "KeyRevoked", "hash_key", "KEY_PREFIX", "BUDGET_PERIODS", "KEEP"]
+__all__ = ["GatewayKey", "KeyStore", "KeyRevoked", "KeyChanged", "hash_key", "KEY_PREFIX", "BUDGET_PERIODS", "KEEP"]
 
 KEY_PREFIX = "kn-"
 
@@ -57,7 +59,8 @@ _SCHEMA = [
         month_start DOUBLE PRECISION,
         spent_month_usd DOUBLE PRECISION NOT NULL DEFAULT 0,
         expires_at DOUBLE PRECISION,
-        tpm INTEGER)""",
+        tpm INTEGER,
+        revision INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS gateway_key_minutes (
         key_id TEXT NOT NULL,
         minute BIGINT NOT NULL,
@@ -79,6 +82,7 @@ _ADDED = [("gateway_keys", "budget_period", "TEXT NOT NULL DEFAULT 'total'"),
           ("gateway_keys", "month_start", "DOUBLE PRECISION"),
           ("gateway_keys", "spent_month_usd", "DOUBLE PRECISION NOT NULL DEFAULT 0"),
           ("gateway_keys", "expires_at", "DOUBLE PRECISION"), ("gateway_keys", "tpm", "INTEGER"),
+          ("gateway_keys", "revision", "INTEGER NOT NULL DEFAULT 0"),
           ("gateway_key_minutes", "tokens", "BIGINT NOT NULL DEFAULT 0")]
 #: the periods a key's budget may cover (the client's budgets' vocabulary)
 BUDGET_PERIODS = ("day", "month", "total")
@@ -89,12 +93,13 @@ HOLD_TTL_S = 3600.0
 _MAX_NAME = 100  # the ledger tag key:<name> stays under the client's limit
 
 _COLS = ("id, name, prefix, allowed, rpm, budget_usd, spent_usd, reserved_usd, created_at, revoked_at, "
-         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd, expires_at, tpm")
+         "budget_period, day_start, spent_day_usd, month_start, spent_month_usd, expires_at, tpm, revision")
 # ``reserved_usd`` as shown: the live holds, plus any a gateway from before the holds
 # table left in the column (its own holds, settled there)
 _HELD = "(reserved_usd + COALESCE((SELECT SUM(amount) FROM gateway_key_holds h WHERE h.key_id = k.id " \
         "AND h.expires_at > ?), 0))"
 _COLS_HELD = _COLS.replace("reserved_usd", _HELD)
+_SAME = " AND revision = ?"  # a statement for the key's settings as the caller has them
 
 
 class KeyRevoked(GatewayError):
@@ -103,6 +108,17 @@ class KeyRevoked(GatewayError):
     def __init__(self) -> None:
         super().__init__("invalid or revoked gateway key", status=401, type="authentication_error",
                          code="invalid_api_key")
+
+
+class KeyChanged(GatewayError):
+    """The key's settings changed (``keys update``) since the gateway looked it up: the
+    statement did nothing, and the gateway reads the key again and checks the request anew
+    with its current settings. It reaches a caller only if the key keeps changing under
+    that check (503: retry)."""
+
+    def __init__(self) -> None:
+        super().__init__("the gateway key's settings changed while the request was checked; retry", status=503,
+                         type="server_error", code="key_changed")
 
 
 def hash_key(token: str) -> str:
@@ -127,6 +143,7 @@ class GatewayKey:
     spent_month_usd: float = 0.0  # spent this month (UTC)
     expires_at: float | None = None  # epoch seconds; None: never
     tpm: int | None = None  # tokens (input + output) per minute
+    revision: int = 0  # how many times ``keys update`` changed the key's settings
 
     @property
     def active(self) -> bool:
@@ -188,7 +205,8 @@ class GatewayKey:
         return cls(id=row[0], name=row[1], prefix=row[2], allowed=tuple(json.loads(row[3] or "[]")),
                    rpm=row[4], budget_usd=row[5], spent_usd=float(row[6] or 0), reserved_usd=float(row[7] or 0),
                    created_at=float(row[8]), revoked_at=row[9], budget_period=row[10] or "total",
-                   spent_day_usd=day, spent_month_usd=month, expires_at=row[15], tpm=row[16])
+                   spent_day_usd=day, spent_month_usd=month, expires_at=row[15], tpm=row[16],
+                   revision=int(row[17] or 0))
 
 
 def _current(start: float | None, spent: float | None, period: str, now: float) -> float:
@@ -277,7 +295,8 @@ class KeyStore:
         """Change a key's limits without issuing a new key (:data:`KEEP` leaves a setting
         as it is; ``None`` removes the RPM limit or the budget, ``()`` the model list).
         What the key spent stays: a budget changed to ``month`` counts this month's spend
-        so far. Running gateways apply it within seconds (their key cache's lifetime)."""
+        so far. Running gateways apply it at the key's next request: its revision changes, so
+        every statement a request runs for it refuses the cached settings (:class:`KeyChanged`)."""
         key = self.get(ref)
         new = {"allowed": key.allowed if allowed is KEEP else tuple(allowed),
                "rpm": key.rpm if rpm is KEEP else rpm,
@@ -287,7 +306,7 @@ class KeyStore:
                "tpm": key.tpm if tpm is KEEP else tpm}
         _check_settings(new["rpm"], new["budget_usd"], new["budget_period"], new["expires_at"], new["tpm"])
         self.db.execute("UPDATE gateway_keys SET allowed = ?, rpm = ?, tpm = ?, budget_usd = ?, budget_period = ?, "
-                        "expires_at = ? WHERE id = ?",
+                        "expires_at = ?, revision = revision + 1 WHERE id = ?",
                         (json.dumps(list(new["allowed"])), new["rpm"], new["tpm"], new["budget_usd"],
                          new["budget_period"], new["expires_at"], key.id))
         return self.get(key.id)
@@ -336,12 +355,15 @@ class KeyStore:
         return bool(self.db.execute("SELECT 1 FROM gateway_keys LIMIT 1"))
 
     @again_if_lost
-    def check_live(self, key_id: str) -> None:
-        """Raise :class:`KeyRevoked` when the key is revoked (or gone): one primary-key read,
+    def check_live(self, key_id: str, revision: int | None = None) -> None:
+        """Raise :class:`KeyRevoked` when the key is revoked (or gone), :class:`KeyChanged`
+        when ``revision`` (the one the caller has) is not the key's now: one primary-key read,
         for a request whose key has no limit that reads its row anyway."""
-        rows = self.db.execute("SELECT revoked_at FROM gateway_keys WHERE id = ?", (key_id,))
+        rows = self.db.execute("SELECT revoked_at, revision FROM gateway_keys WHERE id = ?", (key_id,))
         if not rows or rows[0][0] is not None:
             raise KeyRevoked()
+        if revision is not None and int(rows[0][1] or 0) != revision:
+            raise KeyChanged()
 
     # serving -----------------------------------------------------------------------
     @again_if_lost
@@ -354,17 +376,19 @@ class KeyStore:
         return GatewayKey.from_row(rows[0], now) if rows else None
 
     @again_if_lost
-    def hit(self, key_id: str, now: float | None = None) -> int:
+    def hit(self, key_id: str, now: float | None = None, revision: int | None = None) -> int:
         """Count one request in the current minute; returns the count so far (this one included).
-        A revoked key counts nothing: :class:`KeyRevoked` (the same statement checks it)."""
+        A revoked key counts nothing: :class:`KeyRevoked`; nor does one whose revision is not
+        ``revision``: :class:`KeyChanged` (the same statement checks both)."""
         minute = int((now if now is not None else time.time()) // 60)
         rows = self.db.execute(
             "INSERT INTO gateway_key_minutes (key_id, minute, n) SELECT id, ?, 1 FROM gateway_keys "
-            "WHERE id = ? AND revoked_at IS NULL "
+            f"WHERE id = ? AND revoked_at IS NULL{_SAME if revision is not None else ''} "
             "ON CONFLICT (key_id, minute) DO UPDATE SET n = gateway_key_minutes.n + 1 RETURNING n",
-            (minute, key_id))
+            (minute, key_id) if revision is None else (minute, key_id, revision))
         if not rows:
-            raise KeyRevoked()
+            self.check_live(key_id, revision)
+            raise KeyChanged()  # (not reached: no row counted is a key revoked or changed)
         self._tidy(minute)
         return int(rows[0][0])
 
@@ -381,25 +405,28 @@ class KeyStore:
         return int(rows[0][0]) if rows else 0
 
     @again_if_lost
-    def reserve_tokens(self, key_id: str, tokens: int, tpm: int, now: float | None = None) -> int | None:
+    def reserve_tokens(self, key_id: str, tokens: int, tpm: int, now: float | None = None,
+                       revision: int | None = None) -> int | None:
         """Count a call's estimated ``tokens`` in the current minute, in one conditional
         statement (replicas share it, and the database serializes it): only while the
         minute's tokens, those of finished calls plus the estimates of calls in flight, are
         under ``tpm``. Returns the minute (for :meth:`settle_tokens`), or None when the
-        minute is used up. A revoked key: :class:`KeyRevoked`. Run again on a lost
+        minute is used up. A revoked key: :class:`KeyRevoked`; one whose revision is not
+        ``revision``: :class:`KeyChanged`, nothing counted. Run again on a lost
         connection, a reservation may count twice; it is corrected once, so the minute
         keeps the extra estimate (it only refuses sooner)."""
         tokens = max(0, int(tokens))
         minute = int((now if now is not None else time.time()) // 60)
         rows = self.db.execute(
             "INSERT INTO gateway_key_minutes (key_id, minute, n, tokens) SELECT id, ?, 0, ? FROM gateway_keys "
-            "WHERE id = ? AND revoked_at IS NULL ON CONFLICT (key_id, minute) DO UPDATE "
-            "SET tokens = gateway_key_minutes.tokens + EXCLUDED.tokens WHERE gateway_key_minutes.tokens < ? "
-            "RETURNING tokens", (minute, tokens, key_id, tpm))
+            f"WHERE id = ? AND revoked_at IS NULL{_SAME if revision is not None else ''} ON CONFLICT (key_id, minute) "
+            "DO UPDATE SET tokens = gateway_key_minutes.tokens + EXCLUDED.tokens WHERE gateway_key_minutes.tokens < ? "
+            "RETURNING tokens", (minute, tokens, key_id, tpm) if revision is None else
+            (minute, tokens, key_id, revision, tpm))
         if rows:
             self._tidy(minute)
             return minute
-        self.check_live(key_id)  # refused: revoked, or the minute is used up
+        self.check_live(key_id, revision)  # refused: revoked, changed, or the minute is used up
         return None
 
     def settle_tokens(self, key_id: str, minute: int, reserved: int, used: int, now: float | None = None) -> None:
@@ -437,24 +464,28 @@ class KeyStore:
             (key_id, minute, tokens, tokens))
 
     @again_if_lost
-    def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None) -> str | None:
+    def reserve(self, key_id: str, amount: float, ttl_s: float = HOLD_TTL_S, now: float | None = None,
+                revision: int | None = None) -> str | None:
         """Hold ``amount`` USD of the key's budget for at most ``ttl_s`` seconds (a call's
         time limit): the hold's id, or None when it would exceed the budget (spent in the
         budget's period, plus the live holds, plus this one). One transaction, the key's
         row locked, so replicas reserving at once are serialized. Expired holds of the key
-        are dropped. A revoked key holds nothing: :class:`KeyRevoked`."""
+        are dropped. A revoked key holds nothing: :class:`KeyRevoked`; nor does one whose
+        revision is not ``revision`` (its budget may have changed): :class:`KeyChanged`."""
         from knollm.client.store import budget_slack
 
         now = time.time() if now is None else now
         with self.db.tx():
             rows = self.db.execute(f"SELECT budget_usd, spent_usd, reserved_usd, budget_period, day_start, "
-                                   f"spent_day_usd, month_start, spent_month_usd, revoked_at FROM gateway_keys "
+                                   f"spent_day_usd, month_start, spent_month_usd, revoked_at, revision FROM gateway_keys "
                                    f"WHERE id = ?{self._for_update}", (key_id,))
             if not rows:
                 return None
-            budget, spent, legacy, period, day_start, day, month_start, month, revoked = rows[0]
+            budget, spent, legacy, period, day_start, day, month_start, month, revoked, rev = rows[0]
             if revoked is not None:
                 raise KeyRevoked()
+            if revision is not None and int(rev or 0) != revision:
+                raise KeyChanged()
             self.db.execute("DELETE FROM gateway_key_holds WHERE key_id = ? AND expires_at <= ?", (key_id, now))
             if budget is not None:
                 if period == "day":
