@@ -288,6 +288,57 @@ def test_feed_batch_gives_what_feeding_line_by_line_gives():
     assert without.feed_batch(ev, tools=False) == ["He", "llo"] and not without.tool_deltas
 
 
+def _fields(p) -> dict:
+    return {k: getattr(p, k) for k in type(p).__slots__}
+
+
+def test_feed_batch_of_whole_one_line_events_gives_what_feeding_line_by_line_gives():
+    """The usual read of an OpenAI-compatible stream (whole events of one ``data:`` line)
+    takes ``feed_batch``'s shortcut; split at every line, in pairs, or at once, with text,
+    a refusal, tool-call deltas, usage, the end marker and an event after it, it agrees with
+    ``feed`` line by line: the same deltas in order, the same answer, nothing after ``[DONE]``."""
+    from knollm.client.transports import get_shape
+
+    ev = []
+    for payload in ('{"id":"c9","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"}}]}',
+                    '{"choices":[{"index":0,"delta":{"content":" there"}}]}',
+                    '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_9","type":"function",'
+                    '"function":{"name":"get","arguments":"{\\"a\\""}}]}}]}',
+                    '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]}}]}',
+                    '{"choices":[{"index":0,"delta":{"refusal":"no"}}]}',
+                    '{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":5,'
+                    '"completion_tokens":4}}',
+                    "[DONE]", '{"choices":[{"index":0,"delta":{"content":"after the end"}}]}'):
+        ev += ["data: " + payload, ""]
+
+    def by_line(tools: bool) -> tuple[list, object]:
+        st, out = get_shape("openai").stream_parser("p"), []
+        for line in ev:
+            out += st.feed(line)
+            if st.tool_deltas:
+                deltas = st.take_tool_deltas()
+                out += deltas if tools else []
+            if st.done:
+                break
+        return out, st.result()
+
+    for tools in (True, False):
+        want, answer = by_line(tools)
+        assert want[:2] == ["Hi", " there"] and len(want) == (4 if tools else 2)
+        splits = [[ev], [ev[i:i + 2] for i in range(0, len(ev), 2)], [[x] for x in ev]]
+        splits += [[ev[:cut], ev[cut:]] for cut in range(1, len(ev))]
+        for reads in splits:
+            st, got = get_shape("openai").stream_parser("p"), []
+            for lines in reads:
+                got += st.feed_batch(lines, tools)
+                if st.done:
+                    break
+            assert got == want, reads
+            assert st.done and _fields(st.result()) == _fields(answer)
+            assert (answer.content, answer.finish_reason, answer.usage["output_tokens"]) == ("Hi there", "tool_calls", 4)
+            assert answer.tool_calls[0]["function"] == {"name": "get", "arguments": '{"a":1}'}
+
+
 def test_cut_answer_keeps_usage_given_before_the_cut_and_the_text_so_far():
     from knollm.client.accounting import estimate_tokens
     from knollm.client.transports import cut_answer

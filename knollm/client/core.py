@@ -343,8 +343,9 @@ class _Attempt:
             if not self.tools:  # (then feed_batch gives text deltas only)
                 out.emitted += "".join(items)
             else:
-                out.emitted += "".join([x for x in items if type(x) is str])
-                if not out.tools_sent and any(type(x) is not str for x in items):
+                texts = [x for x in items if type(x) is str]
+                out.emitted += "".join(texts)
+                if len(texts) != len(items):  # tool-call deltas among them
                     out.tools_sent = True
             self._first()
         elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:

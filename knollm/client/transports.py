@@ -19,6 +19,7 @@ of them) and ``cache_write_1h_tokens`` when some cache writes were at a 1-hour T
 from __future__ import annotations
 
 import json
+import operator
 import re
 from typing import Any
 
@@ -375,6 +376,9 @@ def tool_args(arguments: Any) -> dict:
     return parsed if isinstance(parsed, dict) else {"_raw_arguments": str(arguments)}
 
 # --------------------------------------------------------------------------- stream state
+_is_data = operator.methodcaller("startswith", "data: ")
+
+
 class StreamState:
     """Accumulates a stream; ``feed(line)`` returns the text deltas the line carried.
 
@@ -429,6 +433,27 @@ class StreamState:
         items: list[Any] = []
         data = self._data
         sse = not self.shape.ndjson
+        n = len(lines)
+        if sse and not data and self._event is None and not n % 2 and lines[1::2].count("") == n // 2 \
+                and all(map(_is_data, lines[0::2])):
+            # the usual read: whole events of one ``data:`` line each (an OpenAI-compatible
+            # stream), checked by C loops; each dispatched without a pass per line
+            on_event = self.shape.on_event
+            for line in lines[0::2]:
+                payload = line[6:]
+                if payload == "[DONE]" or ("[DONE]" in payload and payload.strip() == "[DONE]"):
+                    self.done = True
+                    break
+                text = on_event(self, None, payload)
+                if text:
+                    items += text
+                if self.tool_deltas:
+                    deltas = self.take_tool_deltas()
+                    if tools:
+                        items += deltas
+                if self.done:
+                    break
+            return items
         for line in lines:
             if sse and line[:6] == "data: ":
                 data.append(line[6:])
