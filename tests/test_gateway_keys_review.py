@@ -183,6 +183,39 @@ def test_limits_given_by_keys_update_apply_at_the_next_request(servers, tmp_path
     assert len(ledger_rows(tmp_path)) == 5
 
 
+def test_a_key_changed_while_a_request_is_checked_is_checked_anew_and_counted_once(tmp_path):
+    """``keys update`` lands between two statements of one request's check (its RPM count
+    done, its budget hold not yet): the hold is refused as changed, the request is checked
+    again with the key as stored now (its new budget), and its RPM count stays at one."""
+    import asyncio
+
+    from knollm.gateway.app import GatewayConfig, _Access
+
+    store = _store(tmp_path)
+    key, _ = store.create("racing", rpm=5, budget_usd=1.0)
+    reserve, seen = store.reserve, []
+
+    def update_first(key_id, amount, ttl_s, now=None, revision=None):
+        seen.append(revision)
+        if len(seen) == 1:
+            store.update("racing", budget_usd=0.01)  # below the call's hold (0.05): refused once read
+        return reserve(key_id, amount, ttl_s, now, revision)
+
+    store.reserve = update_first
+    access = _Access(store, GatewayConfig())
+    with pytest.raises(GatewayError) as e:
+        asyncio.run(access.admit(key, ["groq/llama-3.3-70b-versatile"], {"messages": []}))
+    assert e.value.status == 429 and e.value.code == "insufficient_quota" and "$0.01" in str(e.value)
+    assert seen == [0, 1]  # refused as changed, then held against the key as updated
+    minute = int(time.time() // 60)
+    (n,) = store.db.execute("SELECT n FROM gateway_key_minutes WHERE key_id = ? AND minute >= ?",
+                            (key.id, minute - 1))[0]
+    assert n == 1
+    store.update("racing", budget_usd=1.0)
+    held = asyncio.run(access.admit(key, ["groq/llama-3.3-70b-versatile"], {"messages": []}))  # (the old revision)
+    assert held.id is not None and held.amount == pytest.approx(0.05) and seen[-1] == 2
+
+
 def test_a_statement_for_a_changed_key_counts_and_holds_nothing(db_url):  # noqa: F811
     """Each statement a request runs for a key, given the revision the gateway cached,
     refuses a key changed since (:class:`KeyChanged`) without counting, reserving or

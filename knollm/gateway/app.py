@@ -388,21 +388,25 @@ class _Access:
         ``max_tokens`` in ``body`` it gets the one its estimate assumed."""
         if key is None:
             return _NO_HOLD
+        counted: list[int] = []  # this request's RPM count, once a statement counted it (not twice)
         for i in range(_REREADS):
             try:
-                return await self._admit(key, targets, body, op)
+                return await self._admit(key, targets, body, op, counted)
             except KeyChanged:
                 if i == _REREADS - 1:
                     raise
                 key = await self._reread(key)
         raise AssertionError("not reached")
 
-    async def _admit(self, key: GatewayKey, targets: list[str], body: dict[str, Any], op: str) -> _Held:
+    async def _admit(self, key: GatewayKey, targets: list[str], body: dict[str, Any], op: str,
+                     counted: list[int]) -> _Held:
         key = await self.allow(key, targets) or key
         store = self.store
         assert store is not None
         if key.rpm:
-            n = await run_in_threadpool(store.hit, key.id, None, key.revision)
+            if not counted:
+                counted.append(await run_in_threadpool(store.hit, key.id, None, key.revision))
+            n = counted[0]
             if n > key.rpm:
                 wait = str(max(1, int(60 - time.time() % 60)))
                 raise GatewayError(f"gateway key {key.name!r} is over its limit of {key.rpm} requests per minute",
