@@ -17,8 +17,9 @@ the store (the RPM count, the TPM reservation, the budget hold, or, for a key wi
 those limits, one read of the key's row) refuses a key revoked since the gateway cached it
 (:class:`KeyRevoked`), and one whose settings ``keys update`` changed since (its
 ``revision``, counted by each update: :class:`KeyChanged`, on which the gateway reads the
-key again and checks the request anew, so a replica never applies the old limits). Once any key was created (even one now revoked or expired),
-:meth:`KeyStore.keys_configured` says so: a loopback gateway then requires keys.
+key again and checks the request anew, so a replica never applies the old limits). Once
+any key was created (even one now revoked or expired), :meth:`KeyStore.keys_configured`
+says so: a loopback gateway then requires keys.
 """
 
 from __future__ import annotations
