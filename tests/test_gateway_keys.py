@@ -272,6 +272,62 @@ def test_request_time_limit(servers, tmp_path):
         servers["groq"].default = "ok"
 
 
+def _raw(port: int, pieces: list[bytes], gap: float = 0.0, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send ``pieces`` on one connection (``gap`` seconds apart), then read until the gateway
+    closes it: what it sent, and how long after the last piece it closed."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        for i, p in enumerate(pieces):
+            if i and gap:
+                time.sleep(gap)
+            sock.sendall(p)
+        t, got = time.monotonic(), b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return got, time.monotonic() - t
+            got += data
+
+
+def test_a_request_sent_too_slowly_is_refused_and_its_connection_closed(servers, tmp_path):
+    """``KNOLLM_GATEWAY_READ_TIMEOUT_S=1``: a request whose head or body is not wholly sent
+    within a second gets 408 ``request_timeout`` and its connection is closed; a connection
+    that sends nothing is closed. uvicorn alone keeps each for ever (a byte at a time holds
+    a connection and, once the head is in, a task). Nothing is called upstream; a request
+    sent in pieces within the limit, and an answer that takes longer than it, are served."""
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_READ_TIMEOUT_S="1")
+    body = json.dumps({"model": GROQ, "messages": MSG}).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+    with GatewayProcess(env) as gw:
+        before = len(servers["groq"].requests)
+        for pieces in ([head + body[:10]], [head[:30]]):  # the body cut short; the head cut short
+            got, after = _raw(gw.port, pieces)
+            assert got.startswith(b"HTTP/1.1 408 ") and after < 2.5, got[:200]
+            error = json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]
+            assert error["code"] == "request_timeout" and "within 1 s" in error["message"]
+        assert _raw(gw.port, []) [0] == b""  # nothing sent: closed, nothing answered
+        assert len(servers["groq"].requests) == before
+        got, _ = _raw(gw.port, [head[:40], head[40:], body[:20], body[20:] ], gap=0.15)  # slow, within the limit
+        assert got.startswith(b"HTTP/1.1 200 ") and b"Hello from groq" in got
+        servers["groq"].latency = 1.5  # an answer slower than the read limit is not cut by it
+        try:
+            status, _, answer = call(gw.base_url, None, GROQ, stream=False)
+            assert status == 200 and answer["choices"][0]["message"]["content"].startswith("Hello from groq")
+        finally:
+            servers["groq"].latency = 0.0
+        with urllib.request.urlopen(gw.url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="408"} 1' in text
+
+
+def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
+    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
+    r = cli(env, "serve", "--port", str(free_port()))
+    assert r.returncode != 0 and "KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds" in r.stderr
+
+
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):
     """The limit covers the whole request, stream included: a stream whose upstream goes
     silent after the first token ends, within the limit, with a ``timeout`` error event

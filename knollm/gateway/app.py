@@ -202,6 +202,9 @@ class _Held(NamedTuple):
 
 
 _NO_HOLD = _Held(0.0, None)
+#: the scope key the server sets (to the limit, in seconds) when it closed a request it
+#: had not wholly received within the read time limit
+READ_TIMED_OUT = "knollm.read_timed_out"
 #: how many times a request is checked with a key read again (its settings changed meanwhile)
 _REREADS = 3
 
@@ -1017,6 +1020,10 @@ class _ChatRequest:
         while True:
             msg = await self.receive()
             if msg["type"] == "http.disconnect":
+                took = self.scope.get(READ_TIMED_OUT)
+                if took is not None:  # (the server closed it: see knollm.gateway.server.GatewayHTTP)
+                    raise GatewayError(f"the request was not received within {took:g} s", status=408,
+                                       type="invalid_request_error", code="request_timeout")
                 raise GatewayError("the client went away before its request arrived", status=499,
                                    type="invalid_request_error", code="client_disconnected")
             chunk = msg.get("body", b"")

@@ -81,6 +81,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         os.environ["KNOLLM_LOCK"] = os.path.abspath(lock)
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
+    read_timeout()  # (a bad value is told here, not by each worker)
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
@@ -141,16 +142,95 @@ class _OneWrite:
         return getattr(self._t, name)
 
 
+#: the default of ``KNOLLM_GATEWAY_READ_TIMEOUT_S``
+READ_TIMEOUT_S = 60.0
+
+
+def read_timeout() -> float:
+    """How long a client may take to send one request, head and body
+    (``$KNOLLM_GATEWAY_READ_TIMEOUT_S``, default 60 s)."""
+    try:
+        v = float(os.environ.get("KNOLLM_GATEWAY_READ_TIMEOUT_S") or READ_TIMEOUT_S)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < float("inf"):
+        raise GatewayError("KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds", status=500,
+                           type="server_error")
+    return v
+
+
 def _gateway_http() -> Any:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    from knollm.client.ticker import Ticker
+    from knollm.gateway.app import READ_TIMED_OUT, error_body
+
+    limit = read_timeout()
+    refusal = orjson_dumps(error_body(GatewayError(
+        f"the request was not received within {limit:g} s (KNOLLM_GATEWAY_READ_TIMEOUT_S)", status=408,
+        type="invalid_request_error", code="request_timeout")))
+    timed_out = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                 b"content-length: " + str(len(refusal)).encode() + b"\r\n\r\n" + refusal)
+
     class GatewayHTTP(HttpToolsProtocol):
-        """uvicorn's httptools protocol over :class:`_OneWrite`."""
+        """uvicorn's httptools protocol over :class:`_OneWrite`, with a time limit on reading
+        each request (uvicorn has none: a client sending its head or body a byte at a time,
+        or connecting and sending nothing, would hold a connection and its task for ever).
+        From a connection's start, and from each request's first byte, the whole request
+        must arrive within ``KNOLLM_GATEWAY_READ_TIMEOUT_S``; past it the connection gets a
+        408 (a request begun; nothing for one that never began) and is closed. The limits of
+        one event loop are checked together by its :class:`~knollm.client.ticker.Ticker`
+        (a tenth of a second late at most); an answer being written is never cut by it."""
+
+        _began: float | None = None  # when the request being read began; None: not reading one
+        _partial = False  # some of a request arrived (else: a new connection, nothing sent yet)
+        _ticker: Any = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             super().connection_made(_OneWrite(transport, self.loop))
+            self._began = self.loop.time()
+            self._ticker = Ticker.of(self.loop)
+            self._ticker.live.add(self)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._ticker is not None:
+                self._ticker.live.discard(self)
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._began, self._partial = self.loop.time(), True
+
+        def on_message_complete(self) -> None:
+            self._began = None
+            super().on_message_complete()
+
+        def tick(self, now: float) -> bool:
+            began = self._began
+            if began is None or now - began < limit:
+                return False
+            cycle = self.cycle
+            current = cycle is not None and cycle.scope is self.scope
+            if cycle is not None and not cycle.response_complete and (not current or cycle.response_started):
+                self._began = now  # an answer is being made or written: never cut it; counted anew
+                return False
+            self._began = None
+            t = self.transport
+            if not t.is_closing():
+                if self._partial:
+                    self.scope[READ_TIMED_OUT] = limit  # (the app reading its body says 408, not 499)
+                    if not (current and cycle.response_started):  # (answered already: closed, no second answer)
+                        t.write(timed_out)
+                t.close()
+            return True
 
     return GatewayHTTP
+
+
+def orjson_dumps(obj: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(obj)
 
 
 def __getattr__(name: str) -> Any:  # GatewayHTTP is built on first use: uvicorn stays off `import knollm`
