@@ -292,7 +292,7 @@ def _raw(port: int, pieces: list[bytes], gap: float = 0.0, wait: float = 5.0) ->
 
 def test_a_request_sent_too_slowly_is_refused_and_its_connection_closed(servers, tmp_path):
     """``KNOLLM_GATEWAY_READ_TIMEOUT_S=1``: a request whose head or body is not wholly sent
-    within a second gets 408 ``request_timeout`` and its connection is closed; a connection
+    within a second (at most two late) gets 408 ``request_timeout`` and its connection is closed; a connection
     that sends nothing is closed. uvicorn alone keeps each for ever (a byte at a time holds
     a connection and, once the head is in, a task). Nothing is called upstream; a request
     sent in pieces within the limit, and an answer that takes longer than it, are served."""
@@ -304,7 +304,7 @@ def test_a_request_sent_too_slowly_is_refused_and_its_connection_closed(servers,
         before = len(servers["groq"].requests)
         for pieces in ([head + body[:10]], [head[:30]]):  # the body cut short; the head cut short
             got, after = _raw(gw.port, pieces)
-            assert got.startswith(b"HTTP/1.1 408 ") and after < 2.5, got[:200]
+            assert got.startswith(b"HTTP/1.1 408 ") and after < 4, got[:200]  # (1 s, at most 2 s late)
             error = json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]
             assert error["code"] == "request_timeout" and "within 1 s" in error["message"]
         assert _raw(gw.port, []) [0] == b""  # nothing sent: closed, nothing answered

@@ -165,7 +165,14 @@ def _gateway_http() -> Any:
     from knollm.client.ticker import Ticker
     from knollm.gateway.app import READ_TIMED_OUT, error_body
 
+    class ReadTicker(Ticker):
+        """The connections' read limits, looked at once a second (a limit is a minute)."""
+
+        TICK = 1.0
+        _of_loop: dict[int, Ticker] = {}
+
     limit = read_timeout()
+    _made, _lost = HttpToolsProtocol.connection_made, HttpToolsProtocol.connection_lost
     refusal = orjson_dumps(error_body(GatewayError(
         f"the request was not received within {limit:g} s (KNOLLM_GATEWAY_READ_TIMEOUT_S)", status=408,
         type="invalid_request_error", code="request_timeout")))
@@ -176,51 +183,50 @@ def _gateway_http() -> Any:
         """uvicorn's httptools protocol over :class:`_OneWrite`, with a time limit on reading
         each request (uvicorn has none: a client sending its head or body a byte at a time,
         or connecting and sending nothing, would hold a connection and its task for ever).
-        From a connection's start, and from each request's first byte, the whole request
-        must arrive within ``KNOLLM_GATEWAY_READ_TIMEOUT_S``; past it the connection gets a
-        408 (a request begun; nothing for one that never began) and is closed. The limits of
-        one event loop are checked together by its :class:`~knollm.client.ticker.Ticker`
-        (a tenth of a second late at most); an answer being written is never cut by it."""
+        A request must arrive whole, head and body, within ``KNOLLM_GATEWAY_READ_TIMEOUT_S``
+        of being first seen unfinished (and a connection's first request, of the connection's
+        start); past it the connection gets a 408 (nothing, if no request began) and is
+        closed (at most two seconds late). An answer being made or written is never cut by
+        it. Each connection is looked at once a second by a
+        :class:`~knollm.client.ticker.Ticker` of its event loop, from uvicorn's own state:
+        reading a request costs nothing more."""
 
-        _began: float | None = None  # when the request being read began; None: not reading one
-        _partial = False  # some of a request arrived (else: a new connection, nothing sent yet)
+        _seen: Any = None  # the request found unfinished (its scope; the protocol itself: none began)
+        _since = 0.0  # when it was first found so
         _ticker: Any = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(_OneWrite(transport, self.loop))
-            self._began = self.loop.time()
-            self._ticker = Ticker.of(self.loop)
+            _made(self, _OneWrite(transport, self.loop))
+            self._seen, self._since = self, self.loop.time()
+            self._ticker = ReadTicker.of(self.loop)  # (it stays while it has a connection to look at)
             self._ticker.live.add(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self._ticker is not None:
                 self._ticker.live.discard(self)
-            super().connection_lost(exc)
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._began, self._partial = self.loop.time(), True
-
-        def on_message_complete(self) -> None:
-            self._began = None
-            super().on_message_complete()
+            _lost(self, exc)
 
         def tick(self, now: float) -> bool:
-            began = self._began
-            if began is None or now - began < limit:
+            scope, cycle = self.scope, self.cycle
+            if cycle is not None and cycle.scope is scope and not cycle.more_body:
+                self._seen = None  # the request is in (or answered): nothing is being read
                 return False
-            cycle = self.cycle
-            current = cycle is not None and cycle.scope is self.scope
-            if cycle is not None and not cycle.response_complete and (not current or cycle.response_started):
-                self._began = now  # an answer is being made or written: never cut it; counted anew
+            request = self if scope is None else scope
+            if request is not self._seen:
+                self._seen, self._since = request, now
                 return False
-            self._began = None
+            if now - self._since < limit:
+                return False
+            if self.pipeline or (cycle is not None and not cycle.response_complete
+                                 and (cycle.scope is not scope or cycle.response_started)):
+                self._since = now  # an answer is being made or written: never cut it; counted anew
+                return False
             t = self.transport
             if not t.is_closing():
-                if self._partial:
-                    self.scope[READ_TIMED_OUT] = limit  # (the app reading its body says 408, not 499)
-                    if not (current and cycle.response_started):  # (answered already: closed, no second answer)
-                        t.write(timed_out)
+                if scope is not None:  # a request began
+                    scope[READ_TIMED_OUT] = limit  # (the app reading its body says 408, not 499)
+                    if not (cycle is not None and cycle.scope is scope and cycle.response_started):
+                        t.write(timed_out)  # (answered already, early: closed without a second answer)
                 t.close()
             return True
 
