@@ -322,6 +322,25 @@ def test_a_request_sent_too_slowly_is_refused_and_its_connection_closed(servers,
         assert 'knollm_gateway_requests_total{route="/v1/chat/completions",status="408"} 1' in text
 
 
+def test_the_read_limit_never_cuts_an_answer_being_made(servers, tmp_path):
+    """A client sends a whole request and the start of a next one (pipelined) in one write;
+    the provider takes 2.5 s, past the 1 s read limit: the first answer arrives whole (the
+    limit waits for it), then the unfinished second request gets its 408."""
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_READ_TIMEOUT_S="1")
+    body = json.dumps({"model": GROQ, "messages": MSG}).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n")
+    servers["groq"].latency = 2.5
+    try:
+        with GatewayProcess(env) as gw:
+            got, _ = _raw(gw.port, [head + body + head[:40]], wait=15)
+    finally:
+        servers["groq"].latency = 0.0
+    first, _, rest = got.partition(b"\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 200 ") and b"Hello from groq" in rest, got[:300]
+    assert b"HTTP/1.1 408 " in rest and rest.rstrip().endswith(b"}")
+
+
 def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
