@@ -434,31 +434,22 @@ class StreamState:
         data = self._data
         sse = not self.shape.ndjson
         n = len(lines)
-        if sse and not data and self._event is None and not n % 2 and lines[1::2].count("") == n // 2 \
-                and all(map(_is_data, lines[0::2])):
-            # the usual read: whole events of one ``data:`` line each (an OpenAI-compatible
-            # stream), checked by C loops; each dispatched without a pass per line
-            on_event = self.shape.on_event
-            for line in lines[0::2]:
+        # the usual read, whole events of one ``data:`` line each (an OpenAI-compatible
+        # stream), checked by C loops: each event dispatched without a pass per line
+        whole = sse and not data and self._event is None and not n % 2 and lines[1::2].count("") == n // 2 \
+            and all(map(_is_data, lines[0::2]))
+        on_event = self.shape.on_event
+        for line in lines[0::2] if whole else lines:
+            if whole:
                 payload = line[6:]
                 if payload == "[DONE]" or ("[DONE]" in payload and payload.strip() == "[DONE]"):
                     self.done = True
                     break
                 text = on_event(self, None, payload)
-                if text:
-                    items += text
-                if self.tool_deltas:
-                    deltas = self.take_tool_deltas()
-                    if tools:
-                        items += deltas
-                if self.done:
-                    break
-            return items
-        for line in lines:
-            if sse and line[:6] == "data: ":
+            elif sse and line[:6] == "data: ":
                 data.append(line[6:])
                 continue
-            if sse and not line and data:  # an event ends
+            elif sse and not line and data:  # an event ends
                 text = self._dispatch()
             else:
                 text = self.feed(line)
