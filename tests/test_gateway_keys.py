@@ -341,10 +341,45 @@ def test_the_read_limit_never_cuts_an_answer_being_made(servers, tmp_path):
     assert b"HTTP/1.1 408 " in rest and rest.rstrip().endswith(b"}")
 
 
+def test_a_request_head_over_the_limit_is_refused_before_it_takes_the_memory(servers, tmp_path):
+    """``KNOLLM_GATEWAY_MAX_HEAD_BYTES=2048``: a head of 4 KiB (one long header, unfinished)
+    gets 431 ``headers_too_large`` and a closed connection; one of 1.5 KiB is served. With
+    the default limit (64 KiB), a client sending 40 MB of one header is cut off without
+    the gateway's memory growing: httptools buffers a head however long it is, and before
+    this limit the gateway's RSS grew by the header's size (50 MB for 50 MB)."""
+    import socket
+
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_MAX_HEAD_BYTES="2048")
+    with GatewayProcess(env) as gw:
+        got, _ = _raw(gw.port, [b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-long: " + b"a" * 4096])
+        assert got.startswith(b"HTTP/1.1 431 "), got[:200]
+        error = json.loads(got.split(b"\r\n\r\n", 1)[1])["error"]
+        assert error["code"] == "headers_too_large" and "over 2048 bytes" in error["message"]
+        got, _ = _raw(gw.port, [b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\nx-long: "
+                                + b"a" * 1536 + b"\r\n\r\n"])
+        assert got.startswith(b"HTTP/1.1 200 "), got[:200]
+    with GatewayProcess(gateway_env(tmp_path, servers)) as gw:
+        before = gw.rss_kb()
+        sent = 0
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            try:
+                sock.sendall(b"GET /health HTTP/1.1\r\nhost: 127.0.0.1\r\nx-long: ")
+                while sent < 40_000_000:
+                    sock.sendall(b"a" * 65536)
+                    sent += 65536
+            except OSError:  # (closed by the gateway: reset, as the client was still sending)
+                pass
+        assert sent < 40_000_000 and gw.rss_kb() - before < 10_000
+        assert call(gw.base_url, None)[0] == 200
+
+
 def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
     assert r.returncode != 0 and "KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds" in r.stderr
+    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_HEAD_BYTES": "64k", "PATH": "/usr/bin:/bin"}
+    r = cli(env, "serve", "--port", str(free_port()))
+    assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes" in r.stderr
 
 
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):

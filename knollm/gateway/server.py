@@ -81,7 +81,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         os.environ["KNOLLM_LOCK"] = os.path.abspath(lock)
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
-    read_timeout()  # (a bad value is told here, not by each worker)
+    read_timeout(), max_head_bytes()  # (a bad value is told here, not by each worker)
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
@@ -159,11 +159,34 @@ def read_timeout() -> float:
     return v
 
 
+#: the default of ``KNOLLM_GATEWAY_MAX_HEAD_BYTES``
+MAX_HEAD_BYTES = 64 * 1024
+
+
+def max_head_bytes() -> int:
+    """The largest request head (request line and headers) a client may send
+    (``$KNOLLM_GATEWAY_MAX_HEAD_BYTES``, default 64 KiB)."""
+    raw = os.environ.get("KNOLLM_GATEWAY_MAX_HEAD_BYTES") or str(MAX_HEAD_BYTES)
+    if not raw.isdigit() or int(raw) < 1024:
+        raise GatewayError("KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes, at least 1024", status=500,
+                           type="server_error")
+    return int(raw)
+
+
+def _refusal(status: int, reason: str, message: str, code: str) -> bytes:
+    """A whole HTTP answer closing its connection, with an OpenAI-shaped error body."""
+    from knollm.gateway.app import error_body
+
+    body = orjson_dumps(error_body(GatewayError(message, status=status, type="invalid_request_error", code=code)))
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
 def _gateway_http() -> Any:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from knollm.client.ticker import Ticker
-    from knollm.gateway.app import READ_TIMED_OUT, error_body
+    from knollm.gateway.app import READ_TIMED_OUT
 
     class ReadTicker(Ticker):
         """The connections' read limits, looked at once a second (a limit is a minute)."""
@@ -171,13 +194,13 @@ def _gateway_http() -> Any:
         TICK = 1.0
         _of_loop: dict[int, Ticker] = {}
 
-    limit = read_timeout()
+    limit, head_limit = read_timeout(), max_head_bytes()
     _made, _lost = HttpToolsProtocol.connection_made, HttpToolsProtocol.connection_lost
-    refusal = orjson_dumps(error_body(GatewayError(
-        f"the request was not received within {limit:g} s (KNOLLM_GATEWAY_READ_TIMEOUT_S)", status=408,
-        type="invalid_request_error", code="request_timeout")))
-    timed_out = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                 b"content-length: " + str(len(refusal)).encode() + b"\r\n\r\n" + refusal)
+    _received = HttpToolsProtocol.data_received
+    timed_out = _refusal(408, "Request Timeout", f"the request was not received within {limit:g} s "
+                         "(KNOLLM_GATEWAY_READ_TIMEOUT_S)", "request_timeout")
+    too_large = _refusal(431, "Request Header Fields Too Large", f"the request's head (request line and "
+                         f"headers) is over {head_limit} bytes (KNOLLM_GATEWAY_MAX_HEAD_BYTES)", "headers_too_large")
 
     class GatewayHTTP(HttpToolsProtocol):
         """uvicorn's httptools protocol over :class:`_OneWrite`, with a time limit on reading
@@ -191,6 +214,7 @@ def _gateway_http() -> Any:
         :class:`~knollm.client.ticker.Ticker` of its event loop, from uvicorn's own state:
         reading a request costs nothing more."""
 
+        _head = 0  # bytes received while the request's head was being read
         _seen: Any = None  # the request found unfinished (its scope; the protocol itself: none began)
         _since = 0.0  # when it was first found so
         _ticker: Any = None
@@ -205,6 +229,23 @@ def _gateway_http() -> Any:
             if self._ticker is not None:
                 self._ticker.live.discard(self)
             _lost(self, exc)
+
+        def data_received(self, data: bytes) -> None:
+            """uvicorn's, then the head's size: httptools buffers a head however long it is
+            (uvicorn's h11 protocol stops at 16 KiB), so without a limit one client's endless
+            header takes the worker's memory."""
+            _received(self, data)
+            cycle, scope = self.cycle, self.scope
+            if scope is None or cycle is not None and cycle.scope is scope:
+                self._head = 0  # no head being read
+                return
+            self._head += len(data)
+            if self._head > head_limit:
+                t = self.transport
+                if not t.is_closing():
+                    if cycle is None or cycle.response_complete:  # (never a second answer into one being written)
+                        t.write(too_large)
+                    t.close()
 
         def tick(self, now: float) -> bool:
             scope, cycle = self.scope, self.cycle
