@@ -175,9 +175,9 @@ def max_head_bytes() -> int:
 
 def _refusal(status: int, reason: str, message: str, code: str) -> bytes:
     """A whole HTTP answer closing its connection, with an OpenAI-shaped error body."""
-    from knollm.gateway.app import error_body
+    from knollm.gateway.app import _dumps, error_body
 
-    body = orjson_dumps(error_body(GatewayError(message, status=status, type="invalid_request_error", code=code)))
+    body = _dumps(error_body(GatewayError(message, status=status, type="invalid_request_error", code=code)))
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
@@ -212,7 +212,8 @@ def _gateway_http() -> Any:
         closed (at most two seconds late). An answer being made or written is never cut by
         it. Each connection is looked at once a second by a
         :class:`~knollm.client.ticker.Ticker` of its event loop, from uvicorn's own state:
-        reading a request costs nothing more."""
+        reading a request costs nothing more. A request's head is limited too
+        (``KNOLLM_GATEWAY_MAX_HEAD_BYTES``: 431, see :meth:`data_received`)."""
 
         _head = 0  # bytes received while the request's head was being read
         _seen: Any = None  # the request found unfinished (its scope; the protocol itself: none began)
@@ -272,12 +273,6 @@ def _gateway_http() -> Any:
             return True
 
     return GatewayHTTP
-
-
-def orjson_dumps(obj: Any) -> bytes:
-    import orjson
-
-    return orjson.dumps(obj)
 
 
 def __getattr__(name: str) -> Any:  # GatewayHTTP is built on first use: uvicorn stays off `import knollm`
