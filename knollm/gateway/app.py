@@ -205,6 +205,12 @@ _NO_HOLD = _Held(0.0, None)
 #: the scope key the server sets (to the limit, in seconds) when it closed a request it
 #: had not wholly received within the read time limit
 READ_TIMED_OUT = "knollm.read_timed_out"
+#: the scope's ``extensions`` key of the server's ``whole_answer(send, status, content_type,
+#: headers, body, chunked=False) -> bool`` (``knollm serve``'s uvicorn protocol: an answer
+#: known whole written at once, see :class:`knollm.gateway.server.GatewayHTTP`); False, or
+#: no such key: sent through ASGI
+WHOLE_ANSWER = "knollm.whole_answer"
+_NO_EXTENSIONS: dict[str, Any] = {}
 #: how many times a request is checked with a key read again (its settings changed meanwhile)
 _REREADS = 3
 
@@ -935,9 +941,18 @@ class _JSONBytes(Response):
     media_type = "application/json"
 
     def __init__(self, body: bytes, status: int, headers: dict[str, str]) -> None:
-        self.body, self.status_code, self.background = body, status, None
-        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json"),
-                            *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]]
+        self.body, self.status_code, self.background, self._headers = body, status, None, headers
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        return [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json"),
+                *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        whole = scope.get("extensions", _NO_EXTENSIONS).get(WHOLE_ANSWER)
+        if whole is None or not await whole(send, self.status_code, "application/json", self._headers, self.body):
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": self.body})
 
 
 class _EventStream(Response):
@@ -952,8 +967,12 @@ class _EventStream(Response):
         self.body_iterator = body
         self.status_code = 200
         self.background = None
-        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                            *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]]
+        self._headers = headers
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        return [(b"content-type", b"text/event-stream; charset=utf-8"),
+                *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         task = asyncio.current_task()
@@ -971,8 +990,14 @@ class _EventStream(Response):
         it = self.body_iterator
         try:
             data, more = await it.__anext__()  # the first piece: the first batch is already here
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if not more:  # the whole stream in one write: nothing to watch for
+                whole = scope.get("extensions", _NO_EXTENSIONS).get(WHOLE_ANSWER)
+                if whole is not None and await whole(send, 200, "text/event-stream; charset=utf-8", self._headers,
+                                                     data, chunked=True):
+                    await _ended(it)
+                    return
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if not more:
                 await send({"type": "http.response.body", "body": data, "more_body": False})
                 # the body ends on its own: closed at its last piece instead, its
                 # bookkeeping would take the stream for one whose client went away (499)
