@@ -282,7 +282,9 @@ def _gateway_http() -> Any:
         it. Each connection is looked at once a second by a
         :class:`~knollm.client.ticker.Ticker` of its event loop, from uvicorn's own state:
         reading a request costs nothing more. A request's head is limited too
-        (``KNOLLM_GATEWAY_MAX_HEAD_BYTES``: 431, see :meth:`data_received`)."""
+        (``KNOLLM_GATEWAY_MAX_HEAD_BYTES``: 431, see :meth:`data_received`). Each request's
+        scope offers ``whole_answer`` (``extensions[WHOLE_ANSWER]``): an answer the app has
+        whole, written as uvicorn's two sends would write it, for less."""
 
         _head = 0  # bytes received while the request's head was being read
         _seen: Any = None  # the request found unfinished (its scope; the protocol itself: none began)
