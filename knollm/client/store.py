@@ -275,6 +275,7 @@ class SQLiteStore:
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._busy_ms = self._busy_now = int(busy_timeout_ms)
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._cur = self._db.cursor()
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version in _OLD:
             self._upgrade()
@@ -395,7 +396,7 @@ class SQLiteStore:
         """``BEGIN IMMEDIATE``, waiting at most ``busy_ms`` (when given) for another
         process's write lock instead of the store's busy timeout. Under ``self._lock``."""
         self._busy(self._busy_ms if busy_ms is None else int(busy_ms))
-        self._db.execute("BEGIN IMMEDIATE")
+        self._cur.execute("BEGIN IMMEDIATE")
 
     def reserve(self, budgets: list[Budget], scope: dict[str, Any], amount: float | None,
                 busy_ms: int | None = None) -> tuple[str | None, str | None]:
@@ -445,11 +446,12 @@ class SQLiteStore:
             self._begin(busy_ms)
             try:
                 out = []
+                cur = self._cur  # (one cursor for the ledger's writes: Connection.execute makes one a statement)
                 for reservation_id, row in items:
                     if reservation_id is not None:
-                        self._db.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
-                    out.append(self._db.execute(*_insert(row_values(row))).rowcount == 1)
-                self._db.execute("COMMIT")
+                        cur.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                    out.append(cur.execute(*_insert(row_values(row))).rowcount == 1)
+                cur.execute("COMMIT")
                 return out
             except BaseException:
                 if self._db.in_transaction:
