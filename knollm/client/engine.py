@@ -35,6 +35,8 @@ from knollm.retry import retry_after_of
 __all__ = ["Outcome", "flow", "parse_answer"]
 
 
+_new = object.__new__
+
 @dataclass
 class Outcome:
     parsed: Parsed | None = None
@@ -236,7 +238,8 @@ def _finish(plan: Plan, d: Deployment, out: Outcome, t0: float, stream: bool, ev
     d.breaker.record(True)
     d.slot.limiter.correct(ev, u.input_tokens + u.output_tokens)
     rq = new_id()
-    res = ChatResult(
+    res = _new(ChatResult)  # (__init__ called as a method takes its keywords without the dict a class call builds)
+    res.__init__(  # type: ignore[misc]
         content=p.content, provider=d.provider, model=d.model, key=d.slot.label, target=plan.target,
         finish_reason=p.finish_reason, tool_calls=p.tool_calls, usage=u, cost_usd=cost, price_source=source,
         unpriced_reason=unpriced, ttft_ms=None if out.ttft_ms is None else round(out.ttft_ms, 2),

@@ -76,14 +76,19 @@ def map_client_error(exc: KnollmError) -> GatewayError:
 _NOT_PARAMS = ("model", "messages", "stream", "stream_options", "tag")
 
 
+_new = object.__new__
+
+
 def _outcome_of(res: Any) -> Outcome:
     u = res.usage
-    return Outcome(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
+    o = _new(Outcome)  # (as engine._finish makes its result: no keyword dict)
+    o.__init__(provider=res.provider, model=res.model, cost_usd=res.cost_usd, price_source=res.price_source,
                    unpriced_reason=res.unpriced_reason, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                    cached_tokens=u.cached_tokens, attempts=list(res.attempts),
                    ttft_s=None if getattr(res, "ttft_ms", None) is None else res.ttft_ms / 1000,
                    duration_s=res.duration_ms / 1000, request_id=res.request_id or None,
                    served=True)
+    return o
 
 
 def _charge(o: Outcome, interrupted: Any) -> None:
