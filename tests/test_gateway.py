@@ -1232,6 +1232,11 @@ def test_one_write_transport_sends_a_turns_writes_together():
         await asyncio.sleep(0)
         assert len(real.sent) == 2  # the turn's flush finds nothing more to send
         assert t.get_extra_info("peername") == ("127.0.0.1", 1)
+        assert t.is_closing() is True  # (bound once: still the transport's answer now)
+        real.resume_reading = lambda: "resumed"  # a method the transport gained after the wrap
+        assert t.resume_reading() == "resumed"
+        with pytest.raises(AttributeError):
+            t.pause_reading()  # the transport has none: as the transport would say
 
     asyncio.run(go())
 

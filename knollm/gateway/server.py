@@ -114,12 +114,20 @@ class _OneWrite:
     JSON answer), and the answers finished in one turn would each wake the caller's
     process alone. Everything else is the transport's; ``close`` sends what is pending first."""
 
-    __slots__ = ("_t", "_box")
+    #: the transport's methods uvicorn calls while serving, bound once per connection: a
+    #: name found on the wrapper itself costs no failed lookup (each one that falls
+    #: through to ``__getattr__`` raises and clears an ``AttributeError`` first)
+    _BOUND = ("is_closing", "pause_reading", "resume_reading", "get_extra_info")
+    __slots__ = ("_t", "_box", *_BOUND)
 
     def __init__(self, transport: Any, loop: Any) -> None:
         from knollm.client.outbox import Outbox
 
         self._t, self._box = transport, Outbox.of(loop)
+        for name in self._BOUND:
+            method = getattr(transport, name, None)
+            if method is not None:  # (left unset, the name falls through to the transport as any other)
+                setattr(self, name, method)
 
     def write(self, data: bytes) -> None:
         self._box.write(self._t, data)
