@@ -153,15 +153,20 @@ class ChatResult:
             m["refusal"] = f.refusal
         return m
 
-    def model_dump(self, *, knollm: bool = True) -> dict[str, Any]:
-        """This result as an OpenAI ``ChatCompletion`` dict, plus a ``knollm`` extra (all of
-        :meth:`to_dict` but the message) unless ``knollm=False``."""
+    def openai_usage(self) -> dict[str, Any]:
+        """The ``usage`` of :meth:`model_dump` (OpenAI's words)."""
         u = self.usage
         usage: dict[str, Any] = {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
                                  "total_tokens": u.input_tokens + u.output_tokens,
                                  "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
         if u.reasoning_tokens is not None:  # (counted in completion_tokens already, as OpenAI's are)
             usage["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
+        return usage
+
+    def model_dump(self, *, knollm: bool = True) -> dict[str, Any]:
+        """This result as an OpenAI ``ChatCompletion`` dict, plus a ``knollm`` extra (all of
+        :meth:`to_dict` but the message) unless ``knollm=False``."""
+        usage = self.openai_usage()
         d = {
             "id": self.response_id or f"chatcmpl-{self.request_id}",
             "object": "chat.completion",

@@ -218,7 +218,7 @@ class _ClientStream:
         refusal = getattr(res.finish_reason, "refusal", None) if type(res.finish_reason) is not str else None
         if refusal is not None:  # an OpenAI-compatible provider's delta.refusal, given whole
             end["choices"][0]["delta"]["refusal"] = refusal
-        last = _chunk(rid, created, res.model, None, usage=res.model_dump(knollm=False)["usage"])
+        last = _chunk(rid, created, res.model, None, usage=res.openai_usage())
         if res.blocks is not None:  # (an Anthropic answer with a server tool's blocks: its usage counts them)
             last[ANTHROPIC_NATIVE] = {"server_tool_use": {"web_search_requests": res.usage.web_searches}}
         yield pending + [end, last]
