@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -19,6 +20,11 @@ from knollm.client.spool import LedgerWarning, Spool, data_errors, legacy_spool,
 from knollm.client.transports import Embedded, StreamState, classify_error, cut_answer, embed_params, get_shape
 from knollm.errors import KnollmError, ProviderError, StreamInterrupted
 from knollm.retry import retry_after_of
+
+#: the async code below binds ``asyncio`` from here: an event loop runs it, so the module
+#: is loaded, and an ``import`` statement costs about 900 instructions a call on the
+#: gateway's hot path (the sync client never imports asyncio: about 40 ms)
+_MODULES = sys.modules
 
 __all__ = ["Client", "AsyncClient", "ChatStream", "AsyncChatStream"]
 
@@ -663,7 +669,7 @@ class _GroupCommit:
         self.loop: Any = None
 
     async def settle(self, arg: tuple[str | None, dict]) -> bool:
-        import asyncio
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
 
         self.loop = asyncio.get_running_loop()
         fut = self.loop.create_future()
@@ -733,7 +739,7 @@ class AsyncClient(_Base):
         returning only once its row is committed. A store that says it blocks on the
         network (``store.blocking``, e.g. PostgreSQL) is called from a worker thread, so a
         round trip never stalls the event loop."""
-        import asyncio
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
 
         store = plan.store
         blocking = getattr(store, "blocking", False)
@@ -780,7 +786,7 @@ class AsyncClient(_Base):
         return await self._chat(target, [], {**params, "input": input}, "embed")
 
     async def _chat(self, target: Any, messages: list[dict], params: dict, op: str = "chat") -> Any:
-        import asyncio
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
 
         plan = self.plan(target, messages, params, op)
         steps = _Steps(flow(plan, False))
@@ -875,7 +881,7 @@ class AsyncChatStream(_StreamBase):
         await self.aclose()
 
     async def _run(self, tools: bool) -> AsyncIterator[list | ChatResult]:
-        import asyncio
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
 
         plan = self._plan()
         steps = self._steps = _Steps(flow(plan, True))
@@ -912,7 +918,7 @@ class AsyncChatStream(_StreamBase):
     async def _stop(self, plan: Plan, d: Deployment) -> None:
         """End the flow of a stopped attempt (:class:`_Stop`), once: ``aclose()`` and the
         loop's finalizer of a dropped stream may both get here; the second waits."""
-        import asyncio
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
 
         if self._stopping is not None:
             await asyncio.shield(self._stopping)

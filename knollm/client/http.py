@@ -119,10 +119,16 @@ def _cut(status: int, headers: Any, got: list[bytes], e: Exception, kind_of: Any
     return Reply(status, headers, _text(got), cut=e)
 
 
-def _json_bytes(body: dict) -> bytes:
-    import orjson
+_dumps: Any = None  # orjson.dumps, imported at the first request body (not by `import knollm`)
 
-    return orjson.dumps(body)
+
+def _json_bytes(body: dict) -> bytes:
+    global _dumps
+    if _dumps is None:
+        import orjson
+
+        _dumps = orjson.dumps
+    return _dumps(body)
 
 
 # --------------------------------------------------------------------------- httpx2
