@@ -394,6 +394,45 @@ def test_async_calls_finishing_together_share_one_ledger_transaction(srv, tmp_pa
     assert spool_for(tmp_path / "k.db").read_text() == ""
 
 
+def test_a_batch_a_stopped_loop_left_is_written_with_the_next_loops(srv, tmp_path):
+    """The group commit joins a call to the batch of the loop writing it (looked up once a
+    batch); a batch a loop left unwritten (stopped before its flush ran) is written with the
+    next loop's batch, and that loop's calls are answered (before, its flag stayed busy)."""
+    import asyncio
+
+    from knollm.client.core import _GroupCommit
+
+    store = SQLiteStore(tmp_path / "k.db")
+
+    async def one():
+        async with AsyncClient(catalog=Catalog(catalog(model("groq", "llama-3.3-70b-versatile"))), store=store,
+                               env=env_for(srv, {"GROQ_API_KEY": "gsk-x"})) as c:
+            return await asyncio.gather(*(c.chat("groq/llama-3.3-70b-versatile", MSG) for _ in range(5)))
+
+    from knollm import AsyncClient
+
+    done = asyncio.run(one())
+    assert sorted(r["request_id"] for r in store.rows()) == sorted(r.request_id for r in done)
+
+    # a batch left behind: its loop stops before the flush it scheduled runs
+    g = _GroupCommit(store, lambda st, items, busy_ms=None: st.settle_many(items))
+    row = dict(store.rows()[0], request_id="left-behind")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(g.settle((None, row)))
+    loop.call_soon(loop.stop)  # (runs before the flush the settle schedules)
+    loop.run_forever()
+    assert g.pending and not store.rows(request_id="left-behind")
+    task.cancel()
+    loop.close()
+
+    async def later():
+        return await asyncio.wait_for(g.settle((None, dict(row, request_id="next-loop"))), 10)
+
+    assert asyncio.run(later()) is True
+    assert store.rows(request_id="left-behind") and store.rows(request_id="next-loop")
+    assert not g.pending
+
+
 def test_a_network_store_is_called_off_the_event_loop(srv, tmp_path):
     """A store that says it blocks (``blocking = True``, as PostgreSQL's does) gets its
     budget holds and ledger writes from worker threads, never on the event loop; rows and

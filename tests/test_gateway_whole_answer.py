@@ -7,6 +7,7 @@ both carry), and every answer the path does not write must come out as uvicorn w
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from knollm.gateway.app import WHOLE_ANSWER
+from knollm.gateway.app import EVENT_LOOP, WHOLE_ANSWER
 
 JSON = "application/json"
 SSE = "text/event-stream; charset=utf-8"
@@ -53,6 +54,7 @@ class Server:
         from tests.support.gateway_proc import free_port
 
         self.taken: list[tuple[str, bool]] = []
+        self.loops: list[bool] = []  # each request's EVENT_LOOP extension: the loop running its app?
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, http=srv.GatewayHTTP,
                                                     interface="asgi3", lifespan="off", proxy_headers=False,
@@ -64,6 +66,7 @@ class Server:
             return
         while (await receive()).get("more_body"):
             pass
+        self.loops.append(scope["extensions"].get(EVENT_LOOP) is asyncio.get_running_loop())
         how, name = scope["path"].strip("/").split("/")
         status, ctype, headers, body, chunked = CASES[name]
         if how in ("whole", "wrapped"):
@@ -218,6 +221,15 @@ def test_a_head_request_is_left_to_uvicorn(server):
     asgi, _ = exchange(server.port, request("/asgi/json", method=b"HEAD"), heads=True)
     assert server.taken == [("json", False)]
     assert undated(whole) == undated(asgi)
+
+
+def test_each_request_is_offered_the_event_loop_serving_it(server):
+    """``extensions[EVENT_LOOP]``: the loop running the request's app (the gateway's time
+    limit takes it instead of looking the running loop up, a getpid call on CPython 3.11)."""
+    del server.loops[:]
+    for path in ("/whole/json", "/asgi/json"):
+        exchange(server.port, request(path))
+    assert server.loops == [True, True]
 
 
 def test_the_gateways_answers_are_offered_whole_and_sent_through_asgi_when_declined():

@@ -669,14 +669,21 @@ class _GroupCommit:
         self.loop: Any = None
 
     async def settle(self, arg: tuple[str | None, dict]) -> bool:
-        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
-
-        self.loop = asyncio.get_running_loop()
-        fut = self.loop.create_future()
+        loop = self.loop
+        if not self.pending or loop is None or not loop.is_running():
+            # the first of a batch looks the running loop up (on CPython 3.11 a getpid system
+            # call); the others join the batch of the loop that will write it
+            asyncio = _MODULES.get("asyncio") or __import__("asyncio")
+            loop = asyncio.get_running_loop()
+            if loop is not self.loop:
+                # another loop (an earlier one stopped, asyncio.run again): a batch the earlier
+                # one left unwritten (its flush will not run) is written with this one's
+                self.loop, self.busy = loop, False
+        fut = loop.create_future()
         self.pending.append((arg, fut))
         if not self.busy:
             self.busy = True
-            self.loop.call_soon(self._flush)
+            loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
@@ -710,10 +717,13 @@ class _GroupCommit:
     def _done(self, batch: list, error: BaseException | None, done: list[bool] | None) -> None:
         for i, (_, fut) in enumerate(batch):
             if not fut.done():
-                if error is not None:
-                    fut.set_exception(error)
-                else:
-                    fut.set_result(done[i])
+                try:
+                    if error is not None:
+                        fut.set_exception(error)
+                    else:
+                        fut.set_result(done[i])
+                except RuntimeError:  # (a waiter of an event loop closed meanwhile: its row is written)
+                    pass
         if self.pending:
             self.loop.call_soon(self._flush)
         else:

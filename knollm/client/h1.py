@@ -413,10 +413,10 @@ class AsyncH1:
         return True
 
     async def _acquire(self, o: _Origin, connect: float) -> _Conn:
-        loop = asyncio.get_running_loop()
         c = self._take_idle(o)
-        if c is not None:
+        if c is not None:  # (the usual case: no running-loop lookup, which costs a getpid system call)
             return c
+        loop = asyncio.get_running_loop()
         while self._open >= self.max_connections and not self._evict_idle():
             w = loop.create_future()
             self._waiters.append(w)

@@ -210,6 +210,10 @@ READ_TIMED_OUT = "knollm.read_timed_out"
 #: known whole written at once, see :class:`knollm.gateway.server.GatewayHTTP`); False, or
 #: no such key: sent through ASGI
 WHOLE_ANSWER = "knollm.whole_answer"
+#: the scope's ``extensions`` key of the event loop serving the connection (``knollm
+#: serve``'s protocol sets it): on CPython 3.11 ``asyncio.get_running_loop()`` makes a
+#: ``getpid`` system call (its check against a fork), a request's time limit needs the loop
+EVENT_LOOP = "knollm.event_loop"
 _NO_EXTENSIONS: dict[str, Any] = {}
 #: how many times a request is checked with a key read again (its settings changed meanwhile)
 _REREADS = 3
@@ -609,9 +613,10 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return error_response(route, started, e, alias, anthropic)
         tag = key.tag if key is not None else None  # the ledger's caller: key:<name>, never the token
         if body.get("stream"):
-            return await _stream(body, targets, tag, key, held, route, started, alias, dialect, raw)
+            return await _stream(body, targets, tag, key, held, route, started, alias, dialect, raw,
+                                 request.scope.get("extensions", _NO_EXTENSIONS).get(EVENT_LOOP))
         outcome: Outcome | None = None
-        deadline = _Deadline(cfg.timeout_s)
+        deadline = _Deadline(cfg.timeout_s, request.scope.get("extensions", _NO_EXTENSIONS).get(EVENT_LOOP))
         try:
             work = backend.embed(body, targets=targets, tag=tag) if op == "embed" else \
                 backend.complete(body, targets=targets, tag=tag)
@@ -644,10 +649,10 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         return _JSONBytes(_dumps(resp), 200, headers)
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
-                      held: _Held, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any]
-                      ) -> Response:
+                      held: _Held, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any],
+                      loop: Any = None) -> Response:
         anthropic = dialect == "anthropic"
-        deadline = _Deadline(cfg.timeout_s)  # the whole request, stream included
+        deadline = _Deadline(cfg.timeout_s, loop)  # the whole request, stream included
         stream: Any = None
         try:  # until the body starts, a failure is an error answer, settled and counted here
             want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -975,7 +980,7 @@ class _EventStream(Response):
                 *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self._headers.items()]]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        task = asyncio.current_task()
+        task: Any = None  # (looked up once a watcher is needed: a running-loop lookup is a getpid call)
         gone = ended = False
         watcher = None
 
@@ -1003,6 +1008,7 @@ class _EventStream(Response):
                 # bookkeeping would take the stream for one whose client went away (499)
                 await _ended(it)
                 return
+            task = asyncio.current_task()
             watcher = asyncio.ensure_future(watch())
             await send({"type": "http.response.body", "body": data, "more_body": True})
             async for data, more in it:
@@ -1071,9 +1077,10 @@ class _Deadline:
 
     __slots__ = ("task", "at", "expired", "waiting", "ticker")
 
-    def __init__(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
+    def __init__(self, seconds: float, loop: Any = None) -> None:
+        if loop is None:  # (the server's, when it said: the lookup costs a getpid system call)
+            loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task(loop)  # (given the loop: no running-loop lookup)
         self.at = loop.time() + seconds
         self.expired = self.waiting = False
         self.ticker = Ticker.of(loop)

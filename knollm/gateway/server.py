@@ -201,7 +201,7 @@ def _gateway_http() -> Any:
     from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
     from knollm.client.ticker import Ticker
-    from knollm.gateway.app import READ_TIMED_OUT, WHOLE_ANSWER
+    from knollm.gateway.app import EVENT_LOOP, READ_TIMED_OUT, WHOLE_ANSWER
 
     class ReadTicker(Ticker):
         """The connections' read limits, looked at once a second (a limit is a minute)."""
@@ -276,7 +276,6 @@ def _gateway_http() -> Any:
         cycle.on_response()
         return True
 
-    extensions = MappingProxyType({WHOLE_ANSWER: whole_answer})  # (one for all requests: read-only)
     _begin = HttpToolsProtocol.on_message_begin
 
     class GatewayHTTP(HttpToolsProtocol):
@@ -292,15 +291,20 @@ def _gateway_http() -> Any:
         reading a request costs nothing more. A request's head is limited too
         (``KNOLLM_GATEWAY_MAX_HEAD_BYTES``: 431, see :meth:`data_received`). Each request's
         scope offers ``whole_answer`` (``extensions[WHOLE_ANSWER]``): an answer the app has
-        whole, written as uvicorn's two sends would write it, for less."""
+        whole, written as uvicorn's two sends would write it, for less; and the connection's
+        event loop (``extensions[EVENT_LOOP]``)."""
 
         _head = 0  # bytes received while the request's head was being read
         _seen: Any = None  # the request found unfinished (its scope; the protocol itself: none began)
         _since = 0.0  # when it was first found so
         _ticker: Any = None
+        _extensions: Any = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             _made(self, _OneWrite(transport, self.loop))
+            # (one for the connection's requests, read-only: whole_answer, and the loop the
+            # app would otherwise look up with a getpid system call: EVENT_LOOP)
+            self._extensions = MappingProxyType({WHOLE_ANSWER: whole_answer, EVENT_LOOP: self.loop})
             self._seen, self._since = self, self.loop.time()
             self._ticker = ReadTicker.of(self.loop)  # (it stays while it has a connection to look at)
             self._ticker.live.add(self)
@@ -328,11 +332,12 @@ def _gateway_http() -> Any:
                     t.close()
 
         def on_message_begin(self) -> None:
-            """uvicorn's, the request's scope offering ``whole_answer`` (WHOLE_ANSWER)."""
+            """uvicorn's, the request's scope offering ``whole_answer`` (WHOLE_ANSWER) and
+            the connection's event loop (EVENT_LOOP)."""
             _begin(self)
             scope = self.scope
             if "extensions" not in scope:  # (uvicorn's httptools protocol offers none of its own)
-                scope["extensions"] = extensions
+                scope["extensions"] = self._extensions
 
         def tick(self, now: float) -> bool:
             scope, cycle = self.scope, self.cycle
