@@ -558,3 +558,36 @@ def test_a_key_with_a_line_break_is_refused_before_sending(srv):
         c.chat("groq/llama-3.3-70b-versatile", MSG)
     assert "GROQ_API_KEY" in str(ei.value) and "line break" in str(ei.value)
     assert GROQ_KEY not in str(ei.value) and srv["groq"].requests == []
+
+
+@pytest.mark.parametrize("where", ["os.environ", "mapping"])
+def test_a_changed_base_url_variable_reaches_the_next_plan(monkeypatch, where):
+    """A router keeps each offer's deployments, and reads KNOLLM_<PROVIDER>_BASE_URL again at
+    every plan: a new value (set in os.environ, or in the mapping the router was given) moves
+    the next call to it, the old deployment's state left behind; an unchanged one keeps it."""
+    import os
+
+    from knollm.client.routing import Offer, Router, Settings
+
+    env = os.environ if where == "os.environ" else {}
+    if where == "os.environ":
+        monkeypatch.setenv("GROQ_API_KEY", "gsk-test-0000")
+        monkeypatch.setenv("KNOLLM_GROQ_BASE_URL", "http://127.0.0.1:9/v1")
+    else:
+        env.update({"GROQ_API_KEY": "gsk-test-0000", "KNOLLM_GROQ_BASE_URL": "http://127.0.0.1:9/v1"})
+    r = Router(None, Settings(), env=None if where == "os.environ" else env)
+    offer = Offer("groq/m", "groq", "m")
+    first = r.deployments(offer)[0][0]
+    assert first.base_url == "http://127.0.0.1:9/v1"
+    assert r.deployments(offer)[0][0] is first  # unchanged: the same deployment (its breaker, its stats)
+    if where == "os.environ":
+        monkeypatch.setenv("KNOLLM_GROQ_BASE_URL", "http://127.0.0.1:10/v1")
+    else:
+        env["KNOLLM_GROQ_BASE_URL"] = "http://127.0.0.1:10/v1"
+    moved = r.deployments(offer)[0][0]
+    assert moved.base_url == "http://127.0.0.1:10/v1" and moved is not first
+    if where == "os.environ":
+        monkeypatch.delenv("KNOLLM_GROQ_BASE_URL")
+    else:
+        del env["KNOLLM_GROQ_BASE_URL"]
+    assert r.deployments(offer)[0][0].base_url != "http://127.0.0.1:10/v1"  # back to the registry's

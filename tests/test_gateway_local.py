@@ -152,3 +152,36 @@ def test_the_loopback_answer_is_remembered_for_at_most_256_hosts():
     for host in ("evil5.example", "evil999.example", "127.0.0.1.nip.io", "localhost.evil.example", "10.0.0.1"):
         assert app._loopback_name(host) is False, host
     assert len(app._LOOPBACK_SEEN) == 256
+
+
+def test_the_chat_handlers_header_view_keeps_the_first_value_and_decodes_on_read():
+    """The chat routes read headers through ``_Headers``: a repeated header's first value (the
+    loopback check reads the first ``Host``, as before), latin-1 values, absent ones None."""
+    from knollm.gateway.app import _Headers
+
+    h = _Headers([(b"host", b"evil.example"), (b"x-note", b"caf\xe9"), (b"host", b"127.0.0.1:4000"),
+                  (b"content-length", b"12")])
+    assert h.get("host") == "evil.example"
+    assert h.get("x-note") == "café"
+    assert h.get("content-length") == "12"
+    assert h.get("origin") is None and h.get("origin", "") == ""
+    assert "host" in h and "origin" not in h and 5 not in h
+
+
+def test_a_first_host_header_that_is_not_local_is_refused(servers, tmp_path):
+    """Two ``Host`` lines, a foreign one first: refused (403) like a single foreign one."""
+    env = gateway_env(tmp_path, servers)
+    before = len(servers["groq"].requests)
+    with GatewayProcess(env) as gw:
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        conn.putrequest("POST", "/v1/chat/completions", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("host", "evil.example")
+        conn.putheader("host", f"127.0.0.1:{gw.port}")
+        conn.putheader("content-type", "application/json")
+        conn.putheader("content-length", str(len(BODY)))
+        conn.endheaders(BODY.encode())
+        r = conn.getresponse()
+        body = json.loads(r.read())
+        conn.close()
+        assert r.status == 403 and body["error"]["code"] == "not_local", body
+        assert len(servers["groq"].requests) == before

@@ -163,6 +163,36 @@ def test_stream_events_text_then_tool():
     assert events[-2][1]["usage"]["output_tokens"] == 9
 
 
+def test_a_charged_call_counts_as_each_series_would():
+    """``Metrics.charged`` (one call a served request) gives the lines the per-series counts
+    gave: tokens by kind, cost or an unpriced call, interrupted, the upstream duration."""
+    a, b = Metrics(), Metrics()
+    for m in (a, b):
+        m.alias("fast")
+    calls = [("groq", "llama", "fast", 12, 10, 2, 0.0015, False, 0.25), ("groq", "llama", "fast", 3, 0, 0, None, True, None),
+             ("openai", "gpt", "fast", 5, 7, 0, 0.002, False, 1.5), ("groq", "llama", "fast", 1, 1, 1, 0.0005, False, 0.01)]
+    for p, mod, alias, inp, out, cached, cost, interrupted, dur in calls:
+        a.charged(p, mod, alias, inp, out, cached, cost, interrupted, dur)
+        if interrupted:
+            b.interrupted.inc(p, mod, alias)
+        for kind, n in (("input", inp), ("output", out), ("cached", cached)):
+            b.tokens.inc(p, mod, alias, kind, amount=n)
+        if cost is None:
+            b.unpriced.inc(p, mod, alias)
+        else:
+            b.cost.inc(p, mod, alias, amount=cost)
+        if dur is not None:
+            b.upstream.observe(dur, p, mod, alias)
+    ta, tb = a.render().splitlines(), b.render().splitlines()
+    strip = [ln for ln in ta if not ln.startswith(("knollm_gateway_gc_", "knollm_gateway_cpu_"))]
+    assert strip == [ln for ln in tb if not ln.startswith(("knollm_gateway_gc_", "knollm_gateway_cpu_"))]
+    assert 'knollm_gateway_tokens_total{provider="groq",model="llama",alias="fast",kind="input"} 16' in ta
+    assert 'knollm_gateway_cost_usd_total{provider="groq",model="llama",alias="fast"} 0.002' in ta
+    assert 'knollm_gateway_unpriced_calls_total{provider="groq",model="llama",alias="fast"} 1' in ta
+    assert 'knollm_gateway_interrupted_streams_total{provider="groq",model="llama",alias="fast"} 1' in ta
+    assert 'knollm_gateway_upstream_duration_seconds_count{provider="groq",model="llama",alias="fast"} 2' in ta
+
+
 def test_metrics_exposition():
     m = Metrics()
     m.requests.inc("/v1/chat/completions", "200")

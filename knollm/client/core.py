@@ -806,6 +806,8 @@ class AsyncClient(_Base):
                     steps.reply = await self._send(plan, arg)
                 elif op == "sleep":
                     await asyncio.sleep(arg)
+                elif op == "reserve" and not plan.budgets:  # (no budget: no store round trip, no coroutine)
+                    steps.reply = plan.reserve(arg)
                 else:
                     steps.reply = await self._ledger(plan, op, arg)
         except asyncio.CancelledError as e:

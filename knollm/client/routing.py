@@ -73,6 +73,17 @@ def env_name(pid: str, suffix: str) -> str:
     return f"KNOLLM_{re.sub(r'[^A-Za-z0-9]', '_', pid).upper()}_{suffix}"
 
 
+def _env_slot(env: Any, var: str) -> tuple[Any, Any]:
+    """``(table, key)`` whose ``table.get(key)`` tells whether ``env[var]`` changed: for
+    ``os.environ``, its own table of encoded names and values (kept current by every
+    assignment through ``os.environ``), read in one C call instead of four Python frames
+    of ``os.environ.get``; for any other mapping, itself."""
+    data, encode = getattr(env, "_data", None), getattr(env, "encodekey", None)
+    if env is os.environ and isinstance(data, dict) and callable(encode):
+        return data, encode(var)
+    return env, var
+
+
 # --------------------------------------------------------------------------- offers
 @dataclass
 class Offer:
@@ -520,7 +531,8 @@ class Router:
         self.env = os.environ if env is None else env
         self._slots: dict[str, list[KeySlot]] = {}
         self._deps: dict[tuple, Deployment] = {}
-        self._dep_cache: dict[str, tuple[str | None, list[Deployment], str | None]] = {}
+        self._dep_cache: dict[str, tuple[Any, list[Deployment], str | None]] = {}
+        self._env_where: dict[str, tuple[Any, Any]] = {}  # provider -> where its BASE_URL variable is read
         self._rr: dict[str, int] = {}
         self._local: dict[str, bool] = {}
         self._scan: tuple[Any, dict[str, dict]] = (None, {})
@@ -587,8 +599,10 @@ class Router:
         """The deployments of ``offer`` (one per key), or ``([], reason)``. Kept per offer
         and reused while the provider's ``KNOLLM_<PROVIDER>_BASE_URL`` is unchanged (the
         configuration, the registry and the key slots do not change under a router)."""
-        var = env_name(offer.provider, "BASE_URL")
-        env_base = self.env.get(var)
+        where = self._env_where.get(offer.provider)
+        if where is None:
+            where = self._env_where[offer.provider] = _env_slot(self.env, env_name(offer.provider, "BASE_URL"))
+        env_base = where[0].get(where[1])  # (compared only: the raw value, bytes from os.environ's own table)
         hit = self._dep_cache.get(offer.key)
         if hit is not None and hit[0] == env_base:
             return hit[1], hit[2]

@@ -232,6 +232,16 @@ class _Access:
         self._asking: asyncio.Future[bool] | None = None  # the store is asked once at a time
         self._cache: dict[str, tuple[float, GatewayKey | None]] = {}
 
+    def _known_required(self) -> bool | None:
+        """Whether keys are required, when known without asking the store (else None):
+        the request's path then awaits nothing for it."""
+        if self.store is None:
+            return False
+        if self.cfg.require_keys:
+            return True
+        at, value = self._required
+        return None if time.monotonic() - at > self.cfg.key_cache_s else value
+
     async def _keys_required(self) -> bool:
         if self.store is None:
             return False
@@ -266,7 +276,10 @@ class _Access:
             self._required = (time.monotonic(), job.result())
 
     async def authenticate(self, request: Request) -> GatewayKey | None:
-        if not await self._keys_required():
+        required = self._known_required()
+        if required is None:
+            required = await self._keys_required()
+        if not required:
             h = request.headers
             auth, xkey = h.get("authorization"), h.get("x-api-key")
             # a gateway key sent to a gateway without keys is checked all the same (unknown,
@@ -569,13 +582,11 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             if ch:  # a failed attempt the provider bills (an answer cut mid-body): in the ledger too
                 p, mod = a.get("provider") or "", a.get("model") or ""
                 m.cut.inc(p, mod, alias)
-                _charged(m, p, mod, alias, ch["input_tokens"], ch["output_tokens"], 0, ch["cost_usd"], False)
+                m.charged(p, mod, alias, ch["input_tokens"], ch["output_tokens"], 0, ch["cost_usd"], False)
         if outcome.provider and outcome.served:  # a charged call (answered, or interrupted after output)
             p, mod = outcome.provider, outcome.model or ""
-            _charged(m, p, mod, alias, outcome.input_tokens, outcome.output_tokens, outcome.cached_tokens,
-                     outcome.cost_usd, outcome.interrupted)
-            if outcome.duration_s is not None:
-                m.upstream.observe(outcome.duration_s, p, mod, alias)
+            m.charged(p, mod, alias, outcome.input_tokens, outcome.output_tokens, outcome.cached_tokens,
+                      outcome.cost_usd, outcome.interrupted, outcome.duration_s)
             if outcome.ttft_s is not None:
                 m.ttft.observe(outcome.ttft_s, p, mod)
 
@@ -1034,17 +1045,35 @@ async def _ended(it: AsyncIterator[Any]) -> None:
         pass
 
 
+class _Headers:
+    """A request's headers as the chat handlers read them: ``get(name)`` and ``name in``,
+    lower-case names as ASGI gives them, a repeated header's first value. Built by one C
+    call over the raw pairs; a value is decoded (latin-1) only when read: a handler reads
+    four or five of a request's headers, and decoding them all took a pass per header."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.raw = dict(reversed(pairs))  # (reversed: a repeated header's first value is the one left)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        v = self.raw.get(name.encode("latin-1"))
+        return default if v is None else v.decode("latin-1")
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.encode("latin-1") in self.raw
+
+
 class _ChatRequest:
-    """What the chat handlers read of a request: ``headers`` (a dict, lower-case names as
-    ASGI gives them; a repeated header keeps its first value) and the body, read straight
-    from ``receive`` up to a limit (Starlette's ``Request`` costs more than the handlers use)."""
+    """What the chat handlers read of a request: ``headers`` (:class:`_Headers`) and the
+    body, read straight from ``receive`` up to a limit (Starlette's ``Request`` costs more
+    than the handlers use)."""
 
     __slots__ = ("scope", "receive", "headers")
 
     def __init__(self, scope: Any, receive: Any) -> None:
         self.scope, self.receive = scope, receive
-        # (reversed: a repeated header's first value is the one left)
-        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(scope["headers"])}
+        self.headers = _Headers(scope["headers"])
 
     async def body(self, limit: int) -> bytes:
         chunks, size = [], 0
@@ -1114,20 +1143,6 @@ class _Deadline:
 
     def cancel(self) -> None:
         self.ticker.live.discard(self)
-
-
-def _charged(m: Metrics, p: str, mod: str, alias: str, inp: int, out: int, cached: int, cost: float | None,
-             interrupted: bool) -> None:
-    """The metrics of one charged call or attempt: tokens, cost (or unpriced), interrupted."""
-    if interrupted:
-        m.interrupted.inc(p, mod, alias)
-    m.tokens.inc(p, mod, alias, "input", amount=inp)
-    m.tokens.inc(p, mod, alias, "output", amount=out)
-    m.tokens.inc(p, mod, alias, "cached", amount=cached)
-    if cost is None:
-        m.unpriced.inc(p, mod, alias)
-    else:
-        m.cost.inc(p, mod, alias, amount=cost)
 
 
 _EPOCH = "1970-01-01T00:00:00Z"  # Anthropic's documented ``created_at`` for an unknown release date

@@ -160,7 +160,38 @@ class Metrics:
                            "before it was given out (each retried or fallen back; in the ledger as interrupted).",
                            ("provider", "model", "alias"))
         self.in_flight = 0
+        # (provider, model, alias) -> the label tuples :meth:`charged` counts under (built once)
+        self._series: dict[tuple[str, str, str], tuple[tuple[str, ...], ...]] = {}
         _GCTime.install()
+
+    def charged(self, p: str, mod: str, alias: str, inp: int, out: int, cached: int, cost: float | None,
+                interrupted: bool, duration_s: float | None = None) -> None:
+        """One charged call or attempt: its tokens by kind, its cost (or one more unpriced
+        call), an interrupted stream, and (``duration_s``) the upstream duration. What every
+        served request counts, so done in one call, the label tuples built once per
+        (provider, model, alias) instead of once per series a request."""
+        key = (p, mod, alias)
+        keys = self._series.get(key)
+        if keys is None:
+            keys = (key + ("input",), key + ("output",), key + ("cached",))
+            if len(self._series) < 4096:  # (bounded: the aliases are capped, but not the models)
+                self._series[key] = keys
+        if interrupted:
+            self.interrupted.inc(p, mod, alias)
+        t = self.tokens.values
+        k = keys[0]
+        t[k] = t.get(k, 0.0) + inp
+        k = keys[1]
+        t[k] = t.get(k, 0.0) + out
+        k = keys[2]
+        t[k] = t.get(k, 0.0) + cached
+        if cost is None:
+            self.unpriced.inc(p, mod, alias)
+        else:
+            c = self.cost.values
+            c[key] = c.get(key, 0.0) + cost
+        if duration_s is not None:
+            self.upstream.observe(duration_s, p, mod, alias)
 
     def alias(self, value: str) -> str:
         """``value`` as an ``alias`` label: itself while fewer than ``alias_cap`` distinct
