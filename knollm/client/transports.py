@@ -438,6 +438,9 @@ class StreamState:
         # stream), checked by C loops: each event dispatched without a pass per line
         whole = sse and not data and self._event is None and not n % 2 and lines[1::2].count("") == n // 2 \
             and all(map(_is_data, lines[0::2]))
+        if whole and type(self.shape).on_event is Shape.on_event:  # (an OpenAI-compatible stream's events)
+            self.shape.on_events(self, [line[6:] for line in lines[0::2]], items, tools)
+            return items
         on_event = self.shape.on_event
         for line in lines[0::2] if whole else lines:
             if whole:
@@ -609,51 +612,68 @@ class Shape:
         return Embedded(vecs, _input_usage(_count(obj, "usage", "prompt_tokens")), obj.get("model"))
 
     def on_event(self, st: StreamState, event: str | None, data: str) -> list[str]:
-        try:
-            obj = orjson.loads(data)
-        except ValueError:
-            obj = None
-        if type(obj) is not dict or obj.get("error"):
-            obj = _event(st, data)  # raises the error it is
-        if not st.model:
-            st.model = obj.get("model")
-        if not st.id:
-            st.id = obj.get("id")
-        u = obj.get("usage")
-        if u:
-            st.usage = self._usage(u)
-        out: list[str] = []
-        for ch in obj.get("choices") or ():
-            d = ch.get("delta")
-            if not d:
+        out: list[Any] = []
+        self.on_events(st, (data,), out, None)
+        return out
+
+    def on_events(self, st: StreamState, payloads: Any, out: list[Any], tools: bool | None) -> None:
+        """The events of ``payloads`` (each one ``data:`` payload) in order: their text
+        deltas appended to ``out``; after each event its tool-call deltas too (``tools``),
+        or dropped (False), or left in ``st.tool_deltas`` (None: :meth:`on_event`'s caller
+        takes them). Stops at the end marker (``st.done``). One call for a network read's
+        events (:meth:`StreamState.feed_batch`) instead of a call and a list each."""
+        loads = orjson.loads
+        for data in payloads:
+            if data == "[DONE]" or ("[DONE]" in data and data.strip() == "[DONE]"):  # (no copy of each event)
+                st.done = True
+                return
+            try:
+                obj = loads(data)
+            except ValueError:
+                obj = None
+            if type(obj) is not dict or obj.get("error"):
+                obj = _event(st, data)  # raises the error it is
+            if not st.model:
+                st.model = obj.get("model")
+            if not st.id:
+                st.id = obj.get("id")
+            u = obj.get("usage")
+            if u:
+                st.usage = self._usage(u)
+            for ch in obj.get("choices") or ():
+                d = ch.get("delta")
+                if not d:
+                    if ch.get("finish_reason"):
+                        st.finish_reason = ch["finish_reason"]
+                    continue
+                c = d.get("content")
+                if c:
+                    st.content.append(c)
+                    out.append(c)
+                elif d.get("refusal"):  # given back whole, with the finish reason
+                    if st.refusal is None:
+                        st.refusal = []
+                    st.refusal.append(d["refusal"])
+                for tc in d.get("tool_calls") or ():
+                    i = tc.get("index", 0)
+                    slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
+                                                        "function": {"name": "", "arguments": ""}})
+                    if tc.get("id"):
+                        slot["id"] = tc["id"]
+                    fn = tc.get("function") or {}
+                    slot["function"]["name"] += fn.get("name") or ""
+                    slot["function"]["arguments"] += fn.get("arguments") or ""
+                    delta: dict[str, Any] = {"index": i}
+                    if tc.get("id"):
+                        delta["id"], delta["type"] = tc["id"], "function"
+                    delta["function"] = {k: fn[k] for k in ("name", "arguments") if fn.get(k) is not None}
+                    st.tool_deltas.append(delta)
                 if ch.get("finish_reason"):
                     st.finish_reason = ch["finish_reason"]
-                continue
-            c = d.get("content")
-            if c:
-                st.content.append(c)
-                out.append(c)
-            elif d.get("refusal"):  # given back whole, with the finish reason
-                if st.refusal is None:
-                    st.refusal = []
-                st.refusal.append(d["refusal"])
-            for tc in d.get("tool_calls") or ():
-                i = tc.get("index", 0)
-                slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
-                                                    "function": {"name": "", "arguments": ""}})
-                if tc.get("id"):
-                    slot["id"] = tc["id"]
-                fn = tc.get("function") or {}
-                slot["function"]["name"] += fn.get("name") or ""
-                slot["function"]["arguments"] += fn.get("arguments") or ""
-                delta: dict[str, Any] = {"index": i}
-                if tc.get("id"):
-                    delta["id"], delta["type"] = tc["id"], "function"
-                delta["function"] = {k: fn[k] for k in ("name", "arguments") if fn.get(k) is not None}
-                st.tool_deltas.append(delta)
-            if ch.get("finish_reason"):
-                st.finish_reason = ch["finish_reason"]
-        return out
+            if tools is not None and st.tool_deltas:
+                deltas = st.take_tool_deltas()
+                if tools:
+                    out += deltas
 
 
 def _data_url(url: str) -> tuple[str, str] | None:
