@@ -616,7 +616,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 else completions_to_chat(raw) if dialect == "completions" else validate_chat_request(raw)
             targets = split_target(body["model"])
             alias = body["model"] if isinstance(body["model"], str) else ",".join(targets)
-            held = await access.admit(key, targets, body, op)
+            held = _NO_HOLD if key is None else await access.admit(key, targets, body, op)  # (keyless: no coroutine)
         except BaseException as e:  # noqa: BLE001 - every failure becomes an error response
             m.in_flight -= 1
             if isinstance(e, asyncio.CancelledError):
@@ -641,7 +641,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             return error_response(route, started, e, alias, anthropic)
         finally:
             deadline.cancel()
-        await access.settle(key, held, outcome)
+        if key is not None:  # (keyless: nothing to settle, no coroutine)
+            await access.settle(key, held, outcome)
         m.in_flight -= 1
         record(route, 200, started, outcome, alias)
         if anthropic:
@@ -753,7 +754,8 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 try:
                     await stream.aclose()
                 finally:
-                    await access.settle(key, held, stream.outcome)
+                    if key is not None:
+                        await access.settle(key, held, stream.outcome)
                     m.in_flight -= 1
                     record(route, status, started, stream.outcome, alias, err)
 
