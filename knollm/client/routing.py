@@ -411,18 +411,16 @@ class Deployment:
     breaker: CircuitBreaker
     stats: Stats = field(default_factory=Stats)
     _request_headers: dict | None = field(default=None, repr=False)
+    # the offer's provider and model, and ``key [slot]``: read a dozen times a call, so
+    # plain attributes set once (a deployment's offer and slot never change)
+    provider: str = field(init=False, repr=False)
+    model: str = field(init=False, repr=False)
+    label: str = field(init=False, repr=False)
 
-    @property
-    def provider(self) -> str:
-        return self.offer.provider
-
-    @property
-    def model(self) -> str:
-        return self.offer.model
-
-    @property
-    def label(self) -> str:
-        return f"{self.offer.key}" + (f" [{self.slot.label}]" if self.slot.label else "")
+    def __post_init__(self) -> None:
+        o = self.offer
+        self.provider, self.model = o.provider, o.model
+        self.label = f"{o.key}" + (f" [{self.slot.label}]" if self.slot.label else "")
 
     def request_headers(self) -> dict[str, str]:
         """The headers of every request to this deployment (the same dict each time: read, never
