@@ -569,9 +569,13 @@ class Shape:
         ``total_tokens`` covers all three, they are added to the output."""
         if not u:
             return None
-        cached = _count(u, "prompt_tokens_details", "cached_tokens") or 0
-        write = _count(u, "prompt_tokens_details", "cache_write_tokens") or 0
-        reasoning = _count(u, "completion_tokens_details", "reasoning_tokens")
+        details = u.get("prompt_tokens_details")  # (read once: most usages have neither details object)
+        if isinstance(details, dict):
+            cached, write = details.get("cached_tokens") or 0, details.get("cache_write_tokens") or 0
+        else:
+            cached = write = 0
+        details = u.get("completion_tokens_details")
+        reasoning = details.get("reasoning_tokens") if isinstance(details, dict) else None
         prompt, out = u.get("prompt_tokens"), u.get("completion_tokens")
         if type(reasoning) is int and reasoning > 0:
             total = u.get("total_tokens")
