@@ -243,18 +243,14 @@ class _Access:
         return None if time.monotonic() - at > self.cfg.key_cache_s else value
 
     async def _keys_required(self) -> bool:
-        if self.store is None:
-            return False
-        if self.cfg.require_keys:
-            return True
-        at, value = self._required
-        if time.monotonic() - at > self.cfg.key_cache_s:
-            job = self._asking
-            if job is None:  # (requests arriving meanwhile wait for the same answer)
-                job = self._asking = asyncio.ensure_future(run_in_threadpool(self._configured))
-                job.add_done_callback(self._asked)
-            value = await asyncio.shield(job)
-        return value
+        value = self._known_required()
+        if value is not None:
+            return value
+        job = self._asking
+        if job is None:  # (requests arriving meanwhile wait for the same answer)
+            job = self._asking = asyncio.ensure_future(run_in_threadpool(self._configured))
+            job.add_done_callback(self._asked)
+        return await asyncio.shield(job)
 
     def _configured(self) -> bool:
         """Whether keys are required: once any key was created, even if every key is now
