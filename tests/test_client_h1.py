@@ -562,6 +562,35 @@ def test_idle_connections_to_one_origin_never_starve_another(server):
     assert a.connections == 2 and b.connections == 1
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_driver_reused_by_a_later_event_loop_drops_the_earlier_loops_connections(server, loop):
+    """One driver, several ``asyncio.run`` in turn (a script, a notebook, tests): the idle
+    connections of an event loop that has ended belong to its closed transports, so the
+    next loop's call opens a new one instead of failing with "Event loop is closed"
+    (before: every second call failed); ``aclose`` from a later loop closes them too."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop")
+        runner = uvloop.run
+    else:
+        runner = asyncio.run
+    s = server(lambda n, req: (ok(b'{"n": %d}' % n), True))
+    d = AsyncH1(10)
+
+    async def twice():  # two calls in one loop: the second reuses the first's connection
+        return [(await post(d, s.url)).text for _ in range(2)]
+
+    texts = [t for _ in range(3) for t in runner(twice())]
+    assert texts == [f'{{"n": {i}}}' for i in range(1, 7)]
+    assert s.connections == 3  # one a loop, reused within it
+    assert d._open == 1 and len(d._all) == 1  # the earlier loops' connections dropped, their slots given back
+    runner(d.aclose())
+    assert d._open == 0 and not d._all
+    deadline = time.time() + 5
+    while s.open and time.time() < deadline:  # every connection the driver opened is closed
+        time.sleep(0.02)
+    assert s.open == 0
+
+
 def test_a_body_that_trickles_in_is_not_a_read_timeout(server):
     """The read timeout is silence, not slowness: an answer whose head and body come a few
     bytes every 0.15 s under a 0.4 s timeout (bytes that complete nothing yet count) arrives

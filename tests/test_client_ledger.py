@@ -433,6 +433,36 @@ def test_a_batch_a_stopped_loop_left_is_written_with_the_next_loops(srv, tmp_pat
     assert not g.pending
 
 
+@pytest.mark.parametrize("http", ["h1", "aiohttp", "httpx2"])
+def test_one_async_client_serves_one_asyncio_run_after_another(srv, tmp_path, http):
+    """An AsyncClient kept across ``asyncio.run`` calls (a script's, a notebook's): each
+    later loop's calls, whole and streamed, are answered and each written to the ledger
+    once (before, the second loop's first call failed with "Event loop is closed": the
+    connection it took from the pool belonged to the first loop)."""
+    import asyncio
+
+    from knollm import AsyncClient
+
+    store = SQLiteStore(tmp_path / "k.db")
+    c = AsyncClient(catalog=Catalog(catalog(model("groq", "llama-3.3-70b-versatile"))), store=store,
+                    env=env_for(srv, {"GROQ_API_KEY": "gsk-x"}), http=http)
+
+    async def calls():  # (the test server closes a stream's connection: the whole answers' stays idle)
+        *pieces, streamed = [x async for x in c.stream("groq/llama-3.3-70b-versatile", MSG)]
+        whole = [await c.chat("groq/llama-3.3-70b-versatile", MSG) for _ in range(2)]
+        return whole, "".join(pieces), streamed
+
+    got = [asyncio.run(calls()) for _ in range(3)]
+    asyncio.run(c.aclose())
+    for whole, text, streamed in got:
+        assert all(r.content for r in whole) and text and streamed.content == text
+        # each answered at its first attempt (a failed one would be retried on a new connection)
+        assert [len(r.attempts) for r in (*whole, streamed)] == [1, 1, 1], [r.attempts for r in whole]
+    ids = [r.request_id for whole, _, streamed in got for r in (*whole, streamed)]
+    assert len(set(ids)) == 9
+    assert sorted(r["request_id"] for r in store.rows()) == sorted(ids)  # each written once
+
+
 def test_a_network_store_is_called_off_the_event_loop(srv, tmp_path):
     """A store that says it blocks (``blocking = True``, as PostgreSQL's does) gets its
     budget holds and ledger writes from worker threads, never on the event loop; rows and

@@ -732,7 +732,42 @@ class _GroupCommit:
 
 class AsyncClient(_Base):
     """The asyncio twin of :class:`Client` (same arguments): ``await client.chat(…)``,
-    ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``."""
+    ``await client.chat.completions.create(…)``, ``async for x in client.stream(…)``.
+
+    It serves one event loop at a time, and may be kept across them (``asyncio.run`` again
+    in a script or a notebook): the connections it keeps belong to the loop that opened
+    them, so a call in a later loop gets a new HTTP driver and the earlier loop's is let go.
+    """
+
+    _driver_loop: Any = None  # the event loop the HTTP driver's connections belong to
+
+    @property
+    def http(self) -> Any:
+        """The HTTP driver of the running event loop (see the class's text)."""
+        loop = self._driver_loop
+        if loop is not None and loop.is_running():  # (the usual case: no running-loop lookup, a getpid)
+            return self._driver
+        return self._driver_of_this_loop()
+
+    def _driver_of_this_loop(self) -> Any:
+        asyncio = _MODULES.get("asyncio") or __import__("asyncio")
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # (looked at outside a loop: the driver as it is)
+            running = None
+        with self._init_lock:
+            old = self._driver
+            if old is None or running is not None and self._driver_loop not in (None, running):
+                self._driver = self._new_driver()
+            else:
+                old = None
+            if running is not None:
+                self._driver_loop = running
+        if old is not None:  # an earlier loop's (ended, or no longer running): its connections go
+            let_go = getattr(old, "let_go", None)
+            if let_go is not None:
+                let_go()
+        return self._driver
 
     def _new_driver(self) -> Any:
         from knollm.client.drivers import async_driver
@@ -741,7 +776,7 @@ class AsyncClient(_Base):
 
     async def aclose(self) -> None:
         if self._driver is not None:
-            await self._driver.aclose()
+            await self.http.aclose()
 
     async def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:
         """The flow's store effects. ``settle``: rows of calls that finish together are

@@ -280,6 +280,16 @@ class _Origin:
         self.proxied = False
 
 
+def _close_socket(t: Any) -> None:
+    """Close the socket of transport ``t`` whose event loop is closed (so ``abort`` would
+    raise): uvloop closed it with the loop; asyncio's transports keep it open until
+    collected otherwise."""
+    sock = getattr(t, "_sock", None)  # (asyncio's selector transports)
+    if sock is not None:
+        sock.close()
+        t._sock = None  # (as its own close would leave it: collected, it no longer warns of an open socket)
+
+
 def _check_header(k: str, v: str) -> None:
     if "\n" in v or "\r" in v or "\n" in k or "\r" in k or ":" in k:
         raise H1HeaderError(f"request header {k!r} has a line break (or its name a colon): refused; "
@@ -390,15 +400,27 @@ class AsyncH1:
 
     # ------------------------------------------------------------------ pool
     def _take_idle(self, o: _Origin) -> _Conn | None:
-        """The most recently used live idle connection to ``o``'s origin (stale ones closed)."""
+        """The most recently used live idle connection to ``o``'s origin (stale ones closed).
+        A connection of an event loop that is not running (an earlier ``asyncio.run``'s,
+        closed since) is stale too: its transport belongs to that loop, so every idle
+        connection of that loop is dropped at once (a driver serves one loop at a time)."""
         idle = self._idle.get(o.key)
         while idle:
             c = idle.pop()
-            if not c.closed and c.loop.time() - c.idle_since < _IDLE_S:
+            if not c.closed and c.loop.is_running() and c.loop.time() - c.idle_since < _IDLE_S:
                 c._reset()
                 return c
+            if not c.loop.is_running():
+                self._drop_loop(c.loop)
             self._drop(c)
         return None
+
+    def _drop_loop(self, loop: Any) -> None:
+        """Drop every idle connection of ``loop``, an event loop no longer running."""
+        for q in self._idle.values():
+            for c in [c for c in q if c.loop is loop]:
+                q.remove(c)
+                self._drop(c)
 
     def _evict_idle(self) -> bool:
         """At the limit: close the oldest idle connection (to any origin) so that idle
@@ -476,7 +498,10 @@ class AsyncH1:
         if c in self._all:
             self._all.discard(c)
             if c.t is not None:
-                c.t.abort()  # an answer not read to the end, or a broken one: never reused
+                if c.loop.is_closed():  # (its transport cannot schedule its close on a closed loop)
+                    _close_socket(c.t)
+                else:
+                    c.t.abort()  # an answer not read to the end, or a broken one: never reused
             self._released_slot()
 
     def _released_slot(self) -> None:
@@ -562,13 +587,21 @@ class AsyncH1:
             return "connect", type(e).__name__  # opening the connection (refused, DNS, TLS): nothing sent
         return None
 
-    async def aclose(self) -> None:
+    def let_go(self) -> None:
+        """Close every connection now, without waiting (the client is done with this driver:
+        its event loop has ended); a proxy's driver is left to be collected."""
         for c in list(self._all):
             if c.t is not None:
-                c.t.close()
+                if c.loop.is_closed():
+                    _close_socket(c.t)
+                else:
+                    c.t.close()
         self._all.clear()
         self._idle.clear()
         self._open = 0
+
+    async def aclose(self) -> None:
+        self.let_go()
         if self._proxy_driver is not None:
             await self._proxy_driver.aclose()
             self._proxy_driver = None
