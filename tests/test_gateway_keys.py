@@ -374,6 +374,52 @@ def test_a_request_head_over_the_limit_is_refused_before_it_takes_the_memory(ser
         assert call(gw.base_url, None)[0] == 200
 
 
+def test_connections_past_the_limit_are_refused_with_503_until_one_closes(servers, tmp_path):
+    """``KNOLLM_GATEWAY_MAX_CONNECTIONS=3``: three connections held open (one idle, one
+    mid-head, one after a keep-alive answer), a fourth gets an OpenAI-shaped 503
+    ``too_many_connections`` with ``retry-after`` and is closed before anything is read
+    (its provider is never called); once one of the three closes, a new connection is
+    served, and ``/metrics`` counts the refusal. uvicorn alone accepts connections until
+    the worker runs out of files (then every new caller fails, with no answer at all)."""
+    import socket
+
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_MAX_CONNECTIONS="3")
+    body = json.dumps({"model": GROQ, "messages": MSG}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+               b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with GatewayProcess(env) as gw:
+        before = len(servers["groq"].requests)
+        held = [socket.create_connection(("127.0.0.1", gw.port), timeout=10) for _ in range(3)]
+        try:
+            held[1].sendall(request[:30])  # a head on its way
+            held[2].sendall(request)  # answered, kept alive
+            answer = held[2].recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+            got, _ = _raw(gw.port, [request])
+            assert got.startswith(b"HTTP/1.1 503 "), got[:200]
+            head, _, rest = got.partition(b"\r\n\r\n")
+            assert b"retry-after: 1" in head.lower() and b"connection: close" in head.lower()
+            error = json.loads(rest)["error"]
+            assert error["code"] == "too_many_connections" and error["type"] == "server_error"
+            assert "3 connections" in error["message"] and "KNOLLM_GATEWAY_MAX_CONNECTIONS" in error["message"]
+            assert len(servers["groq"].requests) == before + 1  # (held[2]'s only)
+        finally:
+            held[0].close()
+        deadline = time.monotonic() + 10
+        while True:  # (the worker sees the close on its next loop turn)
+            got, _ = _raw(gw.port, [request.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1)])
+            if got.startswith(b"HTTP/1.1 200 ") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert got.startswith(b"HTTP/1.1 200 ") and b"Hello from groq" in got, got[:200]
+        for sock in held[1:]:
+            sock.close()
+        time.sleep(0.2)
+        with urllib.request.urlopen(gw.url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+        assert "knollm_gateway_refused_connections_total 1" in text.splitlines()
+
+
 def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
@@ -381,6 +427,9 @@ def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_HEAD_BYTES": "64k", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
     assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes" in r.stderr
+    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_CONNECTIONS": "many", "PATH": "/usr/bin:/bin"}
+    r = cli(env, "serve", "--port", str(free_port()))
+    assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number" in r.stderr
 
 
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):

@@ -13,7 +13,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Iterable
 
-__all__ = ["Metrics", "Counter", "Histogram", "CONTENT_TYPE"]
+__all__ = ["Metrics", "Counter", "Histogram", "CONTENT_TYPE", "Refused"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -118,6 +118,20 @@ class _GCTime:
         return out
 
 
+class Refused:
+    """Connections the worker's HTTP protocol refused before reading them (past
+    ``KNOLLM_GATEWAY_MAX_CONNECTIONS``: :mod:`knollm.gateway.server`), per process."""
+
+    connections = 0
+
+    @classmethod
+    def render(cls) -> list[str]:
+        return ["# HELP knollm_gateway_refused_connections_total Connections refused with 503 before being read "
+                "(the worker held KNOLLM_GATEWAY_MAX_CONNECTIONS).",
+                "# TYPE knollm_gateway_refused_connections_total counter",
+                f"knollm_gateway_refused_connections_total {cls.connections}"]
+
+
 #: an ``alias`` label past the first ``alias_cap`` distinct ones of a worker
 OTHER_ALIAS = "(other)"
 
@@ -211,5 +225,6 @@ class Metrics:
             lines += m.render()
         lines += ["# HELP knollm_gateway_in_flight Requests being served.", "# TYPE knollm_gateway_in_flight gauge",
                   f"knollm_gateway_in_flight {self.in_flight}"]
+        lines += Refused.render()
         lines += _GCTime.render()
         return "\n".join(lines) + "\n"

@@ -83,7 +83,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         os.environ["KNOLLM_LOCK"] = os.path.abspath(lock)
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
-    read_timeout(), max_head_bytes()  # (a bad value is told here, not by each worker)
+    read_timeout(), max_head_bytes(), max_connections()  # (a bad value is told here, not by each worker)
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
@@ -183,13 +183,93 @@ def max_head_bytes() -> int:
     return int(raw)
 
 
-def _refusal(status: int, reason: str, message: str, code: str) -> bytes:
+#: the most client connections a worker holds by default, however many files it may open
+MAX_CONNECTIONS_CAP = 10_000
+
+
+def _files_limit() -> int:
+    """The process's open-file limit, its soft limit raised to the hard one first (as Go's
+    runtime and most servers do: the soft default, often 1,024, is a guard for programs
+    that use ``select``; the gateway's event loop uses epoll)."""
+    try:
+        import resource
+    except ImportError:  # (Windows: no such limit to read)
+        return 2 * MAX_CONNECTIONS_CAP + 64
+    inf = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == inf:
+        return 1 << 20
+    want = hard if hard != inf else max(soft, 1 << 20)
+    if soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):  # (not allowed here: the soft limit as it is)
+            pass
+    return soft
+
+
+def max_connections() -> int:
+    """The most client connections one worker holds open at once
+    (``$KNOLLM_GATEWAY_MAX_CONNECTIONS``). By default half the files the worker may open
+    (the other half is for its upstream connections, the ledger, logs), at most
+    :data:`MAX_CONNECTIONS_CAP`; one set higher than the files allow is lowered to fit."""
+    files = _files_limit()
+    fit = max(16, (files - 64) // 2)
+    raw = os.environ.get("KNOLLM_GATEWAY_MAX_CONNECTIONS")
+    if not raw:
+        return min(fit, MAX_CONNECTIONS_CAP)
+    if not raw.isdigit() or int(raw) < 1:
+        raise GatewayError("KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number of connections, at least 1",
+                           status=500, type="server_error")
+    return min(int(raw), fit)
+
+
+def _refusal(status: int, reason: str, message: str, code: str, type: str = "invalid_request_error",
+             headers: str = "") -> bytes:
     """A whole HTTP answer closing its connection, with an OpenAI-shaped error body."""
     from knollm.gateway.app import _dumps, error_body
 
-    body = _dumps(error_body(GatewayError(message, status=status, type="invalid_request_error", code=code)))
-    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    body = _dumps(error_body(GatewayError(message, status=status, type=type, code=code)))
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n{headers}"
             f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+class _Refused:
+    """A connection refused before it was read: the refusal is written and the sending
+    side closed, then what the client sends is read and dropped until it closes its side
+    (at most :attr:`LINGER_S`). Closed at once, a connection whose request sits unread in
+    the socket is reset, and a reset can destroy the refusal before the client reads it."""
+
+    LINGER_S = 1.0
+
+    def __init__(self, answer: bytes, loop: Any) -> None:
+        self.answer, self.loop, self.t, self.timer = answer, loop, None, None
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+        transport.write(self.answer)
+        try:
+            transport.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):  # (TLS: no half-close)
+            pass
+        self.timer = self.loop.call_later(self.LINGER_S, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # (the transport closes)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
 
 
 #: a header name ``whole_answer`` writes: a lower-case token
@@ -202,6 +282,7 @@ def _gateway_http() -> Any:
 
     from knollm.client.ticker import Ticker
     from knollm.gateway.app import EVENT_LOOP, READ_TIMED_OUT, WHOLE_ANSWER
+    from knollm.gateway.metrics import Refused
 
     class ReadTicker(Ticker):
         """The connections' read limits, looked at once a second (a limit is a minute)."""
@@ -209,13 +290,16 @@ def _gateway_http() -> Any:
         TICK = 1.0
         _of_loop: dict[int, Ticker] = {}
 
-    limit, head_limit = read_timeout(), max_head_bytes()
+    limit, head_limit, most = read_timeout(), max_head_bytes(), max_connections()
     _made, _lost = HttpToolsProtocol.connection_made, HttpToolsProtocol.connection_lost
     _received = HttpToolsProtocol.data_received
     timed_out = _refusal(408, "Request Timeout", f"the request was not received within {limit:g} s "
                          "(KNOLLM_GATEWAY_READ_TIMEOUT_S)", "request_timeout")
     too_large = _refusal(431, "Request Header Fields Too Large", f"the request's head (request line and "
                          f"headers) is over {head_limit} bytes (KNOLLM_GATEWAY_MAX_HEAD_BYTES)", "headers_too_large")
+    too_many = _refusal(503, "Service Unavailable", f"the gateway holds {most} connections, its most "
+                        "(KNOLLM_GATEWAY_MAX_CONNECTIONS): try again shortly", "too_many_connections",
+                        "server_error", "retry-after: 1\r\n")
 
     dated: list[Any] = [None, b""]  # the server's default headers (the date: a new list each second), as bytes
     names_ok: dict[tuple[str, ...], bool] = {}  # the header names of answers seen, checked once
@@ -301,6 +385,12 @@ def _gateway_http() -> Any:
         _extensions: Any = None
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            if len(self.connections) >= most:  # (this one not counted yet): refused before it is read
+                Refused.connections += 1
+                refused = _Refused(too_many, self.loop)
+                transport.set_protocol(refused)
+                refused.connection_made(transport)
+                return
             _made(self, _OneWrite(transport, self.loop))
             # (one for the connection's requests, read-only: whole_answer, and the loop the
             # app would otherwise look up with a getpid system call: EVENT_LOOP)
@@ -310,8 +400,9 @@ def _gateway_http() -> Any:
             self._ticker.live.add(self)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._ticker is not None:
-                self._ticker.live.discard(self)
+            if self._ticker is None:  # refused at connection_made: uvicorn never took it
+                return
+            self._ticker.live.discard(self)
             _lost(self, exc)
 
         def data_received(self, data: bytes) -> None:
