@@ -45,12 +45,24 @@ async def _relay_h1(url: str, body: bytes, send) -> None:  # noqa: ANN001
     global _client
     import orjson
 
-    from knollm.client.h1 import AsyncH1
+    from knollm.client.h1 import AsyncH1, H1Error, H1Timeout
 
     if _client is None:
         _client = AsyncH1(1000)
-    async with _client.stream(url, {}, orjson.loads(body), 60.0, 10.0) as r:
-        await _relay(r.status, r.headers.get("content-type", "application/json"), r.chunks(), send)
+    payload = orjson.loads(body)
+    for again in (True, False):
+        st = _client.stream(url, {}, payload, 60.0, 10.0)
+        try:
+            r = await st.__aenter__()
+        except H1Error as e:  # (before the answer's head: a kept-alive connection the upstream had closed)
+            if again and not isinstance(e, H1Timeout):  # once more on a new one, as the gateway's client does
+                continue
+            raise
+        try:
+            await _relay(r.status, r.headers.get("content-type", "application/json"), r.chunks(), send)
+        finally:
+            await st.__aexit__(None, None, None)
+        return
 
 
 async def _relay(status: int, ctype: str, chunks, send) -> None:  # noqa: ANN001
