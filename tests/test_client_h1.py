@@ -297,6 +297,36 @@ def test_idle_connections_expire(server, monkeypatch):
     assert s.connections == 2
 
 
+def test_the_servers_keep_alive_timeout_shortens_the_idle_time(server):
+    """An answer saying ``Keep-Alive: timeout=2``: its connection is reused within a second
+    of idling, and not after (the server may close it at 2 s: a call taking it then would
+    fail and be retried); without the header, the default (4 s, under the 5 s of uvicorn's
+    and Node's servers) applies."""
+    import knollm.client.h1 as h1
+
+    s = server(lambda n, req: (ok(b"{}", b"keep-alive: timeout=2, max=100\r\n"), True))
+    plain = server(lambda n, req: (ok(b"{}"), True))
+
+    async def go():
+        d = AsyncH1(10)
+        try:
+            await post(d, s.url)
+            await asyncio.sleep(0.5)
+            await post(d, s.url)  # reused
+            await asyncio.sleep(1.3)
+            await post(d, s.url)  # idle 1.3 s > 2 - 1: a new connection
+            await post(d, plain.url)
+            await asyncio.sleep(1.3)
+            await post(d, plain.url)  # reused: 1.3 s < 4 s
+        finally:
+            await d.aclose()
+
+    run(go())
+    assert (s.connections, plain.connections) == (2, 1)
+    assert h1._IDLE_S == 4.0 and h1._idle_max("timeout=5") == 4.0 and h1._idle_max('Timeout="0.5"') == 0.0
+    assert h1._idle_max("max=5") == 4.0 and h1._idle_max("timeout=soon") == 4.0
+
+
 def test_a_stream_left_early_closes_its_connection(server):
     def answer(n, req):
         if n == 1:

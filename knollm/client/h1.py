@@ -14,7 +14,8 @@ What it does, as the other drivers do:
 
 * a pool per origin (``scheme, host, port``), at most ``max_connections`` open in all
   (at the limit the oldest idle connection, to any origin, is closed to make room),
-  idle connections closed after 5 s (checked when one is taken), a connection the
+  idle connections closed after 4 s, or a second before the server's ``Keep-Alive:
+  timeout`` (checked when one is taken), a connection the
   server closed is never reused, and a connection whose answer was not read to the end
   (a stream left early) is closed, never reused;
 * TLS with httpx2's trust (httpcore2's default context, ALPN ``http/1.1``), verified;
@@ -48,7 +49,23 @@ from knollm.client.ticker import Ticker
 
 __all__ = ["AsyncH1", "H1Error", "H1HeaderError", "H1Timeout"]
 
-_IDLE_S = 5.0  # keep-alive connections idle longer are closed (as httpx and the aiohttp driver do)
+# keep-alive connections idle longer are closed: under the 5 s after which many servers
+# close an idle connection (uvicorn's, Node's, Apache's default), as Node's undici does, so
+# a call seldom takes a connection the server is closing (it would fail and be retried);
+# shorter when the server says so (``Keep-Alive: timeout=N``: N - 1 s, as undici does)
+_IDLE_S = 4.0
+
+
+def _idle_max(keep_alive: str) -> float:
+    """How long a connection may stay idle, from the answer's ``Keep-Alive`` header."""
+    for part in keep_alive.split(","):
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "timeout":
+            try:
+                return max(0.0, min(_IDLE_S, float(value.strip().strip('"')) - 1.0))
+            except ValueError:
+                break
+    return _IDLE_S
 _HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading from the socket
 # a stream whose payload ended (its end marker read) before its body's last framing bytes
 # (the empty chunk that ends a chunked body, often in the next packet) arrived: the
@@ -93,6 +110,7 @@ class _Conn(asyncio.Protocol):
         self.t: Any = None
         self.closed = False
         self.idle_since = 0.0
+        self.idle_max = _IDLE_S
         self._reset()
 
     def _reset(self) -> None:
@@ -407,7 +425,7 @@ class AsyncH1:
         idle = self._idle.get(o.key)
         while idle:
             c = idle.pop()
-            if not c.closed and c.loop.is_running() and c.loop.time() - c.idle_since < _IDLE_S:
+            if not c.closed and c.loop.is_running() and c.loop.time() - c.idle_since < c.idle_max:
                 c._reset()
                 return c
             if not c.loop.is_running():
@@ -474,6 +492,8 @@ class AsyncH1:
         """Back to the pool when its answer was read to the end and it may be kept; else closed."""
         if c.done and c.keep_alive and c.error is None and not c.closed:
             c.idle_since = c.loop.time()
+            ka = c.headers.get("keep-alive")
+            c.idle_max = _IDLE_S if ka is None else _idle_max(ka)
             c.body, c.waiter = [], None
             self._idle.setdefault(o.key, deque()).append(c)
             self._wake_one()
