@@ -420,6 +420,44 @@ def test_connections_past_the_limit_are_refused_with_503_until_one_closes(server
         assert "knollm_gateway_refused_connections_total 1" in text.splitlines()
 
 
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time(servers, tmp_path):
+    """``KNOLLM_GATEWAY_KEEP_ALIVE_S=1``: a connection answered and left idle is closed
+    about a second later (the connection's once-a-second look closes it: no timer is made
+    for every answer, as uvicorn's own keep-alive makes one); used again within it, it
+    serves the next request, and a connection busy with a slow answer is not cut."""
+    import socket
+
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_KEEP_ALIVE_S="1")
+    body = json.dumps({"model": GROQ, "messages": MSG}).encode()
+    request = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+               b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    def answer(sock: socket.socket) -> bytes:
+        got = b""
+        while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+            data = sock.recv(65536)
+            assert data, got
+            got += data
+        return got
+
+    with GatewayProcess(env) as gw:
+        with socket.create_connection(("127.0.0.1", gw.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert answer(sock).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.4)
+            sock.sendall(request)  # within the keep-alive time: the same connection serves it
+            assert answer(sock).startswith(b"HTTP/1.1 200 ")
+            servers["groq"].latency = 2.5  # an answer slower than the keep-alive time is not cut
+            try:
+                sock.sendall(request)
+                assert answer(sock).startswith(b"HTTP/1.1 200 ")
+            finally:
+                servers["groq"].latency = 0.0
+            t = time.monotonic()
+            assert sock.recv(65536) == b""  # idle: closed by the gateway
+            assert 0.8 < time.monotonic() - t < 3.5
+
+
 def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
@@ -427,6 +465,9 @@ def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_HEAD_BYTES": "64k", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
     assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes" in r.stderr
+    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_KEEP_ALIVE_S": "-1", "PATH": "/usr/bin:/bin"}
+    r = cli(env, "serve", "--port", str(free_port()))
+    assert r.returncode != 0 and "KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds" in r.stderr
     env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_CONNECTIONS": "many", "PATH": "/usr/bin:/bin"}
     r = cli(env, "serve", "--port", str(free_port()))
     assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number" in r.stderr

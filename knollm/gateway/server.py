@@ -84,6 +84,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
     read_timeout(), max_head_bytes(), max_connections()  # (a bad value is told here, not by each worker)
+    idle = keep_alive()
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
@@ -91,7 +92,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         os.environ["KNOLLM_GATEWAY_REQUIRE_KEYS"] = "1"
     kwargs: dict[str, Any] = {"host": host, "port": port, "workers": max(1, workers), "factory": True,
                               "log_level": log_level, "access_log": False, "server_header": False,
-                              "timeout_graceful_shutdown": 10, "proxy_headers": False}
+                              "timeout_graceful_shutdown": 10, "proxy_headers": False, "timeout_keep_alive": idle}
     try:
         import httptools  # noqa: F401
 
@@ -181,6 +182,25 @@ def max_head_bytes() -> int:
         raise GatewayError("KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes, at least 1024", status=500,
                            type="server_error")
     return int(raw)
+
+
+#: the default of ``KNOLLM_GATEWAY_KEEP_ALIVE_S`` (uvicorn's own)
+KEEP_ALIVE_S = 5.0
+
+
+def keep_alive() -> float:
+    """How long a client's connection is kept open idle between requests
+    (``$KNOLLM_GATEWAY_KEEP_ALIVE_S``, default 5 s, uvicorn's). Behind a load balancer,
+    set it above the balancer's own idle timeout (60 s on AWS's ALB), or the balancer
+    sends a request into a connection the gateway is closing and its caller gets a 502."""
+    try:
+        v = float(os.environ.get("KNOLLM_GATEWAY_KEEP_ALIVE_S") or KEEP_ALIVE_S)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < float("inf"):
+        raise GatewayError("KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds", status=500,
+                           type="server_error")
+    return v
 
 
 #: the most client connections a worker holds by default, however many files it may open
@@ -383,6 +403,8 @@ def _gateway_http() -> Any:
         _since = 0.0  # when it was first found so
         _ticker: Any = None
         _extensions: Any = None
+        _quiet: Any = None  # the answered request after which the connection was found idle
+        _quiet_since = 0.0  # (the look that found it so)
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             if len(self.connections) >= most:  # (this one not counted yet): refused before it is read
@@ -430,10 +452,31 @@ def _gateway_http() -> Any:
             if "extensions" not in scope:  # (uvicorn's httptools protocol offers none of its own)
                 scope["extensions"] = self._extensions
 
+        def on_response_complete(self) -> None:
+            """uvicorn's, without its keep-alive timer: uvicorn arms an event-loop timer after
+            every answer and cancels it when the next request's bytes arrive (a timer made
+            and dropped for every request); here the connection's once-a-second look
+            (:meth:`tick`) closes one left idle past uvicorn's ``timeout_keep_alive``
+            instead, at most a second late."""
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()  # (unpaused, if a pipelined request had paused it)
+            if self.pipeline:  # the next pipelined request starts
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+
         def tick(self, now: float) -> bool:
             scope, cycle = self.scope, self.cycle
             if cycle is not None and cycle.scope is scope and not cycle.more_body:
                 self._seen = None  # the request is in (or answered): nothing is being read
+                if cycle.response_complete and not self.pipeline:  # answered: idle until a next request
+                    if self._quiet is not cycle:
+                        self._quiet, self._quiet_since = cycle, now
+                    elif now - self._quiet_since >= self.timeout_keep_alive:
+                        if not self.transport.is_closing():  # (as uvicorn's keep-alive timer closes it)
+                            self.transport.close()
+                        return True
                 return False
             request = self if scope is None else scope
             if request is not self._seen:
