@@ -66,6 +66,8 @@ def _idle_max(keep_alive: str) -> float:
             except ValueError:
                 break
     return _IDLE_S
+
+
 _HIGH_WATER = 1 << 20  # a streamed body buffered beyond this pauses reading from the socket
 # a stream whose payload ended (its end marker read) before its body's last framing bytes
 # (the empty chunk that ends a chunked body, often in the next packet) arrived: the

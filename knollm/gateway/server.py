@@ -245,12 +245,13 @@ def max_connections() -> int:
     return min(int(raw), fit)
 
 
-def _refusal(status: int, reason: str, message: str, code: str, type: str = "invalid_request_error",
+def _refusal(status: int, reason: str, message: str, code: str, kind: str = "invalid_request_error",
              headers: str = "") -> bytes:
-    """A whole HTTP answer closing its connection, with an OpenAI-shaped error body."""
+    """A whole HTTP answer closing its connection, with an OpenAI-shaped error body
+    (``error.type`` ``kind``); ``headers``: more header lines, each ending in CRLF."""
     from knollm.gateway.app import _dumps, error_body
 
-    body = _dumps(error_body(GatewayError(message, status=status, type=type, code=code)))
+    body = _dumps(error_body(GatewayError(message, status=status, type=kind, code=code)))
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nconnection: close\r\n{headers}"
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
@@ -264,10 +265,9 @@ class _Refused:
     LINGER_S = 1.0
 
     def __init__(self, answer: bytes, loop: Any) -> None:
-        self.answer, self.loop, self.t, self.timer = answer, loop, None, None
+        self.answer, self.loop, self.timer = answer, loop, None
 
     def connection_made(self, transport: Any) -> None:
-        self.t = transport
         transport.write(self.answer)
         try:
             transport.write_eof()
