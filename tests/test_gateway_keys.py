@@ -458,19 +458,15 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time(serve
             assert 0.8 < time.monotonic() - t < 3.5
 
 
-def test_a_bad_read_time_limit_is_refused_at_startup(tmp_path):
-    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_READ_TIMEOUT_S": "soon", "PATH": "/usr/bin:/bin"}
-    r = cli(env, "serve", "--port", str(free_port()))
-    assert r.returncode != 0 and "KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds" in r.stderr
-    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_HEAD_BYTES": "64k", "PATH": "/usr/bin:/bin"}
-    r = cli(env, "serve", "--port", str(free_port()))
-    assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes" in r.stderr
-    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_KEEP_ALIVE_S": "-1", "PATH": "/usr/bin:/bin"}
-    r = cli(env, "serve", "--port", str(free_port()))
-    assert r.returncode != 0 and "KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds" in r.stderr
-    env = {"KNOLLM_HOME": str(tmp_path), "KNOLLM_GATEWAY_MAX_CONNECTIONS": "many", "PATH": "/usr/bin:/bin"}
-    r = cli(env, "serve", "--port", str(free_port()))
-    assert r.returncode != 0 and "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number" in r.stderr
+@pytest.mark.parametrize("name, value, message", [
+    ("KNOLLM_GATEWAY_READ_TIMEOUT_S", "soon", "KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds"),
+    ("KNOLLM_GATEWAY_MAX_HEAD_BYTES", "64k", "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes"),
+    ("KNOLLM_GATEWAY_KEEP_ALIVE_S", "-1", "KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds"),
+    ("KNOLLM_GATEWAY_MAX_CONNECTIONS", "many", "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number"),
+])
+def test_a_bad_connection_setting_is_refused_at_startup(tmp_path, name, value, message):
+    r = cli({"KNOLLM_HOME": str(tmp_path), name: value, "PATH": "/usr/bin:/bin"}, "serve", "--port", str(free_port()))
+    assert r.returncode != 0 and message in r.stderr
 
 
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):

@@ -157,17 +157,22 @@ class _OneWrite:
 READ_TIMEOUT_S = 60.0
 
 
-def read_timeout() -> float:
-    """How long a client may take to send one request, head and body
-    (``$KNOLLM_GATEWAY_READ_TIMEOUT_S``, default 60 s)."""
+def _seconds(name: str, default: float) -> float:
+    """The positive number of seconds ``$name`` says (``default`` when unset); a
+    :class:`GatewayError` naming the variable otherwise."""
     try:
-        v = float(os.environ.get("KNOLLM_GATEWAY_READ_TIMEOUT_S") or READ_TIMEOUT_S)
+        v = float(os.environ.get(name) or default)
     except ValueError:
         v = float("nan")
     if not 0 < v < float("inf"):
-        raise GatewayError("KNOLLM_GATEWAY_READ_TIMEOUT_S must be a positive number of seconds", status=500,
-                           type="server_error")
+        raise GatewayError(f"{name} must be a positive number of seconds", status=500, type="server_error")
     return v
+
+
+def read_timeout() -> float:
+    """How long a client may take to send one request, head and body
+    (``$KNOLLM_GATEWAY_READ_TIMEOUT_S``, default 60 s)."""
+    return _seconds("KNOLLM_GATEWAY_READ_TIMEOUT_S", READ_TIMEOUT_S)
 
 
 #: the default of ``KNOLLM_GATEWAY_MAX_HEAD_BYTES``
@@ -193,14 +198,7 @@ def keep_alive() -> float:
     (``$KNOLLM_GATEWAY_KEEP_ALIVE_S``, default 5 s, uvicorn's). Behind a load balancer,
     set it above the balancer's own idle timeout (60 s on AWS's ALB), or the balancer
     sends a request into a connection the gateway is closing and its caller gets a 502."""
-    try:
-        v = float(os.environ.get("KNOLLM_GATEWAY_KEEP_ALIVE_S") or KEEP_ALIVE_S)
-    except ValueError:
-        v = float("nan")
-    if not 0 < v < float("inf"):
-        raise GatewayError("KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds", status=500,
-                           type="server_error")
-    return v
+    return _seconds("KNOLLM_GATEWAY_KEEP_ALIVE_S", KEEP_ALIVE_S)
 
 
 #: the most client connections a worker holds by default, however many files it may open
