@@ -469,6 +469,30 @@ def test_a_bad_connection_setting_is_refused_at_startup(tmp_path, name, value, m
     assert r.returncode != 0 and message in r.stderr
 
 
+@pytest.mark.parametrize("httptools", [True, False])
+def test_serve_bounds_connections_with_either_http_protocol(tmp_path, monkeypatch, httptools):
+    """``knollm serve`` hands uvicorn its settings: the keep-alive time, and a bound on
+    connections either way: ``GatewayHTTP``'s own (httptools installed), else uvicorn's
+    ``limit_concurrency`` for its h11 protocol (a plain-text 503 past it)."""
+    import uvicorn
+
+    from knollm.gateway import server
+
+    got = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: got.update(kw, app=app))
+    monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))
+    monkeypatch.setenv("KNOLLM_GATEWAY_MAX_CONNECTIONS", "7")
+    monkeypatch.setenv("KNOLLM_GATEWAY_KEEP_ALIVE_S", "75")
+    if not httptools:
+        monkeypatch.setitem(sys.modules, "httptools", None)  # (import httptools raises ImportError)
+    server.serve("127.0.0.1", free_port())
+    assert got["app"] == "knollm.gateway.server:app_factory" and got["timeout_keep_alive"] == 75
+    if httptools:
+        assert got["http"] == "knollm.gateway.server:GatewayHTTP" and "limit_concurrency" not in got
+    else:
+        assert got["http"] == "h11" and got["limit_concurrency"] == 7
+
+
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):
     """The limit covers the whole request, stream included: a stream whose upstream goes
     silent after the first token ends, within the limit, with a ``timeout`` error event

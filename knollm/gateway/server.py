@@ -97,8 +97,9 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         import httptools  # noqa: F401
 
         kwargs["http"] = "knollm.gateway.server:GatewayHTTP"
-    except ImportError:
+    except ImportError:  # uvicorn's h11 protocol: its own bound on connections (a plain-text 503 past it)
         kwargs["http"] = "h11"
+        kwargs["limit_concurrency"] = max_connections()
     try:
         import uvloop  # noqa: F401
 
