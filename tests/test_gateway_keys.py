@@ -463,6 +463,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time(serve
     ("KNOLLM_GATEWAY_MAX_HEAD_BYTES", "64k", "KNOLLM_GATEWAY_MAX_HEAD_BYTES must be a number of bytes"),
     ("KNOLLM_GATEWAY_KEEP_ALIVE_S", "-1", "KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds"),
     ("KNOLLM_GATEWAY_MAX_CONNECTIONS", "many", "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number"),
+    ("KNOLLM_GATEWAY_SHUTDOWN_S", "0", "KNOLLM_GATEWAY_SHUTDOWN_S must be a positive number of seconds"),
 ])
 def test_a_bad_connection_setting_is_refused_at_startup(tmp_path, name, value, message):
     r = cli({"KNOLLM_HOME": str(tmp_path), name: value, "PATH": "/usr/bin:/bin"}, "serve", "--port", str(free_port()))
@@ -473,7 +474,10 @@ def test_a_bad_connection_setting_is_refused_at_startup(tmp_path, name, value, m
 def test_serve_bounds_connections_with_either_http_protocol(tmp_path, monkeypatch, httptools):
     """``knollm serve`` hands uvicorn its settings: the keep-alive time, and a bound on
     connections either way: ``GatewayHTTP``'s own (httptools installed), else uvicorn's
-    ``limit_concurrency`` for its h11 protocol (a plain-text 503 past it)."""
+    ``limit_concurrency`` for its h11 protocol (a plain-text 503 past it). The shutdown
+    time likewise: ``GatewayHTTP`` cuts what is left at ``KNOLLM_GATEWAY_SHUTDOWN_S``
+    itself, uvicorn's cancellation two seconds later being the backstop; under h11 uvicorn's
+    cancellation is the cut."""
     import uvicorn
 
     from knollm.gateway import server
@@ -483,14 +487,16 @@ def test_serve_bounds_connections_with_either_http_protocol(tmp_path, monkeypatc
     monkeypatch.setenv("KNOLLM_HOME", str(tmp_path))
     monkeypatch.setenv("KNOLLM_GATEWAY_MAX_CONNECTIONS", "7")
     monkeypatch.setenv("KNOLLM_GATEWAY_KEEP_ALIVE_S", "75")
+    monkeypatch.setenv("KNOLLM_GATEWAY_SHUTDOWN_S", "40")
     if not httptools:
         monkeypatch.setitem(sys.modules, "httptools", None)  # (import httptools raises ImportError)
     server.serve("127.0.0.1", free_port())
     assert got["app"] == "knollm.gateway.server:app_factory" and got["timeout_keep_alive"] == 75
     if httptools:
         assert got["http"] == "knollm.gateway.server:GatewayHTTP" and "limit_concurrency" not in got
+        assert got["timeout_graceful_shutdown"] == 42
     else:
-        assert got["http"] == "h11" and got["limit_concurrency"] == 7
+        assert got["http"] == "h11" and got["limit_concurrency"] == 7 and got["timeout_graceful_shutdown"] == 40
 
 
 def test_request_time_limit_ends_a_stream_that_stalls_after_its_first_token(servers, tmp_path):

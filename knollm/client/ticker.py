@@ -41,6 +41,12 @@ class Ticker:
             loop.call_later(cls.TICK, t._tick)
         return t
 
+    @classmethod
+    def current(cls, loop: asyncio.AbstractEventLoop) -> Ticker | None:
+        """``loop``'s ticker while it has waits (None: it has none), without starting one."""
+        t = cls._of_loop.get(id(loop))
+        return t if t is not None and t.loop is loop else None
+
     def _tick(self) -> None:
         now = self.loop.time()
         for w in [w for w in self.live if w.tick(now)]:

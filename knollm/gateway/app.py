@@ -1094,15 +1094,44 @@ class _ChatRequest:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+#: the event loops whose server is shutting down (:func:`drain`): id(loop) -> (the loop,
+#: the loop time by which its requests must be done, the seconds they were given)
+_DRAINING: dict[int, tuple[Any, float, float]] = {}
+
+
+def drain(loop: Any, seconds: float) -> None:
+    """The server of ``loop`` is shutting down (``knollm serve`` got SIGTERM, or Ctrl-C):
+    every request in flight on it, and any that starts later, has at most ``seconds``
+    more to finish. One still waiting for its provider then is cut as a request past its
+    time limit is (:class:`_Deadline`), with a 503 ``shutting_down`` instead of a 504: a
+    non-streamed request gets that answer, a stream its error event (its ledger row
+    written, as for any stream cut short). Called again for the same loop (uvicorn calls
+    its protocol's ``shutdown`` once a connection), it keeps the first deadline."""
+    got = _DRAINING.get(id(loop))
+    if got is not None and got[0] is loop:
+        return
+    at = loop.time() + seconds
+    _DRAINING[id(loop)] = (loop, at, seconds)
+    ticker = Ticker.current(loop)
+    waits = [w for w in ticker.live if type(w) is _Deadline] if ticker is not None else []
+    for w in waits:
+        w.shorten(at, seconds)
+    if waits:  # (a server stopping silently for seconds looks hung)
+        log.warning("shutting down: %d request(s) in flight get up to %g s to finish (KNOLLM_GATEWAY_SHUTDOWN_S); "
+                    "press Ctrl-C again to quit at once", len(waits), seconds)
+
+
 class _Deadline:
     """A request's time limit: one per request (stream included) instead of an
     ``asyncio.timeout`` around every wait. :meth:`wait` awaits the upstream and raises
     ``TimeoutError`` when the limit passes meanwhile (or has passed); the limit cancels the
     task only while it waits there, never in the middle of a write. The limits of one
     event loop are checked together by a :class:`~knollm.client.ticker.Ticker` (a timer
-    per request costs more than the rest of the bookkeeping), so one fires at most 0.1 s late."""
+    per request costs more than the rest of the bookkeeping), so one fires at most 0.1 s late.
+    A server shutting down shortens it (:func:`drain`): past that, :meth:`wait` raises a 503
+    ``shutting_down`` :class:`GatewayError` instead."""
 
-    __slots__ = ("task", "at", "expired", "waiting", "ticker")
+    __slots__ = ("task", "at", "expired", "waiting", "ticker", "drained")
 
     def __init__(self, seconds: float, loop: Any = None) -> None:
         if loop is None:  # (the server's, when it said: the lookup costs a getpid system call)
@@ -1110,8 +1139,18 @@ class _Deadline:
         self.task = asyncio.current_task(loop)  # (given the loop: no running-loop lookup)
         self.at = loop.time() + seconds
         self.expired = self.waiting = False
+        self.drained = 0.0  # (shortened by a shutdown: the seconds the server gave its requests)
+        if _DRAINING:  # the server is shutting down: no more than the time its requests have left
+            got = _DRAINING.get(id(loop))
+            if got is not None and got[0] is loop:
+                self.shorten(got[1], got[2])
         self.ticker = Ticker.of(loop)
         self.ticker.live.add(self)
+
+    def shorten(self, at: float, seconds: float) -> None:
+        """The server is shutting down: the limit is now ``at`` (loop time), if sooner."""
+        if at < self.at:
+            self.at, self.drained = at, seconds
 
     def tick(self, now: float) -> bool:
         if now < self.at:
@@ -1121,17 +1160,24 @@ class _Deadline:
             self.task.cancel()
         return True
 
+    def _error(self) -> Exception:
+        if not self.drained:
+            return TimeoutError()
+        return GatewayError(f"the gateway is shutting down, and the request was still waiting for its provider after "
+                            f"the {self.drained:g} s it was given to finish (KNOLLM_GATEWAY_SHUTDOWN_S): send it again",
+                            status=503, type="server_error", code="shutting_down", headers={"retry-after": "1"})
+
     async def wait(self, aw: Any) -> Any:
         if self.expired:
             aw.close()
-            raise TimeoutError
+            raise self._error()
         self.waiting = True
         try:
             return await aw
         except asyncio.CancelledError as e:
             if self.expired and self.task is not None and self.task.uncancel() == 0:
-                err = TimeoutError()  # our cancel, and no one else's
-                outcome = getattr(e, "outcome", None)  # what the call got to (its attempts): the 504's headers
+                err = self._error()  # our cancel, and no one else's
+                outcome = getattr(e, "outcome", None)  # what the call got to (its attempts): the error's headers
                 if outcome is not None:
                     err.outcome = outcome  # type: ignore[attr-defined]
                 raise err from None

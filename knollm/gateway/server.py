@@ -84,7 +84,7 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
     read_timeout(), max_head_bytes(), max_connections()  # (a bad value is told here, not by each worker)
-    idle = keep_alive()
+    idle, grace = keep_alive(), shutdown_seconds()
     store = KeyStore()
     check_bind(host, store.any_active())
     store.db.close()
@@ -92,14 +92,18 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
         os.environ["KNOLLM_GATEWAY_REQUIRE_KEYS"] = "1"
     kwargs: dict[str, Any] = {"host": host, "port": port, "workers": max(1, workers), "factory": True,
                               "log_level": log_level, "access_log": False, "server_header": False,
-                              "timeout_graceful_shutdown": 10, "proxy_headers": False, "timeout_keep_alive": idle}
+                              "proxy_headers": False, "timeout_keep_alive": idle}
     try:
         import httptools  # noqa: F401
 
         kwargs["http"] = "knollm.gateway.server:GatewayHTTP"
+        # (the protocol cuts what is left at `grace` itself, with answers; uvicorn's
+        # cancellation, a plain-text 500, is the backstop)
+        kwargs["timeout_graceful_shutdown"] = grace + SHUTDOWN_BACKSTOP_S
     except ImportError:  # uvicorn's h11 protocol: its own bound on connections (a plain-text 503 past it)
         kwargs["http"] = "h11"
         kwargs["limit_concurrency"] = max_connections()
+        kwargs["timeout_graceful_shutdown"] = grace  # (and its cancellation: no drain of the gateway's own)
     try:
         import uvloop  # noqa: F401
 
@@ -202,6 +206,21 @@ def keep_alive() -> float:
     return _seconds("KNOLLM_GATEWAY_KEEP_ALIVE_S", KEEP_ALIVE_S)
 
 
+#: the default of ``KNOLLM_GATEWAY_SHUTDOWN_S``: under Kubernetes' default grace period
+#: (30 s) with room for the cut requests' answers and ledger rows
+SHUTDOWN_S = 25.0
+#: how long uvicorn waits, past ``KNOLLM_GATEWAY_SHUTDOWN_S``, for what the gateway's own cut
+#: left (answers being written, ledger rows) before it cancels the tasks still running
+SHUTDOWN_BACKSTOP_S = 2.0
+
+
+def shutdown_seconds() -> float:
+    """How long the requests in flight when ``knollm serve`` is told to stop (SIGTERM, Ctrl-C)
+    may take to finish (``$KNOLLM_GATEWAY_SHUTDOWN_S``, default 25 s); then those still
+    waiting for a provider are cut (see :func:`knollm.gateway.app.drain`)."""
+    return _seconds("KNOLLM_GATEWAY_SHUTDOWN_S", SHUTDOWN_S)
+
+
 #: the most client connections a worker holds by default, however many files it may open
 MAX_CONNECTIONS_CAP = 10_000
 
@@ -300,7 +319,7 @@ def _gateway_http() -> Any:
     from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
     from knollm.client.ticker import Ticker
-    from knollm.gateway.app import EVENT_LOOP, READ_TIMED_OUT, WHOLE_ANSWER
+    from knollm.gateway.app import EVENT_LOOP, READ_TIMED_OUT, WHOLE_ANSWER, drain
     from knollm.gateway.metrics import Refused
 
     class ReadTicker(Ticker):
@@ -309,8 +328,9 @@ def _gateway_http() -> Any:
         TICK = 1.0
         _of_loop: dict[int, Ticker] = {}
 
-    limit, head_limit, most = read_timeout(), max_head_bytes(), max_connections()
+    limit, head_limit, most, grace = read_timeout(), max_head_bytes(), max_connections(), shutdown_seconds()
     _made, _lost = HttpToolsProtocol.connection_made, HttpToolsProtocol.connection_lost
+    _shutdown = HttpToolsProtocol.shutdown
     _received = HttpToolsProtocol.data_received
     timed_out = _refusal(408, "Request Timeout", f"the request was not received within {limit:g} s "
                          "(KNOLLM_GATEWAY_READ_TIMEOUT_S)", "request_timeout")
@@ -464,6 +484,16 @@ def _gateway_http() -> Any:
             if self.pipeline:  # the next pipelined request starts
                 cycle, app = self.pipeline.pop()
                 self._start_asgi_task(cycle, app)
+
+        def shutdown(self) -> None:
+            """uvicorn's (called on every connection when the server begins to stop: an
+            idle connection is closed, a busy one once its answer is written), the requests
+            in flight on this event loop first given at most ``KNOLLM_GATEWAY_SHUTDOWN_S`` to
+            finish (:func:`~knollm.gateway.app.drain`): one still waiting for its provider then
+            gets a 503 ``shutting_down`` (a stream, its error event and its ledger row)
+            instead of uvicorn's cancellation, a plain-text 500 with no row."""
+            drain(self.loop, grace)
+            _shutdown(self)
 
         def tick(self, now: float) -> bool:
             scope, cycle = self.scope, self.cycle
