@@ -18,19 +18,20 @@ from tests.support.async_facade import DRIVERS, Drivers
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 KEYS = {"GROQ_API_KEY": "gsk_cut_SECRET_1111", "ANTHROPIC_API_KEY": "sk-ant-cut-SECRET-2222",
-        "CEREBRAS_API_KEY": "csk_cut_SECRET_3333"}
+        "CEREBRAS_API_KEY": "csk_cut_SECRET_3333", "GEMINI_API_KEY": "gem_cut_SECRET_4444"}
 MSG = [{"role": "user", "content": "hi there"}]
 PROMPT = prompt_tokens(MSG)  # the client's estimate of MSG: what an unreported input is charged
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                           "required": ["city"]}}}]
 GROQ = "groq/llama-3.3-70b-versatile"
-PROVIDERS = ("groq", "cerebras", "anthropic", "ollama")
+PROVIDERS = ("groq", "cerebras", "anthropic", "ollama", "gemini")
 CAT = catalog(
     model("groq", "llama-3.3-70b-versatile", input=1.0, output=2.0),
     model("cerebras", "llama-3.3-70b", input=1.5, output=2.0),
     model("anthropic", "claude-x", "claude-x", input=3.0, output=15.0),
     model("ollama", "llama3.3", "llama3.3", input=None, output=None),
+    model("gemini", "gemini-x", "gemini-x", input=0.3, output=2.5),
 )
 GROQ_BUDGET = Budget(1.0, "day", provider="groq")
 
@@ -176,6 +177,24 @@ def test_failure_before_the_first_token_is_not_charged(srv, tmp_path):
     with pytest.raises(AllAttemptsFailed):
         list(c.stream(CANON, MSG))
     assert len(store.rows()) == 1 and store.spent(GROQ_BUDGET) == 0
+
+
+@pytest.mark.parametrize("target", [GROQ, "anthropic/claude-x", "ollama/llama3.3", "gemini/gemini-x"])
+def test_a_model_reasoning_longer_than_the_first_token_wait_is_not_cut(srv, tmp_path, target):
+    """A reasoning model sends its reasoning for a second before its first text (each API
+    its own way: DeepSeek's ``reasoning_content``, Anthropic's thinking block, Gemini's
+    thought parts, Ollama's ``thinking``), ``ttft_timeout`` being 0.3 s: it is working, and
+    billed for it, so the wait is not a stall. One request, the whole text, one ``ok`` row
+    (before: cut at 0.3 s as "no first token", sent again and billed again, then the next
+    candidate)."""
+    provider = target.split("/")[0]
+    c, store = client(srv, tmp_path, retries=1, ttft_timeout=0.3, stall_timeout=5, budgets=[])
+    srv[provider].faults("think")
+    *texts, res = list(c.stream(target, MSG))
+    assert "".join(texts) == f"Hello from {provider}! You said: hi there"
+    assert (res.provider, len(res.attempts)) == (provider, 1)
+    assert [(r["provider"], r["outcome"]) for r in store.rows()] == [(provider, "ok")]
+    assert len(srv[provider].requests) == 1 and res.ttft_ms > 900  # (the time to the first text)
 
 
 def test_a_stream_without_ledger_still_says_what_it_cost(srv, tmp_path):

@@ -354,7 +354,8 @@ class _Attempt:
                 if len(texts) != len(items):  # tool-call deltas among them
                     out.tools_sent = True
             self._first()
-        elif self.out.ttft_ms is None and time.perf_counter() > self.deadline:
+        elif self.out.ttft_ms is None and time.perf_counter() > self.deadline and not self.st.thought:
+            # (a model sending its reasoning is working, and is billed for it: not a stall)
             raise ProviderError(f"no first token within {self.s.ttft_timeout:g}s", provider=self.d.provider,
                                 kind="timeout", retryable=True)
         return items

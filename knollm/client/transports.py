@@ -406,6 +406,10 @@ class StreamState:
         self._data: list[str] = []
 
     refusal: list[str] | None = None  # (an OpenAI-compatible stream's delta.refusal pieces, when any)
+    # the model has sent reasoning (DeepSeek's ``reasoning_content``, OpenRouter's ``reasoning``,
+    # Anthropic's thinking blocks, Gemini's thought parts, Ollama's ``thinking``): it is working,
+    # so the wait for its first text is not a stall (the client's ``ttft_timeout`` no longer applies)
+    thought = False
     searches = 0  # web_search server-tool blocks seen (Anthropic): billed even if the stream is cut before its count
     # an Anthropic stream that holds a server tool's block (None until then): the provider's
     # block index -> its place in ``blocks`` (the answer's blocks, as :attr:`Parsed.blocks`),
@@ -658,6 +662,9 @@ class Shape:
                     if st.refusal is None:
                         st.refusal = []
                     st.refusal.append(d["refusal"])
+                elif not st.thought and (d.get("reasoning_content") or d.get("reasoning")
+                                         or d.get("reasoning_details")):
+                    st.thought = True
                 for tc in d.get("tool_calls") or ():
                     i = tc.get("index", 0)
                     slot = st.tool_calls.setdefault(i, {"id": None, "type": "function",
@@ -873,6 +880,7 @@ class AnthropicShape(Shape):
                            "input": tool_args(c["function"]["arguments"])}
                           for c in (st.tool_calls[i] for i in sorted(st.tool_calls))]
         if kind in _THINKING:
+            st.thought = True
             return []  # (not given, as without server tools)
         i = obj.get("index", 0)
         st.native[i] = len(st.blocks)
@@ -947,6 +955,8 @@ class AnthropicShape(Shape):
             elif kind == "text" and b.get("text"):
                 st.content.append(b["text"])
                 return [b["text"]]
+            elif kind in _THINKING:
+                st.thought = True
         elif t == "content_block_delta":
             if st.native is not None:
                 return self._native_delta(st, obj)
@@ -954,6 +964,8 @@ class AnthropicShape(Shape):
             if d.get("type") == "text_delta":
                 st.content.append(d.get("text", ""))
                 return [d.get("text", "")]
+            if d.get("type") in ("thinking_delta", "signature_delta"):
+                st.thought = True
             if d.get("type") == "input_json_delta" and obj.get("index", 0) in st.tool_calls:
                 st.tool_calls[obj.get("index", 0)]["function"]["arguments"] += d.get("partial_json", "")
                 if d.get("partial_json"):
@@ -1151,6 +1163,10 @@ class GeminiShape(Shape):
         before = len(st.tool_calls)
         out, finish, usage = self._apply(obj, st.content, st.tool_calls)
         st._whole_calls(before)
+        if not out and not st.thought:  # a thought summary (includeThoughts): the model is working
+            st.thought = any(isinstance(p, dict) and p.get("thought")
+                             for c in (obj.get("candidates") or [])[:1]
+                             for p in (c.get("content") or {}).get("parts") or ())
         if finish:
             st.finish_reason = "tool_calls" if st.tool_calls and finish == "stop" else finish
         if usage:
@@ -1259,6 +1275,8 @@ class OllamaShape(Shape):
         if msg.get("content"):
             st.content.append(msg["content"])
             out.append(msg["content"])
+        elif msg.get("thinking"):
+            st.thought = True
         before = len(st.tool_calls)
         for c in self._calls(msg):
             st.tool_calls[len(st.tool_calls)] = c

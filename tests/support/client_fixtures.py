@@ -53,7 +53,7 @@ def reset_servers(servers: dict[str, Any]) -> dict[str, Any]:
     for s in servers.values():
         s.script.clear()
         s.default, s.retry_after, s.hang_s, s.latency, s.usage = "ok", "0", 3.0, 0.0, (120, 30, 0)
-        s.searches = 0
+        s.searches, s.think_s = 0, 1.0
         s.requests.clear()
     return servers
 

@@ -27,7 +27,11 @@ chunk, then silence), ``cut`` (stream: first chunk, then the connection closes),
 length, then half of it and the connection closes), ``reset`` (connection closed, no answer),
 ``nousage`` (an answer without usage), ``echo401`` (a 401 whose message repeats the key sent),
 ``shuffled`` (embeddings: ``data`` in reverse order), ``short`` (embeddings: one vector fewer),
-``nodims`` (embeddings: ``dimensions`` ignored). Tools in the request get a tool call back.
+``nodims`` (embeddings: ``dimensions`` ignored), ``think`` (stream: the model's reasoning for
+``think_s`` seconds, a piece every 0.1 s, before its text, as each API sends it: OpenAI-compatible
+``delta.reasoning_content`` (DeepSeek's), an Anthropic ``thinking`` block with its
+``thinking_delta`` and ``signature_delta`` events, Gemini ``thought`` parts, Ollama's
+``message.thinking``). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
 Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
@@ -80,6 +84,7 @@ class ProviderServer:
         self.retry_after = "0"
         self.hang_s = 3.0
         self.latency = 0.0  # seconds before every answer
+        self.think_s = 1.0  # how long a ``think`` stream reasons before its text
         self.searches = 0  # web searches a provider-run search tool made (Anthropic, Perplexity usage)
         # (Anthropic, with searches) the answer as Anthropic's web search docs show it: a text
         # block before the searches, and the text after them in blocks, one citing a result
@@ -336,6 +341,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, obj)
 
     # -- faults inside a stream
+    def _think(self, piece: Any) -> None:
+        """The ``think`` fault's reasoning: ``piece(text)`` written every 0.1 s for ``think_s``."""
+        until = time.monotonic() + self.server_owner.think_s
+        while time.monotonic() < until:
+            self._write(piece("Let me think. "))
+            time.sleep(0.1)
+
     def _stream_fault(self, fault: str, first: str, last: str | None = None) -> bool:
         """Write the first event, then misbehave; True if the fault ended the stream."""
         o = self.server_owner
@@ -377,6 +389,8 @@ class _Handler(BaseHTTPRequestHandler):
                 d["usage"] = u
             return "data: " + json.dumps(d) + "\n\n"
 
+        if fault == "think":
+            self._think(lambda t: ev({"role": "assistant", "content": None, "reasoning_content": t}))
         words = _words(text)
         cut = _cut_after(fault)
         if call:
@@ -458,8 +472,19 @@ class _Handler(BaseHTTPRequestHandler):
                                                  "usage": {**self._a_usage(usage, False), "output_tokens": 1}}})
         self._write(start)
         before, after = self._cited(text)
-        blocks = before + self._search_blocks()
-        for i, b in enumerate(blocks):  # a search's query streams as its server_tool_use block's input
+        thinking: list[dict] = []
+        if fault == "think":  # index 0: the thinking block, its deltas, its signature
+            thinking = [{"type": "thinking", "thinking": "", "signature": ""}]
+            self._write(ev("content_block_start", {"index": 0, "content_block": thinking[0]}))
+            self._think(lambda t: ev("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta",
+                                                                                   "thinking": t}}))
+            self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "signature_delta",
+                                                                        "signature": "EqQBCgIYAhIM"}}))
+            self._write(ev("content_block_stop", {"index": 0}))
+        blocks = thinking + before + self._search_blocks()
+        for i, b in enumerate(blocks):
+            if b["type"] == "thinking":
+                continue  # a search's query streams as its server_tool_use block's input
             if b["type"] == "server_tool_use":
                 self._write(ev("content_block_start", {"index": i, "content_block": {**b, "input": {}}}))
                 self._write(ev("content_block_delta", {"index": i, "delta": {
@@ -532,6 +557,8 @@ class _Handler(BaseHTTPRequestHandler):
                 d["usageMetadata"] = u
             return "data: " + json.dumps(d) + "\r\n\r\n"
 
+        if fault == "think":  # thought summaries (includeThoughts)
+            self._think(lambda t: ev([{"text": t, "thought": True}]))
         words = _words(text)
         if self._stream_fault(fault, ev([{"text": words[0]}])):
             return
@@ -557,6 +584,8 @@ class _Handler(BaseHTTPRequestHandler):
             return json.dumps({"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z",
                                "message": {"role": "assistant", "content": content, **extra}, "done": done}) + "\n"
 
+        if fault == "think":
+            self._think(lambda t: line("", thinking=t))
         words = _words(text)
         if fault == "malformed":
             self._write('{"model": "x", "message": {"content": "oo\n')
