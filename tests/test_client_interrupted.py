@@ -18,20 +18,22 @@ from tests.support.async_facade import DRIVERS, Drivers
 from tests.support.client_fixtures import CANON, catalog, env_for, model, servers, srv  # noqa: F401 - fixtures
 
 KEYS = {"GROQ_API_KEY": "gsk_cut_SECRET_1111", "ANTHROPIC_API_KEY": "sk-ant-cut-SECRET-2222",
-        "CEREBRAS_API_KEY": "csk_cut_SECRET_3333", "GEMINI_API_KEY": "gem_cut_SECRET_4444"}
+        "CEREBRAS_API_KEY": "csk_cut_SECRET_3333", "GEMINI_API_KEY": "gem_cut_SECRET_4444",
+        "OPENAI_API_KEY": "sk-cut-SECRET-5555"}
 MSG = [{"role": "user", "content": "hi there"}]
 PROMPT = prompt_tokens(MSG)  # the client's estimate of MSG: what an unreported input is charged
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                                                           "required": ["city"]}}}]
 GROQ = "groq/llama-3.3-70b-versatile"
-PROVIDERS = ("groq", "cerebras", "anthropic", "ollama", "gemini")
+PROVIDERS = ("groq", "cerebras", "anthropic", "ollama", "gemini", "openai")
 CAT = catalog(
     model("groq", "llama-3.3-70b-versatile", input=1.0, output=2.0),
     model("cerebras", "llama-3.3-70b", input=1.5, output=2.0),
     model("anthropic", "claude-x", "claude-x", input=3.0, output=15.0),
     model("ollama", "llama3.3", "llama3.3", input=None, output=None),
     model("gemini", "gemini-x", "gemini-x", input=0.3, output=2.5),
+    model("openai", "o-x", "o-x", input=2.0, output=8.0, reasoning=True),
 )
 GROQ_BUDGET = Budget(1.0, "day", provider="groq")
 
@@ -195,6 +197,42 @@ def test_a_model_reasoning_longer_than_the_first_token_wait_is_not_cut(srv, tmp_
     assert (res.provider, len(res.attempts)) == (provider, 1)
     assert [(r["provider"], r["outcome"]) for r in store.rows()] == [(provider, "ok")]
     assert len(srv[provider].requests) == 1 and res.ttft_ms > 900  # (the time to the first text)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_a_reasoning_model_silent_for_longer_than_the_waits_is_not_cut(srv, tmp_path, stream):
+    """A reasoning model thinks before it answers, and OpenAI's send nothing meanwhile
+    (a whole answer comes when done; a stream's head at once, then silence). Its waits are
+    at least ``reasoning_timeout``: 1 s of silence against timeouts of 0.4 s is one request
+    and one ``ok`` row, for a model the catalog says reasons and for one the request asks
+    to (``reasoning_effort``); the same silence from another model is cut at 0.4 s and
+    sent again, as before (each cut request may be billed: hence the long wait)."""
+    c, store = client(srv, tmp_path, retries=1, timeout=0.4, stall_timeout=0.4, ttft_timeout=0.4,
+                      reasoning_timeout=5, budgets=[])
+    for p in ("openai", "groq"):
+        srv[p].latency = 0.0 if stream else 1.0  # a whole answer: nothing for 1 s, then all of it
+        srv[p].think_s = 1.0  # a stream: its head, then nothing for 1 s (the "quiet" fault)
+        srv[p].default = "quiet" if stream else "ok"
+
+    def call(target: str, **params):
+        if stream:
+            *texts, res = list(c.stream(target, MSG, **params))
+            return "".join(texts), res
+        res = c.chat(target, MSG, **params)
+        return res.content, res
+
+    for target, params in (("openai/o-x", {}), (GROQ, {"reasoning_effort": "high"})):
+        provider = target.split("/")[0]
+        n = len(srv[provider].requests)
+        text, res = call(target, **params)
+        assert text == f"Hello from {provider}! You said: hi there"
+        assert (res.provider, len(res.attempts), len(srv[provider].requests) - n) == (provider, 1, 1)
+    assert [(r["provider"], r["outcome"]) for r in store.rows()] == [("openai", "ok"), ("groq", "ok")]
+    n = len(srv["groq"].requests)
+    with pytest.raises(AllAttemptsFailed) as ei:
+        call(GROQ)
+    assert len(srv["groq"].requests) - n == 2  # cut at 0.4 s, sent again
+    assert "0.4s" in str(ei.value)
 
 
 def test_a_stream_without_ledger_still_says_what_it_cost(srv, tmp_path):

@@ -41,10 +41,11 @@ class _Base:
                  stall_timeout: float = 30.0, breaker: dict | None = None, allow: Any = (), deny: Any = (),
                  max_input_price: float | None = None, max_output_price: float | None = None,
                  max_connections: int = 1000, health: Any = None, http: str = "auto",
-                 retry_after_send: bool = True) -> None:
+                 retry_after_send: bool = True, reasoning_timeout: float = 600.0) -> None:
         self.settings = Settings(strategy, retries, backoff_base, backoff_max, max_retry_wait, timeout, connect_timeout,
                                  ttft_timeout, stall_timeout, dict(breaker or {}), tuple(allow), tuple(deny),
-                                 max_input_price, max_output_price, retry_after_send=bool(retry_after_send))
+                                 max_input_price, max_output_price, retry_after_send=bool(retry_after_send),
+                                 reasoning_timeout=reasoning_timeout)
         self._catalog_arg = catalog
         self._store_arg = store
         self.budgets = tuple(budgets)
@@ -268,13 +269,35 @@ class _Stop:
         self._next(reply)
 
 
+#: the APIs whose streams may carry nothing while the model reasons (OpenAI's reasoning
+#: models on chat completions send their first byte with their answer); Anthropic's starts
+#: at once (``message_start``, pings) and streams thinking as it comes; Ollama streams
+#: ``thinking``
+_SILENT_SHAPES = frozenset({"openai", "gemini"})
+
+
+def _waits(s: Settings, plan: Plan, d: Deployment, stream: bool) -> Settings:
+    """The settings one attempt waits by. A reasoning model (the catalog says the model
+    reasons, or the request sets ``reasoning_effort``) may think for minutes before it
+    answers: a whole answer comes once it is done, and a stream on an OpenAI-compatible or
+    Gemini API may carry nothing meanwhile. Cut as timed out or stalled, its request would
+    be sent again and billed twice, so its waits (``timeout``, ``stall_timeout``,
+    ``ttft_timeout``) are at least ``reasoning_timeout``. Other attempts keep ``s``."""
+    if not d.reasons and plan.params.get("reasoning_effort") in (None, "none"):
+        return s
+    if stream and d.shape not in _SILENT_SHAPES:
+        return s
+    return s.patient
+
+
 class _Answer:
     """``with _Answer(client, d) as a: a.got(response)``: the whole answer, or the error it
     means, as ``a.out`` (an :class:`Outcome`); provider and transport errors are caught.
-    ``embed=(N, dimensions)``: an embeddings answer for N inputs."""
+    ``embed=(N, dimensions)``: an embeddings answer for N inputs. ``s``: the attempt's
+    waits (:func:`_waits`; the client's settings by default)."""
 
-    def __init__(self, client: _Base, d: Deployment, embed: tuple | None = None) -> None:
-        self.d, self.s, self.out, self.http = d, client.settings, Outcome(), client.http
+    def __init__(self, client: _Base, d: Deployment, embed: tuple | None = None, s: Settings | None = None) -> None:
+        self.d, self.s, self.out, self.http = d, s or client.settings, Outcome(), client.http
         self.embed = embed
 
     def got(self, r: Any) -> None:
@@ -309,8 +332,9 @@ class _Answer:
 class _Attempt:
     """One streamed attempt's bookkeeping, shared by the sync and async drivers."""
 
-    def __init__(self, client: _Base, d: Deployment, out: Outcome, tools: bool = False) -> None:
-        self.d, self.out, self.s, self.http = d, out, client.settings, client.http
+    def __init__(self, client: _Base, d: Deployment, out: Outcome, tools: bool = False,
+                 s: Settings | None = None) -> None:
+        self.d, self.out, self.s, self.http = d, out, s or client.settings, client.http
         self.tools = tools  # forward tool-call deltas as they arrive (events())
         self.t0 = time.perf_counter()
         self.deadline = self.t0 + self.s.ttft_timeout
@@ -399,7 +423,9 @@ class Client(_Base):
     TTFT, tokens/s and error rate seed the ``fastest`` strategy and the circuit breaker),
     ``retry_after_send`` (default True: a request that may have reached the provider, a read
     timeout or a connection lost after it was written, is retried as the official SDKs do,
-    its attempt marked ``maybe_billed``; False: such a call fails instead of sending again).
+    its attempt marked ``maybe_billed``; False: such a call fails instead of sending again),
+    ``reasoning_timeout`` (default 600 s, the official SDKs' read timeout: the least every
+    wait of a reasoning model's attempt is, see :func:`_waits`).
     """
 
     def _ledger(self, plan: Plan, op: str, arg: Any) -> Any:
@@ -455,8 +481,9 @@ class Client(_Base):
 
     def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
-        with _Answer(self, d, _embedded(plan)) as a:
-            a.got(self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
+        s = _waits(self.settings, plan, d, False)
+        with _Answer(self, d, _embedded(plan), s) as a:
+            a.got(self.http.post(url, headers, body, s.timeout, s.connect_timeout))
         return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> ChatStream:
@@ -465,9 +492,10 @@ class Client(_Base):
 
     def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome, tools: bool = False) -> Iterator[list]:
         url, headers, body = plan.request(d, True)
-        at = _Attempt(self, d, out, tools)
+        s = _waits(self.settings, plan, d, True)
+        at = _Attempt(self, d, out, tools, s)
         try:
-            with self.http.stream(url, headers, body, self.settings.stall_timeout, self.settings.connect_timeout) as r:
+            with self.http.stream(url, headers, body, s.stall_timeout, s.connect_timeout) as r:
                 if r.status >= 400:
                     raise _stream_error(d, r, r.read())
                 if at.opened(r):
@@ -859,8 +887,9 @@ class AsyncClient(_Base):
 
     async def _send(self, plan: Plan, d: Deployment) -> Outcome:
         url, headers, body = plan.request(d, False)
-        with _Answer(self, d, _embedded(plan)) as a:
-            a.got(await self.http.post(url, headers, body, self.settings.timeout, self.settings.connect_timeout))
+        s = _waits(self.settings, plan, d, False)
+        with _Answer(self, d, _embedded(plan), s) as a:
+            a.got(await self.http.post(url, headers, body, s.timeout, s.connect_timeout))
         return a.out
 
     def stream(self, target: Any, messages: list[dict], **params: Any) -> AsyncChatStream:
@@ -869,10 +898,10 @@ class AsyncClient(_Base):
     async def _stream_attempt(self, plan: Plan, d: Deployment, out: Outcome, tools: bool = False
                               ) -> AsyncIterator[list]:
         url, headers, body = plan.request(d, True)
-        at = _Attempt(self, d, out, tools)
+        s = _waits(self.settings, plan, d, True)
+        at = _Attempt(self, d, out, tools, s)
         try:
-            async with self.http.stream(url, headers, body, self.settings.stall_timeout,
-                                        self.settings.connect_timeout) as r:
+            async with self.http.stream(url, headers, body, s.stall_timeout, s.connect_timeout) as r:
                 if r.status >= 400:
                     raise _stream_error(d, r, await r.read())
                 if at.opened(r):

@@ -34,7 +34,7 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from knollm.client._providers import provider_facts
@@ -416,11 +416,13 @@ class Deployment:
     provider: str = field(init=False, repr=False)
     model: str = field(init=False, repr=False)
     label: str = field(init=False, repr=False)
+    reasons: bool = field(init=False, repr=False)  # the catalog says the model reasons (thinks before answering)
 
     def __post_init__(self) -> None:
         o = self.offer
         self.provider, self.model = o.provider, o.model
         self.label = f"{o.key}" + (f" [{self.slot.label}]" if self.slot.label else "")
+        self.reasons = o.caps.get("reasoning") is True
 
     def request_headers(self) -> dict[str, str]:
         """The headers of every request to this deployment (the same dict each time: read, never
@@ -514,6 +516,15 @@ class Settings:
     max_output_price: float | None = None
     default_max_tokens: int = 4096
     retry_after_send: bool = True
+    reasoning_timeout: float = 600.0
+
+    @functools.cached_property
+    def patient(self) -> Settings:
+        """These settings with every wait at least ``reasoning_timeout``: a reasoning model's
+        (see :func:`knollm.client.core._waits`)."""
+        r = self.reasoning_timeout
+        return replace(self, timeout=max(self.timeout, r), stall_timeout=max(self.stall_timeout, r),
+                       ttft_timeout=max(self.ttft_timeout, r))
 
 
 class Router:

@@ -13,12 +13,13 @@ def model(provider: str, mid: str, canonical: str = CANON, *, input: float | Non
           output: float | None = 2.0, cache_read: float | None = None, cache_write: float | None = None,
           context: int | None = 128_000, max_output: int | None = 8192, tools: bool | None = True,
           vision: bool | None = None, structured: bool | None = None, tiers: list | None = None,
-          free: bool = False, variable: bool = False, kind: str = "chat") -> dict[str, Any]:
+          free: bool = False, variable: bool = False, kind: str = "chat",
+          reasoning: bool | None = None) -> dict[str, Any]:
     return {
         "key": f"{provider}/{mid}", "provider": provider, "id": mid, "canonical_id": canonical, "family": "llama",
         "name": mid, "kind": kind, "context_window": context, "max_output": max_output,
         "input_modalities": ["text"] + (["image"] if vision else []), "output_modalities": ["text"],
-        "capabilities": {"tools": tools, "vision": vision, "structured_output": structured},
+        "capabilities": {"tools": tools, "vision": vision, "structured_output": structured, "reasoning": reasoning},
         "prices": {"input": input, "output": output, "cache_read": cache_read, "cache_write": cache_write,
                    "request": None, "image": None},
         "price_tiers": tiers or [], "free": free, "variable_pricing": variable, "deprecated": None,

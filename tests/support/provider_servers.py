@@ -31,7 +31,9 @@ length, then half of it and the connection closes), ``reset`` (connection closed
 ``think_s`` seconds, a piece every 0.1 s, before its text, as each API sends it: OpenAI-compatible
 ``delta.reasoning_content`` (DeepSeek's), an Anthropic ``thinking`` block with its
 ``thinking_delta`` and ``signature_delta`` events, Gemini ``thought`` parts, Ollama's
-``message.thinking``). Tools in the request get a tool call back.
+``message.thinking``), ``quiet`` (OpenAI-compatible stream: the head, then nothing for ``think_s``
+seconds, then the stream: a reasoning model thinking, as OpenAI's send nothing on chat
+completions meanwhile). Tools in the request get a tool call back.
 
 Usage reported is :attr:`usage` = (input, output, cached) tokens, so costs are exact.
 Every request is recorded in :attr:`requests` (path, headers, JSON body, fault).
@@ -391,6 +393,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault == "think":
             self._think(lambda t: ev({"role": "assistant", "content": None, "reasoning_content": t}))
+        elif fault == "quiet":
+            time.sleep(self.server_owner.think_s)
         words = _words(text)
         cut = _cut_after(fault)
         if call:
