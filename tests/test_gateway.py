@@ -19,6 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from typing import Any
 
 from tests.support.client_fixtures import catalog, env_for, model
 from tests.support.gateway_proc import GatewayProcess, ledger_rows
@@ -858,6 +859,81 @@ def test_anthropic_sdk_stream_and_tools_to_anthropic_provider(gw, servers):
     assert m2.content[0].type == "text"
     assert servers["groq"].requests[-1]["json"]["messages"][-1] == {"role": "tool", "tool_call_id": block.id,
                                                                    "content": "sunny"}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
+def test_anthropic_sdk_tool_loop_with_extended_thinking_keeps_the_thinking_blocks(gw, servers, streamed):
+    """Claude Code's loop with extended thinking on: the answer's signed thinking block comes
+    back to the caller (before its tool_use, as Anthropic gave it), and the next request,
+    which gives it back with the tool result, reaches Anthropic with it unmodified: Anthropic
+    refuses a tool loop whose assistant turn does not start with its thinking block (a 400,
+    which the loopback server returns as Anthropic's API does). Before, the gateway left the
+    thinking out of the answer, and the second turn failed. A provider without thinking
+    (the chat-completions shape) gets the turn without it."""
+    anthropic = pytest.importorskip("anthropic")
+    from tests.support.provider_servers import SIGNATURE
+
+    c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0)
+    tools = [{"name": "get_weather", "description": "w", "input_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    kw = {"max_tokens": 2048, "tools": tools, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    ask = [{"role": "user", "content": "weather?"}]
+
+    def call(model: str, messages: list) -> Any:
+        if not streamed:
+            return c.messages.create(model=model, messages=messages, **kw)
+        with c.messages.stream(model=model, messages=messages, **kw) as s:
+            return s.get_final_message()
+
+    m = call(CLAUDE, ask)
+    assert [b.type for b in m.content] == ["thinking", "tool_use"] and m.stop_reason == "tool_use"
+    assert (m.content[0].thinking, m.content[0].signature) == ("Let me think. ", SIGNATURE)
+    assert servers["anthropic"].requests[-1]["json"]["thinking"] == kw["thinking"]
+    turn = [b.model_dump(exclude_none=True) for b in m.content]
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": m.content[1].id, "content": "sunny"}]}
+    m2 = call(CLAUDE, [*ask, {"role": "assistant", "content": turn}, result])
+    assert [b.type for b in m2.content] == ["thinking", "text"] and m2.stop_reason == "end_turn"
+    assert servers["anthropic"].requests[-1]["json"]["messages"][1] == {"role": "assistant", "content": turn}
+    m3 = call(GROQ, [*ask, {"role": "assistant", "content": turn}, result])  # (no thinking on this API)
+    assert [b.type for b in m3.content] == ["text"]
+    sent = servers["groq"].requests[-1]["json"]["messages"]
+    assert sent[1]["role"] == "assistant" and sent[1]["tool_calls"][0]["id"] == m.content[1].id
+    assert "thinking" not in json.dumps(sent)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
+def test_chat_completions_from_a_provider_that_answers_with_thinking_blocks(gw, oai, servers, streamed):
+    """An Anthropic-shaped provider whose answers start with a thinking block unasked (as
+    MiniMax-M2's Anthropic-compatible API does), called through chat completions: the caller
+    gets the text, and nothing of Anthropic's own blocks (no ``x_anthropic`` in the answer)."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    servers["anthropic"].thinks = True
+    try:
+        got = []
+        for kw in ({}, {"tools": tools}):
+            if streamed:
+                chunks = list(oai.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hi"}],
+                                                          stream=True, **kw))
+                calls: dict = {}
+                for c in chunks:
+                    for tc in (c.choices[0].delta.tool_calls or []) if c.choices else []:
+                        slot = calls.setdefault(tc.index, {"name": "", "arguments": ""})
+                        slot["name"] += tc.function.name or ""
+                        slot["arguments"] += tc.function.arguments or ""
+                text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+                got.append((text, list(calls.values()), [c.model_dump() for c in chunks]))
+            else:
+                r = oai.chat.completions.create(model=CLAUDE, messages=[{"role": "user", "content": "hi"}], **kw)
+                calls = [{"name": c.function.name, "arguments": c.function.arguments}
+                         for c in r.choices[0].message.tool_calls or []]
+                got.append((r.choices[0].message.content, calls, [r.model_dump()]))
+    finally:
+        servers["anthropic"].thinks = False
+    (text, calls, raw), (_, tool_calls, raw2) = got
+    assert text == "Hello from anthropic! You said: hi" and calls == []
+    assert [(c["name"], json.loads(c["arguments"])) for c in tool_calls] == [("get_weather", {"city": "Paris"})]
+    assert "x_anthropic" not in json.dumps(raw + raw2) and "signature" not in json.dumps(raw + raw2)
 
 
 def test_anthropic_sdk_error_shape(gw):

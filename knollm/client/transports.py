@@ -62,9 +62,10 @@ def finish_with(reason: str | None, **extra: Any) -> str | None:
 #: a request parameter holding what only Anthropic's API takes (filled by the gateway's
 #: ``/v1/messages``: ``thinking``, the system blocks with their ``cache_control``, the ids of
 #: tool results that were errors, ``turns``: the assistant turns holding a server tool's
-#: blocks, as the caller sent them, one entry an assistant message, None for the others):
-#: the Anthropic shape rebuilds them, every other shape leaves it out (routing gives a
-#: request with ``turns`` to Anthropic's own API only)
+#: blocks, as the caller sent them, one entry an assistant message, None for the others;
+#: ``thought``: likewise the turns holding thinking blocks): the Anthropic shape rebuilds
+#: them, every other shape leaves it out (routing gives a request with ``turns`` to
+#: Anthropic's own API only; a turn of ``thought`` goes to the others without its thinking)
 ANTHROPIC_NATIVE = "x_anthropic"
 
 
@@ -75,9 +76,10 @@ def _refused(field: str, why: str) -> ProviderError:
 
 class Parsed:
     """A provider answer in OpenAI terms. ``blocks``: an Anthropic answer that holds blocks
-    OpenAI's terms have no word for (its server tools': ``server_tool_use``,
-    ``web_search_tool_result``, and the text blocks' ``citations``) also as its content
-    blocks, in order, as the provider gave them (thinking blocks left out); else None."""
+    OpenAI's terms have no word for (its thinking blocks, signed, which a tool loop must
+    give back unmodified; its server tools': ``server_tool_use``, ``web_search_tool_result``;
+    and the text blocks' ``citations``) also as its content blocks, in order, as the
+    provider gave them; else None."""
 
     __slots__ = ("content", "tool_calls", "finish_reason", "usage", "model", "id", "blocks")
 
@@ -97,9 +99,10 @@ class Native(dict):
     """One content-block event of an Anthropic stream as the provider sent it
     (``content_block_start``/``_delta``/``_stop``, its ``index`` the provider's), given by
     :meth:`StreamState.feed_batch` among the tool-call deltas once the stream holds a block
-    OpenAI's terms have no word for (a server tool's): from then on every block of the
-    answer (text and tool_use too, thinking left out) is given this way, in order, its
-    text also given as ``str`` (a caller forwarding these skips those copies)."""
+    OpenAI's terms have no word for (a thinking block, a server tool's): from then on every
+    block of the answer (text and tool_use too) is given this way, in order, its text also
+    given as ``str`` and its tool calls as tool-call deltas (a caller forwarding these skips
+    those copies; one that does not skips these)."""
 
     __slots__ = ()
 
@@ -695,10 +698,10 @@ def _data_url(url: str) -> tuple[str, str] | None:
     return None
 
 
-#: Anthropic's content blocks OpenAI's terms say (text, tool calls) or that are left out
-#: (thinking); any other is a server tool's (:attr:`Parsed.blocks`, :class:`Native`)
+#: Anthropic's content blocks OpenAI's terms say (text, tool calls); any other (thinking, a
+#: server tool's) makes the answer's blocks come as they came (:attr:`Parsed.blocks`, :class:`Native`)
 _THINKING = frozenset({"thinking", "redacted_thinking"})
-_PLAIN = frozenset({"text", "tool_use"}) | _THINKING
+_PLAIN = frozenset({"text", "tool_use"})
 
 
 class AnthropicShape(Shape):
@@ -751,6 +754,7 @@ class AnthropicShape(Shape):
         native = params.get(ANTHROPIC_NATIVE) or {}  # what the gateway's /v1/messages kept of the caller's request
         errors = native.get("tool_errors") or ()
         turns = native.get("turns") or ()  # (the caller's assistant turns holding a server tool's blocks)
+        thought = native.get("thought") or ()  # (those holding thinking blocks)
         said = 0  # assistant messages so far
         system, msgs = [], []
         for m in messages:
@@ -758,7 +762,9 @@ class AnthropicShape(Shape):
             if role == "assistant":
                 said += 1
                 given = turns[said - 1] if said <= len(turns) else None
-                if given is not None:  # its blocks as the caller sent them (search results, citations)
+                if given is None and said <= len(thought):
+                    given = thought[said - 1]
+                if given is not None:  # its blocks as the caller sent them (thinking, search results, citations)
                     msgs.append({"role": "assistant", "content": list(given)})
                     continue
             if role in ("system", "developer"):
@@ -862,17 +868,17 @@ class AnthropicShape(Shape):
             elif kind == "tool_use":
                 calls.append({"id": b.get("id"), "type": "function",
                               "function": {"name": b.get("name"), "arguments": json.dumps(b.get("input") or {})}})
-            elif kind not in _THINKING and kind is not None:
-                native = True  # a server tool's block (server_tool_use, web_search_tool_result…)
+            elif kind is not None:
+                native = True  # a thinking block, a server tool's (server_tool_use, web_search_tool_result…)
         return Parsed("".join(texts) if texts or not calls else None, calls,
                       self._reason(obj.get("stop_reason"), obj.get("stop_sequence")),
                       self._parsed_usage(obj.get("usage")), obj.get("model"), obj.get("id"),
-                      [b for b in obj["content"] if b.get("type") not in _THINKING] if native else None)
+                      list(obj["content"]) if native else None)
 
     @staticmethod
     def _native_start(st: StreamState, obj: dict, b: dict, kind: Any) -> list[str]:
-        """A block of a stream that holds a server tool's block (this one is the first, or
-        came after it): given as it came (:class:`Native`), and kept in ``st.blocks``."""
+        """A block of a stream that holds a thinking or a server tool's block (this one is
+        the first, or came after it): given as it came (:class:`Native`), and kept in ``st.blocks``."""
         if st.native is None:  # the first: the blocks before it were text and tool calls
             st.native, st.partial = {}, {}
             st.blocks = [{"type": "text", "text": "".join(st.content)}] if st.content else []
@@ -881,7 +887,6 @@ class AnthropicShape(Shape):
                           for c in (st.tool_calls[i] for i in sorted(st.tool_calls))]
         if kind in _THINKING:
             st.thought = True
-            return []  # (not given, as without server tools)
         i = obj.get("index", 0)
         st.native[i] = len(st.blocks)
         st.blocks.append(dict(b))
@@ -889,9 +894,13 @@ class AnthropicShape(Shape):
         if kind == "server_tool_use" and b.get("name") == "web_search":
             st.searches += 1
         elif kind == "tool_use":
-            st._tool_index[i] = len(st._tool_index)
+            ti = st._tool_index[i] = len(st._tool_index)
             st.tool_calls[i] = {"id": b.get("id"), "type": "function",
                                 "function": {"name": b.get("name"), "arguments": ""}}
+            # (and as a tool-call delta, as without such blocks: a caller that does not forward
+            # the blocks as they came gets its calls this way)
+            st.tool_deltas.append({"index": ti, "id": b.get("id"), "type": "function",
+                                   "function": {"name": b.get("name"), "arguments": ""}})
         elif kind == "text" and b.get("text"):
             st.content.append(b["text"])
             return [b["text"]]
@@ -902,12 +911,16 @@ class AnthropicShape(Shape):
         i = obj.get("index", 0)
         at = st.native.get(i)  # type: ignore[union-attr]
         if at is None:
-            return []  # a thinking block's
+            return []  # (a block that never started)
         st.tool_deltas.append(Native(obj))
         d = obj.get("delta") or {}
         kind = d.get("type")
         block = st.blocks[at]  # type: ignore[index]
-        if kind == "text_delta":
+        if kind == "thinking_delta":
+            block["thinking"] = (block.get("thinking") or "") + d.get("thinking", "")
+        elif kind == "signature_delta":
+            block["signature"] = d.get("signature", "")
+        elif kind == "text_delta":
             text = d.get("text", "")
             block["text"] = (block.get("text") or "") + text
             st.content.append(text)
@@ -917,6 +930,8 @@ class AnthropicShape(Shape):
             st.partial[i] = st.partial.get(i, "") + piece  # type: ignore[union-attr]
             if i in st.tool_calls:
                 st.tool_calls[i]["function"]["arguments"] += piece
+                if piece and i in st._tool_index:  # (its tool-call delta too, as for the start)
+                    st.tool_deltas.append({"index": st._tool_index[i], "function": {"arguments": piece}})
         elif kind == "citations_delta":
             block["citations"] = [*(block.get("citations") or ()), d.get("citation")]
         return []
@@ -955,8 +970,6 @@ class AnthropicShape(Shape):
             elif kind == "text" and b.get("text"):
                 st.content.append(b["text"])
                 return [b["text"]]
-            elif kind in _THINKING:
-                st.thought = True
         elif t == "content_block_delta":
             if st.native is not None:
                 return self._native_delta(st, obj)
@@ -964,8 +977,6 @@ class AnthropicShape(Shape):
             if d.get("type") == "text_delta":
                 st.content.append(d.get("text", ""))
                 return [d.get("text", "")]
-            if d.get("type") in ("thinking_delta", "signature_delta"):
-                st.thought = True
             if d.get("type") == "input_json_delta" and obj.get("index", 0) in st.tool_calls:
                 st.tool_calls[obj.get("index", 0)]["function"]["arguments"] += d.get("partial_json", "")
                 if d.get("partial_json"):

@@ -140,6 +140,9 @@ class _ClientStream:
     def __init__(self, client: Any, target: Any, messages: list[dict], params: dict[str, Any]) -> None:
         self.outcome = Outcome()
         self._source = client.stream(target, messages, **params)
+        # a Messages caller (``/v1/messages``) gets an Anthropic answer's own blocks as they
+        # came (thinking, a server tool's); any other caller its text and tool calls only
+        self._native = ANTHROPIC_NATIVE in params
         self._it = self._run()
 
     def __aiter__(self) -> _ClientStream:
@@ -179,12 +182,16 @@ class _ClientStream:
                         out.append(_chunk(rid, created, o.model or "", _delta(first, content="".join(text))))
                         first, text = False, []
                     if type(x) is Native:  # an Anthropic answer's block events, as they came: one chunk a run
+                        if not self._native:  # (not a Messages caller: its text and calls come as usual)
+                            continue
                         if native is None or not out or out[-1] is not native_chunk:
                             native = []
                             native_chunk = _chunk(rid, created, o.model or "", None)
                             native_chunk[ANTHROPIC_NATIVE] = {"events": native}
                             out.append(native_chunk)
                         native.append(x)
+                        continue
+                    if native is not None:  # (a call's copy: its blocks came as they came)
                         continue
                     out.append(_chunk(rid, created, o.model or "", _delta(first, tool_calls=[x])))
                     first = False
@@ -219,7 +226,7 @@ class _ClientStream:
         if refusal is not None:  # an OpenAI-compatible provider's delta.refusal, given whole
             end["choices"][0]["delta"]["refusal"] = refusal
         last = _chunk(rid, created, res.model, None, usage=res.openai_usage())
-        if res.blocks is not None:  # (an Anthropic answer with a server tool's blocks: its usage counts them)
+        if res.blocks is not None and self._native:  # (an Anthropic answer's blocks: its usage counts the searches)
             last[ANTHROPIC_NATIVE] = {"server_tool_use": {"web_search_requests": res.usage.web_searches}}
         yield pending + [end, last]
 
@@ -324,7 +331,7 @@ class ClientBackend:
             _cancelled(e)
             raise
         resp = res.model_dump(knollm=False)  # the gateway adds its own knollm object
-        if res.blocks is not None:  # an Anthropic answer with a server tool's blocks: /v1/messages gives them
+        if res.blocks is not None and ANTHROPIC_NATIVE in body:  # an Anthropic answer's own blocks: /v1/messages gives them
             resp[ANTHROPIC_NATIVE] = {"content": res.blocks,
                                       "server_tool_use": {"web_search_requests": res.usage.web_searches}}
         return resp, _outcome_of(res)

@@ -346,6 +346,9 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     # each assistant turn's blocks as the caller sent them when they hold a server tool's
     # (a web search's, from an earlier answer), else None: one entry an assistant message
     turns: list[list[Any] | None] = []
+    # likewise the turns holding thinking blocks (signed: a tool loop with thinking on must
+    # give them back to Anthropic unmodified); the other APIs get such a turn without them
+    thought: list[list[Any] | None] = []
     system = body.get("system")
     if system is not None:
         text = _system_text(system)
@@ -360,6 +363,8 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         content = m.get("content")
         if m["role"] == "assistant":
             turns.append(content if isinstance(content, list) and _native_turn(content) else None)
+            thought.append(content if isinstance(content, list) and turns[-1] is None and any(
+                isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking") for b in content) else None)
         if isinstance(content, str):
             out.append({"role": m["role"], "content": content})
             continue
@@ -416,6 +421,8 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
         native["tool_errors"] = errors
     if any(t is not None for t in turns):  # passed on whole, never dropped: an Anthropic model only
         native["turns"] = turns
+    if any(t is not None for t in thought):  # passed on whole to an Anthropic-shaped API; dropped for the others
+        native["thought"] = thought
     stops = body.get("stop_sequences")
     if stops is not None:
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
@@ -445,8 +452,9 @@ def anthropic_to_openai(body: Any) -> dict[str, Any]:
     if body.get("stream"):
         req["stream"] = True
         req["stream_options"] = {"include_usage": True}
-    if native:
-        req[ANTHROPIC_NATIVE] = native
+    # (always, empty or not: it also says the caller speaks Anthropic's Messages, which alone
+    # gets an Anthropic answer's own blocks back: thinking, a server tool's)
+    req[ANTHROPIC_NATIVE] = native
     if server:  # (checked as chat completions without them: those take function tools only)
         validate_chat_request({**req, "tools": [t for t in req["tools"] if t.get("type") == "function"] or None})
         return req

@@ -31,7 +31,9 @@ length, then half of it and the connection closes), ``reset`` (connection closed
 ``think_s`` seconds, a piece every 0.1 s, before its text, as each API sends it: OpenAI-compatible
 ``delta.reasoning_content`` (DeepSeek's), an Anthropic ``thinking`` block with its
 ``thinking_delta`` and ``signature_delta`` events, Gemini ``thought`` parts, Ollama's
-``message.thinking``), ``quiet`` (OpenAI-compatible stream: the head, then nothing for ``think_s``
+``message.thinking``; an Anthropic request with ``thinking`` enabled is answered with a signed
+thinking block first, whole or streamed, and held to Anthropic's rule on giving it back:
+:func:`thinking_history_problem`), ``quiet`` (OpenAI-compatible stream: the head, then nothing for ``think_s``
 seconds, then the stream: a reasoning model thinking, as OpenAI's send nothing on chat
 completions meanwhile). Tools in the request get a tool call back.
 
@@ -63,6 +65,32 @@ def vector_of(text: str, dims: int = 8) -> list[float]:
     return [(h[i % 32] - 128) / 256 for i in range(dims)]
 
 
+#: the signature of the thinking blocks the Anthropic-shaped servers give (Anthropic's is opaque)
+SIGNATURE = "EqQBCgIYAhIMthinking-signature"
+
+
+def thinking_history_problem(messages: list) -> str | None:
+    """What Anthropic's API says of a request with extended thinking enabled whose history
+    breaks its rule (None: it keeps it): the assistant turn before the last set of tool
+    results must start with its thinking block, given back unmodified (its signature
+    checked). Anthropic's documented message, as its API returns it (a 400)."""
+    for i, m in enumerate(messages):
+        for b in m.get("content") if isinstance(m.get("content"), list) else ():
+            if isinstance(b, dict) and b.get("type") == "thinking" and b.get("signature") != SIGNATURE:
+                return f"messages.{i}.content.0: Invalid `signature` in `thinking` block"
+    if len(messages) < 2 or not isinstance(messages[-1].get("content"), list) or not any(
+            isinstance(b, dict) and b.get("type") == "tool_result" for b in messages[-1]["content"]):
+        return None
+    i = len(messages) - 2
+    first = (messages[i].get("content") or [{}])[0] if isinstance(messages[i].get("content"), list) else {}
+    if first.get("type") in ("thinking", "redacted_thinking"):
+        return None
+    return (f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message must start with a "
+            "thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend "
+            "you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`.")
+
+
 #: the citation of ``ProviderServer.cite`` answers (a ``web_search_result_location``, as Anthropic's docs show one)
 CITATION = {"type": "web_search_result_location", "url": "https://example.com/", "title": "Example",
             "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0", "cited_text": "Example Domain. This domain is for use"}
@@ -87,6 +115,7 @@ class ProviderServer:
         self.hang_s = 3.0
         self.latency = 0.0  # seconds before every answer
         self.think_s = 1.0  # how long a ``think`` stream reasons before its text
+        self.thinks = False  # Anthropic shape: a thinking block first in every answer (MiniMax-M2's API does)
         self.searches = 0  # web searches a provider-run search tool made (Anthropic, Perplexity usage)
         # (Anthropic, with searches) the answer as Anthropic's web search docs show it: a text
         # block before the searches, and the text after them in blocks, one citing a result
@@ -170,6 +199,11 @@ class ProviderServer:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # the listen backlog: 500 concurrent clients connect at once
+
+
+def _thinks(body: dict) -> bool:
+    """Whether an Anthropic request enables extended thinking."""
+    return isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "enabled"
 
 
 def _cut_after(fault: str) -> int | None:
@@ -272,6 +306,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._embeddings(path, body, fault)
         if path.endswith("/messages/count_tokens"):
             return self._json(200, {"input_tokens": counted_tokens(body)})
+        if api == "anthropic" and _thinks(body):
+            why = thinking_history_problem(body.get("messages") or [])
+            if why:
+                return self._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": why}})
         text = o.reply(body)
         call = o.tool_call(body)
         usage = None if fault == "nousage" else o.usage
@@ -461,8 +499,10 @@ class _Handler(BaseHTTPRequestHandler):
         u = self._a_usage(usage)
         if self.server_owner.searches and u:
             u["server_tool_use"] = {"web_search_requests": self.server_owner.searches}
+        thought = [{"type": "thinking", "thinking": "Let me think. ", "signature": SIGNATURE}] \
+            if _thinks(body) or self.server_owner.thinks else []
         return {"id": "msg_1", "type": "message", "role": "assistant", "model": body.get("model"),
-                "content": before + self._search_blocks() + content,
+                "content": thought + before + self._search_blocks() + content,
                 "stop_reason": "tool_use" if call else "end_turn", "stop_sequence": None, "usage": u}
 
     def _anthropic_stream(self, body: dict, text: str, call: dict | None, usage: tuple | None, fault: str) -> None:
@@ -477,13 +517,17 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(start)
         before, after = self._cited(text)
         thinking: list[dict] = []
-        if fault == "think":  # index 0: the thinking block, its deltas, its signature
+        if fault == "think" or _thinks(body) or self.server_owner.thinks:  # index 0: the thinking block, …
             thinking = [{"type": "thinking", "thinking": "", "signature": ""}]
             self._write(ev("content_block_start", {"index": 0, "content_block": thinking[0]}))
-            self._think(lambda t: ev("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta",
-                                                                                   "thinking": t}}))
+            piece = (lambda t: ev("content_block_delta", {"index": 0, "delta": {"type": "thinking_delta",
+                                                                                "thinking": t}}))
+            if fault == "think":
+                self._think(piece)
+            else:
+                self._write(piece("Let me think. "))
             self._write(ev("content_block_delta", {"index": 0, "delta": {"type": "signature_delta",
-                                                                        "signature": "EqQBCgIYAhIM"}}))
+                                                                        "signature": SIGNATURE}}))
             self._write(ev("content_block_stop", {"index": 0}))
         blocks = thinking + before + self._search_blocks()
         for i, b in enumerate(blocks):
