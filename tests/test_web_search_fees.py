@@ -195,3 +195,18 @@ def test_the_prompt_estimate_counts_assistant_turns_passed_on_whole():
     with_turns = prompt_tokens(msgs, {"x_anthropic": {"turns": [[result, {"type": "text", "text": "Here."}]]}})
     assert with_turns - plain >= 2000  # 8,000 characters of search result: ~2,000 tokens more
     assert prompt_tokens(msgs, {"x_anthropic": {"turns": [None]}}) == plain
+
+
+def test_the_prompt_estimate_counts_thinking_blocks_given_back():
+    """A tool loop with thinking on gives the assistant turn's thinking block back to
+    Anthropic (``x_anthropic["thought"]``): input tokens the translated messages do not hold,
+    so the estimate a budget holds counts them; an empty ``x_anthropic`` (every Messages
+    request carries one) adds nothing."""
+    from knollm.client.accounting import prompt_tokens
+
+    msgs = [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": "Checking."},
+            {"role": "user", "content": "sunny"}]
+    plain = prompt_tokens(msgs, {})
+    thought = [[{"type": "thinking", "thinking": "y" * 4000, "signature": "sig"}, {"type": "text", "text": "Checking."}]]
+    assert prompt_tokens(msgs, {"x_anthropic": {"thought": thought}}) - plain >= 1000
+    assert prompt_tokens(msgs, {"x_anthropic": {}}) == plain

@@ -59,6 +59,9 @@ def prompt_tokens(messages: list[dict], params: dict | None = None) -> int:
         # assistant turns sent to Anthropic as the caller gave them (their search results are
         # input tokens the translated messages above do not hold)
         n += sum(estimate_tokens(json.dumps(t)) for t in native["turns"] if t is not None)
+    if isinstance(native, dict) and native.get("thought"):  # likewise the thinking blocks given back
+        n += sum(estimate_tokens(json.dumps(b)) for t in native["thought"] if t is not None
+                 for b in t if isinstance(b, dict) and b.get("type") in ("thinking", "redacted_thinking"))
     return n
 
 
