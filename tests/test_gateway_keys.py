@@ -464,6 +464,7 @@ def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time(serve
     ("KNOLLM_GATEWAY_KEEP_ALIVE_S", "-1", "KNOLLM_GATEWAY_KEEP_ALIVE_S must be a positive number of seconds"),
     ("KNOLLM_GATEWAY_MAX_CONNECTIONS", "many", "KNOLLM_GATEWAY_MAX_CONNECTIONS must be a whole number"),
     ("KNOLLM_GATEWAY_SHUTDOWN_S", "0", "KNOLLM_GATEWAY_SHUTDOWN_S must be a positive number of seconds"),
+    ("KNOLLM_GATEWAY_STREAM_KEEPALIVE_S", "-5", "KNOLLM_GATEWAY_STREAM_KEEPALIVE_S must be a number of seconds"),
 ])
 def test_a_bad_connection_setting_is_refused_at_startup(tmp_path, name, value, message):
     r = cli({"KNOLLM_HOME": str(tmp_path), name: value, "PATH": "/usr/bin:/bin"}, "serve", "--port", str(free_port()))

@@ -64,6 +64,10 @@ class GatewayConfig:
     timeout_s: float = 600.0
     default_hold_usd: float = 0.05
     key_cache_s: float = 5.0
+    #: while a stream waits for its first piece, its answer starts after this many seconds
+    #: and an SSE comment is sent as often, so a proxy's idle timeout does not cut a caller
+    #: whose model is thinking (0: never; the headers then wait for the first piece)
+    stream_keepalive_s: float = 15.0
     #: every request needs a gateway key, whether or not one is active (``knollm serve``
     #: sets it for a non-loopback bind: revoking the last key locks the gateway, it does
     #: not open it to the network)
@@ -76,7 +80,20 @@ class GatewayConfig:
                    timeout_s=float(env.get("KNOLLM_GATEWAY_TIMEOUT_S", cls.timeout_s)),
                    default_hold_usd=float(env.get("KNOLLM_GATEWAY_DEFAULT_HOLD_USD", cls.default_hold_usd)),
                    key_cache_s=float(env.get("KNOLLM_GATEWAY_KEY_CACHE_S", cls.key_cache_s)),
+                   stream_keepalive_s=_keepalive_s(env.get("KNOLLM_GATEWAY_STREAM_KEEPALIVE_S")),
                    require_keys=env.get("KNOLLM_GATEWAY_REQUIRE_KEYS", "").lower() in ("1", "true", "yes"))
+
+
+def _keepalive_s(raw: str | None) -> float:
+    """``KNOLLM_GATEWAY_STREAM_KEEPALIVE_S``: seconds (0: off), default 15."""
+    try:
+        v = float(raw) if raw else GatewayConfig.stream_keepalive_s
+    except ValueError:
+        v = float("nan")
+    if not 0 <= v < float("inf"):
+        raise GatewayError("KNOLLM_GATEWAY_STREAM_KEEPALIVE_S must be a number of seconds (0: off)", status=500,
+                           type="server_error")
+    return v
 
 
 def _dumps(obj: Any) -> bytes:
@@ -621,7 +638,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
         tag = key.tag if key is not None else None  # the ledger's caller: key:<name>, never the token
         if body.get("stream"):
             return await _stream(body, targets, tag, key, held, route, started, alias, dialect, raw,
-                                 request.scope.get("extensions", _NO_EXTENSIONS).get(EVENT_LOOP))
+                                 request.scope.get("extensions", _NO_EXTENSIONS).get(EVENT_LOOP), request.send)
         outcome: Outcome | None = None
         deadline = _Deadline(cfg.timeout_s, request.scope.get("extensions", _NO_EXTENSIONS).get(EVENT_LOOP))
         try:
@@ -658,9 +675,11 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
 
     async def _stream(body: dict[str, Any], targets: list[str], tag: str | None, key: GatewayKey | None,
                       held: _Held, route: str, started: float, alias: str, dialect: str, raw: dict[str, Any],
-                      loop: Any = None) -> Response:
+                      loop: Any = None, send: Any = None) -> Response:
         anthropic = dialect == "anthropic"
         deadline = _Deadline(cfg.timeout_s, loop)  # the whole request, stream included
+        if send is not None and cfg.stream_keepalive_s:  # (keep-alive comments while the first piece is awaited)
+            deadline.quiet(cfg.stream_keepalive_s, send)
         stream: Any = None
         try:  # until the body starts, a failure is an error answer, settled and counted here
             want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -669,11 +688,13 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                 first = await deadline.wait(stream.__anext__())
             except StopAsyncIteration:
                 first = None
+            early = deadline.heard()  # (an answer begun with keep-alive comments, else None)
             headers = _knollm_headers(stream.outcome, streaming=True)
             model_name = body["model"]
             conv = AnthropicStream(model_name, "msg_" + new_id()) if anthropic else None
             rconv = ResponsesStream(response_skeleton(raw, model_name)) if dialect == "responses" else None
         except BaseException as e:  # noqa: BLE001
+            early = deadline.heard()
             deadline.cancel()
             if stream is not None:  # (a stream past its first batch is closed, and charged, first)
                 with contextlib.suppress(Exception):
@@ -682,7 +703,20 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
             await access.settle(key, held, outcome if isinstance(outcome, Outcome) else None)
             m.in_flight -= 1
             if isinstance(e, asyncio.CancelledError):
+                if early is not None:
+                    early.stop()
                 raise
+            if early is not None and await early.begun():  # the 200 has left: the error is an event
+                err = as_gateway_error(e)
+                record(route, err.status, started, outcome if isinstance(outcome, Outcome) else None, alias, err)
+                if anthropic:
+                    data = b"event: error\ndata: " + _dumps(error_body(err, True)) + b"\n\n"
+                elif dialect == "responses":
+                    fail = ResponsesStream(response_skeleton(raw, body["model"])).fail(error_body(err)["error"], {})
+                    data = b"".join(b"event: " + n.encode() + b"\ndata: " + _dumps(d) + b"\n\n" for n, d in fail)
+                else:
+                    data = b"data: " + _dumps(error_body(err)) + b"\n\n"
+                return _EventStream(_one(data), {}, early)
             return error_response(route, started, e, alias, anthropic, outcome)
         legacy = dialect == "completions"
 
@@ -755,7 +789,7 @@ def create_app(backend: Backend, *, store: KeyStore | None = None, config: Gatew
                     m.in_flight -= 1
                     record(route, status, started, stream.outcome, alias, err)
 
-        return _EventStream(body_iter(), {**headers, "cache-control": "no-cache"})
+        return _EventStream(body_iter(), {**headers, "cache-control": "no-cache"}, early)
 
     async def chat_completions(request: Request) -> Response:
         return await serve_chat(request, "/v1/chat/completions", "openai")
@@ -940,7 +974,7 @@ class _GatewayApp(Starlette):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        request = _ChatRequest(scope, receive)
+        request = _ChatRequest(scope, receive, send)
         try:
             response = await hit[0](request)
         except Exception as e:  # noqa: BLE001 - as Starlette's error middleware would: a JSON 500
@@ -977,11 +1011,13 @@ class _EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncIterator[tuple[bytes, bool]], headers: dict[str, str]) -> None:
+    def __init__(self, body: AsyncIterator[tuple[bytes, bool]], headers: dict[str, str],
+                 early: _Early | None = None) -> None:
         self.body_iterator = body
         self.status_code = 200
         self.background = None
         self._headers = headers
+        self.early = early  # (its answer begun with keep-alive comments: the head has left)
 
     @property
     def raw_headers(self) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
@@ -1004,13 +1040,15 @@ class _EventStream(Response):
         it = self.body_iterator
         try:
             data, more = await it.__anext__()  # the first piece: the first batch is already here
-            if not more:  # the whole stream in one write: nothing to watch for
+            begun = self.early is not None and await self.early.begun()
+            if not more and not begun:  # the whole stream in one write: nothing to watch for
                 whole = scope.get("extensions", _NO_EXTENSIONS).get(WHOLE_ANSWER)
                 if whole is not None and await whole(send, 200, "text/event-stream; charset=utf-8", self._headers,
                                                      data, chunked=True):
                     await _ended(it)
                     return
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            if not begun:
+                await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             if not more:
                 await send({"type": "http.response.body", "body": data, "more_body": False})
                 # the body ends on its own: closed at its last piece instead, its
@@ -1033,6 +1071,57 @@ class _EventStream(Response):
             if watcher is not None:
                 watcher.cancel()
             await it.aclose()
+
+
+async def _one(data: bytes) -> AsyncIterator[tuple[bytes, bool]]:
+    """A body of one last piece."""
+    yield data, False
+
+
+#: the head of a stream begun before its first piece: who serves it is not known yet (its
+#: last chunk's ``knollm`` object says)
+_PENDING_HEAD = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-knollm-provider", b"pending"),
+                 (b"x-knollm-model", b"pending"), (b"x-knollm-cost-usd", b"pending"),
+                 (b"x-knollm-attempts", b"pending"), (b"cache-control", b"no-cache")]
+
+
+class _Early:
+    """A stream's answer begun while its first piece is awaited: the head (200, the
+    ``x-knollm-*`` headers ``pending``) and an SSE comment, then a comment every time the
+    request's :class:`_Deadline` says the keep-alive time passed again. Comments are ignored
+    by every SSE reader (the openai and anthropic SDKs included); they keep a proxy in front
+    of the gateway from cutting a caller whose model is still thinking (60 s of silence on
+    AWS's ALB and nginx, 100 s on Cloudflare). The writes are tasks of their own: the
+    request's task goes on awaiting the provider."""
+
+    __slots__ = ("every", "send", "task", "stopped", "started")
+
+    def __init__(self, every: float, send: Any) -> None:
+        self.every, self.send, self.task, self.stopped, self.started = every, send, None, False, False
+
+    def ping(self) -> None:
+        if not self.stopped and (self.task is None or self.task.done()):
+            self.task = asyncio.ensure_future(self._ping())
+
+    async def _ping(self) -> None:
+        try:
+            if not self.started:
+                self.started = True
+                await self.send({"type": "http.response.start", "status": 200, "headers": _PENDING_HEAD})
+            if not self.stopped:
+                await self.send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+        except Exception:  # noqa: BLE001 - a connection gone meanwhile: the request's own writes say so
+            log.debug("keep-alive write failed", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    async def begun(self) -> bool:
+        """No more comments; whether the head has left (after any write under way)."""
+        self.stopped = True
+        if self.task is not None and not self.task.done():
+            await self.task
+        return self.started
 
 
 async def _ended(it: AsyncIterator[Any]) -> None:
@@ -1067,10 +1156,10 @@ class _ChatRequest:
     body, read straight from ``receive`` up to a limit (Starlette's ``Request`` costs more
     than the handlers use)."""
 
-    __slots__ = ("scope", "receive", "headers")
+    __slots__ = ("scope", "receive", "send", "headers")
 
-    def __init__(self, scope: Any, receive: Any) -> None:
-        self.scope, self.receive = scope, receive
+    def __init__(self, scope: Any, receive: Any, send: Any = None) -> None:
+        self.scope, self.receive, self.send = scope, receive, send
         self.headers = _Headers(scope["headers"])
 
     async def body(self, limit: int) -> bytes:
@@ -1093,6 +1182,8 @@ class _ChatRequest:
             if not msg.get("more_body"):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+
+_NEVER = float("inf")
 
 #: the event loops whose server is shutting down (:func:`drain`): id(loop) -> (the loop,
 #: the loop time by which its requests must be done, the seconds they were given)
@@ -1131,7 +1222,7 @@ class _Deadline:
     A server shutting down shortens it (:func:`drain`): past that, :meth:`wait` raises a 503
     ``shutting_down`` :class:`GatewayError` instead."""
 
-    __slots__ = ("task", "at", "expired", "waiting", "ticker", "drained")
+    __slots__ = ("task", "at", "expired", "waiting", "ticker", "drained", "quiet_at", "keepalive")
 
     def __init__(self, seconds: float, loop: Any = None) -> None:
         if loop is None:  # (the server's, when it said: the lookup costs a getpid system call)
@@ -1140,12 +1231,26 @@ class _Deadline:
         self.at = loop.time() + seconds
         self.expired = self.waiting = False
         self.drained = 0.0  # (shortened by a shutdown: the seconds the server gave its requests)
+        self.quiet_at = _NEVER  # (a stream's first piece awaited: when the next keep-alive is due)
+        self.keepalive: Any = None  # (then (seconds, ASGI send), and once one is sent its _Early)
         if _DRAINING:  # the server is shutting down: no more than the time its requests have left
             got = _DRAINING.get(id(loop))
             if got is not None and got[0] is loop:
                 self.shorten(got[1], got[2])
         self.ticker = Ticker.of(loop)
         self.ticker.live.add(self)
+
+    def quiet(self, every: float, send: Any) -> None:
+        """Keep-alive comments on ``send`` every ``every`` seconds while this request waits
+        with nothing to write (a stream's first piece: see :class:`_Early`), until :meth:`heard`."""
+        self.keepalive = (every, send)
+        self.quiet_at = self.ticker.loop.time() + every
+
+    def heard(self) -> _Early | None:
+        """The first piece came (or the request failed): no more keep-alives; the stream's
+        :class:`_Early` if one began its answer, else None."""
+        early, self.keepalive, self.quiet_at = self.keepalive, None, _NEVER
+        return early if type(early) is _Early else None
 
     def shorten(self, at: float, seconds: float) -> None:
         """The server is shutting down: the limit is now ``at`` (loop time), if sooner."""
@@ -1154,6 +1259,12 @@ class _Deadline:
 
     def tick(self, now: float) -> bool:
         if now < self.at:
+            if now >= self.quiet_at and self.waiting:  # a stream's first piece, still awaited
+                k = self.keepalive
+                if type(k) is not _Early:
+                    k = self.keepalive = _Early(*k)
+                k.ping()
+                self.quiet_at = now + k.every
             return False
         self.expired = True
         if self.waiting and self.task is not None:

@@ -84,6 +84,9 @@ def serve(host: str = "127.0.0.1", port: int = 4000, *, lock: str | None = None,
     if catalog:
         os.environ["KNOLLM_CATALOG"] = os.path.abspath(catalog)
     read_timeout(), max_head_bytes(), max_connections()  # (a bad value is told here, not by each worker)
+    from knollm.gateway.app import _keepalive_s
+
+    _keepalive_s(os.environ.get("KNOLLM_GATEWAY_STREAM_KEEPALIVE_S"))
     idle, grace = keep_alive(), shutdown_seconds()
     store = KeyStore()
     check_bind(host, store.any_active())
