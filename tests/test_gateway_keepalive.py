@@ -87,19 +87,24 @@ def test_keepalive_off_the_head_waits_for_the_first_piece(groq, tmp_path):
     assert b"x-knollm-provider: groq" in got
 
 
-@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/responses"])
 def test_a_stream_failing_after_its_keepalives_ends_with_an_error_event(groq, tmp_path, path):
     """Every attempt fails after the answer began (the provider answers nothing and closes,
     twice): the status has left as 200, so the failure is an error event in the caller's
     shape, and the chunked body ends properly; nothing is charged."""
     groq.default, groq.hang_s = "hang", 1.5
     with _gateway(tmp_path, groq, "1") as gw:
-        reads, got = _timeline(gw.port, path, {"model": GROQ, "messages": MSG, "stream": True, "max_tokens": 50})
+        body = {"model": GROQ, "input": "hi", "stream": True} if path == "/v1/responses" else \
+            {"model": GROQ, "messages": MSG, "stream": True, "max_tokens": 50}
+        reads, got = _timeline(gw.port, path, body)
     text = got.decode()
     assert text.startswith("HTTP/1.1 200") and ": keep-alive" in text and text.endswith("\r\n0\r\n\r\n")
     if path == "/v1/messages":
         event = text[text.index("event: error\ndata: ") + 19:].split("\n", 1)[0]
         assert json.loads(event)["error"]["type"] == "api_error"
+    elif path == "/v1/responses":  # (its created and in_progress events, then error and response.failed)
+        event = text[text.index("event: response.failed\ndata: ") + 29:].split("\n", 1)[0]
+        assert json.loads(event)["response"]["status"] == "failed" and "event: error\n" in text
     else:
         event = text[text.index("data: {") + 6:].split("\n", 1)[0]
         assert json.loads(event)["error"]["type"] == "upstream_error"
