@@ -169,3 +169,38 @@ def test_calls_still_waiting_when_the_shutdown_time_is_up_get_an_answer_and_stre
     assert [(r["provider"], r["outcome"], r["output_tokens"] > 0, r["cost_usd"] > 0) for r in rows] == \
         [("groq", "interrupted", True, True)] * 2
     assert "Traceback" not in err and "shutting down: 3 request(s) in flight" in err
+
+
+def test_with_two_workers_each_worker_cuts_its_own_calls_at_the_shutdown_time(servers, tmp_path):
+    """``--workers 2``: uvicorn's supervisor passes SIGTERM to each worker, and the worker
+    serving a stalled stream gives it its error event and its ``interrupted`` row at the
+    shutdown time, as one worker does; the supervisor exits once both have."""
+    servers["groq"].hang_s = 30
+    servers["groq"].faults("stall")
+    env = gateway_env(tmp_path, servers, KNOLLM_GATEWAY_SHUTDOWN_S="1")
+    with GatewayProcess(env, args=["--workers", "2"]) as gw:
+        h = httpx.Client(base_url=gw.url, timeout=30)
+        started = threading.Event()
+
+        def stream() -> list[str]:
+            lines = []
+            with h.stream("POST", "/v1/chat/completions", json={"model": GROQ, "messages": MSG, "stream": True}) as r:
+                for line in r.iter_lines():
+                    lines.append(line)
+                    started.set()
+            return lines
+
+        th, got = _in_thread(stream)
+        _wait_for(started.is_set)
+        t = time.monotonic()
+        gw.proc.send_signal(signal.SIGTERM)
+        th.join(15)
+        code = gw.proc.wait(15)
+        took = time.monotonic() - t
+        err = gw.stderr()
+    assert code in (0, -signal.SIGTERM), err
+    assert took < 8 and "error" not in got, (took, got)
+    events = [json.loads(line[6:]) for line in got["value"] if line.startswith("data: {")]
+    assert events[0]["choices"][0]["delta"]["content"] == "Hello " and events[-1]["error"]["code"] == "shutting_down"
+    assert [(r["provider"], r["outcome"]) for r in ledger_rows(tmp_path)] == [("groq", "interrupted")]
+    assert "Traceback" not in err
